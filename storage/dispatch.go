@@ -1,0 +1,195 @@
+package storage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+	"unsafe"
+)
+
+// dispatchBatch is how many records the dispatcher indexes before it writes
+// the entries out and wakes readers.
+const dispatchBatch = 4096
+
+// dispatchLoop indexes what appends write. It is the indexes' only writer.
+func (s *Store) dispatchLoop() {
+	defer s.wg.Done()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-s.dispatchKick:
+		case <-retry.C:
+		case <-s.stop:
+			if err := s.dispatch(s.written.Load()); err != nil {
+				s.logger.Error("storage: index at close", "err", err)
+			}
+			return
+		}
+		if err := s.dispatch(s.written.Load()); err != nil {
+			// A write to an index failed (a full disk, say): the log is
+			// intact and the next round redoes the same entries.
+			s.logger.Error("storage: indexing stalled; retrying in 1s", "err", err)
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// dispatch indexes the log from s.dispatched up to to. Records there were
+// written by this store (or checked by recovery), so their frames are trusted
+// except for what keeps the walk itself safe.
+func (s *Store) dispatch(to int64) error {
+	off := s.dispatched.Load()
+	n := 0
+	for off < to {
+		seg := s.log.find(off)
+		if seg == nil {
+			return fmt.Errorf("storage: dispatch: no segment holds log offset %d", off)
+		}
+		next, err := s.dispatchSegment(seg, off, to, &n)
+		if err == nil && (n >= dispatchBatch || next >= to) {
+			err = s.writeIndexes()
+		}
+		if err != nil {
+			s.dropPending() // the next round starts again from s.dispatched
+			return err
+		}
+		off = next
+		if n >= dispatchBatch || off >= to {
+			s.dispatched.Store(off)
+			n = 0
+		}
+	}
+	return nil
+}
+
+// dispatchSegment indexes records of seg from off until to, the segment's
+// end or a full batch, and returns where it stopped.
+func (s *Store) dispatchSegment(seg *segment, off, to int64, n *int) (int64, error) {
+	seg.mu.RLock()
+	defer seg.mu.RUnlock()
+	if seg.closed {
+		return seg.end(), nil
+	}
+	be := binary.BigEndian
+	for off < to && *n < dispatchBatch {
+		b := seg.readable(off-seg.base, to)
+		if len(b) < headerSize {
+			return seg.end(), nil
+		}
+		size := int(be.Uint32(b))
+		switch be.Uint32(b[4:]) {
+		case blankMagic:
+			return seg.end(), nil
+		case recordMagic:
+		default:
+			return off, fmt.Errorf("storage: dispatch: bad magic at log offset %d", off)
+		}
+		if size < minRecordSize || size > len(b) {
+			return off, fmt.Errorf("storage: dispatch: record size %d at log offset %d", size, off)
+		}
+		if err := s.index(b[:size], off, seg.base); err != nil {
+			return off, err
+		}
+		off += int64(size)
+		*n++
+	}
+	return off, nil
+}
+
+// index adds the entries of the record rec at log offset off to the pending
+// batch. rec points into the mapping: nothing of it may be kept.
+func (s *Store) index(rec []byte, off, segBase int64) error {
+	be := binary.BigEndian
+	tlen := int(rec[fixedSize])
+	if recordFieldsOff+tlen > len(rec) {
+		return fmt.Errorf("storage: dispatch: topic overruns record at log offset %d", off)
+	}
+	topic := unsafe.String(&rec[recordFieldsOff], tlen) // lookup only
+	k := queueKey{topic, int(be.Uint32(rec[16:]))}
+	qoff := int64(be.Uint64(rec[20:]))
+	p := s.pend[k]
+	if p == nil {
+		k.topic = strings.Clone(topic)
+		q, err := s.queue(k.topic, k.id, true)
+		if err != nil {
+			return err
+		}
+		p = &pending{q: q}
+		s.pend[k] = p
+	}
+	if len(p.buf) == 0 {
+		p.first = qoff
+	} else if p.first+int64(len(p.buf)/entrySize) != qoff {
+		if err := s.writePending(p); err != nil {
+			return err
+		}
+		p.first = qoff
+	}
+	var e [entrySize]byte
+	putEntry(e[:], entry{logOffset: off, size: int32(len(rec)), subjectHash: be.Uint32(rec[64:]), storeTime: int64(be.Uint64(rec[44:]))})
+	p.buf = append(p.buf, e[:]...)
+
+	// Keys follow the topic and the subject.
+	r := reader{b: rec, p: recordFieldsOff + tlen}
+	r.bytes(int(r.u16()))
+	for nk := int(r.u16()); nk > 0 && r.ok(); nk-- {
+		key := r.bytes(int(r.u16()))
+		if !r.ok() {
+			break
+		}
+		var ke [keyEntrySize]byte
+		be.PutUint64(ke[:], keyHash(unsafe.String(unsafe.SliceData(key), len(key))))
+		be.PutUint64(ke[8:], uint64(off))
+		s.keyPend[segBase] = append(s.keyPend[segBase], ke[:]...)
+	}
+	return nil
+}
+
+// writeIndexes writes the pending entries and wakes the readers of the
+// queues that grew.
+func (s *Store) writeIndexes() error {
+	for _, p := range s.pend {
+		if err := s.writePending(p); err != nil {
+			return err
+		}
+	}
+	for base, b := range s.keyPend {
+		if len(b) == 0 {
+			continue
+		}
+		if err := s.keys.append(base, b); err != nil {
+			return err
+		}
+		s.keyPend[base] = b[:0]
+	}
+	return nil
+}
+
+func (s *Store) dropPending() {
+	for _, p := range s.pend {
+		p.buf = p.buf[:0]
+	}
+	clear(s.keyPend)
+}
+
+func (s *Store) writePending(p *pending) error {
+	if len(p.buf) == 0 {
+		return nil
+	}
+	q := p.q
+	if max := q.max.Load(); p.first < max {
+		// The log is the truth: entries past this point are stale.
+		s.logger.Warn("storage: index ahead of the log; truncating", "topic", q.topic, "queue", q.id, "from", p.first, "max", max)
+		if err := q.truncate(p.first); err != nil {
+			return err
+		}
+	}
+	if err := q.write(p.first, p.buf); err != nil {
+		return err
+	}
+	q.publish(p.first, p.first+int64(len(p.buf)/entrySize))
+	p.buf = p.buf[:0]
+	return nil
+}

@@ -1,0 +1,186 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// keyIndex maps message keys to log offsets: one file per commit-log segment,
+// named like it, of 16-byte entries (key hash, log offset) in log order. It is
+// derived data, written by the dispatcher and rebuilt from the log; a lookup
+// scans it newest first and checks each hit against the record.
+type keyIndex struct {
+	dir string
+
+	mu    sync.Mutex // guards files and sizes
+	files map[int64]*os.File
+	sizes map[int64]int64
+	dirty map[int64]bool
+}
+
+const keyEntrySize = 16
+
+func openKeyIndex(dir string) (*keyIndex, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	k := &keyIndex{dir: dir, files: map[int64]*os.File{}, sizes: map[int64]int64{}, dirty: map[int64]bool{}}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	for _, e := range ents {
+		base, ok := parseSegmentName(e.Name())
+		if !ok {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0o644)
+		if err != nil {
+			k.close()
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			k.close()
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		k.files[base] = f
+		k.sizes[base] = st.Size() / keyEntrySize * keyEntrySize
+	}
+	return k, nil
+}
+
+// append adds encoded entries b to the file of the segment at base. Dispatcher only.
+func (k *keyIndex) append(base int64, b []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f := k.files[base]
+	if f == nil {
+		var err error
+		if f, err = os.OpenFile(filepath.Join(k.dir, segmentName(base)), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		k.files[base] = f
+	}
+	if _, err := f.WriteAt(b, k.sizes[base]); err != nil {
+		return fmt.Errorf("storage: write key index: %w", err)
+	}
+	k.sizes[base] += int64(len(b))
+	k.dirty[base] = true
+	return nil
+}
+
+// truncate drops entries for log offsets at or past off (recovery).
+func (k *keyIndex) truncate(off int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var buf [keyEntrySize]byte
+	for base, f := range k.files {
+		n := k.sizes[base] / keyEntrySize
+		i := sort.Search(int(n), func(i int) bool {
+			if _, err := f.ReadAt(buf[:], int64(i)*keyEntrySize); err != nil {
+				return true
+			}
+			return int64(binary.BigEndian.Uint64(buf[8:])) >= off
+		})
+		if int64(i) == n {
+			continue
+		}
+		if err := f.Truncate(int64(i) * keyEntrySize); err != nil {
+			return fmt.Errorf("storage: truncate key index: %w", err)
+		}
+		k.sizes[base] = int64(i) * keyEntrySize
+		k.dirty[base] = true
+	}
+	return nil
+}
+
+// lookup returns the log offsets whose key hash is h, newest first, at most max.
+func (k *keyIndex) lookup(h uint64, max int) ([]int64, error) {
+	k.mu.Lock()
+	bases := make([]int64, 0, len(k.files))
+	for base := range k.files {
+		bases = append(bases, base)
+	}
+	k.mu.Unlock()
+	sort.Slice(bases, func(i, j int) bool { return bases[i] > bases[j] })
+	var out []int64
+	buf := make([]byte, 4096*keyEntrySize)
+	for _, base := range bases {
+		k.mu.Lock()
+		f, size := k.files[base], k.sizes[base]
+		k.mu.Unlock()
+		if f == nil {
+			continue
+		}
+		var hits []int64
+		for pos := int64(0); pos < size; pos += int64(len(buf)) {
+			n, err := f.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return out, fmt.Errorf("storage: read key index: %w", err)
+			}
+			for p := 0; p+keyEntrySize <= n; p += keyEntrySize {
+				if binary.BigEndian.Uint64(buf[p:]) == h {
+					hits = append(hits, int64(binary.BigEndian.Uint64(buf[p+8:])))
+				}
+			}
+		}
+		for i := len(hits) - 1; i >= 0 && len(out) < max; i-- {
+			out = append(out, hits[i])
+		}
+		if len(out) >= max {
+			break
+		}
+	}
+	return out, nil
+}
+
+// drop deletes the file of the segment at base (retention).
+func (k *keyIndex) drop(base int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f := k.files[base]
+	if f == nil {
+		return nil
+	}
+	f.Close()
+	delete(k.files, base)
+	delete(k.sizes, base)
+	delete(k.dirty, base)
+	if err := os.Remove(filepath.Join(k.dir, segmentName(base))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
+}
+
+// sync fsyncs the files written since the last call.
+func (k *keyIndex) sync() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.dirty) == 0 {
+		return nil
+	}
+	for base := range k.dirty {
+		if err := k.files[base].Sync(); err != nil {
+			return fmt.Errorf("storage: sync key index: %w", err)
+		}
+		delete(k.dirty, base)
+	}
+	return syncDir(k.dir)
+}
+
+func (k *keyIndex) close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for base, f := range k.files {
+		f.Close()
+		delete(k.files, base)
+	}
+}

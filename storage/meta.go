@@ -1,0 +1,119 @@
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+)
+
+// Small metadata (the store's identity, the clean-shutdown marker; topic
+// configs and consumer offsets for the core) is kept in JSON documents
+// written atomically: a temporary file, fsync, rename over the old one, fsync
+// of the directory. A reader sees the old document or the new one, never a
+// half-written one; the checksum catches what the disk gets wrong.
+
+type envelope struct {
+	CRC32C uint32          `json:"crc32c"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// SaveMeta stores v as the metadata document name (letters, digits, '-',
+// '_', '.'), atomically.
+func (s *Store) SaveMeta(name string, v any) error {
+	if err := metaName(name); err != nil {
+		return err
+	}
+	return saveJSON(filepath.Join(s.metaDir(), name+".json"), v)
+}
+
+// LoadMeta reads the metadata document name into v. It reports false when
+// there is none.
+func (s *Store) LoadMeta(name string, v any) (bool, error) {
+	if err := metaName(name); err != nil {
+		return false, err
+	}
+	return loadJSON(filepath.Join(s.metaDir(), name+".json"), v)
+}
+
+func (s *Store) metaDir() string { return filepath.Join(s.dir, "meta") }
+
+func metaName(name string) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("storage: metadata name %q: want 1..128 characters", name)
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("storage: metadata name %q: %q is not allowed", name, c)
+		}
+	}
+	return nil
+}
+
+func saveJSON(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("storage: encode %s: %w", filepath.Base(path), err)
+	}
+	doc, err := json.MarshalIndent(envelope{CRC32C: crc32.Checksum(data, castagnoli), Data: data}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("storage: encode %s: %w", filepath.Base(path), err)
+	}
+	return writeFileAtomic(path, append(doc, '\n'))
+}
+
+func loadJSON(path string, v any) (bool, error) {
+	doc, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("storage: %w", err)
+	}
+	var env envelope
+	if err := json.Unmarshal(doc, &env); err != nil {
+		return false, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	// Checksum the compact form: the file holds it indented.
+	compact, err := json.Marshal(env.Data)
+	if err != nil || crc32.Checksum(compact, castagnoli) != env.CRC32C {
+		return false, fmt.Errorf("%w: %s: checksum mismatch", ErrCorrupt, path)
+	}
+	if err := json.Unmarshal(env.Data, v); err != nil {
+		return false, fmt.Errorf("storage: decode %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// writeFileAtomic replaces path with data: tmp, fsync, rename, fsync dir.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("storage: write %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("storage: sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// entrySize is the size of one consume-queue index entry:
+//
+//	0  8 log offset of the record
+//	8  4 record size
+//	12 4 subject hash
+//	16 8 store time, unix nanoseconds
+//
+// An all-zero entry is a hole (never written) and is skipped by readers.
+const entrySize = 24
+
+type entry struct {
+	logOffset   int64
+	size        int32
+	subjectHash uint32
+	storeTime   int64
+}
+
+func putEntry(b []byte, e entry) {
+	binary.BigEndian.PutUint64(b[0:], uint64(e.logOffset))
+	binary.BigEndian.PutUint32(b[8:], uint32(e.size))
+	binary.BigEndian.PutUint32(b[12:], e.subjectHash)
+	binary.BigEndian.PutUint64(b[16:], uint64(e.storeTime))
+}
+
+func getEntry(b []byte) entry {
+	return entry{
+		logOffset:   int64(binary.BigEndian.Uint64(b[0:])),
+		size:        int32(binary.BigEndian.Uint32(b[8:])),
+		subjectHash: binary.BigEndian.Uint32(b[12:]),
+		storeTime:   int64(binary.BigEndian.Uint64(b[16:])),
+	}
+}
+
+// queue is the consume-queue index of one (topic, queue id): entry i is the
+// message at queue offset i, so a queue offset is an array index. Entries
+// live in files of perFile entries named by their first index. The index is
+// derived data: the dispatcher writes it from the commit log, and recovery
+// rebuilds it from there.
+//
+// The dispatcher is the only writer. Readers see entries [min, max).
+type queue struct {
+	topic   string
+	id      int
+	dir     string
+	perFile int64
+
+	mu    sync.RWMutex // guards files
+	files map[int64]*os.File
+
+	min, max atomic.Int64
+	dirty    atomic.Bool // written since the last checkpoint
+
+	wakeMu sync.Mutex
+	wake   chan struct{} // closed when max moves; nil until someone waits
+}
+
+func queueFileName(start int64) string { return fmt.Sprintf("%020d", start) }
+
+// openQueue opens the index files in dir, creating dir if needed.
+func openQueue(dir, topic string, id int, perFile int64) (*queue, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	q := &queue{topic: topic, id: id, dir: dir, perFile: perFile, files: map[int64]*os.File{}}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	var starts []int64
+	for _, e := range ents {
+		start, err := strconv.ParseInt(e.Name(), 10, 64)
+		if err != nil || len(e.Name()) != 20 || start%perFile != 0 {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0o644)
+		if err != nil {
+			q.close()
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		q.files[start] = f
+		starts = append(starts, start)
+	}
+	if len(starts) == 0 {
+		return q, nil
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	last := starts[len(starts)-1]
+	st, err := q.files[last].Stat()
+	if err != nil {
+		q.close()
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	n := min(st.Size()/entrySize, perFile) // a torn partial entry is dropped
+	q.max.Store(last + n)
+	// The first entry is the first non-hole of the first file: holes come
+	// only before it (a queue whose start was trimmed or rebuilt mid-way).
+	first := starts[0]
+	lo, hi := first, min(first+perFile, last+n)
+	var buf [entrySize]byte
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if _, err := q.files[first].ReadAt(buf[:], (mid-first)*entrySize); err != nil || getEntry(buf[:]).size == 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	q.min.Store(min(lo, last+n))
+	return q, nil
+}
+
+// file returns the file holding index i, creating it when create is set.
+func (q *queue) file(i int64, create bool) (*os.File, int64, error) {
+	start := i / q.perFile * q.perFile
+	q.mu.RLock()
+	f := q.files[start]
+	q.mu.RUnlock()
+	if f != nil || !create {
+		return f, start, nil
+	}
+	f, err := os.OpenFile(filepath.Join(q.dir, queueFileName(start)), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, start, fmt.Errorf("storage: %w", err)
+	}
+	q.mu.Lock()
+	q.files[start] = f
+	q.mu.Unlock()
+	return f, start, nil
+}
+
+// write stores encoded entries b starting at index first. Dispatcher only.
+// It does not publish them: see publish.
+func (q *queue) write(first int64, b []byte) error {
+	for len(b) > 0 {
+		f, start, err := q.file(first, true)
+		if err != nil {
+			return err
+		}
+		n := min(int64(len(b))/entrySize, start+q.perFile-first)
+		if _, err := f.WriteAt(b[:n*entrySize], (first-start)*entrySize); err != nil {
+			return fmt.Errorf("storage: write index %s/%d: %w", q.topic, q.id, err)
+		}
+		first += n
+		b = b[n*entrySize:]
+	}
+	q.dirty.Store(true)
+	return nil
+}
+
+// publish makes entries up to max visible and wakes waiting readers. A
+// queue that was empty starts at first, its first written index: the queue
+// offsets before it are holes (a queue rebuilt from a trimmed log).
+func (q *queue) publish(first, max int64) {
+	if q.min.Load() == q.max.Load() && first > q.min.Load() {
+		q.min.Store(first)
+	}
+	q.max.Store(max)
+	q.wakeMu.Lock()
+	if q.wake != nil {
+		close(q.wake)
+		q.wake = nil
+	}
+	q.wakeMu.Unlock()
+}
+
+// waitCh returns a channel closed when max next moves.
+func (q *queue) waitCh() <-chan struct{} {
+	q.wakeMu.Lock()
+	defer q.wakeMu.Unlock()
+	if q.wake == nil {
+		q.wake = make(chan struct{})
+	}
+	return q.wake
+}
+
+// read fills buf (a multiple of entrySize) with entries from index from and
+// returns how many it read. Holes and files removed by retention read as
+// zero entries.
+func (q *queue) read(from int64, buf []byte) (int, error) {
+	n := 0
+	for n*entrySize < len(buf) {
+		i := from + int64(n)
+		f, start, err := q.file(i, false)
+		if err != nil {
+			return n, err
+		}
+		want := min(int64(len(buf)/entrySize-n), start+q.perFile-i)
+		part := buf[n*entrySize : (int64(n)+want)*entrySize]
+		if f == nil {
+			clear(part)
+			n += int(want)
+			continue
+		}
+		got, err := f.ReadAt(part, (i-start)*entrySize)
+		n += got / entrySize
+		if err != nil && !errors.Is(err, io.EOF) {
+			return n, fmt.Errorf("storage: read index %s/%d: %w", q.topic, q.id, err)
+		}
+		if int64(got) < int64(len(part)) {
+			clear(part[got/entrySize*entrySize:])
+			n += int(want) - got/entrySize
+		}
+	}
+	return n, nil
+}
+
+// entryAt reads one entry.
+func (q *queue) entryAt(i int64) (entry, error) {
+	var buf [entrySize]byte
+	if _, err := q.read(i, buf[:]); err != nil {
+		return entry{}, err
+	}
+	return getEntry(buf[:]), nil
+}
+
+// truncate drops entries from index to on (recovery). Dispatcher not running.
+func (q *queue) truncate(to int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for start, f := range q.files {
+		switch {
+		case start >= to:
+			f.Close()
+			delete(q.files, start)
+			if err := os.Remove(filepath.Join(q.dir, queueFileName(start))); err != nil {
+				return fmt.Errorf("storage: %w", err)
+			}
+		case to < start+q.perFile:
+			if err := f.Truncate((to - start) * entrySize); err != nil {
+				return fmt.Errorf("storage: truncate index %s/%d: %w", q.topic, q.id, err)
+			}
+		}
+	}
+	q.max.Store(min(q.max.Load(), to))
+	q.min.Store(min(q.min.Load(), q.max.Load()))
+	q.dirty.Store(true)
+	return nil
+}
+
+// trimBefore raises min to newMin and removes files wholly below it, never
+// the file holding the last entry (retention).
+func (q *queue) trimBefore(newMin int64) error {
+	if newMin <= q.min.Load() {
+		return nil
+	}
+	q.min.Store(newMin)
+	lastStart := (q.max.Load() - 1) / q.perFile * q.perFile
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for start, f := range q.files {
+		if start+q.perFile <= newMin && start < lastStart {
+			f.Close()
+			delete(q.files, start)
+			if err := os.Remove(filepath.Join(q.dir, queueFileName(start))); err != nil {
+				return fmt.Errorf("storage: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// sync fsyncs the index files if written since the last call.
+func (q *queue) sync() error {
+	if !q.dirty.Swap(false) {
+		return nil
+	}
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	for _, f := range q.files {
+		if err := f.Sync(); err != nil {
+			q.dirty.Store(true)
+			return fmt.Errorf("storage: sync index %s/%d: %w", q.topic, q.id, err)
+		}
+	}
+	return syncDir(q.dir)
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for start, f := range q.files {
+		f.Close()
+		delete(q.files, start)
+	}
+}

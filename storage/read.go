@@ -1,0 +1,252 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Filter selects messages in a read. MatchHash sees only the subject hash
+// kept in the index and may say yes to messages that do not match (it must
+// not say no to one that does); Match sees the decoded message and decides.
+type Filter interface {
+	MatchHash(subjectHash uint32) bool
+	Match(m *Message) bool
+}
+
+// ReadOptions limit a read. A read returns at least one message if any is
+// there, even one larger than MaxBytes.
+type ReadOptions struct {
+	MaxCount int    // default 32
+	MaxBytes int    // total record bytes; default 4 MiB
+	Filter   Filter // nil for every message
+}
+
+// ReadResult is what a read found. Next is the queue offset to read from
+// next time: past the messages returned and past those the filter skipped.
+type ReadResult struct {
+	Messages []Message
+	Next     int64
+}
+
+// maxScan bounds how many index entries one filtered read looks at.
+const maxScan = 1 << 16
+
+// Read returns messages of (topic, queueID) from queue offset offset on. An
+// offset equal to the queue's maximum returns nothing (wait on WaitCh); one
+// outside [min, max] is an *OffsetError. A record that fails its checksum is
+// an ErrCorrupt error once the messages before it have been returned.
+func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (ReadResult, error) {
+	if o.MaxCount <= 0 {
+		o.MaxCount = 32
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 4 << 20
+	}
+	q, err := s.queue(topic, queueID, false)
+	if err != nil {
+		return ReadResult{Next: offset}, err
+	}
+	var min, max int64
+	if q != nil {
+		min, max = q.min.Load(), q.max.Load()
+	}
+	if offset < min || offset > max {
+		return ReadResult{Next: offset}, &OffsetError{Topic: topic, QueueID: queueID, Offset: offset, Min: min, Max: max}
+	}
+	res := ReadResult{Next: offset}
+	if offset == max {
+		return res, nil
+	}
+	written := s.written.Load()
+	var buf [256 * entrySize]byte
+	bytes := 0
+	stop := offset + maxScan
+	for res.Next < max && res.Next < stop && len(res.Messages) < o.MaxCount {
+		want := int(min64(max-res.Next, int64(len(buf)/entrySize)))
+		n, err := q.read(res.Next, buf[:want*entrySize])
+		if err != nil {
+			return res, err
+		}
+		for i := 0; i < n; i++ {
+			e := getEntry(buf[i*entrySize:])
+			if e.size == 0 || (o.Filter != nil && !o.Filter.MatchHash(e.subjectHash)) {
+				res.Next++
+				continue
+			}
+			if len(res.Messages) > 0 && (bytes+int(e.size) > o.MaxBytes || len(res.Messages) == o.MaxCount) {
+				return res, nil
+			}
+			m, err := s.readRecord(e.logOffset, written)
+			if errors.Is(err, ErrNotFound) { // deleted by retention under us
+				res.Next++
+				continue
+			}
+			if err != nil {
+				if len(res.Messages) > 0 {
+					return res, nil // the error comes with the next read
+				}
+				return res, fmt.Errorf("%s/%d offset %d: %w", topic, queueID, res.Next, err)
+			}
+			if m.Topic != topic || m.QueueID != queueID || m.QueueOffset != res.Next {
+				return res, fmt.Errorf("%w: index entry %s/%d %d points at %s/%d %d (log offset %d)",
+					ErrCorrupt, topic, queueID, res.Next, m.Topic, m.QueueID, m.QueueOffset, e.logOffset)
+			}
+			res.Next++
+			if o.Filter != nil && !o.Filter.Match(&m) {
+				continue
+			}
+			res.Messages = append(res.Messages, m)
+			bytes += m.Size
+		}
+	}
+	return res, nil
+}
+
+func min64(a, b int64) int64 {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+// readRecord reads and decodes the record at a log offset.
+func (s *Store) readRecord(off, written int64) (Message, error) {
+	var m Message
+	rec, err := s.log.read(off, written)
+	if err != nil {
+		return m, err
+	}
+	if err := decodeRecord(rec, &m); err != nil {
+		return m, fmt.Errorf("log offset %d: %w", off, err)
+	}
+	return m, nil
+}
+
+// ReadAt returns the message whose record starts at a log offset.
+func (s *Store) ReadAt(logOffset int64) (Message, error) {
+	m, err := s.readRecord(logOffset, s.written.Load())
+	if err == nil && m.LogOffset != logOffset {
+		err = fmt.Errorf("%w: record at log offset %d says it is at %d", ErrCorrupt, logOffset, m.LogOffset)
+	}
+	return m, err
+}
+
+// MessageID is the id of the message stored at logOffset.
+func (s *Store) MessageID(logOffset int64) string { return MessageID(s.logID, logOffset) }
+
+// Get returns the message with the given id.
+func (s *Store) Get(id string) (Message, error) {
+	logID, off, err := ParseMessageID(id)
+	if err != nil {
+		return Message{}, err
+	}
+	if logID != s.logID {
+		return Message{}, fmt.Errorf("%w: message id %s is from another log", ErrNotFound, id)
+	}
+	if off < s.log.minOffset() {
+		return Message{}, fmt.Errorf("%w: message %s was deleted by retention", ErrNotFound, id)
+	}
+	return s.ReadAt(off)
+}
+
+// LookupKey returns up to max messages carrying key, newest first.
+func (s *Store) LookupKey(key string, max int) ([]Message, error) {
+	offs, err := s.keys.lookup(keyHash(key), max*2+8) // hash collisions are checked below
+	if err != nil {
+		return nil, err
+	}
+	written := s.written.Load()
+	seen := map[int64]bool{}
+	var out []Message
+	for _, off := range offs {
+		if len(out) == max || seen[off] {
+			continue
+		}
+		seen[off] = true
+		m, err := s.readRecord(off, written)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		for _, k := range m.Keys {
+			if k == key {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// WaitCh returns a channel that is closed when (topic, queueID) next gets
+// messages. Check the queue's maximum after taking the channel, then wait.
+func (s *Store) WaitCh(topic string, queueID int) (<-chan struct{}, error) {
+	q, err := s.queue(topic, queueID, true)
+	if err != nil {
+		return nil, err
+	}
+	return q.waitCh(), nil
+}
+
+// Offsets returns the minimum and maximum queue offsets of (topic, queueID):
+// messages [min, max) are readable. A queue never written has 0, 0.
+func (s *Store) Offsets(topic string, queueID int) (min, max int64) {
+	q, _ := s.queue(topic, queueID, false)
+	if q == nil {
+		return 0, 0
+	}
+	return q.min.Load(), q.max.Load()
+}
+
+// OffsetForTime returns the first queue offset of (topic, queueID) whose
+// message was stored at or after t, or the maximum if none was.
+func (s *Store) OffsetForTime(topic string, queueID int, t time.Time) (int64, error) {
+	q, err := s.queue(topic, queueID, false)
+	if err != nil || q == nil {
+		return 0, err
+	}
+	ts := t.UnixNano()
+	return s.searchQueue(q, func(e entry) bool { return e.storeTime >= ts })
+}
+
+// QueueInfo describes one queue for accounting.
+type QueueInfo struct {
+	Topic    string
+	QueueID  int
+	Min, Max int64
+}
+
+// Queues lists every queue with its offsets, by topic and queue id.
+func (s *Store) Queues() []QueueInfo {
+	qs := s.allQueues()
+	out := make([]QueueInfo, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, QueueInfo{Topic: q.topic, QueueID: q.id, Min: q.min.Load(), Max: q.max.Load()})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].QueueID < out[j].QueueID
+	})
+	return out
+}
+
+// LogStats describes the commit log.
+type LogStats struct {
+	Min, Written, Flushed, Indexed int64
+	Segments                       int
+}
+
+// Stats returns the commit log's offsets.
+func (s *Store) Stats() LogStats {
+	s.flushMu.Lock()
+	flushed := s.flushed
+	s.flushMu.Unlock()
+	return LogStats{Min: s.log.minOffset(), Written: s.written.Load(), Flushed: flushed,
+		Indexed: s.dispatched.Load(), Segments: len(s.log.segments())}
+}

@@ -1,0 +1,156 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// segment is one commit-log file: a fixed capacity, memory-mapped whole,
+// whose disk space is allocated ahead of the writer in chunks. Writes are
+// copies into the mapping (the page cache), so a crash of the process loses
+// nothing written; fsync makes them survive the machine.
+//
+// The writer (Store.mu held) calls ensure and writes into data; readers copy
+// out of data under mu.RLock so that close (retention) cannot unmap under them.
+type segment struct {
+	base int64 // log offset of the segment's first byte
+	path string
+	f    *os.File
+	data []byte // the mapping, len = capacity until close
+	cap  int64  // capacity in bytes
+
+	mu     sync.RWMutex // readers hold RLock while touching data; close takes Lock
+	closed bool
+
+	allocated atomic.Int64 // bytes of the file allocated on disk; grown by the writer
+	chunk     int64
+}
+
+// segmentName is the file name of the segment starting at base: 20 digits,
+// so that names sort as offsets.
+func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
+
+func parseSegmentName(name string) (int64, bool) {
+	if len(name) != 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(name, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// openSegment opens or creates the segment file at base with the given
+// capacity. An existing file keeps its size; a new one is empty until ensure.
+func openSegment(dir string, base, capacity, chunk int64) (*segment, error) {
+	path := filepath.Join(dir, segmentName(base))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open segment: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("storage: stat segment: %w", err)
+	}
+	if st.Size() > capacity {
+		capacity = st.Size()
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(capacity), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("storage: map segment %s: %w", path, err)
+	}
+	seg := &segment{base: base, path: path, f: f, data: data, cap: capacity, chunk: chunk}
+	seg.allocated.Store(st.Size())
+	return seg, nil
+}
+
+// readable returns the segment's bytes from rel up to written (a log offset)
+// and never past what is allocated on disk: touching the mapping beyond the
+// file's end would fault. Caller holds mu.RLock.
+func (s *segment) readable(rel, written int64) []byte {
+	end := min(written-s.base, s.allocated.Load())
+	if rel >= end {
+		return nil
+	}
+	return s.data[rel:end]
+}
+
+// end is the log offset just past the segment's capacity.
+func (s *segment) end() int64 { return s.base + s.cap }
+
+// ensure allocates disk space so that bytes up to rel (relative to base) can
+// be written. Touching an unallocated page of the mapping would fault, and a
+// full disk must be an error, not a SIGBUS: so space is reserved first.
+func (s *segment) ensure(rel int64) error {
+	have := s.allocated.Load()
+	if rel <= have {
+		return nil
+	}
+	want := min(s.cap, (rel+s.chunk-1)/s.chunk*s.chunk)
+	err := unix.Fallocate(int(s.f.Fd()), 0, have, want-have)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		err = writeZeros(s.f, have, want)
+	}
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("%w: cannot allocate %d bytes for %s: %v", ErrDiskFull, want-have, s.path, err)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: allocate %s: %w", s.path, err)
+	}
+	s.allocated.Store(want)
+	return nil
+}
+
+// writeZeros extends f to size by writing zeros, for file systems without fallocate.
+func writeZeros(f *os.File, from, to int64) error {
+	zeros := make([]byte, 1<<20)
+	for from < to {
+		n := min(int64(len(zeros)), to-from)
+		if _, err := f.WriteAt(zeros[:n], from); err != nil {
+			return err
+		}
+		from += n
+	}
+	return nil
+}
+
+// sync makes everything written to the segment durable.
+func (s *segment) sync() error {
+	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
+		return fmt.Errorf("storage: sync %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// close unmaps and closes the file, once no reader holds it.
+func (s *segment) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := unix.Munmap(s.data)
+	s.data = nil
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir fsyncs a directory so that file creations and removals in it last.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

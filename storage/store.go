@@ -1,0 +1,322 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Store is Ferry's message store: one commit log shared by all topics, a
+// consume-queue index per (topic, queue) and a key index, both derived from
+// the log by the dispatcher. See docs/storage.md.
+//
+// Goroutines, all owned by the Store and stopped by Close: the dispatcher
+// (builds the indexes, wakes readers), the flusher (fsync, group commit,
+// checkpoints) and the janitor (retention).
+//
+// Lock order: Store.mu, then commitLog.mu, then segment.mu; queue and key
+// index locks are leaves. flushMu is never held with another.
+type Store struct {
+	opts   Options
+	dir    string
+	logger *slog.Logger
+	logID  uint64
+	lock   *os.File
+
+	log  *commitLog
+	keys *keyIndex
+	cp   *os.File // index/checkpoint
+
+	// mu is the write lock: the log's end, queue offsets, store time.
+	mu            sync.Mutex
+	closed        bool
+	writePos      int64
+	nextOffset    map[queueKey]int64
+	lastStoreTime int64
+
+	written    atomic.Int64 // end of the complete records; moves under mu
+	dispatched atomic.Int64 // the indexes cover the log up to here
+
+	qmu    sync.RWMutex
+	queues map[queueKey]*queue
+
+	flushMu   sync.Mutex
+	flushed   int64         // durable up to here
+	flushErr  error         // the last flush's error, nil once one succeeds
+	flushDone chan struct{} // closed at the end of each flush round
+	flushKick chan struct{}
+
+	dispatchKick chan struct{}
+	pend         map[queueKey]*pending // dispatcher only
+	keyPend      map[int64][]byte      // dispatcher only
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type queueKey struct {
+	topic string
+	id    int
+}
+
+// pending holds index entries the dispatcher has yet to write for one queue.
+type pending struct {
+	q     *queue
+	first int64
+	buf   []byte
+}
+
+// Open opens the store in dir, creating it if needed, and recovers it: after
+// a crash it checks the log's tail from the last checkpoint, truncates a torn
+// tail and rebuilds the index entries past the checkpoint. It logs what it
+// found and lost. Only one process may open a directory.
+func Open(dir string, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "index"), 0o755); err != nil {
+		return nil, fmt.Errorf("storage: data directory: %w", err)
+	}
+	s := &Store{
+		opts:         opts,
+		dir:          dir,
+		logger:       opts.Logger,
+		nextOffset:   map[queueKey]int64{},
+		queues:       map[queueKey]*queue{},
+		flushDone:    make(chan struct{}),
+		flushKick:    make(chan struct{}, 1),
+		dispatchKick: make(chan struct{}, 1),
+		pend:         map[queueKey]*pending{},
+		keyPend:      map[int64][]byte{},
+		stop:         make(chan struct{}),
+	}
+	if err := s.open(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	s.wg.Add(3)
+	go s.dispatchLoop()
+	go s.flushLoop()
+	go s.janitorLoop()
+	return s, nil
+}
+
+func (s *Store) open() error {
+	f, err := os.OpenFile(filepath.Join(s.dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	s.lock = f
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("%w: %s", ErrLocked, s.dir)
+	}
+	if s.logID, err = s.loadLogID(); err != nil {
+		return err
+	}
+	if s.log, err = openCommitLog(filepath.Join(s.dir, "commitlog"), s.opts.SegmentSize); err != nil {
+		return err
+	}
+	return s.recover()
+}
+
+// loadLogID reads the log's identity, made at creation: message ids carry it.
+func (s *Store) loadLogID() (uint64, error) {
+	var id struct {
+		LogID uint64 `json:"log_id"`
+	}
+	ok, err := loadJSON(filepath.Join(s.dir, "store.json"), &id)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		return id.LogID, nil
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("storage: %w", err)
+	}
+	id.LogID = binary.BigEndian.Uint64(b[:])
+	return id.LogID, saveJSON(filepath.Join(s.dir, "store.json"), id)
+}
+
+// LogID is the identity of the store's log, part of every message id.
+func (s *Store) LogID() uint64 { return s.logID }
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Append stores m and sets its QueueOffset, LogOffset, StoreTime and Size.
+// It returns once the message is durable under the flush policy: in the page
+// cache (async) or on disk (sync). If ctx ends while a sync append waits for
+// its fsync, the message is stored but its durability is not confirmed.
+func (s *Store) Append(ctx context.Context, m *Message) error {
+	_, err := s.AppendBatch(ctx, []*Message{m})
+	return err
+}
+
+// AppendBatch stores msgs in order under one lock and, in sync mode, one
+// fsync. It returns how many were stored: on an error, msgs[:n] are stored
+// (and durable when err is nil or only ctx's).
+func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
+	var sizesBuf [16]int
+	sizes := sizesBuf[:0]
+	for _, m := range msgs {
+		n, err := m.encodedSize(s.opts.MaxMessageSize)
+		if err != nil {
+			return 0, err
+		}
+		sizes = append(sizes, n)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, ErrClosed
+	}
+	var (
+		done int
+		err  error
+	)
+	for i, m := range msgs {
+		var seg *segment
+		var pos int64
+		if seg, pos, err = s.log.reserve(s.writePos, sizes[i]); err != nil {
+			break
+		}
+		k := queueKey{m.Topic, m.QueueID}
+		now := time.Now().UnixNano()
+		if now < s.lastStoreTime {
+			now = s.lastStoreTime
+		}
+		s.lastStoreTime = now
+		m.QueueOffset, m.LogOffset, m.StoreTime, m.Size = s.nextOffset[k], pos, now, sizes[i]
+		rel := pos - seg.base
+		m.encode(seg.data[rel : rel+int64(sizes[i])])
+		s.nextOffset[k] = m.QueueOffset + 1
+		s.writePos = pos + int64(sizes[i])
+		done++
+	}
+	end := s.writePos
+	s.written.Store(end)
+	s.mu.Unlock()
+	if done > 0 {
+		select {
+		case s.dispatchKick <- struct{}{}:
+		default:
+		}
+	}
+	if err != nil {
+		s.logger.Error("storage: append failed", "err", err)
+		if done == 0 {
+			return 0, err
+		}
+	}
+	if s.opts.FlushMode == FlushSync && done > 0 {
+		if ferr := s.waitFlushed(ctx, end); ferr != nil {
+			return done, ferr
+		}
+	}
+	return done, err
+}
+
+// Close stops accepting appends, lets the dispatcher finish, flushes the log
+// and the indexes, writes a checkpoint and the clean-shutdown marker, and
+// releases the directory. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.stop)
+		s.wg.Wait()
+		err := s.flushLog()
+		if err == nil {
+			err = s.checkpoint()
+		}
+		if err == nil && s.dispatched.Load() == s.written.Load() {
+			err = saveJSON(filepath.Join(s.dir, "clean"), cleanMarker{End: s.written.Load()})
+		}
+		if err != nil {
+			s.logger.Error("storage: unclean close; the next open recovers", "err", err)
+		}
+		s.closeErr = err
+		s.closeFiles()
+	})
+	return s.closeErr
+}
+
+func (s *Store) closeFiles() {
+	s.qmu.Lock()
+	for _, q := range s.queues {
+		q.close()
+	}
+	s.qmu.Unlock()
+	if s.keys != nil {
+		s.keys.close()
+	}
+	if s.log != nil {
+		s.log.close()
+	}
+	if s.cp != nil {
+		s.cp.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
+	}
+}
+
+// queue returns the index of (topic, id), opening or creating it when create
+// is set; nil if it does not exist and create is not set.
+func (s *Store) queue(topic string, id int, create bool) (*queue, error) {
+	k := queueKey{topic, id}
+	s.qmu.RLock()
+	q := s.queues[k]
+	s.qmu.RUnlock()
+	if q != nil || !create {
+		return q, nil
+	}
+	if err := validTopic(topic); err != nil {
+		return nil, err
+	}
+	if id < 0 || id > maxQueueID {
+		return nil, fmt.Errorf("%w: queue id %d, want 0..%d", ErrInvalidMessage, id, maxQueueID)
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if q = s.queues[k]; q != nil {
+		return q, nil
+	}
+	q, err := openQueue(s.queueDir(topic, id), topic, id, s.opts.QueueFileEntries)
+	if err != nil {
+		return nil, err
+	}
+	s.queues[k] = q
+	return q, nil
+}
+
+func (s *Store) queueDir(topic string, id int) string {
+	return filepath.Join(s.dir, "index", "queues", topic, fmt.Sprint(id))
+}
+
+// allQueues returns a snapshot of the open queues.
+func (s *Store) allQueues() []*queue {
+	s.qmu.RLock()
+	defer s.qmu.RUnlock()
+	qs := make([]*queue, 0, len(s.queues))
+	for _, q := range s.queues {
+		qs = append(qs, q)
+	}
+	return qs
+}
+
