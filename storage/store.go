@@ -319,4 +319,3 @@ func (s *Store) allQueues() []*queue {
 	}
 	return qs
 }
-
