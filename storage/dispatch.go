@@ -2,11 +2,15 @@ package storage
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unsafe"
 )
+
+// errIndexGap: the log continues a queue past the end of its index.
+var errIndexGap = errors.New("storage: index gap")
 
 // dispatchBatch is how many records the dispatcher indexes before it writes
 // the entries out and wakes readers.
@@ -185,6 +189,13 @@ func (s *Store) writePending(p *pending) error {
 		if err := q.truncate(p.first); err != nil {
 			return err
 		}
+	}
+	if max, min := q.max.Load(), q.min.Load(); p.first > max && max > min {
+		err := fmt.Errorf("%w: %s/%d has entries up to %d, the log continues at %d", errIndexGap, q.topic, q.id, max, p.first)
+		if s.recovering {
+			return err // recovery rebuilds the indexes
+		}
+		s.logger.Error("storage: queue offsets skip; the skipped offsets read as holes", "err", err)
 	}
 	if err := q.write(p.first, p.buf); err != nil {
 		return err

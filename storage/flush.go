@@ -93,7 +93,10 @@ func (s *Store) waitFlushed(ctx context.Context, end int64) error {
 // checksum: a torn write reads as no checkpoint, and the indexes are then
 // rebuilt from the start of the log.
 //
-//	0 4 magic  4 4 version  8 8 log offset  16 8 queue file entries  24 4 crc  28 4 zero
+//	0 4 magic  4 4 version  8 8 log offset  16 8 queue file entries
+//	24 4 number of queues  28 4 crc of bytes [0, 28)
+//
+// The number of queues lets recovery notice a queue directory that vanished.
 const (
 	checkpointMagic   = 0xFE77C0C0
 	checkpointVersion = 1
@@ -103,6 +106,7 @@ const (
 type checkpointData struct {
 	offset  int64
 	perFile int64
+	queues  int
 }
 
 // checkpoint makes the log and the indexes durable up to what the dispatcher
@@ -117,7 +121,8 @@ func (s *Store) checkpoint() error {
 			return err
 		}
 	}
-	for _, q := range s.allQueues() {
+	qs := s.allQueues()
+	for _, q := range qs {
 		if err := q.sync(); err != nil {
 			return err
 		}
@@ -125,7 +130,7 @@ func (s *Store) checkpoint() error {
 	if err := s.keys.sync(); err != nil {
 		return err
 	}
-	return writeCheckpoint(s.cp, checkpointData{offset: d, perFile: s.opts.QueueFileEntries})
+	return writeCheckpoint(s.cp, checkpointData{offset: d, perFile: s.opts.QueueFileEntries, queues: len(qs)})
 }
 
 func openCheckpoint(dir string) (*os.File, checkpointData, bool, error) {
@@ -139,10 +144,10 @@ func openCheckpoint(dir string) (*os.File, checkpointData, bool, error) {
 	}
 	be := binary.BigEndian
 	if be.Uint32(b[0:]) != checkpointMagic || be.Uint32(b[4:]) != checkpointVersion ||
-		be.Uint32(b[24:]) != crc32.Checksum(b[:24], castagnoli) {
+		be.Uint32(b[28:]) != crc32.Checksum(b[:28], castagnoli) {
 		return f, checkpointData{}, false, nil
 	}
-	cp := checkpointData{offset: int64(be.Uint64(b[8:])), perFile: int64(be.Uint64(b[16:]))}
+	cp := checkpointData{offset: int64(be.Uint64(b[8:])), perFile: int64(be.Uint64(b[16:])), queues: int(be.Uint32(b[24:]))}
 	return f, cp, cp.offset >= 0, nil
 }
 
@@ -153,7 +158,8 @@ func writeCheckpoint(f *os.File, cp checkpointData) error {
 	be.PutUint32(b[4:], checkpointVersion)
 	be.PutUint64(b[8:], uint64(cp.offset))
 	be.PutUint64(b[16:], uint64(cp.perFile))
-	be.PutUint32(b[24:], crc32.Checksum(b[:24], castagnoli))
+	be.PutUint32(b[24:], uint32(cp.queues))
+	be.PutUint32(b[28:], crc32.Checksum(b[:28], castagnoli))
 	if _, err := f.WriteAt(b[:], 0); err != nil {
 		return fmt.Errorf("storage: write checkpoint: %w", err)
 	}

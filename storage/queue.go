@@ -13,6 +13,10 @@ import (
 	"sync/atomic"
 )
 
+// errIndexDamaged: an index file is not what the writer leaves; recovery
+// rebuilds the indexes from the log.
+var errIndexDamaged = errors.New("storage: index damaged")
+
 // entrySize is the size of one consume-queue index entry:
 //
 //	0  8 log offset of the record
@@ -99,6 +103,12 @@ func openQueue(dir, topic string, id int, perFile int64) (*queue, error) {
 		return q, nil
 	}
 	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	for _, start := range starts[:len(starts)-1] {
+		if st, err := q.files[start].Stat(); err != nil || st.Size() != perFile*entrySize {
+			q.close()
+			return nil, fmt.Errorf("%w: %s/%d file %s is not full", errIndexDamaged, topic, id, queueFileName(start))
+		}
+	}
 	last := starts[len(starts)-1]
 	st, err := q.files[last].Stat()
 	if err != nil {

@@ -58,7 +58,9 @@ func (s *Store) recoverOnce(wasClean bool, cleanEnd int64, rebuild bool) (bool, 
 	switch {
 	case rebuild:
 	case !cpOK:
-		s.logger.Warn("storage: no valid index checkpoint; rebuilding the indexes from the log")
+		if s.log.segments()[0].allocated.Load() > 0 || len(s.log.segments()) > 1 {
+			s.logger.Warn("storage: no valid index checkpoint; rebuilding the indexes from the log")
+		}
 		rebuild = true
 	case cpData.perFile != s.opts.QueueFileEntries:
 		s.logger.Warn("storage: queue file size changed; rebuilding the indexes from the log",
@@ -94,8 +96,15 @@ func (s *Store) recoverOnce(wasClean bool, cleanEnd int64, rebuild bool) (bool, 
 	if err := s.keys.truncate(start); err != nil {
 		return false, err
 	}
-	if err := s.openQueues(); err != nil {
+	if err := s.openQueues(); errors.Is(err, errIndexDamaged) && !rebuild {
+		s.logger.Warn("storage: rebuilding the indexes", "err", err)
+		return true, s.resetIndexes()
+	} else if err != nil {
 		return false, err
+	}
+	if n := len(s.allQueues()); !rebuild && n < cpData.queues {
+		s.logger.Warn("storage: queue indexes missing; rebuilding the indexes", "found", n, "checkpoint", cpData.queues)
+		return true, s.resetIndexes()
 	}
 	for _, q := range s.allQueues() {
 		if err := s.truncateQueue(q, start); err != nil {
@@ -107,7 +116,12 @@ func (s *Store) recoverOnce(wasClean bool, cleanEnd int64, rebuild bool) (bool, 
 	s.written.Store(end)
 	s.flushed = end
 	s.dispatched.Store(start)
-	if err := s.dispatch(end); err != nil {
+	s.recovering = true
+	defer func() { s.recovering = false }()
+	if err := s.dispatch(end); errors.Is(err, errIndexGap) {
+		s.logger.Warn("storage: index has a gap; rebuilding the indexes", "err", err)
+		return true, s.resetIndexes()
+	} else if err != nil {
 		return false, err
 	}
 	if doubt := s.checkQueues(); doubt != "" {

@@ -56,6 +56,7 @@ type Store struct {
 	flushKick chan struct{}
 
 	dispatchKick chan struct{}
+	recovering   bool                  // set while Open rebuilds the indexes
 	pend         map[queueKey]*pending // dispatcher only
 	keyPend      map[int64][]byte      // dispatcher only
 

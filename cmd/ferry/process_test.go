@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBinary builds ferry and runs it as a real process.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "ferry")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	t.Run("serve stops cleanly on SIGTERM", func(t *testing.T) {
+		dataDir := filepath.Join(t.TempDir(), "data")
+		p := startFerry(t, bin, "serve", "--data-dir", dataDir, "--log-format", "text")
+		if !p.waitLog(`msg="ferry ready"`, time.Minute) {
+			t.Fatalf("ferry did not log that it is ready:\n%s", p.log())
+		}
+		if _, err := os.Stat(dataDir); err != nil {
+			t.Errorf("data dir: %v", err)
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		code := p.wait(t, 2*stopTimeout)
+		if code != 0 {
+			t.Fatalf("exit code %d, want 0:\n%s", code, p.log())
+		}
+		if !strings.Contains(p.log(), `msg="ferry stopped"`) {
+			t.Errorf("no stop logged:\n%s", p.log())
+		}
+	})
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad config", []string{"serve", "--flush", "bogus"}, `ferry: config: storage.flush "bogus"`},
+		{"store cannot open", []string{"serve", "--data-dir", notADir(t)}, "ferry: cannot start: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startFerry(t, bin, tc.args...)
+			if code := p.wait(t, time.Minute); code == 0 {
+				t.Fatalf("exit code 0, want non-zero:\n%s", p.log())
+			}
+			// One clear line: the error, after at most the "starting" log line.
+			lines := strings.Split(strings.TrimSpace(p.log()), "\n")
+			last := lines[len(lines)-1]
+			if !strings.HasPrefix(last, tc.want) {
+				t.Fatalf("last line %q, want it to start with %q:\n%s", last, tc.want, p.log())
+			}
+			for _, l := range lines[:len(lines)-1] {
+				if !strings.Contains(l, `msg="ferry starting"`) {
+					t.Errorf("unexpected line before the error: %q", l)
+				}
+			}
+		})
+	}
+}
+
+// notADir returns a path that exists as a regular file.
+func notADir(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(path, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ferryProc is a running ferry and what it has written to stderr.
+type ferryProc struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error
+
+	mu      sync.Mutex
+	stderr  bytes.Buffer
+	changed chan struct{} // closed and replaced on every line
+}
+
+func startFerry(t *testing.T, bin string, args ...string) *ferryProc {
+	t.Helper()
+	p := &ferryProc{cmd: exec.Command(bin, args...), done: make(chan struct{}), changed: make(chan struct{})}
+	p.cmd.Dir = t.TempDir()
+	p.cmd.Env = environWithoutFerry()
+	pipe, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			close(p.changed)
+			p.changed = make(chan struct{})
+			p.mu.Unlock()
+		}
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *ferryProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// waitLog reports whether a line containing s is logged within timeout.
+func (p *ferryProc) waitLog(s string, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		found, changed := strings.Contains(p.stderr.String(), s), p.changed
+		p.mu.Unlock()
+		if found {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			return strings.Contains(p.log(), s)
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// wait returns the exit code, failing the test if the process runs past timeout.
+func (p *ferryProc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("ferry still running after %v:\n%s", timeout, p.log())
+	}
+	var ee *exec.ExitError
+	if errors.As(p.waitErr, &ee) {
+		return ee.ExitCode()
+	}
+	if p.waitErr != nil {
+		t.Fatalf("wait: %v", p.waitErr)
+	}
+	return 0
+}
+
+// environWithoutFerry is the test's environment less FERRY_ variables, so the
+// child sees only the flags the test gives.
+func environWithoutFerry() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FERRY_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/dig"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+
+	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/storage"
+)
+
+// stopTimeout bounds a clean shutdown.
+const stopTimeout = 30 * time.Second
+
+func newServeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the all-in-one server with an embedded data directory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return serve(cfg, newLogger(cfg.Log, cmd.ErrOrStderr()))
+		},
+	}
+	fs := cmd.Flags()
+	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
+	config.AddFlag(fs, "segment-size", "storage.segment-size", "size of one commit-log segment file, in bytes")
+	config.AddFlag(fs, "max-message-size", "storage.max-message-size", "largest message accepted (body, subject, keys and properties), in bytes")
+	config.AddFlag(fs, "flush", "storage.flush", "when a stored message is durable: sync (on disk) or async (in the OS, fsynced every --flush-interval)")
+	config.AddFlag(fs, "flush-interval", "storage.flush-interval", "longest an async append stays unsynced")
+	config.AddFlag(fs, "retention-age", "storage.retention-age", "delete sealed segments older than this (negative disables)")
+	config.AddFlag(fs, "retention-disk-ratio", "storage.retention-disk-ratio", "delete the oldest segments while the disk is fuller than this (negative disables)")
+	return cmd
+}
+
+// serve runs Ferry until SIGINT or SIGTERM, then stops it cleanly.
+func serve(cfg config.Config, logger *slog.Logger) error {
+	slog.SetDefault(logger)
+
+	// Catch the signals from now on: one that arrives while the store is
+	// recovering stops Ferry as soon as it has started, cleanly.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	if dir, err := filepath.Abs(cfg.DataDir); err == nil {
+		cfg.DataDir = dir
+	}
+	logger.Info("ferry starting", "version", buildVersion(), "data-dir", cfg.DataDir,
+		"flush", cfg.Storage.Flush, "flush-interval", cfg.Storage.FlushInterval.String())
+
+	app := fx.New(appOptions(cfg, logger))
+	if err := app.Err(); err != nil {
+		return fmt.Errorf("cannot start: %w", dig.RootCause(err))
+	}
+	startCtx, cancel := context.WithTimeout(context.Background(), app.StartTimeout())
+	defer cancel()
+	if err := app.Start(startCtx); err != nil {
+		return fmt.Errorf("cannot start: %w", dig.RootCause(err))
+	}
+	logger.Info("ferry ready")
+
+	var exitCode int
+	select {
+	case sig := <-sigs:
+		logger.Info("ferry stopping", "signal", sig.String())
+	case s := <-app.Wait(): // fx.Shutdowner
+		logger.Info("ferry stopping", "reason", s.String())
+		exitCode = s.ExitCode
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), app.StopTimeout())
+	defer cancel()
+	if err := app.Stop(stopCtx); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	logger.Info("ferry stopped")
+	if exitCode != 0 {
+		return fmt.Errorf("shut down with exit code %d", exitCode)
+	}
+	return nil
+}
+
+// appOptions is the fx graph of ferry serve.
+func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
+	return fx.Options(
+		fx.Supply(cfg, logger),
+		fx.WithLogger(fxLogger),
+		fx.StopTimeout(stopTimeout),
+		fx.Provide(storageParams),
+		storage.Module,
+		fx.Invoke(func(*storage.Store) {}), // open the store even before anything uses it
+	)
+}
+
+// fxLogger logs fx's own events, errors included, at debug level: a failure
+// reaches the user once, as the error serve returns.
+func fxLogger(logger *slog.Logger) fxevent.Logger {
+	l := &fxevent.SlogLogger{Logger: logger.With("component", "fx")}
+	l.UseLogLevel(slog.LevelDebug)
+	l.UseErrorLevel(slog.LevelDebug)
+	return l
+}
+
+// storageParams maps the configuration onto storage.Module's needs.
+func storageParams(cfg config.Config, logger *slog.Logger) storage.Params {
+	s := cfg.Storage
+	return storage.Params{
+		Dir: cfg.DataDir,
+		Options: storage.Options{
+			SegmentSize:        s.SegmentSize,
+			MaxMessageSize:     s.MaxMessageSize,
+			FlushMode:          storage.FlushMode(s.Flush),
+			FlushInterval:      s.FlushInterval,
+			RetentionAge:       s.RetentionAge,
+			RetentionDiskRatio: s.RetentionDiskRatio,
+			Logger:             logger.With("component", "storage"),
+		},
+	}
+}

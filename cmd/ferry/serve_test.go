@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"go.uber.org/fx"
+
+	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/storage"
+)
+
+func TestAppGraph(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	if err := fx.ValidateApp(appOptions(config.Default(), logger)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDefaultsMatchStorage guards the copy of the store's defaults that
+// config keeps (so that --help shows them and config needs no storage import).
+func TestDefaultsMatchStorage(t *testing.T) {
+	got := config.Default().Storage
+	want := config.StorageConfig{
+		SegmentSize:        storage.DefaultSegmentSize,
+		MaxMessageSize:     storage.DefaultMaxMessageSize,
+		Flush:              string(storage.FlushAsync),
+		FlushInterval:      storage.DefaultFlushInterval,
+		RetentionAge:       storage.DefaultRetentionAge,
+		RetentionDiskRatio: storage.DefaultRetentionRatio,
+	}
+	if got != want {
+		t.Fatalf("config defaults %+v\nstorage defaults %+v", got, want)
+	}
+}
+
+func TestStorageParams(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = "/var/lib/ferry"
+	cfg.Storage.Flush = "sync"
+	p := storageParams(cfg, slog.New(slog.DiscardHandler))
+	if p.Dir != "/var/lib/ferry" || p.Options.FlushMode != storage.FlushSync ||
+		p.Options.SegmentSize != cfg.Storage.SegmentSize || p.Options.Logger == nil {
+		t.Fatalf("storageParams = %+v", p)
+	}
+}
+
+func TestServeHelpListsFlags(t *testing.T) {
+	var out bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetArgs([]string{"serve", "--help"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{
+		"--config", "--data-dir", "--segment-size", "--max-message-size", "--flush ",
+		"--flush-interval", "--retention-age", "--retention-disk-ratio", "--log-format", "--log-level",
+		"FERRY_STORAGE_SEGMENT_SIZE",
+	} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("serve --help lacks %q:\n%s", flag, out.String())
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetArgs([]string{"version"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "ferry ") {
+		t.Fatalf("version printed %q", out.String())
+	}
+}

@@ -1,0 +1,264 @@
+// Package config loads Ferry's configuration. Four sources are read, each
+// overriding the one before:
+//
+//  1. the defaults (Default);
+//  2. an optional YAML file (--config FILE, or FERRY_CONFIG);
+//  3. FERRY_… environment variables;
+//  4. command-line flags, only those set explicitly.
+//
+// Keys are kebab-case and nest with dots: storage.segment-size is
+//
+//	storage:
+//	  segment-size: 1073741824
+//
+// in the file. A key's environment variable is FERRY_ followed by the key in
+// upper case with every dot and dash turned into an underscore (EnvName):
+// storage.segment-size is FERRY_STORAGE_SEGMENT_SIZE. A flag is bound to a key
+// with AddFlag; --segment-size sets storage.segment-size.
+//
+// An unknown key in the file is an error that names it, so a typo never goes
+// unnoticed. FERRY_ variables that name no key are left alone: other tools
+// (the test suite's FERRY_TEST_AMQP_URL, say) share the prefix.
+//
+// To add a setting: a field with a koanf tag in Config (or in one of its
+// sections), its default in Default, a check in Validate if it needs one, and
+// an AddFlag line in the commands that take it as a flag.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// Config is the whole of Ferry's configuration.
+type Config struct {
+	// DataDir holds the store; relative paths are from the working directory.
+	DataDir string        `koanf:"data-dir"`
+	Log     LogConfig     `koanf:"log"`
+	Storage StorageConfig `koanf:"storage"`
+}
+
+// LogConfig configures the process's log, written to stderr.
+type LogConfig struct {
+	// Format is "text" or "json".
+	Format string `koanf:"format"`
+	// Level is "debug", "info", "warn" or "error" (as slog.Level parses it).
+	Level string `koanf:"level"`
+}
+
+// StorageConfig configures the store; it mirrors storage.Options, where each
+// field is documented. Zero means the store's own default.
+type StorageConfig struct {
+	SegmentSize        int64         `koanf:"segment-size"`
+	MaxMessageSize     int           `koanf:"max-message-size"`
+	Flush              string        `koanf:"flush"` // "sync" or "async"
+	FlushInterval      time.Duration `koanf:"flush-interval"`
+	RetentionAge       time.Duration `koanf:"retention-age"`        // negative disables
+	RetentionDiskRatio float64       `koanf:"retention-disk-ratio"` // negative disables
+}
+
+// Default returns the configuration used where no source sets a key.
+func Default() Config {
+	return Config{
+		DataDir: "ferry-data",
+		Log: LogConfig{
+			Format: "text",
+			Level:  "info",
+		},
+		Storage: StorageConfig{
+			SegmentSize:        1 << 30,
+			MaxMessageSize:     4 << 20,
+			Flush:              "async",
+			FlushInterval:      200 * time.Millisecond,
+			RetentionAge:       72 * time.Hour,
+			RetentionDiskRatio: 0.9,
+		},
+	}
+}
+
+// Validate reports the first setting that is out of range, naming its key.
+// Checks that need another package's knowledge (a segment must hold one
+// message of the maximum size, say) are left to that package.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("data-dir: must not be empty")
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format %q: want text or json", c.Log.Format)
+	}
+	if _, err := c.Log.SlogLevel(); err != nil {
+		return fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	s := c.Storage
+	switch s.Flush {
+	case "sync", "async":
+	default:
+		return fmt.Errorf("storage.flush %q: want sync or async", s.Flush)
+	}
+	if s.SegmentSize < 0 {
+		return fmt.Errorf("storage.segment-size %d: must not be negative", s.SegmentSize)
+	}
+	if s.MaxMessageSize < 0 {
+		return fmt.Errorf("storage.max-message-size %d: must not be negative", s.MaxMessageSize)
+	}
+	if s.FlushInterval < 0 {
+		return fmt.Errorf("storage.flush-interval %v: must not be negative", s.FlushInterval)
+	}
+	if s.RetentionDiskRatio > 1 {
+		return fmt.Errorf("storage.retention-disk-ratio %v: want at most 1 (negative disables)", s.RetentionDiskRatio)
+	}
+	return nil
+}
+
+// SlogLevel parses Level.
+func (l LogConfig) SlogLevel() (slog.Level, error) {
+	var lvl slog.Level
+	err := lvl.UnmarshalText([]byte(l.Level))
+	return lvl, err
+}
+
+// EnvPrefix starts every environment variable Ferry reads.
+const EnvPrefix = "FERRY_"
+
+// FileEnv names the config file when no --config flag is given.
+const FileEnv = EnvPrefix + "CONFIG"
+
+// EnvName returns the environment variable that sets key:
+// storage.segment-size → FERRY_STORAGE_SEGMENT_SIZE.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key))
+}
+
+// Sources are where Load reads, besides the defaults.
+type Sources struct {
+	// File is the YAML file to read; "" reads FileEnv's file, if set, or none.
+	File string
+	// Environ holds "NAME=value" pairs as os.Environ returns them; only
+	// FERRY_ ones are read, and an empty value counts as unset.
+	Environ []string
+	// Flags are read for the flags bound with AddFlag that were set.
+	Flags *pflag.FlagSet
+}
+
+// Load reads the configuration from src over the defaults and validates it.
+func Load(src Sources) (Config, error) {
+	k := koanf.New(".")
+
+	path := src.File
+	if path == "" {
+		path = lookupEnv(src.Environ, FileEnv)
+	}
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+
+	byEnv := envKeys()
+	environ := func() []string { return src.Environ }
+	err := k.Load(env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: environ,
+		TransformFunc: func(name, value string) (string, any) {
+			if value == "" || name == FileEnv {
+				return "", nil
+			}
+			key, ok := byEnv[name]
+			if !ok {
+				return "", nil
+			}
+			return key, value
+		},
+	}), nil)
+	if err != nil {
+		return Config{}, fmt.Errorf("environment: %w", err)
+	}
+
+	if src.Flags != nil {
+		err := k.Load(posflag.ProviderWithFlag(src.Flags, ".", nil, func(f *pflag.Flag) (string, any) {
+			keys := f.Annotations[keyAnnotation]
+			if !f.Changed || len(keys) != 1 {
+				return "", nil
+			}
+			return keys[0], posflag.FlagVal(src.Flags, f)
+		}), nil)
+		if err != nil {
+			return Config{}, fmt.Errorf("flags: %w", err)
+		}
+	}
+
+	cfg := Default()
+	err = k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{
+		DecoderConfig: &mapstructure.DecoderConfig{
+			DecodeHook: mapstructure.ComposeDecodeHookFunc(
+				mapstructure.StringToTimeDurationHookFunc(),
+				mapstructure.TextUnmarshallerHookFunc(),
+			),
+			WeaklyTypedInput: true,
+			ErrorUnused:      true,
+		},
+	})
+	if err != nil {
+		return Config{}, decodeError(path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+// decodeError turns mapstructure's multi-line report into one line of
+// "key: problem" parts. Only the file can hold unknown keys (the environment
+// and the flags are read by key), so those name the file.
+func decodeError(path string, err error) error {
+	var errs []error
+	if joined, ok := errors.Unwrap(err).(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	var parts []string
+	for _, e := range errs {
+		var de *mapstructure.DecodeError
+		if !errors.As(e, &de) {
+			parts = append(parts, e.Error())
+			continue
+		}
+		inner := de.Unwrap().Error()
+		if list, ok := strings.CutPrefix(inner, "has invalid keys: "); ok {
+			for k := range strings.SplitSeq(list, ", ") {
+				if de.Name() != "" {
+					k = de.Name() + "." + k
+				}
+				parts = append(parts, fmt.Sprintf("unknown key %q in %s", k, path))
+			}
+			continue
+		}
+		parts = append(parts, de.Name()+": "+inner)
+	}
+	return fmt.Errorf("config: %s", strings.Join(parts, "; "))
+}
+
+// lookupEnv returns name's value in environ; the last one wins, as in os.Getenv.
+func lookupEnv(environ []string, name string) string {
+	var val string
+	for _, kv := range environ {
+		if n, v, ok := strings.Cut(kv, "="); ok && n == name {
+			val = v
+		}
+	}
+	return val
+}

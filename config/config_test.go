@@ -1,0 +1,194 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// flagSet binds the flags a command like ferry serve has and parses args.
+func flagSet(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fs.String("config", "", "not a config key")
+	AddFlag(fs, "data-dir", "data-dir", "data directory")
+	AddFlag(fs, "segment-size", "storage.segment-size", "segment size")
+	AddFlag(fs, "max-message-size", "storage.max-message-size", "max message size")
+	AddFlag(fs, "flush", "storage.flush", "flush mode")
+	AddFlag(fs, "flush-interval", "storage.flush-interval", "flush interval")
+	AddFlag(fs, "retention-age", "storage.retention-age", "retention age")
+	AddFlag(fs, "retention-disk-ratio", "storage.retention-disk-ratio", "disk ratio")
+	AddFlag(fs, "log-format", "log.format", "log format")
+	AddFlag(fs, "log-level", "log.level", "log level")
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ferry.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDefaultsOnly(t *testing.T) {
+	cfg, err := Load(Sources{Flags: flagSet(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Default(); !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got %+v, want defaults %+v", cfg, want)
+	}
+}
+
+// TestPrecedence sets each key from a growing prefix of the sources, so the
+// source that wins for each key shows the order default < file < env < flag.
+func TestPrecedence(t *testing.T) {
+	path := writeFile(t, `
+data-dir: from-file
+log:
+  level: warn
+storage:
+  flush: sync
+  segment-size: 2048
+  flush-interval: 1s
+  retention-disk-ratio: 0.5
+`)
+	environ := []string{
+		"PATH=/bin",
+		"FERRY_LOG_LEVEL=error",
+		"FERRY_STORAGE_SEGMENT_SIZE=4096",
+		"FERRY_STORAGE_FLUSH_INTERVAL=2s",
+		"FERRY_STORAGE_RETENTION_AGE=", // empty counts as unset
+	}
+	fs := flagSet(t, "--flush-interval=3s", "--log-format", "json")
+
+	cfg, err := Load(Sources{File: path, Environ: environ, Flags: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.DataDir = "from-file"                   // file over default
+	want.Storage.Flush = "sync"                  // file over default
+	want.Storage.RetentionDiskRatio = 0.5        // file over default
+	want.Log.Level = "error"                     // env over file
+	want.Storage.SegmentSize = 4096              // env over file
+	want.Storage.FlushInterval = 3 * time.Second // flag over env over file
+	want.Log.Format = "json"                     // flag over default
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestUnchangedFlagKeepsLowerSource(t *testing.T) {
+	// --data-dir has a default but was not given: the env value stands.
+	cfg, err := Load(Sources{Environ: []string{"FERRY_DATA_DIR=/from/env"}, Flags: flagSet(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/from/env" {
+		t.Fatalf("data-dir = %q, want /from/env", cfg.DataDir)
+	}
+}
+
+func TestFileFromEnv(t *testing.T) {
+	path := writeFile(t, "data-dir: via-ferry-config\n")
+	cfg, err := Load(Sources{Environ: []string{FileEnv + "=" + path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "via-ferry-config" {
+		t.Fatalf("data-dir = %q", cfg.DataDir)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		file    string
+		environ []string
+		args    []string
+		want    string // in the error
+	}{
+		{name: "unknown top-level key", file: "data-dri: x\n", want: `unknown key "data-dri"`},
+		{name: "unknown nested key", file: "storage:\n  segmnet-size: 1\n", want: `unknown key "storage.segmnet-size"`},
+		{name: "bad flush in file", file: "storage:\n  flush: sometimes\n", want: `storage.flush "sometimes"`},
+		{name: "bad flush in env", environ: []string{"FERRY_STORAGE_FLUSH=never"}, want: `storage.flush "never"`},
+		{name: "bad flush flag", args: []string{"--flush=fast"}, want: `storage.flush "fast"`},
+		{name: "bad duration", file: "storage:\n  retention-age: soon\n", want: "retention-age"},
+		{name: "bad size", environ: []string{"FERRY_STORAGE_SEGMENT_SIZE=big"}, want: "segment-size"},
+		{name: "bad log format", args: []string{"--log-format=xml"}, want: `log.format "xml"`},
+		{name: "bad log level", environ: []string{"FERRY_LOG_LEVEL=loud"}, want: `log.level "loud"`},
+		{name: "bad ratio", args: []string{"--retention-disk-ratio=1.5"}, want: "retention-disk-ratio"},
+		{name: "empty data dir", file: "data-dir: ''\n", want: "data-dir"},
+		{name: "missing file", file: "-", want: "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var path string
+			switch tc.file {
+			case "":
+			case "-":
+				path = filepath.Join(t.TempDir(), "absent.yaml")
+			default:
+				path = writeFile(t, tc.file)
+			}
+			_, err := Load(Sources{File: path, Environ: tc.environ, Flags: flagSet(t, tc.args...)})
+			if err == nil {
+				t.Fatalf("Load succeeded, want an error with %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for key, want := range map[string]string{
+		"data-dir":             "FERRY_DATA_DIR",
+		"storage.segment-size": "FERRY_STORAGE_SEGMENT_SIZE",
+		"log.level":            "FERRY_LOG_LEVEL",
+	} {
+		if got := EnvName(key); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestEveryKeyHasOneEnvVar(t *testing.T) {
+	m := envKeys() // panics on a collision
+	if len(m) != len(Keys()) {
+		t.Fatalf("%d env vars for %d keys", len(m), len(Keys()))
+	}
+	if _, ok := m[FileEnv]; ok {
+		t.Fatalf("a key maps to %s, which names the config file", FileEnv)
+	}
+}
+
+func TestEveryKeyCanBeAFlag(t *testing.T) {
+	fs := pflag.NewFlagSet("all", pflag.ContinueOnError)
+	for _, k := range Keys() {
+		AddFlag(fs, strings.ReplaceAll(k, ".", "-"), k, k) // panics on an unsupported type
+	}
+}
+
+func TestAddFlagUnknownKeyPanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("AddFlag with an unknown key did not panic")
+		}
+	}()
+	AddFlag(pflag.NewFlagSet("x", pflag.ContinueOnError), "nope", "storage.nope", "")
+}
