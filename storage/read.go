@@ -240,6 +240,8 @@ func (s *Store) Queues() []QueueInfo {
 type LogStats struct {
 	Min, Written, Flushed, Indexed int64
 	Segments                       int
+	Flushes                        int64         // fsync rounds of the log so far
+	FlushTime                      time.Duration // time spent in them
 }
 
 // Stats returns the commit log's offsets.
@@ -248,5 +250,6 @@ func (s *Store) Stats() LogStats {
 	flushed := s.flushed
 	s.flushMu.Unlock()
 	return LogStats{Min: s.log.minOffset(), Written: s.written.Load(), Flushed: flushed,
-		Indexed: s.dispatched.Load(), Segments: len(s.log.segments())}
+		Indexed: s.dispatched.Load(), Segments: len(s.log.segments()),
+		Flushes: s.flushes.Load(), FlushTime: time.Duration(s.flushNanos.Load())}
 }

@@ -129,7 +129,8 @@ func (s *Store) recoverOnce(wasClean bool, cleanEnd int64, rebuild bool) (bool, 
 		return true, s.resetIndexes()
 	}
 	for _, q := range s.allQueues() {
-		s.nextOffset[queueKey{q.topic, q.id}] = q.max.Load()
+		next := q.max.Load()
+		s.nextOffset[queueKey{q.topic, q.id}] = &next
 		if err := s.trimQueue(q, logMin); err != nil {
 			return false, err
 		}

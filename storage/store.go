@@ -40,7 +40,7 @@ type Store struct {
 	mu            sync.Mutex
 	closed        bool
 	writePos      int64
-	nextOffset    map[queueKey]int64
+	nextOffset    map[queueKey]*int64 // next queue offset of each queue
 	lastStoreTime int64
 
 	written    atomic.Int64 // end of the complete records; moves under mu
@@ -49,11 +49,15 @@ type Store struct {
 	qmu    sync.RWMutex
 	queues map[queueKey]*queue
 
-	flushMu   sync.Mutex
-	flushed   int64         // durable up to here
-	flushErr  error         // the last flush's error, nil once one succeeds
-	flushDone chan struct{} // closed at the end of each flush round
-	flushKick chan struct{}
+	flushMu     sync.Mutex
+	flushed     int64         // durable up to here
+	flushErr    error         // the last flush's error, nil once one succeeds
+	flushDone   chan struct{} // closed at the end of each flush round
+	flushKick   chan struct{}
+	flushes     atomic.Int64 // fsync rounds of the log
+	syncAppends atomic.Int64 // sync appends since the last round began
+	gatherWant  int64        // how many a round expects; flusher only
+	flushNanos  atomic.Int64 // time spent in them
 
 	dispatchKick chan struct{}
 	recovering   bool                  // set while Open rebuilds the indexes
@@ -94,7 +98,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts:         opts,
 		dir:          dir,
 		logger:       opts.Logger,
-		nextOffset:   map[queueKey]int64{},
+		nextOffset:   map[queueKey]*int64{},
 		queues:       map[queueKey]*queue{},
 		flushDone:    make(chan struct{}),
 		flushKick:    make(chan struct{}, 1),
@@ -195,16 +199,20 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 		if seg, pos, err = s.log.reserve(s.writePos, sizes[i]); err != nil {
 			break
 		}
-		k := queueKey{m.Topic, m.QueueID}
+		next := s.nextOffset[queueKey{m.Topic, m.QueueID}]
+		if next == nil {
+			next = new(int64)
+			s.nextOffset[queueKey{m.Topic, m.QueueID}] = next
+		}
 		now := time.Now().UnixNano()
 		if now < s.lastStoreTime {
 			now = s.lastStoreTime
 		}
 		s.lastStoreTime = now
-		m.QueueOffset, m.LogOffset, m.StoreTime, m.Size = s.nextOffset[k], pos, now, sizes[i]
+		m.QueueOffset, m.LogOffset, m.StoreTime, m.Size = *next, pos, now, sizes[i]
 		rel := pos - seg.base
 		m.encode(seg.data[rel : rel+int64(sizes[i])])
-		s.nextOffset[k] = m.QueueOffset + 1
+		*next++
 		s.writePos = pos + int64(sizes[i])
 		done++
 	}
