@@ -86,6 +86,11 @@ func (l *commitLog) reserve(pos int64, n int) (*segment, int64, error) {
 	l.mu.RLock()
 	seg := l.segs[len(l.segs)-1]
 	l.mu.RUnlock()
+	if pos < seg.base {
+		// An earlier roll sealed the previous segment but its record then
+		// failed (a full disk): the log goes on in the new segment.
+		pos = seg.base
+	}
 	rel := pos - seg.base
 	if rel+int64(n) > seg.cap {
 		if rest := seg.cap - rel; rest >= headerSize {

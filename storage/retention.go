@@ -28,7 +28,7 @@ func (s *Store) janitorLoop() {
 // ApplyRetention deletes whole sealed segments, oldest first, while the
 // oldest was last written before now-RetentionAge or the file system is
 // fuller than RetentionDiskRatio. The segment appends go to is never deleted,
-// nor one the indexes or the flusher have not passed. Queues' minimum offsets
+// nor one the indexes have not passed. Queues' minimum offsets
 // move past the deleted records. It returns how many segments it deleted.
 func (s *Store) ApplyRetention(now time.Time) (int, error) {
 	deleted := 0
@@ -38,10 +38,7 @@ func (s *Store) ApplyRetention(now time.Time) (int, error) {
 			break
 		}
 		first := segs[0]
-		s.flushMu.Lock()
-		flushed := s.flushed
-		s.flushMu.Unlock()
-		if first.end() > s.dispatched.Load() || first.end() > flushed {
+		if first.end() > s.dispatched.Load() {
 			break
 		}
 		reason, err := s.retentionReason(first, now)

@@ -121,8 +121,14 @@ func writeZeros(f *os.File, from, to int64) error {
 	return nil
 }
 
-// sync makes everything written to the segment durable.
+// sync makes everything written to the segment durable. A segment closed
+// by retention has nothing left to make durable.
 func (s *segment) sync() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
 	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
 		return fmt.Errorf("storage: sync %s: %w", s.path, err)
 	}
