@@ -160,13 +160,10 @@ func (s *Store) writeIndexes() error {
 		}
 	}
 	for base, b := range s.keyPend {
-		if len(b) == 0 {
-			continue
-		}
 		if err := s.keys.append(base, b); err != nil {
 			return err
 		}
-		s.keyPend[base] = b[:0]
+		delete(s.keyPend, base)
 	}
 	return nil
 }

@@ -48,23 +48,23 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 	if err != nil {
 		return ReadResult{Next: offset}, err
 	}
-	var min, max int64
+	var lo, hi int64
 	if q != nil {
-		min, max = q.min.Load(), q.max.Load()
+		lo, hi = q.min.Load(), q.max.Load()
 	}
-	if offset < min || offset > max {
-		return ReadResult{Next: offset}, &OffsetError{Topic: topic, QueueID: queueID, Offset: offset, Min: min, Max: max}
+	if offset < lo || offset > hi {
+		return ReadResult{Next: offset}, &OffsetError{Topic: topic, QueueID: queueID, Offset: offset, Min: lo, Max: hi}
 	}
 	res := ReadResult{Next: offset}
-	if offset == max {
+	if offset == hi {
 		return res, nil
 	}
 	written := s.written.Load()
 	var buf [256 * entrySize]byte
 	bytes := 0
 	stop := offset + maxScan
-	for res.Next < max && res.Next < stop && len(res.Messages) < o.MaxCount {
-		want := int(min64(max-res.Next, int64(len(buf)/entrySize)))
+	for res.Next < hi && res.Next < stop && len(res.Messages) < o.MaxCount {
+		want := int(min(hi-res.Next, int64(len(buf)/entrySize)))
 		n, err := q.read(res.Next, buf[:want*entrySize])
 		if err != nil {
 			return res, err
@@ -102,13 +102,6 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 		}
 	}
 	return res, nil
-}
-
-func min64(a, b int64) int64 {
-	if a < b {
-		return a
-	}
-	return b
 }
 
 // readRecord reads and decodes the record at a log offset.

@@ -24,12 +24,15 @@ type cleanMarker struct {
 //     checksummed; at the first bad one the rest is cut off and reported.
 //  3. Index entries past the checkpoint are dropped and rebuilt from the log.
 //     An index that disagrees with the log is rebuilt whole.
-func (s *Store) recover() error {
+func (s *Store) recover(created bool) error {
 	var clean cleanMarker
 	wasClean, err := loadJSON(filepath.Join(s.dir, "clean"), &clean)
 	if err != nil {
 		s.logger.Warn("storage: unreadable clean-shutdown marker; recovering as after a crash", "err", err)
 		wasClean = false
+	}
+	if created && s.log.minOffset() == 0 && s.log.segments()[0].allocated.Load() == 0 {
+		wasClean, clean.End = true, 0 // a new store: nothing to check
 	}
 	for attempt := 0; ; attempt++ {
 		rebuilt, err := s.recoverOnce(wasClean, clean.End, attempt > 0)
@@ -58,7 +61,7 @@ func (s *Store) recoverOnce(wasClean bool, cleanEnd int64, rebuild bool) (bool, 
 	switch {
 	case rebuild:
 	case !cpOK:
-		if s.log.segments()[0].allocated.Load() > 0 || len(s.log.segments()) > 1 {
+		if !wasClean || cleanEnd > 0 {
 			s.logger.Warn("storage: no valid index checkpoint; rebuilding the indexes from the log")
 		}
 		rebuild = true

@@ -127,33 +127,35 @@ func (s *Store) open() error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fmt.Errorf("%w: %s", ErrLocked, s.dir)
 	}
-	if s.logID, err = s.loadLogID(); err != nil {
+	var created bool
+	if s.logID, created, err = s.loadLogID(); err != nil {
 		return err
 	}
 	if s.log, err = openCommitLog(filepath.Join(s.dir, "commitlog"), s.opts.SegmentSize); err != nil {
 		return err
 	}
-	return s.recover()
+	return s.recover(created)
 }
 
-// loadLogID reads the log's identity, made at creation: message ids carry it.
-func (s *Store) loadLogID() (uint64, error) {
+// loadLogID reads the log's identity, made at creation: message ids carry
+// it. It reports whether the store was created just now.
+func (s *Store) loadLogID() (uint64, bool, error) {
 	var id struct {
 		LogID uint64 `json:"log_id"`
 	}
 	ok, err := loadJSON(filepath.Join(s.dir, "store.json"), &id)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if ok {
-		return id.LogID, nil
+		return id.LogID, false, nil
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return 0, fmt.Errorf("storage: %w", err)
+		return 0, false, fmt.Errorf("storage: %w", err)
 	}
 	id.LogID = binary.BigEndian.Uint64(b[:])
-	return id.LogID, saveJSON(filepath.Join(s.dir, "store.json"), id)
+	return id.LogID, true, saveJSON(filepath.Join(s.dir, "store.json"), id)
 }
 
 // LogID is the identity of the store's log, part of every message id.
