@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"sync"
@@ -18,13 +19,16 @@ type commitLog struct {
 
 	mu   sync.RWMutex
 	segs []*segment
+
+	growAhead chan *segment // to the allocator goroutine; never blocks the writer
 }
 
 func openCommitLog(dir string, segSize int64) (*commitLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	l := &commitLog{dir: dir, segSize: segSize, chunk: min(segSize, 64<<20), limit: maxRecordSize(maxMessageSizeLimit)}
+	l := &commitLog{dir: dir, segSize: segSize, chunk: min(segSize, 64<<20), limit: maxRecordSize(maxMessageSizeLimit),
+		growAhead: make(chan *segment, 1)}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
@@ -108,7 +112,28 @@ func (l *commitLog) reserve(pos int64, n int) (*segment, int64, error) {
 	if err := seg.ensure(rel + int64(n)); err != nil {
 		return nil, 0, err
 	}
+	if seg.needsGrowth(rel + int64(n)) {
+		select {
+		case l.growAhead <- seg:
+		default:
+		}
+	}
 	return seg, pos, nil
+}
+
+// allocate serves growAhead until stop: it allocates the next chunk of the
+// segment the writer is in before the writer gets there.
+func (l *commitLog) allocate(stop <-chan struct{}, logger *slog.Logger) {
+	for {
+		select {
+		case seg := <-l.growAhead:
+			if err := seg.grow(seg.allocated.Load() + 1); err != nil {
+				logger.Debug("storage: allocating ahead failed; the writer will retry", "err", err)
+			}
+		case <-stop:
+			return
+		}
+	}
 }
 
 // find returns the segment holding log offset off, or nil.

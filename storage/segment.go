@@ -29,7 +29,8 @@ type segment struct {
 	mu     sync.RWMutex // readers hold RLock while touching data; close takes Lock
 	closed bool
 
-	allocated atomic.Int64 // bytes of the file allocated on disk; grown by the writer
+	growMu    sync.Mutex   // serializes grow
+	allocated atomic.Int64 // bytes of the file allocated on disk and mapped in
 	chunk     int64
 }
 
@@ -85,13 +86,39 @@ func (s *segment) readable(rel, written int64) []byte {
 // end is the log offset just past the segment's capacity.
 func (s *segment) end() int64 { return s.base + s.cap }
 
-// ensure allocates disk space so that bytes up to rel (relative to base) can
-// be written. Touching an unallocated page of the mapping would fault, and a
-// full disk must be an error, not a SIGBUS: so space is reserved first.
+// ensure makes bytes up to rel (relative to base) writable. Touching an
+// unallocated page of the mapping would fault, and a full disk must be an
+// error, not a SIGBUS: so space is reserved first. The allocator goroutine
+// usually has done it already (growAhead); otherwise the writer does it here.
 func (s *segment) ensure(rel int64) error {
+	if rel <= s.allocated.Load() {
+		return nil
+	}
+	return s.grow(rel)
+}
+
+// needsGrowth reports whether the writer, now at rel, is within half a chunk
+// of the allocated end: time to allocate ahead.
+func (s *segment) needsGrowth(rel int64) bool {
+	a := s.allocated.Load()
+	return a < s.cap && a-rel < s.chunk/2
+}
+
+// grow allocates the disk space for bytes up to rel, rounded up to a chunk,
+// and faults the new pages in (MADV_POPULATE_WRITE), so that the writer's
+// copies do not take a page fault per page. Writer and allocator may both
+// call it; growMu orders them.
+func (s *segment) grow(rel int64) error {
+	s.growMu.Lock()
+	defer s.growMu.Unlock()
 	have := s.allocated.Load()
 	if rel <= have {
 		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("storage: segment %s is closed", s.path)
 	}
 	want := min(s.cap, (rel+s.chunk-1)/s.chunk*s.chunk)
 	err := unix.Fallocate(int(s.f.Fd()), 0, have, want-have)
@@ -104,6 +131,8 @@ func (s *segment) ensure(rel int64) error {
 	if err != nil {
 		return fmt.Errorf("storage: allocate %s: %w", s.path, err)
 	}
+	// Best effort: on kernels without it the writer takes the faults.
+	_ = unix.Madvise(s.data[have:want], unix.MADV_POPULATE_WRITE)
 	s.allocated.Store(want)
 	return nil
 }

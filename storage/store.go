@@ -21,7 +21,8 @@ import (
 //
 // Goroutines, all owned by the Store and stopped by Close: the dispatcher
 // (builds the indexes, wakes readers), the flusher (fsync, group commit,
-// checkpoints) and the janitor (retention).
+// checkpoints), the janitor (retention) and the allocator (reserves and
+// maps in disk space ahead of the writer).
 //
 // Lock order: Store.mu, then commitLog.mu, then segment.mu; queue and key
 // index locks are leaves. flushMu is never held with another.
@@ -42,6 +43,7 @@ type Store struct {
 	writePos      int64
 	nextOffset    map[queueKey]*int64 // next queue offset of each queue
 	lastStoreTime int64
+	clockBase     time.Time // wall and monotonic reading, renewed every second
 
 	written    atomic.Int64 // end of the complete records; moves under mu
 	dispatched atomic.Int64 // the indexes cover the log up to here
@@ -111,10 +113,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.closeFiles()
 		return nil, err
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.dispatchLoop()
 	go s.flushLoop()
 	go s.janitorLoop()
+	go func() {
+		defer s.wg.Done()
+		s.log.allocate(s.stop, s.logger)
+	}()
 	return s, nil
 }
 
@@ -206,7 +212,7 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 			next = new(int64)
 			s.nextOffset[queueKey{m.Topic, m.QueueID}] = next
 		}
-		now := time.Now().UnixNano()
+		now := s.storeClock()
 		if now < s.lastStoreTime {
 			now = s.lastStoreTime
 		}
@@ -239,6 +245,17 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 		}
 	}
 	return done, err
+}
+
+// storeClock is the wall clock in unix nanoseconds read with one clock call
+// (the monotonic one) instead of two; the wall base is read again every
+// second so that clock steps are followed. Caller holds mu.
+func (s *Store) storeClock() int64 {
+	since := time.Since(s.clockBase)
+	if since < 0 || since > time.Second {
+		s.clockBase, since = time.Now(), 0
+	}
+	return s.clockBase.UnixNano() + int64(since)
 }
 
 // Close stops accepting appends, lets the dispatcher finish, flushes the log
