@@ -172,6 +172,12 @@ func (l *commitLog) segments() []*segment {
 // checksum. written is the end of the log's complete records: nothing at or
 // past it is read.
 func (l *commitLog) read(off, written int64) ([]byte, error) {
+	return l.readInto(nil, off, written)
+}
+
+// readInto is read with the copy appended to arena when it has room; the
+// record is the returned slice either way.
+func (l *commitLog) readInto(arena *[]byte, off, written int64) ([]byte, error) {
 	seg := l.find(off)
 	if seg == nil || off >= written {
 		return nil, fmt.Errorf("%w: no record at log offset %d", ErrNotFound, off)
@@ -185,7 +191,14 @@ func (l *commitLog) read(off, written int64) ([]byte, error) {
 	kind, size, reason := frame(seg.readable(rel, written), int(seg.cap-rel), l.limit)
 	switch kind {
 	case frameRecord:
-		rec := make([]byte, size)
+		var rec []byte
+		if arena != nil && cap(*arena)-len(*arena) >= size {
+			n := len(*arena)
+			*arena = (*arena)[:n+size]
+			rec = (*arena)[n : n+size : n+size]
+		} else {
+			rec = make([]byte, size)
+		}
 		copy(rec, seg.data[rel:])
 		return rec, nil
 	case frameBad:

@@ -61,6 +61,8 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 	}
 	written := s.written.Load()
 	var buf [256 * entrySize]byte
+	var arena []byte // the records of this read, copied out of the log
+	res.Messages = make([]Message, 0, min(int64(o.MaxCount), hi-offset))
 	bytes := 0
 	stop := offset + maxScan
 	for res.Next < hi && res.Next < stop && len(res.Messages) < o.MaxCount {
@@ -78,7 +80,10 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 			if len(res.Messages) > 0 && (bytes+int(e.size) > o.MaxBytes || len(res.Messages) == o.MaxCount) {
 				return res, nil
 			}
-			m, err := s.readRecord(e.logOffset, written)
+			if cap(arena)-len(arena) < int(e.size) {
+				arena = make([]byte, 0, arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes))
+			}
+			m, err := s.readRecord(&arena, e.logOffset, written)
 			if errors.Is(err, ErrNotFound) { // deleted by retention under us
 				res.Next++
 				continue
@@ -94,20 +99,37 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 					ErrCorrupt, topic, queueID, res.Next, m.Topic, m.QueueID, m.QueueOffset, e.logOffset)
 			}
 			res.Next++
-			if o.Filter != nil && !o.Filter.Match(&m) {
+			res.Messages = append(res.Messages, m)
+			if o.Filter != nil && !o.Filter.Match(&res.Messages[len(res.Messages)-1]) {
+				res.Messages = res.Messages[:len(res.Messages)-1]
 				continue
 			}
-			res.Messages = append(res.Messages, m)
 			bytes += m.Size
 		}
 	}
 	return res, nil
 }
 
-// readRecord reads and decodes the record at a log offset.
-func (s *Store) readRecord(off, written int64) (Message, error) {
+// arenaSize is the room the records of the next entries need, at most count
+// of them and about limit bytes (the first one whatever its size).
+func arenaSize(entries []byte, count, limit int) int {
+	total := 0
+	for p := 0; p+entrySize <= len(entries) && count > 0; p += entrySize {
+		size := int(getEntry(entries[p:]).size)
+		if total > 0 && total+size > limit {
+			break
+		}
+		total += size
+		count--
+	}
+	return total
+}
+
+// readRecord reads and decodes the record at a log offset, into arena if
+// it is not nil and has room.
+func (s *Store) readRecord(arena *[]byte, off, written int64) (Message, error) {
 	var m Message
-	rec, err := s.log.read(off, written)
+	rec, err := s.log.readInto(arena, off, written)
 	if err != nil {
 		return m, err
 	}
@@ -119,7 +141,7 @@ func (s *Store) readRecord(off, written int64) (Message, error) {
 
 // ReadAt returns the message whose record starts at a log offset.
 func (s *Store) ReadAt(logOffset int64) (Message, error) {
-	m, err := s.readRecord(logOffset, s.written.Load())
+	m, err := s.readRecord(nil, logOffset, s.written.Load())
 	if err == nil && m.LogOffset != logOffset {
 		err = fmt.Errorf("%w: record at log offset %d says it is at %d", ErrCorrupt, logOffset, m.LogOffset)
 	}
@@ -158,7 +180,7 @@ func (s *Store) LookupKey(key string, max int) ([]Message, error) {
 			continue
 		}
 		seen[off] = true
-		m, err := s.readRecord(off, written)
+		m, err := s.readRecord(nil, off, written)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
