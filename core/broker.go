@@ -1,0 +1,246 @@
+// Package core is what makes Ferry one broker: topics, publishing, live
+// routing, delayed delivery and consumer groups, shared by every protocol.
+// It knows nothing of any one protocol; front-ends and bridges call it.
+// See docs/core.md.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrymq/ferry/core/route"
+	"github.com/ferrymq/ferry/storage"
+)
+
+// Message is the message of the store: front-ends build one and publish it.
+type Message = storage.Message
+
+// Errors of the core; test with errors.Is. Storage's errors (too large,
+// disk full…) come through wrapped.
+var (
+	ErrClosed        = errors.New("core: broker is closed")
+	ErrUnknownTopic  = errors.New("core: unknown topic")
+	ErrTopicExists   = errors.New("core: topic exists")
+	ErrInvalidName   = errors.New("core: invalid name")
+	ErrInvalidQueue  = errors.New("core: invalid queue")
+	ErrUnknownGroup  = errors.New("core: unknown group")
+	ErrGroupMode     = errors.New("core: group mode conflict")
+	ErrNotMember     = errors.New("core: not a member of the group")
+	ErrStaleDelivery = errors.New("core: delivery no longer owned")
+)
+
+// DefaultDelayLevels are RocketMQ's delay levels 1..18.
+var DefaultDelayLevels = []time.Duration{
+	time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute, 5 * time.Minute,
+	6 * time.Minute, 7 * time.Minute, 8 * time.Minute, 9 * time.Minute, 10 * time.Minute,
+	20 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour,
+}
+
+// Config configures a Broker. Zero fields take their defaults.
+type Config struct {
+	// DefaultQueues is the number of queues of a topic created without a
+	// count, and of an auto-created one (default 8).
+	DefaultQueues int
+	// AutoCreateTopics creates a topic on its first publish.
+	AutoCreateTopics bool
+	// DelayLevels maps delay level n (1-based) to a delay (default
+	// RocketMQ's 18 levels, 1 s … 2 h). Retries use levels 3 and up.
+	DelayLevels []time.Duration
+	// MaxRetries is how many times a failed message is retried before it
+	// goes to the group's dead-letter topic (default 16); a group can set its own.
+	MaxRetries int
+	// HeartbeatTimeout drops a group member silent this long (default 60 s).
+	HeartbeatTimeout time.Duration
+	// OrderlyRetryDelay is how long an ordered queue waits before it
+	// redelivers a failed message in place (default 1 s).
+	OrderlyRetryDelay time.Duration
+	// HandoverTimeout bounds how long a queue moving between members waits
+	// for its former owner to finish what it holds (default 30 s).
+	HandoverTimeout time.Duration
+	// FlushInterval is how often committed offsets and scheduler positions
+	// are saved (default 1 s). They are saved at Close too.
+	FlushInterval time.Duration
+	Logger        *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.DefaultQueues <= 0 {
+		c.DefaultQueues = 8
+	}
+	if len(c.DelayLevels) == 0 {
+		c.DelayLevels = DefaultDelayLevels
+	}
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = 16
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 60 * time.Second
+	}
+	if c.OrderlyRetryDelay <= 0 {
+		c.OrderlyRetryDelay = time.Second
+	}
+	if c.HandoverTimeout <= 0 {
+		c.HandoverTimeout = 30 * time.Second
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Broker is the core over one store.
+//
+// Goroutines, owned by the Broker and stopped by Close: the scheduler
+// (delayed messages and retries) and the janitor (heartbeat expiry, offset
+// and scheduler saves, rates).
+//
+// Lock order: Broker.mu (groups) → group.mu; topics.mu and the route table
+// are leaves.
+type Broker struct {
+	cfg    Config
+	store  *storage.Store
+	logger *slog.Logger
+
+	topics *topicTable
+	live   *route.Table[*Subscription]
+	sched  *scheduler
+
+	mu     sync.Mutex
+	groups map[string]*group
+
+	savedMu      sync.Mutex
+	saved        offsetDoc     // committed offsets as last saved, by owner key
+	offsetsVer   atomic.Uint64 // bumped by every offset change
+	offsetsSaved uint64        // the version last saved; under savedMu
+
+	rates rateTracker
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// New opens the core over store, loading topics, committed offsets and the
+// scheduler's positions. The store stays the caller's to close, after the
+// broker.
+func New(store *storage.Store, cfg Config) (*Broker, error) {
+	cfg = cfg.withDefaults()
+	b := &Broker{
+		cfg:    cfg,
+		store:  store,
+		logger: cfg.Logger,
+		live:   &route.Table[*Subscription]{},
+		groups: map[string]*group{},
+		stop:   make(chan struct{}),
+		closed: make(chan struct{}),
+	}
+	var err error
+	if b.topics, err = loadTopics(store); err != nil {
+		return nil, err
+	}
+	if b.saved, err = loadOffsets(store); err != nil {
+		return nil, err
+	}
+	if b.sched, err = newScheduler(b); err != nil {
+		return nil, err
+	}
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		b.sched.run(b.stop)
+	}()
+	go b.janitor()
+	return b, nil
+}
+
+// Close stops the scheduler and the janitor, ends every member's waits and
+// saves committed offsets and scheduler positions.
+func (b *Broker) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		close(b.closed)
+		close(b.stop)
+		b.wg.Wait()
+		err = errors.Join(b.saveOffsets(), b.sched.save())
+	})
+	return err
+}
+
+// Store is the store under the broker.
+func (b *Broker) Store() *storage.Store { return b.store }
+
+// janitor expires silent members, saves offsets and scheduler positions,
+// and samples topic rates.
+func (b *Broker) janitor() {
+	defer b.wg.Done()
+	tick := time.NewTicker(min(b.cfg.FlushInterval, b.cfg.HeartbeatTimeout/4, time.Second))
+	defer tick.Stop()
+	lastSave := time.Now()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-tick.C:
+			b.expireMembers(now)
+			b.rates.sample(b.store, now)
+			if now.Sub(lastSave) >= b.cfg.FlushInterval {
+				lastSave = now
+				if err := errors.Join(b.saveOffsets(), b.sched.save()); err != nil {
+					b.logger.Error("core: saving consumer state", "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (b *Broker) isClosed() bool {
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// internal topics
+const (
+	retryPrefix    = "%RETRY%"
+	dlqPrefix      = "%DLQ%"
+	scheduleTopic  = "%SCHEDULE%"
+	propOrigTopic  = "%ORIGIN_TOPIC"
+	propOrigQueue  = "%ORIGIN_QUEUE"
+	propOrigMsgID  = "%ORIGIN_MSG_ID"
+	propRealTopic  = "%REAL_TOPIC"
+	propRealQueue  = "%REAL_QUEUE"
+	propDLQReason  = "%DLQ_REASON"
+	internalPrefix = "%"
+)
+
+// RetryTopic and DeadLetterTopic name a group's internal topics.
+func RetryTopic(group string) string      { return retryPrefix + group }
+func DeadLetterTopic(group string) string { return dlqPrefix + group }
+
+func checkName(kind, name string) error {
+	if err := storage.ValidTopic(name); err != nil {
+		return fmt.Errorf("%w: %s %q: %v", ErrInvalidName, kind, name, err)
+	}
+	if len(name) > 127-len(retryPrefix) && kind == "group" {
+		return fmt.Errorf("%w: group %q: longer than %d characters", ErrInvalidName, name, 127-len(retryPrefix))
+	}
+	if name[0] == '%' {
+		return fmt.Errorf("%w: %s %q: names starting with '%%' are reserved", ErrInvalidName, kind, name)
+	}
+	return nil
+}
+
+var _ = context.Background

@@ -1,0 +1,727 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/core/route"
+	"github.com/ferrymq/ferry/storage"
+)
+
+// Mode is how a consumer group shares messages among its members.
+type Mode int
+
+const (
+	// Clustering gives each message to one member: queues are assigned
+	// among the live members and reassigned when members come and go.
+	Clustering Mode = iota
+	// Broadcasting gives every member every message, each with its own offsets.
+	Broadcasting
+)
+
+func (m Mode) String() string {
+	if m == Broadcasting {
+		return "broadcasting"
+	}
+	return "clustering"
+}
+
+// StartKind says where a group starts reading a queue it has no committed
+// offset for.
+type StartKind int
+
+const (
+	StartFirst StartKind = iota // the oldest message kept
+	StartLast                   // only messages stored from now on
+	StartTime                   // messages stored at or after StartFrom.Time
+)
+
+// StartFrom is a start position.
+type StartFrom struct {
+	Kind StartKind
+	Time time.Time
+}
+
+// GroupSub subscribes a member to a topic's messages that match Filter.
+type GroupSub struct {
+	Topic  string
+	Filter route.Filter
+}
+
+// MemberOptions describe a member joining a group. The first member of a
+// group sets its Mode, StartFrom and MaxRetries.
+type MemberOptions struct {
+	Mode          Mode
+	Subscriptions []GroupSub
+	// Ordered delivers each queue's messages one batch at a time, in order;
+	// a failed message is retried in place and blocks its queue meanwhile.
+	Ordered    bool
+	StartFrom  StartFrom
+	MaxRetries int // 0: the broker's
+}
+
+type cursorKey struct {
+	owner string // "" in clustering; the member id in broadcasting
+	topic string
+	queue int
+}
+
+func (k cursorKey) offsetKey() string { return k.topic + "/" + strconv.Itoa(k.queue) }
+
+type pend struct {
+	off   int64
+	acked bool
+}
+
+// cursor is the consumption state of one queue for a group (clustering) or
+// a member (broadcasting): messages below committed() are done; pending
+// ones are delivered and not yet acknowledged. All fields under group.mu.
+type cursor struct {
+	key      cursorKey
+	next     int64
+	pending  []pend // ascending offsets
+	gen      uint64 // bumped when the cursor rewinds: older deliveries are stale
+	fetching bool
+
+	owner            *Member
+	prevOwner        *Member // a handover waits for it to finish its pending messages
+	handoverDeadline time.Time
+
+	suspendUntil time.Time // in-place retry wait
+	failOff      int64     // the offset failing in place, and how often it failed
+	failCount    int
+}
+
+func (c *cursor) committed() int64 {
+	if len(c.pending) > 0 {
+		return c.pending[0].off
+	}
+	return c.next
+}
+
+// rewind drops what is in flight and goes back to off.
+func (c *cursor) rewind(off int64) {
+	c.next = off
+	c.pending = c.pending[:0]
+	c.gen++
+}
+
+type group struct {
+	b          *Broker
+	name       string
+	mode       Mode
+	start      StartFrom
+	maxRetries int
+
+	mu      sync.Mutex
+	members map[string]*Member
+	cursors map[cursorKey]*cursor
+}
+
+// Member is one consumer of a group. Its methods are safe for concurrent use.
+type Member struct {
+	g       *group
+	id      string
+	ordered bool
+	subs    map[string]route.Filter // by topic; all under g.mu after Join
+
+	lastSeen time.Time
+	assigned []*cursor
+	rr       int
+	wake     chan struct{} // closed when the member has something new to look at
+	gone     bool
+}
+
+// Join adds member id to a group (creating the group), or updates its
+// subscriptions if it is in already, and rebalances the group.
+func (b *Broker) Join(groupName, id string, o MemberOptions) (*Member, error) {
+	if err := checkName("group", groupName); err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, fmt.Errorf("%w: empty member id", ErrInvalidName)
+	}
+	subs := map[string]route.Filter{}
+	for _, s := range o.Subscriptions {
+		if err := checkName("topic", s.Topic); err != nil {
+			return nil, err
+		}
+		subs[s.Topic] = s.Filter
+	}
+	if o.Mode == Clustering {
+		subs[RetryTopic(groupName)] = route.Filter{}
+	}
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g := b.groups[groupName]
+	if g == nil {
+		g = &group{b: b, name: groupName, mode: o.Mode, start: o.StartFrom, maxRetries: o.MaxRetries,
+			members: map[string]*Member{}, cursors: map[cursorKey]*cursor{}}
+		if g.maxRetries <= 0 {
+			g.maxRetries = b.cfg.MaxRetries
+		}
+		b.groups[groupName] = g
+	} else if g.mode != o.Mode {
+		return nil, fmt.Errorf("%w: group %q is %s, member %q asks for %s", ErrGroupMode, groupName, g.mode, id, o.Mode)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := g.members[id]
+	if m == nil {
+		m = &Member{g: g, id: id, wake: make(chan struct{})}
+		g.members[id] = m
+	}
+	m.ordered, m.subs, m.lastSeen = o.Ordered, subs, time.Now()
+	g.rebalance()
+	b.logger.Info("core: member joined", "group", groupName, "member", id, "mode", g.mode, "members", len(g.members))
+	return m, nil
+}
+
+// ID is the member's id.
+func (m *Member) ID() string { return m.id }
+
+// Heartbeat says the member is alive. Pulls count as heartbeats too.
+func (m *Member) Heartbeat() {
+	m.g.mu.Lock()
+	m.lastSeen = time.Now()
+	m.g.mu.Unlock()
+}
+
+// Leave removes the member; its queues go to the others, and what it had
+// not acknowledged is delivered again.
+func (m *Member) Leave() {
+	g := m.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.removeLocked(m, "left")
+}
+
+func (g *group) removeLocked(m *Member, why string) {
+	if m.gone {
+		return
+	}
+	m.gone = true
+	delete(g.members, m.id)
+	m.notify()
+	g.rebalance()
+	g.b.logger.Info("core: member removed", "group", g.name, "member", m.id, "reason", why, "members", len(g.members))
+}
+
+// notify wakes the member's waiting pulls. Caller holds g.mu.
+func (m *Member) notify() {
+	close(m.wake)
+	m.wake = make(chan struct{})
+}
+
+// queuesOf is how many queues the group reads of a topic.
+func (g *group) queuesOf(topic string) int {
+	if topic == RetryTopic(g.name) {
+		return 1
+	}
+	if tp := g.b.topics.get(topic); tp != nil {
+		return tp.Queues
+	}
+	return 0
+}
+
+// cursorFor returns the cursor of key, creating it at the group's start
+// position or its saved offset. Caller holds g.mu.
+func (g *group) cursorFor(key cursorKey) *cursor {
+	if c := g.cursors[key]; c != nil {
+		return c
+	}
+	c := &cursor{key: key}
+	if off, ok := g.b.savedOffset(g.ownerKey(key.owner), key.offsetKey()); ok {
+		c.next = off
+	} else {
+		c.next = g.b.startOffset(key.topic, key.queue, g.start, key.topic == RetryTopic(g.name))
+	}
+	g.cursors[key] = c
+	return c
+}
+
+func (g *group) ownerKey(member string) string {
+	if member == "" {
+		return g.name
+	}
+	return g.name + "@" + member
+}
+
+func (b *Broker) startOffset(topic string, queue int, s StartFrom, retry bool) int64 {
+	lo, hi := b.store.Offsets(topic, queue)
+	switch {
+	case retry || s.Kind == StartFirst:
+		return lo
+	case s.Kind == StartLast:
+		return hi
+	default:
+		off, err := b.store.OffsetForTime(topic, queue, s.Time)
+		if err != nil {
+			return lo
+		}
+		return off
+	}
+}
+
+// rebalance assigns queues to members. Caller holds g.mu.
+func (g *group) rebalance() {
+	now := time.Now()
+	next := map[*Member][]*cursor{}
+	ids := make([]string, 0, len(g.members))
+	for id := range g.members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	topics := map[string]bool{}
+	for _, m := range g.members {
+		for t := range m.subs {
+			topics[t] = true
+		}
+	}
+	owned := map[*cursor]bool{}
+	for t := range topics {
+		n := g.queuesOf(t)
+		var subscribers []*Member
+		for _, id := range ids {
+			if _, ok := g.members[id].subs[t]; ok {
+				subscribers = append(subscribers, g.members[id])
+			}
+		}
+		if g.mode == Broadcasting {
+			for _, m := range subscribers {
+				for q := 0; q < n; q++ {
+					c := g.cursorFor(cursorKey{m.id, t, q})
+					c.owner = m
+					next[m] = append(next[m], c)
+				}
+			}
+			continue
+		}
+		for i, m := range subscribers {
+			lo, hi := allocate(n, len(subscribers), i)
+			for q := lo; q < hi; q++ {
+				c := g.cursorFor(cursorKey{"", t, q})
+				g.handover(c, m, now)
+				owned[c] = true
+				next[m] = append(next[m], c)
+			}
+		}
+	}
+	if g.mode == Clustering {
+		for _, c := range g.cursors {
+			if !owned[c] && c.owner != nil {
+				g.handover(c, nil, now)
+			}
+		}
+	}
+	for _, m := range g.members {
+		if !sameCursors(m.assigned, next[m]) {
+			m.assigned = next[m]
+			m.notify()
+		}
+	}
+}
+
+// handover gives c to m (nil: to nobody). If its owner still holds
+// unacknowledged messages of it, m waits for them (up to HandoverTimeout),
+// so that no two members ever work on one queue at once.
+func (g *group) handover(c *cursor, m *Member, now time.Time) {
+	if c.owner == m {
+		return
+	}
+	if c.owner != nil && !c.owner.gone && len(c.pending) > 0 {
+		c.prevOwner, c.handoverDeadline = c.owner, now.Add(g.b.cfg.HandoverTimeout)
+	} else {
+		c.prevOwner = nil
+		c.rewind(c.committed())
+	}
+	c.owner = m
+}
+
+// allocate is RocketMQ's average allocation: member i of m gets queues
+// [lo, hi) of n.
+func allocate(n, m, i int) (lo, hi int) {
+	if m == 0 || i >= n {
+		return 0, 0
+	}
+	mod := n % m
+	avg := n / m
+	if n <= m {
+		avg = 1
+	} else if mod > 0 && i < mod {
+		avg++
+	}
+	if mod > 0 && i < mod {
+		lo = i * avg
+	} else {
+		lo = i*avg + mod
+	}
+	return lo, min(lo+avg, n)
+}
+
+func sameCursors(a, b []*cursor) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Delivery is a message handed to a member. Acknowledge it with Ack or Nack.
+type Delivery struct {
+	Message
+	Group   string
+	Attempt int // 1 on the first delivery
+
+	c       *cursor
+	gen     uint64
+	off     int64 // in the cursor's queue
+	member  *Member
+	inPlace bool // failures retry in place (ordered, broadcasting)
+}
+
+// Pull returns up to max messages from the member's queues, waiting until
+// there is at least one, ctx ends or the broker closes (long polling: it is
+// woken by the store, never by polling).
+func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
+	if max <= 0 {
+		max = 32
+	}
+	for {
+		ds, waits, wake, deadline, err := m.fetch(max)
+		if err != nil || len(ds) > 0 {
+			return ds, err
+		}
+		cases := []reflect.SelectCase{
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(m.g.b.closed)},
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)},
+		}
+		if !deadline.IsZero() {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)})
+		}
+		for _, w := range waits {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+		}
+		switch i, _, _ := reflect.Select(cases); i {
+		case 0:
+			return nil, ctx.Err()
+		case 1:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// fetch reads what is there without waiting. It returns the channels to
+// wait on when there was nothing, and the earliest time a suspended or
+// handed-over queue opens.
+func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
+	g, b := m.g, m.g.b
+	now := time.Now()
+	g.mu.Lock()
+	if m.gone {
+		g.mu.Unlock()
+		return nil, nil, nil, time.Time{}, fmt.Errorf("%w: %q of %q", ErrNotMember, m.id, g.name)
+	}
+	m.lastSeen = now
+	wake := m.wake
+	var ready []*cursor
+	var deadline time.Time
+	later := func(t time.Time) {
+		if deadline.IsZero() || t.Before(deadline) {
+			deadline = t
+		}
+	}
+	n := len(m.assigned)
+	for i := 0; i < n; i++ {
+		c := m.assigned[(m.rr+i)%n]
+		if c.owner != m || c.fetching {
+			continue
+		}
+		if c.prevOwner != nil {
+			if len(c.pending) > 0 && !c.prevOwner.gone && now.Before(c.handoverDeadline) {
+				later(c.handoverDeadline)
+				continue
+			}
+			c.prevOwner = nil
+			c.rewind(c.committed())
+		}
+		if now.Before(c.suspendUntil) {
+			later(c.suspendUntil)
+			continue
+		}
+		if (m.ordered || g.mode == Broadcasting) && len(c.pending) > 0 {
+			continue // one batch at a time; an ack wakes us
+		}
+		c.fetching = true
+		ready = append(ready, c)
+	}
+	if n > 0 {
+		m.rr = (m.rr + 1) % n
+	}
+	g.mu.Unlock()
+
+	var out []*Delivery
+	var waits []<-chan struct{}
+	var ferr error
+	for i, c := range ready {
+		if len(out) >= max || ferr != nil {
+			g.mu.Lock()
+			for _, c := range ready[i:] {
+				c.fetching = false
+			}
+			g.mu.Unlock()
+			break
+		}
+		ch, err := b.store.WaitCh(c.key.topic, c.key.queue)
+		if err == nil {
+			waits = append(waits, ch)
+		}
+		g.mu.Lock()
+		from, gen := c.next, c.gen
+		g.mu.Unlock()
+		res, rerr := b.store.Read(c.key.topic, c.key.queue, from, storage.ReadOptions{
+			MaxCount: max - len(out), Filter: storeFilter(m.subs[c.key.topic]),
+		})
+		g.mu.Lock()
+		c.fetching = false
+		if rerr != nil {
+			if oe, ok := rerr.(*storage.OffsetError); ok && from < oe.Min && c.gen == gen {
+				b.logger.Warn("core: messages deleted before consumed; skipping", "group", g.name, "topic", c.key.topic,
+					"queue", c.key.queue, "from", from, "to", oe.Min)
+				c.rewind(oe.Min)
+			} else {
+				ferr = fmt.Errorf("core: read %s/%d: %w", c.key.topic, c.key.queue, rerr)
+			}
+		} else if c.gen == gen && c.owner == m && c.next == from {
+			for i := range res.Messages {
+				msg := &res.Messages[i]
+				c.pending = append(c.pending, pend{off: msg.QueueOffset})
+				out = append(out, m.delivery(c, msg))
+			}
+			c.next = res.Next
+			if len(c.pending) == 0 {
+				b.offsetsChanged()
+			}
+		}
+		g.mu.Unlock()
+	}
+	if len(out) > 0 {
+		return out, nil, nil, time.Time{}, nil
+	}
+	return nil, waits, wake, deadline, ferr
+}
+
+// delivery makes the Delivery of msg read from c. Caller holds g.mu.
+func (m *Member) delivery(c *cursor, msg *Message) *Delivery {
+	d := &Delivery{Message: *msg, Group: m.g.name, c: c, gen: c.gen, off: msg.QueueOffset, member: m,
+		inPlace: m.ordered || m.g.mode == Broadcasting}
+	if c.failCount > 0 && c.failOff == msg.QueueOffset {
+		d.ReconsumeTimes = int32(c.failCount)
+	}
+	if c.key.topic == RetryTopic(m.g.name) {
+		if t := msg.Properties[propOrigTopic]; t != "" {
+			d.Topic = t
+			d.QueueID, _ = strconv.Atoi(msg.Properties[propOrigQueue])
+		}
+	}
+	d.Attempt = int(d.ReconsumeTimes) + 1
+	return d
+}
+
+// storeFilter turns a subscription filter into the store's read filter.
+func storeFilter(f route.Filter) storage.Filter {
+	if f.All() {
+		return nil
+	}
+	return routeFilter{f.WithHash(storage.SubjectHash), f}
+}
+
+type routeFilter struct {
+	h route.HashFilter
+	f route.Filter
+}
+
+func (r routeFilter) MatchHash(h uint32) bool       { return r.h.MatchHash(h) }
+func (r routeFilter) Match(m *storage.Message) bool { return r.f.Match(m.Subject) }
+
+// stale reports whether d's queue was rewound since d was delivered.
+func (m *Member) stale(d *Delivery) bool {
+	m.g.mu.Lock()
+	defer m.g.mu.Unlock()
+	return d.c.gen != d.gen
+}
+
+// Ack says the delivery was handled. An ack for a delivery whose queue has
+// since been rewound (reassigned, reset) is ErrStaleDelivery: the message
+// will be delivered again.
+func (m *Member) Ack(d *Delivery) error {
+	g := m.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ackLocked(d)
+}
+
+func (g *group) ackLocked(d *Delivery) error {
+	c := d.c
+	if c.gen != d.gen {
+		return ErrStaleDelivery
+	}
+	i := sort.Search(len(c.pending), func(i int) bool { return c.pending[i].off >= d.off })
+	if i == len(c.pending) || c.pending[i].off != d.off {
+		return ErrStaleDelivery
+	}
+	c.pending[i].acked = true
+	j := 0
+	for j < len(c.pending) && c.pending[j].acked {
+		j++
+	}
+	if j > 0 {
+		c.pending = c.pending[:copy(c.pending, c.pending[j:])]
+		g.b.offsetsChanged()
+		if c.failOff < c.committed() {
+			c.failCount = 0
+		}
+	}
+	if len(c.pending) == 0 {
+		if c.owner != nil {
+			c.owner.notify() // an ordered queue or a handover may go on
+		}
+	}
+	return nil
+}
+
+// Nack says the delivery failed: it is retried later. In clustering it
+// goes to the group's retry topic with a growing delay (delay level 3 +
+// attempts); ordered and broadcasting members retry it in place after
+// OrderlyRetryDelay. After MaxRetries it goes to the dead-letter topic.
+func (m *Member) Nack(ctx context.Context, d *Delivery, reason error) error {
+	g := m.g
+	if !d.inPlace {
+		if err := g.sendBack(ctx, d, reason); err != nil {
+			return err
+		}
+		return m.Ack(d)
+	}
+	g.mu.Lock()
+	c := d.c
+	if c.gen != d.gen {
+		g.mu.Unlock()
+		return ErrStaleDelivery
+	}
+	if c.failOff != d.off {
+		c.failOff, c.failCount = d.off, 0
+	}
+	c.failCount++
+	if c.failCount <= g.maxRetries {
+		c.rewind(d.off)
+		c.suspendUntil = time.Now().Add(g.b.cfg.OrderlyRetryDelay)
+		g.mu.Unlock()
+		return nil
+	}
+	g.mu.Unlock()
+	d.ReconsumeTimes = int32(c.failCount - 1)
+	if err := g.deadLetter(ctx, d, reason); err != nil {
+		return err
+	}
+	return m.Ack(d)
+}
+
+// sendBack schedules d again on the retry topic, or dead-letters it.
+func (g *group) sendBack(ctx context.Context, d *Delivery, reason error) error {
+	times := int(d.ReconsumeTimes) + 1
+	if times > g.maxRetries {
+		return g.deadLetter(ctx, d, reason)
+	}
+	r := g.copyForRetry(d)
+	r.Topic, r.QueueID, r.ReconsumeTimes = RetryTopic(g.name), 0, int32(times)
+	levels := g.b.cfg.DelayLevels
+	r.DeliverAt = time.Now().Add(levels[min(2+times, len(levels))-1]).UnixNano()
+	_, err := g.b.sched.schedule(ctx, []*Message{r})
+	return err
+}
+
+func (g *group) deadLetter(ctx context.Context, d *Delivery, reason error) error {
+	r := g.copyForRetry(d)
+	r.Topic, r.QueueID, r.DeliverAt = DeadLetterTopic(g.name), 0, 0
+	if reason != nil {
+		r.Properties[propDLQReason] = reason.Error()
+	}
+	if _, err := g.b.topics.ensureInternal(r.Topic); err != nil {
+		return err
+	}
+	_, err := g.b.store1(ctx, []*Message{r})
+	if err == nil {
+		g.b.logger.Warn("core: message moved to the dead-letter topic", "group", g.name, "topic", d.Topic,
+			"attempts", d.ReconsumeTimes+1, "dlq", r.Topic)
+	}
+	return err
+}
+
+func (g *group) copyForRetry(d *Delivery) *Message {
+	r := d.Message
+	r.Properties = make(map[string]string, len(d.Properties)+3)
+	for k, v := range d.Properties {
+		r.Properties[k] = v
+	}
+	r.Properties[propOrigTopic] = d.Topic
+	r.Properties[propOrigQueue] = strconv.Itoa(d.QueueID)
+	if r.Properties[propOrigMsgID] == "" {
+		r.Properties[propOrigMsgID] = g.b.store.MessageID(d.LogOffset)
+	}
+	return &r
+}
+
+// OriginalID is the id of the message as first published, for a message
+// that came back through retries (else its own id).
+func (b *Broker) OriginalID(m *Message) string {
+	if id := m.Properties[propOrigMsgID]; id != "" {
+		return id
+	}
+	return b.store.MessageID(m.LogOffset)
+}
+
+// expireMembers removes members silent longer than HeartbeatTimeout.
+func (b *Broker) expireMembers(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, g := range b.groups {
+		g.mu.Lock()
+		for _, m := range g.members {
+			if now.Sub(m.lastSeen) > b.cfg.HeartbeatTimeout {
+				g.removeLocked(m, "heartbeat timeout")
+			}
+		}
+		g.mu.Unlock()
+	}
+}
+
+// topicChanged rebalances the groups that read topic.
+func (b *Broker) topicChanged(topic string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, g := range b.groups {
+		g.mu.Lock()
+		for _, m := range g.members {
+			if _, ok := m.subs[topic]; ok {
+				g.rebalance()
+				break
+			}
+		}
+		g.mu.Unlock()
+	}
+}

@@ -1,0 +1,128 @@
+package core
+
+import (
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// offsetDoc is the "offsets" metadata document: owner (group, or
+// group@member in broadcasting) → "topic/queue" → committed offset.
+type offsetDoc map[string]map[string]int64
+
+func loadOffsets(b interface {
+	LoadMeta(string, any) (bool, error)
+}) (offsetDoc, error) {
+	doc := offsetDoc{}
+	if _, err := b.LoadMeta("offsets", &doc); err != nil {
+		return nil, fmt.Errorf("core: load offsets: %w", err)
+	}
+	if doc == nil {
+		doc = offsetDoc{}
+	}
+	return doc, nil
+}
+
+func (b *Broker) offsetsChanged() { b.offsetsVer.Add(1) }
+
+func (b *Broker) savedOffset(owner, key string) (int64, bool) {
+	b.savedMu.Lock()
+	defer b.savedMu.Unlock()
+	off, ok := b.saved[owner][key]
+	return off, ok
+}
+
+// saveOffsets writes every cursor's committed offset, if any changed since
+// the last save. Offsets of groups without members are kept as they were.
+func (b *Broker) saveOffsets() error {
+	ver := b.offsetsVer.Load()
+	b.savedMu.Lock()
+	unchanged := ver == b.offsetsSaved
+	b.savedMu.Unlock()
+	if unchanged {
+		return nil
+	}
+	fresh := offsetDoc{}
+	b.mu.Lock()
+	for _, g := range b.groups {
+		g.mu.Lock()
+		for k, c := range g.cursors {
+			owner := g.ownerKey(k.owner)
+			if fresh[owner] == nil {
+				fresh[owner] = map[string]int64{}
+			}
+			fresh[owner][k.offsetKey()] = c.committed()
+		}
+		g.mu.Unlock()
+	}
+	b.mu.Unlock()
+	b.savedMu.Lock()
+	defer b.savedMu.Unlock()
+	doc := make(offsetDoc, len(b.saved))
+	for owner, m := range b.saved {
+		doc[owner] = maps.Clone(m)
+	}
+	for owner, m := range fresh {
+		if doc[owner] == nil {
+			doc[owner] = map[string]int64{}
+		}
+		maps.Copy(doc[owner], m)
+	}
+	if err := b.store.SaveMeta("offsets", doc); err != nil {
+		return fmt.Errorf("core: save offsets: %w", err)
+	}
+	b.saved, b.offsetsSaved = doc, ver
+	return nil
+}
+
+// ResetOffsets moves a group's offsets on every queue it reads (or has
+// read) to a start position: the oldest kept, the newest, or a time.
+// Messages in flight are delivered again from there.
+func (b *Broker) ResetOffsets(groupName string, to StartFrom) error {
+	b.mu.Lock()
+	g := b.groups[groupName]
+	b.mu.Unlock()
+	found := g != nil
+	b.savedMu.Lock()
+	for owner, m := range b.saved {
+		if owner != groupName && !strings.HasPrefix(owner, groupName+"@") {
+			continue
+		}
+		found = true
+		for key := range m {
+			topic, q, ok := splitOffsetKey(key)
+			if ok {
+				m[key] = b.startOffset(topic, q, to, false)
+			}
+		}
+	}
+	b.offsetsSaved = 0 // save even if no cursor moved
+	b.savedMu.Unlock()
+	if !found {
+		return fmt.Errorf("%w: %q", ErrUnknownGroup, groupName)
+	}
+	if g != nil {
+		g.mu.Lock()
+		for k, c := range g.cursors {
+			c.rewind(b.startOffset(k.topic, k.queue, to, false))
+			c.suspendUntil, c.failCount = time.Time{}, 0
+			if c.owner != nil {
+				c.owner.notify()
+			}
+		}
+		g.mu.Unlock()
+	}
+	b.offsetsChanged()
+	return b.saveOffsets()
+}
+
+func splitOffsetKey(key string) (string, int, bool) {
+	i := strings.LastIndexByte(key, '/')
+	if i < 0 {
+		return "", 0, false
+	}
+	q, err := strconv.Atoi(key[i+1:])
+	return key[:i], q, err == nil
+}

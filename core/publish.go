@@ -1,0 +1,172 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/ferrymq/ferry/core/route"
+	"github.com/ferrymq/ferry/storage"
+)
+
+// QueueAuto lets the broker pick the queue: by ShardKey's hash when one is
+// given, else round robin.
+const QueueAuto = -1
+
+// PublishOptions say where a message goes and when.
+type PublishOptions struct {
+	// Queue is the queue to publish into, or QueueAuto.
+	Queue int
+	// ShardKey, with QueueAuto, picks the queue by its hash: messages with
+	// the same key keep their order.
+	ShardKey string
+	// DelayLevel (1..len(DelayLevels)) delays delivery by that level's time.
+	// The message's own DeliverAt, when set, is any future time.
+	DelayLevel int
+}
+
+// PublishResult is where a message was stored.
+type PublishResult struct {
+	MessageID   string
+	Topic       string
+	QueueID     int
+	QueueOffset int64
+	// Delayed is set when the message waits in the scheduler: MessageID and
+	// the offsets are then those of the scheduled copy.
+	Delayed bool
+}
+
+// Publish stores m and returns once it is durable under the store's flush
+// policy; live subscriptions matching it get it then. m's QueueID is set.
+func (b *Broker) Publish(ctx context.Context, m *Message, o PublishOptions) (PublishResult, error) {
+	res, err := b.PublishBatch(ctx, []*Message{m}, o)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	return res[0], nil
+}
+
+// PublishBatch stores msgs, which go to one topic, under one store lock and
+// (sync flush) one fsync. With QueueAuto and no ShardKey the batch goes to
+// one queue, chosen round robin.
+func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOptions) ([]PublishResult, error) {
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	name := msgs[0].Topic
+	tp := b.topics.get(name)
+	if tp == nil {
+		if err := checkName("topic", name); err != nil {
+			return nil, err
+		}
+		if !b.cfg.AutoCreateTopics {
+			return nil, fmt.Errorf("%w: %q (create it first; auto-creation is off)", ErrUnknownTopic, name)
+		}
+		var err error
+		if tp, _, err = b.topics.ensure(name, b.cfg.DefaultQueues); err != nil {
+			return nil, err
+		}
+	}
+	q, err := b.pickQueue(tp, o)
+	if err != nil {
+		return nil, err
+	}
+	var deliverAt int64
+	if o.DelayLevel != 0 {
+		if o.DelayLevel < 1 || o.DelayLevel > len(b.cfg.DelayLevels) {
+			return nil, fmt.Errorf("core: delay level %d: want 1..%d", o.DelayLevel, len(b.cfg.DelayLevels))
+		}
+		deliverAt = time.Now().Add(b.cfg.DelayLevels[o.DelayLevel-1]).UnixNano()
+	}
+	now := time.Now().UnixNano()
+	var delayed []*Message
+	for _, m := range msgs {
+		if m.Topic != name {
+			return nil, fmt.Errorf("core: a batch goes to one topic: %q and %q", name, m.Topic)
+		}
+		m.QueueID = q
+		if deliverAt != 0 {
+			m.DeliverAt = deliverAt
+		}
+		if m.DeliverAt > now {
+			delayed = append(delayed, m)
+		}
+	}
+	if len(delayed) > 0 {
+		if len(delayed) != len(msgs) {
+			return nil, fmt.Errorf("core: a batch is all delayed or all immediate")
+		}
+		return b.sched.schedule(ctx, msgs)
+	}
+	return b.store1(ctx, msgs)
+}
+
+// store1 appends msgs as they are (topic and queue set) and routes them to
+// live subscriptions.
+func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, error) {
+	n, err := b.store.AppendBatch(ctx, msgs)
+	if err != nil && n == 0 {
+		return nil, fmt.Errorf("core: publish to %s: %w", msgs[0].Topic, err)
+	}
+	res := make([]PublishResult, n)
+	for i, m := range msgs[:n] {
+		res[i] = PublishResult{MessageID: b.store.MessageID(m.LogOffset), Topic: m.Topic, QueueID: m.QueueID, QueueOffset: m.QueueOffset}
+		b.live.Match(m.Topic, m.Subject, func(s *Subscription) { s.fn(m) })
+		b.live.Match(AnyTopic, m.Subject, func(s *Subscription) { s.fn(m) })
+	}
+	if err != nil {
+		return res, fmt.Errorf("core: publish to %s: %d of %d stored: %w", msgs[0].Topic, n, len(msgs), err)
+	}
+	return res, nil
+}
+
+func (b *Broker) pickQueue(tp *topic, o PublishOptions) (int, error) {
+	switch {
+	case o.Queue >= 0:
+		if o.Queue >= tp.Queues {
+			return 0, fmt.Errorf("%w: queue %d of %q, which has %d", ErrInvalidQueue, o.Queue, tp.Name, tp.Queues)
+		}
+		return o.Queue, nil
+	case o.ShardKey != "":
+		h := fnv.New32a()
+		h.Write([]byte(o.ShardKey))
+		return int(h.Sum32() % uint32(tp.Queues)), nil
+	default:
+		return int(tp.rr.Add(1) % uint32(tp.Queues)), nil
+	}
+}
+
+// AnyTopic, as a live subscription's topic, matches every topic; its filter
+// applies to the subject.
+const AnyTopic = ""
+
+// Subscription is a live subscription: it gets each matching message as it
+// is stored, from any publisher. It has no offsets: it is for subscribers
+// that are there now (MQTT's non-persistent subscribers).
+type Subscription struct {
+	b      *Broker
+	topic  string
+	filter route.Filter
+	fn     func(*Message)
+}
+
+// Subscribe adds a live subscription to topic (or AnyTopic) with a filter.
+// fn is called on the publisher's goroutine: it must not block (hand off to
+// a bounded queue of its own) and must not change the message.
+func (b *Broker) Subscribe(topic string, filter route.Filter, fn func(*Message)) (*Subscription, error) {
+	if topic != AnyTopic {
+		if err := storage.ValidTopic(topic); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidName, err)
+		}
+	}
+	s := &Subscription{b: b, topic: topic, filter: filter, fn: fn}
+	b.live.Add(topic, filter, s)
+	return s, nil
+}
+
+// Close removes the subscription.
+func (s *Subscription) Close() { s.b.live.Remove(s.topic, s.filter, s) }

@@ -1,0 +1,237 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/storage"
+)
+
+// Delayed messages wait in the internal topic %SCHEDULE%, one queue per hop:
+// a message due in d goes to the queue of the largest hop not over d. Every
+// message of a queue waits the same hop, so each queue is in due order and
+// the scheduler only ever looks at queue heads. When a head is due, the
+// message is delivered if its time has come, or else scheduled again for
+// what remains (a 5 h delay is hops of 2 h, 2 h, 1 h). A message is never
+// delivered early, and late by at most the smallest hop.
+//
+// The scheduler's position in each queue is saved with the consumer
+// offsets, so pending delayed messages (and retries) survive a restart;
+// one delivered just before a crash may be delivered again.
+var hops = []time.Duration{
+	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 20 * time.Minute,
+	30 * time.Minute, time.Hour, 2 * time.Hour,
+}
+
+func hopFor(d time.Duration) int {
+	q := 0
+	for i, h := range hops {
+		if h <= d {
+			q = i
+		}
+	}
+	return q
+}
+
+type scheduler struct {
+	b    *Broker
+	kick chan struct{}
+
+	mu    sync.Mutex
+	pos   []int64 // next offset of each hop queue
+	dirty bool
+}
+
+func newScheduler(b *Broker) (*scheduler, error) {
+	s := &scheduler{b: b, kick: make(chan struct{}, 1), pos: make([]int64, len(hops))}
+	var saved map[string]int64
+	if _, err := b.store.LoadMeta("schedule", &saved); err != nil {
+		return nil, fmt.Errorf("core: load scheduler positions: %w", err)
+	}
+	for q := range hops {
+		lo, _ := b.store.Offsets(scheduleTopic, q)
+		s.pos[q] = max(saved[strconv.Itoa(q)], lo)
+	}
+	return s, nil
+}
+
+// schedule stores msgs (all to be delivered later, to their topic and
+// queue) in the hop queue for their delay.
+func (s *scheduler) schedule(ctx context.Context, msgs []*Message) ([]PublishResult, error) {
+	wrapped := make([]*Message, len(msgs))
+	for i, m := range msgs {
+		w := *m
+		w.Properties = make(map[string]string, len(m.Properties)+2)
+		for k, v := range m.Properties {
+			w.Properties[k] = v
+		}
+		w.Properties[propRealTopic] = m.Topic
+		w.Properties[propRealQueue] = strconv.Itoa(m.QueueID)
+		w.Topic = scheduleTopic
+		w.QueueID = hopFor(time.Until(time.Unix(0, m.DeliverAt)))
+		wrapped[i] = &w
+	}
+	// One batch goes to one hop queue (the store keeps a batch together).
+	var out []PublishResult
+	for len(wrapped) > 0 {
+		n := 1
+		for n < len(wrapped) && wrapped[n].QueueID == wrapped[0].QueueID {
+			n++
+		}
+		res, err := s.b.store1(ctx, wrapped[:n])
+		for i := range res {
+			res[i].Delayed = true
+			msgs[len(out)+i].LogOffset = wrapped[i].LogOffset
+		}
+		out = append(out, res...)
+		if err != nil {
+			return out, err
+		}
+		wrapped = wrapped[n:]
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return out, nil
+}
+
+// run delivers due messages until stop.
+func (s *scheduler) run(stop <-chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := s.pass(time.Now())
+		wait := time.Until(next)
+		if next.IsZero() {
+			wait = time.Hour
+		}
+		timer.Reset(max(wait, time.Millisecond))
+		select {
+		case <-stop:
+			return
+		case <-s.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// pass delivers every due head message and returns when the next one is
+// due (zero if none waits).
+func (s *scheduler) pass(now time.Time) time.Time {
+	var next time.Time
+	soonest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for q := range hops {
+		for {
+			s.mu.Lock()
+			pos := s.pos[q]
+			s.mu.Unlock()
+			res, err := s.b.store.Read(scheduleTopic, q, pos, storage.ReadOptions{MaxCount: 64})
+			var oe *storage.OffsetError
+			if errors.As(err, &oe) && pos < oe.Min {
+				s.setPos(q, oe.Min) // trimmed by retention
+				continue
+			}
+			if err != nil {
+				s.b.logger.Error("core: scheduler read", "queue", q, "err", err)
+				soonest(now.Add(time.Second))
+				break
+			}
+			if len(res.Messages) == 0 {
+				if res.Next != pos {
+					s.setPos(q, res.Next)
+				}
+				break
+			}
+			stopped := false
+			for i := range res.Messages {
+				m := &res.Messages[i]
+				due := time.Unix(0, min(m.StoreTime+int64(hops[q]), m.DeliverAt))
+				if due.After(now) {
+					soonest(due)
+					stopped = true
+					break
+				}
+				if err := s.release(m, now); err != nil {
+					s.b.logger.Error("core: scheduler delivery; retrying in 1s", "err", err)
+					soonest(now.Add(time.Second))
+					stopped = true
+					break
+				}
+				s.setPos(q, m.QueueOffset+1)
+			}
+			if stopped {
+				break
+			}
+		}
+	}
+	return next
+}
+
+// release delivers m to its real topic, or schedules it again for what
+// remains of its delay.
+func (s *scheduler) release(m *Message, now time.Time) error {
+	out := *m
+	out.Properties = make(map[string]string, len(m.Properties))
+	for k, v := range m.Properties {
+		out.Properties[k] = v
+	}
+	remaining := time.Duration(m.DeliverAt - now.UnixNano())
+	if remaining > 0 {
+		out.QueueID = hopFor(remaining)
+		_, err := s.b.store1(context.Background(), []*Message{&out})
+		return err
+	}
+	out.Topic = out.Properties[propRealTopic]
+	q, err := strconv.Atoi(out.Properties[propRealQueue])
+	if err != nil || storage.ValidTopic(out.Topic) != nil {
+		s.b.logger.Error("core: scheduled message without a valid destination; dropped",
+			"id", s.b.store.MessageID(m.LogOffset), "topic", out.Topic, "queue", out.Properties[propRealQueue])
+		return nil
+	}
+	delete(out.Properties, propRealTopic)
+	delete(out.Properties, propRealQueue)
+	out.QueueID = q
+	out.DeliverAt = 0
+	_, err = s.b.store1(context.Background(), []*Message{&out})
+	return err
+}
+
+func (s *scheduler) setPos(q int, off int64) {
+	s.mu.Lock()
+	s.pos[q] = off
+	s.dirty = true
+	s.mu.Unlock()
+}
+
+// save writes the positions if they moved.
+func (s *scheduler) save() error {
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	doc := make(map[string]int64, len(s.pos))
+	for q, p := range s.pos {
+		doc[strconv.Itoa(q)] = p
+	}
+	s.dirty = false
+	s.mu.Unlock()
+	if err := s.b.store.SaveMeta("schedule", doc); err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return fmt.Errorf("core: save scheduler positions: %w", err)
+	}
+	return nil
+}
