@@ -630,6 +630,7 @@ func (m *Member) Nack(ctx context.Context, d *Delivery, reason error) error {
 	if c.failCount <= g.maxRetries {
 		c.rewind(d.off)
 		c.suspendUntil = time.Now().Add(g.b.cfg.OrderlyRetryDelay)
+		m.notify() // its pull now waits for suspendUntil
 		g.mu.Unlock()
 		return nil
 	}

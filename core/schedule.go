@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -40,8 +41,7 @@ func hopFor(d time.Duration) int {
 }
 
 type scheduler struct {
-	b    *Broker
-	kick chan struct{}
+	b *Broker
 
 	mu    sync.Mutex
 	pos   []int64 // next offset of each hop queue
@@ -49,7 +49,7 @@ type scheduler struct {
 }
 
 func newScheduler(b *Broker) (*scheduler, error) {
-	s := &scheduler{b: b, kick: make(chan struct{}, 1), pos: make([]int64, len(hops))}
+	s := &scheduler{b: b, pos: make([]int64, len(hops))}
 	var saved map[string]int64
 	if _, err := b.store.LoadMeta("schedule", &saved); err != nil {
 		return nil, fmt.Errorf("core: load scheduler positions: %w", err)
@@ -95,29 +95,42 @@ func (s *scheduler) schedule(ctx context.Context, msgs []*Message) ([]PublishRes
 		}
 		wrapped = wrapped[n:]
 	}
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
 	return out, nil
 }
 
-// run delivers due messages until stop.
+// run delivers due messages until stop. It sleeps until the next head is
+// due or a hop queue gets a message.
 func (s *scheduler) run(stop <-chan struct{}) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	cases := []reflect.SelectCase{
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stop)},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+	}
 	for {
+		cases = cases[:2]
+		for q := range hops {
+			ch, err := s.b.store.WaitCh(scheduleTopic, q) // before the pass: no wake-up is lost
+			if err != nil {
+				s.b.logger.Error("core: scheduler wait", "err", err)
+				return
+			}
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
 		next := s.pass(time.Now())
 		wait := time.Until(next)
 		if next.IsZero() {
 			wait = time.Hour
 		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
 		timer.Reset(max(wait, time.Millisecond))
-		select {
-		case <-stop:
+		if i, _, _ := reflect.Select(cases); i == 0 {
 			return
-		case <-s.kick:
-		case <-timer.C:
 		}
 	}
 }
