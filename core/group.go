@@ -381,7 +381,7 @@ func sameCursors(a, b []*cursor) bool {
 
 // Delivery is a message handed to a member. Acknowledge it with Ack or Nack.
 type Delivery struct {
-	Message
+	*Message
 	Group   string
 	Attempt int // 1 on the first delivery
 
@@ -508,10 +508,12 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 				ferr = fmt.Errorf("core: read %s/%d: %w", c.key.topic, c.key.queue, rerr)
 			}
 		} else if c.gen == gen && c.owner == m && c.next == from {
+			batch := make([]Delivery, len(res.Messages)) // one allocation for the batch
 			for i := range res.Messages {
 				msg := &res.Messages[i]
 				c.pending = append(c.pending, pend{off: msg.QueueOffset})
-				out = append(out, m.delivery(c, msg))
+				m.delivery(&batch[i], c, msg)
+				out = append(out, &batch[i])
 			}
 			c.next = res.Next
 			if len(c.pending) == 0 {
@@ -526,9 +528,10 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 	return nil, waits, wake, deadline, ferr
 }
 
-// delivery makes the Delivery of msg read from c. Caller holds g.mu.
-func (m *Member) delivery(c *cursor, msg *Message) *Delivery {
-	d := &Delivery{Message: *msg, Group: m.g.name, c: c, gen: c.gen, off: msg.QueueOffset, member: m,
+// delivery fills d, the Delivery of msg read from c. d takes msg over.
+// Caller holds g.mu.
+func (m *Member) delivery(d *Delivery, c *cursor, msg *Message) {
+	*d = Delivery{Message: msg, Group: m.g.name, c: c, gen: c.gen, off: msg.QueueOffset, member: m,
 		inPlace: m.ordered || m.g.mode == Broadcasting}
 	if c.failCount > 0 && c.failOff == msg.QueueOffset {
 		d.ReconsumeTimes = int32(c.failCount)
@@ -540,7 +543,6 @@ func (m *Member) delivery(c *cursor, msg *Message) *Delivery {
 		}
 	}
 	d.Attempt = int(d.ReconsumeTimes) + 1
-	return d
 }
 
 // storeFilter turns a subscription filter into the store's read filter.
@@ -674,7 +676,7 @@ func (g *group) deadLetter(ctx context.Context, d *Delivery, reason error) error
 }
 
 func (g *group) copyForRetry(d *Delivery) *Message {
-	r := d.Message
+	r := *d.Message
 	r.Properties = make(map[string]string, len(d.Properties)+3)
 	for k, v := range d.Properties {
 		r.Properties[k] = v

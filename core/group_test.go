@@ -220,8 +220,8 @@ func TestRetryIntoDeadLetters(t *testing.T) {
 		t.Fatalf("dead letters: %v %v", res, err)
 	}
 	dm := &res.Messages[0]
-	if b.OriginalID(dm) != orig.MessageID || dm.Properties[propOrigTopic] != "t" || dm.Properties[propDLQReason] != "handler failed" {
-		t.Fatalf("dead letter: id %s (want %s), props %v", b.OriginalID(dm), orig.MessageID, dm.Properties)
+	if b.OriginalID(dm) != orig.MessageID() || dm.Properties[propOrigTopic] != "t" || dm.Properties[propDLQReason] != "handler failed" {
+		t.Fatalf("dead letter: id %s (want %s), props %v", b.OriginalID(dm), orig.MessageID(), dm.Properties)
 	}
 	if _, err := b.Topic(dlq); err != nil {
 		t.Fatalf("the dead-letter topic is not listed: %v", err)

@@ -28,7 +28,8 @@ type PublishOptions struct {
 
 // PublishResult is where a message was stored.
 type PublishResult struct {
-	MessageID   string
+	LogOffset   int64
+	LogID       uint64
 	Topic       string
 	QueueID     int
 	QueueOffset int64
@@ -36,6 +37,10 @@ type PublishResult struct {
 	// the offsets are then those of the scheduled copy.
 	Delayed bool
 }
+
+// MessageID is the stored message's id (made on demand: publishing does not
+// pay for the hex encoding).
+func (r PublishResult) MessageID() string { return storage.MessageID(r.LogID, r.LogOffset) }
 
 // Publish stores m and returns once it is durable under the store's flush
 // policy; live subscriptions matching it get it then. m's QueueID is set.
@@ -114,7 +119,7 @@ func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, 
 	}
 	res := make([]PublishResult, n)
 	for i, m := range msgs[:n] {
-		res[i] = PublishResult{MessageID: b.store.MessageID(m.LogOffset), Topic: m.Topic, QueueID: m.QueueID, QueueOffset: m.QueueOffset}
+		res[i] = PublishResult{LogOffset: m.LogOffset, LogID: b.store.LogID(), Topic: m.Topic, QueueID: m.QueueID, QueueOffset: m.QueueOffset}
 		b.live.Match(m.Topic, m.Subject, func(s *Subscription) { s.fn(m) })
 		b.live.Match(AnyTopic, m.Subject, func(s *Subscription) { s.fn(m) })
 	}

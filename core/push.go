@@ -39,18 +39,20 @@ func (m *Member) Consume(ctx context.Context, handler func(context.Context, *Del
 		inflight atomic.Int64
 		room     = make(chan struct{}, 1)
 		wg       sync.WaitGroup
-		work     = make([]chan *Delivery, o.Concurrency)
+		work     = make([]chan []*Delivery, o.Concurrency) // batches: one hand-off per pull, not per message
 	)
 	for i := range work {
-		work[i] = make(chan *Delivery, o.Window)
+		work[i] = make(chan []*Delivery, o.Window)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range work[i] {
-				if ctx.Err() == nil {
-					m.handle(ctx, handler, d)
+			for batch := range work[i] {
+				for _, d := range batch {
+					if ctx.Err() == nil {
+						m.handle(ctx, handler, d)
+					}
+					inflight.Add(-1)
 				}
-				inflight.Add(-1)
 				select {
 				case room <- struct{}{}:
 				default:
@@ -82,15 +84,23 @@ func (m *Member) Consume(ctx context.Context, handler func(context.Context, *Del
 		if err != nil {
 			return err
 		}
-		for _, d := range ds {
-			inflight.Add(1)
+		inflight.Add(int64(len(ds)))
+		for len(ds) > 0 {
+			// An ordered queue's run of messages goes to one handler
+			// goroutine, in order; other messages are spread in chunks.
+			n := (len(ds) + o.Concurrency - 1) / o.Concurrency
 			w := next
-			if d.inPlace {
-				w = d.c.key.queue % o.Concurrency // keep each queue on one handler, in order
+			if ds[0].inPlace {
+				n = 1
+				for n < len(ds) && ds[n].c == ds[0].c {
+					n++
+				}
+				w = ds[0].c.key.queue % o.Concurrency
 			} else {
 				next = (next + 1) % o.Concurrency
 			}
-			work[w] <- d
+			work[w] <- ds[:n:n]
+			ds = ds[n:]
 		}
 	}
 }

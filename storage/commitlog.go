@@ -17,8 +17,9 @@ type commitLog struct {
 	chunk   int64
 	limit   int // the largest record size framing accepts
 
-	mu   sync.RWMutex
-	segs []*segment
+	mu     sync.RWMutex
+	segs   []*segment
+	active *segment // the last segment; the writer's copy, under the store's write lock
 
 	growAhead chan *segment // to the allocator goroutine; never blocks the writer
 }
@@ -62,6 +63,7 @@ func openCommitLog(dir string, segSize int64) (*commitLog, error) {
 			return nil, err
 		}
 	}
+	l.active = l.segs[len(l.segs)-1]
 	return l, nil
 }
 
@@ -79,6 +81,7 @@ func (l *commitLog) roll(base int64) (*segment, error) {
 	l.mu.Lock()
 	l.segs = append(l.segs, seg)
 	l.mu.Unlock()
+	l.active = seg
 	return seg, nil
 }
 
@@ -87,9 +90,7 @@ func (l *commitLog) roll(base int64) (*segment, error) {
 // the start of a new segment when the record does not fit in the last one
 // (whose rest is then marked blank). Caller holds the write lock.
 func (l *commitLog) reserve(pos int64, n int) (*segment, int64, error) {
-	l.mu.RLock()
-	seg := l.segs[len(l.segs)-1]
-	l.mu.RUnlock()
+	seg := l.active
 	if pos < seg.base {
 		// An earlier roll sealed the previous segment but its record then
 		// failed (a full disk): the log goes on in the new segment.
@@ -178,17 +179,45 @@ func (l *commitLog) read(off, written int64) ([]byte, error) {
 // readInto is read with the copy appended to arena when it has room; the
 // record is the returned slice either way.
 func (l *commitLog) readInto(arena *[]byte, off, written int64) ([]byte, error) {
-	seg := l.find(off)
-	if seg == nil || off >= written {
+	r := logReader{l: l, written: written}
+	defer r.release()
+	return r.read(arena, off)
+}
+
+// logReader reads records, keeping hold of the segment it is in from one
+// read to the next (a batch reads one segment mostly); release lets go.
+type logReader struct {
+	l       *commitLog
+	written int64
+	seg     *segment // read-locked while set
+}
+
+func (r *logReader) release() {
+	if r.seg != nil {
+		r.seg.mu.RUnlock()
+		r.seg = nil
+	}
+}
+
+// read is commitLog.readInto through the reader.
+func (r *logReader) read(arena *[]byte, off int64) ([]byte, error) {
+	if off >= r.written {
 		return nil, fmt.Errorf("%w: no record at log offset %d", ErrNotFound, off)
 	}
-	seg.mu.RLock()
-	defer seg.mu.RUnlock()
+	if seg := r.seg; seg == nil || off < seg.base || off >= seg.end() {
+		r.release()
+		if seg = r.l.find(off); seg == nil {
+			return nil, fmt.Errorf("%w: no record at log offset %d", ErrNotFound, off)
+		}
+		seg.mu.RLock()
+		r.seg = seg
+	}
+	seg := r.seg
 	if seg.closed {
 		return nil, fmt.Errorf("%w: log offset %d was deleted by retention", ErrNotFound, off)
 	}
 	rel := off - seg.base
-	kind, size, reason := frame(seg.readable(rel, written), int(seg.cap-rel), l.limit)
+	kind, size, reason := frame(seg.readable(rel, r.written), int(seg.cap-rel), r.l.limit)
 	switch kind {
 	case frameRecord:
 		var rec []byte
@@ -248,6 +277,7 @@ func (l *commitLog) dropBack(base int64) error {
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base >= base })
 	gone := l.segs[i:]
 	l.segs = l.segs[:i]
+	l.active = l.segs[len(l.segs)-1]
 	l.mu.Unlock()
 	for _, seg := range gone {
 		seg.close()

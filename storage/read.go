@@ -59,7 +59,8 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 	if offset == hi {
 		return res, nil
 	}
-	written := s.written.Load()
+	lr := logReader{l: s.log, written: s.written.Load()}
+	defer lr.release()
 	var buf [256 * entrySize]byte
 	var arena []byte // the records of this read, copied out of the log
 	res.Messages = make([]Message, 0, min(int64(o.MaxCount), hi-offset))
@@ -83,7 +84,7 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 			if cap(arena)-len(arena) < int(e.size) {
 				arena = make([]byte, 0, arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes))
 			}
-			m, err := s.readRecord(&arena, e.logOffset, written)
+			m, err := decodeAt(&lr, &arena, e.logOffset)
 			if errors.Is(err, ErrNotFound) { // deleted by retention under us
 				res.Next++
 				continue
@@ -128,8 +129,15 @@ func arenaSize(entries []byte, count, limit int) int {
 // readRecord reads and decodes the record at a log offset, into arena if
 // it is not nil and has room.
 func (s *Store) readRecord(arena *[]byte, off, written int64) (Message, error) {
+	lr := logReader{l: s.log, written: written}
+	defer lr.release()
+	return decodeAt(&lr, arena, off)
+}
+
+// decodeAt reads and decodes the record at off through lr.
+func decodeAt(lr *logReader, arena *[]byte, off int64) (Message, error) {
 	var m Message
-	rec, err := s.log.readInto(arena, off, written)
+	rec, err := lr.read(arena, off)
 	if err != nil {
 		return m, err
 	}
