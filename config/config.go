@@ -47,6 +47,16 @@ type Config struct {
 	DataDir string        `koanf:"data-dir"`
 	Log     LogConfig     `koanf:"log"`
 	Storage StorageConfig `koanf:"storage"`
+	Core    CoreConfig    `koanf:"core"`
+}
+
+// CoreConfig configures topics and consumer groups; it mirrors core.Config,
+// where each field is documented.
+type CoreConfig struct {
+	AutoCreateTopics bool          `koanf:"auto-create-topics"`
+	DefaultQueues    int           `koanf:"default-queues"`
+	MaxRetries       int           `koanf:"max-retries"`
+	HeartbeatTimeout time.Duration `koanf:"heartbeat-timeout"`
 }
 
 // LogConfig configures the process's log, written to stderr.
@@ -84,6 +94,12 @@ func Default() Config {
 			RetentionAge:       72 * time.Hour,
 			RetentionDiskRatio: 0.9,
 		},
+		Core: CoreConfig{
+			AutoCreateTopics: true,
+			DefaultQueues:    8,
+			MaxRetries:       16,
+			HeartbeatTimeout: 60 * time.Second,
+		},
 	}
 }
 
@@ -119,6 +135,15 @@ func (c Config) Validate() error {
 	}
 	if s.RetentionDiskRatio > 1 {
 		return fmt.Errorf("storage.retention-disk-ratio %v: want at most 1 (negative disables)", s.RetentionDiskRatio)
+	}
+	if q := c.Core.DefaultQueues; q < 1 || q > 1024 {
+		return fmt.Errorf("core.default-queues %d: want 1..1024", q)
+	}
+	if c.Core.MaxRetries < 1 {
+		return fmt.Errorf("core.max-retries %d: want at least 1", c.Core.MaxRetries)
+	}
+	if c.Core.HeartbeatTimeout <= 0 {
+		return fmt.Errorf("core.heartbeat-timeout %v: must be positive", c.Core.HeartbeatTimeout)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/fx/fxevent"
 
 	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/storage"
 )
 
@@ -43,6 +44,10 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "flush-interval", "storage.flush-interval", "longest an async append stays unsynced")
 	config.AddFlag(fs, "retention-age", "storage.retention-age", "delete sealed segments older than this (negative disables)")
 	config.AddFlag(fs, "retention-disk-ratio", "storage.retention-disk-ratio", "delete the oldest segments while the disk is fuller than this (negative disables)")
+	config.AddFlag(fs, "auto-create-topics", "core.auto-create-topics", "create a topic on its first publish")
+	config.AddFlag(fs, "default-queues", "core.default-queues", "queues of a topic created without a count")
+	config.AddFlag(fs, "max-retries", "core.max-retries", "retries of a failed message before the group's dead-letter topic")
+	config.AddFlag(fs, "heartbeat-timeout", "core.heartbeat-timeout", "drop a consumer-group member silent this long")
 	return cmd
 }
 
@@ -99,9 +104,10 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		fx.Supply(cfg, logger),
 		fx.WithLogger(fxLogger),
 		fx.StopTimeout(stopTimeout),
-		fx.Provide(storageParams),
+		fx.Provide(storageParams, coreConfig),
 		storage.Module,
-		fx.Invoke(func(*storage.Store) {}), // open the store even before anything uses it
+		core.Module,
+		fx.Invoke(func(*core.Broker) {}), // open the store and the core even before a front-end uses them
 	)
 }
 
@@ -112,6 +118,18 @@ func fxLogger(logger *slog.Logger) fxevent.Logger {
 	l.UseLogLevel(slog.LevelDebug)
 	l.UseErrorLevel(slog.LevelDebug)
 	return l
+}
+
+// coreConfig maps the configuration onto core.Module's needs.
+func coreConfig(cfg config.Config, logger *slog.Logger) core.Config {
+	c := cfg.Core
+	return core.Config{
+		AutoCreateTopics: c.AutoCreateTopics,
+		DefaultQueues:    c.DefaultQueues,
+		MaxRetries:       c.MaxRetries,
+		HeartbeatTimeout: c.HeartbeatTimeout,
+		Logger:           logger.With("component", "core"),
+	}
 }
 
 // storageParams maps the configuration onto storage.Module's needs.
