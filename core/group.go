@@ -728,3 +728,34 @@ func (b *Broker) topicChanged(topic string) {
 		g.mu.Unlock()
 	}
 }
+
+// ResendDeadLetters publishes the dead letters of a group from offset from
+// (up to max of them) again to their origin topics and queues, as new
+// messages with a fresh attempt count. It returns how many it re-sent and
+// the offset to continue from. The dead letters stay where they are.
+func (b *Broker) ResendDeadLetters(ctx context.Context, groupName string, from int64, max int) (int, int64, error) {
+	dlq := DeadLetterTopic(groupName)
+	res, err := b.store.Read(dlq, 0, from, storage.ReadOptions{MaxCount: max})
+	if err != nil {
+		return 0, from, fmt.Errorf("core: read %s: %w", dlq, err)
+	}
+	for i := range res.Messages {
+		m := res.Messages[i]
+		topic := m.Properties[propOrigTopic]
+		q, qerr := strconv.Atoi(m.Properties[propOrigQueue])
+		if topic == "" || qerr != nil {
+			return i, m.QueueOffset, fmt.Errorf("core: dead letter %d of %s has no origin", m.QueueOffset, dlq)
+		}
+		props := make(map[string]string, len(m.Properties))
+		for k, v := range m.Properties {
+			if k != propDLQReason && k != propOrigTopic && k != propOrigQueue {
+				props[k] = v
+			}
+		}
+		m.Topic, m.QueueID, m.Properties, m.ReconsumeTimes, m.DeliverAt = topic, q, props, 0, 0
+		if _, err := b.store1(ctx, []*Message{&m}); err != nil {
+			return i, m.QueueOffset, err
+		}
+	}
+	return len(res.Messages), res.Next, nil
+}

@@ -226,6 +226,40 @@ func TestRetryIntoDeadLetters(t *testing.T) {
 	if _, err := b.Topic(dlq); err != nil {
 		t.Fatalf("the dead-letter topic is not listed: %v", err)
 	}
+
+	// Re-sent, it comes back to the group under its origin topic, first attempt.
+	n, next, err := b.ResendDeadLetters(context.Background(), "g", 0, 10)
+	if err != nil || n != 1 || next != 1 {
+		t.Fatalf("resend: %d %d %v", n, next, err)
+	}
+	waitFor(t, 10*time.Second, "the re-sent message", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(attempts) > 4 && attempts[4] == 1
+	})
+}
+
+func TestStartPositions(t *testing.T) {
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	b.CreateTopic("t", 1)
+	publishN(t, b.Broker, "t", 3, PublishOptions{Queue: 0}, nil)
+	time.Sleep(5 * time.Millisecond) // store times before and after mid are apart
+	mid := time.Now()
+	publishN(t, b.Broker, "t", 2, PublishOptions{Queue: 0}, func(int) string { return "late" })
+	waitFor(t, 5*time.Second, "5 indexed", func() bool { _, hi := b.store.Offsets("t", 0); return hi == 5 })
+	first := pullN(t, join(t, b.Broker, "first", "m", MemberOptions{Subscriptions: subs("t", "*")}), 5)
+	if string(first[0].Body) != "0" {
+		t.Fatalf("from first: %q", first[0].Body)
+	}
+	byTime := pullN(t, join(t, b.Broker, "bytime", "m", MemberOptions{Subscriptions: subs("t", "*"), StartFrom: StartFrom{Kind: StartTime, Time: mid}}), 2)
+	if byTime[0].Subject != "late" {
+		t.Fatalf("from time: %q", byTime[0].Subject)
+	}
+	last := join(t, b.Broker, "last", "m", MemberOptions{Subscriptions: subs("t", "*"), StartFrom: StartFrom{Kind: StartLast}})
+	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 0}, func(int) string { return "new" })
+	if ds := pullN(t, last, 1); ds[0].Subject != "new" {
+		t.Fatalf("from last: %q", ds[0].Subject)
+	}
 }
 
 func TestOrderedUnderFailures(t *testing.T) {
