@@ -2,7 +2,6 @@ package storage
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"sort"
 	"sync"
@@ -20,16 +19,13 @@ type commitLog struct {
 	mu     sync.RWMutex
 	segs   []*segment
 	active *segment // the last segment; the writer's copy, under the store's write lock
-
-	growAhead chan *segment // to the allocator goroutine; never blocks the writer
 }
 
 func openCommitLog(dir string, segSize int64) (*commitLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	l := &commitLog{dir: dir, segSize: segSize, chunk: min(segSize, 64<<20), limit: maxRecordSize(maxMessageSizeLimit),
-		growAhead: make(chan *segment, 1)}
+	l := &commitLog{dir: dir, segSize: segSize, chunk: min(segSize, 64<<20), limit: maxRecordSize(maxMessageSizeLimit)}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
@@ -87,10 +83,13 @@ func (l *commitLog) roll(base int64) (*segment, error) {
 
 // reserve makes room for a record of n bytes at log position pos, the end of
 // the log, and returns the segment and the position where it goes: pos, or
-// the start of a new segment when the record does not fit in the last one
-// (whose rest is then marked blank). Caller holds the write lock.
-func (l *commitLog) reserve(pos int64, n int) (*segment, int64, error) {
-	seg := l.active
+// the start of a new segment when the record does not fit in the last one.
+// Then blank is the size of the blank record the caller must write at pos
+// (0 when the rest is too small for one), also when err is set: the last
+// segment is sealed even if the new one cannot take the record. Caller
+// holds the write lock.
+func (l *commitLog) reserve(pos int64, n int) (seg *segment, at int64, blank int, err error) {
+	seg = l.active
 	if pos < seg.base {
 		// An earlier roll sealed the previous segment but its record then
 		// failed (a full disk): the log goes on in the new segment.
@@ -100,41 +99,20 @@ func (l *commitLog) reserve(pos int64, n int) (*segment, int64, error) {
 	if rel+int64(n) > seg.cap {
 		if rest := seg.cap - rel; rest >= headerSize {
 			if err := seg.ensure(rel + headerSize); err != nil {
-				return nil, 0, err
+				return nil, 0, 0, err
 			}
-			putBlank(seg.data[rel:], int(rest))
+			blank = int(rest)
 		}
 		next, err := l.roll(seg.end())
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, blank, err
 		}
 		seg, pos, rel = next, next.base, 0
 	}
 	if err := seg.ensure(rel + int64(n)); err != nil {
-		return nil, 0, err
+		return nil, 0, blank, err
 	}
-	if seg.needsGrowth(rel + int64(n)) {
-		select {
-		case l.growAhead <- seg:
-		default:
-		}
-	}
-	return seg, pos, nil
-}
-
-// allocate serves growAhead until stop: it allocates the next chunk of the
-// segment the writer is in before the writer gets there.
-func (l *commitLog) allocate(stop <-chan struct{}, logger *slog.Logger) {
-	for {
-		select {
-		case seg := <-l.growAhead:
-			if err := seg.grow(seg.allocated.Load() + 1); err != nil {
-				logger.Debug("storage: allocating ahead failed; the writer will retry", "err", err)
-			}
-		case <-stop:
-			return
-		}
-	}
+	return seg, pos, blank, nil
 }
 
 // find returns the segment holding log offset off, or nil.

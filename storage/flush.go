@@ -44,6 +44,9 @@ func (s *Store) flushLoop() {
 // appends waiting for it. Only the flusher and Close call it.
 func (s *Store) flushLog() error {
 	s.gather()
+	if err := s.commit(); err != nil {
+		return err
+	}
 	target := s.written.Load()
 	s.flushMu.Lock()
 	from := s.flushed

@@ -346,13 +346,16 @@ func (s *Store) cutLog(off int64) (int64, error) {
 		return 0, err
 	}
 	tail := seg.readable(off-seg.base, seg.end())
-	last := len(tail)
+	last := int64(len(tail))
 	for last > 0 && tail[last-1] == 0 {
 		last--
 	}
-	clear(tail[:last])
-	lost += int64(last)
+	lost += last
 	if last > 0 {
+		from := off - seg.base
+		if err := writeZeros(seg.f, from, from+last); err != nil {
+			return 0, fmt.Errorf("storage: cut the log at %d: %w", off, err)
+		}
 		if err := seg.sync(); err != nil {
 			return 0, err
 		}

@@ -12,13 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// segment is one commit-log file: a fixed capacity, memory-mapped whole,
-// whose disk space is allocated ahead of the writer in chunks. Writes are
-// copies into the mapping (the page cache), so a crash of the process loses
-// nothing written; fsync makes them survive the machine.
-//
-// The writer (Store.mu held) calls ensure and writes into data; readers copy
-// out of data under mu.RLock so that close (retention) cannot unmap under them.
+// segment is one commit-log file: a fixed capacity whose disk space is
+// allocated ahead of the writer in chunks, so that a full disk is refused at
+// append time. The committer writes it with pwrite; readers copy records out
+// of a read-only mapping of the whole capacity, under mu.RLock so that close
+// (retention) cannot unmap under them. The mapping is read-only on purpose:
+// the kernel cleans dirty pages of a writable shared mapping one page at a
+// time with a TLB shootdown on every CPU, which cost more than the copy.
 type segment struct {
 	base int64 // log offset of the segment's first byte
 	path string
@@ -29,8 +29,7 @@ type segment struct {
 	mu     sync.RWMutex // readers hold RLock while touching data; close takes Lock
 	closed bool
 
-	growMu    sync.Mutex   // serializes grow
-	allocated atomic.Int64 // bytes of the file allocated on disk and mapped in
+	allocated atomic.Int64 // bytes of the file allocated on disk; grown by the writer
 	chunk     int64
 }
 
@@ -62,7 +61,7 @@ func openSegment(dir string, base, capacity, chunk int64) (*segment, error) {
 	if st.Size() > capacity {
 		capacity = st.Size()
 	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(capacity), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	data, err := unix.Mmap(int(f.Fd()), 0, int(capacity), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("storage: map segment %s: %w", path, err)
@@ -86,39 +85,14 @@ func (s *segment) readable(rel, written int64) []byte {
 // end is the log offset just past the segment's capacity.
 func (s *segment) end() int64 { return s.base + s.cap }
 
-// ensure makes bytes up to rel (relative to base) writable. Touching an
-// unallocated page of the mapping would fault, and a full disk must be an
-// error, not a SIGBUS: so space is reserved first. The allocator goroutine
-// usually has done it already (growAhead); otherwise the writer does it here.
+// ensure allocates disk space so that bytes up to rel (relative to base)
+// can be written, rounded up to a chunk. Writer only (Store.mu held).
+// Reading the mapping past the allocated end would fault; and a full disk
+// must refuse the append, not fail the write after the append returned.
 func (s *segment) ensure(rel int64) error {
-	if rel <= s.allocated.Load() {
-		return nil
-	}
-	return s.grow(rel)
-}
-
-// needsGrowth reports whether the writer, now at rel, is within half a chunk
-// of the allocated end: time to allocate ahead.
-func (s *segment) needsGrowth(rel int64) bool {
-	a := s.allocated.Load()
-	return a < s.cap && a-rel < s.chunk/2
-}
-
-// grow allocates the disk space for bytes up to rel, rounded up to a chunk,
-// and faults the new pages in (MADV_POPULATE_WRITE), so that the writer's
-// copies do not take a page fault per page. Writer and allocator may both
-// call it; growMu orders them.
-func (s *segment) grow(rel int64) error {
-	s.growMu.Lock()
-	defer s.growMu.Unlock()
 	have := s.allocated.Load()
 	if rel <= have {
 		return nil
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return fmt.Errorf("storage: segment %s is closed", s.path)
 	}
 	want := min(s.cap, (rel+s.chunk-1)/s.chunk*s.chunk)
 	err := unix.Fallocate(int(s.f.Fd()), 0, have, want-have)
@@ -131,8 +105,6 @@ func (s *segment) grow(rel int64) error {
 	if err != nil {
 		return fmt.Errorf("storage: allocate %s: %w", s.path, err)
 	}
-	// Best effort: on kernels without it the writer takes the faults.
-	_ = unix.Madvise(s.data[have:want], unix.MADV_POPULATE_WRITE)
 	s.allocated.Store(want)
 	return nil
 }

@@ -19,13 +19,13 @@ import (
 // consume-queue index per (topic, queue) and a key index, both derived from
 // the log by the dispatcher. See docs/storage.md.
 //
-// Goroutines, all owned by the Store and stopped by Close: the dispatcher
-// (builds the indexes, wakes readers), the flusher (fsync, group commit,
-// checkpoints), the janitor (retention) and the allocator (reserves and
-// maps in disk space ahead of the writer).
+// Goroutines, all owned by the Store and stopped by Close: the committer
+// (writes the appends' buffers to the files), the dispatcher (builds the
+// indexes, wakes readers), the flusher (fsync, group commit, checkpoints)
+// and the janitor (retention).
 //
-// Lock order: Store.mu, then commitLog.mu, then segment.mu; queue and key
-// index locks are leaves. flushMu is never held with another.
+// Lock order: commitMu, then Store.mu, then commitLog.mu, then segment.mu;
+// queue and key index locks are leaves. flushMu is never held with another.
 type Store struct {
 	opts   Options
 	dir    string
@@ -45,7 +45,19 @@ type Store struct {
 	lastStoreTime int64
 	clockBase     time.Time // wall and monotonic reading, renewed every second
 
-	written    atomic.Int64 // end of the complete records; moves under mu
+	// Write buffers (commit.go), under mu: cur takes appends, queued wait
+	// for the committer, pending counts their bytes; room is signalled when
+	// the committer frees some.
+	cur        *writeBuf
+	queued     []*writeBuf
+	spare      []*writeBuf
+	pending    int
+	room       *sync.Cond
+	commitErr  error
+	commitMu   sync.Mutex // one commit at a time, in order; taken before mu
+	commitKick chan struct{}
+
+	written    atomic.Int64 // end of the records written to the files; moved by commit
 	dispatched atomic.Int64 // the indexes cover the log up to here
 
 	qmu    sync.RWMutex
@@ -105,22 +117,21 @@ func Open(dir string, opts Options) (*Store, error) {
 		flushDone:    make(chan struct{}),
 		flushKick:    make(chan struct{}, 1),
 		dispatchKick: make(chan struct{}, 1),
+		commitKick:   make(chan struct{}, 1),
 		pend:         map[queueKey]*pending{},
 		keyPend:      map[int64][]byte{},
 		stop:         make(chan struct{}),
 	}
+	s.room = sync.NewCond(&s.mu)
 	if err := s.open(); err != nil {
 		s.closeFiles()
 		return nil, err
 	}
 	s.wg.Add(4)
+	go s.commitLoop()
 	go s.dispatchLoop()
 	go s.flushLoop()
 	go s.janitorLoop()
-	go func() {
-		defer s.wg.Done()
-		s.log.allocate(s.stop, s.logger)
-	}()
 	return s, nil
 }
 
@@ -171,8 +182,10 @@ func (s *Store) LogID() uint64 { return s.logID }
 func (s *Store) Dir() string { return s.dir }
 
 // Append stores m and sets its QueueOffset, LogOffset, StoreTime and Size.
-// It returns once the message is durable under the flush policy: in the page
-// cache (async) or on disk (sync). If ctx ends while a sync append waits for
+// It returns once the message is durable under the flush policy: encoded in
+// the store's write buffer, which the committer writes to the OS within
+// moments (async), or on disk (sync). Readers see it once it is committed
+// and indexed. If ctx ends while a sync append waits for
 // its fsync, the message is stored but its durability is not confirmed.
 func (s *Store) Append(ctx context.Context, m *Message) error {
 	_, err := s.AppendBatch(ctx, []*Message{m})
@@ -193,18 +206,34 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 		sizes = append(sizes, n)
 	}
 	s.mu.Lock()
+	for s.pending >= maxPending && !s.closed && s.commitErr == nil {
+		select {
+		case s.commitKick <- struct{}{}:
+		default:
+		}
+		s.room.Wait()
+	}
 	if s.closed {
 		s.mu.Unlock()
 		return 0, ErrClosed
+	}
+	if err := s.commitErr; err != nil {
+		s.mu.Unlock()
+		return 0, err
 	}
 	var (
 		done int
 		err  error
 	)
 	for i, m := range msgs {
-		var seg *segment
-		var pos int64
-		if seg, pos, err = s.log.reserve(s.writePos, sizes[i]); err != nil {
+		last := s.log.active
+		seg, pos, blank, rerr := s.log.reserve(s.writePos, sizes[i])
+		if blank > 0 { // the record starts a new segment: seal the last one
+			putBlank(s.bufFor(last, s.writePos, headerSize), blank)
+			s.writePos = last.end()
+		}
+		if rerr != nil {
+			err = rerr
 			break
 		}
 		next := s.nextOffset[queueKey{m.Topic, m.QueueID}]
@@ -218,18 +247,16 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 		}
 		s.lastStoreTime = now
 		m.QueueOffset, m.LogOffset, m.StoreTime, m.Size = *next, pos, now, sizes[i]
-		rel := pos - seg.base
-		m.encode(seg.data[rel : rel+int64(sizes[i])])
+		m.encode(s.bufFor(seg, pos, sizes[i]))
 		*next++
 		s.writePos = pos + int64(sizes[i])
 		done++
 	}
 	end := s.writePos
-	s.written.Store(end)
 	s.mu.Unlock()
 	if done > 0 {
 		select {
-		case s.dispatchKick <- struct{}{}:
+		case s.commitKick <- struct{}{}:
 		default:
 		}
 	}
@@ -265,7 +292,11 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
+		s.room.Broadcast()
 		s.mu.Unlock()
+		if err := s.commit(); err != nil {
+			s.logger.Error("storage: final write of the log failed", "err", err)
+		}
 		close(s.stop)
 		s.wg.Wait()
 		err := s.flushLog()

@@ -1,0 +1,121 @@
+package storage
+
+import (
+	"fmt"
+	"time"
+)
+
+// Appends are encoded into write buffers in memory, under the write lock;
+// the committer writes them to their segment files with pwrite, in order,
+// and only then publishes the new end of the log (written) to the
+// dispatcher and the readers. An append waits only for the encode (async)
+// or for the fsync (sync); it waits for room when more than maxPending bytes
+// are not yet committed.
+const (
+	bufSize    = 1 << 20
+	maxPending = 16 << 20
+	maxSpare   = maxPending / bufSize
+)
+
+// writeBuf is encoded records for one segment, starting at log offset off.
+type writeBuf struct {
+	seg  *segment
+	off  int64
+	data []byte
+}
+
+// bufFor returns room for n bytes at log offset pos of seg in the current
+// write buffer, starting a new buffer when it cannot take them. Caller
+// holds mu.
+func (s *Store) bufFor(seg *segment, pos int64, n int) []byte {
+	b := s.cur
+	if b == nil || b.seg != seg || b.off+int64(len(b.data)) != pos || cap(b.data)-len(b.data) < n {
+		s.sealCur()
+		if k := len(s.spare); k > 0 && n <= bufSize {
+			b, s.spare = s.spare[k-1], s.spare[:k-1]
+			b.seg, b.off, b.data = seg, pos, b.data[:0]
+		} else {
+			b = &writeBuf{seg: seg, off: pos, data: make([]byte, 0, max(bufSize, n))}
+		}
+		s.cur = b
+	}
+	start := len(b.data)
+	b.data = b.data[:start+n]
+	s.pending += n
+	return b.data[start:]
+}
+
+// sealCur queues the current buffer for the committer. Caller holds mu.
+func (s *Store) sealCur() {
+	if s.cur != nil && len(s.cur.data) > 0 {
+		s.queued = append(s.queued, s.cur)
+	}
+	s.cur = nil
+}
+
+// commitLoop commits whenever an append asks, until stop.
+func (s *Store) commitLoop() {
+	defer s.wg.Done()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-s.commitKick:
+		case <-retry.C:
+		case <-s.stop:
+			return // Close commits last
+		}
+		if err := s.commit(); err != nil {
+			s.logger.Error("storage: writing the log failed; appends are refused until it succeeds; retrying in 1s", "err", err)
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// commit writes every buffered record to its segment file and publishes the
+// new end of the log. On an error the buffers stay queued, in order, and
+// appends are refused with that error until a later commit succeeds.
+func (s *Store) commit() error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	s.sealCur()
+	bufs := s.queued
+	s.queued = nil
+	s.mu.Unlock()
+	if len(bufs) == 0 {
+		return nil
+	}
+	var err error
+	done, bytes := 0, 0
+	for _, b := range bufs {
+		if _, err = b.seg.f.WriteAt(b.data, b.off-b.seg.base); err != nil {
+			err = fmt.Errorf("storage: write %s: %w", b.seg.path, err)
+			break
+		}
+		done++
+		bytes += len(b.data)
+		s.written.Store(b.off + int64(len(b.data)))
+	}
+	s.mu.Lock()
+	if err != nil {
+		s.queued = append(bufs[done:], s.queued...)
+	}
+	s.commitErr = err
+	s.pending -= bytes
+	for _, b := range bufs[:done] {
+		if cap(b.data) == bufSize && len(s.spare) < maxSpare {
+			b.seg, b.data = nil, b.data[:0]
+			s.spare = append(s.spare, b)
+		}
+	}
+	s.room.Broadcast()
+	s.mu.Unlock()
+	if done > 0 {
+		select {
+		case s.dispatchKick <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
