@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +20,7 @@ import (
 //	go test -run '^$' -bench PublishToGroup -benchtime 2000000x ./core/
 func BenchmarkPublishToGroup(b *testing.B) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := storage.Open(b.TempDir(), storage.Options{SegmentSize: 256 << 20, Logger: logger, RetentionAge: -1, RetentionDiskRatio: -1, FlushInterval: benchFlush})
+	st, err := storage.Open(b.TempDir(), storage.Options{SegmentSize: 256 << 20, Logger: logger, RetentionAge: -1, RetentionDiskRatio: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,8 +65,6 @@ func BenchmarkPublishToGroup(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
-
-var benchFlush = func() time.Duration { d, _ := time.ParseDuration(os.Getenv("FERRY_BENCH_FLUSH")); return d }()
 
 // BenchmarkPublishRouting is a publish among 100,000 live subscriptions of
 // which 10 match: the cost of routing beside the store's append.

@@ -409,15 +409,19 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(m.g.b.closed)},
 			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)},
 		}
+		var timer *time.Timer
 		if !deadline.IsZero() {
-			t := time.NewTimer(time.Until(deadline))
-			defer t.Stop()
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)})
+			timer = time.NewTimer(time.Until(deadline))
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
 		}
 		for _, w := range waits {
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
 		}
-		switch i, _, _ := reflect.Select(cases); i {
+		i, _, _ := reflect.Select(cases)
+		if timer != nil {
+			timer.Stop()
+		}
+		switch i {
 		case 0:
 			return nil, ctx.Err()
 		case 1:

@@ -13,7 +13,7 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 2000000x ./storage/
 //
-// and compare the byte rates with the disk's own (bench/storage.sh does both).
+// and compare the byte rates with the disk's own (bench/run.sh does both).
 
 func benchOptions(mode FlushMode) Options {
 	return Options{

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Storage benchmarks beside the disk's own figures, in one run, on the same
-# file system. Usage: bench/storage.sh [DIR]   (DIR defaults to $TMPDIR or /tmp)
+# Storage and core benchmarks beside the disk's own figures, in one run, on the same
+# file system. Usage: bench/run.sh [DIR]   (DIR defaults to $TMPDIR or /tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-${TMPDIR:-/tmp}}
@@ -17,3 +17,7 @@ echo "== ferry storage (go test -bench)"
 TMPDIR="$dir" go test -run '^$' -bench 'Append/async/body=128|ReadQueue' -benchtime 2000000x ./storage/
 TMPDIR="$dir" go test -run '^$' -bench 'Append/async/body=4096' -benchtime 400000x ./storage/
 TMPDIR="$dir" go test -run '^$' -bench 'AppendSync64' -benchtime 200000x ./storage/
+
+echo "== ferry core (go test -bench)"
+TMPDIR="$dir" go test -run '^$' -bench 'PublishToGroup|PublishRouting' -benchtime 1000000x ./core/
+go test -run '^$' -bench 'Match100k' -benchmem ./core/route/
