@@ -136,6 +136,15 @@ func TestClusteringMemberLeavesMidStream(t *testing.T) {
 	}
 }
 
+func TestJoinBeforeTopicExists(t *testing.T) {
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	c := newCollector()
+	m := join(t, b.Broker, "g", "m", MemberOptions{Subscriptions: subs("later", "*")})
+	defer consume(t, m, c, PushOptions{}, nil)()
+	publishN(t, b.Broker, "later", 20, PublishOptions{Queue: QueueAuto}, nil) // auto-creates it
+	waitFor(t, 5*time.Second, "the messages of the topic created after the join", func() bool { return c.distinct() == 20 })
+}
+
 func TestBroadcasting(t *testing.T) {
 	b := openBroker(t, t.TempDir(), testConfig(t))
 	b.CreateTopic("t", 4)

@@ -71,9 +71,13 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 		if !b.cfg.AutoCreateTopics {
 			return nil, fmt.Errorf("%w: %q (create it first; auto-creation is off)", ErrUnknownTopic, name)
 		}
+		var created bool
 		var err error
-		if tp, _, err = b.topics.ensure(name, b.cfg.DefaultQueues); err != nil {
+		if tp, created, err = b.topics.ensure(name, b.cfg.DefaultQueues); err != nil {
 			return nil, err
+		}
+		if created {
+			b.topicChanged(name) // groups waiting for it get its queues
 		}
 	}
 	q, err := b.pickQueue(tp, o)

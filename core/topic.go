@@ -100,8 +100,12 @@ func (b *Broker) CreateTopic(name string, queues int) (TopicConfig, error) {
 		return TopicConfig{}, fmt.Errorf("%w: topic %q with %d queues: want 1..%d", ErrInvalidQueue, name, queues, maxQueues)
 	}
 	tp, created, err := b.topics.ensure(name, queues)
-	if err != nil || created {
-		return tp.configOrZero(), err
+	if err != nil {
+		return TopicConfig{}, err
+	}
+	if created {
+		b.topicChanged(name)
+		return tp.TopicConfig, nil
 	}
 	b.topics.mu.Lock()
 	defer b.topics.mu.Unlock()
@@ -116,13 +120,6 @@ func (b *Broker) CreateTopic(name string, queues int) (TopicConfig, error) {
 	}
 	b.topicChanged(name)
 	return tp.TopicConfig, nil
-}
-
-func (tp *topic) configOrZero() TopicConfig {
-	if tp == nil {
-		return TopicConfig{}
-	}
-	return tp.TopicConfig
 }
 
 // DeleteTopic removes a topic's configuration. Its messages stay in the log

@@ -89,7 +89,7 @@ func (s *Store) gather() {
 		}
 	}
 	got := s.syncAppends.Swap(0)
-	s.gatherWant = max(got, s.gatherWant-s.gatherWant/8)
+	s.gatherWant = max(got, s.gatherWant-s.gatherWant/64)
 }
 
 // waitFlushed returns once the log is durable up to end.
