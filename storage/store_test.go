@@ -167,14 +167,19 @@ func TestAppendReadReopen(t *testing.T) {
 	}
 }
 
+// appendedEnd is the end of the log including what is not yet committed.
+func appendedEnd(s *Store) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writePos
+}
+
 // waitIndexed waits until the dispatcher has indexed everything appended.
 func waitIndexed(t testing.TB, s *Store) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s.mu.Lock()
-		end := s.writePos
-		s.mu.Unlock()
+		end := appendedEnd(s)
 		if s.dispatched.Load() >= end {
 			return
 		}
