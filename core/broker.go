@@ -5,7 +5,6 @@
 package core
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -214,16 +213,15 @@ func (b *Broker) isClosed() bool {
 
 // internal topics
 const (
-	retryPrefix    = "%RETRY%"
-	dlqPrefix      = "%DLQ%"
-	scheduleTopic  = "%SCHEDULE%"
-	propOrigTopic  = "%ORIGIN_TOPIC"
-	propOrigQueue  = "%ORIGIN_QUEUE"
-	propOrigMsgID  = "%ORIGIN_MSG_ID"
-	propRealTopic  = "%REAL_TOPIC"
-	propRealQueue  = "%REAL_QUEUE"
-	propDLQReason  = "%DLQ_REASON"
-	internalPrefix = "%"
+	retryPrefix   = "%RETRY%"
+	dlqPrefix     = "%DLQ%"
+	scheduleTopic = "%SCHEDULE%"
+	propOrigTopic = "%ORIGIN_TOPIC"
+	propOrigQueue = "%ORIGIN_QUEUE"
+	propOrigMsgID = "%ORIGIN_MSG_ID"
+	propRealTopic = "%REAL_TOPIC"
+	propRealQueue = "%REAL_QUEUE"
+	propDLQReason = "%DLQ_REASON"
 )
 
 // RetryTopic and DeadLetterTopic name a group's internal topics.
@@ -242,5 +240,3 @@ func checkName(kind, name string) error {
 	}
 	return nil
 }
-
-var _ = context.Background
