@@ -1,0 +1,94 @@
+// Package remoting is the wire format of Ferry's native protocol, which is
+// RocketMQ's remoting protocol (4.x): every message on a TCP connection is a
+// frame
+//
+//	length  u32  bytes that follow: 4 + header + body
+//	type    u8   header serialization: 0 JSON, 1 RocketMQ binary
+//	hlen    u24  header bytes
+//	header       code, language, version, opaque, flag, remark, extFields
+//	body         the rest
+//
+// all big-endian. A request and its response share the opaque; bit 0 of
+// flag marks a response, bit 1 a one-way request. The NameServer, the
+// broker's native front-end and the Go SDK all speak it through this package.
+package remoting
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Serialization is how a frame's header is encoded.
+type Serialization byte
+
+const (
+	JSON     Serialization = 0
+	RocketMQ Serialization = 1
+)
+
+// Flag bits.
+const (
+	FlagResponse = 1 << 0
+	FlagOneway   = 1 << 1
+)
+
+// Version is the protocol version Ferry announces (RocketMQ 4.9's).
+const Version = 399
+
+// Command is one request or response.
+type Command struct {
+	Code      int16
+	Language  string // "JAVA", "GO", …
+	Version   int16
+	Opaque    int32
+	Flag      int32
+	Remark    string
+	ExtFields map[string]string
+	Body      []byte
+
+	// Serialization is how the header came (decode) or goes (encode).
+	Serialization Serialization
+}
+
+// IsResponse reports whether c answers a request.
+func (c *Command) IsResponse() bool { return c.Flag&FlagResponse != 0 }
+
+// IsOneway reports whether c is a request that wants no answer.
+func (c *Command) IsOneway() bool { return c.Flag&FlagOneway != 0 }
+
+// NewRequest makes a request with code and ext fields.
+func NewRequest(code int16, ext map[string]string, body []byte) *Command {
+	return &Command{Code: code, Language: "GO", Version: Version, ExtFields: ext, Body: body}
+}
+
+// Response makes the response to c with a response code and remark, in the
+// same serialization.
+func (c *Command) Response(code int16, remark string) *Command {
+	return &Command{Code: code, Language: "GO", Version: Version, Opaque: c.Opaque, Flag: FlagResponse,
+		Remark: remark, ExtFields: map[string]string{}, Serialization: c.Serialization}
+}
+
+// String describes c for logs: code, opaque, flag, remark; not the body.
+func (c *Command) String() string {
+	kind := "request"
+	if c.IsResponse() {
+		kind = "response"
+	}
+	return fmt.Sprintf("%s code=%d opaque=%d flag=%d remark=%q ext=%d body=%d", kind, c.Code, c.Opaque, c.Flag, c.Remark, len(c.ExtFields), len(c.Body))
+}
+
+// Ext returns an ext field, "" when absent.
+func (c *Command) Ext(name string) string { return c.ExtFields[name] }
+
+// ExtInt parses an integer ext field; a missing one is an error that names it.
+func (c *Command) ExtInt(name string) (int64, error) {
+	v, ok := c.ExtFields[name]
+	if !ok {
+		return 0, fmt.Errorf("%w: missing header field %q", ErrMalformed, name)
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: header field %q = %.32q is not an integer", ErrMalformed, name, v)
+	}
+	return n, nil
+}
