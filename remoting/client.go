@@ -1,0 +1,128 @@
+package remoting
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrConnClosed: the connection closed before the response came.
+var ErrConnClosed = errors.New("remoting: connection closed")
+
+// Client is one connection to a server with requests matched to responses
+// by opaque. Its methods are safe for concurrent use.
+type Client struct {
+	conn     *Conn
+	maxFrame int
+	opaque   atomic.Int32
+
+	mu      sync.Mutex
+	pending map[int32]chan *Command
+	err     error // set once the connection is gone
+	done    chan struct{}
+}
+
+// Dial connects to addr.
+func Dial(ctx context.Context, addr string) (*Client, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("remoting: dial %s: %w", addr, err)
+	}
+	c := &Client{conn: newConn(nc), maxFrame: MaxFrame, pending: map[int32]chan *Command{}, done: make(chan struct{})}
+	go c.readLoop()
+	return c, nil
+}
+
+func (c *Client) readLoop() {
+	r := bufio.NewReaderSize(c.conn.nc, 64<<10)
+	var err error
+	for {
+		var cmd *Command
+		if cmd, err = ReadCommand(r, c.maxFrame); err != nil {
+			break
+		}
+		if !cmd.IsResponse() {
+			continue // server-initiated requests are not served by this client
+		}
+		c.mu.Lock()
+		ch := c.pending[cmd.Opaque]
+		delete(c.pending, cmd.Opaque)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- cmd
+		}
+	}
+	c.conn.Close()
+	c.mu.Lock()
+	c.err = fmt.Errorf("%w: %v", ErrConnClosed, err)
+	for op, ch := range c.pending {
+		close(ch)
+		delete(c.pending, op)
+	}
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// Invoke sends req and waits for its response, until ctx ends. A response
+// with an error code is returned as it is: see ResponseError.
+func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
+	req.Opaque = c.opaque.Add(1)
+	req.Flag &^= FlagResponse | FlagOneway
+	ch := make(chan *Command, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil, c.err
+	}
+	c.pending[req.Opaque] = ch
+	c.mu.Unlock()
+	if err := c.conn.Send(req); err != nil {
+		c.forget(req.Opaque)
+		return nil, fmt.Errorf("remoting: send: %w", err)
+	}
+	select {
+	case resp, ok := <-ch:
+		if !ok {
+			return nil, c.Err()
+		}
+		return resp, nil
+	case <-ctx.Done():
+		c.forget(req.Opaque)
+		return nil, ctx.Err()
+	}
+}
+
+// InvokeOneway sends req without waiting for an answer.
+func (c *Client) InvokeOneway(req *Command) error {
+	req.Opaque = c.opaque.Add(1)
+	req.Flag = req.Flag&^FlagResponse | FlagOneway
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return c.conn.Send(req)
+}
+
+func (c *Client) forget(op int32) {
+	c.mu.Lock()
+	delete(c.pending, op)
+	c.mu.Unlock()
+}
+
+// Err is why the connection is gone, or nil while it is up.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close closes the connection; pending calls fail with ErrConnClosed.
+func (c *Client) Close() error {
+	err := c.conn.Close()
+	<-c.done
+	return err
+}

@@ -1,0 +1,198 @@
+package remoting
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+)
+
+// Handler serves requests. It is called on a goroutine of its own per
+// request, so it may block (a long-polling pull). It returns the response,
+// or nil for a one-way request. ctx ends when the connection closes.
+type Handler interface {
+	Serve(ctx context.Context, c *Conn, req *Command) *Command
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, c *Conn, req *Command) *Command
+
+// Serve calls f.
+func (f HandlerFunc) Serve(ctx context.Context, c *Conn, req *Command) *Command {
+	return f(ctx, c, req)
+}
+
+// ServerOptions bound what one connection may do.
+type ServerOptions struct {
+	MaxFrame    int // default MaxFrame
+	MaxInFlight int // requests served at once per connection (default 256)
+	Logger      *slog.Logger
+	// OnClose, when set, is called once per connection after it closed.
+	OnClose func(*Conn)
+}
+
+// Server accepts connections and serves their requests.
+type Server struct {
+	h    Handler
+	opts ServerOptions
+
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[*Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewServer makes a server for h.
+func NewServer(h Handler, opts ServerOptions) *Server {
+	if opts.MaxFrame <= 0 {
+		opts.MaxFrame = MaxFrame
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 256
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{h: h, opts: opts, conns: map[*Conn]struct{}{}}
+}
+
+// Serve accepts on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		c := newConn(nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+// Close stops accepting, closes every connection and waits for their
+// requests to finish.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// serveConn reads requests until the connection ends. A frame that cannot
+// be read closes this connection, and only it.
+func (s *Server) serveConn(c *Conn) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	var reqs sync.WaitGroup
+	sem := make(chan struct{}, s.opts.MaxInFlight)
+	defer func() {
+		cancel()
+		c.Close()
+		reqs.Wait()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		if s.opts.OnClose != nil {
+			s.opts.OnClose(c)
+		}
+	}()
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	for {
+		req, err := ReadCommand(r, s.opts.MaxFrame)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.opts.Logger.Warn("remoting: closing connection", "remote", c.RemoteAddr(), "reason", err)
+			}
+			return
+		}
+		if req.IsResponse() {
+			continue // no server-sent requests wait for answers yet
+		}
+		sem <- struct{}{}
+		reqs.Add(1)
+		go func() {
+			defer func() { <-sem; reqs.Done() }()
+			resp := s.h.Serve(ctx, c, req)
+			if resp == nil || req.IsOneway() {
+				return
+			}
+			resp.Opaque, resp.Flag = req.Opaque, resp.Flag|FlagResponse
+			if err := c.Send(resp); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.opts.Logger.Debug("remoting: response not sent", "remote", c.RemoteAddr(), "err", err)
+			}
+		}()
+	}
+}
+
+// Conn is one connection. Send is safe for concurrent use.
+type Conn struct {
+	nc        net.Conn
+	mu        sync.Mutex // serializes writes
+	buf       []byte
+	closeOnce sync.Once
+}
+
+func newConn(nc net.Conn) *Conn { return &Conn{nc: nc} }
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
+
+// Send writes one command.
+func (c *Conn) Send(cmd *Command) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var err error
+	if c.buf, err = AppendFrame(c.buf[:0], cmd); err != nil {
+		return err
+	}
+	_, err = c.nc.Write(c.buf)
+	if cap(c.buf) > 1<<20 {
+		c.buf = nil // do not keep a large body's buffer
+	}
+	return err
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error {
+	var err error
+	c.closeOnce.Do(func() { err = c.nc.Close() })
+	return err
+}

@@ -1,0 +1,153 @@
+package remoting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+func startServer(t *testing.T, h Handler, opts ServerOptions) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := NewServer(h, opts)
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	return ln.Addr().String()
+}
+
+func echo(_ context.Context, _ *Conn, req *Command) *Command {
+	resp := req.Response(Success, "")
+	resp.Body = req.Body
+	return resp
+}
+
+func dial(t *testing.T, addr string) *Client {
+	t.Helper()
+	c, err := Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestInvokeConcurrently(t *testing.T) {
+	addr := startServer(t, HandlerFunc(echo), ServerOptions{})
+	c := dial(t, addr)
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := []byte(fmt.Sprint("req-", i))
+			resp, err := c.Invoke(context.Background(), NewRequest(HeartBeat, nil, body))
+			if err != nil || string(resp.Body) != string(body) || !resp.IsResponse() {
+				t.Errorf("invoke %d: %v %v", i, resp, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// A slow request does not hold up the connection's other requests.
+func TestSlowRequestDoesNotBlock(t *testing.T) {
+	release := make(chan struct{})
+	addr := startServer(t, HandlerFunc(func(ctx context.Context, c *Conn, req *Command) *Command {
+		if req.Code == PullMessage {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return echo(ctx, c, req)
+	}), ServerOptions{})
+	c := dial(t, addr)
+	slow := make(chan error, 1)
+	go func() {
+		_, err := c.Invoke(context.Background(), NewRequest(PullMessage, nil, nil))
+		slow <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Invoke(ctx, NewRequest(HeartBeat, nil, nil)); err != nil {
+		t.Fatalf("a fast request behind a slow one: %v", err)
+	}
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An oversized frame closes that connection only, with a logged reason.
+func TestOversizedFrameClosesOnlyItsConnection(t *testing.T) {
+	closed := make(chan string, 1)
+	addr := startServer(t, HandlerFunc(echo), ServerOptions{MaxFrame: 1024, OnClose: func(c *Conn) { closed <- c.RemoteAddr() }})
+	bad, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	good := dial(t, addr)
+	bad.Write([]byte{0, 0x10, 0, 0, 0, 0, 0, 2, '{', '}'})
+	select {
+	case who := <-closed:
+		if who != bad.LocalAddr().String() {
+			t.Fatalf("closed %s, want the bad client %s", who, bad.LocalAddr())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection with an oversized frame was not closed")
+	}
+	if _, err := good.Invoke(context.Background(), NewRequest(HeartBeat, nil, []byte("still here"))); err != nil {
+		t.Fatalf("the other connection: %v", err)
+	}
+	big := NewRequest(HeartBeat, nil, make([]byte, 2048))
+	if _, err := good.Invoke(context.Background(), big); !errors.Is(err, ErrConnClosed) {
+		t.Fatalf("invoke with an oversized frame: %v, want ErrConnClosed", err)
+	}
+}
+
+func TestInvokeDeadlineAndServerGone(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	s := NewServer(HandlerFunc(func(ctx context.Context, c *Conn, req *Command) *Command {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return nil
+	}), ServerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	go s.Serve(ln)
+	c := dial(t, ln.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Invoke(ctx, NewRequest(HeartBeat, nil, nil)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline: %v", err)
+	}
+	pending := make(chan error, 1)
+	go func() {
+		_, err := c.Invoke(context.Background(), NewRequest(HeartBeat, nil, nil))
+		pending <- err
+	}()
+	s.Close()
+	select {
+	case err := <-pending:
+		if !errors.Is(err, ErrConnClosed) {
+			t.Fatalf("pending call when the server went: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a pending call outlived its connection")
+	}
+}
