@@ -44,10 +44,12 @@ import (
 // Config is the whole of Ferry's configuration.
 type Config struct {
 	// DataDir holds the store; relative paths are from the working directory.
-	DataDir string        `koanf:"data-dir"`
-	Log     LogConfig     `koanf:"log"`
-	Storage StorageConfig `koanf:"storage"`
-	Core    CoreConfig    `koanf:"core"`
+	DataDir string `koanf:"data-dir"`
+	// NamesrvAddr is where ferry serve's NameServer listens, or "off".
+	NamesrvAddr string        `koanf:"namesrv-addr"`
+	Log         LogConfig     `koanf:"log"`
+	Storage     StorageConfig `koanf:"storage"`
+	Core        CoreConfig    `koanf:"core"`
 }
 
 // CoreConfig configures topics and consumer groups; it mirrors core.Config,
@@ -81,7 +83,8 @@ type StorageConfig struct {
 // Default returns the configuration used where no source sets a key.
 func Default() Config {
 	return Config{
-		DataDir: "ferry-data",
+		DataDir:     "ferry-data",
+		NamesrvAddr: ":9876",
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",

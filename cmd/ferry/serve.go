@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/storage"
 )
 
@@ -38,6 +39,7 @@ func newServeCmd() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
+	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "segment-size", "storage.segment-size", "size of one commit-log segment file, in bytes")
 	config.AddFlag(fs, "max-message-size", "storage.max-message-size", "largest message accepted (body, subject, keys and properties), in bytes")
 	config.AddFlag(fs, "flush", "storage.flush", "when a stored message is durable: sync (on disk) or async (in the OS, fsynced every --flush-interval)")
@@ -53,6 +55,16 @@ func newServeCmd() *cobra.Command {
 
 // serve runs Ferry until SIGINT or SIGTERM, then stops it cleanly.
 func serve(cfg config.Config, logger *slog.Logger) error {
+	if dir, err := filepath.Abs(cfg.DataDir); err == nil {
+		cfg.DataDir = dir
+	}
+	return run(logger, func() fx.Option { return appOptions(cfg, logger) },
+		"data-dir", cfg.DataDir, "flush", cfg.Storage.Flush, "flush-interval", cfg.Storage.FlushInterval.String())
+}
+
+// run builds the fx application that options makes, starts it, and stops it
+// cleanly on SIGINT or SIGTERM. attrs describe it in the start log line.
+func run(logger *slog.Logger, options func() fx.Option, attrs ...any) error {
 	slog.SetDefault(logger)
 
 	// Catch the signals from now on: one that arrives while the store is
@@ -61,13 +73,8 @@ func serve(cfg config.Config, logger *slog.Logger) error {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	if dir, err := filepath.Abs(cfg.DataDir); err == nil {
-		cfg.DataDir = dir
-	}
-	logger.Info("ferry starting", "version", buildVersion(), "data-dir", cfg.DataDir,
-		"flush", cfg.Storage.Flush, "flush-interval", cfg.Storage.FlushInterval.String())
-
-	app := fx.New(appOptions(cfg, logger))
+	logger.Info("ferry starting", append([]any{"version", buildVersion()}, attrs...)...)
+	app := fx.New(options())
 	if err := app.Err(); err != nil {
 		return fmt.Errorf("cannot start: %w", dig.RootCause(err))
 	}
@@ -100,7 +107,12 @@ func serve(cfg config.Config, logger *slog.Logger) error {
 
 // appOptions is the fx graph of ferry serve.
 func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
+	roles := []fx.Option{}
+	if cfg.NamesrvAddr != "off" {
+		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}), namesrv.Module)
+	}
 	return fx.Options(
+		fx.Options(roles...),
 		fx.Supply(cfg, logger),
 		fx.WithLogger(fxLogger),
 		fx.StopTimeout(stopTimeout),

@@ -1,0 +1,193 @@
+// Package namesrv is Ferry's NameServer: a light, nearly stateless route
+// registry in RocketMQ's model. Brokers register their topics and queues
+// and heartbeat by registering again; clients ask which brokers serve a
+// topic. NameServers do not talk to each other: brokers register with
+// every one. The wire protocol is RocketMQ's (package remoting), so
+// RocketMQ's clients can use it too.
+package namesrv
+
+import (
+	"sort"
+	"time"
+)
+
+// Permissions of a topic's queues on a broker (RocketMQ's PermName).
+const (
+	PermRead  = 1 << 2
+	PermWrite = 1 << 1
+)
+
+// TopicConfig is a topic as a broker registers it.
+type TopicConfig struct {
+	TopicName      string `json:"topicName"`
+	ReadQueueNums  int    `json:"readQueueNums"`
+	WriteQueueNums int    `json:"writeQueueNums"`
+	Perm           int    `json:"perm"`
+	TopicSysFlag   int    `json:"topicSysFlag"`
+	Order          bool   `json:"order"`
+}
+
+// Broker identifies one registered broker process.
+type Broker struct {
+	Cluster string
+	Name    string // brokers of one name are a master (id 0) and its replicas
+	ID      int64
+	Addr    string
+}
+
+type brokerState struct {
+	Broker
+	topics   map[string]TopicConfig
+	lastSeen time.Time
+	conn     any // the connection it registered on; dropped when it closes
+}
+
+// registry is the NameServer's state. It is not safe for concurrent use:
+// Server guards it. Time comes in as arguments, so it is tested without
+// clocks.
+type registry struct {
+	brokers map[string]*brokerState // by address
+}
+
+func newRegistry() *registry { return &registry{brokers: map[string]*brokerState{}} }
+
+// register records b with its topics (a full list: what it no longer has is
+// forgotten).
+func (r *registry) register(b Broker, topics []TopicConfig, conn any, now time.Time) {
+	st := &brokerState{Broker: b, topics: make(map[string]TopicConfig, len(topics)), lastSeen: now, conn: conn}
+	for _, t := range topics {
+		st.topics[t.TopicName] = t
+	}
+	r.brokers[b.Addr] = st
+}
+
+func (r *registry) unregister(addr string) bool {
+	_, ok := r.brokers[addr]
+	delete(r.brokers, addr)
+	return ok
+}
+
+// expire drops brokers silent since before deadline and returns them.
+func (r *registry) expire(deadline time.Time) []Broker {
+	var gone []Broker
+	for addr, st := range r.brokers {
+		if st.lastSeen.Before(deadline) {
+			gone = append(gone, st.Broker)
+			delete(r.brokers, addr)
+		}
+	}
+	return gone
+}
+
+// connClosed drops the brokers that registered on conn.
+func (r *registry) connClosed(conn any) []Broker {
+	var gone []Broker
+	for addr, st := range r.brokers {
+		if st.conn == conn {
+			gone = append(gone, st.Broker)
+			delete(r.brokers, addr)
+		}
+	}
+	return gone
+}
+
+// RouteData is a topic's route, as RocketMQ's TopicRouteData.
+type RouteData struct {
+	OrderTopicConf string       `json:"orderTopicConf,omitempty"`
+	QueueDatas     []QueueData  `json:"queueDatas"`
+	BrokerDatas    []BrokerData `json:"brokerDatas"`
+}
+
+// QueueData is a topic's queues on the brokers of one name.
+type QueueData struct {
+	BrokerName     string `json:"brokerName"`
+	ReadQueueNums  int    `json:"readQueueNums"`
+	WriteQueueNums int    `json:"writeQueueNums"`
+	Perm           int    `json:"perm"`
+	TopicSysFlag   int    `json:"topicSysFlag"`
+}
+
+// BrokerData is the addresses of the brokers of one name, by broker id.
+type BrokerData struct {
+	Cluster     string           `json:"cluster"`
+	BrokerName  string           `json:"brokerName"`
+	BrokerAddrs map[int64]string `json:"brokerAddrs"`
+}
+
+// route returns the route of topic, false when no broker serves it. Queues
+// come from the master (id 0) when it is there, else from a replica.
+func (r *registry) route(topic string) (RouteData, bool) {
+	byName := map[string]*BrokerData{}
+	queues := map[string]QueueData{}
+	queueFrom := map[string]int64{}
+	for _, st := range r.brokers {
+		tc, ok := st.topics[topic]
+		if !ok {
+			continue
+		}
+		bd := byName[st.Name]
+		if bd == nil {
+			bd = &BrokerData{Cluster: st.Cluster, BrokerName: st.Name, BrokerAddrs: map[int64]string{}}
+			byName[st.Name] = bd
+		}
+		bd.BrokerAddrs[st.ID] = st.Addr
+		if from, seen := queueFrom[st.Name]; !seen || st.ID < from {
+			queueFrom[st.Name] = st.ID
+			queues[st.Name] = QueueData{BrokerName: st.Name, ReadQueueNums: tc.ReadQueueNums,
+				WriteQueueNums: tc.WriteQueueNums, Perm: tc.Perm, TopicSysFlag: tc.TopicSysFlag}
+		}
+	}
+	if len(byName) == 0 {
+		return RouteData{}, false
+	}
+	var rd RouteData
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		rd.BrokerDatas = append(rd.BrokerDatas, *byName[n])
+		rd.QueueDatas = append(rd.QueueDatas, queues[n])
+	}
+	return rd, true
+}
+
+// topics lists every topic some broker serves.
+func (r *registry) topics() []string {
+	set := map[string]bool{}
+	for _, st := range r.brokers {
+		for t := range st.topics {
+			set[t] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for t := range set {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ClusterInfo is RocketMQ's ClusterInfo: brokers by name, names by cluster.
+type ClusterInfo struct {
+	BrokerAddrTable  map[string]BrokerData `json:"brokerAddrTable"`
+	ClusterAddrTable map[string][]string   `json:"clusterAddrTable"`
+}
+
+func (r *registry) clusterInfo() ClusterInfo {
+	ci := ClusterInfo{BrokerAddrTable: map[string]BrokerData{}, ClusterAddrTable: map[string][]string{}}
+	for _, st := range r.brokers {
+		bd, ok := ci.BrokerAddrTable[st.Name]
+		if !ok {
+			bd = BrokerData{Cluster: st.Cluster, BrokerName: st.Name, BrokerAddrs: map[int64]string{}}
+			ci.ClusterAddrTable[st.Cluster] = append(ci.ClusterAddrTable[st.Cluster], st.Name)
+		}
+		bd.BrokerAddrs[st.ID] = st.Addr
+		ci.BrokerAddrTable[st.Name] = bd
+	}
+	for c := range ci.ClusterAddrTable {
+		sort.Strings(ci.ClusterAddrTable[c])
+	}
+	return ci
+}

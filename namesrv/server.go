@@ -1,0 +1,213 @@
+package namesrv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Options configure a NameServer.
+type Options struct {
+	// BrokerTimeout drops a broker that has not registered again for this
+	// long (default 120 s; brokers register every 30 s).
+	BrokerTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// Server is a NameServer. Start it with Serve; Close stops it.
+type Server struct {
+	opts Options
+	srv  *remoting.Server
+
+	mu  sync.Mutex
+	reg *registry
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// New makes a NameServer.
+func New(opts Options) *Server {
+	if opts.BrokerTimeout <= 0 {
+		opts.BrokerTimeout = 120 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, reg: newRegistry(), stop: make(chan struct{})}
+	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+	return s
+}
+
+// Serve serves on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.wg.Add(1)
+	go s.janitor()
+	return s.srv.Serve(ln)
+}
+
+// Close stops serving.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.stop)
+		err = s.srv.Close()
+		s.wg.Wait()
+	})
+	return err
+}
+
+func (s *Server) janitor() {
+	defer s.wg.Done()
+	tick := time.NewTicker(min(s.opts.BrokerTimeout/4, 10*time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-tick.C:
+			s.mu.Lock()
+			gone := s.reg.expire(now.Add(-s.opts.BrokerTimeout))
+			s.mu.Unlock()
+			for _, b := range gone {
+				s.opts.Logger.Warn("namesrv: broker dropped: silent too long", "broker", b.Name, "addr", b.Addr, "timeout", s.opts.BrokerTimeout)
+			}
+		}
+	}
+}
+
+func (s *Server) connClosed(c *remoting.Conn) {
+	s.mu.Lock()
+	gone := s.reg.connClosed(c)
+	s.mu.Unlock()
+	for _, b := range gone {
+		s.opts.Logger.Info("namesrv: broker dropped: connection closed", "broker", b.Name, "addr", b.Addr)
+	}
+}
+
+// registerBody is RocketMQ's RegisterBrokerBody.
+type registerBody struct {
+	TopicConfigSerializeWrapper struct {
+		TopicConfigTable map[string]TopicConfig `json:"topicConfigTable"`
+		DataVersion      json.RawMessage        `json:"dataVersion,omitempty"`
+	} `json:"topicConfigSerializeWrapper"`
+	FilterServerList []string `json:"filterServerList"`
+}
+
+func (s *Server) serve(_ context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+	switch req.Code {
+	case remoting.RegisterBroker:
+		return s.register(c, req)
+	case remoting.UnregisterBroker:
+		s.mu.Lock()
+		s.reg.unregister(req.Ext("brokerAddr"))
+		s.mu.Unlock()
+		return req.Response(remoting.Success, "")
+	case remoting.GetRouteInfoByTopic:
+		topic := req.Ext("topic")
+		s.mu.Lock()
+		rd, ok := s.reg.route(topic)
+		s.mu.Unlock()
+		if !ok {
+			return req.Response(remoting.TopicNotExist, "No topic route info in name server for the topic: "+topic)
+		}
+		return jsonResponse(req, rd)
+	case remoting.GetBrokerClusterInfo:
+		s.mu.Lock()
+		ci := s.reg.clusterInfo()
+		s.mu.Unlock()
+		return jsonResponse(req, ci)
+	case remoting.GetAllTopicListFromNS:
+		s.mu.Lock()
+		topics := s.reg.topics()
+		s.mu.Unlock()
+		return jsonResponse(req, struct {
+			TopicList []string `json:"topicList"`
+		}{topics})
+	default:
+		return req.Response(remoting.RequestCodeNotSupported, fmt.Sprintf("request code %d not supported by the NameServer", req.Code))
+	}
+}
+
+func (s *Server) register(c *remoting.Conn, req *remoting.Command) *remoting.Command {
+	id, err := req.ExtInt("brokerId")
+	if err != nil {
+		return req.Response(remoting.SystemError, err.Error())
+	}
+	b := Broker{Cluster: req.Ext("clusterName"), Name: req.Ext("brokerName"), ID: id, Addr: req.Ext("brokerAddr")}
+	if b.Name == "" || b.Addr == "" {
+		return req.Response(remoting.SystemError, "register broker: brokerName and brokerAddr are required")
+	}
+	if want := req.Ext("bodyCrc32"); want != "" && want != "0" {
+		if got := strconv.FormatInt(int64(int32(crc32.ChecksumIEEE(req.Body))), 10); got != want {
+			return req.Response(remoting.SystemError, fmt.Sprintf("register broker: body checksum %s, header says %s", got, want))
+		}
+	}
+	if req.Ext("compressed") == "true" {
+		return req.Response(remoting.SystemError, "register broker: compressed bodies are not supported")
+	}
+	var body registerBody
+	if len(req.Body) > 0 {
+		if err := json.Unmarshal(req.Body, &body); err != nil {
+			return req.Response(remoting.SystemError, "register broker: body: "+err.Error())
+		}
+	}
+	topics := make([]TopicConfig, 0, len(body.TopicConfigSerializeWrapper.TopicConfigTable))
+	for name, tc := range body.TopicConfigSerializeWrapper.TopicConfigTable {
+		tc.TopicName = name
+		topics = append(topics, tc)
+	}
+	s.mu.Lock()
+	_, known := s.reg.brokers[b.Addr]
+	s.reg.register(b, topics, c, time.Now())
+	s.mu.Unlock()
+	if !known {
+		s.opts.Logger.Info("namesrv: broker registered", "cluster", b.Cluster, "broker", b.Name, "id", b.ID, "addr", b.Addr, "topics", len(topics))
+	}
+	resp := req.Response(remoting.Success, "")
+	resp.ExtFields["haServerAddr"] = ""
+	resp.ExtFields["masterAddr"] = ""
+	return resp
+}
+
+func jsonResponse(req *remoting.Command, v any) *remoting.Command {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return req.Response(remoting.SystemError, err.Error())
+	}
+	resp := req.Response(remoting.Success, "")
+	resp.Body = body
+	return resp
+}
+
+// RegisterRequest is the REGISTER_BROKER request a broker sends to every
+// NameServer, at start and every 30 s, with all its topics.
+func RegisterRequest(b Broker, topics []TopicConfig) (*remoting.Command, error) {
+	var body registerBody
+	body.TopicConfigSerializeWrapper.TopicConfigTable = make(map[string]TopicConfig, len(topics))
+	for _, t := range topics {
+		body.TopicConfigSerializeWrapper.TopicConfigTable[t.TopicName] = t
+	}
+	body.FilterServerList = []string{}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return remoting.NewRequest(remoting.RegisterBroker, map[string]string{
+		"brokerName":  b.Name,
+		"brokerAddr":  b.Addr,
+		"clusterName": b.Cluster,
+		"brokerId":    strconv.FormatInt(b.ID, 10),
+		"bodyCrc32":   strconv.FormatInt(int64(int32(crc32.ChecksumIEEE(raw))), 10),
+		"compressed":  "false",
+	}, raw), nil
+}
