@@ -113,8 +113,9 @@ type Broker struct {
 	live   *route.Table[*Subscription]
 	sched  *scheduler
 
-	mu     sync.Mutex
-	groups map[string]*group
+	mu      sync.Mutex
+	groups  map[string]*group
+	clients map[string]map[string]*clientMember // self-rebalancing consumers by group and id
 
 	savedMu      sync.Mutex
 	saved        offsetDoc     // committed offsets as last saved, by owner key
@@ -135,13 +136,14 @@ type Broker struct {
 func New(store *storage.Store, cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
 	b := &Broker{
-		cfg:    cfg,
-		store:  store,
-		logger: cfg.Logger,
-		live:   &route.Table[*Subscription]{},
-		groups: map[string]*group{},
-		stop:   make(chan struct{}),
-		closed: make(chan struct{}),
+		cfg:     cfg,
+		store:   store,
+		logger:  cfg.Logger,
+		live:    &route.Table[*Subscription]{},
+		groups:  map[string]*group{},
+		clients: map[string]map[string]*clientMember{},
+		stop:    make(chan struct{}),
+		closed:  make(chan struct{}),
 	}
 	var err error
 	if b.topics, err = loadTopics(store); err != nil {
@@ -191,6 +193,7 @@ func (b *Broker) janitor() {
 			return
 		case now := <-tick.C:
 			b.expireMembers(now)
+			b.expireClients(now)
 			b.rates.sample(b.store, now)
 			if now.Sub(lastSave) >= b.cfg.FlushInterval {
 				lastSave = now

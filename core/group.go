@@ -650,14 +650,23 @@ func (m *Member) Nack(ctx context.Context, d *Delivery, reason error) error {
 
 // sendBack schedules d again on the retry topic, or dead-letters it.
 func (g *group) sendBack(ctx context.Context, d *Delivery, reason error) error {
-	times := int(d.ReconsumeTimes) + 1
-	if times > g.maxRetries {
+	if int(d.ReconsumeTimes)+1 > g.maxRetries {
 		return g.deadLetter(ctx, d, reason)
 	}
+	return g.sendBackLevel(ctx, d, 0)
+}
+
+// sendBackLevel schedules d on the retry topic with delay level (0: level
+// 3 + attempts so far, RocketMQ's schedule).
+func (g *group) sendBackLevel(ctx context.Context, d *Delivery, level int) error {
+	times := int(d.ReconsumeTimes) + 1
 	r := g.copyForRetry(d)
 	r.Topic, r.QueueID, r.ReconsumeTimes = RetryTopic(g.name), 0, int32(times)
 	levels := g.b.cfg.DelayLevels
-	r.DeliverAt = time.Now().Add(levels[min(2+times, len(levels))-1]).UnixNano()
+	if level <= 0 {
+		level = 2 + times
+	}
+	r.DeliverAt = time.Now().Add(levels[min(level, len(levels))-1]).UnixNano()
 	_, err := g.b.sched.schedule(ctx, []*Message{r})
 	return err
 }
