@@ -21,3 +21,7 @@ fi
 
 go vet ./...
 go test -race -count=1 ./...
+
+# RocketMQ's own Go client against Ferry, in a module of its own so that the
+# main module does not depend on it.
+(cd compat/rocketmq && go vet ./... && go test -race -count=1 ./...)

@@ -141,6 +141,12 @@ func (b *Broker) DeleteTopic(name string) error {
 	return nil
 }
 
+// AutoCreatesTopics reports whether a publish creates its topic.
+func (b *Broker) AutoCreatesTopics() bool { return b.cfg.AutoCreateTopics }
+
+// DefaultQueues is the queue count of a topic created without one.
+func (b *Broker) DefaultQueues() int { return b.cfg.DefaultQueues }
+
 // QueueStats are a queue's offsets: messages [Min, Max) are readable.
 type QueueStats struct {
 	ID       int

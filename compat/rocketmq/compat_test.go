@@ -1,0 +1,165 @@
+// Package rocketmq checks that RocketMQ's own Go client works against Ferry
+// unchanged: its producer sends and its push consumer receives through
+// Ferry's NameServer and broker. It is a module of its own so that Ferry's
+// main module does not depend on that client.
+package rocketmq
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/apache/rocketmq-client-go/v2/rlog"
+
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/frontends/native"
+	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/storage"
+)
+
+type ferry struct {
+	ns     string
+	broker *core.Broker
+}
+
+// startFerry runs a store, the core, a NameServer and the native front-end
+// in this process, on ports chosen by the system.
+func startFerry(t *testing.T) *ferry {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 64 << 20, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := core.New(st, core.Config{AutoCreateTopics: true, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namesrv.New(namesrv.Options{Logger: logger})
+	go ns.Serve(nsLn)
+	brLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := native.New(b, native.Options{NameServers: []string{nsLn.Addr().String()}, RegisterInterval: 200 * time.Millisecond, Logger: logger})
+	go fe.Serve(brLn)
+	t.Cleanup(func() {
+		fe.Close()
+		ns.Close()
+		b.Close()
+		st.Close()
+	})
+	return &ferry{ns: nsLn.Addr().String(), broker: b}
+}
+
+// waitForRoute waits until the NameServer has a route for topic: the
+// broker registers every 200 ms here.
+func waitForRoute(t *testing.T, ns, topic string) {
+	t.Helper()
+	c, err := remoting.Dial(context.Background(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := c.Invoke(context.Background(), remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+		if err == nil && remoting.ResponseError(resp) == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no route for %s at the NameServer: %v", topic, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRocketMQGoClient(t *testing.T) {
+	rlog.SetLogLevel("error")
+	f := startFerry(t)
+	if _, err := f.broker.CreateTopic("TopicTest", 4); err != nil {
+		t.Fatal(err)
+	}
+	waitForRoute(t, f.ns, "TopicTest")
+
+	p, err := rocketmq.NewProducer(producer.WithNameServer([]string{f.ns}), producer.WithRetry(2), producer.WithGroupName("compat-producer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown()
+
+	const n = 40
+	for i := 0; i < n; i++ {
+		tag := "TagA"
+		if i%2 == 1 {
+			tag = "TagB"
+		}
+		msg := primitive.NewMessage("TopicTest", []byte(fmt.Sprint("hello ", i))).WithTag(tag).WithKeys([]string{fmt.Sprint("k", i)})
+		res, err := p.SendSync(context.Background(), msg)
+		if err != nil || res.Status != primitive.SendOK {
+			t.Fatalf("send %d: %v %v", i, res, err)
+		}
+	}
+
+	var mu sync.Mutex
+	got := map[string]string{}
+	c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("compat-consumer"),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset), consumer.WithConsumerModel(consumer.Clustering))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Subscribe("TopicTest", consumer.MessageSelector{Type: consumer.TAG, Expression: "TagA"},
+		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range msgs {
+				got[string(m.Body)] = m.GetTags()
+			}
+			return consumer.ConsumeSuccess, nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		count := len(got)
+		mu.Unlock()
+		if count >= n/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d of %d TagA messages", count, n/2)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("received %d TagA messages of %d sent", len(got), n)
+	for body, tag := range got {
+		if tag != "TagA" {
+			t.Fatalf("%q has tag %q: the filter let it through", body, tag)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package native
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+
+	"github.com/ferrymq/ferry/core"
+)
+
+// RocketMQ's message properties travel as "name\x01value\x02…".
+const (
+	nameSep  = '\x01'
+	valueSep = '\x02'
+
+	propTags  = "TAGS"
+	propKeys  = "KEYS"
+	propDelay = "DELAY"
+)
+
+// RocketMQ's sysFlag bits.
+const (
+	sysCompressed = 1 << 0
+	sysMultiTags  = 1 << 1
+	sysBornHostV6 = 1 << 4
+)
+
+// maxBody caps a decompressed body: a small compressed body must not
+// inflate past the store's limit.
+const maxBody = 64 << 20
+
+var errBadMessage = errors.New("native: malformed message")
+
+func decodeProperties(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	props := map[string]string{}
+	for _, kv := range strings.Split(s, string(valueSep)) {
+		if k, v, ok := strings.Cut(kv, string(nameSep)); ok && k != "" {
+			props[k] = v
+		}
+	}
+	return props
+}
+
+func encodeProperties(props map[string]string) []byte {
+	var b []byte
+	for k, v := range props {
+		b = append(b, k...)
+		b = append(b, nameSep)
+		b = append(b, v...)
+		b = append(b, valueSep)
+	}
+	return b
+}
+
+// toCore turns RocketMQ's message fields into a core message: TAGS is the
+// subject, KEYS (space separated) the keys, the other properties stay.
+func toCore(topic string, flag int32, props map[string]string, body []byte) *core.Message {
+	m := &core.Message{Topic: topic, Body: body, Flags: uint32(flag), Properties: props}
+	if props != nil {
+		m.Subject = props[propTags]
+		delete(props, propTags)
+		if keys := strings.Fields(props[propKeys]); len(keys) > 0 {
+			m.Keys = keys
+		}
+		delete(props, propKeys)
+	}
+	return m
+}
+
+// fromCore gives back RocketMQ's properties of a core message.
+func fromCore(m *core.Message) map[string]string {
+	props := make(map[string]string, len(m.Properties)+2)
+	for k, v := range m.Properties {
+		props[k] = v
+	}
+	if m.Subject != "" {
+		props[propTags] = m.Subject
+	}
+	if len(m.Keys) > 0 {
+		props[propKeys] = strings.Join(m.Keys, " ")
+	}
+	return props
+}
+
+// inflate undoes a producer's zlib compression, capped at maxBody.
+func inflate(body []byte) ([]byte, error) {
+	r, err := zlib.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed body: %v", errBadMessage, err)
+	}
+	defer r.Close()
+	out, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed body: %v", errBadMessage, err)
+	}
+	if len(out) > maxBody {
+		return nil, fmt.Errorf("%w: compressed body inflates past %d bytes", errBadMessage, maxBody)
+	}
+	return out, nil
+}
+
+// decodeBatch splits a SEND_BATCH_MESSAGE body: each message is
+// size u32, magic u32, body crc u32, flag u32, body (u32 length), properties
+// (u16 length). Every length is checked against what remains.
+func decodeBatch(topic string, b []byte) ([]*core.Message, error) {
+	var out []*core.Message
+	for len(b) > 0 {
+		if len(b) < 20 {
+			return nil, fmt.Errorf("%w: %d trailing bytes in a batch", errBadMessage, len(b))
+		}
+		size := int(binary.BigEndian.Uint32(b))
+		if size < 22 || size > len(b) {
+			return nil, fmt.Errorf("%w: batch message of %d bytes, %d remain", errBadMessage, size, len(b))
+		}
+		m := b[:size]
+		b = b[size:]
+		flag := int32(binary.BigEndian.Uint32(m[12:]))
+		blen := int(binary.BigEndian.Uint32(m[16:]))
+		if blen < 0 || 20+blen+2 > len(m) {
+			return nil, fmt.Errorf("%w: body of %d bytes in a batch message of %d", errBadMessage, blen, len(m))
+		}
+		body := append([]byte(nil), m[20:20+blen]...)
+		plen := int(binary.BigEndian.Uint16(m[20+blen:]))
+		if 22+blen+plen != len(m) {
+			return nil, fmt.Errorf("%w: properties of %d bytes in a batch message of %d", errBadMessage, plen, len(m))
+		}
+		out = append(out, toCore(topic, flag, decodeProperties(string(m[22+blen:])), body))
+	}
+	return out, nil
+}
+
+// appendMessage appends m in RocketMQ's stored-message layout, which its
+// clients decode from a pull response. storeHost is the broker's address.
+func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {
+	props := encodeProperties(fromCore(m))
+	size := 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + len(m.Body) + 1 + len(m.Topic) + 2 + len(props)
+	be := binary.BigEndian
+	dst = be.AppendUint32(dst, uint32(size))
+	dst = be.AppendUint32(dst, 0xdaa320a7) // MESSAGE_MAGIC_CODE
+	dst = be.AppendUint32(dst, crc32.ChecksumIEEE(m.Body))
+	dst = be.AppendUint32(dst, uint32(m.QueueID))
+	dst = be.AppendUint32(dst, m.Flags)
+	dst = be.AppendUint64(dst, uint64(m.QueueOffset))
+	dst = be.AppendUint64(dst, uint64(m.LogOffset))
+	dst = be.AppendUint32(dst, 0) // sysFlag: bodies are stored inflated, hosts IPv4
+	dst = be.AppendUint64(dst, uint64(m.BornTime/1e6))
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // born host: not kept
+	dst = be.AppendUint64(dst, uint64(m.StoreTime/1e6))
+	dst = append(dst, storeHost[:]...)
+	dst = be.AppendUint32(dst, uint32(m.ReconsumeTimes))
+	dst = be.AppendUint64(dst, 0) // prepared transaction offset
+	dst = be.AppendUint32(dst, uint32(len(m.Body)))
+	dst = append(dst, m.Body...)
+	dst = append(dst, byte(len(m.Topic)))
+	dst = append(dst, m.Topic...)
+	dst = be.AppendUint16(dst, uint16(len(props)))
+	return append(dst, props...)
+}

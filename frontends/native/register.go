@@ -1,0 +1,106 @@
+package native
+
+import (
+	"context"
+	"time"
+
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// defaultTopic is RocketMQ's TBW102: clients that publish to a topic no
+// NameServer knows use its route, and the broker creates the topic.
+const defaultTopic = "TBW102"
+
+// registerLoop registers with every NameServer now and every
+// RegisterInterval; registerAll also runs when topics or groups change.
+func (s *Server) registerLoop() {
+	defer s.wg.Done()
+	conns := map[string]*remoting.Client{}
+	defer func() {
+		for _, c := range conns {
+			c.Close() // the NameServers drop this broker at once
+		}
+	}()
+	tick := time.NewTicker(s.opts.RegisterInterval)
+	defer tick.Stop()
+	for {
+		s.registerWith(conns)
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		case <-s.kick:
+		}
+	}
+}
+
+// registerAll asks the register loop for a registration now.
+func (s *Server) registerAll() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) registerWith(conns map[string]*remoting.Client) {
+	req, err := namesrv.RegisterRequest(namesrv.Broker{Cluster: s.opts.Cluster, Name: s.opts.BrokerName, ID: 0, Addr: s.Addr()}, s.topicConfigs())
+	if err != nil {
+		s.opts.Logger.Error("native: build registration", "err", err)
+		return
+	}
+	for _, addr := range s.opts.NameServers {
+		c := conns[addr]
+		if c == nil || c.Err() != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			c, err = remoting.Dial(ctx, addr)
+			cancel()
+			if err != nil {
+				s.opts.Logger.Warn("native: NameServer unreachable; retrying at the next registration", "namesrv", addr, "err", err)
+				continue
+			}
+			conns[addr] = c
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		resp, err := c.Invoke(ctx, cloneRequest(req))
+		cancel()
+		if err == nil {
+			err = remoting.ResponseError(resp)
+		}
+		if err != nil {
+			s.opts.Logger.Warn("native: registration failed", "namesrv", addr, "err", err)
+		}
+	}
+}
+
+func cloneRequest(c *remoting.Command) *remoting.Command {
+	cp := *c
+	return &cp
+}
+
+// topicConfigs is what the broker serves: its topics, the retry topics of
+// the groups it has seen, and TBW102 when topics are created on publish.
+func (s *Server) topicConfigs() []namesrv.TopicConfig {
+	const perm = namesrv.PermRead | namesrv.PermWrite
+	var out []namesrv.TopicConfig
+	for _, t := range s.b.Topics() {
+		out = append(out, namesrv.TopicConfig{TopicName: t.Name, ReadQueueNums: t.Queues, WriteQueueNums: t.Queues, Perm: perm})
+	}
+	s.mu.Lock()
+	groups := map[string]bool{}
+	for _, gs := range s.clients {
+		for g := range gs {
+			groups[g] = true
+		}
+	}
+	s.mu.Unlock()
+	for g := range groups {
+		out = append(out, namesrv.TopicConfig{TopicName: core.RetryTopic(g), ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
+	}
+	if s.b.AutoCreatesTopics() {
+		n := s.b.DefaultQueues()
+		out = append(out, namesrv.TopicConfig{TopicName: defaultTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm})
+	}
+	return out
+}

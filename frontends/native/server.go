@@ -1,0 +1,430 @@
+// Package native is the broker's native front-end: RocketMQ's remoting
+// protocol (package remoting) served over core.Broker, so that RocketMQ's
+// clients and Ferry's SDK produce and consume through Ferry. It registers
+// the broker's topics with the NameServers. See docs/native.md.
+package native
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/route"
+	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/storage"
+)
+
+// Options configure the front-end.
+type Options struct {
+	// BrokerName and Cluster name this broker at the NameServers.
+	BrokerName string
+	Cluster    string
+	// NameServers are the NameServer addresses to register with.
+	NameServers []string
+	// RegisterInterval is how often the broker registers (default 30 s).
+	RegisterInterval time.Duration
+	// MaxPollWait caps a pull's long poll (default 15 s).
+	MaxPollWait time.Duration
+	Logger      *slog.Logger
+}
+
+// Server serves the native protocol for one broker.
+type Server struct {
+	b    *core.Broker
+	opts Options
+	srv  *remoting.Server
+
+	mu        sync.Mutex
+	addr      string                               // the address registered: host:port clients reach
+	storeHost [8]byte                              // addr as RocketMQ's 4-byte IP + 4-byte port
+	clients   map[*remoting.Conn]map[string]string // conn → group → client id, for cleanup
+
+	stop chan struct{}
+	kick chan struct{} // register now
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// New makes the front-end over b.
+func New(b *core.Broker, opts Options) *Server {
+	if opts.BrokerName == "" {
+		opts.BrokerName = "broker-a"
+	}
+	if opts.Cluster == "" {
+		opts.Cluster = "DefaultCluster"
+	}
+	if opts.RegisterInterval <= 0 {
+		opts.RegisterInterval = 30 * time.Second
+	}
+	if opts.MaxPollWait <= 0 {
+		opts.MaxPollWait = 15 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
+		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+	return s
+}
+
+// Serve serves on ln until Close, registering with the NameServers as the
+// address ln listens on (an unspecified host is registered as 127.0.0.1).
+func (s *Server) Serve(ln net.Listener) error {
+	addr := ln.Addr().(*net.TCPAddr)
+	ip := addr.IP.To4()
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1).To4()
+	}
+	s.mu.Lock()
+	s.addr = net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
+	copy(s.storeHost[:4], ip)
+	binary.BigEndian.PutUint32(s.storeHost[4:], uint32(addr.Port))
+	s.mu.Unlock()
+	if len(s.opts.NameServers) > 0 {
+		s.wg.Add(1)
+		go s.registerLoop()
+	}
+	return s.srv.Serve(ln)
+}
+
+// Close stops serving and registering.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.stop)
+		err = s.srv.Close()
+		s.wg.Wait()
+	})
+	return err
+}
+
+// Addr is the address registered with the NameServers.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+	switch req.Code {
+	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
+		return s.send(ctx, req)
+	case remoting.PullMessage:
+		return s.pull(ctx, req)
+	case remoting.HeartBeat:
+		return s.heartbeat(c, req)
+	case remoting.UnregisterClient:
+		s.b.ClientGone(req.Ext("consumerGroup"), req.Ext("clientID"))
+		return req.Response(remoting.Success, "")
+	case remoting.GetConsumerListByGroup:
+		return jsonResponse(req, struct {
+			ConsumerIDList []string `json:"consumerIdList"`
+		}{s.b.ConsumerIDs(req.Ext("consumerGroup"))})
+	case remoting.QueryConsumerOffset:
+		q, _ := strconv.Atoi(req.Ext("queueId"))
+		off, ok := s.b.CommittedOffset(req.Ext("consumerGroup"), req.Ext("topic"), q)
+		if !ok {
+			return req.Response(remoting.QueryNotFound, "no committed offset for this group and queue")
+		}
+		return offsetResponse(req, off)
+	case remoting.UpdateConsumerOffset:
+		q, _ := strconv.Atoi(req.Ext("queueId"))
+		off, err := req.ExtInt("commitOffset")
+		if err != nil {
+			return req.Response(remoting.SystemError, err.Error())
+		}
+		if err := s.b.CommitOffset(req.Ext("consumerGroup"), req.Ext("topic"), q, off); err != nil {
+			return req.Response(remoting.SystemError, err.Error())
+		}
+		return req.Response(remoting.Success, "")
+	case remoting.GetMaxOffset, remoting.GetMinOffset:
+		q, _ := strconv.Atoi(req.Ext("queueId"))
+		lo, hi := s.b.Store().Offsets(req.Ext("topic"), q)
+		if req.Code == remoting.GetMinOffset {
+			return offsetResponse(req, lo)
+		}
+		return offsetResponse(req, hi)
+	case remoting.SearchOffsetByTimestamp:
+		q, _ := strconv.Atoi(req.Ext("queueId"))
+		ms, err := req.ExtInt("timestamp")
+		if err != nil {
+			return req.Response(remoting.SystemError, err.Error())
+		}
+		off, err := s.b.Store().OffsetForTime(req.Ext("topic"), q, time.UnixMilli(ms))
+		if err != nil {
+			return req.Response(remoting.SystemError, err.Error())
+		}
+		return offsetResponse(req, off)
+	case remoting.ConsumerSendMsgBack:
+		return s.sendBack(ctx, req)
+	case remoting.UpdateAndCreateTopic:
+		n, _ := strconv.Atoi(req.Ext("writeQueueNums"))
+		if _, err := s.b.CreateTopic(req.Ext("topic"), n); err != nil && !errors.Is(err, core.ErrTopicExists) {
+			return req.Response(remoting.SystemError, err.Error())
+		}
+		go s.registerAll()
+		return req.Response(remoting.Success, "")
+	default:
+		return req.Response(remoting.RequestCodeNotSupported, fmt.Sprintf("request code %d not supported by Ferry's broker", req.Code))
+	}
+}
+
+// sendHeader reads SEND_MESSAGE's header, or SEND_MESSAGE_V2's one-letter one.
+func sendHeader(req *remoting.Command, name, v2 string) string {
+	if req.Code == remoting.SendMessage {
+		return req.Ext(name)
+	}
+	if v, ok := req.ExtFields[v2]; ok {
+		return v
+	}
+	return req.Ext(name)
+}
+
+func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Command {
+	topic := sendHeader(req, "topic", "b")
+	queue, _ := strconv.Atoi(sendHeader(req, "queueId", "e"))
+	sysFlag, _ := strconv.Atoi(sendHeader(req, "sysFlag", "f"))
+	born, _ := strconv.ParseInt(sendHeader(req, "bornTimestamp", "g"), 10, 64)
+	flag, _ := strconv.Atoi(sendHeader(req, "flag", "h"))
+	reconsume, _ := strconv.Atoi(sendHeader(req, "reconsumeTimes", "j"))
+	props := decodeProperties(sendHeader(req, "properties", "i"))
+
+	var msgs []*core.Message
+	if req.Code == remoting.SendBatchMessage || sendHeader(req, "batch", "m") == "true" {
+		var err error
+		if msgs, err = decodeBatch(topic, req.Body); err != nil {
+			return req.Response(remoting.MessageIllegal, err.Error())
+		}
+	} else {
+		body := req.Body
+		if sysFlag&sysCompressed != 0 {
+			var err error
+			if body, err = inflate(body); err != nil {
+				return req.Response(remoting.MessageIllegal, err.Error())
+			}
+		}
+		msgs = []*core.Message{toCore(topic, int32(flag), props, body)}
+	}
+	opts := core.PublishOptions{Queue: queue}
+	for _, m := range msgs {
+		m.BornTime = born * 1e6
+		m.ReconsumeTimes = int32(reconsume)
+		if d := m.Properties[propDelay]; d != "" {
+			opts.DelayLevel, _ = strconv.Atoi(d)
+			delete(m.Properties, propDelay)
+		}
+	}
+	res, err := s.b.PublishBatch(ctx, msgs, opts)
+	if err != nil {
+		return req.Response(publishCode(err), err.Error())
+	}
+	resp := req.Response(remoting.Success, "")
+	ids := make([]string, len(res))
+	for i, r := range res {
+		ids[i] = r.MessageID()
+	}
+	resp.ExtFields["msgId"] = joinIDs(ids)
+	resp.ExtFields["queueId"] = strconv.Itoa(res[0].QueueID)
+	resp.ExtFields["queueOffset"] = strconv.FormatInt(res[0].QueueOffset, 10)
+	return resp
+}
+
+func joinIDs(ids []string) string {
+	if len(ids) == 1 {
+		return ids[0]
+	}
+	out := ids[0]
+	for _, id := range ids[1:] {
+		out += "," + id
+	}
+	return out
+}
+
+// publishCode maps a publish error onto RocketMQ's response codes.
+func publishCode(err error) int16 {
+	switch {
+	case errors.Is(err, core.ErrUnknownTopic):
+		return remoting.TopicNotExist
+	case errors.Is(err, storage.ErrMessageTooLarge), errors.Is(err, storage.ErrInvalidMessage),
+		errors.Is(err, core.ErrInvalidName), errors.Is(err, core.ErrInvalidQueue):
+		return remoting.MessageIllegal
+	case errors.Is(err, storage.ErrDiskFull):
+		return remoting.ServiceNotAvailable
+	default:
+		return remoting.SystemError
+	}
+}
+
+// pullFlagCommitOffset: the pull carries the consumer's committed offset.
+const pullFlagCommitOffset = 1 << 0
+
+func (s *Server) pull(ctx context.Context, req *remoting.Command) *remoting.Command {
+	group, topic := req.Ext("consumerGroup"), req.Ext("topic")
+	q, _ := strconv.Atoi(req.Ext("queueId"))
+	offset, err := req.ExtInt("queueOffset")
+	if err != nil {
+		return req.Response(remoting.SystemError, err.Error())
+	}
+	maxMsgs, _ := strconv.Atoi(req.Ext("maxMsgNums"))
+	sysFlag, _ := strconv.Atoi(req.Ext("sysFlag"))
+	if sysFlag&pullFlagCommitOffset != 0 {
+		if c, err := req.ExtInt("commitOffset"); err == nil && c >= 0 {
+			s.b.CommitOffset(group, topic, q, c)
+		}
+	}
+	filter, err := route.ParseFilter(req.Ext("subscription"))
+	if err != nil {
+		return req.Response(remoting.SubscriptionParseFailed, err.Error())
+	}
+	wait := s.opts.MaxPollWait
+	if ms, err := req.ExtInt("suspendTimeoutMillis"); err == nil && ms >= 0 {
+		wait = min(wait, time.Duration(ms)*time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	st := s.b.Store()
+	for {
+		ch, err := st.WaitCh(topic, q) // before the read: no wake-up is lost
+		if err != nil {
+			return req.Response(remoting.MessageIllegal, err.Error())
+		}
+		res, err := st.Read(topic, q, offset, storage.ReadOptions{MaxCount: max(1, min(maxMsgs, 1024)), Filter: storeFilter(filter)})
+		lo, hi := st.Offsets(topic, q)
+		var oe *storage.OffsetError
+		switch {
+		case errors.As(err, &oe):
+			next := lo
+			if offset > hi {
+				next = hi
+			}
+			return pullResponse(req, remoting.PullOffsetMoved, next, lo, hi, nil)
+		case err != nil:
+			return req.Response(remoting.SystemError, err.Error())
+		case len(res.Messages) > 0:
+			var body []byte
+			s.mu.Lock()
+			host := s.storeHost
+			s.mu.Unlock()
+			for i := range res.Messages {
+				body = appendMessage(body, &res.Messages[i], host)
+			}
+			return pullResponse(req, remoting.Success, res.Next, lo, hi, body)
+		case res.Next > offset:
+			return pullResponse(req, remoting.PullNotFound, res.Next, lo, hi, nil) // all filtered out
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return pullResponse(req, remoting.PullNotFound, offset, lo, hi, nil)
+		}
+	}
+}
+
+func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []byte) *remoting.Command {
+	resp := req.Response(code, "")
+	resp.ExtFields["nextBeginOffset"] = strconv.FormatInt(next, 10)
+	resp.ExtFields["minOffset"] = strconv.FormatInt(lo, 10)
+	resp.ExtFields["maxOffset"] = strconv.FormatInt(hi, 10)
+	resp.ExtFields["suggestWhichBrokerId"] = "0"
+	resp.Body = body
+	return resp
+}
+
+func offsetResponse(req *remoting.Command, off int64) *remoting.Command {
+	resp := req.Response(remoting.Success, "")
+	resp.ExtFields["offset"] = strconv.FormatInt(off, 10)
+	return resp
+}
+
+func jsonResponse(req *remoting.Command, v any) *remoting.Command {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return req.Response(remoting.SystemError, err.Error())
+	}
+	resp := req.Response(remoting.Success, "")
+	resp.Body = body
+	return resp
+}
+
+// storeFilter adapts a subscription filter to the store's read filter.
+func storeFilter(f route.Filter) storage.Filter {
+	if f.All() {
+		return nil
+	}
+	return subjectFilter{f.WithHash(storage.SubjectHash)}
+}
+
+type subjectFilter struct{ h route.HashFilter }
+
+func (f subjectFilter) MatchHash(h uint32) bool       { return f.h.MatchHash(h) }
+func (f subjectFilter) Match(m *storage.Message) bool { return f.h.Match(m.Subject) }
+
+// heartbeatBody is RocketMQ's HeartbeatData, the parts Ferry uses.
+type heartbeatBody struct {
+	ClientID        string `json:"clientID"`
+	ConsumerDataSet []struct {
+		GroupName           string `json:"groupName"`
+		SubscriptionDataSet []struct {
+			Topic string `json:"topic"`
+		} `json:"subscriptionDataSet"`
+	} `json:"consumerDataSet"`
+}
+
+func (s *Server) heartbeat(c *remoting.Conn, req *remoting.Command) *remoting.Command {
+	var hb heartbeatBody
+	if err := json.Unmarshal(req.Body, &hb); err != nil {
+		return req.Response(remoting.SystemError, "heartbeat body: "+err.Error())
+	}
+	for _, cd := range hb.ConsumerDataSet {
+		var topics []string
+		for _, sd := range cd.SubscriptionDataSet {
+			topics = append(topics, sd.Topic)
+		}
+		if err := s.b.ClientHeartbeat(cd.GroupName, hb.ClientID, topics); err != nil {
+			return req.Response(remoting.SystemError, err.Error())
+		}
+		s.mu.Lock()
+		if s.clients[c] == nil {
+			s.clients[c] = map[string]string{}
+		}
+		_, known := s.clients[c][cd.GroupName]
+		s.clients[c][cd.GroupName] = hb.ClientID
+		s.mu.Unlock()
+		if !known {
+			go s.registerAll() // the group's retry topic becomes routable
+		}
+	}
+	return req.Response(remoting.Success, "")
+}
+
+func (s *Server) connClosed(c *remoting.Conn) {
+	s.mu.Lock()
+	groups := s.clients[c]
+	delete(s.clients, c)
+	s.mu.Unlock()
+	for g, id := range groups {
+		s.b.ClientGone(g, id)
+	}
+}
+
+func (s *Server) sendBack(ctx context.Context, req *remoting.Command) *remoting.Command {
+	off, err := req.ExtInt("offset")
+	if err != nil {
+		return req.Response(remoting.SystemError, err.Error())
+	}
+	level, _ := strconv.Atoi(req.Ext("delayLevel"))
+	maxRetries, _ := strconv.Atoi(req.Ext("maxReconsumeTimes"))
+	if err := s.b.SendBack(ctx, req.Ext("group"), off, level, maxRetries); err != nil {
+		return req.Response(remoting.SystemError, err.Error())
+	}
+	return req.Response(remoting.Success, "")
+}
