@@ -46,10 +46,12 @@ type Config struct {
 	// DataDir holds the store; relative paths are from the working directory.
 	DataDir string `koanf:"data-dir"`
 	// NamesrvAddr is where ferry serve's NameServer listens, or "off".
-	NamesrvAddr string        `koanf:"namesrv-addr"`
-	Log         LogConfig     `koanf:"log"`
-	Storage     StorageConfig `koanf:"storage"`
-	Core        CoreConfig    `koanf:"core"`
+	NamesrvAddr string `koanf:"namesrv-addr"`
+	// NativeAddr is where the broker's native protocol listens, or "off".
+	NativeAddr string        `koanf:"native-addr"`
+	Log        LogConfig     `koanf:"log"`
+	Storage    StorageConfig `koanf:"storage"`
+	Core       CoreConfig    `koanf:"core"`
 }
 
 // CoreConfig configures topics and consumer groups; it mirrors core.Config,
@@ -85,6 +87,7 @@ func Default() Config {
 	return Config{
 		DataDir:     "ferry-data",
 		NamesrvAddr: ":9876",
+		NativeAddr:  ":10911",
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",

@@ -30,6 +30,7 @@ func newFromFx(lc fx.Lifecycle, l Listen, logger *slog.Logger) *Server {
 				return fmt.Errorf("namesrv: cannot listen on %s (change it with %s): %w", l.Addr, l.Flag, err)
 			}
 			logger.Info("namesrv listening", "addr", ln.Addr().String())
+			s.setAddr(ln.Addr().String())
 			go s.Serve(ln)
 			return nil
 		},

@@ -27,8 +27,9 @@ type Server struct {
 	opts Options
 	srv  *remoting.Server
 
-	mu  sync.Mutex
-	reg *registry
+	mu   sync.Mutex
+	reg  *registry
+	addr string // where it listens, once it does
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -53,6 +54,19 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.wg.Add(1)
 	go s.janitor()
 	return s.srv.Serve(ln)
+}
+
+func (s *Server) setAddr(a string) {
+	s.mu.Lock()
+	s.addr = a
+	s.mu.Unlock()
+}
+
+// Addr is the address the NameServer listens on ("" before it does).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
 }
 
 // Close stops serving.

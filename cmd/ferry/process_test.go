@@ -3,16 +3,20 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // TestBinary builds ferry and runs it as a real process.
@@ -27,13 +31,19 @@ func TestBinary(t *testing.T) {
 
 	t.Run("serve stops cleanly on SIGTERM", func(t *testing.T) {
 		dataDir := filepath.Join(t.TempDir(), "data")
-		p := startFerry(t, bin, "serve", "--data-dir", dataDir, "--namesrv-addr", "127.0.0.1:0", "--log-format", "text")
+		p := startFerry(t, bin, "serve", "--data-dir", dataDir, "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--log-format", "text")
 		if !p.waitLog(`msg="ferry ready"`, time.Minute) {
 			t.Fatalf("ferry did not log that it is ready:\n%s", p.log())
 		}
 		if _, err := os.Stat(dataDir); err != nil {
 			t.Errorf("data dir: %v", err)
 		}
+		// The broker registered with serve's NameServer: TBW102 is routable.
+		m := regexp.MustCompile(`msg="namesrv listening" addr=(\S+)`).FindStringSubmatch(p.log())
+		if m == nil {
+			t.Fatalf("no NameServer address logged:\n%s", p.log())
+		}
+		waitRoute(t, m[1], "TBW102")
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -56,10 +66,10 @@ func TestBinary(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"port taken", []string{"serve", "--data-dir", t.TempDir(), "--namesrv-addr", taken.Addr().String()},
+		{"port taken", []string{"serve", "--data-dir", t.TempDir(), "--namesrv-addr", taken.Addr().String(), "--native-addr", "127.0.0.1:0"},
 			"ferry: cannot start: namesrv: cannot listen on " + taken.Addr().String() + " (change it with --namesrv-addr)"},
 		{"bad config", []string{"serve", "--flush", "bogus"}, `ferry: config: storage.flush "bogus"`},
-		{"store cannot open", []string{"serve", "--data-dir", notADir(t), "--namesrv-addr", "127.0.0.1:0"}, "ferry: cannot start: "},
+		{"store cannot open", []string{"serve", "--data-dir", notADir(t), "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0"}, "ferry: cannot start: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startFerry(t, bin, tc.args...)
@@ -99,6 +109,27 @@ type ferryProc struct {
 	mu      sync.Mutex
 	stderr  bytes.Buffer
 	changed chan struct{} // closed and replaced on every line
+}
+
+// waitRoute waits until the NameServer at ns has a route for topic.
+func waitRoute(t *testing.T, ns, topic string) {
+	t.Helper()
+	c, err := remoting.Dial(context.Background(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.Invoke(context.Background(), remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+		if err == nil && remoting.ResponseError(resp) == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no route for %s at %s: %v %v", topic, ns, err, resp)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func startFerry(t *testing.T, bin string, args ...string) *ferryProc {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/storage"
 )
@@ -40,6 +41,7 @@ func newServeCmd() *cobra.Command {
 	fs := cmd.Flags()
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
+	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "segment-size", "storage.segment-size", "size of one commit-log segment file, in bytes")
 	config.AddFlag(fs, "max-message-size", "storage.max-message-size", "largest message accepted (body, subject, keys and properties), in bytes")
 	config.AddFlag(fs, "flush", "storage.flush", "when a stored message is durable: sync (on disk) or async (in the OS, fsynced every --flush-interval)")
@@ -110,6 +112,9 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	roles := []fx.Option{}
 	if cfg.NamesrvAddr != "off" {
 		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}), namesrv.Module)
+	}
+	if cfg.NativeAddr != "off" {
+		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr"}), native.Module)
 	}
 	return fx.Options(
 		fx.Options(roles...),

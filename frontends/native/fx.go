@@ -1,0 +1,67 @@
+package native
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"go.uber.org/fx"
+
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/namesrv"
+)
+
+// Listen is where the front-end listens, the flag that sets it, and the
+// NameServers it registers with besides the application's own.
+type Listen struct {
+	Addr        string
+	Flag        string
+	NameServers []string
+}
+
+type params struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	Broker    *core.Broker
+	Listen    Listen
+	Logger    *slog.Logger
+	NameSrv   *namesrv.Server `optional:"true"` // ferry serve's in-process NameServer
+}
+
+// Module serves the native protocol in the application. It binds in
+// OnStart, after the in-process NameServer (if any), whose address it
+// registers with; a taken port stops the start with an error naming the flag.
+var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
+
+func newFromFx(p params) *Server {
+	s := New(p.Broker, Options{NameServers: p.Listen.NameServers, Logger: p.Logger.With("component", "native")})
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			ln, err := net.Listen("tcp", p.Listen.Addr)
+			if err != nil {
+				return fmt.Errorf("native: cannot listen on %s (change it with %s): %w", p.Listen.Addr, p.Listen.Flag, err)
+			}
+			if p.NameSrv != nil { // listening by now: its OnStart ran first
+				s.opts.NameServers = append(s.opts.NameServers, reachable(p.NameSrv.Addr()))
+			}
+			p.Logger.Info("native protocol listening", "addr", ln.Addr().String(), "namesrv", s.opts.NameServers)
+			go s.Serve(ln)
+			return nil
+		},
+		OnStop: func(context.Context) error { return s.Close() },
+	})
+	return s
+}
+
+// reachable turns a listen address with no host (":9876") into one to dial.
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
