@@ -21,6 +21,9 @@ const (
 	propTags  = "TAGS"
 	propKeys  = "KEYS"
 	propDelay = "DELAY"
+	// propDeliverAt delivers at any time: unix milliseconds (RocketMQ 5's
+	// timer messages use the same property).
+	propDeliverAt = "__STARTDELIVERTIME"
 )
 
 // RocketMQ's sysFlag bits.

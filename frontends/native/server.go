@@ -46,6 +46,7 @@ type Server struct {
 	addr      string                               // the address registered: host:port clients reach
 	storeHost [8]byte                              // addr as RocketMQ's 4-byte IP + 4-byte port
 	clients   map[*remoting.Conn]map[string]string // conn → group → client id, for cleanup
+	locks     lockTable
 
 	stop chan struct{}
 	kick chan struct{} // register now
@@ -107,6 +108,12 @@ func (s *Server) Close() error {
 	return err
 }
 
+func (s *Server) host() [8]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.storeHost
+}
+
 // Addr is the address registered with the NameServers.
 func (s *Server) Addr() string {
 	s.mu.Lock()
@@ -166,6 +173,22 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 		return offsetResponse(req, off)
 	case remoting.ConsumerSendMsgBack:
 		return s.sendBack(ctx, req)
+	case remoting.LockBatchMQ, remoting.UnlockBatchMQ:
+		return s.lockBatch(req)
+	case remoting.ViewMessageByID:
+		off, err := req.ExtInt("offset")
+		if err != nil {
+			return req.Response(remoting.SystemError, err.Error())
+		}
+		m, err := s.b.Store().ReadAt(off)
+		if err != nil {
+			return req.Response(remoting.SystemError, fmt.Sprintf("no message at offset %d: %v", off, err))
+		}
+		resp := req.Response(remoting.Success, "")
+		resp.Body = appendMessage(nil, &m, s.host())
+		return resp
+	case remoting.QueryMessage:
+		return s.queryByKey(req)
 	case remoting.UpdateAndCreateTopic:
 		n, _ := strconv.Atoi(req.Ext("writeQueueNums"))
 		if _, err := s.b.CreateTopic(req.Ext("topic"), n); err != nil && !errors.Is(err, core.ErrTopicExists) {
@@ -221,6 +244,12 @@ func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Comm
 		if d := m.Properties[propDelay]; d != "" {
 			opts.DelayLevel, _ = strconv.Atoi(d)
 			delete(m.Properties, propDelay)
+		}
+		if at := m.Properties[propDeliverAt]; at != "" { // any time, in unix ms
+			if ms, err := strconv.ParseInt(at, 10, 64); err == nil {
+				m.DeliverAt = ms * 1e6
+			}
+			delete(m.Properties, propDeliverAt)
 		}
 	}
 	res, err := s.b.PublishBatch(ctx, msgs, opts)
@@ -311,9 +340,7 @@ func (s *Server) pull(ctx context.Context, req *remoting.Command) *remoting.Comm
 			return req.Response(remoting.SystemError, err.Error())
 		case len(res.Messages) > 0:
 			var body []byte
-			s.mu.Lock()
-			host := s.storeHost
-			s.mu.Unlock()
+			host := s.host()
 			for i := range res.Messages {
 				body = appendMessage(body, &res.Messages[i], host)
 			}

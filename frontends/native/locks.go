@@ -1,0 +1,91 @@
+package native
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Ordered consumers (RocketMQ's orderly push consumer) lock the queues they
+// consume so that no two clients of a group work on one queue, even while a
+// rebalance moves it. A lock lasts lockTTL unless renewed (clients renew
+// every 20 s).
+const lockTTL = 60 * time.Second
+
+type lockKey struct {
+	group, topic string
+	queue        int
+}
+
+type lockTable struct {
+	mu    sync.Mutex
+	locks map[lockKey]lockHolder
+}
+
+type lockHolder struct {
+	client string
+	until  time.Time
+}
+
+// messageQueue is RocketMQ's MessageQueue.
+type messageQueue struct {
+	Topic      string `json:"topic"`
+	BrokerName string `json:"brokerName"`
+	QueueID    int    `json:"queueId"`
+}
+
+type lockBody struct {
+	ConsumerGroup string         `json:"consumerGroup"`
+	ClientID      string         `json:"clientId"`
+	MQSet         []messageQueue `json:"mqSet"`
+}
+
+// tryLock locks (or renews) what it can of mqs for client and returns those.
+func (t *lockTable) tryLock(group, client string, mqs []messageQueue, now time.Time) []messageQueue {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.locks == nil {
+		t.locks = map[lockKey]lockHolder{}
+	}
+	var ok []messageQueue
+	for _, mq := range mqs {
+		k := lockKey{group, mq.Topic, mq.QueueID}
+		if h, held := t.locks[k]; held && h.client != client && now.Before(h.until) {
+			continue
+		}
+		t.locks[k] = lockHolder{client: client, until: now.Add(lockTTL)}
+		ok = append(ok, mq)
+	}
+	return ok
+}
+
+func (t *lockTable) unlock(group, client string, mqs []messageQueue) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, mq := range mqs {
+		k := lockKey{group, mq.Topic, mq.QueueID}
+		if h, held := t.locks[k]; held && h.client == client {
+			delete(t.locks, k)
+		}
+	}
+}
+
+func (s *Server) lockBatch(req *remoting.Command) *remoting.Command {
+	var body lockBody
+	if err := json.Unmarshal(req.Body, &body); err != nil {
+		return req.Response(remoting.SystemError, "lock body: "+err.Error())
+	}
+	if req.Code == remoting.UnlockBatchMQ {
+		s.locks.unlock(body.ConsumerGroup, body.ClientID, body.MQSet)
+		return req.Response(remoting.Success, "")
+	}
+	locked := s.locks.tryLock(body.ConsumerGroup, body.ClientID, body.MQSet, time.Now())
+	if locked == nil {
+		locked = []messageQueue{}
+	}
+	return jsonResponse(req, struct {
+		LockOKMQSet []messageQueue `json:"lockOKMQSet"`
+	}{locked})
+}
