@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -34,46 +35,82 @@ type GroupInfo struct {
 	Queues     []GroupQueueInfo
 }
 
-// Groups lists the groups that have had members since start.
+// Groups lists every group the broker knows: joined members, consumer
+// clients, or committed offsets.
 func (b *Broker) Groups() []string {
+	set := map[string]bool{}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	names := make([]string, 0, len(b.groups))
 	for n := range b.groups {
+		set[n] = true
+	}
+	for n, m := range b.clients {
+		if len(m) > 0 {
+			set[n] = true
+		}
+	}
+	b.mu.Unlock()
+	b.savedMu.Lock()
+	for owner := range b.saved {
+		name, _, _ := strings.Cut(owner, "@")
+		set[name] = true
+	}
+	b.savedMu.Unlock()
+	names := make([]string, 0, len(set))
+	for n := range set {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
 }
 
-// Group describes a group: members, assignment, committed offsets and lag.
+// Group describes a group: members (joined ones and consumer clients),
+// assignment, committed offsets and lag.
 func (b *Broker) Group(name string) (GroupInfo, error) {
 	b.mu.Lock()
 	g := b.groups[name]
+	var clients []MemberInfo
+	for id, c := range b.clients[name] {
+		clients = append(clients, MemberInfo{ID: id, LastSeen: c.lastSeen})
+	}
 	b.mu.Unlock()
-	if g == nil {
+	info := GroupInfo{Name: name, MaxRetries: b.cfg.MaxRetries, Members: clients}
+	seen := map[cursorKey]bool{}
+	if g != nil {
+		g.mu.Lock()
+		info.Mode, info.MaxRetries = g.mode, g.maxRetries
+		for _, m := range g.members {
+			mi := MemberInfo{ID: m.id, Ordered: m.ordered, LastSeen: m.lastSeen}
+			for _, c := range m.assigned {
+				mi.Queues = append(mi.Queues, c.key.offsetKey())
+			}
+			info.Members = append(info.Members, mi)
+		}
+		for k, c := range g.cursors {
+			q := GroupQueueInfo{Topic: k.topic, Queue: k.queue, Committed: c.committed(), InFlight: len(c.pending)}
+			if c.owner != nil {
+				q.Owner = c.owner.id
+			}
+			info.Queues = append(info.Queues, q)
+			seen[cursorKey{topic: k.topic, queue: k.queue}] = true
+		}
+		g.mu.Unlock()
+	}
+	b.savedMu.Lock()
+	for key, off := range b.saved[name] { // queues read by consumer clients
+		if topic, q, ok := splitOffsetKey(key); ok && !seen[cursorKey{topic: topic, queue: q}] {
+			info.Queues = append(info.Queues, GroupQueueInfo{Topic: topic, Queue: q, Committed: off})
+		}
+	}
+	b.savedMu.Unlock()
+	if g == nil && len(info.Members) == 0 && len(info.Queues) == 0 {
 		return GroupInfo{}, fmt.Errorf("%w: %q", ErrUnknownGroup, name)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	info := GroupInfo{Name: name, Mode: g.mode, MaxRetries: g.maxRetries}
-	for _, m := range g.members {
-		mi := MemberInfo{ID: m.id, Ordered: m.ordered, LastSeen: m.lastSeen}
-		for _, c := range m.assigned {
-			mi.Queues = append(mi.Queues, c.key.offsetKey())
-		}
-		info.Members = append(info.Members, mi)
+	for i := range info.Queues {
+		q := &info.Queues[i]
+		_, q.Max = b.store.Offsets(q.Topic, q.Queue)
+		q.Lag = max(0, q.Max-q.Committed)
 	}
 	sort.Slice(info.Members, func(i, j int) bool { return info.Members[i].ID < info.Members[j].ID })
-	for k, c := range g.cursors {
-		_, hi := b.store.Offsets(k.topic, k.queue)
-		q := GroupQueueInfo{Topic: k.topic, Queue: k.queue, Committed: c.committed(), Max: hi, InFlight: len(c.pending)}
-		q.Lag = max(0, q.Max-q.Committed)
-		if c.owner != nil {
-			q.Owner = c.owner.id
-		}
-		info.Queues = append(info.Queues, q)
-	}
 	sort.Slice(info.Queues, func(i, j int) bool {
 		a, b := info.Queues[i], info.Queues[j]
 		if a.Topic != b.Topic {

@@ -7,29 +7,32 @@ import (
 
 // Request codes (RocketMQ's RequestCode) that Ferry serves.
 const (
-	SendMessage             int16 = 10
-	PullMessage             int16 = 11
-	QueryMessage            int16 = 12
-	QueryConsumerOffset     int16 = 14
-	UpdateConsumerOffset    int16 = 15
-	UpdateAndCreateTopic    int16 = 17
-	SearchOffsetByTimestamp int16 = 29
-	GetMaxOffset            int16 = 30
-	GetMinOffset            int16 = 31
-	ViewMessageByID         int16 = 33
-	HeartBeat               int16 = 34
-	UnregisterClient        int16 = 35
-	ConsumerSendMsgBack     int16 = 36
-	GetConsumerListByGroup  int16 = 38
-	LockBatchMQ             int16 = 41
-	UnlockBatchMQ           int16 = 42
-	RegisterBroker          int16 = 103
-	UnregisterBroker        int16 = 104
-	GetRouteInfoByTopic     int16 = 105
-	GetBrokerClusterInfo    int16 = 106
-	GetAllTopicListFromNS   int16 = 206
-	SendMessageV2           int16 = 310
-	SendBatchMessage        int16 = 320
+	SendMessage                   int16 = 10
+	PullMessage                   int16 = 11
+	QueryMessage                  int16 = 12
+	QueryConsumerOffset           int16 = 14
+	UpdateConsumerOffset          int16 = 15
+	UpdateAndCreateTopic          int16 = 17
+	SearchOffsetByTimestamp       int16 = 29
+	GetMaxOffset                  int16 = 30
+	GetMinOffset                  int16 = 31
+	ViewMessageByID               int16 = 33
+	HeartBeat                     int16 = 34
+	UnregisterClient              int16 = 35
+	ConsumerSendMsgBack           int16 = 36
+	GetConsumerListByGroup        int16 = 38
+	LockBatchMQ                   int16 = 41
+	UnlockBatchMQ                 int16 = 42
+	RegisterBroker                int16 = 103
+	UnregisterBroker              int16 = 104
+	GetRouteInfoByTopic           int16 = 105
+	GetBrokerClusterInfo          int16 = 106
+	GetAllTopicListFromNS         int16 = 206
+	GetAllSubscriptionGroupConfig int16 = 201
+	GetTopicStatsInfo             int16 = 202
+	GetConsumeStats               int16 = 208
+	SendMessageV2                 int16 = 310
+	SendBatchMessage              int16 = 320
 )
 
 // Response codes (RocketMQ's ResponseCode).

@@ -189,6 +189,22 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 		return resp
 	case remoting.QueryMessage:
 		return s.queryByKey(req)
+	case remoting.GetAllSubscriptionGroupConfig: // Ferry's answer: the group names
+		return jsonResponse(req, struct {
+			Groups []string `json:"groups"`
+		}{s.b.Groups()})
+	case remoting.GetConsumeStats: // Ferry's answer: core.GroupInfo
+		info, err := s.b.Group(req.Ext("consumerGroup"))
+		if err != nil {
+			return req.Response(remoting.SubscriptionGroupNotExist, err.Error())
+		}
+		return jsonResponse(req, info)
+	case remoting.GetTopicStatsInfo: // Ferry's answer: core.TopicInfo
+		info, err := s.b.Topic(req.Ext("topic"))
+		if err != nil {
+			return req.Response(remoting.TopicNotExist, err.Error())
+		}
+		return jsonResponse(req, info)
 	case remoting.UpdateAndCreateTopic:
 		n, _ := strconv.Atoi(req.Ext("writeQueueNums"))
 		if _, err := s.b.CreateTopic(req.Ext("topic"), n); err != nil && !errors.Is(err, core.ErrTopicExists) {
