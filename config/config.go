@@ -48,10 +48,13 @@ type Config struct {
 	// NamesrvAddr is where ferry serve's NameServer listens, or "off".
 	NamesrvAddr string `koanf:"namesrv-addr"`
 	// NativeAddr is where the broker's native protocol listens, or "off".
-	NativeAddr string        `koanf:"native-addr"`
-	Log        LogConfig     `koanf:"log"`
-	Storage    StorageConfig `koanf:"storage"`
-	Core       CoreConfig    `koanf:"core"`
+	NativeAddr string `koanf:"native-addr"`
+	// Namesrv is the NameServers to use, comma separated: where ferry broker
+	// registers and where client commands look routes up.
+	Namesrv string        `koanf:"namesrv"`
+	Log     LogConfig     `koanf:"log"`
+	Storage StorageConfig `koanf:"storage"`
+	Core    CoreConfig    `koanf:"core"`
 }
 
 // CoreConfig configures topics and consumer groups; it mirrors core.Config,
@@ -88,6 +91,7 @@ func Default() Config {
 		DataDir:     "ferry-data",
 		NamesrvAddr: ":9876",
 		NativeAddr:  ":10911",
+		Namesrv:     "127.0.0.1:9876",
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",

@@ -42,6 +42,14 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
+	addStorageFlags(cmd)
+	return cmd
+}
+
+// addStorageFlags adds the flags of the store and the core, which every
+// command that runs a broker takes.
+func addStorageFlags(cmd *cobra.Command) {
+	fs := cmd.Flags()
 	config.AddFlag(fs, "segment-size", "storage.segment-size", "size of one commit-log segment file, in bytes")
 	config.AddFlag(fs, "max-message-size", "storage.max-message-size", "largest message accepted (body, subject, keys and properties), in bytes")
 	config.AddFlag(fs, "flush", "storage.flush", "when a stored message is durable: sync (on disk) or async (in the OS, fsynced every --flush-interval)")
@@ -52,7 +60,6 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "default-queues", "core.default-queues", "queues of a topic created without a count")
 	config.AddFlag(fs, "max-retries", "core.max-retries", "retries of a failed message before the group's dead-letter topic")
 	config.AddFlag(fs, "heartbeat-timeout", "core.heartbeat-timeout", "drop a consumer-group member silent this long")
-	return cmd
 }
 
 // serve runs Ferry until SIGINT or SIGTERM, then stops it cleanly.

@@ -14,6 +14,9 @@ import (
 
 func TestAppGraph(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
+	if err := fx.ValidateApp(brokerOptions(config.Default(), logger)); err != nil {
+		t.Fatalf("ferry broker's fx graph: %v", err)
+	}
 	if err := fx.ValidateApp(namesrvOptions(config.Default(), logger)); err != nil {
 		t.Fatalf("ferry namesrv's fx graph: %v", err)
 	}

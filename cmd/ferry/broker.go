@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/fx"
+
+	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/frontends/native"
+	"github.com/ferrymq/ferry/storage"
+)
+
+func newBrokerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "broker",
+		Short: "Run a broker alone; it registers with the NameServers of --namesrv",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if dir, err := filepath.Abs(cfg.DataDir); err == nil {
+				cfg.DataDir = dir
+			}
+			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
+			return run(logger, func() fx.Option { return brokerOptions(cfg, logger) },
+				"role", "broker", "data-dir", cfg.DataDir, "namesrv", cfg.Namesrv)
+		},
+	}
+	fs := cmd.Flags()
+	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
+	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
+	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; :0 picks a free port")
+	addStorageFlags(cmd)
+	return cmd
+}
+
+// brokerOptions is the fx graph of ferry broker: store, core and the native
+// front-end registering with the configured NameServers.
+func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
+	var nss []string
+	for _, a := range strings.Split(cfg.Namesrv, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			nss = append(nss, a)
+		}
+	}
+	return fx.Options(
+		fx.Supply(cfg, logger, native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", NameServers: nss}),
+		fx.WithLogger(fxLogger),
+		fx.StopTimeout(stopTimeout),
+		fx.Provide(storageParams, coreConfig),
+		storage.Module,
+		core.Module,
+		native.Module,
+		fx.Invoke(func(*core.Broker) {}),
+		fx.Invoke(func() error {
+			if len(nss) == 0 {
+				return fmt.Errorf("no NameServer to register with: set --namesrv")
+			}
+			return nil
+		}),
+	)
+}
