@@ -62,6 +62,10 @@ type Config struct {
 	// HandoverTimeout bounds how long a queue moving between members waits
 	// for its former owner to finish what it holds (default 30 s).
 	HandoverTimeout time.Duration
+	// AckTimeout takes back a delivered message not acknowledged within it
+	// (a consumer stuck in its handler) and retries it as if it had failed
+	// (default 15 min, RocketMQ's consume timeout).
+	AckTimeout time.Duration
 	// FlushInterval is how often committed offsets and scheduler positions
 	// are saved (default 1 s). They are saved at Close too.
 	FlushInterval time.Duration
@@ -89,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = time.Second
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 15 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -184,7 +191,7 @@ func (b *Broker) Store() *storage.Store { return b.store }
 // and samples topic rates.
 func (b *Broker) janitor() {
 	defer b.wg.Done()
-	tick := time.NewTicker(min(b.cfg.FlushInterval, b.cfg.HeartbeatTimeout/4, time.Second))
+	tick := time.NewTicker(min(b.cfg.FlushInterval, b.cfg.HeartbeatTimeout/4, b.cfg.AckTimeout/4, time.Second))
 	defer tick.Stop()
 	lastSave := time.Now()
 	for {
@@ -194,6 +201,7 @@ func (b *Broker) janitor() {
 		case now := <-tick.C:
 			b.expireMembers(now)
 			b.expireClients(now)
+			b.expireDeliveries(now)
 			b.rates.sample(b.store, now)
 			if now.Sub(lastSave) >= b.cfg.FlushInterval {
 				lastSave = now

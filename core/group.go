@@ -76,6 +76,7 @@ func (k cursorKey) offsetKey() string { return k.topic + "/" + strconv.Itoa(k.qu
 type pend struct {
 	off   int64
 	acked bool
+	at    time.Time // delivered at
 }
 
 // cursor is the consumption state of one queue for a group (clustering) or
@@ -515,7 +516,7 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 			batch := make([]Delivery, len(res.Messages)) // one allocation for the batch
 			for i := range res.Messages {
 				msg := &res.Messages[i]
-				c.pending = append(c.pending, pend{off: msg.QueueOffset})
+				c.pending = append(c.pending, pend{off: msg.QueueOffset, at: now})
 				m.delivery(&batch[i], c, msg)
 				out = append(out, &batch[i])
 			}

@@ -145,6 +145,24 @@ func TestJoinBeforeTopicExists(t *testing.T) {
 	waitFor(t, 5*time.Second, "the messages of the topic created after the join", func() bool { return c.distinct() == 20 })
 }
 
+func TestAckTimeoutRetriesAStuckDelivery(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AckTimeout = 200 * time.Millisecond
+	b := openBroker(t, t.TempDir(), cfg)
+	b.CreateTopic("t", 1)
+	m := join(t, b.Broker, "g", "m", MemberOptions{Subscriptions: subs("t", "*")})
+	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 0}, nil)
+	first := pullN(t, m, 1)[0] // and never acked
+	again := pullN(t, m, 1)[0]
+	if string(again.Body) != string(first.Body) || again.Attempt != 2 {
+		t.Fatalf("after the ack timeout got %q attempt %d, want the same message, attempt 2", again.Body, again.Attempt)
+	}
+	if err := m.Ack(first); !errors.Is(err, ErrStaleDelivery) {
+		t.Fatalf("late ack: %v, want ErrStaleDelivery", err)
+	}
+	m.Ack(again)
+}
+
 func TestBroadcasting(t *testing.T) {
 	b := openBroker(t, t.TempDir(), testConfig(t))
 	b.CreateTopic("t", 4)
