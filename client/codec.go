@@ -1,0 +1,245 @@
+package client
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// errMalformed: a pull response body that does not decode.
+var errMalformed = errors.New("client: malformed message in a pull response")
+
+// RocketMQ's stored-message layout (its MessageDecoder), which a pull
+// response's body is a sequence of, all big-endian:
+//
+//	totalSize u32 · magic u32 · bodyCRC u32 · queueId u32 · flag u32 ·
+//	queueOffset u64 · physicalOffset u64 · sysFlag u32 · bornTimestamp u64 ·
+//	bornHost (4+4, or 16+4 for IPv6) · storeTimestamp u64 ·
+//	storeHost (4+4, or 16+4) · reconsumeTimes u32 · preparedTxOffset u64 ·
+//	bodyLength u32 · body · topicLength (u8; u16 with magic v2) · topic ·
+//	propertiesLength u16 · properties
+const (
+	magicV1 = 0xdaa320a7
+	magicV2 = 0xdaa320ab
+
+	sysCompressed  = 1 << 0
+	sysBornHostV6  = 1 << 4
+	sysStoreHostV6 = 1 << 5
+
+	// minStored is the smallest record: IPv4 hosts, empty body, topic and
+	// properties.
+	minStored = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + 1 + 2
+	// maxInflated caps a compressed body once inflated.
+	maxInflated = 64 << 20
+)
+
+// decodeMessages decodes a pull response's body. It trusts no length it
+// reads: each is checked against what remains before use, and every
+// record must end exactly where its size says.
+func decodeMessages(b []byte) ([]*MessageExt, error) {
+	var out []*MessageExt
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return nil, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b))
+		}
+		size := binary.BigEndian.Uint32(b)
+		if size < minStored || uint64(size) > uint64(len(b)) {
+			return nil, fmt.Errorf("%w: record of %d bytes, %d remain", errMalformed, size, len(b))
+		}
+		m, err := decodeMessage(b[:size])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+		b = b[size:]
+	}
+	return out, nil
+}
+
+// reader reads big-endian fields, failing once anything is short.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n uint64) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.err = fmt.Errorf("%w: field of %d bytes, %d remain in the record", errMalformed, n, len(r.b))
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() uint8 {
+	if v := r.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if v := r.take(2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if v := r.take(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if v := r.take(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (r *reader) host(v6 bool) string {
+	n := uint64(4)
+	if v6 {
+		n = 16
+	}
+	ip := r.take(n)
+	port := r.u32()
+	if r.err != nil {
+		return ""
+	}
+	return net.JoinHostPort(net.IP(ip).String(), strconv.FormatUint(uint64(port), 10))
+}
+
+func decodeMessage(rec []byte) (*MessageExt, error) {
+	r := &reader{b: rec[4:]} // the size was checked by the caller
+	magic := r.u32()
+	if r.err == nil && magic != magicV1 && magic != magicV2 {
+		return nil, fmt.Errorf("%w: magic code %#x", errMalformed, magic)
+	}
+	bodyCRC := r.u32()
+	m := &MessageExt{}
+	m.QueueID = int(int32(r.u32()))
+	r.u32() // flag: not part of Message
+	m.QueueOffset = int64(r.u64())
+	m.LogOffset = int64(r.u64())
+	sysFlag := r.u32()
+	m.BornTime = time.UnixMilli(int64(r.u64()))
+	r.host(sysFlag&sysBornHostV6 != 0)
+	m.StoreTime = time.UnixMilli(int64(r.u64()))
+	storeHostAt := len(rec) - len(r.b)
+	m.StoreHost = r.host(sysFlag&sysStoreHostV6 != 0)
+	storeHost := rec[storeHostAt : len(rec)-len(r.b)]
+	m.ReconsumeTimes = int(int32(r.u32()))
+	r.u64() // prepared transaction offset
+	body := r.take(uint64(r.u32()))
+	var topicLen uint64
+	if magic == magicV2 {
+		topicLen = uint64(r.u16())
+	} else {
+		topicLen = uint64(r.u8())
+	}
+	topic := r.take(topicLen)
+	props := r.take(uint64(r.u16()))
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(r.b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the fields of a record of %d", errMalformed, len(r.b), len(rec))
+	}
+	if m.QueueID < 0 || m.QueueOffset < 0 || m.LogOffset < 0 || m.ReconsumeTimes < 0 {
+		return nil, fmt.Errorf("%w: negative queue id, offset or reconsume count", errMalformed)
+	}
+	if len(topic) == 0 {
+		return nil, fmt.Errorf("%w: record without a topic", errMalformed)
+	}
+	if crc32.ChecksumIEEE(body) != bodyCRC {
+		return nil, fmt.Errorf("%w: body checksum mismatch at queue offset %d", errMalformed, m.QueueOffset)
+	}
+	if sysFlag&sysCompressed != 0 {
+		var err error
+		if body, err = inflate(body); err != nil {
+			return nil, err
+		}
+	} else {
+		body = bytes.Clone(body) // do not keep the whole response alive
+	}
+	m.Body = body
+	m.Topic = string(topic)
+	m.setProperties(decodeProperties(string(props)), storeHost)
+	return m, nil
+}
+
+// setProperties spreads the wire properties onto m's fields: the tag, the
+// keys, the id, the original topic of a retried message; the rest stay in
+// Properties.
+func (m *MessageExt) setProperties(p map[string]string, storeHost []byte) {
+	m.Tag = p[propTags]
+	m.Keys = strings.Fields(p[propKeys])
+	if id := p[propUniqKey]; id != "" {
+		m.ID = id
+	} else {
+		// RocketMQ's offset message id: the store host and the log offset.
+		var b [24]byte
+		n := copy(b[:], storeHost)
+		binary.BigEndian.PutUint64(b[n:], uint64(m.LogOffset))
+		m.ID = strings.ToUpper(hex.EncodeToString(b[:n+8]))
+	}
+	if strings.HasPrefix(m.Topic, retryPrefix) {
+		if t := p[propRetryTopic]; t != "" {
+			m.Topic = t
+		}
+	}
+	delete(p, propTags)
+	delete(p, propKeys)
+	delete(p, propUniqKey)
+	if len(p) > 0 {
+		m.Properties = p
+	}
+}
+
+// inflate undoes zlib compression, capped at maxInflated.
+func inflate(b []byte) ([]byte, error) {
+	zr, err := zlib.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed body: %v", errMalformed, err)
+	}
+	defer zr.Close()
+	out, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed body: %v", errMalformed, err)
+	}
+	if len(out) > maxInflated {
+		return nil, fmt.Errorf("%w: compressed body inflates past %d bytes", errMalformed, maxInflated)
+	}
+	return out, nil
+}
+
+// appendBatchMessage appends one message of a SEND_BATCH_MESSAGE body:
+// size u32, magic u32 (0), body CRC u32, flag u32, body length u32, body,
+// properties length u16, properties.
+func appendBatchMessage(dst, body []byte, props string) []byte {
+	be := binary.BigEndian
+	dst = be.AppendUint32(dst, uint32(20+len(body)+2+len(props)))
+	dst = be.AppendUint32(dst, 0)
+	dst = be.AppendUint32(dst, crc32.ChecksumIEEE(body))
+	dst = be.AppendUint32(dst, 0)
+	dst = be.AppendUint32(dst, uint32(len(body)))
+	dst = append(dst, body...)
+	dst = be.AppendUint16(dst, uint16(len(props)))
+	return append(dst, props...)
+}

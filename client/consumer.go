@@ -1,0 +1,789 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// retryPrefix names a group's retry topic: "%RETRY%" + group.
+const retryPrefix = "%RETRY%"
+
+const (
+	// maxSpan pauses a queue's pulls while its oldest unfinished message
+	// and its newest pulled one are this far apart (RocketMQ's
+	// consumeConcurrentlyMaxSpan).
+	maxSpan = 2000
+	// spanPause is how long a paused queue waits before it looks again.
+	spanPause = 50 * time.Millisecond
+	// pullMargin is how much longer than its long poll a pull may take.
+	pullMargin = 15 * time.Second
+)
+
+// PushConsumer is a member of a consumer group in clustering mode: the
+// group's members share the queues of the topics they subscribe to, and
+// each message is handed to one member's handler. See the package
+// documentation for how queues are balanced, failed messages retried and
+// offsets committed. Its methods are safe for concurrent use.
+//
+// Lock order: PushConsumer.mu is never held while waiting or calling out;
+// processQueue.commitMu is held across a commit's request; offsetTracker.mu
+// and the pools' and routes' locks are leaves.
+type PushConsumer struct {
+	group  string
+	opts   options
+	logger *slog.Logger
+	id     string // client id: hostname@pid@random
+	pool   *pool  // everything but pulls
+	// pulls is a connection pool of its own: a broker serves a bounded
+	// number of requests at once per connection, and long-polling pulls
+	// must not hold back heartbeats, commits and send-backs.
+	pulls  *pool
+	routes *routes
+
+	mu      sync.Mutex
+	subs    []*subscription // fixed at Start; the retry topic's is last
+	started bool
+	closed  bool
+	queues  map[queueKey]*processQueue // the queues owned; changed by the rebalance loop
+
+	ctx            context.Context // ends at Close: loops and pulls stop
+	cancel         context.CancelFunc
+	handlerCtx     context.Context // handed to handlers; ends at Close
+	cancelHandlers context.CancelFunc
+	work           chan task     // pulled messages for the workers
+	workStop       chan struct{} // closed at Close once every queue is drained
+	loops          sync.WaitGroup
+	workers        sync.WaitGroup
+	closeOnce      sync.Once
+	closeErr       error
+}
+
+type subscription struct {
+	topic   string
+	expr    string
+	handler func(context.Context, *MessageExt) error // nil for the retry topic
+	retry   bool
+}
+
+type queueKey struct {
+	topic string
+	messageQueue
+}
+
+// processQueue is an owned queue: its pull goroutine, the messages it
+// handed to the workers, its offsets.
+type processQueue struct {
+	key     queueKey
+	sub     *subscription
+	ctx     context.Context // ends when the queue is dropped or at Close
+	cancel  context.CancelFunc
+	pulling sync.WaitGroup // the pull goroutine
+	// inflight counts messages handed to the workers and not finished
+	// (handled, or skipped because the queue was dropped).
+	inflight sync.WaitGroup
+	offsets  offsetTracker
+
+	commitMu   sync.Mutex // serializes commits: the broker sees them in order
+	lastCommit int64      // under commitMu
+	final      bool       // under commitMu: the last commit was made
+}
+
+type task struct {
+	pq  *processQueue
+	msg *MessageExt
+}
+
+// NewPushConsumer makes a consumer of group. Subscribe, then Start.
+func NewPushConsumer(group string, opts ...Option) (*PushConsumer, error) {
+	o := buildOptions(opts)
+	if err := o.check("consumer"); err != nil {
+		return nil, err
+	}
+	if err := validTopic(retryPrefix + group); err != nil || group == "" || strings.HasPrefix(group, "%") {
+		return nil, fmt.Errorf("%w: consumer group %q: letters, digits, '_', '-', '|', at most %d characters",
+			ErrInvalidOption, group, maxTopicLen-len(retryPrefix))
+	}
+	pl := newPool()
+	ctx, cancel := context.WithCancel(context.Background())
+	hctx, hcancel := context.WithCancel(context.Background())
+	id := clientID()
+	return &PushConsumer{group: group, opts: o, logger: o.logger.With("group", group, "client", id), id: id,
+		pool: pl, pulls: newPool(), routes: newRoutes(&o, pl, false), queues: map[queueKey]*processQueue{},
+		ctx: ctx, cancel: cancel, handlerCtx: hctx, cancelHandlers: hcancel,
+		work: make(chan task, o.concurrency), workStop: make(chan struct{})}, nil
+}
+
+// clientID is RocketMQ's client id shape: host@pid@random.
+func clientID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	return host + "@" + strconv.Itoa(os.Getpid()) + "@" + hex.EncodeToString(b[:])
+}
+
+// ID is the consumer's client id in its group.
+func (c *PushConsumer) ID() string { return c.id }
+
+// Subscribe subscribes to topic's messages that match expr ("*" or "" for
+// all, a tag list "a || b", or an MQTT-style wildcard on the tag such as
+// "42/+"), handled by handler. handler is called on up to WithConcurrency
+// goroutines at once; a nil error means done, an error or a panic sends the
+// message back for a later retry. Its ctx ends when the consumer is
+// closing. Subscribe before Start; one subscription per topic.
+func (c *PushConsumer) Subscribe(topic, expr string, handler func(context.Context, *MessageExt) error) error {
+	if err := validTopic(topic); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
+	}
+	if strings.HasPrefix(topic, "%") {
+		return fmt.Errorf("%w: topic %q: names starting with '%%' are reserved", ErrInvalidSubscription, topic)
+	}
+	if handler == nil {
+		return fmt.Errorf("%w: nil handler for topic %q", ErrInvalidSubscription, topic)
+	}
+	if strings.TrimSpace(expr) == "" {
+		expr = "*"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return ErrClosed
+	case c.started:
+		return ErrStarted
+	}
+	for _, s := range c.subs {
+		if s.topic == topic {
+			return fmt.Errorf("%w: topic %q is subscribed already", ErrInvalidSubscription, topic)
+		}
+	}
+	c.subs = append(c.subs, &subscription{topic: topic, expr: expr, handler: handler})
+	return nil
+}
+
+// Start joins the group and starts consuming. It returns once the consumer
+// sent its first heartbeat and took its first queues, or when ctx ends
+// first: ctx bounds only that wait. The consumer runs until Close, and
+// keeps trying in the background what failed (a NameServer or broker that
+// cannot be reached, a topic not created yet), logging why.
+func (c *PushConsumer) Start(ctx context.Context) error {
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return ErrClosed
+	case c.started:
+		c.mu.Unlock()
+		return ErrStarted
+	case len(c.subs) == 0:
+		c.mu.Unlock()
+		return ErrNoSubscription
+	}
+	c.started = true
+	c.subs = append(c.subs, &subscription{topic: retryPrefix + c.group, expr: "*", retry: true})
+	c.routes.start()
+	c.workers.Add(c.opts.concurrency)
+	for range c.opts.concurrency {
+		go c.worker()
+	}
+	first := make(chan struct{})
+	c.loops.Add(3)
+	go c.rebalanceLoop(first)
+	go c.heartbeatLoop()
+	go c.commitLoop()
+	c.mu.Unlock()
+
+	select {
+	case <-first:
+	case <-ctx.Done():
+		c.logger.Warn("client: consumer started before its first rebalance finished", "err", ctx.Err())
+	}
+	return nil
+}
+
+// Close stops consuming: it stops pulling, waits for the handlers running
+// (their ctx ends), commits the offsets and leaves the group, so that the
+// other members take its queues over at their next rebalance.
+func (c *PushConsumer) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		started := c.started
+		c.mu.Unlock()
+		// Pulls stop at once; handlers are told to finish. Cancelling the
+		// handlers now, not after the loops stopped, matters: the rebalance
+		// loop may be waiting for the handlers of a queue it dropped.
+		c.cancel()
+		c.cancelHandlers()
+		if started {
+			c.loops.Wait()
+			c.mu.Lock()
+			qs := make([]*processQueue, 0, len(c.queues))
+			for _, pq := range c.queues {
+				qs = append(qs, pq)
+			}
+			clear(c.queues)
+			c.mu.Unlock()
+			for _, pq := range qs {
+				pq.cancel()
+				pq.pulling.Wait()
+			}
+			for _, pq := range qs {
+				pq.inflight.Wait()
+			}
+			close(c.workStop)
+			c.workers.Wait()
+			for _, pq := range qs {
+				c.commit(pq, true)
+			}
+			c.unregister()
+		}
+		c.routes.close()
+		c.closeErr = errors.Join(c.pool.close(), c.pulls.close())
+	})
+	return c.closeErr
+}
+
+func (c *PushConsumer) rebalanceLoop(first chan<- struct{}) {
+	defer c.loops.Done()
+	c.heartbeat()
+	c.rebalance()
+	close(first)
+	t := time.NewTicker(c.opts.rebalanceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			c.rebalance()
+		}
+	}
+}
+
+func (c *PushConsumer) heartbeatLoop() {
+	defer c.loops.Done()
+	t := time.NewTicker(c.opts.heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			c.heartbeat()
+		}
+	}
+}
+
+func (c *PushConsumer) commitLoop() {
+	defer c.loops.Done()
+	t := time.NewTicker(c.opts.commitEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		qs := make([]*processQueue, 0, len(c.queues))
+		for _, pq := range c.queues {
+			qs = append(qs, pq)
+		}
+		c.mu.Unlock()
+		for _, pq := range qs {
+			c.commit(pq, false)
+		}
+	}
+}
+
+// heartbeatData is RocketMQ's HeartbeatData, the parts a consumer sends.
+type heartbeatData struct {
+	ClientID        string         `json:"clientID"`
+	ConsumerDataSet []consumerData `json:"consumerDataSet"`
+	ProducerDataSet []struct{}     `json:"producerDataSet"`
+}
+
+type consumerData struct {
+	GroupName           string             `json:"groupName"`
+	ConsumeType         string             `json:"consumeType"`
+	MessageModel        string             `json:"messageModel"`
+	ConsumeFromWhere    string             `json:"consumeFromWhere"`
+	SubscriptionDataSet []subscriptionData `json:"subscriptionDataSet"`
+	UnitMode            bool               `json:"unitMode"`
+}
+
+type subscriptionData struct {
+	Topic          string `json:"topic"`
+	SubString      string `json:"subString"`
+	ExpressionType string `json:"expressionType"`
+	SubVersion     int64  `json:"subVersion"`
+}
+
+// heartbeat tells every broker of the subscribed topics that this member
+// is alive and what it reads.
+func (c *PushConsumer) heartbeat() {
+	cd := consumerData{GroupName: c.group, ConsumeType: "CONSUME_PASSIVELY", MessageModel: "CLUSTERING",
+		ConsumeFromWhere: c.opts.consumeFrom.wire()}
+	for _, s := range c.subs {
+		cd.SubscriptionDataSet = append(cd.SubscriptionDataSet, subscriptionData{Topic: s.topic, SubString: s.expr, ExpressionType: "TAG"})
+	}
+	body, err := json.Marshal(heartbeatData{ClientID: c.id, ConsumerDataSet: []consumerData{cd}, ProducerDataSet: []struct{}{}})
+	if err != nil {
+		c.logger.Error("client: heartbeat body", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.requestTimeout)
+	defer cancel()
+	for _, addr := range c.brokers(ctx, true) {
+		if _, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.HeartBeat, nil, body)); err != nil && c.ctx.Err() == nil {
+			c.logger.Warn("client: heartbeat failed", "broker", addr, "err", err)
+		}
+	}
+}
+
+// brokers lists the addresses of the brokers of the subscribed topics,
+// looking routes up when lookup is set, else from the cache.
+func (c *PushConsumer) brokers(ctx context.Context, lookup bool) []string {
+	var addrs []string
+	for _, s := range c.subs {
+		var rt *topicRoute
+		if lookup {
+			rt, _ = c.routes.get(ctx, s.topic) // a topic without a route yet has no broker to tell
+		} else {
+			rt = c.routes.cached(s.topic)
+		}
+		if rt != nil {
+			addrs = append(addrs, rt.all...)
+		}
+	}
+	slices.Sort(addrs)
+	return slices.Compact(addrs)
+}
+
+// unregister tells the brokers this member leaves the group.
+func (c *PushConsumer) unregister() {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.requestTimeout)
+	defer cancel()
+	for _, addr := range c.brokers(ctx, false) {
+		req := remoting.NewRequest(remoting.UnregisterClient, map[string]string{
+			"clientID": c.id, "consumerGroup": c.group, "producerGroup": ""}, nil)
+		if _, err := c.pool.call(ctx, addr, req); err != nil {
+			c.logger.Warn("client: leaving the group failed; the broker drops this member when its connection closes", "broker", addr, "err", err)
+		}
+	}
+}
+
+// rebalance takes this member's share of every subscribed topic's queues.
+func (c *PushConsumer) rebalance() {
+	for _, s := range c.subs {
+		if c.ctx.Err() != nil {
+			return
+		}
+		mine, ok := c.assignment(s)
+		if ok {
+			c.apply(s, mine)
+		}
+	}
+}
+
+// assignment computes this member's queues of s's topic; false when it
+// cannot be known now (no route, no member list, this member not listed).
+func (c *PushConsumer) assignment(s *subscription) ([]messageQueue, bool) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.requestTimeout)
+	defer cancel()
+	rt, err := c.routes.get(ctx, s.topic)
+	if err != nil {
+		if c.ctx.Err() == nil {
+			level := slog.LevelWarn
+			if s.retry && errors.Is(err, ErrNoRoute) {
+				level = slog.LevelDebug // the broker registers it after the first heartbeat
+			}
+			c.logger.Log(ctx, level, "client: no route for a subscribed topic; retrying at the next rebalance", "topic", s.topic, "err", err)
+		}
+		return nil, false
+	}
+	ids, err := c.consumerIDs(ctx, rt)
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.logger.Warn("client: group member list unavailable; retrying at the next rebalance", "topic", s.topic, "err", err)
+		}
+		return nil, false
+	}
+	if !slices.Contains(ids, c.id) {
+		// Not known to the broker (yet, or any more): taking nothing now
+		// would only drop queues to take them back after the next heartbeat.
+		c.logger.Debug("client: this member is not in the group's list yet; heartbeating", "topic", s.topic)
+		c.heartbeat()
+		return nil, false
+	}
+	return allocate(rt.read, ids, c.id), true
+}
+
+// consumerIDs asks a broker serving the topic for the group's members.
+func (c *PushConsumer) consumerIDs(ctx context.Context, rt *topicRoute) ([]string, error) {
+	names := make([]string, 0, len(rt.addrs))
+	for n := range rt.addrs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, n := range names {
+		resp, err := c.pool.call(ctx, rt.addrs[n], remoting.NewRequest(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": c.group}, nil))
+		if err == nil {
+			var body struct {
+				ConsumerIDList []string `json:"consumerIdList"`
+			}
+			if err = json.Unmarshal(resp.Body, &body); err == nil {
+				return body.ConsumerIDList, nil
+			}
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// apply makes the queues owned of s's topic those of mine: queues taken
+// away stop (pull first, then their handlers) and commit; new ones start.
+func (c *PushConsumer) apply(s *subscription, mine []messageQueue) {
+	want := make(map[queueKey]bool, len(mine))
+	for _, q := range mine {
+		want[queueKey{s.topic, q}] = true
+	}
+	var dropped []*processQueue
+	var added []queueKey
+	c.mu.Lock()
+	for k, pq := range c.queues {
+		if k.topic == s.topic && !want[k] {
+			dropped = append(dropped, pq)
+			delete(c.queues, k)
+		}
+	}
+	for k := range want {
+		if c.queues[k] == nil {
+			pq := &processQueue{key: k, sub: s, lastCommit: -1}
+			pq.ctx, pq.cancel = context.WithCancel(c.ctx)
+			c.queues[k] = pq
+			pq.pulling.Add(1)
+			go c.pullLoop(pq)
+			added = append(added, k)
+		}
+	}
+	c.mu.Unlock()
+	if len(added)+len(dropped) > 0 {
+		c.logger.Info("client: queues rebalanced", "topic", s.topic, "added", len(added), "dropped", len(dropped), "owned", len(mine))
+	}
+	for _, pq := range dropped {
+		pq.cancel()
+		pq.pulling.Wait()
+		pq.inflight.Wait()
+		c.commit(pq, true)
+	}
+}
+
+// brokerAddr is the address of the broker serving pq.
+func (c *PushConsumer) brokerAddr(ctx context.Context, k queueKey) (string, error) {
+	rt, err := c.routes.get(ctx, k.topic)
+	if err != nil {
+		return "", err
+	}
+	if addr := rt.addrs[k.Broker]; addr != "" {
+		return addr, nil
+	}
+	return "", fmt.Errorf("%w: broker %s of topic %q has no master in the route", ErrNoRoute, k.Broker, k.topic)
+}
+
+// commit commits pq's offset if it moved. The final commit is the last.
+func (c *PushConsumer) commit(pq *processQueue, final bool) {
+	pq.commitMu.Lock()
+	defer pq.commitMu.Unlock()
+	if pq.final {
+		return
+	}
+	pq.final = final
+	off, ok := pq.offsets.committed()
+	if !ok || off == pq.lastCommit {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.requestTimeout)
+	defer cancel()
+	addr, err := c.brokerAddr(ctx, pq.key)
+	if err == nil {
+		_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.UpdateConsumerOffset, map[string]string{
+			"consumerGroup": c.group, "topic": pq.key.topic, "queueId": strconv.Itoa(pq.key.ID),
+			"commitOffset": strconv.FormatInt(off, 10)}, nil))
+	}
+	if err != nil {
+		c.logger.Warn("client: offset commit failed", "topic", pq.key.topic, "broker", pq.key.Broker, "queue", pq.key.ID, "offset", off, "err", err)
+		return
+	}
+	pq.lastCommit = off
+}
+
+// startOffset is where pq's pulls start: the group's committed offset, or
+// per WithConsumeFrom when it has none. It retries until pq is dropped.
+func (c *PushConsumer) startOffset(pq *processQueue) (int64, bool) {
+	for {
+		ctx, cancel := context.WithTimeout(pq.ctx, c.opts.requestTimeout)
+		off, err := c.queryOffset(ctx, pq)
+		cancel()
+		if err == nil {
+			return off, true
+		}
+		if pq.ctx.Err() != nil {
+			return 0, false
+		}
+		c.logger.Warn("client: start offset unavailable; retrying", "topic", pq.key.topic, "broker", pq.key.Broker, "queue", pq.key.ID, "err", err)
+		if !sleepCtx(pq.ctx, c.opts.retryBackoff) {
+			return 0, false
+		}
+	}
+}
+
+func (c *PushConsumer) queryOffset(ctx context.Context, pq *processQueue) (int64, error) {
+	addr, err := c.brokerAddr(ctx, pq.key)
+	if err != nil {
+		return 0, err
+	}
+	ext := func() map[string]string {
+		return map[string]string{"consumerGroup": c.group, "topic": pq.key.topic, "queueId": strconv.Itoa(pq.key.ID)}
+	}
+	resp, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.QueryConsumerOffset, ext(), nil))
+	if errors.Is(err, remoting.ErrQueryNotFound) {
+		code := remoting.GetMinOffset
+		if c.opts.consumeFrom == ConsumeFromLast && !pq.sub.retry {
+			code = remoting.GetMaxOffset
+		}
+		resp, err = c.pool.call(ctx, addr, remoting.NewRequest(code, ext(), nil))
+	}
+	if err != nil {
+		return 0, err
+	}
+	off, err := resp.ExtInt("offset")
+	if err != nil {
+		return 0, fmt.Errorf("client: offset answer from %s: %w", addr, err)
+	}
+	return off, nil
+}
+
+// pullLoop long-polls pq's queue and hands what comes to the workers,
+// until pq is dropped.
+func (c *PushConsumer) pullLoop(pq *processQueue) {
+	defer pq.pulling.Done()
+	off, ok := c.startOffset(pq)
+	if !ok {
+		return
+	}
+	pq.offsets.start(off)
+	k := pq.key
+	log := c.logger.With("topic", k.topic, "broker", k.Broker, "queue", k.ID)
+	backoff := func() bool { return sleepCtx(pq.ctx, c.opts.retryBackoff) }
+	for pq.ctx.Err() == nil {
+		if pq.offsets.span() > maxSpan {
+			sleepCtx(pq.ctx, spanPause) // flow control: let the handlers catch up
+			continue
+		}
+		commit, _ := pq.offsets.committed()
+		ctx, cancel := context.WithTimeout(pq.ctx, c.opts.pollSuspend+pullMargin)
+		addr, err := c.brokerAddr(ctx, k)
+		var resp *remoting.Command
+		if err == nil {
+			resp, err = c.pulls.invoke(ctx, addr, remoting.NewRequest(remoting.PullMessage, map[string]string{
+				"consumerGroup": c.group, "topic": k.topic, "queueId": strconv.Itoa(k.ID),
+				"queueOffset": strconv.FormatInt(off, 10), "maxMsgNums": strconv.Itoa(c.opts.pullBatch),
+				"sysFlag": "0", "commitOffset": strconv.FormatInt(commit, 10),
+				"suspendTimeoutMillis": strconv.FormatInt(c.opts.pollSuspend.Milliseconds(), 10),
+				"subscription":         pq.sub.expr, "subVersion": "0", "expressionType": "TAG",
+			}, nil))
+		}
+		cancel()
+		if err != nil {
+			if pq.ctx.Err() != nil {
+				return
+			}
+			log.Warn("client: pull failed; retrying", "offset", off, "err", err)
+			rctx, rcancel := context.WithTimeout(pq.ctx, c.opts.requestTimeout)
+			if r, rerr := c.routes.refresh(rctx, k.topic); rerr == nil && r.addrs[k.Broker] == "" {
+				log.Warn("client: the queue's broker left the route")
+			}
+			rcancel()
+			if !backoff() {
+				return
+			}
+			continue
+		}
+		next, nerr := resp.ExtInt("nextBeginOffset")
+		switch resp.Code {
+		case remoting.Success:
+			msgs, err := decodeMessages(resp.Body)
+			if err == nil {
+				err = nerr
+			}
+			if err != nil {
+				log.Error("client: pull response undecodable; pulling again", "offset", off, "err", err)
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			offs := make([]int64, len(msgs))
+			for i, m := range msgs {
+				m.Broker = k.Broker
+				offs[i] = m.QueueOffset
+			}
+			pq.offsets.pulled(offs, next)
+			off = next
+			for _, m := range msgs {
+				pq.inflight.Add(1)
+				select {
+				case c.work <- task{pq, m}:
+				case <-pq.ctx.Done():
+					pq.inflight.Done()
+					return
+				}
+			}
+		case remoting.PullNotFound, remoting.PullRetryImmediately:
+			if nerr == nil {
+				pq.offsets.pulled(nil, next)
+				off = next
+			}
+		case remoting.PullOffsetMoved:
+			if nerr != nil {
+				log.Error("client: offset moved without a new offset", "offset", off, "err", nerr)
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			log.Warn("client: offset out of the queue's range; jumping", "offset", off, "next", next)
+			pq.offsets.pulled(nil, next)
+			off = next
+		default:
+			log.Warn("client: pull refused; retrying", "offset", off, "err", remoting.ResponseError(resp))
+			if !backoff() {
+				return
+			}
+		}
+	}
+}
+
+func (c *PushConsumer) worker() {
+	defer c.workers.Done()
+	for {
+		select {
+		case t := <-c.work:
+			c.consume(t)
+		case <-c.workStop:
+			return
+		}
+	}
+}
+
+// consume runs the handler on one message until it is done: handled, or
+// sent back to the broker for a later retry. A message whose queue went
+// away is left not done: whoever owns the queue next gets it again.
+func (c *PushConsumer) consume(t task) {
+	pq, m := t.pq, t.msg
+	defer pq.inflight.Done()
+	off, logOffset, id, topic := m.QueueOffset, m.LogOffset, m.ID, m.Topic // the handler may change m
+	handler := pq.sub.handler
+	if pq.sub.retry {
+		handler = c.handlerOf(topic)
+	}
+	for {
+		if pq.ctx.Err() != nil {
+			return
+		}
+		err := c.call(handler, m)
+		if err == nil {
+			pq.offsets.done(off)
+			return
+		}
+		if pq.ctx.Err() != nil {
+			return
+		}
+		log := c.logger.With("topic", topic, "id", id, "reconsume", m.ReconsumeTimes)
+		log.Warn("client: message handler failed; sending the message back for a later retry", "err", err)
+		err = c.sendBack(pq, logOffset, id, topic)
+		if err == nil {
+			pq.offsets.done(off)
+			return
+		}
+		log.Warn("client: sending a failed message back failed; retrying it here", "in", c.opts.retryBackoff, "err", err)
+		if !sleepCtx(pq.ctx, c.opts.retryBackoff) {
+			return
+		}
+		m.ReconsumeTimes++
+	}
+}
+
+// handlerOf is the handler of a retried message's original topic.
+func (c *PushConsumer) handlerOf(topic string) func(context.Context, *MessageExt) error {
+	for _, s := range c.subs {
+		if s.topic == topic && !s.retry {
+			return s.handler
+		}
+	}
+	return nil
+}
+
+// call runs handler, turning a panic into ErrHandlerPanic.
+func (c *PushConsumer) call(handler func(context.Context, *MessageExt) error, m *MessageExt) (err error) {
+	if handler == nil {
+		return fmt.Errorf("client: no handler for topic %q", m.Topic)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.logger.Error("client: message handler panicked", "topic", m.Topic, "id", m.ID, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
+		}
+	}()
+	return handler(c.handlerCtx, m)
+}
+
+// sendBack hands a failed message back to its broker, which redelivers it
+// through the group's retry topic later, or dead-letters it.
+func (c *PushConsumer) sendBack(pq *processQueue, logOffset int64, id, topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.requestTimeout)
+	defer cancel()
+	addr, err := c.brokerAddr(ctx, pq.key)
+	if err != nil {
+		return err
+	}
+	_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.ConsumerSendMsgBack, map[string]string{
+		"offset": strconv.FormatInt(logOffset, 10), "group": c.group, "delayLevel": "0",
+		"originMsgId": id, "originTopic": topic, "maxReconsumeTimes": strconv.Itoa(c.opts.maxRetries),
+	}, nil))
+	return err
+}
+
+// sleepCtx waits d, false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,45 @@
+// Package client is Ferry's Go SDK: a Producer and a PushConsumer that speak
+// Ferry's native protocol, which is RocketMQ's 4.x remoting protocol (see
+// docs/native.md). They find brokers through the NameServers, so they work
+// against any number of brokers, and against RocketMQ's own brokers for
+// what the two have in common.
+//
+// # Producing
+//
+// A Producer looks a topic's route up at a NameServer, picks a write queue
+// (round robin over every queue of every broker, or by the hash of
+// Message.ShardingKey so that messages with the same key keep their order)
+// and sends with SEND_MESSAGE_V2, synchronously (Send), in the background
+// (SendAsync), without an answer (SendOneway) or several messages at once
+// (SendBatch). A failed send is retried on another broker's queue.
+//
+// # Consuming
+//
+// A PushConsumer is a member of a consumer group in clustering mode: each
+// message goes to one member. Members balance the topic's queues among
+// themselves on the client side, as RocketMQ's AllocateMessageQueueAveragely
+// does: every member sorts the group's member ids and the queues and takes
+// its share. For each queue it owns, a member long-polls the broker and
+// hands messages to a bounded pool of handler goroutines. A handler that
+// fails (returns an error or panics) sends the message back to the broker,
+// which redelivers it later through the group's retry topic with a growing
+// delay, and moves it to the dead-letter topic after WithMaxRetries
+// attempts. Offsets are committed to the broker every second: the committed
+// offset of a queue is its lowest message not yet handled, so delivery is
+// at least once.
+//
+// # Goroutines
+//
+// Every goroutine has an owner, a stop signal and a waiter; Close stops and
+// waits for all of them. A Producer owns its route refresher and the
+// goroutines of SendAsync. A PushConsumer owns its route refresher, three
+// loops (rebalance, heartbeat, offset commit), one pull goroutine per owned
+// queue and its handler workers.
+//
+// # Errors
+//
+// Errors are tested with errors.Is: this package's sentinels (ErrClosed,
+// ErrNoRoute, ErrInvalidMessage…) and the broker's response codes of
+// package remoting (remoting.ErrTopicNotExist, remoting.ErrBusy…), which
+// come through wrapped.
+package client

@@ -1,0 +1,227 @@
+package client
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Message is a message to send.
+type Message struct {
+	Topic string
+	// Tag is RocketMQ's tag, which is Ferry's subject: consumers filter on
+	// it ("a || b", or MQTT-style wildcards such as "42/+").
+	Tag string
+	// Keys index the message for lookups. A key cannot contain a space.
+	Keys []string
+	// Properties are carried as they are. Names and values cannot contain
+	// the bytes 0x01 and 0x02, which delimit them on the wire.
+	Properties map[string]string
+	Body       []byte
+	// ShardingKey, when set, picks the queue by its hash, so that messages
+	// with the same key go to the same queue and keep their order.
+	ShardingKey string
+	// DelayLevel (1..18, RocketMQ's levels: 1 s, 5 s, 10 s, 30 s, 1 min …
+	// 2 h) delays delivery. Zero sends at once.
+	DelayLevel int
+	// DeliverAt, when set, delays delivery until then: any time, not a
+	// level. It cannot be combined with DelayLevel.
+	DeliverAt time.Time
+}
+
+// MessageExt is a received message.
+type MessageExt struct {
+	Message
+	// ID is the message's unique id: the one its producer gave it (the
+	// UNIQ_KEY property; SendResult.MsgID), else the broker's. It stays the
+	// same when a failed message is redelivered.
+	ID          string
+	QueueID     int
+	QueueOffset int64
+	// LogOffset is the message's position in the broker's commit log.
+	LogOffset      int64
+	BornTime       time.Time
+	StoreTime      time.Time
+	StoreHost      string // the broker's address, host:port
+	ReconsumeTimes int    // deliveries before this one that failed
+	Broker         string // the name of the broker it was pulled from
+}
+
+// SendResult says where a message was stored.
+type SendResult struct {
+	// MsgID is the message's unique id, which consumers see as
+	// MessageExt.ID. For a batch, the ids of its messages joined by ",".
+	MsgID string
+	// OffsetMsgID is the broker's id of the stored message (for a batch,
+	// the ids joined by ",").
+	OffsetMsgID string
+	Topic       string
+	Broker      string
+	QueueID     int
+	// QueueOffset is the message's offset in its queue (a batch's first
+	// message's), or -1 for a delayed message, which is stored in its queue
+	// only when it is due.
+	QueueOffset int64
+}
+
+// Properties Ferry and RocketMQ give a meaning to.
+const (
+	propTags       = "TAGS"
+	propKeys       = "KEYS"
+	propDelay      = "DELAY"
+	propUniqKey    = "UNIQ_KEY"
+	propDeliverAt  = "__STARTDELIVERTIME" // unix milliseconds
+	propRetryTopic = "RETRY_TOPIC"        // RocketMQ's: a retried message's topic
+
+)
+
+// Delimiters of RocketMQ's property string "name\x01value\x02…".
+const (
+	nameSep  = '\x01'
+	valueSep = '\x02'
+)
+
+const (
+	maxDelayLevel = 18
+	maxTopicLen   = 127
+	maxPropsLen   = 1<<16 - 1 // the u16 length of a batch message's properties
+)
+
+// validate checks what the SDK can check before a send.
+func (m *Message) validate() error {
+	if m == nil {
+		return fmt.Errorf("%w: nil message", ErrInvalidMessage)
+	}
+	if err := validTopic(m.Topic); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+	}
+	if m.DelayLevel < 0 || m.DelayLevel > maxDelayLevel {
+		return fmt.Errorf("%w: delay level %d: want 0..%d", ErrInvalidMessage, m.DelayLevel, maxDelayLevel)
+	}
+	if m.DelayLevel != 0 && !m.DeliverAt.IsZero() {
+		return fmt.Errorf("%w: both a delay level and a delivery time", ErrInvalidMessage)
+	}
+	if strings.ContainsAny(m.Tag, "\x01\x02") {
+		return fmt.Errorf("%w: tag %q contains a property delimiter", ErrInvalidMessage, m.Tag)
+	}
+	for _, k := range m.Keys {
+		if k == "" || strings.ContainsAny(k, " \x01\x02") {
+			return fmt.Errorf("%w: key %q: empty, or contains a space or a property delimiter", ErrInvalidMessage, k)
+		}
+	}
+	for k, v := range m.Properties {
+		if k == "" || strings.ContainsAny(k, "\x01\x02") || strings.ContainsAny(v, "\x01\x02") {
+			return fmt.Errorf("%w: property %q: empty name, or a property delimiter in it", ErrInvalidMessage, k)
+		}
+	}
+	return nil
+}
+
+// validTopic checks a topic name: letters, digits, '_', '-', '%', '|', at
+// most 127 characters.
+func validTopic(t string) error {
+	if t == "" || len(t) > maxTopicLen {
+		return fmt.Errorf("topic %q: want 1..%d characters", t, maxTopicLen)
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '%' || c == '|') {
+			return fmt.Errorf("topic %q: character %q not allowed", t, c)
+		}
+	}
+	return nil
+}
+
+// delayed reports whether the broker will hold m back.
+func (m *Message) delayed() bool {
+	return m.DelayLevel > 0 || m.DeliverAt.After(time.Now())
+}
+
+// wireProperties is m's properties as sent: the user's, plus the tag, the
+// keys, the delay and the unique id. uniq is kept if the user set one.
+func (m *Message) wireProperties(uniq string) map[string]string {
+	p := make(map[string]string, len(m.Properties)+4)
+	for k, v := range m.Properties {
+		p[k] = v
+	}
+	if m.Tag != "" {
+		p[propTags] = m.Tag
+	}
+	if len(m.Keys) > 0 {
+		p[propKeys] = strings.Join(m.Keys, " ")
+	}
+	if m.DelayLevel > 0 {
+		p[propDelay] = strconv.Itoa(m.DelayLevel)
+	}
+	if !m.DeliverAt.IsZero() {
+		p[propDeliverAt] = strconv.FormatInt(m.DeliverAt.UnixMilli(), 10)
+	}
+	if p[propUniqKey] == "" {
+		p[propUniqKey] = uniq
+	}
+	return p
+}
+
+// encodeProperties encodes p as "name\x01value\x02…", names sorted so that
+// the encoding is stable.
+func encodeProperties(p map[string]string) string {
+	names := make([]string, 0, len(p))
+	n := 0
+	for k, v := range p {
+		names = append(names, k)
+		n += len(k) + len(v) + 2
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	b.Grow(n)
+	for _, k := range names {
+		b.WriteString(k)
+		b.WriteByte(nameSep)
+		b.WriteString(p[k])
+		b.WriteByte(valueSep)
+	}
+	return b.String()
+}
+
+// decodeProperties decodes "name\x01value\x02…"; pairs without a name are
+// skipped.
+func decodeProperties(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	p := map[string]string{}
+	for len(s) > 0 {
+		var kv string
+		kv, s, _ = strings.Cut(s, string(valueSep))
+		if k, v, ok := strings.Cut(kv, string(nameSep)); ok && k != "" {
+			p[k] = v
+		}
+	}
+	return p
+}
+
+// idGen makes unique message ids (RocketMQ's UNIQ_KEY): 32 upper-case hex
+// digits, a random prefix per producer and a counter.
+type idGen struct {
+	prefix [8]byte
+	n      atomic.Uint64
+}
+
+func newIDGen() *idGen {
+	g := &idGen{}
+	rand.Read(g.prefix[:]) // never fails (crypto/rand, Go 1.24+)
+	return g
+}
+
+func (g *idGen) next() string {
+	var b [16]byte
+	copy(b[:8], g.prefix[:])
+	binary.BigEndian.PutUint64(b[8:], g.n.Add(1))
+	return strings.ToUpper(hex.EncodeToString(b[:]))
+}

@@ -1,0 +1,129 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// pool keeps one connection per address and dials again when one is gone.
+//
+// Lock order: poolConn.mu → pool.mu.
+type pool struct {
+	mu     sync.Mutex
+	conns  map[string]*poolConn
+	closed bool
+}
+
+type poolConn struct {
+	mu sync.Mutex // serializes dialing this address
+	c  *remoting.Client
+}
+
+func newPool() *pool { return &pool{conns: map[string]*poolConn{}} }
+
+func (p *pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// get returns a live connection to addr, dialing one within ctx if needed.
+func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	pc := p.conns[addr]
+	if pc == nil {
+		pc = &poolConn{}
+		p.conns[addr] = pc
+	}
+	p.mu.Unlock()
+
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if p.isClosed() { // close has passed this entry, or will wait for us
+		return nil, ErrClosed
+	}
+	if pc.c != nil && pc.c.Err() == nil {
+		return pc.c, nil
+	}
+	if pc.c != nil {
+		pc.c.Close() // already gone: this only waits for its reader
+		pc.c = nil
+	}
+	c, err := remoting.Dial(ctx, addr)
+	if err != nil {
+		return nil, err // remoting: dial ADDR: …
+	}
+	pc.c = c
+	return c, nil
+}
+
+// invoke sends req to addr and waits for the response, which may carry an
+// error code: callers check it.
+func (p *pool) invoke(ctx context.Context, addr string, req *remoting.Command) (*remoting.Command, error) {
+	c, err := p.get(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Invoke(ctx, req)
+	if err != nil {
+		if p.isClosed() && errors.Is(err, remoting.ErrConnClosed) {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	return resp, nil
+}
+
+// call is invoke that turns an error response into an error.
+func (p *pool) call(ctx context.Context, addr string, req *remoting.Command) (*remoting.Command, error) {
+	resp, err := p.invoke(ctx, addr, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := remoting.ResponseError(resp); err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	return resp, nil
+}
+
+// oneway sends req to addr without waiting for an answer.
+func (p *pool) oneway(ctx context.Context, addr string, req *remoting.Command) error {
+	c, err := p.get(ctx, addr)
+	if err != nil {
+		return err
+	}
+	if err := c.InvokeOneway(req); err != nil {
+		return fmt.Errorf("%s: %w", addr, err)
+	}
+	return nil
+}
+
+// close closes every connection; calls in flight fail.
+func (p *pool) close() error {
+	p.mu.Lock()
+	p.closed = true
+	conns := p.conns
+	p.conns = map[string]*poolConn{}
+	p.mu.Unlock()
+	var errs []error
+	for _, pc := range conns {
+		pc.mu.Lock()
+		if pc.c != nil {
+			if err := pc.c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+			pc.c = nil
+		}
+		pc.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}

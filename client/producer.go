@@ -1,0 +1,299 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// maxAsyncInFlight bounds the SendAsync calls in flight: one more waits
+// for a slot (or for its context to end).
+const maxAsyncInFlight = 1024
+
+// Producer sends messages. It is safe for concurrent use.
+type Producer struct {
+	opts   options
+	logger *slog.Logger
+	pool   *pool
+	routes *routes
+	ids    *idGen
+	rr     atomic.Uint32 // round robin over the write queues
+	async  chan struct{} // SendAsync slots
+
+	mu        sync.RWMutex
+	closed    bool
+	sends     sync.WaitGroup // sends in flight, SendAsync's goroutines among them
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewProducer makes a producer. It connects lazily, on the first send.
+func NewProducer(opts ...Option) (*Producer, error) {
+	o := buildOptions(opts)
+	if err := o.check("producer"); err != nil {
+		return nil, err
+	}
+	if o.group == "" {
+		o.group = DefaultProducerGroup
+	}
+	pl := newPool()
+	p := &Producer{opts: o, logger: o.logger, pool: pl, routes: newRoutes(&o, pl, true), ids: newIDGen(),
+		async: make(chan struct{}, maxAsyncInFlight)}
+	p.routes.start()
+	return p, nil
+}
+
+// enter counts a send in, unless the producer is closed.
+func (p *Producer) enter() error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	p.sends.Add(1)
+	return nil
+}
+
+// Close waits for the sends in flight (each bounded by the send timeout),
+// then closes the connections. Sends after Close fail with ErrClosed.
+func (p *Producer) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		p.sends.Wait()
+		p.routes.close()
+		p.closeErr = p.pool.close()
+	})
+	return p.closeErr
+}
+
+// Send sends m and returns once the broker stored it. A failure is retried
+// (WithRetries) on another broker's queue when the topic has one; a
+// message with a ShardingKey is retried on its own queue, so that its
+// order holds. The whole send is bounded by WithSendTimeout.
+func (p *Producer) Send(ctx context.Context, m *Message) (SendResult, error) {
+	if err := p.enter(); err != nil {
+		return SendResult{}, err
+	}
+	defer p.sends.Done()
+	return p.send(ctx, m)
+}
+
+// SendAsync sends m in the background and calls done with the result,
+// exactly once, on a goroutine of the producer's; done must not call
+// Close. ctx bounds the send as it does Send's: it must not end before
+// done is called; nor may m change before then. When the send cannot start (the producer is closed, or ctx ends
+// while 1024 sends are in flight already), done is called before SendAsync
+// returns. Close waits for the sends SendAsync started.
+func (p *Producer) SendAsync(ctx context.Context, m *Message, done func(SendResult, error)) {
+	if done == nil {
+		done = func(SendResult, error) {}
+	}
+	if err := p.enter(); err != nil {
+		done(SendResult{}, err)
+		return
+	}
+	select {
+	case p.async <- struct{}{}:
+	case <-ctx.Done():
+		p.sends.Done()
+		done(SendResult{}, ctx.Err())
+		return
+	}
+	go func() {
+		defer p.sends.Done()
+		defer func() { <-p.async }()
+		res, err := p.send(ctx, m)
+		done(res, err)
+	}()
+}
+
+// SendOneway sends m without waiting for the broker: it returns once the
+// request is written, and is never retried. ctx bounds the route lookup
+// and the connection.
+func (p *Producer) SendOneway(ctx context.Context, m *Message) error {
+	if err := p.enter(); err != nil {
+		return err
+	}
+	defer p.sends.Done()
+	if err := m.validate(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.sendTimeout)
+	defer cancel()
+	rt, err := p.routes.get(ctx, m.Topic)
+	if err != nil {
+		return fmt.Errorf("client: send to %q: %w", m.Topic, err)
+	}
+	q, err := pickQueue(rt.write, m.ShardingKey, &p.rr, "")
+	if err != nil {
+		return err
+	}
+	props := encodeProperties(m.wireProperties(p.ids.next()))
+	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
+	if err := p.pool.oneway(ctx, rt.addrs[q.Broker], req); err != nil {
+		return fmt.Errorf("client: send to %q: %w", m.Topic, err)
+	}
+	return nil
+}
+
+// SendBatch sends msgs, which all go to one topic and are stored together
+// in one queue, with SEND_BATCH_MESSAGE. The queue is picked by the
+// messages' ShardingKey when they have one (it must be the same for all),
+// else round robin. Delayed messages cannot be batched. MsgID and
+// OffsetMsgID of the result list the messages' ids in order, joined by ",".
+func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (SendResult, error) {
+	if err := p.enter(); err != nil {
+		return SendResult{}, err
+	}
+	defer p.sends.Done()
+	if len(msgs) == 0 {
+		return SendResult{}, fmt.Errorf("%w: empty batch", ErrInvalidMessage)
+	}
+	first := msgs[0]
+	var body []byte
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		if err := m.validate(); err != nil {
+			return SendResult{}, fmt.Errorf("batch message %d: %w", i, err)
+		}
+		if m.Topic != first.Topic || m.ShardingKey != first.ShardingKey {
+			return SendResult{}, fmt.Errorf("%w: a batch goes to one topic and one queue: message %d has topic %q and sharding key %q, message 0 %q and %q",
+				ErrInvalidMessage, i, m.Topic, m.ShardingKey, first.Topic, first.ShardingKey)
+		}
+		if m.DelayLevel != 0 || !m.DeliverAt.IsZero() {
+			return SendResult{}, fmt.Errorf("%w: batch message %d is delayed: delayed messages cannot be batched", ErrInvalidMessage, i)
+		}
+		wp := m.wireProperties(p.ids.next())
+		ids[i] = wp[propUniqKey]
+		props := encodeProperties(wp)
+		if len(props) > maxPropsLen {
+			return SendResult{}, fmt.Errorf("%w: batch message %d: properties of %d bytes, at most %d", ErrInvalidMessage, i, len(props), maxPropsLen)
+		}
+		body = appendBatchMessage(body, m.Body, props)
+	}
+	return p.sendWith(ctx, first.Topic, first.ShardingKey, strings.Join(ids, ","), false, func(q messageQueue) *remoting.Command {
+		return p.request(remoting.SendBatchMessage, first.Topic, q.ID, "", true, body)
+	})
+}
+
+func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
+	if err := m.validate(); err != nil {
+		return SendResult{}, err
+	}
+	wp := m.wireProperties(p.ids.next())
+	props := encodeProperties(wp)
+	return p.sendWith(ctx, m.Topic, m.ShardingKey, wp[propUniqKey], m.delayed(), func(q messageQueue) *remoting.Command {
+		return p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
+	})
+}
+
+// request builds SEND_MESSAGE_V2's (or SEND_BATCH_MESSAGE's) request with
+// RocketMQ's one-letter header fields.
+func (p *Producer) request(code int16, topic string, queue int, props string, batch bool, body []byte) *remoting.Command {
+	return remoting.NewRequest(code, map[string]string{
+		"a": p.opts.group,                                  // producer group
+		"b": topic,                                         // topic
+		"c": defaultTopic,                                  // the topic whose config a new topic takes
+		"d": strconv.Itoa(defaultTopicQueues),              // queues of a topic created on the fly
+		"e": strconv.Itoa(queue),                           // queue id
+		"f": "0",                                           // sysFlag: not compressed
+		"g": strconv.FormatInt(time.Now().UnixMilli(), 10), // born timestamp
+		"h": "0",                                           // flag
+		"i": props,                                         // properties
+		"j": "0",                                           // reconsume times
+		"k": "false",                                       // unit mode
+		"m": strconv.FormatBool(batch),                     // batch
+	}, body)
+}
+
+// sendWith sends a request made for a queue, retrying on another broker's
+// queue (or, with a sharding key, on the key's queue again after a route
+// refresh).
+func (p *Producer) sendWith(ctx context.Context, topic, key, ids string, delayed bool, req func(messageQueue) *remoting.Command) (SendResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.sendTimeout)
+	defer cancel()
+	rt, err := p.routes.get(ctx, topic)
+	if err != nil {
+		return SendResult{}, fmt.Errorf("client: send to %q: %w", topic, err)
+	}
+	var lastErr error
+	var avoid string // the broker of the last failure
+	for attempt := 0; attempt <= p.opts.retries; attempt++ {
+		if attempt > 0 {
+			if r, err := p.routes.get(ctx, topic); err == nil {
+				rt = r // refreshed: the failure marked it stale
+			}
+		}
+		q, err := pickQueue(rt.write, key, &p.rr, avoid)
+		if err != nil {
+			return SendResult{}, err
+		}
+		addr := rt.addrs[q.Broker]
+		resp, err := p.pool.call(ctx, addr, req(q))
+		if err == nil {
+			return sendResult(resp, topic, q, ids, delayed)
+		}
+		lastErr = fmt.Errorf("client: send to %q (broker %s, queue %d): %w", topic, q.Broker, q.ID, err)
+		avoid = q.Broker
+		if retryable(err) {
+			p.routes.markStale(topic) // the next attempt, or the next send, asks the NameServers
+		}
+		if !retryable(err) || ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			break
+		}
+		if attempt < p.opts.retries {
+			p.logger.Debug("client: send failed; retrying", "topic", topic, "broker", q.Broker, "queue", q.ID, "attempt", attempt+1, "err", err)
+		}
+	}
+	if ctx.Err() != nil && !errors.Is(lastErr, ctx.Err()) {
+		lastErr = fmt.Errorf("%w (%w)", lastErr, ctx.Err())
+	}
+	return SendResult{}, lastErr
+}
+
+func sendResult(resp *remoting.Command, topic string, q messageQueue, ids string, delayed bool) (SendResult, error) {
+	res := SendResult{MsgID: ids, OffsetMsgID: resp.Ext("msgId"), Topic: topic, Broker: q.Broker, QueueID: q.ID, QueueOffset: -1}
+	if delayed {
+		return res, nil // the broker answers with its scheduled copy's position
+	}
+	if v, err := resp.ExtInt("queueId"); err == nil {
+		res.QueueID = int(v)
+	}
+	if v, err := resp.ExtInt("queueOffset"); err == nil {
+		res.QueueOffset = v
+	}
+	return res, nil
+}
+
+// pickQueue picks a write queue: by the FNV-1a hash of key over the sorted
+// queues when key is set, else the next in round robin that is not on
+// broker avoid (when the topic has queues elsewhere).
+func pickQueue(queues []messageQueue, key string, rr *atomic.Uint32, avoid string) (messageQueue, error) {
+	if len(queues) == 0 {
+		return messageQueue{}, fmt.Errorf("%w: no writable queue", ErrNoRoute)
+	}
+	n := uint32(len(queues))
+	if key != "" {
+		h := fnv.New32a()
+		h.Write([]byte(key))
+		return queues[h.Sum32()%n], nil
+	}
+	start := rr.Add(1)
+	for i := range n {
+		if q := queues[(start+i)%n]; q.Broker != avoid {
+			return q, nil
+		}
+	}
+	return queues[start%n], nil
+}

@@ -1,0 +1,279 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// defaultTopic is RocketMQ's TBW102: a producer sends to a topic no
+// NameServer knows yet through the brokers that serve TBW102, which create
+// the topic on its first message.
+const (
+	defaultTopic       = "TBW102"
+	defaultTopicQueues = 4 // RocketMQ's defaultTopicQueueNums
+)
+
+// messageQueue is one queue of a topic on one broker (by name).
+type messageQueue struct {
+	Broker string
+	ID     int
+}
+
+func compareQueues(a, b messageQueue) int {
+	return cmp.Or(cmp.Compare(a.Broker, b.Broker), cmp.Compare(a.ID, b.ID))
+}
+
+// topicRoute is a topic's route, ready to use. It is immutable once made.
+type topicRoute struct {
+	topic string
+	write []messageQueue    // sorted by broker name, queue id
+	read  []messageQueue    // sorted by broker name, queue id
+	addrs map[string]string // broker name → master address (id 0)
+	all   []string          // every broker address, sorted
+	via   string            // the topic whose route this is (TBW102 for a topic not known yet)
+	data  namesrv.RouteData // as the NameServer answered
+}
+
+// newTopicRoute builds a route from the NameServer's answer. maxQueues,
+// when above 0, caps the write queues per broker (TBW102's route).
+func newTopicRoute(topic, via string, rd namesrv.RouteData, maxQueues int) *topicRoute {
+	r := &topicRoute{topic: topic, via: via, addrs: map[string]string{}, data: rd}
+	seen := map[string]bool{}
+	for _, bd := range rd.BrokerDatas {
+		if addr, ok := bd.BrokerAddrs[0]; ok && addr != "" {
+			r.addrs[bd.BrokerName] = addr
+		}
+		for _, a := range bd.BrokerAddrs {
+			if a != "" && !seen[a] {
+				seen[a] = true
+				r.all = append(r.all, a)
+			}
+		}
+	}
+	slices.Sort(r.all)
+	for _, qd := range rd.QueueDatas {
+		if _, ok := r.addrs[qd.BrokerName]; !ok {
+			continue // no master: nothing to send to or pull from
+		}
+		nw := qd.WriteQueueNums
+		if maxQueues > 0 {
+			nw = min(nw, maxQueues)
+		}
+		if qd.Perm&namesrv.PermWrite != 0 {
+			for i := range nw {
+				r.write = append(r.write, messageQueue{qd.BrokerName, i})
+			}
+		}
+		if qd.Perm&namesrv.PermRead != 0 {
+			for i := range qd.ReadQueueNums {
+				r.read = append(r.read, messageQueue{qd.BrokerName, i})
+			}
+		}
+	}
+	slices.SortFunc(r.write, compareQueues)
+	slices.SortFunc(r.read, compareQueues)
+	return r
+}
+
+// routes caches topic routes, refreshes them in the background and on
+// demand. Its goroutine is started by start and stopped by close.
+type routes struct {
+	nameServers []string
+	pool        *pool
+	logger      *slog.Logger
+	timeout     time.Duration
+	interval    time.Duration
+	// viaDefault: a topic no NameServer knows is routed through TBW102's
+	// brokers (producers).
+	viaDefault bool
+
+	mu      sync.Mutex
+	byTopic map[string]*topicRoute
+	stale   map[string]bool // routes to ask the NameServers for again at the next get
+	next    int             // the NameServer to ask first: the last that answered
+
+	ctx    context.Context // ends at close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newRoutes(o *options, p *pool, viaDefault bool) *routes {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &routes{nameServers: o.nameServers, pool: p, logger: o.logger, timeout: o.requestTimeout,
+		interval: o.routeRefresh, viaDefault: viaDefault, byTopic: map[string]*topicRoute{}, stale: map[string]bool{}, ctx: ctx, cancel: cancel}
+}
+
+func (r *routes) start() {
+	r.wg.Add(1)
+	go r.loop()
+}
+
+func (r *routes) close() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+func (r *routes) loop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		topics := make([]string, 0, len(r.byTopic))
+		for t := range r.byTopic {
+			topics = append(topics, t)
+		}
+		r.mu.Unlock()
+		for _, topic := range topics {
+			ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+			if _, err := r.refresh(ctx, topic); err != nil && r.ctx.Err() == nil {
+				r.logger.Debug("client: route refresh failed; keeping the route known", "topic", topic, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// get returns topic's route: the cached one, unless it was marked stale,
+// else from the NameServers (a stale route is still returned when they
+// cannot be reached).
+func (r *routes) get(ctx context.Context, topic string) (*topicRoute, error) {
+	r.mu.Lock()
+	rt, stale := r.byTopic[topic], r.stale[topic]
+	r.mu.Unlock()
+	if rt != nil && !stale {
+		return rt, nil
+	}
+	fresh, err := r.refresh(ctx, topic)
+	if err != nil && rt != nil && !errors.Is(err, ErrNoRoute) {
+		return rt, nil
+	}
+	return fresh, err
+}
+
+// cached returns topic's route if it is cached.
+func (r *routes) cached(topic string) *topicRoute {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byTopic[topic]
+}
+
+// markStale makes the next get of topic ask the NameServers (a send to it
+// failed).
+func (r *routes) markStale(topic string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byTopic[topic] != nil {
+		r.stale[topic] = true
+	}
+}
+
+func (r *routes) store(rt *topicRoute) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byTopic[rt.topic] = rt
+	delete(r.stale, rt.topic)
+}
+
+func (r *routes) forget(topic string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.byTopic, topic)
+	delete(r.stale, topic)
+}
+
+// refresh asks the NameServers for topic's route and caches it.
+//
+// When no NameServer knows the topic: a producer's topic goes through
+// TBW102's brokers, which create it (a route through TBW102 is dropped
+// once no NameServer knows TBW102 either); a route known before stays,
+// as RocketMQ's clients keep it (the NameServers may not have heard from
+// the brokers yet). When no NameServer answers, the cache is left as it
+// is and the error returned.
+func (r *routes) refresh(ctx context.Context, topic string) (*topicRoute, error) {
+	rd, err := r.fetch(ctx, topic)
+	if err == nil {
+		rt := newTopicRoute(topic, topic, rd, 0)
+		if len(rt.addrs) == 0 {
+			return nil, fmt.Errorf("%w %q: no broker master in the route", ErrNoRoute, topic)
+		}
+		r.store(rt)
+		return rt, nil
+	}
+	if !errors.Is(err, ErrNoRoute) {
+		return nil, err
+	}
+	old := r.cached(topic)
+	if r.viaDefault && (old == nil || old.via == defaultTopic) {
+		drd, derr := r.fetch(ctx, defaultTopic)
+		if derr != nil {
+			if errors.Is(derr, ErrNoRoute) {
+				r.forget(topic)
+				return nil, err
+			}
+			return nil, derr
+		}
+		rt := newTopicRoute(topic, defaultTopic, drd, defaultTopicQueues)
+		if len(rt.write) == 0 {
+			r.forget(topic)
+			return nil, err
+		}
+		r.store(rt)
+		return rt, nil
+	}
+	if old != nil {
+		return old, nil
+	}
+	return nil, err
+}
+
+// fetch asks the NameServers in turn for topic's route. A NameServer that
+// does not know the topic is not the last word: another one may.
+func (r *routes) fetch(ctx context.Context, topic string) (namesrv.RouteData, error) {
+	r.mu.Lock()
+	first := r.next
+	r.mu.Unlock()
+	var errs []error
+	notFound := false
+	for i := range r.nameServers {
+		n := (first + i) % len(r.nameServers)
+		addr := r.nameServers[n]
+		resp, err := r.pool.call(ctx, addr, remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+		if err == nil {
+			var rd namesrv.RouteData
+			if err = json.Unmarshal(resp.Body, &rd); err == nil {
+				r.mu.Lock()
+				r.next = n
+				r.mu.Unlock()
+				return rd, nil
+			}
+			err = fmt.Errorf("client: route of %q from %s: %w", topic, addr, err)
+		}
+		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			return namesrv.RouteData{}, err
+		}
+		if errors.Is(err, remoting.ErrTopicNotExist) {
+			notFound = true
+		}
+		errs = append(errs, err)
+	}
+	if notFound {
+		return namesrv.RouteData{}, fmt.Errorf("%w %q: %w", ErrNoRoute, topic, errors.Join(errs...))
+	}
+	return namesrv.RouteData{}, fmt.Errorf("%w: %w", ErrNoNameServer, errors.Join(errs...))
+}
