@@ -343,7 +343,7 @@ func TestDecodeMessages(t *testing.T) {
 	body := storedMessage{topic: "t", queueID: 3, queueOffset: 5, logOffset: 1234, born: 1000, stored: 2000, storeHost: host,
 		body: []byte("hello"), props: "TAGS\x01a\x02KEYS\x01k1 k2\x02UNIQ_KEY\x01U1\x02x\x01y\x02"}.append(nil)
 	body = storedMessage{topic: "%RETRY%g", queueOffset: 9, logOffset: 99, storeHost: host, reconsumeTimes: 2, magic: magicV2,
-		body: []byte("again"), props: "%ORIGIN_TOPIC\x01orig\x02"}.append(body)
+		body: []byte("again"), props: "RETRY_TOPIC\x01orig\x02"}.append(body)
 	body = storedMessage{topic: "t", logOffset: 7, storeHost: host, sysFlag: sysCompressed, body: z.Bytes()}.append(body)
 	msgs, err := decodeMessages(body)
 	if err != nil {

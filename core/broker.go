@@ -227,11 +227,12 @@ const (
 	retryPrefix   = "%RETRY%"
 	dlqPrefix     = "%DLQ%"
 	scheduleTopic = "%SCHEDULE%"
-	propOrigTopic = "%ORIGIN_TOPIC"
+	// RocketMQ's property names, so that its clients read them too.
+	propOrigTopic = "RETRY_TOPIC"
 	propOrigQueue = "%ORIGIN_QUEUE"
-	propOrigMsgID = "%ORIGIN_MSG_ID"
-	propRealTopic = "%REAL_TOPIC"
-	propRealQueue = "%REAL_QUEUE"
+	propOrigMsgID = "ORIGIN_MESSAGE_ID"
+	propRealTopic = "REAL_TOPIC"
+	propRealQueue = "REAL_QID"
 	propDLQReason = "%DLQ_REASON"
 )
 

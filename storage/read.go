@@ -147,8 +147,14 @@ func decodeAt(lr *logReader, arena *[]byte, off int64) (Message, error) {
 	return m, nil
 }
 
-// ReadAt returns the message whose record starts at a log offset.
+// ReadAt returns the message whose record starts at a log offset. A message
+// appended but not yet committed to the file is committed first.
 func (s *Store) ReadAt(logOffset int64) (Message, error) {
+	if logOffset >= s.written.Load() {
+		if err := s.commit(); err != nil {
+			return Message{}, err
+		}
+	}
 	m, err := s.readRecord(nil, logOffset, s.written.Load())
 	if err == nil && m.LogOffset != logOffset {
 		err = fmt.Errorf("%w: record at log offset %d says it is at %d", ErrCorrupt, logOffset, m.LogOffset)
