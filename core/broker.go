@@ -31,6 +31,7 @@ var (
 	ErrGroupMode     = errors.New("core: group mode conflict")
 	ErrNotMember     = errors.New("core: not a member of the group")
 	ErrStaleDelivery = errors.New("core: delivery no longer owned")
+	ErrInvalidDelay  = errors.New("core: invalid delay")
 )
 
 // DefaultDelayLevels are RocketMQ's delay levels 1..18.

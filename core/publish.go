@@ -87,7 +87,7 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 	var deliverAt int64
 	if o.DelayLevel != 0 {
 		if o.DelayLevel < 1 || o.DelayLevel > len(b.cfg.DelayLevels) {
-			return nil, fmt.Errorf("core: delay level %d: want 1..%d", o.DelayLevel, len(b.cfg.DelayLevels))
+			return nil, fmt.Errorf("%w: delay level %d: want 1..%d", ErrInvalidDelay, o.DelayLevel, len(b.cfg.DelayLevels))
 		}
 		deliverAt = time.Now().Add(b.cfg.DelayLevels[o.DelayLevel-1]).UnixNano()
 	}

@@ -141,6 +141,9 @@ func (b *Broker) DeleteTopic(name string) error {
 	return nil
 }
 
+// HasTopic reports whether a topic exists.
+func (b *Broker) HasTopic(name string) bool { return b.topics.get(name) != nil }
+
 // AutoCreatesTopics reports whether a publish creates its topic.
 func (b *Broker) AutoCreatesTopics() bool { return b.cfg.AutoCreateTopics }
 

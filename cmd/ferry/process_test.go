@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +45,26 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("no NameServer address logged:\n%s", p.log())
 		}
 		waitRoute(t, m[1], "TBW102")
+
+		// The README's walkthrough: produce from stdin, consume with a group.
+		produce := exec.Command(bin, "produce", "--namesrv", m[1], "--topic", "walkthrough", "--subject", "42/telemetry")
+		produce.Stdin = strings.NewReader("one\ntwo\nthree\n")
+		if out, err := produce.CombinedOutput(); err != nil {
+			t.Fatalf("ferry produce: %v\n%s", err, out)
+		}
+		consume := exec.Command(bin, "consume", "--namesrv", m[1], "--topic", "walkthrough", "--group", "g", "--count", "3", "--log-level", "warn")
+		var stderr bytes.Buffer
+		consume.Stderr = &stderr
+		out, err := consume.Output()
+		if err != nil {
+			t.Fatalf("ferry consume: %v\n%s", err, stderr.String())
+		}
+		if got := strings.Fields(string(out)); len(got) != 3 || !slices.Contains(got, "one") || !slices.Contains(got, "three") {
+			t.Fatalf("ferry consume printed %q", out)
+		}
+		if out, err := exec.Command(bin, "group", "describe", "g", "--namesrv", m[1]).CombinedOutput(); err != nil || !strings.Contains(string(out), "total lag  0") {
+			t.Fatalf("ferry group describe: %v\n%s", err, out)
+		}
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}

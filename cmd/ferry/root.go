@@ -24,7 +24,8 @@ func newRootCmd() *cobra.Command {
 	config.AddFlag(pf, "log-format", "log.format", "log format: text or json")
 	config.AddFlag(pf, "log-level", "log.level", "log level: debug, info, warn or error")
 
-	root.AddCommand(newServeCmd(), newNamesrvCmd(), newBrokerCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newNamesrvCmd(), newBrokerCmd(),
+		newTopicCmd(), newGroupCmd(), newProduceCmd(), newConsumeCmd(), newVersionCmd())
 	return root
 }
 

@@ -268,9 +268,13 @@ func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Comm
 			delete(m.Properties, propDeliverAt)
 		}
 	}
+	isNew := !s.b.HasTopic(topic)
 	res, err := s.b.PublishBatch(ctx, msgs, opts)
 	if err != nil {
 		return req.Response(publishCode(err), err.Error())
+	}
+	if isNew {
+		s.registerAll() // consumers look the new topic up at the NameServers
 	}
 	resp := req.Response(remoting.Success, "")
 	ids := make([]string, len(res))
@@ -300,7 +304,7 @@ func publishCode(err error) int16 {
 	case errors.Is(err, core.ErrUnknownTopic):
 		return remoting.TopicNotExist
 	case errors.Is(err, storage.ErrMessageTooLarge), errors.Is(err, storage.ErrInvalidMessage),
-		errors.Is(err, core.ErrInvalidName), errors.Is(err, core.ErrInvalidQueue):
+		errors.Is(err, core.ErrInvalidName), errors.Is(err, core.ErrInvalidQueue), errors.Is(err, core.ErrInvalidDelay):
 		return remoting.MessageIllegal
 	case errors.Is(err, storage.ErrDiskFull):
 		return remoting.ServiceNotAvailable

@@ -1,0 +1,244 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Admin creates topics and describes topics and consumer groups across the
+// brokers the NameServers know. It backs ferry topic and ferry group.
+type Admin struct {
+	opts options
+	pool *pool
+}
+
+// NewAdmin makes an Admin. It takes WithNameServers, WithLogger and the
+// timeouts.
+func NewAdmin(opts ...Option) (*Admin, error) {
+	o := buildOptions(opts)
+	if len(o.errs) > 0 {
+		return nil, o.errs[0]
+	}
+	return &Admin{opts: o, pool: newPool()}, nil
+}
+
+// Close closes the Admin's connections.
+func (a *Admin) Close() error { return a.pool.close() }
+
+// nameServer asks the NameServers in turn until one answers.
+func (a *Admin) nameServer(ctx context.Context, req func() *remoting.Command) (*remoting.Command, error) {
+	var errs []error
+	for _, ns := range a.opts.nameServers {
+		ctx, cancel := context.WithTimeout(ctx, a.opts.requestTimeout)
+		resp, err := a.pool.call(ctx, ns, req())
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoNameServer, errors.Join(errs...))
+}
+
+// Brokers returns the master address of every broker, by name.
+func (a *Admin) Brokers(ctx context.Context) (map[string]string, error) {
+	resp, err := a.nameServer(ctx, func() *remoting.Command { return remoting.NewRequest(remoting.GetBrokerClusterInfo, nil, nil) })
+	if err != nil {
+		return nil, err
+	}
+	var ci namesrv.ClusterInfo
+	if err := json.Unmarshal(resp.Body, &ci); err != nil {
+		return nil, fmt.Errorf("client: cluster info: %w", err)
+	}
+	out := map[string]string{}
+	for name, bd := range ci.BrokerAddrTable {
+		if addr, ok := bd.BrokerAddrs[0]; ok {
+			out[name] = addr
+		}
+	}
+	return out, nil
+}
+
+// eachBroker calls f for each broker, by name order.
+func (a *Admin) eachBroker(ctx context.Context, f func(name, addr string) error) error {
+	brokers, err := a.Brokers(ctx)
+	if err != nil {
+		return err
+	}
+	if len(brokers) == 0 {
+		return fmt.Errorf("%w: no broker is registered", ErrNoRoute)
+	}
+	names := make([]string, 0, len(brokers))
+	for n := range brokers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := f(n, brokers[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Admin) call(ctx context.Context, addr string, req *remoting.Command) (*remoting.Command, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.requestTimeout)
+	defer cancel()
+	return a.pool.call(ctx, addr, req)
+}
+
+// CreateTopic creates a topic with queues queues on every broker (or adds
+// queues to it).
+func (a *Admin) CreateTopic(ctx context.Context, name string, queues int) error {
+	if err := validTopic(name); err != nil {
+		return err
+	}
+	return a.eachBroker(ctx, func(_, addr string) error {
+		n := strconv.Itoa(queues)
+		_, err := a.call(ctx, addr, remoting.NewRequest(remoting.UpdateAndCreateTopic, map[string]string{
+			"topic": name, "readQueueNums": n, "writeQueueNums": n, "perm": "6", "topicFilterType": "SINGLE_TAG",
+		}, nil))
+		return err
+	})
+}
+
+// Topics lists the topics the NameServers route.
+func (a *Admin) Topics(ctx context.Context) ([]string, error) {
+	resp, err := a.nameServer(ctx, func() *remoting.Command {
+		return remoting.NewRequest(remoting.GetAllTopicListFromNS, nil, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		TopicList []string `json:"topicList"`
+	}
+	if err := json.Unmarshal(resp.Body, &list); err != nil {
+		return nil, fmt.Errorf("client: topic list: %w", err)
+	}
+	sort.Strings(list.TopicList)
+	return list.TopicList, nil
+}
+
+// QueueStats are a queue's offsets on a broker: messages [Min, Max).
+type QueueStats struct {
+	ID       int
+	Min, Max int64
+}
+
+// TopicStats describe a topic on one broker.
+type TopicStats struct {
+	Broker  string
+	Name    string       `json:"name"`
+	Queues  int          `json:"queues"`
+	Created time.Time    `json:"created"`
+	Stats   []QueueStats `json:"QueueStats"`
+	Rate    float64      // messages per second over the last second
+}
+
+// DescribeTopic describes a topic on every broker that has it.
+func (a *Admin) DescribeTopic(ctx context.Context, name string) ([]TopicStats, error) {
+	var out []TopicStats
+	err := a.eachBroker(ctx, func(broker, addr string) error {
+		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.GetTopicStatsInfo, map[string]string{"topic": name}, nil))
+		if errors.Is(err, remoting.ErrTopicNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ts := TopicStats{Broker: broker}
+		if err := json.Unmarshal(resp.Body, &ts); err != nil {
+			return fmt.Errorf("client: topic stats from %s: %w", broker, err)
+		}
+		out = append(out, ts)
+		return nil
+	})
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("%w: topic %q", ErrNoRoute, name)
+	}
+	return out, err
+}
+
+// Groups lists the consumer groups the brokers know.
+func (a *Admin) Groups(ctx context.Context) ([]string, error) {
+	set := map[string]bool{}
+	err := a.eachBroker(ctx, func(_, addr string) error {
+		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.GetAllSubscriptionGroupConfig, nil, nil))
+		if err != nil {
+			return err
+		}
+		var gs struct {
+			Groups []string `json:"groups"`
+		}
+		if err := json.Unmarshal(resp.Body, &gs); err != nil {
+			return fmt.Errorf("client: groups: %w", err)
+		}
+		for _, g := range gs.Groups {
+			set[g] = true
+		}
+		return nil
+	})
+	out := make([]string, 0, len(set))
+	for g := range set {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out, err
+}
+
+// GroupStats describe a consumer group on one broker.
+type GroupStats struct {
+	Broker     string
+	Name       string
+	MaxRetries int
+	Members    []struct {
+		ID       string
+		Ordered  bool
+		LastSeen time.Time
+		Queues   []string
+	}
+	Queues []struct {
+		Topic     string
+		Queue     int
+		Owner     string
+		Committed int64
+		Max       int64
+		Lag       int64
+		InFlight  int
+	}
+}
+
+// DescribeGroup describes a group on every broker that knows it: members,
+// and per queue the committed offset, the newest offset and the lag.
+func (a *Admin) DescribeGroup(ctx context.Context, group string) ([]GroupStats, error) {
+	var out []GroupStats
+	err := a.eachBroker(ctx, func(broker, addr string) error {
+		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.GetConsumeStats, map[string]string{"consumerGroup": group}, nil))
+		var re *remoting.Error
+		if errors.As(err, &re) && re.Code == remoting.SubscriptionGroupNotExist {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		gs := GroupStats{Broker: broker}
+		if err := json.Unmarshal(resp.Body, &gs); err != nil {
+			return fmt.Errorf("client: group stats from %s: %w", broker, err)
+		}
+		out = append(out, gs)
+		return nil
+	})
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("client: no broker knows group %q", group)
+	}
+	return out, err
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/config"
+)
+
+// nameServers splits the namesrv setting.
+func nameServers(cfg config.Config) []string {
+	var out []string
+	for _, a := range strings.Split(cfg.Namesrv, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// interruptible is a context that ends on SIGINT or SIGTERM.
+func interruptible() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newProduceCmd() *cobra.Command {
+	var topic, subject, key string
+	var count, size int
+	cmd := &cobra.Command{
+		Use:   "produce --topic T [BODY]",
+		Short: "Send messages: BODY --count times, random bodies of --size bytes, or each line of stdin",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, stop := interruptible()
+			defer stop()
+			p, err := client.NewProducer(client.WithNameServers(nameServers(cfg)...),
+				client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			send := func(body []byte) error {
+				m := &client.Message{Topic: topic, Tag: subject, Body: body}
+				if key != "" {
+					m.Keys, m.ShardingKey = []string{key}, key
+				}
+				_, err := p.Send(ctx, m)
+				return err
+			}
+			sent := 0
+			defer func() { fmt.Fprintf(cmd.ErrOrStderr(), "sent %d messages to %s\n", sent, topic) }()
+			switch {
+			case len(args) == 1 || size > 0:
+				for ; sent < max(count, 1); sent++ {
+					body := []byte(nil)
+					if len(args) == 1 {
+						body = []byte(args[0])
+					} else {
+						body = make([]byte, size)
+						rand.Read(body)
+					}
+					if err := send(body); err != nil {
+						return err
+					}
+				}
+			default:
+				sc := bufio.NewScanner(cmd.InOrStdin())
+				sc.Buffer(make([]byte, 64<<10), 16<<20)
+				for sc.Scan() && (count == 0 || sent < count) {
+					if err := send(append([]byte(nil), sc.Bytes()...)); err != nil {
+						return err
+					}
+					sent++
+				}
+				return sc.Err()
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
+	fs.StringVar(&topic, "topic", "", "topic to send to (required)")
+	fs.StringVar(&subject, "subject", "", "subject (the RocketMQ tag), e.g. 42/telemetry")
+	fs.StringVar(&key, "key", "", "message key; also picks the queue, so one key keeps its order")
+	fs.IntVar(&count, "count", 0, "messages to send (default: 1 with BODY or --size, all of stdin otherwise)")
+	fs.IntVar(&size, "size", 0, "random bodies of this many bytes")
+	cmd.MarkFlagRequired("topic")
+	return cmd
+}
+
+func newConsumeCmd() *cobra.Command {
+	var topic, group, filter, from string
+	var count int
+	cmd := &cobra.Command{
+		Use:   "consume --topic T --group G",
+		Short: "Receive messages, one body a line on stdout, until --count or Ctrl-C",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			var start client.ConsumeFrom
+			switch from {
+			case "first":
+				start = client.ConsumeFromFirst
+			case "last":
+				start = client.ConsumeFromLast
+			default:
+				return fmt.Errorf("--from %q: want first or last", from)
+			}
+			ctx, stop := interruptible()
+			defer stop()
+			c, err := client.NewPushConsumer(group, client.WithNameServers(nameServers(cfg)...), client.WithConsumeFrom(start),
+				client.WithConcurrency(1), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+			if err != nil {
+				return err
+			}
+			out := bufio.NewWriter(cmd.OutOrStdout())
+			var mu sync.Mutex
+			got := 0
+			done, finish := context.WithCancel(ctx)
+			defer finish()
+			err = c.Subscribe(topic, filter, func(_ context.Context, m *client.MessageExt) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if count > 0 && got >= count {
+					return fmt.Errorf("enough messages") // redelivered to the group later
+				}
+				out.Write(m.Body)
+				out.WriteByte('\n')
+				got++
+				if count > 0 && got == count {
+					finish()
+				}
+				return out.Flush()
+			})
+			if err != nil {
+				return err
+			}
+			if err := c.Start(ctx); err != nil {
+				return err
+			}
+			<-done.Done()
+			return c.Close()
+		},
+	}
+	fs := cmd.Flags()
+	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
+	fs.StringVar(&topic, "topic", "", "topic to read (required)")
+	fs.StringVar(&group, "group", "", "consumer group (required)")
+	fs.StringVar(&filter, "filter", "*", "subject filter: *, a || b, or an MQTT-style wildcard such as +/telemetry")
+	fs.IntVar(&count, "count", 0, "stop after this many messages (0: until interrupted)")
+	fs.StringVar(&from, "from", "first", "where a new group starts: first or last")
+	cmd.MarkFlagRequired("topic")
+	cmd.MarkFlagRequired("group")
+	return cmd
+}
