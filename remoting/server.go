@@ -165,8 +165,11 @@ func (s *Server) serveConn(c *Conn) {
 // Conn is one connection. Send is safe for concurrent use.
 type Conn struct {
 	nc        net.Conn
-	mu        sync.Mutex // serializes writes
-	buf       []byte
+	mu        sync.Mutex // guards the fields below
+	pending   []byte     // frames waiting for the writer
+	spare     []byte
+	writing   bool  // a Send is writing: it writes what others queue meanwhile
+	err       error // the connection's write failed
 	closeOnce sync.Once
 }
 
@@ -175,18 +178,44 @@ func newConn(nc net.Conn) *Conn { return &Conn{nc: nc} }
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
 
-// Send writes one command.
+// Send writes one command. Concurrent sends are combined: the one that is
+// writing also writes the frames the others queued meanwhile, so a busy
+// connection makes one write syscall for many frames. A send that joined
+// another's write returns before that write is done; a failed write shows
+// as the connection closing.
 func (c *Conn) Send(cmd *Command) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	var err error
-	if c.buf, err = AppendFrame(c.buf[:0], cmd); err != nil {
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
 		return err
 	}
-	_, err = c.nc.Write(c.buf)
-	if cap(c.buf) > 1<<20 {
-		c.buf = nil // do not keep a large body's buffer
+	var err error
+	if c.pending, err = AppendFrame(c.pending, cmd); err != nil {
+		c.mu.Unlock()
+		return err
 	}
+	if c.writing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.writing = true
+	for len(c.pending) > 0 && c.err == nil {
+		buf := c.pending
+		c.pending = c.spare[:0]
+		c.mu.Unlock()
+		_, werr := c.nc.Write(buf)
+		c.mu.Lock()
+		if cap(buf) <= 1<<20 {
+			c.spare = buf // do not keep a large body's buffer
+		}
+		if werr != nil {
+			c.err = werr
+		}
+	}
+	c.writing = false
+	err = c.err
+	c.mu.Unlock()
 	return err
 }
 

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-func startServer(t *testing.T, h Handler, opts ServerOptions) string {
+func startServer(t testing.TB, h Handler, opts ServerOptions) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/config"
+)
+
+// benchStats collects latencies and prints a summary.
+type benchStats struct {
+	mu   sync.Mutex
+	lats []time.Duration
+	n    atomic.Int64
+}
+
+func (s *benchStats) add(d time.Duration) {
+	s.n.Add(1)
+	s.mu.Lock()
+	s.lats = append(s.lats, d)
+	s.mu.Unlock()
+}
+
+func (s *benchStats) report(w io.Writer, what string, elapsed time.Duration, size int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slices.Sort(s.lats)
+	pct := func(p float64) time.Duration {
+		if len(s.lats) == 0 {
+			return 0
+		}
+		return s.lats[min(len(s.lats)-1, int(float64(len(s.lats))*p))]
+	}
+	n := s.n.Load()
+	rate := float64(n) / elapsed.Seconds()
+	fmt.Fprintf(w, "%s: %d messages in %v: %.0f msg/s, %.1f MB/s; latency p50 %v p99 %v max %v\n",
+		what, n, elapsed.Round(time.Millisecond), rate, rate*float64(size)/1e6, pct(0.50), pct(0.99), pct(1))
+}
+
+// progress prints the count every second until ctx ends.
+func progress(ctx context.Context, w io.Writer, what string, n *atomic.Int64) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := int64(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cur := n.Load()
+			fmt.Fprintf(w, "%s: %d (%d/s)\n", what, cur, cur-last)
+			last = cur
+		}
+	}
+}
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Load generator: throughput and latency percentiles"}
+	var topic, group string
+	var size, count, workers, batch int
+	produce := &cobra.Command{
+		Use: "produce", Short: "Send --count messages of --size bytes from --producers goroutines (sync sends, or batches)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, stop := interruptible()
+			defer stop()
+			p, err := client.NewProducer(client.WithNameServers(nameServers(cfg)...), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			body := make([]byte, size)
+			rand.Read(body)
+			var st benchStats
+			var sent atomic.Int64
+			pctx, done := context.WithCancel(ctx)
+			go progress(pctx, cmd.ErrOrStderr(), "sent", &st.n)
+			start := time.Now()
+			var wg sync.WaitGroup
+			var firstErr atomic.Value
+			for range max(1, workers) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					msgs := make([]*client.Message, max(1, batch))
+					for i := range msgs {
+						msgs[i] = &client.Message{Topic: topic, Body: body}
+					}
+					for ctx.Err() == nil {
+						k := int64(len(msgs))
+						if sent.Add(k) > int64(count) {
+							return
+						}
+						t0 := time.Now()
+						var err error
+						if batch > 1 {
+							_, err = p.SendBatch(ctx, msgs)
+						} else {
+							_, err = p.Send(ctx, msgs[0])
+						}
+						if err != nil {
+							firstErr.CompareAndSwap(nil, err)
+							return
+						}
+						d := time.Since(t0)
+						for range k {
+							st.add(d)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			done()
+			st.report(cmd.OutOrStdout(), "produce", time.Since(start), size)
+			if err, _ := firstErr.Load().(error); err != nil {
+				return err
+			}
+			return nil
+		},
+	}
+	pf := produce.Flags()
+	pf.IntVar(&workers, "producers", 8, "concurrent senders")
+	pf.IntVar(&batch, "batch", 1, "messages per send (1: single sends)")
+	consume := &cobra.Command{
+		Use: "consume", Short: "Receive --count messages with a new group from the first offset; latency is born-to-handled", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, stop := interruptible()
+			defer stop()
+			if group == "" {
+				group = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+			}
+			c, err := client.NewPushConsumer(group, client.WithNameServers(nameServers(cfg)...), client.WithConsumeFrom(client.ConsumeFromFirst),
+				client.WithPullBatch(256), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+			if err != nil {
+				return err
+			}
+			var st benchStats
+			all, finish := context.WithCancel(ctx)
+			var start time.Time
+			var once sync.Once
+			err = c.Subscribe(topic, "*", func(_ context.Context, m *client.MessageExt) error {
+				once.Do(func() { start = time.Now() })
+				st.add(time.Since(m.BornTime))
+				if st.n.Load() >= int64(count) {
+					finish()
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			go progress(all, cmd.ErrOrStderr(), "received", &st.n)
+			if err := c.Start(ctx); err != nil {
+				return err
+			}
+			<-all.Done()
+			elapsed := time.Since(start)
+			c.Close()
+			st.report(cmd.OutOrStdout(), "consume", elapsed, size)
+			return nil
+		},
+	}
+	consume.Flags().StringVar(&group, "group", "", "consumer group (default: a new one)")
+	for _, c := range []*cobra.Command{produce, consume} {
+		fs := c.Flags()
+		config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
+		fs.StringVar(&topic, "topic", "bench", "topic")
+		fs.IntVar(&size, "size", 128, "body size in bytes")
+		fs.IntVar(&count, "count", 100000, "messages")
+		cmd.AddCommand(c)
+	}
+	return cmd
+}
