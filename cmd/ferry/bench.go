@@ -177,7 +177,89 @@ func newBenchCmd() *cobra.Command {
 		},
 	}
 	consume.Flags().StringVar(&group, "group", "", "consumer group (default: a new one)")
-	for _, c := range []*cobra.Command{produce, consume} {
+	var rate int
+	e2e := &cobra.Command{
+		Use: "e2e", Short: "Send --rate messages a second while a new group consumes them; latency is send-to-handled", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, stop := interruptible()
+			defer stop()
+			opts := []client.Option{client.WithNameServers(nameServers(cfg)...), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr()))}
+			// A topic of its own: nothing old to read, nothing sent before
+			// the consumer is there.
+			run := time.Now().UnixNano()
+			topic := fmt.Sprintf("%s-e2e-%d", topic, run)
+			a, err := client.NewAdmin(opts...)
+			if err != nil {
+				return err
+			}
+			err = a.CreateTopic(ctx, topic, 8)
+			for err == nil && ctx.Err() == nil { // until the NameServers route it
+				var topics []string
+				if topics, err = a.Topics(ctx); slices.Contains(topics, topic) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			a.Close()
+			if err != nil {
+				return err
+			}
+			c, err := client.NewPushConsumer(fmt.Sprintf("bench-e2e-%d", run), append(opts, client.WithConsumeFrom(client.ConsumeFromFirst))...)
+			if err != nil {
+				return err
+			}
+			var st benchStats
+			all, finish := context.WithCancel(ctx)
+			defer finish()
+			err = c.Subscribe(topic, "*", func(_ context.Context, m *client.MessageExt) error {
+				st.add(time.Since(m.BornTime))
+				if st.n.Load() >= int64(count) {
+					finish()
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := c.Start(ctx); err != nil {
+				return err
+			}
+			defer c.Close()
+			p, err := client.NewProducer(opts...)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			body := make([]byte, size)
+			rand.Read(body)
+			go progress(all, cmd.ErrOrStderr(), "received", &st.n)
+			start := time.Now()
+			interval := time.Second / time.Duration(max(1, rate))
+			for i := 0; i < count && all.Err() == nil; i++ {
+				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+					time.Sleep(d) // pacing the load, not waiting for a condition
+				}
+				p.SendAsync(all, &client.Message{Topic: topic, Body: body}, func(_ client.SendResult, err error) {
+					if err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), "send:", err)
+					}
+				})
+			}
+			select {
+			case <-all.Done():
+			case <-time.After(30 * time.Second):
+				fmt.Fprintln(cmd.ErrOrStderr(), "gave up waiting for the last messages")
+			}
+			st.report(cmd.OutOrStdout(), fmt.Sprintf("e2e at %d msg/s", rate), time.Since(start), size)
+			return nil
+		},
+	}
+	e2e.Flags().IntVar(&rate, "rate", 10000, "messages sent per second")
+	for _, c := range []*cobra.Command{produce, consume, e2e} {
 		fs := c.Flags()
 		config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
 		fs.StringVar(&topic, "topic", "bench", "topic")
