@@ -121,12 +121,14 @@ func (s *Server) Close() error {
 func (s *Server) serveConn(c *Conn) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
-	var reqs sync.WaitGroup
-	sem := make(chan struct{}, s.opts.MaxInFlight)
+	var workers sync.WaitGroup
+	work := make(chan *Command) // to an idle worker
+	busy := 0                   // workers started; at most MaxInFlight
 	defer func() {
 		cancel()
 		c.Close()
-		reqs.Wait()
+		close(work)
+		workers.Wait()
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
@@ -146,19 +148,36 @@ func (s *Server) serveConn(c *Conn) {
 		if req.IsResponse() {
 			continue // no server-sent requests wait for answers yet
 		}
-		sem <- struct{}{}
-		reqs.Add(1)
-		go func() {
-			defer func() { <-sem; reqs.Done() }()
-			resp := s.h.Serve(ctx, c, req)
-			if resp == nil || req.IsOneway() {
-				return
-			}
-			resp.Opaque, resp.Flag = req.Opaque, resp.Flag|FlagResponse
-			if err := c.Send(resp); err != nil && !errors.Is(err, net.ErrClosed) {
-				s.opts.Logger.Debug("remoting: response not sent", "remote", c.RemoteAddr(), "err", err)
-			}
-		}()
+		// Requests are served by long-lived workers, started as needed up
+		// to MaxInFlight: a goroutine per request would grow its stack anew
+		// through the handler's calls every time.
+		select {
+		case work <- req:
+			continue
+		default:
+		}
+		if busy < s.opts.MaxInFlight {
+			busy++
+			workers.Add(1)
+			go s.worker(ctx, c, work, req, &workers)
+			continue
+		}
+		work <- req // every worker busy: wait for one
+	}
+}
+
+// worker serves first, then whatever work brings, until the connection ends.
+func (s *Server) worker(ctx context.Context, c *Conn, work <-chan *Command, first *Command, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for req := first; req != nil; req = <-work {
+		resp := s.h.Serve(ctx, c, req)
+		if resp == nil || req.IsOneway() {
+			continue
+		}
+		resp.Opaque, resp.Flag = req.Opaque, resp.Flag|FlagResponse
+		if err := c.Send(resp); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.opts.Logger.Debug("remoting: response not sent", "remote", c.RemoteAddr(), "err", err)
+		}
 	}
 }
 
