@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -281,21 +282,10 @@ func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Comm
 	for i, r := range res {
 		ids[i] = r.MessageID()
 	}
-	resp.ExtFields["msgId"] = joinIDs(ids)
+	resp.ExtFields["msgId"] = strings.Join(ids, ",")
 	resp.ExtFields["queueId"] = strconv.Itoa(res[0].QueueID)
 	resp.ExtFields["queueOffset"] = strconv.FormatInt(res[0].QueueOffset, 10)
 	return resp
-}
-
-func joinIDs(ids []string) string {
-	if len(ids) == 1 {
-		return ids[0]
-	}
-	out := ids[0]
-	for _, id := range ids[1:] {
-		out += "," + id
-	}
-	return out
 }
 
 // publishCode maps a publish error onto RocketMQ's response codes.
