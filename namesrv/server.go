@@ -134,17 +134,17 @@ func (s *Server) serve(_ context.Context, c *remoting.Conn, req *remoting.Comman
 		if !ok {
 			return req.Response(remoting.TopicNotExist, "No topic route info in name server for the topic: "+topic)
 		}
-		return jsonResponse(req, rd)
+		return req.JSONResponse(rd)
 	case remoting.GetBrokerClusterInfo:
 		s.mu.Lock()
 		ci := s.reg.clusterInfo()
 		s.mu.Unlock()
-		return jsonResponse(req, ci)
+		return req.JSONResponse(ci)
 	case remoting.GetAllTopicListFromNS:
 		s.mu.Lock()
 		topics := s.reg.topics()
 		s.mu.Unlock()
-		return jsonResponse(req, struct {
+		return req.JSONResponse(struct {
 			TopicList []string `json:"topicList"`
 		}{topics})
 	default:
@@ -190,16 +190,6 @@ func (s *Server) register(c *remoting.Conn, req *remoting.Command) *remoting.Com
 	resp := req.Response(remoting.Success, "")
 	resp.ExtFields["haServerAddr"] = ""
 	resp.ExtFields["masterAddr"] = ""
-	return resp
-}
-
-func jsonResponse(req *remoting.Command, v any) *remoting.Command {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return req.Response(remoting.SystemError, err.Error())
-	}
-	resp := req.Response(remoting.Success, "")
-	resp.Body = body
 	return resp
 }
 

@@ -14,6 +14,7 @@
 package remoting
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 )
@@ -66,6 +67,18 @@ func NewRequest(code int16, ext map[string]string, body []byte) *Command {
 func (c *Command) Response(code int16, remark string) *Command {
 	return &Command{Code: code, Language: "GO", Version: Version, Opaque: c.Opaque, Flag: FlagResponse,
 		Remark: remark, ExtFields: map[string]string{}, Serialization: c.Serialization}
+}
+
+// JSONResponse is a successful response to c whose body is v as JSON (or a
+// system error if v does not encode).
+func (c *Command) JSONResponse(v any) *Command {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return c.Response(SystemError, err.Error())
+	}
+	resp := c.Response(Success, "")
+	resp.Body = body
+	return resp
 }
 
 // String describes c for logs: code, opaque, flag, remark; not the body.

@@ -85,7 +85,7 @@ func (s *Server) lockBatch(req *remoting.Command) *remoting.Command {
 	if locked == nil {
 		locked = []messageQueue{}
 	}
-	return jsonResponse(req, struct {
+	return req.JSONResponse(struct {
 		LockOKMQSet []messageQueue `json:"lockOKMQSet"`
 	}{locked})
 }

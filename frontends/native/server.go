@@ -134,7 +134,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 		s.b.ClientGone(req.Ext("consumerGroup"), req.Ext("clientID"))
 		return req.Response(remoting.Success, "")
 	case remoting.GetConsumerListByGroup:
-		return jsonResponse(req, struct {
+		return req.JSONResponse(struct {
 			ConsumerIDList []string `json:"consumerIdList"`
 		}{s.b.ConsumerIDs(req.Ext("consumerGroup"))})
 	case remoting.QueryConsumerOffset:
@@ -191,7 +191,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 	case remoting.QueryMessage:
 		return s.queryByKey(req)
 	case remoting.GetAllSubscriptionGroupConfig: // Ferry's answer: the group names
-		return jsonResponse(req, struct {
+		return req.JSONResponse(struct {
 			Groups []string `json:"groups"`
 		}{s.b.Groups()})
 	case remoting.GetConsumeStats: // Ferry's answer: core.GroupInfo
@@ -199,13 +199,13 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 		if err != nil {
 			return req.Response(remoting.SubscriptionGroupNotExist, err.Error())
 		}
-		return jsonResponse(req, info)
+		return req.JSONResponse(info)
 	case remoting.GetTopicStatsInfo: // Ferry's answer: core.TopicInfo
 		info, err := s.b.Topic(req.Ext("topic"))
 		if err != nil {
 			return req.Response(remoting.TopicNotExist, err.Error())
 		}
-		return jsonResponse(req, info)
+		return req.JSONResponse(info)
 	case remoting.UpdateAndCreateTopic:
 		n, _ := strconv.Atoi(req.Ext("writeQueueNums"))
 		if _, err := s.b.CreateTopic(req.Ext("topic"), n); err != nil && !errors.Is(err, core.ErrTopicExists) {
@@ -379,16 +379,6 @@ func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []
 func offsetResponse(req *remoting.Command, off int64) *remoting.Command {
 	resp := req.Response(remoting.Success, "")
 	resp.ExtFields["offset"] = strconv.FormatInt(off, 10)
-	return resp
-}
-
-func jsonResponse(req *remoting.Command, v any) *remoting.Command {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return req.Response(remoting.SystemError, err.Error())
-	}
-	resp := req.Response(remoting.Success, "")
-	resp.Body = body
 	return resp
 }
 
