@@ -28,7 +28,7 @@ func (f HandlerFunc) Serve(ctx context.Context, c *Conn, req *Command) *Command 
 // ServerOptions bound what one connection may do.
 type ServerOptions struct {
 	MaxFrame    int // default MaxFrame
-	MaxInFlight int // requests served at once per connection (default 256)
+	MaxInFlight int // requests served at once per connection (default 1024); a long-polling pull holds one while it waits
 	Logger      *slog.Logger
 	// OnClose, when set, is called once per connection after it closed.
 	OnClose func(*Conn)
@@ -52,7 +52,7 @@ func NewServer(h Handler, opts ServerOptions) *Server {
 		opts.MaxFrame = MaxFrame
 	}
 	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 256
+		opts.MaxInFlight = 1024
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
