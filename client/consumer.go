@@ -35,9 +35,11 @@ const (
 
 // PushConsumer is a member of a consumer group in clustering mode: the
 // group's members share the queues of the topics they subscribe to, and
-// each message is handed to one member's handler. See the package
-// documentation for how queues are balanced, failed messages retried and
-// offsets committed. Its methods are safe for concurrent use.
+// each message is handed to one member's handler (WithBroadcasting: every
+// member reads every queue; WithOrdered: each queue is locked and handled in
+// order). See the package documentation for how queues are balanced, failed
+// messages retried and offsets committed. Its methods are safe for
+// concurrent use.
 //
 // Lock order: PushConsumer.mu is never held while waiting or calling out;
 // processQueue.commitMu is held across a commit's request; offsetTracker.mu
@@ -65,11 +67,16 @@ type PushConsumer struct {
 	handlerCtx     context.Context // handed to handlers; ends at Close
 	cancelHandlers context.CancelFunc
 	work           chan task     // pulled messages for the workers
+	slots          chan struct{} // WithOrdered: one per handler running
 	workStop       chan struct{} // closed at Close once every queue is drained
 	loops          sync.WaitGroup
 	workers        sync.WaitGroup
 	closeOnce      sync.Once
 	closeErr       error
+
+	// WithBroadcasting: the offsets, kept here rather than at the brokers.
+	memMu      sync.Mutex
+	memOffsets map[queueKey]int64
 }
 
 type subscription struct {
@@ -113,6 +120,9 @@ func NewPushConsumer(group string, opts ...Option) (*PushConsumer, error) {
 	if err := o.check("consumer"); err != nil {
 		return nil, err
 	}
+	if o.ordered && o.broadcasting {
+		return nil, fmt.Errorf("%w: WithOrdered and WithBroadcasting cannot be combined", ErrInvalidOption)
+	}
 	if err := validTopic(retryPrefix + group); err != nil || group == "" || strings.HasPrefix(group, "%") {
 		return nil, fmt.Errorf("%w: consumer group %q: letters, digits, '_', '-', '|', at most %d characters",
 			ErrInvalidOption, group, maxTopicLen-len(retryPrefix))
@@ -124,7 +134,8 @@ func NewPushConsumer(group string, opts ...Option) (*PushConsumer, error) {
 	return &PushConsumer{group: group, opts: o, logger: o.logger.With("group", group, "client", id), id: id,
 		pool: pl, pulls: newPool(), routes: newRoutes(&o, pl, false), queues: map[queueKey]*processQueue{},
 		ctx: ctx, cancel: cancel, handlerCtx: hctx, cancelHandlers: hcancel,
-		work: make(chan task, o.concurrency), workStop: make(chan struct{})}, nil
+		work: make(chan task, o.concurrency), slots: make(chan struct{}, o.concurrency), workStop: make(chan struct{}),
+		memOffsets: map[queueKey]int64{}}, nil
 }
 
 // clientID is RocketMQ's client id shape: host@pid@random.
@@ -145,7 +156,8 @@ func (c *PushConsumer) ID() string { return c.id }
 // all, a tag list "a || b", or an MQTT-style wildcard on the tag such as
 // "42/+"), handled by handler. handler is called on up to WithConcurrency
 // goroutines at once; a nil error means done, an error or a panic sends the
-// message back for a later retry. Its ctx ends when the consumer is
+// message back for a later retry (WithOrdered and WithBroadcasting retry it
+// in place instead). Its ctx ends when the consumer is
 // closing. Subscribe before Start; one subscription per topic.
 func (c *PushConsumer) Subscribe(topic, expr string, handler func(context.Context, *MessageExt) error) error {
 	if err := validTopic(topic); err != nil {
@@ -196,11 +208,15 @@ func (c *PushConsumer) Start(ctx context.Context) error {
 		return ErrNoSubscription
 	}
 	c.started = true
-	c.subs = append(c.subs, &subscription{topic: retryPrefix + c.group, expr: "*", retry: true})
+	if !c.opts.broadcasting {
+		c.subs = append(c.subs, &subscription{topic: retryPrefix + c.group, expr: "*", retry: true})
+	}
 	c.routes.start()
-	c.workers.Add(c.opts.concurrency)
-	for range c.opts.concurrency {
-		go c.worker()
+	if !c.opts.ordered { // an ordered consumer's queues run their handlers themselves
+		c.workers.Add(c.opts.concurrency)
+		for range c.opts.concurrency {
+			go c.worker()
+		}
 	}
 	first := make(chan struct{})
 	c.loops.Add(3)
@@ -252,6 +268,13 @@ func (c *PushConsumer) Close() error {
 			for _, pq := range qs {
 				c.commit(pq, true)
 			}
+			if c.opts.ordered {
+				keys := make([]queueKey, len(qs))
+				for i, pq := range qs {
+					keys[i] = pq.key
+				}
+				c.unlock(keys)
+			}
 			c.unregister()
 		}
 		c.routes.close()
@@ -267,12 +290,22 @@ func (c *PushConsumer) rebalanceLoop(first chan<- struct{}) {
 	close(first)
 	t := time.NewTicker(c.opts.rebalanceEvery)
 	defer t.Stop()
+	// An ordered consumer renews its locks here, not on a goroutine of its
+	// own: a queue is then never dropped and taken back at once.
+	var renew <-chan time.Time
+	if c.opts.ordered {
+		rt := time.NewTicker(c.opts.lockRenew)
+		defer rt.Stop()
+		renew = rt.C
+	}
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
 			c.rebalance()
+		case <-renew:
+			c.renewLocks()
 		}
 	}
 }
@@ -339,7 +372,11 @@ type subscriptionData struct {
 // heartbeat tells every broker of the subscribed topics that this member
 // is alive and what it reads.
 func (c *PushConsumer) heartbeat() {
-	cd := consumerData{GroupName: c.group, ConsumeType: "CONSUME_PASSIVELY", MessageModel: "CLUSTERING",
+	model := "CLUSTERING"
+	if c.opts.broadcasting {
+		model = "BROADCASTING"
+	}
+	cd := consumerData{GroupName: c.group, ConsumeType: "CONSUME_PASSIVELY", MessageModel: model,
 		ConsumeFromWhere: c.opts.consumeFrom.wire()}
 	for _, s := range c.subs {
 		cd.SubscriptionDataSet = append(cd.SubscriptionDataSet, subscriptionData{Topic: s.topic, SubString: s.expr, ExpressionType: "TAG"})
@@ -419,6 +456,9 @@ func (c *PushConsumer) assignment(s *subscription) ([]messageQueue, bool) {
 		}
 		return nil, false
 	}
+	if c.opts.broadcasting {
+		return slices.Clone(rt.read), true
+	}
 	ids, err := c.consumerIDs(ctx, rt)
 	if err != nil {
 		if c.ctx.Err() == nil {
@@ -480,23 +520,53 @@ func (c *PushConsumer) apply(s *subscription, mine []messageQueue) {
 	}
 	for k := range want {
 		if c.queues[k] == nil {
-			pq := &processQueue{key: k, sub: s, lastCommit: -1}
-			pq.ctx, pq.cancel = context.WithCancel(c.ctx)
-			c.queues[k] = pq
-			pq.pulling.Add(1)
-			go c.pullLoop(pq)
 			added = append(added, k)
 		}
+	}
+	c.mu.Unlock()
+	// Only this goroutine adds queues: those not owned above are not now.
+	if c.opts.ordered && len(added) > 0 {
+		locked, _ := c.lock(added)
+		if n := len(added); len(locked) < n {
+			added = slices.DeleteFunc(added, func(k queueKey) bool { return !locked[k] })
+			c.logger.Debug("client: queues locked by another member; retrying at the next rebalance", "topic", s.topic, "not_locked", n-len(added))
+		}
+	}
+	c.mu.Lock()
+	for _, k := range added {
+		pq := &processQueue{key: k, sub: s, lastCommit: -1}
+		pq.ctx, pq.cancel = context.WithCancel(c.ctx)
+		c.queues[k] = pq
+		pq.pulling.Add(1)
+		go c.pullLoop(pq)
 	}
 	c.mu.Unlock()
 	if len(added)+len(dropped) > 0 {
 		c.logger.Info("client: queues rebalanced", "topic", s.topic, "added", len(added), "dropped", len(dropped), "owned", len(mine))
 	}
-	for _, pq := range dropped {
+	c.stop(dropped, true)
+}
+
+// stop stops queues no longer owned: pulls first, then their handlers.
+// When held, their offsets are committed and, ordered, their locks
+// released (in that order: the next owner starts where this one stopped).
+func (c *PushConsumer) stop(pqs []*processQueue, held bool) {
+	for _, pq := range pqs {
 		pq.cancel()
+	}
+	for _, pq := range pqs {
 		pq.pulling.Wait()
 		pq.inflight.Wait()
-		c.commit(pq, true)
+		if held {
+			c.commit(pq, true)
+		}
+	}
+	if held && c.opts.ordered && len(pqs) > 0 {
+		keys := make([]queueKey, len(pqs))
+		for i, pq := range pqs {
+			keys[i] = pq.key
+		}
+		c.unlock(keys)
 	}
 }
 
@@ -522,6 +592,13 @@ func (c *PushConsumer) commit(pq *processQueue, final bool) {
 	pq.final = final
 	off, ok := pq.offsets.committed()
 	if !ok || off == pq.lastCommit {
+		return
+	}
+	if c.opts.broadcasting {
+		c.memMu.Lock()
+		c.memOffsets[pq.key] = off
+		c.memMu.Unlock()
+		pq.lastCommit = off
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.requestTimeout)
@@ -567,7 +644,18 @@ func (c *PushConsumer) queryOffset(ctx context.Context, pq *processQueue) (int64
 	ext := func() map[string]string {
 		return map[string]string{"consumerGroup": c.group, "topic": pq.key.topic, "queueId": strconv.Itoa(pq.key.ID)}
 	}
-	resp, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.QueryConsumerOffset, ext(), nil))
+	var resp *remoting.Command
+	if c.opts.broadcasting {
+		c.memMu.Lock()
+		off, ok := c.memOffsets[pq.key]
+		c.memMu.Unlock()
+		if ok {
+			return off, nil
+		}
+		err = remoting.ErrQueryNotFound
+	} else {
+		resp, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.QueryConsumerOffset, ext(), nil))
+	}
 	if errors.Is(err, remoting.ErrQueryNotFound) {
 		code := remoting.GetMinOffset
 		if c.opts.consumeFrom == ConsumeFromLast && !pq.sub.retry {
@@ -652,6 +740,14 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 			}
 			pq.offsets.pulled(offs, next)
 			off = next
+			if c.opts.ordered {
+				for _, m := range msgs {
+					if !c.consumeOrderly(pq, m) {
+						return
+					}
+				}
+				continue
+			}
 			for _, m := range msgs {
 				pq.inflight.Add(1)
 				select {
@@ -722,8 +818,16 @@ func (c *PushConsumer) consume(t task) {
 			return
 		}
 		log := c.logger.With("topic", topic, "id", id, "reconsume", m.ReconsumeTimes)
+		if c.opts.broadcasting {
+			log.Warn("client: message handler failed; retrying it here", "in", c.opts.retryBackoff, "err", err)
+			if !sleepCtx(pq.ctx, c.opts.retryBackoff) {
+				return
+			}
+			m.ReconsumeTimes++
+			continue
+		}
 		log.Warn("client: message handler failed; sending the message back for a later retry", "err", err)
-		err = c.sendBack(pq, logOffset, id, topic)
+		err = c.sendBack(pq, logOffset, id, topic, 0)
 		if err == nil {
 			pq.offsets.done(off)
 			return
@@ -762,7 +866,8 @@ func (c *PushConsumer) call(handler func(context.Context, *MessageExt) error, m 
 
 // sendBack hands a failed message back to its broker, which redelivers it
 // through the group's retry topic later, or dead-letters it.
-func (c *PushConsumer) sendBack(pq *processQueue, logOffset int64, id, topic string) error {
+// A negative delayLevel dead-letters it at once.
+func (c *PushConsumer) sendBack(pq *processQueue, logOffset int64, id, topic string, delayLevel int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.requestTimeout)
 	defer cancel()
 	addr, err := c.brokerAddr(ctx, pq.key)
@@ -770,7 +875,7 @@ func (c *PushConsumer) sendBack(pq *processQueue, logOffset int64, id, topic str
 		return err
 	}
 	_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.ConsumerSendMsgBack, map[string]string{
-		"offset": strconv.FormatInt(logOffset, 10), "group": c.group, "delayLevel": "0",
+		"offset": strconv.FormatInt(logOffset, 10), "group": c.group, "delayLevel": strconv.Itoa(delayLevel),
 		"originMsgId": id, "originTopic": topic, "maxReconsumeTimes": strconv.Itoa(c.opts.maxRetries),
 	}, nil))
 	return err

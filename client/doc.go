@@ -15,8 +15,8 @@
 //
 // # Consuming
 //
-// A PushConsumer is a member of a consumer group in clustering mode: each
-// message goes to one member. Members balance the topic's queues among
+// A PushConsumer is a member of a consumer group, by default in clustering
+// mode: each message goes to one member. Members balance the topic's queues among
 // themselves on the client side, as RocketMQ's AllocateMessageQueueAveragely
 // does: every member sorts the group's member ids and the queues and takes
 // its share. For each queue it owns, a member long-polls the broker and
@@ -28,13 +28,42 @@
 // offset of a queue is its lowest message not yet handled, so delivery is
 // at least once.
 //
+// # Ordered consumption
+//
+// With WithOrdered, a PushConsumer locks each queue it is assigned at the
+// queue's broker (LOCK_BATCH_MQ) before pulling it, so that no two members
+// of the group work on one queue even while a rebalance moves it: a queue
+// still locked by its previous owner is tried again at the next rebalance.
+// Locks are renewed every 20 s (the broker keeps them 60 s) and released
+// (UNLOCK_BATCH_MQ) once the queue is stopped and its offset committed. A
+// queue's messages are handled one at a time, in queue order, on the
+// queue's own goroutine. A failed message blocks its queue: it is retried
+// in place after a second, ReconsumeTimes counting up, and after
+// WithMaxRetries retries it is moved to the dead-letter topic at once.
+//
+// # Broadcasting
+//
+// With WithBroadcasting, every member reads every queue of its topics, so
+// each receives every message. Offsets are kept in the consumer's memory,
+// not at the broker (RocketMQ keeps them in a local file): a consumer
+// starts per WithConsumeFrom each time it starts. There is no retry topic:
+// a failed message is retried in place after a second.
+//
+// # Pulling
+//
+// A PullConsumer leaves the choice of queues and offsets to its caller:
+// Queues lists a topic's queues, Pull long-polls one from an offset, and
+// CommitOffset and CommittedOffset keep the group's offsets at the broker.
+//
 // # Goroutines
 //
 // Every goroutine has an owner, a stop signal and a waiter; Close stops and
 // waits for all of them. A Producer owns its route refresher and the
 // goroutines of SendAsync. A PushConsumer owns its route refresher, three
-// loops (rebalance, heartbeat, offset commit), one pull goroutine per owned
-// queue and its handler workers.
+// loops (rebalance, which also renews an ordered consumer's locks,
+// heartbeat, offset commit), one pull goroutine per owned queue (which runs
+// an ordered consumer's handlers) and its handler workers. A PullConsumer
+// owns its route refresher.
 //
 // # Errors
 //

@@ -36,6 +36,7 @@ type testFerry struct {
 }
 
 type testBroker struct {
+	dir  string // its data
 	core *core.Broker
 	fe   *native.Server
 	addr string
@@ -65,8 +66,23 @@ func startFerry(t *testing.T) *testFerry {
 // addBroker starts another broker registering with the NameServer.
 func (f *testFerry) addBroker(t *testing.T, name string) *testBroker {
 	t.Helper()
+	return f.startBroker(t, name, t.TempDir())
+}
+
+// restartBroker stops broker name and starts it again on the same data
+// directory and a new port, as a restarted process would be.
+func (f *testFerry) restartBroker(t *testing.T, name string) *testBroker {
+	t.Helper()
+	old := f.brokers[name]
+	old.Stop()
+	return f.startBroker(t, name, old.dir)
+}
+
+// startBroker starts broker name on the data in dir.
+func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
+	t.Helper()
 	logger := testLogger()
-	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 16 << 20, Logger: logger})
+	st, err := storage.Open(dir, storage.Options{SegmentSize: 16 << 20, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +104,7 @@ func (f *testFerry) addBroker(t *testing.T, name string) *testBroker {
 		defer close(served)
 		fe.Serve(ln)
 	}()
-	tb := &testBroker{core: b, fe: fe, addr: ln.Addr().String()}
+	tb := &testBroker{dir: dir, core: b, fe: fe, addr: ln.Addr().String()}
 	tb.stop = func() {
 		fe.Close()
 		<-served
@@ -115,6 +131,12 @@ func (f *testFerry) createTopic(t *testing.T, topic string, queues int) {
 // waitForRoute waits until the NameServer routes topic to n brokers.
 func (f *testFerry) waitForRoute(t *testing.T, topic string, n int) {
 	t.Helper()
+	f.waitForRouteData(t, topic, func(rd namesrv.RouteData) bool { return len(rd.BrokerDatas) == n }, "route of %s to %d brokers", topic, n)
+}
+
+// waitForRouteData waits until the NameServer's route of topic satisfies ok.
+func (f *testFerry) waitForRouteData(t *testing.T, topic string, ok func(namesrv.RouteData) bool, format string, args ...any) {
+	t.Helper()
 	c, err := remoting.Dial(context.Background(), f.ns)
 	if err != nil {
 		t.Fatal(err)
@@ -128,8 +150,8 @@ func (f *testFerry) waitForRoute(t *testing.T, topic string, n int) {
 			return false
 		}
 		var rd namesrv.RouteData
-		return json.Unmarshal(resp.Body, &rd) == nil && len(rd.BrokerDatas) == n
-	}, "route of %s to %d brokers", topic, n)
+		return json.Unmarshal(resp.Body, &rd) == nil && ok(rd)
+	}, format, args...)
 }
 
 // opts are the options of a client of f, with short intervals.

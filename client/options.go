@@ -50,10 +50,12 @@ type options struct {
 	retries     int
 	logger      *slog.Logger
 
-	consumeFrom ConsumeFrom
-	concurrency int
-	maxRetries  int
-	pullBatch   int
+	consumeFrom  ConsumeFrom
+	concurrency  int
+	maxRetries   int
+	pullBatch    int
+	ordered      bool // WithOrdered
+	broadcasting bool // WithBroadcasting
 
 	// Intervals: RocketMQ's by default; tests shorten them.
 	routeRefresh   time.Duration
@@ -62,6 +64,7 @@ type options struct {
 	commitEvery    time.Duration
 	pollSuspend    time.Duration // a pull's long poll at the broker
 	retryBackoff   time.Duration // after a failed pull, or a failed send-back
+	lockRenew      time.Duration // an ordered consumer renews its queue locks
 	requestTimeout time.Duration // one request other than a send or a pull
 
 	producerOnly []string // producer options given
@@ -83,6 +86,7 @@ func defaultOptions() options {
 		commitEvery:    time.Second,
 		pollSuspend:    15 * time.Second,
 		retryBackoff:   time.Second,
+		lockRenew:      20 * time.Second,
 		requestTimeout: defaultRequestTimeout,
 	}
 }
@@ -235,9 +239,41 @@ func WithPullBatch(n int) Option {
 	}
 }
 
+// WithOrdered makes the consumer orderly (RocketMQ's MessageListenerOrderly):
+// it locks each queue it is assigned at the queue's broker before pulling
+// it (a queue it cannot lock yet is tried again at the next rebalance),
+// renews its locks every 20 s and unlocks a queue once it stops consuming
+// it. Each queue's messages are handled one at a time, in queue order, on
+// one goroutine (WithConcurrency bounds how many queues run a handler at
+// once). A failed message is retried in place after a second, blocking its
+// queue, with ReconsumeTimes counting up; after WithMaxRetries retries it
+// is moved to the group's dead-letter topic and the queue moves on.
+// Send with Message.ShardingKey to keep related messages in one queue.
+// It cannot be combined with WithBroadcasting. Consumer only.
+func WithOrdered() Option {
+	return func(o *options) {
+		o.consumerOnly = append(o.consumerOnly, "WithOrdered")
+		o.ordered = true
+	}
+}
+
+// WithBroadcasting makes the consumer read every queue of its topics
+// (RocketMQ's BROADCASTING model): each member of the group receives every
+// message. Offsets are kept in the consumer's memory only (RocketMQ keeps
+// them in a local file): each start begins per WithConsumeFrom. There is no
+// retry topic: a failed message is retried in place after a second, with
+// ReconsumeTimes counting up, until it succeeds or the consumer closes.
+// It cannot be combined with WithOrdered. Consumer only.
+func WithBroadcasting() Option {
+	return func(o *options) {
+		o.consumerOnly = append(o.consumerOnly, "WithBroadcasting")
+		o.broadcasting = true
+	}
+}
+
 // intervals shortens the background periods, for tests. Zero keeps a default.
 type intervals struct {
-	routeRefresh, rebalance, heartbeat, commit, pollSuspend, retryBackoff time.Duration
+	routeRefresh, rebalance, heartbeat, commit, pollSuspend, retryBackoff, lockRenew time.Duration
 }
 
 func withIntervals(iv intervals) Option {
@@ -253,5 +289,6 @@ func withIntervals(iv intervals) Option {
 		set(&o.commitEvery, iv.commit)
 		set(&o.pollSuspend, iv.pollSuspend)
 		set(&o.retryBackoff, iv.retryBackoff)
+		set(&o.lockRenew, iv.lockRenew)
 	}
 }

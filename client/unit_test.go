@@ -234,11 +234,18 @@ func TestWireProperties(t *testing.T) {
 
 func TestOptions(t *testing.T) {
 	for name, err := range map[string]error{
-		"consumer option": func() error { _, err := NewProducer(WithConcurrency(3)); return err }(),
-		"producer option": func() error { _, err := NewPushConsumer("g", WithRetries(3)); return err }(),
-		"bad value":       func() error { _, err := NewProducer(WithSendTimeout(0)); return err }(),
-		"bad batch":       func() error { _, err := NewPushConsumer("g", WithPullBatch(5000)); return err }(),
-		"bad group":       func() error { _, err := NewPushConsumer("a/b"); return err }(),
+		"consumer option":  func() error { _, err := NewProducer(WithConcurrency(3)); return err }(),
+		"producer option":  func() error { _, err := NewPushConsumer("g", WithRetries(3)); return err }(),
+		"bad value":        func() error { _, err := NewProducer(WithSendTimeout(0)); return err }(),
+		"bad batch":        func() error { _, err := NewPushConsumer("g", WithPullBatch(5000)); return err }(),
+		"bad group":        func() error { _, err := NewPushConsumer("a/b"); return err }(),
+		"ordered producer": func() error { _, err := NewProducer(WithOrdered()); return err }(),
+		"ordered broadcast": func() error {
+			_, err := NewPushConsumer("g", WithOrdered(), WithBroadcasting())
+			return err
+		}(),
+		"broadcast puller": func() error { _, err := NewPullConsumer("g", WithBroadcasting()); return err }(),
+		"bad pull group":   func() error { _, err := NewPullConsumer("%x"); return err }(),
 	} {
 		if !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("%s: %v, want ErrInvalidOption", name, err)
