@@ -28,6 +28,10 @@ type Producer struct {
 	ids    *idGen
 	rr     atomic.Uint32 // round robin over the write queues
 	async  chan struct{} // SendAsync slots
+	// callbacks runs SendAsync's done functions, in order, on one
+	// goroutine of the producer's; Close stops it after the sends.
+	callbacks chan func()
+	cbDone    chan struct{}
 
 	mu        sync.RWMutex
 	closed    bool
@@ -47,8 +51,14 @@ func NewProducer(opts ...Option) (*Producer, error) {
 	}
 	pl := newPool()
 	p := &Producer{opts: o, logger: o.logger, pool: pl, routes: newRoutes(&o, pl, true), ids: newIDGen(),
-		async: make(chan struct{}, maxAsyncInFlight)}
+		async: make(chan struct{}, maxAsyncInFlight), callbacks: make(chan func(), maxAsyncInFlight), cbDone: make(chan struct{})}
 	p.routes.start()
+	go func() {
+		defer close(p.cbDone)
+		for f := range p.callbacks {
+			f()
+		}
+	}()
 	return p, nil
 }
 
@@ -71,6 +81,8 @@ func (p *Producer) Close() error {
 		p.closed = true
 		p.mu.Unlock()
 		p.sends.Wait()
+		close(p.callbacks)
+		<-p.cbDone
 		p.routes.close()
 		p.closeErr = p.pool.close()
 	})
@@ -110,12 +122,65 @@ func (p *Producer) SendAsync(ctx context.Context, m *Message, done func(SendResu
 		done(SendResult{}, ctx.Err())
 		return
 	}
-	go func() {
-		defer p.sends.Done()
-		defer func() { <-p.async }()
-		res, err := p.send(ctx, m)
-		done(res, err)
-	}()
+	// finish hands the result to the callback goroutine; the slot is freed
+	// after done ran, so at most maxAsyncInFlight callbacks ever wait.
+	finish := func(res SendResult, err error) {
+		p.callbacks <- func() {
+			defer p.sends.Done()
+			defer func() { <-p.async }()
+			done(res, err)
+		}
+	}
+	if err := p.sendPipelined(ctx, m, finish); err != nil {
+		go func() { // the pipelined attempt could not start: the sync path, with its retries
+			res, err := p.send(ctx, m)
+			finish(res, err)
+		}()
+	}
+}
+
+// sendPipelined makes the first attempt of an async send without a
+// goroutine: the request goes out and the connection's reader hands the
+// answer to finish. A failed attempt that may succeed elsewhere goes on
+// with the sync path's retries. An error means the attempt did not start.
+func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(SendResult, error)) error {
+	if err := m.validate(); err != nil {
+		finish(SendResult{}, err)
+		return nil
+	}
+	rt, err := p.routes.get(ctx, m.Topic)
+	if err != nil {
+		return err
+	}
+	q, err := pickQueue(rt.write, m.ShardingKey, &p.rr, "")
+	if err != nil {
+		return err
+	}
+	c, err := p.pool.get(ctx, rt.addrs[q.Broker])
+	if err != nil {
+		return err
+	}
+	wp := m.wireProperties(p.ids.next())
+	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, encodeProperties(wp), false, m.Body)
+	req.Serialization = remoting.RocketMQ
+	return c.InvokeAsync(req, p.opts.sendTimeout, func(resp *remoting.Command, err error) {
+		if err == nil {
+			err = remoting.ResponseError(resp)
+		}
+		if err == nil {
+			finish(sendResult(resp, m.Topic, q, wp[propUniqKey], m.delayed()))
+			return
+		}
+		if !retryable(err) || p.opts.retries == 0 {
+			finish(SendResult{}, fmt.Errorf("client: send to %q (broker %s, queue %d): %w", m.Topic, q.Broker, q.ID, err))
+			return
+		}
+		p.routes.markStale(m.Topic)
+		go func() {
+			res, err := p.send(ctx, m)
+			finish(res, err)
+		}()
+	})
 }
 
 // SendOneway sends m without waiting for the broker: it returns once the

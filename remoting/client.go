@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ErrConnClosed: the connection closed before the response came.
@@ -22,7 +23,8 @@ type Client struct {
 
 	mu      sync.Mutex
 	pending map[int32]chan *Command
-	err     error // set once the connection is gone
+	calls   map[int32]*asyncCall // InvokeAsync's
+	err     error                // set once the connection is gone
 	done    chan struct{}
 }
 
@@ -33,7 +35,8 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remoting: dial %s: %w", addr, err)
 	}
-	c := &Client{conn: newConn(nc), maxFrame: MaxFrame, pending: map[int32]chan *Command{}, done: make(chan struct{})}
+	c := &Client{conn: newConn(nc), maxFrame: MaxFrame, pending: map[int32]chan *Command{},
+		calls: map[int32]*asyncCall{}, done: make(chan struct{})}
 	go c.readLoop()
 	return c, nil
 }
@@ -52,9 +55,15 @@ func (c *Client) readLoop() {
 		c.mu.Lock()
 		ch := c.pending[cmd.Opaque]
 		delete(c.pending, cmd.Opaque)
+		call := c.calls[cmd.Opaque]
+		delete(c.calls, cmd.Opaque)
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- cmd
+		}
+		if call != nil {
+			call.timer.Stop()
+			call.cb(cmd, nil)
 		}
 	}
 	c.conn.Close()
@@ -64,7 +73,14 @@ func (c *Client) readLoop() {
 		close(ch)
 		delete(c.pending, op)
 	}
+	calls := c.calls
+	c.calls = map[int32]*asyncCall{}
+	gone := c.err
 	c.mu.Unlock()
+	for _, call := range calls {
+		call.timer.Stop()
+		call.cb(nil, gone)
+	}
 	close(c.done)
 }
 
@@ -95,6 +111,50 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 		c.forget(req.Opaque)
 		return nil, ctx.Err()
 	}
+}
+
+type asyncCall struct {
+	cb    func(*Command, error)
+	timer *time.Timer
+}
+
+// InvokeAsync sends req and calls cb once with its response, or with an
+// error when the connection goes or timeout passes first. cb runs on the
+// connection's reader goroutine (or a timer's): it must not block. Many
+// calls can be in flight on one connection, so their frames share writes.
+func (c *Client) InvokeAsync(req *Command, timeout time.Duration, cb func(*Command, error)) error {
+	req.Opaque = c.opaque.Add(1)
+	req.Flag &^= FlagResponse | FlagOneway
+	op := req.Opaque
+	call := &asyncCall{cb: cb}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	c.calls[op] = call
+	call.timer = time.AfterFunc(timeout, func() {
+		c.mu.Lock()
+		_, mine := c.calls[op]
+		delete(c.calls, op)
+		c.mu.Unlock()
+		if mine {
+			cb(nil, fmt.Errorf("remoting: no response within %v: %w", timeout, context.DeadlineExceeded))
+		}
+	})
+	c.mu.Unlock()
+	if err := c.conn.Send(req); err != nil {
+		c.mu.Lock()
+		_, mine := c.calls[op]
+		delete(c.calls, op)
+		c.mu.Unlock()
+		if mine {
+			call.timer.Stop()
+			return fmt.Errorf("remoting: send: %w", err)
+		}
+	}
+	return nil
 }
 
 // InvokeOneway sends req without waiting for an answer.

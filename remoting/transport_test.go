@@ -151,3 +151,47 @@ func TestInvokeDeadlineAndServerGone(t *testing.T) {
 		t.Fatal("a pending call outlived its connection")
 	}
 }
+
+func TestInvokeAsync(t *testing.T) {
+	block := make(chan struct{})
+	addr := startServer(t, HandlerFunc(func(ctx context.Context, c *Conn, req *Command) *Command {
+		if req.Code == PullMessage {
+			select {
+			case <-block:
+			case <-ctx.Done():
+			}
+		}
+		return echo(ctx, c, req)
+	}), ServerOptions{})
+	c := dial(t, addr)
+	results := make(chan error, 100)
+	for i := 0; i < 100; i++ {
+		body := []byte(fmt.Sprint(i))
+		err := c.InvokeAsync(NewRequest(HeartBeat, nil, body), 5*time.Second, func(resp *Command, err error) {
+			if err == nil && string(resp.Body) != string(body) {
+				err = fmt.Errorf("response %q for request %q", resp.Body, body)
+			}
+			results <- err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A response that does not come in time: the callback gets a deadline error.
+	c.InvokeAsync(NewRequest(PullMessage, nil, nil), 50*time.Millisecond, func(_ *Command, err error) { results <- err })
+	if err := <-results; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("timeout: %v", err)
+	}
+	// The connection goes: pending callbacks get ErrConnClosed.
+	c.InvokeAsync(NewRequest(PullMessage, nil, nil), time.Minute, func(_ *Command, err error) { results <- err })
+	c.Close()
+	if err := <-results; !errors.Is(err, ErrConnClosed) {
+		t.Fatalf("connection closed: %v", err)
+	}
+	close(block)
+}
