@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -65,6 +66,7 @@ func (s *Store) commitLoop() {
 		case <-s.stop:
 			return // Close commits last
 		}
+		runtime.Gosched() // let appends that are on their way join this write
 		if err := s.commit(); err != nil {
 			s.logger.Error("storage: writing the log failed; appends are refused until it succeeds; retrying in 1s", "err", err)
 			retry.Reset(time.Second)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 	"unsafe"
@@ -31,6 +32,7 @@ func (s *Store) dispatchLoop() {
 			}
 			return
 		}
+		runtime.Gosched() // let commits on their way join this round
 		if err := s.dispatch(s.written.Load()); err != nil {
 			// A write to an index failed (a full disk, say): the log is
 			// intact and the next round redoes the same entries.
