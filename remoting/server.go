@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 )
 
@@ -219,6 +220,9 @@ func (c *Conn) Send(cmd *Command) error {
 		return nil
 	}
 	c.writing = true
+	c.mu.Unlock()
+	runtime.Gosched() // frames on their way join this write
+	c.mu.Lock()
 	for len(c.pending) > 0 && c.err == nil {
 		buf := c.pending
 		c.pending = c.spare[:0]

@@ -17,7 +17,9 @@ func BenchmarkSendV2(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := c.Invoke(context.Background(), sendV2("bench", "tag", body, 0))
+			req := sendV2("bench", "tag", body, 0)
+			req.Serialization = remoting.RocketMQ // as the SDK sends
+			resp, err := c.Invoke(context.Background(), req)
 			if err != nil || resp.Code != remoting.Success {
 				b.Fatal(err, resp)
 			}
