@@ -193,28 +193,42 @@ func (r *binReader) bytes(n int) []byte { return r.take(n) }
 // AppendFrame appends c's frame, length word included, to dst in c's
 // serialization.
 func AppendFrame(dst []byte, c *Command) ([]byte, error) {
-	var header []byte
-	switch c.Serialization {
-	case JSON:
-		h := jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque, Flag: c.Flag,
-			Remark: c.Remark, ExtFields: c.ExtFields}
-		var err error
-		if header, err = json.Marshal(h); err != nil {
-			return dst, fmt.Errorf("remoting: encode header: %w", err)
+	be := binary.BigEndian
+	if c.Serialization == RocketMQ { // encoded in place: no header buffer
+		hlen := binaryHeaderLen(c)
+		if hlen > 0xFFFFFF {
+			return dst, fmt.Errorf("%w: header of %d bytes", ErrFrameTooLarge, hlen)
 		}
-	case RocketMQ:
-		header = appendBinaryHeader(nil, c)
-	default:
+		dst = be.AppendUint32(dst, uint32(4+hlen+len(c.Body)))
+		dst = be.AppendUint32(dst, uint32(RocketMQ)<<24|uint32(hlen))
+		dst = appendBinaryHeader(dst, c)
+		return append(dst, c.Body...), nil
+	}
+	if c.Serialization != JSON {
 		return dst, fmt.Errorf("remoting: unknown header serialization %d", c.Serialization)
+	}
+	h := jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque, Flag: c.Flag,
+		Remark: c.Remark, ExtFields: c.ExtFields}
+	header, err := json.Marshal(h)
+	if err != nil {
+		return dst, fmt.Errorf("remoting: encode header: %w", err)
 	}
 	if len(header) > 0xFFFFFF {
 		return dst, fmt.Errorf("%w: header of %d bytes", ErrFrameTooLarge, len(header))
 	}
-	total := 4 + len(header) + len(c.Body)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(total))
-	dst = binary.BigEndian.AppendUint32(dst, uint32(c.Serialization)<<24|uint32(len(header)))
+	dst = be.AppendUint32(dst, uint32(4+len(header)+len(c.Body)))
+	dst = be.AppendUint32(dst, uint32(JSON)<<24|uint32(len(header)))
 	dst = append(dst, header...)
 	return append(dst, c.Body...), nil
+}
+
+// binaryHeaderLen is the size of c's RocketMQ binary header.
+func binaryHeaderLen(c *Command) int {
+	n := 2 + 1 + 2 + 4 + 4 + 4 + len(c.Remark) + 4
+	for k, v := range c.ExtFields {
+		n += 2 + len(k) + 4 + len(v)
+	}
+	return n
 }
 
 func appendBinaryHeader(b []byte, c *Command) []byte {
@@ -226,13 +240,16 @@ func appendBinaryHeader(b []byte, c *Command) []byte {
 	b = be.AppendUint32(b, uint32(c.Flag))
 	b = be.AppendUint32(b, uint32(len(c.Remark)))
 	b = append(b, c.Remark...)
-	var ext []byte
+	extLen := 0
 	for k, v := range c.ExtFields {
-		ext = be.AppendUint16(ext, uint16(len(k)))
-		ext = append(ext, k...)
-		ext = be.AppendUint32(ext, uint32(len(v)))
-		ext = append(ext, v...)
+		extLen += 2 + len(k) + 4 + len(v)
 	}
-	b = be.AppendUint32(b, uint32(len(ext)))
-	return append(b, ext...)
+	b = be.AppendUint32(b, uint32(extLen))
+	for k, v := range c.ExtFields {
+		b = be.AppendUint16(b, uint16(len(k)))
+		b = append(b, k...)
+		b = be.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	return b
 }
