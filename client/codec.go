@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // errMalformed: a pull response body that does not decode.
@@ -180,7 +182,7 @@ func decodeMessage(rec []byte) (*MessageExt, error) {
 	}
 	m.Body = body
 	m.Topic = string(topic)
-	m.setProperties(decodeProperties(string(props)), storeHost)
+	m.setProperties(remoting.DecodeProperties(string(props)), storeHost)
 	return m, nil
 }
 

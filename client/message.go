@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -78,13 +77,6 @@ const (
 	propUniqKey    = "UNIQ_KEY"
 	propDeliverAt  = "__STARTDELIVERTIME" // unix milliseconds
 	propRetryTopic = "RETRY_TOPIC"        // RocketMQ's: a retried message's topic
-
-)
-
-// Delimiters of RocketMQ's property string "name\x01value\x02…".
-const (
-	nameSep  = '\x01'
-	valueSep = '\x02'
 )
 
 const (
@@ -164,44 +156,6 @@ func (m *Message) wireProperties(uniq string) map[string]string {
 	}
 	if p[propUniqKey] == "" {
 		p[propUniqKey] = uniq
-	}
-	return p
-}
-
-// encodeProperties encodes p as "name\x01value\x02…", names sorted so that
-// the encoding is stable.
-func encodeProperties(p map[string]string) string {
-	names := make([]string, 0, len(p))
-	n := 0
-	for k, v := range p {
-		names = append(names, k)
-		n += len(k) + len(v) + 2
-	}
-	slices.Sort(names)
-	var b strings.Builder
-	b.Grow(n)
-	for _, k := range names {
-		b.WriteString(k)
-		b.WriteByte(nameSep)
-		b.WriteString(p[k])
-		b.WriteByte(valueSep)
-	}
-	return b.String()
-}
-
-// decodeProperties decodes "name\x01value\x02…"; pairs without a name are
-// skipped.
-func decodeProperties(s string) map[string]string {
-	if s == "" {
-		return nil
-	}
-	p := map[string]string{}
-	for len(s) > 0 {
-		var kv string
-		kv, s, _ = strings.Cut(s, string(valueSep))
-		if k, v, ok := strings.Cut(kv, string(nameSep)); ok && k != "" {
-			p[k] = v
-		}
 	}
 	return p
 }

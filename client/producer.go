@@ -161,7 +161,7 @@ func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(Se
 		return err
 	}
 	wp := m.wireProperties(p.ids.next())
-	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, encodeProperties(wp), false, m.Body)
+	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, remoting.EncodeProperties(wp), false, m.Body)
 	req.Serialization = remoting.RocketMQ
 	return c.InvokeAsync(req, p.opts.sendTimeout, func(resp *remoting.Command, err error) {
 		if err == nil {
@@ -204,7 +204,7 @@ func (p *Producer) SendOneway(ctx context.Context, m *Message) error {
 	if err != nil {
 		return err
 	}
-	props := encodeProperties(m.wireProperties(p.ids.next()))
+	props := remoting.EncodeProperties(m.wireProperties(p.ids.next()))
 	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	if err := p.pool.oneway(ctx, rt.addrs[q.Broker], req); err != nil {
 		return fmt.Errorf("client: send to %q: %w", m.Topic, err)
@@ -241,7 +241,7 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (SendResult, 
 		}
 		wp := m.wireProperties(p.ids.next())
 		ids[i] = wp[propUniqKey]
-		props := encodeProperties(wp)
+		props := remoting.EncodeProperties(wp)
 		if len(props) > maxPropsLen {
 			return SendResult{}, fmt.Errorf("%w: batch message %d: properties of %d bytes, at most %d", ErrInvalidMessage, i, len(props), maxPropsLen)
 		}
@@ -257,7 +257,7 @@ func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
 		return SendResult{}, err
 	}
 	wp := m.wireProperties(p.ids.next())
-	props := encodeProperties(wp)
+	props := remoting.EncodeProperties(wp)
 	return p.sendWith(ctx, m.Topic, m.ShardingKey, wp[propUniqKey], m.delayed(), func(q messageQueue) *remoting.Command {
 		return p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	})

@@ -212,14 +212,14 @@ func TestWireProperties(t *testing.T) {
 	if !reflect.DeepEqual(p, want) {
 		t.Fatalf("properties %v, want %v", p, want)
 	}
-	enc := encodeProperties(p)
+	enc := remoting.EncodeProperties(p)
 	if enc != "KEYS\x01k1 k2\x02TAGS\x0142/telemetry\x02UNIQ_KEY\x01ID1\x02__STARTDELIVERTIME\x011700000000123\x02a\x011\x02" {
 		t.Fatalf("encoded %q", enc)
 	}
-	if got := decodeProperties(enc); !reflect.DeepEqual(got, want) {
+	if got := remoting.DecodeProperties(enc); !reflect.DeepEqual(got, want) {
 		t.Fatalf("decoded %v", got)
 	}
-	if got := decodeProperties("x\x02\x01v\x02k\x01v"); !reflect.DeepEqual(got, map[string]string{"k": "v"}) {
+	if got := remoting.DecodeProperties("x\x02\x01v\x02k\x01v"); !reflect.DeepEqual(got, map[string]string{"k": "v"}) {
 		t.Fatalf("lenient decode %v", got)
 	}
 	if p := (&Message{Topic: "t", DelayLevel: 3, Properties: map[string]string{"UNIQ_KEY": "mine"}}).wireProperties("x"); p["DELAY"] != "3" || p["UNIQ_KEY"] != "mine" {

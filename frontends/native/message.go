@@ -11,13 +11,11 @@ import (
 	"strings"
 
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/remoting"
 )
 
-// RocketMQ's message properties travel as "name\x01value\x02…".
+// RocketMQ's properties that Ferry gives a meaning to.
 const (
-	nameSep  = '\x01'
-	valueSep = '\x02'
-
 	propTags  = "TAGS"
 	propKeys  = "KEYS"
 	propDelay = "DELAY"
@@ -38,30 +36,6 @@ const (
 const maxBody = 64 << 20
 
 var errBadMessage = errors.New("native: malformed message")
-
-func decodeProperties(s string) map[string]string {
-	if s == "" {
-		return nil
-	}
-	props := map[string]string{}
-	for _, kv := range strings.Split(s, string(valueSep)) {
-		if k, v, ok := strings.Cut(kv, string(nameSep)); ok && k != "" {
-			props[k] = v
-		}
-	}
-	return props
-}
-
-func encodeProperties(props map[string]string) []byte {
-	var b []byte
-	for k, v := range props {
-		b = append(b, k...)
-		b = append(b, nameSep)
-		b = append(b, v...)
-		b = append(b, valueSep)
-	}
-	return b
-}
 
 // toCore turns RocketMQ's message fields into a core message: TAGS is the
 // subject, KEYS (space separated) the keys, the other properties stay.
@@ -135,7 +109,7 @@ func decodeBatch(topic string, b []byte) ([]*core.Message, error) {
 		if 22+blen+plen != len(m) {
 			return nil, fmt.Errorf("%w: properties of %d bytes in a batch message of %d", errBadMessage, plen, len(m))
 		}
-		out = append(out, toCore(topic, flag, decodeProperties(string(m[22+blen:])), body))
+		out = append(out, toCore(topic, flag, remoting.DecodeProperties(string(m[22+blen:])), body))
 	}
 	return out, nil
 }
@@ -143,7 +117,7 @@ func decodeBatch(topic string, b []byte) ([]*core.Message, error) {
 // appendMessage appends m in RocketMQ's stored-message layout, which its
 // clients decode from a pull response. storeHost is the broker's address.
 func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {
-	props := encodeProperties(fromCore(m))
+	props := remoting.EncodeProperties(fromCore(m))
 	size := 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + len(m.Body) + 1 + len(m.Topic) + 2 + len(props)
 	be := binary.BigEndian
 	dst = be.AppendUint32(dst, uint32(size))

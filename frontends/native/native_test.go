@@ -60,7 +60,7 @@ func call(t *testing.T, c *remoting.Client, req *remoting.Command) *remoting.Com
 }
 
 func sendV2(topic, tag string, body []byte, sysFlag int) *remoting.Command {
-	props := string(encodeProperties(map[string]string{"TAGS": tag, "KEYS": "k1 k2", "UNIQ_KEY": "u1"}))
+	props := string(remoting.EncodeProperties(map[string]string{"TAGS": tag, "KEYS": "k1 k2", "UNIQ_KEY": "u1"}))
 	return remoting.NewRequest(remoting.SendMessageV2, map[string]string{
 		"a": "pg", "b": topic, "e": "0", "f": strconv.Itoa(sysFlag), "g": "1700000000000", "h": "0", "i": props, "j": "0",
 	}, body)
@@ -167,7 +167,7 @@ func decodeStored(t *testing.T, b []byte) []stored {
 		topic := string(m[p+1 : p+1+tlen])
 		p += 1 + tlen
 		plen := int(be.Uint16(m[p:]))
-		props := decodeProperties(string(m[p+2 : p+2+plen]))
+		props := remoting.DecodeProperties(string(m[p+2 : p+2+plen]))
 		if p+2+plen != size {
 			t.Fatalf("message of %d bytes, fields end at %d", size, p+2+plen)
 		}

@@ -236,7 +236,7 @@ func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Comm
 	born, _ := strconv.ParseInt(sendHeader(req, "bornTimestamp", "g"), 10, 64)
 	flag, _ := strconv.Atoi(sendHeader(req, "flag", "h"))
 	reconsume, _ := strconv.Atoi(sendHeader(req, "reconsumeTimes", "j"))
-	props := decodeProperties(sendHeader(req, "properties", "i"))
+	props := remoting.DecodeProperties(sendHeader(req, "properties", "i"))
 
 	var msgs []*core.Message
 	if req.Code == remoting.SendBatchMessage || sendHeader(req, "batch", "m") == "true" {
