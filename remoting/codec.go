@@ -130,13 +130,19 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("%w: binary header: %s", ErrMalformed, r.err)
 	}
 	if len(ext) > 0 {
-		c.ExtFields = map[string]string{}
+		// One string for all the fields: keys and values are slices of it.
+		all := string(ext)
+		c.ExtFields = make(map[string]string, 8)
 		e := binReader{b: ext}
 		for e.p < len(ext) && e.err == "" {
-			k := e.bytes(int(e.u16()))
-			v := e.bytes(int(e.u32()))
+			kl := int(e.u16())
+			k0 := e.p
+			e.bytes(kl)
+			vl := int(e.u32())
+			v0 := e.p
+			e.bytes(vl)
 			if e.err == "" {
-				c.ExtFields[string(k)] = string(v)
+				c.ExtFields[all[k0:k0+kl]] = all[v0 : v0+vl]
 			}
 		}
 		if e.err != "" {
