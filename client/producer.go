@@ -17,7 +17,7 @@ import (
 
 // maxAsyncInFlight bounds the SendAsync calls in flight: one more waits
 // for a slot (or for its context to end).
-const maxAsyncInFlight = 1024
+const maxAsyncInFlight = 4096
 
 // Producer sends messages. It is safe for concurrent use.
 type Producer struct {

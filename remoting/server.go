@@ -229,8 +229,10 @@ func (c *Conn) Send(cmd *Command) error {
 		c.mu.Unlock()
 		_, werr := c.nc.Write(buf)
 		c.mu.Lock()
-		if cap(buf) <= 1<<20 {
-			c.spare = buf // do not keep a large body's buffer
+		c.spare = buf
+		if cap(buf) > 1<<20 {
+			c.spare = nil // do not keep a large buffer; and never leave spare
+			// pointing at the buffer pending now appends to
 		}
 		if werr != nil {
 			c.err = werr

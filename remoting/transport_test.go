@@ -1,6 +1,7 @@
 package remoting
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -194,4 +195,36 @@ func TestInvokeAsync(t *testing.T) {
 		t.Fatalf("connection closed: %v", err)
 	}
 	close(block)
+}
+
+// Many large frames in flight at once make the pending buffer grow past the
+// size a connection keeps; every frame must still arrive intact.
+func TestConcurrentLargeSends(t *testing.T) {
+	addr := startServer(t, HandlerFunc(echo), ServerOptions{})
+	c := dial(t, addr)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := bytes.Repeat([]byte{byte(i)}, 64<<10)
+			for j := 0; j < 20; j++ {
+				resp, err := c.Invoke(context.Background(), NewRequest(HeartBeat, map[string]string{"i": fmt.Sprint(i)}, body))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(resp.Body, body) {
+					errs <- fmt.Errorf("caller %d got a corrupted body", i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }
