@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -126,6 +127,24 @@ func (a *Admin) Topics(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(list.TopicList)
 	return list.TopicList, nil
+}
+
+// WaitForRoute returns once the NameServers route topic (brokers register
+// on a timer, and at once when a topic appears), or when ctx ends.
+func (a *Admin) WaitForRoute(ctx context.Context, topic string) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		topics, err := a.Topics(ctx)
+		if err == nil && slices.Contains(topics, topic) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: no route for %q (last error: %v): %w", topic, err, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // QueueStats are a queue's offsets on a broker: messages [Min, Max).

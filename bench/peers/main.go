@@ -115,8 +115,11 @@ func measureFerry(body []byte, batch int) result {
 	go fe.Serve(brLn)
 	defer fe.Close()
 	b.CreateTopic("bench", 8)
-	time.Sleep(300 * time.Millisecond) // the route reaches the NameServer (registration every 100 ms)
 	ctx := context.Background()
+	if err := waitForRoute(ctx, nsLn.Addr().String(), logger); err != nil {
+		r.note = err.Error()
+		return r
+	}
 	p, err := client.NewProducer(client.WithNameServers(nsLn.Addr().String()), client.WithLogger(logger))
 	if err != nil {
 		r.note = err.Error()
@@ -179,6 +182,18 @@ func measureFerry(body []byte, batch int) result {
 	r.consume = float64(*count) / time.Since(start).Seconds()
 	c.Close()
 	return r
+}
+
+// waitForRoute waits until the NameServer routes the bench topic.
+func waitForRoute(ctx context.Context, ns string, logger *slog.Logger) error {
+	a, err := client.NewAdmin(client.WithNameServers(ns), client.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return a.WaitForRoute(ctx, "bench")
 }
 
 func measureRabbit(body []byte, quorum bool) result {

@@ -197,12 +197,8 @@ func newBenchCmd() *cobra.Command {
 				return err
 			}
 			err = a.CreateTopic(ctx, topic, 8)
-			for err == nil && ctx.Err() == nil { // until the NameServers route it
-				var topics []string
-				if topics, err = a.Topics(ctx); slices.Contains(topics, topic) {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
+			if err == nil {
+				err = a.WaitForRoute(ctx, topic)
 			}
 			a.Close()
 			if err != nil {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/client"
 )
 
 // TestBinary builds ferry and runs it as a real process.
@@ -135,21 +135,15 @@ type ferryProc struct {
 // waitRoute waits until the NameServer at ns has a route for topic.
 func waitRoute(t *testing.T, ns, topic string) {
 	t.Helper()
-	c, err := remoting.Dial(context.Background(), ns)
+	a, err := client.NewAdmin(client.WithNameServers(ns))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := c.Invoke(context.Background(), remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
-		if err == nil && remoting.ResponseError(resp) == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no route for %s at %s: %v %v", topic, ns, err, resp)
-		}
-		time.Sleep(20 * time.Millisecond)
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.WaitForRoute(ctx, topic); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -20,10 +20,10 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
+	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
-	"github.com/ferrymq/ferry/remoting"
 	"github.com/ferrymq/ferry/storage"
 )
 
@@ -70,21 +70,15 @@ func startFerry(t *testing.T) *ferry {
 // broker registers every 200 ms here.
 func waitForRoute(t *testing.T, ns, topic string) {
 	t.Helper()
-	c, err := remoting.Dial(context.Background(), ns)
+	a, err := client.NewAdmin(client.WithNameServers(ns))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := c.Invoke(context.Background(), remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
-		if err == nil && remoting.ResponseError(resp) == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no route for %s at the NameServer: %v", topic, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.WaitForRoute(ctx, topic); err != nil {
+		t.Fatal(err)
 	}
 }
 
