@@ -16,7 +16,7 @@ func withAdmin(cmd *cobra.Command, f func(*client.Admin) error) error {
 	if err != nil {
 		return err
 	}
-	a, err := client.NewAdmin(client.WithNameServers(nameServers(cfg)...), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+	a, err := client.NewAdmin(clientOptions(cmd, cfg)...)
 	if err != nil {
 		return err
 	}

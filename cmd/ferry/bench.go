@@ -76,7 +76,7 @@ func newBenchCmd() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			p, err := client.NewProducer(client.WithNameServers(nameServers(cfg)...), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+			p, err := client.NewProducer(clientOptions(cmd, cfg)...)
 			if err != nil {
 				return err
 			}
@@ -145,8 +145,7 @@ func newBenchCmd() *cobra.Command {
 			if group == "" {
 				group = fmt.Sprintf("bench-%d", time.Now().UnixNano())
 			}
-			c, err := client.NewPushConsumer(group, client.WithNameServers(nameServers(cfg)...), client.WithConsumeFrom(client.ConsumeFromFirst),
-				client.WithPullBatch(256), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+			c, err := client.NewPushConsumer(group, clientOptions(cmd, cfg, client.WithConsumeFrom(client.ConsumeFromFirst), client.WithPullBatch(256))...)
 			if err != nil {
 				return err
 			}
@@ -187,7 +186,7 @@ func newBenchCmd() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			opts := []client.Option{client.WithNameServers(nameServers(cfg)...), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr()))}
+			opts := clientOptions(cmd, cfg)
 			// A topic of its own: nothing old to read, nothing sent before
 			// the consumer is there.
 			run := time.Now().UnixNano()

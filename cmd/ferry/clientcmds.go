@@ -28,6 +28,13 @@ func nameServers(cfg config.Config) []string {
 	return out
 }
 
+// clientOptions are the SDK options every client command starts from: the
+// configured NameServers and the command's logger; extra ones follow.
+func clientOptions(cmd *cobra.Command, cfg config.Config, extra ...client.Option) []client.Option {
+	return append([]client.Option{client.WithNameServers(nameServers(cfg)...),
+		client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr()))}, extra...)
+}
+
 // interruptible is a context that ends on SIGINT or SIGTERM.
 func interruptible() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -47,8 +54,7 @@ func newProduceCmd() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			p, err := client.NewProducer(client.WithNameServers(nameServers(cfg)...),
-				client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+			p, err := client.NewProducer(clientOptions(cmd, cfg)...)
 			if err != nil {
 				return err
 			}
@@ -125,8 +131,7 @@ func newConsumeCmd() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			c, err := client.NewPushConsumer(group, client.WithNameServers(nameServers(cfg)...), client.WithConsumeFrom(start),
-				client.WithConcurrency(1), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr())))
+			c, err := client.NewPushConsumer(group, clientOptions(cmd, cfg, client.WithConsumeFrom(start), client.WithConcurrency(1))...)
 			if err != nil {
 				return err
 			}
