@@ -119,7 +119,10 @@ type Broker struct {
 
 	topics *topicTable
 	live   *route.Table[*Subscription]
-	sched  *scheduler
+	// liveSubs counts live's entries, so that publishing skips the table
+	// when there are none (native-only brokers).
+	liveSubs atomic.Int64
+	sched    *scheduler
 
 	mu      sync.Mutex
 	groups  map[string]*group

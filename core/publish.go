@@ -124,8 +124,10 @@ func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, 
 	res := make([]PublishResult, n)
 	for i, m := range msgs[:n] {
 		res[i] = PublishResult{LogOffset: m.LogOffset, LogID: b.store.LogID(), Topic: m.Topic, QueueID: m.QueueID, QueueOffset: m.QueueOffset}
-		b.live.Match(m.Topic, m.Subject, func(s *Subscription) { s.fn(m) })
-		b.live.Match(AnyTopic, m.Subject, func(s *Subscription) { s.fn(m) })
+		if b.liveSubs.Load() > 0 { // without live subscriptions, skip the table's locks
+			b.live.Match(m.Topic, m.Subject, func(s *Subscription) { s.fn(m) })
+			b.live.Match(AnyTopic, m.Subject, func(s *Subscription) { s.fn(m) })
+		}
 	}
 	if err != nil {
 		return res, fmt.Errorf("core: publish to %s: %d of %d stored: %w", msgs[0].Topic, n, len(msgs), err)
@@ -173,9 +175,15 @@ func (b *Broker) Subscribe(topic string, filter route.Filter, fn func(*Message))
 		}
 	}
 	s := &Subscription{b: b, topic: topic, filter: filter, fn: fn}
-	b.live.Add(topic, filter, s)
+	if b.live.Add(topic, filter, s) {
+		b.liveSubs.Add(1)
+	}
 	return s, nil
 }
 
 // Close removes the subscription.
-func (s *Subscription) Close() { s.b.live.Remove(s.topic, s.filter, s) }
+func (s *Subscription) Close() {
+	if s.b.live.Remove(s.topic, s.filter, s) {
+		s.b.liveSubs.Add(-1)
+	}
+}
