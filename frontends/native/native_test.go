@@ -77,7 +77,11 @@ func TestSendAndLongPollPull(t *testing.T) {
 	// A pull on an empty queue waits, and a send wakes it.
 	got := make(chan *remoting.Command, 1)
 	go func() { got <- pull(0, "*", 10*time.Second) }()
-	time.Sleep(20 * time.Millisecond) // let the pull start waiting; a later wake-up is what is tested
+	select { // the pull waits rather than answering "not found" at once
+	case resp := <-got:
+		t.Fatalf("a pull on an empty queue answered at once: %v", resp)
+	case <-time.After(50 * time.Millisecond):
+	}
 	if resp := call(t, c, sendV2("t", "a", []byte("one"), 0)); resp.Code != remoting.Success || resp.Ext("queueOffset") != "0" {
 		t.Fatalf("send: %v", resp)
 	}
@@ -89,6 +93,14 @@ func TestSendAndLongPollPull(t *testing.T) {
 	resp := <-got
 	if resp.Code != remoting.Success || len(resp.Body) == 0 {
 		t.Fatalf("long-polled pull: %v", resp)
+	}
+	// The index follows the log: wait until it holds both sends.
+	deadline := time.Now().Add(5 * time.Second)
+	for call(t, c, remoting.NewRequest(remoting.GetMaxOffset, map[string]string{"topic": "t", "queueId": "0"}, nil)).Ext("offset") != "2" {
+		if time.Now().After(deadline) {
+			t.Fatal("the second send was never indexed")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	// The body decodes as RocketMQ's stored-message layout.
 	resp = pull(0, "*", 0)
