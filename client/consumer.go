@@ -221,8 +221,8 @@ func (c *PushConsumer) Start(ctx context.Context) error {
 	first := make(chan struct{})
 	c.loops.Add(3)
 	go c.rebalanceLoop(first)
-	go c.heartbeatLoop()
-	go c.commitLoop()
+	go c.every(c.opts.heartbeatEvery, c.heartbeat)
+	go c.every(c.opts.commitEvery, c.commitAll)
 	c.mu.Unlock()
 
 	select {
@@ -310,39 +310,32 @@ func (c *PushConsumer) rebalanceLoop(first chan<- struct{}) {
 	}
 }
 
-func (c *PushConsumer) heartbeatLoop() {
+// every calls f every d until the consumer stops. The caller counted it in
+// c.loops.
+func (c *PushConsumer) every(d time.Duration, f func()) {
 	defer c.loops.Done()
-	t := time.NewTicker(c.opts.heartbeatEvery)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
-			c.heartbeat()
+			f()
 		}
 	}
 }
 
-func (c *PushConsumer) commitLoop() {
-	defer c.loops.Done()
-	t := time.NewTicker(c.opts.commitEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		c.mu.Lock()
-		qs := make([]*processQueue, 0, len(c.queues))
-		for _, pq := range c.queues {
-			qs = append(qs, pq)
-		}
-		c.mu.Unlock()
-		for _, pq := range qs {
-			c.commit(pq, false)
-		}
+// commitAll commits the offsets of every owned queue.
+func (c *PushConsumer) commitAll() {
+	c.mu.Lock()
+	qs := make([]*processQueue, 0, len(c.queues))
+	for _, pq := range c.queues {
+		qs = append(qs, pq)
+	}
+	c.mu.Unlock()
+	for _, pq := range qs {
+		c.commit(pq, false)
 	}
 }
 
