@@ -119,6 +119,16 @@ func (c *collector) add(who string, d *Delivery) {
 	}
 }
 
+func (c *collector) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range c.seen {
+		n += k
+	}
+	return n
+}
+
 func (c *collector) distinct() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -48,6 +48,9 @@ type StartFrom struct {
 }
 
 // GroupSub subscribes a member to a topic's messages that match Filter.
+// Topic AnyTopic stands for every topic but the internal ones (`%…`), those
+// created later included. Several subscriptions to one topic (or to it and
+// AnyTopic) read it once, with the union of their filters (route.AnyOf).
 type GroupSub struct {
 	Topic  string
 	Filter route.Filter
@@ -149,10 +152,16 @@ func (b *Broker) Join(groupName, id string, o MemberOptions) (*Member, error) {
 	}
 	subs := map[string]route.Filter{}
 	for _, s := range o.Subscriptions {
-		if err := checkName("topic", s.Topic); err != nil {
-			return nil, err
+		if s.Topic != AnyTopic {
+			if err := checkName("topic", s.Topic); err != nil {
+				return nil, err
+			}
 		}
-		subs[s.Topic] = s.Filter
+		if f, ok := subs[s.Topic]; ok {
+			subs[s.Topic] = route.AnyOf(f, s.Filter)
+		} else {
+			subs[s.Topic] = s.Filter
+		}
 	}
 	if o.Mode == Clustering {
 		subs[RetryTopic(groupName)] = route.Filter{}
@@ -188,6 +197,22 @@ func (b *Broker) Join(groupName, id string, o MemberOptions) (*Member, error) {
 
 // ID is the member's id.
 func (m *Member) ID() string { return m.id }
+
+// filterFor returns the member's filter for topic, and whether it reads the
+// topic at all. Caller holds g.mu.
+func (m *Member) filterFor(topic string) (route.Filter, bool) {
+	f, ok := m.subs[topic]
+	if topic == "" || topic[0] == '%' {
+		return f, ok
+	}
+	if wild, wildOK := m.subs[AnyTopic]; wildOK {
+		if ok {
+			return route.AnyOf(f, wild), true
+		}
+		return wild, true
+	}
+	return f, ok
+}
 
 // Heartbeat says the member is alive. Pulls count as heartbeats too.
 func (m *Member) Heartbeat() {
@@ -284,7 +309,17 @@ func (g *group) rebalance() {
 	topics := map[string]bool{}
 	for _, m := range g.members {
 		for t := range m.subs {
-			topics[t] = true
+			if t != AnyTopic {
+				topics[t] = true
+				continue
+			}
+			g.b.topics.mu.RLock()
+			for name := range g.b.topics.m {
+				if name[0] != '%' {
+					topics[name] = true
+				}
+			}
+			g.b.topics.mu.RUnlock()
 		}
 	}
 	owned := map[*cursor]bool{}
@@ -292,7 +327,7 @@ func (g *group) rebalance() {
 		n := g.queuesOf(t)
 		var subscribers []*Member
 		for _, id := range ids {
-			if _, ok := g.members[id].subs[t]; ok {
+			if _, ok := g.members[id].filterFor(t); ok {
 				subscribers = append(subscribers, g.members[id])
 			}
 		}
@@ -498,9 +533,10 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 		}
 		g.mu.Lock()
 		from, gen := c.next, c.gen
+		f, _ := m.filterFor(c.key.topic)
 		g.mu.Unlock()
 		res, rerr := b.store.Read(c.key.topic, c.key.queue, from, storage.ReadOptions{
-			MaxCount: max - len(out), Filter: storeFilter(m.subs[c.key.topic]),
+			MaxCount: max - len(out), Filter: storeFilter(f),
 		})
 		g.mu.Lock()
 		c.fetching = false
@@ -734,7 +770,7 @@ func (b *Broker) topicChanged(topic string) {
 	for _, g := range b.groups {
 		g.mu.Lock()
 		for _, m := range g.members {
-			if _, ok := m.subs[topic]; ok {
+			if _, ok := m.filterFor(topic); ok {
 				g.rebalance()
 				break
 			}

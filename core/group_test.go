@@ -482,3 +482,51 @@ func TestResetOffsets(t *testing.T) {
 		t.Fatalf("reset of an unknown group: %v", err)
 	}
 }
+
+// A member subscribed to AnyTopic reads every user topic, those created after
+// it joined too, with the union of its filters where it also names a topic.
+func TestAnyTopicAndUnionFilters(t *testing.T) {
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	b.CreateTopic("devices", 2)
+	c := newCollector()
+	m := join(t, b.Broker, "g", "m", MemberOptions{Subscriptions: []GroupSub{
+		{Topic: AnyTopic, Filter: mustFilter(t, "+/telemetry")},
+		{Topic: "devices", Filter: mustFilter(t, "7/#")},
+		{Topic: "devices", Filter: mustFilter(t, "8/cmd")},
+	}})
+	defer consume(t, m, c, PushOptions{}, nil)()
+	subject := func(i int) string { return []string{"1/telemetry", "7/cmd", "8/cmd", "9/cmd"}[i%4] }
+	publishN(t, b.Broker, "devices", 40, PublishOptions{Queue: QueueAuto}, subject)
+	publishN(t, b.Broker, "later", 40, PublishOptions{Queue: QueueAuto}, subject) // auto-created: only */telemetry
+	waitFor(t, 5*time.Second, "30 from devices and 10 from later", func() bool { return c.total() == 40 })
+	time.Sleep(100 * time.Millisecond)
+	if n := c.total(); n != 40 {
+		t.Fatalf("got %d messages, want 40", n)
+	}
+	if _, err := b.Join("g2", "m", MemberOptions{Subscriptions: []GroupSub{{Topic: "%RETRY%x"}}}); err == nil {
+		t.Fatal("a member joined an internal topic by name")
+	}
+}
+
+func TestDeleteGroupForgetsOffsets(t *testing.T) {
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	publishN(t, b.Broker, "t", 10, PublishOptions{Queue: QueueAuto}, nil)
+	c := newCollector()
+	m := join(t, b.Broker, "g", "m", MemberOptions{Subscriptions: subs("t", "*")})
+	stop := consume(t, m, c, PushOptions{}, nil)
+	waitFor(t, 5*time.Second, "10 messages", func() bool { return c.distinct() == 10 })
+	stop()
+	if err := b.DeleteGroup("g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Pull(context.Background(), 1); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("pull after delete: %v, want ErrNotMember", err)
+	}
+	if err := b.DeleteGroup("g"); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("second delete: %v, want ErrUnknownGroup", err)
+	}
+	c2 := newCollector()
+	m2 := join(t, b.Broker, "g", "m", MemberOptions{Subscriptions: subs("t", "*")})
+	defer consume(t, m2, c2, PushOptions{}, nil)()
+	waitFor(t, 5*time.Second, "the 10 messages again: the offsets were forgotten", func() bool { return c2.distinct() == 10 })
+}

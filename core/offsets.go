@@ -126,3 +126,39 @@ func splitOffsetKey(key string) (string, int, bool) {
 	q, err := strconv.Atoi(key[i+1:])
 	return key[:i], q, err == nil
 }
+
+// DeleteGroup removes a group: its members are dropped (their pulls end with
+// ErrNotMember), and its committed offsets are forgotten. Front-ends use it
+// for consumers whose state must not outlive them (an MQTT clean session).
+// Its retry and dead-letter topics stay, as messages do.
+func (b *Broker) DeleteGroup(groupName string) error {
+	b.mu.Lock()
+	g := b.groups[groupName]
+	delete(b.groups, groupName)
+	b.mu.Unlock()
+	if g != nil {
+		g.mu.Lock()
+		for _, m := range g.members {
+			m.gone = true
+			m.notify()
+		}
+		g.members = map[string]*Member{}
+		g.cursors = map[cursorKey]*cursor{}
+		g.mu.Unlock()
+	}
+	b.savedMu.Lock()
+	found := g != nil
+	for owner := range b.saved {
+		if owner == groupName || strings.HasPrefix(owner, groupName+"@") {
+			delete(b.saved, owner)
+			found = true
+		}
+	}
+	b.offsetsSaved = 0
+	b.savedMu.Unlock()
+	if !found {
+		return fmt.Errorf("%w: %q", ErrUnknownGroup, groupName)
+	}
+	b.offsetsChanged()
+	return b.saveOffsets()
+}

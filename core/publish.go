@@ -174,6 +174,9 @@ func (b *Broker) Subscribe(topic string, filter route.Filter, fn func(*Message))
 			return nil, fmt.Errorf("%w: %v", ErrInvalidName, err)
 		}
 	}
+	if filter.Union() {
+		return nil, fmt.Errorf("core: live subscription to %q: a union of filters (%s) is for consumer groups; subscribe once per filter", topic, filter)
+	}
 	s := &Subscription{b: b, topic: topic, filter: filter, fn: fn}
 	if b.live.Add(topic, filter, s) {
 		b.liveSubs.Add(1)

@@ -25,7 +25,13 @@ const (
 	kindExact             // expr is the one subject that matches
 	kindTags              // expr is two or more distinct sorted subjects joined by tagSep
 	kindWild              // expr is an MQTT-style filter with '+' or '#'
+	kindAny               // expr is two or more filters, each a kind byte and its expr, joined by anySep
 )
+
+// anySep separates the parts of a union. A union of filters that hold a NUL
+// byte is not supported (MQTT forbids it in topics [MQTT-4.7.3-2]).
+const anySep = "\x00"
+
 
 // Filter selects messages of a topic by their subject. The zero Filter
 // matches every message.
@@ -132,6 +138,60 @@ func Exact(subject string) Filter {
 	return Filter{kind: kindExact, expr: subject}
 }
 
+// AnyOf returns the filter that matches what any of fs matches: a consumer
+// with several filters on one topic (MQTT `devices/+/telemetry` and
+// `devices/7/#`) reads the topic once, and gets each message once. Plain
+// subjects and tag lists merge into one tag list; a filter that matches
+// everything makes the union match everything. AnyOf() matches nothing.
+//
+// A union is for reading a topic (consumer groups); a live-routing Table
+// takes only single filters (see Union).
+func AnyOf(fs ...Filter) Filter {
+	var tags, parts []string
+	for _, f := range fs {
+		switch f.kind {
+		case kindAll:
+			return Filter{}
+		case kindExact, kindTags:
+			tags = append(tags, f.Tags()...)
+		case kindWild:
+			parts = append(parts, string(rune(kindWild))+f.expr)
+		case kindAny:
+			if f.expr == "" {
+				continue
+			}
+			for p := range strings.SplitSeq(f.expr, anySep) {
+				if kind(p[0]) == kindWild {
+					parts = append(parts, p)
+				} else {
+					tags = append(tags, Filter{kind: kind(p[0]), expr: p[1:]}.Tags()...)
+				}
+			}
+		}
+	}
+	slices.Sort(tags)
+	tags = slices.Compact(tags)
+	switch len(tags) {
+	case 0:
+	case 1:
+		parts = append(parts, string(rune(kindExact))+tags[0])
+	default:
+		parts = append(parts, string(rune(kindTags))+strings.Join(tags, tagSep))
+	}
+	slices.Sort(parts)
+	parts = slices.Compact(parts)
+	switch len(parts) {
+	case 0:
+		return Filter{kind: kindAny} // no part: matches nothing
+	case 1:
+		return Filter{kind: kind(parts[0][0]), expr: parts[0][1:]}
+	}
+	return Filter{kind: kindAny, expr: strings.Join(parts, anySep)}
+}
+
+// Union reports whether f came from AnyOf with two or more distinct parts.
+func (f Filter) Union() bool { return f.kind == kindAny && f.expr != "" }
+
 // All reports whether f matches every message.
 func (f Filter) All() bool { return f.kind == kindAll }
 
@@ -139,8 +199,21 @@ func (f Filter) All() bool { return f.kind == kindAll }
 // sorted and joined by " || ", or the subject or MQTT-style filter as given.
 // For a filter from ParseFilter, ParseFilter(f.String()) == f.
 func (f Filter) String() string {
-	if f.kind == kindAll {
+	switch f.kind {
+	case kindAll:
 		return "*"
+	case kindAny:
+		if f.expr == "" {
+			return "(nothing)"
+		}
+		var b strings.Builder
+		for p := range strings.SplitSeq(f.expr, anySep) {
+			if b.Len() > 0 {
+				b.WriteString(" , ")
+			}
+			b.WriteString(p[1:])
+		}
+		return b.String()
 	}
 	return f.expr
 }
@@ -177,6 +250,18 @@ func (f Filter) Match(subject string) bool {
 			}
 			rest = next
 		}
+	case kindAny:
+		for rest := f.expr; rest != ""; {
+			p, next, more := strings.Cut(rest, anySep)
+			if (Filter{kind: kind(p[0]), expr: p[1:]}).Match(subject) {
+				return true
+			}
+			if !more {
+				return false
+			}
+			rest = next
+		}
+		return false
 	}
 	return matchWild(f.expr, subject)
 }

@@ -269,3 +269,49 @@ func mustParse(t testing.TB, expr string) Filter {
 	}
 	return f
 }
+
+func TestAnyOf(t *testing.T) {
+	mustParse := func(e string) Filter {
+		f, err := ParseFilter(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	cases := []struct {
+		fs       []Filter
+		match    []string
+		nomatch  []string
+		union    bool
+		tagsOnly bool
+	}{
+		{fs: nil, nomatch: []string{"", "a"}},
+		{fs: []Filter{mustParse("a"), mustParse("b || c")}, match: []string{"a", "b", "c"}, nomatch: []string{"", "d"}, tagsOnly: true},
+		{fs: []Filter{mustParse("+/telemetry"), mustParse("7/#")}, match: []string{"1/telemetry", "7", "7/cmd"}, nomatch: []string{"1/cmd", ""}, union: true},
+		{fs: []Filter{Exact(""), mustParse("+/x")}, match: []string{"", "a/x"}, nomatch: []string{"a"}, union: true},
+		{fs: []Filter{mustParse("+/x"), mustParse("*")}, match: []string{"anything", ""}},
+		{fs: []Filter{mustParse("+/x"), mustParse("+/x")}, match: []string{"a/x"}},
+	}
+	for i, c := range cases {
+		f := AnyOf(c.fs...)
+		for _, s := range c.match {
+			if !f.Match(s) {
+				t.Errorf("case %d: %q does not match %q", i, f, s)
+			}
+		}
+		for _, s := range c.nomatch {
+			if f.Match(s) {
+				t.Errorf("case %d: %q matches %q", i, f, s)
+			}
+		}
+		if f.Union() != c.union {
+			t.Errorf("case %d: %q union = %v", i, f, f.Union())
+		}
+		if c.tagsOnly && f.Tags() == nil {
+			t.Errorf("case %d: %q has no tags", i, f)
+		}
+		if AnyOf(f) != f {
+			t.Errorf("case %d: AnyOf(%q) is not idempotent", i, f)
+		}
+	}
+}
