@@ -32,7 +32,6 @@ const (
 // byte is not supported (MQTT forbids it in topics [MQTT-4.7.3-2]).
 const anySep = "\x00"
 
-
 // Filter selects messages of a topic by their subject. The zero Filter
 // matches every message.
 //
