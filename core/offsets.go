@@ -162,3 +162,65 @@ func (b *Broker) DeleteGroup(groupName string) error {
 	b.offsetsChanged()
 	return b.saveOffsets()
 }
+
+// TrimBacklog skips a group's oldest unread messages so that at most max of
+// them wait across its queues, each queue giving up a share in proportion
+// to its backlog. It returns how many it skipped. Messages delivered and not
+// yet acknowledged are not touched. Front-ends use it to bound what waits
+// for a consumer that is away (an offline MQTT session).
+func (b *Broker) TrimBacklog(groupName string, max int64) (int64, error) {
+	type queue struct {
+		key      cursorKey
+		c        *cursor // nil: only a saved offset
+		from, hi int64
+	}
+	var qs []queue
+	var total int64
+	b.mu.Lock()
+	g := b.groups[groupName]
+	b.mu.Unlock()
+	if g != nil {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for k, c := range g.cursors {
+			_, hi := b.store.Offsets(k.topic, k.queue)
+			if hi > c.next {
+				qs = append(qs, queue{k, c, c.next, hi})
+				total += hi - c.next
+			}
+		}
+	} else {
+		b.savedMu.Lock()
+		for key, off := range b.saved[groupName] {
+			if topic, q, ok := splitOffsetKey(key); ok {
+				if _, hi := b.store.Offsets(topic, q); hi > off {
+					qs = append(qs, queue{cursorKey{topic: topic, queue: q}, nil, off, hi})
+					total += hi - off
+				}
+			}
+		}
+		b.savedMu.Unlock()
+	}
+	if total <= max {
+		return 0, nil
+	}
+	var skipped int64
+	for _, q := range qs {
+		keep := (q.hi - q.from) * max / total
+		to := q.hi - keep
+		skipped += to - q.from
+		if q.c != nil {
+			if len(q.c.pending) == 0 {
+				q.c.rewind(to)
+			} else {
+				q.c.next = to
+			}
+			continue
+		}
+		b.savedMu.Lock()
+		b.saved[groupName][q.key.offsetKey()] = to
+		b.savedMu.Unlock()
+	}
+	b.offsetsChanged()
+	return skipped, nil
+}

@@ -1,0 +1,539 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ferrymq/ferry/core"
+	ferrystorage "github.com/ferrymq/ferry/storage"
+)
+
+// hook connects the protocol engine to the core: it authenticates, stores
+// publishes, keeps sessions and their subscriptions, and hands the engine
+// back what Ferry saved of them at start.
+type hook struct {
+	mochi.HookBase
+	s *Server
+}
+
+func (h *hook) ID() string { return "ferry" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnSessionEstablish, mochi.OnSessionEstablished,
+		mochi.OnDisconnect, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnPublish,
+		mochi.OnPacketRead, mochi.OnQosComplete, mochi.OnWill, mochi.OnClientExpired,
+		mochi.StoredClients, mochi.StoredSubscriptions, mochi.StoredInflightMessages, mochi.StoredRetainedMessages,
+	}, []byte{b})
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
+	g := h.s.cfg.Guard
+	if g == nil {
+		return true
+	}
+	if err := g.Authenticate(string(pk.Connect.Username), string(pk.Connect.Password)); err != nil {
+		h.s.log.Info("mqtt: connection refused", "client", cl.ID, "remote", cl.Net.Remote, "user", string(pk.Connect.Username), "err", err)
+		return false
+	}
+	return true
+}
+
+func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
+	g := h.s.cfg.Guard
+	if g == nil {
+		return true
+	}
+	user := string(cl.Properties.Username)
+	if write {
+		return g.Allow(user, cl.ID, true, topic)
+	}
+	if _, f, ok := shareOf(topic); ok {
+		topic = f
+	}
+	return g.AllowFilter(user, cl.ID, topic)
+}
+
+// OnSessionEstablish runs before the engine takes over an existing session:
+// the old connection's feeds stop first, so that no delivery is in flight
+// on two connections.
+func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
+	s := h.s
+	s.mu.Lock()
+	old := s.sessions[cl.ID]
+	delete(s.sessions, cl.ID)
+	if t := s.wills[cl.ID]; t != nil { // [MQTT-3.1.3-9]
+		t.Stop()
+		delete(s.wills, cl.ID)
+	}
+	s.mu.Unlock()
+	if old != nil {
+		old.end(false)
+	}
+	if pk.Connect.Clean { // [MQTT-3.1.2-4]
+		s.forget(cl.ID)
+	}
+}
+
+func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
+	s := h.s
+	persistent := !cl.Properties.Clean
+	expiry := s.cfg.MaxSessionExpiry
+	if cl.Properties.ProtocolVersion == 5 {
+		persistent = cl.Properties.Props.SessionExpiryInterval > 0
+		expiry = cl.Properties.Props.SessionExpiryInterval
+	}
+	window := s.cfg.MaxInflight
+	if rm := int(cl.Properties.Props.ReceiveMaximum); cl.Properties.ProtocolVersion == 5 && rm > 0 {
+		window = min(window, rm) // [MQTT-3.3.4-9]
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	ss := &session{srv: s, id: cl.ID, user: string(cl.Properties.Username), cl: cl, persistent: persistent,
+		window: window, ctx: ctx, cancel: cancel,
+		subs: map[string]subState{}, feeds: map[string]*feed{}, out: map[uint16]*outbound{}}
+	for f, sub := range cl.State.Subscriptions.GetAll() {
+		ss.subs[f] = fromSubscription(sub)
+	}
+	if persistent {
+		gen := s.state.update(func() (bool, bool) {
+			st := s.state.sessions[cl.ID]
+			if st == nil {
+				st = &sessionState{ID: cl.ID}
+				s.state.sessions[cl.ID] = st
+			}
+			st.Username, st.Version, st.Expiry, st.Connected, st.Left = ss.user, cl.Properties.ProtocolVersion, expiry, true, 0
+			st.Subs = subList(ss.subs)
+			st.Will = willOf(cl.Properties.Will)
+			return true, false
+		})
+		_ = s.state.wait(ctx, gen)
+	}
+	s.mu.Lock()
+	s.sessions[cl.ID] = ss
+	s.mu.Unlock()
+	if err := ss.applySubs(); err != nil {
+		s.log.Warn("mqtt: restoring a session's subscriptions failed", "client", cl.ID, "err", err)
+	}
+}
+
+func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
+	s := h.s
+	s.mu.Lock()
+	ss := s.sessions[cl.ID]
+	if ss == nil || ss.cl != cl { // restored at start, or taken over
+		s.mu.Unlock()
+		return
+	}
+	delete(s.sessions, cl.ID)
+	s.mu.Unlock()
+	ss.end(!ss.persistent)
+	if ss.persistent {
+		s.state.update(func() (bool, bool) {
+			if st := s.state.sessions[cl.ID]; st != nil {
+				st.Connected, st.Left = false, time.Now().Unix()
+				return true, false
+			}
+			return false, false
+		})
+	}
+}
+
+func (h *hook) OnClientExpired(cl *mochi.Client) {
+	h.s.forget(cl.ID)
+}
+
+// forget drops what Ferry keeps of a session: its state and its group's
+// offsets.
+func (s *Server) forget(id string) {
+	s.state.update(func() (bool, bool) {
+		_, ok := s.state.sessions[id]
+		delete(s.state.sessions, id)
+		return ok, false
+	})
+	if err := s.core.DeleteGroup(ownGroup(id)); err != nil && !errors.Is(err, core.ErrUnknownGroup) {
+		s.log.Warn("mqtt: deleting a session's group failed", "client", id, "err", err)
+	}
+}
+
+// OnSubscribe refuses the filters the core cannot serve, by handing the
+// engine an invalid filter in their place (it answers "topic filter
+// invalid").
+func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	for i, sub := range pk.Filters {
+		f := sub.Filter
+		if g, rest, ok := shareOf(f); ok {
+			if err := ferrystorage.ValidTopic(g); err != nil || g[0] == '%' {
+				h.s.log.Info("mqtt: shared subscription refused: the share name is not a Ferry group name", "client", cl.ID, "filter", f)
+				pk.Filters[i].Filter = "#/"
+				continue
+			}
+			f = rest
+		}
+		if len(f) > 0 && f[0] == '$' {
+			continue
+		}
+		if _, err := h.s.mapper.filter(f); err != nil {
+			h.s.log.Info("mqtt: subscription refused", "client", cl.ID, "filter", f, "err", err)
+			pk.Filters[i].Filter = "#/"
+		}
+	}
+	return pk
+}
+
+// OnSubscribed joins the core groups of the new subscriptions before the
+// engine sends SUBACK, so that everything published after it is delivered.
+func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
+	ss := h.s.session(cl)
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	for i, sub := range pk.Filters {
+		if i < len(codes) && codes[i] <= 2 {
+			s := fromSubscription(sub)
+			s.QoS = codes[i]
+			ss.subs[sub.Filter] = s
+		}
+	}
+	ss.mu.Unlock()
+	ss.saveSubs(true)
+	if err := ss.applySubs(); err != nil {
+		h.s.log.Warn("mqtt: subscribing in the core failed", "client", cl.ID, "err", err)
+	}
+}
+
+func (h *hook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
+	ss := h.s.session(cl)
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	for _, sub := range pk.Filters {
+		delete(ss.subs, sub.Filter)
+	}
+	ss.mu.Unlock()
+	ss.saveSubs(false)
+	_ = ss.applySubs()
+}
+
+// session returns cl's session if cl is its current connection.
+func (s *Server) session(cl *mochi.Client) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.sessions[cl.ID]; ss != nil && ss.cl == cl {
+		return ss
+	}
+	return nil
+}
+
+func (ss *session) saveSubs(wait bool) {
+	if !ss.persistent {
+		return
+	}
+	ss.mu.Lock()
+	subs := subList(ss.subs)
+	ss.mu.Unlock()
+	st := ss.srv.state
+	gen := st.update(func() (bool, bool) {
+		if s := st.sessions[ss.id]; s != nil {
+			s.Subs = subs
+			return true, false
+		}
+		return false, false
+	})
+	if wait {
+		if err := st.wait(ss.ctx, gen); err != nil {
+			ss.srv.log.Warn("mqtt: saving a session's subscriptions failed", "client", ss.id, "err", err)
+		}
+	}
+}
+
+// OnPublish stores a client's PUBLISH in the core before the engine
+// acknowledges it, and tells the engine not to route it: the subscribers'
+// feeds read it from the core like any other message.
+func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := h.s
+	topic, subject, err := s.mapper.toCore(pk.TopicName)
+	if err != nil {
+		return h.refuse(cl, pk, packets.ErrTopicNameInvalid, err)
+	}
+	m := &core.Message{Topic: topic, Subject: subject, Body: pk.Payload, Properties: inProperties(cl, &pk)}
+	if _, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName}); err != nil {
+		code := packets.ErrUnspecifiedError
+		switch {
+		case errors.Is(err, ferrystorage.ErrMessageTooLarge):
+			code = packets.ErrPacketTooLarge
+		case errors.Is(err, ferrystorage.ErrDiskFull):
+			code = packets.ErrQuotaExceeded
+		case errors.Is(err, core.ErrInvalidName), errors.Is(err, core.ErrUnknownTopic):
+			code = packets.ErrTopicNameInvalid
+		}
+		return h.refuse(cl, pk, code, err)
+	}
+	s.received.Add(1)
+	if pk.FixedHeader.Retain {
+		s.retain(pk.TopicName, pk.Payload, pk.FixedHeader.Qos, pk.Properties.User)
+	}
+	if pk.FixedHeader.Qos == 2 {
+		if ss := s.session(cl); ss != nil && ss.persistent {
+			gen := s.state.update(func() (bool, bool) {
+				if st := s.state.sessions[cl.ID]; st != nil {
+					st.QoS2In = append(st.QoS2In, pk.PacketID)
+					return true, false
+				}
+				return false, false
+			})
+			_ = s.state.wait(ss.ctx, gen)
+		}
+	}
+	return pk, packets.CodeSuccessIgnore // acknowledged, not routed by the engine
+}
+
+// refuse answers a PUBLISH the core did not take: MQTT 5 gets the reason
+// code in PUBACK/PUBREC; MQTT 3.1.1 has no negative acknowledgement, so the
+// connection is closed [MQTT-3.3.5-2]. Never acknowledged as a success.
+func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, err error) (packets.Packet, error) {
+	h.s.refused.Add(1)
+	h.s.log.Info("mqtt: publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "bytes", len(pk.Payload), "reason", code.Reason, "err", err)
+	if cl.Properties.ProtocolVersion == 5 {
+		switch pk.FixedHeader.Qos {
+		case 0:
+			return pk, packets.ErrRejectPacket
+		case 1:
+			return pk, code
+		default:
+			ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID,
+				ReasonCode: code.Code, Properties: packets.Properties{ReasonString: code.Reason}}
+			_ = cl.WritePacket(ack)
+			return pk, packets.ErrRejectPacket
+		}
+	}
+	cl.Stop(code)
+	return pk, packets.ErrRejectPacket
+}
+
+// retain keeps (or, with an empty payload, removes) the retained message
+// of topic, in the engine's index and in Ferry's state, and waits for the
+// state to be saved.
+func (s *Server) retain(topic string, payload []byte, qos byte, user []packets.UserProperty) {
+	out := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: qos},
+		TopicName: topic, Payload: payload, Properties: packets.Properties{User: user}, Created: time.Now().Unix()}
+	s.mq.Topics.RetainMessage(out)
+	gen := s.state.update(func() (bool, bool) {
+		if len(payload) == 0 { // [MQTT-3.3.1-6]
+			_, ok := s.state.retained[topic]
+			delete(s.state.retained, topic)
+			return false, ok
+		}
+		s.state.retained[topic] = retainedState{Payload: payload, QoS: qos, User: userMap(user), Created: out.Created}
+		return false, true
+	})
+	_ = s.state.wait(s.ctx, gen)
+}
+
+// OnPacketRead takes the acknowledgements of Ferry's own deliveries
+// (PUBACK, PUBREC); the engine sees them too and ignores the packet ids it
+// does not know.
+func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Puback:
+		if ss := h.s.session(cl); ss != nil {
+			ss.puback(pk.PacketID)
+		}
+	case packets.Pubrec:
+		if ss := h.s.session(cl); ss != nil {
+			ss.pubrec(pk.PacketID, pk.ReasonCode >= packets.ErrUnspecifiedError.Code)
+		}
+	}
+	return pk, nil
+}
+
+// OnQosComplete ends the persisted QoS 2 exchanges: PUBREL for a publish
+// received, PUBCOMP for a delivery.
+func (h *hook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
+	typ := pk.FixedHeader.Type
+	if typ != packets.Pubrel && typ != packets.Pubcomp {
+		return
+	}
+	st := h.s.state
+	st.update(func() (bool, bool) {
+		s := st.sessions[cl.ID]
+		if s == nil {
+			return false, false
+		}
+		list := &s.QoS2In
+		if typ == packets.Pubcomp {
+			list = &s.QoS2Out
+		}
+		for i, id := range *list {
+			if id == pk.PacketID {
+				*list = append((*list)[:i], (*list)[i+1:]...)
+				return true, false
+			}
+		}
+		return false, false
+	})
+}
+
+// OnWill publishes a will through the core (now, or after its delay unless
+// the client comes back), and hands the engine a will that reaches nobody.
+func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
+	s := h.s
+	w := willOf(will)
+	if w != nil {
+		if w.Delay == 0 {
+			s.publishWill(cl.ID, w)
+		} else {
+			s.mu.Lock()
+			if t := s.wills[cl.ID]; t != nil {
+				t.Stop()
+			}
+			s.wills[cl.ID] = time.AfterFunc(time.Duration(w.Delay)*time.Second, func() {
+				s.mu.Lock()
+				delete(s.wills, cl.ID)
+				s.mu.Unlock()
+				s.publishWill(cl.ID, w)
+			})
+			s.mu.Unlock()
+		}
+	}
+	return mochi.Will{TopicName: "$ferry/void", Flag: 0}, nil
+}
+
+func (s *Server) publishWill(client string, w *willState) {
+	topic, subject, err := s.mapper.toCore(w.Topic)
+	if err == nil {
+		props := map[string]string{propQoS: string('0' + w.QoS), propClient: client}
+		for k, v := range w.User {
+			props[k] = v
+		}
+		if w.Retain {
+			props[propRetain] = "1"
+		}
+		_, err = s.core.Publish(context.Background(), &core.Message{Topic: topic, Subject: subject, Body: w.Payload, Properties: props},
+			core.PublishOptions{Queue: core.QueueAuto, ShardKey: w.Topic})
+	}
+	if err != nil {
+		s.log.Warn("mqtt: will message not published", "client", client, "topic", w.Topic, "err", err)
+		return
+	}
+	if w.Retain {
+		s.retain(w.Topic, w.Payload, w.QoS, nil)
+	}
+	s.state.update(func() (bool, bool) {
+		if st := s.state.sessions[client]; st != nil && st.Will != nil {
+			st.Will = nil
+			return true, false
+		}
+		return false, false
+	})
+}
+
+// fireCrashWills publishes the wills of the persistent sessions that were
+// connected when Ferry stopped without closing them: their connections
+// ended without a DISCONNECT.
+func (s *Server) fireCrashWills() {
+	for _, st := range s.state.allSessions() {
+		if st.Connected && st.Will != nil {
+			s.publishWill(st.ID, st.Will)
+		}
+	}
+}
+
+// The engine's storage interface: at start it gets back the sessions, their
+// subscriptions, the QoS 2 exchanges in progress and the retained messages.
+
+func (h *hook) StoredClients() ([]storage.Client, error) {
+	var out []storage.Client
+	for _, st := range h.s.state.allSessions() {
+		c := storage.Client{ID: st.ID, Username: []byte(st.Username), ProtocolVersion: st.Version, Listener: "tcp"}
+		if st.Version == 5 {
+			c.Properties.SessionExpiryInterval, c.Properties.SessionExpiryIntervalFlag = st.Expiry, true
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (h *hook) StoredSubscriptions() ([]storage.Subscription, error) {
+	var out []storage.Subscription
+	for _, st := range h.s.state.allSessions() {
+		for _, sub := range st.Subs {
+			out = append(out, storage.Subscription{Client: st.ID, Filter: sub.Filter, Qos: sub.QoS, NoLocal: sub.NoLocal,
+				RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, Identifier: sub.ID})
+		}
+	}
+	return out, nil
+}
+
+func (h *hook) StoredInflightMessages() ([]storage.Message, error) {
+	var out []storage.Message
+	now := time.Now().Unix()
+	for _, st := range h.s.state.allSessions() {
+		for _, id := range st.QoS2In {
+			out = append(out, storage.Message{Client: st.ID, PacketID: id, Created: now,
+				FixedHeader: packets.FixedHeader{Type: packets.Pubrec}})
+		}
+		for _, id := range st.QoS2Out {
+			out = append(out, storage.Message{Client: st.ID, PacketID: id, Created: now,
+				FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}})
+		}
+	}
+	return out, nil
+}
+
+func (h *hook) StoredRetainedMessages() ([]storage.Message, error) {
+	st := h.s.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]storage.Message, 0, len(st.retained))
+	for topic, r := range st.retained {
+		m := storage.Message{TopicName: topic, Payload: r.Payload, Created: r.Created,
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: r.QoS}}
+		for k, v := range r.User {
+			m.Properties.User = append(m.Properties.User, packets.UserProperty{Key: k, Val: v})
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func fromSubscription(sub packets.Subscription) subState {
+	return subState{Filter: sub.Filter, QoS: sub.Qos, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
+		RetainHandling: sub.RetainHandling, ID: sub.Identifier}
+}
+
+func subList(m map[string]subState) []subState {
+	out := make([]subState, 0, len(m))
+	for _, s := range m {
+		out = append(out, s)
+	}
+	return out
+}
+
+func willOf(w mochi.Will) *willState {
+	if w.Flag == 0 || w.TopicName == "" {
+		return nil
+	}
+	return &willState{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain, Delay: w.WillDelayInterval, User: userMap(w.User)}
+}
+
+func userMap(u []packets.UserProperty) map[string]string {
+	if len(u) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(u))
+	for _, p := range u {
+		m[p.Key] = p.Val
+	}
+	return m
+}

@@ -1,0 +1,317 @@
+// Package mqtt is Ferry's MQTT front-end: MQTT 3.1.1 and 5 over TCP, TLS and
+// WebSocket. The protocol engine is mochi-mqtt (connections, packets, keep
+// alive, subscription bookkeeping, retained-message index); what is stored
+// and delivered is Ferry's core. A PUBLISH is stored in the core before it is
+// acknowledged, and every MQTT subscription is read from the core through a
+// consumer group, so messages from any protocol reach MQTT subscribers by
+// one path, and a slow or absent subscriber's backlog stays in the store.
+// See docs/mqtt.md.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/ferrymq/ferry/core"
+)
+
+// Guard authenticates clients and authorizes their topics. Topics are full
+// MQTT topic names; filters may hold wildcards.
+type Guard interface {
+	Authenticate(user, password string) error
+	Allow(user, clientID string, write bool, topic string) bool
+	AllowFilter(user, clientID, filter string) bool
+}
+
+// Config configures the MQTT front-end. An empty address switches that
+// listener off.
+type Config struct {
+	Addr        string // MQTT over TCP, e.g. ":1883"
+	WSAddr      string // MQTT over WebSocket, path /mqtt, e.g. ":8083"
+	TLSAddr     string // MQTT over TLS, e.g. ":8883"; needs TLSCertFile and TLSKeyFile
+	TLSCertFile string
+	TLSKeyFile  string
+
+	Rules []Rule // topic mapping rules; the first level is the default
+
+	// MaxPacketSize is the largest packet accepted and sent, in bytes.
+	MaxPacketSize uint32
+	// MaxInflight is how many QoS 1/2 messages a subscription's feed has
+	// sent and not had acknowledged; the client's own receive maximum
+	// lowers it. It is also the receive maximum offered to clients.
+	MaxInflight int
+	// MaxQueued bounds what waits for a disconnected persistent session:
+	// past it, the oldest messages are skipped (ferry_mqtt_dropped_total).
+	MaxQueued int64
+	// MaxConnections is the most clients connected at once; more are
+	// refused with "server unavailable" (3.1.1) or "server busy" (5).
+	MaxConnections int64
+	// ResendInterval is how long a QoS 1/2 delivery waits for its
+	// acknowledgement before it is sent again (DUP set).
+	ResendInterval time.Duration
+	// MaxSessionExpiry caps the session expiry a client may ask for, in
+	// seconds; persistent 3.1.1 sessions get it too. 0: no cap.
+	MaxSessionExpiry uint32
+
+	Guard  Guard // nil: everyone is allowed everything
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = 4 << 20
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = 1024
+	}
+	if c.MaxInflight > 65535 {
+		c.MaxInflight = 65535
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 1_000_000
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 1_000_000
+	}
+	if c.ResendInterval <= 0 {
+		c.ResendInterval = 20 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Stats are the front-end's counters, for metrics.
+type Stats struct {
+	Connections   int64 // connected now
+	Sessions      int64 // persistent sessions known (connected or not)
+	Received      int64 // PUBLISH packets stored
+	Refused       int64 // PUBLISH packets refused (topic, size, disk, ACL)
+	Delivered     int64 // PUBLISH packets sent to subscribers
+	Resent        int64 // deliveries sent again after ResendInterval
+	Dropped       int64 // messages skipped for an offline session past MaxQueued
+	InflightTotal int64 // QoS 1/2 deliveries awaiting acknowledgement
+}
+
+// Server is the MQTT front-end.
+type Server struct {
+	cfg    Config
+	core   *core.Broker
+	log    *slog.Logger
+	mq     *mochi.Server
+	mapper *mapper
+	state  *stateStore
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	sessions map[string]*session // connected sessions, by client id
+	wills    map[string]*time.Timer
+	addrs    map[string]string // listener id → bound address
+
+	received, refused, delivered, resent, dropped atomic.Int64
+}
+
+// New makes the front-end over b; Start opens its listeners.
+func New(b *core.Broker, cfg Config) (*Server, error) {
+	cfg.defaults()
+	mp, err := newMapper(cfg.Rules)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openState(b.Store(), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = cfg.MaxPacketSize
+	caps.MaximumClients = cfg.MaxConnections
+	caps.ReceiveMaximum = uint16(cfg.MaxInflight)
+	caps.MaximumInflight = uint16(cfg.MaxInflight)
+	if cfg.MaxSessionExpiry > 0 {
+		caps.MaximumSessionExpiryInterval = cfg.MaxSessionExpiry
+	}
+	caps.MaximumMessageExpiryInterval = 0 // messages live as long as the store keeps them
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
+		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, addrs: map[string]string{},
+	}
+	s.mq = mochi.New(&mochi.Options{
+		Capabilities:           caps,
+		Logger:                 cfg.Logger.With("component", "mqtt"),
+		SysTopicResendInterval: 10,
+	})
+	if err := s.mq.AddHook(&hook{s: s}, nil); err != nil {
+		st.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start opens the configured listeners and starts serving. An address that
+// cannot be bound is an error naming it.
+func (s *Server) Start() error {
+	type spec struct {
+		id, addr string
+		tls      bool
+		ws       bool
+	}
+	var tlsCfg *tls.Config
+	if s.cfg.TLSAddr != "" {
+		if s.cfg.TLSCertFile == "" || s.cfg.TLSKeyFile == "" {
+			return errors.New("mqtt: the TLS listener needs a certificate and a key (mqtt.tls-cert, mqtt.tls-key)")
+		}
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("mqtt: TLS certificate: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	for _, sp := range []spec{{"tcp", s.cfg.Addr, false, false}, {"tls", s.cfg.TLSAddr, true, false}, {"ws", s.cfg.WSAddr, false, true}} {
+		if sp.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", sp.addr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("mqtt: %s listener on %s: %w", sp.id, sp.addr, err)
+		}
+		if sp.tls {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		var l listeners.Listener = &streamListener{id: sp.id, ln: ln}
+		if sp.ws {
+			l = newWSListener(sp.id, ln, s.log)
+		}
+		if err := s.mq.AddListener(l); err != nil {
+			ln.Close()
+			s.closeListeners()
+			return fmt.Errorf("mqtt: %s listener: %w", sp.id, err)
+		}
+		s.mu.Lock()
+		s.addrs[sp.id] = ln.Addr().String()
+		s.mu.Unlock()
+		s.log.Info("mqtt: listening", "listener", sp.id, "addr", ln.Addr().String())
+	}
+	if err := s.mq.Serve(); err != nil {
+		s.closeListeners()
+		return fmt.Errorf("mqtt: serve: %w", err)
+	}
+	s.fireCrashWills()
+	s.wg.Add(1)
+	go s.janitor()
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mq.Listeners.CloseAll(func(string) {})
+}
+
+// Addr returns the bound address of listener "tcp", "tls" or "ws", or "".
+func (s *Server) Addr(listener string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[listener]
+}
+
+// Close disconnects every client, stops the feeds and saves the sessions.
+func (s *Server) Close() error {
+	err := s.mq.Close()
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	for _, t := range s.wills {
+		t.Stop()
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.end(false)
+	}
+	s.state.close()
+	return err
+}
+
+// Stats returns the front-end's counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Connections: atomic.LoadInt64(&s.mq.Info.ClientsConnected),
+		Received:    s.received.Load(), Refused: s.refused.Load(), Delivered: s.delivered.Load(),
+		Resent: s.resent.Load(), Dropped: s.dropped.Load(),
+	}
+	s.state.mu.Lock()
+	st.Sessions = int64(len(s.state.sessions))
+	s.state.mu.Unlock()
+	s.mu.Lock()
+	for _, ss := range s.sessions {
+		ss.mu.Lock()
+		st.InflightTotal += int64(len(ss.out))
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	return st
+}
+
+// janitor re-sends unacknowledged deliveries and trims what waits for
+// offline sessions.
+func (s *Server) janitor() {
+	defer s.wg.Done()
+	tick := time.NewTicker(min(s.cfg.ResendInterval/2, 5*time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tick.C:
+			s.mu.Lock()
+			live := make([]*session, 0, len(s.sessions))
+			for _, ss := range s.sessions {
+				live = append(live, ss)
+			}
+			s.mu.Unlock()
+			for _, ss := range live {
+				ss.resend(now)
+			}
+			s.trimOffline()
+		}
+	}
+}
+
+// trimOffline bounds the backlog of the persistent sessions that are away.
+func (s *Server) trimOffline() {
+	for _, st := range s.state.allSessions() {
+		s.mu.Lock()
+		_, online := s.sessions[st.ID]
+		s.mu.Unlock()
+		if online || len(st.Subs) == 0 {
+			continue
+		}
+		n, err := s.core.TrimBacklog(ownGroup(st.ID), s.cfg.MaxQueued)
+		if err != nil {
+			s.log.Warn("mqtt: trimming an offline session's backlog failed", "client", st.ID, "err", err)
+			continue
+		}
+		if n > 0 {
+			s.dropped.Add(n)
+			s.log.Warn("mqtt: offline session over its queue limit; oldest messages skipped",
+				"client", st.ID, "skipped", n, "limit", s.cfg.MaxQueued, "key", "mqtt.max-queued")
+		}
+	}
+}

@@ -1,0 +1,492 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ferrymq/ferry/core"
+)
+
+// Properties Ferry keeps on messages published over MQTT.
+const (
+	propQoS         = "MQTT_QOS"
+	propClient      = "MQTT_CLIENT" // the publisher's client id, for No Local
+	propRetain      = "MQTT_RETAIN"
+	propContentType = "MQTT_CONTENT_TYPE"
+	propResponse    = "MQTT_RESPONSE_TOPIC"
+	propCorrelation = "MQTT_CORRELATION" // base64
+	propFormat      = "MQTT_PAYLOAD_FORMAT"
+)
+
+// ownGroup is the core consumer group of a client's own (not shared)
+// subscriptions: "mqtt-" and the client id, with characters a group name
+// cannot hold replaced and a hash added when anything was replaced.
+func ownGroup(clientID string) string {
+	var b strings.Builder
+	b.WriteString("mqtt-")
+	changed := false
+	for _, r := range clientID {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+			changed = true
+		}
+	}
+	name := b.String()
+	if changed || len(name) > 80 {
+		h := fnv.New64a()
+		h.Write([]byte(clientID))
+		name = name[:min(len(name), 80)] + "-" + strconv.FormatUint(h.Sum64(), 36)
+	}
+	return name
+}
+
+// session is a connected client: its subscriptions, the feeds that read
+// them from the core, and its QoS 1/2 deliveries awaiting acknowledgement.
+type session struct {
+	srv        *Server
+	id         string
+	user       string
+	cl         *mochi.Client
+	persistent bool
+	window     int // most unacknowledged QoS 1/2 deliveries per feed
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	subs  map[string]subState  // by filter as subscribed ($share/… included)
+	feeds map[string]*feed     // by core group
+	out   map[uint16]*outbound // sent QoS 1/2 deliveries, by packet id
+	ended bool
+}
+
+type outbound struct {
+	d    *core.Delivery
+	pk   packets.Packet
+	sent time.Time
+	feed *feed
+}
+
+// feed reads one core group for a session: its own group, or one shared
+// group. filters are the MQTT filters it serves (without $share/G/).
+type feed struct {
+	sess    *session
+	group   string
+	member  *core.Member
+	filters []subState // replaced, never changed in place; under sess.mu
+	slots   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// applySubs makes the session's feeds match its subscriptions: one feed for
+// its own group, one per shared group, joined with the core topics and
+// filters the MQTT filters map onto. Called with no lock held.
+func (ss *session) applySubs() error {
+	ss.mu.Lock()
+	if ss.ended {
+		ss.mu.Unlock()
+		return nil
+	}
+	want := map[string][]subState{}
+	for f, sub := range ss.subs {
+		if strings.HasPrefix(f, "$") && !strings.HasPrefix(f, "$share/") {
+			continue // $SYS: served by the protocol engine
+		}
+		group := ownGroup(ss.id)
+		if g, filter, ok := shareOf(f); ok {
+			group = g
+			sub.Filter = filter
+		}
+		want[group] = append(want[group], sub)
+	}
+	var stop []*feed
+	for g, f := range ss.feeds {
+		if _, ok := want[g]; !ok {
+			stop = append(stop, f)
+			delete(ss.feeds, g)
+		}
+	}
+	ss.mu.Unlock()
+	for _, f := range stop {
+		f.stop(true)
+	}
+	var firstErr error
+	for g, filters := range want {
+		var gs []core.GroupSub
+		for _, sub := range filters {
+			s, err := ss.srv.mapper.filter(sub.Filter)
+			if err != nil {
+				continue // refused at SUBSCRIBE; kept for the protocol engine only
+			}
+			gs = append(gs, s)
+		}
+		m, err := ss.srv.core.Join(g, ss.id, core.MemberOptions{Mode: core.Clustering, Subscriptions: gs,
+			StartFrom: core.StartFrom{Kind: core.StartLast}})
+		if err != nil {
+			ss.srv.log.Warn("mqtt: joining the core group failed", "client", ss.id, "group", g, "err", err)
+			firstErr = cmpErr(firstErr, err)
+			continue
+		}
+		ss.mu.Lock()
+		f := ss.feeds[g]
+		if ss.ended {
+			ss.mu.Unlock()
+			m.Leave()
+			return firstErr
+		}
+		if f == nil {
+			ctx, cancel := context.WithCancel(ss.ctx)
+			f = &feed{sess: ss, group: g, member: m, slots: make(chan struct{}, ss.window), cancel: cancel, done: make(chan struct{})}
+			ss.feeds[g] = f
+			ss.wg.Add(1)
+			go f.run(ctx)
+		}
+		f.filters = filters
+		ss.mu.Unlock()
+	}
+	return firstErr
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// stop ends the feed's reading; with leave, its membership too, and what
+// it had not had acknowledged goes back to the group.
+func (f *feed) stop(leave bool) {
+	f.cancel()
+	<-f.done
+	ss := f.sess
+	ss.mu.Lock()
+	for pid, o := range ss.out {
+		if o.feed == f {
+			delete(ss.out, pid)
+		}
+	}
+	ss.mu.Unlock()
+	if leave {
+		f.member.Leave()
+	}
+}
+
+// run pulls the feed's messages and sends them, keeping at most
+// cap(f.slots) QoS 1/2 deliveries unacknowledged.
+func (f *feed) run(ctx context.Context) {
+	defer f.sess.wg.Done()
+	defer close(f.done)
+	// A member silent for the core's heartbeat timeout is dropped: a feed
+	// waiting for acknowledgements says it is alive, and pulls wait at
+	// most pollWait before they ask again.
+	const pollWait = 15 * time.Second
+	alive := time.NewTicker(pollWait)
+	defer alive.Stop()
+	for {
+	wait:
+		for {
+			select {
+			case f.slots <- struct{}{}:
+				break wait
+			case <-alive.C:
+				f.member.Heartbeat()
+			case <-ctx.Done():
+				return
+			}
+		}
+		n := 1
+	reserve:
+		for n < 256 {
+			select {
+			case f.slots <- struct{}{}:
+				n++
+			default:
+				break reserve
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, pollWait)
+		ds, err := f.member.Pull(pctx, n)
+		if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+			err = nil // nothing came within pollWait
+		}
+		cancel()
+		used := 0
+		for _, d := range ds {
+			if f.deliver(d) {
+				used++
+			}
+		}
+		for range n - used {
+			<-f.slots
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, core.ErrNotMember) || errors.Is(err, core.ErrClosed) {
+				return
+			}
+			f.sess.srv.log.Warn("mqtt: reading a session's messages failed", "client", f.sess.id, "group", f.group, "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// deliver sends d to the client and reports whether it awaits an
+// acknowledgement (QoS 1/2); otherwise d is acknowledged to the core.
+func (f *feed) deliver(d *core.Delivery) bool {
+	ss, srv := f.sess, f.sess.srv
+	name := srv.mapper.toMQTT(d.Topic, d.Subject)
+	origin := d.Properties[propClient]
+	ss.mu.Lock()
+	filters := f.filters
+	ss.mu.Unlock()
+	var best subState
+	found := false
+	var ids []int
+	for _, sub := range filters {
+		if !matches(sub.Filter, name) || sub.NoLocal && origin == ss.id {
+			continue
+		}
+		if !found || sub.QoS > best.QoS {
+			best.QoS = sub.QoS
+		}
+		best.RetainAsPublished = best.RetainAsPublished || sub.RetainAsPublished
+		found = true
+		if sub.ID > 0 {
+			ids = append(ids, sub.ID)
+		}
+	}
+	if !found || srv.cfg.Guard != nil && !srv.cfg.Guard.Allow(ss.user, ss.id, false, name) {
+		f.member.Ack(d)
+		return false
+	}
+	qos := min(messageQoS(d.Message), best.QoS)
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos,
+			Retain: best.RetainAsPublished && d.Properties[propRetain] == "1"},
+		TopicName: name,
+		Payload:   d.Body,
+		Created:   time.Now().Unix(),
+	}
+	if ss.cl.Properties.ProtocolVersion == 5 {
+		pk.Properties = outProperties(d.Message)
+		if len(ids) > 0 {
+			slices.Sort(ids)
+			pk.Properties.SubscriptionIdentifier = ids
+		}
+	}
+	srv.delivered.Add(1)
+	if qos == 0 {
+		_ = ss.cl.WritePacket(pk) // at most once: a failed write is a lost QoS 0 message
+		f.member.Ack(d)
+		return false
+	}
+	pk.FixedHeader.Dup = d.Attempt > 1
+	ss.mu.Lock()
+	pid, ok := ss.nextPacketID()
+	if !ok {
+		ss.mu.Unlock()
+		return false // stays unacknowledged: the core's ack timeout delivers it again
+	}
+	pk.PacketID = pid
+	ss.out[pid] = &outbound{d: d, pk: pk, sent: time.Now(), feed: f}
+	ss.mu.Unlock()
+	_ = ss.cl.WritePacket(pk) // a failed write ends the connection; the delivery goes back to the group
+	return true
+}
+
+// nextPacketID returns a packet id used neither by a delivery of ours nor
+// by the protocol engine. Caller holds ss.mu.
+func (ss *session) nextPacketID() (uint16, bool) {
+	for range 65535 {
+		i, err := ss.cl.NextPacketID()
+		if err != nil {
+			return 0, false
+		}
+		if _, busy := ss.out[uint16(i)]; !busy {
+			return uint16(i), true
+		}
+	}
+	return 0, false
+}
+
+// puback completes a QoS 1 delivery; false if pid is not one of ours.
+func (ss *session) puback(pid uint16) bool {
+	ss.mu.Lock()
+	o := ss.out[pid]
+	if o == nil || o.pk.FixedHeader.Qos != 1 {
+		ss.mu.Unlock()
+		return false
+	}
+	delete(ss.out, pid)
+	ss.mu.Unlock()
+	o.feed.member.Ack(o.d)
+	<-o.feed.slots
+	return true
+}
+
+// pubrec takes the first step of completing a QoS 2 delivery: the client
+// has the message. Its packet id is recorded (durably, for a persistent
+// session) as awaiting PUBCOMP, the core delivery is acknowledged, and the
+// protocol engine sends PUBREL and waits for PUBCOMP.
+func (ss *session) pubrec(pid uint16, failed bool) bool {
+	ss.mu.Lock()
+	o := ss.out[pid]
+	if o == nil || o.pk.FixedHeader.Qos != 2 {
+		ss.mu.Unlock()
+		return false
+	}
+	delete(ss.out, pid)
+	ss.mu.Unlock()
+	if failed { // the client refused it: the exchange ends here [MQTT-4.3.3-4]
+		o.feed.member.Ack(o.d)
+		<-o.feed.slots
+		ss.cl.State.Inflight.Set(o.pk) // for the engine to end it quietly
+		return true
+	}
+	if ss.persistent {
+		gen := ss.srv.state.update(func() (bool, bool) {
+			st := ss.srv.state.sessions[ss.id]
+			if st == nil {
+				return false, false
+			}
+			st.QoS2Out = append(st.QoS2Out, pid)
+			return true, false
+		})
+		if err := ss.srv.state.wait(ss.ctx, gen); err != nil {
+			ss.srv.log.Warn("mqtt: recording a QoS 2 delivery failed; it will be sent again", "client", ss.id, "err", err)
+			ss.mu.Lock()
+			ss.out[pid] = o // still awaiting: PUBREC will be asked for again
+			ss.mu.Unlock()
+			return true
+		}
+	}
+	o.feed.member.Ack(o.d)
+	<-o.feed.slots
+	ss.cl.State.Inflight.Set(o.pk) // the engine answers PUBREL and tracks PUBCOMP
+	return true
+}
+
+// resend sends again the deliveries that waited longer than the resend
+// interval for their acknowledgement.
+func (ss *session) resend(now time.Time) {
+	ss.mu.Lock()
+	var due []packets.Packet
+	for _, o := range ss.out {
+		if now.Sub(o.sent) >= ss.srv.cfg.ResendInterval {
+			o.sent = now
+			o.pk.FixedHeader.Dup = true // [MQTT-3.3.1-1]
+			due = append(due, o.pk)
+		}
+	}
+	ss.mu.Unlock()
+	for _, pk := range due {
+		if ss.cl.WritePacket(pk) == nil {
+			ss.srv.resent.Add(1)
+		}
+	}
+}
+
+// end stops the session's feeds. A session that does not persist loses
+// its group and state; a persistent one keeps them for its return.
+func (ss *session) end(discard bool) {
+	ss.mu.Lock()
+	if ss.ended {
+		ss.mu.Unlock()
+		return
+	}
+	ss.ended = true
+	feeds := make([]*feed, 0, len(ss.feeds))
+	for _, f := range ss.feeds {
+		feeds = append(feeds, f)
+	}
+	ss.mu.Unlock()
+	for _, f := range feeds {
+		f.stop(true)
+	}
+	ss.cancel()
+	ss.wg.Wait()
+	if discard {
+		ss.srv.forget(ss.id)
+	}
+}
+
+func messageQoS(m *core.Message) byte {
+	switch m.Properties[propQoS] {
+	case "0":
+		return 0
+	case "2":
+		return 2
+	}
+	return 1 // what other protocols publish is stored: at least once
+}
+
+// inProperties maps a PUBLISH onto the stored message's properties.
+func inProperties(cl *mochi.Client, pk *packets.Packet) map[string]string {
+	p := make(map[string]string, 3+len(pk.Properties.User))
+	for _, u := range pk.Properties.User {
+		p[u.Key] = u.Val
+	}
+	p[propQoS] = strconv.Itoa(int(pk.FixedHeader.Qos))
+	p[propClient] = cl.ID
+	if pk.FixedHeader.Retain {
+		p[propRetain] = "1"
+	}
+	if pk.Properties.ContentType != "" {
+		p[propContentType] = pk.Properties.ContentType
+	}
+	if pk.Properties.ResponseTopic != "" {
+		p[propResponse] = pk.Properties.ResponseTopic
+	}
+	if len(pk.Properties.CorrelationData) > 0 {
+		p[propCorrelation] = base64.StdEncoding.EncodeToString(pk.Properties.CorrelationData)
+	}
+	if pk.Properties.PayloadFormatFlag {
+		p[propFormat] = strconv.Itoa(int(pk.Properties.PayloadFormat))
+	}
+	return p
+}
+
+// outProperties maps a stored message's properties onto MQTT 5 ones; the
+// properties of other protocols become user properties.
+func outProperties(m *core.Message) packets.Properties {
+	var p packets.Properties
+	for k, v := range m.Properties {
+		switch k {
+		case propQoS, propClient, propRetain:
+		case propContentType:
+			p.ContentType = v
+		case propResponse:
+			p.ResponseTopic = v
+		case propCorrelation:
+			p.CorrelationData, _ = base64.StdEncoding.DecodeString(v)
+		case propFormat:
+			p.PayloadFormatFlag = true
+			if v == "1" {
+				p.PayloadFormat = 1
+			}
+		default:
+			p.User = append(p.User, packets.UserProperty{Key: k, Val: v})
+		}
+	}
+	slices.SortFunc(p.User, func(a, b packets.UserProperty) int { return strings.Compare(a.Key, b.Key) })
+	return p
+}
