@@ -51,9 +51,15 @@ type StartFrom struct {
 // Topic AnyTopic stands for every topic but the internal ones (`%…`), those
 // created later included. Several subscriptions to one topic (or to it and
 // AnyTopic) read it once, with the union of their filters (route.AnyOf).
+//
+// Since, when set, is where the subscription starts on a queue the group
+// has no committed offset for: the first message stored at or after it,
+// overriding the group's StartFrom. A subscriber that was away when a topic
+// it subscribed to was created gets that topic's messages from its start.
 type GroupSub struct {
 	Topic  string
 	Filter route.Filter
+	Since  time.Time
 }
 
 // MemberOptions describe a member joining a group. The first member of a
@@ -133,6 +139,7 @@ type Member struct {
 	id      string
 	ordered bool
 	subs    map[string]route.Filter // by topic; all under g.mu after Join
+	since   map[string]time.Time    // by topic, when its GroupSub has one
 
 	lastSeen time.Time
 	assigned []*cursor
@@ -150,8 +157,11 @@ func (b *Broker) Join(groupName, id string, o MemberOptions) (*Member, error) {
 	if id == "" {
 		return nil, fmt.Errorf("%w: empty member id", ErrInvalidName)
 	}
-	subs := map[string]route.Filter{}
+	subs, since := map[string]route.Filter{}, map[string]time.Time{}
 	for _, s := range o.Subscriptions {
+		if t, ok := since[s.Topic]; !s.Since.IsZero() && (!ok || s.Since.Before(t)) {
+			since[s.Topic] = s.Since
+		}
 		if s.Topic != AnyTopic {
 			if err := checkName("topic", s.Topic); err != nil {
 				return nil, err
@@ -189,7 +199,7 @@ func (b *Broker) Join(groupName, id string, o MemberOptions) (*Member, error) {
 		m = &Member{g: g, id: id, wake: make(chan struct{})}
 		g.members[id] = m
 	}
-	m.ordered, m.subs, m.lastSeen = o.Ordered, subs, time.Now()
+	m.ordered, m.subs, m.since, m.lastSeen = o.Ordered, subs, since, time.Now()
 	g.rebalance()
 	b.logger.Info("core: member joined", "group", groupName, "member", id, "mode", g.mode, "members", len(g.members))
 	return m, nil
@@ -197,6 +207,16 @@ func (b *Broker) Join(groupName, id string, o MemberOptions) (*Member, error) {
 
 // ID is the member's id.
 func (m *Member) ID() string { return m.id }
+
+// sinceFor returns the earliest Since of the member's subscriptions that
+// read topic, or zero. Caller holds g.mu.
+func (m *Member) sinceFor(topic string) time.Time {
+	t := m.since[topic]
+	if a, ok := m.since[AnyTopic]; ok && topic != "" && topic[0] != '%' && (t.IsZero() || a.Before(t)) {
+		t = a
+	}
+	return t
+}
 
 // filterFor returns the member's filter for topic, and whether it reads the
 // topic at all. Caller holds g.mu.
@@ -260,13 +280,15 @@ func (g *group) queuesOf(topic string) int {
 
 // cursorFor returns the cursor of key, creating it at the group's start
 // position or its saved offset. Caller holds g.mu.
-func (g *group) cursorFor(key cursorKey) *cursor {
+func (g *group) cursorFor(key cursorKey, since time.Time) *cursor {
 	if c := g.cursors[key]; c != nil {
 		return c
 	}
 	c := &cursor{key: key}
 	if off, ok := g.b.savedOffset(g.ownerKey(key.owner), key.offsetKey()); ok {
 		c.next = off
+	} else if !since.IsZero() {
+		c.next = g.b.startOffset(key.topic, key.queue, StartFrom{Kind: StartTime, Time: since}, false)
 	} else {
 		c.next = g.b.startOffset(key.topic, key.queue, g.start, key.topic == RetryTopic(g.name))
 	}
@@ -334,17 +356,23 @@ func (g *group) rebalance() {
 		if g.mode == Broadcasting {
 			for _, m := range subscribers {
 				for q := 0; q < n; q++ {
-					c := g.cursorFor(cursorKey{m.id, t, q})
+					c := g.cursorFor(cursorKey{m.id, t, q}, m.sinceFor(t))
 					c.owner = m
 					next[m] = append(next[m], c)
 				}
 			}
 			continue
 		}
+		var since time.Time
+		for _, m := range subscribers {
+			if t := m.sinceFor(t); !t.IsZero() && (since.IsZero() || t.Before(since)) {
+				since = t
+			}
+		}
 		for i, m := range subscribers {
 			lo, hi := allocate(n, len(subscribers), i)
 			for q := lo; q < hi; q++ {
-				c := g.cursorFor(cursorKey{"", t, q})
+				c := g.cursorFor(cursorKey{"", t, q}, since)
 				g.handover(c, m, now)
 				owned[c] = true
 				next[m] = append(next[m], c)

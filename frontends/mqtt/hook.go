@@ -97,8 +97,16 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	ss := &session{srv: s, id: cl.ID, user: string(cl.Properties.Username), cl: cl, persistent: persistent,
 		window: window, ctx: ctx, cancel: cancel,
 		subs: map[string]subState{}, feeds: map[string]*feed{}, out: map[uint16]*outbound{}}
+	saved := map[string]int64{}
+	if st, ok := s.state.session(cl.ID); ok && !pk.Connect.Clean {
+		for _, sub := range st.Subs {
+			saved[sub.Filter] = sub.At
+		}
+	}
 	for f, sub := range cl.State.Subscriptions.GetAll() {
-		ss.subs[f] = fromSubscription(sub)
+		st := fromSubscription(sub)
+		st.At = saved[f]
+		ss.subs[f] = st
 	}
 	if persistent {
 		gen := s.state.update(func() (bool, bool) {
@@ -197,7 +205,10 @@ func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
 	for i, sub := range pk.Filters {
 		if i < len(codes) && codes[i] <= 2 {
 			s := fromSubscription(sub)
-			s.QoS = codes[i]
+			s.QoS, s.At = codes[i], time.Now().UnixMilli()
+			if old, ok := ss.subs[sub.Filter]; ok {
+				s.At = old.At // a subscription replaced goes on where it was [MQTT-3.8.4-3]
+			}
 			ss.subs[sub.Filter] = s
 		}
 	}

@@ -101,7 +101,7 @@ func (f *ferry) connect(id string, opts ...clientOpt) paho.Client {
 	f.t.Helper()
 	o := paho.NewClientOptions().AddBroker("tcp://" + f.addr).SetClientID(id).
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
-		SetOrderMatters(false)
+		SetOrderMatters(true)
 	for _, fn := range opts {
 		fn(o)
 	}

@@ -133,6 +133,9 @@ func (ss *session) applySubs() error {
 			if err != nil {
 				continue // refused at SUBSCRIBE; kept for the protocol engine only
 			}
+			if sub.At > 0 {
+				s.Since = time.UnixMilli(sub.At)
+			}
 			gs = append(gs, s)
 		}
 		m, err := ss.srv.core.Join(g, ss.id, core.MemberOptions{Mode: core.Clustering, Subscriptions: gs,

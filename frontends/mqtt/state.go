@@ -39,6 +39,7 @@ type subState struct {
 	RetainAsPublished bool   `json:"rap,omitempty"`
 	RetainHandling    byte   `json:"rh,omitempty"`
 	ID                int    `json:"id,omitempty"`
+	At                int64  `json:"at"` // unix milliseconds of the SUBSCRIBE: where a topic created later starts
 }
 
 type willState struct {

@@ -1,0 +1,154 @@
+package mqtt
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+func persistent(o *paho.ClientOptions) { o.SetCleanSession(false) }
+
+// The acceptance test: subscribe, disconnect, 1,000 QoS 1 messages
+// published, Ferry restarted, reconnect: all 1,000 arrive.
+func TestPersistentSessionSurvivesRestart(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	sub := f.connect("keeper", persistent)
+	wait(t, sub.Subscribe("fleet/+/telemetry", 1, nil), "subscribe")
+	sub.Disconnect(100)
+
+	pub := f.connect("pub")
+	const n = 1000
+	for i := range n {
+		wait(t, pub.Publish(fmt.Sprintf("fleet/%d/telemetry", i%10), 1, false, fmt.Sprint(i)), "publish")
+	}
+	pub.Disconnect(100)
+	f.restart()
+
+	in := newInbox()
+	f.connect("keeper", persistent, func(o *paho.ClientOptions) { o.SetDefaultPublishHandler(in.handler) })
+	got := in.waitN(t, n)
+	seen := map[string]bool{}
+	last := map[string]int{}
+	for _, m := range got {
+		seen[string(m.Payload())] = true
+		var i int
+		fmt.Sscan(string(m.Payload()), &i)
+		if prev, ok := last[m.Topic()]; ok && i < prev {
+			t.Errorf("%s: %d after %d: order lost", m.Topic(), i, prev)
+		}
+		last[m.Topic()] = i
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct messages, want %d", len(seen), n)
+	}
+}
+
+func TestCleanSessionLeavesNothingBehind(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	c := f.connect("ephemeral")
+	wait(t, c.Subscribe("x/#", 1, nil), "subscribe")
+	c.Disconnect(100)
+	time.Sleep(100 * time.Millisecond)
+	if _, err := f.core.Group(ownGroup("ephemeral")); err == nil {
+		t.Fatal("a clean session's group outlived it")
+	}
+	if st := f.mqtt.Stats(); st.Sessions != 0 {
+		t.Fatalf("%d sessions kept, want 0", st.Sessions)
+	}
+}
+
+func TestRetainedMessagesSurviveRestart(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	pub := f.connect("pub")
+	wait(t, pub.Publish("status/door", 1, true, "open"), "publish retained")
+	wait(t, pub.Publish("status/window", 1, true, "shut"), "publish retained")
+	wait(t, pub.Publish("status/window", 1, true, ""), "clear retained")
+	pub.Disconnect(100)
+	f.restart()
+
+	in := newInbox()
+	sub := f.connect("late")
+	wait(t, sub.Subscribe("status/#", 1, in.handler), "subscribe")
+	got := in.waitN(t, 1)
+	if got[0].Topic() != "status/door" || string(got[0].Payload()) != "open" || !got[0].Retained() {
+		t.Fatalf("got %s %q retained=%v, want status/door \"open\" retained", got[0].Topic(), got[0].Payload(), got[0].Retained())
+	}
+}
+
+func TestWillIsPublishedWhenTheConnectionDrops(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	in := newInbox()
+	watcher := f.connect("watcher")
+	wait(t, watcher.Subscribe("presence/#", 1, in.handler), "subscribe")
+
+	var mu sync.Mutex
+	var conns []net.Conn
+	f.connect("device-7", cuttable(&conns, &mu), func(o *paho.ClientOptions) {
+		o.SetWill("presence/device-7", "gone", 1, true)
+	})
+	polite := f.connect("device-8", func(o *paho.ClientOptions) { o.SetWill("presence/device-8", "gone", 1, false) })
+	polite.Disconnect(100) // a DISCONNECT: no will [MQTT-3.1.2-10]
+	mu.Lock()
+	conns[0].Close()
+	mu.Unlock()
+
+	got := in.waitN(t, 1)
+	if got[0].Topic() != "presence/device-7" || string(got[0].Payload()) != "gone" {
+		t.Fatalf("got %s %q", got[0].Topic(), got[0].Payload())
+	}
+	// The will was retained: a later subscriber gets it.
+	late := newInbox()
+	c := f.connect("late")
+	wait(t, c.Subscribe("presence/#", 1, late.handler), "subscribe")
+	late.waitN(t, 1)
+}
+
+// Messages wait in the store for a subscriber that does not acknowledge:
+// it gets at most its window at once, the rest when it acknowledges, and
+// what it does not acknowledge is sent again on a timer, not only on
+// reconnect.
+func TestUnacknowledgedDeliveriesAreResentOnATimer(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{MaxInflight: 4, ResendInterval: 200 * time.Millisecond})
+	in := newInbox()
+	slow := f.connect("slow", func(o *paho.ClientOptions) { o.SetAutoAckDisabled(true) })
+	wait(t, slow.Subscribe("work/#", 1, in.handler), "subscribe")
+	pub := f.connect("pub")
+	for i := range 10 {
+		wait(t, pub.Publish("work/items", 1, false, fmt.Sprint(i)), "publish")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for in.len() < 8 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := in.all()
+	distinct := map[string]bool{}
+	dups := 0
+	for _, m := range got {
+		distinct[string(m.Payload())] = true
+		if m.Duplicate() {
+			dups++
+		}
+	}
+	if len(distinct) != 4 || dups == 0 {
+		t.Fatalf("an unacknowledging subscriber with a window of 4 got %d distinct messages and %d resends, want 4 and some", len(distinct), dups)
+	}
+	for _, m := range got {
+		m.Ack()
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range in.all() {
+			m.Ack()
+			distinct[string(m.Payload())] = true
+		}
+		if len(distinct) == 10 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("got %d distinct messages after acknowledging, want 10", len(distinct))
+}
