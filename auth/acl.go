@@ -72,8 +72,12 @@ func (r *rule) applies(v *values) bool {
 }
 
 // allow decides a publish or delivery of topic: a matching deny rule wins,
-// then any matching rule granting acc allows.
+// then any matching rule granting acc allows. A topic with wildcards is not
+// a topic name, and never allowed.
 func (a *acl) allow(user, clientID string, acc Access, topic string) bool {
+	if !validTopic(topic) {
+		return false
+	}
 	v := newValues(user, clientID)
 	sets := [2][]rule{a.rules(user), a.patterns}
 	for _, rs := range sets {
