@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"unicode"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferrymq/ferry/internal/atomicfile"
 )
 
 // parsePasswords reads a password file: "user:hash" lines with bcrypt
@@ -66,7 +67,7 @@ func checkUser(name string) error {
 // SetPassword adds user to the password file at path, or replaces its hash,
 // with a bcrypt hash of password at cost. Every other line is kept as it is.
 // The file is created if missing; it is written atomically (a temporary file
-// renamed over it) with mode 0600. A file that does not parse is left alone.
+// renamed over it, see atomicfile.Write) with mode 0600. A file that does not parse is left alone.
 // replaced reports whether user was in the file already.
 func SetPassword(path, user, password string, cost int) (replaced bool, err error) {
 	if err := checkUser(user); err != nil {
@@ -100,39 +101,5 @@ func SetPassword(path, user, password string, cost int) (replaced bool, err erro
 	if !replaced {
 		out = append(out, entry)
 	}
-	return replaced, writeAtomic(path, []byte(strings.Join(out, "\n")+"\n"), 0o600)
-}
-
-// writeAtomic replaces path with data: a temporary file in the same
-// directory, fsynced, renamed over path, and the directory fsynced.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return replaced, atomicfile.Write(path, []byte(strings.Join(out, "\n")+"\n"))
 }
