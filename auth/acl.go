@@ -79,39 +79,33 @@ func (a *acl) allow(user, clientID string, acc Access, topic string) bool {
 		return false
 	}
 	v := newValues(user, clientID)
-	sets := [2][]rule{a.rules(user), a.patterns}
-	for _, rs := range sets {
-		for i := range rs {
-			if r := &rs[i]; r.deny && r.pat.matchTopic(topic, &v) {
-				return false
-			}
-		}
-	}
-	for _, rs := range sets {
-		for i := range rs {
-			if r := &rs[i]; r.access&acc != 0 && r.applies(&v) && r.pat.matchTopic(topic, &v) {
-				return true
-			}
-		}
-	}
-	return false
+	match := func(p pattern) bool { return p.matchTopic(topic, &v) }
+	return a.decide(user, &v, acc, match, match)
 }
 
 // allowFilter decides a subscription to the filter f (split into levels): no
 // deny rule may overlap it, and one rule granting Read must contain it.
 func (a *acl) allowFilter(user, clientID string, f []string) bool {
 	v := newValues(user, clientID)
+	return a.decide(user, &v, Read,
+		func(p pattern) bool { return p.overlaps(f, &v) },
+		func(p pattern) bool { return p.contains(f, &v) })
+}
+
+// decide runs user's rules and the pattern rules: false when a deny rule
+// hits, else true when a rule granting acc that applies fits.
+func (a *acl) decide(user string, v *values, acc Access, hits, fits func(pattern) bool) bool {
 	sets := [2][]rule{a.rules(user), a.patterns}
 	for _, rs := range sets {
 		for i := range rs {
-			if r := &rs[i]; r.deny && r.pat.overlaps(f, &v) {
+			if r := &rs[i]; r.deny && hits(r.pat) {
 				return false
 			}
 		}
 	}
 	for _, rs := range sets {
 		for i := range rs {
-			if r := &rs[i]; r.access&Read != 0 && r.applies(&v) && r.pat.contains(f, &v) {
+			if r := &rs[i]; r.access&acc != 0 && r.applies(v) && fits(r.pat) {
 				return true
 			}
 		}

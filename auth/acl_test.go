@@ -37,14 +37,25 @@ func mustACL(t testing.TB, body string) *acl {
 	return a
 }
 
+// allowCase is one publish or delivery check and its expected answer.
+type allowCase struct {
+	user, client string
+	acc          Access
+	topic        string
+	want         bool
+}
+
+func checkAllow(t *testing.T, a *acl, cases []allowCase) {
+	t.Helper()
+	for _, c := range cases {
+		if got := a.allow(c.user, c.client, c.acc, c.topic); got != c.want {
+			t.Errorf("allow(%q, %q, %v, %q) = %v, want %v", c.user, c.client, c.acc, c.topic, got, c.want)
+		}
+	}
+}
+
 func TestAllow(t *testing.T) {
-	a := mustACL(t, aclFixture)
-	for _, c := range []struct {
-		user, client string
-		acc          Access
-		topic        string
-		want         bool
-	}{
+	checkAllow(t, mustACL(t, aclFixture), []allowCase{
 		// anonymous rules
 		{"", "c1", Read, "public/news", true},
 		{"", "c1", Read, "public", true}, // # matches the parent level
@@ -86,23 +97,13 @@ func TestAllow(t *testing.T) {
 		{"bob", "c1", Read, "", false},
 		{"bob", "c1", Read, "a/+", false},
 		{"bob", "c1", Read, "a/#", false},
-	} {
-		if got := a.allow(c.user, c.client, c.acc, c.topic); got != c.want {
-			t.Errorf("allow(%q, %q, %v, %q) = %v, want %v", c.user, c.client, c.acc, c.topic, got, c.want)
-		}
-	}
+	})
 }
 
 // TestAllowInjection tries usernames and client ids that would widen a
 // pattern if substituted as they are.
 func TestAllowInjection(t *testing.T) {
-	a := mustACL(t, aclFixture)
-	for _, c := range []struct {
-		user, client string
-		acc          Access
-		topic        string
-		want         bool
-	}{
+	checkAllow(t, mustACL(t, aclFixture), []allowCase{
 		{"+", "c1", Write, "users/alice/x", false},
 		{"#", "c1", Write, "users/alice/x", false},
 		{"alice/..", "c1", Write, "users/alice/../x", false},
@@ -119,29 +120,17 @@ func TestAllowInjection(t *testing.T) {
 		{"a/b", "c1", Read, "shared/a/b/private", false},
 		{"a/b", "c1", Read, "shared/anything", false},
 		{"a/b", "c1", Read, "other", false}, // no rule grants it anyway
-	} {
-		if got := a.allow(c.user, c.client, c.acc, c.topic); got != c.want {
-			t.Errorf("allow(%q, %q, %v, %q) = %v, want %v", c.user, c.client, c.acc, c.topic, got, c.want)
-		}
-	}
+	})
 
 	// The widened deny rule bites even where another rule grants access.
-	b := mustACL(t, "pattern read #\npattern deny private/%u/#\n")
-	for _, c := range []struct {
-		user, topic string
-		want        bool
-	}{
-		{"carol", "private/alice/x", true},
-		{"carol", "private/carol/x", false},
-		{"a/b", "private/alice/x", false},
-		{"a/b", "public", true},
-		{"", "private//x", false}, // missing: substituted as it is
-		{"", "private/alice/x", true},
-	} {
-		if got := b.allow(c.user, "c1", Read, c.topic); got != c.want {
-			t.Errorf("deny pattern: allow(%q, %q) = %v, want %v", c.user, c.topic, got, c.want)
-		}
-	}
+	checkAllow(t, mustACL(t, "pattern read #\npattern deny private/%u/#\n"), []allowCase{
+		{"carol", "c1", Read, "private/alice/x", true},
+		{"carol", "c1", Read, "private/carol/x", false},
+		{"a/b", "c1", Read, "private/alice/x", false},
+		{"a/b", "c1", Read, "public", true},
+		{"", "c1", Read, "private//x", false}, // missing: substituted as it is
+		{"", "c1", Read, "private/alice/x", true},
+	})
 }
 
 func TestAllowFilter(t *testing.T) {
