@@ -55,6 +55,18 @@ type Config struct {
 	Log     LogConfig     `koanf:"log"`
 	Storage StorageConfig `koanf:"storage"`
 	Core    CoreConfig    `koanf:"core"`
+	Auth    AuthConfig    `koanf:"auth"`
+}
+
+// AuthConfig configures client authentication and topic rules; it mirrors
+// auth.Config, where each field is documented (and docs/auth.md the files).
+type AuthConfig struct {
+	PasswordFile string `koanf:"password-file"` // "" admits every username unchecked
+	ACLFile      string `koanf:"acl-file"`      // "" allows every topic
+	// AllowAnonymous is unset (nil) unless a source sets it: then anonymous
+	// clients are admitted exactly when there is no password file.
+	AllowAnonymous *bool         `koanf:"allow-anonymous"`
+	ReloadInterval time.Duration `koanf:"reload-interval"` // 0 disables reloading
 }
 
 // CoreConfig configures topics and consumer groups; it mirrors core.Config,
@@ -110,6 +122,9 @@ func Default() Config {
 			MaxRetries:       16,
 			HeartbeatTimeout: 60 * time.Second,
 		},
+		Auth: AuthConfig{
+			ReloadInterval: 10 * time.Second,
+		},
 	}
 }
 
@@ -154,6 +169,12 @@ func (c Config) Validate() error {
 	}
 	if c.Core.HeartbeatTimeout <= 0 {
 		return fmt.Errorf("core.heartbeat-timeout %v: must be positive", c.Core.HeartbeatTimeout)
+	}
+	if a := c.Auth; a.AllowAnonymous != nil && !*a.AllowAnonymous && a.PasswordFile == "" {
+		return errors.New("auth.allow-anonymous false: no client could connect without auth.password-file")
+	}
+	if c.Auth.ReloadInterval < 0 {
+		return fmt.Errorf("auth.reload-interval %v: must not be negative (0 disables reloading)", c.Auth.ReloadInterval)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ func flagSet(t *testing.T, args ...string) *pflag.FlagSet {
 	AddFlag(fs, "retention-disk-ratio", "storage.retention-disk-ratio", "disk ratio")
 	AddFlag(fs, "log-format", "log.format", "log format")
 	AddFlag(fs, "log-level", "log.level", "log level")
+	AddFlag(fs, "allow-anonymous", "auth.allow-anonymous", "anonymous access")
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +133,9 @@ func TestErrors(t *testing.T) {
 		{name: "bad ratio", args: []string{"--retention-disk-ratio=1.5"}, want: "retention-disk-ratio"},
 		{name: "empty data dir", file: "data-dir: ''\n", want: "data-dir"},
 		{name: "missing file", file: "-", want: "no such file"},
+		{name: "anonymous off without passwords", environ: []string{"FERRY_AUTH_ALLOW_ANONYMOUS=false"}, want: "auth.allow-anonymous false: no client could connect without auth.password-file"},
+		{name: "bad anonymous switch", file: "auth:\n  allow-anonymous: maybe\n", want: "allow-anonymous"},
+		{name: "negative reload interval", file: "auth:\n  reload-interval: -1s\n", want: "auth.reload-interval -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var path string
@@ -153,6 +158,42 @@ func TestErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAuthAllowAnonymous shows the switch's three states: unset unless a
+// source sets it, then true or false from whichever source wins.
+func TestAuthAllowAnonymous(t *testing.T) {
+	file := writeFile(t, "auth:\n  password-file: /etc/ferry/passwd\n  allow-anonymous: false\n")
+	for _, tc := range []struct {
+		name    string
+		file    string
+		environ []string
+		args    []string
+		want    *bool
+	}{
+		{name: "unset", want: nil},
+		{name: "file", file: file, want: new(false)},
+		{name: "env over file", file: file, environ: []string{"FERRY_AUTH_ALLOW_ANONYMOUS=true"}, want: new(true)},
+		{name: "flag", args: []string{"--allow-anonymous"}, want: new(true)},
+		{name: "flag over env", file: file, environ: []string{"FERRY_AUTH_ALLOW_ANONYMOUS=true"}, args: []string{"--allow-anonymous=false"}, want: new(false)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load(Sources{File: tc.file, Environ: tc.environ, Flags: flagSet(t, tc.args...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Auth.AllowAnonymous; !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("auth.allow-anonymous = %v, want %v", fmtBoolPtr(got), fmtBoolPtr(tc.want))
+			}
+		})
+	}
+}
+
+func fmtBoolPtr(b *bool) string {
+	if b == nil {
+		return "unset"
+	}
+	return strconv.FormatBool(*b)
 }
 
 func TestEnvName(t *testing.T) {

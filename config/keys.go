@@ -47,7 +47,8 @@ func envKeys() map[string]string {
 }
 
 // AddFlag defines the flag --name on fs to set key. The flag's type follows
-// the key's field in Config and its default is the key's value in Default;
+// the key's field in Config (a *bool, unset by default, is a bool flag) and
+// its default is the key's value in Default;
 // the usage gets the key's environment variable appended. An unknown key or
 // an unsupported field type panics: that is a programming error, caught by
 // any test that builds the command.
@@ -62,6 +63,8 @@ func AddFlag(fs *pflag.FlagSet, name, key, usage string) {
 		fs.String(name, def, usage)
 	case bool:
 		fs.Bool(name, def, usage)
+	case *bool: // unset unless given: the flag counts only when set
+		fs.Bool(name, def != nil && *def, usage)
 	case int:
 		fs.Int(name, def, usage)
 	case int64:

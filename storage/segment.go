@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferrymq/ferry/internal/atomicfile"
 )
 
 // segment is one commit-log file: a fixed capacity whose disk space is
@@ -153,11 +155,4 @@ func (s *segment) close() error {
 }
 
 // syncDir fsyncs a directory so that file creations and removals in it last.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

@@ -1,0 +1,105 @@
+package auth
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"unicode"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferrymq/ferry/internal/atomicfile"
+)
+
+// parsePasswords reads a password file: "user:hash" lines with bcrypt
+// hashes. It returns the hashes by user and the highest cost among them (0
+// when there are none). name is used in errors, which give the line.
+func parsePasswords(name string, r io.Reader) (map[string][]byte, int, error) {
+	users := make(map[string][]byte)
+	lines := make(map[string]int)
+	maxCost := 0
+	err := eachLine(name, r, func(n int, line string) error {
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok {
+			return errors.New(`want "user:bcrypt-hash"`)
+		}
+		if err := checkUser(user); err != nil {
+			return err
+		}
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
+			return fmt.Errorf("user %q: not a bcrypt hash: %w", user, err)
+		}
+		if prev, dup := lines[user]; dup {
+			return fmt.Errorf("user %q: listed again (first on line %d)", user, prev)
+		}
+		lines[user] = n
+		users[user] = []byte(hash)
+		maxCost = max(maxCost, cost)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return users, maxCost, nil
+}
+
+// checkUser reports why name cannot be a username in a password file.
+func checkUser(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty username")
+	case strings.ContainsRune(name, ':'):
+		return fmt.Errorf("username %q: contains ':'", name)
+	case name[0] == '#':
+		return fmt.Errorf("username %q: begins with '#'", name)
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("username %q: begins or ends with white space", name)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("username %q: contains a control character", name)
+	}
+	return nil
+}
+
+// SetPassword adds user to the password file at path, or replaces its hash,
+// with a bcrypt hash of password at cost. Every other line is kept as it is.
+// The file is created if missing; it is written atomically (a temporary file
+// renamed over it, see atomicfile.Write) with mode 0600. A file that does not parse is left alone.
+// replaced reports whether user was in the file already.
+func SetPassword(path, user, password string, cost int) (replaced bool, err error) {
+	if err := checkUser(user); err != nil {
+		return false, err
+	}
+	if password == "" {
+		return false, errors.New("empty password")
+	}
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	if _, _, err := parsePasswords(path, bytes.NewReader(old)); err != nil {
+		return false, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return false, err
+	}
+	entry := user + ":" + string(hash)
+
+	var out []string
+	if len(old) > 0 {
+		out = strings.Split(strings.TrimSuffix(string(old), "\n"), "\n")
+	}
+	for i, line := range out {
+		if u, _, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && u == user {
+			out[i], replaced = entry, true
+		}
+	}
+	if !replaced {
+		out = append(out, entry)
+	}
+	return replaced, atomicfile.Write(path, []byte(strings.Join(out, "\n")+"\n"))
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferrymq/ferry/auth"
+)
+
+func newPasswdCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "passwd FILE USER",
+		Short: "Add USER to a password file, or replace USER's password",
+		Long: `Add USER to the password file FILE (auth.password-file), or replace USER's
+password there. The password is the first line of stdin, or --password.
+FILE is created if missing and rewritten atomically with mode 0600; its other
+lines are kept. A running Ferry picks the change up within auth.reload-interval.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file, user := args[0], args[1]
+			fs := cmd.Flags()
+			password, _ := fs.GetString("password")
+			if !fs.Changed("password") {
+				var err error
+				if password, err = readPassword(cmd.InOrStdin()); err != nil {
+					return err
+				}
+			}
+			cost, _ := fs.GetInt("cost")
+			if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+				return fmt.Errorf("--cost %d: want %d..%d", cost, bcrypt.MinCost, bcrypt.MaxCost)
+			}
+			replaced, err := auth.SetPassword(file, user, password, cost)
+			if err != nil {
+				return err
+			}
+			did := "added"
+			if replaced {
+				did = "replaced the password of"
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s user %s in %s\n", did, user, file)
+			return err
+		},
+	}
+	cmd.Flags().String("password", "", "the password, instead of the first line of stdin (visible to other users of the machine: for scripts)")
+	cmd.Flags().Int("cost", bcrypt.DefaultCost, "bcrypt cost: each step doubles the time a check takes")
+	return cmd
+}
+
+// readPassword returns the first line of r, without its line ending.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("reading the password from stdin: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("no password: give it on the first line of stdin, or with --password")
+	}
+	return line, nil
+}
