@@ -56,6 +56,30 @@ type Config struct {
 	Storage StorageConfig `koanf:"storage"`
 	Core    CoreConfig    `koanf:"core"`
 	Auth    AuthConfig    `koanf:"auth"`
+	MQTT    MQTTConfig    `koanf:"mqtt"`
+}
+
+// MQTTConfig configures the MQTT front-end. An address of "off" disables
+// that listener; the TLS listener is off too while no certificate is set.
+type MQTTConfig struct {
+	Addr             string        `koanf:"addr"`
+	WSAddr           string        `koanf:"ws-addr"`
+	TLSAddr          string        `koanf:"tls-addr"`
+	TLSCert          string        `koanf:"tls-cert"`
+	TLSKey           string        `koanf:"tls-key"`
+	Rules            []MQTTRule    `koanf:"rules"`
+	MaxPacketSize    int           `koanf:"max-packet-size"`
+	MaxInflight      int           `koanf:"max-inflight"`
+	MaxQueued        int64         `koanf:"max-queued"`
+	MaxConnections   int64         `koanf:"max-connections"`
+	ResendInterval   time.Duration `koanf:"resend-interval"`
+	MaxSessionExpiry time.Duration `koanf:"max-session-expiry"` // 0: no cap
+}
+
+// MQTTRule maps MQTT topics under Prefix onto core topic Topic.
+type MQTTRule struct {
+	Prefix string `koanf:"prefix"`
+	Topic  string `koanf:"topic"`
 }
 
 // AuthConfig configures client authentication and topic rules; it mirrors
@@ -125,6 +149,16 @@ func Default() Config {
 		Auth: AuthConfig{
 			ReloadInterval: 10 * time.Second,
 		},
+		MQTT: MQTTConfig{
+			Addr:           ":1883",
+			WSAddr:         ":8083",
+			TLSAddr:        ":8883",
+			MaxPacketSize:  4 << 20,
+			MaxInflight:    1024,
+			MaxQueued:      1_000_000,
+			MaxConnections: 1_000_000,
+			ResendInterval: 20 * time.Second,
+		},
 	}
 }
 
@@ -175,6 +209,33 @@ func (c Config) Validate() error {
 	}
 	if c.Auth.ReloadInterval < 0 {
 		return fmt.Errorf("auth.reload-interval %v: must not be negative (0 disables reloading)", c.Auth.ReloadInterval)
+	}
+	m := c.MQTT
+	if m.TLSAddr != "off" && (m.TLSCert == "") != (m.TLSKey == "") {
+		return errors.New("mqtt.tls-cert and mqtt.tls-key: set both, or neither (the TLS listener is then off)")
+	}
+	if m.MaxPacketSize < 0 || m.MaxPacketSize > 268435455 {
+		return fmt.Errorf("mqtt.max-packet-size %d: want 0..268435455 (0: the default, 4 MiB)", m.MaxPacketSize)
+	}
+	if m.MaxInflight < 1 || m.MaxInflight > 65535 {
+		return fmt.Errorf("mqtt.max-inflight %d: want 1..65535", m.MaxInflight)
+	}
+	if m.MaxQueued < 1 {
+		return fmt.Errorf("mqtt.max-queued %d: want at least 1", m.MaxQueued)
+	}
+	if m.MaxConnections < 1 {
+		return fmt.Errorf("mqtt.max-connections %d: want at least 1", m.MaxConnections)
+	}
+	if m.ResendInterval <= 0 {
+		return fmt.Errorf("mqtt.resend-interval %v: must be positive", m.ResendInterval)
+	}
+	if m.MaxSessionExpiry < 0 || m.MaxSessionExpiry > time.Duration(1<<32-1)*time.Second {
+		return fmt.Errorf("mqtt.max-session-expiry %v: want 0 (no cap) up to 136 years", m.MaxSessionExpiry)
+	}
+	for i, r := range m.Rules {
+		if r.Prefix == "" || r.Topic == "" {
+			return fmt.Errorf("mqtt.rules[%d]: both prefix and topic are needed", i)
+		}
 	}
 	return nil
 }

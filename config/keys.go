@@ -24,6 +24,9 @@ func Keys() []string {
 				walk(f.Type, key+".")
 				continue
 			}
+			if f.Type.Kind() == reflect.Slice {
+				continue // a list (mqtt.rules) is set in the config file only
+			}
 			keys = append(keys, key)
 		}
 	}

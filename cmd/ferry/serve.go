@@ -15,8 +15,10 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/frontends/mqtt"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/storage"
@@ -42,6 +44,9 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
+	config.AddFlag(fs, "mqtt-addr", "mqtt.addr", "MQTT listen address; off disables it, :0 picks a free port")
+	config.AddFlag(fs, "mqtt-ws-addr", "mqtt.ws-addr", "MQTT over WebSocket (path /mqtt) listen address; off disables it")
+	config.AddFlag(fs, "mqtt-tls-addr", "mqtt.tls-addr", "MQTT over TLS listen address (on when mqtt.tls-cert and mqtt.tls-key are set); off disables it")
 	addStorageFlags(cmd)
 	return cmd
 }
@@ -123,6 +128,9 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	if cfg.NativeAddr != "off" {
 		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr"}), native.Module)
 	}
+	if m := mqttConfig(cfg, logger, nil); m.Addr != "" || m.WSAddr != "" || m.TLSAddr != "" {
+		roles = append(roles, fx.Provide(authConfig, mqttConfig), auth.Module, mqtt.Module)
+	}
 	return fx.Options(
 		fx.Options(roles...),
 		fx.Supply(cfg, logger),
@@ -154,6 +162,34 @@ func coreConfig(cfg config.Config, logger *slog.Logger) core.Config {
 		HeartbeatTimeout: c.HeartbeatTimeout,
 		Logger:           logger.With("component", "core"),
 	}
+}
+
+// mqttConfig maps the configuration onto mqtt.Module's needs.
+func mqttConfig(cfg config.Config, logger *slog.Logger, guard *auth.Authenticator) mqtt.Config {
+	m := cfg.MQTT
+	on := func(addr string) string {
+		if addr == "off" {
+			return ""
+		}
+		return addr
+	}
+	c := mqtt.Config{
+		Addr: on(m.Addr), WSAddr: on(m.WSAddr), TLSAddr: on(m.TLSAddr), TLSCertFile: m.TLSCert, TLSKeyFile: m.TLSKey,
+		MaxPacketSize: uint32(m.MaxPacketSize), MaxInflight: m.MaxInflight, MaxQueued: m.MaxQueued,
+		MaxConnections: m.MaxConnections, ResendInterval: m.ResendInterval,
+		MaxSessionExpiry: uint32(m.MaxSessionExpiry / time.Second),
+		Logger:           logger.With("component", "mqtt"),
+	}
+	if m.TLSCert == "" {
+		c.TLSAddr = "" // no certificate, no TLS listener
+	}
+	for _, r := range m.Rules {
+		c.Rules = append(c.Rules, mqtt.Rule{Prefix: r.Prefix, Topic: r.Topic})
+	}
+	if guard != nil {
+		c.Guard = guard
+	}
+	return c
 }
 
 // storageParams maps the configuration onto storage.Module's needs.

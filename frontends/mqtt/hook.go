@@ -10,6 +10,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 	ferrystorage "github.com/ferrymq/ferry/storage"
 )
@@ -52,7 +53,7 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	}
 	user := string(cl.Properties.Username)
 	if write {
-		return g.Allow(user, cl.ID, true, topic)
+		return g.Allow(user, cl.ID, auth.Write, topic)
 	}
 	if _, f, ok := shareOf(topic); ok {
 		topic = f

@@ -22,14 +22,16 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 )
 
-// Guard authenticates clients and authorizes their topics. Topics are full
-// MQTT topic names; filters may hold wildcards.
+// Guard authenticates clients and authorizes their topics (an
+// *auth.Authenticator). Topics are full MQTT topic names; filters may hold
+// wildcards.
 type Guard interface {
 	Authenticate(user, password string) error
-	Allow(user, clientID string, write bool, topic string) bool
+	Allow(user, clientID string, acc auth.Access, topic string) bool
 	AllowFilter(user, clientID, filter string) bool
 }
 
@@ -152,7 +154,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	}
 	s.mq = mochi.New(&mochi.Options{
 		Capabilities:           caps,
-		Logger:                 cfg.Logger.With("component", "mqtt"),
+		Logger:                 slog.New(quieter{cfg.Logger.Handler()}), // the engine's info lines are noise to Ferry's users
 		SysTopicResendInterval: 10,
 	})
 	if err := s.mq.AddHook(&hook{s: s}, nil); err != nil {
@@ -315,3 +317,12 @@ func (s *Server) trimOffline() {
 		}
 	}
 }
+
+// quieter passes on only warnings and errors.
+type quieter struct{ slog.Handler }
+
+func (q quieter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && q.Handler.Enabled(ctx, l)
+}
+func (q quieter) WithAttrs(a []slog.Attr) slog.Handler { return quieter{q.Handler.WithAttrs(a)} }
+func (q quieter) WithGroup(n string) slog.Handler      { return quieter{q.Handler.WithGroup(n)} }

@@ -14,6 +14,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 )
 
@@ -277,7 +278,7 @@ func (f *feed) deliver(d *core.Delivery) bool {
 			ids = append(ids, sub.ID)
 		}
 	}
-	if !found || srv.cfg.Guard != nil && !srv.cfg.Guard.Allow(ss.user, ss.id, false, name) {
+	if !found || srv.cfg.Guard != nil && !srv.cfg.Guard.Allow(ss.user, ss.id, auth.Read, name) {
 		f.member.Ack(d)
 		return false
 	}
