@@ -56,13 +56,13 @@ func (l *streamListener) Close(closeClients listeners.CloseFn) {
 // wsListener serves MQTT over WebSocket on the path /mqtt, one binary
 // message or more per MQTT packet stream ("mqtt" subprotocol).
 type wsListener struct {
-	id       string
-	ln       net.Listener
-	srv      *http.Server
-	upgrader websocket.Upgrader
-	log      *slog.Logger
-	once     sync.Once
-	mu       sync.Mutex
+	id        string
+	ln        net.Listener
+	srv       *http.Server
+	upgrader  websocket.Upgrader
+	log       *slog.Logger
+	once      sync.Once
+	mu        sync.Mutex
 	establish listeners.EstablishFn
 }
 
