@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs all of Ferry's tests. It first installs and starts whatever the tests
-# need (for now nothing beyond Go); it is safe to run again and again.
+# need (the MQTT command-line clients); it is safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -11,6 +11,21 @@ if ! command -v go >/dev/null 2>&1; then
 	echo "test.sh: go is not on PATH; install Go $(sed -n 's/^go //p' go.mod) or later" >&2
 	exit 1
 fi
+
+# need CMD PACKAGE: installs the Debian package that provides CMD when CMD is
+# missing (the tests that use it fail under CI=true without it).
+need() {
+	command -v "$1" >/dev/null 2>&1 && return
+	echo "test.sh: installing $2 (for $1)" >&2
+	local sudo=""
+	[[ $(id -u) -eq 0 ]] || sudo="sudo"
+	if [[ -z ${apt_updated:-} ]]; then
+		$sudo apt-get update -qq >/dev/null
+		apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+}
+need mosquitto_pub mosquitto-clients
 
 unformatted=$(gofmt -l .)
 if [[ -n "$unformatted" ]]; then

@@ -317,17 +317,15 @@ func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, er
 	h.s.refused.Add(1)
 	h.s.log.Info("mqtt: publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "bytes", len(pk.Payload), "reason", code.Reason, "err", err)
 	if cl.Properties.ProtocolVersion == 5 {
-		switch pk.FixedHeader.Qos {
-		case 0:
-			return pk, packets.ErrRejectPacket
-		case 1:
-			return pk, code
-		default:
-			ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID,
-				ReasonCode: code.Code, Properties: packets.Properties{ReasonString: code.Reason}}
-			_ = cl.WritePacket(ack)
-			return pk, packets.ErrRejectPacket
+		if pk.FixedHeader.Qos > 0 { // [MQTT-3.4.2-1] [MQTT-3.5.2-1]
+			typ := packets.Puback
+			if pk.FixedHeader.Qos == 2 {
+				typ = packets.Pubrec
+			}
+			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: pk.PacketID,
+				ReasonCode: code.Code, Properties: packets.Properties{ReasonString: err.Error()}})
 		}
+		return pk, packets.ErrRejectPacket
 	}
 	cl.Stop(code)
 	return pk, packets.ErrRejectPacket
