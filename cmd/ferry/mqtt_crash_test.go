@@ -100,6 +100,7 @@ func TestMQTTAcknowledgedSurvivesKill9(t *testing.T) {
 	got := map[int]bool{}
 	var gmu sync.Mutex
 	all := make(chan struct{})
+	var once sync.Once
 	back := connect("survivor", false, func(_ paho.Client, m paho.Message) {
 		i, _ := strconv.Atoi(string(m.Payload()))
 		gmu.Lock()
@@ -111,9 +112,8 @@ func TestMQTTAcknowledgedSurvivesKill9(t *testing.T) {
 				missing++
 			}
 		}
-		if missing == 0 && all != nil {
-			close(all)
-			all = nil
+		if missing == 0 {
+			once.Do(func() { close(all) })
 		}
 	})
 	defer back.Disconnect(0)
