@@ -164,42 +164,70 @@ func (b *Broker) DeleteGroup(groupName string) error {
 }
 
 // TrimBacklog skips a group's oldest unread messages so that at most max of
-// them wait across its queues, each queue giving up a share in proportion
-// to its backlog. It returns how many it skipped. Messages delivered and not
-// yet acknowledged are not touched. Front-ends use it to bound what waits
-// for a consumer that is away (an offline MQTT session).
-func (b *Broker) TrimBacklog(groupName string, max int64) (int64, error) {
+// them wait across the queues subs read, each queue giving up a share in
+// proportion to its backlog. It returns how many it skipped. Messages
+// delivered and not yet acknowledged are not touched. A queue the group has
+// not read yet starts where its subscription's Since puts it. Front-ends
+// use it to bound what waits for a consumer that is away (an offline MQTT
+// session), whose subscriptions the group does not know while it is away.
+func (b *Broker) TrimBacklog(groupName string, subs []GroupSub, max int64) (int64, error) {
 	type queue struct {
 		key      cursorKey
-		c        *cursor // nil: only a saved offset
+		c        *cursor // nil: no cursor in memory
 		from, hi int64
 	}
-	var qs []queue
-	var total int64
+	keys := map[cursorKey]time.Time{}
+	for _, s := range subs {
+		topics := []string{s.Topic}
+		if s.Topic == AnyTopic {
+			topics = topics[:0]
+			b.topics.mu.RLock()
+			for name := range b.topics.m {
+				if name[0] != '%' {
+					topics = append(topics, name)
+				}
+			}
+			b.topics.mu.RUnlock()
+		}
+		for _, t := range topics {
+			tp := b.topics.get(t)
+			if tp == nil {
+				continue
+			}
+			for q := range tp.Queues {
+				k := cursorKey{topic: t, queue: q}
+				if old, ok := keys[k]; !ok || s.Since.Before(old) {
+					keys[k] = s.Since
+				}
+			}
+		}
+	}
 	b.mu.Lock()
 	g := b.groups[groupName]
 	b.mu.Unlock()
 	if g != nil {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		for k, c := range g.cursors {
-			_, hi := b.store.Offsets(k.topic, k.queue)
-			if hi > c.next {
-				qs = append(qs, queue{k, c, c.next, hi})
-				total += hi - c.next
-			}
+	}
+	var qs []queue
+	var total int64
+	for k, since := range keys {
+		q := queue{key: k}
+		_, q.hi = b.store.Offsets(k.topic, k.queue)
+		if g != nil && g.cursors[k] != nil {
+			q.c = g.cursors[k]
+			q.from = q.c.next
+		} else if off, ok := b.savedOffset(groupName, k.offsetKey()); ok {
+			q.from = off
+		} else if !since.IsZero() {
+			q.from = b.startOffset(k.topic, k.queue, StartFrom{Kind: StartTime, Time: since}, false)
+		} else {
+			continue
 		}
-	} else {
-		b.savedMu.Lock()
-		for key, off := range b.saved[groupName] {
-			if topic, q, ok := splitOffsetKey(key); ok {
-				if _, hi := b.store.Offsets(topic, q); hi > off {
-					qs = append(qs, queue{cursorKey{topic: topic, queue: q}, nil, off, hi})
-					total += hi - off
-				}
-			}
+		if q.hi > q.from {
+			qs = append(qs, q)
+			total += q.hi - q.from
 		}
-		b.savedMu.Unlock()
 	}
 	if total <= max {
 		return 0, nil
@@ -218,6 +246,9 @@ func (b *Broker) TrimBacklog(groupName string, max int64) (int64, error) {
 			continue
 		}
 		b.savedMu.Lock()
+		if b.saved[groupName] == nil {
+			b.saved[groupName] = map[string]int64{}
+		}
 		b.saved[groupName][q.key.offsetKey()] = to
 		b.savedMu.Unlock()
 	}

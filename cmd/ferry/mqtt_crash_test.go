@@ -42,7 +42,7 @@ func TestMQTTAcknowledgedSurvivesKill9(t *testing.T) {
 		return p
 	}
 	connect := func(id string, clean bool, h paho.MessageHandler) paho.Client {
-		o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).SetCleanSession(clean).
+		o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(clean).
 			SetAutoReconnect(false).SetOrderMatters(true).SetDefaultPublishHandler(h)
 		c := paho.NewClient(o)
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {

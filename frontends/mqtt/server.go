@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,7 +306,17 @@ func (s *Server) trimOffline() {
 		if online || len(st.Subs) == 0 {
 			continue
 		}
-		n, err := s.core.TrimBacklog(ownGroup(st.ID), s.cfg.MaxQueued)
+		var subs []core.GroupSub
+		for _, sub := range st.Subs {
+			if _, _, shared := shareOf(sub.Filter); shared || strings.HasPrefix(sub.Filter, "$") {
+				continue // a share's backlog belongs to its group, not to one member
+			}
+			if gs, err := s.mapper.filter(sub.Filter); err == nil {
+				gs.Since = time.UnixMilli(sub.At)
+				subs = append(subs, gs)
+			}
+		}
+		n, err := s.core.TrimBacklog(ownGroup(st.ID), subs, s.cfg.MaxQueued)
 		if err != nil {
 			s.log.Warn("mqtt: trimming an offline session's backlog failed", "client", st.ID, "err", err)
 			continue

@@ -152,3 +152,29 @@ func TestUnacknowledgedDeliveriesAreResentOnATimer(t *testing.T) {
 	}
 	t.Fatalf("got %d distinct messages after acknowledging, want 10", len(distinct))
 }
+
+// An offline persistent session keeps at most mqtt.max-queued messages:
+// past it the oldest are skipped, and counted.
+func TestOfflineSessionBacklogIsBounded(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{MaxQueued: 10, ResendInterval: 100 * time.Millisecond})
+	sub := f.connect("away", persistent)
+	wait(t, sub.Subscribe("feed/#", 1, nil), "subscribe")
+	sub.Disconnect(100)
+	pub := f.connect("pub")
+	for i := range 50 {
+		wait(t, pub.Publish("feed/x", 1, false, fmt.Sprint(i)), "publish")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.mqtt.Stats().Dropped < 40 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := f.mqtt.Stats().Dropped; d != 40 {
+		t.Fatalf("dropped %d, want 40", d)
+	}
+	in := newInbox()
+	f.connect("away", persistent, func(o *paho.ClientOptions) { o.SetDefaultPublishHandler(in.handler) })
+	got := in.waitN(t, 10)
+	if string(got[0].Payload()) != "40" || string(got[9].Payload()) != "49" {
+		t.Fatalf("kept %s..%s, want the newest: 40..49", got[0].Payload(), got[9].Payload())
+	}
+}
