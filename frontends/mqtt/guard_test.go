@@ -160,3 +160,18 @@ func TestSharedSubscriptionWithANativeMember(t *testing.T) {
 	}
 	t.Logf("native member: %d jobs, MQTT member: %d", nativeN, n-nativeN)
 }
+
+// A share named after a group the core cannot join it to is refused in
+// SUBACK, not granted and then silent.
+func TestShareOfABroadcastingGroupIsRefused(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	if _, err := f.core.Join("everyone", "native", core.MemberOptions{Mode: core.Broadcasting, Subscriptions: []core.GroupSub{{Topic: "news"}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := f.connect("c")
+	tok := c.Subscribe("$share/everyone/news/#", 1, nil)
+	tok.WaitTimeout(5 * time.Second)
+	if code := tok.(*paho.SubscribeToken).Result()["news/#"]; code != 0x80 { // paho keys a share by its filter
+		t.Fatalf("SUBACK code %#x, want 0x80 (%v)", code, tok.(*paho.SubscribeToken).Result())
+	}
+}

@@ -126,9 +126,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	s.mu.Lock()
 	s.sessions[cl.ID] = ss
 	s.mu.Unlock()
-	if err := ss.applySubs(); err != nil {
-		s.log.Warn("mqtt: restoring a session's subscriptions failed", "client", cl.ID, "err", err)
-	}
+	ss.applySubs() // failures are logged; the session goes on with the rest
 }
 
 func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
@@ -214,10 +212,23 @@ func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
 		}
 	}
 	ss.mu.Unlock()
-	ss.saveSubs(true)
-	if err := ss.applySubs(); err != nil {
-		h.s.log.Warn("mqtt: subscribing in the core failed", "client", cl.ID, "err", err)
+	failed := ss.applySubs()
+	if len(failed) > 0 {
+		// The engine builds SUBACK from codes after this hook: a filter
+		// whose group could not be joined (a share named after a
+		// broadcasting group, say) is refused there.
+		ss.mu.Lock()
+		for i, sub := range pk.Filters {
+			if _, bad := failed[ss.groupOf(sub.Filter)]; bad && i < len(codes) && codes[i] <= 2 {
+				codes[i] = packets.ErrUnspecifiedError.Code
+				delete(ss.subs, sub.Filter)
+				cl.State.Subscriptions.Delete(sub.Filter)
+				h.s.mq.Topics.Unsubscribe(sub.Filter, cl.ID)
+			}
+		}
+		ss.mu.Unlock()
 	}
+	ss.saveSubs(true)
 }
 
 func (h *hook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
@@ -231,7 +242,7 @@ func (h *hook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	}
 	ss.mu.Unlock()
 	ss.saveSubs(false)
-	_ = ss.applySubs()
+	ss.applySubs()
 }
 
 // session returns cl's session if cl is its current connection.

@@ -96,8 +96,10 @@ type feed struct {
 
 // applySubs makes the session's feeds match its subscriptions: one feed for
 // its own group, one per shared group, joined with the core topics and
-// filters the MQTT filters map onto. Called with no lock held.
-func (ss *session) applySubs() error {
+// filters the MQTT filters map onto. It returns the groups it could not
+// join, with why. Called with no lock held.
+func (ss *session) applySubs() map[string]error {
+	failed := map[string]error{}
 	ss.mu.Lock()
 	if ss.ended {
 		ss.mu.Unlock()
@@ -126,7 +128,6 @@ func (ss *session) applySubs() error {
 	for _, f := range stop {
 		f.stop(true)
 	}
-	var firstErr error
 	for g, filters := range want {
 		var gs []core.GroupSub
 		for _, sub := range filters {
@@ -143,7 +144,7 @@ func (ss *session) applySubs() error {
 			StartFrom: core.StartFrom{Kind: core.StartLast}})
 		if err != nil {
 			ss.srv.log.Warn("mqtt: joining the core group failed", "client", ss.id, "group", g, "err", err)
-			firstErr = cmpErr(firstErr, err)
+			failed[g] = err
 			continue
 		}
 		ss.mu.Lock()
@@ -151,7 +152,7 @@ func (ss *session) applySubs() error {
 		if ss.ended {
 			ss.mu.Unlock()
 			m.Leave()
-			return firstErr
+			return failed
 		}
 		if f == nil {
 			ctx, cancel := context.WithCancel(ss.ctx)
@@ -163,14 +164,15 @@ func (ss *session) applySubs() error {
 		f.filters = filters
 		ss.mu.Unlock()
 	}
-	return firstErr
+	return failed
 }
 
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
+// groupOf returns the core group a subscription filter reads through.
+func (ss *session) groupOf(filter string) string {
+	if g, _, ok := shareOf(filter); ok {
+		return g
 	}
-	return b
+	return ownGroup(ss.id)
 }
 
 // stop ends the feed's reading; with leave, its membership too, and what
