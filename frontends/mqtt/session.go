@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -92,6 +94,9 @@ type feed struct {
 	slots   chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	buf     bytes.Buffer // the PUBLISH packets of one pull, written at once
+	packets int64
 }
 
 // applySubs makes the session's feeds match its subscriptions: one feed for
@@ -233,11 +238,13 @@ func (f *feed) run(ctx context.Context) {
 		}
 		cancel()
 		used := 0
+		f.buf.Reset()
 		for _, d := range ds {
 			if f.deliver(d) {
 				used++
 			}
 		}
+		f.flush()
 		for range n - used {
 			<-f.slots
 		}
@@ -299,9 +306,8 @@ func (f *feed) deliver(d *core.Delivery) bool {
 			pk.Properties.SubscriptionIdentifier = ids
 		}
 	}
-	srv.delivered.Add(1)
 	if qos == 0 {
-		_ = ss.cl.WritePacket(pk) // at most once: a failed write is a lost QoS 0 message
+		f.encode(pk) // at most once: a failed write is a lost QoS 0 message
 		f.member.Ack(d)
 		return false
 	}
@@ -313,10 +319,59 @@ func (f *feed) deliver(d *core.Delivery) bool {
 		return false // stays unacknowledged: the core's ack timeout delivers it again
 	}
 	pk.PacketID = pid
+	if !f.encode(pk) {
+		ss.mu.Unlock()
+		f.member.Ack(d) // larger than the client takes: it can never have it [MQTT-3.1.2-25]
+		return false
+	}
 	ss.out[pid] = &outbound{d: d, pk: pk, sent: time.Now(), feed: f}
 	ss.mu.Unlock()
-	_ = ss.cl.WritePacket(pk) // a failed write ends the connection; the delivery goes back to the group
 	return true
+}
+
+// encode appends pk to the feed's buffer; false if the client's maximum
+// packet size refuses it.
+func (f *feed) encode(pk packets.Packet) bool {
+	cl := f.sess.cl
+	pk.ProtocolVersion = cl.Properties.ProtocolVersion
+	start := f.buf.Len()
+	if err := pk.PublishEncode(&f.buf); err != nil {
+		f.buf.Truncate(start)
+		return false
+	}
+	if max := cl.Properties.Props.MaximumPacketSize; max > 0 && uint32(f.buf.Len()-start) > max {
+		f.buf.Truncate(start)
+		f.sess.srv.log.Info("mqtt: message larger than the client's maximum packet size; not sent", "client", f.sess.id,
+			"topic", pk.TopicName, "bytes", len(pk.Payload), "max", max)
+		return false
+	}
+	f.packets++
+	return true
+}
+
+// flush writes the buffered packets in one write, under the client's lock
+// so that they do not interleave with the engine's own packets. A failed
+// write ends the connection; unacknowledged deliveries go back to the group.
+func (f *feed) flush() {
+	if f.buf.Len() == 0 {
+		return
+	}
+	cl, srv := f.sess.cl, f.sess.srv
+	n, p := int64(f.buf.Len()), f.packets
+	f.packets = 0
+	if cl.Closed() || cl.Net.Conn == nil {
+		return
+	}
+	cl.Lock()
+	_, err := cl.Net.Conn.Write(f.buf.Bytes())
+	cl.Unlock()
+	if err != nil {
+		return
+	}
+	srv.delivered.Add(p)
+	atomic.AddInt64(&srv.mq.Info.MessagesSent, p)
+	atomic.AddInt64(&srv.mq.Info.PacketsSent, p)
+	atomic.AddInt64(&srv.mq.Info.BytesSent, n)
 }
 
 // nextPacketID returns a packet id used neither by a delivery of ours nor
