@@ -57,7 +57,6 @@ func startMosquitto(bin string) (*broker, error) {
 		"max_queued_bytes 0",    // no limit
 		"max_inflight_messages 1024",
 		"max_inflight_bytes 0",
-		"set_tcp_nodelay true",
 		"log_dest stderr",
 		"log_type error",
 		"log_type warning",
