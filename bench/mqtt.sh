@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Ferry's MQTT front-end beside Mosquitto, in one run, with one load generator
+# (bench/mqtt): fan-in QoS 0 and QoS 1, a device fleet with latency, and RSS per
+# idle connection; prints a Markdown table. Installs mosquitto if missing (Debian).
+# Usage: bench/mqtt.sh [flags of bench/mqtt, e.g. --rounds 3 --count 300000]
+#        bench/mqtt.sh --profile DIR     (CPU and allocation profiles of Ferry instead)
+set -euo pipefail
+cd "$(dirname "$0")/mqtt"
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+fi
+ulimit -n "$(ulimit -Hn)" # 10,000 idle connections need as many descriptors, here and in the brokers
+mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+echo "== $(nproc) CPUs, $(go version | cut -d' ' -f3), $($mosq -h | head -1)" >&2
+exec go run . --mosquitto "$mosq" "$@"

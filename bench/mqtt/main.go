@@ -1,0 +1,352 @@
+// Command mqtt measures Ferry's MQTT front-end beside Mosquitto on this
+// machine, in one run, with one load generator (a minimal pipelined MQTT
+// 3.1.1 client, wire.go) and the systems alternated so that drift affects
+// them alike:
+//
+//   - fan-in: --publishers publishers → 1 subscriber on "#", --size-byte
+//     payloads, QoS 0 and QoS 1 (QoS 1 pipelined, --window in flight), a
+//     fixed --count; delivered msg/s at the subscriber, publish rate, lost
+//     and duplicate messages. The median of --rounds runs is reported.
+//   - device fleet: --fleet publishers at --fleet-rate msg/s each, QoS 1, for
+//     --fleet-duration; p50/p99 publish → deliver latency.
+//   - idle connections: --idle MQTT connections that do nothing; the
+//     broker's VmRSS before and after, per connection.
+//
+// Ferry runs as `ferry serve` (async and sync flush) with a temporary data
+// directory; Mosquitto with a generated configuration (persistence off,
+// queue limits lifted). --profile DIR instead profiles Ferry in process
+// (ferryprof) under the fan-in loads.
+//
+//	cd bench/mqtt && go run . [--rounds 3] [--count 400000]   (or bench/mqtt.sh)
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+var (
+	repo       = flag.String("repo", "../..", "Ferry's source tree, to build the binaries from")
+	ferryBin   = flag.String("ferry", "", "ferry binary (default: built from --repo)")
+	profBin    = flag.String("ferryprof", "", "ferryprof binary (default: built from ./ferryprof)")
+	mosqBin    = flag.String("mosquitto", "mosquitto", "mosquitto binary")
+	systemsF   = flag.String("systems", "ferry-async,mosquitto,ferry-sync", "systems, in the order of each round")
+	rounds     = flag.Int("rounds", 3, "fan-in rounds (the median is reported)")
+	count      = flag.Int("count", 300000, "messages per fan-in run, over all publishers")
+	syncCount  = flag.Int("sync-count", 40000, "messages per fan-in run for Ferry with sync flush (an fsync per commit is slow)")
+	publishers = flag.Int("publishers", 4, "fan-in publishers")
+	size       = flag.Int("size", 128, "payload bytes")
+	window     = flag.Int("window", 1000, "QoS 1 publishes in flight per publisher")
+	fleet      = flag.Int("fleet", 1000, "device-fleet publishers (0 skips)")
+	fleetRate  = flag.Float64("fleet-rate", 10, "messages per second per fleet publisher")
+	fleetDur   = flag.Duration("fleet-duration", 20*time.Second, "device-fleet run")
+	idle       = flag.Int("idle", 10000, "idle connections (0 skips)")
+	profileDir = flag.String("profile", "", "profile Ferry in process under the fan-in loads, writing profiles here, instead of the comparison")
+)
+
+type system struct {
+	name  string
+	count int // messages per fan-in run
+	start func() (*broker, error)
+}
+
+func main() {
+	flag.Parse()
+	raiseFileLimit()
+	tmp, err := os.MkdirTemp("", "bench-mqtt-bin")
+	check(err)
+	defer os.RemoveAll(tmp)
+	if *profileDir != "" {
+		if *profBin == "" {
+			*profBin = build(tmp, ".", "./ferryprof", "ferryprof")
+		}
+		check(profile(*profileDir))
+		return
+	}
+	if *ferryBin == "" {
+		*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
+	}
+	var systems []system
+	for _, name := range strings.Split(*systemsF, ",") {
+		systems = append(systems, newSystem(name))
+	}
+
+	type fanIn struct{ q0, q1 []loadResult }
+	fan := map[string]*fanIn{}
+	for _, s := range systems {
+		fan[s.name] = &fanIn{}
+	}
+	for round := 1; round <= *rounds; round++ {
+		for _, s := range systems {
+			b, err := s.start()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
+				continue
+			}
+			for _, qos := range []byte{0, 1} {
+				r := runLoad(b.addr, *publishers, s.count / *publishers, qos, *window, *size, 0, false, 5*time.Second)
+				report(fmt.Sprintf("round %d %s fan-in QoS %d", round, s.name, qos), r)
+				if qos == 0 {
+					fan[s.name].q0 = append(fan[s.name].q0, r)
+				} else {
+					fan[s.name].q1 = append(fan[s.name].q1, r)
+				}
+			}
+			b.stop()
+		}
+	}
+
+	fleets := map[string]loadResult{}
+	if *fleet > 0 {
+		interval := time.Duration(float64(time.Second) / *fleetRate)
+		perDev := int(fleetDur.Seconds() * *fleetRate)
+		for _, s := range systems {
+			b, err := s.start()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
+				continue
+			}
+			r := runLoad(b.addr, *fleet, perDev, 1, 16, *size, interval, true, 5*time.Second)
+			report(fmt.Sprintf("%s fleet %d×%.0f msg/s QoS 1", s.name, *fleet, *fleetRate), r)
+			fleets[s.name] = r
+			b.stop()
+		}
+	}
+
+	perConn := map[string]string{}
+	if *idle > 0 {
+		for _, s := range systems {
+			perConn[s.name] = measureIdle(s)
+			fmt.Fprintf(os.Stderr, "%s idle: %s\n", s.name, perConn[s.name])
+		}
+	}
+
+	fmt.Printf("\nMQTT, %d publishers → 1 subscriber on #, %d-byte payloads, %d messages a run (Ferry sync flush: %d), QoS 1 window %d; median of %d rounds.\n",
+		*publishers, *size, *count, *syncCount, *window, *rounds)
+	fmt.Printf("Fleet: %d publishers × %.0f msg/s, QoS 1, %s. Idle: %d connections.\n\n", *fleet, *fleetRate, *fleetDur, *idle)
+	fmt.Println("| system | QoS 0 delivered msg/s | QoS 0 publish msg/s | QoS 1 delivered msg/s | QoS 1 publish msg/s | lost / dup (all runs) | fleet p50 | fleet p99 | fleet lost | RSS per idle connection |")
+	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+	for _, s := range systems {
+		f := fan[s.name]
+		fl, ok := fleets[s.name]
+		p50, p99, flost := "–", "–", "–"
+		if ok && fl.err == nil {
+			p50, p99, flost = ms(fl.p50), ms(fl.p99), fmt.Sprint(fl.lost)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.name,
+			median(f.q0, func(r loadResult) float64 { return r.delivered }),
+			median(f.q0, func(r loadResult) float64 { return r.published }),
+			median(f.q1, func(r loadResult) float64 { return r.delivered }),
+			median(f.q1, func(r loadResult) float64 { return r.published }),
+			lostDup(append(slices.Clone(f.q0), f.q1...)), p50, p99, flost, perConn[s.name])
+	}
+}
+
+func newSystem(name string) system {
+	switch name {
+	case "ferry-async", "ferry-sync":
+		flush := strings.TrimPrefix(name, "ferry-")
+		n := *count
+		if flush == "sync" {
+			n = *syncCount
+		}
+		return system{fmt.Sprintf("Ferry (%s flush)", flush), n, func() (*broker, error) {
+			return startFerry("Ferry", *ferryBin, "serve", "--flush", flush, "--mqtt-addr", "127.0.0.1:0",
+				"--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0")
+		}}
+	case "mosquitto":
+		return system{"Mosquitto (no persistence)", *count, func() (*broker, error) { return startMosquitto(*mosqBin) }}
+	}
+	check(fmt.Errorf("unknown system %q (ferry-async, ferry-sync, mosquitto)", name))
+	return system{}
+}
+
+// measureIdle opens --idle connections to a fresh broker and returns the
+// growth of its RSS per connection.
+func measureIdle(s system) string {
+	b, err := s.start()
+	if err != nil {
+		return err.Error()
+	}
+	defer b.stop()
+	time.Sleep(time.Second)
+	before, err := b.rss()
+	if err != nil {
+		return err.Error()
+	}
+	ws, err := idleConnections(b.addr, *idle)
+	if err != nil {
+		return err.Error()
+	}
+	defer closeAll(ws)
+	time.Sleep(3 * time.Second)
+	after, err := b.rss()
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%.1f KiB (%.0f → %.0f MiB)", float64(after-before)/float64(*idle)/1024, float64(before)/(1<<20), float64(after)/(1<<20))
+}
+
+func report(what string, r loadResult) {
+	line := fmt.Sprintf("%s: delivered %.0f msg/s, published %.0f msg/s, lost %d, dup %d", what, r.delivered, r.published, r.lost, r.dups)
+	if r.p50 > 0 {
+		line += fmt.Sprintf(", latency p50 %s p99 %s max %s", ms(r.p50), ms(r.p99), ms(r.max))
+	}
+	if r.err != nil {
+		line += ", error: " + r.err.Error()
+	}
+	fmt.Fprintln(os.Stderr, line)
+}
+
+func median(rs []loadResult, f func(loadResult) float64) string {
+	var v []float64
+	for _, r := range rs {
+		if r.err == nil {
+			v = append(v, f(r))
+		}
+	}
+	if len(v) == 0 {
+		return "–"
+	}
+	slices.Sort(v)
+	return thousands(v[len(v)/2])
+}
+
+func lostDup(rs []loadResult) string {
+	var lost, dup int64
+	for _, r := range rs {
+		lost += r.lost
+		dup += r.dups
+	}
+	return fmt.Sprintf("%d / %d", lost, dup)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func thousands(f float64) string {
+	s := fmt.Sprintf("%.0f", f)
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// raiseFileLimit lifts the open-file limit to its hard maximum, for the
+// idle connections; set here, it is inherited by the brokers started.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	if *idle > 0 && l.Max < uint64(*idle)+1000 {
+		fmt.Fprintf(os.Stderr, "open-file limit %d is below --idle %d: raise it (ulimit -Hn) or lower --idle\n", l.Max, *idle)
+	}
+}
+
+func build(dir, srcDir, pkg, name string) string {
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = srcDir, os.Stderr, os.Stderr
+	check(cmd.Run())
+	return out
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mqtt bench:", err)
+		os.Exit(1)
+	}
+}
+
+// profile runs the QoS 0 and QoS 1 fan-in loads against ferryprof, each on
+// a fresh store, and writes a CPU profile and before/after allocation
+// profiles per load; it prints allocations per delivered message.
+func profile(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	per := *count / *publishers
+	for _, qos := range []byte{0, 1} {
+		b, err := startFerry("Ferry (in process, async flush)", *profBin, "--flush", "async")
+		if err != nil {
+			return err
+		}
+		base := "http://" + b.misc
+		before, err := memstats(base)
+		if err != nil {
+			b.stop()
+			return err
+		}
+		if err := fetch(base+"/debug/pprof/allocs", filepath.Join(dir, fmt.Sprintf("allocs-before-qos%d.pprof", qos))); err != nil {
+			b.stop()
+			return err
+		}
+		cpuDone := make(chan error, 1)
+		go func() {
+			cpuDone <- fetch(base+"/debug/pprof/profile?seconds=5", filepath.Join(dir, fmt.Sprintf("cpu-qos%d.pprof", qos)))
+		}()
+		r := runLoad(b.addr, *publishers, per, qos, *window, *size, 0, false, 5*time.Second)
+		report(fmt.Sprintf("profile fan-in QoS %d", qos), r)
+		if err := <-cpuDone; err != nil {
+			fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		}
+		after, err := memstats(base)
+		if err == nil {
+			err = fetch(base+"/debug/pprof/allocs", filepath.Join(dir, fmt.Sprintf("allocs-after-qos%d.pprof", qos)))
+		}
+		b.stop()
+		if err != nil {
+			return err
+		}
+		msgs := float64(int64(per**publishers) - r.lost)
+		fmt.Printf("QoS %d: %.0f msg/s delivered; %.1f allocations and %.0f bytes allocated per message (publish + store + deliver), %.2f GCs per 100k messages\n",
+			qos, r.delivered, float64(after.Mallocs-before.Mallocs)/msgs, float64(after.TotalAlloc-before.TotalAlloc)/msgs,
+			float64(after.NumGC-before.NumGC)/msgs*1e5)
+	}
+	fmt.Printf("profiles in %s: go tool pprof -top cpu-qos0.pprof; go tool pprof -sample_index=alloc_space -diff_base allocs-before-qos0.pprof allocs-after-qos0.pprof\n", dir)
+	return nil
+}
+
+func memstats(base string) (runtime.MemStats, error) {
+	var v struct{ Memstats runtime.MemStats }
+	resp, err := http.Get(base + "/debug/vars")
+	if err != nil {
+		return v.Memstats, err
+	}
+	defer resp.Body.Close()
+	return v.Memstats, json.NewDecoder(resp.Body).Decode(&v)
+}
+
+func fetch(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
