@@ -148,6 +148,11 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	}
 	caps.MaximumMessageExpiryInterval = 0 // messages live as long as the store keeps them
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	// The engine's per-client queue of pending writes carries only what it
+	// sends itself (retained messages at SUBSCRIBE, $SYS): Ferry's
+	// deliveries are written by the feeds. Its default of 8,192 slots cost
+	// 64 KiB per idle connection.
+	caps.MaximumClientWritesPending = 256
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
