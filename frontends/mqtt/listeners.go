@@ -39,7 +39,7 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
+			if err := establish(l.id, &batchConn{Conn: conn}); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("mqtt: connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "err", err)
 			}
 		}()
@@ -100,7 +100,7 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 	l.mu.Lock()
 	establish := l.establish
 	l.mu.Unlock()
-	if err := establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil && !errors.Is(err, io.EOF) {
+	if err := establish(l.id, &batchConn{Conn: &wsConn{Conn: c.NetConn(), c: c}}); err != nil && !errors.Is(err, io.EOF) {
 		l.log.Debug("mqtt: websocket connection ended", "remote", r.RemoteAddr, "err", err)
 	}
 }

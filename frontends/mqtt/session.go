@@ -364,6 +364,9 @@ func (f *feed) flush() {
 	}
 	cl.Lock()
 	_, err := cl.Net.Conn.Write(f.buf.Bytes())
+	if fl, ok := cl.Net.Conn.(interface{ Flush() error }); ok && err == nil {
+		err = fl.Flush()
+	}
 	cl.Unlock()
 	if err != nil {
 		return
@@ -463,6 +466,11 @@ func (ss *session) resend(now time.Time) {
 		if ss.cl.WritePacket(pk) == nil {
 			ss.srv.resent.Add(1)
 		}
+	}
+	if fl, ok := ss.cl.Net.Conn.(interface{ Flush() error }); ok && len(due) > 0 {
+		ss.cl.Lock()
+		_ = fl.Flush()
+		ss.cl.Unlock()
 	}
 }
 

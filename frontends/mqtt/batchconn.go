@@ -1,0 +1,83 @@
+package mqtt
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// batchConn gathers the small writes made while the connection's reader is
+// busy (PUBACKs, PUBRECs, SUBACKs: written by the engine one packet and one
+// write at a time) and sends them in one write just before the reader
+// blocks for more input. A write made while the reader is blocked goes out
+// at once, since nobody else would flush it. Feeds write their batches and
+// Flush.
+type batchConn struct {
+	net.Conn
+	mu      sync.Mutex
+	buf     []byte
+	reading bool // the reader is blocked in Read
+}
+
+// batchLimit is how much is gathered before a write goes out anyway.
+const batchLimit = 64 << 10
+
+func (c *batchConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reading || len(c.buf)+len(p) > batchLimit {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		return c.Conn.Write(p)
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+func (c *batchConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	err := c.flushLocked()
+	c.reading = err == nil
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	c.reading = false
+	c.mu.Unlock()
+	return n, err
+}
+
+// Flush writes what is gathered.
+func (c *batchConn) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *batchConn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > batchLimit {
+		c.buf = nil
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return err
+}
+
+// Close sends what is gathered (a DISCONNECT with its reason, say), waiting
+// a moment at most for a client that does not read, and closes.
+func (c *batchConn) Close() error {
+	c.mu.Lock()
+	if len(c.buf) > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.flushLocked()
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
