@@ -71,7 +71,9 @@ type Config struct {
 	// Window bounds the outbound messages published and not yet confirmed.
 	Window int
 	// OnNack and OnReturn are the policies for nacked and returned
-	// (unroutable, published mandatory) messages.
+	// (unroutable, published mandatory) messages; default retry for a nack
+	// (RabbitMQ could not take it now) and dead-letter for a return (no
+	// queue is bound for it: sending it again would stall the bridge).
 	OnNack   Policy
 	OnReturn Policy
 	// DeadLetterTopic receives what a dead-letter policy sets aside
@@ -142,7 +144,7 @@ func (c Config) withDefaults() Config {
 	set(&c.ExchangeKind, amqp.ExchangeTopic)
 	set(&c.RoutingKey, DefaultRoutingKey)
 	set((*string)(&c.OnNack), string(Retry))
-	set((*string)(&c.OnReturn), string(Retry))
+	set((*string)(&c.OnReturn), string(DeadLetter))
 	set(&c.DeadLetterTopic, GroupName(c.Name)+"-dlq")
 	setInt(&c.Window, DefaultWindow)
 	setInt(&c.Prefetch, DefaultPrefetch)
