@@ -51,10 +51,14 @@ type Config struct {
 	NativeAddr string `koanf:"native-addr"`
 	// Namesrv is the NameServers to use, comma separated: where ferry broker
 	// registers and where client commands look routes up.
-	Namesrv string        `koanf:"namesrv"`
-	Log     LogConfig     `koanf:"log"`
-	Storage StorageConfig `koanf:"storage"`
-	Core    CoreConfig    `koanf:"core"`
+	Namesrv string `koanf:"namesrv"`
+	// HTTPAddr is where metrics, health and status are served, or "off".
+	HTTPAddr string        `koanf:"http-addr"`
+	Log      LogConfig     `koanf:"log"`
+	Storage  StorageConfig `koanf:"storage"`
+	Core     CoreConfig    `koanf:"core"`
+	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
+	Bridges []BridgeConfig `koanf:"bridges"`
 }
 
 // CoreConfig configures topics and consumer groups; it mirrors core.Config,
@@ -92,6 +96,7 @@ func Default() Config {
 		NamesrvAddr: ":9876",
 		NativeAddr:  ":10911",
 		Namesrv:     "127.0.0.1:9876",
+		HTTPAddr:    ":8080",
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",
@@ -155,7 +160,10 @@ func (c Config) Validate() error {
 	if c.Core.HeartbeatTimeout <= 0 {
 		return fmt.Errorf("core.heartbeat-timeout %v: must be positive", c.Core.HeartbeatTimeout)
 	}
-	return nil
+	if c.HTTPAddr == "" {
+		return errors.New("http-addr: must not be empty (off disables it)")
+	}
+	return validateBridges(c.Bridges)
 }
 
 // SlogLevel parses Level.
@@ -250,6 +258,9 @@ func Load(src Sources) (Config, error) {
 		return Config{}, decodeError(path, err)
 	}
 	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := resolvePasswords(cfg.Bridges, src.Environ); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
