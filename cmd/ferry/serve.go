@@ -15,9 +15,11 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
+	"github.com/ferrymq/ferry/bridge/rabbitmq"
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
+	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/storage"
 )
@@ -42,6 +44,7 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
+	config.AddFlag(fs, "http-addr", "http-addr", "HTTP listen address for metrics, health and status; off disables it, :0 picks a free port")
 	addStorageFlags(cmd)
 	return cmd
 }
@@ -123,6 +126,9 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	if cfg.NativeAddr != "off" {
 		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr"}), native.Module)
 	}
+	if len(cfg.Bridges) > 0 {
+		roles = append(roles, rabbitmq.Module)
+	}
 	return fx.Options(
 		fx.Options(roles...),
 		fx.Supply(cfg, logger),
@@ -132,6 +138,9 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		storage.Module,
 		core.Module,
 		fx.Invoke(func(*core.Broker) {}), // open the store and the core even before a front-end uses them
+		fx.Supply(monitor.Listen{Addr: cfg.HTTPAddr, Flag: "--http-addr"}),
+		monitor.Module,
+		monitor.Ready, // last: ready once everything else has started
 	)
 }
 
