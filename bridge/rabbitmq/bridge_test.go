@@ -15,13 +15,9 @@ import (
 )
 
 func TestOutbound(t *testing.T) {
-	r := newRabbit(t)
-	f := openFerry(t, t.TempDir())
-	x := r.exchange()
-	q := r.queue(nil, x, "devices.*.telemetry")
-	cfg := bridgeConfig("out", Outbound, r.url, "devices")
-	cfg.Exchange, cfg.Filter = x, "+/telemetry"
-	b := startBridge(t, f, cfg)
+	g := newRig(t, "devices.*.telemetry")
+	r, f, q := g.r, g.f, g.q
+	b := g.start(t, "out", Outbound, "devices", false, func(c *Config) { c.Filter = "+/telemetry" })
 
 	const n = 100
 	ids := map[string]string{} // body → core message id
@@ -139,18 +135,77 @@ func seqCheck(t *testing.T, bodies []string, streams, perStream int) (dups int) 
 	return dups
 }
 
+// rig is a core, an exchange, a queue bound to it with key, and a proxy
+// to RabbitMQ that can cut connections.
+type rig struct {
+	r    *rabbit
+	f    *ferry
+	x, q string
+	p    *proxy
+}
+
+func newRig(t *testing.T, key string) *rig {
+	r := newRabbit(t)
+	g := &rig{r: r, f: openFerry(t, t.TempDir()), x: r.exchange(), p: newProxy(t, rabbitAddr(t, r.url))}
+	g.q = r.queue(nil, g.x, key)
+	return g
+}
+
+// start starts a bridge on the rig's exchange (outbound) or queue
+// (inbound), through the proxy when viaProxy; edit changes its config.
+func (g *rig) start(t *testing.T, name string, dir Direction, topic string, viaProxy bool, edit func(*Config)) *Bridge {
+	u := g.r.url
+	if viaProxy {
+		u = g.p.url(t, u)
+	}
+	cfg := bridgeConfig(name, dir, u, topic)
+	cfg.Exchange, cfg.Queue = g.x, g.q
+	if edit != nil {
+		edit(&cfg)
+	}
+	return startBridge(t, g.f, cfg)
+}
+
+// cutWhileForwarding cuts b's connection n times, each once b has carried
+// 2,000 more messages; the third cut is rabbitmqctl's when withCtl and it
+// is there. It returns the cuts made.
+func (g *rig) cutWhileForwarding(t *testing.T, b *Bridge, n int, withCtl bool) int {
+	for i := range n {
+		waitFor(t, 20*time.Second, "forwarding", func() bool { return b.Status().Forwarded > uint64(i*2000) })
+		if i == 2 && withCtl && closeAllConnections(t) {
+			t.Log("rabbitmqctl close_all_connections")
+		} else {
+			g.p.Cut()
+		}
+	}
+	return n
+}
+
+// checkStreams runs seqCheck and holds the duplicates found to what the
+// bridge counted as possible.
+func checkStreams(t *testing.T, bodies []string, streams, perStream int, counted uint64) {
+	t.Helper()
+	dups := seqCheck(t, bodies, streams, perStream)
+	t.Logf("%d received, %d duplicates, %d counted as possible", len(bodies), dups, counted)
+	if uint64(dups) > counted {
+		t.Errorf("%d duplicates, but the bridge counted only %d possible", dups, counted)
+	}
+}
+
+func deliveryBodies(ds []amqp.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = string(d.Body)
+	}
+	return out
+}
+
 // TestOutboundSurvivesCuts cuts the bridge's connection several times while
 // 10,000 messages flow: none is lost, each stream keeps its order, and the
 // duplicates are no more than the bridge counted.
 func TestOutboundSurvivesCuts(t *testing.T) {
-	r := newRabbit(t)
-	f := openFerry(t, t.TempDir())
-	x := r.exchange()
-	q := r.queue(nil, x, "devices.#")
-	p := newProxy(t, rabbitAddr(t, r.url))
-	cfg := bridgeConfig("cuts", Outbound, p.url(t, r.url), "devices")
-	cfg.Exchange = x
-	b := startBridge(t, f, cfg)
+	g := newRig(t, "devices.#")
+	f, b := g.f, g.start(t, "cuts", Outbound, "devices", true, nil)
 
 	const streams, perStream = 8, 1250
 	done := make(chan struct{})
@@ -165,29 +220,13 @@ func TestOutboundSurvivesCuts(t *testing.T) {
 			}
 		}
 	}()
-	cuts := 0
-	for i := 0; i < 4; i++ {
-		waitFor(t, 20*time.Second, "forwarding", func() bool { return b.Status().Forwarded > uint64(i*2000) })
-		if i == 2 && closeAllConnections(t) {
-			t.Log("rabbitmqctl close_all_connections")
-		} else {
-			p.Cut()
-		}
-		cuts++
-	}
+	cuts := g.cutWhileForwarding(t, b, 4, true)
 	<-done
 	waitFor(t, 60*time.Second, "lag 0", func() bool { return b.Status().Lag == 0 })
-	got := r.drain(q, streams*perStream, 60*time.Second)
-	bodies := make([]string, len(got))
-	for i, d := range got {
-		bodies[i] = string(d.Body)
-	}
-	dups := seqCheck(t, bodies, streams, perStream)
+	got := g.r.drain(g.q, streams*perStream, 60*time.Second)
 	s := b.Status()
-	t.Logf("%d cuts, %d reconnects, %d received, %d duplicates, %d counted as possible", cuts, s.Reconnects, len(got), dups, s.DuplicatesPossible)
-	if uint64(dups) > s.DuplicatesPossible {
-		t.Errorf("%d duplicates, but the bridge counted only %d possible", dups, s.DuplicatesPossible)
-	}
+	t.Logf("%d cuts, %d reconnects", cuts, s.Reconnects)
+	checkStreams(t, deliveryBodies(got), streams, perStream, s.DuplicatesPossible)
 	if s.Reconnects < uint64(cuts) {
 		t.Errorf("%d reconnects after %d cuts", s.Reconnects, cuts)
 	}
@@ -196,14 +235,8 @@ func TestOutboundSurvivesCuts(t *testing.T) {
 // TestInboundSurvivesCuts does the same inbound: 10,000 messages published
 // to RabbitMQ reach a consumer group in Ferry through several cuts.
 func TestInboundSurvivesCuts(t *testing.T) {
-	r := newRabbit(t)
-	f := openFerry(t, t.TempDir())
-	x := r.exchange()
-	q := r.queue(nil, x, "commands.#")
-	p := newProxy(t, rabbitAddr(t, r.url))
-	cfg := bridgeConfig("incuts", Inbound, p.url(t, r.url), "commands")
-	cfg.Queue = q
-	b := startBridge(t, f, cfg)
+	g := newRig(t, "commands.#")
+	f, b := g.f, g.start(t, "incuts", Inbound, "commands", true, nil)
 
 	const streams, perStream = 8, 1250
 	var keys, bodies []string
@@ -217,15 +250,10 @@ func TestInboundSurvivesCuts(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := 0; i < len(bodies); i += 1000 {
-			r.publishAll(x, keys[i:i+1000], bodies[i:i+1000], nil)
+			g.r.publishAll(g.x, keys[i:i+1000], bodies[i:i+1000], nil)
 		}
 	}()
-	cuts := 0
-	for i := 0; i < 4; i++ {
-		waitFor(t, 20*time.Second, "forwarding", func() bool { return b.Status().Forwarded > uint64(i*2000) })
-		p.Cut()
-		cuts++
-	}
+	cuts := g.cutWhileForwarding(t, b, 4, false)
 	<-done
 
 	m, err := f.broker.Join("svc", "m1", core.MemberOptions{
@@ -260,12 +288,9 @@ func TestInboundSurvivesCuts(t *testing.T) {
 	for _, bs := range perSubject { // order is per subject: one core queue each
 		all = append(all, bs...)
 	}
-	dups := seqCheck(t, all, streams, perStream)
 	s := b.Status()
-	t.Logf("%d cuts, %d reconnects, %d stored, %d duplicates, %d counted as possible", cuts, s.Reconnects, total, dups, s.DuplicatesPossible)
-	if uint64(dups) > s.DuplicatesPossible {
-		t.Errorf("%d duplicates, but the bridge counted only %d possible", dups, s.DuplicatesPossible)
-	}
+	t.Logf("%d cuts, %d reconnects, %d stored", cuts, s.Reconnects, total)
+	checkStreams(t, all, streams, perStream, s.DuplicatesPossible)
 }
 
 // TestOutboundFerryRestart closes and reopens Ferry (store, core, bridge)
@@ -304,13 +329,5 @@ func TestOutboundFerryRestart(t *testing.T) {
 		f.close()
 	}
 	got := r.drain(q, streams*perStream, 60*time.Second)
-	bodies := make([]string, len(got))
-	for i, d := range got {
-		bodies[i] = string(d.Body)
-	}
-	dups := seqCheck(t, bodies, streams, perStream)
-	t.Logf("%d received, %d duplicates, %d counted as possible", len(got), dups, dupsPossible)
-	if uint64(dups) > dupsPossible {
-		t.Errorf("%d duplicates, but the bridge counted only %d possible", dups, dupsPossible)
-	}
+	checkStreams(t, deliveryBodies(got), streams, perStream, dupsPossible)
 }

@@ -17,18 +17,15 @@ import (
 // TestLoopPrevention wires an outbound and an inbound bridge to the same
 // RabbitMQ in a loop: a message goes out once and is not sent back.
 func TestLoopPrevention(t *testing.T) {
-	r := newRabbit(t)
-	f := openFerry(t, t.TempDir())
-	x := r.exchange()
-	observer := r.queue(nil, x, "devices.#")
-	out := bridgeConfig("loop-out", Outbound, r.url, "devices")
-	out.Exchange = x
-	in := bridgeConfig("loop-in", Inbound, r.url, "devices")
-	in.Queue, in.DeclareQueue = r.name("q"), true
-	in.Bindings = []Binding{{Exchange: x, Key: "devices.#"}}
-	t.Cleanup(func() { r.deleteQueue(in.Queue) })
-	ob := startBridge(t, f, out)
-	ib := startBridge(t, f, in)
+	g := newRig(t, "devices.#")
+	r, f, observer := g.r, g.f, g.q
+	ob := g.start(t, "loop-out", Outbound, "devices", false, nil)
+	inQueue := r.name("q")
+	t.Cleanup(func() { r.deleteQueue(inQueue) })
+	ib := g.start(t, "loop-in", Inbound, "devices", false, func(c *Config) {
+		c.Queue, c.DeclareQueue = inQueue, true
+		c.Bindings = []Binding{{Exchange: g.x, Key: "devices.#"}}
+	})
 	waitFor(t, 10*time.Second, "both connected", func() bool {
 		return ob.Status().State == StateConnected && ib.Status().State == StateConnected
 	})
@@ -49,6 +46,25 @@ func TestLoopPrevention(t *testing.T) {
 	if s := ob.Status(); s.Forwarded != 5 {
 		t.Fatalf("outbound forwarded %d, want 5", s.Forwarded)
 	}
+}
+
+// deadLetters publishes n messages for bridge b and reads its dead-letter
+// topic until want are there, each set aside for reason.
+func deadLetters(t *testing.T, f *ferry, b *Bridge, n, want int, reason string) []*core.Delivery {
+	t.Helper()
+	for i := range n {
+		f.publish(t, "devices", "1/telemetry", strconv.Itoa(i), nil)
+	}
+	got := dlq(t, f, b.cfg.DeadLetterTopic, want)
+	if len(got) != want {
+		t.Fatalf("dead-letter topic has %d messages, want %d", len(got), want)
+	}
+	for _, d := range got {
+		if !strings.Contains(d.Properties[PropDeadLetterReason], reason) {
+			t.Errorf("reason %q, want it to say %q", d.Properties[PropDeadLetterReason], reason)
+		}
+	}
+	return got
 }
 
 // dlq reads a bridge's dead-letter topic.
@@ -78,16 +94,9 @@ func TestReturnDeadLetter(t *testing.T) {
 	cfg := bridgeConfig("ret", Outbound, r.url, "devices")
 	cfg.Exchange, cfg.OnReturn = r.exchange(), DeadLetter // no queue bound
 	b := startBridge(t, f, cfg)
-	for i := range 3 {
-		f.publish(t, "devices", "1/telemetry", strconv.Itoa(i), nil)
-	}
-	got := dlq(t, f, GroupName("ret")+"-dlq", 3)
-	if len(got) != 3 {
-		t.Fatalf("dead-letter topic has %d messages, want 3", len(got))
-	}
+	got := deadLetters(t, f, b, 3, 3, "returned")
 	for i, d := range got {
-		if string(d.Body) != strconv.Itoa(i) || !strings.Contains(d.Properties[PropDeadLetterReason], "returned") ||
-			d.Properties[HeaderTopic] != "devices" || d.Subject != "1/telemetry" {
+		if string(d.Body) != strconv.Itoa(i) || d.Properties[HeaderTopic] != "devices" || d.Subject != "1/telemetry" {
 			t.Errorf("dead letter %d: body %q subject %q properties %v", i, d.Body, d.Subject, d.Properties)
 		}
 	}
@@ -132,18 +141,7 @@ func TestNackDeadLetter(t *testing.T) {
 	cfg := bridgeConfig("nack", Outbound, r.url, "devices")
 	cfg.Exchange, cfg.OnNack = x, DeadLetter
 	b := startBridge(t, f, cfg)
-	for i := range 5 {
-		f.publish(t, "devices", "1/telemetry", strconv.Itoa(i), nil)
-	}
-	got := dlq(t, f, GroupName("nack")+"-dlq", 3)
-	if len(got) != 3 {
-		t.Fatalf("dead-letter topic has %d messages, want 3", len(got))
-	}
-	for _, d := range got {
-		if !strings.Contains(d.Properties[PropDeadLetterReason], "nacked") {
-			t.Errorf("reason %q", d.Properties[PropDeadLetterReason])
-		}
-	}
+	deadLetters(t, f, b, 5, 3, "nacked")
 	waitFor(t, 5*time.Second, "counted", func() bool { s := b.Status(); return s.DeadLettered == 3 && s.Forwarded == 2 })
 }
 
@@ -166,13 +164,9 @@ func rabbitmqctl(t *testing.T, args ...string) string {
 // TestBlocked raises RabbitMQ's memory alarm: the bridge shows blocked and
 // holds its messages, then carries them on when the alarm clears.
 func TestBlocked(t *testing.T) {
-	r := newRabbit(t)
-	f := openFerry(t, t.TempDir())
-	x := r.exchange()
-	q := r.queue(nil, x, "devices.#")
-	cfg := bridgeConfig("blocked", Outbound, r.url, "devices")
-	cfg.Exchange = x
-	b := startBridge(t, f, cfg)
+	g := newRig(t, "devices.#")
+	r, f, q := g.r, g.f, g.q
+	b := g.start(t, "blocked", Outbound, "devices", false, nil)
 	waitFor(t, 10*time.Second, "connected", func() bool { return b.Status().State == StateConnected })
 
 	was := rabbitmqctl(t, "eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
