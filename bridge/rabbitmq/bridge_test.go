@@ -98,7 +98,7 @@ func TestInbound(t *testing.T) {
 	}
 	d := ds[0]
 	if d.Subject != "42/set" || string(d.Body) != "set" || d.Properties["prio"] != "3" ||
-		d.Properties[HeaderOrigin] != Identity(r.url) || d.Properties[PropAMQPMessageID] != "m-set" ||
+		d.Properties[HeaderOrigin] != Identity(r.url) || d.Properties[PropAMQPMessageID] != "m-1" ||
 		len(d.Keys) != 1 || d.Keys[0] != "cmd-1" {
 		t.Fatalf("got subject %q body %q keys %v properties %v", d.Subject, d.Body, d.Keys, d.Properties)
 	}
@@ -171,7 +171,7 @@ func (g *rig) start(t *testing.T, name string, dir Direction, topic string, viaP
 // is there. It returns the cuts made.
 func (g *rig) cutWhileForwarding(t *testing.T, b *Bridge, n int, withCtl bool) int {
 	for i := range n {
-		waitFor(t, 20*time.Second, "forwarding", func() bool { return b.Status().Forwarded > uint64(i*2000) })
+		waitFor(t, 60*time.Second, "forwarding", func() bool { return b.Status().Forwarded > uint64(i*2000) })
 		if i == 2 && withCtl && closeAllConnections(t) {
 			t.Log("rabbitmqctl close_all_connections")
 		} else {
@@ -203,11 +203,14 @@ func deliveryBodies(ds []amqp.Delivery) []string {
 // TestOutboundSurvivesCuts cuts the bridge's connection several times while
 // 10,000 messages flow: none is lost, each stream keeps its order, and the
 // duplicates are no more than the bridge counted.
-func TestOutboundSurvivesCuts(t *testing.T) {
+func TestOutboundSurvivesCuts(t *testing.T) { outboundCuts(t, 1250, 4) }
+
+// outboundCuts sends 8 streams of perStream messages through n cuts.
+func outboundCuts(t *testing.T, perStream, n int) {
 	g := newRig(t, "devices.#")
 	f, b := g.f, g.start(t, "cuts", Outbound, "devices", true, nil)
 
-	const streams, perStream = 8, 1250
+	const streams = 8
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -220,10 +223,10 @@ func TestOutboundSurvivesCuts(t *testing.T) {
 			}
 		}
 	}()
-	cuts := g.cutWhileForwarding(t, b, 4, true)
+	cuts := g.cutWhileForwarding(t, b, n, true)
 	<-done
 	waitFor(t, 60*time.Second, "lag 0", func() bool { return b.Status().Lag == 0 })
-	got := g.r.drain(g.q, streams*perStream, 60*time.Second)
+	got := g.r.drain(g.q, streams*perStream, 120*time.Second)
 	s := b.Status()
 	t.Logf("%d cuts, %d reconnects", cuts, s.Reconnects)
 	checkStreams(t, deliveryBodies(got), streams, perStream, s.DuplicatesPossible)

@@ -260,7 +260,7 @@ func (r *rabbit) publishAll(exchange string, keys, bodies []string, headers amqp
 		var dcs []*amqp.DeferredConfirmation
 		for i := range bodies {
 			dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, keys[i], false, false,
-				amqp.Publishing{Headers: headers, DeliveryMode: amqp.Persistent, Body: []byte(bodies[i]), MessageId: "m-" + bodies[i]})
+				amqp.Publishing{Headers: headers, DeliveryMode: amqp.Persistent, Body: []byte(bodies[i]), MessageId: "m-" + strconv.Itoa(i)})
 			if err != nil {
 				return err
 			}

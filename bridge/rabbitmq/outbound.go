@@ -33,12 +33,12 @@ import (
 // by the next session.
 
 var (
-	errConnClosed      = errors.New("rabbitmq bridge: connection closed")
-	errBlockedTooLong  = errors.New("rabbitmq bridge: connection blocked too long; reconnecting")
-	errNoConfirm       = errors.New("rabbitmq bridge: no publisher confirm in time")
-	errNacked          = errors.New("rabbitmq bridge: message nacked by RabbitMQ; sending it again")
-	errReturned        = errors.New("rabbitmq bridge: message returned unroutable; sending it again")
-	errCoreClosedOnOut = errors.New("rabbitmq bridge: core closed")
+	errConnClosed     = errors.New("rabbitmq bridge: connection closed")
+	errBlockedTooLong = errors.New("rabbitmq bridge: connection blocked too long; reconnecting")
+	errNoConfirm      = errors.New("rabbitmq bridge: no publisher confirm in time")
+	errNacked         = errors.New("rabbitmq bridge: message nacked by RabbitMQ; sending it again")
+	errReturned       = errors.New("rabbitmq bridge: message returned unroutable; sending it again")
+	errCoreClosed     = errors.New("rabbitmq bridge: core closed")
 )
 
 type pending struct {
@@ -161,7 +161,7 @@ func (s *outSession) publish() {
 		ds, err := s.member.Pull(s.ctx, min(free, 256))
 		if err != nil {
 			if errors.Is(err, core.ErrClosed) {
-				err = errCoreClosedOnOut
+				err = errCoreClosed
 			}
 			s.cancel(fmt.Errorf("read group %s: %w", GroupName(b.cfg.Name), err))
 			return

@@ -192,3 +192,19 @@ func TestBlocked(t *testing.T) {
 		t.Fatalf("queue got %d messages, want 1", len(got))
 	}
 }
+
+// TestInboundRejectsTooLarge: a message the store can never take is
+// rejected to RabbitMQ (its own dead-lettering applies); the next goes on.
+func TestInboundRejectsTooLarge(t *testing.T) {
+	g := newRig(t, "commands.#")
+	b := g.start(t, "big", Inbound, "commands", false, nil)
+	big := strings.Repeat("x", 4<<20+1) // over the store's default 4 MiB
+	g.r.publishAll(g.x, []string{"commands.1.set", "commands.1.set"}, []string{big, "small"}, nil)
+	waitFor(t, 20*time.Second, "one rejected, one stored", func() bool {
+		s := b.Status()
+		return s.Rejected == 1 && s.Forwarded == 1
+	})
+	if s := b.Status(); s.State != StateConnected || s.Reconnects != 0 {
+		t.Fatalf("status %+v: a poison message must not cost a reconnect", s)
+	}
+}
