@@ -166,16 +166,21 @@ func (g *rig) start(t *testing.T, name string, dir Direction, topic string, viaP
 	return startBridge(t, g.f, cfg)
 }
 
-// cutWhileForwarding cuts b's connection n times, each once b has carried
-// 2,000 more messages; the third cut is rabbitmqctl's when withCtl and it
-// is there. It returns the cuts made.
+// cutWhileForwarding cuts b's connection n times, each once b is connected
+// and has carried 1,000 more messages since the last cut; the third cut is
+// rabbitmqctl's when withCtl and it is there. It returns the cuts made.
 func (g *rig) cutWhileForwarding(t *testing.T, b *Bridge, n int, withCtl bool) int {
+	var last uint64
 	for i := range n {
-		waitFor(t, 60*time.Second, "forwarding", func() bool { return b.Status().Forwarded > uint64(i*2000) })
+		waitFor(t, 60*time.Second, "forwarding", func() bool {
+			s := b.Status()
+			return s.State == StateConnected && s.Forwarded > last+1000
+		})
+		last = b.Status().Forwarded
 		if i == 2 && withCtl && closeAllConnections(t) {
 			t.Log("rabbitmqctl close_all_connections")
-		} else {
-			g.p.Cut()
+		} else if g.p.Cut() == 0 {
+			t.Fatal("connected, but no connection through the proxy to cut")
 		}
 	}
 	return n
