@@ -76,12 +76,11 @@ type Bridge struct {
 	broker *core.Broker
 	logger *slog.Logger
 
-	mu          sync.Mutex
-	state       State
-	since       time.Time
-	lastErr     string
-	lastErrAt   time.Time
-	onStateFunc func(State) // tests watch state changes
+	mu        sync.Mutex
+	state     State
+	since     time.Time
+	lastErr   string
+	lastErrAt time.Time
 
 	forwarded, duplicates, deadLettered, loops, rejected, reconnects atomic.Uint64
 
@@ -168,14 +167,9 @@ func (b *Bridge) lag() int64 {
 
 func (b *Bridge) setState(s State) {
 	b.mu.Lock()
-	changed := b.state != s
-	if changed {
+	defer b.mu.Unlock()
+	if b.state != s {
 		b.state, b.since = s, time.Now()
-	}
-	fn := b.onStateFunc
-	b.mu.Unlock()
-	if changed && fn != nil {
-		fn(s)
 	}
 }
 

@@ -80,11 +80,12 @@ var (
 	descRejected   = prometheus.NewDesc("ferry_bridge_rejected_total", "Inbound messages the store refused (too large), rejected to RabbitMQ.", []string{"bridge"}, nil)
 	descReconnects = prometheus.NewDesc("ferry_bridge_reconnects_total", "Connections lost or refused.", []string{"bridge"}, nil)
 	descLag        = prometheus.NewDesc("ferry_bridge_lag_messages", "Outbound messages waiting in the store for the bridge.", []string{"bridge"}, nil)
+	descLastError  = prometheus.NewDesc("ferry_bridge_last_error_timestamp_seconds", "When the bridge last failed (its text is in /bridges).", []string{"bridge"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (bs *Bridges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descForwarded, descDuplicates, descDead, descLoops, descRejected, descReconnects, descLag} {
+	for _, d := range []*prometheus.Desc{descState, descForwarded, descDuplicates, descDead, descLoops, descRejected, descReconnects, descLag, descLastError} {
 		ch <- d
 	}
 }
@@ -109,6 +110,9 @@ func (bs *Bridges) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(s.Reconnects), s.Name)
 		if s.Lag >= 0 {
 			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(s.Lag), s.Name)
+		}
+		if !s.LastErrorAt.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descLastError, prometheus.GaugeValue, float64(s.LastErrorAt.UnixNano())/1e9, s.Name)
 		}
 	}
 }
