@@ -73,13 +73,19 @@ type ferry struct {
 }
 
 func openFerry(t testing.TB, dir string) *ferry {
+	return openFerryWith(t, dir, 50*time.Millisecond)
+}
+
+// openFerryWith opens a ferry that saves consumer offsets every
+// offsetsEvery (0: the core's default, as in production).
+func openFerryWith(t testing.TB, dir string, offsetsEvery time.Duration) *ferry {
 	t.Helper()
 	logger := testLogger(t)
 	st, err := storage.Open(dir, storage.Options{SegmentSize: 16 << 20, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, FlushInterval: 50 * time.Millisecond, Logger: logger})
+	b, err := core.New(st, core.Config{AutoCreateTopics: true, FlushInterval: offsetsEvery, Logger: logger})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
