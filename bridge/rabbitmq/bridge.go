@@ -186,6 +186,7 @@ func (b *Bridge) fail(err error) {
 func (b *Bridge) run(ctx context.Context) {
 	defer close(b.done)
 	defer b.setState(StateStopped)
+	b.anchor()
 	delay := b.cfg.BackoffMin
 	for {
 		b.setState(StateConnecting)
@@ -215,6 +216,31 @@ func (b *Bridge) run(ctx context.Context) {
 		case <-t.C:
 		}
 		delay = min(delay*2, b.cfg.BackoffMax)
+	}
+}
+
+// anchor fixes where a new outbound bridge starts before it first
+// connects, so that what is published while RabbitMQ is still away waits
+// for it: with start "last", each queue of the topic without a committed
+// offset for the bridge's group gets the queue's end now. A topic that does
+// not exist yet is read from its first message, all of it being newer than
+// the bridge. Sessions then join reading from the committed offsets.
+func (b *Bridge) anchor() {
+	if b.cfg.Direction != Outbound || b.cfg.Start != "last" {
+		return
+	}
+	info, err := b.broker.Topic(b.cfg.Topic)
+	if err != nil {
+		return // not there yet
+	}
+	group := GroupName(b.cfg.Name)
+	for _, q := range info.QueueStats {
+		if _, ok := b.broker.CommittedOffset(group, b.cfg.Topic, q.ID); ok {
+			continue
+		}
+		if err := b.broker.CommitOffset(group, b.cfg.Topic, q.ID, q.Max); err != nil {
+			b.logger.Error("rabbitmq bridge: setting the start offset", "queue", q.ID, "err", err)
+		}
 	}
 }
 

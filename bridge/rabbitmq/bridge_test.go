@@ -66,6 +66,34 @@ func TestOutbound(t *testing.T) {
 	}
 }
 
+// TestOutboundWaitsForRabbitMQ starts a bridge (start: last) while its
+// RabbitMQ is away: what is published meanwhile waits in the store and
+// flows on, in order, when RabbitMQ is back; what was there before does not.
+func TestOutboundWaitsForRabbitMQ(t *testing.T) {
+	g := newRig(t, "devices.#")
+	g.f.publish(t, "devices", "1/telemetry", "before", nil)
+	waitFor(t, 5*time.Second, "the index to show it", func() bool { // "last" is the indexed end
+		info, err := g.f.broker.Topic("devices")
+		var n int64
+		for _, q := range info.QueueStats {
+			n += q.Max
+		}
+		return err == nil && n == 1
+	})
+	g.p.refusing.Store(true)
+	b := g.start(t, "away", Outbound, "devices", true, func(c *Config) { c.Start = "last" })
+	for i := range 3 {
+		g.f.publish(t, "devices", "1/telemetry", fmt.Sprintf("0:%d", i), nil)
+	}
+	waitFor(t, 10*time.Second, "failed connects, and the lag", func() bool {
+		s := b.Status()
+		return s.Reconnects >= 2 && s.LastError != "" && s.Lag == 3
+	})
+	g.p.refusing.Store(false)
+	got := g.r.drain(g.q, 3, 10*time.Second)
+	checkStreams(t, deliveryBodies(got), 1, 3, b.Status().DuplicatesPossible)
+}
+
 func TestInbound(t *testing.T) {
 	r := newRabbit(t)
 	f := openFerry(t, t.TempDir())

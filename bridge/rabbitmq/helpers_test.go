@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,11 +309,12 @@ func closeAllConnections(t testing.TB) bool {
 
 // proxy forwards TCP connections to a target and cuts them all on demand.
 type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
+	ln       net.Listener
+	target   string
+	refusing atomic.Bool // close new connections at once: RabbitMQ "away"
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+	wg       sync.WaitGroup
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -347,6 +349,10 @@ func (p *proxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		if p.refusing.Load() {
+			c.Close()
+			continue
 		}
 		up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 		if err != nil {

@@ -93,13 +93,9 @@ func (b *Bridge) outbound(ctx context.Context) (connected bool, err error) {
 	}
 
 	filter, _ := route.ParseFilter(b.cfg.Filter) // validated in New
-	start := core.StartFrom{Kind: core.StartLast}
-	if b.cfg.Start == "first" {
-		start.Kind = core.StartFirst
-	}
 	member, err := b.broker.Join(GroupName(b.cfg.Name), b.cfg.Name, core.MemberOptions{
 		Subscriptions: []core.GroupSub{{Topic: b.cfg.Topic, Filter: filter}},
-		StartFrom:     start,
+		StartFrom:     core.StartFrom{Kind: core.StartFirst}, // where no offset is committed: see anchor
 	})
 	if err != nil {
 		return false, fmt.Errorf("join group %s: %w", GroupName(b.cfg.Name), err)

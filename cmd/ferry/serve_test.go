@@ -67,7 +67,7 @@ func TestServeHelpListsFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []string{
-		"--config", "--data-dir", "--segment-size", "--max-message-size", "--flush ",
+		"--config", "--data-dir", "--http-addr", "--segment-size", "--max-message-size", "--flush ",
 		"--flush-interval", "--retention-age", "--retention-disk-ratio", "--log-format", "--log-level",
 		"FERRY_STORAGE_SEGMENT_SIZE",
 	} {
