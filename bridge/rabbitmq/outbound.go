@@ -25,9 +25,10 @@ import (
 //     every flush interval: commits are batched); a nack or a return
 //     follows the bridge's policy;
 //   - the watcher: drains the connection's and channel's close and blocked
-//     notifications, and heartbeats the group member.
+//     notifications, and heartbeats the group member;
+//   - the closer: closes the connection once the session is cancelled.
 //
-// Any failure cancels the session; the connection is closed, the three
+// Any failure cancels the session; the connection is closed, the four
 // goroutines end, and the member leaves the group, which rewinds its queues
 // to the committed offsets: what was not confirmed is sent again, in order,
 // by the next session.
@@ -110,7 +111,15 @@ func (b *Bridge) outbound(ctx context.Context) (connected bool, err error) {
 	b.logger.Info("rabbitmq bridge: connected", "rabbitmq", b.cfg.Origin, "exchange", b.cfg.Exchange)
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		// The closer: once the session ends, close the connection. Closing
+		// sets a deadline on the socket, so a publish stuck writing to a
+		// blocked or dead one returns too.
+		defer wg.Done()
+		<-sctx.Done()
+		closeConn(conn, b.cfg.Timeout)
+	}()
 	go func() {
 		defer wg.Done()
 		s.watch(closed, chClosed, blocked)
@@ -120,10 +129,7 @@ func (b *Bridge) outbound(ctx context.Context) (connected bool, err error) {
 		s.confirm(returns)
 	}()
 	s.publish()
-	// Close first: a publish stuck writing to a blocked or dead socket
-	// returns only then.
 	cancel(nil)
-	closeConn(conn, b.cfg.Timeout)
 	wg.Wait()
 	if n := s.outstanding.Load(); n > 0 {
 		b.duplicates.Add(uint64(n)) // RabbitMQ may have them; they are sent again
