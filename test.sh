@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs all of Ferry's tests. It first installs and starts whatever the tests
-# need (the MQTT command-line clients); it is safe to run again and again.
+# need (the MQTT command-line clients, RabbitMQ for the bridge's tests); it is
+# safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -26,6 +27,32 @@ need() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
 }
 need mosquitto_pub mosquitto-clients
+# RabbitMQ on 127.0.0.1:5672 (guest/guest), the bridge's real counterpart,
+# unless FERRY_TEST_AMQP_URL names another one. Under CI=true the bridge's
+# tests fail rather than skip when it does not answer.
+amqp_answers() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+if [[ -z "${FERRY_TEST_AMQP_URL:-}" ]] && ! amqp_answers; then
+	if ! command -v rabbitmq-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/rabbitmq-server ]]; then
+		echo "test.sh: installing rabbitmq-server" >&2
+		as_root apt-get update -qq
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+	fi
+	export PATH="$PATH:/usr/sbin"
+	echo "test.sh: starting RabbitMQ" >&2
+	if ! as_root service rabbitmq-server start >/dev/null 2>&1; then
+		as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+	fi
+	for _ in $(seq 1 120); do
+		amqp_answers && break
+		sleep 1
+	done
+	if ! amqp_answers; then
+		echo "test.sh: RabbitMQ did not answer on 127.0.0.1:5672 within 2 minutes" >&2
+		exit 1
+	fi
+	as_root rabbitmqctl await_startup --timeout 60 >/dev/null 2>&1 || true
+fi
 
 unformatted=$(gofmt -l .)
 if [[ -n "$unformatted" ]]; then

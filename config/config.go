@@ -51,12 +51,16 @@ type Config struct {
 	NativeAddr string `koanf:"native-addr"`
 	// Namesrv is the NameServers to use, comma separated: where ferry broker
 	// registers and where client commands look routes up.
-	Namesrv string        `koanf:"namesrv"`
-	Log     LogConfig     `koanf:"log"`
-	Storage StorageConfig `koanf:"storage"`
-	Core    CoreConfig    `koanf:"core"`
-	Auth    AuthConfig    `koanf:"auth"`
-	MQTT    MQTTConfig    `koanf:"mqtt"`
+	Namesrv string `koanf:"namesrv"`
+	// HTTPAddr is where metrics, health and status are served, or "off".
+	HTTPAddr string        `koanf:"http-addr"`
+	Log      LogConfig     `koanf:"log"`
+	Storage  StorageConfig `koanf:"storage"`
+	Core     CoreConfig    `koanf:"core"`
+	Auth     AuthConfig    `koanf:"auth"`
+	MQTT     MQTTConfig    `koanf:"mqtt"`
+	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
+	Bridges []BridgeConfig `koanf:"bridges"`
 }
 
 // MQTTConfig configures the MQTT front-end. An address of "off" disables
@@ -128,6 +132,7 @@ func Default() Config {
 		NamesrvAddr: ":9876",
 		NativeAddr:  ":10911",
 		Namesrv:     "127.0.0.1:9876",
+		HTTPAddr:    ":8080",
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",
@@ -204,6 +209,9 @@ func (c Config) Validate() error {
 	if c.Core.HeartbeatTimeout <= 0 {
 		return fmt.Errorf("core.heartbeat-timeout %v: must be positive", c.Core.HeartbeatTimeout)
 	}
+	if c.HTTPAddr == "" {
+		return errors.New("http-addr: must not be empty (off disables it)")
+	}
 	if a := c.Auth; a.AllowAnonymous != nil && !*a.AllowAnonymous && a.PasswordFile == "" {
 		return errors.New("auth.allow-anonymous false: no client could connect without auth.password-file")
 	}
@@ -237,7 +245,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("mqtt.rules[%d]: both prefix and topic are needed", i)
 		}
 	}
-	return nil
+	return validateBridges(c.Bridges)
 }
 
 // SlogLevel parses Level.
@@ -332,6 +340,9 @@ func Load(src Sources) (Config, error) {
 		return Config{}, decodeError(path, err)
 	}
 	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := resolvePasswords(cfg.Bridges, src.Environ); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil

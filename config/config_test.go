@@ -233,3 +233,56 @@ func TestAddFlagUnknownKeyPanics(t *testing.T) {
 	}()
 	AddFlag(pflag.NewFlagSet("x", pflag.ContinueOnError), "nope", "storage.nope", "")
 }
+
+func TestBridges(t *testing.T) {
+	path := writeFile(t, `
+http-addr: off
+bridges:
+  - name: telemetry
+    direction: outbound
+    url: amqp://ferry@rabbit:5672/iot
+    password-env: RABBIT_PW
+    topic: devices
+    filter: +/telemetry
+    backoff-max: 10s
+  - name: commands
+    direction: inbound
+    url: amqp://guest:guest@127.0.0.1:5672/
+    topic: commands
+    queue:
+      name: ferry-commands
+      declare: true
+      bindings:
+        - exchange: amq.topic
+          key: commands.#
+`)
+	cfg, err := Load(Sources{File: path, Environ: []string{"RABBIT_PW=s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != "off" || len(cfg.Bridges) != 2 {
+		t.Fatalf("got %+v", cfg)
+	}
+	out, in := cfg.Bridges[0], cfg.Bridges[1]
+	if out.URL != "amqp://ferry:s3cret@rabbit:5672/iot" || out.BackoffMax != 10*time.Second || out.Filter != "+/telemetry" {
+		t.Errorf("outbound: %+v", out)
+	}
+	if in.Queue.Name != "ferry-commands" || !in.Queue.Declare || len(in.Queue.Bindings) != 1 || in.Queue.Bindings[0].Key != "commands.#" {
+		t.Errorf("inbound: %+v", in)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"bridges:\n  - name: a\n    direction: sideways\n    url: amqp://h/\n    topic: t\n", `bridges[0] (a).direction "sideways"`},
+		{"bridges:\n  - name: a\n    direction: inbound\n    url: amqp://h/\n    topic: t\n", "bridges[0] (a).queue.name"},
+		{"bridges:\n  - name: a\n    direction: outbound\n    url: http://h/\n    topic: t\n", "bridges[0] (a).url"},
+		{"bridges:\n  - name: a\n    direction: outbound\n    url: amqp://h/\n    topic: t\n    on-nack: drop\n", `bridges[0] (a).on-nack "drop"`},
+		{"bridges:\n  - name: a\n    direction: outbound\n    url: amqp://h/\n    topic: t\n    password-env: NOPE\n", "bridges[0] (a).password-env: NOPE is not set"},
+		{"bridges:\n  - name: a\n    direction: outbound\n    url: amqp://h/\n    topic: t\n    windw: 3\n", `unknown key "bridges[0].windw"`},
+		{"bridges:\n  - {name: a, direction: outbound, url: 'amqp://h/', topic: t}\n  - {name: a, direction: outbound, url: 'amqp://h/', topic: t}\n", "bridges[1] (a).name: another bridge"},
+	} {
+		_, err := Load(Sources{File: writeFile(t, tc.yaml)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want it to say %q", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -13,13 +13,18 @@ import (
 // keyAnnotation marks a flag bound to a config key; its value is the key.
 const keyAnnotation = "ferry-config-key"
 
-// Keys returns every key of Config, sorted: storage.segment-size, ….
+// Keys returns every key of Config that an environment variable or a flag
+// can set, sorted: storage.segment-size, …. Lists (bridges) come from the
+// file only.
 func Keys() []string {
 	var keys []string
 	var walk func(t reflect.Type, prefix string)
 	walk = func(t reflect.Type, prefix string) {
 		for f := range t.Fields() {
 			key := prefix + f.Tag.Get("koanf")
+			if f.Type.Kind() == reflect.Slice {
+				continue
+			}
 			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
 				walk(f.Type, key+".")
 				continue

@@ -35,7 +35,7 @@ func TestMQTTAcknowledgedSurvivesKill9(t *testing.T) {
 	ln.Close()
 	start := func() *ferryProc {
 		p := startFerry(t, bin, "serve", "--data-dir", data, "--flush", "sync", "--namesrv-addr", "off", "--native-addr", "off",
-			"--mqtt-addr", addr, "--mqtt-ws-addr", "off")
+			"--mqtt-addr", addr, "--mqtt-ws-addr", "off", "--http-addr", "off")
 		if !p.waitLog(`msg="ferry ready"`, time.Minute) {
 			t.Fatalf("ferry did not start:\n%s", p.log())
 		}

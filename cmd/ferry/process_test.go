@@ -32,7 +32,7 @@ func TestBinary(t *testing.T) {
 
 	t.Run("serve stops cleanly on SIGTERM", func(t *testing.T) {
 		dataDir := filepath.Join(t.TempDir(), "data")
-		p := startFerry(t, bin, "serve", "--data-dir", dataDir, "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "off", "--log-format", "text")
+		p := startFerry(t, bin, "serve", "--data-dir", dataDir, "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "off", "--http-addr", "127.0.0.1:0", "--log-format", "text")
 		if !p.waitLog(`msg="ferry ready"`, time.Minute) {
 			t.Fatalf("ferry did not log that it is ready:\n%s", p.log())
 		}
@@ -87,10 +87,10 @@ func TestBinary(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"port taken", []string{"serve", "--data-dir", t.TempDir(), "--namesrv-addr", taken.Addr().String(), "--native-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "off"},
+		{"port taken", []string{"serve", "--data-dir", t.TempDir(), "--namesrv-addr", taken.Addr().String(), "--native-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "off", "--http-addr", "127.0.0.1:0"},
 			"ferry: cannot start: namesrv: cannot listen on " + taken.Addr().String() + " (change it with --namesrv-addr)"},
 		{"bad config", []string{"serve", "--flush", "bogus"}, `ferry: config: storage.flush "bogus"`},
-		{"store cannot open", []string{"serve", "--data-dir", notADir(t), "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "off"}, "ferry: cannot start: "},
+		{"store cannot open", []string{"serve", "--data-dir", notADir(t), "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "off", "--http-addr", "127.0.0.1:0"}, "ferry: cannot start: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startFerry(t, bin, tc.args...)

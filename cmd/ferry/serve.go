@@ -16,10 +16,12 @@ import (
 	"go.uber.org/fx/fxevent"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/bridge/rabbitmq"
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/mqtt"
 	"github.com/ferrymq/ferry/frontends/native"
+	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/storage"
 )
@@ -47,6 +49,7 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "mqtt-addr", "mqtt.addr", "MQTT listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "mqtt-ws-addr", "mqtt.ws-addr", "MQTT over WebSocket (path /mqtt) listen address; off disables it")
 	config.AddFlag(fs, "mqtt-tls-addr", "mqtt.tls-addr", "MQTT over TLS listen address (on when mqtt.tls-cert and mqtt.tls-key are set); off disables it")
+	config.AddFlag(fs, "http-addr", "http-addr", "HTTP listen address for metrics, health and status; off disables it, :0 picks a free port")
 	addStorageFlags(cmd)
 	return cmd
 }
@@ -131,6 +134,9 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	if m := mqttConfig(cfg, logger, nil); m.Addr != "" || m.WSAddr != "" || m.TLSAddr != "" {
 		roles = append(roles, fx.Provide(authConfig, mqttConfig), auth.Module, mqtt.Module)
 	}
+	if len(cfg.Bridges) > 0 {
+		roles = append(roles, rabbitmq.Module)
+	}
 	return fx.Options(
 		fx.Options(roles...),
 		fx.Supply(cfg, logger),
@@ -140,6 +146,9 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		storage.Module,
 		core.Module,
 		fx.Invoke(func(*core.Broker) {}), // open the store and the core even before a front-end uses them
+		fx.Supply(monitor.Listen{Addr: cfg.HTTPAddr, Flag: "--http-addr"}),
+		monitor.Module,
+		monitor.Ready, // last: ready once everything else has started
 	)
 }
 

@@ -23,6 +23,11 @@ func TestAppGraph(t *testing.T) {
 	if err := fx.ValidateApp(appOptions(config.Default(), logger)); err != nil {
 		t.Fatal(err)
 	}
+	withBridge := config.Default()
+	withBridge.Bridges = []config.BridgeConfig{{Name: "b", Direction: "outbound", URL: "amqp://127.0.0.1:5672/", Topic: "devices"}}
+	if err := fx.ValidateApp(appOptions(withBridge, logger)); err != nil {
+		t.Fatalf("ferry serve's fx graph with a bridge: %v", err)
+	}
 }
 
 // TestDefaultsMatchStorage guards the copy of the store's defaults that
@@ -62,7 +67,7 @@ func TestServeHelpListsFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []string{
-		"--config", "--data-dir", "--segment-size", "--max-message-size", "--flush ",
+		"--config", "--data-dir", "--http-addr", "--segment-size", "--max-message-size", "--flush ",
 		"--flush-interval", "--retention-age", "--retention-disk-ratio", "--log-format", "--log-level",
 		"FERRY_STORAGE_SEGMENT_SIZE",
 	} {

@@ -27,9 +27,9 @@ func main() {
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	opts := paho.NewClientOptions().AddBroker(*broker).SetClientID("device-" + *id).
+	opts := paho.NewClientOptions().AddBroker(*broker).SetClientID("device-"+*id).
 		SetCleanSession(false). // commands sent while it is away wait for it
-		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(10 * time.Second).
+		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(10*time.Second).
 		SetWill("devices/"+*id+"/status", "offline", 1, true).
 		SetOnConnectHandler(func(c paho.Client) {
 			log.Info("connected", "broker", *broker)

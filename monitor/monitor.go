@@ -1,0 +1,114 @@
+// Package monitor serves Ferry's HTTP endpoints for operators: Prometheus
+// metrics on /metrics, liveness on /healthz, readiness on /readyz, and the
+// JSON status routes that components register (the bridges' /bridges).
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Route is an HTTP route a component serves through the monitor.
+type Route struct {
+	Pattern string // as http.ServeMux takes it, e.g. "GET /bridges"
+	Handler http.Handler
+}
+
+// Off, as the address, disables the HTTP listener.
+const Off = "off"
+
+// NewRegistry is a Prometheus registry with the Go runtime's and the
+// process's collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Server serves the monitoring endpoints.
+type Server struct {
+	mux    *http.ServeMux
+	srv    *http.Server
+	logger *slog.Logger
+	ready  atomic.Bool
+	addr   atomic.Value // string, once listening
+	done   chan struct{}
+}
+
+// New makes a server of the registry's metrics and the routes; nothing
+// listens before Serve.
+func New(reg *prometheus.Registry, routes []Route, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{mux: http.NewServeMux(), logger: logger, done: make(chan struct{})}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	for _, r := range routes {
+		if err := register(s.mux, r); err != nil {
+			return nil, err
+		}
+	}
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// register adds r to mux, turning the mux's panic on a bad or duplicate
+// pattern into an error.
+func register(mux *http.ServeMux, r Route) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("monitor: route %q: %v", r.Pattern, p)
+		}
+	}()
+	mux.Handle(r.Pattern, r.Handler)
+	return nil
+}
+
+// Handler is the server's routes, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// SetReady says whether /readyz answers ok.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Serve serves on ln until Close.
+func (s *Server) Serve(ln net.Listener) {
+	defer close(s.done)
+	s.addr.Store(ln.Addr().String())
+	if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.logger.Error("monitor: serving HTTP", "err", err)
+	}
+}
+
+// Addr is the address listened on, "" before Serve.
+func (s *Server) Addr() string {
+	a, _ := s.addr.Load().(string)
+	return a
+}
+
+// Close stops serving, letting requests in progress finish within ctx.
+func (s *Server) Close(ctx context.Context) error {
+	s.ready.Store(false)
+	err := s.srv.Shutdown(ctx)
+	if s.Addr() != "" {
+		<-s.done
+	}
+	return err
+}

@@ -1,0 +1,63 @@
+package monitor
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestServer(t *testing.T) {
+	route := Route{Pattern: "GET /things", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `["a"]`)
+	})}
+	s, err := New(NewRegistry(), []Route{route}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close(context.Background()) })
+	base := "http://" + ln.Addr().String()
+
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before ready: %d", code)
+	}
+	s.SetReady(true)
+	if code, _ := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz when ready: %d", code)
+	}
+	if code, body := get(t, base+"/things"); code != 200 || body != `["a"]` {
+		t.Errorf("/things: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics: %d, no go_goroutines", code)
+	}
+}
+
+func TestDuplicateRoute(t *testing.T) {
+	r := Route{Pattern: "GET /x", Handler: http.NotFoundHandler()}
+	if _, err := New(NewRegistry(), []Route{r, r}, nil); err == nil || !strings.Contains(err.Error(), "/x") {
+		t.Fatalf("two routes on one pattern: err %v", err)
+	}
+}
