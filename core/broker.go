@@ -118,6 +118,8 @@ type Broker struct {
 	logger *slog.Logger
 
 	topics *topicTable
+
+	topicWatchers []func(topic string) // under mu
 	live   *route.Table[*Subscription]
 	// liveSubs counts live's entries, so that publishing skips the table
 	// when there are none (native-only brokers).

@@ -791,10 +791,23 @@ func (b *Broker) expireMembers(now time.Time) {
 	}
 }
 
-// topicChanged rebalances the groups that read topic.
+// OnTopicChange calls fn after a topic is created, grows or is deleted, by
+// any path (auto-creation on publish included): a front-end that announces
+// topics (to NameServers) announces the change at once. fn must not block.
+func (b *Broker) OnTopicChange(fn func(topic string)) {
+	b.mu.Lock()
+	b.topicWatchers = append(b.topicWatchers, fn)
+	b.mu.Unlock()
+}
+
+// topicChanged rebalances the groups that read topic, and tells the
+// watchers.
 func (b *Broker) topicChanged(topic string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for _, fn := range b.topicWatchers {
+		fn(topic)
+	}
 	for _, g := range b.groups {
 		g.mu.Lock()
 		for _, m := range g.members {

@@ -75,6 +75,9 @@ func New(b *core.Broker, opts Options) *Server {
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
 		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+	// A topic created by any front-end or bridge (an MQTT device's first
+	// publish) is routable at once, not at the next periodic registration.
+	b.OnTopicChange(func(string) { s.registerAll() })
 	return s
 }
 
