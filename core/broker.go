@@ -120,7 +120,7 @@ type Broker struct {
 	topics *topicTable
 
 	topicWatchers []func(topic string) // under mu
-	live   *route.Table[*Subscription]
+	live          *route.Table[*Subscription]
 	// liveSubs counts live's entries, so that publishing skips the table
 	// when there are none (native-only brokers).
 	liveSubs atomic.Int64
