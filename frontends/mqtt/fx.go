@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/core"
@@ -12,11 +13,24 @@ import (
 // when it stops, before the core.
 var Module = fx.Module("mqtt", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
-func newFromFx(lc fx.Lifecycle, b *core.Broker, cfg Config) (*Server, error) {
-	s, err := New(b, cfg)
+type params struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	Broker    *core.Broker
+	Config    Config
+	Registry  *prometheus.Registry `optional:"true"`
+}
+
+func newFromFx(p params) (*Server, error) {
+	s, err := New(p.Broker, p.Config)
 	if err != nil {
 		return nil, err
 	}
-	lc.Append(fx.StartStopHook(s.Start, s.Close))
+	if p.Registry != nil {
+		if err := p.Registry.Register(s); err != nil {
+			return nil, err
+		}
+	}
+	p.Lifecycle.Append(fx.StartStopHook(s.Start, s.Close))
 	return s, nil
 }

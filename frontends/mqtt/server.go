@@ -104,6 +104,8 @@ type Stats struct {
 	Resent        int64 // deliveries sent again after ResendInterval
 	Dropped       int64 // messages skipped for an offline session past MaxQueued
 	InflightTotal int64 // QoS 1/2 deliveries awaiting acknowledgement
+	BytesIn       int64 // read from clients
+	BytesOut      int64 // written to clients
 }
 
 // Server is the MQTT front-end.
@@ -263,6 +265,7 @@ func (s *Server) Stats() Stats {
 		Connections: atomic.LoadInt64(&s.mq.Info.ClientsConnected),
 		Received:    s.received.Load(), Refused: s.refused.Load(), Delivered: s.delivered.Load(),
 		Resent: s.resent.Load(), Dropped: s.dropped.Load(),
+		BytesIn: atomic.LoadInt64(&s.mq.Info.BytesReceived), BytesOut: atomic.LoadInt64(&s.mq.Info.BytesSent),
 	}
 	s.state.mu.Lock()
 	st.Sessions = int64(len(s.state.sessions))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/storage"
@@ -254,5 +255,30 @@ func cuttable(conns *[]net.Conn, mu *sync.Mutex) clientOpt {
 			}
 			return c, err
 		})
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(f.mqtt); err != nil {
+		t.Fatal(err)
+	}
+	in := newInbox()
+	sub := f.connect("sub")
+	wait(t, sub.Subscribe("m/#", 1, in.handler), "subscribe")
+	wait(t, f.connect("pub").Publish("m/x", 1, false, "hi"), "publish")
+	in.waitN(t, 1)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+	}
+	if got["ferry_mqtt_connections"] != 2 || got["ferry_mqtt_received_total"] != 1 || got["ferry_mqtt_delivered_total"] != 1 {
+		t.Fatalf("metrics: %v", got)
 	}
 }
