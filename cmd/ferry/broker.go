@@ -10,9 +10,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/config"
-	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
-	"github.com/ferrymq/ferry/storage"
 )
 
 func newBrokerCmd() *cobra.Command {
@@ -37,12 +35,14 @@ func newBrokerCmd() *cobra.Command {
 	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; :0 picks a free port")
+	addServiceFlags(cmd)
 	addStorageFlags(cmd)
 	return cmd
 }
 
-// brokerOptions is the fx graph of ferry broker: store, core and the native
-// front-end registering with the configured NameServers.
+// brokerOptions is the fx graph of ferry broker: serve's, with the native
+// front-end registering with the configured NameServers and no NameServer
+// of its own.
 func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	var nss []string
 	for _, a := range strings.Split(cfg.Namesrv, ",") {
@@ -50,15 +50,9 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 			nss = append(nss, a)
 		}
 	}
-	return fx.Options(
-		fx.Supply(cfg, logger, native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", NameServers: nss}),
-		fx.WithLogger(fxLogger),
-		fx.StopTimeout(stopTimeout),
-		fx.Provide(storageParams, coreConfig),
-		storage.Module,
-		core.Module,
+	return serviceOptions(cfg, logger,
+		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", NameServers: nss}),
 		native.Module,
-		fx.Invoke(func(*core.Broker) {}),
 		fx.Invoke(func() error {
 			if len(nss) == 0 {
 				return fmt.Errorf("no NameServer to register with: set --namesrv")

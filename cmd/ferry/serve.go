@@ -46,12 +46,19 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
+	addServiceFlags(cmd)
+	addStorageFlags(cmd)
+	return cmd
+}
+
+// addServiceFlags adds the flags of the listeners every broker process has
+// besides the native protocol: MQTT and HTTP.
+func addServiceFlags(cmd *cobra.Command) {
+	fs := cmd.Flags()
 	config.AddFlag(fs, "mqtt-addr", "mqtt.addr", "MQTT listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "mqtt-ws-addr", "mqtt.ws-addr", "MQTT over WebSocket (path /mqtt) listen address; off disables it")
 	config.AddFlag(fs, "mqtt-tls-addr", "mqtt.tls-addr", "MQTT over TLS listen address (on when mqtt.tls-cert and mqtt.tls-key are set); off disables it")
 	config.AddFlag(fs, "http-addr", "http-addr", "HTTP listen address for metrics, health and status; off disables it, :0 picks a free port")
-	addStorageFlags(cmd)
-	return cmd
 }
 
 // addStorageFlags adds the flags of the store and the core, which every
@@ -131,6 +138,13 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	if cfg.NativeAddr != "off" {
 		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr"}), native.Module)
 	}
+	return serviceOptions(cfg, logger, roles...)
+}
+
+// serviceOptions is the fx graph every broker process shares (serve, and
+// broker): store, core, the roles given, the MQTT front-end and the
+// bridges the configuration switches on, and the HTTP monitor.
+func serviceOptions(cfg config.Config, logger *slog.Logger, roles ...fx.Option) fx.Option {
 	if m := mqttConfig(cfg, logger, nil); m.Addr != "" || m.WSAddr != "" || m.TLSAddr != "" {
 		roles = append(roles, fx.Provide(authConfig, mqttConfig), auth.Module, mqtt.Module)
 	}
@@ -184,6 +198,7 @@ func mqttConfig(cfg config.Config, logger *slog.Logger, guard *auth.Authenticato
 	}
 	c := mqtt.Config{
 		Addr: on(m.Addr), WSAddr: on(m.WSAddr), TLSAddr: on(m.TLSAddr), TLSCertFile: m.TLSCert, TLSKeyFile: m.TLSKey,
+		Flags:         mqtt.Flags{Addr: "--mqtt-addr", WSAddr: "--mqtt-ws-addr", TLSAddr: "--mqtt-tls-addr"},
 		MaxPacketSize: uint32(m.MaxPacketSize), MaxInflight: m.MaxInflight, MaxQueued: m.MaxQueued,
 		MaxConnections: m.MaxConnections, ResendInterval: m.ResendInterval,
 		MaxSessionExpiry: uint32(m.MaxSessionExpiry / time.Second),

@@ -45,6 +45,10 @@ type Config struct {
 	TLSCertFile string
 	TLSKeyFile  string
 
+	// Flags name the settings of the three addresses in errors ("change it
+	// with --mqtt-addr").
+	Flags Flags
+
 	Rules []Rule // topic mapping rules; the first level is the default
 
 	// MaxPacketSize is the largest packet accepted and sent, in bytes.
@@ -93,6 +97,9 @@ func (c *Config) defaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// Flags name the settings of the listeners' addresses.
+type Flags struct{ Addr, WSAddr, TLSAddr string }
 
 // Stats are the front-end's counters, for metrics.
 type Stats struct {
@@ -176,9 +183,8 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 // cannot be bound is an error naming it.
 func (s *Server) Start() error {
 	type spec struct {
-		id, addr string
-		tls      bool
-		ws       bool
+		id, addr, flag string
+		tls, ws        bool
 	}
 	var tlsCfg *tls.Config
 	if s.cfg.TLSAddr != "" {
@@ -191,13 +197,17 @@ func (s *Server) Start() error {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	for _, sp := range []spec{{"tcp", s.cfg.Addr, false, false}, {"tls", s.cfg.TLSAddr, true, false}, {"ws", s.cfg.WSAddr, false, true}} {
+	fl := s.cfg.Flags
+	for _, sp := range []spec{{"tcp", s.cfg.Addr, fl.Addr, false, false}, {"tls", s.cfg.TLSAddr, fl.TLSAddr, true, false}, {"ws", s.cfg.WSAddr, fl.WSAddr, false, true}} {
 		if sp.addr == "" {
 			continue
 		}
 		ln, err := net.Listen("tcp", sp.addr)
 		if err != nil {
 			s.closeListeners()
+			if sp.flag != "" {
+				return fmt.Errorf("mqtt: cannot listen on %s (change it with %s): %w", sp.addr, sp.flag, err)
+			}
 			return fmt.Errorf("mqtt: %s listener on %s: %w", sp.id, sp.addr, err)
 		}
 		if sp.tls {
