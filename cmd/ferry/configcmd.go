@@ -1,0 +1,28 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrymq/ferry/config"
+)
+
+func newConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Configuration files"}
+	check := &cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a configuration file (with the FERRY_ environment over it), as serve would read it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := config.Load(config.Sources{File: args[0], Environ: os.Environ()}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(check)
+	return cmd
+}
