@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,12 +67,50 @@ func TestBinary(t *testing.T) {
 		if out, err := exec.Command(bin, "group", "describe", "g", "--namesrv", m[1]).CombinedOutput(); err != nil || !strings.Contains(string(out), "total lag  0") {
 			t.Fatalf("ferry group describe: %v\n%s", err, out)
 		}
+
+		// A device over MQTT (mosquitto_pub, a client nobody here wrote),
+		// a service through a consumer group.
+		mqttAddr := regexp.MustCompile(`msg="mqtt: listening".*listener=tcp addr=(\S+)`).FindStringSubmatch(p.log())
+		if pub, err := exec.LookPath("mosquitto_pub"); err == nil && mqttAddr != nil {
+			host, port, _ := net.SplitHostPort(mqttAddr[1])
+			if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "devices/42/telemetry", "-m", `{"t":21.5}`).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+			}
+			out, err := exec.Command(bin, "consume", "--namesrv", m[1], "--topic", "devices", "--group", "svc", "--filter", "+/telemetry",
+				"--count", "1", "--log-level", "warn").Output()
+			if err != nil || strings.TrimSpace(string(out)) != `{"t":21.5}` {
+				t.Fatalf("ferry consume of the MQTT message: %v, %q", err, out)
+			}
+		} else if os.Getenv("CI") == "true" {
+			t.Fatalf("mosquitto_pub missing (test.sh installs mosquitto-clients) or no MQTT address logged:\n%s", p.log())
+		}
+
+		// Operators see it: /metrics has every component's series.
+		httpAddr := regexp.MustCompile(`msg="http listening".* addr=(\S+)`).FindStringSubmatch(p.log())
+		if httpAddr == nil {
+			t.Fatalf("no HTTP address logged:\n%s", p.log())
+		}
+		resp, err := http.Get("http://" + httpAddr[1] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, name := range []string{"ferry_mqtt_received_total", "ferry_mqtt_connections"} {
+			if !strings.Contains(string(metrics), name) {
+				t.Errorf("/metrics lacks %s", name)
+			}
+		}
+
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		code := p.wait(t, 2*stopTimeout)
 		if code != 0 {
 			t.Fatalf("exit code %d, want 0:\n%s", code, p.log())
+		}
+		if _, err := os.Stat(filepath.Join(dataDir, "clean")); err != nil {
+			t.Errorf("no clean-shutdown marker after SIGTERM: %v", err)
 		}
 		if !strings.Contains(p.log(), `msg="ferry stopped"`) {
 			t.Errorf("no stop logged:\n%s", p.log())
