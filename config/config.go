@@ -49,6 +49,9 @@ type Config struct {
 	NamesrvAddr string `koanf:"namesrv-addr"`
 	// NativeAddr is where the broker's native protocol listens, or "off".
 	NativeAddr string `koanf:"native-addr"`
+	// AdvertiseAddr is the native address registered with the NameServers
+	// (host:port clients dial); "" registers the listen address.
+	AdvertiseAddr string `koanf:"advertise-addr"`
 	// Namesrv is the NameServers to use, comma separated: where ferry broker
 	// registers and where client commands look routes up.
 	Namesrv string `koanf:"namesrv"`

@@ -136,7 +136,7 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}), namesrv.Module)
 	}
 	if cfg.NativeAddr != "off" {
-		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr"}), native.Module)
+		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", Advertise: cfg.AdvertiseAddr}), native.Module)
 	}
 	return serviceOptions(cfg, logger, roles...)
 }

@@ -18,6 +18,7 @@ type Listen struct {
 	Addr        string
 	Flag        string
 	NameServers []string
+	Advertise   string // see Options.Advertise
 }
 
 type params struct {
@@ -35,7 +36,7 @@ type params struct {
 var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 func newFromFx(p params) *Server {
-	s := New(p.Broker, Options{NameServers: p.Listen.NameServers, Logger: p.Logger.With("component", "native")})
+	s := New(p.Broker, Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, Logger: p.Logger.With("component", "native")})
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {
 			ln, err := net.Listen("tcp", p.Listen.Addr)

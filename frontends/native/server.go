@@ -34,7 +34,11 @@ type Options struct {
 	RegisterInterval time.Duration
 	// MaxPollWait caps a pull's long poll (default 15 s).
 	MaxPollWait time.Duration
-	Logger      *slog.Logger
+	// Advertise is the host:port registered with the NameServers, which
+	// clients dial; "" registers the listen address (an unspecified host
+	// as 127.0.0.1). A broker in a container advertises its service name.
+	Advertise string
+	Logger    *slog.Logger
 }
 
 // Server serves the native protocol for one broker.
@@ -85,14 +89,30 @@ func New(b *core.Broker, opts Options) *Server {
 // address ln listens on (an unspecified host is registered as 127.0.0.1).
 func (s *Server) Serve(ln net.Listener) error {
 	addr := ln.Addr().(*net.TCPAddr)
-	ip := addr.IP.To4()
+	ip, port := addr.IP.To4(), addr.Port
 	if ip == nil || ip.IsUnspecified() {
 		ip = net.IPv4(127, 0, 0, 1).To4()
 	}
+	advertised := net.JoinHostPort(ip.String(), strconv.Itoa(port))
+	if a := s.opts.Advertise; a != "" {
+		advertised = a
+		host, p, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(p); err == nil && perr == nil {
+			port = n
+			if ips, err := net.LookupIP(host); err == nil {
+				for _, c := range ips {
+					if c4 := c.To4(); c4 != nil {
+						ip = c4 // the store host in message ids, where one resolves
+						break
+					}
+				}
+			}
+		}
+	}
 	s.mu.Lock()
-	s.addr = net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
+	s.addr = advertised
 	copy(s.storeHost[:4], ip)
-	binary.BigEndian.PutUint32(s.storeHost[4:], uint32(addr.Port))
+	binary.BigEndian.PutUint32(s.storeHost[4:], uint32(port))
 	s.mu.Unlock()
 	if len(s.opts.NameServers) > 0 {
 		s.wg.Add(1)
