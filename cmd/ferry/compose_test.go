@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// composeFile is what the test reads of docker-compose.yml.
+type composeFile struct {
+	Services map[string]struct {
+		Build       any               `yaml:"build"`
+		Image       string            `yaml:"image"`
+		Command     []string          `yaml:"command"`
+		Entrypoint  []string          `yaml:"entrypoint"`
+		DependsOn   map[string]any    `yaml:"depends_on"`
+		Environment map[string]string `yaml:"environment"`
+		Volumes     []string          `yaml:"volumes"`
+		Ports       []string          `yaml:"ports"`
+		Healthcheck struct {
+			Test     []string `yaml:"test"`
+			Interval string   `yaml:"interval"`
+			Timeout  string   `yaml:"timeout"`
+			Retries  int      `yaml:"retries"`
+		} `yaml:"healthcheck"`
+	} `yaml:"services"`
+	Volumes map[string]any `yaml:"volumes"`
+}
+
+// No Docker engine runs here, so the compose file and the Dockerfile are
+// checked by parsing: every ferry command in them (service commands and
+// health checks) parses with this binary's flags, the config files they
+// mount pass `ferry config check`, and every path they name exists.
+func TestComposeFile(t *testing.T) {
+	b, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c composeFile
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	for _, want := range []string{"namesrv", "broker-a", "broker-b", "rabbitmq", "device", "consumer"} {
+		if _, ok := c.Services[want]; !ok {
+			t.Errorf("docker-compose.yml has no %s service", want)
+		}
+	}
+	for name, s := range c.Services {
+		for dep := range s.DependsOn {
+			if _, ok := c.Services[dep]; !ok {
+				t.Errorf("%s depends on %s, which is not a service", name, dep)
+			}
+		}
+		if s.Image != "ferry" {
+			continue
+		}
+		if len(s.Healthcheck.Test) == 0 && len(s.Entrypoint) == 0 {
+			t.Errorf("%s has no health check", name)
+		}
+		if len(s.Command) > 0 {
+			checkFerryArgs(t, name+" command", s.Command)
+		}
+		if hc := s.Healthcheck.Test; len(hc) > 2 && hc[0] == "CMD" && hc[1] == "ferry" {
+			checkFerryArgs(t, name+" health check", hc[2:])
+		}
+		if len(s.Entrypoint) > 0 {
+			if _, err := os.Stat(filepath.Join("../../examples", s.Entrypoint[0], "main.go")); err != nil {
+				t.Errorf("%s runs %s, which is not an example: %v", name, s.Entrypoint[0], err)
+			}
+		}
+		for _, v := range s.Volumes {
+			src, dst, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join("../..", src)); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
+				if strings.HasSuffix(dst, ".yaml:ro") || strings.HasSuffix(dst, ".yaml") {
+					t.Setenv("RABBIT_PASSWORD", "guest")
+					checkFerryArgs(t, name+" config", []string{"config", "check", filepath.Join("../..", src)})
+				}
+			} else if _, ok := c.Volumes[src]; !ok {
+				t.Errorf("%s mounts volume %s, which is not declared", name, src)
+			}
+		}
+	}
+}
+
+// checkFerryArgs parses args with ferry's commands, running only config
+// check (which reads a file), never a server.
+func checkFerryArgs(t *testing.T, what string, args []string) {
+	t.Helper()
+	root := newRootCmd()
+	cmd, rest, err := root.Find(args)
+	if err != nil || cmd == root {
+		t.Errorf("%s: %q is not a ferry command: %v", what, args, err)
+		return
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		t.Errorf("%s: %q: %v", what, args, err)
+		return
+	}
+	if cmd.Name() == "check" {
+		root.SetArgs(args)
+		root.SetOut(&bytes.Buffer{})
+		if err := root.Execute(); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	f, err := os.Open("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	known := []string{"FROM", "WORKDIR", "COPY", "RUN", "USER", "VOLUME", "EXPOSE", "HEALTHCHECK", "ENTRYPOINT", "CMD", "ENV", "ARG", "LABEL"}
+	sc := bufio.NewScanner(f)
+	var froms int
+	var user, entry bool
+	cont := false
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		wasCont := cont
+		cont = strings.HasSuffix(line, "\\")
+		if line == "" || strings.HasPrefix(line, "#") || wasCont {
+			continue
+		}
+		instr, rest, _ := strings.Cut(line, " ")
+		if !slices.Contains(known, instr) {
+			t.Errorf("Dockerfile: unknown instruction %q", instr)
+		}
+		switch instr {
+		case "FROM":
+			froms++
+		case "USER":
+			user = rest != "root" && rest != "0"
+		case "ENTRYPOINT":
+			entry = strings.Contains(rest, `"ferry"`)
+		case "COPY":
+			if !strings.Contains(rest, "--from=") {
+				for _, src := range strings.Fields(rest)[:len(strings.Fields(rest))-1] {
+					if _, err := os.Stat(filepath.Join("../..", src)); err != nil {
+						t.Errorf("Dockerfile copies %s: %v", src, err)
+					}
+				}
+			}
+		case "RUN":
+			for _, p := range strings.Fields(rest) {
+				if strings.HasPrefix(p, "./") {
+					if _, err := os.Stat(filepath.Join("../..", p)); err != nil {
+						t.Errorf("Dockerfile builds %s: %v", p, err)
+					}
+				}
+			}
+		}
+	}
+	if froms < 2 || !user || !entry {
+		t.Errorf("Dockerfile: want a multi-stage build (%d FROM), a non-root USER (%v) and ferry as the entrypoint (%v)", froms, user, entry)
+	}
+}
