@@ -37,8 +37,8 @@ var (
 	errConnClosed     = errors.New("rabbitmq bridge: connection closed")
 	errBlockedTooLong = errors.New("rabbitmq bridge: connection blocked too long; reconnecting")
 	errNoConfirm      = errors.New("rabbitmq bridge: no publisher confirm in time")
-	errNacked         = errors.New("rabbitmq bridge: message nacked by RabbitMQ; sending it again")
-	errReturned       = errors.New("rabbitmq bridge: message returned unroutable; sending it again")
+	errNacked         = errors.New("rabbitmq bridge: message nacked by RabbitMQ")
+	errReturned       = errors.New("rabbitmq bridge: message returned unroutable (no queue bound for its routing key)")
 	errCoreClosed     = errors.New("rabbitmq bridge: core closed")
 )
 
@@ -254,7 +254,7 @@ func (s *outSession) confirm(returns <-chan amqp.Return) {
 		}
 		if reason != nil {
 			if policy == Retry {
-				s.cancel(fmt.Errorf("%w (message %s)", reason, p.id))
+				s.cancel(fmt.Errorf("%w; sending it again (message %s)", reason, p.id))
 				return
 			}
 			if err := s.deadLetter(p.d, reason); err != nil {
