@@ -178,3 +178,37 @@ func TestOfflineSessionBacklogIsBounded(t *testing.T) {
 		t.Fatalf("kept %s..%s, want the newest: 40..49", got[0].Payload(), got[9].Payload())
 	}
 }
+
+// A second connection with the same client id takes the session over: the
+// first is disconnected, the second gets the subscription's messages, and
+// no message is delivered on both.
+func TestSessionTakeover(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	first := newInbox()
+	a := f.connect("roamer", persistent, func(o *paho.ClientOptions) { o.SetDefaultPublishHandler(first.handler) })
+	wait(t, a.Subscribe("roam/#", 1, nil), "subscribe")
+	pub := f.connect("pub")
+	for i := range 10 {
+		wait(t, pub.Publish("roam/x", 1, false, fmt.Sprint(i)), "publish")
+	}
+	first.waitN(t, 10)
+	second := newInbox()
+	f.connect("roamer", persistent, func(o *paho.ClientOptions) { o.SetDefaultPublishHandler(second.handler) })
+	deadline := time.Now().Add(5 * time.Second)
+	for a.IsConnectionOpen() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.IsConnectionOpen() {
+		t.Fatal("the first connection is still open after the takeover")
+	}
+	for i := 10; i < 20; i++ {
+		wait(t, pub.Publish("roam/x", 1, false, fmt.Sprint(i)), "publish")
+	}
+	got := second.waitN(t, 10)
+	if string(got[0].Payload()) != "10" {
+		t.Fatalf("the new connection got %s first, want 10 (a message from before the takeover came again)", got[0].Payload())
+	}
+	if first.len() != 10 {
+		t.Fatalf("the old connection got %d messages, want 10", first.len())
+	}
+}
