@@ -136,6 +136,9 @@ type Broker struct {
 	offsetsSaved uint64        // the version last saved; under savedMu
 
 	rates rateTracker
+	// storedBytes counts the bytes stored per topic since New: topic →
+	// *atomic.Int64, one add per published batch (see StoredBytes).
+	storedBytes sync.Map
 
 	stop      chan struct{}
 	wg        sync.WaitGroup

@@ -121,6 +121,7 @@ func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, 
 	if err != nil && n == 0 {
 		return nil, fmt.Errorf("core: publish to %s: %w", msgs[0].Topic, err)
 	}
+	b.countStored(msgs[:n])
 	res := make([]PublishResult, n)
 	for i, m := range msgs[:n] {
 		res[i] = PublishResult{LogOffset: m.LogOffset, LogID: b.store.LogID(), Topic: m.Topic, QueueID: m.QueueID, QueueOffset: m.QueueOffset}

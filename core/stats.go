@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -122,4 +123,49 @@ func (b *Broker) Group(name string) (GroupInfo, error) {
 		return a.Owner < b.Owner
 	})
 	return info, nil
+}
+
+// countStored adds the stored size of msgs, which go to one topic, to its
+// byte counter: a lock-free map load and one atomic add per batch.
+func (b *Broker) countStored(msgs []*Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	var n int64
+	for _, m := range msgs {
+		n += int64(m.Size)
+	}
+	c, ok := b.storedBytes.Load(msgs[0].Topic)
+	if !ok {
+		c, _ = b.storedBytes.LoadOrStore(msgs[0].Topic, new(atomic.Int64))
+	}
+	c.(*atomic.Int64).Add(n)
+}
+
+// StoredBytes is the bytes stored per topic (as the store encodes them)
+// since the broker started, internal topics included.
+func (b *Broker) StoredBytes() map[string]int64 {
+	out := map[string]int64{}
+	b.storedBytes.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// TopicKind classes a topic name: "user" for the topics clients name,
+// else the internal topic's purpose: "retry", "dead-letter", "schedule".
+func TopicKind(name string) string {
+	switch {
+	case strings.HasPrefix(name, retryPrefix):
+		return "retry"
+	case strings.HasPrefix(name, dlqPrefix):
+		return "dead-letter"
+	case name == scheduleTopic:
+		return "schedule"
+	case strings.HasPrefix(name, "%"):
+		return "internal"
+	default:
+		return "user"
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 )
 
@@ -18,23 +19,37 @@ type Listen struct {
 
 // Module runs a NameServer in the application: it binds in OnStart (a port
 // that is taken stops the start with an error naming the flag) and closes
-// in OnStop.
+// in OnStop. Its metrics go into the application's *prometheus.Registry
+// when there is one.
 var Module = fx.Module("namesrv", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
-func newFromFx(lc fx.Lifecycle, l Listen, logger *slog.Logger) *Server {
-	s := New(Options{Logger: logger.With("component", "namesrv")})
-	lc.Append(fx.Hook{
+type params struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	Listen    Listen
+	Logger    *slog.Logger
+	Registry  *prometheus.Registry `optional:"true"`
+}
+
+func newFromFx(p params) (*Server, error) {
+	s := New(Options{Logger: p.Logger.With("component", "namesrv")})
+	if p.Registry != nil {
+		if err := p.Registry.Register(s); err != nil {
+			return nil, err
+		}
+	}
+	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {
-			ln, err := net.Listen("tcp", l.Addr)
+			ln, err := net.Listen("tcp", p.Listen.Addr)
 			if err != nil {
-				return fmt.Errorf("namesrv: cannot listen on %s (change it with %s): %w", l.Addr, l.Flag, err)
+				return fmt.Errorf("namesrv: cannot listen on %s (change it with %s): %w", p.Listen.Addr, p.Listen.Flag, err)
 			}
-			logger.Info("namesrv listening", "addr", ln.Addr().String())
+			p.Logger.Info("namesrv listening", "addr", ln.Addr().String())
 			s.setAddr(ln.Addr().String())
 			go s.Serve(ln)
 			return nil
 		},
 		OnStop: func(context.Context) error { return s.Close() },
 	})
-	return s
+	return s, nil
 }

@@ -27,9 +27,10 @@ type Server struct {
 	opts Options
 	srv  *remoting.Server
 
-	mu   sync.Mutex
-	reg  *registry
-	addr string // where it listens, once it does
+	mu      sync.Mutex
+	reg     *registry
+	addr    string   // where it listens, once it does
+	dropped [2]int64 // brokers dropped: [dropSilent], [dropClosed]
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -80,6 +81,32 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Why brokers are dropped, indexes of Server.dropped and Stats.Dropped.
+const (
+	dropSilent = iota // silent past BrokerTimeout
+	dropClosed        // their connection closed
+)
+
+// Stats describe the NameServer's registry.
+type Stats struct {
+	Brokers     int // registered now
+	Topics      int // served by some broker
+	Connections int // open now, brokers' and clients'
+	// DroppedSilent and DroppedClosed count the brokers dropped for
+	// silence past BrokerTimeout and for a closed connection.
+	DroppedSilent, DroppedClosed int64
+}
+
+// Stats returns the registry's counts.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	st := Stats{Brokers: len(s.reg.brokers), Topics: len(s.reg.topics()),
+		DroppedSilent: s.dropped[dropSilent], DroppedClosed: s.dropped[dropClosed]}
+	s.mu.Unlock()
+	st.Connections = s.srv.Stats().Open
+	return st
+}
+
 func (s *Server) janitor() {
 	defer s.wg.Done()
 	tick := time.NewTicker(min(s.opts.BrokerTimeout/4, 10*time.Second))
@@ -91,6 +118,7 @@ func (s *Server) janitor() {
 		case now := <-tick.C:
 			s.mu.Lock()
 			gone := s.reg.expire(now.Add(-s.opts.BrokerTimeout))
+			s.dropped[dropSilent] += int64(len(gone))
 			s.mu.Unlock()
 			for _, b := range gone {
 				s.opts.Logger.Warn("namesrv: broker dropped: silent too long", "broker", b.Name, "addr", b.Addr, "timeout", s.opts.BrokerTimeout)
@@ -102,6 +130,7 @@ func (s *Server) janitor() {
 func (s *Server) connClosed(c *remoting.Conn) {
 	s.mu.Lock()
 	gone := s.reg.connClosed(c)
+	s.dropped[dropClosed] += int64(len(gone))
 	s.mu.Unlock()
 	for _, b := range gone {
 		s.opts.Logger.Info("namesrv: broker dropped: connection closed", "broker", b.Name, "addr", b.Addr)

@@ -45,6 +45,21 @@ type Server struct {
 	conns  map[*Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
+	// accepted counts the connections accepted.
+	accepted int64
+}
+
+// ServerStats count a server's connections.
+type ServerStats struct {
+	Open     int   // connections open now
+	Accepted int64 // connections accepted since the server started
+}
+
+// Stats returns the server's connection counts.
+func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ServerStats{Open: len(s.conns), Accepted: s.accepted}
 }
 
 // NewServer makes a server for h.
@@ -94,6 +109,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return nil
 		}
 		s.conns[c] = struct{}{}
+		s.accepted++
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(c)

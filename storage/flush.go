@@ -55,8 +55,7 @@ func (s *Store) flushLog() error {
 	if target > from {
 		start := time.Now()
 		err = s.log.sync(from, target)
-		s.flushes.Add(1)
-		s.flushNanos.Add(int64(time.Since(start)))
+		s.recordFlush(time.Since(start))
 	}
 	s.flushMu.Lock()
 	if err == nil && target > s.flushed {

@@ -271,14 +271,26 @@ type LogStats struct {
 	Segments                       int
 	Flushes                        int64         // fsync rounds of the log so far
 	FlushTime                      time.Duration // time spent in them
+	// FlushHistogram counts the rounds by duration: element i counts those
+	// that took at most FlushBuckets[i] (and more than the bucket before);
+	// the last element counts the rest.
+	FlushHistogram [len(FlushBuckets) + 1]int64
+	// AppendedMessages and AppendedBytes count the records appended since
+	// Open, and their encoded size.
+	AppendedMessages, AppendedBytes int64
 }
 
-// Stats returns the commit log's offsets.
+// Stats returns the commit log's offsets and counters.
 func (s *Store) Stats() LogStats {
 	s.flushMu.Lock()
 	flushed := s.flushed
 	s.flushMu.Unlock()
-	return LogStats{Min: s.log.minOffset(), Written: s.written.Load(), Flushed: flushed,
+	st := LogStats{Min: s.log.minOffset(), Written: s.written.Load(), Flushed: flushed,
 		Indexed: s.dispatched.Load(), Segments: len(s.log.segments()),
-		Flushes: s.flushes.Load(), FlushTime: time.Duration(s.flushNanos.Load())}
+		Flushes: s.flushes.Load(), FlushTime: time.Duration(s.flushNanos.Load()),
+		AppendedMessages: s.appendedMsgs.Load(), AppendedBytes: s.appendedBytes.Load()}
+	for i := range s.flushHist {
+		st.FlushHistogram[i] = s.flushHist[i].Load()
+	}
+	return st
 }

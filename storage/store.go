@@ -72,6 +72,11 @@ type Store struct {
 	syncAppends atomic.Int64 // sync appends since the last round began
 	gatherWant  int64        // how many a round expects; flusher only
 	flushNanos  atomic.Int64 // time spent in them
+	// flushHist counts the rounds by duration, in FlushBuckets.
+	flushHist [len(FlushBuckets) + 1]atomic.Int64
+
+	appendedMsgs  atomic.Int64 // records appended since Open, counted once per batch
+	appendedBytes atomic.Int64 // their encoded bytes
 
 	dispatchKick chan struct{}
 	recovering   bool                  // set while Open rebuilds the indexes
@@ -223,6 +228,7 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 	}
 	var (
 		done int
+		size int
 		err  error
 	)
 	for i, m := range msgs {
@@ -250,11 +256,14 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 		m.encode(s.bufFor(seg, pos, sizes[i]))
 		*next++
 		s.writePos = pos + int64(sizes[i])
+		size += sizes[i]
 		done++
 	}
 	end := s.writePos
 	s.mu.Unlock()
 	if done > 0 {
+		s.appendedMsgs.Add(int64(done))
+		s.appendedBytes.Add(int64(size))
 		select {
 		case s.commitKick <- struct{}{}:
 		default:

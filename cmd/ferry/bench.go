@@ -46,23 +46,6 @@ func (s *benchStats) report(w io.Writer, what string, elapsed time.Duration, siz
 		what, n, elapsed.Round(time.Millisecond), rate, rate*float64(size)/1e6, pct(0.50), pct(0.99), pct(1))
 }
 
-// progress prints the count every second until ctx ends.
-func progress(ctx context.Context, w io.Writer, what string, n *atomic.Int64) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	last := int64(0)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			cur := n.Load()
-			fmt.Fprintf(w, "%s: %d (%d/s)\n", what, cur, cur-last)
-			last = cur
-		}
-	}
-}
-
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Load generator: throughput and latency percentiles"}
 	var topic, group string
@@ -85,8 +68,7 @@ func newBenchCmd() *cobra.Command {
 			rand.Read(body)
 			var st benchStats
 			var sent atomic.Int64
-			pctx, done := context.WithCancel(ctx)
-			go progress(pctx, cmd.ErrOrStderr(), "sent", &st.n)
+			stopProgress := startProgress(ctx, cmd.ErrOrStderr(), "sent", &st.n, int64(count), time.Second)
 			start := time.Now()
 			var wg sync.WaitGroup
 			var firstErr atomic.Value
@@ -122,7 +104,7 @@ func newBenchCmd() *cobra.Command {
 				}()
 			}
 			wg.Wait()
-			done()
+			stopProgress()
 			st.report(cmd.OutOrStdout(), "produce", time.Since(start), size)
 			if err, _ := firstErr.Load().(error); err != nil {
 				return err
@@ -164,11 +146,13 @@ func newBenchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			go progress(all, cmd.ErrOrStderr(), "received", &st.n)
+			stopProgress := startProgress(all, cmd.ErrOrStderr(), "received", &st.n, int64(count), time.Second)
 			if err := c.Start(ctx); err != nil {
+				stopProgress()
 				return err
 			}
 			<-all.Done()
+			stopProgress()
 			elapsed := time.Since(start)
 			c.Close()
 			st.report(cmd.OutOrStdout(), "consume", elapsed, size)
@@ -231,7 +215,8 @@ func newBenchCmd() *cobra.Command {
 			defer p.Close()
 			body := make([]byte, size)
 			rand.Read(body)
-			go progress(all, cmd.ErrOrStderr(), "received", &st.n)
+			stopProgress := startProgress(all, cmd.ErrOrStderr(), "received", &st.n, int64(count), time.Second)
+			defer stopProgress()
 			start := time.Now()
 			interval := time.Second / time.Duration(max(1, rate))
 			for i := 0; i < count && all.Err() == nil; i++ {
@@ -249,6 +234,7 @@ func newBenchCmd() *cobra.Command {
 			case <-time.After(30 * time.Second):
 				fmt.Fprintln(cmd.ErrOrStderr(), "gave up waiting for the last messages")
 			}
+			stopProgress()
 			st.report(cmd.OutOrStdout(), fmt.Sprintf("e2e at %d msg/s", rate), time.Since(start), size)
 			return nil
 		},

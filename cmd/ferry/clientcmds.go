@@ -9,7 +9,9 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -68,7 +70,11 @@ func newProduceCmd() *cobra.Command {
 				return err
 			}
 			sent := 0
+			var shown atomic.Int64 // sent, for the progress lines
 			defer func() { fmt.Fprintf(cmd.ErrOrStderr(), "sent %d messages to %s\n", sent, topic) }()
+			if count >= progressMin { // stopped before the line above
+				defer startProgress(ctx, cmd.ErrOrStderr(), "sent", &shown, int64(count), time.Second)()
+			}
 			switch {
 			case len(args) == 1 || size > 0:
 				for ; sent < max(count, 1); sent++ {
@@ -82,6 +88,7 @@ func newProduceCmd() *cobra.Command {
 					if err := send(body); err != nil {
 						return err
 					}
+					shown.Store(int64(sent + 1))
 				}
 			default:
 				sc := bufio.NewScanner(cmd.InOrStdin())
@@ -91,6 +98,7 @@ func newProduceCmd() *cobra.Command {
 						return err
 					}
 					sent++
+					shown.Store(int64(sent))
 				}
 				return sc.Err()
 			}
@@ -138,6 +146,7 @@ func newConsumeCmd() *cobra.Command {
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			var mu sync.Mutex
 			got := 0
+			var shown atomic.Int64 // got, for the progress lines
 			done, finish := context.WithCancel(ctx)
 			defer finish()
 			err = c.Subscribe(topic, filter, func(_ context.Context, m *client.MessageExt) error {
@@ -149,6 +158,7 @@ func newConsumeCmd() *cobra.Command {
 				out.Write(m.Body)
 				out.WriteByte('\n')
 				got++
+				shown.Store(int64(got))
 				if count > 0 && got == count {
 					finish()
 				}
@@ -156,6 +166,9 @@ func newConsumeCmd() *cobra.Command {
 			})
 			if err != nil {
 				return err
+			}
+			if count >= progressMin { // on stderr: stdout is the messages
+				defer startProgress(done, cmd.ErrOrStderr(), "received", &shown, int64(count), time.Second)()
 			}
 			if err := c.Start(ctx); err != nil {
 				return err

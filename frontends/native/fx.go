@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/core"
@@ -27,16 +28,23 @@ type params struct {
 	Broker    *core.Broker
 	Listen    Listen
 	Logger    *slog.Logger
-	NameSrv   *namesrv.Server `optional:"true"` // ferry serve's in-process NameServer
+	NameSrv   *namesrv.Server      `optional:"true"` // ferry serve's in-process NameServer
+	Registry  *prometheus.Registry `optional:"true"`
 }
 
 // Module serves the native protocol in the application. It binds in
 // OnStart, after the in-process NameServer (if any), whose address it
 // registers with; a taken port stops the start with an error naming the flag.
+// Its metrics go into the application's *prometheus.Registry when there is one.
 var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
-func newFromFx(p params) *Server {
+func newFromFx(p params) (*Server, error) {
 	s := New(p.Broker, Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, Logger: p.Logger.With("component", "native")})
+	if p.Registry != nil {
+		if err := p.Registry.Register(s); err != nil {
+			return nil, err
+		}
+	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {
 			ln, err := net.Listen("tcp", p.Listen.Addr)
@@ -52,7 +60,7 @@ func newFromFx(p params) *Server {
 		},
 		OnStop: func(context.Context) error { return s.Close() },
 	})
-	return s
+	return s, nil
 }
 
 // reachable turns a listen address with no host (":9876") into one to dial.

@@ -20,6 +20,13 @@ import (
 
 func start(t *testing.T) (*core.Broker, *remoting.Client) {
 	t.Helper()
+	s, c := startServer(t)
+	return s.b, c
+}
+
+// startServer serves a new broker on a free port and dials it.
+func startServer(t *testing.T) (*Server, *remoting.Client) {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 16 << 20, Logger: logger})
 	if err != nil {
@@ -45,7 +52,7 @@ func start(t *testing.T) (*core.Broker, *remoting.Client) {
 		b.Close()
 		st.Close()
 	})
-	return b, c
+	return s, c
 }
 
 func call(t *testing.T, c *remoting.Client, req *remoting.Command) *remoting.Command {

@@ -53,6 +53,8 @@ type Server struct {
 	clients   map[*remoting.Conn]map[string]string // conn → group → client id, for cleanup
 	locks     lockTable
 
+	stats requestStats
+
 	stop chan struct{}
 	kick chan struct{} // register now
 	wg   sync.WaitGroup
@@ -78,7 +80,7 @@ func New(b *core.Broker, opts Options) *Server {
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
 		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
-	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+	s.srv = remoting.NewServer(remoting.HandlerFunc(s.handle), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
 	// A topic created by any front-end or bridge (an MQTT device's first
 	// publish) is routable at once, not at the next periodic registration.
 	b.OnTopicChange(func(string) { s.registerAll() })
@@ -143,6 +145,13 @@ func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
+}
+
+// handle serves a request and counts it.
+func (s *Server) handle(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+	resp := s.serve(ctx, c, req)
+	s.stats.count(req, resp)
+	return resp
 }
 
 func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
