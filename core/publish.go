@@ -24,6 +24,12 @@ type PublishOptions struct {
 	// DelayLevel (1..len(DelayLevels)) delays delivery by that level's time.
 	// The message's own DeliverAt, when set, is any future time.
 	DelayLevel int
+	// NoWait returns once the messages are appended, before they are
+	// durable under the flush policy; WaitDurable(ctx, res.End) waits for
+	// that. A front-end with many messages in flight on one connection uses
+	// it to acknowledge them in order as one fsync covers them. (Delayed
+	// messages always wait.)
+	NoWait bool
 }
 
 // PublishResult is where a message was stored.
@@ -36,6 +42,14 @@ type PublishResult struct {
 	// Delayed is set when the message waits in the scheduler: MessageID and
 	// the offsets are then those of the scheduled copy.
 	Delayed bool
+	// End is the log offset the message's record ends at, for WaitDurable.
+	End int64
+}
+
+// WaitDurable returns once everything stored up to the log offset end is
+// durable under the flush policy (see PublishOptions.NoWait).
+func (b *Broker) WaitDurable(ctx context.Context, end int64) error {
+	return b.store.WaitDurable(ctx, end)
 }
 
 // MessageID is the stored message's id (made on demand: publishing does not
@@ -111,6 +125,9 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 		}
 		return b.sched.schedule(ctx, msgs)
 	}
+	if o.NoWait {
+		return b.storeNoWait(msgs)
+	}
 	return b.store1(ctx, msgs)
 }
 
@@ -118,13 +135,25 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 // live subscriptions.
 func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, error) {
 	n, err := b.store.AppendBatch(ctx, msgs)
+	return b.stored(msgs, n, err)
+}
+
+// storeNoWait is store1 without waiting for durability.
+func (b *Broker) storeNoWait(msgs []*Message) ([]PublishResult, error) {
+	n, _, err := b.store.AppendBatchNoWait(msgs)
+	return b.stored(msgs, n, err)
+}
+
+// stored accounts and routes msgs[:n], which the store took.
+func (b *Broker) stored(msgs []*Message, n int, err error) ([]PublishResult, error) {
 	if err != nil && n == 0 {
 		return nil, fmt.Errorf("core: publish to %s: %w", msgs[0].Topic, err)
 	}
 	b.countStored(msgs[:n])
 	res := make([]PublishResult, n)
 	for i, m := range msgs[:n] {
-		res[i] = PublishResult{LogOffset: m.LogOffset, LogID: b.store.LogID(), Topic: m.Topic, QueueID: m.QueueID, QueueOffset: m.QueueOffset}
+		res[i] = PublishResult{LogOffset: m.LogOffset, LogID: b.store.LogID(), Topic: m.Topic, QueueID: m.QueueID,
+			QueueOffset: m.QueueOffset, End: m.LogOffset + int64(m.Size)}
 		if b.liveSubs.Load() > 0 { // without live subscriptions, skip the table's locks
 			b.live.Match(m.Topic, m.Subject, func(s *Subscription) { s.fn(m) })
 			b.live.Match(AnyTopic, m.Subject, func(s *Subscription) { s.fn(m) })

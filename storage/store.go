@@ -201,12 +201,27 @@ func (s *Store) Append(ctx context.Context, m *Message) error {
 // fsync. It returns how many were stored: on an error, msgs[:n] are stored
 // (and durable when err is nil or only ctx's).
 func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
+	done, end, err := s.AppendBatchNoWait(msgs)
+	if s.opts.FlushMode == FlushSync && done > 0 {
+		if ferr := s.waitFlushed(ctx, end); ferr != nil {
+			return done, ferr
+		}
+	}
+	return done, err
+}
+
+// AppendBatchNoWait is AppendBatch without waiting for durability: it
+// returns once msgs[:n] are in the write buffer, with the log offset their
+// records end at. WaitDurable(ctx, end) waits for them to be durable under
+// the flush policy, so a caller can go on appending meanwhile (a connection
+// with many messages in flight) and share one fsync among them.
+func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
 	var sizesBuf [16]int
 	sizes := sizesBuf[:0]
 	for _, m := range msgs {
 		n, err := m.encodedSize(s.opts.MaxMessageSize)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		sizes = append(sizes, n)
 	}
@@ -220,11 +235,11 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 	}
 	if s.closed {
 		s.mu.Unlock()
-		return 0, ErrClosed
+		return 0, 0, ErrClosed
 	}
 	if err := s.commitErr; err != nil {
 		s.mu.Unlock()
-		return 0, err
+		return 0, 0, err
 	}
 	var (
 		done int
@@ -271,17 +286,22 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 	}
 	if err != nil {
 		s.logger.Error("storage: append failed", "err", err)
-		if done == 0 {
-			return 0, err
-		}
 	}
-	if s.opts.FlushMode == FlushSync && done > 0 {
-		if ferr := s.waitFlushed(ctx, end); ferr != nil {
-			return done, ferr
-		}
-	}
-	return done, err
+	return done, end, err
 }
+
+// WaitDurable returns once the log is durable up to end under the flush
+// policy: on disk with sync flush; at once with async flush, where an
+// appended record is as durable as it will be made to wait for.
+func (s *Store) WaitDurable(ctx context.Context, end int64) error {
+	if s.opts.FlushMode != FlushSync {
+		return nil
+	}
+	return s.waitFlushed(ctx, end)
+}
+
+// SyncFlush reports whether appends are durable only once on disk.
+func (s *Store) SyncFlush() bool { return s.opts.FlushMode == FlushSync }
 
 // storeClock is the wall clock in unix nanoseconds read with one clock call
 // (the monotonic one) instead of two; the wall base is read again every

@@ -290,7 +290,11 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return h.refuse(cl, pk, packets.ErrTopicNameInvalid, err)
 	}
 	m := &core.Message{Topic: topic, Subject: subject, Body: pk.Payload, Properties: inProperties(cl, &pk)}
-	if _, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName}); err != nil {
+	// With sync flush a QoS 1 publish is acknowledged by the acker once its
+	// fsync is done, and the reader goes on meanwhile.
+	deferAck := s.acker != nil && pk.FixedHeader.Qos == 1
+	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: deferAck})
+	if err != nil {
 		code := packets.ErrUnspecifiedError
 		switch {
 		case errors.Is(err, ferrystorage.ErrMessageTooLarge):
@@ -305,6 +309,10 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	s.received.Add(1)
 	if pk.FixedHeader.Retain {
 		s.retain(pk.TopicName, pk.Payload, pk.FixedHeader.Qos, pk.Properties.User)
+	}
+	if deferAck {
+		s.acker.add(cl, pk.PacketID, res.End)
+		return pk, packets.ErrRejectPacket // the engine neither acknowledges nor routes it
 	}
 	if pk.FixedHeader.Qos == 2 {
 		if ss := s.session(cl); ss != nil && ss.persistent {

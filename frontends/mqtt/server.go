@@ -134,6 +134,8 @@ type Server struct {
 	addrs    map[string]string // listener id → bound address
 
 	received, refused, delivered, resent, dropped atomic.Int64
+
+	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
 }
 
 // New makes the front-end over b; Start opens its listeners.
@@ -234,6 +236,11 @@ func (s *Server) Start() error {
 	s.fireCrashWills()
 	s.wg.Add(1)
 	go s.janitor()
+	if s.core.Store().SyncFlush() {
+		s.acker = newAcker(s)
+		s.wg.Add(1)
+		go s.acker.run(s.ctx)
+	}
 	return nil
 }
 

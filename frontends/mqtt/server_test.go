@@ -24,6 +24,7 @@ type ferry struct {
 	t     testing.TB
 	dir   string
 	cfg   Config
+	sync  bool // sync flush
 	store *storage.Store
 	core  *core.Broker
 	mqtt  *Server
@@ -57,7 +58,11 @@ func (f *ferry) start(addr string) {
 	t := f.t
 	t.Helper()
 	log := testLogger(t)
-	st, err := storage.Open(f.dir, storage.Options{SegmentSize: 16 << 20, Logger: log})
+	opts := storage.Options{SegmentSize: 16 << 20, Logger: log}
+	if f.sync {
+		opts.FlushMode = storage.FlushSync
+	}
+	st, err := storage.Open(f.dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -359,16 +359,7 @@ func (f *feed) flush() {
 	cl, srv := f.sess.cl, f.sess.srv
 	n, p := int64(f.buf.Len()), f.packets
 	f.packets = 0
-	if cl.Closed() || cl.Net.Conn == nil {
-		return
-	}
-	cl.Lock()
-	_, err := cl.Net.Conn.Write(f.buf.Bytes())
-	if fl, ok := cl.Net.Conn.(interface{ Flush() error }); ok && err == nil {
-		err = fl.Flush()
-	}
-	cl.Unlock()
-	if err != nil {
+	if err := writeTo(cl, f.buf.Bytes()); err != nil {
 		return
 	}
 	srv.delivered.Add(p)

@@ -212,3 +212,32 @@ func TestSessionTakeover(t *testing.T) {
 		t.Fatalf("the old connection got %d messages, want 10", first.len())
 	}
 }
+
+// With sync flush, QoS 1 publishes in flight on one connection share
+// fsyncs: each is acknowledged once on disk, all in order.
+func TestSyncFlushAcknowledgesAfterTheFsync(t *testing.T) {
+	f := &ferry{t: t, dir: t.TempDir(), sync: true}
+	f.start("127.0.0.1:0")
+	t.Cleanup(f.stop)
+	in := newInbox()
+	sub := f.connect("sub")
+	wait(t, sub.Subscribe("durable/#", 1, in.handler), "subscribe")
+	pub := f.connect("pub")
+	const n = 500
+	toks := make([]paho.Token, n)
+	for i := range n {
+		toks[i] = pub.Publish("durable/x", 1, false, fmt.Sprint(i))
+	}
+	for i, tok := range toks {
+		wait(t, tok, fmt.Sprint("publish ", i))
+	}
+	if got := countMessages(t, f.core, "durable"); got != n {
+		t.Fatalf("%d stored, want %d", got, n)
+	}
+	got := in.waitN(t, n)
+	for i, m := range got {
+		if string(m.Payload()) != fmt.Sprint(i) {
+			t.Fatalf("message %d is %s: order lost", i, m.Payload())
+		}
+	}
+}

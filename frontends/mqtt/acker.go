@@ -1,0 +1,107 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// acker sends the PUBACKs of QoS 1 publishes stored with sync flush once
+// they are on disk. A connection's reader stores a publish without waiting
+// for its fsync and reads on, so the many publishes a client has in flight
+// share one group commit instead of taking an fsync each; the acker waits
+// for the fsync that covers what is queued and acknowledges all of it, in
+// order per connection.
+type acker struct {
+	s    *Server
+	mu   sync.Mutex
+	q    []pendingAck
+	kick chan struct{}
+}
+
+type pendingAck struct {
+	cl  *mochi.Client
+	pid uint16
+	end int64 // the log offset the message's record ends at
+}
+
+func newAcker(s *Server) *acker { return &acker{s: s, kick: make(chan struct{}, 1)} }
+
+func (a *acker) add(cl *mochi.Client, pid uint16, end int64) {
+	a.mu.Lock()
+	a.q = append(a.q, pendingAck{cl, pid, end})
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (a *acker) run(ctx context.Context) {
+	defer a.s.wg.Done()
+	var spare []pendingAck
+	var buf bytes.Buffer
+	for {
+		select {
+		case <-a.kick:
+		case <-ctx.Done():
+			return // unacknowledged publishes are sent again by their clients
+		}
+		for {
+			a.mu.Lock()
+			batch := a.q
+			a.q = spare[:0]
+			a.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			var end int64
+			for _, p := range batch {
+				end = max(end, p.end)
+			}
+			err := a.s.core.WaitDurable(ctx, end)
+			if ctx.Err() != nil {
+				return
+			}
+			for i := 0; i < len(batch); {
+				cl := batch[i].cl
+				buf.Reset()
+				j := i
+				for ; j < len(batch) && batch[j].cl == cl; j++ {
+					ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: batch[j].pid,
+						ProtocolVersion: cl.Properties.ProtocolVersion}
+					if err != nil { // stored, not synced: never a success [MQTT-4.3.2-2]
+						ack.ReasonCode = packets.ErrUnspecifiedError.Code
+					}
+					_ = ack.PubackEncode(&buf)
+				}
+				if err != nil && cl.Properties.ProtocolVersion < 5 {
+					a.s.log.Warn("mqtt: a stored publish could not be synced; closing the connection", "client", cl.ID, "err", err)
+					cl.Stop(err) // 3.1.1 has no negative acknowledgement
+				} else {
+					_ = writeTo(cl, buf.Bytes())
+				}
+				i = j
+			}
+			spare = batch
+		}
+	}
+}
+
+// writeTo writes encoded packets to the client at once, under the client's
+// lock so that they do not interleave with the engine's own packets.
+func writeTo(cl *mochi.Client, b []byte) error {
+	if cl.Closed() || cl.Net.Conn == nil {
+		return mochi.ErrConnectionClosed
+	}
+	cl.Lock()
+	defer cl.Unlock()
+	_, err := cl.Net.Conn.Write(b)
+	if fl, ok := cl.Net.Conn.(interface{ Flush() error }); ok && err == nil {
+		err = fl.Flush()
+	}
+	return err
+}
