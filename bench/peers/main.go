@@ -1,370 +1,341 @@
-// Command peers measures Ferry beside RabbitMQ and NATS JetStream on this
-// machine, in one run, with the same load: --count messages of --size
-// bytes, confirmed publishes from --producers goroutines, then a consume of
-// them all. Peers that cannot be reached are skipped with a note.
+// Command peers measures Ferry's native protocol beside RabbitMQ and NATS
+// JetStream on this machine, in one run, with the same load, the systems
+// alternated in every round (A B C … A B C …) so that drift affects them
+// alike, the median of the rounds reported:
 //
-//	cd bench/peers && go run . [--count N] [--size B] [--amqp URL] [--nats-server PATH]
+//   - confirmed publish rate: --producers publishers, each on its own
+//     connection with --window unconfirmed publishes, for --duration;
+//   - consume rate: one consumer (a consumer group of one) reads them all;
+//   - end-to-end p50/p99 latency at half that publish rate: one paced
+//     publisher, one consumer, the due time in the body, for --latency.
+//
+// for each body size of --sizes. Systems: Ferry (`ferry serve`, built from
+// --repo, with async and with sync flush), RabbitMQ (durable classic and
+// quorum queues, publisher confirms) at --amqp, NATS JetStream (file
+// storage) started on a free port. A system that cannot be reached or is
+// not installed is skipped with a note. The disk's sequential write
+// bandwidth and fsync rate (dd) are measured in the same run, on the file
+// system of $TMPDIR. Prints a Markdown table and writes a chart (--chart).
+//
+//	cd bench/peers && go run . [--rounds 3] [--sizes 128,4096]   (or bench/peers.sh)
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	amqp "github.com/rabbitmq/amqp091-go"
-
-	"github.com/ferrymq/ferry/client"
-	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/frontends/native"
-	"github.com/ferrymq/ferry/namesrv"
-	"github.com/ferrymq/ferry/storage"
 )
 
 var (
-	count     = flag.Int("count", 200000, "messages")
-	size      = flag.Int("size", 128, "body bytes")
-	producers = flag.Int("producers", 16, "concurrent publishers")
+	repo      = flag.String("repo", "../..", "Ferry's source tree, to build ferry from")
+	ferryBin  = flag.String("ferry", "", "ferry binary (default: built from --repo)")
+	natsBin   = flag.String("nats-server", "nats-server", "nats-server binary, started with JetStream")
 	amqpURL   = flag.String("amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ to measure")
-	natsBin   = flag.String("nats-server", "nats-server", "nats-server binary to start with JetStream")
+	systemsF  = flag.String("systems", "ferry-async,ferry-sync,rabbit-classic,rabbit-quorum,nats", "systems, in the order of each round")
+	sizesF    = flag.String("sizes", "128,4096", "body sizes, bytes")
+	rounds    = flag.Int("rounds", 3, "rounds (the median is reported)")
+	producers = flag.Int("producers", 4, "publishers, each on its own connection")
+	windowN   = flag.Int("window", 1024, "unconfirmed publishes per publisher")
+	pubDur    = flag.Duration("duration", 3*time.Second, "publish phase")
+	syncDur   = flag.Duration("sync-duration", 2*time.Second, "publish phase for Ferry with sync flush (fewer messages)")
+	latDur    = flag.Duration("latency", 4*time.Second, "latency phase")
+	chartPath = flag.String("chart", "", "write the chart (PNG) here")
+	noDisk    = flag.Bool("no-disk", false, "skip the dd measurement")
 )
 
-type result struct {
-	system           string
-	produce, consume float64 // msg/s
-	note             string
+type system struct {
+	key, name, short string
+	start            func() (target, error)
+	duration         time.Duration
+	skip             string // why it is skipped, if it is
 }
 
 func main() {
 	flag.Parse()
-	body := make([]byte, *size)
-	var results []result
-	results = append(results, measureFerry(body, 1), measureFerry(body, 0), measureFerry(body, 64))
-	results = append(results, measureRabbit(body, false), measureRabbit(body, true))
-	results = append(results, measureNATS(body))
-	fmt.Printf("\n%d messages of %d bytes, %d publishers, confirmed publishes; then one consumer reads them all\n\n", *count, *size, *producers)
-	fmt.Println("| system | publish msg/s | consume msg/s | note |")
-	fmt.Println("|---|---:|---:|---|")
-	for _, r := range results {
-		fmt.Printf("| %s | %.0f | %.0f | %s |\n", r.system, r.produce, r.consume, r.note)
+	var sizes []int
+	for _, s := range strings.Split(*sizesF, ",") {
+		n, err := strconv.Atoi(s)
+		check(err)
+		sizes = append(sizes, n)
 	}
-}
+	tmp, err := os.MkdirTemp("", "bench-peers-bin")
+	check(err)
+	defer os.RemoveAll(tmp)
 
-// parallel runs f for count items over producers goroutines and returns the rate.
-func parallel(f func() error) (float64, error) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var first atomic.Value
-	start := time.Now()
-	for range *producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(*count) {
-				if err := f(); err != nil {
-					first.CompareAndSwap(nil, err)
-					return
-				}
+	versions := []string{fmt.Sprintf("%d CPUs", runtime.NumCPU()), runtime.Version()}
+	var systems []*system
+	for _, key := range strings.Split(*systemsF, ",") {
+		s := &system{key: key, duration: *pubDur}
+		switch key {
+		case "ferry-async", "ferry-sync":
+			flush := strings.TrimPrefix(key, "ferry-")
+			s.name, s.short = fmt.Sprintf("Ferry native (%s flush)", flush), "Ferry "+flush
+			if flush == "sync" {
+				s.duration = *syncDur
 			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := first.Load().(error); err != nil {
-		return 0, err
-	}
-	return float64(*count) / time.Since(start).Seconds(), nil
-}
-
-func measureFerry(body []byte, batch int) result {
-	name := "Ferry (sync sends)"
-	switch {
-	case batch == 0:
-		name = "Ferry (async sends, acked when stored)"
-	case batch > 1:
-		name = fmt.Sprintf("Ferry (batches of %d, sync)", batch)
-	}
-	r := result{system: name}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir, _ := os.MkdirTemp("", "ferry-peers")
-	defer os.RemoveAll(dir)
-	st, err := storage.Open(dir, storage.Options{SegmentSize: 256 << 20, Logger: logger, RetentionAge: -1, RetentionDiskRatio: -1})
-	if err != nil {
-		r.note = err.Error()
-		return r
-	}
-	defer st.Close()
-	b, _ := core.New(st, core.Config{AutoCreateTopics: true, Logger: logger})
-	defer b.Close()
-	nsLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ns := namesrv.New(namesrv.Options{Logger: logger})
-	go ns.Serve(nsLn)
-	defer ns.Close()
-	brLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	fe := native.New(b, native.Options{NameServers: []string{nsLn.Addr().String()}, RegisterInterval: 100 * time.Millisecond, Logger: logger})
-	go fe.Serve(brLn)
-	defer fe.Close()
-	b.CreateTopic("bench", 8)
-	ctx := context.Background()
-	if err := waitForRoute(ctx, nsLn.Addr().String(), logger); err != nil {
-		r.note = err.Error()
-		return r
-	}
-	p, err := client.NewProducer(client.WithNameServers(nsLn.Addr().String()), client.WithLogger(logger))
-	if err != nil {
-		r.note = err.Error()
-		return r
-	}
-	defer p.Close()
-	msgs := make([]*client.Message, max(1, batch))
-	for i := range msgs {
-		msgs[i] = &client.Message{Topic: "bench", Body: body}
-	}
-	saved := *count
-	*count /= max(1, batch)
-	var async sync.WaitGroup
-	var asyncErr atomic.Value
-	r.produce, err = parallel(func() error {
-		switch {
-		case batch == 0: // pipelined: the producer bounds what is in flight
-			async.Add(1)
-			p.SendAsync(ctx, msgs[0], func(_ client.SendResult, err error) {
-				if err != nil {
-					asyncErr.CompareAndSwap(nil, err)
-				}
-				async.Done()
-			})
-			return nil
-		case batch == 1:
-			_, err := p.Send(ctx, msgs[0])
-			return err
-		default:
-			_, err := p.SendBatch(ctx, msgs)
-			return err
-		}
-	})
-	if batch == 0 {
-		start := time.Now()
-		async.Wait() // every send acknowledged
-		r.produce = float64(saved) / (float64(saved)/r.produce + time.Since(start).Seconds())
-		if e, _ := asyncErr.Load().(error); e != nil && err == nil {
-			err = e
-		}
-	}
-	*count = saved
-	r.produce *= float64(max(1, batch))
-	if err != nil {
-		r.note = err.Error()
-		return r
-	}
-	var got atomic.Int64
-	done := make(chan struct{})
-	c, _ := client.NewPushConsumer("peers", client.WithNameServers(nsLn.Addr().String()), client.WithLogger(logger), client.WithPullBatch(256))
-	c.Subscribe("bench", "*", func(context.Context, *client.MessageExt) error {
-		if got.Add(1) == int64(*count) {
-			close(done)
-		}
-		return nil
-	})
-	start := time.Now()
-	c.Start(ctx)
-	<-done
-	r.consume = float64(*count) / time.Since(start).Seconds()
-	c.Close()
-	return r
-}
-
-// waitForRoute waits until the NameServer routes the bench topic.
-func waitForRoute(ctx context.Context, ns string, logger *slog.Logger) error {
-	a, err := client.NewAdmin(client.WithNameServers(ns), client.WithLogger(logger))
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return a.WaitForRoute(ctx, "bench")
-}
-
-func measureRabbit(body []byte, quorum bool) result {
-	r := result{system: "RabbitMQ (durable classic queue, confirms)"}
-	qtype := "classic"
-	if quorum {
-		r.system, qtype = "RabbitMQ (quorum queue, confirms)", "quorum"
-	}
-	conn, err := amqp.Dial(*amqpURL)
-	if err != nil {
-		r.note = "skipped: " + err.Error()
-		return r
-	}
-	defer conn.Close()
-	qname := fmt.Sprintf("ferry-peers-%s-%d", qtype, time.Now().UnixNano())
-	setup, _ := conn.Channel()
-	if _, err := setup.QueueDeclare(qname, true, false, false, false, amqp.Table{"x-queue-type": qtype}); err != nil {
-		r.note = "skipped: " + err.Error()
-		return r
-	}
-	defer setup.QueueDelete(qname, false, false, false)
-	// One channel per publisher in confirm mode; each publisher keeps a
-	// window of 256 unconfirmed publishes.
-	var chans sync.Map
-	var id atomic.Int64
-	r.produce, err = parallel(func() error {
-		g := id.Add(1) % int64(*producers)
-		v, ok := chans.Load(g)
-		if !ok {
-			ch, err := conn.Channel()
+			s.start = func() (target, error) { return startFerry(*ferryBin, flush) }
+			if *ferryBin == "" {
+				*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
+				versions = append(versions, "ferry "+gitRev(*repo))
+			}
+		case "rabbit-classic", "rabbit-quorum":
+			qtype := strings.TrimPrefix(key, "rabbit-")
+			s.name, s.short = fmt.Sprintf("RabbitMQ (durable %s queue, confirms)", qtype), "RabbitMQ "+qtype
+			s.start = func() (target, error) { return startRabbit(*amqpURL, qtype) }
+			if v := rabbitVersion(*amqpURL); v == "" {
+				s.skip = "skipped: no RabbitMQ at " + *amqpURL
+			} else if !slices.Contains(versions, "RabbitMQ "+v) {
+				versions = append(versions, "RabbitMQ "+v)
+			}
+		case "nats":
+			s.name, s.short = "NATS JetStream (file storage, acked publishes)", "NATS JetStream"
+			bin, err := exec.LookPath(*natsBin)
 			if err != nil {
-				return err
+				s.skip = "skipped: nats-server not installed"
+				break
 			}
-			if err := ch.Confirm(false); err != nil {
-				return err
+			s.start = func() (target, error) { return startNATS(bin) }
+			out, _ := exec.Command(bin, "--version").Output()
+			versions = append(versions, strings.TrimSpace(string(out)))
+		default:
+			check(fmt.Errorf("unknown system %q", key))
+		}
+		systems = append(systems, s)
+	}
+	fmt.Fprintf(os.Stderr, "== %s\n", strings.Join(versions, ", "))
+
+	var disk string
+	if !*noDisk {
+		disk = measureDisk()
+		fmt.Fprintf(os.Stderr, "== disk: %s\n", disk)
+	}
+
+	results := map[string]map[int][]runResult{} // system → size → rounds
+	for _, s := range systems {
+		results[s.key] = map[int][]runResult{}
+	}
+	for round := 1; round <= *rounds; round++ {
+		for _, size := range sizes {
+			for _, s := range systems {
+				if s.skip != "" {
+					continue
+				}
+				t, err := s.start()
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "round %d %s %d B: start: %v\n", round, s.short, size, err)
+					results[s.key][size] = append(results[s.key][size], runResult{err: err})
+					continue
+				}
+				r := measure(t, size, s.duration)
+				t.close()
+				fmt.Fprintf(os.Stderr, "round %d %-16s %5d B: publish %8.0f/s (%d msgs, server %v CPU and %.2f read/write syscalls a msg), consume %8.0f/s, e2e at %.0f/s p50 %s p99 %s lost %d%s\n",
+					round, s.short, size, r.publish, r.published, r.cpuPerMsg, r.sysPerMsg, r.consume, r.latRate, ms(r.p50), ms(r.p99), r.latLost, errNote(r.err))
+				results[s.key][size] = append(results[s.key][size], r)
 			}
-			v, _ = chans.LoadOrStore(g, &rabbitPub{ch: ch})
-		}
-		return v.(*rabbitPub).publish(qname, body)
-	})
-	chans.Range(func(_, v any) bool { v.(*rabbitPub).drain(); return true })
-	if err != nil {
-		r.note = err.Error()
-		return r
-	}
-	ch, _ := conn.Channel()
-	ch.Qos(1000, 0, false)
-	deliveries, err := ch.Consume(qname, "", false, false, false, false, nil)
-	if err != nil {
-		r.note = err.Error()
-		return r
-	}
-	start := time.Now()
-	for i := 1; i <= *count; i++ {
-		d := <-deliveries
-		if i%100 == 0 || i == *count {
-			d.Ack(true)
 		}
 	}
-	r.consume = float64(*count) / time.Since(start).Seconds()
-	return r
+
+	rows := summarize(systems, sizes, results)
+	fmt.Printf("\n%s; %d publishers × window %d, publish for %s (Ferry sync flush: %s), then one consumer reads all; latency: one publisher paced at half the median publish rate for %s; median of %d rounds.\n",
+		strings.Join(versions, ", "), *producers, *windowN, *pubDur, *syncDur, *latDur, *rounds)
+	if disk != "" {
+		fmt.Printf("Disk (dd, same run): %s.\n", disk)
+	}
+	fmt.Println()
+	printTable(rows, sizes)
+	if *chartPath != "" {
+		check(drawChart(*chartPath, rows, sizes, strings.Join(versions, ", ")))
+		fmt.Fprintf(os.Stderr, "chart: %s\n", *chartPath)
+	}
 }
 
-type rabbitPub struct {
-	mu      sync.Mutex
-	ch      *amqp.Channel
-	pending []*amqp.DeferredConfirmation
+// row is one system's medians per size.
+type row struct {
+	sys *system
+	med map[int]runResult
+	bad map[int]string // the first error per size, if any round failed
 }
 
-func (p *rabbitPub) publish(q string, body []byte) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(context.Background(), "", q, false, false,
-		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
-	if err != nil {
-		return err
-	}
-	p.pending = append(p.pending, dc)
-	if len(p.pending) >= 256 {
-		p.pending[0].Wait()
-		p.pending = p.pending[1:]
-	}
-	return nil
-}
-
-func (p *rabbitPub) drain() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, dc := range p.pending {
-		dc.Wait()
-	}
-	p.pending = nil
-}
-
-func measureNATS(body []byte) result {
-	r := result{system: "NATS JetStream (file storage, acked publishes)"}
-	bin, err := exec.LookPath(*natsBin)
-	if err != nil {
-		r.note = "skipped: nats-server not installed"
-		return r
-	}
-	dir, _ := os.MkdirTemp("", "nats-peers")
-	defer os.RemoveAll(dir)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	srv := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", filepath.Join(dir, "js"))
-	if err := srv.Start(); err != nil {
-		r.note = "skipped: " + err.Error()
-		return r
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	var nc *nats.Conn
-	for i := 0; i < 100; i++ {
-		if nc, err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port)); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		r.note = "skipped: " + err.Error()
-		return r
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx := context.Background()
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench"}, Storage: jetstream.FileStorage})
-	if err != nil {
-		r.note = err.Error()
-		return r
-	}
-	// Async publishes with a window, acked by the server (stored).
-	var wg sync.WaitGroup
-	start := time.Now()
-	per := *count / *producers
-	for range *producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < per; i++ {
-				if _, err := js.PublishAsync("bench", body); err != nil {
-					return
+func summarize(systems []*system, sizes []int, results map[string]map[int][]runResult) []row {
+	var rows []row
+	for _, s := range systems {
+		rw := row{sys: s, med: map[int]runResult{}, bad: map[int]string{}}
+		for _, size := range sizes {
+			var ok []runResult
+			for _, r := range results[s.key][size] {
+				if r.err == nil {
+					ok = append(ok, r)
+				} else if rw.bad[size] == "" {
+					rw.bad[size] = r.err.Error()
 				}
 			}
-		}()
+			if len(ok) == 0 {
+				continue
+			}
+			pick := func(f func(runResult) float64) float64 {
+				v := make([]float64, len(ok))
+				for i, r := range ok {
+					v[i] = f(r)
+				}
+				slices.Sort(v)
+				return v[len(v)/2]
+			}
+			rw.med[size] = runResult{
+				publish:   pick(func(r runResult) float64 { return r.publish }),
+				consume:   pick(func(r runResult) float64 { return r.consume }),
+				latRate:   pick(func(r runResult) float64 { return r.latRate }),
+				p50:       time.Duration(pick(func(r runResult) float64 { return float64(r.p50) })),
+				p99:       time.Duration(pick(func(r runResult) float64 { return float64(r.p99) })),
+				cpuPerMsg: time.Duration(pick(func(r runResult) float64 { return float64(r.cpuPerMsg) })),
+				sysPerMsg: pick(func(r runResult) float64 { return r.sysPerMsg }),
+			}
+			for _, r := range ok {
+				rw.med[size] = addLost(rw.med[size], r.latLost)
+			}
+		}
+		rows = append(rows, rw)
 	}
-	wg.Wait()
-	<-js.PublishAsyncComplete()
-	r.produce = float64(per**producers) / time.Since(start).Seconds()
-	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "peers", AckPolicy: jetstream.AckAllPolicy})
+	return rows
+}
+
+func addLost(r runResult, n int64) runResult { r.latLost += n; return r }
+
+func printTable(rows []row, sizes []int) {
+	fmt.Println("| system | body | publish msg/s | consume msg/s | e2e p50 | e2e p99 (at msg/s) | server CPU per msg | note |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|")
+	for _, rw := range rows {
+		for _, size := range sizes {
+			note := rw.sys.skip
+			if note == "" && rw.bad[size] != "" {
+				note = "failed: " + rw.bad[size]
+			}
+			r, ok := rw.med[size]
+			if !ok {
+				fmt.Printf("| %s | %s | – | – | – | – | – | %s |\n", rw.sys.name, bytesName(size), note)
+				continue
+			}
+			if r.latLost > 0 {
+				note = strings.TrimPrefix(note+fmt.Sprintf("; %d latency messages not received", r.latLost), "; ")
+			}
+			fmt.Printf("| %s | %s | %s | %s | %s | %s (%s) | %s | %s |\n", rw.sys.name, bytesName(size),
+				thousands(r.publish), thousands(r.consume), ms(r.p50), ms(r.p99), thousands(r.latRate), us(r.cpuPerMsg), note)
+		}
+	}
+	// Ratios of Ferry (async flush) to each peer, the issue's targets.
+	var ferry *row
+	for i := range rows {
+		if rows[i].sys.key == "ferry-async" {
+			ferry = &rows[i]
+		}
+	}
+	if ferry == nil {
+		return
+	}
+	fmt.Println()
+	fmt.Println("| Ferry (async flush) ÷ | body | publish | consume |")
+	fmt.Println("|---|---:|---:|---:|")
+	for _, rw := range rows {
+		if !strings.HasPrefix(rw.sys.key, "rabbit") && rw.sys.key != "nats" {
+			continue
+		}
+		for _, size := range sizes {
+			f, ok1 := ferry.med[size]
+			p, ok2 := rw.med[size]
+			if ok1 && ok2 && p.publish > 0 && p.consume > 0 {
+				fmt.Printf("| %s | %s | %.2f× | %.2f× |\n", rw.sys.short, bytesName(size), f.publish/p.publish, f.consume/p.consume)
+			}
+		}
+	}
+}
+
+var ddRe = regexp.MustCompile(`copied, ([0-9.]+) s, ([0-9.,]+ [kMG]?B/s)`)
+
+// measureDisk runs dd as bench/run.sh does, where the systems keep their data.
+func measureDisk() string {
+	dir := os.TempDir()
+	probe := filepath.Join(dir, fmt.Sprintf("bench-peers-dd.%d", os.Getpid()))
+	defer os.Remove(probe)
+	out, err := exec.Command("dd", "if=/dev/zero", "of="+probe, "bs=1M", "count=2048", "conv=fdatasync").CombinedOutput()
+	m := ddRe.FindStringSubmatch(string(out))
+	if err != nil || m == nil {
+		return "dd failed: " + strings.TrimSpace(string(out))
+	}
+	seq := m[2]
+	out, err = exec.Command("dd", "if=/dev/zero", "of="+probe, "bs=4k", "count=2000", "oflag=dsync").CombinedOutput()
+	m = ddRe.FindStringSubmatch(string(out))
+	if err != nil || m == nil {
+		return "sequential write " + seq + "; fsync dd failed"
+	}
+	secs, _ := strconv.ParseFloat(m[1], 64)
+	return fmt.Sprintf("sequential write 2 GiB + fdatasync %s; 4 KiB O_DSYNC writes %s fsync/s", seq, thousands(2000/secs))
+}
+
+func build(dir, src, pkg, name string) string {
+	out := filepath.Join(dir, name)
+	abs, err := filepath.Abs(out)
+	check(err)
+	cmd := exec.Command("go", "build", "-o", abs, pkg)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = src, os.Stderr, os.Stderr
+	check(cmd.Run())
+	return abs
+}
+
+func gitRev(dir string) string {
+	out, err := exec.Command("git", "-C", dir, "log", "-1", "--format=%h (%cs)").Output()
 	if err != nil {
-		r.note = err.Error()
-		return r
+		return "(unknown revision)"
 	}
-	start = time.Now()
-	got := 0
-	for got < per**producers {
-		batch, err := cons.Fetch(1000)
-		if err != nil {
-			r.note = err.Error()
-			return r
-		}
-		var last jetstream.Msg
-		for m := range batch.Messages() {
-			last = m
-			got++
-		}
-		if last != nil {
-			last.Ack()
-		}
+	return strings.TrimSpace(string(out))
+}
+
+func errNote(err error) string {
+	if err == nil {
+		return ""
 	}
-	r.consume = float64(got) / time.Since(start).Seconds()
-	return r
+	return " — " + err.Error()
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func us(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
+}
+
+func bytesName(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// thousands formats v with thousands separators.
+func thousands(v float64) string {
+	s := strconv.FormatInt(int64(v+0.5), 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
+		os.Exit(1)
+	}
 }

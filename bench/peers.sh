@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Ferry's native protocol beside RabbitMQ (classic and quorum queues) and NATS
+# JetStream, in one run, the systems alternated in every round (bench/peers):
+# confirmed publish and consume rates and end-to-end latency at half the peak,
+# 128-byte and 4 KiB bodies, plus dd's figures for the disk. Prints a Markdown
+# table and writes docs/benchmarks.png. Installs nats-server if missing
+# (Debian); RabbitMQ is used where it runs (127.0.0.1:5672, guest/guest).
+# Usage: bench/peers.sh [flags of bench/peers, e.g. --rounds 3 --sizes 128,4096]
+#        bench/peers.sh --profile DIR   (CPU, allocation, mutex and block profiles
+#                                        of Ferry's native publish path instead)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root/bench/peers"
+if [ "${1:-}" = --profile ]; then
+	dir=$(mkdir -p "${2:?--profile DIR}" && cd "$2" && pwd)
+	go test -run '^$' -bench NativePublish -benchmem -benchtime 300000x -count 1 \
+		-cpuprofile "$dir/cpu.out" -memprofile "$dir/mem.out" -memprofilerate 4096 \
+		-mutexprofile "$dir/mutex.out" -blockprofile "$dir/block.out" -o "$dir/peers.test" | tee "$dir/bench.txt"
+	for p in cpu mutex block; do
+		echo "== $p"
+		go tool pprof -top -nodecount 25 "$dir/peers.test" "$dir/$p.out" 2>/dev/null | head -34
+	done
+	echo "== allocations (objects)"
+	go tool pprof -sample_index alloc_objects -top -nodecount 25 "$dir/peers.test" "$dir/mem.out" 2>/dev/null | head -34
+	exit
+fi
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null || true
+fi
+nats=$(command -v nats-server || echo /usr/sbin/nats-server)
+exec go run . --nats-server "$nats" --chart "$root/docs/benchmarks.png" "$@"
