@@ -42,7 +42,6 @@ func (a *acker) add(cl *mochi.Client, pid uint16, end int64) {
 
 func (a *acker) run(ctx context.Context) {
 	defer a.s.wg.Done()
-	var spare []pendingAck
 	var buf bytes.Buffer
 	for {
 		select {
@@ -53,7 +52,7 @@ func (a *acker) run(ctx context.Context) {
 		for {
 			a.mu.Lock()
 			batch := a.q
-			a.q = spare[:0]
+			a.q = nil // a fresh slice: adders must never write into the batch being sent
 			a.mu.Unlock()
 			if len(batch) == 0 {
 				break
@@ -86,7 +85,6 @@ func (a *acker) run(ctx context.Context) {
 				}
 				i = j
 			}
-			spare = batch
 		}
 	}
 }

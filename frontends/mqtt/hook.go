@@ -291,9 +291,11 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	m := &core.Message{Topic: topic, Subject: subject, Body: pk.Payload, Properties: inProperties(cl, &pk)}
 	// With sync flush a QoS 1 publish is acknowledged by the acker once its
-	// fsync is done, and the reader goes on meanwhile.
+	// fsync is done, and the reader goes on meanwhile; a QoS 0 publish has
+	// no acknowledgement to hold back, so nothing waits for its fsync.
 	deferAck := s.acker != nil && pk.FixedHeader.Qos == 1
-	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: deferAck})
+	noWait := deferAck || pk.FixedHeader.Qos == 0
+	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: noWait})
 	if err != nil {
 		code := packets.ErrUnspecifiedError
 		switch {

@@ -213,8 +213,9 @@ func TestSessionTakeover(t *testing.T) {
 	}
 }
 
-// With sync flush, QoS 1 publishes in flight on one connection share
-// fsyncs: each is acknowledged once on disk, all in order.
+// With sync flush, QoS 1 publishes in flight on a connection share fsyncs:
+// each is acknowledged once on disk, in order, none forgotten, with four
+// connections publishing at once.
 func TestSyncFlushAcknowledgesAfterTheFsync(t *testing.T) {
 	f := &ferry{t: t, dir: t.TempDir(), sync: true}
 	f.start("127.0.0.1:0")
@@ -222,22 +223,38 @@ func TestSyncFlushAcknowledgesAfterTheFsync(t *testing.T) {
 	in := newInbox()
 	sub := f.connect("sub")
 	wait(t, sub.Subscribe("durable/#", 1, in.handler), "subscribe")
-	pub := f.connect("pub")
-	const n = 500
-	toks := make([]paho.Token, n)
-	for i := range n {
-		toks[i] = pub.Publish("durable/x", 1, false, fmt.Sprint(i))
+	const pubs, n = 4, 1000
+	var wg sync.WaitGroup
+	for p := range pubs {
+		pub := f.connect(fmt.Sprint("pub", p))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			toks := make([]paho.Token, n)
+			for i := range n {
+				toks[i] = pub.Publish(fmt.Sprint("durable/", p), 1, false, fmt.Sprint(i))
+			}
+			for i, tok := range toks {
+				if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					t.Errorf("publisher %d, message %d: not acknowledged (%v)", p, i, tok.Error())
+					return
+				}
+			}
+		}()
 	}
-	for i, tok := range toks {
-		wait(t, tok, fmt.Sprint("publish ", i))
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second) // indexed moments after it is stored
+	for countMessages(t, f.core, "durable") < pubs*n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
-	if got := countMessages(t, f.core, "durable"); got != n {
-		t.Fatalf("%d stored, want %d", got, n)
+	if got := countMessages(t, f.core, "durable"); got != pubs*n {
+		t.Fatalf("%d stored, want %d", got, pubs*n)
 	}
-	got := in.waitN(t, n)
-	for i, m := range got {
-		if string(m.Payload()) != fmt.Sprint(i) {
-			t.Fatalf("message %d is %s: order lost", i, m.Payload())
+	next := map[string]int{}
+	for _, m := range in.waitN(t, pubs*n) {
+		if string(m.Payload()) != fmt.Sprint(next[m.Topic()]) {
+			t.Fatalf("%s: message %s after %d: order lost", m.Topic(), m.Payload(), next[m.Topic()])
 		}
+		next[m.Topic()]++
 	}
 }
