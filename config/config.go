@@ -62,8 +62,21 @@ type Config struct {
 	Core     CoreConfig    `koanf:"core"`
 	Auth     AuthConfig    `koanf:"auth"`
 	MQTT     MQTTConfig    `koanf:"mqtt"`
+	Runtime  RuntimeConfig `koanf:"runtime"`
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
+}
+
+// RuntimeConfig tunes the Go runtime of a server process. The GOGC and
+// GOMEMLIMIT environment variables, when set, win.
+type RuntimeConfig struct {
+	// GCPercent is the garbage collector's target (GOGC): a broker keeps
+	// little live memory and allocates per message, so collecting less
+	// often saves CPU. -1 turns the collector off (use with MemoryLimit).
+	GCPercent int `koanf:"gc-percent"`
+	// MemoryLimit is a soft limit in bytes (GOMEMLIMIT): past it the
+	// collector runs harder whatever GCPercent says. 0: none.
+	MemoryLimit int64 `koanf:"memory-limit"`
 }
 
 // MQTTConfig configures the MQTT front-end. An address of "off" disables
@@ -157,6 +170,7 @@ func Default() Config {
 		Auth: AuthConfig{
 			ReloadInterval: 10 * time.Second,
 		},
+		Runtime: RuntimeConfig{GCPercent: 400},
 		MQTT: MQTTConfig{
 			Addr:           ":1883",
 			WSAddr:         ":8083",
@@ -220,6 +234,12 @@ func (c Config) Validate() error {
 	}
 	if c.Auth.ReloadInterval < 0 {
 		return fmt.Errorf("auth.reload-interval %v: must not be negative (0 disables reloading)", c.Auth.ReloadInterval)
+	}
+	if c.Runtime.GCPercent < -1 {
+		return fmt.Errorf("runtime.gc-percent %d: want -1 (off) or more", c.Runtime.GCPercent)
+	}
+	if c.Runtime.MemoryLimit < 0 {
+		return fmt.Errorf("runtime.memory-limit %d: must not be negative (0: none)", c.Runtime.MemoryLimit)
 	}
 	m := c.MQTT
 	if m.TLSAddr != "off" && (m.TLSCert == "") != (m.TLSKey == "") {

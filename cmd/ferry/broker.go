@@ -28,7 +28,7 @@ func newBrokerCmd() *cobra.Command {
 			}
 			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
 			return run(logger, func() fx.Option { return brokerOptions(cfg, logger) },
-				"role", "broker", "data-dir", cfg.DataDir, "namesrv", cfg.Namesrv)
+				append([]any{"role", "broker", "data-dir", cfg.DataDir, "namesrv", cfg.Namesrv}, tuneRuntime(cfg.Runtime)...)...)
 		},
 	}
 	fs := cmd.Flags()

@@ -21,7 +21,8 @@ func newNamesrvCmd() *cobra.Command {
 				return err
 			}
 			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
-			return run(logger, func() fx.Option { return namesrvOptions(cfg, logger) }, "role", "namesrv", "addr", cfg.NamesrvAddr)
+			return run(logger, func() fx.Option { return namesrvOptions(cfg, logger) },
+				append([]any{"role", "namesrv", "addr", cfg.NamesrvAddr}, tuneRuntime(cfg.Runtime)...)...)
 		},
 	}
 	config.AddFlag(cmd.Flags(), "namesrv-addr", "namesrv-addr", "listen address; :0 picks a free port")

@@ -83,7 +83,8 @@ func serve(cfg config.Config, logger *slog.Logger) error {
 		cfg.DataDir = dir
 	}
 	return run(logger, func() fx.Option { return appOptions(cfg, logger) },
-		"data-dir", cfg.DataDir, "flush", cfg.Storage.Flush, "flush-interval", cfg.Storage.FlushInterval.String())
+		append([]any{"data-dir", cfg.DataDir, "flush", cfg.Storage.Flush, "flush-interval", cfg.Storage.FlushInterval.String()},
+			tuneRuntime(cfg.Runtime)...)...)
 }
 
 // run builds the fx application that options makes, starts it, and stops it
