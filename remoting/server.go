@@ -3,6 +3,7 @@ package remoting
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,6 +18,21 @@ import (
 type Handler interface {
 	Serve(ctx context.Context, c *Conn, req *Command) *Command
 }
+
+// BatchHandler is a Handler that also serves runs of requests at once.
+// Consecutive requests that arrived together (whole in the connection's
+// read buffer) and that Batches accepts are given to ServeBatch in order,
+// on one worker; it returns their responses in the same order (nil for
+// none), which are written at once. A connection's sends then share one
+// pass through the store instead of competing for it on many goroutines.
+type BatchHandler interface {
+	Handler
+	Batches(req *Command) bool
+	ServeBatch(ctx context.Context, c *Conn, reqs []*Command) []*Command
+}
+
+// maxBatch bounds the requests of one batch.
+const maxBatch = 256
 
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, c *Conn, req *Command) *Command
@@ -139,8 +155,9 @@ func (s *Server) serveConn(c *Conn) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	var workers sync.WaitGroup
-	work := make(chan *Command) // to an idle worker
-	busy := 0                   // workers started; at most MaxInFlight
+	work := make(chan unit) // to an idle worker
+	busy := 0               // workers started; at most MaxInFlight
+	bh, _ := s.h.(BatchHandler)
 	defer func() {
 		cancel()
 		c.Close()
@@ -154,45 +171,105 @@ func (s *Server) serveConn(c *Conn) {
 		}
 	}()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
-	for {
-		req, err := ReadCommand(r, s.opts.MaxFrame)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.opts.Logger.Warn("remoting: closing connection", "remote", c.RemoteAddr(), "reason", err)
-			}
-			return
-		}
-		if req.IsResponse() {
-			continue // no server-sent requests wait for answers yet
-		}
-		// Requests are served by long-lived workers, started as needed up
-		// to MaxInFlight: a goroutine per request would grow its stack anew
-		// through the handler's calls every time.
+	// dispatch hands u to a worker. Requests are served by long-lived
+	// workers, started as needed up to MaxInFlight: a goroutine per request
+	// would grow its stack anew through the handler's calls every time.
+	dispatch := func(u unit) {
 		select {
-		case work <- req:
-			continue
+		case work <- u:
+			return
 		default:
 		}
 		if busy < s.opts.MaxInFlight {
 			busy++
 			workers.Add(1)
-			go s.worker(ctx, c, work, req, &workers)
+			go s.worker(ctx, c, work, u, &workers)
+			return
+		}
+		work <- u // every worker busy: wait for one
+	}
+	var next *Command // read ahead while gathering a batch, not yet dispatched
+	for {
+		req := next
+		next = nil
+		if req == nil {
+			var err error
+			if req, err = ReadCommand(r, s.opts.MaxFrame); err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					s.opts.Logger.Warn("remoting: closing connection", "remote", c.RemoteAddr(), "reason", err)
+				}
+				return
+			}
+		}
+		if req.IsResponse() {
+			continue // no server-sent requests wait for answers yet
+		}
+		if bh == nil || !bh.Batches(req) || !frameBuffered(r) {
+			dispatch(unit{one: req})
 			continue
 		}
-		work <- req // every worker busy: wait for one
+		batch := []*Command{req}
+		for len(batch) < maxBatch && frameBuffered(r) {
+			more, err := ReadCommand(r, s.opts.MaxFrame)
+			if err != nil {
+				break // the next ReadCommand meets it again and closes
+			}
+			if more.IsResponse() {
+				continue
+			}
+			if !bh.Batches(more) {
+				next = more
+				break
+			}
+			batch = append(batch, more)
+		}
+		if len(batch) == 1 {
+			dispatch(unit{one: req})
+		} else {
+			dispatch(unit{batch: batch})
+		}
 	}
 }
 
+// unit is what a worker serves: one request, or a batch for a BatchHandler.
+type unit struct {
+	one   *Command
+	batch []*Command
+}
+
+// frameBuffered reports whether a whole frame waits in r, so that reading
+// it does not block.
+func frameBuffered(r *bufio.Reader) bool {
+	if r.Buffered() < 4 {
+		return false
+	}
+	b, err := r.Peek(4)
+	return err == nil && r.Buffered() >= 4+int(binary.BigEndian.Uint32(b))
+}
+
 // worker serves first, then whatever work brings, until the connection ends.
-func (s *Server) worker(ctx context.Context, c *Conn, work <-chan *Command, first *Command, wg *sync.WaitGroup) {
+func (s *Server) worker(ctx context.Context, c *Conn, work <-chan unit, first unit, wg *sync.WaitGroup) {
 	defer wg.Done()
-	for req := first; req != nil; req = <-work {
-		resp := s.h.Serve(ctx, c, req)
-		if resp == nil || req.IsOneway() {
+	var resps []*Command
+	for u, ok := first, true; ok; u, ok = <-work {
+		resps = resps[:0]
+		if u.batch == nil {
+			if resp := s.h.Serve(ctx, c, u.one); resp != nil && !u.one.IsOneway() {
+				resp.Opaque, resp.Flag = u.one.Opaque, resp.Flag|FlagResponse
+				resps = append(resps, resp)
+			}
+		} else {
+			for i, resp := range s.h.(BatchHandler).ServeBatch(ctx, c, u.batch) {
+				if req := u.batch[i]; resp != nil && !req.IsOneway() {
+					resp.Opaque, resp.Flag = req.Opaque, resp.Flag|FlagResponse
+					resps = append(resps, resp)
+				}
+			}
+		}
+		if len(resps) == 0 {
 			continue
 		}
-		resp.Opaque, resp.Flag = req.Opaque, resp.Flag|FlagResponse
-		if err := c.Send(resp); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := c.Send(resps...); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.opts.Logger.Debug("remoting: response not sent", "remote", c.RemoteAddr(), "err", err)
 		}
 	}
@@ -214,12 +291,12 @@ func newConn(nc net.Conn) *Conn { return &Conn{nc: nc} }
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
 
-// Send writes one command. Concurrent sends are combined: the one that is
+// Send writes commands, in one write. Concurrent sends are combined: the one that is
 // writing also writes the frames the others queued meanwhile, so a busy
 // connection makes one write syscall for many frames. A send that joined
 // another's write returns before that write is done; a failed write shows
 // as the connection closing.
-func (c *Conn) Send(cmd *Command) error {
+func (c *Conn) Send(cmds ...*Command) error {
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -227,9 +304,11 @@ func (c *Conn) Send(cmd *Command) error {
 		return err
 	}
 	var err error
-	if c.pending, err = AppendFrame(c.pending, cmd); err != nil {
-		c.mu.Unlock()
-		return err
+	for _, cmd := range cmds {
+		if c.pending, err = AppendFrame(c.pending, cmd); err != nil {
+			c.mu.Unlock()
+			return err
+		}
 	}
 	if c.writing {
 		c.mu.Unlock()

@@ -1,6 +1,7 @@
 package remoting
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -226,5 +227,79 @@ func TestConcurrentLargeSends(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// batcher batches requests with code SendMessageV2 and echoes every request.
+type batcher struct {
+	mu      sync.Mutex
+	batches []int // sizes of the batches served
+}
+
+func (b *batcher) Serve(ctx context.Context, c *Conn, req *Command) *Command { return echo(ctx, c, req) }
+func (b *batcher) Batches(req *Command) bool                                 { return req.Code == SendMessageV2 }
+func (b *batcher) ServeBatch(ctx context.Context, c *Conn, reqs []*Command) []*Command {
+	b.mu.Lock()
+	b.batches = append(b.batches, len(reqs))
+	b.mu.Unlock()
+	out := make([]*Command, len(reqs))
+	for i, r := range reqs {
+		out[i] = echo(ctx, c, r)
+	}
+	return out
+}
+
+// Requests that arrive together are served as batches, in order, each
+// answered; other requests among them are served on their own.
+func TestBatchHandler(t *testing.T) {
+	b := &batcher{}
+	addr := startServer(t, b, ServerOptions{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var frames []byte
+	const n = 600
+	for i := range n {
+		code := SendMessageV2
+		if i%100 == 50 {
+			code = HeartBeat // not batched: ends a batch
+		}
+		req := NewRequest(code, nil, []byte(fmt.Sprint(i)))
+		req.Opaque = int32(i)
+		if frames, err = AppendFrame(frames, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nc.Write(frames); err != nil { // all at once: they arrive together
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(nc)
+	seen := map[int32]bool{}
+	for range n {
+		resp, err := ReadCommand(r, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(resp.Body) != fmt.Sprint(resp.Opaque) || !resp.IsResponse() {
+			t.Fatalf("response %d carries %q", resp.Opaque, resp.Body)
+		}
+		seen[resp.Opaque] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct responses, want %d", len(seen), n)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	batched := 0
+	for _, k := range b.batches {
+		if k > maxBatch {
+			t.Fatalf("a batch of %d, more than %d", k, maxBatch)
+		}
+		batched += k
+	}
+	if len(b.batches) == 0 || batched < n/2 {
+		t.Fatalf("batches %v: requests that arrived together were not batched", b.batches)
 	}
 }

@@ -80,7 +80,7 @@ func New(b *core.Broker, opts Options) *Server {
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
 		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
-	s.srv = remoting.NewServer(remoting.HandlerFunc(s.handle), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
 	// A topic created by any front-end or bridge (an MQTT device's first
 	// publish) is routable at once, not at the next periodic registration.
 	b.OnTopicChange(func(string) { s.registerAll() })
@@ -152,6 +152,23 @@ func (s *Server) handle(ctx context.Context, c *remoting.Conn, req *remoting.Com
 	resp := s.serve(ctx, c, req)
 	s.stats.count(req, resp)
 	return resp
+}
+
+// handler is the Server as the remoting server's BatchHandler.
+type handler struct{ s *Server }
+
+func (h handler) Serve(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+	return h.s.handle(ctx, c, req)
+}
+
+func (h handler) Batches(req *remoting.Command) bool { return h.s.batches(req) }
+
+func (h handler) ServeBatch(ctx context.Context, _ *remoting.Conn, reqs []*remoting.Command) []*remoting.Command {
+	resps := h.s.serveBatch(ctx, reqs)
+	for i, resp := range resps {
+		h.s.stats.count(reqs[i], resp)
+	}
+	return resps
 }
 
 func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
@@ -262,6 +279,66 @@ func sendHeader(req *remoting.Command, name, v2 string) string {
 }
 
 func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Command {
+	msgs, opts, refused := decodeSend(req)
+	if refused != nil {
+		return refused
+	}
+	res, err := s.b.PublishBatch(ctx, msgs, opts)
+	if err != nil {
+		return req.Response(publishCode(err), err.Error())
+	}
+	return sendResponse(req, res)
+}
+
+// batches says which requests serveBatch takes: sends.
+func (s *Server) batches(req *remoting.Command) bool {
+	switch req.Code {
+	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
+		return true
+	}
+	return false
+}
+
+// serveBatch stores a run of sends that arrived together on one connection
+// one after the other, without waiting for each to be durable, then waits
+// once for all of them (one fsync with sync flush) and answers each.
+func (s *Server) serveBatch(ctx context.Context, reqs []*remoting.Command) []*remoting.Command {
+	resps := make([]*remoting.Command, len(reqs))
+	results := make([][]core.PublishResult, len(reqs))
+	var end int64
+	for i, req := range reqs {
+		msgs, opts, refused := decodeSend(req)
+		if refused != nil {
+			resps[i] = refused
+			continue
+		}
+		opts.NoWait = true
+		res, err := s.b.PublishBatch(ctx, msgs, opts)
+		if err != nil {
+			resps[i] = req.Response(publishCode(err), err.Error())
+			continue
+		}
+		results[i] = res
+		for _, r := range res {
+			end = max(end, r.End)
+		}
+	}
+	werr := s.b.WaitDurable(ctx, end)
+	for i, res := range results {
+		switch {
+		case res == nil:
+		case werr != nil:
+			resps[i] = reqs[i].Response(remoting.SystemError, werr.Error())
+		default:
+			resps[i] = sendResponse(reqs[i], res)
+		}
+	}
+	return resps
+}
+
+// decodeSend turns a send request into the messages to publish and how; a
+// non-nil response refuses the request.
+func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *remoting.Command) {
 	topic := sendHeader(req, "topic", "b")
 	queue, _ := strconv.Atoi(sendHeader(req, "queueId", "e"))
 	sysFlag, _ := strconv.Atoi(sendHeader(req, "sysFlag", "f"))
@@ -274,14 +351,14 @@ func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Comm
 	if req.Code == remoting.SendBatchMessage || sendHeader(req, "batch", "m") == "true" {
 		var err error
 		if msgs, err = decodeBatch(topic, req.Body); err != nil {
-			return req.Response(remoting.MessageIllegal, err.Error())
+			return nil, core.PublishOptions{}, req.Response(remoting.MessageIllegal, err.Error())
 		}
 	} else {
 		body := req.Body
 		if sysFlag&sysCompressed != 0 {
 			var err error
 			if body, err = inflate(body); err != nil {
-				return req.Response(remoting.MessageIllegal, err.Error())
+				return nil, core.PublishOptions{}, req.Response(remoting.MessageIllegal, err.Error())
 			}
 		}
 		msgs = []*core.Message{toCore(topic, int32(flag), props, body)}
@@ -301,14 +378,11 @@ func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Comm
 			delete(m.Properties, propDeliverAt)
 		}
 	}
-	isNew := !s.b.HasTopic(topic)
-	res, err := s.b.PublishBatch(ctx, msgs, opts)
-	if err != nil {
-		return req.Response(publishCode(err), err.Error())
-	}
-	if isNew {
-		s.registerAll() // consumers look the new topic up at the NameServers
-	}
+	return msgs, opts, nil
+}
+
+// sendResponse answers a send whose messages were stored as res.
+func sendResponse(req *remoting.Command, res []core.PublishResult) *remoting.Command {
 	resp := req.Response(remoting.Success, "")
 	ids := make([]string, len(res))
 	for i, r := range res {
