@@ -236,8 +236,10 @@ type batcher struct {
 	batches []int // sizes of the batches served
 }
 
-func (b *batcher) Serve(ctx context.Context, c *Conn, req *Command) *Command { return echo(ctx, c, req) }
-func (b *batcher) Batches(req *Command) bool                                 { return req.Code == SendMessageV2 }
+func (b *batcher) Serve(ctx context.Context, c *Conn, req *Command) *Command {
+	return echo(ctx, c, req)
+}
+func (b *batcher) Batches(req *Command) bool { return req.Code == SendMessageV2 }
 func (b *batcher) ServeBatch(ctx context.Context, c *Conn, reqs []*Command) []*Command {
 	b.mu.Lock()
 	b.batches = append(b.batches, len(reqs))
