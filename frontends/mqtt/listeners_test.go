@@ -91,6 +91,9 @@ func TestLimits(t *testing.T) {
 	if f.core.HasTopic("big") {
 		t.Fatal("an oversized packet was stored")
 	}
+	for f.mqtt.Stats().Connections > 0 && time.Now().Before(deadline) { // the server's side of a's end
+		time.Sleep(10 * time.Millisecond)
+	}
 	f.connect("b")
 	f.connect("c")
 	o := paho.NewClientOptions().AddBroker("tcp://" + f.addr).SetClientID("d").SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
