@@ -132,7 +132,12 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 	if len(ext) > 0 {
 		// One string for all the fields: keys and values are slices of it.
 		all := string(ext)
-		c.ExtFields = make(map[string]string, 8)
+		n := 0 // count the fields first, so that the map is sized once
+		for e := (binReader{b: ext}); e.p < len(ext) && e.err == ""; n++ {
+			e.bytes(int(e.u16()))
+			e.bytes(int(e.u32()))
+		}
+		c.ExtFields = make(map[string]string, n)
 		e := binReader{b: ext}
 		for e.p < len(ext) && e.err == "" {
 			kl := int(e.u16())

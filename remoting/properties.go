@@ -38,7 +38,7 @@ func DecodeProperties(s string) map[string]string {
 	if s == "" {
 		return nil
 	}
-	p := map[string]string{}
+	p := make(map[string]string, strings.Count(s, string(propValueSep))+1) // sized once: no growth
 	for len(s) > 0 {
 		var kv string
 		kv, s, _ = strings.Cut(s, string(propValueSep))
