@@ -153,7 +153,12 @@ func TestMQTTThroughTheRabbitMQBridge(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := ch.PublishWithContext(ctx, "amq.topic", commands+".7.cmd", false, false,
+	// The inbound bridge declares and binds its queue once connected: a
+	// publish before that would be unroutable in RabbitMQ.
+	if !p.waitLog(`msg="rabbitmq bridge: consuming"`, 30*time.Second) {
+		t.Fatalf("the inbound bridge did not start consuming:\n%s", p.log())
+	}
+	if err := ch.PublishWithContext(ctx, "amq.topic", commands+".7.cmd", true, false,
 		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("reboot")}); err != nil {
 		t.Fatal(err)
 	}
