@@ -38,7 +38,40 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 	c := &Client{conn: newConn(nc), maxFrame: MaxFrame, pending: map[int32]chan *Command{},
 		calls: map[int32]*asyncCall{}, done: make(chan struct{})}
 	go c.readLoop()
+	go c.sweep()
 	return c, nil
+}
+
+// sweepEvery is how often InvokeAsync's calls are checked for their
+// timeout: a call fails at most this much after it.
+const sweepEvery = 50 * time.Millisecond
+
+// sweep fails the async calls whose timeout passed, until the connection
+// is gone. One sweeper per connection costs less than a timer per call.
+func (c *Client) sweep() {
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	var late []*asyncCall
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-tick.C:
+			c.mu.Lock()
+			for op, call := range c.calls {
+				if now.After(call.deadline) {
+					delete(c.calls, op)
+					late = append(late, call)
+				}
+			}
+			c.mu.Unlock()
+			for i, call := range late {
+				call.cb(nil, fmt.Errorf("remoting: no response within %v: %w", call.timeout, context.DeadlineExceeded))
+				late[i] = nil
+			}
+			late = late[:0]
+		}
+	}
 }
 
 func (c *Client) readLoop() {
@@ -62,7 +95,6 @@ func (c *Client) readLoop() {
 			ch <- cmd
 		}
 		if call != nil {
-			call.timer.Stop()
 			call.cb(cmd, nil)
 		}
 	}
@@ -78,7 +110,6 @@ func (c *Client) readLoop() {
 	gone := c.err
 	c.mu.Unlock()
 	for _, call := range calls {
-		call.timer.Stop()
 		call.cb(nil, gone)
 	}
 	close(c.done)
@@ -114,19 +145,21 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 }
 
 type asyncCall struct {
-	cb    func(*Command, error)
-	timer *time.Timer
+	cb       func(*Command, error)
+	deadline time.Time // the sweeper fails the call after it
+	timeout  time.Duration
 }
 
 // InvokeAsync sends req and calls cb once with its response, or with an
-// error when the connection goes or timeout passes first. cb runs on the
-// connection's reader goroutine (or a timer's): it must not block. Many
+// error when the connection goes or timeout passes first (checked every
+// 50 ms). cb runs on the connection's reader goroutine (or its sweeper's):
+// it must not block. Many
 // calls can be in flight on one connection, so their frames share writes.
 func (c *Client) InvokeAsync(req *Command, timeout time.Duration, cb func(*Command, error)) error {
 	req.Opaque = c.opaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
 	op := req.Opaque
-	call := &asyncCall{cb: cb}
+	call := &asyncCall{cb: cb, deadline: time.Now().Add(timeout), timeout: timeout}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -134,15 +167,6 @@ func (c *Client) InvokeAsync(req *Command, timeout time.Duration, cb func(*Comma
 		return err
 	}
 	c.calls[op] = call
-	call.timer = time.AfterFunc(timeout, func() {
-		c.mu.Lock()
-		_, mine := c.calls[op]
-		delete(c.calls, op)
-		c.mu.Unlock()
-		if mine {
-			cb(nil, fmt.Errorf("remoting: no response within %v: %w", timeout, context.DeadlineExceeded))
-		}
-	})
 	c.mu.Unlock()
 	if err := c.conn.Send(req); err != nil {
 		c.mu.Lock()
@@ -150,7 +174,6 @@ func (c *Client) InvokeAsync(req *Command, timeout time.Duration, cb func(*Comma
 		delete(c.calls, op)
 		c.mu.Unlock()
 		if mine {
-			call.timer.Stop()
 			return fmt.Errorf("remoting: send: %w", err)
 		}
 	}
