@@ -384,11 +384,15 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 // sendResponse answers a send whose messages were stored as res.
 func sendResponse(req *remoting.Command, res []core.PublishResult) *remoting.Command {
 	resp := req.Response(remoting.Success, "")
-	ids := make([]string, len(res))
-	for i, r := range res {
-		ids[i] = r.MessageID()
+	if len(res) == 1 {
+		resp.ExtFields["msgId"] = res[0].MessageID()
+	} else {
+		ids := make([]string, len(res))
+		for i, r := range res {
+			ids[i] = r.MessageID()
+		}
+		resp.ExtFields["msgId"] = strings.Join(ids, ",")
 	}
-	resp.ExtFields["msgId"] = strings.Join(ids, ",")
 	resp.ExtFields["queueId"] = strconv.Itoa(res[0].QueueID)
 	resp.ExtFields["queueOffset"] = strconv.FormatInt(res[0].QueueOffset, 10)
 	return resp
