@@ -35,7 +35,7 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remoting: dial %s: %w", addr, err)
 	}
-	c := &Client{conn: newConn(nc), maxFrame: MaxFrame, pending: map[int32]chan *Command{},
+	c := &Client{conn: newWriterConn(nc), maxFrame: MaxFrame, pending: map[int32]chan *Command{},
 		calls: map[int32]*asyncCall{}, done: make(chan struct{})}
 	go c.readLoop()
 	go c.sweep()
@@ -99,6 +99,7 @@ func (c *Client) readLoop() {
 		}
 	}
 	c.conn.Close()
+	c.conn.stopWriter()
 	c.mu.Lock()
 	c.err = fmt.Errorf("%w: %v", ErrConnClosed, err)
 	for op, ch := range c.pending {

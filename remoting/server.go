@@ -281,12 +281,63 @@ type Conn struct {
 	mu        sync.Mutex // guards the fields below
 	pending   []byte     // frames waiting for the writer
 	spare     []byte
-	writing   bool  // a Send is writing: it writes what others queue meanwhile
+	writing   bool  // a Send (or the writer) is writing: it writes what others queue meanwhile
 	err       error // the connection's write failed
 	closeOnce sync.Once
+
+	// kick, when set, wakes the connection's own writer goroutine: Send
+	// only queues. A client's pipelined sends come one after the other from
+	// one goroutine, so they would otherwise each make a write; queued,
+	// they go out together while the writer is busy.
+	kick chan struct{}
+	quit chan struct{}
 }
 
 func newConn(nc net.Conn) *Conn { return &Conn{nc: nc} }
+
+// newWriterConn is a Conn whose writes are made by a writer goroutine,
+// until stopWriter.
+func newWriterConn(nc net.Conn) *Conn {
+	c := &Conn{nc: nc, kick: make(chan struct{}, 1), quit: make(chan struct{})}
+	go c.writer()
+	return c
+}
+
+func (c *Conn) stopWriter() { close(c.quit) }
+
+func (c *Conn) writer() {
+	for {
+		select {
+		case <-c.kick:
+		case <-c.quit:
+			return
+		}
+		c.mu.Lock()
+		c.writeLocked()
+		c.mu.Unlock()
+	}
+}
+
+// writeLocked writes what is pending, and what is queued meanwhile, then
+// clears writing. Caller holds mu and has set writing.
+func (c *Conn) writeLocked() {
+	for len(c.pending) > 0 && c.err == nil {
+		buf := c.pending
+		c.pending = c.spare[:0]
+		c.mu.Unlock()
+		_, werr := c.nc.Write(buf)
+		c.mu.Lock()
+		c.spare = buf
+		if cap(buf) > 1<<20 {
+			c.spare = nil // do not keep a large buffer; and never leave spare
+			// pointing at the buffer pending now appends to
+		}
+		if werr != nil {
+			c.err = werr
+		}
+	}
+	c.writing = false
+}
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
@@ -315,25 +366,18 @@ func (c *Conn) Send(cmds ...*Command) error {
 		return nil
 	}
 	c.writing = true
+	if c.kick != nil {
+		c.mu.Unlock()
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		return nil
+	}
 	c.mu.Unlock()
 	runtime.Gosched() // frames on their way join this write
 	c.mu.Lock()
-	for len(c.pending) > 0 && c.err == nil {
-		buf := c.pending
-		c.pending = c.spare[:0]
-		c.mu.Unlock()
-		_, werr := c.nc.Write(buf)
-		c.mu.Lock()
-		c.spare = buf
-		if cap(buf) > 1<<20 {
-			c.spare = nil // do not keep a large buffer; and never leave spare
-			// pointing at the buffer pending now appends to
-		}
-		if werr != nil {
-			c.err = werr
-		}
-	}
-	c.writing = false
+	c.writeLocked()
 	err = c.err
 	c.mu.Unlock()
 	return err
