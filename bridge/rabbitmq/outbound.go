@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,7 +285,9 @@ func (s *outSession) deadLetter(d *core.Delivery, reason error) error {
 	m.Properties[PropDeadLetterReason] = reason.Error()
 	m.Properties[HeaderTopic] = d.Topic
 	m.Topic = b.cfg.DeadLetterTopic
-	if _, err := b.broker.Publish(s.ctx, &m, core.PublishOptions{Queue: core.QueueAuto}); err != nil {
+	// One dead-letter queue per source queue: what is set aside keeps its order.
+	key := d.Topic + "/" + strconv.Itoa(d.QueueID)
+	if _, err := b.broker.Publish(s.ctx, &m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: key}); err != nil {
 		return fmt.Errorf("store in dead-letter topic %s: %w", b.cfg.DeadLetterTopic, err)
 	}
 	b.deadLettered.Add(1)
