@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // MaxFrame is the default cap on a frame's length (16 MiB).
@@ -210,6 +211,7 @@ func AppendFrame(dst []byte, c *Command) ([]byte, error) {
 		if hlen > 0xFFFFFF {
 			return dst, fmt.Errorf("%w: header of %d bytes", ErrFrameTooLarge, hlen)
 		}
+		dst = slices.Grow(dst, 8+hlen+len(c.Body)) // one growth for the frame, not one per part
 		dst = be.AppendUint32(dst, uint32(4+hlen+len(c.Body)))
 		dst = be.AppendUint32(dst, uint32(RocketMQ)<<24|uint32(hlen))
 		dst = appendBinaryHeader(dst, c)

@@ -328,7 +328,7 @@ func (c *Conn) writeLocked() {
 		_, werr := c.nc.Write(buf)
 		c.mu.Lock()
 		c.spare = buf
-		if cap(buf) > 1<<20 {
+		if cap(buf) > 4<<20 {
 			c.spare = nil // do not keep a large buffer; and never leave spare
 			// pointing at the buffer pending now appends to
 		}

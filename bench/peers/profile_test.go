@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,9 @@ import (
 // producers × 1024 pipelined sends of 128 bytes, and a consumer group of
 // one that receives them all. One op is one message published, stored and
 // delivered; allocations per op count the client's too.
+// profileSize is the body size BenchmarkNativePublish sends (go test -args -profile-size 4096).
+var profileSize = flag.Int("profile-size", 128, "body bytes of BenchmarkNativePublish")
+
 func BenchmarkNativePublish(b *testing.B) {
 	dir := b.TempDir()
 	st, err := storage.Open(dir, storage.Options{SegmentSize: 256 << 20, Logger: discard, RetentionAge: -1, RetentionDiskRatio: -1})
@@ -62,7 +66,7 @@ func BenchmarkNativePublish(b *testing.B) {
 		return nil
 	})
 	const producers, inFlight = 4, 1024
-	body := make([]byte, 128)
+	body := make([]byte, *profileSize)
 	pubs := make([]*client.Producer, producers)
 	for i := range pubs {
 		p, err := client.NewProducer(client.WithNameServers(nsAddr), client.WithLogger(discard))
