@@ -174,7 +174,7 @@ func (h handler) ServeBatch(ctx context.Context, _ *remoting.Conn, reqs []*remot
 func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
-		return s.send(ctx, req)
+		return s.serveBatch(ctx, []*remoting.Command{req})[0] // a batch of one
 	case remoting.PullMessage:
 		return s.pull(ctx, req)
 	case remoting.HeartBeat:
@@ -278,18 +278,6 @@ func sendHeader(req *remoting.Command, name, v2 string) string {
 	return req.Ext(name)
 }
 
-func (s *Server) send(ctx context.Context, req *remoting.Command) *remoting.Command {
-	msgs, opts, refused := decodeSend(req)
-	if refused != nil {
-		return refused
-	}
-	res, err := s.b.PublishBatch(ctx, msgs, opts)
-	if err != nil {
-		return req.Response(publishCode(err), err.Error())
-	}
-	return sendResponse(req, res)
-}
-
 // batches says which requests serveBatch takes: sends.
 func (s *Server) batches(req *remoting.Command) bool {
 	switch req.Code {
@@ -300,8 +288,9 @@ func (s *Server) batches(req *remoting.Command) bool {
 }
 
 // serveBatch stores a run of sends that arrived together on one connection
-// one after the other, without waiting for each to be durable, then waits
-// once for all of them (one fsync with sync flush) and answers each.
+// (or a single send) one after the other, without waiting for each to be
+// durable, then waits once for all of them (one fsync with sync flush) and
+// answers each.
 func (s *Server) serveBatch(ctx context.Context, reqs []*remoting.Command) []*remoting.Command {
 	resps := make([]*remoting.Command, len(reqs))
 	results := make([][]core.PublishResult, len(reqs))
@@ -323,7 +312,10 @@ func (s *Server) serveBatch(ctx context.Context, reqs []*remoting.Command) []*re
 			end = max(end, r.End)
 		}
 	}
-	werr := s.b.WaitDurable(ctx, end)
+	var werr error
+	if end > 0 {
+		werr = s.b.WaitDurable(ctx, end)
+	}
 	for i, res := range results {
 		switch {
 		case res == nil:
