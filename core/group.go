@@ -331,17 +331,9 @@ func (g *group) rebalance() {
 	topics := map[string]bool{}
 	for _, m := range g.members {
 		for t := range m.subs {
-			if t != AnyTopic {
-				topics[t] = true
-				continue
+			for _, name := range g.b.topics.expand(t) {
+				topics[name] = true
 			}
-			g.b.topics.mu.RLock()
-			for name := range g.b.topics.m {
-				if name[0] != '%' {
-					topics[name] = true
-				}
-			}
-			g.b.topics.mu.RUnlock()
 		}
 	}
 	owned := map[*cursor]bool{}

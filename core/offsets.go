@@ -178,18 +178,7 @@ func (b *Broker) TrimBacklog(groupName string, subs []GroupSub, max int64) (int6
 	}
 	keys := map[cursorKey]time.Time{}
 	for _, s := range subs {
-		topics := []string{s.Topic}
-		if s.Topic == AnyTopic {
-			topics = topics[:0]
-			b.topics.mu.RLock()
-			for name := range b.topics.m {
-				if name[0] != '%' {
-					topics = append(topics, name)
-				}
-			}
-			b.topics.mu.RUnlock()
-		}
-		for _, t := range topics {
+		for _, t := range b.topics.expand(s.Topic) {
 			tp := b.topics.get(t)
 			if tp == nil {
 				continue

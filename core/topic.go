@@ -54,6 +54,23 @@ func (t *topicTable) saveLocked() error {
 	return t.store.SaveMeta("topics", doc)
 }
 
+// expand returns the topics a subscription to topic reads: topic itself,
+// or for AnyTopic every topic but the internal ones (`%…`).
+func (t *topicTable) expand(topic string) []string {
+	if topic != AnyTopic {
+		return []string{topic}
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]string, 0, len(t.m))
+	for name := range t.m {
+		if name[0] != '%' {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 func (t *topicTable) get(name string) *topic {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
