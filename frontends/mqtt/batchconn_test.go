@@ -3,6 +3,7 @@ package mqtt
 import (
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -38,7 +39,12 @@ func TestBatchConnGathersUntilTheReaderWaits(t *testing.T) {
 	if p := <-got; string(p) != "ack1ack2" {
 		t.Fatalf("got %q, want the two acks in one write", p)
 	}
-	time.Sleep(10 * time.Millisecond) // the reader is now blocked in Read
+	for blocked := false; !blocked; { // wait for the reader to block in Read
+		c.mu.Lock()
+		blocked = c.reading
+		c.mu.Unlock()
+		runtime.Gosched()
+	}
 	c.Write([]byte("retained"))
 	select {
 	case p := <-got:

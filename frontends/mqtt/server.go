@@ -261,15 +261,11 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	s.mu.Lock()
-	sessions := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		sessions = append(sessions, ss)
-	}
 	for _, t := range s.wills {
 		t.Stop()
 	}
 	s.mu.Unlock()
-	for _, ss := range sessions {
+	for _, ss := range s.connected() {
 		ss.end(false)
 	}
 	s.state.close()
@@ -287,14 +283,23 @@ func (s *Server) Stats() Stats {
 	s.state.mu.Lock()
 	st.Sessions = int64(len(s.state.sessions))
 	s.state.mu.Unlock()
-	s.mu.Lock()
-	for _, ss := range s.sessions {
+	for _, ss := range s.connected() {
 		ss.mu.Lock()
 		st.InflightTotal += int64(len(ss.out))
 		ss.mu.Unlock()
 	}
-	s.mu.Unlock()
 	return st
+}
+
+// connected returns the sessions connected now.
+func (s *Server) connected() []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		out = append(out, ss)
+	}
+	return out
 }
 
 // janitor re-sends unacknowledged deliveries and trims what waits for
@@ -308,13 +313,7 @@ func (s *Server) janitor() {
 		case <-s.ctx.Done():
 			return
 		case now := <-tick.C:
-			s.mu.Lock()
-			live := make([]*session, 0, len(s.sessions))
-			for _, ss := range s.sessions {
-				live = append(live, ss)
-			}
-			s.mu.Unlock()
-			for _, ss := range live {
+			for _, ss := range s.connected() {
 				ss.resend(now)
 			}
 			s.trimOffline()

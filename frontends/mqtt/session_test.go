@@ -52,7 +52,10 @@ func TestCleanSessionLeavesNothingBehind(t *testing.T) {
 	c := f.connect("ephemeral")
 	wait(t, c.Subscribe("x/#", 1, nil), "subscribe")
 	c.Disconnect(100)
-	time.Sleep(100 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second) // the server's side of the disconnect
+	for f.mqtt.Stats().Connections > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if _, err := f.core.Group(ownGroup("ephemeral")); err == nil {
 		t.Fatal("a clean session's group outlived it")
 	}
