@@ -90,7 +90,7 @@ type feed struct {
 	sess    *session
 	group   string
 	member  *core.Member
-	filters []subState // replaced, never changed in place; under sess.mu
+	filters atomic.Pointer[[]subState] // replaced whole, never changed in place
 	slots   chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -159,14 +159,16 @@ func (ss *session) applySubs() map[string]error {
 			m.Leave()
 			return failed
 		}
-		if f == nil {
+		if f != nil {
+			f.filters.Store(&filters)
+		} else {
 			ctx, cancel := context.WithCancel(ss.ctx)
 			f = &feed{sess: ss, group: g, member: m, slots: make(chan struct{}, ss.window), cancel: cancel, done: make(chan struct{})}
+			f.filters.Store(&filters) // before the feed runs: deliver reads it
 			ss.feeds[g] = f
 			ss.wg.Add(1)
 			go f.run(ctx)
 		}
-		f.filters = filters
 		ss.mu.Unlock()
 	}
 	return failed
@@ -268,9 +270,7 @@ func (f *feed) deliver(d *core.Delivery) bool {
 	ss, srv := f.sess, f.sess.srv
 	name := srv.mapper.toMQTT(d.Topic, d.Subject)
 	origin := d.Properties[propClient]
-	ss.mu.Lock()
-	filters := f.filters
-	ss.mu.Unlock()
+	filters := *f.filters.Load() // no lock on the delivery path
 	var best subState
 	found := false
 	var ids []int
