@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -295,11 +297,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) connected() []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		out = append(out, ss)
-	}
-	return out
+	return slices.Collect(maps.Values(s.sessions))
 }
 
 // janitor re-sends unacknowledged deliveries and trims what waits for
