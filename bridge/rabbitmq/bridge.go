@@ -84,6 +84,13 @@ type Bridge struct {
 
 	forwarded, duplicates, deadLettered, loops, rejected, reconnects atomic.Uint64
 
+	// probe is set when an outbound session ended to send a message again
+	// by the retry policy (returned or nacked). Until RabbitMQ takes one,
+	// the bridge sends one message at a time: with a full window, a queue
+	// bound (or drained) while the window was in flight could take the
+	// messages behind the refused one before it, out of order.
+	probe atomic.Bool
+
 	startOnce, closeOnce sync.Once
 	cancel               context.CancelFunc
 	done                 chan struct{}

@@ -19,8 +19,9 @@ import (
 // An outbound session is one publishing connection. Its goroutines:
 //
 //   - the publisher (the session's own): pulls from the bridge's group
-//     while fewer than Window publishes are unconfirmed, publishes each
-//     message with a deferred confirm and queues it, in order;
+//     while fewer than Window publishes are unconfirmed (one, while the
+//     bridge probes: see Bridge.probe), publishes each message with a
+//     deferred confirm and queues it, in order;
 //   - the confirmer: takes the queue in order, waits for each confirm and
 //     acks the message to the group (the broker saves committed offsets
 //     every flush interval: commits are batched); a nack or a return
@@ -146,7 +147,7 @@ func (b *Bridge) outbound(ctx context.Context) (connected bool, err error) {
 func (s *outSession) publish() {
 	b := s.b
 	for s.ctx.Err() == nil {
-		for s.outstanding.Load() >= int64(b.cfg.Window) {
+		for s.outstanding.Load() >= s.window() {
 			select {
 			case <-s.room:
 			case <-s.ctx.Done():
@@ -160,7 +161,7 @@ func (s *outSession) publish() {
 				return
 			}
 		}
-		free := int(int64(b.cfg.Window) - s.outstanding.Load())
+		free := int(s.window() - s.outstanding.Load())
 		ds, err := s.member.Pull(s.ctx, min(free, 256))
 		if err != nil {
 			if errors.Is(err, core.ErrClosed) {
@@ -188,6 +189,14 @@ func (s *outSession) publish() {
 			s.queue <- pending{d: d, dc: dc, id: id} // room for Window: never blocks
 		}
 	}
+}
+
+// window is how many publishes may be unconfirmed now.
+func (s *outSession) window() int64 {
+	if s.b.probe.Load() {
+		return 1
+	}
+	return int64(s.b.cfg.Window)
 }
 
 func (s *outSession) ack(d *core.Delivery) {
@@ -255,6 +264,7 @@ func (s *outSession) confirm(returns <-chan amqp.Return) {
 		}
 		if reason != nil {
 			if policy == Retry {
+				b.probe.Store(true)
 				s.cancel(fmt.Errorf("%w; sending it again (message %s)", reason, p.id))
 				return
 			}
@@ -264,6 +274,7 @@ func (s *outSession) confirm(returns <-chan amqp.Return) {
 			}
 		} else {
 			b.forwarded.Add(1)
+			b.probe.Store(false) // RabbitMQ takes messages again: open the window
 		}
 		s.ack(p.d)
 		s.outstanding.Add(-1)
