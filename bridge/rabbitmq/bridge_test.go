@@ -175,7 +175,7 @@ type rig struct {
 func newRig(t *testing.T, key string) *rig {
 	r := newRabbit(t)
 	g := &rig{r: r, f: openFerry(t, t.TempDir()), x: r.exchange(), p: newProxy(t, rabbitAddr(t, r.url))}
-	g.q = r.queue(nil, g.x, key)
+	g.q = r.queue(QueueArgs, g.x, key) // as an inbound bridge declares its own
 	return g
 }
 

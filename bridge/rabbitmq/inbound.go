@@ -16,7 +16,9 @@ import (
 // it in the core in batches, one per routing key so that each key keeps its
 // order in one core queue, and acks RabbitMQ up to the last delivery stored.
 // When the session ends, RabbitMQ requeues what was not acked, in place,
-// and delivers it again to the next session (marked redelivered). Deliveries
+// and delivers it again to the next session (marked redelivered); the
+// queue's single active consumer (QueueArgs) makes the next session wait
+// until that is done. Deliveries
 // of an old channel are never acked on a new one.
 
 // inbound runs one inbound session; connected reports whether it got as far
@@ -88,15 +90,27 @@ func (b *Bridge) inbound(ctx context.Context) (connected bool, err error) {
 	}
 }
 
+// QueueArgs are the arguments an inbound bridge declares its queue with.
+// A single active consumer keeps the queue's order through a reconnect:
+// RabbitMQ hands the queue to the new connection only once the old one is
+// gone and what it had not acked is back at the head of the queue. With
+// several consumers, the new one could be given the messages behind those
+// before they are requeued.
+var QueueArgs = amqp.Table{"x-single-active-consumer": true}
+
 // declare declares the inbound queue and its bindings when configured to.
 func (b *Bridge) declare(ctx context.Context, conn *amqp.Connection, ch *amqp.Channel) error {
 	if !b.cfg.DeclareQueue {
 		return nil
 	}
 	err := b.rpc(ctx, conn, "declare queue "+b.cfg.Queue, func() error {
-		_, err := ch.QueueDeclare(b.cfg.Queue, true, false, false, false, nil)
+		_, err := ch.QueueDeclare(b.cfg.Queue, true, false, false, false, QueueArgs)
 		return err
 	})
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed {
+		return fmt.Errorf("%w (the queue exists with other arguments: declare it with x-single-active-consumer, or set queue.declare to false to use it as it is)", err)
+	}
 	if err != nil {
 		return err
 	}
