@@ -195,8 +195,9 @@ func (g *rig) start(t *testing.T, name string, dir Direction, topic string, viaP
 }
 
 // cutWhileForwarding cuts b's connection n times, each once b is connected
-// and has carried 1,000 more messages since the last cut; the third cut is
-// rabbitmqctl's when withCtl and it is there. It returns the cuts made.
+// and has carried 1,000 more messages since the last cut, and waits for the
+// reconnect each causes; the third cut is RabbitMQ's own (rabbitmqctl) when
+// withCtl and it is there. It returns the cuts made.
 func (g *rig) cutWhileForwarding(t *testing.T, b *Bridge, n int, withCtl bool) int {
 	var last uint64
 	for i := range n {
@@ -204,12 +205,14 @@ func (g *rig) cutWhileForwarding(t *testing.T, b *Bridge, n int, withCtl bool) i
 			s := b.Status()
 			return s.State == StateConnected && s.Forwarded > last+1000
 		})
-		last = b.Status().Forwarded
-		if i == 2 && withCtl && closeAllConnections(t) {
-			t.Log("rabbitmqctl close_all_connections")
+		s := b.Status()
+		last = s.Forwarded
+		if i == 2 && withCtl && g.p.CloseFromRabbitMQ(t) {
+			t.Log("rabbitmqctl close_connection")
 		} else if g.p.Cut() == 0 {
 			t.Fatal("connected, but no connection through the proxy to cut")
 		}
+		waitFor(t, 60*time.Second, "the reconnect", func() bool { return b.Status().Reconnects > s.Reconnects })
 	}
 	return n
 }

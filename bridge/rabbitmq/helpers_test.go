@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -22,33 +21,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/internal/rabbittest"
 	"github.com/ferrymq/ferry/storage"
 )
-
-// defaultTestURL is the RabbitMQ that ./test.sh installs and starts.
-const defaultTestURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// testURL is the RabbitMQ the tests use (FERRY_TEST_AMQP_URL). When it
-// does not answer the test is skipped, except in CI (CI=true), where that
-// is a failure: there the test set-up must have started it.
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("FERRY_TEST_AMQP_URL")
-	if u == "" {
-		u = defaultTestURL
-	}
-	conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
-	if err != nil {
-		msg := "RabbitMQ is not reachable at " + Identity(u) + " (" + err.Error() + "); " +
-			"run ./test.sh, which installs and starts it, or set FERRY_TEST_AMQP_URL"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	conn.Close()
-	return u
-}
 
 type testWriter struct{ t testing.TB }
 
@@ -155,7 +130,7 @@ type rabbit struct {
 	url string
 }
 
-func newRabbit(t testing.TB) *rabbit { return &rabbit{t: t, url: testURL(t)} }
+func newRabbit(t testing.TB) *rabbit { return &rabbit{t: t, url: rabbittest.URL(t)} }
 
 // do runs f on a fresh channel.
 func (r *rabbit) do(f func(ch *amqp.Channel) error) error {
@@ -290,21 +265,48 @@ func (r *rabbit) publishAll(exchange string, keys, bodies []string, headers amqp
 	})
 }
 
-// closeAllConnections has RabbitMQ close every client connection, when
-// rabbitmqctl is there and allowed; it reports whether it did.
-func closeAllConnections(t testing.TB) bool {
+// CloseFromRabbitMQ has RabbitMQ itself close the connections through the
+// proxy (rabbitmqctl close_connection, found by their ports), so that the
+// client gets a connection.close from the server; the other tests' and
+// packages' connections to the same RabbitMQ are left alone. It reports
+// whether it closed any (false when rabbitmqctl is not there or allowed).
+func (p *proxy) CloseFromRabbitMQ(t testing.TB) bool {
 	path, err := exec.LookPath("rabbitmqctl")
 	if err != nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "close_all_connections", "ferry fault test").CombinedOutput()
-	if err != nil {
-		t.Logf("rabbitmqctl close_all_connections: %v: %s", err, out)
+	ports := map[string]bool{}
+	p.mu.Lock()
+	for c, upstream := range p.conns {
+		if upstream {
+			ports[strconv.Itoa(c.LocalAddr().(*net.TCPAddr).Port)] = true
+		}
+	}
+	p.mu.Unlock()
+	ctl := func(args ...string) (string, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+		if err != nil {
+			t.Logf("rabbitmqctl %s: %v: %s", args[0], err, out)
+			return "", false
+		}
+		return string(out), true
+	}
+	list, ok := ctl("list_connections", "pid", "peer_port", "-q", "--no-table-headers")
+	if !ok {
 		return false
 	}
-	return true
+	closed := 0
+	for line := range strings.Lines(list) {
+		pid, port, _ := strings.Cut(strings.TrimSpace(line), "\t")
+		if ports[port] {
+			if _, ok := ctl("close_connection", pid, "ferry fault test"); ok {
+				closed++
+			}
+		}
+	}
+	return closed > 0
 }
 
 // proxy forwards TCP connections to a target and cuts them all on demand.
@@ -313,7 +315,7 @@ type proxy struct {
 	target   string
 	refusing atomic.Bool // close new connections at once: RabbitMQ "away"
 	mu       sync.Mutex
-	conns    map[net.Conn]bool
+	conns    map[net.Conn]bool // true: the connection to the target
 	wg       sync.WaitGroup
 }
 
@@ -360,7 +362,7 @@ func (p *proxy) accept() {
 			continue
 		}
 		p.mu.Lock()
-		p.conns[c], p.conns[up] = true, true
+		p.conns[c], p.conns[up] = false, true
 		p.mu.Unlock()
 		p.wg.Add(2)
 		go p.pipe(c, up)

@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/internal/rabbittest"
 )
 
 // TestLoopPrevention wires an outbound and an inbound bridge to the same
@@ -165,6 +166,7 @@ func rabbitmqctl(t *testing.T, args ...string) string {
 // holds its messages; blocked past blocked-timeout, it reconnects (and is
 // blocked again); it carries them on when the alarm clears.
 func TestBlocked(t *testing.T) {
+	rabbittest.Exclusive(t) // the alarm blocks every publisher on the RabbitMQ
 	g := newRig(t, "devices.#")
 	r, f, q := g.r, g.f, g.q
 	b := g.start(t, "blocked", Outbound, "devices", false, func(c *Config) { c.BlockedTimeout = time.Second })

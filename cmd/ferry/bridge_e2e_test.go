@@ -17,28 +17,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/internal/rabbittest"
 )
-
-// rabbitURL is the RabbitMQ the tests use: FERRY_TEST_AMQP_URL, by default
-// guest on 127.0.0.1:5672. A test is skipped when it does not answer,
-// except under CI=true, where test.sh must have started it.
-func rabbitURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("FERRY_TEST_AMQP_URL")
-	if u == "" {
-		u = "amqp://guest:guest@127.0.0.1:5672/"
-	}
-	c, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
-	if err != nil {
-		msg := fmt.Sprintf("RabbitMQ does not answer at FERRY_TEST_AMQP_URL (%v); ./test.sh installs and starts it", err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	c.Close()
-	return u
-}
 
 // The whole path through the real binary: MQTT devices → Ferry → the
 // outbound bridge → a RabbitMQ queue bound to <topic>.*.telemetry; and a
@@ -48,7 +28,7 @@ func TestMQTTThroughTheRabbitMQBridge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	url := rabbitURL(t)
+	url := rabbittest.URL(t)
 	run := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	telemetry, commands := "tele"+run, "cmds"+run
 
