@@ -120,6 +120,9 @@ func (b *Bridge) Start() {
 		b.mu.Lock()
 		b.cancel = cancel
 		b.mu.Unlock()
+		// Before Start returns: what is published once it has is the
+		// bridge's to send, however late the run loop gets going.
+		b.anchor()
 		go b.run(ctx)
 	})
 }
@@ -193,7 +196,6 @@ func (b *Bridge) fail(err error) {
 func (b *Bridge) run(ctx context.Context) {
 	defer close(b.done)
 	defer b.setState(StateStopped)
-	b.anchor()
 	delay := b.cfg.BackoffMin
 	for {
 		b.setState(StateConnecting)
