@@ -278,11 +278,11 @@ func (s *Server) worker(ctx context.Context, c *Conn, work <-chan unit, first un
 // Conn is one connection. Send is safe for concurrent use.
 type Conn struct {
 	nc        net.Conn
-	mu        sync.Mutex // guards the fields below
-	pending   []byte     // frames waiting for the writer
-	spare     []byte
-	writing   bool  // a Send (or the writer) is writing: it writes what others queue meanwhile
-	err       error // the connection's write failed
+	mu        sync.Mutex  // guards the fields below
+	queue     frameQueue  // frames waiting for the writer
+	iov       net.Buffers // the writer's: only the one writing uses it
+	writing   bool        // a Send (or the writer) is writing: it writes what others queue meanwhile
+	err       error       // the connection's write failed
 	closeOnce sync.Once
 
 	// kick, when set, wakes the connection's own writer goroutine: Send
@@ -321,17 +321,13 @@ func (c *Conn) writer() {
 // writeLocked writes what is pending, and what is queued meanwhile, then
 // clears writing. Caller holds mu and has set writing.
 func (c *Conn) writeLocked() {
-	for len(c.pending) > 0 && c.err == nil {
-		buf := c.pending
-		c.pending = c.spare[:0]
+	for !c.queue.empty() && c.err == nil {
+		bufs := c.queue.take()
 		c.mu.Unlock()
-		_, werr := c.nc.Write(buf)
+		var werr error
+		c.iov, werr = writeChunks(c.nc, bufs, c.iov)
 		c.mu.Lock()
-		c.spare = buf
-		if cap(buf) > 4<<20 {
-			c.spare = nil // do not keep a large buffer; and never leave spare
-			// pointing at the buffer pending now appends to
-		}
+		c.queue.giveBack(bufs)
 		if werr != nil {
 			c.err = werr
 		}
@@ -356,7 +352,7 @@ func (c *Conn) Send(cmds ...*Command) error {
 	}
 	var err error
 	for _, cmd := range cmds {
-		if c.pending, err = AppendFrame(c.pending, cmd); err != nil {
+		if err = c.queue.add(cmd); err != nil {
 			c.mu.Unlock()
 			return err
 		}

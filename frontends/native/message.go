@@ -114,6 +114,19 @@ func decodeBatch(topic string, b []byte) ([]*core.Message, error) {
 	return out, nil
 }
 
+// storedMessageSizeHint is about the bytes appendMessage takes for m (the
+// properties are guessed from the core's: their encoding adds a few).
+func storedMessageSizeHint(m *core.Message) int {
+	n := 96 + len(m.Body) + len(m.Topic) + len(m.Subject) + 32
+	for k, v := range m.Properties {
+		n += len(k) + len(v) + 2
+	}
+	for _, k := range m.Keys {
+		n += len(k) + 1
+	}
+	return n
+}
+
 // appendMessage appends m in RocketMQ's stored-message layout, which its
 // clients decode from a pull response. storeHost is the broker's address.
 func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {

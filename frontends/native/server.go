@@ -451,7 +451,11 @@ func (s *Server) pull(ctx context.Context, req *remoting.Command) *remoting.Comm
 		case err != nil:
 			return req.Response(remoting.SystemError, err.Error())
 		case len(res.Messages) > 0:
-			var body []byte
+			size := 0
+			for i := range res.Messages {
+				size += storedMessageSizeHint(&res.Messages[i])
+			}
+			body := make([]byte, 0, size) // grown once, not doubled message by message
 			host := s.host()
 			for i := range res.Messages {
 				body = appendMessage(body, &res.Messages[i], host)

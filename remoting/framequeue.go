@@ -1,0 +1,93 @@
+package remoting
+
+import "net"
+
+// A frameQueue holds encoded frames waiting for a connection's writer, in
+// chunks: a frame goes at the end of the last chunk when it fits there and
+// starts a new chunk when it does not, so queueing a frame never copies the
+// frames queued before it (one growing buffer did, again and again, while a
+// slow reader let megabytes of pull responses pile up). The writer takes all
+// chunks at once and writes them with one writev. Written chunks of the
+// usual size are kept for reuse, a few per connection.
+type frameQueue struct {
+	chunks [][]byte // queued frames, in order; only the last one takes more
+	spare  [][]byte // the chunk list the writer gave back, for the next take
+	free   [][]byte // empty chunks of chunkSize
+}
+
+const (
+	chunkSize  = 256 << 10
+	keepChunks = 4 // per connection: 1 MiB at most
+)
+
+// add encodes c at the end of the queue.
+func (q *frameQueue) add(c *Command) error {
+	need := frameSizeHint(c)
+	n := len(q.chunks)
+	if n == 0 || cap(q.chunks[n-1])-len(q.chunks[n-1]) < need {
+		q.chunks = append(q.chunks, q.chunk(need))
+		n++
+	}
+	b, err := AppendFrame(q.chunks[n-1], c)
+	if err != nil {
+		return err
+	}
+	q.chunks[n-1] = b
+	return nil
+}
+
+// chunk is an empty chunk that holds at least need bytes.
+func (q *frameQueue) chunk(need int) []byte {
+	if need > chunkSize {
+		return make([]byte, 0, need) // a large frame: a chunk of its own, not kept
+	}
+	if k := len(q.free); k > 0 {
+		b := q.free[k-1]
+		q.free = q.free[:k-1]
+		return b
+	}
+	return make([]byte, 0, chunkSize)
+}
+
+func (q *frameQueue) empty() bool { return len(q.chunks) == 0 }
+
+// take hands every queued chunk to the writer; the queue is then empty.
+func (q *frameQueue) take() [][]byte {
+	bufs := q.chunks
+	q.chunks, q.spare = q.spare[:0], nil
+	return bufs
+}
+
+// giveBack takes the chunks back from the writer once they are written.
+func (q *frameQueue) giveBack(bufs [][]byte) {
+	for _, b := range bufs {
+		if cap(b) == chunkSize && len(q.free) < keepChunks {
+			q.free = append(q.free, b[:0])
+		}
+	}
+	clear(bufs)
+	q.spare = bufs[:0]
+}
+
+// writeChunks writes bufs to nc: one write, or one writev for several.
+// iov is the caller's scratch space, returned for the next call.
+func writeChunks(nc net.Conn, bufs [][]byte, iov net.Buffers) (net.Buffers, error) {
+	if len(bufs) == 1 {
+		_, err := nc.Write(bufs[0])
+		return iov, err
+	}
+	iov = append(iov[:0], bufs...)
+	v := iov // WriteTo consumes v
+	_, err := v.WriteTo(nc)
+	clear(iov)
+	return iov, err
+}
+
+// frameSizeHint is the bytes c's frame takes: exact for the binary header,
+// a guess for JSON (AppendFrame grows the chunk when it is short).
+func frameSizeHint(c *Command) int {
+	if c.Serialization == RocketMQ {
+		return 8 + binaryHeaderLen(c) + len(c.Body)
+	}
+	return 8 + 512 + len(c.Body)
+}
