@@ -78,6 +78,9 @@ func measure(t target, size int, duration time.Duration) runResult {
 		return r
 	}
 	r.latRate = r.publish / 2
+	if *latRateF > 0 {
+		r.latRate = *latRateF
+	}
 	r.p50, r.p99, r.latLost, r.err = latencyPhase(t, size, r.latRate, *latDur)
 	return r
 }

@@ -47,6 +47,7 @@ var (
 	pubDur    = flag.Duration("duration", 3*time.Second, "publish phase")
 	syncDur   = flag.Duration("sync-duration", 2*time.Second, "publish phase for Ferry with sync flush (fewer messages)")
 	latDur    = flag.Duration("latency", 4*time.Second, "latency phase")
+	latRateF  = flag.Float64("latency-rate", 0, "paced rate of the latency phase, msg/s (0: half the measured publish rate)")
 	chartPath = flag.String("chart", "", "write the chart (PNG) here")
 	noDisk    = flag.Bool("no-disk", false, "skip the dd measurement")
 )
