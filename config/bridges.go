@@ -44,6 +44,7 @@ type BridgeConfig struct {
 	Timeout        time.Duration `koanf:"timeout"`
 	ConfirmTimeout time.Duration `koanf:"confirm-timeout"`
 	BlockedTimeout time.Duration `koanf:"blocked-timeout"`
+	LagInterval    time.Duration `koanf:"lag-interval"`
 }
 
 // BridgeQueue is an inbound bridge's queue: declared (durable) and bound
@@ -120,7 +121,8 @@ func (b BridgeConfig) validate() error {
 		}
 	}
 	for key, d := range map[string]time.Duration{"backoff-min": b.BackoffMin, "backoff-max": b.BackoffMax,
-		"heartbeat": b.Heartbeat, "timeout": b.Timeout, "confirm-timeout": b.ConfirmTimeout, "blocked-timeout": b.BlockedTimeout} {
+		"heartbeat": b.Heartbeat, "timeout": b.Timeout, "confirm-timeout": b.ConfirmTimeout, "blocked-timeout": b.BlockedTimeout,
+		"lag-interval": b.LagInterval} {
 		if d < 0 {
 			return fmt.Errorf("%s %v: must not be negative", key, d)
 		}

@@ -59,8 +59,9 @@ type Status struct {
 	// rejected without requeue, so RabbitMQ's own dead-lettering applies.
 	Rejected   uint64 `json:"rejected"`
 	Reconnects uint64 `json:"reconnects"`
-	// Lag is the outbound messages waiting in the store for the bridge
-	// (from its group's committed offsets); -1 when not known.
+	// Lag is the messages waiting for the bridge: outbound, in the store
+	// (from its group's committed offsets); inbound, ready in the RabbitMQ
+	// queue (asked every LagInterval while connected). -1 when not known.
 	Lag         int64     `json:"lag"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -91,6 +92,8 @@ type Bridge struct {
 	// messages behind the refused one before it, out of order.
 	probe atomic.Bool
 
+	inboundLag atomic.Int64 // messages ready in the inbound queue; -1: not known
+
 	startOnce, closeOnce sync.Once
 	cancel               context.CancelFunc
 	done                 chan struct{}
@@ -105,8 +108,10 @@ func New(broker *core.Broker, cfg Config, logger *slog.Logger) (*Bridge, error) 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Bridge{cfg: cfg, broker: broker, logger: logger.With("bridge", cfg.Name, "direction", string(cfg.Direction)),
-		state: StateStopped, since: time.Now(), done: make(chan struct{})}, nil
+	b := &Bridge{cfg: cfg, broker: broker, logger: logger.With("bridge", cfg.Name, "direction", string(cfg.Direction)),
+		state: StateStopped, since: time.Now(), done: make(chan struct{})}
+	b.inboundLag.Store(-1)
+	return b, nil
 }
 
 // Name is the bridge's name.
@@ -157,10 +162,11 @@ func (b *Bridge) Status() Status {
 	return s
 }
 
-// lag is what the bridge's group has yet to read of its topic.
+// lag is what the bridge's group has yet to read of its topic (outbound),
+// or what RabbitMQ last said was ready in the queue (inbound).
 func (b *Bridge) lag() int64 {
 	if b.cfg.Direction != Outbound {
-		return -1
+		return b.inboundLag.Load()
 	}
 	info, err := b.broker.Group(GroupName(b.cfg.Name))
 	if err != nil {

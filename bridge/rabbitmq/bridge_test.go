@@ -133,7 +133,47 @@ func TestInbound(t *testing.T) {
 	if _, ok := d.Properties["nested"]; ok {
 		t.Errorf("a table header became a property")
 	}
-	waitFor(t, 5*time.Second, "2 forwarded", func() bool { return b.Status().Forwarded == 2 })
+	waitFor(t, 5*time.Second, "2 forwarded, and the queue's lag known to be 0", func() bool {
+		s := b.Status()
+		return s.Forwarded == 2 && s.Lag == 0
+	})
+}
+
+// TestInboundLag: an inbound bridge's lag is the messages ready in its
+// queue, as RabbitMQ counts them; unknown before it has asked.
+func TestInboundLag(t *testing.T) {
+	r := newRabbit(t)
+	f := openFerry(t, t.TempDir())
+	x := r.exchange()
+	q := r.queue(QueueArgs, x, "commands.#")
+	r.publishAll(x, []string{"commands.1.a", "commands.1.b", "commands.2.a"}, []string{"a", "b", "c"}, nil)
+	cfg := bridgeConfig("lag", Inbound, r.url, "commands")
+	cfg.Queue = q
+	b, err := New(f.broker, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag := b.Status().Lag; lag != -1 {
+		t.Fatalf("lag %d before asking, want -1 (unknown)", lag)
+	}
+	conn, err := amqp.Dial(r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.checkLag(context.Background(), conn, ch)
+	if lag := b.Status().Lag; lag != 3 {
+		t.Fatalf("lag %d, want the 3 messages in the queue", lag)
+	}
+	b.cfg.Queue = r.name("gone") // a queue that is not there: unknown again
+	b.checkLag(context.Background(), conn, ch)
+	if lag := b.Status().Lag; lag != -1 {
+		t.Fatalf("lag %d for a missing queue, want -1", lag)
+	}
 }
 
 // seqCheck checks what arrived of messages "stream:seq": every sequence

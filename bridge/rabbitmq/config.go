@@ -103,6 +103,9 @@ type Config struct {
 	// BlockedTimeout ends a connection blocked this long, so that messages
 	// held for it go back to the group before the core's ack timeout.
 	BlockedTimeout time.Duration
+	// LagInterval is how often an inbound bridge asks RabbitMQ how many
+	// messages wait in its queue (its lag).
+	LagInterval time.Duration
 }
 
 // Defaults of Config.
@@ -118,6 +121,7 @@ const (
 	DefaultTimeout        = 15 * time.Second
 	DefaultConfirmTimeout = 30 * time.Second
 	DefaultBlockedTimeout = 5 * time.Minute
+	DefaultLagInterval    = 5 * time.Second
 )
 
 // GroupName is the consumer group of an outbound bridge.
@@ -155,6 +159,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.Timeout, DefaultTimeout)
 	setDur(&c.ConfirmTimeout, DefaultConfirmTimeout)
 	setDur(&c.BlockedTimeout, DefaultBlockedTimeout)
+	setDur(&c.LagInterval, DefaultLagInterval)
 	if c.Origin == "" {
 		c.Origin = Identity(c.URL)
 	}

@@ -62,7 +62,7 @@ func Configs(in []config.BridgeConfig) []Config {
 			Window: c.Window, OnNack: Policy(c.OnNack), OnReturn: Policy(c.OnReturn), DeadLetterTopic: c.DeadLetterTopic,
 			MaxHops: c.MaxHops, Queue: c.Queue.Name, DeclareQueue: c.Queue.Declare, Prefetch: c.Prefetch,
 			BackoffMin: c.BackoffMin, BackoffMax: c.BackoffMax, Heartbeat: c.Heartbeat, Timeout: c.Timeout,
-			ConfirmTimeout: c.ConfirmTimeout, BlockedTimeout: c.BlockedTimeout,
+			ConfirmTimeout: c.ConfirmTimeout, BlockedTimeout: c.BlockedTimeout, LagInterval: c.LagInterval,
 		}
 		for _, b := range c.Queue.Bindings {
 			bc.Bindings = append(bc.Bindings, Binding{Exchange: b.Exchange, Key: b.Key})

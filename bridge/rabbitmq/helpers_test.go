@@ -97,7 +97,7 @@ func (f *ferry) publish(t testing.TB, topic, subject, body string, props map[str
 func bridgeConfig(name string, dir Direction, rabbitURL, topic string) Config {
 	return Config{Name: name, Direction: dir, URL: rabbitURL, Topic: topic, Start: "first",
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
-		Heartbeat: 2 * time.Second, Timeout: 5 * time.Second, ConfirmTimeout: 5 * time.Second}
+		Heartbeat: 2 * time.Second, Timeout: 5 * time.Second, ConfirmTimeout: 5 * time.Second, LagInterval: 50 * time.Millisecond}
 }
 
 func startBridge(t testing.TB, f *ferry, cfg Config) *Bridge {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -50,8 +51,17 @@ func (b *Bridge) inbound(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// The queue's depth is asked on a channel of its own: a failed check
+	// (the queue deleted, say) closes that channel, not the consuming one.
+	var inspect *amqp.Channel
+	if err := b.rpc(ctx, conn, "open channel", func() (err error) { inspect, err = conn.Channel(); return err }); err != nil {
+		return false, err
+	}
 	b.setState(StateConnected)
 	b.logger.Info("rabbitmq bridge: consuming", "rabbitmq", b.cfg.Origin, "queue", b.cfg.Queue)
+	b.checkLag(ctx, conn, inspect)
+	lagTick := time.NewTicker(b.cfg.LagInterval)
+	defer lagTick.Stop()
 
 	batch := make([]amqp.Delivery, 0, b.cfg.Prefetch)
 	for {
@@ -59,6 +69,9 @@ func (b *Bridge) inbound(ctx context.Context) (connected bool, err error) {
 		select {
 		case <-ctx.Done():
 			return true, ctx.Err()
+		case <-lagTick.C:
+			b.checkLag(ctx, conn, inspect)
+			continue
 		case e, ok := <-closed:
 			if ok && e != nil {
 				return true, fmt.Errorf("%w: %v", errConnClosed, e)
@@ -88,6 +101,22 @@ func (b *Bridge) inbound(ctx context.Context) (connected bool, err error) {
 			return true, err
 		}
 	}
+}
+
+// checkLag asks RabbitMQ how many messages of the queue are ready (waiting
+// for the bridge): the inbound bridge's lag. Unknown (-1) when it cannot.
+func (b *Bridge) checkLag(ctx context.Context, conn *amqp.Connection, ch *amqp.Channel) {
+	var q amqp.Queue
+	err := b.rpc(ctx, conn, "inspect queue "+b.cfg.Queue, func() (err error) {
+		q, err = ch.QueueDeclarePassive(b.cfg.Queue, true, false, false, false, nil)
+		return err
+	})
+	if err != nil {
+		b.inboundLag.Store(-1)
+		b.logger.Debug("rabbitmq bridge: queue depth unknown", "err", err)
+		return
+	}
+	b.inboundLag.Store(int64(q.Messages))
 }
 
 // QueueArgs are the arguments an inbound bridge declares its queue with.

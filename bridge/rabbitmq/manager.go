@@ -79,7 +79,7 @@ var (
 	descLoops      = prometheus.NewDesc("ferry_bridge_loops_dropped_total", "Outbound messages not sent back to the RabbitMQ they came from, or over the hop limit.", []string{"bridge"}, nil)
 	descRejected   = prometheus.NewDesc("ferry_bridge_rejected_total", "Inbound messages the store refused (too large), rejected to RabbitMQ.", []string{"bridge"}, nil)
 	descReconnects = prometheus.NewDesc("ferry_bridge_reconnects_total", "Connections lost or refused.", []string{"bridge"}, nil)
-	descLag        = prometheus.NewDesc("ferry_bridge_lag_messages", "Outbound messages waiting in the store for the bridge.", []string{"bridge"}, nil)
+	descLag        = prometheus.NewDesc("ferry_bridge_lag_messages", "Messages waiting for the bridge: outbound, in the store; inbound, ready in the RabbitMQ queue.", []string{"bridge"}, nil)
 	descLastError  = prometheus.NewDesc("ferry_bridge_last_error_timestamp_seconds", "When the bridge last failed (its text is in /bridges).", []string{"bridge"}, nil)
 )
 
