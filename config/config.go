@@ -56,13 +56,17 @@ type Config struct {
 	// registers and where client commands look routes up.
 	Namesrv string `koanf:"namesrv"`
 	// HTTPAddr is where metrics, health and status are served, or "off".
-	HTTPAddr string        `koanf:"http-addr"`
-	Log      LogConfig     `koanf:"log"`
-	Storage  StorageConfig `koanf:"storage"`
-	Core     CoreConfig    `koanf:"core"`
-	Auth     AuthConfig    `koanf:"auth"`
-	MQTT     MQTTConfig    `koanf:"mqtt"`
-	Runtime  RuntimeConfig `koanf:"runtime"`
+	HTTPAddr string `koanf:"http-addr"`
+	// NamesrvHTTPAddr is where ferry namesrv, run alone, serves its
+	// metrics and health, or "off"; not http-addr, so that a NameServer
+	// and a broker can run on one host with the defaults.
+	NamesrvHTTPAddr string        `koanf:"namesrv-http-addr"`
+	Log             LogConfig     `koanf:"log"`
+	Storage         StorageConfig `koanf:"storage"`
+	Core            CoreConfig    `koanf:"core"`
+	Auth            AuthConfig    `koanf:"auth"`
+	MQTT            MQTTConfig    `koanf:"mqtt"`
+	Runtime         RuntimeConfig `koanf:"runtime"`
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
 }
@@ -144,11 +148,12 @@ type StorageConfig struct {
 // Default returns the configuration used where no source sets a key.
 func Default() Config {
 	return Config{
-		DataDir:     "ferry-data",
-		NamesrvAddr: ":9876",
-		NativeAddr:  ":10911",
-		Namesrv:     "127.0.0.1:9876",
-		HTTPAddr:    ":8080",
+		DataDir:         "ferry-data",
+		NamesrvAddr:     ":9876",
+		NativeAddr:      ":10911",
+		Namesrv:         "127.0.0.1:9876",
+		HTTPAddr:        ":8080",
+		NamesrvHTTPAddr: ":8081",
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",
@@ -228,6 +233,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPAddr == "" {
 		return errors.New("http-addr: must not be empty (off disables it)")
+	}
+	if c.NamesrvHTTPAddr == "" {
+		return errors.New("namesrv-http-addr: must not be empty (off disables it)")
 	}
 	if a := c.Auth; a.AllowAnonymous != nil && !*a.AllowAnonymous && a.PasswordFile == "" {
 		return errors.New("auth.allow-anonymous false: no client could connect without auth.password-file")

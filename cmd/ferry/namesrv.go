@@ -7,6 +7,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 )
 
@@ -26,6 +27,7 @@ func newNamesrvCmd() *cobra.Command {
 		},
 	}
 	config.AddFlag(cmd.Flags(), "namesrv-addr", "namesrv-addr", "listen address; :0 picks a free port")
+	config.AddFlag(cmd.Flags(), "http-addr", "namesrv-http-addr", "HTTP listen address for metrics and health; off disables it, :0 picks a free port")
 	return cmd
 }
 
@@ -36,5 +38,8 @@ func namesrvOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		fx.WithLogger(fxLogger),
 		fx.StopTimeout(stopTimeout),
 		namesrv.Module,
+		fx.Supply(monitor.Listen{Addr: cfg.NamesrvHTTPAddr, Flag: "--http-addr"}),
+		monitor.Module,
+		monitor.Ready,
 	)
 }

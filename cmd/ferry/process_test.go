@@ -117,6 +117,43 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("namesrv and broker apart", func(t *testing.T) {
+		ns := startFerry(t, bin, "namesrv", "--namesrv-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+		if !ns.waitLog(`msg="ferry ready"`, time.Minute) {
+			t.Fatalf("ferry namesrv did not start:\n%s", ns.log())
+		}
+		nsAddr := regexp.MustCompile(`msg="namesrv listening" addr=(\S+)`).FindStringSubmatch(ns.log())
+		httpAddr := regexp.MustCompile(`msg="http listening".* addr=(\S+)`).FindStringSubmatch(ns.log())
+		if nsAddr == nil || httpAddr == nil {
+			t.Fatalf("no NameServer or HTTP address logged:\n%s", ns.log())
+		}
+		broker := startFerry(t, bin, "broker", "--namesrv", nsAddr[1], "--data-dir", filepath.Join(t.TempDir(), "data"),
+			"--native-addr", "127.0.0.1:0", "--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--http-addr", "off")
+		if !broker.waitLog(`msg="ferry ready"`, time.Minute) {
+			t.Fatalf("ferry broker did not start:\n%s", broker.log())
+		}
+		waitRoute(t, nsAddr[1], "TBW102") // the broker registered
+		for path, want := range map[string]string{"/readyz": "ok", "/metrics": "ferry_namesrv_"} {
+			resp, err := http.Get("http://" + httpAddr[1] + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+				t.Errorf("namesrv %s: %d, want 200 with %q in:\n%.500s", path, resp.StatusCode, want, body)
+			}
+		}
+		for _, p := range []*ferryProc{broker, ns} {
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t, 2*stopTimeout); code != 0 {
+				t.Fatalf("exit code %d, want 0:\n%s", code, p.log())
+			}
+		}
+	})
+
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
