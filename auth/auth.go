@@ -110,6 +110,12 @@ func New(cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
+// Open reports whether the Authenticator checks nothing: no password file,
+// anonymous clients admitted, no ACL file. A front-end may then skip it.
+func (a *Authenticator) Open() bool {
+	return a.anonymous && a.cfg.PasswordFile == "" && a.cfg.ACLFile == ""
+}
+
 // AnonymousAllowed reports whether clients without a username are admitted.
 func (a *Authenticator) AnonymousAllowed() bool { return a.anonymous }
 

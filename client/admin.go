@@ -28,7 +28,7 @@ func NewAdmin(opts ...Option) (*Admin, error) {
 	if len(o.errs) > 0 {
 		return nil, o.errs[0]
 	}
-	return &Admin{opts: o, pool: newPool()}, nil
+	return &Admin{opts: o, pool: newPool(&o)}, nil
 }
 
 // Close closes the Admin's connections.

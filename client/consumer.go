@@ -127,12 +127,12 @@ func NewPushConsumer(group string, opts ...Option) (*PushConsumer, error) {
 		return nil, fmt.Errorf("%w: consumer group %q: letters, digits, '_', '-', '|', at most %d characters",
 			ErrInvalidOption, group, maxTopicLen-len(retryPrefix))
 	}
-	pl := newPool()
+	pl := newPool(&o)
 	ctx, cancel := context.WithCancel(context.Background())
 	hctx, hcancel := context.WithCancel(context.Background())
 	id := clientID()
 	return &PushConsumer{group: group, opts: o, logger: o.logger.With("group", group, "client", id), id: id,
-		pool: pl, pulls: newPool(), routes: newRoutes(&o, pl, false), queues: map[queueKey]*processQueue{},
+		pool: pl, pulls: newPool(&o), routes: newRoutes(&o, pl, false), queues: map[queueKey]*processQueue{},
 		ctx: ctx, cancel: cancel, handlerCtx: hctx, cancelHandlers: hcancel,
 		work: make(chan task, o.concurrency), slots: make(chan struct{}, o.concurrency), workStop: make(chan struct{}),
 		memOffsets: map[queueKey]int64{}}, nil

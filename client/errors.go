@@ -35,7 +35,9 @@ var (
 )
 
 // retryable reports whether a failed send may succeed on another attempt:
-// transport failures and the broker answers RocketMQ's producers retry.
+// transport failures and the broker answers RocketMQ's producers retry,
+// but for NO_PERMISSION: from Ferry it refuses the credentials or the
+// topic, which another try does not change.
 func retryable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed) {
 		return false
@@ -46,7 +48,7 @@ func retryable(err error) bool {
 	}
 	switch re.Code {
 	case remoting.TopicNotExist, remoting.ServiceNotAvailable, remoting.SystemError,
-		remoting.SystemBusy, remoting.NoPermission, remoting.FlushDiskTimeout:
+		remoting.SystemBusy, remoting.FlushDiskTimeout:
 		return true
 	}
 	return false

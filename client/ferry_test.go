@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
@@ -33,6 +34,7 @@ func testLogger() *slog.Logger {
 type testFerry struct {
 	ns      string
 	brokers map[string]*testBroker
+	auth    *auth.Authenticator // checks the brokers' requests when set
 }
 
 type testBroker struct {
@@ -51,6 +53,12 @@ func (b *testBroker) Stop() { b.once.Do(b.stop) }
 // are RocketMQ's scaled down 1000 times, so that retries come fast.
 func startFerry(t *testing.T) *testFerry {
 	t.Helper()
+	return startFerryWith(t, nil)
+}
+
+// startFerryWith is startFerry with brokers that check requests with a.
+func startFerryWith(t *testing.T, a *auth.Authenticator) *testFerry {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +66,7 @@ func startFerry(t *testing.T) *testFerry {
 	ns := namesrv.New(namesrv.Options{Logger: testLogger()})
 	go ns.Serve(ln)
 	t.Cleanup(func() { ns.Close() })
-	f := &testFerry{ns: ln.Addr().String(), brokers: map[string]*testBroker{}}
+	f := &testFerry{ns: ln.Addr().String(), brokers: map[string]*testBroker{}, auth: a}
 	f.addBroker(t, "broker-a")
 	return f
 }
@@ -98,7 +106,7 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Logger: logger})
+	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Auth: f.auth, Logger: logger})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

@@ -44,11 +44,12 @@ const (
 type Option func(*options)
 
 type options struct {
-	nameServers []string
-	group       string
-	sendTimeout time.Duration
-	retries     int
-	logger      *slog.Logger
+	nameServers    []string
+	user, password string // WithCredentials
+	group          string
+	sendTimeout    time.Duration
+	retries        int
+	logger         *slog.Logger
 
 	consumeFrom  ConsumeFrom
 	concurrency  int
@@ -122,6 +123,27 @@ func (o *options) check(kind string) error {
 		return fmt.Errorf("%w: %s does not apply to a %s", ErrInvalidOption, other[0], kind)
 	}
 	return nil
+}
+
+// Request fields of the credentials (frontends/native reads them).
+const (
+	fieldAccessKey = "AccessKey"
+	fieldPassword  = "Password"
+)
+
+// WithCredentials sends username and password to the brokers with every
+// request, for a broker that checks them (auth.password-file) and applies
+// its topic rules (auth.acl-file) to them. The NameServers do not check
+// credentials and are not sent them. The password travels as the request
+// does: over plain TCP, readable on the network.
+func WithCredentials(username, password string) Option {
+	return func(o *options) {
+		if username == "" {
+			o.invalid("WithCredentials: empty username")
+			return
+		}
+		o.user, o.password = username, password
+	}
 }
 
 // WithNameServers sets the NameServer addresses (host:port), tried in turn.

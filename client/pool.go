@@ -11,12 +11,17 @@ import (
 )
 
 // pool keeps one connection per address and dials again when one is gone.
+// With credentials (WithCredentials) it adds them to every request, except
+// to the NameServers, which do not check them.
 //
 // Lock order: poolConn.mu → pool.mu.
 type pool struct {
 	mu     sync.Mutex
 	conns  map[string]*poolConn
 	closed bool
+
+	user, password string
+	nameServers    map[string]bool
 }
 
 type poolConn struct {
@@ -24,7 +29,25 @@ type poolConn struct {
 	c  *remoting.Client
 }
 
-func newPool() *pool { return &pool{conns: map[string]*poolConn{}} }
+func newPool(o *options) *pool {
+	p := &pool{conns: map[string]*poolConn{}, user: o.user, password: o.password, nameServers: map[string]bool{}}
+	for _, ns := range o.nameServers {
+		p.nameServers[ns] = true
+	}
+	return p
+}
+
+// sign adds the credentials to req, bound for addr.
+func (p *pool) sign(addr string, req *remoting.Command) {
+	if p.user == "" || p.nameServers[addr] {
+		return
+	}
+	if req.ExtFields == nil {
+		req.ExtFields = map[string]string{}
+	}
+	req.ExtFields[fieldAccessKey] = p.user
+	req.ExtFields[fieldPassword] = p.password
+}
 
 func (p *pool) isClosed() bool {
 	p.mu.Lock()
@@ -74,6 +97,7 @@ func (p *pool) invoke(ctx context.Context, addr string, req *remoting.Command) (
 		return nil, err
 	}
 	req.Serialization = remoting.RocketMQ // binary headers: cheaper than JSON at both ends
+	p.sign(addr, req)
 	resp, err := c.Invoke(ctx, req)
 	if err != nil {
 		if p.isClosed() && errors.Is(err, remoting.ErrConnClosed) {
@@ -103,6 +127,7 @@ func (p *pool) oneway(ctx context.Context, addr string, req *remoting.Command) e
 		return err
 	}
 	req.Serialization = remoting.RocketMQ
+	p.sign(addr, req)
 	if err := c.InvokeOneway(req); err != nil {
 		return fmt.Errorf("%s: %w", addr, err)
 	}

@@ -49,7 +49,7 @@ func NewProducer(opts ...Option) (*Producer, error) {
 	if o.group == "" {
 		o.group = DefaultProducerGroup
 	}
-	pl := newPool()
+	pl := newPool(&o)
 	p := &Producer{opts: o, logger: o.logger, pool: pl, routes: newRoutes(&o, pl, true), ids: newIDGen(),
 		async: make(chan struct{}, maxAsyncInFlight), callbacks: make(chan func(), maxAsyncInFlight), cbDone: make(chan struct{})}
 	p.routes.start()
@@ -163,6 +163,7 @@ func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(Se
 	wp := m.wireProperties(p.ids.next())
 	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, remoting.EncodeProperties(wp), false, m.Body)
 	req.Serialization = remoting.RocketMQ
+	p.pool.sign(rt.addrs[q.Broker], req)
 	return c.InvokeAsync(req, p.opts.sendTimeout, func(resp *remoting.Command, err error) {
 		if err == nil {
 			err = remoting.ResponseError(resp)

@@ -67,8 +67,8 @@ func NewPullConsumer(group string, opts ...Option) (*PullConsumer, error) {
 		return nil, fmt.Errorf("%w: consumer group %q: letters, digits, '_', '-', '|', at most %d characters",
 			ErrInvalidOption, group, maxTopicLen-len(retryPrefix))
 	}
-	pl := newPool()
-	c := &PullConsumer{group: group, opts: o, pool: pl, pulls: newPool(), routes: newRoutes(&o, pl, false)}
+	pl := newPool(&o)
+	c := &PullConsumer{group: group, opts: o, pool: pl, pulls: newPool(&o), routes: newRoutes(&o, pl, false)}
 	c.routes.start()
 	return c, nil
 }

@@ -278,6 +278,7 @@ func TestRetryable(t *testing.T) {
 		&remoting.Error{Code: remoting.SystemBusy}:     true,
 		&remoting.Error{Code: remoting.TopicNotExist}:  true,
 		&remoting.Error{Code: remoting.MessageIllegal}: false,
+		&remoting.Error{Code: remoting.NoPermission}:   false, // Ferry's refusal of credentials or topic: the same next time
 		fmt.Errorf("x: %w", remoting.ErrConnClosed):    true,
 		fmt.Errorf("x: %w", ErrClosed):                 false,
 		fmt.Errorf("x: %w", errors.New("refused")):     true,

@@ -55,6 +55,10 @@ type Config struct {
 	// Namesrv is the NameServers to use, comma separated: where ferry broker
 	// registers and where client commands look routes up.
 	Namesrv string `koanf:"namesrv"`
+	// Username and Password are what client commands (produce, consume,
+	// topic, group, bench) send to brokers that check credentials.
+	Username string `koanf:"username"`
+	Password string `koanf:"password"`
 	// HTTPAddr is where metrics, health and status are served, or "off".
 	HTTPAddr string `koanf:"http-addr"`
 	// NamesrvHTTPAddr is where ferry namesrv, run alone, serves its

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrymq/ferry/client"
-	"github.com/ferrymq/ferry/config"
 )
 
 // withAdmin runs f with an Admin on the configured NameServers.
@@ -73,7 +72,7 @@ func newTopicCmd() *cobra.Command {
 		},
 	}
 	for _, c := range []*cobra.Command{create, list, describe} {
-		config.AddFlag(c.Flags(), "namesrv", "namesrv", "NameServer addresses, comma separated")
+		addClientFlags(c.Flags())
 		cmd.AddCommand(c)
 	}
 	return cmd
@@ -122,7 +121,7 @@ func newGroupCmd() *cobra.Command {
 		},
 	}
 	for _, c := range []*cobra.Command{list, describe} {
-		config.AddFlag(c.Flags(), "namesrv", "namesrv", "NameServer addresses, comma separated")
+		addClientFlags(c.Flags())
 		cmd.AddCommand(c)
 	}
 	return cmd

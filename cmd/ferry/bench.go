@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrymq/ferry/client"
-	"github.com/ferrymq/ferry/config"
 )
 
 // benchStats collects latencies and prints a summary.
@@ -242,7 +241,7 @@ func newBenchCmd() *cobra.Command {
 	e2e.Flags().IntVar(&rate, "rate", 10000, "messages sent per second")
 	for _, c := range []*cobra.Command{produce, consume, e2e} {
 		fs := c.Flags()
-		config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
+		addClientFlags(fs)
 		fs.StringVar(&topic, "topic", "bench", "topic")
 		fs.IntVar(&size, "size", 128, "body size in bytes")
 		fs.IntVar(&count, "count", 100000, "messages")

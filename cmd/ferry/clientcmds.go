@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/config"
@@ -31,10 +32,22 @@ func nameServers(cfg config.Config) []string {
 }
 
 // clientOptions are the SDK options every client command starts from: the
-// configured NameServers and the command's logger; extra ones follow.
+// configured NameServers, credentials and the command's logger; extra ones
+// follow.
 func clientOptions(cmd *cobra.Command, cfg config.Config, extra ...client.Option) []client.Option {
-	return append([]client.Option{client.WithNameServers(nameServers(cfg)...),
-		client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr()))}, extra...)
+	opts := []client.Option{client.WithNameServers(nameServers(cfg)...), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr()))}
+	if cfg.Username != "" {
+		opts = append(opts, client.WithCredentials(cfg.Username, cfg.Password))
+	}
+	return append(opts, extra...)
+}
+
+// addClientFlags adds the flags every client command has: where the
+// NameServers are, and the credentials.
+func addClientFlags(fs *pflag.FlagSet) {
+	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
+	config.AddFlag(fs, "username", "username", "username for brokers that check credentials (auth.password-file)")
+	config.AddFlag(fs, "password", "password", "its password; prefer the environment variable, which ps does not show")
 }
 
 // interruptible is a context that ends on SIGINT or SIGTERM.
@@ -106,7 +119,7 @@ func newProduceCmd() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
+	addClientFlags(fs)
 	fs.StringVar(&topic, "topic", "", "topic to send to (required)")
 	fs.StringVar(&subject, "subject", "", "subject (the RocketMQ tag), e.g. 42/telemetry")
 	fs.StringVar(&key, "key", "", "message key; also picks the queue, so one key keeps its order")
@@ -178,7 +191,7 @@ func newConsumeCmd() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
+	addClientFlags(fs)
 	fs.StringVar(&topic, "topic", "", "topic to read (required)")
 	fs.StringVar(&group, "group", "", "consumer group (required)")
 	fs.StringVar(&filter, "filter", "*", "subject filter: *, a || b, or an MQTT-style wildcard such as +/telemetry")

@@ -117,6 +117,35 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("credentials on the native protocol", func(t *testing.T) {
+		dir := t.TempDir()
+		passwd := exec.Command(bin, "passwd", filepath.Join(dir, "passwd"), "alice", "--password", "secret", "--cost", "4")
+		if out, err := passwd.CombinedOutput(); err != nil {
+			t.Fatalf("ferry passwd: %v\n%s", err, out)
+		}
+		p := startFerryEnv(t, bin, []string{"FERRY_AUTH_PASSWORD_FILE=" + filepath.Join(dir, "passwd")},
+			"serve", "--data-dir", filepath.Join(dir, "data"), "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0",
+			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--http-addr", "off")
+		if !p.waitLog(`msg="ferry ready"`, time.Minute) {
+			t.Fatalf("ferry did not start:\n%s", p.log())
+		}
+		ns := regexp.MustCompile(`msg="namesrv listening" addr=(\S+)`).FindStringSubmatch(p.log())[1]
+		waitRoute(t, ns, "TBW102")
+		produce := func(env ...string) (string, error) {
+			c := exec.Command(bin, "produce", "--namesrv", ns, "--topic", "secured", "--log-level", "warn")
+			c.Env = append(environWithoutFerry(), env...)
+			c.Stdin = strings.NewReader("one\n")
+			out, err := c.CombinedOutput()
+			return string(out), err
+		}
+		if out, err := produce(); err == nil || !strings.Contains(out, "anonymous access is not allowed") {
+			t.Fatalf("produce without credentials: %v\n%s", err, out)
+		}
+		if out, err := produce("FERRY_USERNAME=alice", "FERRY_PASSWORD=secret"); err != nil {
+			t.Fatalf("produce with credentials: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("namesrv and broker apart", func(t *testing.T) {
 		ns := startFerry(t, bin, "namesrv", "--namesrv-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 		if !ns.waitLog(`msg="ferry ready"`, time.Minute) {
@@ -226,9 +255,15 @@ func waitRoute(t *testing.T, ns, topic string) {
 
 func startFerry(t *testing.T, bin string, args ...string) *ferryProc {
 	t.Helper()
+	return startFerryEnv(t, bin, nil, args...)
+}
+
+// startFerryEnv is startFerry with env (KEY=value) added to its environment.
+func startFerryEnv(t *testing.T, bin string, env []string, args ...string) *ferryProc {
+	t.Helper()
 	p := &ferryProc{cmd: exec.Command(bin, args...), done: make(chan struct{}), changed: make(chan struct{})}
 	p.cmd.Dir = t.TempDir()
-	p.cmd.Env = environWithoutFerry()
+	p.cmd.Env = append(environWithoutFerry(), env...)
 	pipe, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

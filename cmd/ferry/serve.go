@@ -146,8 +146,9 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 // broker): store, core, the roles given, the MQTT front-end and the
 // bridges the configuration switches on, and the HTTP monitor.
 func serviceOptions(cfg config.Config, logger *slog.Logger, roles ...fx.Option) fx.Option {
+	roles = append(roles, fx.Provide(authConfig), auth.Module) // one set of rules for every front-end
 	if m := mqttConfig(cfg, logger, nil); m.Addr != "" || m.WSAddr != "" || m.TLSAddr != "" {
-		roles = append(roles, fx.Provide(authConfig, mqttConfig), auth.Module, mqtt.Module)
+		roles = append(roles, fx.Provide(mqttConfig), mqtt.Module)
 	}
 	if len(cfg.Bridges) > 0 {
 		roles = append(roles, rabbitmq.Module)

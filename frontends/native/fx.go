@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/namesrv"
 )
@@ -30,6 +31,7 @@ type params struct {
 	Logger    *slog.Logger
 	NameSrv   *namesrv.Server      `optional:"true"` // ferry serve's in-process NameServer
 	Registry  *prometheus.Registry `optional:"true"`
+	Auth      *auth.Authenticator  `optional:"true"` // the rules every front-end applies
 }
 
 // Module serves the native protocol in the application. It binds in
@@ -39,7 +41,11 @@ type params struct {
 var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 func newFromFx(p params) (*Server, error) {
-	s := New(p.Broker, Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, Logger: p.Logger.With("component", "native")})
+	opts := Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, Logger: p.Logger.With("component", "native")}
+	if p.Auth != nil && !p.Auth.Open() {
+		opts.Auth = p.Auth
+	}
+	s := New(p.Broker, opts)
 	if p.Registry != nil {
 		if err := p.Registry.Register(s); err != nil {
 			return nil, err

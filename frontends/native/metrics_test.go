@@ -14,7 +14,7 @@ import (
 )
 
 func TestMetrics(t *testing.T) {
-	s, c := startServer(t)
+	s, c := startServer(t, nil)
 	if resp := call(t, c, sendV2("t", "a", []byte("x"), 0)); resp.Code != remoting.Success {
 		t.Fatalf("send: %d %s", resp.Code, resp.Remark)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/remoting"
 	"github.com/ferrymq/ferry/storage"
@@ -20,12 +21,13 @@ import (
 
 func start(t *testing.T) (*core.Broker, *remoting.Client) {
 	t.Helper()
-	s, c := startServer(t)
+	s, c := startServer(t, nil)
 	return s.b, c
 }
 
-// startServer serves a new broker on a free port and dials it.
-func startServer(t *testing.T) (*Server, *remoting.Client) {
+// startServer serves a new broker on a free port and dials it; a, when
+// not nil, checks the requests.
+func startServer(t *testing.T, a *auth.Authenticator) (*Server, *remoting.Client) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 16 << 20, Logger: logger})
@@ -40,7 +42,7 @@ func startServer(t *testing.T) (*Server, *remoting.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(b, Options{Logger: logger})
+	s := New(b, Options{Auth: a, Logger: logger})
 	go s.Serve(ln)
 	c, err := remoting.Dial(context.Background(), ln.Addr().String())
 	if err != nil {

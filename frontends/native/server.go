@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
 	"github.com/ferrymq/ferry/remoting"
@@ -38,7 +39,10 @@ type Options struct {
 	// clients dial; "" registers the listen address (an unspecified host
 	// as 127.0.0.1). A broker in a container advertises its service name.
 	Advertise string
-	Logger    *slog.Logger
+	// Auth, when set, checks every request's credentials and topics
+	// against the rules the MQTT front-end uses (see access.go).
+	Auth   *auth.Authenticator
+	Logger *slog.Logger
 }
 
 // Server serves the native protocol for one broker.
@@ -53,7 +57,8 @@ type Server struct {
 	clients   map[*remoting.Conn]map[string]string // conn → group → client id, for cleanup
 	locks     lockTable
 
-	stats requestStats
+	access *access
+	stats  requestStats
 
 	stop chan struct{}
 	kick chan struct{} // register now
@@ -79,7 +84,7 @@ func New(b *core.Broker, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
-		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+		access: newAccess(opts.Auth), stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
 	// A topic created by any front-end or bridge (an MQTT device's first
 	// publish) is routable at once, not at the next periodic registration.
@@ -147,9 +152,12 @@ func (s *Server) Addr() string {
 	return s.addr
 }
 
-// handle serves a request and counts it.
+// handle serves a request from whom it identifies, and counts it.
 func (s *Server) handle(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
-	resp := s.serve(ctx, c, req)
+	user, resp := s.access.identify(c, req)
+	if resp == nil {
+		resp = s.serve(ctx, c, user, req)
+	}
 	s.stats.count(req, resp)
 	return resp
 }
@@ -163,19 +171,23 @@ func (h handler) Serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 
 func (h handler) Batches(req *remoting.Command) bool { return h.s.batches(req) }
 
-func (h handler) ServeBatch(ctx context.Context, _ *remoting.Conn, reqs []*remoting.Command) []*remoting.Command {
-	resps := h.s.serveBatch(ctx, reqs)
+func (h handler) ServeBatch(ctx context.Context, c *remoting.Conn, reqs []*remoting.Command) []*remoting.Command {
+	resps := h.s.serveBatch(ctx, c, reqs)
 	for i, resp := range resps {
 		h.s.stats.count(reqs[i], resp)
 	}
 	return resps
 }
 
-func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+// serve serves req from user (already identified).
+func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *remoting.Command) *remoting.Command {
 	switch req.Code {
 	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
-		return s.serveBatch(ctx, []*remoting.Command{req})[0] // a batch of one
+		return s.serveBatch(ctx, c, []*remoting.Command{req})[0] // a batch of one
 	case remoting.PullMessage:
+		if refused := s.access.mayRead(user, req, req.Ext("topic"), req.Ext("subscription")); refused != nil {
+			return refused
+		}
 		return s.pull(ctx, req)
 	case remoting.HeartBeat:
 		return s.heartbeat(c, req)
@@ -234,10 +246,16 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 		if err != nil {
 			return req.Response(remoting.SystemError, fmt.Sprintf("no message at offset %d: %v", off, err))
 		}
+		if refused := s.access.mayReadMessage(user, req, &m); refused != nil {
+			return refused
+		}
 		resp := req.Response(remoting.Success, "")
 		resp.Body = appendMessage(nil, &m, s.host())
 		return resp
 	case remoting.QueryMessage:
+		if refused := s.access.mayRead(user, req, req.Ext("topic"), ""); refused != nil {
+			return refused
+		}
 		return s.queryByKey(req)
 	case remoting.GetAllSubscriptionGroupConfig: // Ferry's answer: the group names
 		return req.JSONResponse(struct {
@@ -256,6 +274,9 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 		}
 		return req.JSONResponse(info)
 	case remoting.UpdateAndCreateTopic:
+		if refused := s.access.mayAdminister(user, req, req.Ext("topic")); refused != nil {
+			return refused
+		}
 		n, _ := strconv.Atoi(req.Ext("writeQueueNums"))
 		if _, err := s.b.CreateTopic(req.Ext("topic"), n); err != nil && !errors.Is(err, core.ErrTopicExists) {
 			return req.Response(remoting.SystemError, err.Error())
@@ -291,12 +312,20 @@ func (s *Server) batches(req *remoting.Command) bool {
 // (or a single send) one after the other, without waiting for each to be
 // durable, then waits once for all of them (one fsync with sync flush) and
 // answers each.
-func (s *Server) serveBatch(ctx context.Context, reqs []*remoting.Command) []*remoting.Command {
+func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remoting.Command) []*remoting.Command {
 	resps := make([]*remoting.Command, len(reqs))
 	results := make([][]core.PublishResult, len(reqs))
 	var end int64
 	for i, req := range reqs {
-		msgs, opts, refused := decodeSend(req)
+		user, refused := s.access.identify(c, req)
+		var msgs []*core.Message
+		var opts core.PublishOptions
+		if refused == nil {
+			msgs, opts, refused = decodeSend(req)
+		}
+		if refused == nil {
+			refused = s.access.mayPublish(user, req, msgs)
+		}
 		if refused != nil {
 			resps[i] = refused
 			continue
@@ -540,6 +569,7 @@ func (s *Server) heartbeat(c *remoting.Conn, req *remoting.Command) *remoting.Co
 }
 
 func (s *Server) connClosed(c *remoting.Conn) {
+	s.access.forget(c)
 	s.mu.Lock()
 	groups := s.clients[c]
 	delete(s.clients, c)

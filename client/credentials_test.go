@@ -1,0 +1,69 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// TestCredentials: against brokers that check credentials, WithCredentials
+// carries them on every request (sends, heartbeats, pulls, offsets) and
+// the topic rules apply; without them a send fails at once, not retried.
+func TestCredentials(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := auth.SetPassword(filepath.Join(dir, "passwd"), "alice", "secret", bcrypt.MinCost); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "acl"), []byte("user alice\ntopic readwrite orders/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{PasswordFile: filepath.Join(dir, "passwd"), ACLFile: filepath.Join(dir, "acl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := startFerryWith(t, a)
+	f.createTopic(t, "orders", 4)
+	f.createTopic(t, "payroll", 1)
+	ctx := t.Context()
+
+	p := f.newProducer(t, WithCredentials("alice", "secret"))
+	for i := range 10 {
+		if _, err := p.Send(ctx, &Message{Topic: "orders", Tag: "eu", Body: fmt.Appendf(nil, "%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r recorder
+	f.startConsumer(t, "cg", "orders", "*", r.handle, WithCredentials("alice", "secret"))
+	eventually(t, 10*time.Second, func() bool { return r.len() == 10 }, "the 10 messages")
+
+	start := time.Now()
+	_, err = p.Send(ctx, &Message{Topic: "payroll", Body: []byte("x")})
+	if !errors.Is(err, remoting.ErrNoPermission) || !strings.Contains(err.Error(), "publish to payroll") {
+		t.Fatalf("send to a topic the ACL denies: %v", err)
+	}
+	anon := f.newProducer(t)
+	_, err = anon.Send(ctx, &Message{Topic: "orders", Body: []byte("x")})
+	if !errors.Is(err, remoting.ErrNoPermission) || !strings.Contains(err.Error(), "anonymous access is not allowed") {
+		t.Fatalf("send without credentials: %v", err)
+	}
+	wrong := f.newProducer(t, WithCredentials("alice", "guess"))
+	_, err = wrong.Send(ctx, &Message{Topic: "orders", Body: []byte("x")})
+	if !errors.Is(err, remoting.ErrNoPermission) || !strings.Contains(err.Error(), "bad username or password") {
+		t.Fatalf("send with a wrong password: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refused sends took %v: retried?", d)
+	}
+	if _, err := NewProducer(WithCredentials("", "x")); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("empty username: %v", err)
+	}
+}

@@ -1,0 +1,149 @@
+package native
+
+import (
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Request fields that carry a native client's credentials, on every
+// request to a broker (RocketMQ's AccessKey, and Ferry's own Password: the
+// password file holds bcrypt hashes, against which RocketMQ's signed
+// requests cannot be checked).
+const (
+	FieldAccessKey = "AccessKey"
+	FieldPassword  = "Password"
+	fieldSignature = "Signature" // RocketMQ ACL's: refused with a note
+)
+
+// retryPrefix names a consumer group's retry topic: "%RETRY%" + group.
+const retryPrefix = "%RETRY%"
+
+// access applies the shared auth rules (auth.Authenticator, the MQTT
+// front-end's too) to native requests. Topics are checked as MQTT-style
+// paths, topic/subject. Without an Authenticator it allows everything.
+//
+// Each connection remembers the credentials that last passed, so that a
+// producer's stream of sends costs one check, not one per request.
+type access struct {
+	a *auth.Authenticator
+
+	mu    sync.Mutex
+	known map[*remoting.Conn]credentials
+}
+
+type credentials struct{ user, password string }
+
+func newAccess(a *auth.Authenticator) *access {
+	return &access{a: a, known: map[*remoting.Conn]credentials{}}
+}
+
+// identify returns who sent req on c, or a response refusing it.
+func (x *access) identify(c *remoting.Conn, req *remoting.Command) (string, *remoting.Command) {
+	if x.a == nil {
+		return "", nil
+	}
+	cr := credentials{req.Ext(FieldAccessKey), req.Ext(FieldPassword)}
+	x.mu.Lock()
+	passed, seen := x.known[c]
+	x.mu.Unlock()
+	if seen && passed == cr {
+		return cr.user, nil
+	}
+	err := x.a.Authenticate(cr.user, cr.password)
+	switch {
+	case err == nil:
+	case cr.user == "" && req.Ext(fieldSignature) != "":
+		return "", req.Response(remoting.NoPermission, "native: a signed request (RocketMQ ACL) cannot be checked against "+
+			"Ferry's password file: send the username as AccessKey and the password as Password (the Go SDK's client.WithCredentials)")
+	case errors.Is(err, auth.ErrAnonymousNotAllowed):
+		return "", req.Response(remoting.NoPermission, "native: anonymous access is not allowed (auth.allow-anonymous): "+
+			"send credentials (ferry's --username and --password, the Go SDK's client.WithCredentials)")
+	default:
+		return "", req.Response(remoting.NoPermission, "native: "+err.Error())
+	}
+	if c != nil {
+		x.mu.Lock()
+		x.known[c] = cr
+		x.mu.Unlock()
+	}
+	return cr.user, nil
+}
+
+// forget drops what c remembered; the connection closed.
+func (x *access) forget(c *remoting.Conn) {
+	x.mu.Lock()
+	delete(x.known, c)
+	x.mu.Unlock()
+}
+
+// path is a message's topic as the ACL sees it: topic/subject.
+func path(topic, subject string) string {
+	if subject == "" {
+		return topic
+	}
+	return topic + "/" + subject
+}
+
+// mayPublish refuses req unless user may write every message of msgs.
+func (x *access) mayPublish(user string, req *remoting.Command, msgs []*core.Message) *remoting.Command {
+	if x.a == nil {
+		return nil
+	}
+	for _, m := range msgs {
+		if p := path(m.Topic, m.Subject); !x.a.Allow(user, "", auth.Write, p) {
+			return req.Response(remoting.NoPermission, "native: not allowed to publish to "+p+" (auth.acl-file)")
+		}
+	}
+	return nil
+}
+
+// mayRead refuses req unless user may read topic's messages that the
+// subscription expression expr selects (see route.ParseFilter). Retry
+// topics (%RETRY%group) hold what the group's members were allowed to
+// read: they are not checked again.
+func (x *access) mayRead(user string, req *remoting.Command, topic, expr string) *remoting.Command {
+	if x.a == nil || strings.HasPrefix(topic, retryPrefix) {
+		return nil
+	}
+	ok := true
+	switch expr = strings.TrimSpace(expr); {
+	case expr == "" || expr == "*" || expr == "#":
+		ok = x.a.AllowFilter(user, "", topic+"/#")
+	case strings.Contains(expr, "||"):
+		for tag := range strings.SplitSeq(expr, "||") {
+			ok = ok && x.a.Allow(user, "", auth.Read, path(topic, strings.TrimSpace(tag)))
+		}
+	case strings.ContainsAny(expr, "+#"):
+		ok = x.a.AllowFilter(user, "", path(topic, expr))
+	default:
+		ok = x.a.Allow(user, "", auth.Read, path(topic, expr))
+	}
+	if !ok {
+		return req.Response(remoting.NoPermission, "native: not allowed to read "+topic+" with "+strings.TrimSpace(expr+" ")+
+			" (auth.acl-file)")
+	}
+	return nil
+}
+
+// mayAdminister refuses req unless user may write topic itself (a rule
+// for topic, or for topic/#, which matches its parent): creating a topic
+// is for those who may publish to all of it.
+func (x *access) mayAdminister(user string, req *remoting.Command, topic string) *remoting.Command {
+	if x.a == nil || x.a.Allow(user, "", auth.Write, topic) {
+		return nil
+	}
+	return req.Response(remoting.NoPermission, "native: not allowed to create or change topic "+topic+" (auth.acl-file)")
+}
+
+// mayReadMessage refuses req unless user may read m.
+func (x *access) mayReadMessage(user string, req *remoting.Command, m *core.Message) *remoting.Command {
+	if x.a == nil || x.a.Allow(user, "", auth.Read, path(m.Topic, m.Subject)) {
+		return nil
+	}
+	return req.Response(remoting.NoPermission, "native: not allowed to read "+path(m.Topic, m.Subject)+" (auth.acl-file)")
+}
