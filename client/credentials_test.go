@@ -3,15 +3,11 @@ package client
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -19,17 +15,7 @@ import (
 // carries them on every request (sends, heartbeats, pulls, offsets) and
 // the topic rules apply; without them a send fails at once, not retried.
 func TestCredentials(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := auth.SetPassword(filepath.Join(dir, "passwd"), "alice", "secret", bcrypt.MinCost); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "acl"), []byte("user alice\ntopic readwrite orders/#\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{PasswordFile: filepath.Join(dir, "passwd"), ACLFile: filepath.Join(dir, "acl")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := authtest.New(t, map[string]string{"alice": "secret"}, "user alice\ntopic readwrite orders/#\n")
 	f := startFerryWith(t, a)
 	f.createTopic(t, "orders", 4)
 	f.createTopic(t, "payroll", 1)
@@ -46,7 +32,7 @@ func TestCredentials(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool { return r.len() == 10 }, "the 10 messages")
 
 	start := time.Now()
-	_, err = p.Send(ctx, &Message{Topic: "payroll", Body: []byte("x")})
+	_, err := p.Send(ctx, &Message{Topic: "payroll", Body: []byte("x")})
 	if !errors.Is(err, remoting.ErrNoPermission) || !strings.Contains(err.Error(), "publish to payroll") {
 		t.Fatalf("send to a topic the ACL denies: %v", err)
 	}

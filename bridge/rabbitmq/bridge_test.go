@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
+	"github.com/ferrymq/ferry/internal/rabbittest"
 )
 
 func TestOutbound(t *testing.T) {
@@ -156,15 +157,7 @@ func TestInboundLag(t *testing.T) {
 	if lag := b.Status().Lag; lag != -1 {
 		t.Fatalf("lag %d before asking, want -1 (unknown)", lag)
 	}
-	conn, err := amqp.Dial(r.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, ch := rabbittest.Channel(t, r.url)
 	b.checkLag(context.Background(), conn, ch)
 	if lag := b.Status().Lag; lag != 3 {
 		t.Fatalf("lag %d, want the 3 messages in the queue", lag)

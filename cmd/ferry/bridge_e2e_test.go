@@ -32,15 +32,7 @@ func TestMQTTThroughTheRabbitMQBridge(t *testing.T) {
 	run := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	telemetry, commands := "tele"+run, "cmds"+run
 
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := rabbittest.Channel(t, url)
 	q, err := ch.QueueDeclare("ferry-e2e-"+run, true, true, false, false, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,13 @@
 package native
 
 import (
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
 	"github.com/ferrymq/ferry/storage"
 )
@@ -18,20 +15,8 @@ import (
 // authenticator is one user, alice/secret, who may publish to
 // devices/+/telemetry and read devices/#, but nothing of devices/13.
 func authenticator(t *testing.T) *auth.Authenticator {
-	t.Helper()
-	dir := t.TempDir()
-	if _, err := auth.SetPassword(filepath.Join(dir, "passwd"), "alice", "secret", bcrypt.MinCost); err != nil {
-		t.Fatal(err)
-	}
-	acl := "user alice\ntopic write devices/+/telemetry\ntopic read devices/#\ntopic deny devices/13/#\n"
-	if err := os.WriteFile(filepath.Join(dir, "acl"), []byte(acl), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{PasswordFile: filepath.Join(dir, "passwd"), ACLFile: filepath.Join(dir, "acl")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return authtest.New(t, map[string]string{"alice": "secret"},
+		"user alice\ntopic write devices/+/telemetry\ntopic read devices/#\ntopic deny devices/13/#\n")
 }
 
 func withCredentials(req *remoting.Command, user, password string) *remoting.Command {

@@ -85,3 +85,18 @@ func lock(t testing.TB, mode int) {
 	}
 	t.Cleanup(func() { f.Close() }) // closing the file releases the lock
 }
+
+// Channel dials url and opens a channel; both close when t ends.
+func Channel(t testing.TB, url string) (*amqp.Connection, *amqp.Channel) {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, ch
+}
