@@ -70,6 +70,7 @@ type Authenticator struct {
 	mu      sync.Mutex
 	dummies map[int][]byte // by cost; guarded by mu
 	failed  *stamps        // the files of the last failed reload; guarded by mu
+	loads   uint64         // files loaded so far; guarded by mu
 
 	state atomic.Pointer[state]
 }
@@ -81,6 +82,7 @@ type state struct {
 	acl    *acl              // nil without an ACL file
 	good   *goodCache
 	stamps stamps
+	gen    uint64 // counts the loads: see Generation
 }
 
 // New loads the files cfg names. A file that is missing or does not parse
@@ -109,6 +111,12 @@ func New(cfg Config) (*Authenticator, error) {
 	a.state.Store(s)
 	return a, nil
 }
+
+// Generation changes each time the files are loaded again. A front-end
+// that remembers which credentials passed (for a connection) checks them
+// again when it has changed: a reload that removes a user, or changes a
+// password, then stops that user's next request.
+func (a *Authenticator) Generation() uint64 { return a.state.Load().gen }
 
 // Open reports whether the Authenticator checks nothing: no password file,
 // anonymous clients admitted, no ACL file. A front-end may then skip it.
@@ -230,7 +238,8 @@ func (a *Authenticator) reloadIfChanged() {
 
 // load reads the files into a new state. a.mu is held.
 func (a *Authenticator) load() (*state, error) {
-	s := &state{good: newGoodCache()}
+	a.loads++
+	s := &state{good: newGoodCache(), gen: a.loads}
 	if path := a.cfg.PasswordFile; path != "" {
 		data, st, err := readFile(path)
 		if err != nil {

@@ -28,7 +28,8 @@ const retryPrefix = "%RETRY%"
 // paths, topic/subject. Without an Authenticator it allows everything.
 //
 // Each connection remembers the credentials that last passed, so that a
-// producer's stream of sends costs one check, not one per request.
+// producer's stream of sends costs one check, not one per request; a
+// reload of the auth files checks them again.
 type access struct {
 	a *auth.Authenticator
 
@@ -36,7 +37,10 @@ type access struct {
 	known map[*remoting.Conn]credentials
 }
 
-type credentials struct{ user, password string }
+type credentials struct {
+	user, password string
+	gen            uint64 // the auth files' generation they passed under
+}
 
 func newAccess(a *auth.Authenticator) *access {
 	return &access{a: a, known: map[*remoting.Conn]credentials{}}
@@ -47,7 +51,7 @@ func (x *access) identify(c *remoting.Conn, req *remoting.Command) (string, *rem
 	if x.a == nil {
 		return "", nil
 	}
-	cr := credentials{req.Ext(FieldAccessKey), req.Ext(FieldPassword)}
+	cr := credentials{req.Ext(FieldAccessKey), req.Ext(FieldPassword), x.a.Generation()}
 	x.mu.Lock()
 	passed, seen := x.known[c]
 	x.mu.Unlock()

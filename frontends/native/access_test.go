@@ -6,16 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
 	"github.com/ferrymq/ferry/storage"
 )
 
-// authenticator is one user, alice/secret, who may publish to
+// aliceRules is one user, alice/secret, who may publish to
 // devices/+/telemetry and read devices/#, but nothing of devices/13.
-func authenticator(t *testing.T) *auth.Authenticator {
-	return authtest.New(t, map[string]string{"alice": "secret"},
+func aliceRules(t *testing.T) auth.Config {
+	return authtest.Files(t, map[string]string{"alice": "secret"},
 		"user alice\ntopic write devices/+/telemetry\ntopic read devices/#\ntopic deny devices/13/#\n")
 }
 
@@ -28,7 +30,12 @@ func withCredentials(req *remoting.Command, user, password string) *remoting.Com
 // carry good credentials, and sends and pulls follow the topic rules; a
 // refusal says why and stores nothing.
 func TestAccess(t *testing.T) {
-	s, c := startServer(t, authenticator(t))
+	cfg := aliceRules(t)
+	a, err := auth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, c := startServer(t, a)
 	refused := func(req *remoting.Command, why string) {
 		t.Helper()
 		resp := call(t, c, req)
@@ -93,4 +100,14 @@ func TestAccess(t *testing.T) {
 	create := withCredentials(remoting.NewRequest(remoting.UpdateAndCreateTopic, map[string]string{
 		"topic": "other", "writeQueueNums": strconv.Itoa(4)}, nil), "alice", "secret")
 	refused(create, "create or change topic other")
+
+	// A new password, reloaded: the connection's remembered pass no longer counts.
+	if _, err := auth.SetPassword(cfg.PasswordFile, "alice", "changed", bcrypt.MinCost); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	refused(withCredentials(sendV2("devices", "42/telemetry", []byte("x"), 0), "alice", "secret"), "bad username or password")
+	ok(withCredentials(sendV2("devices", "42/telemetry", []byte("x"), 0), "alice", "changed"))
 }

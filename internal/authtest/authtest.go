@@ -12,10 +12,20 @@ import (
 	"github.com/ferrymq/ferry/auth"
 )
 
-// New is an Authenticator over a password file of users (name → password,
-// hashed at bcrypt's lowest cost, for speed) and an ACL file holding acl
-// (none when acl is empty).
+// New is an Authenticator over Files(t, users, acl).
 func New(t testing.TB, users map[string]string, acl string) *auth.Authenticator {
+	t.Helper()
+	a, err := auth.New(Files(t, users, acl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Files writes a password file of users (name → password, hashed at
+// bcrypt's lowest cost, for speed) and an ACL file holding acl (none when
+// acl is empty) in a temporary directory, and returns the config naming them.
+func Files(t testing.TB, users map[string]string, acl string) auth.Config {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := auth.Config{PasswordFile: filepath.Join(dir, "passwd")}
@@ -30,9 +40,5 @@ func New(t testing.TB, users map[string]string, acl string) *auth.Authenticator 
 			t.Fatal(err)
 		}
 	}
-	a, err := auth.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return cfg
 }
