@@ -317,15 +317,7 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	results := make([][]core.PublishResult, len(reqs))
 	var end int64
 	for i, req := range reqs {
-		user, refused := s.access.identify(c, req)
-		var msgs []*core.Message
-		var opts core.PublishOptions
-		if refused == nil {
-			msgs, opts, refused = decodeSend(req)
-		}
-		if refused == nil {
-			refused = s.access.mayPublish(user, req, msgs)
-		}
+		msgs, opts, refused := s.admitSend(c, req)
 		if refused != nil {
 			resps[i] = refused
 			continue
@@ -355,6 +347,20 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 		}
 	}
 	return resps
+}
+
+// admitSend identifies a send's sender, decodes its messages and checks
+// that the sender may publish them; a non-nil response refuses it.
+func (s *Server) admitSend(c *remoting.Conn, req *remoting.Command) ([]*core.Message, core.PublishOptions, *remoting.Command) {
+	user, refused := s.access.identify(c, req)
+	if refused != nil {
+		return nil, core.PublishOptions{}, refused
+	}
+	msgs, opts, refused := decodeSend(req)
+	if refused == nil {
+		refused = s.access.mayPublish(user, req, msgs)
+	}
+	return msgs, opts, refused
 }
 
 // decodeSend turns a send request into the messages to publish and how; a
