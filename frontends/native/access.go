@@ -127,16 +127,18 @@ func (x *access) mayRead(user string, req *remoting.Command, topic, expr string)
 	default:
 		ok = x.a.Allow(user, "", auth.Read, path(topic, expr))
 	}
-	if !ok {
-		return req.Response(remoting.NoPermission, "native: not allowed to read "+topic+" with "+strings.TrimSpace(expr+" ")+
-			" (auth.acl-file)")
+	if ok {
+		return nil
 	}
-	return nil
+	what := topic
+	if expr != "" {
+		what += " with " + expr
+	}
+	return req.Response(remoting.NoPermission, "native: not allowed to read "+what+" (auth.acl-file)")
 }
 
-// mayAdminister refuses req unless user may write topic itself (a rule
-// for topic, or for topic/#, which matches its parent): creating a topic
-// is for those who may publish to all of it.
+// mayAdminister refuses req unless user may write the topic name itself:
+// a rule for topic, or for topic/#, which matches its parent.
 func (x *access) mayAdminister(user string, req *remoting.Command, topic string) *remoting.Command {
 	if x.a == nil || x.a.Allow(user, "", auth.Write, topic) {
 		return nil
