@@ -73,6 +73,7 @@ type PushConsumer struct {
 	workers        sync.WaitGroup
 	closeOnce      sync.Once
 	closeErr       error
+	refused        error // the first heartbeat's refusal, for Start; written before the first rebalance ends
 
 	// WithBroadcasting: the offsets, kept here rather than at the brokers.
 	memMu      sync.Mutex
@@ -193,7 +194,9 @@ func (c *PushConsumer) Subscribe(topic, expr string, handler func(context.Contex
 // sent its first heartbeat and took its first queues, or when ctx ends
 // first: ctx bounds only that wait. The consumer runs until Close, and
 // keeps trying in the background what failed (a NameServer or broker that
-// cannot be reached, a topic not created yet), logging why.
+// cannot be reached, a topic not created yet), logging why; but a broker
+// that refuses its credentials (NO_PERMISSION at the first heartbeat) fails
+// Start, and the consumer is closed.
 func (c *PushConsumer) Start(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
@@ -221,12 +224,16 @@ func (c *PushConsumer) Start(ctx context.Context) error {
 	first := make(chan struct{})
 	c.loops.Add(3)
 	go c.rebalanceLoop(first)
-	go c.every(c.opts.heartbeatEvery, c.heartbeat)
+	go c.every(c.opts.heartbeatEvery, func() { c.heartbeat() })
 	go c.every(c.opts.commitEvery, c.commitAll)
 	c.mu.Unlock()
 
 	select {
 	case <-first:
+		if err := c.refused; err != nil {
+			c.Close()
+			return fmt.Errorf("client: consumer of group %s refused: %w", c.group, err)
+		}
 	case <-ctx.Done():
 		c.logger.Warn("client: consumer started before its first rebalance finished", "err", ctx.Err())
 	}
@@ -285,7 +292,7 @@ func (c *PushConsumer) Close() error {
 
 func (c *PushConsumer) rebalanceLoop(first chan<- struct{}) {
 	defer c.loops.Done()
-	c.heartbeat()
+	c.refused = c.heartbeat()
 	c.rebalance()
 	close(first)
 	t := time.NewTicker(c.opts.rebalanceEvery)
@@ -363,8 +370,9 @@ type subscriptionData struct {
 }
 
 // heartbeat tells every broker of the subscribed topics that this member
-// is alive and what it reads.
-func (c *PushConsumer) heartbeat() {
+// is alive and what it reads. It returns the first refusal of the
+// consumer's credentials (NO_PERMISSION), which trying again does not change.
+func (c *PushConsumer) heartbeat() error {
 	model := "CLUSTERING"
 	if c.opts.broadcasting {
 		model = "BROADCASTING"
@@ -377,15 +385,20 @@ func (c *PushConsumer) heartbeat() {
 	body, err := json.Marshal(heartbeatData{ClientID: c.id, ConsumerDataSet: []consumerData{cd}, ProducerDataSet: []struct{}{}})
 	if err != nil {
 		c.logger.Error("client: heartbeat body", "err", err)
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.requestTimeout)
 	defer cancel()
+	var refused error
 	for _, addr := range c.brokers(ctx, true) {
 		if _, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.HeartBeat, nil, body)); err != nil && c.ctx.Err() == nil {
 			c.logger.Warn("client: heartbeat failed", "broker", addr, "err", err)
+			if refused == nil && errors.Is(err, remoting.ErrNoPermission) {
+				refused = err
+			}
 		}
 	}
+	return refused
 }
 
 // brokers lists the addresses of the brokers of the subscribed topics,

@@ -49,6 +49,14 @@ func TestCredentials(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("refused sends took %v: retried?", d)
 	}
+	c, err := NewPushConsumer("cg2", f.opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Subscribe("orders", "*", r.handle)
+	if err := c.Start(ctx); !errors.Is(err, remoting.ErrNoPermission) || !strings.Contains(err.Error(), "anonymous access") {
+		t.Fatalf("a consumer without credentials started: %v", err)
+	}
 	if _, err := NewProducer(WithCredentials("", "x")); !errors.Is(err, ErrInvalidOption) {
 		t.Fatalf("empty username: %v", err)
 	}
