@@ -15,14 +15,21 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
+// Both listeners disconnect their clients at Close with the function they
+// are given (Server.disconnectListener), not with the engine's close
+// callback: that one lists the clients with Clients.GetByListener, which
+// read-locks the client map twice (mochi v2.7.9) and deadlocks a shutdown
+// when a client leaving at that moment asks for the write lock in between.
+
 // streamListener serves MQTT over a stream listener (TCP, or TLS over
 // TCP). It is bound before it is added, so ":0" reports its real port.
 type streamListener struct {
-	id   string
-	ln   net.Listener
-	once sync.Once
-	wg   sync.WaitGroup
-	log  *slog.Logger
+	id         string
+	ln         net.Listener
+	disconnect func(listener string) // its clients, at Close
+	once       sync.Once
+	wg         sync.WaitGroup
+	log        *slog.Logger
 }
 
 func (l *streamListener) Init(log *slog.Logger) error { l.log = log; return nil }
@@ -46,28 +53,29 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *streamListener) Close(closeClients listeners.CloseFn) {
+func (l *streamListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		l.ln.Close()
-		closeClients(l.id)
+		l.disconnect(l.id)
 	})
 }
 
 // wsListener serves MQTT over WebSocket on the path /mqtt, one binary
 // message or more per MQTT packet stream ("mqtt" subprotocol).
 type wsListener struct {
-	id        string
-	ln        net.Listener
-	srv       *http.Server
-	upgrader  websocket.Upgrader
-	log       *slog.Logger
-	once      sync.Once
-	mu        sync.Mutex
-	establish listeners.EstablishFn
+	id         string
+	ln         net.Listener
+	disconnect func(listener string) // its clients, at Close
+	srv        *http.Server
+	upgrader   websocket.Upgrader
+	log        *slog.Logger
+	once       sync.Once
+	mu         sync.Mutex
+	establish  listeners.EstablishFn
 }
 
-func newWSListener(id string, ln net.Listener, log *slog.Logger) *wsListener {
-	l := &wsListener{id: id, ln: ln, log: log, upgrader: websocket.Upgrader{
+func newWSListener(id string, ln net.Listener, disconnect func(string), log *slog.Logger) *wsListener {
+	l := &wsListener{id: id, ln: ln, disconnect: disconnect, log: log, upgrader: websocket.Upgrader{
 		Subprotocols: []string{"mqtt"},
 		CheckOrigin:  func(*http.Request) bool { return true },
 	}}
@@ -105,12 +113,12 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+func (l *wsListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = l.srv.Shutdown(ctx)
-		closeClients(l.id)
+		l.disconnect(l.id)
 	})
 }
 

@@ -24,6 +24,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
@@ -217,9 +218,9 @@ func (s *Server) Start() error {
 		if sp.tls {
 			ln = tls.NewListener(ln, tlsCfg)
 		}
-		var l listeners.Listener = &streamListener{id: sp.id, ln: ln}
+		var l listeners.Listener = &streamListener{id: sp.id, ln: ln, disconnect: s.disconnectListener}
 		if sp.ws {
-			l = newWSListener(sp.id, ln, s.log)
+			l = newWSListener(sp.id, ln, s.disconnectListener, s.log)
 		}
 		if err := s.mq.AddListener(l); err != nil {
 			ln.Close()
@@ -244,6 +245,17 @@ func (s *Server) Start() error {
 		go s.acker.run(s.ctx)
 	}
 	return nil
+}
+
+// disconnectListener disconnects the clients of listener id, as the
+// engine's close callback would, but listing them with Clients.GetAll, which
+// read-locks the client map once (see the note in listeners.go).
+func (s *Server) disconnectListener(id string) {
+	for _, cl := range s.mq.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = s.mq.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 func (s *Server) closeListeners() {
