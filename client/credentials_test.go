@@ -16,7 +16,7 @@ import (
 // the topic rules apply; without them a send fails at once, not retried.
 func TestCredentials(t *testing.T) {
 	a := authtest.New(t, map[string]string{"alice": "secret"}, "user alice\ntopic readwrite orders/#\n")
-	f := startFerryWith(t, a)
+	f := startFerryWith(t, &testFerry{auth: a})
 	f.createTopic(t, "orders", 4)
 	f.createTopic(t, "payroll", 1)
 	ctx := t.Context()

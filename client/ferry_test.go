@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -35,6 +36,7 @@ type testFerry struct {
 	ns      string
 	brokers map[string]*testBroker
 	auth    *auth.Authenticator // checks the brokers' requests when set
+	tls     *tls.Config         // the brokers serve TLS with it when set
 }
 
 type testBroker struct {
@@ -53,11 +55,11 @@ func (b *testBroker) Stop() { b.once.Do(b.stop) }
 // are RocketMQ's scaled down 1000 times, so that retries come fast.
 func startFerry(t *testing.T) *testFerry {
 	t.Helper()
-	return startFerryWith(t, nil)
+	return startFerryWith(t, &testFerry{})
 }
 
-// startFerryWith is startFerry with brokers that check requests with a.
-func startFerryWith(t *testing.T, a *auth.Authenticator) *testFerry {
+// startFerryWith is startFerry with f's auth and tls for the brokers.
+func startFerryWith(t *testing.T, f *testFerry) *testFerry {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +68,7 @@ func startFerryWith(t *testing.T, a *auth.Authenticator) *testFerry {
 	ns := namesrv.New(namesrv.Options{Logger: testLogger()})
 	go ns.Serve(ln)
 	t.Cleanup(func() { ns.Close() })
-	f := &testFerry{ns: ln.Addr().String(), brokers: map[string]*testBroker{}, auth: a}
+	f.ns, f.brokers = ln.Addr().String(), map[string]*testBroker{}
 	f.addBroker(t, "broker-a")
 	return f
 }
@@ -105,6 +107,9 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if f.tls != nil {
+		ln = tls.NewListener(ln, f.tls)
 	}
 	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Auth: f.auth, Logger: logger})
 	served := make(chan struct{})

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
@@ -45,7 +46,8 @@ type Option func(*options)
 
 type options struct {
 	nameServers    []string
-	user, password string // WithCredentials
+	user, password string      // WithCredentials
+	tls            *tls.Config // WithTLS
 	group          string
 	sendTimeout    time.Duration
 	retries        int
@@ -143,6 +145,19 @@ func WithCredentials(username, password string) Option {
 			return
 		}
 		o.user, o.password = username, password
+	}
+}
+
+// WithTLS connects to the brokers over TLS with cfg (nil: the system's
+// roots, the broker's host as server name), for brokers whose native
+// listener serves TLS (native-tls-cert). The NameServers are dialed over
+// plain TCP.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) {
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		o.tls = cfg
 	}
 }
 

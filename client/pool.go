@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,8 +12,9 @@ import (
 )
 
 // pool keeps one connection per address and dials again when one is gone.
-// With credentials (WithCredentials) it adds them to every request, except
-// to the NameServers, which do not check them.
+// With credentials (WithCredentials) it adds them to every request, and
+// with WithTLS it dials over TLS, except to the NameServers, which check no
+// credentials and serve plain TCP.
 //
 // Lock order: poolConn.mu → pool.mu.
 type pool struct {
@@ -21,6 +23,7 @@ type pool struct {
 	closed bool
 
 	user, password string
+	tls            *tls.Config // WithTLS: for brokers
 	nameServers    map[string]bool
 }
 
@@ -30,7 +33,7 @@ type poolConn struct {
 }
 
 func newPool(o *options) *pool {
-	p := &pool{conns: map[string]*poolConn{}, user: o.user, password: o.password, nameServers: map[string]bool{}}
+	p := &pool{conns: map[string]*poolConn{}, user: o.user, password: o.password, tls: o.tls, nameServers: map[string]bool{}}
 	for _, ns := range o.nameServers {
 		p.nameServers[ns] = true
 	}
@@ -81,7 +84,11 @@ func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
 		pc.c.Close() // already gone: this only waits for its reader
 		pc.c = nil
 	}
-	c, err := remoting.Dial(ctx, addr)
+	var tlsCfg *tls.Config
+	if !p.nameServers[addr] {
+		tlsCfg = p.tls
+	}
+	c, err := remoting.DialTLS(ctx, addr, tlsCfg)
 	if err != nil {
 		return nil, err // remoting: dial ADDR: …
 	}

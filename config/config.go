@@ -49,6 +49,10 @@ type Config struct {
 	NamesrvAddr string `koanf:"namesrv-addr"`
 	// NativeAddr is where the broker's native protocol listens, or "off".
 	NativeAddr string `koanf:"native-addr"`
+	// NativeTLSCert and NativeTLSKey, both set, make the native listener
+	// serve TLS only (PEM files).
+	NativeTLSCert string `koanf:"native-tls-cert"`
+	NativeTLSKey  string `koanf:"native-tls-key"`
 	// AdvertiseAddr is the native address registered with the NameServers
 	// (host:port clients dial); "" registers the listen address.
 	AdvertiseAddr string `koanf:"advertise-addr"`
@@ -59,6 +63,10 @@ type Config struct {
 	// topic, group, bench) send to brokers that check credentials.
 	Username string `koanf:"username"`
 	Password string `koanf:"password"`
+	// TLS has client commands reach the brokers over TLS, trusting the
+	// system's roots and TLSCA (a PEM file of certificates) when set.
+	TLS   bool   `koanf:"tls"`
+	TLSCA string `koanf:"tls-ca"`
 	// HTTPAddr is where metrics, health and status are served, or "off".
 	HTTPAddr string `koanf:"http-addr"`
 	// NamesrvHTTPAddr is where ferry namesrv, run alone, serves its
@@ -237,6 +245,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPAddr == "" {
 		return errors.New("http-addr: must not be empty (off disables it)")
+	}
+	if (c.NativeTLSCert == "") != (c.NativeTLSKey == "") {
+		return errors.New("native-tls-cert and native-tls-key: set both, or neither")
 	}
 	if c.NamesrvHTTPAddr == "" {
 		return errors.New("namesrv-http-addr: must not be empty (off disables it)")

@@ -3,6 +3,7 @@ package remoting
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -30,8 +31,21 @@ type Client struct {
 
 // Dial connects to addr.
 func Dial(ctx context.Context, addr string) (*Client, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	return DialTLS(ctx, addr, nil)
+}
+
+// DialTLS is Dial over TLS with cfg (its ServerName defaults to addr's
+// host); a nil cfg dials plain TCP.
+func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Client, error) {
+	var nc net.Conn
+	var err error
+	if cfg != nil {
+		d := tls.Dialer{Config: cfg}
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("remoting: dial %s: %w", addr, err)
 	}

@@ -15,7 +15,11 @@ func withAdmin(cmd *cobra.Command, f func(*client.Admin) error) error {
 	if err != nil {
 		return err
 	}
-	a, err := client.NewAdmin(clientOptions(cmd, cfg)...)
+	opts, err := clientOptions(cmd, cfg)
+	if err != nil {
+		return err
+	}
+	a, err := client.NewAdmin(opts...)
 	if err != nil {
 		return err
 	}

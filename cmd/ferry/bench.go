@@ -58,7 +58,11 @@ func newBenchCmd() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			p, err := client.NewProducer(clientOptions(cmd, cfg)...)
+			opts, err := clientOptions(cmd, cfg)
+			if err != nil {
+				return err
+			}
+			p, err := client.NewProducer(opts...)
 			if err != nil {
 				return err
 			}
@@ -126,7 +130,11 @@ func newBenchCmd() *cobra.Command {
 			if group == "" {
 				group = fmt.Sprintf("bench-%d", time.Now().UnixNano())
 			}
-			c, err := client.NewPushConsumer(group, clientOptions(cmd, cfg, client.WithConsumeFrom(client.ConsumeFromFirst), client.WithPullBatch(256))...)
+			opts, err := clientOptions(cmd, cfg, client.WithConsumeFrom(client.ConsumeFromFirst), client.WithPullBatch(256))
+			if err != nil {
+				return err
+			}
+			c, err := client.NewPushConsumer(group, opts...)
 			if err != nil {
 				return err
 			}
@@ -169,7 +177,10 @@ func newBenchCmd() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			opts := clientOptions(cmd, cfg)
+			opts, err := clientOptions(cmd, cfg)
+			if err != nil {
+				return err
+			}
 			// A topic of its own: nothing old to read, nothing sent before
 			// the consumer is there.
 			run := time.Now().UnixNano()

@@ -35,6 +35,7 @@ func newBrokerCmd() *cobra.Command {
 	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; :0 picks a free port")
+	addNativeTLSFlags(fs)
 	config.AddFlag(fs, "advertise-addr", "advertise-addr", "native address registered with the NameServers, which clients dial (default: the listen address)")
 	addServiceFlags(cmd)
 	addStorageFlags(cmd)
@@ -52,7 +53,7 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		}
 	}
 	return serviceOptions(cfg, logger,
-		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", NameServers: nss, Advertise: cfg.AdvertiseAddr}),
+		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, NameServers: nss, Advertise: cfg.AdvertiseAddr}),
 		native.Module,
 		fx.Invoke(func() error {
 			if len(nss) == 0 {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/signal"
@@ -34,12 +36,30 @@ func nameServers(cfg config.Config) []string {
 // clientOptions are the SDK options every client command starts from: the
 // configured NameServers, credentials and the command's logger; extra ones
 // follow.
-func clientOptions(cmd *cobra.Command, cfg config.Config, extra ...client.Option) []client.Option {
+func clientOptions(cmd *cobra.Command, cfg config.Config, extra ...client.Option) ([]client.Option, error) {
 	opts := []client.Option{client.WithNameServers(nameServers(cfg)...), client.WithLogger(newLogger(cfg.Log, cmd.ErrOrStderr()))}
 	if cfg.Username != "" {
 		opts = append(opts, client.WithCredentials(cfg.Username, cfg.Password))
 	}
-	return append(opts, extra...)
+	if cfg.TLS || cfg.TLSCA != "" {
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.TLSCA != "" {
+			pem, err := os.ReadFile(cfg.TLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("tls-ca: %w", err)
+			}
+			roots, err := x509.SystemCertPool()
+			if err != nil {
+				roots = x509.NewCertPool()
+			}
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("tls-ca %s: no PEM certificate in it", cfg.TLSCA)
+			}
+			tlsCfg.RootCAs = roots
+		}
+		opts = append(opts, client.WithTLS(tlsCfg))
+	}
+	return append(opts, extra...), nil
 }
 
 // addClientFlags adds the flags every client command has: where the
@@ -48,6 +68,8 @@ func addClientFlags(fs *pflag.FlagSet) {
 	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
 	config.AddFlag(fs, "username", "username", "username for brokers that check credentials (auth.password-file)")
 	config.AddFlag(fs, "password", "password", "its password; prefer the environment variable, which ps does not show")
+	config.AddFlag(fs, "tls", "tls", "reach the brokers over TLS (their native-tls-cert)")
+	config.AddFlag(fs, "tls-ca", "tls-ca", "PEM file of certificates to trust besides the system's (implies --tls)")
 }
 
 // interruptible is a context that ends on SIGINT or SIGTERM.
@@ -69,7 +91,11 @@ func newProduceCmd() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			p, err := client.NewProducer(clientOptions(cmd, cfg)...)
+			opts, err := clientOptions(cmd, cfg)
+			if err != nil {
+				return err
+			}
+			p, err := client.NewProducer(opts...)
 			if err != nil {
 				return err
 			}
@@ -152,7 +178,11 @@ func newConsumeCmd() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			c, err := client.NewPushConsumer(group, clientOptions(cmd, cfg, client.WithConsumeFrom(start), client.WithConcurrency(1))...)
+			opts, err := clientOptions(cmd, cfg, client.WithConsumeFrom(start), client.WithConcurrency(1))
+			if err != nil {
+				return err
+			}
+			c, err := client.NewPushConsumer(group, opts...)
 			if err != nil {
 				return err
 			}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/internal/tlstest"
 )
 
 // TestBinary builds ferry and runs it as a real process.
@@ -117,22 +118,23 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
-	t.Run("credentials on the native protocol", func(t *testing.T) {
+	t.Run("credentials on the native protocol, over TLS", func(t *testing.T) {
 		dir := t.TempDir()
+		cert, key, _ := tlstest.SelfSigned(t, dir)
 		passwd := exec.Command(bin, "passwd", filepath.Join(dir, "passwd"), "alice", "--password", "secret", "--cost", "4")
 		if out, err := passwd.CombinedOutput(); err != nil {
 			t.Fatalf("ferry passwd: %v\n%s", err, out)
 		}
 		p := startFerryEnv(t, bin, []string{"FERRY_AUTH_PASSWORD_FILE=" + filepath.Join(dir, "passwd")},
 			"serve", "--data-dir", filepath.Join(dir, "data"), "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0",
-			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--http-addr", "off")
+			"--native-tls-cert", cert, "--native-tls-key", key, "--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--http-addr", "off")
 		if !p.waitLog(`msg="ferry ready"`, time.Minute) {
 			t.Fatalf("ferry did not start:\n%s", p.log())
 		}
 		ns := regexp.MustCompile(`msg="namesrv listening" addr=(\S+)`).FindStringSubmatch(p.log())[1]
 		waitRoute(t, ns, "TBW102")
 		produce := func(env ...string) (string, error) {
-			c := exec.Command(bin, "produce", "--namesrv", ns, "--topic", "secured", "--log-level", "warn")
+			c := exec.Command(bin, "produce", "--namesrv", ns, "--topic", "secured", "--log-level", "warn", "--tls-ca", cert)
 			c.Env = append(environWithoutFerry(), env...)
 			c.Stdin = strings.NewReader("one\n")
 			out, err := c.CombinedOutput()
@@ -143,6 +145,11 @@ func TestBinary(t *testing.T) {
 		}
 		if out, err := produce("FERRY_USERNAME=alice", "FERRY_PASSWORD=secret"); err != nil {
 			t.Fatalf("produce with credentials: %v\n%s", err, out)
+		}
+		plain := exec.Command(bin, "produce", "--namesrv", ns, "--topic", "secured", "--username", "alice", "--password", "secret")
+		plain.Env, plain.Stdin = environWithoutFerry(), strings.NewReader("one\n")
+		if out, err := plain.CombinedOutput(); err == nil {
+			t.Fatalf("produce over plain TCP to a TLS listener succeeded:\n%s", out)
 		}
 	})
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.uber.org/dig"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
@@ -46,6 +47,7 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
+	addNativeTLSFlags(fs)
 	addServiceFlags(cmd)
 	addStorageFlags(cmd)
 	return cmd
@@ -137,9 +139,15 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}), namesrv.Module)
 	}
 	if cfg.NativeAddr != "off" {
-		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", Advertise: cfg.AdvertiseAddr}), native.Module)
+		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr}), native.Module)
 	}
 	return serviceOptions(cfg, logger, roles...)
+}
+
+// addNativeTLSFlags adds the flags of the native listener's certificate.
+func addNativeTLSFlags(fs *pflag.FlagSet) {
+	config.AddFlag(fs, "native-tls-cert", "native-tls-cert", "PEM certificate: the native listener serves TLS only (with --native-tls-key)")
+	config.AddFlag(fs, "native-tls-key", "native-tls-key", "PEM key of --native-tls-cert")
 }
 
 // serviceOptions is the fx graph every broker process shares (serve, and

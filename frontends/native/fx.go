@@ -2,6 +2,7 @@ package native
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,6 +22,9 @@ type Listen struct {
 	Flag        string
 	NameServers []string
 	Advertise   string // see Options.Advertise
+	// TLSCert and TLSKey (PEM files), when set, make the listener serve
+	// TLS only.
+	TLSCert, TLSKey string
 }
 
 type params struct {
@@ -53,14 +57,25 @@ func newFromFx(p params) (*Server, error) {
 	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {
+			var tlsCfg *tls.Config
+			if p.Listen.TLSCert != "" {
+				cert, err := tls.LoadX509KeyPair(p.Listen.TLSCert, p.Listen.TLSKey)
+				if err != nil {
+					return fmt.Errorf("native: TLS certificate (native-tls-cert, native-tls-key): %w", err)
+				}
+				tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
 			ln, err := net.Listen("tcp", p.Listen.Addr)
 			if err != nil {
 				return fmt.Errorf("native: cannot listen on %s (change it with %s): %w", p.Listen.Addr, p.Listen.Flag, err)
 			}
+			if tlsCfg != nil {
+				ln = tls.NewListener(ln, tlsCfg)
+			}
 			if p.NameSrv != nil { // listening by now: its OnStart ran first
 				s.opts.NameServers = append(s.opts.NameServers, reachable(p.NameSrv.Addr()))
 			}
-			p.Logger.Info("native protocol listening", "addr", ln.Addr().String(), "namesrv", s.opts.NameServers)
+			p.Logger.Info("native protocol listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "namesrv", s.opts.NameServers)
 			go s.Serve(ln)
 			return nil
 		},
