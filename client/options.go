@@ -127,17 +127,11 @@ func (o *options) check(kind string) error {
 	return nil
 }
 
-// Request fields of the credentials (frontends/native reads them).
-const (
-	fieldAccessKey = "AccessKey"
-	fieldPassword  = "Password"
-)
-
 // WithCredentials sends username and password to the brokers with every
 // request, for a broker that checks them (auth.password-file) and applies
 // its topic rules (auth.acl-file) to them. The NameServers do not check
 // credentials and are not sent them. The password travels as the request
-// does: over plain TCP, readable on the network.
+// does: readable on the network unless the connection is TLS (WithTLS).
 func WithCredentials(username, password string) Option {
 	return func(o *options) {
 		if username == "" {

@@ -48,8 +48,8 @@ func (p *pool) sign(addr string, req *remoting.Command) {
 	if req.ExtFields == nil {
 		req.ExtFields = map[string]string{}
 	}
-	req.ExtFields[fieldAccessKey] = p.user
-	req.ExtFields[fieldPassword] = p.password
+	req.ExtFields[remoting.FieldAccessKey] = p.user
+	req.ExtFields[remoting.FieldPassword] = p.password
 }
 
 func (p *pool) isClosed() bool {

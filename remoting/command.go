@@ -27,6 +27,14 @@ const (
 	RocketMQ Serialization = 1
 )
 
+// Header fields that carry a client's credentials to a broker that checks
+// them: RocketMQ's AccessKey (the username), and Ferry's own Password (a
+// password file of bcrypt hashes cannot check RocketMQ's signature).
+const (
+	FieldAccessKey = "AccessKey"
+	FieldPassword  = "Password"
+)
+
 // Flag bits.
 const (
 	FlagResponse = 1 << 0

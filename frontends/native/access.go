@@ -10,15 +10,9 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Request fields that carry a native client's credentials, on every
-// request to a broker (RocketMQ's AccessKey, and Ferry's own Password: the
-// password file holds bcrypt hashes, against which RocketMQ's signed
-// requests cannot be checked).
-const (
-	FieldAccessKey = "AccessKey"
-	FieldPassword  = "Password"
-	fieldSignature = "Signature" // RocketMQ ACL's: refused with a note
-)
+// fieldSignature is RocketMQ ACL's signature of a request: refused with a
+// note, as the password file cannot check it (see remoting.FieldPassword).
+const fieldSignature = "Signature"
 
 // retryPrefix names a consumer group's retry topic: "%RETRY%" + group.
 const retryPrefix = "%RETRY%"
@@ -51,7 +45,7 @@ func (x *access) identify(c *remoting.Conn, req *remoting.Command) (string, *rem
 	if x.a == nil {
 		return "", nil
 	}
-	cr := credentials{req.Ext(FieldAccessKey), req.Ext(FieldPassword), x.a.Generation()}
+	cr := credentials{req.Ext(remoting.FieldAccessKey), req.Ext(remoting.FieldPassword), x.a.Generation()}
 	x.mu.Lock()
 	passed, seen := x.known[c]
 	x.mu.Unlock()

@@ -22,7 +22,7 @@ func aliceRules(t *testing.T) auth.Config {
 }
 
 func withCredentials(req *remoting.Command, user, password string) *remoting.Command {
-	req.ExtFields[FieldAccessKey], req.ExtFields[FieldPassword] = user, password
+	req.ExtFields[remoting.FieldAccessKey], req.ExtFields[remoting.FieldPassword] = user, password
 	return req
 }
 
