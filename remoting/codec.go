@@ -205,46 +205,75 @@ func (r *binReader) bytes(n int) []byte { return r.take(n) }
 // AppendFrame appends c's frame, length word included, to dst in c's
 // serialization.
 func AppendFrame(dst []byte, c *Command) ([]byte, error) {
-	be := binary.BigEndian
-	if c.Serialization == RocketMQ { // encoded in place: no header buffer
-		hlen := binaryHeaderLen(c)
-		if hlen > 0xFFFFFF {
-			return dst, fmt.Errorf("%w: header of %d bytes", ErrFrameTooLarge, hlen)
-		}
-		dst = slices.Grow(dst, 8+hlen+len(c.Body)) // one growth for the frame, not one per part
-		dst = be.AppendUint32(dst, uint32(4+hlen+len(c.Body)))
-		dst = be.AppendUint32(dst, uint32(RocketMQ)<<24|uint32(hlen))
-		dst = appendBinaryHeader(dst, c)
-		return append(dst, c.Body...), nil
-	}
-	if c.Serialization != JSON {
-		return dst, fmt.Errorf("remoting: unknown header serialization %d", c.Serialization)
-	}
-	h := jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque, Flag: c.Flag,
-		Remark: c.Remark, ExtFields: c.ExtFields}
-	header, err := json.Marshal(h)
+	h, err := newFrameHeader(c)
 	if err != nil {
-		return dst, fmt.Errorf("remoting: encode header: %w", err)
+		return dst, err
 	}
-	if len(header) > 0xFFFFFF {
-		return dst, fmt.Errorf("%w: header of %d bytes", ErrFrameTooLarge, len(header))
-	}
-	dst = be.AppendUint32(dst, uint32(4+len(header)+len(c.Body)))
-	dst = be.AppendUint32(dst, uint32(JSON)<<24|uint32(len(header)))
-	dst = append(dst, header...)
-	return append(dst, c.Body...), nil
+	return h.appendFrame(dst, c), nil
 }
+
+// frameHeader is a command's header, measured before it is written, so
+// that the frame can be given its exact room first.
+type frameHeader struct {
+	len  int
+	json []byte // the JSON header; nil for the binary one, written in place
+}
+
+func newFrameHeader(c *Command) (frameHeader, error) {
+	var h frameHeader
+	switch c.Serialization {
+	case RocketMQ:
+		h.len = binaryHeaderLen(c)
+	case JSON:
+		var err error
+		h.json, err = json.Marshal(jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque,
+			Flag: c.Flag, Remark: c.Remark, ExtFields: c.ExtFields})
+		if err != nil {
+			return h, fmt.Errorf("remoting: encode header: %w", err)
+		}
+		h.len = len(h.json)
+	default:
+		return h, fmt.Errorf("remoting: unknown header serialization %d", c.Serialization)
+	}
+	if h.len > 0xFFFFFF {
+		return h, fmt.Errorf("%w: header of %d bytes", ErrFrameTooLarge, h.len)
+	}
+	return h, nil
+}
+
+// frameLen is the bytes c's frame takes, length word included.
+func (h frameHeader) frameLen(c *Command) int { return 8 + h.len + len(c.Body) }
+
+// appendFrame appends c's frame with header h to dst, growing it once.
+func (h frameHeader) appendFrame(dst []byte, c *Command) []byte {
+	be := binary.BigEndian
+	dst = slices.Grow(dst, h.frameLen(c))
+	dst = be.AppendUint32(dst, uint32(4+h.len+len(c.Body)))
+	if h.json != nil {
+		dst = be.AppendUint32(dst, uint32(JSON)<<24|uint32(h.len))
+		dst = append(dst, h.json...)
+	} else {
+		dst = be.AppendUint32(dst, uint32(RocketMQ)<<24|uint32(h.len))
+		dst = appendBinaryHeader(dst, c, h.len)
+	}
+	return append(dst, c.Body...)
+}
+
+// binaryFixedLen is the binary header's size without its remark and ext
+// fields: code, language, version, opaque, flag, and the two length words.
+const binaryFixedLen = 2 + 1 + 2 + 4 + 4 + 4 + 4
 
 // binaryHeaderLen is the size of c's RocketMQ binary header.
 func binaryHeaderLen(c *Command) int {
-	n := 2 + 1 + 2 + 4 + 4 + 4 + len(c.Remark) + 4
+	n := binaryFixedLen + len(c.Remark)
 	for k, v := range c.ExtFields {
 		n += 2 + len(k) + 4 + len(v)
 	}
 	return n
 }
 
-func appendBinaryHeader(b []byte, c *Command) []byte {
+// appendBinaryHeader writes c's binary header, hlen bytes (binaryHeaderLen).
+func appendBinaryHeader(b []byte, c *Command, hlen int) []byte {
 	be := binary.BigEndian
 	b = be.AppendUint16(b, uint16(c.Code))
 	b = append(b, languageCode(c.Language))
@@ -253,11 +282,7 @@ func appendBinaryHeader(b []byte, c *Command) []byte {
 	b = be.AppendUint32(b, uint32(c.Flag))
 	b = be.AppendUint32(b, uint32(len(c.Remark)))
 	b = append(b, c.Remark...)
-	extLen := 0
-	for k, v := range c.ExtFields {
-		extLen += 2 + len(k) + 4 + len(v)
-	}
-	b = be.AppendUint32(b, uint32(extLen))
+	b = be.AppendUint32(b, uint32(hlen-binaryFixedLen-len(c.Remark))) // the ext fields' length
 	for k, v := range c.ExtFields {
 		b = be.AppendUint16(b, uint16(len(k)))
 		b = append(b, k...)

@@ -22,17 +22,17 @@ const (
 
 // add encodes c at the end of the queue.
 func (q *frameQueue) add(c *Command) error {
-	need := frameSizeHint(c)
+	h, err := newFrameHeader(c)
+	if err != nil {
+		return err
+	}
+	need := h.frameLen(c)
 	n := len(q.chunks)
 	if n == 0 || cap(q.chunks[n-1])-len(q.chunks[n-1]) < need {
 		q.chunks = append(q.chunks, q.chunk(need))
 		n++
 	}
-	b, err := AppendFrame(q.chunks[n-1], c)
-	if err != nil {
-		return err
-	}
-	q.chunks[n-1] = b
+	q.chunks[n-1] = h.appendFrame(q.chunks[n-1], c)
 	return nil
 }
 
@@ -81,13 +81,4 @@ func writeChunks(nc net.Conn, bufs [][]byte, iov net.Buffers) (net.Buffers, erro
 	_, err := v.WriteTo(nc)
 	clear(iov)
 	return iov, err
-}
-
-// frameSizeHint is the bytes c's frame takes: exact for the binary header,
-// a guess for JSON (AppendFrame grows the chunk when it is short).
-func frameSizeHint(c *Command) int {
-	if c.Serialization == RocketMQ {
-		return 8 + binaryHeaderLen(c) + len(c.Body)
-	}
-	return 8 + 512 + len(c.Body)
 }
