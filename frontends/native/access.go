@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/route"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -100,32 +101,32 @@ func (x *access) mayPublish(user string, req *remoting.Command, msgs []*core.Mes
 	return nil
 }
 
-// mayRead refuses req unless user may read topic's messages that the
-// subscription expression expr selects (see route.ParseFilter). Retry
-// topics (%RETRY%group) hold what the group's members were allowed to
-// read: they are not checked again.
-func (x *access) mayRead(user string, req *remoting.Command, topic, expr string) *remoting.Command {
+// mayRead refuses req unless user may read topic's messages that f
+// selects, as an MQTT SUBSCRIBE to the same filter would be: every message
+// of the topic, each of its tags, or its wildcard filter. Retry topics
+// (%RETRY%group) hold what the group's members were allowed to read: they
+// are not checked again.
+func (x *access) mayRead(user string, req *remoting.Command, topic string, f route.Filter) *remoting.Command {
 	if x.a == nil || strings.HasPrefix(topic, retryPrefix) {
 		return nil
 	}
-	ok := true
-	switch expr = strings.TrimSpace(expr); {
-	case expr == "" || expr == "*" || expr == "#":
+	var ok bool
+	switch tags := f.Tags(); {
+	case f.All():
 		ok = x.a.AllowFilter(user, "", topic+"/#")
-	case strings.Contains(expr, "||"):
-		for tag := range strings.SplitSeq(expr, "||") {
-			ok = ok && x.a.Allow(user, "", auth.Read, path(topic, strings.TrimSpace(tag)))
+	case tags != nil:
+		ok = true
+		for _, tag := range tags {
+			ok = ok && x.a.Allow(user, "", auth.Read, path(topic, tag))
 		}
-	case strings.ContainsAny(expr, "+#"):
-		ok = x.a.AllowFilter(user, "", path(topic, expr))
 	default:
-		ok = x.a.Allow(user, "", auth.Read, path(topic, expr))
+		ok = x.a.AllowFilter(user, "", path(topic, f.String()))
 	}
 	if ok {
 		return nil
 	}
 	what := topic
-	if expr != "" {
+	if expr := strings.TrimSpace(req.Ext("subscription")); expr != "" {
 		what += " with " + expr
 	}
 	return req.Response(remoting.NoPermission, "native: not allowed to read "+what+" (auth.acl-file)")

@@ -114,17 +114,10 @@ func decodeBatch(topic string, b []byte) ([]*core.Message, error) {
 	return out, nil
 }
 
-// storedMessageSizeHint is about the bytes appendMessage takes for m (the
-// properties are guessed from the core's: their encoding adds a few).
+// storedMessageSizeHint is about the bytes appendMessage takes for m,
+// without walking its properties (a pull response's body grows if short).
 func storedMessageSizeHint(m *core.Message) int {
-	n := 96 + len(m.Body) + len(m.Topic) + len(m.Subject) + 32
-	for k, v := range m.Properties {
-		n += len(k) + len(v) + 2
-	}
-	for _, k := range m.Keys {
-		n += len(k) + 1
-	}
-	return n
+	return 128 + len(m.Body) + len(m.Topic) + len(m.Subject) + 48*(len(m.Properties)+len(m.Keys))
 }
 
 // appendMessage appends m in RocketMQ's stored-message layout, which its

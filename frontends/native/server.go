@@ -152,10 +152,15 @@ func (s *Server) Addr() string {
 	return s.addr
 }
 
-// handle serves a request from whom it identifies, and counts it.
+// handle serves a request from whom it identifies, and counts it. A send
+// is a batch of one: serveBatch identifies each of its requests.
 func (s *Server) handle(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
-	user, resp := s.access.identify(c, req)
-	if resp == nil {
+	var resp *remoting.Command
+	if s.batches(req) {
+		resp = s.serveBatch(ctx, c, []*remoting.Command{req})[0]
+	} else if user, refused := s.access.identify(c, req); refused != nil {
+		resp = refused
+	} else {
 		resp = s.serve(ctx, c, user, req)
 	}
 	s.stats.count(req, resp)
@@ -179,16 +184,11 @@ func (h handler) ServeBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	return resps
 }
 
-// serve serves req from user (already identified).
+// serve serves req, other than a send, from user (already identified).
 func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *remoting.Command) *remoting.Command {
 	switch req.Code {
-	case remoting.SendMessage, remoting.SendMessageV2, remoting.SendBatchMessage:
-		return s.serveBatch(ctx, c, []*remoting.Command{req})[0] // a batch of one
 	case remoting.PullMessage:
-		if refused := s.access.mayRead(user, req, req.Ext("topic"), req.Ext("subscription")); refused != nil {
-			return refused
-		}
-		return s.pull(ctx, req)
+		return s.pull(ctx, user, req)
 	case remoting.HeartBeat:
 		return s.heartbeat(c, req)
 	case remoting.UnregisterClient:
@@ -253,7 +253,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		resp.Body = appendMessage(nil, &m, s.host())
 		return resp
 	case remoting.QueryMessage:
-		if refused := s.access.mayRead(user, req, req.Ext("topic"), ""); refused != nil {
+		if refused := s.access.mayRead(user, req, req.Ext("topic"), route.Filter{}); refused != nil {
 			return refused
 		}
 		return s.queryByKey(req)
@@ -443,8 +443,15 @@ func publishCode(err error) int16 {
 // pullFlagCommitOffset: the pull carries the consumer's committed offset.
 const pullFlagCommitOffset = 1 << 0
 
-func (s *Server) pull(ctx context.Context, req *remoting.Command) *remoting.Command {
+func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *remoting.Command {
 	group, topic := req.Ext("consumerGroup"), req.Ext("topic")
+	filter, err := route.ParseFilter(req.Ext("subscription"))
+	if err != nil {
+		return req.Response(remoting.SubscriptionParseFailed, err.Error())
+	}
+	if refused := s.access.mayRead(user, req, topic, filter); refused != nil {
+		return refused
+	}
 	q, _ := strconv.Atoi(req.Ext("queueId"))
 	offset, err := req.ExtInt("queueOffset")
 	if err != nil {
@@ -456,10 +463,6 @@ func (s *Server) pull(ctx context.Context, req *remoting.Command) *remoting.Comm
 		if c, err := req.ExtInt("commitOffset"); err == nil && c >= 0 {
 			s.b.CommitOffset(group, topic, q, c)
 		}
-	}
-	filter, err := route.ParseFilter(req.Ext("subscription"))
-	if err != nil {
-		return req.Response(remoting.SubscriptionParseFailed, err.Error())
 	}
 	wait := s.opts.MaxPollWait
 	if ms, err := req.ExtInt("suspendTimeoutMillis"); err == nil && ms >= 0 {
