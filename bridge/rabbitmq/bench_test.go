@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/internal/rabbittest"
 )
 
 // BenchmarkOutbound measures messages/s into a durable RabbitMQ queue
@@ -94,15 +95,7 @@ type rawPublisher struct {
 }
 
 func newRawPublisher(b *testing.B, url string, window int) *rawPublisher {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, ch := rabbittest.Channel(b, url)
 	if err := ch.Confirm(false); err != nil {
 		b.Fatal(err)
 	}

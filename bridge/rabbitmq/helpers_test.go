@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -271,10 +272,6 @@ func (r *rabbit) publishAll(exchange string, keys, bodies []string, headers amqp
 // packages' connections to the same RabbitMQ are left alone. It reports
 // whether it closed any (false when rabbitmqctl is not there or allowed).
 func (p *proxy) CloseFromRabbitMQ(t testing.TB) bool {
-	path, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		return false
-	}
 	ports := map[string]bool{}
 	p.mu.Lock()
 	for c, upstream := range p.conns {
@@ -283,30 +280,40 @@ func (p *proxy) CloseFromRabbitMQ(t testing.TB) bool {
 		}
 	}
 	p.mu.Unlock()
-	ctl := func(args ...string) (string, bool) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
-		if err != nil {
-			t.Logf("rabbitmqctl %s: %v: %s", args[0], err, out)
-			return "", false
-		}
-		return string(out), true
-	}
-	list, ok := ctl("list_connections", "pid", "peer_port", "-q", "--no-table-headers")
-	if !ok {
+	list, err := runCtl("list_connections", "pid", "peer_port", "-q", "--no-table-headers")
+	if err != nil {
+		t.Log(err)
 		return false
 	}
 	closed := 0
 	for line := range strings.Lines(list) {
 		pid, port, _ := strings.Cut(strings.TrimSpace(line), "\t")
-		if ports[port] {
-			if _, ok := ctl("close_connection", pid, "ferry fault test"); ok {
-				closed++
-			}
+		if !ports[port] {
+			continue
 		}
+		if _, err := runCtl("close_connection", pid, "ferry fault test"); err != nil {
+			t.Log(err)
+			continue
+		}
+		closed++
 	}
 	return closed > 0
+}
+
+// runCtl runs rabbitmqctl with args, for at most 30 s; an error wraps
+// exec.ErrNotFound when it is not on PATH, and holds its output.
+func runCtl(args ...string) (string, error) {
+	path, err := exec.LookPath("rabbitmqctl")
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("rabbitmqctl %v: %w: %s", args, err, out)
+	}
+	return string(out), nil
 }
 
 // proxy forwards TCP connections to a target and cuts them all on demand.

@@ -19,8 +19,8 @@ import (
 // When the session ends, RabbitMQ requeues what was not acked, in place,
 // and delivers it again to the next session (marked redelivered); the
 // queue's single active consumer (QueueArgs) makes the next session wait
-// until that is done. Deliveries
-// of an old channel are never acked on a new one.
+// until that is done. Deliveries of an old channel are never acked on a new
+// one.
 
 // inbound runs one inbound session; connected reports whether it got as far
 // as consuming.

@@ -2,6 +2,7 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -146,20 +147,18 @@ func TestNackDeadLetter(t *testing.T) {
 	waitFor(t, 5*time.Second, "counted", func() bool { s := b.Status(); return s.DeadLettered == 3 && s.Forwarded == 2 })
 }
 
-// rabbitmqctl runs rabbitmqctl, or skips the test when it is not there.
+// rabbitmqctl runs rabbitmqctl, or skips the test when it is not there or
+// fails.
 func rabbitmqctl(t *testing.T, args ...string) string {
 	t.Helper()
-	path, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
+	out, err := runCtl(args...)
+	if errors.Is(err, exec.ErrNotFound) {
 		t.Skip("rabbitmqctl is not on PATH: cannot raise a memory alarm")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
 	if err != nil {
-		t.Skipf("rabbitmqctl %v: %v: %s", args, err, out)
+		t.Skip(err)
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(out)
 }
 
 // TestBlocked raises RabbitMQ's memory alarm: the bridge shows blocked and
