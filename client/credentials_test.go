@@ -13,7 +13,8 @@ import (
 
 // TestCredentials: against brokers that check credentials, WithCredentials
 // carries them on every request (sends, heartbeats, pulls, offsets) and
-// the topic rules apply; without them a send fails at once, not retried.
+// the topic rules apply; without them a send fails (not retried: see
+// TestRetryable) and a consumer does not start.
 func TestCredentials(t *testing.T) {
 	a := authtest.New(t, map[string]string{"alice": "secret"}, "user alice\ntopic readwrite orders/#\n")
 	f := startFerryWith(t, &testFerry{auth: a})
@@ -31,7 +32,6 @@ func TestCredentials(t *testing.T) {
 	f.startConsumer(t, "cg", "orders", "*", r.handle, WithCredentials("alice", "secret"))
 	eventually(t, 10*time.Second, func() bool { return r.len() == 10 }, "the 10 messages")
 
-	start := time.Now()
 	_, err := p.Send(ctx, &Message{Topic: "payroll", Body: []byte("x")})
 	if !errors.Is(err, remoting.ErrNoPermission) || !strings.Contains(err.Error(), "publish to payroll") {
 		t.Fatalf("send to a topic the ACL denies: %v", err)
@@ -45,9 +45,6 @@ func TestCredentials(t *testing.T) {
 	_, err = wrong.Send(ctx, &Message{Topic: "orders", Body: []byte("x")})
 	if !errors.Is(err, remoting.ErrNoPermission) || !strings.Contains(err.Error(), "bad username or password") {
 		t.Fatalf("send with a wrong password: %v", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("refused sends took %v: retried?", d)
 	}
 	c, err := NewPushConsumer("cg2", f.opts()...)
 	if err != nil {
