@@ -33,6 +33,9 @@ func TestMQTTThroughTheRabbitMQBridge(t *testing.T) {
 	telemetry, commands := "tele"+run, "cmds"+run
 
 	_, ch := rabbittest.Channel(t, url)
+	// The inbound bridge declares its queue, durable: remove it once Ferry
+	// is gone (cleanups run last first), or every run leaves one behind.
+	t.Cleanup(func() { ch.QueueDelete("ferry-e2e-in-"+run, false, false, false) })
 	q, err := ch.QueueDeclare("ferry-e2e-"+run, true, true, false, false, nil)
 	if err != nil {
 		t.Fatal(err)
