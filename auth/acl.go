@@ -35,6 +35,7 @@ type rule struct {
 	deny   bool
 	pat    pattern
 	vars   varMask // pat.vars()
+	line   int     // in the ACL file, for refusals
 }
 
 // acl is a parsed ACL file.
@@ -42,6 +43,9 @@ type acl struct {
 	anon     []rule            // topic lines before any user line
 	users    map[string][]rule // topic lines by user section
 	patterns []rule            // pattern lines, for every client
+
+	groups map[string][]groupRule // group lines by user section ("" anonymous)
+	admins map[string]bool        // users whose section holds an admin line
 }
 
 // rules returns the topic rules of user ("" for anonymous clients).
@@ -57,8 +61,11 @@ func (a *acl) count() int {
 	if a == nil {
 		return 0
 	}
-	n := len(a.anon) + len(a.patterns)
+	n := len(a.anon) + len(a.patterns) + len(a.admins)
 	for _, r := range a.users {
+		n += len(r)
+	}
+	for _, r := range a.groups {
 		n += len(r)
 	}
 	return n
@@ -118,10 +125,10 @@ const maxLine = 64 << 10
 
 // parseACL reads an ACL file; name is used in errors, which give the line.
 func parseACL(name string, r io.Reader) (*acl, error) {
-	a := &acl{users: make(map[string][]rule)}
+	a := &acl{users: make(map[string][]rule), groups: make(map[string][]groupRule), admins: make(map[string]bool)}
 	var user string // the current user section; "" before any
 	inUser := false
-	err := eachLine(name, r, func(_ int, line string) error {
+	err := eachLine(name, r, func(n int, line string) error {
 		keyword, rest := cutWord(line)
 		switch keyword {
 		case "user":
@@ -130,14 +137,34 @@ func parseACL(name string, r io.Reader) (*acl, error) {
 			}
 			user, inUser = rest, true
 			return nil
+		case "group":
+			if rest == "" {
+				return fmt.Errorf("group: missing name")
+			}
+			gr, err := parseGroupRule(rest, n)
+			if err != nil {
+				return fmt.Errorf("group: %w", err)
+			}
+			a.groups[user] = append(a.groups[user], gr)
+			return nil
+		case "admin":
+			if !inUser {
+				return fmt.Errorf("admin: only in a user section: anonymous clients cannot be administrators")
+			}
+			if rest != "" {
+				return fmt.Errorf("admin: takes nothing after it, got %q", rest)
+			}
+			a.admins[user] = true
+			return nil
 		case "topic", "pattern":
 		default:
-			return fmt.Errorf("unknown keyword %q: want user, topic or pattern", keyword)
+			return fmt.Errorf("unknown keyword %q: want user, topic, pattern, group or admin", keyword)
 		}
 		ru, err := parseRule(rest, keyword == "pattern")
 		if err != nil {
 			return fmt.Errorf("%s: %w", keyword, err)
 		}
+		ru.line = n
 		switch {
 		case keyword == "pattern":
 			a.patterns = append(a.patterns, ru)
