@@ -16,7 +16,7 @@ import (
 // the topic rules apply; without them a send fails (not retried: see
 // TestRetryable) and a consumer does not start.
 func TestCredentials(t *testing.T) {
-	a := authtest.New(t, map[string]string{"alice": "secret"}, "user alice\ntopic readwrite orders/#\n")
+	a := authtest.New(t, map[string]string{"alice": "secret"}, "user alice\ntopic readwrite orders/#\ngroup cg\n")
 	f := startFerryWith(t, &testFerry{auth: a})
 	f.createTopic(t, "orders", 4)
 	f.createTopic(t, "payroll", 1)

@@ -117,14 +117,21 @@ func (b *Broker) CommitOffset(groupName, topic string, queue int, off int64) err
 // SendBack takes back a message a self-rebalancing client failed to
 // handle: the record at logOffset goes to the group's retry topic with
 // a growing delay (or delayLevel when above 0), or to its dead-letter topic
-// after maxRetries (0: the broker's) attempts.
-func (b *Broker) SendBack(ctx context.Context, groupName string, logOffset int64, delayLevel, maxRetries int) error {
+// after maxRetries (0: the broker's) attempts. allow, when set, is asked
+// about the message read before anything is copied: its error stops the
+// send-back (a client may give back only what it could read).
+func (b *Broker) SendBack(ctx context.Context, groupName string, logOffset int64, delayLevel, maxRetries int, allow func(*Message) error) error {
 	if err := checkName("group", groupName); err != nil {
 		return err
 	}
 	m, err := b.store.ReadAt(logOffset)
 	if err != nil {
 		return fmt.Errorf("core: send back: %w", err)
+	}
+	if allow != nil {
+		if err := allow(&m); err != nil {
+			return err
+		}
 	}
 	if maxRetries <= 0 {
 		maxRetries = b.cfg.MaxRetries

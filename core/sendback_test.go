@@ -14,7 +14,7 @@ func TestSendBackWalksRetriesIntoDeadLetters(t *testing.T) {
 	res := publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 0}, nil)[0]
 	off := res.LogOffset
 	for attempt := 1; attempt <= 3; attempt++ {
-		if err := b.SendBack(context.Background(), "g", off, 0, 2); err != nil {
+		if err := b.SendBack(context.Background(), "g", off, 0, 2, nil); err != nil {
 			t.Fatal(err)
 		}
 		if attempt == 3 {

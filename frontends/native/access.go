@@ -15,8 +15,14 @@ import (
 // note, as the password file cannot check it (see remoting.FieldPassword).
 const fieldSignature = "Signature"
 
-// retryPrefix names a consumer group's retry topic: "%RETRY%" + group.
-const retryPrefix = "%RETRY%"
+// Internal topics of a consumer group: "%RETRY%" + group holds the
+// messages its members sent back, "%DLQ%" + group those that failed too
+// often. Both are the group's: reading or writing them needs the group's
+// join permission, whatever the topic rules say.
+const (
+	retryPrefix = "%RETRY%"
+	dlqPrefix   = "%DLQ%"
+)
 
 // access applies the shared auth rules (auth.Authenticator, the MQTT
 // front-end's too) to native requests. Topics are checked as MQTT-style
@@ -26,7 +32,8 @@ const retryPrefix = "%RETRY%"
 // producer's stream of sends costs one check, not one per request; a
 // reload of the auth files checks them again.
 type access struct {
-	a *auth.Authenticator
+	a       *auth.Authenticator
+	refused refusals
 
 	mu    sync.Mutex
 	known map[*remoting.Conn]credentials
@@ -88,14 +95,38 @@ func path(topic, subject string) string {
 	return topic + "/" + subject
 }
 
-// mayPublish refuses req unless user may write every message of msgs.
+// groupOfTopic returns the group whose retry or dead-letter topic topic is.
+func groupOfTopic(topic string) (string, bool) {
+	if g, ok := strings.CutPrefix(topic, retryPrefix); ok {
+		return g, true
+	}
+	return strings.CutPrefix(topic, dlqPrefix)
+}
+
+// refuse answers req with NO_PERMISSION, saying what was refused and the
+// rule that refused it, and counts it under the permission.
+func (x *access) refuse(req *remoting.Command, perm, what, rule string) *remoting.Command {
+	x.refused.count(req.Code, perm)
+	return req.Response(remoting.NoPermission, "native: not allowed to "+what+" ("+rule+")")
+}
+
+// mayPublish refuses req unless user may write every message of msgs. A
+// group's retry and dead-letter topics take the group's join permission
+// (a RocketMQ consumer sends a failed message to its retry topic itself
+// when the send-back fails).
 func (x *access) mayPublish(user string, req *remoting.Command, msgs []*core.Message) *remoting.Command {
 	if x.a == nil {
 		return nil
 	}
 	for _, m := range msgs {
+		if g, ok := groupOfTopic(m.Topic); ok {
+			if refused := x.mayGroup(user, req, auth.GroupJoin, g); refused != nil {
+				return refused
+			}
+			continue
+		}
 		if p := path(m.Topic, m.Subject); !x.a.Allow(user, "", auth.Write, p) {
-			return req.Response(remoting.NoPermission, "native: not allowed to publish to "+p+" (auth.acl-file)")
+			return x.refuse(req, "write", "publish to "+p, x.a.Refusal(user, "", auth.Write, p))
 		}
 	}
 	return nil
@@ -103,24 +134,29 @@ func (x *access) mayPublish(user string, req *remoting.Command, msgs []*core.Mes
 
 // mayRead refuses req unless user may read topic's messages that f
 // selects, as an MQTT SUBSCRIBE to the same filter would be: every message
-// of the topic, each of its tags, or its wildcard filter. Retry topics
-// (%RETRY%group) hold what the group's members were allowed to read: they
-// are not checked again.
+// of the topic, each of its tags, or its wildcard filter. A group's retry
+// and dead-letter topics need the group's join permission instead.
 func (x *access) mayRead(user string, req *remoting.Command, topic string, f route.Filter) *remoting.Command {
-	if x.a == nil || strings.HasPrefix(topic, retryPrefix) {
+	if x.a == nil {
 		return nil
 	}
+	if g, ok := groupOfTopic(topic); ok {
+		return x.mayGroup(user, req, auth.GroupJoin, g)
+	}
 	var ok bool
+	var probe string // a topic the refusal is explained on
 	switch tags := f.Tags(); {
 	case f.All():
-		ok = x.a.AllowFilter(user, "", topic+"/#")
+		ok, probe = x.a.AllowFilter(user, "", topic+"/#"), topic
 	case tags != nil:
 		ok = true
 		for _, tag := range tags {
-			ok = ok && x.a.Allow(user, "", auth.Read, path(topic, tag))
+			if p := path(topic, tag); ok && !x.a.Allow(user, "", auth.Read, p) {
+				ok, probe = false, p
+			}
 		}
 	default:
-		ok = x.a.AllowFilter(user, "", path(topic, f.String()))
+		ok, probe = x.a.AllowFilter(user, "", path(topic, f.String())), topic
 	}
 	if ok {
 		return nil
@@ -129,22 +165,96 @@ func (x *access) mayRead(user string, req *remoting.Command, topic string, f rou
 	if expr := strings.TrimSpace(req.Ext("subscription")); expr != "" {
 		what += " with " + expr
 	}
-	return req.Response(remoting.NoPermission, "native: not allowed to read "+what+" (auth.acl-file)")
+	return x.refuse(req, "read", "read "+what, x.a.Refusal(user, "", auth.Read, probe))
 }
 
-// mayAdminister refuses req unless user may write the topic name itself:
-// a rule for topic, or for topic/#, which matches its parent.
-func (x *access) mayAdminister(user string, req *remoting.Command, topic string) *remoting.Command {
-	if x.a == nil || x.a.Allow(user, "", auth.Write, topic) {
+// mayReadSome refuses req unless user may read some of topic: what tells
+// of a topic without giving its messages (offsets, statistics).
+func (x *access) mayReadSome(user string, req *remoting.Command, topic string) *remoting.Command {
+	if x.a == nil {
 		return nil
 	}
-	return req.Response(remoting.NoPermission, "native: not allowed to create or change topic "+topic+" (auth.acl-file)")
+	if g, ok := groupOfTopic(topic); ok {
+		return x.mayGroup(user, req, auth.GroupJoin, g)
+	}
+	if x.a.MayReadSome(user, "", topic) || x.a.Admin(user) {
+		return nil
+	}
+	return x.refuse(req, "read", "read anything of topic "+topic, x.a.Refusal(user, "", auth.Read, topic))
 }
 
 // mayReadMessage refuses req unless user may read m.
 func (x *access) mayReadMessage(user string, req *remoting.Command, m *core.Message) *remoting.Command {
-	if x.a == nil || x.a.Allow(user, "", auth.Read, path(m.Topic, m.Subject)) {
+	if x.a == nil {
 		return nil
 	}
-	return req.Response(remoting.NoPermission, "native: not allowed to read "+path(m.Topic, m.Subject)+" (auth.acl-file)")
+	if g, ok := groupOfTopic(m.Topic); ok {
+		return x.mayGroup(user, req, auth.GroupJoin, g)
+	}
+	if p := path(m.Topic, m.Subject); !x.a.Allow(user, "", auth.Read, p) {
+		return x.refuse(req, "read", "read "+p, x.a.Refusal(user, "", auth.Read, p))
+	}
+	return nil
+}
+
+// mayGroup refuses req unless user holds want on group.
+func (x *access) mayGroup(user string, req *remoting.Command, want auth.GroupPerm, group string) *remoting.Command {
+	if x.a == nil || x.a.AllowGroup(user, want, group) {
+		return nil
+	}
+	return x.refuse(req, "group_"+want.String(), want.String()+" group "+group, x.a.GroupRefusal(user, want, group))
+}
+
+// mayAdminister refuses req unless user may create or change topic: write
+// on the topic name itself (a rule for topic, or for topic/#, which
+// matches its parent), or the admin permission.
+func (x *access) mayAdminister(user string, req *remoting.Command, topic string) *remoting.Command {
+	if x.a == nil || x.a.Admin(user) {
+		return nil
+	}
+	if _, ok := groupOfTopic(topic); !ok && x.a.Allow(user, "", auth.Write, topic) {
+		return nil
+	}
+	return x.refuse(req, "admin", "create or change topic "+topic, x.a.Refusal(user, "", auth.Write, topic))
+}
+
+// mayAdmin refuses req, which does what, unless user is an admin.
+func (x *access) mayAdmin(user string, req *remoting.Command, what string) *remoting.Command {
+	if x.a == nil || x.a.Admin(user) {
+		return nil
+	}
+	return x.refuse(req, "admin", what, x.a.AdminRefusal(user))
+}
+
+// seesGroup reports whether user may see group among the broker's groups.
+func (x *access) seesGroup(user, group string) bool {
+	return x.a == nil || x.a.SeesGroup(user, group)
+}
+
+// refusals count the refused requests by request code and permission.
+type refusals struct {
+	mu sync.Mutex
+	n  map[refusalKey]int64
+}
+
+type refusalKey struct {
+	code int16
+	perm string
+}
+
+func (r *refusals) count(code int16, perm string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[refusalKey]int64{}
+	}
+	r.n[refusalKey{code, perm}]++
+}
+
+func (r *refusals) each(fn func(code int16, perm string, n int64)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, n := range r.n {
+		fn(k.code, k.perm, n)
+	}
 }

@@ -18,7 +18,7 @@ import (
 // devices/+/telemetry and read devices/#, but nothing of devices/13.
 func aliceRules(t *testing.T) auth.Config {
 	return authtest.Files(t, map[string]string{"alice": "secret"},
-		"user alice\ntopic write devices/+/telemetry\ntopic read devices/#\ntopic deny devices/13/#\n")
+		"user alice\ntopic write devices/+/telemetry\ntopic read devices/#\ntopic deny devices/13/#\ngroup g\n")
 }
 
 func withCredentials(req *remoting.Command, user, password string) *remoting.Command {

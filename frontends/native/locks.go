@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -72,10 +73,13 @@ func (t *lockTable) unlock(group, client string, mqs []messageQueue) {
 	}
 }
 
-func (s *Server) lockBatch(req *remoting.Command) *remoting.Command {
+func (s *Server) lockBatch(user string, req *remoting.Command) *remoting.Command {
 	var body lockBody
 	if err := json.Unmarshal(req.Body, &body); err != nil {
 		return req.Response(remoting.SystemError, "lock body: "+err.Error())
+	}
+	if refused := s.access.mayGroup(user, req, auth.GroupLock, body.ConsumerGroup); refused != nil {
+		return refused
 	}
 	if req.Code == remoting.UnlockBatchMQ {
 		s.locks.unlock(body.ConsumerGroup, body.ClientID, body.MQSet)

@@ -89,11 +89,17 @@ var (
 	descRequests    = prometheus.NewDesc("ferry_native_requests_total", "Native-protocol requests served, by request.", []string{"request"}, nil)
 	descErrors      = prometheus.NewDesc("ferry_native_errors_total",
 		"Native-protocol requests answered with an error, by request and RocketMQ response code.", []string{"request", "code"}, nil)
+	descRefused = prometheus.NewDesc("ferry_native_refused_total",
+		"Native-protocol requests refused NO_PERMISSION, by request and the permission that was missing (credentials: not authenticated).",
+		[]string{"request", "permission"}, nil)
 )
+
+// requestName is the name a request code is counted under.
+func requestName(code int16) string { return requestKinds[requestIndex[code]].name }
 
 // Describe and Collect make the Server a prometheus.Collector.
 func (s *Server) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descRequests, descErrors} {
+	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descRequests, descErrors, descRefused} {
 		ch <- d
 	}
 }
@@ -110,4 +116,7 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	s.access.refused.each(func(code int16, perm string, n int64) {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), requestName(code), perm)
+	})
 }

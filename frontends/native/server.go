@@ -159,6 +159,7 @@ func (s *Server) handle(ctx context.Context, c *remoting.Conn, req *remoting.Com
 	if s.batches(req) {
 		resp = s.serveBatch(ctx, c, []*remoting.Command{req})[0]
 	} else if user, refused := s.access.identify(c, req); refused != nil {
+		s.access.refused.count(req.Code, "credentials")
 		resp = refused
 	} else {
 		resp = s.serve(ctx, c, user, req)
@@ -184,15 +185,19 @@ func (h handler) ServeBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	return resps
 }
 
-// serve serves req, other than a send, from user (already identified).
+// serve serves req, other than a send, from user (already identified),
+// once authorize has allowed it.
 func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *remoting.Command) *remoting.Command {
+	if refused := s.authorize(user, req); refused != nil {
+		return refused
+	}
 	switch req.Code {
 	case remoting.PullMessage:
 		return s.pull(ctx, user, req)
 	case remoting.HeartBeat:
-		return s.heartbeat(c, req)
+		return s.heartbeat(c, user, req)
 	case remoting.UnregisterClient:
-		s.b.ClientGone(req.Ext("consumerGroup"), req.Ext("clientID"))
+		s.unregisterClient(c, req.Ext("consumerGroup"), req.Ext("clientID"))
 		return req.Response(remoting.Success, "")
 	case remoting.GetConsumerListByGroup:
 		return req.JSONResponse(struct {
@@ -234,9 +239,9 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		}
 		return offsetResponse(req, off)
 	case remoting.ConsumerSendMsgBack:
-		return s.sendBack(ctx, req)
+		return s.sendBack(ctx, user, req)
 	case remoting.LockBatchMQ, remoting.UnlockBatchMQ:
-		return s.lockBatch(req)
+		return s.lockBatch(user, req)
 	case remoting.ViewMessageByID:
 		off, err := req.ExtInt("offset")
 		if err != nil {
@@ -253,14 +258,17 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		resp.Body = appendMessage(nil, &m, s.host())
 		return resp
 	case remoting.QueryMessage:
-		if refused := s.access.mayRead(user, req, req.Ext("topic"), route.Filter{}); refused != nil {
-			return refused
-		}
 		return s.queryByKey(req)
 	case remoting.GetAllSubscriptionGroupConfig: // Ferry's answer: the group names
+		groups := []string{}
+		for _, g := range s.b.Groups() {
+			if s.access.seesGroup(user, g) {
+				groups = append(groups, g)
+			}
+		}
 		return req.JSONResponse(struct {
 			Groups []string `json:"groups"`
-		}{s.b.Groups()})
+		}{groups})
 	case remoting.GetConsumeStats: // Ferry's answer: core.GroupInfo
 		info, err := s.b.Group(req.Ext("consumerGroup"))
 		if err != nil {
@@ -274,9 +282,6 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		}
 		return req.JSONResponse(info)
 	case remoting.UpdateAndCreateTopic:
-		if refused := s.access.mayAdminister(user, req, req.Ext("topic")); refused != nil {
-			return refused
-		}
 		n, _ := strconv.Atoi(req.Ext("writeQueueNums"))
 		if _, err := s.b.CreateTopic(req.Ext("topic"), n); err != nil && !errors.Is(err, core.ErrTopicExists) {
 			return req.Response(remoting.SystemError, err.Error())
@@ -286,6 +291,59 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 	default:
 		return req.Response(remoting.RequestCodeNotSupported, fmt.Sprintf("request code %d not supported by Ferry's broker", req.Code))
 	}
+}
+
+// authorize checks the permission req needs from what its header names:
+// the table in docs/auth.md, code by code. Permissions that depend on its
+// body or on what it finds (a heartbeat's groups, a send-back's message,
+// a pull's filter, the message a lookup returns) are checked where those
+// are read; a send is checked by admitSend. A nil answer allows it.
+func (s *Server) authorize(user string, req *remoting.Command) *remoting.Command {
+	x := s.access
+	if x.a == nil {
+		return nil
+	}
+	group := req.Ext("consumerGroup")
+	switch req.Code {
+	case remoting.PullMessage:
+		if refused := x.mayGroup(user, req, auth.GroupJoin, group); refused != nil {
+			return refused
+		}
+		if sysFlag, _ := strconv.Atoi(req.Ext("sysFlag")); sysFlag&pullFlagCommitOffset != 0 {
+			return x.mayGroup(user, req, auth.GroupCommit, group)
+		}
+		return nil // the subscription: in pull
+	case remoting.HeartBeat, remoting.LockBatchMQ, remoting.UnlockBatchMQ, remoting.ViewMessageByID:
+		return nil // in heartbeat, lockBatch, and on the message found
+	case remoting.UnregisterClient, remoting.GetConsumerListByGroup:
+		return x.mayGroup(user, req, auth.GroupJoin, group)
+	case remoting.QueryConsumerOffset:
+		if refused := x.mayGroup(user, req, auth.GroupJoin, group); refused != nil {
+			return refused
+		}
+		return x.mayReadSome(user, req, req.Ext("topic"))
+	case remoting.UpdateConsumerOffset:
+		if refused := x.mayGroup(user, req, auth.GroupCommit, group); refused != nil {
+			return refused
+		}
+		return x.mayReadSome(user, req, req.Ext("topic"))
+	case remoting.GetMaxOffset, remoting.GetMinOffset, remoting.SearchOffsetByTimestamp, remoting.GetTopicStatsInfo:
+		return x.mayReadSome(user, req, req.Ext("topic"))
+	case remoting.ConsumerSendMsgBack:
+		return x.mayGroup(user, req, auth.GroupJoin, req.Ext("group")) // and the message: in sendBack
+	case remoting.QueryMessage:
+		return x.mayRead(user, req, req.Ext("topic"), route.Filter{})
+	case remoting.GetAllSubscriptionGroupConfig:
+		return nil // lists only the groups user holds a permission on
+	case remoting.GetConsumeStats:
+		if x.a.Admin(user) {
+			return nil
+		}
+		return x.mayGroup(user, req, auth.GroupJoin, group)
+	case remoting.UpdateAndCreateTopic:
+		return x.mayAdminister(user, req, req.Ext("topic"))
+	}
+	return nil // not served: answered REQUEST_CODE_NOT_SUPPORTED
 }
 
 // sendHeader reads SEND_MESSAGE's header, or SEND_MESSAGE_V2's one-letter one.
@@ -354,6 +412,7 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 func (s *Server) admitSend(c *remoting.Conn, req *remoting.Command) ([]*core.Message, core.PublishOptions, *remoting.Command) {
 	user, refused := s.access.identify(c, req)
 	if refused != nil {
+		s.access.refused.count(req.Code, "credentials")
 		return nil, core.PublishOptions{}, refused
 	}
 	msgs, opts, refused := decodeSend(req)
@@ -480,12 +539,19 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 		lo, hi := st.Offsets(topic, q)
 		var oe *storage.OffsetError
 		switch {
+		case errors.As(err, &oe) && offset < lo:
+			return pullResponse(req, remoting.PullOffsetMoved, lo, lo, hi, nil) // deleted by retention
 		case errors.As(err, &oe):
-			next := lo
-			if offset > hi {
-				next = hi
+			// Past the indexed end: an offset a send just acknowledged can
+			// be ahead of the index by a moment. Wait for it as for a new
+			// message; only an offset still past the end when the poll
+			// ends (a queue that lost its tail) moves the consumer back.
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return pullResponse(req, remoting.PullOffsetMoved, hi, lo, hi, nil)
 			}
-			return pullResponse(req, remoting.PullOffsetMoved, next, lo, hi, nil)
 		case err != nil:
 			return req.Response(remoting.SystemError, err.Error())
 		case len(res.Messages) > 0:
@@ -550,10 +616,15 @@ type heartbeatBody struct {
 	} `json:"consumerDataSet"`
 }
 
-func (s *Server) heartbeat(c *remoting.Conn, req *remoting.Command) *remoting.Command {
+func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command) *remoting.Command {
 	var hb heartbeatBody
 	if err := json.Unmarshal(req.Body, &hb); err != nil {
 		return req.Response(remoting.SystemError, "heartbeat body: "+err.Error())
+	}
+	for _, cd := range hb.ConsumerDataSet { // all or none
+		if refused := s.access.mayGroup(user, req, auth.GroupJoin, cd.GroupName); refused != nil {
+			return refused
+		}
 	}
 	for _, cd := range hb.ConsumerDataSet {
 		var topics []string
@@ -588,15 +659,46 @@ func (s *Server) connClosed(c *remoting.Conn) {
 	}
 }
 
-func (s *Server) sendBack(ctx context.Context, req *remoting.Command) *remoting.Command {
+// unregisterClient drops a client from a group, if c is the connection
+// that heartbeated for it: no connection drops another's clients.
+func (s *Server) unregisterClient(c *remoting.Conn, group, id string) {
+	s.mu.Lock()
+	mine := s.clients[c][group] == id
+	if mine {
+		delete(s.clients[c], group)
+	}
+	s.mu.Unlock()
+	if mine {
+		s.b.ClientGone(group, id)
+	}
+}
+
+// sendBack serves CONSUMER_SEND_MSG_BACK: a member of the group (its join
+// permission, checked by authorize) gives back a message it could read.
+// The message is checked as it is read, so no other can be copied into
+// the group's retry topic, where its members would read it.
+func (s *Server) sendBack(ctx context.Context, user string, req *remoting.Command) *remoting.Command {
 	off, err := req.ExtInt("offset")
 	if err != nil {
 		return req.Response(remoting.SystemError, err.Error())
 	}
 	level, _ := strconv.Atoi(req.Ext("delayLevel"))
 	maxRetries, _ := strconv.Atoi(req.Ext("maxReconsumeTimes"))
-	if err := s.b.SendBack(ctx, req.Ext("group"), off, level, maxRetries); err != nil {
+	var refused *remoting.Command
+	allow := func(m *core.Message) error {
+		if refused = s.access.mayReadMessage(user, req, m); refused != nil {
+			return errRefused
+		}
+		return nil
+	}
+	if err := s.b.SendBack(ctx, req.Ext("group"), off, level, maxRetries, allow); err != nil {
+		if refused != nil {
+			return refused
+		}
 		return req.Response(remoting.SystemError, err.Error())
 	}
 	return req.Response(remoting.Success, "")
 }
+
+// errRefused stops a core operation whose check refused it.
+var errRefused = errors.New("native: refused")
