@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func TestPasswordsAndACL(t *testing.T) {
 	a, err := auth.New(auth.Config{
 		PasswordFile: write("passwd", string(pw)),
 		ACLFile: write("acl", "pattern write devices/%u/telemetry\npattern read devices/%u/cmd\n"+
-			"user alice\ntopic read devices/#\ntopic write devices/+/cmd\n"),
+			"user alice\ntopic read devices/#\ntopic write devices/+/cmd\ngroup consoles\n"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +66,20 @@ func TestPasswordsAndACL(t *testing.T) {
 	tok.WaitTimeout(5 * time.Second)
 	if st, ok := tok.(*paho.SubscribeToken); !ok || st.Result()["secrets/#"] != 0x80 {
 		t.Fatalf("subscription to secrets/# not refused: %v", tok.(*paho.SubscribeToken).Result())
+	}
+
+	// A shared subscription joins a core group: it needs the group's join
+	// permission besides read on the filter.
+	for share, granted := range map[string]bool{"$share/consoles/devices/#": true, "$share/others/devices/#": false} {
+		tok := alice.Subscribe(share, 1, nil)
+		tok.WaitTimeout(5 * time.Second)
+		_, filter, _ := strings.Cut(share[len("$share/"):], "/") // paho's results name the filter alone
+		if got, seen := tok.(*paho.SubscribeToken).Result()[filter]; !seen || got < 0x80 != granted {
+			t.Fatalf("SUBACK for %s: %#x, want granted %v (%v)", share, got, granted, tok.(*paho.SubscribeToken).Result())
+		}
+	}
+	if tok := alice.Unsubscribe("$share/consoles/devices/#"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal("unsubscribe from the share")
 	}
 
 	dev := f.connect("device-1", as("device-1"))

@@ -55,7 +55,10 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	if write {
 		return g.Allow(user, cl.ID, auth.Write, topic)
 	}
-	if _, f, ok := shareOf(topic); ok {
+	if group, f, ok := shareOf(topic); ok {
+		if !g.AllowGroup(user, auth.GroupJoin, group) {
+			return false
+		}
 		topic = f
 	}
 	return g.AllowFilter(user, cl.ID, topic)

@@ -37,6 +37,9 @@ type Guard interface {
 	Authenticate(user, password string) error
 	Allow(user, clientID string, acc auth.Access, topic string) bool
 	AllowFilter(user, clientID, filter string) bool
+	// AllowGroup guards shared subscriptions: $share/G/… joins core group
+	// G, shared with native consumers, so it needs G's join permission.
+	AllowGroup(user string, want auth.GroupPerm, group string) bool
 }
 
 // Config configures the MQTT front-end. An empty address switches that
