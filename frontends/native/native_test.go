@@ -133,6 +133,15 @@ func TestSendAndLongPollPull(t *testing.T) {
 	if resp := pull(2, "*", 50*time.Millisecond); resp.Code != remoting.PullNotFound {
 		t.Fatalf("pull at the end: %v", resp)
 	}
+	// An offset just past the indexed end waits for it rather than moving
+	// the consumer: a send acknowledged can be a moment ahead of the index.
+	ahead := make(chan *remoting.Command, 1)
+	go func() { ahead <- pull(3, "*", 10*time.Second) }()
+	call(t, c, sendV2("t", "c", []byte("three"), 0))
+	call(t, c, sendV2("t", "d", []byte("four"), 0))
+	if resp := <-ahead; resp.Code != remoting.Success || len(decodeStored(t, resp.Body)) != 1 || resp.Ext("nextBeginOffset") != "4" {
+		t.Fatalf("pull of an offset about to be indexed: code %d %v", resp.Code, resp.ExtFields)
+	}
 }
 
 func TestOffsetsHeartbeatAndBadInput(t *testing.T) {
