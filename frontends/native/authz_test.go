@@ -44,7 +44,7 @@ type authzFixture struct {
 }
 
 func newAuthzFixture(t *testing.T) *authzFixture {
-	a := authtest.New(t, map[string]string{"alice": "a-secret", "bob": "b-secret", "carol": "c-secret", "root": "r-secret"}, twoUsers)
+	a := authtest.New(t, map[string]string{"alice": "a-secret", "bob": "b-secret", "carol": "c-secret", "dave": "d-secret", "root": "r-secret"}, twoUsers)
 	s, alice := startServer(t, a)
 	addr := s.Addr()
 	for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); addr = s.Addr() {
@@ -79,7 +79,7 @@ func as(user string, req *remoting.Command) *remoting.Command {
 	if req.ExtFields == nil {
 		req.ExtFields = map[string]string{}
 	}
-	return withCredentials(req, user, map[string]string{"alice": "a-secret", "bob": "b-secret", "carol": "c-secret", "root": "r-secret"}[user])
+	return withCredentials(req, user, map[string]string{"alice": "a-secret", "bob": "b-secret", "carol": "c-secret", "dave": "d-secret", "root": "r-secret"}[user])
 }
 
 func (f *authzFixture) ok(c *remoting.Client, user string, req *remoting.Command) *remoting.Command {
@@ -241,5 +241,43 @@ func TestGroupRequestsNeedTheGroup(t *testing.T) {
 	})
 	if n != 1 {
 		t.Fatalf("refused commits counted %d, want 1", n)
+	}
+}
+
+// TestEveryRequestIsAuthorised: a user with no rule at all is refused
+// every request the broker serves, but the group list (which shows only
+// the client's own groups, here none).
+func TestEveryRequestIsAuthorised(t *testing.T) {
+	f := newAuthzFixture(t)
+	off := strconv.FormatInt(f.aliceOff, 10)
+	ext := map[string]string{
+		"consumerGroup": "alice-ops", "group": "alice-ops", "topic": "devices", "queueId": "0", "queueOffset": "0",
+		"commitOffset": "5", "offset": off, "timestamp": "0", "key": "k", "maxNum": "1", "subscription": "*",
+		"suspendTimeoutMillis": "0", "maxMsgNums": "1", "sysFlag": "0", "clientID": "c", "writeQueueNums": "1",
+		"b": "devices", "delayLevel": "0",
+	}
+	bodies := map[int16]string{
+		remoting.HeartBeat:        `{"clientID":"c","consumerDataSet":[{"groupName":"alice-ops"}]}`,
+		remoting.LockBatchMQ:      `{"consumerGroup":"alice-ops","clientId":"c","mqSet":[{"topic":"devices","queueId":0}]}`,
+		remoting.UnlockBatchMQ:    `{"consumerGroup":"alice-ops","clientId":"c","mqSet":[{"topic":"devices","queueId":0}]}`,
+		remoting.SendMessage:      "x",
+		remoting.SendMessageV2:    "x",
+		remoting.SendBatchMessage: "\x00\x00\x00\x17" + strings.Repeat("\x00", 12) + "\x00\x00\x00\x01x\x00\x00", // one message, "x"
+	}
+	for _, k := range requestKinds[1:] {
+		fields := map[string]string{}
+		for key, v := range ext {
+			fields[key] = v
+		}
+		req := remoting.NewRequest(k.code, fields, []byte(bodies[k.code]))
+		resp := call(t, f.bob, as("dave", req))
+		switch {
+		case k.code == remoting.GetAllSubscriptionGroupConfig:
+			if resp.Code != remoting.Success || string(resp.Body) != `{"groups":[]}` {
+				t.Errorf("%s: code %d %s, want an empty list", k.name, resp.Code, resp.Body)
+			}
+		case resp.Code != remoting.NoPermission:
+			t.Errorf("%s: code %d %q, want NO_PERMISSION", k.name, resp.Code, resp.Remark)
+		}
 	}
 }

@@ -111,6 +111,9 @@ func decodeBatch(topic string, b []byte) ([]*core.Message, error) {
 		}
 		out = append(out, toCore(topic, flag, remoting.DecodeProperties(string(m[22+blen:])), body))
 	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: a batch of no message", errBadMessage)
+	}
 	return out, nil
 }
 
