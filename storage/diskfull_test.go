@@ -64,3 +64,34 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("after reopen: read %d messages, %d were acknowledged", len(got), acked)
 	}
 }
+
+// TestNearlyFullDisk: with less free space than a reservation chunk, the
+// log reserves less at a time, so a disk with room for a message stores it.
+func TestNearlyFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("needs to mount a 6 MiB tmpfs (root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	o := testOptions(t)
+	o.SegmentSize = 64 << 20 // reserved 64 MiB at a time while the disk has room
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acked := 0
+	for ; acked < 2000; acked++ { // 2 MiB of a 6 MiB disk
+		if err := s.Append(context.Background(), &Message{Topic: "t", Body: make([]byte, 1000)}); err != nil {
+			t.Fatalf("append %d on a disk with room: %v", acked, err)
+		}
+	}
+	var err2 error
+	for ; err2 == nil && acked < 20000; acked++ {
+		err2 = s.Append(context.Background(), &Message{Topic: "t", Body: make([]byte, 1000)})
+	}
+	if !errors.Is(err2, ErrDiskFull) {
+		t.Fatalf("filling the disk: %v, want ErrDiskFull", err2)
+	}
+	t.Logf("%d messages of 1000 bytes stored on a 6 MiB disk", acked-1)
+}

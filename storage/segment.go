@@ -96,19 +96,43 @@ func (s *segment) ensure(rel int64) error {
 	if rel <= have {
 		return nil
 	}
-	want := min(s.cap, (rel+s.chunk-1)/s.chunk*s.chunk)
+	// A whole chunk, or, as the disk fills, halves of it down to the
+	// pages the record needs: a disk with room for the record stores it.
+	need := min(s.cap, roundUp(rel, minChunk))
+	want := min(s.cap, roundUp(rel, s.chunk))
+	for {
+		err := s.allocate(have, want)
+		full := errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+		switch {
+		case err == nil:
+			s.allocated.Store(want)
+			return nil
+		case full && want > need:
+			smaller := max(need, roundUp(have+(want-have)/2, minChunk))
+			if smaller >= want {
+				smaller = need
+			}
+			want = smaller
+		case full:
+			return fmt.Errorf("%w: cannot allocate %d bytes for %s: %v", ErrDiskFull, want-have, s.path, err)
+		default:
+			return fmt.Errorf("storage: allocate %s: %w", s.path, err)
+		}
+	}
+}
+
+// minChunk is the least space ensure reserves at a time: a few pages.
+const minChunk = 64 << 10
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+// allocate gives the segment's file disk space from have to want.
+func (s *segment) allocate(have, want int64) error {
 	err := unix.Fallocate(int(s.f.Fd()), 0, have, want-have)
 	if errors.Is(err, unix.EOPNOTSUPP) {
 		err = writeZeros(s.f, have, want)
 	}
-	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-		return fmt.Errorf("%w: cannot allocate %d bytes for %s: %v", ErrDiskFull, want-have, s.path, err)
-	}
-	if err != nil {
-		return fmt.Errorf("storage: allocate %s: %w", s.path, err)
-	}
-	s.allocated.Store(want)
-	return nil
+	return err
 }
 
 // writeZeros extends f to size by writing zeros, for file systems without fallocate.

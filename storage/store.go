@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferrymq/ferry/internal/lograte"
 )
 
 // Store is Ferry's message store: one commit log shared by all topics, a
@@ -30,8 +32,11 @@ type Store struct {
 	opts   Options
 	dir    string
 	logger *slog.Logger
-	logID  uint64
-	lock   *os.File
+	// appendErrors lets one failed append a minute reach the log: on a full
+	// disk every publish fails, and each caller sees its error anyway.
+	appendErrors lograte.Limiter
+	logID        uint64
+	lock         *os.File
 
 	log  *commitLog
 	keys *keyIndex
@@ -285,7 +290,9 @@ func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
 		}
 	}
 	if err != nil {
-		s.logger.Error("storage: append failed", "err", err)
+		if ok, held := s.appendErrors.Allow(); ok {
+			s.logger.Error("storage: append failed", "err", err, "failures-not-logged", held)
+		}
 	}
 	return done, end, err
 }
