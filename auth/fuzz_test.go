@@ -30,6 +30,8 @@ func FuzzParseACL(f *testing.F) {
 	f.Add([]byte(aclFixture), "alice", "c1", "devices/1/telemetry")
 	f.Add([]byte("pattern deny %u/%c/#\npattern read +/%c\n"), "a/b", "+", "a/#")
 	f.Add([]byte("topic\tread\t$SYS/#\nuser\n"), "", "", "$SYS/x")
+	f.Add([]byte(groupFixture), "alice", "", "alice-frozen")
+	f.Add([]byte("user a\ngroup join,deny x*\nadmin\ngroup *\n"), "a", "", "x")
 	f.Fuzz(func(t *testing.T, data []byte, user, client, topic string) {
 		a, err := parseACL("fuzz", bytes.NewReader(data))
 		if err != nil {
@@ -40,6 +42,10 @@ func FuzzParseACL(f *testing.F) {
 		}
 		read := a.allow(user, client, Read, topic)
 		a.allow(user, client, Write, topic)
+		// The topic doubles as a group name: a permission implies its parts.
+		if a.allowGroup(user, GroupConsume, topic) && !a.allowGroup(user, GroupJoin, topic) {
+			t.Fatalf("group %q: consume allowed but not join", topic)
+		}
 		if f, ok := splitFilter(topic); ok {
 			// A filter without wildcards is one topic: the two checks agree.
 			if sub := a.allowFilter(user, client, f); validTopic(topic) && sub != read {
