@@ -2,6 +2,7 @@ package native
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
@@ -14,6 +15,15 @@ import (
 // rebalance moves it. A lock lasts lockTTL unless renewed (clients renew
 // every 20 s).
 const lockTTL = 60 * time.Second
+
+// Bounds of the lock table: a request locks at most maxLockSet queues, of
+// topics that exist, numbered below maxLockQueue; expired locks are swept
+// once the table holds sweepLocks.
+const (
+	maxLockSet   = 4096
+	maxLockQueue = 1024
+	sweepLocks   = 16384
+)
 
 type lockKey struct {
 	group, topic string
@@ -50,6 +60,13 @@ func (t *lockTable) tryLock(group, client string, mqs []messageQueue, now time.T
 	if t.locks == nil {
 		t.locks = map[lockKey]lockHolder{}
 	}
+	if len(t.locks) >= sweepLocks {
+		for k, h := range t.locks {
+			if !now.Before(h.until) {
+				delete(t.locks, k)
+			}
+		}
+	}
 	var ok []messageQueue
 	for _, mq := range mqs {
 		k := lockKey{group, mq.Topic, mq.QueueID}
@@ -80,6 +97,18 @@ func (s *Server) lockBatch(user string, req *remoting.Command) *remoting.Command
 	}
 	if refused := s.access.mayGroup(user, req, auth.GroupLock, body.ConsumerGroup); refused != nil {
 		return refused
+	}
+	if len(body.MQSet) > maxLockSet {
+		return req.Response(remoting.SystemError, fmt.Sprintf("lock body: %d queues, over the limit of %d a request", len(body.MQSet), maxLockSet))
+	}
+	if req.Code == remoting.LockBatchMQ { // the table holds only queues that exist
+		known := body.MQSet[:0]
+		for _, mq := range body.MQSet {
+			if mq.QueueID >= 0 && mq.QueueID < maxLockQueue && s.b.HasTopic(mq.Topic) {
+				known = append(known, mq)
+			}
+		}
+		body.MQSet = known
 	}
 	if req.Code == remoting.UnlockBatchMQ {
 		s.locks.unlock(body.ConsumerGroup, body.ClientID, body.MQSet)
