@@ -188,6 +188,8 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("namesrv and brokers apart with a cluster secret", func(t *testing.T) { testClusterSecret(t, bin) })
+
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
