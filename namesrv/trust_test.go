@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,3 +278,42 @@ func cloneCmd(c *remoting.Command) *remoting.Command {
 	}
 	return &cp
 }
+
+// A flood of refused requests is counted in full and logged once per
+// reason every refusalLogEvery.
+func TestRefusalLogRateLimited(t *testing.T) {
+	log := &strings.Builder{}
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return log.Write(p)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{ClusterKey: clusterKey(t, "the cluster's shared secret"), Logger: slog.New(slog.NewTextHandler(w, nil))})
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	c := dial(t, ln.Addr().String())
+	began := time.Now()
+	const flood = 200
+	for range flood {
+		refused(t, "unsigned", invoke(t, c, registerReq(t, Broker{"c", "evil", 0, "127.0.0.1:6666"}, "devices")))
+	}
+	elapsed := time.Since(began)
+	if n := s.Stats().Refused["unsigned"]; n != flood {
+		t.Fatalf("%d refusals counted, want %d", n, flood)
+	}
+	mu.Lock()
+	lines := strings.Count(log.String(), `msg="namesrv: refused register broker" reason=unsigned`)
+	mu.Unlock()
+	if most := 1 + int(elapsed/refusalLogEvery); lines < 1 || lines > most {
+		t.Fatalf("%d refusal lines for %d refusals in %v, want 1 to %d:\n%s", lines, flood, elapsed, most, log.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
