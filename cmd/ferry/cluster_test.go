@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -127,6 +128,13 @@ func testClusterSecret(t *testing.T, bin string) {
 	a := broker("broker-a", "FERRY_CLUSTER_SECRET="+secret)
 	waitRoute(t, nsAddr, "TBW102")
 	aAddr := regexp.MustCompile(`msg="native protocol listening" addr=(\S+)`).FindStringSubmatch(a.log())[1]
+	produce := exec.Command(bin, "produce", "--namesrv", nsAddr, "--topic", "routed", "--log-level", "warn")
+	produce.Env = environWithoutFerry() // a client needs no secret: routes are open
+	produce.Stdin = strings.NewReader("one\n")
+	if out, err := produce.CombinedOutput(); err != nil {
+		t.Fatalf("ferry produce through the NameServer: %v\n%s", err, out)
+	}
+	waitRoute(t, nsAddr, "routed")
 
 	wrong := broker("broker-b", "FERRY_CLUSTER_SECRET=not-the-cluster-secret")
 	if !wrong.waitLog("level=ERROR", 30*time.Second) || !strings.Contains(wrong.log(), "bad signature") {
