@@ -270,7 +270,7 @@ func (v *Verifier) Verify(req *remoting.Command, now time.Time) error {
 // a second.
 func (v *Verifier) sweep(nowMS int64) {
 	since := nowMS - v.lastSweep
-	if since < v.window.Milliseconds()/10 && (len(v.seen) < v.max || since < 1000) {
+	if since >= 0 && since < v.window.Milliseconds()/10 && (len(v.seen) < v.max || since < 1000) { // a clock set back sweeps at once
 		return
 	}
 	for n, until := range v.seen {
