@@ -81,6 +81,16 @@ type Config struct {
 	Runtime         RuntimeConfig `koanf:"runtime"`
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
+
+	// BrokerName names the broker at the NameServers; each broker of a
+	// cluster needs its own (a second broker of a live one's name is refused).
+	BrokerName string `koanf:"broker-name"`
+	// ClusterSecret, or the file ClusterSecretFile names (one of them),
+	// is the secret a cluster's NameServers and brokers share: brokers
+	// prove with it that they may register (docs/auth.md). Prefer the
+	// file (mode 0600) or FERRY_CLUSTER_SECRET to the config file.
+	ClusterSecret     string `koanf:"cluster-secret"`
+	ClusterSecretFile string `koanf:"cluster-secret-file"`
 }
 
 // RuntimeConfig tunes the Go runtime of a server process. The GOGC and
@@ -166,6 +176,7 @@ func Default() Config {
 		Namesrv:         "127.0.0.1:9876",
 		HTTPAddr:        ":8080",
 		NamesrvHTTPAddr: ":8081",
+		BrokerName:      "broker-a",
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",
@@ -251,6 +262,15 @@ func (c Config) Validate() error {
 	}
 	if c.NamesrvHTTPAddr == "" {
 		return errors.New("namesrv-http-addr: must not be empty (off disables it)")
+	}
+	if c.BrokerName == "" {
+		return errors.New("broker-name: must not be empty")
+	}
+	if c.ClusterSecret != "" && c.ClusterSecretFile != "" {
+		return errors.New("cluster-secret and cluster-secret-file: set one, not both")
+	}
+	if n := len(c.ClusterSecret); n > 0 && n < 16 {
+		return fmt.Errorf("cluster-secret: %d bytes, want at least 16 (openssl rand -base64 32 makes one)", n)
 	}
 	if a := c.Auth; a.AllowAnonymous != nil && !*a.AllowAnonymous && a.PasswordFile == "" {
 		return errors.New("auth.allow-anonymous false: no client could connect without auth.password-file")

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
+
+	"github.com/ferrymq/ferry/clusterauth"
 )
 
 // Listen is where the application's NameServer listens, and the flag that
@@ -29,10 +31,13 @@ type params struct {
 	Listen    Listen
 	Logger    *slog.Logger
 	Registry  *prometheus.Registry `optional:"true"`
+	// ClusterKey is the cluster's key (Options.ClusterKey); without one,
+	// only loopback brokers may register.
+	ClusterKey *clusterauth.Key `optional:"true"`
 }
 
 func newFromFx(p params) (*Server, error) {
-	s := New(Options{Logger: p.Logger.With("component", "namesrv")})
+	s := New(Options{Logger: p.Logger.With("component", "namesrv"), ClusterKey: p.ClusterKey})
 	if p.Registry != nil {
 		if err := p.Registry.Register(s); err != nil {
 			return nil, err
@@ -44,7 +49,11 @@ func newFromFx(p params) (*Server, error) {
 			if err != nil {
 				return fmt.Errorf("namesrv: cannot listen on %s (change it with %s): %w", p.Listen.Addr, p.Listen.Flag, err)
 			}
-			p.Logger.Info("namesrv listening", "addr", ln.Addr().String())
+			p.Logger.Info("namesrv listening", "addr", ln.Addr().String(), "cluster_secret", p.ClusterKey != nil)
+			if p.ClusterKey == nil {
+				p.Logger.Warn("namesrv: no cluster secret: brokers may register only from loopback (this host); " +
+					"set cluster-secret-file or FERRY_CLUSTER_SECRET, the same on the NameServer and every broker, to register brokers from other hosts")
+			}
 			s.setAddr(ln.Addr().String())
 			go s.Serve(ln)
 			return nil

@@ -64,6 +64,7 @@ func TestMetrics(t *testing.T) {
 		`ferry_namesrv_connections 1`,
 		`ferry_namesrv_brokers_dropped_total{reason="closed"} 1`,
 		`ferry_namesrv_brokers_dropped_total{reason="silent"} 0`,
+		`ferry_namesrv_refused_total{reason="conflict"} 0`,
 	} {
 		if !strings.Contains(text, line+"\n") {
 			t.Errorf("no %q in\n%s", line, text)

@@ -7,6 +7,7 @@
 package namesrv
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -52,13 +53,83 @@ type registry struct {
 func newRegistry() *registry { return &registry{brokers: map[string]*brokerState{}} }
 
 // register records b with its topics (a full list: what it no longer has is
-// forgotten).
+// forgotten). Another entry of b's name and id, at another address, goes:
+// admitRegister let it through only when it is dead or from conn.
 func (r *registry) register(b Broker, topics []TopicConfig, conn any, now time.Time) {
 	st := &brokerState{Broker: b, topics: make(map[string]TopicConfig, len(topics)), lastSeen: now, conn: conn}
 	for _, t := range topics {
 		st.topics[t.TopicName] = t
 	}
+	for addr, o := range r.brokers {
+		if addr != b.Addr && o.Name == b.Name && o.ID == b.ID {
+			delete(r.brokers, addr)
+		}
+	}
 	r.brokers[b.Addr] = st
+}
+
+// refusal is why the registry refuses a broker's request: a reason (an
+// index of refuseReasons) and a message for the sender and the log.
+type refusal struct {
+	reason int
+	msg    string
+}
+
+// admitRegister decides whether conn may register b with topics. signed
+// says the request proved the cluster secret; brokers seen since liveSince
+// are live. It refuses
+//   - b's name and id held by a live broker at another address, on another
+//     connection (two brokers configured alike: the second would take the
+//     first's routes);
+//   - b's address registered on another connection, unless the request is
+//     signed and names the same broker (a broker that reconnected), or,
+//     unsigned, names the same broker and drops none of its topics.
+func (r *registry) admitRegister(b Broker, topics []TopicConfig, conn any, signed bool, liveSince time.Time) *refusal {
+	for addr, o := range r.brokers {
+		if addr != b.Addr && o.Name == b.Name && o.ID == b.ID && o.conn != conn && !o.lastSeen.Before(liveSince) {
+			return &refusal{refuseConflict, fmt.Sprintf(
+				"broker %q id %d is already registered by the live broker at %s (cluster %q); refused for %s (cluster %q): "+
+					"give each broker a distinct --broker-name (config broker-name)", b.Name, b.ID, o.Addr, o.Cluster, b.Addr, b.Cluster)}
+		}
+	}
+	cur := r.brokers[b.Addr]
+	if cur == nil || cur.conn == conn {
+		return nil
+	}
+	if cur.Name != b.Name || cur.ID != b.ID || cur.Cluster != b.Cluster {
+		return &refusal{refuseNotOwner, fmt.Sprintf("address %s is registered as broker %q id %d (cluster %q) on another connection; refused for broker %q id %d (cluster %q)",
+			b.Addr, cur.Name, cur.ID, cur.Cluster, b.Name, b.ID, b.Cluster)}
+	}
+	if signed {
+		return nil
+	}
+	have := make(map[string]bool, len(topics))
+	for _, t := range topics {
+		have[t.TopicName] = true
+	}
+	for t := range cur.topics {
+		if !have[t] {
+			return &refusal{refuseNotOwner, fmt.Sprintf("broker %q at %s was registered on another connection, and this unsigned registration would drop its topic %q",
+				b.Name, b.Addr, t)}
+		}
+	}
+	return nil
+}
+
+// admitUnregister decides whether conn may unregister the broker b names:
+// only the connection that registered it may, or a signed request naming
+// the same broker at the same address. An address nobody registered is
+// nothing to refuse.
+func (r *registry) admitUnregister(b Broker, conn any, signed bool) *refusal {
+	cur := r.brokers[b.Addr]
+	if cur == nil || cur.conn == conn {
+		return nil
+	}
+	if signed && cur.Name == b.Name && cur.ID == b.ID && cur.Cluster == b.Cluster {
+		return nil
+	}
+	return &refusal{refuseNotOwner, fmt.Sprintf("broker %q at %s was registered on another connection: only that connection, "+
+		"or a broker proving the cluster secret with the same name, id and address, may unregister it", cur.Name, b.Addr)}
 }
 
 func (r *registry) unregister(addr string) bool {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -19,7 +20,12 @@ type Options struct {
 	// BrokerTimeout drops a broker that has not registered again for this
 	// long (default 120 s; brokers register every 30 s).
 	BrokerTimeout time.Duration
-	Logger        *slog.Logger
+	// ClusterKey, when set, is the cluster's key: REGISTER_BROKER and
+	// UNREGISTER_BROKER are accepted only signed with it (package
+	// clusterauth), from any address. Nil: they are accepted unsigned,
+	// and only from loopback peers.
+	ClusterKey *clusterauth.Key
+	Logger     *slog.Logger
 }
 
 // Server is a NameServer. Start it with Serve; Close stops it.
@@ -27,10 +33,14 @@ type Server struct {
 	opts Options
 	srv  *remoting.Server
 
+	verifier *clusterauth.Verifier // nil without a cluster key
+
 	mu      sync.Mutex
 	reg     *registry
 	addr    string   // where it listens, once it does
 	dropped [2]int64 // brokers dropped: [dropSilent], [dropClosed]
+	refused [len(refuseReasons)]int64
+	refusalLog
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -46,6 +56,9 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, reg: newRegistry(), stop: make(chan struct{})}
+	if opts.ClusterKey != nil {
+		s.verifier = clusterauth.NewVerifier(opts.ClusterKey)
+	}
 	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
 	return s
 }
@@ -95,13 +108,19 @@ type Stats struct {
 	// DroppedSilent and DroppedClosed count the brokers dropped for
 	// silence past BrokerTimeout and for a closed connection.
 	DroppedSilent, DroppedClosed int64
+	// Refused counts the REGISTER_BROKER and UNREGISTER_BROKER requests
+	// refused, by reason (see refuseReasons).
+	Refused map[string]int64
 }
 
 // Stats returns the registry's counts.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	st := Stats{Brokers: len(s.reg.brokers), Topics: len(s.reg.topics()),
-		DroppedSilent: s.dropped[dropSilent], DroppedClosed: s.dropped[dropClosed]}
+		DroppedSilent: s.dropped[dropSilent], DroppedClosed: s.dropped[dropClosed], Refused: map[string]int64{}}
+	for i, r := range refuseReasons {
+		st.Refused[r] = s.refused[i]
+	}
 	s.mu.Unlock()
 	st.Connections = s.srv.Stats().Open
 	return st
@@ -148,13 +167,15 @@ type registerBody struct {
 
 func (s *Server) serve(_ context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
 	switch req.Code {
-	case remoting.RegisterBroker:
-		return s.register(c, req)
-	case remoting.UnregisterBroker:
-		s.mu.Lock()
-		s.reg.unregister(req.Ext("brokerAddr"))
-		s.mu.Unlock()
-		return req.Response(remoting.Success, "")
+	case remoting.RegisterBroker, remoting.UnregisterBroker:
+		signed, ref := s.prove(c, req)
+		if ref != nil {
+			return s.refuse(c, req, ref)
+		}
+		if req.Code == remoting.RegisterBroker {
+			return s.register(c, req, signed)
+		}
+		return s.unregister(c, req, signed)
 	case remoting.GetRouteInfoByTopic:
 		topic := req.Ext("topic")
 		s.mu.Lock()
@@ -181,7 +202,25 @@ func (s *Server) serve(_ context.Context, c *remoting.Conn, req *remoting.Comman
 	}
 }
 
-func (s *Server) register(c *remoting.Conn, req *remoting.Command) *remoting.Command {
+func (s *Server) unregister(c *remoting.Conn, req *remoting.Command, signed bool) *remoting.Command {
+	b := Broker{Cluster: req.Ext("clusterName"), Name: req.Ext("brokerName"), Addr: req.Ext("brokerAddr"), ID: -1}
+	if id, err := req.ExtInt("brokerId"); err == nil {
+		b.ID = id
+	}
+	s.mu.Lock()
+	ref := s.reg.admitUnregister(b, c, signed)
+	gone := ref == nil && s.reg.unregister(b.Addr)
+	s.mu.Unlock()
+	if ref != nil {
+		return s.refuse(c, req, ref)
+	}
+	if gone {
+		s.opts.Logger.Info("namesrv: broker unregistered", "broker", b.Name, "addr", b.Addr, "signed", signed)
+	}
+	return req.Response(remoting.Success, "")
+}
+
+func (s *Server) register(c *remoting.Conn, req *remoting.Command, signed bool) *remoting.Command {
 	id, err := req.ExtInt("brokerId")
 	if err != nil {
 		return req.Response(remoting.SystemError, err.Error())
@@ -209,10 +248,17 @@ func (s *Server) register(c *remoting.Conn, req *remoting.Command) *remoting.Com
 		tc.TopicName = name
 		topics = append(topics, tc)
 	}
+	now := time.Now()
 	s.mu.Lock()
 	_, known := s.reg.brokers[b.Addr]
-	s.reg.register(b, topics, c, time.Now())
+	ref := s.reg.admitRegister(b, topics, c, signed, now.Add(-s.opts.BrokerTimeout))
+	if ref == nil {
+		s.reg.register(b, topics, c, now)
+	}
 	s.mu.Unlock()
+	if ref != nil {
+		return s.refuse(c, req, ref)
+	}
 	if !known {
 		s.opts.Logger.Info("namesrv: broker registered", "cluster", b.Cluster, "broker", b.Name, "id", b.ID, "addr", b.Addr, "topics", len(topics))
 	}

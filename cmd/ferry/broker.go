@@ -37,6 +37,8 @@ func newBrokerCmd() *cobra.Command {
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; :0 picks a free port")
 	addNativeTLSFlags(fs)
 	config.AddFlag(fs, "advertise-addr", "advertise-addr", "native address registered with the NameServers, which clients dial (default: the listen address)")
+	config.AddFlag(fs, "broker-name", "broker-name", "this broker's name at the NameServers: each broker of a cluster needs its own")
+	addClusterFlags(fs)
 	addServiceFlags(cmd)
 	addStorageFlags(cmd)
 	return cmd
@@ -53,8 +55,9 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		}
 	}
 	return serviceOptions(cfg, logger,
-		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, NameServers: nss, Advertise: cfg.AdvertiseAddr}),
+		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, NameServers: nss, Advertise: cfg.AdvertiseAddr, BrokerName: cfg.BrokerName}),
 		native.Module,
+		clusterOption(cfg, logger, false), // none: registrations go unsigned
 		fx.Invoke(func() error {
 			if len(nss) == 0 {
 				return fmt.Errorf("no NameServer to register with: set --namesrv")

@@ -53,6 +53,23 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("docker-compose.yml has no %s service", want)
 		}
 	}
+	// The NameServer and the brokers share one cluster secret; each broker
+	// has its own name.
+	names := map[string]string{}
+	for _, name := range []string{"namesrv", "broker-a", "broker-b"} {
+		s := c.Services[name]
+		if got, want := s.Environment["FERRY_CLUSTER_SECRET"], c.Services["namesrv"].Environment["FERRY_CLUSTER_SECRET"]; got == "" || got != want {
+			t.Errorf("%s's FERRY_CLUSTER_SECRET %q, want the NameServer's %q", name, got, want)
+		}
+		if i := slices.Index(s.Command, "--broker-name"); i >= 0 && i+1 < len(s.Command) {
+			if other, dup := names[s.Command[i+1]]; dup {
+				t.Errorf("%s and %s are both --broker-name %s", other, name, s.Command[i+1])
+			}
+			names[s.Command[i+1]] = name
+		} else if name != "namesrv" {
+			t.Errorf("%s has no --broker-name", name)
+		}
+	}
 	for name, s := range c.Services {
 		for dep := range s.DependsOn {
 			if _, ok := c.Services[dep]; !ok {

@@ -28,6 +28,7 @@ func newNamesrvCmd() *cobra.Command {
 	}
 	config.AddFlag(cmd.Flags(), "namesrv-addr", "namesrv-addr", "listen address; :0 picks a free port")
 	config.AddFlag(cmd.Flags(), "http-addr", "namesrv-http-addr", "HTTP listen address for metrics and health; off disables it, :0 picks a free port")
+	addClusterFlags(cmd.Flags())
 	return cmd
 }
 
@@ -37,6 +38,7 @@ func namesrvOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		fx.Supply(logger, namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}),
 		fx.WithLogger(fxLogger),
 		fx.StopTimeout(stopTimeout),
+		clusterOption(cfg, logger, false), // none: brokers register from loopback only
 		namesrv.Module,
 		fx.Supply(monitor.Listen{Addr: cfg.NamesrvHTTPAddr, Flag: "--http-addr"}),
 		monitor.Module,

@@ -161,6 +161,9 @@ func TestBinary(t *testing.T) {
 		if nsAddr == nil || httpAddr == nil {
 			t.Fatalf("no NameServer or HTTP address logged:\n%s", ns.log())
 		}
+		if !strings.Contains(ns.log(), `level=WARN msg="namesrv: no cluster secret: brokers may register only from loopback`) {
+			t.Errorf("a NameServer without a cluster secret does not warn that it takes loopback brokers only:\n%s", ns.log())
+		}
 		broker := startFerry(t, bin, "broker", "--namesrv", nsAddr[1], "--data-dir", filepath.Join(t.TempDir(), "data"),
 			"--native-addr", "127.0.0.1:0", "--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--http-addr", "off")
 		if !broker.waitLog(`msg="ferry ready"`, time.Minute) {
@@ -187,6 +190,8 @@ func TestBinary(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("namesrv and brokers apart with a cluster secret", func(t *testing.T) { testClusterSecret(t, bin) })
 
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

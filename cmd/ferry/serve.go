@@ -48,6 +48,8 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
 	addNativeTLSFlags(fs)
+	config.AddFlag(fs, "broker-name", "broker-name", "this broker's name at the NameServers")
+	addClusterFlags(fs)
 	addServiceFlags(cmd)
 	addStorageFlags(cmd)
 	return cmd
@@ -134,12 +136,12 @@ func run(logger *slog.Logger, options func() fx.Option, attrs ...any) error {
 
 // appOptions is the fx graph of ferry serve.
 func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
-	roles := []fx.Option{}
+	roles := []fx.Option{clusterOption(cfg, logger, true)} // a random key when none is set: the NameServer and the broker share it here
 	if cfg.NamesrvAddr != "off" {
 		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}), namesrv.Module)
 	}
 	if cfg.NativeAddr != "off" {
-		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr}), native.Module)
+		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr, BrokerName: cfg.BrokerName}), native.Module)
 	}
 	return serviceOptions(cfg, logger, roles...)
 }

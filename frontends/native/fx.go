@@ -11,6 +11,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/namesrv"
 )
@@ -22,6 +23,7 @@ type Listen struct {
 	Flag        string
 	NameServers []string
 	Advertise   string // see Options.Advertise
+	BrokerName  string // see Options.BrokerName; "" is broker-a
 	// TLSCert and TLSKey (PEM files), when set, make the listener serve
 	// TLS only.
 	TLSCert, TLSKey string
@@ -36,6 +38,8 @@ type params struct {
 	NameSrv   *namesrv.Server      `optional:"true"` // ferry serve's in-process NameServer
 	Registry  *prometheus.Registry `optional:"true"`
 	Auth      *auth.Authenticator  `optional:"true"` // the rules every front-end applies
+	// ClusterKey signs the registrations (Options.ClusterKey).
+	ClusterKey *clusterauth.Key `optional:"true"`
 }
 
 // Module serves the native protocol in the application. It binds in
@@ -45,7 +49,8 @@ type params struct {
 var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 func newFromFx(p params) (*Server, error) {
-	opts := Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, Logger: p.Logger.With("component", "native")}
+	opts := Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, BrokerName: p.Listen.BrokerName,
+		ClusterKey: p.ClusterKey, Logger: p.Logger.With("component", "native")}
 	if p.Auth != nil && !p.Auth.Open() {
 		opts.Auth = p.Auth
 	}

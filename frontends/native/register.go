@@ -2,6 +2,8 @@ package native
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"time"
 
 	"github.com/ferrymq/ferry/core"
@@ -18,6 +20,7 @@ const defaultTopic = "TBW102"
 func (s *Server) registerLoop() {
 	defer s.wg.Done()
 	conns := map[string]*remoting.Client{}
+	refusals := map[string]refusalLogged{}
 	defer func() {
 		for _, c := range conns {
 			c.Close() // the NameServers drop this broker at once
@@ -26,7 +29,7 @@ func (s *Server) registerLoop() {
 	tick := time.NewTicker(s.opts.RegisterInterval)
 	defer tick.Stop()
 	for {
-		s.registerWith(conns)
+		s.registerWith(conns, refusals)
 		select {
 		case <-s.stop:
 			return
@@ -44,7 +47,7 @@ func (s *Server) registerAll() {
 	}
 }
 
-func (s *Server) registerWith(conns map[string]*remoting.Client) {
+func (s *Server) registerWith(conns map[string]*remoting.Client, refusals map[string]refusalLogged) {
 	req, err := namesrv.RegisterRequest(namesrv.Broker{Cluster: s.opts.Cluster, Name: s.opts.BrokerName, ID: 0, Addr: s.Addr()}, s.topicConfigs())
 	if err != nil {
 		s.opts.Logger.Error("native: build registration", "err", err)
@@ -62,20 +65,47 @@ func (s *Server) registerWith(conns map[string]*remoting.Client) {
 			}
 			conns[addr] = c
 		}
+		r := cloneRequest(req)
+		if k := s.opts.ClusterKey; k != nil {
+			if err := k.Sign(r, time.Now()); err != nil {
+				s.opts.Logger.Error("native: sign registration", "err", err)
+				return
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		resp, err := c.Invoke(ctx, cloneRequest(req))
+		resp, err := c.Invoke(ctx, r)
 		cancel()
 		if err == nil {
 			err = remoting.ResponseError(resp)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+			delete(refusals, addr)
+		case errors.Is(err, remoting.ErrNoPermission):
+			// Refused: the secret differs, or another broker holds this
+			// broker's name. Said at ERROR, once per register interval
+			// (registrations also run when topics change).
+			if last, ok := refusals[addr]; !ok || last.remark != resp.Remark || time.Since(last.at) >= s.opts.RegisterInterval {
+				s.opts.Logger.Error("native: the NameServer refused this broker's registration: clients cannot reach it through that NameServer; retrying",
+					"namesrv", addr, "broker", s.opts.BrokerName, "signed", s.opts.ClusterKey != nil, "retry_every", s.opts.RegisterInterval, "err", err)
+				refusals[addr] = refusalLogged{remark: resp.Remark, at: time.Now()}
+			}
+		default:
 			s.opts.Logger.Warn("native: registration failed", "namesrv", addr, "err", err)
 		}
 	}
 }
 
+// refusalLogged is the last refusal logged for a NameServer.
+type refusalLogged struct {
+	remark string
+	at     time.Time
+}
+
+// cloneRequest copies c with its own ext fields, which signing changes.
 func cloneRequest(c *remoting.Command) *remoting.Command {
 	cp := *c
+	cp.ExtFields = maps.Clone(c.ExtFields)
 	return &cp
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
 	"github.com/ferrymq/ferry/remoting"
@@ -41,8 +42,12 @@ type Options struct {
 	Advertise string
 	// Auth, when set, checks every request's credentials and topics
 	// against the rules the MQTT front-end uses (see access.go).
-	Auth   *auth.Authenticator
-	Logger *slog.Logger
+	Auth *auth.Authenticator
+	// ClusterKey, when set, signs the registrations with the cluster's
+	// secret (package clusterauth); without it they go unsigned, which
+	// only a NameServer without a secret accepts, from loopback.
+	ClusterKey *clusterauth.Key
+	Logger     *slog.Logger
 }
 
 // Server serves the native protocol for one broker.
