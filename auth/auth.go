@@ -5,7 +5,9 @@
 //
 // Two files drive it, both optional and both reloadable (Reload, Watch):
 //
-//   - a password file of "user:bcrypt-hash" lines (see SetPassword);
+//   - a password file of "user:bcrypt-hash:signing-key" lines (see
+//     SetPassword; the signing key checks signed native requests, see
+//     AuthenticateSigned);
 //   - an ACL file in the acl_file format of mosquitto: user sections of
 //     topic lines, and pattern lines for every client with %u and %c.
 //
@@ -41,7 +43,7 @@ var (
 
 // Config configures an Authenticator.
 type Config struct {
-	// PasswordFile holds "user:bcrypt-hash" lines; "" means no passwords:
+	// PasswordFile holds "user:bcrypt-hash[:signing-key]" lines; "" means no passwords:
 	// every username is taken as given, unchecked.
 	PasswordFile string
 	// ACLFile holds the topic rules; "" allows every topic to every client
@@ -77,12 +79,13 @@ type Authenticator struct {
 
 // state is what one load of the files produced.
 type state struct {
-	users  map[string][]byte // bcrypt hashes by user; nil without a password file
-	dummy  []byte            // compared against for unknown users
-	acl    *acl              // nil without an ACL file
-	good   *goodCache
-	stamps stamps
-	gen    uint64 // counts the loads: see Generation
+	users    map[string]entry // by user; nil without a password file
+	dummy    []byte           // bcrypt hash compared against for unknown users
+	dummyKey []byte           // signing key verified against for unknown users
+	acl      *acl             // nil without an ACL file
+	good     *goodCache
+	stamps   stamps
+	gen      uint64 // counts the loads: see Generation
 }
 
 // New loads the files cfg names. A file that is missing or does not parse
@@ -143,7 +146,7 @@ func (a *Authenticator) Authenticate(user, password string) error {
 		return nil
 	}
 	s := a.state.Load()
-	hash, ok := s.users[user]
+	e, ok := s.users[user]
 	if !ok {
 		// As long as a known user's check, so that timing tells nothing.
 		bcrypt.CompareHashAndPassword(s.dummy, []byte(password))
@@ -153,7 +156,7 @@ func (a *Authenticator) Authenticate(user, password string) error {
 	if s.good.has(key) {
 		return nil
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+	if bcrypt.CompareHashAndPassword(e.hash, []byte(password)) != nil {
 		return ErrBadCredentials
 	}
 	s.good.add(key)
@@ -239,7 +242,7 @@ func (a *Authenticator) reloadIfChanged() {
 // load reads the files into a new state. a.mu is held.
 func (a *Authenticator) load() (*state, error) {
 	a.loads++
-	s := &state{good: newGoodCache(), gen: a.loads}
+	s := &state{good: newGoodCache(), gen: a.loads, dummyKey: newDummyKey()}
 	if path := a.cfg.PasswordFile; path != "" {
 		data, st, err := readFile(path)
 		if err != nil {

@@ -12,6 +12,7 @@ func FuzzParsePasswords(f *testing.F) {
 	f.Add([]byte("# c\n\nalice:$2a$04$abcdefghijklmnopqrstuu5WdBMFvdYrgSBkkDUSPvfZC0CZFzvyS\n"))
 	f.Add([]byte("a:b\n:\n#\n\r\n"))
 	f.Add([]byte("a:$2y$99$x\n"))
+	f.Add([]byte("alice:$2a$04$abcdefghijklmnopqrstuu5WdBMFvdYrgSBkkDUSPvfZC0CZFzvyS:mO4jFnVAlGPDJL2dd6yG4uv9qS3GtQjbx8CTsrtaK2w\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		users, _, err := parsePasswords("fuzz", bytes.NewReader(data))
 		if err == nil && users == nil {

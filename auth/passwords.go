@@ -14,30 +14,45 @@ import (
 	"github.com/ferrymq/ferry/internal/atomicfile"
 )
 
-// parsePasswords reads a password file: "user:hash" lines with bcrypt
-// hashes. It returns the hashes by user and the highest cost among them (0
-// when there are none). name is used in errors, which give the line.
-func parsePasswords(name string, r io.Reader) (map[string][]byte, int, error) {
-	users := make(map[string][]byte)
+// entry is one user's line of a password file.
+type entry struct {
+	hash []byte // bcrypt
+	key  []byte // the signing key (its text, as clients use it); nil on a line without one
+}
+
+// parsePasswords reads a password file: "user:bcrypt-hash" or
+// "user:bcrypt-hash:signing-key" lines. It returns the entries by user and
+// the highest bcrypt cost among them (0 when there are none). name is used
+// in errors, which give the line.
+func parsePasswords(name string, r io.Reader) (map[string]entry, int, error) {
+	users := make(map[string]entry)
 	lines := make(map[string]int)
 	maxCost := 0
 	err := eachLine(name, r, func(n int, line string) error {
-		user, hash, ok := strings.Cut(line, ":")
+		user, rest, ok := strings.Cut(line, ":")
 		if !ok {
-			return errors.New(`want "user:bcrypt-hash"`)
+			return errors.New(`want "user:bcrypt-hash" or "user:bcrypt-hash:signing-key"`)
 		}
 		if err := checkUser(user); err != nil {
 			return err
 		}
+		hash, key, hasKey := strings.Cut(rest, ":")
 		cost, err := bcrypt.Cost([]byte(hash))
 		if err != nil {
 			return fmt.Errorf("user %q: not a bcrypt hash: %w", user, err)
+		}
+		e := entry{hash: []byte(hash)}
+		if hasKey {
+			if err := checkSigningKey(key); err != nil {
+				return fmt.Errorf("user %q: %w", user, err)
+			}
+			e.key = []byte(key)
 		}
 		if prev, dup := lines[user]; dup {
 			return fmt.Errorf("user %q: listed again (first on line %d)", user, prev)
 		}
 		lines[user] = n
-		users[user] = []byte(hash)
+		users[user] = e
 		maxCost = max(maxCost, cost)
 		return nil
 	})
@@ -64,8 +79,9 @@ func checkUser(name string) error {
 	return nil
 }
 
-// SetPassword adds user to the password file at path, or replaces its hash,
-// with a bcrypt hash of password at cost. Every other line is kept as it is.
+// SetPassword adds user to the password file at path, or replaces its
+// line, with a bcrypt hash of password at cost and the signing key derived
+// from it (SigningKey): "user:hash:key". Every other line is kept as it is.
 // The file is created if missing; it is written atomically (a temporary file
 // renamed over it, see atomicfile.Write) with mode 0600. A file that does not parse is left alone.
 // replaced reports whether user was in the file already.
@@ -87,7 +103,7 @@ func SetPassword(path, user, password string, cost int) (replaced bool, err erro
 	if err != nil {
 		return false, err
 	}
-	entry := user + ":" + string(hash)
+	entry := user + ":" + string(hash) + ":" + SigningKey(user, password)
 
 	var out []string
 	if len(old) > 0 {
@@ -102,4 +118,27 @@ func SetPassword(path, user, password string, cost int) (replaced bool, err erro
 		out = append(out, entry)
 	}
 	return replaced, atomicfile.Write(path, []byte(strings.Join(out, "\n")+"\n"))
+}
+
+// StoredSigningKey returns user's signing key from the password file at
+// path, for an operator to give a RocketMQ client as its SecretKey. A user
+// whose line has no key (written before signing keys existed) is
+// ErrNoSigningKey; an unknown user is an error naming the file.
+func StoredSigningKey(path, user string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	users, _, err := parsePasswords(path, bytes.NewReader(data))
+	if err != nil {
+		return "", err
+	}
+	e, ok := users[user]
+	switch {
+	case !ok:
+		return "", fmt.Errorf("%s: no user %q", path, user)
+	case e.key == nil:
+		return "", fmt.Errorf("%s: %w", path, ErrNoSigningKey)
+	}
+	return string(e.key), nil
 }

@@ -37,6 +37,9 @@ type testFerry struct {
 	brokers map[string]*testBroker
 	auth    *auth.Authenticator // checks the brokers' requests when set
 	tls     *tls.Config         // the brokers serve TLS with it when set
+	// advertise, when set, is the address the brokers register instead of
+	// their own: a party posing as them.
+	advertise string
 }
 
 type testBroker struct {
@@ -111,7 +114,8 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 	if f.tls != nil {
 		ln = tls.NewListener(ln, f.tls)
 	}
-	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Auth: f.auth, Logger: logger})
+	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Auth: f.auth,
+		Advertise: f.advertise, Logger: logger})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/ferrymq/ferry/remoting"
 )
 
 // pool keeps one connection per address and dials again when one is gone.
-// With credentials (WithCredentials) it adds them to every request, and
+// With credentials (WithCredentials) it signs every request, and
 // with WithTLS it dials over TLS, except to the NameServers, which check no
 // credentials and serve plain TCP.
 //
@@ -22,9 +23,10 @@ type pool struct {
 	conns  map[string]*poolConn
 	closed bool
 
-	user, password string
-	tls            *tls.Config // WithTLS: for brokers
-	nameServers    map[string]bool
+	user        string
+	signingKey  []byte
+	tls         *tls.Config // WithTLS: for brokers
+	nameServers map[string]bool
 }
 
 type poolConn struct {
@@ -33,23 +35,21 @@ type poolConn struct {
 }
 
 func newPool(o *options) *pool {
-	p := &pool{conns: map[string]*poolConn{}, user: o.user, password: o.password, tls: o.tls, nameServers: map[string]bool{}}
+	p := &pool{conns: map[string]*poolConn{}, user: o.user, signingKey: o.signingKey, tls: o.tls, nameServers: map[string]bool{}}
 	for _, ns := range o.nameServers {
 		p.nameServers[ns] = true
 	}
 	return p
 }
 
-// sign adds the credentials to req, bound for addr.
+// sign signs req, bound for addr, with the user's signing key, and the
+// time of signing; the password is never sent. req's ext fields and body
+// are final.
 func (p *pool) sign(addr string, req *remoting.Command) {
 	if p.user == "" || p.nameServers[addr] {
 		return
 	}
-	if req.ExtFields == nil {
-		req.ExtFields = map[string]string{}
-	}
-	req.ExtFields[remoting.FieldAccessKey] = p.user
-	req.ExtFields[remoting.FieldPassword] = p.password
+	req.Sign(p.user, p.signingKey, time.Now())
 }
 
 func (p *pool) isClosed() bool {

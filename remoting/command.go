@@ -28,8 +28,8 @@ const (
 )
 
 // Header fields that carry a client's credentials to a broker that checks
-// them: RocketMQ's AccessKey (the username), and Ferry's own Password (a
-// password file of bcrypt hashes cannot check RocketMQ's signature).
+// them: RocketMQ's AccessKey (the username), with a Signature (sign.go), or
+// Ferry's deprecated Password, which its SDK no longer sends.
 const (
 	FieldAccessKey = "AccessKey"
 	FieldPassword  = "Password"

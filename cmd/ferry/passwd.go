@@ -20,11 +20,28 @@ func newPasswdCmd() *cobra.Command {
 		Long: `Add USER to the password file FILE (auth.password-file), or replace USER's
 password there. The password is the first line of stdin, or --password.
 FILE is created if missing and rewritten atomically with mode 0600; its other
-lines are kept. A running Ferry picks the change up within auth.reload-interval.`,
+lines are kept. A running Ferry picks the change up within auth.reload-interval.
+
+The line holds a bcrypt hash of the password and USER's signing key, derived
+from the password, which checks signed native requests. Ferry's clients derive
+it themselves from --username and --password; a RocketMQ client with ACL is
+configured with AccessKey=USER and SecretKey=the signing key, which
+--signing-key prints (it changes nothing). The key is as secret as the password.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file, user := args[0], args[1]
 			fs := cmd.Flags()
+			if show, _ := fs.GetBool("signing-key"); show {
+				if fs.Changed("password") || fs.Changed("cost") {
+					return errors.New("--signing-key prints the key stored in FILE: it takes no --password or --cost")
+				}
+				key, err := auth.StoredSigningKey(file, user)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), key)
+				return err
+			}
 			password, _ := fs.GetString("password")
 			if !fs.Changed("password") {
 				var err error
@@ -50,6 +67,7 @@ lines are kept. A running Ferry picks the change up within auth.reload-interval.
 	}
 	cmd.Flags().String("password", "", "the password, instead of the first line of stdin (visible to other users of the machine: for scripts)")
 	cmd.Flags().Int("cost", bcrypt.DefaultCost, "bcrypt cost: each step doubles the time a check takes")
+	cmd.Flags().Bool("signing-key", false, "print USER's signing key from FILE (a RocketMQ client's SecretKey) and change nothing")
 	return cmd
 }
 

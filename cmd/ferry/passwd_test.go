@@ -77,6 +77,12 @@ func TestPasswd(t *testing.T) {
 		}
 	}
 
+	// --signing-key prints alice's key, the one her password derives.
+	out, err = ferryCmd(t, "", "passwd", "--signing-key", file, "alice")
+	if want := auth.SigningKey("alice", "changed") + "\n"; err != nil || out != want {
+		t.Errorf("--signing-key: %q, %v; want %q", out, err, want)
+	}
+
 	for _, c := range []struct {
 		stdin string
 		args  []string
@@ -87,6 +93,8 @@ func TestPasswd(t *testing.T) {
 		{"x\n", []string{"passwd", "--cost=3", file, "carol"}, "--cost 3"},
 		{"x\n", []string{"passwd", file, "a:b"}, "contains ':'"},
 		{"x\n", []string{"passwd", file}, "accepts 2 arg(s)"},
+		{"", []string{"passwd", "--signing-key", file, "carol"}, `no user "carol"`},
+		{"", []string{"passwd", "--signing-key", "--password=x", file, "alice"}, "takes no --password"},
 	} {
 		if _, err := ferryCmd(t, c.stdin, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.args, err, c.want)

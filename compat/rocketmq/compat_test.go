@@ -20,6 +20,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
@@ -30,11 +31,19 @@ import (
 type ferry struct {
 	ns     string
 	broker *core.Broker
+	fe     *native.Server
 }
 
 // startFerry runs a store, the core, a NameServer and the native front-end
 // in this process, on ports chosen by the system.
 func startFerry(t *testing.T) *ferry {
+	t.Helper()
+	return startFerryAuth(t, nil)
+}
+
+// startFerryAuth is startFerry with a broker that checks requests with a
+// (nil: none).
+func startFerryAuth(t *testing.T, a *auth.Authenticator) *ferry {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 64 << 20, Logger: logger})
@@ -55,7 +64,7 @@ func startFerry(t *testing.T) *ferry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe := native.New(b, native.Options{NameServers: []string{nsLn.Addr().String()}, RegisterInterval: 200 * time.Millisecond, Logger: logger})
+	fe := native.New(b, native.Options{NameServers: []string{nsLn.Addr().String()}, RegisterInterval: 200 * time.Millisecond, Auth: a, Logger: logger})
 	go fe.Serve(brLn)
 	t.Cleanup(func() {
 		fe.Close()
@@ -63,7 +72,7 @@ func startFerry(t *testing.T) *ferry {
 		b.Close()
 		st.Close()
 	})
-	return &ferry{ns: nsLn.Addr().String(), broker: b}
+	return &ferry{ns: nsLn.Addr().String(), broker: b, fe: fe}
 }
 
 // waitForRoute waits until the NameServer has a route for topic: the

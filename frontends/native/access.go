@@ -2,8 +2,11 @@ package native
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
@@ -11,9 +14,10 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// fieldSignature is RocketMQ ACL's signature of a request: refused with a
-// note, as the password file cannot check it (see remoting.FieldPassword).
-const fieldSignature = "Signature"
+// maxSignedSkew is how far from the broker's clock the time a request was
+// signed (FerrySignedAt, which Ferry's SDK adds) may be: a captured request
+// cannot be replayed after it.
+const maxSignedSkew = 5 * time.Minute
 
 // Internal topics of a consumer group: "%RETRY%" + group holds the
 // messages its members sent back, "%DLQ%" + group those that failed too
@@ -48,10 +52,16 @@ func newAccess(a *auth.Authenticator) *access {
 	return &access{a: a, known: map[*remoting.Conn]credentials{}}
 }
 
-// identify returns who sent req on c, or a response refusing it.
+// identify returns who sent req on c, or a response refusing it. A signed
+// request (RocketMQ ACL 1.0) is verified on its own, every time; a request
+// carrying a password (deprecated) is checked as an MQTT CONNECT is, and the
+// connection remembers the pair that passed.
 func (x *access) identify(c *remoting.Conn, req *remoting.Command) (string, *remoting.Command) {
 	if x.a == nil {
 		return "", nil
+	}
+	if req.Signed() {
+		return x.identifySigned(req, time.Now())
 	}
 	cr := credentials{req.Ext(remoting.FieldAccessKey), req.Ext(remoting.FieldPassword), x.a.Generation()}
 	x.mu.Lock()
@@ -63,9 +73,6 @@ func (x *access) identify(c *remoting.Conn, req *remoting.Command) (string, *rem
 	err := x.a.Authenticate(cr.user, cr.password)
 	switch {
 	case err == nil:
-	case cr.user == "" && req.Ext(fieldSignature) != "":
-		return "", req.Response(remoting.NoPermission, "native: a signed request (RocketMQ ACL) cannot be checked against "+
-			"Ferry's password file: send the username as AccessKey and the password as Password (the Go SDK's client.WithCredentials)")
 	case errors.Is(err, auth.ErrAnonymousNotAllowed):
 		return "", req.Response(remoting.NoPermission, "native: anonymous access is not allowed (auth.allow-anonymous): "+
 			"send credentials (ferry's --username and --password, the Go SDK's client.WithCredentials)")
@@ -78,6 +85,34 @@ func (x *access) identify(c *remoting.Conn, req *remoting.Command) (string, *rem
 		x.mu.Unlock()
 	}
 	return cr.user, nil
+}
+
+// identifySigned checks a signed request at now: its AccessKey is the
+// username, and its Signature must be the one the user's signing key (the
+// password file's third field) makes of it. When Ferry's SDK signed it, the
+// time it did must be within maxSignedSkew of now.
+func (x *access) identifySigned(req *remoting.Command, now time.Time) (string, *remoting.Command) {
+	user := req.Ext(remoting.FieldAccessKey)
+	if user == "" {
+		return "", req.Response(remoting.NoPermission, "native: a signed request (RocketMQ ACL) without an AccessKey")
+	}
+	switch err := x.a.AuthenticateSigned(user, req.VerifySignature); {
+	case err == nil:
+	case errors.Is(err, auth.ErrNoSigningKey):
+		return "", req.Response(remoting.NoPermission, "native: signed request from "+strconv.Quote(user)+": "+
+			strings.TrimPrefix(err.Error(), "auth: "))
+	default:
+		return "", req.Response(remoting.NoPermission, "native: "+err.Error())
+	}
+	at, ok, err := req.SignedAt()
+	switch {
+	case err != nil:
+		return "", req.Response(remoting.NoPermission, "native: "+err.Error())
+	case ok && (at.Before(now.Add(-maxSignedSkew)) || at.After(now.Add(maxSignedSkew))):
+		return "", req.Response(remoting.NoPermission, fmt.Sprintf("native: the request was signed at %s, more than %v from the broker's clock "+
+			"(%s): a replay, or a clock that is off", at.UTC().Format(time.RFC3339), maxSignedSkew, now.UTC().Format(time.RFC3339)))
+	}
+	return user, nil
 }
 
 // forget drops what c remembered; the connection closed.

@@ -1,0 +1,195 @@
+package rocketmq
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/apache/rocketmq-client-go/v2/rlog"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferrymq/ferry/auth"
+)
+
+// TestRocketMQGoClientACL: RocketMQ's Go client with ACL credentials
+// (AccessKey = the Ferry username, SecretKey = the signing key ferry passwd
+// stores) signs its requests, and Ferry's broker verifies them and applies
+// its ACL file: alice (readwrite devices/#) sends and consumes devices; bob
+// (readwrite bobtopic/#) may do neither; a wrong SecretKey is refused.
+// (rocketmq-client-go's pull consumer races with itself under -race: the
+// test uses push consumers.)
+func TestRocketMQGoClientACL(t *testing.T) {
+	rlog.SetLogLevel("error")
+	dir := t.TempDir()
+	cfg := auth.Config{PasswordFile: filepath.Join(dir, "passwd"), ACLFile: filepath.Join(dir, "acl")}
+	for user, password := range map[string]string{"alice": "wonder", "bob": "builder"} {
+		if _, err := auth.SetPassword(cfg.PasswordFile, user, password, bcrypt.MinCost); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(cfg.ACLFile, []byte("user alice\ntopic readwrite devices/#\nuser bob\ntopic readwrite bobtopic/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credentials := func(user string) primitive.Credentials {
+		t.Helper()
+		key, err := auth.StoredSigningKey(cfg.PasswordFile, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return primitive.Credentials{AccessKey: user, SecretKey: key}
+	}
+
+	f := startFerryAuth(t, a)
+	if _, err := f.broker.CreateTopic("devices", 2); err != nil {
+		t.Fatal(err)
+	}
+	waitForRoute(t, f.ns, "devices")
+
+	// One instance name per user: rocketmq-client-go shares a connection,
+	// and the credentials of the first client started, by instance name.
+	// A consumer shares its user's producer's instance, already started:
+	// a new instance's first route update races with its consumer's first
+	// rebalance (in rocketmq-client-go, under -race).
+	newProducer := func(group, instance string, cr primitive.Credentials) rocketmq.Producer {
+		t.Helper()
+		p, err := rocketmq.NewProducer(producer.WithNameServer([]string{f.ns}), producer.WithRetry(0),
+			producer.WithGroupName(group), producer.WithInstanceName(instance), producer.WithCredentials(cr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Shutdown() })
+		return p
+	}
+	ctx := context.Background()
+
+	alice := newProducer("alice-producer", "alice", credentials("alice"))
+	const n = 10
+	for i := range n {
+		msg := primitive.NewMessage("devices", []byte(fmt.Sprint("reading ", i))).WithTag(fmt.Sprint(i % 3))
+		res, err := alice.SendSync(ctx, msg)
+		if err != nil || res.Status != primitive.SendOK {
+			t.Fatalf("alice's send %d: %v %v", i, res, err)
+		}
+	}
+
+	bob := newProducer("bob-producer", "bob", credentials("bob"))
+	if _, err := bob.SendSync(ctx, primitive.NewMessage("devices", []byte("bob's")).WithTag("1")); err == nil ||
+		!strings.Contains(err.Error(), "not allowed to publish to devices/1") {
+		t.Fatalf("bob's send to devices: %v, want a refusal", err)
+	}
+	wrong := newProducer("wrong-producer", "alice-guessing", primitive.Credentials{AccessKey: "alice", SecretKey: auth.SigningKey("alice", "guess")})
+	if _, err := wrong.SendSync(ctx, primitive.NewMessage("devices", []byte("guess")).WithTag("1")); err == nil ||
+		!strings.Contains(err.Error(), "bad access key or signature") {
+		t.Fatalf("send with a wrong SecretKey: %v, want a refusal", err)
+	}
+
+	// bob's push consumer of devices: its pulls are refused (the broker
+	// counts them), and it receives nothing.
+	var bobGot atomic.Int32
+	bc, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("bob-consumer"),
+		consumer.WithInstance("bob"), consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+		consumer.WithCredentials(credentials("bob")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bc.Subscribe("devices", consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			bobGot.Add(int32(len(msgs)))
+			return consumer.ConsumeSuccess, nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Shutdown()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(f.fe)
+	for deadline := time.Now().Add(60 * time.Second); refusedPulls(t, reg) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no pull of bob's was refused")
+		}
+	}
+
+	// alice's push consumer receives her messages.
+	var mu sync.Mutex
+	got := map[string]bool{}
+	c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("alice-consumer"), consumer.WithInstance("alice"),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset), consumer.WithCredentials(credentials("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Subscribe("devices", consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range msgs {
+				got[string(m.Body)] = true
+			}
+			return consumer.ConsumeSuccess, nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		count := len(got)
+		mu.Unlock()
+		if count == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice received %d of her %d messages", count, n)
+		}
+	}
+	if n := bobGot.Load(); n != 0 {
+		t.Fatalf("bob received %d messages of devices", n)
+	}
+}
+
+// refusedPulls is how many pulls the broker answered NO_PERMISSION (16).
+func refusedPulls(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "ferry_native_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["request"] == "pull_message" && labels["code"] == "16" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
