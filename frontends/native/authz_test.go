@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
@@ -44,7 +46,7 @@ type authzFixture struct {
 }
 
 func newAuthzFixture(t *testing.T) *authzFixture {
-	a := authtest.New(t, map[string]string{"alice": "a-secret", "bob": "b-secret", "carol": "c-secret", "dave": "d-secret", "root": "r-secret"}, twoUsers)
+	a := authtest.New(t, testPasswords, twoUsers)
 	s, alice := startServer(t, a)
 	addr := s.Addr()
 	for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); addr = s.Addr() {
@@ -74,13 +76,27 @@ func readOne(t *testing.T, s *Server, topic string, queue int) storage.Message {
 	return storage.Message{}
 }
 
-// as signs req as user.
+// as signs req as user, as the SDK does.
 func as(user string, req *remoting.Command) *remoting.Command {
 	if req.ExtFields == nil {
 		req.ExtFields = map[string]string{}
 	}
-	return withCredentials(req, user, map[string]string{"alice": "a-secret", "bob": "b-secret", "carol": "c-secret", "dave": "d-secret", "root": "r-secret"}[user])
+	req.Sign(user, signingKey(user), time.Now())
+	return req
 }
+
+var signingKeys sync.Map // user → its signing key: each costs a scrypt
+
+func signingKey(user string) []byte {
+	if k, ok := signingKeys.Load(user); ok {
+		return k.([]byte)
+	}
+	k := []byte(auth.SigningKey(user, testPasswords[user]))
+	signingKeys.Store(user, k)
+	return k
+}
+
+var testPasswords = map[string]string{"alice": "a-secret", "bob": "b-secret", "carol": "c-secret", "dave": "d-secret", "root": "r-secret"}
 
 func (f *authzFixture) ok(c *remoting.Client, user string, req *remoting.Command) *remoting.Command {
 	f.t.Helper()
