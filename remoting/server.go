@@ -3,10 +3,10 @@ package remoting
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"fmt"
 	"os"
 	"runtime"
 	"sync"
@@ -131,7 +131,7 @@ type Server struct {
 	accepted int64
 
 	refused, firstTimeouts, idleTimeouts, overflows, tooLarge, acceptErrors atomic.Int64
-	reading                                                                atomic.Int64 // bytes of large frames being read
+	reading                                                                 atomic.Int64 // bytes of large frames being read
 
 	logRefused, logOverflow, logTooLarge, logAccept, logConn rateLog
 }
