@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,7 +124,12 @@ func TestOversizedFrameClosesOnlyItsConnection(t *testing.T) {
 	}
 	defer bad.Close()
 	good := dial(t, addr)
-	bad.Write([]byte{0, 0x10, 0, 0, 0, 0, 0, 2, '{', '}'})
+	bad.Write([]byte{0, 0x10, 0, 0, 0, 0, 0, 2, '{', '}'}) // 1 MiB declared, a JSON header {}
+	resp, err := ReadCommand(bufio.NewReader(bad), MaxFrame)
+	if err != nil || resp.Code != MessageIllegal || !strings.Contains(resp.Remark, "over the limit of 1024 bytes (native-max-frame)") {
+		t.Fatalf("answer to a frame over the limit: %v, %v", resp, err)
+	}
+	bad.Close()
 	select {
 	case who := <-closed:
 		if who != bad.LocalAddr().String() {
