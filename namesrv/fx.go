@@ -8,6 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
+
+	"github.com/ferrymq/ferry/monitor"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // Listen is where the application's NameServer listens, and the flag that
@@ -15,12 +18,15 @@ import (
 type Listen struct {
 	Addr string
 	Flag string
+	// Limits bound what clients can take (Options.Limits).
+	Limits remoting.Limits
 }
 
 // Module runs a NameServer in the application: it binds in OnStart (a port
 // that is taken stops the start with an error naming the flag) and closes
 // in OnStop. Its metrics go into the application's *prometheus.Registry
-// when there is one.
+// when there is one, and /readyz of the application's *monitor.Server
+// fails while the listener cannot accept connections.
 var Module = fx.Module("namesrv", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 type params struct {
@@ -29,14 +35,18 @@ type params struct {
 	Listen    Listen
 	Logger    *slog.Logger
 	Registry  *prometheus.Registry `optional:"true"`
+	Monitor   *monitor.Server      `optional:"true"` // its /readyz checks the listener
 }
 
 func newFromFx(p params) (*Server, error) {
-	s := New(Options{Logger: p.Logger.With("component", "namesrv")})
+	s := New(Options{Limits: p.Listen.Limits, Logger: p.Logger.With("component", "namesrv")})
 	if p.Registry != nil {
 		if err := p.Registry.Register(s); err != nil {
 			return nil, err
 		}
+	}
+	if p.Monitor != nil {
+		p.Monitor.AddReadinessCheck("namesrv", s.AcceptErr)
 	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {

@@ -19,7 +19,10 @@ type Options struct {
 	// BrokerTimeout drops a broker that has not registered again for this
 	// long (default 120 s; brokers register every 30 s).
 	BrokerTimeout time.Duration
-	Logger        *slog.Logger
+	// Limits bound what clients can take (docs/native.md, "Limits"); zero
+	// fields take remoting's defaults.
+	Limits remoting.Limits
+	Logger *slog.Logger
 }
 
 // Server is a NameServer. Start it with Serve; Close stops it.
@@ -46,7 +49,8 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, reg: newRegistry(), stop: make(chan struct{})}
-	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-",
+		ConnsKey: "namesrv-max-connections", Logger: opts.Logger, OnClose: s.connClosed})
 	return s
 }
 
@@ -69,6 +73,10 @@ func (s *Server) Addr() string {
 	defer s.mu.Unlock()
 	return s.addr
 }
+
+// AcceptErr is why the listener fails to accept connections now, nil
+// while it accepts them: a readiness check.
+func (s *Server) AcceptErr() error { return s.srv.AcceptErr() }
 
 // Close stops serving.
 func (s *Server) Close() error {

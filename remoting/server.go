@@ -110,7 +110,10 @@ type ServerOptions struct {
 	// KeyPrefix names the limits' configuration keys in errors and logs:
 	// "native-" makes MaxFrame "native-max-frame".
 	KeyPrefix string
-	Logger    *slog.Logger
+	// ConnsKey names MaxConns's key when it is not KeyPrefix's
+	// "max-connections".
+	ConnsKey string
+	Logger   *slog.Logger
 	// OnClose, when set, is called once per connection after it closed.
 	OnClose func(*Conn)
 }
@@ -157,6 +160,23 @@ type ServerStats struct {
 	ReadingBytes int64
 }
 
+// LimitClose is a count of connections a limit closed, for metrics.
+type LimitClose struct {
+	Limit string // first_request_timeout, idle_timeout, max_queued_bytes, max_frame
+	N     int64
+}
+
+// LimitCloses lists the connections closed by each limit, refusals at
+// accept (Refused) aside.
+func (st ServerStats) LimitCloses() []LimitClose {
+	return []LimitClose{
+		{"first_request_timeout", st.FirstRequestTimeouts},
+		{"idle_timeout", st.IdleTimeouts},
+		{"max_queued_bytes", st.QueueOverflows},
+		{"max_frame", st.FramesTooLarge},
+	}
+}
+
 // Stats returns the server's connection counts.
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
@@ -186,6 +206,9 @@ func (s *Server) AcceptErr() error {
 // NewServer makes a server for h.
 func NewServer(h Handler, opts ServerOptions) *Server {
 	opts.Limits = opts.Limits.withDefaults()
+	if opts.ConnsKey == "" {
+		opts.ConnsKey = opts.KeyPrefix + "max-connections"
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -280,7 +303,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.refused.Add(1)
 			if ok, suppressed := s.logRefused.allow(); ok {
 				s.opts.Logger.Warn("remoting: connection refused: too many connections", "addr", addr, "remote", nc.RemoteAddr().String(),
-					"limit", s.opts.MaxConns, "key", s.key("max-connections"), "suppressed", suppressed)
+					"limit", s.opts.MaxConns, "key", s.opts.ConnsKey, "suppressed", suppressed)
 			}
 			continue
 		}

@@ -53,7 +53,7 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		}
 	}
 	return serviceOptions(cfg, logger,
-		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, NameServers: nss, Advertise: cfg.AdvertiseAddr}),
+		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, NameServers: nss, Advertise: cfg.AdvertiseAddr, Limits: nativeLimits(cfg)}),
 		native.Module,
 		fx.Invoke(func() error {
 			if len(nss) == 0 {

@@ -136,10 +136,10 @@ func run(logger *slog.Logger, options func() fx.Option, attrs ...any) error {
 func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	roles := []fx.Option{}
 	if cfg.NamesrvAddr != "off" {
-		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}), namesrv.Module)
+		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr", Limits: namesrvLimits(cfg)}), namesrv.Module)
 	}
 	if cfg.NativeAddr != "off" {
-		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr}), native.Module)
+		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr, Limits: nativeLimits(cfg)}), native.Module)
 	}
 	return serviceOptions(cfg, logger, roles...)
 }

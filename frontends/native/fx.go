@@ -12,7 +12,9 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // Listen is where the front-end listens, the flag that sets it, and the
@@ -25,6 +27,8 @@ type Listen struct {
 	// TLSCert and TLSKey (PEM files), when set, make the listener serve
 	// TLS only.
 	TLSCert, TLSKey string
+	// Limits bound what clients can take (Options.Limits).
+	Limits remoting.Limits
 }
 
 type params struct {
@@ -36,16 +40,19 @@ type params struct {
 	NameSrv   *namesrv.Server      `optional:"true"` // ferry serve's in-process NameServer
 	Registry  *prometheus.Registry `optional:"true"`
 	Auth      *auth.Authenticator  `optional:"true"` // the rules every front-end applies
+	Monitor   *monitor.Server      `optional:"true"` // its /readyz checks the listener
 }
 
 // Module serves the native protocol in the application. It binds in
 // OnStart, after the in-process NameServer (if any), whose address it
 // registers with; a taken port stops the start with an error naming the flag.
-// Its metrics go into the application's *prometheus.Registry when there is one.
+// Its metrics go into the application's *prometheus.Registry when there is
+// one, and /readyz of the application's *monitor.Server fails while the
+// listener cannot accept connections.
 var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 func newFromFx(p params) (*Server, error) {
-	opts := Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, Logger: p.Logger.With("component", "native")}
+	opts := Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, Limits: p.Listen.Limits, Logger: p.Logger.With("component", "native")}
 	if p.Auth != nil && !p.Auth.Open() {
 		opts.Auth = p.Auth
 	}
@@ -54,6 +61,9 @@ func newFromFx(p params) (*Server, error) {
 		if err := p.Registry.Register(s); err != nil {
 			return nil, err
 		}
+	}
+	if p.Monitor != nil {
+		p.Monitor.AddReadinessCheck("native", s.AcceptErr)
 	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {

@@ -41,7 +41,10 @@ type Options struct {
 	Advertise string
 	// Auth, when set, checks every request's credentials and topics
 	// against the rules the MQTT front-end uses (see access.go).
-	Auth   *auth.Authenticator
+	Auth *auth.Authenticator
+	// Limits bound what clients can take (docs/native.md, "Limits"); zero
+	// fields take remoting's defaults.
+	Limits remoting.Limits
 	Logger *slog.Logger
 }
 
@@ -85,7 +88,7 @@ func New(b *core.Broker, opts Options) *Server {
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
 		access: newAccess(opts.Auth), stop: make(chan struct{}), kick: make(chan struct{}, 1)}
-	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-", Logger: opts.Logger, OnClose: s.connClosed})
 	// A topic created by any front-end or bridge (an MQTT device's first
 	// publish) is routable at once, not at the next periodic registration.
 	b.OnTopicChange(func(string) { s.registerAll() })
@@ -127,6 +130,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	return s.srv.Serve(ln)
 }
+
+// AcceptErr is why the listener fails to accept connections now, nil
+// while it accepts them: a readiness check.
+func (s *Server) AcceptErr() error { return s.srv.AcceptErr() }
 
 // Close stops serving and registering.
 func (s *Server) Close() error {
