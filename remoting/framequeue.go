@@ -36,6 +36,9 @@ func (q *frameQueue) add(c *Command) (int, error) {
 	return need, nil
 }
 
+// addFrame queues an encoded frame as a chunk of its own.
+func (q *frameQueue) addFrame(f []byte) { q.chunks = append(q.chunks, f) }
+
 // drop empties the queue, keeping no chunk: the connection is gone.
 func (q *frameQueue) drop() {
 	clear(q.chunks)

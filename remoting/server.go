@@ -506,6 +506,10 @@ func (s *Server) worker(ctx context.Context, c *Conn, work <-chan unit, first un
 	var resps []*Command
 	for u, ok := first, true; ok; u, ok = <-work {
 		resps = resps[:0]
+		if ctx.Err() != nil { // the connection is gone: no one to answer
+			inFlight.Add(-1)
+			continue
+		}
 		if u.batch == nil {
 			if resp := s.h.Serve(ctx, c, u.one); resp != nil && !u.one.IsOneway() {
 				resp.Opaque, resp.Flag = u.one.Opaque, resp.Flag|FlagResponse
@@ -611,6 +615,23 @@ func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
 // another's write returns before that write is done; a failed write shows
 // as the connection closing.
 func (c *Conn) Send(cmds ...*Command) error {
+	// Frames larger than half a chunk are encoded before the lock, each
+	// into memory of its own: copying megabytes under the lock would keep
+	// the other senders waiting, each holding its response.
+	var own [][]byte
+	for _, cmd := range cmds {
+		if len(cmd.Body) > chunkSize/2 {
+			own = make([][]byte, 0, len(cmds))
+			break
+		}
+	}
+	for _, cmd := range cmds[:cap(own)] {
+		f, err := AppendFrame(nil, cmd)
+		if err != nil {
+			return err
+		}
+		own = append(own, f)
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -618,13 +639,20 @@ func (c *Conn) Send(cmds ...*Command) error {
 		return err
 	}
 	var err error
-	for _, cmd := range cmds {
-		n, err := c.queue.add(cmd)
-		if err != nil {
-			c.mu.Unlock()
-			return err
+	if own != nil {
+		for _, f := range own {
+			c.queue.addFrame(f)
+			c.queued += int64(len(f))
 		}
-		c.queued += int64(n)
+	} else {
+		for _, cmd := range cmds {
+			n, err := c.queue.add(cmd)
+			if err != nil {
+				c.mu.Unlock()
+				return err
+			}
+			c.queued += int64(n)
+		}
 	}
 	if c.maxQueued > 0 && c.queued > c.maxQueued {
 		err := fmt.Errorf("%w: %d bytes of responses unread, over the limit of %d", ErrQueueFull, c.queued, c.maxQueued)
