@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +63,9 @@ type Server struct {
 
 	access *access
 	stats  requestStats
+	// readTurns bounds the pulls reading and building their responses at
+	// once, over all connections.
+	readTurns chan struct{}
 
 	stop chan struct{}
 	kick chan struct{} // register now
@@ -87,7 +91,8 @@ func New(b *core.Broker, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
-		access: newAccess(opts.Auth), stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+		access: newAccess(opts.Auth), stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		readTurns: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-", Logger: opts.Logger, OnClose: s.connClosed})
 	// A topic created by any front-end or bridge (an MQTT device's first
 	// publish) is routable at once, not at the next periodic registration.
@@ -475,6 +480,7 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 	if ms, err := req.ExtInt("suspendTimeoutMillis"); err == nil && ms >= 0 {
 		wait = min(wait, time.Duration(ms)*time.Millisecond)
 	}
+	connCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	st := s.b.Store()
@@ -483,31 +489,17 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 		if err != nil {
 			return req.Response(remoting.MessageIllegal, err.Error())
 		}
-		res, err := st.Read(topic, q, offset, storage.ReadOptions{MaxCount: max(1, min(maxMsgs, 1024)), Filter: storeFilter(filter)})
-		lo, hi := st.Offsets(topic, q)
-		var oe *storage.OffsetError
-		switch {
-		case errors.As(err, &oe):
-			next := lo
-			if offset > hi {
-				next = hi
-			}
-			return pullResponse(req, remoting.PullOffsetMoved, next, lo, hi, nil)
-		case err != nil:
-			return req.Response(remoting.SystemError, err.Error())
-		case len(res.Messages) > 0:
-			size := 0
-			for i := range res.Messages {
-				size += storedMessageSizeHint(&res.Messages[i])
-			}
-			body := make([]byte, 0, size) // grown once, not doubled message by message
-			host := s.host()
-			for i := range res.Messages {
-				body = appendMessage(body, &res.Messages[i], host)
-			}
-			return pullResponse(req, remoting.Success, res.Next, lo, hi, body)
-		case res.Next > offset:
-			return pullResponse(req, remoting.PullNotFound, res.Next, lo, hi, nil) // all filtered out
+		// Reads take a turn: a client pipelining pulls cannot have
+		// hundreds of responses (4 MiB each at most) built at once.
+		s.readTurns <- struct{}{}
+		if connCtx.Err() != nil { // the connection is gone: no one to answer
+			<-s.readTurns
+			return nil
+		}
+		resp, lo, hi := s.readPull(req, offset, maxMsgs, filter)
+		<-s.readTurns
+		if resp != nil {
+			return resp
 		}
 		select {
 		case <-ch:
@@ -515,6 +507,41 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 			return pullResponse(req, remoting.PullNotFound, offset, lo, hi, nil)
 		}
 	}
+}
+
+// readPull reads a pull's messages from offset and returns its response,
+// or nil when there is nothing to return yet, with the queue's offsets.
+func (s *Server) readPull(req *remoting.Command, offset int64, maxMsgs int, filter route.Filter) (resp *remoting.Command, lo, hi int64) {
+	st := s.b.Store()
+	topic := req.Ext("topic")
+	q, _ := strconv.Atoi(req.Ext("queueId"))
+	res, err := st.Read(topic, q, offset, storage.ReadOptions{MaxCount: max(1, min(maxMsgs, 1024)), Filter: storeFilter(filter)})
+	lo, hi = st.Offsets(topic, q)
+	var oe *storage.OffsetError
+	switch {
+	case errors.As(err, &oe):
+		next := lo
+		if offset > hi {
+			next = hi
+		}
+		return pullResponse(req, remoting.PullOffsetMoved, next, lo, hi, nil), lo, hi
+	case err != nil:
+		return req.Response(remoting.SystemError, err.Error()), lo, hi
+	case len(res.Messages) > 0:
+		size := 0
+		for i := range res.Messages {
+			size += storedMessageSizeHint(&res.Messages[i])
+		}
+		body := make([]byte, 0, size) // grown once, not doubled message by message
+		host := s.host()
+		for i := range res.Messages {
+			body = appendMessage(body, &res.Messages[i], host)
+		}
+		return pullResponse(req, remoting.Success, res.Next, lo, hi, body), lo, hi
+	case res.Next > offset:
+		return pullResponse(req, remoting.PullNotFound, res.Next, lo, hi, nil), lo, hi // all filtered out
+	}
+	return nil, lo, hi
 }
 
 func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []byte) *remoting.Command {
