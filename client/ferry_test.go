@@ -37,6 +37,7 @@ type testFerry struct {
 	brokers map[string]*testBroker
 	auth    *auth.Authenticator // checks the brokers' requests when set
 	tls     *tls.Config         // the brokers serve TLS with it when set
+	limits  remoting.Limits     // of the NameServer and the brokers
 }
 
 type testBroker struct {
@@ -65,7 +66,7 @@ func startFerryWith(t *testing.T, f *testFerry) *testFerry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := namesrv.New(namesrv.Options{Logger: testLogger()})
+	ns := namesrv.New(namesrv.Options{Limits: f.limits, Logger: testLogger()})
 	go ns.Serve(ln)
 	t.Cleanup(func() { ns.Close() })
 	f.ns, f.brokers = ln.Addr().String(), map[string]*testBroker{}
@@ -111,7 +112,7 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 	if f.tls != nil {
 		ln = tls.NewListener(ln, f.tls)
 	}
-	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Auth: f.auth, Logger: logger})
+	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Auth: f.auth, Limits: f.limits, Logger: logger})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

@@ -136,6 +136,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.srv.Serve(ln)
 }
 
+// ConnStats count the front-end's connections and the limits that closed
+// some.
+func (s *Server) ConnStats() remoting.ServerStats { return s.srv.Stats() }
+
 // AcceptErr is why the listener fails to accept connections now, nil
 // while it accepts them: a readiness check.
 func (s *Server) AcceptErr() error { return s.srv.AcceptErr() }
