@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -231,4 +232,44 @@ func FuzzFrameReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A frame over the limit among frames a BatchHandler batches is answered
+// too; it does not leave the connection reading from inside a frame.
+func TestOversizedFrameInABatch(t *testing.T) {
+	s, addr := startServerS(t, &batcher{}, ServerOptions{Limits: Limits{MaxFrame: 1024}, KeyPrefix: "native-"})
+	nc := rawDial(t, addr)
+	var frames []byte
+	for i := range 3 {
+		body := []byte("ok")
+		if i == 2 {
+			body = make([]byte, 2048)
+		}
+		req := NewRequest(SendMessageV2, nil, body)
+		req.Opaque = int32(i)
+		frames, _ = AppendFrame(frames, req)
+	}
+	if _, err := nc.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	// The requests before it may be answered or not: the connection
+	// closes as they are served.
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(nc)
+	var answer *Command
+	for {
+		resp, err := ReadCommand(r, MaxFrame)
+		if err != nil {
+			break
+		}
+		if resp.Opaque == 2 {
+			answer = resp
+		}
+	}
+	if answer == nil || answer.Code != MessageIllegal || !strings.Contains(answer.Remark, "(native-max-frame)") {
+		t.Fatalf("the oversized request: %v", answer)
+	}
+	if n := s.Stats().FramesTooLarge; n != 1 {
+		t.Fatalf("FramesTooLarge = %d, want 1", n)
+	}
 }

@@ -437,10 +437,12 @@ func (s *Server) serveConn(c *Conn) {
 			continue
 		}
 		batch := []*Command{req}
+		var batchErr error // a frame in the buffer that does not decode, or is too large: it closes the connection after the batch
 		for len(batch) < maxBatch && fr.frameBuffered() {
 			more, err := fr.readCommand(s.opts.MaxFrame)
 			if err != nil {
-				break // a frame whole in the buffer that does not decode: the next read fails too, and closes
+				batchErr = err
+				break
 			}
 			if more.IsResponse() {
 				continue
@@ -455,6 +457,10 @@ func (s *Server) serveConn(c *Conn) {
 			dispatch(unit{one: req})
 		} else {
 			dispatch(unit{batch: batch})
+		}
+		if batchErr != nil {
+			s.readFailed(c, fr, batchErr, false)
+			return
 		}
 	}
 }
