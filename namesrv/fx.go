@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
-	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -25,8 +24,7 @@ type Listen struct {
 // Module runs a NameServer in the application: it binds in OnStart (a port
 // that is taken stops the start with an error naming the flag) and closes
 // in OnStop. Its metrics go into the application's *prometheus.Registry
-// when there is one, and /readyz of the application's *monitor.Server
-// fails while the listener cannot accept connections.
+// when there is one; Server.AcceptErr is the listener's readiness check.
 var Module = fx.Module("namesrv", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 type params struct {
@@ -35,7 +33,6 @@ type params struct {
 	Listen    Listen
 	Logger    *slog.Logger
 	Registry  *prometheus.Registry `optional:"true"`
-	Monitor   *monitor.Server      `optional:"true"` // its /readyz checks the listener
 }
 
 func newFromFx(p params) (*Server, error) {
@@ -44,9 +41,6 @@ func newFromFx(p params) (*Server, error) {
 		if err := p.Registry.Register(s); err != nil {
 			return nil, err
 		}
-	}
-	if p.Monitor != nil {
-		p.Monitor.AddReadinessCheck("namesrv", s.AcceptErr)
 	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {

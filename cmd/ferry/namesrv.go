@@ -40,6 +40,7 @@ func namesrvOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		namesrv.Module,
 		fx.Supply(monitor.Listen{Addr: cfg.NamesrvHTTPAddr, Flag: "--http-addr"}),
 		monitor.Module,
+		fx.Invoke(addReadinessChecks),
 		monitor.Ready,
 	)
 }

@@ -172,6 +172,7 @@ func serviceOptions(cfg config.Config, logger *slog.Logger, roles ...fx.Option) 
 		fx.Invoke(func(*core.Broker) {}), // open the store and the core even before a front-end uses them
 		fx.Supply(monitor.Listen{Addr: cfg.HTTPAddr, Flag: "--http-addr"}),
 		monitor.Module,
+		fx.Invoke(addReadinessChecks),
 		monitor.Ready, // last: ready once everything else has started
 	)
 }

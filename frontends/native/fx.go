@@ -12,7 +12,6 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -40,15 +39,13 @@ type params struct {
 	NameSrv   *namesrv.Server      `optional:"true"` // ferry serve's in-process NameServer
 	Registry  *prometheus.Registry `optional:"true"`
 	Auth      *auth.Authenticator  `optional:"true"` // the rules every front-end applies
-	Monitor   *monitor.Server      `optional:"true"` // its /readyz checks the listener
 }
 
 // Module serves the native protocol in the application. It binds in
 // OnStart, after the in-process NameServer (if any), whose address it
 // registers with; a taken port stops the start with an error naming the flag.
 // Its metrics go into the application's *prometheus.Registry when there is
-// one, and /readyz of the application's *monitor.Server fails while the
-// listener cannot accept connections.
+// one; Server.AcceptErr is the listener's readiness check.
 var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 func newFromFx(p params) (*Server, error) {
@@ -61,9 +58,6 @@ func newFromFx(p params) (*Server, error) {
 		if err := p.Registry.Register(s); err != nil {
 			return nil, err
 		}
-	}
-	if p.Monitor != nil {
-		p.Monitor.AddReadinessCheck("native", s.AcceptErr)
 	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {
