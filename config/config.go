@@ -93,6 +93,7 @@ type Config struct {
 	NativeFirstRequestTimeout time.Duration `koanf:"native-first-request-timeout"`
 	NativeIdleTimeout         time.Duration `koanf:"native-idle-timeout"`
 	NativeMaxQueuedBytes      int64         `koanf:"native-max-queued-bytes"`
+	NativeMaxReadingBytes     int64         `koanf:"native-max-reading-bytes"`
 }
 
 // RuntimeConfig tunes the Go runtime of a server process. The GOGC and
@@ -208,6 +209,7 @@ func Default() Config {
 		NativeFirstRequestTimeout: 10 * time.Second,
 		NativeIdleTimeout:         120 * time.Second,
 		NativeMaxQueuedBytes:      64 << 20,
+		NativeMaxReadingBytes:     256 << 20,
 		MQTT: MQTTConfig{
 			Addr:           ":1883",
 			WSAddr:         ":8083",
@@ -328,6 +330,7 @@ func (c Config) validateNativeLimits() error {
 		{"namesrv-max-connections", c.NamesrvMaxConnections, c.NamesrvMaxConnections > 0},
 		{"native-max-in-flight", c.NativeMaxInFlight, c.NativeMaxInFlight > 0},
 		{"native-max-queued-bytes", c.NativeMaxQueuedBytes, c.NativeMaxQueuedBytes > 0},
+		{"native-max-reading-bytes", c.NativeMaxReadingBytes, c.NativeMaxReadingBytes > 0},
 		{"native-first-request-timeout", c.NativeFirstRequestTimeout, c.NativeFirstRequestTimeout > 0},
 		{"native-idle-timeout", c.NativeIdleTimeout, c.NativeIdleTimeout > 0},
 	} {

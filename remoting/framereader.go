@@ -49,8 +49,23 @@ type frameReader struct {
 	small  [parkSize]byte
 
 	// reading, when set, counts the bytes of large frames being read,
-	// server-wide.
-	reading *atomic.Int64
+	// server-wide; past maxReading (when set) a large frame's reading
+	// stops with a *ReadBudgetError.
+	reading    *atomic.Int64
+	maxReading int64
+}
+
+// ReadBudgetError: the frames larger than a read buffer that are arriving
+// on all of a server's connections hold more than the server's budget;
+// this one's reading stopped. Req is its request's header, when it had
+// arrived (nil otherwise).
+type ReadBudgetError struct {
+	Max int64
+	Req *Command
+}
+
+func (e *ReadBudgetError) Error() string {
+	return fmt.Sprintf("remoting: the frames being read hold more than the limit of %d bytes", e.Max)
 }
 
 func newFrameReader(rd io.Reader, pooled bool) *frameReader {
@@ -262,6 +277,9 @@ func (fr *frameReader) readLarge(n int) (*Command, error) {
 		fr.park() // the buffer is empty: not needed while the frame arrives
 	}
 	for len(frame) < n {
+		if fr.maxReading > 0 && fr.reading.Load() > fr.maxReading {
+			return nil, &ReadBudgetError{Max: fr.maxReading, Req: partialHeader(frame)}
+		}
 		if len(frame) == cap(frame) {
 			frame = slices.Grow(frame, min(n-len(frame), len(frame)))
 		}
@@ -275,6 +293,24 @@ func (fr *frameReader) readLarge(n int) (*Command, error) {
 		}
 	}
 	return decodeFrame(frame, false)
+}
+
+// partialHeader decodes the header at the start of a frame's first
+// bytes, nil when it has not arrived whole or does not decode.
+func partialHeader(frame []byte) *Command {
+	if len(frame) < 4 {
+		return nil
+	}
+	word := binary.BigEndian.Uint32(frame)
+	ser, hlen := Serialization(word>>24), int(word&0xFFFFFF)
+	if hlen > len(frame)-4 {
+		return nil
+	}
+	c, err := decodeHeader(ser, frame[4:4+hlen])
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // maxPeekHeader caps the header read of a frame too large to read.

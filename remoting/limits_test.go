@@ -273,3 +273,38 @@ func TestOversizedFrameInABatch(t *testing.T) {
 		t.Fatalf("FramesTooLarge = %d, want 1", n)
 	}
 }
+
+// Large frames arriving on all connections hold at most MaxReadingBytes:
+// past it, a connection whose large frame is still arriving is answered
+// SYSTEM_BUSY and closed; the others are served.
+func TestReadingBudget(t *testing.T) {
+	s, addr := startServerS(t, HandlerFunc(echo), ServerOptions{Limits: Limits{MaxReadingBytes: 1 << 20}, KeyPrefix: "native-"})
+	frame, err := AppendFrame(nil, NewRequest(SendMessageV2, map[string]string{"b": "topic"}, make([]byte, 600<<10)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint32(frame, MaxFrame) // declares 16 MiB, sends 600 KiB of it
+	first := rawDial(t, addr)
+	if _, err := first.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	arrived := int64(len(frame) - 4)
+	waitFor(t, "the first large frame read as far as it came", func() bool { return s.Stats().ReadingBytes == arrived })
+	second := rawDial(t, addr)
+	if _, err := second.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	second.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := ReadCommand(bufio.NewReader(second), MaxFrame)
+	if err != nil || resp.Code != SystemBusy || !strings.Contains(resp.Remark, "more than 1048576 bytes of large frames (native-max-reading-bytes)") {
+		t.Fatalf("the frame past the budget: %v, %v", resp, err)
+	}
+	closedByPeer(t, second)
+	if st := s.Stats(); st.ReadingOverBudget != 1 || st.ReadingBytes != arrived {
+		t.Fatalf("stats %+v: want one connection over the budget, the first frame still arriving", st)
+	}
+	c := dial(t, addr)
+	if _, err := c.Invoke(context.Background(), NewRequest(HeartBeat, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -71,6 +71,11 @@ type Limits struct {
 	// connection's reader (default 64 MiB): a client that stops reading
 	// is disconnected past it.
 	MaxQueuedBytes int64
+	// MaxReadingBytes caps the bytes of frames larger than a read buffer
+	// (64 KiB) arriving at once over all connections (default 256 MiB):
+	// past it, a connection whose large frame is still arriving is
+	// answered SYSTEM_BUSY, which clients retry, and closed.
+	MaxReadingBytes int64
 }
 
 // Default limits.
@@ -80,6 +85,7 @@ const (
 	DefaultFirstRequestTimeout = 10 * time.Second
 	DefaultIdleTimeout         = 120 * time.Second
 	DefaultMaxQueuedBytes      = 64 << 20
+	DefaultMaxReadingBytes     = 256 << 20
 )
 
 func (l Limits) withDefaults() Limits {
@@ -100,6 +106,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxQueuedBytes <= 0 {
 		l.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if l.MaxReadingBytes <= 0 {
+		l.MaxReadingBytes = DefaultMaxReadingBytes
 	}
 	return l
 }
@@ -133,10 +142,10 @@ type Server struct {
 	// accepted counts the connections accepted.
 	accepted int64
 
-	refused, firstTimeouts, idleTimeouts, overflows, tooLarge, acceptErrors atomic.Int64
-	reading                                                                 atomic.Int64 // bytes of large frames being read
+	refused, firstTimeouts, idleTimeouts, overflows, tooLarge, overBudget, acceptErrors atomic.Int64
+	reading                                                                             atomic.Int64 // bytes of large frames being read
 
-	logRefused, logOverflow, logTooLarge, logAccept, logConn rateLog
+	logRefused, logOverflow, logTooLarge, logBudget, logAccept, logConn rateLog
 }
 
 // ServerStats count a server's connections.
@@ -153,6 +162,9 @@ type ServerStats struct {
 	QueueOverflows int64
 	// FramesTooLarge counts the connections closed for a frame over MaxFrame.
 	FramesTooLarge int64
+	// ReadingOverBudget counts the connections closed while the large
+	// frames arriving held more than MaxReadingBytes.
+	ReadingOverBudget int64
 	// AcceptErrors counts the failed accepts (retried).
 	AcceptErrors int64
 	// ReadingBytes is the bytes of frames larger than a read buffer (64
@@ -162,7 +174,7 @@ type ServerStats struct {
 
 // LimitClose is a count of connections a limit closed, for metrics.
 type LimitClose struct {
-	Limit string // first_request_timeout, idle_timeout, max_queued_bytes, max_frame
+	Limit string // first_request_timeout, idle_timeout, max_queued_bytes, max_frame, max_reading_bytes
 	N     int64
 }
 
@@ -174,6 +186,7 @@ func (st ServerStats) LimitCloses() []LimitClose {
 		{"idle_timeout", st.IdleTimeouts},
 		{"max_queued_bytes", st.QueueOverflows},
 		{"max_frame", st.FramesTooLarge},
+		{"max_reading_bytes", st.ReadingOverBudget},
 	}
 }
 
@@ -187,6 +200,7 @@ func (s *Server) Stats() ServerStats {
 	st.IdleTimeouts = s.idleTimeouts.Load()
 	st.QueueOverflows = s.overflows.Load()
 	st.FramesTooLarge = s.tooLarge.Load()
+	st.ReadingOverBudget = s.overBudget.Load()
 	st.AcceptErrors = s.acceptErrors.Load()
 	st.ReadingBytes = s.reading.Load()
 	return st
@@ -348,7 +362,7 @@ func (s *Server) serveConn(c *Conn) {
 	var inFlight atomic.Int64
 	bh, _ := s.h.(BatchHandler)
 	fr := newFrameReader(c.nc, true)
-	fr.reading = &s.reading
+	fr.reading, fr.maxReading = &s.reading, s.opts.MaxReadingBytes
 	defer func() {
 		cancel()
 		c.Close()
@@ -469,6 +483,7 @@ func (s *Server) serveConn(c *Conn) {
 // counts and logs why, and answers a frame too large before closing.
 func (s *Server) readFailed(c *Conn, fr *frameReader, err error, first bool) {
 	var tooLarge *FrameTooLargeError
+	var overBudget *ReadBudgetError
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 	case errors.Is(err, os.ErrDeadlineExceeded) && first:
@@ -493,6 +508,15 @@ func (s *Server) readFailed(c *Conn, fr *frameReader, err error, first bool) {
 			return
 		}
 		c.sendAndClose(req.Response(MessageIllegal, remark), tooLarge.Len)
+	case errors.As(err, &overBudget):
+		s.overBudget.Add(1)
+		remark := fmt.Sprintf("the server is reading more than %d bytes of large frames (%s); try again", overBudget.Max, s.key("max-reading-bytes"))
+		if ok, suppressed := s.logBudget.allow(); ok {
+			s.opts.Logger.Warn("remoting: closing a connection: "+remark, "remote", c.RemoteAddr(), "suppressed", suppressed)
+		}
+		if req := overBudget.Req; req != nil && !req.IsResponse() && !req.IsOneway() {
+			c.sendAndClose(req.Response(SystemBusy, remark), MaxFrame)
+		}
 	default:
 		if ok, suppressed := s.logConn.allow(); ok {
 			s.opts.Logger.Warn("remoting: closing connection", "remote", c.RemoteAddr(), "reason", err, "suppressed", suppressed)

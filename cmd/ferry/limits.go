@@ -20,6 +20,7 @@ func nativeLimits(cfg config.Config) remoting.Limits {
 		FirstRequestTimeout: cfg.NativeFirstRequestTimeout,
 		IdleTimeout:         cfg.NativeIdleTimeout,
 		MaxQueuedBytes:      cfg.NativeMaxQueuedBytes,
+		MaxReadingBytes:     cfg.NativeMaxReadingBytes,
 	}
 }
 
