@@ -12,6 +12,7 @@ import (
 // call dials again, and the caller sees no error.
 func TestIdleCloseIsTransparent(t *testing.T) {
 	f := startFerryWith(t, &testFerry{limits: remoting.Limits{IdleTimeout: 200 * time.Millisecond}})
+	f.createTopic(t, "idle", 1)
 	p, err := NewProducer(WithNameServers(f.ns), WithLogger(testLogger()))
 	if err != nil {
 		t.Fatal(err)
