@@ -40,6 +40,7 @@ type testFerry struct {
 	// advertise, when set, is the address the brokers register instead of
 	// their own: a party posing as them.
 	advertise string
+	limits    remoting.Limits // of the NameServer and the brokers
 }
 
 type testBroker struct {
@@ -68,7 +69,7 @@ func startFerryWith(t *testing.T, f *testFerry) *testFerry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := namesrv.New(namesrv.Options{Logger: testLogger()})
+	ns := namesrv.New(namesrv.Options{Limits: f.limits, Logger: testLogger()})
 	go ns.Serve(ln)
 	t.Cleanup(func() { ns.Close() })
 	f.ns, f.brokers = ln.Addr().String(), map[string]*testBroker{}
@@ -115,7 +116,7 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 		ln = tls.NewListener(ln, f.tls)
 	}
 	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Auth: f.auth,
-		Advertise: f.advertise, Logger: logger})
+		Advertise: f.advertise, Limits: f.limits, Logger: logger})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

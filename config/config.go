@@ -91,6 +91,18 @@ type Config struct {
 	// file (mode 0600) or FERRY_CLUSTER_SECRET to the config file.
 	ClusterSecret     string `koanf:"cluster-secret"`
 	ClusterSecretFile string `koanf:"cluster-secret-file"`
+	// Limits of the native protocol's listeners, the broker's and the
+	// NameServer's (docs/native.md, "Limits"); they mirror remoting.Limits,
+	// where each is documented. The NameServer takes the native- ones too,
+	// but its own connection cap.
+	NativeMaxConnections      int           `koanf:"native-max-connections"`
+	NamesrvMaxConnections     int           `koanf:"namesrv-max-connections"`
+	NativeMaxFrame            int           `koanf:"native-max-frame"`
+	NativeMaxInFlight         int           `koanf:"native-max-in-flight"`
+	NativeFirstRequestTimeout time.Duration `koanf:"native-first-request-timeout"`
+	NativeIdleTimeout         time.Duration `koanf:"native-idle-timeout"`
+	NativeMaxQueuedBytes      int64         `koanf:"native-max-queued-bytes"`
+	NativeMaxReadingBytes     int64         `koanf:"native-max-reading-bytes"`
 }
 
 // RuntimeConfig tunes the Go runtime of a server process. The GOGC and
@@ -199,6 +211,15 @@ func Default() Config {
 			ReloadInterval: 10 * time.Second,
 		},
 		Runtime: RuntimeConfig{GCPercent: 400},
+		// native limits
+		NativeMaxConnections:      10000,
+		NamesrvMaxConnections:     10000,
+		NativeMaxFrame:            16 << 20,
+		NativeMaxInFlight:         1024,
+		NativeFirstRequestTimeout: 10 * time.Second,
+		NativeIdleTimeout:         120 * time.Second,
+		NativeMaxQueuedBytes:      64 << 20,
+		NativeMaxReadingBytes:     256 << 20,
 		MQTT: MQTTConfig{
 			Addr:           ":1883",
 			WSAddr:         ":8083",
@@ -311,7 +332,35 @@ func (c Config) Validate() error {
 			return fmt.Errorf("mqtt.rules[%d]: both prefix and topic are needed", i)
 		}
 	}
+	if err := c.validateNativeLimits(); err != nil {
+		return err
+	}
 	return validateBridges(c.Bridges)
+}
+
+// validateNativeLimits checks the native protocol's limits.
+func (c Config) validateNativeLimits() error {
+	for _, v := range []struct {
+		key string
+		val any
+		ok  bool
+	}{
+		{"native-max-connections", c.NativeMaxConnections, c.NativeMaxConnections > 0},
+		{"namesrv-max-connections", c.NamesrvMaxConnections, c.NamesrvMaxConnections > 0},
+		{"native-max-in-flight", c.NativeMaxInFlight, c.NativeMaxInFlight > 0},
+		{"native-max-queued-bytes", c.NativeMaxQueuedBytes, c.NativeMaxQueuedBytes > 0},
+		{"native-max-reading-bytes", c.NativeMaxReadingBytes, c.NativeMaxReadingBytes > 0},
+		{"native-first-request-timeout", c.NativeFirstRequestTimeout, c.NativeFirstRequestTimeout > 0},
+		{"native-idle-timeout", c.NativeIdleTimeout, c.NativeIdleTimeout > 0},
+	} {
+		if !v.ok {
+			return fmt.Errorf("%s %v: must be positive", v.key, v.val)
+		}
+	}
+	if f := c.NativeMaxFrame; f < 1024 || f > 1<<30 {
+		return fmt.Errorf("native-max-frame %d: want 1024..1073741824 bytes", f)
+	}
+	return nil
 }
 
 // SlogLevel parses Level.

@@ -1,5 +1,6 @@
 // Package monitor serves Ferry's HTTP endpoints for operators: Prometheus
-// metrics on /metrics, liveness on /healthz, readiness on /readyz, and the
+// metrics on /metrics, liveness on /healthz, readiness on /readyz (the
+// start done, and every check components add with AddReadinessCheck), and the
 // JSON status routes that components register (the bridges' /bridges).
 package monitor
 
@@ -10,6 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +47,43 @@ type Server struct {
 	ready  atomic.Bool
 	addr   atomic.Value // string, once listening
 	done   chan struct{}
+
+	mu     sync.Mutex
+	checks []readinessCheck
+}
+
+// readinessCheck is a component's answer to whether it is ready.
+type readinessCheck struct {
+	name  string
+	check func() error
+}
+
+// AddReadinessCheck makes /readyz ask check too, under name: while check
+// returns an error, /readyz answers 503 naming it (a listener that cannot
+// accept connections, say). check is called on every /readyz request, so
+// it must be quick and safe for concurrent use.
+func (s *Server) AddReadinessCheck(name string, check func() error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks = append(s.checks, readinessCheck{name, check})
+}
+
+// notReady is what keeps /readyz from ok: the start not done, or the
+// failing checks, one per line; "" when ready.
+func (s *Server) notReady() string {
+	if !s.ready.Load() {
+		return "starting"
+	}
+	s.mu.Lock()
+	checks := slices.Clone(s.checks)
+	s.mu.Unlock()
+	var b strings.Builder
+	for _, c := range checks {
+		if err := c.check(); err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", c.name, err)
+		}
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // New makes a server of the registry's metrics and the routes; nothing
@@ -55,8 +96,8 @@ func New(reg *prometheus.Registry, routes []Route, logger *slog.Logger) (*Server
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
+		if why := s.notReady(); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -2,11 +2,13 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -59,5 +61,41 @@ func TestDuplicateRoute(t *testing.T) {
 	r := Route{Pattern: "GET /x", Handler: http.NotFoundHandler()}
 	if _, err := New(NewRegistry(), []Route{r, r}, nil); err == nil || !strings.Contains(err.Error(), "/x") {
 		t.Fatalf("two routes on one pattern: err %v", err)
+	}
+}
+
+// A failing readiness check turns /readyz to 503, naming the check; it is
+// ready again once the check passes.
+func TestReadinessChecks(t *testing.T) {
+	s, err := New(NewRegistry(), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close(context.Background()) })
+	url := "http://" + ln.Addr().String() + "/readyz"
+	var failing atomic.Bool
+	s.AddReadinessCheck("native", func() error {
+		if failing.Load() {
+			return errors.New("accepting connections: too many open files")
+		}
+		return nil
+	})
+	s.AddReadinessCheck("namesrv", func() error { return nil })
+	s.SetReady(true)
+	if code, body := get(t, url); code != 200 || body != "ok\n" {
+		t.Fatalf("/readyz with passing checks: %d %q", code, body)
+	}
+	failing.Store(true)
+	if code, body := get(t, url); code != http.StatusServiceUnavailable || body != "native: accepting connections: too many open files\n" {
+		t.Fatalf("/readyz with a failing check: %d %q", code, body)
+	}
+	failing.Store(false)
+	if code, _ := get(t, url); code != 200 {
+		t.Fatalf("/readyz once the check passes again: %d", code)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/clusterauth"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // Listen is where the application's NameServer listens, and the flag that
@@ -17,12 +18,14 @@ import (
 type Listen struct {
 	Addr string
 	Flag string
+	// Limits bound what clients can take (Options.Limits).
+	Limits remoting.Limits
 }
 
 // Module runs a NameServer in the application: it binds in OnStart (a port
 // that is taken stops the start with an error naming the flag) and closes
 // in OnStop. Its metrics go into the application's *prometheus.Registry
-// when there is one.
+// when there is one; Server.AcceptErr is the listener's readiness check.
 var Module = fx.Module("namesrv", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 type params struct {
@@ -37,7 +40,7 @@ type params struct {
 }
 
 func newFromFx(p params) (*Server, error) {
-	s := New(Options{Logger: p.Logger.With("component", "namesrv"), ClusterKey: p.ClusterKey})
+	s := New(Options{Limits: p.Listen.Limits, Logger: p.Logger.With("component", "namesrv"), ClusterKey: p.ClusterKey})
 	if p.Registry != nil {
 		if err := p.Registry.Register(s); err != nil {
 			return nil, err

@@ -65,6 +65,9 @@ func TestMetrics(t *testing.T) {
 		`ferry_namesrv_brokers_dropped_total{reason="closed"} 1`,
 		`ferry_namesrv_brokers_dropped_total{reason="silent"} 0`,
 		`ferry_namesrv_refused_total{reason="conflict"} 0`,
+		`ferry_namesrv_connections_refused_total 0`,
+		`ferry_namesrv_connections_closed_total{limit="first_request_timeout"} 0`,
+		`ferry_namesrv_accept_errors_total 0`,
 	} {
 		if !strings.Contains(text, line+"\n") {
 			t.Errorf("no %q in\n%s", line, text)

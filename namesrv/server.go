@@ -25,7 +25,10 @@ type Options struct {
 	// clusterauth), from any address. Nil: they are accepted unsigned,
 	// and only from loopback peers.
 	ClusterKey *clusterauth.Key
-	Logger     *slog.Logger
+	// Limits bound what clients can take (docs/native.md, "Limits"); zero
+	// fields take remoting's defaults.
+	Limits remoting.Limits
+	Logger *slog.Logger
 }
 
 // Server is a NameServer. Start it with Serve; Close stops it.
@@ -59,7 +62,8 @@ func New(opts Options) *Server {
 	if opts.ClusterKey != nil {
 		s.verifier = clusterauth.NewVerifier(opts.ClusterKey)
 	}
-	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-",
+		ConnsKey: "namesrv-max-connections", Logger: opts.Logger, OnClose: s.connClosed})
 	return s
 }
 
@@ -82,6 +86,10 @@ func (s *Server) Addr() string {
 	defer s.mu.Unlock()
 	return s.addr
 }
+
+// AcceptErr is why the listener fails to accept connections now, nil
+// while it accepts them: a readiness check.
+func (s *Server) AcceptErr() error { return s.srv.AcceptErr() }
 
 // Close stops serving.
 func (s *Server) Close() error {

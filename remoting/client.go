@@ -1,7 +1,6 @@
 package remoting
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -89,11 +88,11 @@ func (c *Client) sweep() {
 }
 
 func (c *Client) readLoop() {
-	r := bufio.NewReaderSize(c.conn.nc, 64<<10)
+	r := newFrameReader(c.conn.nc, false)
 	var err error
 	for {
 		var cmd *Command
-		if cmd, err = ReadCommand(r, c.maxFrame); err != nil {
+		if cmd, err = r.readCommand(c.maxFrame); err != nil {
 			break
 		}
 		if !cmd.IsResponse() {

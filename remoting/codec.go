@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -21,33 +22,77 @@ var (
 	ErrMalformed = errors.New("remoting: malformed frame")
 )
 
+// FrameTooLargeError is a frame whose length word is over the reader's
+// cap. It matches ErrFrameTooLarge with errors.Is.
+type FrameTooLargeError struct {
+	Len, Max int64 // the frame's declared length and the cap, in bytes
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("remoting: frame of %d bytes is over the limit of %d bytes", e.Len, e.Max)
+}
+
+// Is makes the error match ErrFrameTooLarge.
+func (e *FrameTooLargeError) Is(target error) bool { return target == ErrFrameTooLarge }
+
+// checkFrameLen checks a frame's length word against maxFrame.
+func checkFrameLen(n uint32, maxFrame int) error {
+	if n < 4 {
+		return fmt.Errorf("%w: frame length %d is shorter than its header length word", ErrMalformed, n)
+	}
+	if int64(n) > int64(maxFrame) {
+		return &FrameTooLargeError{Len: int64(n), Max: int64(maxFrame)}
+	}
+	return nil
+}
+
 // ReadCommand reads one frame. It trusts no length it reads: the frame
-// length is checked against maxFrame before anything is allocated, and every
-// inner length against what remains of the frame.
+// length is checked against maxFrame, the frame's memory grows with the
+// bytes that arrive (a declared length alone allocates nothing), and every
+// inner length is checked against what remains of the frame.
 func ReadCommand(r *bufio.Reader, maxFrame int) (*Command, error) {
 	var lenBuf [4]byte
 	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
 		return nil, err // io.EOF on a clean close between frames
 	}
 	n := binary.BigEndian.Uint32(lenBuf[:])
-	if n < 4 {
-		return nil, fmt.Errorf("%w: frame length %d is shorter than its header length word", ErrMalformed, n)
+	if err := checkFrameLen(n, maxFrame); err != nil {
+		return nil, err
 	}
-	if int64(n) > int64(maxFrame) {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrFrameTooLarge, n, maxFrame)
-	}
-	frame := make([]byte, n)
-	if _, err := io.ReadFull(r, frame); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	frame := make([]byte, 0, min(int(n), readChunk))
+	for len(frame) < int(n) {
+		if len(frame) == cap(frame) {
+			frame = slices.Grow(frame, min(int(n)-len(frame), len(frame)))
 		}
-		return nil, fmt.Errorf("remoting: frame of %d bytes cut short: %w", n, err)
+		k, err := io.ReadFull(r, frame[len(frame):min(cap(frame), int(n))])
+		frame = frame[:len(frame)+k]
+		if err != nil {
+			return nil, cutShort(int(n), len(frame), err)
+		}
 	}
-	return DecodeFrame(frame)
+	return decodeFrame(frame, false)
 }
 
-// DecodeFrame decodes a frame without its leading length word.
-func DecodeFrame(frame []byte) (*Command, error) {
+// readChunk is the memory a frame being read starts with; it doubles as
+// the frame's bytes arrive.
+const readChunk = 64 << 10
+
+// cutShort is the error of a frame of n bytes whose reading stopped after
+// got bytes with err.
+func cutShort(n, got int, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("remoting: frame of %d bytes cut short after %d: %w", n, got, err)
+}
+
+// DecodeFrame decodes a frame without its leading length word. The
+// command's body is a slice of frame.
+func DecodeFrame(frame []byte) (*Command, error) { return decodeFrame(frame, false) }
+
+// decodeFrame decodes frame; with copyBody the body is copied out of frame
+// (a reader's buffer, reused), else it is a slice of frame.
+func decodeFrame(frame []byte, copyBody bool) (*Command, error) {
 	if len(frame) < 4 {
 		return nil, fmt.Errorf("%w: %d bytes, no header length word", ErrMalformed, len(frame))
 	}
@@ -57,6 +102,22 @@ func DecodeFrame(frame []byte) (*Command, error) {
 		return nil, fmt.Errorf("%w: header of %d bytes in a frame of %d", ErrMalformed, hlen, len(frame))
 	}
 	header, body := frame[4:4+hlen], frame[4+hlen:]
+	c, err := decodeHeader(ser, header)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > 0 {
+		if copyBody {
+			body = bytes.Clone(body)
+		}
+		c.Body = body
+	}
+	return c, nil
+}
+
+// decodeHeader decodes a header in serialization ser. The command shares
+// no memory with header.
+func decodeHeader(ser Serialization, header []byte) (*Command, error) {
 	var c *Command
 	var err error
 	switch ser {
@@ -71,9 +132,6 @@ func DecodeFrame(frame []byte) (*Command, error) {
 		return nil, err
 	}
 	c.Serialization = ser
-	if len(body) > 0 {
-		c.Body = body
-	}
 	return c, nil
 }
 

@@ -20,11 +20,11 @@ const (
 	keepChunks = 4 // per connection: 1 MiB at most
 )
 
-// add encodes c at the end of the queue.
-func (q *frameQueue) add(c *Command) error {
+// add encodes c at the end of the queue and returns the bytes it takes.
+func (q *frameQueue) add(c *Command) (int, error) {
 	h, err := newFrameHeader(c)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	need := h.frameLen(c)
 	n := len(q.chunks)
@@ -33,7 +33,16 @@ func (q *frameQueue) add(c *Command) error {
 		n++
 	}
 	q.chunks[n-1] = h.appendFrame(q.chunks[n-1], c)
-	return nil
+	return need, nil
+}
+
+// addFrame queues an encoded frame as a chunk of its own.
+func (q *frameQueue) addFrame(f []byte) { q.chunks = append(q.chunks, f) }
+
+// drop empties the queue, keeping no chunk: the connection is gone.
+func (q *frameQueue) drop() {
+	clear(q.chunks)
+	q.chunks, q.free = q.chunks[:0], nil
 }
 
 // chunk is an empty chunk that holds at least need bytes.

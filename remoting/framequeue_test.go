@@ -16,7 +16,7 @@ func TestFrameQueue(t *testing.T) {
 	var want []*Command
 	add := func(c *Command) {
 		t.Helper()
-		if err := q.add(c); err != nil {
+		if _, err := q.add(c); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, c)

@@ -1,15 +1,18 @@
 package remoting
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 )
 
 // Handler serves requests. It is called on a goroutine of its own per
@@ -42,11 +45,84 @@ func (f HandlerFunc) Serve(ctx context.Context, c *Conn, req *Command) *Command 
 	return f(ctx, c, req)
 }
 
-// ServerOptions bound what one connection may do.
+// Limits bound what clients can take from a server: docs/native.md,
+// "Limits". A zero field takes its default.
+type Limits struct {
+	// MaxConns caps the connections open at once (default 10000): one
+	// more is closed as soon as it is accepted.
+	MaxConns int
+	// MaxFrame caps a frame's length (default MaxFrame, 16 MiB). A larger
+	// request is answered MESSAGE_ILLEGAL naming the limit, then its
+	// connection closes.
+	MaxFrame int
+	// MaxInFlight caps the requests of one connection served at once
+	// (default 1024); a long-polling pull holds one while it waits. Past
+	// it the connection's next request is not read until one is done.
+	MaxInFlight int
+	// FirstRequestTimeout closes a connection that sent no whole frame
+	// this long after it was accepted (default 10 s).
+	FirstRequestTimeout time.Duration
+	// IdleTimeout closes a connection that sent no frame for this long
+	// with none of its requests in progress (default 120 s; RocketMQ's
+	// clients and Ferry's SDK heartbeat every 30 s or less). A frame must
+	// also arrive whole within it.
+	IdleTimeout time.Duration
+	// MaxQueuedBytes caps the bytes of responses waiting for one
+	// connection's reader (default 64 MiB): a client that stops reading
+	// is disconnected past it.
+	MaxQueuedBytes int64
+	// MaxReadingBytes caps the bytes of frames larger than a read buffer
+	// (64 KiB) arriving at once over all connections (default 256 MiB):
+	// past it, a connection whose large frame is still arriving is
+	// answered SYSTEM_BUSY, which clients retry, and closed.
+	MaxReadingBytes int64
+}
+
+// Default limits.
+const (
+	DefaultMaxConns            = 10000
+	DefaultMaxInFlight         = 1024
+	DefaultFirstRequestTimeout = 10 * time.Second
+	DefaultIdleTimeout         = 120 * time.Second
+	DefaultMaxQueuedBytes      = 64 << 20
+	DefaultMaxReadingBytes     = 256 << 20
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxConns <= 0 {
+		l.MaxConns = DefaultMaxConns
+	}
+	if l.MaxFrame <= 0 {
+		l.MaxFrame = MaxFrame
+	}
+	if l.MaxInFlight <= 0 {
+		l.MaxInFlight = DefaultMaxInFlight
+	}
+	if l.FirstRequestTimeout <= 0 {
+		l.FirstRequestTimeout = DefaultFirstRequestTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.MaxQueuedBytes <= 0 {
+		l.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if l.MaxReadingBytes <= 0 {
+		l.MaxReadingBytes = DefaultMaxReadingBytes
+	}
+	return l
+}
+
+// ServerOptions configure a server.
 type ServerOptions struct {
-	MaxFrame    int // default MaxFrame
-	MaxInFlight int // requests served at once per connection (default 1024); a long-polling pull holds one while it waits
-	Logger      *slog.Logger
+	Limits
+	// KeyPrefix names the limits' configuration keys in errors and logs:
+	// "native-" makes MaxFrame "native-max-frame".
+	KeyPrefix string
+	// ConnsKey names MaxConns's key when it is not KeyPrefix's
+	// "max-connections".
+	ConnsKey string
+	Logger   *slog.Logger
 	// OnClose, when set, is called once per connection after it closed.
 	OnClose func(*Conn)
 }
@@ -56,43 +132,130 @@ type Server struct {
 	h    Handler
 	opts ServerOptions
 
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[*Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu        sync.Mutex
+	ln        net.Listener
+	conns     map[*Conn]struct{}
+	closed    bool
+	done      chan struct{} // closed by Close
+	acceptErr error         // why accepting fails now; nil while it works
+	wg        sync.WaitGroup
 	// accepted counts the connections accepted.
 	accepted int64
+
+	refused, firstTimeouts, idleTimeouts, overflows, tooLarge, overBudget, acceptErrors atomic.Int64
+	reading                                                                             atomic.Int64 // bytes of large frames being read
+
+	logRefused, logOverflow, logTooLarge, logBudget, logAccept, logConn rateLog
 }
 
 // ServerStats count a server's connections.
 type ServerStats struct {
 	Open     int   // connections open now
 	Accepted int64 // connections accepted since the server started
+	// Refused counts the connections closed at once, over MaxConns.
+	Refused int64
+	// FirstRequestTimeouts and IdleTimeouts count the connections closed
+	// for sending no frame in time.
+	FirstRequestTimeouts, IdleTimeouts int64
+	// QueueOverflows counts the connections closed for leaving more than
+	// MaxQueuedBytes of responses unread.
+	QueueOverflows int64
+	// FramesTooLarge counts the connections closed for a frame over MaxFrame.
+	FramesTooLarge int64
+	// ReadingOverBudget counts the connections closed while the large
+	// frames arriving held more than MaxReadingBytes.
+	ReadingOverBudget int64
+	// AcceptErrors counts the failed accepts (retried).
+	AcceptErrors int64
+	// ReadingBytes is the bytes of frames larger than a read buffer (64
+	// KiB) that are arriving now, over all connections.
+	ReadingBytes int64
+}
+
+// LimitClose is a count of connections a limit closed, for metrics.
+type LimitClose struct {
+	Limit string // first_request_timeout, idle_timeout, max_queued_bytes, max_frame, max_reading_bytes
+	N     int64
+}
+
+// LimitCloses lists the connections closed by each limit, refusals at
+// accept (Refused) aside.
+func (st ServerStats) LimitCloses() []LimitClose {
+	return []LimitClose{
+		{"first_request_timeout", st.FirstRequestTimeouts},
+		{"idle_timeout", st.IdleTimeouts},
+		{"max_queued_bytes", st.QueueOverflows},
+		{"max_frame", st.FramesTooLarge},
+		{"max_reading_bytes", st.ReadingOverBudget},
+	}
 }
 
 // Stats returns the server's connection counts.
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
+	st := ServerStats{Open: len(s.conns), Accepted: s.accepted}
+	s.mu.Unlock()
+	st.Refused = s.refused.Load()
+	st.FirstRequestTimeouts = s.firstTimeouts.Load()
+	st.IdleTimeouts = s.idleTimeouts.Load()
+	st.QueueOverflows = s.overflows.Load()
+	st.FramesTooLarge = s.tooLarge.Load()
+	st.ReadingOverBudget = s.overBudget.Load()
+	st.AcceptErrors = s.acceptErrors.Load()
+	st.ReadingBytes = s.reading.Load()
+	return st
+}
+
+// AcceptErr is why the server fails to accept connections now, nil while
+// it accepts them (or before Serve, or after Close): a readiness check.
+func (s *Server) AcceptErr() error {
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ServerStats{Open: len(s.conns), Accepted: s.accepted}
+	if s.closed {
+		return nil
+	}
+	return s.acceptErr
 }
 
 // NewServer makes a server for h.
 func NewServer(h Handler, opts ServerOptions) *Server {
-	if opts.MaxFrame <= 0 {
-		opts.MaxFrame = MaxFrame
-	}
-	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 1024
+	opts.Limits = opts.Limits.withDefaults()
+	if opts.ConnsKey == "" {
+		opts.ConnsKey = opts.KeyPrefix + "max-connections"
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{h: h, opts: opts, conns: map[*Conn]struct{}{}}
+	return &Server{h: h, opts: opts, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
 }
 
-// Serve accepts on ln until Close. It returns nil after Close.
+// key names a limit's configuration key, e.g. key("max-frame").
+func (s *Server) key(name string) string { return s.opts.KeyPrefix + name }
+
+// Accept back-off: a failing accept is retried after acceptBackoffMin,
+// doubling up to acceptBackoffMax, back to the minimum on a success.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// temporaryAcceptError reports whether a failed accept is worth retrying:
+// out of file descriptors or memory, a connection aborted before it was
+// accepted, a timeout. The listener stays up through them.
+func temporaryAcceptError(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Serve accepts on ln until Close. It returns nil after Close. Failed
+// accepts of a temporary kind (out of file descriptors, say) are retried
+// with a back-off, and AcceptErr reports them meanwhile; any other error
+// ends Serve, logged, and AcceptErr keeps it.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
@@ -102,28 +265,64 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
+	addr := ln.Addr().String()
+	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
+			if !closed {
+				s.acceptErr = fmt.Errorf("accepting connections on %s: %w", addr, err)
+			}
 			s.mu.Unlock()
 			if closed {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			s.acceptErrors.Add(1)
+			if !temporaryAcceptError(err) {
+				s.opts.Logger.Error("remoting: the listener stopped accepting connections", "addr", addr, "err", err)
+				return err
 			}
-			return err
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			if ok, suppressed := s.logAccept.allow(); ok {
+				s.opts.Logger.Warn("remoting: accepting a connection failed; retrying", "addr", addr, "err", err,
+					"retry_in", backoff, "suppressed", suppressed)
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.done:
+				t.Stop()
+				return nil
+			}
+			continue
 		}
-		c := newConn(nc)
+		if backoff != 0 {
+			backoff = 0
+			s.mu.Lock()
+			s.acceptErr = nil
+			s.mu.Unlock()
+			s.opts.Logger.Info("remoting: accepting connections again", "addr", addr)
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
 			return nil
 		}
+		if len(s.conns) >= s.opts.MaxConns {
+			s.mu.Unlock()
+			nc.Close()
+			s.refused.Add(1)
+			if ok, suppressed := s.logRefused.allow(); ok {
+				s.opts.Logger.Warn("remoting: connection refused: too many connections", "addr", addr, "remote", nc.RemoteAddr().String(),
+					"limit", s.opts.MaxConns, "key", s.opts.ConnsKey, "suppressed", suppressed)
+			}
+			continue
+		}
+		c := newConn(nc)
+		c.maxQueued = s.opts.MaxQueuedBytes
 		s.conns[c] = struct{}{}
 		s.accepted++
 		s.wg.Add(1)
@@ -136,6 +335,9 @@ func (s *Server) Serve(ln net.Listener) error {
 // requests to finish.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.done)
+	}
 	s.closed = true
 	var err error
 	if s.ln != nil {
@@ -157,24 +359,35 @@ func (s *Server) serveConn(c *Conn) {
 	var workers sync.WaitGroup
 	work := make(chan unit) // to an idle worker
 	busy := 0               // workers started; at most MaxInFlight
+	var inFlight atomic.Int64
 	bh, _ := s.h.(BatchHandler)
+	fr := newFrameReader(c.nc, true)
+	fr.reading, fr.maxReading = &s.reading, s.opts.MaxReadingBytes
 	defer func() {
 		cancel()
 		c.Close()
 		close(work)
 		workers.Wait()
+		fr.release()
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
+		if c.overflowed.Load() {
+			s.overflows.Add(1)
+			if ok, suppressed := s.logOverflow.allow(); ok {
+				s.opts.Logger.Warn("remoting: closed a connection that does not read its responses", "remote", c.RemoteAddr(),
+					"limit", s.opts.MaxQueuedBytes, "key", s.key("max-queued-bytes"), "suppressed", suppressed)
+			}
+		}
 		if s.opts.OnClose != nil {
 			s.opts.OnClose(c)
 		}
 	}()
-	r := bufio.NewReaderSize(c.nc, 64<<10)
 	// dispatch hands u to a worker. Requests are served by long-lived
 	// workers, started as needed up to MaxInFlight: a goroutine per request
 	// would grow its stack anew through the handler's calls every time.
 	dispatch := func(u unit) {
+		inFlight.Add(1)
 		select {
 		case work <- u:
 			return
@@ -183,10 +396,41 @@ func (s *Server) serveConn(c *Conn) {
 		if busy < s.opts.MaxInFlight {
 			busy++
 			workers.Add(1)
-			go s.worker(ctx, c, work, u, &workers)
+			go s.worker(ctx, c, work, u, &workers, &inFlight)
 			return
 		}
 		work <- u // every worker busy: wait for one
+	}
+	// The first frame must come within FirstRequestTimeout of the accept,
+	// each later one within IdleTimeout of the one before. The deadline is
+	// moved at most every deadlineStep (a syscall-free timer update, but
+	// not one per frame).
+	idle := s.opts.IdleTimeout
+	deadlineStep := min(time.Second, idle/8)
+	c.nc.SetReadDeadline(time.Now().Add(s.opts.FirstRequestTimeout))
+	first := true
+	var deadlineSet time.Time // when the idle deadline was last moved
+	readNext := func() (*Command, error) {
+		for {
+			if !first && !fr.frameBuffered() {
+				if now := time.Now(); now.Sub(deadlineSet) >= deadlineStep {
+					c.nc.SetReadDeadline(now.Add(idle))
+					deadlineSet = now
+				}
+			}
+			req, err := fr.readCommand(s.opts.MaxFrame)
+			if err != nil && !first && errors.Is(err, os.ErrDeadlineExceeded) && fr.buffered() == 0 && inFlight.Load() > 0 {
+				// Idle between frames, but requests are in progress (long
+				// polls, say): not idle yet.
+				deadlineSet = time.Time{}
+				continue
+			}
+			if err == nil && first {
+				first = false
+				deadlineSet = time.Time{} // now the idle deadline
+			}
+			return req, err
+		}
 	}
 	var next *Command // read ahead while gathering a batch, not yet dispatched
 	for {
@@ -194,25 +438,25 @@ func (s *Server) serveConn(c *Conn) {
 		next = nil
 		if req == nil {
 			var err error
-			if req, err = ReadCommand(r, s.opts.MaxFrame); err != nil {
-				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-					s.opts.Logger.Warn("remoting: closing connection", "remote", c.RemoteAddr(), "reason", err)
-				}
+			if req, err = readNext(); err != nil {
+				s.readFailed(c, fr, err, first)
 				return
 			}
 		}
 		if req.IsResponse() {
 			continue // no server-sent requests wait for answers yet
 		}
-		if bh == nil || !bh.Batches(req) || !frameBuffered(r) {
+		if bh == nil || !bh.Batches(req) || !fr.frameBuffered() {
 			dispatch(unit{one: req})
 			continue
 		}
 		batch := []*Command{req}
-		for len(batch) < maxBatch && frameBuffered(r) {
-			more, err := ReadCommand(r, s.opts.MaxFrame)
+		var batchErr error // a frame in the buffer that does not decode, or is too large: it closes the connection after the batch
+		for len(batch) < maxBatch && fr.frameBuffered() {
+			more, err := fr.readCommand(s.opts.MaxFrame)
 			if err != nil {
-				break // the next ReadCommand meets it again and closes
+				batchErr = err
+				break
 			}
 			if more.IsResponse() {
 				continue
@@ -228,6 +472,55 @@ func (s *Server) serveConn(c *Conn) {
 		} else {
 			dispatch(unit{batch: batch})
 		}
+		if batchErr != nil {
+			s.readFailed(c, fr, batchErr, false)
+			return
+		}
+	}
+}
+
+// readFailed ends a connection whose next frame could not be read: it
+// counts and logs why, and answers a frame too large before closing.
+func (s *Server) readFailed(c *Conn, fr *frameReader, err error, first bool) {
+	var tooLarge *FrameTooLargeError
+	var overBudget *ReadBudgetError
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+	case errors.Is(err, os.ErrDeadlineExceeded) && first:
+		s.firstTimeouts.Add(1)
+		s.opts.Logger.Debug("remoting: closing a connection that sent no request in time", "remote", c.RemoteAddr(),
+			"timeout", s.opts.FirstRequestTimeout, "key", s.key("first-request-timeout"))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.idleTimeouts.Add(1)
+		s.opts.Logger.Debug("remoting: closing an idle connection", "remote", c.RemoteAddr(),
+			"timeout", s.opts.IdleTimeout, "key", s.key("idle-timeout"))
+	case errors.As(err, &tooLarge):
+		s.tooLarge.Add(1)
+		remark := fmt.Sprintf("frame of %d bytes is over the limit of %d bytes (%s)", tooLarge.Len, tooLarge.Max, s.key("max-frame"))
+		if ok, suppressed := s.logTooLarge.allow(); ok {
+			s.opts.Logger.Warn("remoting: closing a connection: "+remark, "remote", c.RemoteAddr(), "suppressed", suppressed)
+		}
+		// Answer the request, when its header can be read (it is small):
+		// the client sees why, not a bare close.
+		c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+		req, herr := fr.header(tooLarge.Len)
+		if herr != nil || req.IsResponse() || req.IsOneway() {
+			return
+		}
+		c.sendAndClose(req.Response(MessageIllegal, remark), tooLarge.Len)
+	case errors.As(err, &overBudget):
+		s.overBudget.Add(1)
+		remark := fmt.Sprintf("the server is reading more than %d bytes of large frames (%s); try again", overBudget.Max, s.key("max-reading-bytes"))
+		if ok, suppressed := s.logBudget.allow(); ok {
+			s.opts.Logger.Warn("remoting: closing a connection: "+remark, "remote", c.RemoteAddr(), "suppressed", suppressed)
+		}
+		if req := overBudget.Req; req != nil && !req.IsResponse() && !req.IsOneway() {
+			c.sendAndClose(req.Response(SystemBusy, remark), MaxFrame)
+		}
+	default:
+		if ok, suppressed := s.logConn.allow(); ok {
+			s.opts.Logger.Warn("remoting: closing connection", "remote", c.RemoteAddr(), "reason", err, "suppressed", suppressed)
+		}
 	}
 }
 
@@ -237,22 +530,16 @@ type unit struct {
 	batch []*Command
 }
 
-// frameBuffered reports whether a whole frame waits in r, so that reading
-// it does not block.
-func frameBuffered(r *bufio.Reader) bool {
-	if r.Buffered() < 4 {
-		return false
-	}
-	b, err := r.Peek(4)
-	return err == nil && r.Buffered() >= 4+int(binary.BigEndian.Uint32(b))
-}
-
 // worker serves first, then whatever work brings, until the connection ends.
-func (s *Server) worker(ctx context.Context, c *Conn, work <-chan unit, first unit, wg *sync.WaitGroup) {
+func (s *Server) worker(ctx context.Context, c *Conn, work <-chan unit, first unit, wg *sync.WaitGroup, inFlight *atomic.Int64) {
 	defer wg.Done()
 	var resps []*Command
 	for u, ok := first, true; ok; u, ok = <-work {
 		resps = resps[:0]
+		if ctx.Err() != nil { // the connection is gone: no one to answer
+			inFlight.Add(-1)
+			continue
+		}
 		if u.batch == nil {
 			if resp := s.h.Serve(ctx, c, u.one); resp != nil && !u.one.IsOneway() {
 				resp.Opaque, resp.Flag = u.one.Opaque, resp.Flag|FlagResponse
@@ -266,6 +553,7 @@ func (s *Server) worker(ctx context.Context, c *Conn, work <-chan unit, first un
 				}
 			}
 		}
+		inFlight.Add(-1)
 		if len(resps) == 0 {
 			continue
 		}
@@ -284,6 +572,11 @@ type Conn struct {
 	writing   bool        // a Send (or the writer) is writing: it writes what others queue meanwhile
 	err       error       // the connection's write failed
 	closeOnce sync.Once
+	// queued is the bytes of frames queued or being written; past
+	// maxQueued (when set) the connection closes, and overflowed says so.
+	queued, maxQueued int64
+	overflowed        atomic.Bool
+	drained           *sync.Cond // on mu: signalled when writing ends; made by sendAndClose
 
 	// kick, when set, wakes the connection's own writer goroutine: Send
 	// only queues. A client's pipelined sends come one after the other from
@@ -325,14 +618,22 @@ func (c *Conn) writeLocked() {
 		bufs := c.queue.take()
 		c.mu.Unlock()
 		var werr error
+		var n int64
+		for _, b := range bufs {
+			n += int64(len(b))
+		}
 		c.iov, werr = writeChunks(c.nc, bufs, c.iov)
 		c.mu.Lock()
+		c.queued -= n
 		c.queue.giveBack(bufs)
-		if werr != nil {
+		if werr != nil && c.err == nil {
 			c.err = werr
 		}
 	}
 	c.writing = false
+	if c.drained != nil {
+		c.drained.Broadcast()
+	}
 }
 
 // RemoteAddr is the peer's address.
@@ -344,6 +645,23 @@ func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
 // another's write returns before that write is done; a failed write shows
 // as the connection closing.
 func (c *Conn) Send(cmds ...*Command) error {
+	// Frames larger than half a chunk are encoded before the lock, each
+	// into memory of its own: copying megabytes under the lock would keep
+	// the other senders waiting, each holding its response.
+	var own [][]byte
+	for _, cmd := range cmds {
+		if len(cmd.Body) > chunkSize/2 {
+			own = make([][]byte, 0, len(cmds))
+			break
+		}
+	}
+	for _, cmd := range cmds[:cap(own)] {
+		f, err := AppendFrame(nil, cmd)
+		if err != nil {
+			return err
+		}
+		own = append(own, f)
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -351,11 +669,29 @@ func (c *Conn) Send(cmds ...*Command) error {
 		return err
 	}
 	var err error
-	for _, cmd := range cmds {
-		if err = c.queue.add(cmd); err != nil {
-			c.mu.Unlock()
-			return err
+	if own != nil {
+		for _, f := range own {
+			c.queue.addFrame(f)
+			c.queued += int64(len(f))
 		}
+	} else {
+		for _, cmd := range cmds {
+			n, err := c.queue.add(cmd)
+			if err != nil {
+				c.mu.Unlock()
+				return err
+			}
+			c.queued += int64(n)
+		}
+	}
+	if c.maxQueued > 0 && c.queued > c.maxQueued {
+		err := fmt.Errorf("%w: %d bytes of responses unread, over the limit of %d", ErrQueueFull, c.queued, c.maxQueued)
+		c.err = err
+		c.queue.drop()
+		c.mu.Unlock()
+		c.overflowed.Store(true)
+		c.Close()
+		return err
 	}
 	if c.writing {
 		c.mu.Unlock()
@@ -377,6 +713,49 @@ func (c *Conn) Send(cmds ...*Command) error {
 	err = c.err
 	c.mu.Unlock()
 	return err
+}
+
+// ErrQueueFull: the peer left more bytes of responses unread than the
+// connection may hold; it was closed.
+var ErrQueueFull = errors.New("remoting: too many bytes queued for a peer that does not read")
+
+// lingerTimeout bounds sendAndClose.
+const lingerTimeout = 2 * time.Second
+
+// sendAndClose writes cmd after what is queued, then closes the
+// connection without losing cmd: it shuts down its sending side and reads
+// (and drops) up to unread bytes the peer is still sending, for at most
+// lingerTimeout, so that the close does not reset the connection before
+// the peer has read cmd.
+func (c *Conn) sendAndClose(cmd *Command, unread int64) {
+	defer c.Close()
+	deadline := time.Now().Add(lingerTimeout)
+	c.nc.SetWriteDeadline(deadline)
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	if n, err := c.queue.add(cmd); err == nil {
+		c.queued += int64(n)
+	}
+	if c.drained == nil {
+		c.drained = sync.NewCond(&c.mu)
+	}
+	for c.writing {
+		c.drained.Wait()
+	}
+	c.writing = true
+	c.writeLocked()
+	failed := c.err != nil
+	c.mu.Unlock()
+	if failed {
+		return
+	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		c.nc.SetReadDeadline(deadline)
+		io.Copy(io.Discard, io.LimitReader(c.nc, min(unread, 2*MaxFrame)))
+	}
 }
 
 // Close closes the connection.

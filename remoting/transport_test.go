@@ -9,12 +9,20 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
 func startServer(t testing.TB, h Handler, opts ServerOptions) string {
+	t.Helper()
+	_, addr := startServerS(t, h, opts)
+	return addr
+}
+
+// startServerS is startServer that returns the server too.
+func startServerS(t testing.TB, h Handler, opts ServerOptions) (*Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -24,9 +32,16 @@ func startServer(t testing.TB, h Handler, opts ServerOptions) string {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := NewServer(h, opts)
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
-	return ln.Addr().String()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	return s, ln.Addr().String()
 }
 
 func echo(_ context.Context, _ *Conn, req *Command) *Command {
@@ -92,17 +107,29 @@ func TestSlowRequestDoesNotBlock(t *testing.T) {
 	}
 }
 
-// An oversized frame closes that connection only, with a logged reason.
+// An oversized frame closes that connection only; the request is answered
+// first with an error naming the limit.
 func TestOversizedFrameClosesOnlyItsConnection(t *testing.T) {
 	closed := make(chan string, 1)
-	addr := startServer(t, HandlerFunc(echo), ServerOptions{MaxFrame: 1024, OnClose: func(c *Conn) { closed <- c.RemoteAddr() }})
+	opts := ServerOptions{Limits: Limits{MaxFrame: 1024}, KeyPrefix: "native-", OnClose: func(c *Conn) {
+		select {
+		case closed <- c.RemoteAddr(): // the first one
+		default:
+		}
+	}}
+	s, addr := startServerS(t, HandlerFunc(echo), opts)
 	bad, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bad.Close()
 	good := dial(t, addr)
-	bad.Write([]byte{0, 0x10, 0, 0, 0, 0, 0, 2, '{', '}'})
+	bad.Write([]byte{0, 0x10, 0, 0, 0, 0, 0, 2, '{', '}'}) // 1 MiB declared, a JSON header {}
+	resp, err := ReadCommand(bufio.NewReader(bad), MaxFrame)
+	if err != nil || resp.Code != MessageIllegal || !strings.Contains(resp.Remark, "over the limit of 1024 bytes (native-max-frame)") {
+		t.Fatalf("answer to a frame over the limit: %v, %v", resp, err)
+	}
+	bad.Close()
 	select {
 	case who := <-closed:
 		if who != bad.LocalAddr().String() {
@@ -114,9 +141,47 @@ func TestOversizedFrameClosesOnlyItsConnection(t *testing.T) {
 	if _, err := good.Invoke(context.Background(), NewRequest(HeartBeat, nil, []byte("still here"))); err != nil {
 		t.Fatalf("the other connection: %v", err)
 	}
-	big := NewRequest(HeartBeat, nil, make([]byte, 2048))
-	if _, err := good.Invoke(context.Background(), big); !errors.Is(err, ErrConnClosed) {
-		t.Fatalf("invoke with an oversized frame: %v, want ErrConnClosed", err)
+	for _, ser := range []Serialization{RocketMQ, JSON} {
+		c := dial(t, addr)
+		big := NewRequest(HeartBeat, nil, make([]byte, 2048))
+		big.Serialization = ser
+		resp, err := c.Invoke(context.Background(), big)
+		if err != nil {
+			t.Fatalf("invoke with an oversized frame: %v, want an error response", err)
+		}
+		want := fmt.Sprintf("frame of %d bytes is over the limit of 1024 bytes (native-max-frame)", 4+frameHeaderLen(t, big)+2048)
+		if resp.Code != MessageIllegal || resp.Remark != want {
+			t.Fatalf("response %v, want code %d with remark %q", resp, MessageIllegal, want)
+		}
+		waitFor(t, "the connection closed after the answer", func() bool { return c.Err() != nil })
+		if !errors.Is(c.Err(), ErrConnClosed) {
+			t.Fatalf("after the answer: %v", c.Err())
+		}
+	}
+	if got := s.Stats().FramesTooLarge; got != 3 {
+		t.Fatalf("FramesTooLarge = %d, want 3", got)
+	}
+}
+
+// frameHeaderLen is the length of c's header as encoded.
+func frameHeaderLen(t *testing.T, c *Command) int {
+	t.Helper()
+	h, err := newFrameHeader(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.len
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -55,7 +55,7 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		}
 	}
 	return serviceOptions(cfg, logger,
-		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, NameServers: nss, Advertise: cfg.AdvertiseAddr, BrokerName: cfg.BrokerName}),
+		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, NameServers: nss, Advertise: cfg.AdvertiseAddr, BrokerName: cfg.BrokerName, Limits: nativeLimits(cfg)}),
 		native.Module,
 		clusterOption(cfg, logger, false), // none: registrations go unsigned
 		fx.Invoke(func() error {

@@ -35,13 +35,14 @@ func newNamesrvCmd() *cobra.Command {
 // namesrvOptions is the fx graph of ferry namesrv.
 func namesrvOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	return fx.Options(
-		fx.Supply(logger, namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}),
+		fx.Supply(logger, namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr", Limits: namesrvLimits(cfg)}),
 		fx.WithLogger(fxLogger),
 		fx.StopTimeout(stopTimeout),
 		clusterOption(cfg, logger, false), // none: brokers register from loopback only
 		namesrv.Module,
 		fx.Supply(monitor.Listen{Addr: cfg.NamesrvHTTPAddr, Flag: "--http-addr"}),
 		monitor.Module,
+		fx.Invoke(addReadinessChecks),
 		monitor.Ready,
 	)
 }

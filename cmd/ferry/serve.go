@@ -138,10 +138,10 @@ func run(logger *slog.Logger, options func() fx.Option, attrs ...any) error {
 func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	roles := []fx.Option{clusterOption(cfg, logger, true)} // a random key when none is set: the NameServer and the broker share it here
 	if cfg.NamesrvAddr != "off" {
-		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr"}), namesrv.Module)
+		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr", Limits: namesrvLimits(cfg)}), namesrv.Module)
 	}
 	if cfg.NativeAddr != "off" {
-		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr, BrokerName: cfg.BrokerName}), native.Module)
+		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr, BrokerName: cfg.BrokerName, Limits: nativeLimits(cfg)}), native.Module)
 	}
 	return serviceOptions(cfg, logger, roles...)
 }
@@ -174,6 +174,7 @@ func serviceOptions(cfg config.Config, logger *slog.Logger, roles ...fx.Option) 
 		fx.Invoke(func(*core.Broker) {}), // open the store and the core even before a front-end uses them
 		fx.Supply(monitor.Listen{Addr: cfg.HTTPAddr, Flag: "--http-addr"}),
 		monitor.Module,
+		fx.Invoke(addReadinessChecks),
 		monitor.Ready, // last: ready once everything else has started
 	)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // Listen is where the front-end listens, the flag that sets it, and the
@@ -27,6 +28,8 @@ type Listen struct {
 	// TLSCert and TLSKey (PEM files), when set, make the listener serve
 	// TLS only.
 	TLSCert, TLSKey string
+	// Limits bound what clients can take (Options.Limits).
+	Limits remoting.Limits
 }
 
 type params struct {
@@ -45,12 +48,13 @@ type params struct {
 // Module serves the native protocol in the application. It binds in
 // OnStart, after the in-process NameServer (if any), whose address it
 // registers with; a taken port stops the start with an error naming the flag.
-// Its metrics go into the application's *prometheus.Registry when there is one.
+// Its metrics go into the application's *prometheus.Registry when there is
+// one; Server.AcceptErr is the listener's readiness check.
 var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 func newFromFx(p params) (*Server, error) {
 	opts := Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, BrokerName: p.Listen.BrokerName,
-		ClusterKey: p.ClusterKey, Logger: p.Logger.With("component", "native")}
+		ClusterKey: p.ClusterKey, Limits: p.Listen.Limits, Logger: p.Logger.With("component", "native")}
 	if p.Auth != nil && !p.Auth.Open() {
 		opts.Auth = p.Auth
 	}

@@ -86,10 +86,16 @@ func isError(code int16) bool {
 var (
 	descConnections = prometheus.NewDesc("ferry_native_connections", "Native-protocol connections open now.", nil, nil)
 	descAccepted    = prometheus.NewDesc("ferry_native_connections_total", "Native-protocol connections accepted since start.", nil, nil)
-	descRequests    = prometheus.NewDesc("ferry_native_requests_total", "Native-protocol requests served, by request.", []string{"request"}, nil)
-	descErrors      = prometheus.NewDesc("ferry_native_errors_total",
+	descRefused     = prometheus.NewDesc("ferry_native_connections_refused_total",
+		"Native-protocol connections closed as soon as accepted: over native-max-connections.", nil, nil)
+	descLimitCloses = prometheus.NewDesc("ferry_native_connections_closed_total",
+		"Native-protocol connections closed by a limit (docs/native.md, Limits), by limit.", []string{"limit"}, nil)
+	descAcceptErrs = prometheus.NewDesc("ferry_native_accept_errors_total",
+		"Failed accepts on the native listener (out of file descriptors, say), each retried.", nil, nil)
+	descRequests = prometheus.NewDesc("ferry_native_requests_total", "Native-protocol requests served, by request.", []string{"request"}, nil)
+	descErrors   = prometheus.NewDesc("ferry_native_errors_total",
 		"Native-protocol requests answered with an error, by request and RocketMQ response code.", []string{"request", "code"}, nil)
-	descRefused = prometheus.NewDesc("ferry_native_refused_total",
+	descRefusedRequests = prometheus.NewDesc("ferry_native_refused_total",
 		"Native-protocol requests refused NO_PERMISSION, by request and the permission that was missing (credentials: not authenticated).",
 		[]string{"request", "permission"}, nil)
 )
@@ -99,7 +105,7 @@ func requestName(code int16) string { return requestKinds[requestIndex[code]].na
 
 // Describe and Collect make the Server a prometheus.Collector.
 func (s *Server) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descRequests, descErrors, descRefused} {
+	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descRefused, descLimitCloses, descAcceptErrs, descRequests, descErrors, descRefusedRequests} {
 		ch <- d
 	}
 }
@@ -108,6 +114,11 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	conns := s.srv.Stats()
 	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(conns.Open))
 	ch <- prometheus.MustNewConstMetric(descAccepted, prometheus.CounterValue, float64(conns.Accepted))
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(conns.Refused))
+	for _, l := range conns.LimitCloses() {
+		ch <- prometheus.MustNewConstMetric(descLimitCloses, prometheus.CounterValue, float64(l.N), l.Limit)
+	}
+	ch <- prometheus.MustNewConstMetric(descAcceptErrs, prometheus.CounterValue, float64(conns.AcceptErrors))
 	for i, k := range requestKinds {
 		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(s.stats.requests[i].Load()), k.name)
 		for code := range s.stats.errors[i] {
@@ -117,6 +128,6 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	s.access.refused.each(func(code int16, perm string, n int64) {
-		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), requestName(code), perm)
+		ch <- prometheus.MustNewConstMetric(descRefusedRequests, prometheus.CounterValue, float64(n), requestName(code), perm)
 	})
 }

@@ -41,6 +41,10 @@ func TestMetrics(t *testing.T) {
 		`ferry_native_requests_total{request="pull_message"} 0`,
 		`ferry_native_errors_total{code="13",request="send_message_v2"} 1`,
 		`ferry_native_errors_total{code="3",request="other"} 1`,
+		`ferry_native_connections_refused_total 0`,
+		`ferry_native_connections_closed_total{limit="idle_timeout"} 0`,
+		`ferry_native_connections_closed_total{limit="max_frame"} 0`,
+		`ferry_native_accept_errors_total 0`,
 	} {
 		if !strings.Contains(text, line+"\n") {
 			t.Errorf("no %q in\n%s", line, text)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +48,10 @@ type Options struct {
 	// secret (package clusterauth); without it they go unsigned, which
 	// only a NameServer without a secret accepts, from loopback.
 	ClusterKey *clusterauth.Key
-	Logger     *slog.Logger
+	// Limits bound what clients can take (docs/native.md, "Limits"); zero
+	// fields take remoting's defaults.
+	Limits remoting.Limits
+	Logger *slog.Logger
 }
 
 // Server serves the native protocol for one broker.
@@ -64,6 +68,9 @@ type Server struct {
 
 	access *access
 	stats  requestStats
+	// readTurns bounds the pulls reading and building their responses at
+	// once, over all connections.
+	readTurns chan struct{}
 
 	stop chan struct{}
 	kick chan struct{} // register now
@@ -89,8 +96,9 @@ func New(b *core.Broker, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
-		access: newAccess(opts.Auth), stop: make(chan struct{}), kick: make(chan struct{}, 1)}
-	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Logger: opts.Logger, OnClose: s.connClosed})
+		access: newAccess(opts.Auth), stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		readTurns: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
+	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-", Logger: opts.Logger, OnClose: s.connClosed})
 	// A topic created by any front-end or bridge (an MQTT device's first
 	// publish) is routable at once, not at the next periodic registration.
 	b.OnTopicChange(func(string) { s.registerAll() })
@@ -132,6 +140,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	return s.srv.Serve(ln)
 }
+
+// ConnStats count the front-end's connections and the limits that closed
+// some.
+func (s *Server) ConnStats() remoting.ServerStats { return s.srv.Stats() }
+
+// AcceptErr is why the listener fails to accept connections now, nil
+// while it accepts them: a readiness check.
+func (s *Server) AcceptErr() error { return s.srv.AcceptErr() }
 
 // Close stops serving and registering.
 func (s *Server) Close() error {
@@ -532,6 +548,7 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 	if ms, err := req.ExtInt("suspendTimeoutMillis"); err == nil && ms >= 0 {
 		wait = min(wait, time.Duration(ms)*time.Millisecond)
 	}
+	connCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	st := s.b.Store()
@@ -540,45 +557,64 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 		if err != nil {
 			return req.Response(remoting.MessageIllegal, err.Error())
 		}
-		res, err := st.Read(topic, q, offset, storage.ReadOptions{MaxCount: max(1, min(maxMsgs, 1024)), Filter: storeFilter(filter)})
-		lo, hi := st.Offsets(topic, q)
-		var oe *storage.OffsetError
-		switch {
-		case errors.As(err, &oe) && offset < lo:
-			return pullResponse(req, remoting.PullOffsetMoved, lo, lo, hi, nil) // deleted by retention
-		case errors.As(err, &oe):
-			// Past the indexed end: an offset a send just acknowledged can
-			// be ahead of the index by a moment. Wait for it as for a new
-			// message; only an offset still past the end when the poll
-			// ends (a queue that lost its tail) moves the consumer back.
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return pullResponse(req, remoting.PullOffsetMoved, hi, lo, hi, nil)
-			}
-		case err != nil:
-			return req.Response(remoting.SystemError, err.Error())
-		case len(res.Messages) > 0:
-			size := 0
-			for i := range res.Messages {
-				size += storedMessageSizeHint(&res.Messages[i])
-			}
-			body := make([]byte, 0, size) // grown once, not doubled message by message
-			host := s.host()
-			for i := range res.Messages {
-				body = appendMessage(body, &res.Messages[i], host)
-			}
-			return pullResponse(req, remoting.Success, res.Next, lo, hi, body)
-		case res.Next > offset:
-			return pullResponse(req, remoting.PullNotFound, res.Next, lo, hi, nil) // all filtered out
+		// Reads take a turn: a client pipelining pulls cannot have
+		// hundreds of responses (4 MiB each at most) built at once.
+		s.readTurns <- struct{}{}
+		if connCtx.Err() != nil { // the connection is gone: no one to answer
+			<-s.readTurns
+			return nil
+		}
+		resp, lo, hi := s.readPull(req, offset, maxMsgs, filter)
+		<-s.readTurns
+		if resp != nil {
+			return resp
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			if offset > hi { // still past the end: a queue that lost its tail
+				return pullResponse(req, remoting.PullOffsetMoved, hi, lo, hi, nil)
+			}
 			return pullResponse(req, remoting.PullNotFound, offset, lo, hi, nil)
 		}
 	}
+}
+
+// readPull reads a pull's messages from offset and returns its response,
+// or nil when there is nothing to return yet, with the queue's offsets.
+func (s *Server) readPull(req *remoting.Command, offset int64, maxMsgs int, filter route.Filter) (resp *remoting.Command, lo, hi int64) {
+	st := s.b.Store()
+	topic := req.Ext("topic")
+	q, _ := strconv.Atoi(req.Ext("queueId"))
+	res, err := st.Read(topic, q, offset, storage.ReadOptions{MaxCount: max(1, min(maxMsgs, 1024)), Filter: storeFilter(filter)})
+	lo, hi = st.Offsets(topic, q)
+	var oe *storage.OffsetError
+	switch {
+	case errors.As(err, &oe) && offset < lo:
+		return pullResponse(req, remoting.PullOffsetMoved, lo, lo, hi, nil), lo, hi // deleted by retention
+	case errors.As(err, &oe):
+		// Past the indexed end: an offset a send just acknowledged can be
+		// ahead of the index by a moment. The pull waits for it as for a
+		// new message, and moves the consumer only if it is still past
+		// the end when the poll ends.
+		return nil, lo, hi
+	case err != nil:
+		return req.Response(remoting.SystemError, err.Error()), lo, hi
+	case len(res.Messages) > 0:
+		size := 0
+		for i := range res.Messages {
+			size += storedMessageSizeHint(&res.Messages[i])
+		}
+		body := make([]byte, 0, size) // grown once, not doubled message by message
+		host := s.host()
+		for i := range res.Messages {
+			body = appendMessage(body, &res.Messages[i], host)
+		}
+		return pullResponse(req, remoting.Success, res.Next, lo, hi, body), lo, hi
+	case res.Next > offset:
+		return pullResponse(req, remoting.PullNotFound, res.Next, lo, hi, nil), lo, hi // all filtered out
+	}
+	return nil, lo, hi
 }
 
 func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []byte) *remoting.Command {

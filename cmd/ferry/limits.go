@@ -1,0 +1,53 @@
+package main
+
+import (
+	"go.uber.org/fx"
+
+	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/frontends/native"
+	"github.com/ferrymq/ferry/monitor"
+	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// nativeLimits maps the configuration onto the limits of the broker's
+// native listener (docs/native.md, "Limits").
+func nativeLimits(cfg config.Config) remoting.Limits {
+	return remoting.Limits{
+		MaxConns:            cfg.NativeMaxConnections,
+		MaxFrame:            cfg.NativeMaxFrame,
+		MaxInFlight:         cfg.NativeMaxInFlight,
+		FirstRequestTimeout: cfg.NativeFirstRequestTimeout,
+		IdleTimeout:         cfg.NativeIdleTimeout,
+		MaxQueuedBytes:      cfg.NativeMaxQueuedBytes,
+		MaxReadingBytes:     cfg.NativeMaxReadingBytes,
+	}
+}
+
+// namesrvLimits are the NameServer's: the native ones, with its own cap on
+// connections.
+func namesrvLimits(cfg config.Config) remoting.Limits {
+	l := nativeLimits(cfg)
+	l.MaxConns = cfg.NamesrvMaxConnections
+	return l
+}
+
+// readinessParams are the listeners /readyz checks, those the application has.
+type readinessParams struct {
+	fx.In
+	Monitor *monitor.Server
+	Native  *native.Server  `optional:"true"`
+	NameSrv *namesrv.Server `optional:"true"`
+}
+
+// addReadinessChecks has /readyz fail while a native-protocol listener
+// cannot accept connections. It runs after the monitor's module, so that
+// the HTTP listener still starts after the others.
+func addReadinessChecks(p readinessParams) {
+	if p.NameSrv != nil {
+		p.Monitor.AddReadinessCheck("namesrv", p.NameSrv.AcceptErr)
+	}
+	if p.Native != nil {
+		p.Monitor.AddReadinessCheck("native", p.Native.AcceptErr)
+	}
+}
