@@ -474,7 +474,7 @@ func (h *hook) refuseTopic(cl *mochi.Client, pk packets.Packet, err error) (pack
 	s.refused.Add(1)
 	s.limitHit(hit(err), err, "client", cl.ID, "remote", cl.Net.Remote, "qos", pk.FixedHeader.Qos)
 	if cl.Properties.ProtocolVersion != 5 {
-		return pk, packets.ErrTopicNameInvalid
+		return pk, packets.ErrRejectPacket // the engine ends the connection
 	}
 	if pk.FixedHeader.Qos > 0 { // [MQTT-3.4.2-1] [MQTT-3.5.2-1]
 		typ := packets.Puback

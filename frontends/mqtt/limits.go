@@ -307,23 +307,28 @@ func readConnect(r io.Reader, limit int) ([]byte, connectHead, error) {
 		}
 	}
 	h.size = n + rem
-	// The variable header starts with the protocol name (2-byte length,
-	// "MQTT" or "MQIsdp") and the protocol level: at most 9 bytes.
-	first := min(rem, 9)
-	buf := make([]byte, n, n+min(rem, max(first, 256)))
+	buf := make([]byte, n, n+min(rem, 256))
 	copy(buf, hdr[:n])
-	buf = buf[:n+first]
-	if _, err := io.ReadFull(r, buf[n:]); err != nil {
-		return nil, h, err
-	}
-	if first >= 3 {
-		if l := int(buf[n])<<8 | int(buf[n+1]); l <= 6 && first >= 3+l {
+	// The variable header starts with the protocol name (2-byte length,
+	// "MQTT" or "MQIsdp") and the protocol level: at most 9 bytes, read
+	// exactly, so that a CONNECT refused for its size can be answered in
+	// its version.
+	if rem >= 2 {
+		buf = buf[:n+2]
+		if _, err := io.ReadFull(r, buf[n:]); err != nil {
+			return nil, h, err
+		}
+		if l := int(buf[n])<<8 | int(buf[n+1]); l <= 6 && rem >= 3+l {
+			buf = buf[:n+3+l]
+			if _, err := io.ReadFull(r, buf[n+2:]); err != nil {
+				return nil, h, err
+			}
 			h.version = buf[n+2+l]
 		}
 	}
 	if h.size > limit {
 		return nil, h, &limitError{key: limitConnectSize,
-			msg: fmt.Sprintf("mqtt: CONNECT of %d bytes refused: over the %d bytes allowed before a connection is accepted", h.size, limit)}
+			msg: fmt.Sprintf("CONNECT of %d bytes, over the %d allowed before login", h.size, limit)}
 	}
 	for len(buf) < h.size {
 		if len(buf) == cap(buf) {
@@ -359,11 +364,11 @@ func connack(version byte, code byte, reason string) []byte {
 	return append(b, props...)
 }
 
-// short cuts a reason string to 100 bytes, so that the packets built
+// short cuts a reason string to 120 bytes, so that the packets built
 // above keep one-byte lengths.
 func short(reason string) string {
-	if len(reason) > 100 {
-		return reason[:100]
+	if len(reason) > 120 {
+		return reason[:120]
 	}
 	return reason
 }
