@@ -497,5 +497,16 @@ type quieter struct{ slog.Handler }
 func (q quieter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && q.Handler.Enabled(ctx, l)
 }
+
+// Handle drops the engine's warning about a keep-alive below its liking: a
+// keep-alive of 0 is the protocol's, and any client could have Ferry log
+// one line per CONNECT.
+func (q quieter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == mochi.ErrMinimumKeepalive.Error() {
+		return nil
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
 func (q quieter) WithAttrs(a []slog.Attr) slog.Handler { return quieter{q.Handler.WithAttrs(a)} }
 func (q quieter) WithGroup(n string) slog.Handler      { return quieter{q.Handler.WithGroup(n)} }
