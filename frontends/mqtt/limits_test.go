@@ -12,6 +12,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -466,4 +467,38 @@ func FuzzLimitConnFraming(f *testing.F) {
 			t.Fatalf("handed over %d bytes, want %d (over %v)", len(got), okBytes, over)
 		}
 	})
+}
+
+// Over WebSocket the same limits hold: a connection upgraded and silent is
+// closed after the connect timeout, an oversized CONNECT is refused from
+// its header with CONNACK 0x95.
+func TestWebSocketConnectLimits(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{WSAddr: "127.0.0.1:0", ConnectTimeout: 300 * time.Millisecond})
+	dial := func() *websocket.Conn {
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+		c, _, err := d.Dial("ws://"+f.mqtt.Addr("ws")+"/mqtt", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	silent := dial()
+	if _, _, err := silent.ReadMessage(); err == nil {
+		t.Fatal("a message on a connection that sent nothing")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a silent WebSocket connection was not closed")
+	}
+	big := dial()
+	if err := big.WriteMessage(websocket.BinaryMessage, []byte{0x10, 0x80, 0x80, 0x80, 0x02, 0, 4, 'M', 'Q', 'T', 'T', 5}); err != nil {
+		t.Fatal(err)
+	}
+	_, b, err := big.ReadMessage()
+	if err != nil || len(b) < 4 || b[0] != 0x20 || b[3] != 0x95 {
+		t.Fatalf("answer to an oversized CONNECT: %x, %v; want CONNACK 0x95", b, err)
+	}
+	if a, b := f.mqtt.hits[limitConnectTimeout].Load(), f.mqtt.hits[limitConnectSize].Load(); a != 1 || b != 1 {
+		t.Fatalf("hits: connect timeout %d, connect size %d; want 1 each", a, b)
+	}
 }
