@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/ferrymq/ferry/config"
 )
 
 // buildFerry builds the binary once per test.
@@ -305,5 +308,19 @@ func TestMQTTAcceptSurvivesEMFILE(t *testing.T) {
 	}
 	if errs := metric(t, httpAddr, `ferry_mqtt_accept_errors_total{listener="tcp"}`); errs < 1 {
 		t.Fatalf("ferry_mqtt_accept_errors_total %v, want the EMFILE counted", errs)
+	}
+}
+
+// The limit keys reach the MQTT front-end; max-topic-alias 0 means none.
+func TestMQTTConfigLimits(t *testing.T) {
+	cfg := config.Default()
+	c := mqttConfig(cfg, slog.Default(), nil)
+	if c.ConnectTimeout != 10*time.Second || c.MaxConnectSize != 64<<10 || c.MaxTopicLevels != 128 ||
+		c.MaxTopicLength != 4096 || c.MaxTopicAlias != 10 || c.MaxConnections != 1_000_000 {
+		t.Fatalf("defaults not passed on: %+v", c)
+	}
+	cfg.MQTT.MaxTopicAlias = 0
+	if c := mqttConfig(cfg, slog.Default(), nil); c.MaxTopicAlias != -1 {
+		t.Fatalf("max-topic-alias 0 became %d, want -1 (none)", c.MaxTopicAlias)
 	}
 }

@@ -67,7 +67,7 @@ func (h *hook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packe
 		if pk.ReasonCode < packets.ErrUnspecifiedError.Code {
 			pk.Properties.MaximumPacketSize = h.s.cfg.MaxPacketSize                   // [MQTT-3.2.2-15]
 			pk.Properties.TopicAliasMaximum = uint16(h.s.cfg.MaxTopicAlias)           // [MQTT-3.2.2-17]
-			pk.Properties.ReceiveMaximum = h.s.mq.Options.Capabilities.ReceiveMaximum // [MQTT-3.3.4-9]
+			pk.Properties.ReceiveMaximum = h.s.mq.Options.Capabilities.ReceiveMaximum // [MQTT-3.3.4-7]
 		}
 	case packets.Suback:
 		h.s.mu.Lock()
@@ -237,7 +237,7 @@ func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
 		f := sub.Filter
 		if err := h.s.topicLimit(f); err != nil {
 			h.s.limitHit(hit(err), err, "client", cl.ID, "remote", cl.Net.Remote)
-			pk.Filters[i].Filter = "#/" // SUBACK 0x8F, topic filter invalid [MQTT-3.9.3-1]
+			pk.Filters[i].Filter = "#/" // SUBACK 0x8F, topic filter invalid [MQTT-3.9.3-2]
 			if cl.Properties.ProtocolVersion == 5 {
 				h.s.mu.Lock()
 				h.s.subReason[cl] = subReason{id: pk.PacketID, reason: "filter " + err.Error()}

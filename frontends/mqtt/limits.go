@@ -295,7 +295,7 @@ func readConnect(r io.Reader, limit int) ([]byte, connectHead, error) {
 	rem, n := 0, 1
 	for {
 		if n == len(hdr) {
-			return nil, h, errors.New("mqtt: malformed remaining length in CONNECT (more than 4 bytes) [MQTT-1.5.5-1]")
+			return nil, h, errors.New("mqtt: malformed remaining length in CONNECT (more than 4 bytes, 1.5.5)")
 		}
 		if _, err := io.ReadFull(r, hdr[n:n+1]); err != nil {
 			return nil, h, err
@@ -449,7 +449,7 @@ func (c *limitConn) follow(b []byte) (int, error) {
 		x := b[i]
 		i++
 		if c.hdrLen == 5 {
-			return start, errors.New("mqtt: malformed remaining length (more than 4 bytes) [MQTT-1.5.5-1]")
+			return start, errors.New("mqtt: malformed remaining length (more than 4 bytes, 1.5.5)")
 		}
 		c.rem |= int(x&0x7f) << (7 * (c.hdrLen - 1))
 		c.hdrLen++

@@ -331,7 +331,7 @@ func (s *Server) serveConn(listener string, conn net.Conn, establish listeners.E
 		defer conn.Close()
 		var ne net.Error
 		switch {
-		case hit(err) != "": // [MQTT-3.2.2-15] the CONNECT is too large
+		case hit(err) != "": // the CONNECT is over the cap: CONNACK 0x95 (MQTT 5) [MQTT-4.13.2-1]
 			s.limitHit(hit(err), err, "listener", listener, "remote", conn.RemoteAddr().String())
 			if b := connack(head.version, 0x95, err.Error()); b != nil {
 				_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
