@@ -81,6 +81,10 @@ type wsListener struct {
 	establish  listeners.EstablishFn
 }
 
+// wsMaxHeaderBytes caps the headers of a WebSocket upgrade request, read
+// before any login (net/http's default is 1 MiB).
+const wsMaxHeaderBytes = 16 << 10
+
 // newWSListener serves MQTT over WebSocket on ln; an HTTP connection that
 // sends no request, or no CONNECT after its upgrade, within connectTimeout
 // is closed.
@@ -92,7 +96,7 @@ func newWSListener(id string, ln net.Listener, disconnect func(string), serve se
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mqtt", l.handle)
 	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: connectTimeout, IdleTimeout: connectTimeout,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		MaxHeaderBytes: wsMaxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	return l
 }
 
