@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -501,4 +504,71 @@ func TestWebSocketConnectLimits(t *testing.T) {
 	if a, b := f.mqtt.hits[limitConnectTimeout].Load(), f.mqtt.hits[limitConnectSize].Load(); a != 1 || b != 1 {
 		t.Fatalf("hits: connect timeout %d, connect size %d; want 1 each", a, b)
 	}
+}
+
+// Out of file descriptors, the accept loop backs off and retries instead of
+// ending: ListenerHealth reports the listener down while accept fails with
+// EMFILE, and nil again once it accepts. The test leaves this process one
+// free descriptor, which the client's socket takes.
+func TestListenerHealthThroughEMFILE(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	saved := rl
+	restore := func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved) }
+	defer restore()
+	highest := 0
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			highest = max(highest, n)
+		}
+	}
+	rl.Cur = uint64(highest) + 8
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	var fillers []*os.File
+	defer func() {
+		for _, fl := range fillers {
+			fl.Close()
+		}
+	}()
+	for {
+		fl, err := os.Open(os.DevNull)
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Fatal(err)
+			}
+			break
+		}
+		fillers = append(fillers, fl)
+	}
+	fillers[len(fillers)-1].Close() // one descriptor free: the client's
+	fillers = fillers[:len(fillers)-1]
+	c, err := net.DialTimeout("tcp", f.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, "the listener reported down", func() bool {
+		err := f.mqtt.ListenerHealth()
+		return err != nil && strings.Contains(err.Error(), "too many open files")
+	})
+	for _, fl := range fillers {
+		fl.Close()
+	}
+	fillers = nil
+	restore()
+	waitFor(t, "the listener accepting again", func() bool { return f.mqtt.ListenerHealth() == nil })
+	if n := f.mqtt.listeners[0].acceptErrors.Load(); n < 1 {
+		t.Fatalf("%d accept errors counted", n)
+	}
+	rc := &rawClient{t: t, c: c, r: bufio.NewReader(c), version: 4}
+	rc.connect("after-emfile") // the connection that waited in the backlog
 }
