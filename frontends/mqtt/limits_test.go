@@ -276,8 +276,8 @@ func TestMaxConnectionsPerListener(t *testing.T) {
 	waitFor(t, "two connections open", func() bool { return f.mqtt.listeners[0].open.Load() == 2 })
 	v5 := dialRaw(t, f.addr, 5)
 	v5.send(func() packets.Packet { p := connectPacket("b"); p.ProtocolVersion = 5; return p }())
-	if ack := v5.expect(packets.Connack); ack.ReasonCode != packets.ErrServerBusy.Code {
-		t.Fatalf("CONNACK %#x, want 0x89 (server busy)", ack.ReasonCode)
+	if ack := v5.expect(packets.Connack); ack.ReasonCode != packets.ErrServerBusy.Code || !strings.Contains(ack.Properties.ReasonString, "mqtt.max-connections") {
+		t.Fatalf("CONNACK %#x %q, want 0x89 (server busy) naming mqtt.max-connections", ack.ReasonCode, ack.Properties.ReasonString)
 	}
 	o := paho.NewClientOptions().AddBroker("tcp://" + f.addr).SetClientID("c").SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetProtocolVersion(4)
 	c := paho.NewClient(o)
