@@ -346,7 +346,7 @@ func (s *Server) serveConn(listener string, conn net.Conn, establish listeners.E
 	if overLimit(conn) {
 		defer conn.Close()
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-		if b := connack(head.version, 0x89, "server busy: the listener is at its maximum of connections (" + limitConnections + ")"); b != nil {
+		if b := connack(head.version, 0x89, "server busy: the listener is at its maximum of connections ("+limitConnections+")"); b != nil {
 			_, _ = conn.Write(b)
 		}
 		return fmt.Errorf("mqtt: connection refused: the %s listener is at its maximum of %d connections (%s)", listener, s.cfg.MaxConnections, limitConnections)
