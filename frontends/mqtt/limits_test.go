@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -571,4 +572,26 @@ func TestListenerHealthThroughEMFILE(t *testing.T) {
 	}
 	rc := &rawClient{t: t, c: c, r: bufio.NewReader(c), version: 4}
 	rc.connect("after-emfile") // the connection that waited in the backlog
+}
+
+// A client nobody here wrote reads the limits from CONNACK: mosquitto_pub
+// over MQTT 5 will not send a message over the advertised maximum packet
+// size, and sends one under it.
+func TestMosquittoHonoursTheMaximumPacketSize(t *testing.T) {
+	pub := needTool(t, "mosquitto_pub", "mosquitto-clients")
+	f := startFerry(t, t.TempDir(), Config{MaxPacketSize: 1024})
+	host, port, _ := net.SplitHostPort(f.addr)
+	out, err := exec.Command(pub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-t", "sized/x", "-d", "-m", strings.Repeat("x", 2000)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "received CONNACK") || strings.Contains(string(out), "sending PUBLISH") {
+		t.Fatalf("mosquitto_pub of 2000 bytes to a maximum packet size of 1024: %v\n%s\nwant it connected and sent nothing", err, out)
+	}
+	if out, err := exec.Command(pub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-t", "sized/x", "-m", "small").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub of 5 bytes: %v\n%s", err, out)
+	}
+	if n := countMessages(t, f.core, "sized"); n != 1 {
+		t.Fatalf("%d messages stored, want the small one", n)
+	}
+	if n := f.mqtt.hits[limitPacketSize].Load(); n != 0 {
+		t.Fatalf("%d oversized packets reached Ferry, want none sent", n)
+	}
 }
