@@ -314,8 +314,10 @@ func TestTopicLimits(t *testing.T) {
 	rc := dialRaw(t, f.addr, 5)
 	rc.connect("deep")
 	subs := atomic.LoadInt64(&f.mqtt.mq.Info.Subscriptions)
+	start := time.Now()
 	rc.send(subscribePacket(1, deep))
 	ack := rc.expect(packets.Suback)
+	t.Logf("SUBACK for a filter of 32,767 levels after %v", time.Since(start))
 	if len(ack.ReasonCodes) != 1 || ack.ReasonCodes[0] != packets.ErrTopicFilterInvalid.Code ||
 		!strings.Contains(ack.Properties.ReasonString, "mqtt.max-topic-length") {
 		t.Fatalf("SUBACK %v %q, want 0x8F naming mqtt.max-topic-length", ack.ReasonCodes, ack.Properties.ReasonString)
@@ -375,6 +377,16 @@ func TestTopicLimits(t *testing.T) {
 	}
 	c.Publish(levels, 1, false, "x").WaitTimeout(2 * time.Second)
 	waitFor(t, "the 3.1.1 connection closed", func() bool { return !c.IsConnectionOpen() })
+
+	// With the length allowed up to the protocol's maximum, the levels
+	// refuse the same filter.
+	g := startFerry(t, t.TempDir(), Config{MaxTopicLength: 65535})
+	lv := dialRaw(t, g.addr, 5)
+	lv.connect("levels")
+	lv.send(subscribePacket(1, deep))
+	if ack := lv.expect(packets.Suback); ack.ReasonCodes[0] != 0x8F || !strings.Contains(ack.Properties.ReasonString, "32767 levels") {
+		t.Fatalf("SUBACK %v %q, want 0x8F naming the 32767 levels", ack.ReasonCodes, ack.Properties.ReasonString)
+	}
 
 	// A will topic over the limits: CONNACK 0x90 (5).
 	w := dialRaw(t, f.addr, 5)
