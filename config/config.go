@@ -132,6 +132,13 @@ type MQTTConfig struct {
 	MaxConnections   int64         `koanf:"max-connections"`
 	ResendInterval   time.Duration `koanf:"resend-interval"`
 	MaxSessionExpiry time.Duration `koanf:"max-session-expiry"` // 0: no cap
+
+	// Limits a client cannot exceed (docs/mqtt.md, "Limits").
+	ConnectTimeout time.Duration `koanf:"connect-timeout"`  // to send CONNECT
+	MaxConnectSize int           `koanf:"max-connect-size"` // the CONNECT, read before login
+	MaxTopicLevels int           `koanf:"max-topic-levels"`
+	MaxTopicLength int           `koanf:"max-topic-length"` // bytes
+	MaxTopicAlias  int           `koanf:"max-topic-alias"`  // 0: no topic aliases
 }
 
 // MQTTRule maps MQTT topics under Prefix onto core topic Topic.
@@ -229,6 +236,12 @@ func Default() Config {
 			MaxQueued:      1_000_000,
 			MaxConnections: 1_000_000,
 			ResendInterval: 20 * time.Second,
+
+			ConnectTimeout: 10 * time.Second,
+			MaxConnectSize: 64 << 10,
+			MaxTopicLevels: 128,
+			MaxTopicLength: 4096,
+			MaxTopicAlias:  10,
 		},
 	}
 }
@@ -326,6 +339,21 @@ func (c Config) Validate() error {
 	}
 	if m.MaxSessionExpiry < 0 || m.MaxSessionExpiry > time.Duration(1<<32-1)*time.Second {
 		return fmt.Errorf("mqtt.max-session-expiry %v: want 0 (no cap) up to 136 years", m.MaxSessionExpiry)
+	}
+	if m.ConnectTimeout <= 0 {
+		return fmt.Errorf("mqtt.connect-timeout %v: must be positive", m.ConnectTimeout)
+	}
+	if m.MaxConnectSize < 64 || m.MaxConnectSize > 268435455 {
+		return fmt.Errorf("mqtt.max-connect-size %d: want 64..268435455 bytes", m.MaxConnectSize)
+	}
+	if m.MaxTopicLevels < 1 || m.MaxTopicLevels > 65535 {
+		return fmt.Errorf("mqtt.max-topic-levels %d: want 1..65535", m.MaxTopicLevels)
+	}
+	if m.MaxTopicLength < 1 || m.MaxTopicLength > 65535 {
+		return fmt.Errorf("mqtt.max-topic-length %d: want 1..65535 bytes", m.MaxTopicLength)
+	}
+	if m.MaxTopicAlias < 0 || m.MaxTopicAlias > 65535 {
+		return fmt.Errorf("mqtt.max-topic-alias %d: want 0 (none) to 65535", m.MaxTopicAlias)
 	}
 	for i, r := range m.Rules {
 		if r.Prefix == "" || r.Topic == "" {

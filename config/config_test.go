@@ -136,6 +136,11 @@ func TestErrors(t *testing.T) {
 		{name: "anonymous off without passwords", environ: []string{"FERRY_AUTH_ALLOW_ANONYMOUS=false"}, want: "auth.allow-anonymous false: no client could connect without auth.password-file"},
 		{name: "bad anonymous switch", file: "auth:\n  allow-anonymous: maybe\n", want: "allow-anonymous"},
 		{name: "negative reload interval", file: "auth:\n  reload-interval: -1s\n", want: "auth.reload-interval -1s"},
+		{name: "no connect timeout", environ: []string{"FERRY_MQTT_CONNECT_TIMEOUT=0s"}, want: "mqtt.connect-timeout 0s"},
+		{name: "tiny connect size", environ: []string{"FERRY_MQTT_MAX_CONNECT_SIZE=10"}, want: "mqtt.max-connect-size 10"},
+		{name: "no topic levels", file: "mqtt:\n  max-topic-levels: 0\n", want: "mqtt.max-topic-levels 0"},
+		{name: "topic length past the protocol's", file: "mqtt:\n  max-topic-length: 70000\n", want: "mqtt.max-topic-length 70000"},
+		{name: "negative topic aliases", file: "mqtt:\n  max-topic-alias: -1\n", want: "mqtt.max-topic-alias -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var path string

@@ -216,6 +216,12 @@ func mqttConfig(cfg config.Config, logger *slog.Logger, guard *auth.Authenticato
 		MaxConnections: m.MaxConnections, ResendInterval: m.ResendInterval,
 		MaxSessionExpiry: uint32(m.MaxSessionExpiry / time.Second),
 		Logger:           logger.With("component", "mqtt"),
+
+		ConnectTimeout: m.ConnectTimeout, MaxConnectSize: uint32(m.MaxConnectSize),
+		MaxTopicLevels: m.MaxTopicLevels, MaxTopicLength: m.MaxTopicLength, MaxTopicAlias: m.MaxTopicAlias,
+	}
+	if m.MaxTopicAlias == 0 {
+		c.MaxTopicAlias = -1 // none
 	}
 	if m.TLSCert == "" {
 		c.TLSAddr = "" // no certificate, no TLS listener

@@ -30,8 +30,67 @@ func (h *hook) Provides(b byte) bool {
 		mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnSessionEstablish, mochi.OnSessionEstablished,
 		mochi.OnDisconnect, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnPublish,
 		mochi.OnPacketRead, mochi.OnQosComplete, mochi.OnWill, mochi.OnClientExpired,
+		mochi.OnConnect, mochi.OnPacketEncode, mochi.OnUnsubscribe,
 		mochi.StoredClients, mochi.StoredSubscriptions, mochi.StoredInflightMessages, mochi.StoredRetainedMessages,
 	}, []byte{b})
+}
+
+// OnConnect refuses a will topic over the topic limits: MQTT 5 with
+// CONNACK 0x90 (topic name invalid) and the reason; 3.1.1, which has no
+// code for it, by closing the connection.
+func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	if !pk.Connect.WillFlag {
+		return nil
+	}
+	err := h.s.topicLimit(pk.Connect.WillTopic)
+	if err == nil {
+		return nil
+	}
+	h.s.limitHit(hit(err), err, "client", cl.ID, "remote", cl.Net.Remote, "will", true)
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = h.s.mq.SendConnack(cl, packets.Code{Code: packets.ErrTopicNameInvalid.Code, Reason: "will " + err.Error()}, false, nil)
+	}
+	return packets.ErrTopicNameInvalid
+}
+
+// topicLimit checks a topic name or filter against mqtt.max-topic-levels
+// and mqtt.max-topic-length.
+func (s *Server) topicLimit(topic string) error {
+	return topicLimit(topic, s.cfg.MaxTopicLevels, s.cfg.MaxTopicLength)
+}
+
+// OnPacketEncode says the server's limits in a successful MQTT 5 CONNACK,
+// and a SUBACK's reason string when a filter was over the topic limits.
+func (h *hook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+			pk.Properties.MaximumPacketSize = h.s.cfg.MaxPacketSize                   // [MQTT-3.2.2-15]
+			pk.Properties.TopicAliasMaximum = uint16(h.s.cfg.MaxTopicAlias)           // [MQTT-3.2.2-17]
+			pk.Properties.ReceiveMaximum = h.s.mq.Options.Capabilities.ReceiveMaximum // [MQTT-3.3.4-7]
+		}
+	case packets.Suback:
+		h.s.mu.Lock()
+		r, ok := h.s.subReason[cl]
+		if ok && r.id == pk.PacketID {
+			delete(h.s.subReason, cl)
+			pk.Properties.ReasonString = r.reason
+		}
+		h.s.mu.Unlock()
+	}
+	return pk
+}
+
+// OnUnsubscribe drops filters over the topic limits before the engine
+// looks them up: none can be subscribed.
+func (h *hook) OnUnsubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	for i, sub := range pk.Filters {
+		if err := h.s.topicLimit(sub.Filter); err != nil {
+			h.s.limitHit(hit(err), err, "client", cl.ID, "unsubscribe", true)
+			pk.Filters[i].Filter = "#/" // invalid: no subscription existed
+		}
+	}
+	return pk
 }
 
 func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
@@ -135,6 +194,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
 	s := h.s
 	s.mu.Lock()
+	delete(s.subReason, cl)
 	ss := s.sessions[cl.ID]
 	if ss == nil || ss.cl != cl { // restored at start, or taken over
 		s.mu.Unlock()
@@ -173,10 +233,21 @@ func (s *Server) forget(id string) {
 
 // OnSubscribe refuses the filters the core cannot serve, by handing the
 // engine an invalid filter in their place (it answers "topic filter
-// invalid").
+// invalid"). Filters over the topic limits are refused first, before any
+// other work on them; MQTT 5 gets the reason in the SUBACK.
 func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	for i, sub := range pk.Filters {
 		f := sub.Filter
+		if err := h.s.topicLimit(f); err != nil {
+			h.s.limitHit(hit(err), err, "client", cl.ID, "remote", cl.Net.Remote)
+			pk.Filters[i].Filter = "#/" // SUBACK 0x8F, topic filter invalid [MQTT-3.9.3-2]
+			if cl.Properties.ProtocolVersion == 5 {
+				h.s.mu.Lock()
+				h.s.subReason[cl] = subReason{id: pk.PacketID, reason: "filter " + err.Error()}
+				h.s.mu.Unlock()
+			}
+			continue
+		}
 		if g, rest, ok := shareOf(f); ok {
 			if err := ferrystorage.ValidTopic(g); err != nil || g[0] == '%' {
 				h.s.log.Info("mqtt: shared subscription refused: the share name is not a Ferry group name", "client", cl.ID, "filter", f)
@@ -379,6 +450,10 @@ func (s *Server) retain(topic string, payload []byte, qos byte, user []packets.U
 // does not know.
 func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if err := h.s.topicLimit(pk.TopicName); err != nil {
+			return h.refuseTopic(cl, pk, err)
+		}
 	case packets.Puback:
 		if ss := h.s.session(cl); ss != nil {
 			ss.puback(pk.PacketID)
@@ -388,6 +463,32 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 			ss.pubrec(pk.PacketID, pk.ReasonCode >= packets.ErrUnspecifiedError.Code)
 		}
 	}
+	return pk, nil
+}
+
+// refuseTopic refuses a PUBLISH whose topic is over the topic limits
+// before the engine or the core do any work on it: MQTT 5 gets PUBACK or
+// PUBREC 0x90 (topic name invalid) with the reason, a QoS 0 publish is
+// dropped, and MQTT 3.1.1, which has no negative acknowledgement, has its
+// connection closed [MQTT-3.3.5-2]. The engine is handed the packet under a
+// $SYS topic, which it drops unanswered.
+func (h *hook) refuseTopic(cl *mochi.Client, pk packets.Packet, err error) (packets.Packet, error) {
+	s := h.s
+	s.refused.Add(1)
+	s.limitHit(hit(err), err, "client", cl.ID, "remote", cl.Net.Remote, "qos", pk.FixedHeader.Qos)
+	if cl.Properties.ProtocolVersion != 5 {
+		return pk, packets.ErrRejectPacket // the engine ends the connection
+	}
+	if pk.FixedHeader.Qos > 0 { // [MQTT-3.4.2-1] [MQTT-3.5.2-1]
+		typ := packets.Puback
+		if pk.FixedHeader.Qos == 2 {
+			typ = packets.Pubrec
+		}
+		_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: pk.PacketID,
+			ReasonCode: packets.ErrTopicNameInvalid.Code, Properties: packets.Properties{ReasonString: "topic name " + err.Error()}})
+	}
+	pk.TopicName = "$SYS/ferry/refused"
+	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false
 	return pk, nil
 }
 

@@ -21,12 +21,18 @@ import (
 // read-locks the client map twice (mochi v2.7.9) and deadlocks a shutdown
 // when a client leaving at that moment asks for the write lock in between.
 
+// serveFn serves one accepted connection: Server.serveConn.
+type serveFn func(listener string, conn net.Conn, establish listeners.EstablishFn) error
+
 // streamListener serves MQTT over a stream listener (TCP, or TLS over
-// TCP). It is bound before it is added, so ":0" reports its real port.
+// TCP). It is bound before it is added, so ":0" reports its real port. Its
+// listener is a guardedListener underneath, whose Accept retries temporary
+// errors itself: an error here means closed, or failed for good.
 type streamListener struct {
 	id         string
 	ln         net.Listener
 	disconnect func(listener string) // its clients, at Close
+	serve      serveFn
 	once       sync.Once
 	wg         sync.WaitGroup
 	log        *slog.Logger
@@ -41,12 +47,12 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
-			return
+			return // logged by the guardedListener
 		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			if err := establish(l.id, &batchConn{Conn: conn}); err != nil && !errors.Is(err, io.EOF) {
+			if err := l.serve(l.id, conn, establish); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("mqtt: connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "err", err)
 			}
 		}()
@@ -66,6 +72,7 @@ type wsListener struct {
 	id         string
 	ln         net.Listener
 	disconnect func(listener string) // its clients, at Close
+	serve      serveFn
 	srv        *http.Server
 	upgrader   websocket.Upgrader
 	log        *slog.Logger
@@ -74,14 +81,22 @@ type wsListener struct {
 	establish  listeners.EstablishFn
 }
 
-func newWSListener(id string, ln net.Listener, disconnect func(string), log *slog.Logger) *wsListener {
-	l := &wsListener{id: id, ln: ln, disconnect: disconnect, log: log, upgrader: websocket.Upgrader{
+// wsMaxHeaderBytes caps the headers of a WebSocket upgrade request, read
+// before any login (net/http's default is 1 MiB).
+const wsMaxHeaderBytes = 16 << 10
+
+// newWSListener serves MQTT over WebSocket on ln; an HTTP connection that
+// sends no request, or no CONNECT after its upgrade, within connectTimeout
+// is closed.
+func newWSListener(id string, ln net.Listener, disconnect func(string), serve serveFn, connectTimeout time.Duration, log *slog.Logger) *wsListener {
+	l := &wsListener{id: id, ln: ln, disconnect: disconnect, serve: serve, log: log, upgrader: websocket.Upgrader{
 		Subprotocols: []string{"mqtt"},
 		CheckOrigin:  func(*http.Request) bool { return true },
 	}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mqtt", l.handle)
-	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: connectTimeout, IdleTimeout: connectTimeout,
+		MaxHeaderBytes: wsMaxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	return l
 }
 
@@ -108,7 +123,7 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 	l.mu.Lock()
 	establish := l.establish
 	l.mu.Unlock()
-	if err := establish(l.id, &batchConn{Conn: &wsConn{Conn: c.NetConn(), c: c}}); err != nil && !errors.Is(err, io.EOF) {
+	if err := l.serve(l.id, &wsConn{Conn: c.NetConn(), c: c}, establish); err != nil && !errors.Is(err, io.EOF) {
 		l.log.Debug("mqtt: websocket connection ended", "remote", r.RemoteAddr, "err", err)
 	}
 }
@@ -130,6 +145,9 @@ type wsConn struct {
 	r  io.Reader
 	wm sync.Mutex
 }
+
+// NetConn is the connection under the WebSocket.
+func (ws *wsConn) NetConn() net.Conn { return ws.Conn }
 
 func (ws *wsConn) Read(p []byte) (int, error) {
 	for {

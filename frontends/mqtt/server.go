@@ -66,9 +66,26 @@ type Config struct {
 	// MaxQueued bounds what waits for a disconnected persistent session:
 	// past it, the oldest messages are skipped (ferry_mqtt_dropped_total).
 	MaxQueued int64
-	// MaxConnections is the most clients connected at once; more are
-	// refused with "server unavailable" (3.1.1) or "server busy" (5).
+	// MaxConnections is the most connections each listener keeps open at
+	// once, logged in or not; past it a connection is answered "server
+	// unavailable" (3.1.1) or "server busy" (5) if it sends its CONNECT
+	// at once, else closed (ferry_mqtt_refused_connections_total).
 	MaxConnections int64
+	// ConnectTimeout is how long a new connection has to send its
+	// CONNECT (TLS handshake included); then it is closed.
+	ConnectTimeout time.Duration
+	// MaxConnectSize caps the first packet, the CONNECT, read before the
+	// client is known (MaxPacketSize caps it too); a larger one is refused
+	// from its header, unread.
+	MaxConnectSize uint32
+	// MaxTopicLevels and MaxTopicLength cap topic names and filters:
+	// levels (separated by "/") and bytes.
+	MaxTopicLevels int
+	MaxTopicLength int
+	// MaxTopicAlias is the Topic Alias Maximum offered to MQTT 5 clients:
+	// how many topic aliases a client may set on a connection. 0: the
+	// default (10); -1: none.
+	MaxTopicAlias int
 	// ResendInterval is how long a QoS 1/2 delivery waits for its
 	// acknowledgement before it is sent again (DUP set).
 	ResendInterval time.Duration
@@ -98,6 +115,27 @@ func (c *Config) defaults() {
 	}
 	if c.ResendInterval <= 0 {
 		c.ResendInterval = 20 * time.Second
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.MaxConnectSize == 0 {
+		c.MaxConnectSize = 64 << 10
+	}
+	c.MaxConnectSize = min(c.MaxConnectSize, c.MaxPacketSize)
+	if c.MaxTopicLevels <= 0 {
+		c.MaxTopicLevels = 128
+	}
+	if c.MaxTopicLength <= 0 {
+		c.MaxTopicLength = 4096
+	}
+	switch {
+	case c.MaxTopicAlias == 0:
+		c.MaxTopicAlias = 10
+	case c.MaxTopicAlias < 0:
+		c.MaxTopicAlias = 0
+	case c.MaxTopicAlias > 65535:
+		c.MaxTopicAlias = 65535
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -142,6 +180,17 @@ type Server struct {
 	received, refused, delivered, resent, dropped atomic.Int64
 
 	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
+
+	listeners []*guardedListener // for ListenerHealth and metrics; under mu
+	hits      map[string]*atomic.Int64
+	hitLog    map[string]*rateLog
+	subReason map[*mochi.Client]subReason // under mu
+}
+
+// subReason is the reason string of the SUBACK for packet id.
+type subReason struct {
+	id     uint16
+	reason string
 }
 
 // New makes the front-end over b; Start opens its listeners.
@@ -157,7 +206,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	}
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = cfg.MaxPacketSize
-	caps.MaximumClients = cfg.MaxConnections
+	caps.TopicAliasMaximum = uint16(cfg.MaxTopicAlias) // [MQTT-3.2.2-17]
 	caps.ReceiveMaximum = uint16(cfg.MaxInflight)
 	caps.MaximumInflight = uint16(cfg.MaxInflight)
 	if cfg.MaxSessionExpiry > 0 {
@@ -174,6 +223,10 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
 		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, addrs: map[string]string{},
+		hits: map[string]*atomic.Int64{}, hitLog: map[string]*rateLog{}, subReason: map[*mochi.Client]subReason{},
+	}
+	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {
+		s.hits[k], s.hitLog[k] = new(atomic.Int64), &rateLog{interval: 10 * time.Second}
 	}
 	s.mq = mochi.New(&mochi.Options{
 		Capabilities:           caps,
@@ -218,12 +271,17 @@ func (s *Server) Start() error {
 			}
 			return fmt.Errorf("mqtt: %s listener on %s: %w", sp.id, sp.addr, err)
 		}
+		gl := newGuardedListener(sp.id, ln, s.cfg.MaxConnections, s.log)
+		s.mu.Lock()
+		s.listeners = append(s.listeners, gl)
+		s.mu.Unlock()
+		ln = gl
 		if sp.tls {
 			ln = tls.NewListener(ln, tlsCfg)
 		}
-		var l listeners.Listener = &streamListener{id: sp.id, ln: ln, disconnect: s.disconnectListener}
+		var l listeners.Listener = &streamListener{id: sp.id, ln: ln, disconnect: s.disconnectListener, serve: s.serveConn}
 		if sp.ws {
-			l = newWSListener(sp.id, ln, s.disconnectListener, s.log)
+			l = newWSListener(sp.id, ln, s.disconnectListener, s.serveConn, s.cfg.ConnectTimeout, s.log)
 		}
 		if err := s.mq.AddListener(l); err != nil {
 			ln.Close()
@@ -263,6 +321,76 @@ func (s *Server) disconnectListener(id string) {
 
 func (s *Server) closeListeners() {
 	s.mq.Listeners.CloseAll(func(string) {})
+}
+
+// serveConn reads a new connection's CONNECT within the connect timeout
+// and the pre-CONNECT size cap, answers it "server busy" if the connection
+// is past its listener's maximum, and hands the rest to the engine with
+// every packet's size checked (limitConn).
+func (s *Server) serveConn(listener string, conn net.Conn, establish listeners.EstablishFn) error {
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ConnectTimeout)) // the engine sets the keep-alive deadline after CONNECT
+	pre, head, err := readConnect(conn, int(s.cfg.MaxConnectSize))
+	if err != nil {
+		defer conn.Close()
+		var ne net.Error
+		switch {
+		case hit(err) != "": // the CONNECT is over the cap: CONNACK 0x95 (MQTT 5) [MQTT-4.13.2-1]
+			s.limitHit(hit(err), err, "listener", listener, "remote", conn.RemoteAddr().String())
+			if b := connack(head.version, 0x95, err.Error()); b != nil {
+				_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = conn.Write(b)
+			}
+		case errors.As(err, &ne) && ne.Timeout():
+			err = fmt.Errorf("mqtt: no CONNECT within %v: %w", s.cfg.ConnectTimeout, err)
+			s.limitHit(limitConnectTimeout, err, "listener", listener, "remote", conn.RemoteAddr().String())
+		}
+		return err
+	}
+	if overLimit(conn) {
+		defer conn.Close()
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		if b := connack(head.version, 0x89, "server busy: the listener is at its maximum of connections ("+limitConnections+")"); b != nil {
+			_, _ = conn.Write(b)
+		}
+		return fmt.Errorf("mqtt: connection refused: the %s listener is at its maximum of %d connections (%s)", listener, s.cfg.MaxConnections, limitConnections)
+	}
+	lc := &limitConn{Conn: conn, pending: pre, version: head.version, max: int(s.cfg.MaxPacketSize),
+		onHit: func(key string, err error) {
+			s.limitHit(key, err, "listener", listener, "remote", conn.RemoteAddr().String())
+		}}
+	return establish(listener, &batchConn{Conn: lc})
+}
+
+// limitHit counts a limit hit and logs it, at most once per key every ten
+// seconds.
+func (s *Server) limitHit(key string, err error, attrs ...any) {
+	if c := s.hits[key]; c != nil {
+		c.Add(1)
+	}
+	if rl := s.hitLog[key]; rl != nil {
+		ok, held := rl.allow()
+		if !ok {
+			return
+		}
+		attrs = append(attrs, "held_back", held)
+	}
+	s.log.Info("mqtt: limit hit", append([]any{"key", key, "err", err}, attrs...)...)
+}
+
+// ListenerHealth is nil while every MQTT listener accepts connections, and
+// else says which does not and why: out of file descriptors (retried with
+// a back-off until it passes), failed for good, or closed.
+func (s *Server) ListenerHealth() error {
+	s.mu.Lock()
+	ls := slices.Clone(s.listeners)
+	s.mu.Unlock()
+	var errs []error
+	for _, l := range ls {
+		if err := l.health(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Addr returns the bound address of listener "tcp", "tls" or "ws", or "".
@@ -372,5 +500,16 @@ type quieter struct{ slog.Handler }
 func (q quieter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && q.Handler.Enabled(ctx, l)
 }
+
+// Handle drops the engine's warning about a keep-alive below its liking: a
+// keep-alive of 0 is the protocol's, and any client could have Ferry log
+// one line per CONNECT.
+func (q quieter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == mochi.ErrMinimumKeepalive.Error() {
+		return nil
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
 func (q quieter) WithAttrs(a []slog.Attr) slog.Handler { return quieter{q.Handler.WithAttrs(a)} }
 func (q quieter) WithGroup(n string) slog.Handler      { return quieter{q.Handler.WithGroup(n)} }

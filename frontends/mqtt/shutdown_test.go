@@ -22,7 +22,7 @@ func TestListenersDoNotUseTheEngineCloseCallback(t *testing.T) {
 			return &streamListener{id: "tcp", ln: ln, disconnect: d}
 		},
 		func(ln net.Listener, d func(string)) listeners.Listener {
-			return newWSListener("ws", ln, d, testLogger(t))
+			return newWSListener("ws", ln, d, nil, time.Second, testLogger(t))
 		},
 	} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
