@@ -4,6 +4,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/frontends/mqtt"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
@@ -38,10 +39,11 @@ type readinessParams struct {
 	Monitor *monitor.Server
 	Native  *native.Server  `optional:"true"`
 	NameSrv *namesrv.Server `optional:"true"`
+	MQTT    *mqtt.Server    `optional:"true"`
 }
 
-// addReadinessChecks has /readyz fail while a native-protocol listener
-// cannot accept connections. It runs after the monitor's module, so that
+// addReadinessChecks has /readyz fail while a listener (native, NameServer
+// or MQTT) cannot accept connections. It runs after the monitor's module, so that
 // the HTTP listener still starts after the others.
 func addReadinessChecks(p readinessParams) {
 	if p.NameSrv != nil {
@@ -49,5 +51,8 @@ func addReadinessChecks(p readinessParams) {
 	}
 	if p.Native != nil {
 		p.Monitor.AddReadinessCheck("native", p.Native.AcceptErr)
+	}
+	if p.MQTT != nil {
+		p.Monitor.AddReadinessCheck("mqtt", p.MQTT.ListenerHealth)
 	}
 }

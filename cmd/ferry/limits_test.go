@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,22 +33,28 @@ func TestLimitsBinary(t *testing.T) {
 	t.Run("memory stays bounded under idle, huge-frame and non-reading clients", func(t *testing.T) { testBoundedUnderAbuse(t, bin) })
 }
 
-// startLimited runs ferry serve with the native listener only (and HTTP),
-// its open files limited to nofile, and returns it with its native and
-// HTTP addresses.
-func startLimited(t *testing.T, bin string, nofile int, env []string) (p *ferryProc, native, httpAddr string) {
+// startLimited runs ferry serve with one listener, "native" or "mqtt" (on
+// TCP), and HTTP, its open files limited to nofile, and returns it with
+// that listener's and HTTP's addresses.
+func startLimited(t *testing.T, bin string, nofile int, env []string, listener string) (p *ferryProc, addr, httpAddr string) {
 	t.Helper()
+	nativeAddr, mqttAddr, logged := "off", "off", `msg="native protocol listening" addr=(\S+)`
+	if listener == "mqtt" {
+		mqttAddr, logged = "127.0.0.1:0", `msg="mqtt: listening".*listener=tcp addr=(\S+)`
+	} else {
+		nativeAddr = "127.0.0.1:0"
+	}
 	args := []string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile), bin,
-		"serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--namesrv-addr", "off", "--native-addr", "127.0.0.1:0",
-		"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--http-addr", "127.0.0.1:0"}
+		"serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--namesrv-addr", "off", "--native-addr", nativeAddr,
+		"--mqtt-addr", mqttAddr, "--mqtt-ws-addr", "off", "--http-addr", "127.0.0.1:0", "--log-format", "text"}
 	p = startFerryEnv(t, "/bin/sh", env, args...)
 	if !p.waitLog(`msg="ferry ready"`, time.Minute) {
 		t.Fatalf("ferry did not start:\n%s", p.log())
 	}
-	n := regexp.MustCompile(`msg="native protocol listening" addr=(\S+)`).FindStringSubmatch(p.log())
+	n := regexp.MustCompile(logged).FindStringSubmatch(p.log())
 	h := regexp.MustCompile(`msg="http listening".* addr=(\S+)`).FindStringSubmatch(p.log())
 	if n == nil || h == nil {
-		t.Fatalf("no native or HTTP address logged:\n%s", p.log())
+		t.Fatalf("no %s or HTTP address logged:\n%s", listener, p.log())
 	}
 	return p, n[1], h[1]
 }
@@ -83,7 +88,7 @@ func roundTrip(ctx context.Context, addr string) error {
 // (EMFILE): the listener retries, /readyz says so meanwhile, and once the
 // connections close the listener accepts again and /readyz is ok.
 func testAcceptSurvivesEMFILE(t *testing.T, bin string) {
-	p, native, httpAddr := startLimited(t, bin, 200, []string{"FERRY_NATIVE_FIRST_REQUEST_TIMEOUT=5m"})
+	p, native, httpAddr := startLimited(t, bin, 200, []string{"FERRY_NATIVE_FIRST_REQUEST_TIMEOUT=5m"}, "native")
 	hc := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
 	if code, body := readyz(t, hc, httpAddr); code != http.StatusOK {
@@ -179,28 +184,14 @@ func rss(t *testing.T, pid int) int64 {
 // bounded, and a normal client is served all along.
 func testBoundedUnderAbuse(t *testing.T, bin string) {
 	const idle = 10000
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
 	const need = idle + 1000
-	if lim.Max < need {
-		t.Skipf("the hard limit of open files is %d, under the %d this test needs", lim.Max, need)
-	}
-	if lim.Cur < need {
-		old := lim
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			t.Fatal(err)
-		}
-		defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-	}
+	raiseNoFile(t, need)
 	// Idle connections stay for the test, not the first-request timeout,
 	// and more than the default 10,000 connections are let in. The memory
 	// limit has the collector reclaim the garbage the pulls leave (the
 	// default gc-percent of 400 lets it grow to four times what is live).
 	p, native, httpAddr := startLimited(t, bin, need, []string{"FERRY_NATIVE_FIRST_REQUEST_TIMEOUT=5m", "FERRY_NATIVE_MAX_CONNECTIONS=11000",
-		"FERRY_RUNTIME_MEMORY_LIMIT=" + strconv.Itoa(200<<20)})
+		"FERRY_RUNTIME_MEMORY_LIMIT=" + strconv.Itoa(200<<20)}, "native")
 	pid := p.cmd.Process.Pid
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

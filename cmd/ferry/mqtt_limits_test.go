@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -34,25 +33,6 @@ func buildFerry(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// startLimited runs ferry serve with MQTT on TCP and HTTP only, under an
-// open-file limit of nofile.
-func startLimited(t *testing.T, bin string, nofile int, env []string) (p *ferryProc, mqttAddr, httpAddr string) {
-	t.Helper()
-	args := []string{"-c", `ulimit -n ` + strconv.Itoa(nofile) + ` && exec "$0" "$@"`, bin, "serve",
-		"--data-dir", filepath.Join(t.TempDir(), "data"), "--namesrv-addr", "off", "--native-addr", "off",
-		"--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "off", "--http-addr", "127.0.0.1:0", "--log-format", "text"}
-	p = startFerryEnv(t, "/bin/sh", env, args...)
-	if !p.waitLog(`msg="ferry ready"`, time.Minute) {
-		t.Fatalf("ferry did not start:\n%s", p.log())
-	}
-	m := regexp.MustCompile(`msg="mqtt: listening".*listener=tcp addr=(\S+)`).FindStringSubmatch(p.log())
-	h := regexp.MustCompile(`msg="http listening".* addr=(\S+)`).FindStringSubmatch(p.log())
-	if m == nil || h == nil {
-		t.Fatalf("no MQTT or HTTP address logged:\n%s", p.log())
-	}
-	return p, m[1], h[1]
 }
 
 // raiseNoFile lifts this process's open-file limit to its hard limit and
@@ -96,24 +76,9 @@ func metric(t *testing.T, httpAddr, series string) float64 {
 	return -1
 }
 
-// rssMB is process pid's resident set, in MB.
-func rssMB(t *testing.T, pid int) float64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	}
-	kb, _ := strconv.Atoi(string(m[1]))
-	return float64(kb) / 1000
-}
-
-// roundTrip publishes one QoS 1 message with a paho client and waits for a
+// mqttRoundTrip publishes one QoS 1 message with a paho client and waits for a
 // second paho client, subscribed, to receive it.
-func roundTrip(t *testing.T, addr, what string) {
+func mqttRoundTrip(t *testing.T, addr, what string) {
 	t.Helper()
 	got := make(chan struct{}, 1)
 	connect := func(id string) paho.Client {
@@ -165,9 +130,9 @@ func TestMQTTIdleConnectionsAndOversizedConnects(t *testing.T) {
 	bin := buildFerry(t)
 	const idle = 10_000
 	raiseNoFile(t, idle+1000)
-	p, addr, httpAddr := startLimited(t, bin, idle+2000, []string{"FERRY_MQTT_CONNECT_TIMEOUT=60s"})
+	p, addr, httpAddr := startLimited(t, bin, idle+2000, []string{"FERRY_MQTT_CONNECT_TIMEOUT=60s"}, "mqtt")
 	pid := p.cmd.Process.Pid
-	base := rssMB(t, pid)
+	base := float64(rss(t, pid)) / 1e6
 
 	conns := make([]net.Conn, 0, idle)
 	defer func() {
@@ -223,8 +188,8 @@ func TestMQTTIdleConnectionsAndOversizedConnects(t *testing.T) {
 	if n := metric(t, httpAddr, `ferry_mqtt_limit_hits_total{limit="mqtt.max-connect-size"}`); n != 32 {
 		t.Fatalf("%v oversized CONNECTs counted, want 32", n)
 	}
-	roundTrip(t, addr, "beside 10,000 idle connections")
-	before := rssMB(t, pid)
+	mqttRoundTrip(t, addr, "beside 10,000 idle connections")
+	before := float64(rss(t, pid)) / 1e6
 	t.Logf("VmRSS %.0f MB at start, %.0f MB with %d idle connections after 32 oversized CONNECTs (%.1f MB of their bodies written before the refusal)",
 		base, before, idle, float64(sent)/1e6)
 	if before > rssBoundMB {
@@ -247,8 +212,8 @@ func TestMQTTIdleConnectionsAndOversizedConnects(t *testing.T) {
 			t.Fatalf("CONNACK %d: %v %x", i, err, ack)
 		}
 	}
-	roundTrip(t, addr, "beside 10,000 idle clients")
-	after := rssMB(t, pid)
+	mqttRoundTrip(t, addr, "beside 10,000 idle clients")
+	after := float64(rss(t, pid)) / 1e6
 	t.Logf("VmRSS %.0f MB with %d idle clients logged in", after, idle)
 	if after > rssLoggedInBoundMB {
 		t.Fatalf("VmRSS %.0f MB with %d idle clients, over the bound of %d MB", after, idle, rssLoggedInBoundMB)
@@ -262,7 +227,11 @@ func TestMQTTIdleConnectionsAndOversizedConnects(t *testing.T) {
 func TestMQTTAcceptSurvivesEMFILE(t *testing.T) {
 	bin := buildFerry(t)
 	raiseNoFile(t, 2000)
-	p, addr, httpAddr := startLimited(t, bin, 256, nil)
+	p, addr, httpAddr := startLimited(t, bin, 256, nil, "mqtt")
+	hc := &http.Client{Timeout: 10 * time.Second} // keeps its connection: asked while file descriptors run out
+	if code, body := readyz(t, hc, httpAddr); code != http.StatusOK {
+		t.Fatalf("/readyz before the burst: %d %s", code, body)
+	}
 	var conns []net.Conn
 	closeAll := func() {
 		for _, c := range conns {
@@ -284,6 +253,9 @@ func TestMQTTAcceptSurvivesEMFILE(t *testing.T) {
 	if !regexp.MustCompile(`accepting a connection failed.*too many open files`).MatchString(p.log()) {
 		t.Fatalf("the accept error is not EMFILE:\n%s", p.log())
 	}
+	if code, body := readyz(t, hc, httpAddr); code != http.StatusServiceUnavailable || !strings.Contains(body, "mqtt") {
+		t.Fatalf("/readyz while accept fails: %d %q, want 503 naming mqtt", code, body)
+	}
 	n := len(conns)
 	closeAll()
 	start := time.Now()
@@ -302,7 +274,10 @@ func TestMQTTAcceptSurvivesEMFILE(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("accept failed (EMFILE) after %d connections; a client connected %v after they were closed", n, time.Since(start).Round(time.Millisecond))
-	roundTrip(t, addr, "after the EMFILE burst")
+	mqttRoundTrip(t, addr, "after the EMFILE burst")
+	if code, body := readyz(t, hc, httpAddr); code != http.StatusOK {
+		t.Fatalf("/readyz after the burst: %d %s", code, body)
+	}
 	if up := metric(t, httpAddr, `ferry_mqtt_listener_up{listener="tcp"}`); up != 1 {
 		t.Fatalf("ferry_mqtt_listener_up %v after the burst, want 1", up)
 	}
