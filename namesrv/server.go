@@ -62,6 +62,9 @@ func New(opts Options) *Server {
 	if opts.ClusterKey != nil {
 		s.verifier = clusterauth.NewVerifier(opts.ClusterKey)
 	}
+	for i := range s.refusalLimits {
+		s.refusalLimits[i].Every = refusalLogEvery
+	}
 	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-",
 		ConnsKey: "namesrv-max-connections", Logger: opts.Logger, OnClose: s.connClosed})
 	return s

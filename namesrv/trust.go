@@ -8,6 +8,8 @@ import (
 
 	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/remoting"
+
+	"github.com/ferrymq/ferry/internal/lograte"
 )
 
 // Why a REGISTER_BROKER or UNREGISTER_BROKER is refused: the reason label
@@ -40,10 +42,9 @@ var refuseReasons = [...]string{
 // the line says how many were not.
 const refusalLogEvery = 10 * time.Second
 
-// refusalLog rate-limits the refusal lines; Server.mu guards it.
+// refusalLog rate-limits the refusal lines, one limiter a reason.
 type refusalLog struct {
-	lastLogged [len(refuseReasons)]time.Time
-	suppressed [len(refuseReasons)]int64
+	refusalLimits [len(refuseReasons)]lograte.Limiter
 }
 
 // prove checks that req, a REGISTER_BROKER or UNREGISTER_BROKER, comes from
@@ -94,18 +95,10 @@ func (s *Server) refuse(c *remoting.Conn, req *remoting.Command, ref *refusal) *
 	if req.Code == remoting.UnregisterBroker {
 		what = "unregister broker"
 	}
-	now := time.Now()
 	s.mu.Lock()
 	s.refused[ref.reason]++
-	log := now.Sub(s.lastLogged[ref.reason]) >= refusalLogEvery
-	suppressed := s.suppressed[ref.reason]
-	if log {
-		s.lastLogged[ref.reason], s.suppressed[ref.reason] = now, 0
-	} else {
-		s.suppressed[ref.reason]++
-	}
 	s.mu.Unlock()
-	if log {
+	if log, suppressed := s.refusalLimits[ref.reason].Allow(); log {
 		s.opts.Logger.Warn("namesrv: refused "+what, "reason", refuseReasons[ref.reason], "peer", c.RemoteAddr(),
 			"broker", clip(req.Ext("brokerName")), "addr", clip(req.Ext("brokerAddr")), "why", ref.msg,
 			"not_logged_since", suppressed)

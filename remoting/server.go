@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferrymq/ferry/internal/lograte"
 )
 
 // Handler serves requests. It is called on a goroutine of its own per
@@ -145,7 +147,7 @@ type Server struct {
 	refused, firstTimeouts, idleTimeouts, overflows, tooLarge, overBudget, acceptErrors atomic.Int64
 	reading                                                                             atomic.Int64 // bytes of large frames being read
 
-	logRefused, logOverflow, logTooLarge, logBudget, logAccept, logConn rateLog
+	logRefused, logOverflow, logTooLarge, logBudget, logAccept, logConn lograte.Limiter // one line each per logEvery
 }
 
 // ServerStats count a server's connections.
@@ -226,7 +228,11 @@ func NewServer(h Handler, opts ServerOptions) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{h: h, opts: opts, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+	s := &Server{h: h, opts: opts, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+	for _, l := range []*lograte.Limiter{&s.logRefused, &s.logOverflow, &s.logTooLarge, &s.logBudget, &s.logAccept, &s.logConn} {
+		l.Every = logEvery
+	}
+	return s
 }
 
 // key names a limit's configuration key, e.g. key("max-frame").
@@ -285,7 +291,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				return err
 			}
 			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
-			if ok, suppressed := s.logAccept.allow(); ok {
+			if ok, suppressed := s.logAccept.Allow(); ok {
 				s.opts.Logger.Warn("remoting: accepting a connection failed; retrying", "addr", addr, "err", err,
 					"retry_in", backoff, "suppressed", suppressed)
 			}
@@ -315,7 +321,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.mu.Unlock()
 			nc.Close()
 			s.refused.Add(1)
-			if ok, suppressed := s.logRefused.allow(); ok {
+			if ok, suppressed := s.logRefused.Allow(); ok {
 				s.opts.Logger.Warn("remoting: connection refused: too many connections", "addr", addr, "remote", nc.RemoteAddr().String(),
 					"limit", s.opts.MaxConns, "key", s.opts.ConnsKey, "suppressed", suppressed)
 			}
@@ -374,7 +380,7 @@ func (s *Server) serveConn(c *Conn) {
 		s.mu.Unlock()
 		if c.overflowed.Load() {
 			s.overflows.Add(1)
-			if ok, suppressed := s.logOverflow.allow(); ok {
+			if ok, suppressed := s.logOverflow.Allow(); ok {
 				s.opts.Logger.Warn("remoting: closed a connection that does not read its responses", "remote", c.RemoteAddr(),
 					"limit", s.opts.MaxQueuedBytes, "key", s.key("max-queued-bytes"), "suppressed", suppressed)
 			}
@@ -497,7 +503,7 @@ func (s *Server) readFailed(c *Conn, fr *frameReader, err error, first bool) {
 	case errors.As(err, &tooLarge):
 		s.tooLarge.Add(1)
 		remark := fmt.Sprintf("frame of %d bytes is over the limit of %d bytes (%s)", tooLarge.Len, tooLarge.Max, s.key("max-frame"))
-		if ok, suppressed := s.logTooLarge.allow(); ok {
+		if ok, suppressed := s.logTooLarge.Allow(); ok {
 			s.opts.Logger.Warn("remoting: closing a connection: "+remark, "remote", c.RemoteAddr(), "suppressed", suppressed)
 		}
 		// Answer the request, when its header can be read (it is small):
@@ -511,14 +517,14 @@ func (s *Server) readFailed(c *Conn, fr *frameReader, err error, first bool) {
 	case errors.As(err, &overBudget):
 		s.overBudget.Add(1)
 		remark := fmt.Sprintf("the server is reading more than %d bytes of large frames (%s); try again", overBudget.Max, s.key("max-reading-bytes"))
-		if ok, suppressed := s.logBudget.allow(); ok {
+		if ok, suppressed := s.logBudget.Allow(); ok {
 			s.opts.Logger.Warn("remoting: closing a connection: "+remark, "remote", c.RemoteAddr(), "suppressed", suppressed)
 		}
 		if req := overBudget.Req; req != nil && !req.IsResponse() && !req.IsOneway() {
 			c.sendAndClose(req.Response(SystemBusy, remark), MaxFrame)
 		}
 	default:
-		if ok, suppressed := s.logConn.allow(); ok {
+		if ok, suppressed := s.logConn.Allow(); ok {
 			s.opts.Logger.Warn("remoting: closing connection", "remote", c.RemoteAddr(), "reason", err, "suppressed", suppressed)
 		}
 	}

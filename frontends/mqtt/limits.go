@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferrymq/ferry/internal/lograte"
 )
 
 // What a client cannot exceed, checked where it is cheapest: connections at
@@ -41,30 +43,6 @@ const (
 // "server busy"; past those, a connection is closed as it is accepted.
 const overflowSlots = 16
 
-// rateLog lets a line through at most once per interval and counts the
-// ones it held back.
-type rateLog struct {
-	interval time.Duration
-	mu       sync.Mutex
-	last     time.Time
-	held     int
-}
-
-// allow reports whether to log now, and how many were held back since the
-// last line logged.
-func (r *rateLog) allow() (bool, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	if !r.last.IsZero() && now.Sub(r.last) < r.interval {
-		r.held++
-		return false, 0
-	}
-	n := r.held
-	r.last, r.held = now, 0
-	return true, n
-}
-
 // guardedListener is a listener's socket with its limits: at most max
 // connections open at once (plus overflowSlots answered "server busy"), and
 // an accept loop that outlives temporary errors (out of file descriptors,
@@ -81,8 +59,8 @@ type guardedListener struct {
 	open, overflow atomic.Int64
 	refused        atomic.Int64 // connections refused for max
 	acceptErrors   atomic.Int64 // temporary accept errors
-	refusedLog     rateLog
-	errLog         rateLog
+	refusedLog     lograte.Limiter
+	errLog         lograte.Limiter
 
 	mu      sync.Mutex
 	downErr error     // why Accept is failing now; nil while it accepts
@@ -92,7 +70,7 @@ type guardedListener struct {
 
 func newGuardedListener(id string, ln net.Listener, max int64, log *slog.Logger) *guardedListener {
 	return &guardedListener{Listener: ln, id: id, max: max, log: log, closed: make(chan struct{}),
-		refusedLog: rateLog{interval: 10 * time.Second}, errLog: rateLog{interval: 10 * time.Second}}
+		refusedLog: lograte.Limiter{Every: 10 * time.Second}, errLog: lograte.Limiter{Every: 10 * time.Second}}
 }
 
 // Accept returns the next connection within the listener's limits. It
@@ -116,7 +94,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
 			l.acceptErrors.Add(1)
 			l.setDown(err)
-			if ok, held := l.errLog.allow(); ok {
+			if ok, held := l.errLog.Allow(); ok {
 				l.log.Warn("mqtt: accepting a connection failed; retrying", "listener", l.id, "err", err,
 					"retry_in", backoff, "errors_held_back", held)
 			}
@@ -139,7 +117,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
 			l.refused.Add(1)
-			if ok, held := l.refusedLog.allow(); ok {
+			if ok, held := l.refusedLog.Allow(); ok {
 				l.log.Warn("mqtt: connection refused: the listener is at its maximum", "listener", l.id,
 					"remote", c.RemoteAddr().String(), "limit", l.max, "key", limitConnections, "refusals_held_back", held)
 			}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/internal/lograte"
 )
 
 // Guard authenticates clients and authorizes their topics (an
@@ -183,7 +184,7 @@ type Server struct {
 
 	listeners []*guardedListener // for ListenerHealth and metrics; under mu
 	hits      map[string]*atomic.Int64
-	hitLog    map[string]*rateLog
+	hitLog    map[string]*lograte.Limiter
 	subReason map[*mochi.Client]subReason // under mu
 }
 
@@ -223,10 +224,10 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
 		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, addrs: map[string]string{},
-		hits: map[string]*atomic.Int64{}, hitLog: map[string]*rateLog{}, subReason: map[*mochi.Client]subReason{},
+		hits: map[string]*atomic.Int64{}, hitLog: map[string]*lograte.Limiter{}, subReason: map[*mochi.Client]subReason{},
 	}
 	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {
-		s.hits[k], s.hitLog[k] = new(atomic.Int64), &rateLog{interval: 10 * time.Second}
+		s.hits[k], s.hitLog[k] = new(atomic.Int64), &lograte.Limiter{Every: 10 * time.Second}
 	}
 	s.mq = mochi.New(&mochi.Options{
 		Capabilities:           caps,
@@ -368,7 +369,7 @@ func (s *Server) limitHit(key string, err error, attrs ...any) {
 		c.Add(1)
 	}
 	if rl := s.hitLog[key]; rl != nil {
-		ok, held := rl.allow()
+		ok, held := rl.Allow()
 		if !ok {
 			return
 		}
