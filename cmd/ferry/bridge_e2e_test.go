@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -25,9 +24,6 @@ import (
 // RabbitMQ publish → the inbound bridge → an MQTT subscriber and a native
 // consumer group.
 func TestMQTTThroughTheRabbitMQBridge(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	url := rabbittest.URL(t)
 	run := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	telemetry, commands := "tele"+run, "cmds"+run
@@ -48,10 +44,7 @@ func TestMQTTThroughTheRabbitMQBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bin := filepath.Join(t.TempDir(), "ferry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildFerry(t)
 	cfg := filepath.Join(t.TempDir(), "ferry.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`bridges:
   - name: out

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -22,13 +21,7 @@ import (
 // TestLimitsBinary runs ferry as a real process under the abuse its
 // limits are for (docs/native.md, "Limits").
 func TestLimitsBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "ferry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildFerry(t)
 	t.Run("accept survives running out of file descriptors", func(t *testing.T) { testAcceptSurvivesEMFILE(t, bin) })
 	t.Run("memory stays bounded under idle, huge-frame and non-reading clients", func(t *testing.T) { testBoundedUnderAbuse(t, bin) })
 }

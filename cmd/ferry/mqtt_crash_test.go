@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -19,13 +18,7 @@ import (
 // (kill -9, flush sync); Ferry restarts on the same data and port; the
 // session comes back and gets every message that was acknowledged.
 func TestMQTTAcknowledgedSurvivesKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "ferry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildFerry(t)
 	data := filepath.Join(t.TempDir(), "data")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

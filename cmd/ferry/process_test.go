@@ -25,13 +25,7 @@ import (
 
 // TestBinary builds ferry and runs it as a real process.
 func TestBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "ferry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildFerry(t)
 
 	t.Run("serve stops cleanly on SIGTERM", func(t *testing.T) {
 		dataDir := filepath.Join(t.TempDir(), "data")
