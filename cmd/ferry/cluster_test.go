@@ -86,7 +86,7 @@ func TestClusterSecretConfig(t *testing.T) {
 	}
 	missing := config.Default()
 	missing.ClusterSecretFile = filepath.Join(dir, "none")
-	if err := fx.ValidateApp(namesrvOptions(missing, logger)); err == nil || !strings.Contains(err.Error(), "cluster-secret-file") {
+	if err := fx.ValidateApp(namesrvOptions(missing, logger), fx.NopLogger); err == nil || !strings.Contains(err.Error(), "cluster-secret-file") {
 		t.Errorf("a missing secret file: %v", err)
 	}
 	if _, err := config.Load(config.Sources{Environ: []string{"FERRY_CLUSTER_SECRET=short"}}); err == nil ||
