@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ferrymq/ferry/internal/atomicfile"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // entry is one user's line of a password file.
@@ -103,7 +104,7 @@ func SetPassword(path, user, password string, cost int) (replaced bool, err erro
 	if err != nil {
 		return false, err
 	}
-	entry := user + ":" + string(hash) + ":" + SigningKey(user, password)
+	entry := user + ":" + string(hash) + ":" + remoting.SigningKey(user, password)
 
 	var out []string
 	if len(old) > 0 {

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"golang.org/x/crypto/scrypt"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // Signed requests. A native client proves who it is by signing each
@@ -14,7 +14,7 @@ import (
 // instead of sending its password. The broker cannot check such a
 // signature against a bcrypt hash, so each user's line of the password
 // file also holds the user's signing key, which ferry passwd derives from
-// the password (SigningKey): Ferry's SDK derives the same key from the
+// the password (remoting.SigningKey): Ferry's SDK derives the same key from the
 // username and password it is given, and a RocketMQ client is configured
 // with it as its SecretKey.
 
@@ -28,35 +28,11 @@ var ErrNoSigningKey = errors.New("auth: the user has no signing key in the passw
 // verify; which of the two is not told.
 var ErrBadSignature = errors.New("auth: bad access key or signature")
 
-// Signing key derivation (v1): scrypt, so that a stolen password file does
-// not make guessing passwords any cheaper than its bcrypt hashes do.
-const (
-	signingKeyDomain = "ferry signing key v1\x00"
-	scryptN          = 1 << 15 // 32 MiB, about 0.1 s: once per client, never on the broker
-	scryptR          = 8
-	scryptP          = 1
-	signingKeyLen    = 32
-)
-
-// SigningKey derives user's signing key from password:
-// base64url(scrypt(password, salt="ferry signing key v1\x00"+user,
-// N=32768, r=8, p=1, 32 bytes)), 43 characters without padding. Its text is
-// the HMAC key of the signatures (a RocketMQ client's SecretKey). It is
-// the same wherever it is derived: ferry passwd stores it, Ferry's SDK
-// derives it from WithCredentials.
-func SigningKey(user, password string) string {
-	k, err := scrypt.Key([]byte(password), []byte(signingKeyDomain+user), scryptN, scryptR, scryptP, signingKeyLen)
-	if err != nil {
-		panic("auth: scrypt: " + err.Error()) // only for bad parameters, which are constants
-	}
-	return base64.RawURLEncoding.EncodeToString(k)
-}
-
 // checkSigningKey reports why key cannot be a stored signing key.
 func checkSigningKey(key string) error {
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(key)
-	if err != nil || len(raw) != signingKeyLen {
-		return fmt.Errorf("signing key %.16q…: want %d bytes in unpadded base64url (ferry passwd writes it)", key, signingKeyLen)
+	if err != nil || len(raw) != remoting.SigningKeyLen {
+		return fmt.Errorf("signing key %.16q…: want %d bytes in unpadded base64url (ferry passwd writes it)", key, remoting.SigningKeyLen)
 	}
 	return nil
 }
@@ -94,7 +70,7 @@ func (a *Authenticator) AuthenticateSigned(user string, verify func(secretKey []
 
 // newDummyKey is a signing key nobody knows.
 func newDummyKey() []byte {
-	var b [signingKeyLen]byte
+	var b [remoting.SigningKeyLen]byte
 	rand.Read(b[:])
 	return []byte(base64.RawURLEncoding.EncodeToString(b[:]))
 }

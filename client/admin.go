@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -55,7 +54,7 @@ func (a *Admin) Brokers(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ci namesrv.ClusterInfo
+	var ci remoting.ClusterInfo
 	if err := json.Unmarshal(resp.Body, &ci); err != nil {
 		return nil, fmt.Errorf("client: cluster info: %w", err)
 	}

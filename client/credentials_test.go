@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -68,7 +67,7 @@ func TestCredentials(t *testing.T) {
 
 	// The signing key works in place of the password (a client configured
 	// with ferry passwd --signing-key's output).
-	keyed := f.newProducer(t, WithSigningKey("alice", auth.SigningKey("alice", "secret")))
+	keyed := f.newProducer(t, WithSigningKey("alice", remoting.SigningKey("alice", "secret")))
 	if _, err := keyed.Send(ctx, &Message{Topic: "orders", Body: []byte("k")}); err != nil {
 		t.Fatalf("send with the signing key: %v", err)
 	}
@@ -205,7 +204,7 @@ func TestCredentialsNeverOnTheWire(t *testing.T) {
 	if send == nil || len(reqs) < 2 {
 		t.Fatalf("captured %d requests, no send among them", len(reqs))
 	}
-	for what, secret := range map[string]string{"password": password, "signing key": auth.SigningKey("alice", password)} {
+	for what, secret := range map[string]string{"password": password, "signing key": remoting.SigningKey("alice", password)} {
 		if bytes.Contains(raw, []byte(secret)) {
 			t.Fatalf("the %s went over the wire", what)
 		}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // keyedLog records, in the order handled, the bodies "key seq" handled
@@ -404,7 +404,7 @@ func TestOffsetsSurviveBrokerRestart(t *testing.T) {
 	p.Close()
 
 	b := f.restartBroker(t, "broker-a")
-	f.waitForRouteData(t, "kept", func(rd namesrv.RouteData) bool {
+	f.waitForRouteData(t, "kept", func(rd remoting.RouteData) bool {
 		return len(rd.BrokerDatas) == 1 && rd.BrokerDatas[0].BrokerAddrs[0] == b.addr
 	}, "the route of kept to the restarted broker")
 	var total int64

@@ -149,11 +149,11 @@ func (f *testFerry) createTopic(t *testing.T, topic string, queues int) {
 // waitForRoute waits until the NameServer routes topic to n brokers.
 func (f *testFerry) waitForRoute(t *testing.T, topic string, n int) {
 	t.Helper()
-	f.waitForRouteData(t, topic, func(rd namesrv.RouteData) bool { return len(rd.BrokerDatas) == n }, "route of %s to %d brokers", topic, n)
+	f.waitForRouteData(t, topic, func(rd remoting.RouteData) bool { return len(rd.BrokerDatas) == n }, "route of %s to %d brokers", topic, n)
 }
 
 // waitForRouteData waits until the NameServer's route of topic satisfies ok.
-func (f *testFerry) waitForRouteData(t *testing.T, topic string, ok func(namesrv.RouteData) bool, format string, args ...any) {
+func (f *testFerry) waitForRouteData(t *testing.T, topic string, ok func(remoting.RouteData) bool, format string, args ...any) {
 	t.Helper()
 	c, err := remoting.Dial(context.Background(), f.ns)
 	if err != nil {
@@ -167,7 +167,7 @@ func (f *testFerry) waitForRouteData(t *testing.T, topic string, ok func(namesrv
 		if err != nil || remoting.ResponseError(resp) != nil {
 			return false
 		}
-		var rd namesrv.RouteData
+		var rd remoting.RouteData
 		return json.Unmarshal(resp.Body, &rd) == nil && ok(rd)
 	}, format, args...)
 }

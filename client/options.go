@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // ConsumeFrom is where a consumer group starts on a queue it has no
@@ -49,7 +49,7 @@ type Option func(*options)
 type options struct {
 	nameServers []string
 	user        string      // WithCredentials, WithSigningKey
-	signingKey  []byte      // derived from the password: see auth.SigningKey
+	signingKey  []byte      // derived from the password: see remoting.SigningKey
 	tls         *tls.Config // WithTLS
 	group       string
 	sendTimeout time.Duration
@@ -133,7 +133,7 @@ func (o *options) check(kind string) error {
 // WithCredentials proves to the brokers that the client is username, for a
 // broker that checks credentials (auth.password-file) and applies its topic
 // rules (auth.acl-file) to them. The password never leaves the client: it
-// derives the user's signing key from it (auth.SigningKey, about 0.1 s of
+// derives the user's signing key from it (remoting.SigningKey, about 0.1 s of
 // scrypt, once) and signs every request to a broker with it (RocketMQ ACL
 // 1.0: AccessKey and Signature, plus FerrySignedAt, the time of signing,
 // which brokers use to refuse old replays). A party posing as a broker
@@ -145,7 +145,7 @@ func WithCredentials(username, password string) Option {
 			o.invalid("WithCredentials: empty username")
 			return
 		}
-		o.user, o.signingKey = username, []byte(auth.SigningKey(username, password))
+		o.user, o.signingKey = username, []byte(remoting.SigningKey(username, password))
 	}
 }
 

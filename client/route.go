@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -36,17 +35,17 @@ func compareQueues(a, b messageQueue) int {
 // topicRoute is a topic's route, ready to use. It is immutable once made.
 type topicRoute struct {
 	topic string
-	write []messageQueue    // sorted by broker name, queue id
-	read  []messageQueue    // sorted by broker name, queue id
-	addrs map[string]string // broker name → master address (id 0)
-	all   []string          // every broker address, sorted
-	via   string            // the topic whose route this is (TBW102 for a topic not known yet)
-	data  namesrv.RouteData // as the NameServer answered
+	write []messageQueue     // sorted by broker name, queue id
+	read  []messageQueue     // sorted by broker name, queue id
+	addrs map[string]string  // broker name → master address (id 0)
+	all   []string           // every broker address, sorted
+	via   string             // the topic whose route this is (TBW102 for a topic not known yet)
+	data  remoting.RouteData // as the NameServer answered
 }
 
 // newTopicRoute builds a route from the NameServer's answer. maxQueues,
 // when above 0, caps the write queues per broker (TBW102's route).
-func newTopicRoute(topic, via string, rd namesrv.RouteData, maxQueues int) *topicRoute {
+func newTopicRoute(topic, via string, rd remoting.RouteData, maxQueues int) *topicRoute {
 	r := &topicRoute{topic: topic, via: via, addrs: map[string]string{}, data: rd}
 	seen := map[string]bool{}
 	for _, bd := range rd.BrokerDatas {
@@ -69,12 +68,12 @@ func newTopicRoute(topic, via string, rd namesrv.RouteData, maxQueues int) *topi
 		if maxQueues > 0 {
 			nw = min(nw, maxQueues)
 		}
-		if qd.Perm&namesrv.PermWrite != 0 {
+		if qd.Perm&remoting.PermWrite != 0 {
 			for i := range nw {
 				r.write = append(r.write, messageQueue{qd.BrokerName, i})
 			}
 		}
-		if qd.Perm&namesrv.PermRead != 0 {
+		if qd.Perm&remoting.PermRead != 0 {
 			for i := range qd.ReadQueueNums {
 				r.read = append(r.read, messageQueue{qd.BrokerName, i})
 			}
@@ -244,7 +243,7 @@ func (r *routes) refresh(ctx context.Context, topic string) (*topicRoute, error)
 
 // fetch asks the NameServers in turn for topic's route. A NameServer that
 // does not know the topic is not the last word: another one may.
-func (r *routes) fetch(ctx context.Context, topic string) (namesrv.RouteData, error) {
+func (r *routes) fetch(ctx context.Context, topic string) (remoting.RouteData, error) {
 	r.mu.Lock()
 	first := r.next
 	r.mu.Unlock()
@@ -255,7 +254,7 @@ func (r *routes) fetch(ctx context.Context, topic string) (namesrv.RouteData, er
 		addr := r.nameServers[n]
 		resp, err := r.pool.call(ctx, addr, remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
 		if err == nil {
-			var rd namesrv.RouteData
+			var rd remoting.RouteData
 			if err = json.Unmarshal(resp.Body, &rd); err == nil {
 				r.mu.Lock()
 				r.next = n
@@ -265,7 +264,7 @@ func (r *routes) fetch(ctx context.Context, topic string) (namesrv.RouteData, er
 			err = fmt.Errorf("client: route of %q from %s: %w", topic, addr, err)
 		}
 		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
-			return namesrv.RouteData{}, err
+			return remoting.RouteData{}, err
 		}
 		if errors.Is(err, remoting.ErrTopicNotExist) {
 			notFound = true
@@ -273,7 +272,7 @@ func (r *routes) fetch(ctx context.Context, topic string) (namesrv.RouteData, er
 		errs = append(errs, err)
 	}
 	if notFound {
-		return namesrv.RouteData{}, fmt.Errorf("%w %q: %w", ErrNoRoute, topic, errors.Join(errs...))
+		return remoting.RouteData{}, fmt.Errorf("%w %q: %w", ErrNoRoute, topic, errors.Join(errs...))
 	}
-	return namesrv.RouteData{}, fmt.Errorf("%w: %w", ErrNoNameServer, errors.Join(errs...))
+	return remoting.RouteData{}, fmt.Errorf("%w: %w", ErrNoNameServer, errors.Join(errs...))
 }

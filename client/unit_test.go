@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -159,16 +158,16 @@ func TestPickQueue(t *testing.T) {
 }
 
 func TestTopicRoute(t *testing.T) {
-	rd := namesrv.RouteData{
-		BrokerDatas: []namesrv.BrokerData{
+	rd := remoting.RouteData{
+		BrokerDatas: []remoting.BrokerData{
 			{BrokerName: "b", BrokerAddrs: map[int64]string{0: "h2:1", 1: "h3:1"}},
 			{BrokerName: "a", BrokerAddrs: map[int64]string{0: "h1:1"}},
 			{BrokerName: "c", BrokerAddrs: map[int64]string{1: "h4:1"}}, // no master
 		},
-		QueueDatas: []namesrv.QueueData{
-			{BrokerName: "b", ReadQueueNums: 2, WriteQueueNums: 8, Perm: namesrv.PermRead | namesrv.PermWrite},
-			{BrokerName: "a", ReadQueueNums: 1, WriteQueueNums: 1, Perm: namesrv.PermRead},
-			{BrokerName: "c", ReadQueueNums: 4, WriteQueueNums: 4, Perm: namesrv.PermRead | namesrv.PermWrite},
+		QueueDatas: []remoting.QueueData{
+			{BrokerName: "b", ReadQueueNums: 2, WriteQueueNums: 8, Perm: remoting.PermRead | remoting.PermWrite},
+			{BrokerName: "a", ReadQueueNums: 1, WriteQueueNums: 1, Perm: remoting.PermRead},
+			{BrokerName: "c", ReadQueueNums: 4, WriteQueueNums: 4, Perm: remoting.PermRead | remoting.PermWrite},
 		},
 	}
 	r := newTopicRoute("t", "TBW102", rd, 4)

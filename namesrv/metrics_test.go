@@ -26,9 +26,9 @@ func TestMetrics(t *testing.T) {
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Close() })
 	register := func(c *remoting.Client, addr string, topics ...string) {
-		var tcs []TopicConfig
+		var tcs []remoting.TopicConfig
 		for _, name := range topics {
-			tcs = append(tcs, TopicConfig{TopicName: name, ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6})
+			tcs = append(tcs, remoting.TopicConfig{TopicName: name, ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6})
 		}
 		req, err := RegisterRequest(Broker{"c", "b-" + addr, 0, addr}, tcs)
 		if err != nil {

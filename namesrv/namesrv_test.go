@@ -16,10 +16,10 @@ import (
 func TestRouteMergesMasterAndReplicas(t *testing.T) {
 	r := newRegistry()
 	now := time.Unix(1000, 0)
-	tc := TopicConfig{TopicName: "devices", ReadQueueNums: 8, WriteQueueNums: 8, Perm: PermRead | PermWrite}
-	r.register(Broker{"c", "broker-a", 0, "10.0.0.1:10911"}, []TopicConfig{tc}, "conn1", now)
-	r.register(Broker{"c", "broker-a", 1, "10.0.0.2:10911"}, []TopicConfig{{TopicName: "devices", ReadQueueNums: 8, Perm: PermRead}}, "conn2", now)
-	r.register(Broker{"c", "broker-b", 0, "10.0.0.3:10911"}, []TopicConfig{tc, {TopicName: "other", ReadQueueNums: 1, WriteQueueNums: 1}}, "conn3", now.Add(time.Minute))
+	tc := remoting.TopicConfig{TopicName: "devices", ReadQueueNums: 8, WriteQueueNums: 8, Perm: remoting.PermRead | remoting.PermWrite}
+	r.register(Broker{"c", "broker-a", 0, "10.0.0.1:10911"}, []remoting.TopicConfig{tc}, "conn1", now)
+	r.register(Broker{"c", "broker-a", 1, "10.0.0.2:10911"}, []remoting.TopicConfig{{TopicName: "devices", ReadQueueNums: 8, Perm: remoting.PermRead}}, "conn2", now)
+	r.register(Broker{"c", "broker-b", 0, "10.0.0.3:10911"}, []remoting.TopicConfig{tc, {TopicName: "other", ReadQueueNums: 1, WriteQueueNums: 1}}, "conn3", now.Add(time.Minute))
 	rd, ok := r.route("devices")
 	if !ok || len(rd.BrokerDatas) != 2 || len(rd.QueueDatas) != 2 {
 		t.Fatalf("route: %+v", rd)
@@ -27,7 +27,7 @@ func TestRouteMergesMasterAndReplicas(t *testing.T) {
 	if a := rd.BrokerDatas[0]; a.BrokerName != "broker-a" || a.BrokerAddrs[0] != "10.0.0.1:10911" || a.BrokerAddrs[1] != "10.0.0.2:10911" {
 		t.Fatalf("broker-a: %+v", a)
 	}
-	if q := rd.QueueDatas[0]; q.WriteQueueNums != 8 || q.Perm != PermRead|PermWrite {
+	if q := rd.QueueDatas[0]; q.WriteQueueNums != 8 || q.Perm != remoting.PermRead|remoting.PermWrite {
 		t.Fatalf("queues come from the master: %+v", q)
 	}
 	if _, ok := r.route("nope"); ok {
@@ -81,12 +81,12 @@ func invoke(t *testing.T, c *remoting.Client, req *remoting.Command) *remoting.C
 	return resp
 }
 
-func getRoute(t *testing.T, c *remoting.Client, topic string) (RouteData, error) {
+func getRoute(t *testing.T, c *remoting.Client, topic string) (remoting.RouteData, error) {
 	resp := invoke(t, c, remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
 	if err := remoting.ResponseError(resp); err != nil {
-		return RouteData{}, err
+		return remoting.RouteData{}, err
 	}
-	var rd RouteData
+	var rd remoting.RouteData
 	if err := json.Unmarshal(resp.Body, &rd); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestRegisterAndRoute(t *testing.T) {
 	addr := start(t, Options{})
 	broker := dial(t, addr)
 	req, err := RegisterRequest(Broker{"DefaultCluster", "broker-a", 0, "127.0.0.1:10911"},
-		[]TopicConfig{{TopicName: "TopicTest", ReadQueueNums: 4, WriteQueueNums: 4, Perm: 6}})
+		[]remoting.TopicConfig{{TopicName: "TopicTest", ReadQueueNums: 4, WriteQueueNums: 4, Perm: 6}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestRegisterAndRoute(t *testing.T) {
 		t.Fatalf("route of an unknown topic: %v", err)
 	}
 	resp := invoke(t, client, remoting.NewRequest(remoting.GetBrokerClusterInfo, nil, nil))
-	var ci ClusterInfo
+	var ci remoting.ClusterInfo
 	if json.Unmarshal(resp.Body, &ci); len(ci.ClusterAddrTable["DefaultCluster"]) != 1 {
 		t.Fatalf("cluster info %s", resp.Body)
 	}
@@ -138,7 +138,7 @@ func TestRegisterAndRoute(t *testing.T) {
 func TestSilentBrokerExpires(t *testing.T) {
 	addr := start(t, Options{BrokerTimeout: 200 * time.Millisecond})
 	c := dial(t, addr)
-	req, _ := RegisterRequest(Broker{"c", "b", 0, "127.0.0.1:1"}, []TopicConfig{{TopicName: "t", ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6}})
+	req, _ := RegisterRequest(Broker{"c", "b", 0, "127.0.0.1:1"}, []remoting.TopicConfig{{TopicName: "t", ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6}})
 	invoke(t, c, req)
 	if _, err := getRoute(t, c, "t"); err != nil {
 		t.Fatal(err)

@@ -10,23 +10,9 @@ import (
 	"fmt"
 	"sort"
 	"time"
-)
 
-// Permissions of a topic's queues on a broker (RocketMQ's PermName).
-const (
-	PermRead  = 1 << 2
-	PermWrite = 1 << 1
+	"github.com/ferrymq/ferry/remoting"
 )
-
-// TopicConfig is a topic as a broker registers it.
-type TopicConfig struct {
-	TopicName      string `json:"topicName"`
-	ReadQueueNums  int    `json:"readQueueNums"`
-	WriteQueueNums int    `json:"writeQueueNums"`
-	Perm           int    `json:"perm"`
-	TopicSysFlag   int    `json:"topicSysFlag"`
-	Order          bool   `json:"order"`
-}
 
 // Broker identifies one registered broker process.
 type Broker struct {
@@ -38,7 +24,7 @@ type Broker struct {
 
 type brokerState struct {
 	Broker
-	topics   map[string]TopicConfig
+	topics   map[string]remoting.TopicConfig
 	lastSeen time.Time
 	conn     any // the connection it registered on; dropped when it closes
 }
@@ -55,8 +41,8 @@ func newRegistry() *registry { return &registry{brokers: map[string]*brokerState
 // register records b with its topics (a full list: what it no longer has is
 // forgotten). Another entry of b's name and id, at another address, goes:
 // admitRegister let it through only when it is dead or from conn.
-func (r *registry) register(b Broker, topics []TopicConfig, conn any, now time.Time) {
-	st := &brokerState{Broker: b, topics: make(map[string]TopicConfig, len(topics)), lastSeen: now, conn: conn}
+func (r *registry) register(b Broker, topics []remoting.TopicConfig, conn any, now time.Time) {
+	st := &brokerState{Broker: b, topics: make(map[string]remoting.TopicConfig, len(topics)), lastSeen: now, conn: conn}
 	for _, t := range topics {
 		st.topics[t.TopicName] = t
 	}
@@ -84,7 +70,7 @@ type refusal struct {
 //   - b's address registered on another connection, unless the request is
 //     signed and names the same broker (a broker that reconnected), or,
 //     unsigned, names the same broker and drops none of its topics.
-func (r *registry) admitRegister(b Broker, topics []TopicConfig, conn any, signed bool, liveSince time.Time) *refusal {
+func (r *registry) admitRegister(b Broker, topics []remoting.TopicConfig, conn any, signed bool, liveSince time.Time) *refusal {
 	for addr, o := range r.brokers {
 		if addr != b.Addr && o.Name == b.Name && o.ID == b.ID && o.conn != conn && !o.lastSeen.Before(liveSince) {
 			return &refusal{refuseConflict, fmt.Sprintf(
@@ -162,34 +148,11 @@ func (r *registry) connClosed(conn any) []Broker {
 	return gone
 }
 
-// RouteData is a topic's route, as RocketMQ's TopicRouteData.
-type RouteData struct {
-	OrderTopicConf string       `json:"orderTopicConf,omitempty"`
-	QueueDatas     []QueueData  `json:"queueDatas"`
-	BrokerDatas    []BrokerData `json:"brokerDatas"`
-}
-
-// QueueData is a topic's queues on the brokers of one name.
-type QueueData struct {
-	BrokerName     string `json:"brokerName"`
-	ReadQueueNums  int    `json:"readQueueNums"`
-	WriteQueueNums int    `json:"writeQueueNums"`
-	Perm           int    `json:"perm"`
-	TopicSysFlag   int    `json:"topicSysFlag"`
-}
-
-// BrokerData is the addresses of the brokers of one name, by broker id.
-type BrokerData struct {
-	Cluster     string           `json:"cluster"`
-	BrokerName  string           `json:"brokerName"`
-	BrokerAddrs map[int64]string `json:"brokerAddrs"`
-}
-
 // route returns the route of topic, false when no broker serves it. Queues
 // come from the master (id 0) when it is there, else from a replica.
-func (r *registry) route(topic string) (RouteData, bool) {
-	byName := map[string]*BrokerData{}
-	queues := map[string]QueueData{}
+func (r *registry) route(topic string) (remoting.RouteData, bool) {
+	byName := map[string]*remoting.BrokerData{}
+	queues := map[string]remoting.QueueData{}
 	queueFrom := map[string]int64{}
 	for _, st := range r.brokers {
 		tc, ok := st.topics[topic]
@@ -198,20 +161,20 @@ func (r *registry) route(topic string) (RouteData, bool) {
 		}
 		bd := byName[st.Name]
 		if bd == nil {
-			bd = &BrokerData{Cluster: st.Cluster, BrokerName: st.Name, BrokerAddrs: map[int64]string{}}
+			bd = &remoting.BrokerData{Cluster: st.Cluster, BrokerName: st.Name, BrokerAddrs: map[int64]string{}}
 			byName[st.Name] = bd
 		}
 		bd.BrokerAddrs[st.ID] = st.Addr
 		if from, seen := queueFrom[st.Name]; !seen || st.ID < from {
 			queueFrom[st.Name] = st.ID
-			queues[st.Name] = QueueData{BrokerName: st.Name, ReadQueueNums: tc.ReadQueueNums,
+			queues[st.Name] = remoting.QueueData{BrokerName: st.Name, ReadQueueNums: tc.ReadQueueNums,
 				WriteQueueNums: tc.WriteQueueNums, Perm: tc.Perm, TopicSysFlag: tc.TopicSysFlag}
 		}
 	}
 	if len(byName) == 0 {
-		return RouteData{}, false
+		return remoting.RouteData{}, false
 	}
-	var rd RouteData
+	var rd remoting.RouteData
 	names := make([]string, 0, len(byName))
 	for n := range byName {
 		names = append(names, n)
@@ -240,18 +203,12 @@ func (r *registry) topics() []string {
 	return out
 }
 
-// ClusterInfo is RocketMQ's ClusterInfo: brokers by name, names by cluster.
-type ClusterInfo struct {
-	BrokerAddrTable  map[string]BrokerData `json:"brokerAddrTable"`
-	ClusterAddrTable map[string][]string   `json:"clusterAddrTable"`
-}
-
-func (r *registry) clusterInfo() ClusterInfo {
-	ci := ClusterInfo{BrokerAddrTable: map[string]BrokerData{}, ClusterAddrTable: map[string][]string{}}
+func (r *registry) clusterInfo() remoting.ClusterInfo {
+	ci := remoting.ClusterInfo{BrokerAddrTable: map[string]remoting.BrokerData{}, ClusterAddrTable: map[string][]string{}}
 	for _, st := range r.brokers {
 		bd, ok := ci.BrokerAddrTable[st.Name]
 		if !ok {
-			bd = BrokerData{Cluster: st.Cluster, BrokerName: st.Name, BrokerAddrs: map[int64]string{}}
+			bd = remoting.BrokerData{Cluster: st.Cluster, BrokerName: st.Name, BrokerAddrs: map[int64]string{}}
 			ci.ClusterAddrTable[st.Cluster] = append(ci.ClusterAddrTable[st.Cluster], st.Name)
 		}
 		bd.BrokerAddrs[st.ID] = st.Addr

@@ -170,8 +170,8 @@ func (s *Server) connClosed(c *remoting.Conn) {
 // registerBody is RocketMQ's RegisterBrokerBody.
 type registerBody struct {
 	TopicConfigSerializeWrapper struct {
-		TopicConfigTable map[string]TopicConfig `json:"topicConfigTable"`
-		DataVersion      json.RawMessage        `json:"dataVersion,omitempty"`
+		TopicConfigTable map[string]remoting.TopicConfig `json:"topicConfigTable"`
+		DataVersion      json.RawMessage                 `json:"dataVersion,omitempty"`
 	} `json:"topicConfigSerializeWrapper"`
 	FilterServerList []string `json:"filterServerList"`
 }
@@ -254,7 +254,7 @@ func (s *Server) register(c *remoting.Conn, req *remoting.Command, signed bool) 
 			return req.Response(remoting.SystemError, "register broker: body: "+err.Error())
 		}
 	}
-	topics := make([]TopicConfig, 0, len(body.TopicConfigSerializeWrapper.TopicConfigTable))
+	topics := make([]remoting.TopicConfig, 0, len(body.TopicConfigSerializeWrapper.TopicConfigTable))
 	for name, tc := range body.TopicConfigSerializeWrapper.TopicConfigTable {
 		tc.TopicName = name
 		topics = append(topics, tc)
@@ -281,9 +281,9 @@ func (s *Server) register(c *remoting.Conn, req *remoting.Command, signed bool) 
 
 // RegisterRequest is the REGISTER_BROKER request a broker sends to every
 // NameServer, at start and every 30 s, with all its topics.
-func RegisterRequest(b Broker, topics []TopicConfig) (*remoting.Command, error) {
+func RegisterRequest(b Broker, topics []remoting.TopicConfig) (*remoting.Command, error) {
 	var body registerBody
-	body.TopicConfigSerializeWrapper.TopicConfigTable = make(map[string]TopicConfig, len(topics))
+	body.TopicConfigSerializeWrapper.TopicConfigTable = make(map[string]remoting.TopicConfig, len(topics))
 	for _, t := range topics {
 		body.TopicConfigSerializeWrapper.TopicConfigTable[t.TopicName] = t
 	}

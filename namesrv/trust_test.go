@@ -40,9 +40,9 @@ func startServer(t *testing.T, opts Options) (*Server, string) {
 
 func registerReq(t *testing.T, b Broker, topics ...string) *remoting.Command {
 	t.Helper()
-	var tcs []TopicConfig
+	var tcs []remoting.TopicConfig
 	for _, name := range topics {
-		tcs = append(tcs, TopicConfig{TopicName: name, ReadQueueNums: 4, WriteQueueNums: 4, Perm: PermRead | PermWrite})
+		tcs = append(tcs, remoting.TopicConfig{TopicName: name, ReadQueueNums: 4, WriteQueueNums: 4, Perm: remoting.PermRead | remoting.PermWrite})
 	}
 	req, err := RegisterRequest(b, tcs)
 	if err != nil {
@@ -237,7 +237,7 @@ func TestAdmitRegistry(t *testing.T) {
 	r := newRegistry()
 	now := time.Unix(1000, 0)
 	a := Broker{"c", "broker-a", 0, "10.0.0.1:10911"}
-	r.register(a, []TopicConfig{{TopicName: "t"}}, "conn1", now)
+	r.register(a, []remoting.TopicConfig{{TopicName: "t"}}, "conn1", now)
 	moved := Broker{"c", "broker-a", 0, "10.0.0.2:10911"}
 	if ref := r.admitRegister(moved, nil, "conn2", true, now.Add(-time.Minute)); ref == nil || ref.reason != refuseConflict {
 		t.Fatalf("a live broker's name: %+v", ref)

@@ -48,7 +48,7 @@ func TestServeDrawsAClusterKey(t *testing.T) {
 	}
 	defer c.Close()
 	req, err := namesrv.RegisterRequest(namesrv.Broker{Cluster: "DefaultCluster", Name: "intruder", Addr: "127.0.0.1:1"},
-		[]namesrv.TopicConfig{{TopicName: "TBW102", ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6}})
+		[]remoting.TopicConfig{{TopicName: "TBW102", ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6}})
 	if err != nil {
 		t.Fatal(err)
 	}

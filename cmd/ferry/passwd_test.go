@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // ferryCmd runs the ferry command in-process with stdin and returns stdout.
@@ -79,7 +80,7 @@ func TestPasswd(t *testing.T) {
 
 	// --signing-key prints alice's key, the one her password derives.
 	out, err = ferryCmd(t, "", "passwd", "--signing-key", file, "alice")
-	if want := auth.SigningKey("alice", "changed") + "\n"; err != nil || out != want {
+	if want := remoting.SigningKey("alice", "changed") + "\n"; err != nil || out != want {
 		t.Errorf("--signing-key: %q, %v; want %q", out, err, want)
 	}
 

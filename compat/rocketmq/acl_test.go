@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // TestRocketMQGoClientACL: RocketMQ's Go client with ACL credentials
@@ -95,7 +96,7 @@ func TestRocketMQGoClientACL(t *testing.T) {
 		!strings.Contains(err.Error(), "not allowed to publish to devices/1") {
 		t.Fatalf("bob's send to devices: %v, want a refusal", err)
 	}
-	wrong := newProducer("wrong-producer", "alice-guessing", primitive.Credentials{AccessKey: "alice", SecretKey: auth.SigningKey("alice", "guess")})
+	wrong := newProducer("wrong-producer", "alice-guessing", primitive.Credentials{AccessKey: "alice", SecretKey: remoting.SigningKey("alice", "guess")})
 	if _, err := wrong.SendSync(ctx, primitive.NewMessage("devices", []byte("guess")).WithTag("1")); err == nil ||
 		!strings.Contains(err.Error(), "bad access key or signature") {
 		t.Fatalf("send with a wrong SecretKey: %v, want a refusal", err)

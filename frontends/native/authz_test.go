@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
@@ -91,7 +90,7 @@ func signingKey(user string) []byte {
 	if k, ok := signingKeys.Load(user); ok {
 		return k.([]byte)
 	}
-	k := []byte(auth.SigningKey(user, testPasswords[user]))
+	k := []byte(remoting.SigningKey(user, testPasswords[user]))
 	signingKeys.Store(user, k)
 	return k
 }

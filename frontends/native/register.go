@@ -111,11 +111,11 @@ func cloneRequest(c *remoting.Command) *remoting.Command {
 
 // topicConfigs is what the broker serves: its topics, the retry topics of
 // the groups it has seen, and TBW102 when topics are created on publish.
-func (s *Server) topicConfigs() []namesrv.TopicConfig {
-	const perm = namesrv.PermRead | namesrv.PermWrite
-	var out []namesrv.TopicConfig
+func (s *Server) topicConfigs() []remoting.TopicConfig {
+	const perm = remoting.PermRead | remoting.PermWrite
+	var out []remoting.TopicConfig
 	for _, t := range s.b.Topics() {
-		out = append(out, namesrv.TopicConfig{TopicName: t.Name, ReadQueueNums: t.Queues, WriteQueueNums: t.Queues, Perm: perm})
+		out = append(out, remoting.TopicConfig{TopicName: t.Name, ReadQueueNums: t.Queues, WriteQueueNums: t.Queues, Perm: perm})
 	}
 	s.mu.Lock()
 	groups := map[string]bool{}
@@ -126,11 +126,11 @@ func (s *Server) topicConfigs() []namesrv.TopicConfig {
 	}
 	s.mu.Unlock()
 	for g := range groups {
-		out = append(out, namesrv.TopicConfig{TopicName: core.RetryTopic(g), ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
+		out = append(out, remoting.TopicConfig{TopicName: core.RetryTopic(g), ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	}
 	if s.b.AutoCreatesTopics() {
 		n := s.b.DefaultQueues()
-		out = append(out, namesrv.TopicConfig{TopicName: defaultTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm})
+		out = append(out, remoting.TopicConfig{TopicName: defaultTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm})
 	}
 	return out
 }

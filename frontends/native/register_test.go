@@ -103,7 +103,7 @@ func brokersOf(t *testing.T, ns, topic string) map[string]string {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	var rd namesrv.RouteData
+	var rd remoting.RouteData
 	if err := json.Unmarshal(resp.Body, &rd); err != nil {
 		t.Fatal(err)
 	}

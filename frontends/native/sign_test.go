@@ -35,7 +35,7 @@ func TestSignedRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, c := startServer(t, a)
-	aliceKey := []byte(auth.SigningKey("alice", "secret"))
+	aliceKey := []byte(remoting.SigningKey("alice", "secret"))
 	signed := func(req *remoting.Command, user string, key []byte, at time.Time) *remoting.Command {
 		req.Sign(user, key, at)
 		return req
@@ -59,7 +59,7 @@ func TestSignedRequests(t *testing.T) {
 	ok(signed(sendV2("devices", "2/telemetry", []byte("ferry"), 0), "alice", aliceKey, now))
 	refused(signed(sendV2("devices", "13/telemetry", []byte("x"), 0), "alice", aliceKey, now), "publish to devices/13/telemetry")
 
-	refused(signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "alice", []byte(auth.SigningKey("alice", "guess")), now),
+	refused(signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "alice", []byte(remoting.SigningKey("alice", "guess")), now),
 		"bad access key or signature")
 	refused(signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "mallory", aliceKey, now), "bad access key or signature")
 	tampered := signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "alice", aliceKey, now)
@@ -74,7 +74,7 @@ func TestSignedRequests(t *testing.T) {
 	garbled.ExtFields[remoting.FieldSignedAt] = "yesterday"
 	refused(signed(garbled, "alice", aliceKey, time.Time{}), remoting.FieldSignedAt)
 
-	refused(signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "bob", []byte(auth.SigningKey("bob", "builder")), now),
+	refused(signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "bob", []byte(remoting.SigningKey("bob", "builder")), now),
 		`signed request from "bob": the user has no signing key`)
 	// bob's password still passes (deprecated), as it does over MQTT; the
 	// ACL gives him nothing.
@@ -105,7 +105,7 @@ func TestIdentifySignedSkew(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := newAccess(a)
-	key := []byte(auth.SigningKey("alice", "secret"))
+	key := []byte(remoting.SigningKey("alice", "secret"))
 	now := time.Now()
 	for _, c := range []struct {
 		at time.Time
@@ -133,7 +133,7 @@ func BenchmarkSendV2Auth(b *testing.B) {
 		b.Fatal(err)
 	}
 	_, c := startServer(t, a)
-	key := []byte(auth.SigningKey("alice", "secret"))
+	key := []byte(remoting.SigningKey("alice", "secret"))
 	body := make([]byte, 128)
 	for _, mode := range []string{"password", "signed"} {
 		b.Run(mode, func(b *testing.B) {
