@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
@@ -115,8 +116,13 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 	if f.tls != nil {
 		ln = tls.NewListener(ln, f.tls)
 	}
-	fe := native.New(b, native.Options{BrokerName: name, NameServers: []string{f.ns}, RegisterInterval: 100 * time.Millisecond, Auth: f.auth,
-		Advertise: f.advertise, Limits: f.limits, Logger: logger})
+	fe := native.New(b, native.Options{Auth: f.auth, Advertise: f.advertise, Limits: f.limits, Logger: logger})
+	reg, err := cluster.NewRegistrar(b, cluster.RegistrarOptions{Identity: cluster.Identity{Name: name}, NameServers: []string{f.ns},
+		Interval: 100 * time.Millisecond, Endpoint: fe, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Start()
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -124,6 +130,7 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 	}()
 	tb := &testBroker{dir: dir, core: b, fe: fe, addr: ln.Addr().String()}
 	tb.stop = func() {
+		reg.Close()
 		fe.Close()
 		<-served
 		b.Close()

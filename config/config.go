@@ -82,9 +82,11 @@ type Config struct {
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
 
-	// BrokerName names the broker at the NameServers; each broker of a
-	// cluster needs its own (a second broker of a live one's name is refused).
-	BrokerName string `koanf:"broker-name"`
+	// Broker is the broker's identity at the NameServers (docs/cluster.md).
+	Broker BrokerConfig `koanf:"broker"`
+	// Notes are what Load has to say of the sources besides errors: a
+	// deprecated key it read, say. The commands log them.
+	Notes []string `koanf:"-"`
 	// ClusterSecret, or the file ClusterSecretFile names (one of them),
 	// is the secret a cluster's NameServers and brokers share: brokers
 	// prove with it that they may register (docs/auth.md). Prefer the
@@ -103,6 +105,18 @@ type Config struct {
 	NativeIdleTimeout         time.Duration `koanf:"native-idle-timeout"`
 	NativeMaxQueuedBytes      int64         `koanf:"native-max-queued-bytes"`
 	NativeMaxReadingBytes     int64         `koanf:"native-max-reading-bytes"`
+}
+
+// BrokerConfig is the broker's identity; it mirrors cluster.Config.
+type BrokerConfig struct {
+	// Name names the broker at the NameServers; each broker of a cluster
+	// needs its own (a second broker of a live one's name is refused).
+	// "": the name recorded in the data directory, or on the first start
+	// one derived from the host and the data directory, then recorded.
+	// The file's old top-level key broker-name is read as this one.
+	Name string `koanf:"name"`
+	// Cluster is the cluster the broker registers in.
+	Cluster string `koanf:"cluster"`
 }
 
 // RuntimeConfig tunes the Go runtime of a server process. The GOGC and
@@ -195,7 +209,7 @@ func Default() Config {
 		Namesrv:         "127.0.0.1:9876",
 		HTTPAddr:        ":8080",
 		NamesrvHTTPAddr: ":8081",
-		BrokerName:      "broker-a",
+		Broker:          BrokerConfig{Cluster: "DefaultCluster"},
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",
@@ -297,8 +311,11 @@ func (c Config) Validate() error {
 	if c.NamesrvHTTPAddr == "" {
 		return errors.New("namesrv-http-addr: must not be empty (off disables it)")
 	}
-	if c.BrokerName == "" {
-		return errors.New("broker-name: must not be empty")
+	if err := checkBrokerName("broker.name", c.Broker.Name, true); err != nil {
+		return err
+	}
+	if err := checkBrokerName("broker.cluster", c.Broker.Cluster, false); err != nil {
+		return err
 	}
 	if c.ClusterSecret != "" && c.ClusterSecretFile != "" {
 		return errors.New("cluster-secret and cluster-secret-file: set one, not both")
@@ -366,6 +383,27 @@ func (c Config) Validate() error {
 	return validateBridges(c.Bridges)
 }
 
+// checkBrokerName checks a broker or cluster name as cluster.CheckName
+// does (config does not import the server packages): 1 to 64 bytes of
+// letters, digits, '-', '_' and '.'; "" only when empty is allowed.
+func checkBrokerName(key, name string, empty bool) error {
+	if name == "" {
+		if empty {
+			return nil
+		}
+		return fmt.Errorf("%s: must not be empty", key)
+	}
+	if len(name) > 64 {
+		return fmt.Errorf("%s: %d bytes, want at most 64", key, len(name))
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%s %q: %q is not allowed (letters, digits, '-', '_' and '.' are)", key, name, c)
+		}
+	}
+	return nil
+}
+
 // validateNativeLimits checks the native protocol's limits.
 func (c Config) validateNativeLimits() error {
 	for _, v := range []struct {
@@ -429,9 +467,21 @@ func Load(src Sources) (Config, error) {
 	if path == "" {
 		path = lookupEnv(src.Environ, FileEnv)
 	}
+	var notes []string
 	if path != "" {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+		// broker-name, before the broker: section, is read as broker.name.
+		if k.Exists("broker-name") {
+			if k.Exists("broker.name") {
+				return Config{}, fmt.Errorf("config file %s: broker-name and broker.name: broker-name is the old key of broker.name; keep broker.name only", path)
+			}
+			if err := k.Set("broker.name", k.Get("broker-name")); err != nil {
+				return Config{}, fmt.Errorf("config file %s: broker-name: %w", path, err)
+			}
+			k.Delete("broker-name")
+			notes = append(notes, fmt.Sprintf("config file %s: the key broker-name is deprecated: write broker.name (a broker: section with name:)", path))
 		}
 	}
 
@@ -485,6 +535,7 @@ func Load(src Sources) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
+	cfg.Notes = notes
 	if err := resolvePasswords(cfg.Bridges, src.Environ); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}

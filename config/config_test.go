@@ -291,3 +291,31 @@ bridges:
 		}
 	}
 }
+
+// The broker's identity: broker.name and broker.cluster, FERRY_BROKER_NAME,
+// and the file's old broker-name, read as broker.name with a note.
+func TestBrokerIdentityKeys(t *testing.T) {
+	cfg, err := Load(Sources{Environ: []string{"FERRY_BROKER_NAME=broker-b", "FERRY_BROKER_CLUSTER=east"}})
+	if err != nil || cfg.Broker.Name != "broker-b" || cfg.Broker.Cluster != "east" || len(cfg.Notes) != 0 {
+		t.Fatalf("from the environment: %+v, %v", cfg.Broker, err)
+	}
+	if d := Default(); d.Broker.Name != "" || d.Broker.Cluster != "DefaultCluster" {
+		t.Fatalf("defaults: %+v", d.Broker)
+	}
+	cfg, err = Load(Sources{File: writeFile(t, "broker:\n  name: broker-c\n")})
+	if err != nil || cfg.Broker.Name != "broker-c" || len(cfg.Notes) != 0 {
+		t.Fatalf("broker.name in the file: %+v, %v", cfg.Broker, err)
+	}
+	cfg, err = Load(Sources{File: writeFile(t, "broker-name: broker-old\n")})
+	if err != nil || cfg.Broker.Name != "broker-old" || len(cfg.Notes) != 1 || !strings.Contains(cfg.Notes[0], "broker-name is deprecated") {
+		t.Fatalf("the old broker-name in the file: %+v, notes %q, %v", cfg.Broker, cfg.Notes, err)
+	}
+	if _, err := Load(Sources{File: writeFile(t, "broker-name: a\nbroker:\n  name: b\n")}); err == nil || !strings.Contains(err.Error(), "keep broker.name only") {
+		t.Fatalf("both broker-name and broker.name: %v", err)
+	}
+	for _, env := range []string{"FERRY_BROKER_NAME=no/slash", "FERRY_BROKER_NAME=" + strings.Repeat("x", 65), "FERRY_BROKER_CLUSTER=a b"} {
+		if _, err := Load(Sources{Environ: []string{env}}); err == nil || !strings.Contains(err.Error(), "broker.") {
+			t.Errorf("%s: %v, want an error naming the key", env, err)
+		}
+	}
+}

@@ -75,7 +75,7 @@ func (r *registry) admitRegister(b Broker, topics []remoting.TopicConfig, conn a
 		if addr != b.Addr && o.Name == b.Name && o.ID == b.ID && o.conn != conn && !o.lastSeen.Before(liveSince) {
 			return &refusal{refuseConflict, fmt.Sprintf(
 				"broker %q id %d is already registered by the live broker at %s (cluster %q); refused for %s (cluster %q): "+
-					"give each broker a distinct --broker-name (config broker-name)", b.Name, b.ID, o.Addr, o.Cluster, b.Addr, b.Cluster)}
+					"give each broker a distinct --broker-name (config broker.name)", b.Name, b.ID, o.Addr, o.Cluster, b.Addr, b.Cluster)}
 		}
 	}
 	cur := r.brokers[b.Addr]
@@ -204,8 +204,10 @@ func (r *registry) topics() []string {
 }
 
 func (r *registry) clusterInfo() remoting.ClusterInfo {
-	ci := remoting.ClusterInfo{BrokerAddrTable: map[string]remoting.BrokerData{}, ClusterAddrTable: map[string][]string{}}
+	ci := remoting.ClusterInfo{BrokerAddrTable: map[string]remoting.BrokerData{}, ClusterAddrTable: map[string][]string{},
+		LastSeen: map[string]int64{}}
 	for _, st := range r.brokers {
+		ci.LastSeen[st.Addr] = st.lastSeen.UnixMilli()
 		bd, ok := ci.BrokerAddrTable[st.Name]
 		if !ok {
 			bd = remoting.BrokerData{Cluster: st.Cluster, BrokerName: st.Name, BrokerAddrs: map[int64]string{}}

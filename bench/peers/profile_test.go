@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
@@ -42,9 +43,16 @@ func BenchmarkNativePublish(b *testing.B) {
 	go ns.Serve(nsLn)
 	defer ns.Close()
 	brLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	fe := native.New(br, native.Options{NameServers: []string{nsLn.Addr().String()}, RegisterInterval: 100 * time.Millisecond, Logger: discard})
+	fe := native.New(br, native.Options{Logger: discard})
+	reg, err := cluster.NewRegistrar(br, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
+		NameServers: []string{nsLn.Addr().String()}, Interval: 100 * time.Millisecond, Endpoint: fe, Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg.Start()
 	go fe.Serve(brLn)
 	defer fe.Close()
+	defer reg.Close()
 	br.CreateTopic("bench", 8)
 	nsAddr := nsLn.Addr().String()
 	a, _ := client.NewAdmin(client.WithNameServers(nsAddr), client.WithLogger(discard))

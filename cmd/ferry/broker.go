@@ -10,7 +10,6 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/config"
-	"github.com/ferrymq/ferry/frontends/native"
 )
 
 func newBrokerCmd() *cobra.Command {
@@ -27,6 +26,7 @@ func newBrokerCmd() *cobra.Command {
 				cfg.DataDir = dir
 			}
 			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
+			logConfigNotes(logger, cfg)
 			return run(logger, func() fx.Option { return brokerOptions(cfg, logger) },
 				append([]any{"role", "broker", "data-dir", cfg.DataDir, "namesrv", cfg.Namesrv}, tuneRuntime(cfg.Runtime)...)...)
 		},
@@ -34,19 +34,18 @@ func newBrokerCmd() *cobra.Command {
 	fs := cmd.Flags()
 	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
-	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; :0 picks a free port")
+	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
 	addNativeTLSFlags(fs)
 	config.AddFlag(fs, "advertise-addr", "advertise-addr", "native address registered with the NameServers, which clients dial (default: the listen address)")
-	config.AddFlag(fs, "broker-name", "broker-name", "this broker's name at the NameServers: each broker of a cluster needs its own")
+	addIdentityFlags(fs)
 	addClusterFlags(fs)
 	addServiceFlags(cmd)
 	addStorageFlags(cmd)
 	return cmd
 }
 
-// brokerOptions is the fx graph of ferry broker: serve's, with the native
-// front-end registering with the configured NameServers and no NameServer
-// of its own.
+// brokerOptions is the fx graph of ferry broker: serve's, registering with
+// the configured NameServers and with no NameServer of its own.
 func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	var nss []string
 	for _, a := range strings.Split(cfg.Namesrv, ",") {
@@ -55,8 +54,8 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		}
 	}
 	return serviceOptions(cfg, logger,
-		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, NameServers: nss, Advertise: cfg.AdvertiseAddr, BrokerName: cfg.BrokerName, Limits: nativeLimits(cfg)}),
-		native.Module,
+		nativeOptions(cfg),
+		clusterOptions(cfg, nss),
 		clusterOption(cfg, logger, false), // none: registrations go unsigned
 		fx.Invoke(func() error {
 			if len(nss) == 0 {

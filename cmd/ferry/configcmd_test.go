@@ -40,7 +40,7 @@ func equalConfig(a, b config.Config) bool { return fmtConfig(a) == fmtConfig(b) 
 
 func fmtConfig(c config.Config) string {
 	return sprint(c.DataDir, c.NamesrvAddr, c.NativeAddr, c.HTTPAddr, c.Namesrv, c.Log, c.Storage, c.Core, c.MQTT,
-		c.Auth.PasswordFile, c.Auth.ACLFile, c.Auth.ReloadInterval, c.Auth.AllowAnonymous == nil, c.Runtime)
+		c.Auth.PasswordFile, c.Auth.ACLFile, c.Auth.ReloadInterval, c.Auth.AllowAnonymous == nil, c.Runtime, c.Broker)
 }
 
 func TestConfigCheckNamesTheBadKey(t *testing.T) {

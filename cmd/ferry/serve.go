@@ -21,7 +21,6 @@ import (
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/mqtt"
-	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/storage"
@@ -40,7 +39,9 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cfg, newLogger(cfg.Log, cmd.ErrOrStderr()))
+			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
+			logConfigNotes(logger, cfg)
+			return serve(cfg, logger)
 		},
 	}
 	fs := cmd.Flags()
@@ -48,7 +49,7 @@ func newServeCmd() *cobra.Command {
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
 	addNativeTLSFlags(fs)
-	config.AddFlag(fs, "broker-name", "broker-name", "this broker's name at the NameServers")
+	addIdentityFlags(fs)
 	addClusterFlags(fs)
 	addServiceFlags(cmd)
 	addStorageFlags(cmd)
@@ -140,9 +141,8 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 	if cfg.NamesrvAddr != "off" {
 		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr", Limits: namesrvLimits(cfg)}), namesrv.Module)
 	}
-	if cfg.NativeAddr != "off" {
-		roles = append(roles, fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr, BrokerName: cfg.BrokerName, Limits: nativeLimits(cfg)}), native.Module)
-	}
+	// The broker registers with the NameServer of its own process only.
+	roles = append(roles, nativeOptions(cfg), clusterOptions(cfg, nil))
 	return serviceOptions(cfg, logger, roles...)
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
@@ -64,9 +65,16 @@ func startFerryAuth(t *testing.T, a *auth.Authenticator) *ferry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe := native.New(b, native.Options{NameServers: []string{nsLn.Addr().String()}, RegisterInterval: 200 * time.Millisecond, Auth: a, Logger: logger})
+	fe := native.New(b, native.Options{Auth: a, Logger: logger})
+	reg, err := cluster.NewRegistrar(b, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
+		NameServers: []string{nsLn.Addr().String()}, Interval: 200 * time.Millisecond, Endpoint: fe, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Start()
 	go fe.Serve(brLn)
 	t.Cleanup(func() {
+		reg.Close()
 		fe.Close()
 		ns.Close()
 		b.Close()

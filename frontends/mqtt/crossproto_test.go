@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
 )
@@ -29,13 +30,20 @@ func (f *ferry) withNative(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe := native.New(f.core, native.Options{NameServers: []string{nsLn.Addr().String()}, RegisterInterval: 100 * time.Millisecond, Logger: testLogger(t)})
+	fe := native.New(f.core, native.Options{Logger: testLogger(t)})
+	reg, err := cluster.NewRegistrar(f.core, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
+		NameServers: []string{nsLn.Addr().String()}, Interval: 100 * time.Millisecond, Endpoint: fe, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Start()
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
 		fe.Serve(ln)
 	}()
 	t.Cleanup(func() {
+		reg.Close()
 		fe.Close()
 		<-served
 		ns.Close()

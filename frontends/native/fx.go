@@ -11,20 +11,16 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/auth"
-	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 )
 
 // Listen is where the front-end listens, the flag that sets it, and the
-// NameServers it registers with besides the application's own.
+// address it advertises.
 type Listen struct {
-	Addr        string
-	Flag        string
-	NameServers []string
-	Advertise   string // see Options.Advertise
-	BrokerName  string // see Options.BrokerName; "" is broker-a
+	Addr      string
+	Flag      string
+	Advertise string // see Options.Advertise
 	// TLSCert and TLSKey (PEM files), when set, make the listener serve
 	// TLS only.
 	TLSCert, TLSKey string
@@ -38,23 +34,19 @@ type params struct {
 	Broker    *core.Broker
 	Listen    Listen
 	Logger    *slog.Logger
-	NameSrv   *namesrv.Server      `optional:"true"` // ferry serve's in-process NameServer
 	Registry  *prometheus.Registry `optional:"true"`
 	Auth      *auth.Authenticator  `optional:"true"` // the rules every front-end applies
-	// ClusterKey signs the registrations (Options.ClusterKey).
-	ClusterKey *clusterauth.Key `optional:"true"`
 }
 
 // Module serves the native protocol in the application. It binds in
-// OnStart, after the in-process NameServer (if any), whose address it
-// registers with; a taken port stops the start with an error naming the flag.
+// OnStart; a taken port stops the start with an error naming the flag.
+// The broker's registrar (package cluster) registers its address.
 // Its metrics go into the application's *prometheus.Registry when there is
 // one; Server.AcceptErr is the listener's readiness check.
 var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
 func newFromFx(p params) (*Server, error) {
-	opts := Options{NameServers: p.Listen.NameServers, Advertise: p.Listen.Advertise, BrokerName: p.Listen.BrokerName,
-		ClusterKey: p.ClusterKey, Limits: p.Listen.Limits, Logger: p.Logger.With("component", "native")}
+	opts := Options{Advertise: p.Listen.Advertise, Limits: p.Listen.Limits, Logger: p.Logger.With("component", "native")}
 	if p.Auth != nil && !p.Auth.Open() {
 		opts.Auth = p.Auth
 	}
@@ -81,26 +73,11 @@ func newFromFx(p params) (*Server, error) {
 			if tlsCfg != nil {
 				ln = tls.NewListener(ln, tlsCfg)
 			}
-			if p.NameSrv != nil { // listening by now: its OnStart ran first
-				s.opts.NameServers = append(s.opts.NameServers, reachable(p.NameSrv.Addr()))
-			}
-			p.Logger.Info("native protocol listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "namesrv", s.opts.NameServers)
+			p.Logger.Info("native protocol listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
 			go s.Serve(ln)
 			return nil
 		},
 		OnStop: func(context.Context) error { return s.Close() },
 	})
 	return s, nil
-}
-
-// reachable turns a listen address with no host (":9876") into one to dial.
-func reachable(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }

@@ -1,7 +1,8 @@
 // Package native is the broker's native front-end: RocketMQ's remoting
 // protocol (package remoting) served over core.Broker, so that RocketMQ's
-// clients and Ferry's SDK produce and consume through Ferry. It registers
-// the broker's topics with the NameServers. See docs/native.md.
+// clients and Ferry's SDK produce and consume through Ferry. The broker
+// registers with the NameServers (package cluster) at the address Addr
+// gives. See docs/native.md.
 package native
 
 import (
@@ -19,7 +20,6 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/auth"
-	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
 	"github.com/ferrymq/ferry/remoting"
@@ -28,26 +28,16 @@ import (
 
 // Options configure the front-end.
 type Options struct {
-	// BrokerName and Cluster name this broker at the NameServers.
-	BrokerName string
-	Cluster    string
-	// NameServers are the NameServer addresses to register with.
-	NameServers []string
-	// RegisterInterval is how often the broker registers (default 30 s).
-	RegisterInterval time.Duration
 	// MaxPollWait caps a pull's long poll (default 15 s).
 	MaxPollWait time.Duration
-	// Advertise is the host:port registered with the NameServers, which
-	// clients dial; "" registers the listen address (an unspecified host
-	// as 127.0.0.1). A broker in a container advertises its service name.
+	// Advertise is the host:port Addr gives, which the broker registers
+	// with the NameServers and clients dial; "" gives the listen address
+	// (an unspecified host as 127.0.0.1). A broker in a container
+	// advertises its service name.
 	Advertise string
 	// Auth, when set, checks every request's credentials and topics
 	// against the rules the MQTT front-end uses (see access.go).
 	Auth *auth.Authenticator
-	// ClusterKey, when set, signs the registrations with the cluster's
-	// secret (package clusterauth); without it they go unsigned, which
-	// only a NameServer without a secret accepts, from loopback.
-	ClusterKey *clusterauth.Key
 	// Limits bound what clients can take (docs/native.md, "Limits"); zero
 	// fields take remoting's defaults.
 	Limits remoting.Limits
@@ -72,23 +62,12 @@ type Server struct {
 	// once, over all connections.
 	readTurns chan struct{}
 
-	stop chan struct{}
-	kick chan struct{} // register now
-	wg   sync.WaitGroup
-	once sync.Once
+	routeWatchers []func() // OnRoutesChange's, under mu
+	once          sync.Once
 }
 
 // New makes the front-end over b.
 func New(b *core.Broker, opts Options) *Server {
-	if opts.BrokerName == "" {
-		opts.BrokerName = "broker-a"
-	}
-	if opts.Cluster == "" {
-		opts.Cluster = "DefaultCluster"
-	}
-	if opts.RegisterInterval <= 0 {
-		opts.RegisterInterval = 30 * time.Second
-	}
 	if opts.MaxPollWait <= 0 {
 		opts.MaxPollWait = 15 * time.Second
 	}
@@ -96,17 +75,33 @@ func New(b *core.Broker, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
-		access: newAccess(opts.Auth), stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		access:    newAccess(opts.Auth),
 		readTurns: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-", Logger: opts.Logger, OnClose: s.connClosed})
-	// A topic created by any front-end or bridge (an MQTT device's first
-	// publish) is routable at once, not at the next periodic registration.
-	b.OnTopicChange(func(string) { s.registerAll() })
 	return s
 }
 
-// Serve serves on ln until Close, registering with the NameServers as the
-// address ln listens on (an unspecified host is registered as 127.0.0.1).
+// OnRoutesChange calls fn (which must not block) when what the broker
+// registers with the NameServers changes beyond the core's topics: the
+// front-end's address is known (Serve), a consumer group appears (its
+// retry topic becomes routable). The registrar (package cluster) listens.
+func (s *Server) OnRoutesChange(fn func()) {
+	s.mu.Lock()
+	s.routeWatchers = append(s.routeWatchers, fn)
+	s.mu.Unlock()
+}
+
+func (s *Server) routesChanged() {
+	s.mu.Lock()
+	fns := s.routeWatchers
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// Serve serves on ln until Close; Addr is then the address ln listens on
+// (an unspecified host as 127.0.0.1), or Options.Advertise.
 func (s *Server) Serve(ln net.Listener) error {
 	addr := ln.Addr().(*net.TCPAddr)
 	ip, port := addr.IP.To4(), addr.Port
@@ -134,10 +129,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	copy(s.storeHost[:4], ip)
 	binary.BigEndian.PutUint32(s.storeHost[4:], uint32(port))
 	s.mu.Unlock()
-	if len(s.opts.NameServers) > 0 {
-		s.wg.Add(1)
-		go s.registerLoop()
-	}
+	s.routesChanged()
 	return s.srv.Serve(ln)
 }
 
@@ -149,14 +141,10 @@ func (s *Server) ConnStats() remoting.ServerStats { return s.srv.Stats() }
 // while it accepts them: a readiness check.
 func (s *Server) AcceptErr() error { return s.srv.AcceptErr() }
 
-// Close stops serving and registering.
+// Close stops serving.
 func (s *Server) Close() error {
 	var err error
-	s.once.Do(func() {
-		close(s.stop)
-		err = s.srv.Close()
-		s.wg.Wait()
-	})
+	s.once.Do(func() { err = s.srv.Close() })
 	return err
 }
 
@@ -166,7 +154,8 @@ func (s *Server) host() [8]byte {
 	return s.storeHost
 }
 
-// Addr is the address registered with the NameServers.
+// Addr is the address to register with the NameServers, which clients
+// dial; "" until Serve.
 func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -307,8 +296,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		if _, err := s.b.CreateTopic(req.Ext("topic"), n); err != nil && !errors.Is(err, core.ErrTopicExists) {
 			return req.Response(remoting.SystemError, err.Error())
 		}
-		go s.registerAll()
-		return req.Response(remoting.Success, "")
+		return req.Response(remoting.Success, "") // a new topic: the core tells the registrar
 	default:
 		return req.Response(remoting.RequestCodeNotSupported, fmt.Sprintf("request code %d not supported by Ferry's broker", req.Code))
 	}
@@ -683,7 +671,7 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 		s.clients[c][cd.GroupName] = hb.ClientID
 		s.mu.Unlock()
 		if !known {
-			go s.registerAll() // the group's retry topic becomes routable
+			s.routesChanged() // the group's retry topic becomes routable
 		}
 	}
 	return req.Response(remoting.Success, "")
