@@ -60,9 +60,108 @@ func (a *Admin) Brokers(ctx context.Context) (map[string]string, error) {
 	}
 	out := map[string]string{}
 	for name, bd := range ci.BrokerAddrTable {
-		if addr, ok := bd.BrokerAddrs[0]; ok {
+		if addr, ok := bd.BrokerAddrs[0]; ok && remoting.HasListener(addr) {
 			out[name] = addr
 		}
+	}
+	return out, nil
+}
+
+// BrokerInfo is one registered broker, as ClusterBrokers lists it.
+type BrokerInfo struct {
+	Cluster string
+	Name    string
+	ID      int64 // 0: the master of its name; others are replicas
+	// Addr is where clients reach it; "" when it has no native listener
+	// (it registered remoting.NoListenerAddr).
+	Addr string
+	// LastSeen is the latest registration a NameServer heard from it;
+	// zero when no NameServer says.
+	LastSeen time.Time
+	// NameServers are those that list it.
+	NameServers []string
+}
+
+// Role is "master" for broker id 0, "replica" otherwise.
+func (b BrokerInfo) Role() string {
+	if b.ID == 0 {
+		return "master"
+	}
+	return "replica"
+}
+
+// ClusterBrokers lists the brokers registered with the NameServers, every
+// one asked: by cluster, name and id. A broker that some NameServers list
+// and others do not (it was refused by them, or cannot reach them) says
+// which do. The error names the NameServers that did not answer; the list
+// holds what the others said.
+func (a *Admin) ClusterBrokers(ctx context.Context) ([]BrokerInfo, error) {
+	type key struct {
+		cluster, name string
+		id            int64
+		addr          string
+	}
+	byKey := map[key]*BrokerInfo{}
+	var errs []error
+	answered := 0
+	for _, ns := range a.opts.nameServers {
+		cctx, cancel := context.WithTimeout(ctx, a.opts.requestTimeout)
+		resp, err := a.pool.call(cctx, ns, remoting.NewRequest(remoting.GetBrokerClusterInfo, nil, nil))
+		cancel()
+		var ci remoting.ClusterInfo
+		if err == nil {
+			if err = json.Unmarshal(resp.Body, &ci); err != nil {
+				err = fmt.Errorf("cluster info: %w", err)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("NameServer %s: %w", ns, err))
+			continue
+		}
+		answered++
+		for name, bd := range ci.BrokerAddrTable {
+			for id, addr := range bd.BrokerAddrs {
+				k := key{bd.Cluster, name, id, addr}
+				b := byKey[k]
+				if b == nil {
+					b = &BrokerInfo{Cluster: bd.Cluster, Name: name, ID: id}
+					if remoting.HasListener(addr) {
+						b.Addr = addr
+					}
+					byKey[k] = b
+				}
+				b.NameServers = append(b.NameServers, ns)
+				if ms, ok := ci.LastSeen[addr]; ok && ms > 0 {
+					if t := time.UnixMilli(ms); t.After(b.LastSeen) {
+						b.LastSeen = t
+					}
+				}
+			}
+		}
+	}
+	out := make([]BrokerInfo, 0, len(byKey))
+	for _, b := range byKey {
+		out = append(out, *b)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		if x.Cluster != y.Cluster {
+			return x.Cluster < y.Cluster
+		}
+		if x.Name != y.Name {
+			return x.Name < y.Name
+		}
+		if x.ID != y.ID {
+			return x.ID < y.ID
+		}
+		return x.Addr < y.Addr
+	})
+	if len(errs) > 0 {
+		err := errors.Join(errs...)
+		if answered == 0 {
+			err = fmt.Errorf("%w: %w", ErrNoNameServer, err)
+		}
+		return out, err
 	}
 	return out, nil
 }
