@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/clusterauth"
@@ -37,13 +38,15 @@ type params struct {
 	// NameSrv is ferry serve's in-process NameServer, registered with too.
 	NameSrv *namesrv.Server `optional:"true"`
 	// ClusterKey signs the registrations (RegistrarOptions.ClusterKey).
-	ClusterKey *clusterauth.Key `optional:"true"`
+	ClusterKey *clusterauth.Key     `optional:"true"`
+	Registry   *prometheus.Registry `optional:"true"`
 }
 
 // Module provides the broker's Identity (resolved from the configuration
 // and the data directory, where it is recorded) and its *Registrar, which
 // starts after the front-ends and the in-process NameServer (it depends
-// on them) and stops before them, unregistering.
+// on them) and stops before them, unregistering. Its metrics go into the
+// application's *prometheus.Registry when there is one.
 var Module = fx.Module("cluster", fx.Provide(newFromFx, func(r *Registrar) Identity { return r.Identity() }),
 	fx.Invoke(func(*Registrar) {}))
 
@@ -57,6 +60,11 @@ func newFromFx(p params) (*Registrar, error) {
 		Interval: p.Settings.Interval, Endpoint: p.Endpoint, Advertise: p.Settings.Advertise, ClusterKey: p.ClusterKey, Logger: logger})
 	if err != nil {
 		return nil, err
+	}
+	if p.Registry != nil {
+		if err := p.Registry.Register(r); err != nil {
+			return nil, err
+		}
 	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {

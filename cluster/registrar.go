@@ -62,10 +62,30 @@ type Registrar struct {
 	b    *core.Broker
 	opts RegistrarOptions
 
+	mu    sync.Mutex
+	stats Stats
+
 	stop chan struct{}
 	kick chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+}
+
+// Stats count the registrar's registrations.
+type Stats struct {
+	OK, Refused, Failed int64 // REGISTER_BROKER requests, by result
+	// Registered is the NameServers whose latest registration was
+	// accepted, of NameServers.
+	Registered, NameServers int
+}
+
+// Stats returns the registrar's counts.
+func (r *Registrar) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.stats
+	st.NameServers = len(r.opts.NameServers)
+	return st
 }
 
 // NewRegistrar makes the registrar of the broker b.
@@ -183,6 +203,17 @@ func (r *Registrar) registerAll(nss map[string]*nsState) {
 		r.opts.Logger.Error("cluster: build registration", "err", err)
 		return
 	}
+	defer func() {
+		n := 0
+		for _, st := range nss {
+			if st.registered != "" {
+				n++
+			}
+		}
+		r.mu.Lock()
+		r.stats.Registered = n
+		r.mu.Unlock()
+	}()
 	for _, ns := range r.opts.NameServers {
 		st := nss[ns]
 		if st == nil {
@@ -198,6 +229,7 @@ func (r *Registrar) registerAll(nss map[string]*nsState) {
 			c, err := remoting.Dial(ctx, ns)
 			cancel()
 			if err != nil {
+				r.count(&r.stats.Failed)
 				r.opts.Logger.Warn("cluster: NameServer unreachable; retrying at the next registration", "namesrv", ns, "err", err)
 				continue
 			}
@@ -206,6 +238,7 @@ func (r *Registrar) registerAll(nss map[string]*nsState) {
 		resp, err := r.invoke(st.conn, req)
 		switch {
 		case err == nil:
+			r.count(&r.stats.OK)
 			if st.registered != addr {
 				r.opts.Logger.Info("cluster: registered with the NameServer", "namesrv", ns, "cluster", id.Cluster,
 					"broker", id.Name, "id", id.ID, "addr", addr, "topics", len(topics))
@@ -215,6 +248,7 @@ func (r *Registrar) registerAll(nss map[string]*nsState) {
 			// Refused: the secret differs, or another broker holds this
 			// broker's name. Said at ERROR, once per register interval
 			// (registrations also run when topics change).
+			r.count(&r.stats.Refused)
 			st.registered = ""
 			if last := st.refusal; last.at.IsZero() || last.remark != resp.Remark || time.Since(last.at) >= r.opts.Interval {
 				r.opts.Logger.Error("cluster: the NameServer refused this broker's registration: clients cannot reach it through that NameServer; retrying",
@@ -222,10 +256,17 @@ func (r *Registrar) registerAll(nss map[string]*nsState) {
 				st.refusal = refusalLogged{remark: resp.Remark, at: time.Now()}
 			}
 		default:
+			r.count(&r.stats.Failed)
 			st.registered = ""
 			r.opts.Logger.Warn("cluster: registration failed", "namesrv", ns, "err", err)
 		}
 	}
+}
+
+func (r *Registrar) count(n *int64) {
+	r.mu.Lock()
+	*n++
+	r.mu.Unlock()
 }
 
 // invoke signs a copy of req, when there is a key, and sends it on c.

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
@@ -299,6 +302,21 @@ func TestRegisterWithoutListener(t *testing.T) {
 	})
 	if addr, reachable, ok := a.Addr(); reachable || !ok || addr != remoting.NoListenerAddr("broker-a", 0) {
 		t.Errorf("Addr: %q %v %v", addr, reachable, ok)
+	}
+	if st := a.Stats(); st.OK < 1 || st.Refused != 0 || st.Registered != 1 || st.NameServers != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(a)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP ferry_cluster_broker_info The broker's identity at the NameServers (docs/cluster.md); always 1.
+# TYPE ferry_cluster_broker_info gauge
+ferry_cluster_broker_info{broker="broker-a",cluster="east",id="0",role="master"} 1
+# HELP ferry_cluster_namesrvs_registered NameServers whose latest registration of this broker was accepted.
+# TYPE ferry_cluster_namesrvs_registered gauge
+ferry_cluster_namesrvs_registered 1
+`), "ferry_cluster_broker_info", "ferry_cluster_namesrvs_registered"); err != nil {
+		t.Error(err)
 	}
 
 	a.Close()
