@@ -16,8 +16,12 @@ func newConfigCmd() *cobra.Command {
 		Short: "Validate a configuration file (with the FERRY_ environment over it), as serve would read it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := config.Load(config.Sources{File: args[0], Environ: os.Environ()}); err != nil {
+			cfg, err := config.Load(config.Sources{File: args[0], Environ: os.Environ()})
+			if err != nil {
 				return err
+			}
+			for _, n := range cfg.Notes { // a deprecated key, say
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", n)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
 			return nil
