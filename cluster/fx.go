@@ -69,7 +69,9 @@ func newFromFx(p params) (*Registrar, error) {
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {
 			if p.NameSrv != nil { // listening by now: its OnStart ran first
+				r.mu.Lock() // Stats reads it
 				r.opts.NameServers = append(r.opts.NameServers, Reachable(p.NameSrv.Addr()))
+				r.mu.Unlock()
 			}
 			id := res.Identity
 			attrs := []any{"cluster", id.Cluster, "broker", id.Name, "id", id.ID, "role", id.Role(), "name_from", string(res.Source),
