@@ -15,9 +15,9 @@ import (
 
 	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/coretest"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // logBuf is a log that tests read while servers write it.
@@ -58,14 +58,7 @@ func startRegistering(t *testing.T, ns string, opts Options) (*Server, *logBuf) 
 	opts.NameServers = []string{ns}
 	opts.RegisterInterval = 20 * time.Millisecond
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 16 << 20, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := coretest.New(t, core.Config{AutoCreateTopics: true, Logger: quiet})
 	if _, err := b.CreateTopic("devices", 4); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +71,6 @@ func startRegistering(t *testing.T, ns string, opts Options) (*Server, *logBuf) 
 	t.Cleanup(func() {
 		s.Close()
 		b.Close()
-		st.Close()
 	})
 	return s, log
 }
