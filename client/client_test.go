@@ -425,7 +425,7 @@ func TestConsumeFromLast(t *testing.T) {
 	}
 	// The broker indexes what it stored in the background: wait until the
 	// queues' last offsets count the message.
-	st := f.brokers["broker-a"].core.Store()
+	st := f.brokers["broker-a"].core
 	eventually(t, 5*time.Second, func() bool {
 		_, hi0 := st.Offsets("live", 0)
 		_, hi1 := st.Offsets("live", 1)
@@ -470,7 +470,7 @@ func TestDeadLetterAfterMaxRetries(t *testing.T) {
 	if _, err := p.Send(t.Context(), &Message{Topic: "doomed", Body: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	st := f.brokers["broker-a"].core.Store()
+	st := f.brokers["broker-a"].core
 	eventually(t, 20*time.Second, func() bool {
 		_, hi := st.Offsets("%DLQ%strict", 0)
 		return hi == 1

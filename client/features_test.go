@@ -169,7 +169,7 @@ func TestOrderedDeadLetter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st := f.brokers["broker-a"].core.Store()
+	st := f.brokers["broker-a"].core
 	eventually(t, 10*time.Second, func() bool {
 		_, hi := st.Offsets("%DLQ%strict-seq", 0)
 		mu.Lock()

@@ -11,7 +11,6 @@ import (
 	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/namesrv"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // Settings are what Module takes from the configuration.
@@ -29,7 +28,6 @@ type Settings struct {
 type params struct {
 	fx.In
 	Lifecycle fx.Lifecycle
-	Store     *storage.Store
 	Broker    *core.Broker
 	Settings  Settings
 	Logger    *slog.Logger
@@ -51,7 +49,11 @@ var Module = fx.Module("cluster", fx.Provide(newFromFx, func(r *Registrar) Ident
 	fx.Invoke(func(*Registrar) {}))
 
 func newFromFx(p params) (*Registrar, error) {
-	res, err := Resolve(p.Store, p.Settings.Config)
+	state, err := p.Broker.State(StateNamespace)
+	if err != nil {
+		return nil, err
+	}
+	res, err := Resolve(state, p.Broker.DataDir(), p.Settings.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +77,7 @@ func newFromFx(p params) (*Registrar, error) {
 			}
 			id := res.Identity
 			attrs := []any{"cluster", id.Cluster, "broker", id.Name, "id", id.ID, "role", id.Role(), "name_from", string(res.Source),
-				"recorded_in", p.Store.Dir(), "namesrv", r.opts.NameServers}
+				"recorded_in", p.Broker.DataDir(), "namesrv", r.opts.NameServers}
 			if res.Previous != "" {
 				attrs = append(attrs, "previous_name", res.Previous)
 			}

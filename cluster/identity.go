@@ -99,17 +99,19 @@ func sanitize(s string, max int) string {
 	return strings.Trim(string(b), "-_")
 }
 
-// Store is where the identity is recorded: the store's metadata documents
-// (storage.Store), written atomically under the store's lock.
+// Store is where the identity is recorded: the broker's state documents,
+// namespace "cluster" (core.State), written atomically.
 type Store interface {
-	Dir() string
-	LoadMeta(name string, v any) (bool, error)
-	SaveMeta(name string, v any) error
+	Load(name string, v any) (bool, error)
+	Save(name string, v any) error
 }
 
-// recordDoc names the metadata document of the identity: meta/broker.json
-// in the data directory.
-const recordDoc = "broker"
+// StateNamespace and recordDoc name the document of the identity:
+// meta/cluster-broker.json in the data directory.
+const (
+	StateNamespace = "cluster"
+	recordDoc      = "broker"
+)
 
 // record is the document.
 type record struct {
@@ -135,11 +137,12 @@ type Resolution struct {
 }
 
 // Resolve settles the broker's identity: the configured name wins, else
-// the name recorded in st, else a derived one (DeriveName). What is used is
+// the name recorded in st, else one derived from the host and the data
+// directory dir (DeriveName). What is used is
 // recorded, so that a restart without configuration keeps it. A recorded
 // name that is not a valid name is an error, not something to replace
 // silently: the broker's name is what clients and NameServers know it by.
-func Resolve(st Store, cfg Config) (Resolution, error) {
+func Resolve(st Store, dir string, cfg Config) (Resolution, error) {
 	res := Resolution{Identity: Identity{Cluster: cfg.Cluster, Name: cfg.Name}}
 	if res.Cluster == "" {
 		res.Cluster = DefaultCluster
@@ -153,12 +156,12 @@ func Resolve(st Store, cfg Config) (Resolution, error) {
 		}
 	}
 	var rec record
-	found, err := st.LoadMeta(recordDoc, &rec)
+	found, err := st.Load(recordDoc, &rec)
 	if err != nil {
 		return Resolution{}, fmt.Errorf("cluster: the recorded broker name: %w", err)
 	}
 	if found && cfg.Name == "" {
-		if err := CheckName("the broker name recorded in "+st.Dir(), rec.Name); err != nil {
+		if err := CheckName("the broker name recorded in "+dir, rec.Name); err != nil {
 			return Resolution{}, fmt.Errorf("cluster: %w (set broker.name to replace it)", err)
 		}
 	}
@@ -175,9 +178,9 @@ func Resolve(st Store, cfg Config) (Resolution, error) {
 		return res, nil
 	default:
 		host, _ := os.Hostname()
-		res.Name, res.Source = DeriveName(host, st.Dir()), FromDerived
+		res.Name, res.Source = DeriveName(host, dir), FromDerived
 	}
-	if err := st.SaveMeta(recordDoc, record{Name: res.Name}); err != nil {
+	if err := st.Save(recordDoc, record{Name: res.Name}); err != nil {
 		return Resolution{}, fmt.Errorf("cluster: record the broker name: %w", err)
 	}
 	return res, nil

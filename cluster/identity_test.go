@@ -9,25 +9,24 @@ import (
 	"testing"
 
 	"github.com/ferrymq/ferry/cluster"
-	"github.com/ferrymq/ferry/storage"
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/coretest"
 )
 
-func openStore(t *testing.T, dir string) *storage.Store {
+// resolve opens a broker on dir, resolves the identity with cfg, and
+// closes it: one start of a broker.
+func resolve(t *testing.T, dir string, cfg cluster.Config) (cluster.Resolution, error) {
 	t.Helper()
-	st, err := storage.Open(dir, storage.Options{SegmentSize: 16 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b, closeAll, err := coretest.Open(dir, coretest.Options{Core: core.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
-}
-
-// resolve opens the store in dir, resolves the identity with cfg, and
-// closes the store: one start of a broker.
-func resolve(t *testing.T, dir string, cfg cluster.Config) (cluster.Resolution, error) {
-	t.Helper()
-	st := openStore(t, dir)
-	defer st.Close()
-	return cluster.Resolve(st, cfg)
+	defer closeAll()
+	state, err := b.State(cluster.StateNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cluster.Resolve(state, b.DataDir(), cfg)
 }
 
 func TestResolveRecordsTheName(t *testing.T) {
@@ -49,7 +48,7 @@ func TestResolveRecordsTheName(t *testing.T) {
 	if err := cluster.CheckName("derived", ra.Name); err != nil || !strings.HasPrefix(ra.Name, "broker-") {
 		t.Fatalf("derived name %q: %v", ra.Name, err)
 	}
-	if _, err := os.Stat(filepath.Join(a, "meta", "broker.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(a, "meta", "cluster-broker.json")); err != nil {
 		t.Fatalf("the name is not recorded: %v", err)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,6 +136,9 @@ type Broker struct {
 	offsetsVer   atomic.Uint64 // bumped by every offset change
 	offsetsSaved uint64        // the version last saved; under savedMu
 
+	// readTurns bounds the Reads reading at once (see Read).
+	readTurns chan struct{}
+
 	rates rateTracker
 	// storedBytes counts the bytes stored per topic since New: topic →
 	// *atomic.Int64, one add per published batch (see StoredBytes).
@@ -152,14 +156,15 @@ type Broker struct {
 func New(store *storage.Store, cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
 	b := &Broker{
-		cfg:     cfg,
-		store:   store,
-		logger:  cfg.Logger,
-		live:    &route.Table[*Subscription]{},
-		groups:  map[string]*group{},
-		clients: map[string]map[string]*clientMember{},
-		stop:    make(chan struct{}),
-		closed:  make(chan struct{}),
+		cfg:       cfg,
+		store:     store,
+		logger:    cfg.Logger,
+		live:      &route.Table[*Subscription]{},
+		groups:    map[string]*group{},
+		clients:   map[string]map[string]*clientMember{},
+		readTurns: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0))),
+		stop:      make(chan struct{}),
+		closed:    make(chan struct{}),
 	}
 	var err error
 	if b.topics, err = loadTopics(store); err != nil {
@@ -192,9 +197,6 @@ func (b *Broker) Close() error {
 	})
 	return err
 }
-
-// Store is the store under the broker.
-func (b *Broker) Store() *storage.Store { return b.store }
 
 // janitor expires silent members, saves offsets and scheduler positions,
 // and samples topic rates.

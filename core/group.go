@@ -556,7 +556,7 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 		f, _ := m.filterFor(c.key.topic)
 		g.mu.Unlock()
 		res, rerr := b.store.Read(c.key.topic, c.key.queue, from, storage.ReadOptions{
-			MaxCount: max - len(out), Filter: storeFilter(f),
+			MaxCount: max - len(out), Filter: readFilter(f),
 		})
 		g.mu.Lock()
 		c.fetching = false
@@ -605,22 +605,6 @@ func (m *Member) delivery(d *Delivery, c *cursor, msg *Message) {
 	}
 	d.Attempt = int(d.ReconsumeTimes) + 1
 }
-
-// storeFilter turns a subscription filter into the store's read filter.
-func storeFilter(f route.Filter) storage.Filter {
-	if f.All() {
-		return nil
-	}
-	return routeFilter{f.WithHash(storage.SubjectHash), f}
-}
-
-type routeFilter struct {
-	h route.HashFilter
-	f route.Filter
-}
-
-func (r routeFilter) MatchHash(h uint32) bool       { return r.h.MatchHash(h) }
-func (r routeFilter) Match(m *storage.Message) bool { return r.f.Match(m.Subject) }
 
 // stale reports whether d's queue was rewound since d was delivered.
 func (m *Member) stale(d *Delivery) bool {

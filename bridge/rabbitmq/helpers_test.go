@@ -22,8 +22,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/coretest"
 	"github.com/ferrymq/ferry/internal/rabbittest"
-	"github.com/ferrymq/ferry/storage"
 )
 
 type testWriter struct{ t testing.TB }
@@ -45,7 +45,7 @@ func testLogger(t testing.TB) *slog.Logger {
 type ferry struct {
 	t      testing.TB
 	dir    string
-	store  *storage.Store
+	shut   func() error // closes the core and its store
 	broker *core.Broker
 }
 
@@ -58,16 +58,11 @@ func openFerry(t testing.TB, dir string) *ferry {
 func openFerryWith(t testing.TB, dir string, offsetsEvery time.Duration) *ferry {
 	t.Helper()
 	logger := testLogger(t)
-	st, err := storage.Open(dir, storage.Options{SegmentSize: 16 << 20, Logger: logger})
+	b, shut, err := coretest.Open(dir, coretest.Options{Core: core.Config{AutoCreateTopics: true, FlushInterval: offsetsEvery, Logger: logger}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, FlushInterval: offsetsEvery, Logger: logger})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	f := &ferry{t: t, dir: dir, store: st, broker: b}
+	f := &ferry{t: t, dir: dir, shut: shut, broker: b}
 	t.Cleanup(f.close)
 	return f
 }
@@ -76,13 +71,10 @@ func (f *ferry) close() {
 	if f.broker == nil {
 		return
 	}
-	if err := f.broker.Close(); err != nil {
+	if err := f.shut(); err != nil {
 		f.t.Error(err)
 	}
-	if err := f.store.Close(); err != nil {
-		f.t.Error(err)
-	}
-	f.broker, f.store = nil, nil
+	f.broker, f.shut = nil, nil
 }
 
 // publish stores a message in the core, its queue chosen by its subject.

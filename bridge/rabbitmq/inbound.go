@@ -9,7 +9,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // An inbound session is one consuming connection, and one goroutine (the
@@ -190,7 +189,7 @@ func (b *Bridge) store(ctx context.Context, batch []amqp.Delivery) error {
 			if err == nil {
 				break
 			}
-			if !errors.Is(err, storage.ErrMessageTooLarge) && !errors.Is(err, storage.ErrInvalidMessage) {
+			if !errors.Is(err, core.ErrMessageTooLarge) && !errors.Is(err, core.ErrInvalidMessage) {
 				return fmt.Errorf("store in %s: %w", b.cfg.Topic, err)
 			}
 			n := len(res) // stored before the one refused

@@ -12,7 +12,6 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
-	ferrystorage "github.com/ferrymq/ferry/storage"
 )
 
 // hook connects the protocol engine to the core: it authenticates, stores
@@ -249,7 +248,7 @@ func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
 			continue
 		}
 		if g, rest, ok := shareOf(f); ok {
-			if err := ferrystorage.ValidTopic(g); err != nil || g[0] == '%' {
+			if err := core.ValidTopic(g); err != nil || g[0] == '%' {
 				h.s.log.Info("mqtt: shared subscription refused: the share name is not a Ferry group name", "client", cl.ID, "filter", f)
 				pk.Filters[i].Filter = "#/"
 				continue
@@ -373,9 +372,9 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	if err != nil {
 		code := packets.ErrUnspecifiedError
 		switch {
-		case errors.Is(err, ferrystorage.ErrMessageTooLarge):
+		case errors.Is(err, core.ErrMessageTooLarge):
 			code = packets.ErrPacketTooLarge
-		case errors.Is(err, ferrystorage.ErrDiskFull):
+		case errors.Is(err, core.ErrDiskFull):
 			code = packets.ErrQuotaExceeded
 		case errors.Is(err, core.ErrInvalidName), errors.Is(err, core.ErrUnknownTopic):
 			code = packets.ErrTopicNameInvalid

@@ -201,7 +201,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := openState(b.Store(), cfg.Logger)
+	st, err := openState(b, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +301,7 @@ func (s *Server) Start() error {
 	s.fireCrashWills()
 	s.wg.Add(1)
 	go s.janitor()
-	if s.core.Store().SyncFlush() {
+	if s.core.SyncFlush() {
 		s.acker = newAcker(s)
 		s.wg.Add(1)
 		go s.acker.run(s.ctx)

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/storage"
+	"github.com/ferrymq/ferry/core/coretest"
 )
 
 // ferry is one Ferry (store, core and MQTT front-end) on a data directory,
@@ -24,8 +24,8 @@ type ferry struct {
 	t     testing.TB
 	dir   string
 	cfg   Config
-	sync  bool // sync flush
-	store *storage.Store
+	sync  bool         // sync flush
+	close func() error // the core and its store
 	core  *core.Broker
 	mqtt  *Server
 	addr  string
@@ -58,15 +58,8 @@ func (f *ferry) start(addr string) {
 	t := f.t
 	t.Helper()
 	log := testLogger(t)
-	opts := storage.Options{SegmentSize: 16 << 20, Logger: log}
-	if f.sync {
-		opts.FlushMode = storage.FlushSync
-	}
-	st, err := storage.Open(f.dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, FlushInterval: 50 * time.Millisecond, Logger: log})
+	b, closeCore, err := coretest.Open(f.dir, coretest.Options{SyncFlush: f.sync,
+		Core: core.Config{AutoCreateTopics: true, FlushInterval: 50 * time.Millisecond, Logger: log}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +72,7 @@ func (f *ferry) start(addr string) {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	f.store, f.core, f.mqtt, f.addr = st, b, s, s.Addr("tcp")
+	f.close, f.core, f.mqtt, f.addr = closeCore, b, s, s.Addr("tcp")
 }
 
 func (f *ferry) stop() {
@@ -89,8 +82,7 @@ func (f *ferry) stop() {
 	if err := f.mqtt.Close(); err != nil {
 		f.t.Logf("mqtt close: %v", err)
 	}
-	f.core.Close()
-	f.store.Close()
+	f.close()
 	f.mqtt = nil
 }
 

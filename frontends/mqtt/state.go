@@ -8,7 +8,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/ferrymq/ferry/storage"
+	"github.com/ferrymq/ferry/core"
 )
 
 // sessionState is what Ferry keeps of a persistent MQTT session across
@@ -58,14 +58,14 @@ type retainedState struct {
 	Created int64             `json:"created"`
 }
 
-// stateStore keeps the sessions and the retained messages as two metadata
-// documents of the store ("mqtt-sessions", "mqtt-retained"), each written
-// atomically. Writes are group-committed: a change bumps gen, one writer
+// stateStore keeps the sessions and the retained messages as two documents
+// of the core's state namespace "mqtt" ("sessions", "retained"), each
+// written atomically. Writes are group-committed: a change bumps gen, one writer
 // goroutine saves what changed, and callers that must not answer before
 // their change is durable (a SUBACK, a PUBREC) wait for a save that covers
 // their gen.
 type stateStore struct {
-	store  *storage.Store
+	docs   *core.State
 	logger *slog.Logger
 
 	mu       sync.Mutex
@@ -82,17 +82,22 @@ type stateStore struct {
 }
 
 const (
-	docSessions = "mqtt-sessions"
-	docRetained = "mqtt-retained"
+	stateNamespace = "mqtt"
+	docSessions    = "sessions"
+	docRetained    = "retained"
 )
 
-func openState(store *storage.Store, logger *slog.Logger) (*stateStore, error) {
-	st := &stateStore{store: store, logger: logger, sessions: map[string]*sessionState{},
+func openState(b *core.Broker, logger *slog.Logger) (*stateStore, error) {
+	docs, err := b.State(stateNamespace)
+	if err != nil {
+		return nil, err
+	}
+	st := &stateStore{docs: docs, logger: logger, sessions: map[string]*sessionState{},
 		retained: map[string]retainedState{}, done: make(chan struct{}), kick: make(chan struct{}, 1)}
-	if _, err := store.LoadMeta(docSessions, &st.sessions); err != nil {
+	if _, err := docs.Load(docSessions, &st.sessions); err != nil {
 		return nil, fmt.Errorf("mqtt: load sessions: %w", err)
 	}
-	if _, err := store.LoadMeta(docRetained, &st.retained); err != nil {
+	if _, err := docs.Load(docRetained, &st.retained); err != nil {
 		return nil, fmt.Errorf("mqtt: load retained messages: %w", err)
 	}
 	if st.sessions == nil {
@@ -138,7 +143,7 @@ func (st *stateStore) wait(ctx context.Context, gen uint64) error {
 			return err
 		}
 		if closed {
-			return storage.ErrClosed
+			return core.ErrClosed
 		}
 		select {
 		case <-done:
@@ -170,7 +175,7 @@ func (st *stateStore) saveOnce() {
 	st.mu.Unlock()
 	for i, name := range []string{docSessions, docRetained} {
 		if err == nil && dirty[i] {
-			err = st.store.SaveMeta(name, docs[i])
+			err = st.docs.Save(name, docs[i])
 		}
 	}
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // Rule maps the MQTT topics under Prefix onto one core topic: with Prefix
@@ -31,7 +30,7 @@ func newMapper(rules []Rule) (*mapper, error) {
 		if r.Prefix == "" || strings.ContainsAny(r.Prefix, "+#") || r.Prefix[0] == '$' {
 			return nil, fmt.Errorf("mqtt: topic rule %q → %q: the prefix must be a non-empty topic name without wildcards, not starting with '$'", r.Prefix, r.Topic)
 		}
-		if err := storage.ValidTopic(r.Topic); err != nil || r.Topic[0] == '%' {
+		if err := core.ValidTopic(r.Topic); err != nil || r.Topic[0] == '%' {
 			return nil, fmt.Errorf("mqtt: topic rule %q → %q: not a valid core topic name", r.Prefix, r.Topic)
 		}
 		if !strings.HasSuffix(r.Prefix, "/") {
@@ -54,7 +53,7 @@ func (m *mapper) toCore(name string) (topic, subject string, err error) {
 		}
 	}
 	topic, subject, _ = strings.Cut(name, "/")
-	if err := storage.ValidTopic(topic); err != nil {
+	if err := core.ValidTopic(topic); err != nil {
 		return "", "", fmt.Errorf("first level %q is not a Ferry topic name (letters, digits, '_', '-', '|', at most 127): %v", clip(topic), err)
 	}
 	if topic[0] == '%' {
@@ -101,7 +100,7 @@ func (m *mapper) filter(f string) (core.GroupSub, error) {
 	case !more:
 		return core.GroupSub{Topic: first, Filter: route.Exact("")}, nil
 	}
-	if err := storage.ValidTopic(first); err != nil || first[0] == '%' {
+	if err := core.ValidTopic(first); err != nil || first[0] == '%' {
 		return core.GroupSub{}, fmt.Errorf("first level %q is not a Ferry topic name", clip(first))
 	}
 	return subjectFilter(first, rest)

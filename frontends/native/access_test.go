@@ -9,9 +9,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // aliceRules is one user, alice/secret, who may publish to
@@ -67,7 +67,7 @@ func TestAccess(t *testing.T) {
 	ok(withCredentials(sendV2("devices", "7/telemetry", []byte("last"), 0), "alice", "secret"))
 	var got []string
 	for deadline := time.Now().Add(5 * time.Second); len(got) < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		res, err := s.b.Store().Read("devices", 0, 0, storage.ReadOptions{MaxCount: 10})
+		res, err := s.b.Read(t.Context(), "devices", 0, 0, core.ReadOptions{Max: 10})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,6 @@ import (
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // twoUsers is the README's rules with groups: alice reads and writes
@@ -63,16 +62,16 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 }
 
 // readOne waits for the first message of a queue to be indexed.
-func readOne(t *testing.T, s *Server, topic string, queue int) storage.Message {
+func readOne(t *testing.T, s *Server, topic string, queue int) core.Message {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		res, err := s.b.Store().Read(topic, queue, 0, storage.ReadOptions{MaxCount: 1})
+		res, err := s.b.Read(t.Context(), topic, queue, 0, core.ReadOptions{Max: 1})
 		if err == nil && len(res.Messages) == 1 {
 			return res.Messages[0]
 		}
 	}
 	t.Fatalf("no message in %s queue %d", topic, queue)
-	return storage.Message{}
+	return core.Message{}
 }
 
 // as signs req as user, as the SDK does.

@@ -15,8 +15,8 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/coretest"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/storage"
 )
 
 func start(t *testing.T) (*core.Broker, *remoting.Client) {
@@ -30,14 +30,7 @@ func start(t *testing.T) (*core.Broker, *remoting.Client) {
 func startServer(t *testing.T, a *auth.Authenticator) (*Server, *remoting.Client) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 16 << 20, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := coretest.New(t, core.Config{AutoCreateTopics: true, Logger: logger})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +45,6 @@ func startServer(t *testing.T, a *auth.Authenticator) (*Server, *remoting.Client
 		c.Close()
 		s.Close()
 		b.Close()
-		st.Close()
 	})
 	return s, c
 }

@@ -17,7 +17,7 @@ func (s *Server) queryByKey(req *remoting.Command) *remoting.Command {
 	if err != nil || end <= 0 {
 		end = 1 << 62
 	}
-	found, err := s.b.Store().LookupKey(key, maxNum*4)
+	found, err := s.b.MessagesByKey(key, maxNum*4)
 	if err != nil {
 		return req.Response(remoting.SystemError, err.Error())
 	}

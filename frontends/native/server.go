@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +22,6 @@ import (
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // Options configure the front-end.
@@ -58,9 +56,6 @@ type Server struct {
 
 	access *access
 	stats  requestStats
-	// readTurns bounds the pulls reading and building their responses at
-	// once, over all connections.
-	readTurns chan struct{}
 
 	routeWatchers []func() // OnRoutesChange's, under mu
 	once          sync.Once
@@ -75,8 +70,7 @@ func New(b *core.Broker, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
-		access:    newAccess(opts.Auth),
-		readTurns: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
+		access: newAccess(opts.Auth)}
 	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-", Logger: opts.Logger, OnClose: s.connClosed})
 	return s
 }
@@ -232,7 +226,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		return req.Response(remoting.Success, "")
 	case remoting.GetMaxOffset, remoting.GetMinOffset:
 		q, _ := strconv.Atoi(req.Ext("queueId"))
-		lo, hi := s.b.Store().Offsets(req.Ext("topic"), q)
+		lo, hi := s.b.Offsets(req.Ext("topic"), q)
 		if req.Code == remoting.GetMinOffset {
 			return offsetResponse(req, lo)
 		}
@@ -243,7 +237,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		if err != nil {
 			return req.Response(remoting.SystemError, err.Error())
 		}
-		off, err := s.b.Store().OffsetForTime(req.Ext("topic"), q, time.UnixMilli(ms))
+		off, err := s.b.OffsetForTime(req.Ext("topic"), q, time.UnixMilli(ms))
 		if err != nil {
 			return req.Response(remoting.SystemError, err.Error())
 		}
@@ -257,7 +251,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		if err != nil {
 			return req.Response(remoting.SystemError, err.Error())
 		}
-		m, err := s.b.Store().ReadAt(off)
+		m, err := s.b.MessageAt(off)
 		if err != nil {
 			return req.Response(remoting.SystemError, fmt.Sprintf("no message at offset %d: %v", off, err))
 		}
@@ -498,10 +492,10 @@ func publishCode(err error) int16 {
 	switch {
 	case errors.Is(err, core.ErrUnknownTopic):
 		return remoting.TopicNotExist
-	case errors.Is(err, storage.ErrMessageTooLarge), errors.Is(err, storage.ErrInvalidMessage),
+	case errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrInvalidMessage),
 		errors.Is(err, core.ErrInvalidName), errors.Is(err, core.ErrInvalidQueue), errors.Is(err, core.ErrInvalidDelay):
 		return remoting.MessageIllegal
-	case errors.Is(err, storage.ErrDiskFull):
+	case errors.Is(err, core.ErrDiskFull):
 		return remoting.ServiceNotAvailable
 	default:
 		return remoting.SystemError
@@ -536,73 +530,41 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 	if ms, err := req.ExtInt("suspendTimeoutMillis"); err == nil && ms >= 0 {
 		wait = min(wait, time.Duration(ms)*time.Millisecond)
 	}
-	connCtx := ctx
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	st := s.b.Store()
-	for {
-		ch, err := st.WaitCh(topic, q) // before the read: no wake-up is lost
-		if err != nil {
-			return req.Response(remoting.MessageIllegal, err.Error())
-		}
-		// Reads take a turn: a client pipelining pulls cannot have
-		// hundreds of responses (4 MiB each at most) built at once.
-		s.readTurns <- struct{}{}
-		if connCtx.Err() != nil { // the connection is gone: no one to answer
-			<-s.readTurns
-			return nil
-		}
-		resp, lo, hi := s.readPull(req, offset, maxMsgs, filter)
-		<-s.readTurns
-		if resp != nil {
-			return resp
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			if offset > hi { // still past the end: a queue that lost its tail
-				return pullResponse(req, remoting.PullOffsetMoved, hi, lo, hi, nil)
-			}
-			return pullResponse(req, remoting.PullNotFound, offset, lo, hi, nil)
-		}
+	// The read answers at once or when its poll ends; ctx is the
+	// connection's: a pull whose connection is gone has no one to answer.
+	var body []byte
+	res, err := s.b.Read(ctx, topic, q, offset, core.ReadOptions{Max: maxMsgs, Filter: filter, Wait: wait,
+		Use: func(r *core.ReadResult) { body = s.pullBody(r.Messages) }})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil
+	case errors.Is(err, core.ErrInvalidMessage):
+		return req.Response(remoting.MessageIllegal, err.Error())
+	case err != nil:
+		return req.Response(remoting.SystemError, err.Error())
+	case res.Moved:
+		return pullResponse(req, remoting.PullOffsetMoved, res.Next, res.Min, res.Max, nil)
+	case len(res.Messages) > 0:
+		return pullResponse(req, remoting.Success, res.Next, res.Min, res.Max, body)
 	}
+	return pullResponse(req, remoting.PullNotFound, res.Next, res.Min, res.Max, nil) // nothing came, or all filtered out
 }
 
-// readPull reads a pull's messages from offset and returns its response,
-// or nil when there is nothing to return yet, with the queue's offsets.
-func (s *Server) readPull(req *remoting.Command, offset int64, maxMsgs int, filter route.Filter) (resp *remoting.Command, lo, hi int64) {
-	st := s.b.Store()
-	topic := req.Ext("topic")
-	q, _ := strconv.Atoi(req.Ext("queueId"))
-	res, err := st.Read(topic, q, offset, storage.ReadOptions{MaxCount: max(1, min(maxMsgs, 1024)), Filter: storeFilter(filter)})
-	lo, hi = st.Offsets(topic, q)
-	var oe *storage.OffsetError
-	switch {
-	case errors.As(err, &oe) && offset < lo:
-		return pullResponse(req, remoting.PullOffsetMoved, lo, lo, hi, nil), lo, hi // deleted by retention
-	case errors.As(err, &oe):
-		// Past the indexed end: an offset a send just acknowledged can be
-		// ahead of the index by a moment. The pull waits for it as for a
-		// new message, and moves the consumer only if it is still past
-		// the end when the poll ends.
-		return nil, lo, hi
-	case err != nil:
-		return req.Response(remoting.SystemError, err.Error()), lo, hi
-	case len(res.Messages) > 0:
-		size := 0
-		for i := range res.Messages {
-			size += storedMessageSizeHint(&res.Messages[i])
-		}
-		body := make([]byte, 0, size) // grown once, not doubled message by message
-		host := s.host()
-		for i := range res.Messages {
-			body = appendMessage(body, &res.Messages[i], host)
-		}
-		return pullResponse(req, remoting.Success, res.Next, lo, hi, body), lo, hi
-	case res.Next > offset:
-		return pullResponse(req, remoting.PullNotFound, res.Next, lo, hi, nil), lo, hi // all filtered out
+// pullBody is a pull response's body: msgs in RocketMQ's stored layout.
+// It is built within the read's turn (core.ReadOptions.Use), so that a
+// client pipelining pulls cannot have hundreds of responses (4 MiB each at
+// most) built at once.
+func (s *Server) pullBody(msgs []core.Message) []byte {
+	size := 0
+	for i := range msgs {
+		size += storedMessageSizeHint(&msgs[i])
 	}
-	return nil, lo, hi
+	body := make([]byte, 0, size) // grown once, not doubled message by message
+	host := s.host()
+	for i := range msgs {
+		body = appendMessage(body, &msgs[i], host)
+	}
+	return body
 }
 
 func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []byte) *remoting.Command {
@@ -620,19 +582,6 @@ func offsetResponse(req *remoting.Command, off int64) *remoting.Command {
 	resp.ExtFields["offset"] = strconv.FormatInt(off, 10)
 	return resp
 }
-
-// storeFilter adapts a subscription filter to the store's read filter.
-func storeFilter(f route.Filter) storage.Filter {
-	if f.All() {
-		return nil
-	}
-	return subjectFilter{f.WithHash(storage.SubjectHash)}
-}
-
-type subjectFilter struct{ h route.HashFilter }
-
-func (f subjectFilter) MatchHash(h uint32) bool       { return f.h.MatchHash(h) }
-func (f subjectFilter) Match(m *storage.Message) bool { return f.h.Match(m.Subject) }
 
 // heartbeatBody is RocketMQ's HeartbeatData, the parts Ferry uses.
 type heartbeatBody struct {

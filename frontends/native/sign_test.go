@@ -9,8 +9,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // TestSignedRequests: a request signed with the user's signing key (RocketMQ
@@ -85,7 +85,7 @@ func TestSignedRequests(t *testing.T) {
 	ok(signed(sendV2("devices", "5/telemetry", []byte("last"), 0), "alice", aliceKey, now))
 	var got []string
 	for deadline := time.Now().Add(5 * time.Second); len(got) < 3 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		res, err := s.b.Store().Read("devices", 0, 0, storage.ReadOptions{MaxCount: 10})
+		res, err := s.b.Read(t.Context(), "devices", 0, 0, core.ReadOptions{Max: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
