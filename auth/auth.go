@@ -139,11 +139,8 @@ func (a *Authenticator) AnonymousAllowed() bool { return a.anonymous }
 // the cache holds an HMAC-SHA256 of user and password under a key drawn at
 // start, never the password, and only passwords that matched.
 func (a *Authenticator) Authenticate(user, password string) error {
-	if user == "" || a.cfg.PasswordFile == "" {
-		if !a.anonymous {
-			return ErrAnonymousNotAllowed
-		}
-		return nil
+	if unchecked, err := a.unchecked(user); unchecked {
+		return err
 	}
 	s := a.state.Load()
 	e, ok := s.users[user]
@@ -161,6 +158,19 @@ func (a *Authenticator) Authenticate(user, password string) error {
 	}
 	s.good.add(key)
 	return nil
+}
+
+// unchecked reports whether user is not checked against the password file:
+// an anonymous client, or any user when there is none. err then says
+// whether it is admitted.
+func (a *Authenticator) unchecked(user string) (bool, error) {
+	if user != "" && a.cfg.PasswordFile != "" {
+		return false, nil
+	}
+	if !a.anonymous {
+		return true, ErrAnonymousNotAllowed
+	}
+	return true, nil
 }
 
 // Allow reports whether the client may publish to (Write) or receive from

@@ -48,11 +48,8 @@ func checkSigningKey(key string) error {
 //
 // Nothing is cached: a signature covers one request only.
 func (a *Authenticator) AuthenticateSigned(user string, verify func(secretKey []byte) bool) error {
-	if user == "" || a.cfg.PasswordFile == "" {
-		if !a.anonymous {
-			return ErrAnonymousNotAllowed
-		}
-		return nil
+	if unchecked, err := a.unchecked(user); unchecked {
+		return err
 	}
 	s := a.state.Load()
 	e, ok := s.users[user]

@@ -19,10 +19,10 @@ import (
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/coretest"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/storage"
 )
 
 // logBuf is a log that tests read while servers write it.
@@ -67,17 +67,7 @@ func startRegistering(t *testing.T, ns string, opts cluster.RegistrarOptions) (*
 		opts.Identity.Name = "broker-a"
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 16 << 20, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.CreateTopic("devices", 4); err != nil {
-		t.Fatal(err)
-	}
+	b := newCore(t) // closed after the cleanup below
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +88,6 @@ func startRegistering(t *testing.T, ns string, opts cluster.RegistrarOptions) (*
 		r.Close()
 		s.Close()
 		<-served
-		b.Close()
-		st.Close()
 	})
 	return s, log
 }
@@ -218,19 +206,7 @@ func TestRegisterLoopbackUnsigned(t *testing.T) {
 // newCore is a broker core over a store of its own, with topic devices.
 func newCore(t *testing.T) *core.Broker {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 16 << 20, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		b.Close()
-		st.Close()
-	})
+	b := coretest.New(t, core.Config{AutoCreateTopics: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if _, err := b.CreateTopic("devices", 4); err != nil {
 		t.Fatal(err)
 	}

@@ -65,18 +65,7 @@ func TestAccess(t *testing.T) {
 	// Indexed in order: once the last allowed send is there, a refused one
 	// stored before it would be too.
 	ok(withCredentials(sendV2("devices", "7/telemetry", []byte("last"), 0), "alice", "secret"))
-	var got []string
-	for deadline := time.Now().Add(5 * time.Second); len(got) < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		res, err := s.b.Read(t.Context(), "devices", 0, 0, core.ReadOptions{Max: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = got[:0]
-		for _, m := range res.Messages {
-			got = append(got, m.Subject)
-		}
-	}
-	if strings.Join(got, " ") != "42/telemetry 7/telemetry" {
+	if got := storedSubjects(t, s, "devices", 2); got != "42/telemetry 7/telemetry" {
 		t.Fatalf("stored %q, want only the allowed 42/telemetry and 7/telemetry", got)
 	}
 
@@ -110,4 +99,23 @@ func TestAccess(t *testing.T) {
 	}
 	refused(withCredentials(sendV2("devices", "42/telemetry", []byte("x"), 0), "alice", "secret"), "bad username or password")
 	ok(withCredentials(sendV2("devices", "42/telemetry", []byte("x"), 0), "alice", "changed"))
+}
+
+// storedSubjects waits until queue 0 of topic holds n messages (or 5 s
+// pass) and returns their subjects: sends are indexed in order, so once
+// the last allowed one is there, a refused one stored before it would be.
+func storedSubjects(t *testing.T, s *Server, topic string, n int) string {
+	t.Helper()
+	var got []string
+	for deadline := time.Now().Add(5 * time.Second); len(got) < n && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		res, err := s.b.Read(t.Context(), topic, 0, 0, core.ReadOptions{Max: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, m := range res.Messages {
+			got = append(got, m.Subject)
+		}
+	}
+	return strings.Join(got, " ")
 }

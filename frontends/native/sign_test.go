@@ -9,7 +9,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ferrymq/ferry/auth"
-	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -83,18 +82,7 @@ func TestSignedRequests(t *testing.T) {
 	// Indexed in order: once the last allowed send is there, a refused one
 	// stored before it would be too.
 	ok(signed(sendV2("devices", "5/telemetry", []byte("last"), 0), "alice", aliceKey, now))
-	var got []string
-	for deadline := time.Now().Add(5 * time.Second); len(got) < 3 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		res, err := s.b.Read(t.Context(), "devices", 0, 0, core.ReadOptions{Max: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = got[:0]
-		for _, m := range res.Messages {
-			got = append(got, m.Subject)
-		}
-	}
-	if strings.Join(got, " ") != "1/telemetry 2/telemetry 5/telemetry" {
+	if got := storedSubjects(t, s, "devices", 3); got != "1/telemetry 2/telemetry 5/telemetry" {
 		t.Fatalf("stored %q, want only the allowed sends", got)
 	}
 }
