@@ -9,42 +9,57 @@ import (
 
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/monitor"
 )
 
-// Module runs the configured bridges in the application: they start (each
-// connecting on its own goroutine) once the core is open, and stop before
-// it closes. Their status is served on StatusPath and their metrics in the
-// application's registry. No bridges configured: nothing runs.
+// Module runs the configured bridges in the application as one plug-in
+// (package core/plugin) named "rabbitmq-bridge": they start (each
+// connecting on its own goroutine) when the plug-ins start, after the core
+// opens, and stop before it closes. Their status is served on StatusPath
+// and their metrics in the application's registry. No bridges configured:
+// nothing runs.
 var Module = fx.Module("rabbitmq-bridge",
 	fx.Provide(newFromFx, fx.Annotate(statusRoute, fx.ResultTags(`group:"routes"`))),
 	fx.Invoke(func(*Bridges) {}),
 )
 
-type params struct {
-	fx.In
-	Lifecycle fx.Lifecycle
-	Broker    *core.Broker
-	Config    config.Config
-	Logger    *slog.Logger
-	Registry  *prometheus.Registry `optional:"true"`
+// Plugin is Module when the configuration file has bridges, nothing
+// otherwise.
+func Plugin(cfg config.Config) fx.Option {
+	if len(cfg.Bridges) == 0 {
+		return fx.Options()
+	}
+	return Module
 }
 
-func newFromFx(p params) (*Bridges, error) {
+type params struct {
+	fx.In
+	Broker   *core.Broker
+	Config   config.Config
+	Logger   *slog.Logger
+	Registry *prometheus.Registry `optional:"true"`
+}
+
+type result struct {
+	fx.Out
+	Bridges *Bridges
+	Plugin  plugin.Plugin `group:"plugins"`
+}
+
+func newFromFx(p params) (result, error) {
 	bs, err := NewBridges(p.Broker, Configs(p.Config.Bridges), p.Logger.With("component", "bridge"))
 	if err != nil {
-		return nil, err
+		return result{}, err
 	}
 	if p.Registry != nil {
 		if err := p.Registry.Register(bs); err != nil {
-			return nil, err
+			return result{}, err
 		}
 	}
-	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(context.Context) error { bs.Start(); return nil },
-		OnStop:  func(context.Context) error { return bs.Close() },
-	})
-	return bs, nil
+	start := func(context.Context) error { bs.Start(); return nil } // each bridge connects (and retries) on its own goroutine
+	stop := func(context.Context) error { return bs.Close() }
+	return result{Bridges: bs, Plugin: plugin.Funcs("rabbitmq-bridge", start, stop, nil)}, nil
 }
 
 func statusRoute(bs *Bridges) monitor.Route {

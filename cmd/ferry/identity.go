@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/frontends/native"
 )
 
@@ -38,7 +39,9 @@ func nativeOptions(cfg config.Config) fx.Option {
 	return fx.Options(
 		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr, Limits: nativeLimits(cfg)}),
 		native.Module,
-		fx.Provide(func(s *native.Server) cluster.Endpoint { return s }),
+		// The registrar registers the address the native plug-in bound: it
+		// starts after the plug-ins, which the *plugin.Runner orders.
+		fx.Provide(func(s *native.Server, _ *plugin.Runner) cluster.Endpoint { return s }),
 	)
 }
 

@@ -4,8 +4,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/config"
-	"github.com/ferrymq/ferry/frontends/mqtt"
-	"github.com/ferrymq/ferry/frontends/native"
+	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
@@ -37,22 +36,24 @@ func namesrvLimits(cfg config.Config) remoting.Limits {
 type readinessParams struct {
 	fx.In
 	Monitor *monitor.Server
-	Native  *native.Server  `optional:"true"`
 	NameSrv *namesrv.Server `optional:"true"`
-	MQTT    *mqtt.Server    `optional:"true"`
+	Plugins *plugin.Runner  `optional:"true"`
 }
 
-// addReadinessChecks has /readyz fail while a listener (native, NameServer
-// or MQTT) cannot accept connections. It runs after the monitor's module, so that
-// the HTTP listener still starts after the others.
+// addReadinessChecks has /readyz fail while a listener (the NameServer, or
+// a plug-in that is a plugin.Checker: native, MQTT) cannot accept
+// connections. It runs after the monitor's module, so that the HTTP
+// listener still starts after the others.
 func addReadinessChecks(p readinessParams) {
 	if p.NameSrv != nil {
 		p.Monitor.AddReadinessCheck("namesrv", p.NameSrv.AcceptErr)
 	}
-	if p.Native != nil {
-		p.Monitor.AddReadinessCheck("native", p.Native.AcceptErr)
+	if p.Plugins == nil {
+		return
 	}
-	if p.MQTT != nil {
-		p.Monitor.AddReadinessCheck("mqtt", p.MQTT.ListenerHealth)
+	for _, pl := range p.Plugins.Plugins() {
+		if c, ok := pl.(plugin.Checker); ok {
+			p.Monitor.AddReadinessCheck(pl.Name(), c.Ready)
+		}
 	}
 }

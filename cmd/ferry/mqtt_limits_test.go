@@ -18,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/frontends/mqtt"
 )
 
 // raiseNoFile lifts this process's open-file limit to its hard limit and
@@ -274,13 +275,13 @@ func TestMQTTAcceptSurvivesEMFILE(t *testing.T) {
 // The limit keys reach the MQTT front-end; max-topic-alias 0 means none.
 func TestMQTTConfigLimits(t *testing.T) {
 	cfg := config.Default()
-	c := mqttConfig(cfg, slog.Default(), nil)
+	c := mqtt.ConfigFrom(cfg, slog.Default(), nil)
 	if c.ConnectTimeout != 10*time.Second || c.MaxConnectSize != 64<<10 || c.MaxTopicLevels != 128 ||
 		c.MaxTopicLength != 4096 || c.MaxTopicAlias != 10 || c.MaxConnections != 1_000_000 {
 		t.Fatalf("defaults not passed on: %+v", c)
 	}
 	cfg.MQTT.MaxTopicAlias = 0
-	if c := mqttConfig(cfg, slog.Default(), nil); c.MaxTopicAlias != -1 {
+	if c := mqtt.ConfigFrom(cfg, slog.Default(), nil); c.MaxTopicAlias != -1 {
 		t.Fatalf("max-topic-alias 0 became %d, want -1 (none)", c.MaxTopicAlias)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ferrymq/ferry/bridge/rabbitmq"
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/frontends/mqtt"
 	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
@@ -152,17 +153,25 @@ func addNativeTLSFlags(fs *pflag.FlagSet) {
 	config.AddFlag(fs, "native-tls-key", "native-tls-key", "PEM key of --native-tls-cert")
 }
 
+// plugins are the front-ends and bridges besides the native protocol (which
+// the cluster's registrar needs, see nativeOptions): each package's Plugin
+// is its fx module as the configuration switches it on, registering into
+// core/plugin's value group. A new front-end is one line here.
+var plugins = []func(config.Config) fx.Option{
+	mqtt.Plugin,
+	rabbitmq.Plugin,
+}
+
 // serviceOptions is the fx graph every broker process shares (serve, and
-// broker): store, core, the roles given, the MQTT front-end and the
-// bridges the configuration switches on, and the HTTP monitor.
+// broker): store, core, the roles given, the plug-ins (front-ends and
+// bridges) the configuration switches on, run by core/plugin after the
+// core and the NameServer, and the HTTP monitor.
 func serviceOptions(cfg config.Config, logger *slog.Logger, roles ...fx.Option) fx.Option {
 	roles = append(roles, fx.Provide(authConfig), auth.Module) // one set of rules for every front-end
-	if m := mqttConfig(cfg, logger, nil); m.Addr != "" || m.WSAddr != "" || m.TLSAddr != "" {
-		roles = append(roles, fx.Provide(mqttConfig), mqtt.Module)
+	for _, p := range plugins {
+		roles = append(roles, p(cfg))
 	}
-	if len(cfg.Bridges) > 0 {
-		roles = append(roles, rabbitmq.Module)
-	}
+	roles = append(roles, plugin.Module)
 	return fx.Options(
 		fx.Options(roles...),
 		fx.Supply(cfg, logger),
@@ -198,41 +207,6 @@ func coreConfig(cfg config.Config, logger *slog.Logger) core.Config {
 		HeartbeatTimeout: c.HeartbeatTimeout,
 		Logger:           logger.With("component", "core"),
 	}
-}
-
-// mqttConfig maps the configuration onto mqtt.Module's needs.
-func mqttConfig(cfg config.Config, logger *slog.Logger, guard *auth.Authenticator) mqtt.Config {
-	m := cfg.MQTT
-	on := func(addr string) string {
-		if addr == "off" {
-			return ""
-		}
-		return addr
-	}
-	c := mqtt.Config{
-		Addr: on(m.Addr), WSAddr: on(m.WSAddr), TLSAddr: on(m.TLSAddr), TLSCertFile: m.TLSCert, TLSKeyFile: m.TLSKey,
-		Flags:         mqtt.Flags{Addr: "--mqtt-addr", WSAddr: "--mqtt-ws-addr", TLSAddr: "--mqtt-tls-addr"},
-		MaxPacketSize: uint32(m.MaxPacketSize), MaxInflight: m.MaxInflight, MaxQueued: m.MaxQueued,
-		MaxConnections: m.MaxConnections, ResendInterval: m.ResendInterval,
-		MaxSessionExpiry: uint32(m.MaxSessionExpiry / time.Second),
-		Logger:           logger.With("component", "mqtt"),
-
-		ConnectTimeout: m.ConnectTimeout, MaxConnectSize: uint32(m.MaxConnectSize),
-		MaxTopicLevels: m.MaxTopicLevels, MaxTopicLength: m.MaxTopicLength, MaxTopicAlias: m.MaxTopicAlias,
-	}
-	if m.MaxTopicAlias == 0 {
-		c.MaxTopicAlias = -1 // none
-	}
-	if m.TLSCert == "" {
-		c.TLSAddr = "" // no certificate, no TLS listener
-	}
-	for _, r := range m.Rules {
-		c.Rules = append(c.Rules, mqtt.Rule{Prefix: r.Prefix, Topic: r.Topic})
-	}
-	if guard != nil {
-		c.Guard = guard
-	}
-	return c
 }
 
 // storageParams maps the configuration onto storage.Module's needs.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -30,22 +31,32 @@ type Listen struct {
 
 type params struct {
 	fx.In
-	Lifecycle fx.Lifecycle
-	Broker    *core.Broker
-	Listen    Listen
-	Logger    *slog.Logger
-	Registry  *prometheus.Registry `optional:"true"`
-	Auth      *auth.Authenticator  `optional:"true"` // the rules every front-end applies
+	Broker   *core.Broker
+	Listen   Listen
+	Logger   *slog.Logger
+	Registry *prometheus.Registry `optional:"true"`
+	Auth     *auth.Authenticator  `optional:"true"` // the rules every front-end applies
 }
 
-// Module serves the native protocol in the application. It binds in
-// OnStart; a taken port stops the start with an error naming the flag.
-// The broker's registrar (package cluster) registers its address.
-// Its metrics go into the application's *prometheus.Registry when there is
-// one; Server.AcceptErr is the listener's readiness check.
-var Module = fx.Module("native", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
+// Module serves the native protocol in the application: a plug-in
+// (package core/plugin) named "native" that binds in its Start; a taken
+// port stops the start with an error naming the flag. The broker's
+// registrar (package cluster) registers its address. Its metrics go into
+// the application's *prometheus.Registry when there is one;
+// Server.AcceptErr is the listener's readiness check.
+var Module = fx.Module("native",
+	fx.Provide(newFromFx),
+	fx.Invoke(func(*Server) {}),
+)
 
-func newFromFx(p params) (*Server, error) {
+// result is the server and the plug-in that runs it.
+type result struct {
+	fx.Out
+	Server *Server
+	Plugin plugin.Plugin `group:"plugins"`
+}
+
+func newFromFx(p params) (result, error) {
 	opts := Options{Advertise: p.Listen.Advertise, Limits: p.Listen.Limits, Logger: p.Logger.With("component", "native")}
 	if p.Auth != nil && !p.Auth.Open() {
 		opts.Auth = p.Auth
@@ -53,31 +64,29 @@ func newFromFx(p params) (*Server, error) {
 	s := New(p.Broker, opts)
 	if p.Registry != nil {
 		if err := p.Registry.Register(s); err != nil {
-			return nil, err
+			return result{}, err
 		}
 	}
-	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			var tlsCfg *tls.Config
-			if p.Listen.TLSCert != "" {
-				cert, err := tls.LoadX509KeyPair(p.Listen.TLSCert, p.Listen.TLSKey)
-				if err != nil {
-					return fmt.Errorf("native: TLS certificate (native-tls-cert, native-tls-key): %w", err)
-				}
-				tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-			}
-			ln, err := net.Listen("tcp", p.Listen.Addr)
+	start := func(context.Context) error {
+		var tlsCfg *tls.Config
+		if p.Listen.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(p.Listen.TLSCert, p.Listen.TLSKey)
 			if err != nil {
-				return fmt.Errorf("native: cannot listen on %s (change it with %s): %w", p.Listen.Addr, p.Listen.Flag, err)
+				return fmt.Errorf("native: TLS certificate (native-tls-cert, native-tls-key): %w", err)
 			}
-			if tlsCfg != nil {
-				ln = tls.NewListener(ln, tlsCfg)
-			}
-			p.Logger.Info("native protocol listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
-			go s.Serve(ln)
-			return nil
-		},
-		OnStop: func(context.Context) error { return s.Close() },
-	})
-	return s, nil
+			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		ln, err := net.Listen("tcp", p.Listen.Addr)
+		if err != nil {
+			return fmt.Errorf("native: cannot listen on %s (change it with %s): %w", p.Listen.Addr, p.Listen.Flag, err)
+		}
+		if tlsCfg != nil {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		p.Logger.Info("native protocol listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
+		go s.Serve(ln)
+		return nil
+	}
+	stop := func(context.Context) error { return s.Close() }
+	return result{Server: s, Plugin: plugin.Funcs("native", start, stop, s.AcceptErr)}, nil
 }
