@@ -54,7 +54,6 @@ func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		}
 	}
 	return serviceOptions(cfg, logger,
-		nativeOptions(cfg),
 		clusterOptions(cfg, nss),
 		clusterOption(cfg, logger, false), // none: registrations go unsigned
 		fx.Invoke(func() error {

@@ -8,8 +8,6 @@ import (
 
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/config"
-	"github.com/ferrymq/ferry/core/plugin"
-	"github.com/ferrymq/ferry/frontends/native"
 )
 
 // addIdentityFlags adds the flags of the broker's identity (docs/cluster.md).
@@ -27,21 +25,6 @@ func clusterOptions(cfg config.Config, nss []string) fx.Option {
 	return fx.Options(
 		fx.Supply(cluster.Settings{Config: cluster.Config{Cluster: cfg.Broker.Cluster, Name: cfg.Broker.Name}, NameServers: nss, Advertise: cfg.AdvertiseAddr}),
 		cluster.Module,
-	)
-}
-
-// nativeOptions is the native front-end, when native-addr is not off: the
-// cluster's Endpoint, whose address the broker registers.
-func nativeOptions(cfg config.Config) fx.Option {
-	if cfg.NativeAddr == "off" {
-		return fx.Options()
-	}
-	return fx.Options(
-		fx.Supply(native.Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey, Advertise: cfg.AdvertiseAddr, Limits: nativeLimits(cfg)}),
-		native.Module,
-		// The registrar registers the address the native plug-in bound: it
-		// starts after the plug-ins, which the *plugin.Runner orders.
-		fx.Provide(func(s *native.Server, _ *plugin.Runner) cluster.Endpoint { return s }),
 	)
 }
 

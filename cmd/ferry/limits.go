@@ -5,29 +5,16 @@ import (
 
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core/plugin"
+	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// nativeLimits maps the configuration onto the limits of the broker's
-// native listener (docs/native.md, "Limits").
-func nativeLimits(cfg config.Config) remoting.Limits {
-	return remoting.Limits{
-		MaxConns:            cfg.NativeMaxConnections,
-		MaxFrame:            cfg.NativeMaxFrame,
-		MaxInFlight:         cfg.NativeMaxInFlight,
-		FirstRequestTimeout: cfg.NativeFirstRequestTimeout,
-		IdleTimeout:         cfg.NativeIdleTimeout,
-		MaxQueuedBytes:      cfg.NativeMaxQueuedBytes,
-		MaxReadingBytes:     cfg.NativeMaxReadingBytes,
-	}
-}
-
 // namesrvLimits are the NameServer's: the native ones, with its own cap on
 // connections.
 func namesrvLimits(cfg config.Config) remoting.Limits {
-	l := nativeLimits(cfg)
+	l := native.LimitsFrom(cfg)
 	l.MaxConns = cfg.NamesrvMaxConnections
 	return l
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/frontends/mqtt"
+	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/storage"
@@ -143,7 +144,7 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr", Limits: namesrvLimits(cfg)}), namesrv.Module)
 	}
 	// The broker registers with the NameServer of its own process only.
-	roles = append(roles, nativeOptions(cfg), clusterOptions(cfg, nil))
+	roles = append(roles, clusterOptions(cfg, nil))
 	return serviceOptions(cfg, logger, roles...)
 }
 
@@ -153,11 +154,11 @@ func addNativeTLSFlags(fs *pflag.FlagSet) {
 	config.AddFlag(fs, "native-tls-key", "native-tls-key", "PEM key of --native-tls-cert")
 }
 
-// plugins are the front-ends and bridges besides the native protocol (which
-// the cluster's registrar needs, see nativeOptions): each package's Plugin
-// is its fx module as the configuration switches it on, registering into
+// plugins are the front-ends and bridges: each package's Plugin is its fx
+// module as the configuration switches it on, registering into
 // core/plugin's value group. A new front-end is one line here.
 var plugins = []func(config.Config) fx.Option{
+	native.Plugin,
 	mqtt.Plugin,
 	rabbitmq.Plugin,
 }

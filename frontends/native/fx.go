@@ -11,6 +11,8 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/cluster"
+	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/remoting"
@@ -27,6 +29,38 @@ type Listen struct {
 	TLSCert, TLSKey string
 	// Limits bound what clients can take (Options.Limits).
 	Limits remoting.Limits
+}
+
+// Plugin is the front-end as the configuration has it (native-addr,
+// native-tls-cert, native-tls-key, advertise-addr and the native-max-…
+// limits, LimitsFrom): Module with its Listen, and the cluster.Endpoint
+// the broker's registrar registers, which it provides after the plug-ins
+// are ordered, so that the registrar starts once the listener is bound.
+// Nothing when native-addr is off.
+func Plugin(cfg config.Config) fx.Option {
+	if cfg.NativeAddr == "off" {
+		return fx.Options()
+	}
+	return fx.Options(
+		fx.Supply(Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey,
+			Advertise: cfg.AdvertiseAddr, Limits: LimitsFrom(cfg)}),
+		Module,
+		fx.Provide(func(s *Server, _ *plugin.Runner) cluster.Endpoint { return s }),
+	)
+}
+
+// LimitsFrom maps the configuration onto the limits of the native listener
+// (docs/native.md, "Limits").
+func LimitsFrom(cfg config.Config) remoting.Limits {
+	return remoting.Limits{
+		MaxConns:            cfg.NativeMaxConnections,
+		MaxFrame:            cfg.NativeMaxFrame,
+		MaxInFlight:         cfg.NativeMaxInFlight,
+		FirstRequestTimeout: cfg.NativeFirstRequestTimeout,
+		IdleTimeout:         cfg.NativeIdleTimeout,
+		MaxQueuedBytes:      cfg.NativeMaxQueuedBytes,
+		MaxReadingBytes:     cfg.NativeMaxReadingBytes,
+	}
 }
 
 type params struct {
