@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
+	"github.com/ferrymq/ferry/bridge/rabbitmq/fileconf"
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/plugin"
@@ -67,7 +68,7 @@ func statusRoute(bs *Bridges) monitor.Route {
 }
 
 // Configs maps the configuration file's bridges onto Config.
-func Configs(in []config.BridgeConfig) []Config {
+func Configs(in []fileconf.Bridge) []Config {
 	out := make([]Config, 0, len(in))
 	for _, c := range in {
 		bc := Config{
