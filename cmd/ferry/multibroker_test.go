@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -174,7 +176,8 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 		}
 	}()
 
-	p, err := client.NewProducer(client.WithNameServers(nss...))
+	retries := &retryCounter{}
+	p, err := client.NewProducer(client.WithNameServers(nss...), client.WithLogger(slog.New(retries)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,6 +327,7 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 	mu.Lock()
 	killed = time.Now()
 	errsAtKill := len(sendErrs)
+	retriedAtKill := retries.n.Load()
 	mu.Unlock()
 	if err := procs[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -354,6 +358,7 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 	stop()
 	mu.Lock()
 	killErrs := len(sendErrs) - errsAtKill
+	retried := retries.n.Load() - retriedAtKill
 	failover := firstAckAfterKill.Sub(killed)
 	afterKill := ackedAfterKill
 	mu.Unlock()
@@ -362,9 +367,12 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 	mu.Lock()
 	dupsKill := dups() - dupsBefore
 	mu.Unlock()
-	t.Logf("the kill: %d sends acknowledged after it, %d send errors; first acknowledged send %v after the kill; "+
+	if retried == 0 {
+		t.Errorf("no send was retried after the kill: the load did not reach the killed broker")
+	}
+	t.Logf("the kill: %d sends acknowledged after it (%d attempts failed and were retried), %d send errors; first acknowledged send %v after the kill; "+
 		"dropped by both NameServers after %v; group rebalanced after %v; %d duplicates (queues changing hands)",
-		afterKill, killErrs, failover, dropped, rebalanced, dupsKill)
+		afterKill, retried, killErrs, failover, dropped, rebalanced, dupsKill)
 
 	// The restart: the broker rejoins under its own name, and what it
 	// acknowledged before the kill is consumed.
@@ -437,3 +445,16 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 		}
 	}
 }
+
+// retryCounter is a slog handler counting the producer's retried sends.
+type retryCounter struct{ n atomic.Int64 }
+
+func (r *retryCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (r *retryCounter) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message == "client: send failed; retrying" {
+		r.n.Add(1)
+	}
+	return nil
+}
+func (r *retryCounter) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *retryCounter) WithGroup(string) slog.Handler      { return r }
