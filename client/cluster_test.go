@@ -70,21 +70,23 @@ func TestConsumerRebalancesWhenABrokerLeaves(t *testing.T) {
 	f.createTopic(t, "Leaves", 2)
 	c := f.startConsumer(t, "leaves", "Leaves", "*", func(context.Context, *MessageExt) error { return nil },
 		withIntervals(intervals{rebalance: time.Hour, routeRefresh: time.Hour}))
-	owned := func() map[string]int {
+	// owned counts the queues owned per broker, of the topic and, with
+	// retry, of the group's retry topic too.
+	owned := func(retry bool) map[string]int {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		out := map[string]int{}
 		for k := range c.queues {
-			if k.topic == "Leaves" {
+			if k.topic == "Leaves" || retry {
 				out[k.Broker]++
 			}
 		}
 		return out
 	}
-	if o := owned(); o["broker-a"] != 2 || o["broker-b"] != 2 {
+	if o := owned(false); o["broker-a"] != 2 || o["broker-b"] != 2 {
 		t.Fatalf("owned at start: %v, want the 2 queues of each broker", o)
 	}
 	f.brokers["broker-b"].Stop()
-	eventually(t, 10*time.Second, func() bool { o := owned(); return o["broker-b"] == 0 && o["broker-a"] == 2 },
-		"broker-b's queues dropped before the hourly rebalance")
+	eventually(t, 10*time.Second, func() bool { o := owned(true); return o["broker-b"] == 0 && owned(false)["broker-a"] == 2 },
+		"broker-b's queues, of the topic and the retry topic, dropped before the hourly rebalance")
 }

@@ -315,6 +315,9 @@ func (c *PushConsumer) rebalanceLoop(first chan<- struct{}) {
 		case <-t.C:
 			c.rebalance()
 		case <-c.rebalanceNow:
+			for _, s := range c.subs { // a broker left: every topic it served, the retry topic too
+				c.routes.markStale(s.topic)
+			}
 			c.rebalance()
 		case <-renew:
 			c.renewLocks()
