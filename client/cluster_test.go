@@ -60,3 +60,33 @@ func TestClusterBrokers(t *testing.T) {
 		t.Fatalf("no NameServer answers: %v, want ErrNoNameServer", err)
 	}
 }
+
+// A broker that leaves the route takes its queues out of the group's
+// allocation at once, not at the next rebalance tick: a pull that finds
+// its queue's broker gone asks for a rebalance.
+func TestConsumerRebalancesWhenABrokerLeaves(t *testing.T) {
+	f := startFerry(t)
+	f.addBroker(t, "broker-b")
+	f.createTopic(t, "Leaves", 2)
+	c := f.startConsumer(t, "leaves", "Leaves", "*", func(context.Context, *MessageExt) error { return nil },
+		withIntervals(intervals{rebalance: time.Hour, routeRefresh: time.Hour}))
+	// owned counts the queues owned per broker, of the topic and, with
+	// retry, of the group's retry topic too.
+	owned := func(retry bool) map[string]int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		out := map[string]int{}
+		for k := range c.queues {
+			if k.topic == "Leaves" || retry {
+				out[k.Broker]++
+			}
+		}
+		return out
+	}
+	if o := owned(false); o["broker-a"] != 2 || o["broker-b"] != 2 {
+		t.Fatalf("owned at start: %v, want the 2 queues of each broker", o)
+	}
+	f.brokers["broker-b"].Stop()
+	eventually(t, 10*time.Second, func() bool { o := owned(true); return o["broker-b"] == 0 && owned(false)["broker-a"] == 2 },
+		"broker-b's queues, of the topic and the retry topic, dropped before the hourly rebalance")
+}

@@ -70,10 +70,13 @@ type PushConsumer struct {
 	slots          chan struct{} // WithOrdered: one per handler running
 	workStop       chan struct{} // closed at Close once every queue is drained
 	loops          sync.WaitGroup
-	workers        sync.WaitGroup
-	closeOnce      sync.Once
-	closeErr       error
-	refused        error // the first heartbeat's refusal, for Start; written before the first rebalance ends
+	// rebalanceNow asks the rebalance loop for a rebalance before its next
+	// tick: a pull found its queue's broker gone from the route.
+	rebalanceNow chan struct{}
+	workers      sync.WaitGroup
+	closeOnce    sync.Once
+	closeErr     error
+	refused      error // the first heartbeat's refusal, for Start; written before the first rebalance ends
 
 	// WithBroadcasting: the offsets, kept here rather than at the brokers.
 	memMu      sync.Mutex
@@ -136,7 +139,7 @@ func NewPushConsumer(group string, opts ...Option) (*PushConsumer, error) {
 		pool: pl, pulls: newPool(&o), routes: newRoutes(&o, pl, false), queues: map[queueKey]*processQueue{},
 		ctx: ctx, cancel: cancel, handlerCtx: hctx, cancelHandlers: hcancel,
 		work: make(chan task, o.concurrency), slots: make(chan struct{}, o.concurrency), workStop: make(chan struct{}),
-		memOffsets: map[queueKey]int64{}}, nil
+		memOffsets: map[queueKey]int64{}, rebalanceNow: make(chan struct{}, 1)}, nil
 }
 
 // clientID is RocketMQ's client id shape: host@pid@random.
@@ -310,6 +313,11 @@ func (c *PushConsumer) rebalanceLoop(first chan<- struct{}) {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
+			c.rebalance()
+		case <-c.rebalanceNow:
+			for _, s := range c.subs { // a broker left: every topic it served, the retry topic too
+				c.routes.markStale(s.topic)
+			}
 			c.rebalance()
 		case <-renew:
 			c.renewLocks()
@@ -717,7 +725,11 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 			log.Warn("client: pull failed; retrying", "offset", off, "err", err)
 			rctx, rcancel := context.WithTimeout(pq.ctx, c.opts.requestTimeout)
 			if r, rerr := c.routes.refresh(rctx, k.topic); rerr == nil && r.addrs[k.Broker] == "" {
-				log.Warn("client: the queue's broker left the route")
+				log.Warn("client: the queue's broker left the route; rebalancing")
+				select { // its queues go to no one, the others' to the whole group
+				case c.rebalanceNow <- struct{}{}:
+				default:
+				}
 			}
 			rcancel()
 			if !backoff() {

@@ -48,15 +48,15 @@ func TestComposeFile(t *testing.T) {
 	if err := dec.Decode(&c); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
-	for _, want := range []string{"namesrv", "broker-a", "broker-b", "rabbitmq", "device", "consumer"} {
+	for _, want := range []string{"namesrv", "namesrv-b", "broker-a", "broker-b", "rabbitmq", "device", "consumer"} {
 		if _, ok := c.Services[want]; !ok {
 			t.Errorf("docker-compose.yml has no %s service", want)
 		}
 	}
-	// The NameServer and the brokers share one cluster secret; each broker
-	// has its own name.
+	// The NameServers and the brokers share one cluster secret; each broker
+	// has its own name and registers with both NameServers.
 	names := map[string]string{}
-	for _, name := range []string{"namesrv", "broker-a", "broker-b"} {
+	for _, name := range []string{"namesrv", "namesrv-b", "broker-a", "broker-b"} {
 		s := c.Services[name]
 		if got, want := s.Environment["FERRY_CLUSTER_SECRET"], c.Services["namesrv"].Environment["FERRY_CLUSTER_SECRET"]; got == "" || got != want {
 			t.Errorf("%s's FERRY_CLUSTER_SECRET %q, want the NameServer's %q", name, got, want)
@@ -66,8 +66,12 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s and %s are both --broker-name %s", other, name, s.Command[i+1])
 			}
 			names[s.Command[i+1]] = name
-		} else if name != "namesrv" {
+		} else if !strings.HasPrefix(name, "namesrv") {
 			t.Errorf("%s has no --broker-name", name)
+		}
+		if i := slices.Index(s.Command, "--namesrv"); strings.HasPrefix(name, "broker") &&
+			(i < 0 || i+1 >= len(s.Command) || s.Command[i+1] != "namesrv:9876,namesrv-b:9876") {
+			t.Errorf("%s does not register with both NameServers: %q", name, s.Command)
 		}
 	}
 	for name, s := range c.Services {
