@@ -319,8 +319,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if len(s.conns) >= s.opts.MaxConns {
 			s.mu.Unlock()
+			s.refused.Add(1) // before the close: whoever sees it closed sees it counted
 			nc.Close()
-			s.refused.Add(1)
 			if ok, suppressed := s.logRefused.Allow(); ok {
 				s.opts.Logger.Warn("remoting: connection refused: too many connections", "addr", addr, "remote", nc.RemoteAddr().String(),
 					"limit", s.opts.MaxConns, "key", s.opts.ConnsKey, "suppressed", suppressed)
