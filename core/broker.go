@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -250,6 +251,15 @@ const (
 // RetryTopic and DeadLetterTopic name a group's internal topics.
 func RetryTopic(group string) string      { return retryPrefix + group }
 func DeadLetterTopic(group string) string { return dlqPrefix + group }
+
+// GroupOf returns the group whose retry or dead-letter topic topic is, and
+// false for any other topic.
+func GroupOf(topic string) (string, bool) {
+	if g, ok := strings.CutPrefix(topic, retryPrefix); ok {
+		return g, true
+	}
+	return strings.CutPrefix(topic, dlqPrefix)
+}
 
 func checkName(kind, name string) error {
 	if err := storage.ValidTopic(name); err != nil {

@@ -19,15 +19,6 @@ import (
 // cannot be replayed after it.
 const maxSignedSkew = 5 * time.Minute
 
-// Internal topics of a consumer group: "%RETRY%" + group holds the
-// messages its members sent back, "%DLQ%" + group those that failed too
-// often. Both are the group's: reading or writing them needs the group's
-// join permission, whatever the topic rules say.
-const (
-	retryPrefix = "%RETRY%"
-	dlqPrefix   = "%DLQ%"
-)
-
 // access applies the shared auth rules (auth.Authenticator, the MQTT
 // front-end's too) to native requests. Topics are checked as MQTT-style
 // paths, topic/subject. Without an Authenticator it allows everything.
@@ -57,6 +48,15 @@ func newAccess(a *auth.Authenticator) *access {
 // carrying a password (deprecated) is checked as an MQTT CONNECT is, and the
 // connection remembers the pair that passed.
 func (x *access) identify(c *remoting.Conn, req *remoting.Command) (string, *remoting.Command) {
+	user, refused := x.checkCredentials(c, req)
+	if refused != nil {
+		x.refused.count(req.Code, "credentials")
+	}
+	return user, refused
+}
+
+// checkCredentials is identify, less the count of refusals.
+func (x *access) checkCredentials(c *remoting.Conn, req *remoting.Command) (string, *remoting.Command) {
 	if x.a == nil {
 		return "", nil
 	}
@@ -130,13 +130,10 @@ func path(topic, subject string) string {
 	return topic + "/" + subject
 }
 
-// groupOfTopic returns the group whose retry or dead-letter topic topic is.
-func groupOfTopic(topic string) (string, bool) {
-	if g, ok := strings.CutPrefix(topic, retryPrefix); ok {
-		return g, true
-	}
-	return strings.CutPrefix(topic, dlqPrefix)
-}
+// groupOfTopic returns the group whose retry or dead-letter topic topic
+// is (core.GroupOf). Both are the group's: reading or writing them needs
+// the group's join permission, whatever the topic rules say.
+func groupOfTopic(topic string) (string, bool) { return core.GroupOf(topic) }
 
 // refuse answers req with NO_PERMISSION, saying what was refused and the
 // rule that refused it, and counts it under the permission.

@@ -163,7 +163,6 @@ func (s *Server) handle(ctx context.Context, c *remoting.Conn, req *remoting.Com
 	if s.batches(req) {
 		resp = s.serveBatch(ctx, c, []*remoting.Command{req})[0]
 	} else if user, refused := s.access.identify(c, req); refused != nil {
-		s.access.refused.count(req.Code, "credentials")
 		resp = refused
 	} else {
 		resp = s.serve(ctx, c, user, req)
@@ -415,7 +414,6 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 func (s *Server) admitSend(c *remoting.Conn, req *remoting.Command) ([]*core.Message, core.PublishOptions, *remoting.Command) {
 	user, refused := s.access.identify(c, req)
 	if refused != nil {
-		s.access.refused.count(req.Code, "credentials")
 		return nil, core.PublishOptions{}, refused
 	}
 	msgs, opts, refused := decodeSend(req)
