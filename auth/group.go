@@ -114,12 +114,12 @@ func parseGroupPerm(w string) (GroupPerm, bool) {
 	return 0, false
 }
 
-// allowGroup decides whether user may act on group with every permission
-// of want: a matching deny rule refuses, else the matching rules' grants
-// together must cover want. An admin may do everything to every group.
-func (a *acl) allowGroup(user string, want GroupPerm, group string) bool {
+// groupPerms is what user may do to group: the union of the matching
+// group lines' grants, none when a matching deny line refuses them all,
+// everything for an admin.
+func (a *acl) groupPerms(user, group string) GroupPerm {
 	if a.admins[user] && user != "" {
-		return true
+		return GroupAll
 	}
 	var have GroupPerm
 	for i := range a.groups[user] {
@@ -128,19 +128,22 @@ func (a *acl) allowGroup(user string, want GroupPerm, group string) bool {
 			continue
 		}
 		if r.deny {
-			return false
+			return 0
 		}
 		have |= r.perm
 	}
-	return have&want == want
+	return have
 }
 
-// anyGroup reports whether some group rule of user grants something on
-// group: whether the group is user's to see.
-func (a *acl) anyGroup(user, group string) bool {
-	return a.allowGroup(user, GroupJoin, group) || a.allowGroup(user, GroupCommit, group) ||
-		a.allowGroup(user, GroupLock, group) || a.allowGroup(user, GroupReset, group)
+// allowGroup decides whether user may act on group with every permission
+// of want.
+func (a *acl) allowGroup(user string, want GroupPerm, group string) bool {
+	return a.groupPerms(user, group)&want == want
 }
+
+// anyGroup reports whether user holds some permission on group: whether
+// the group is user's to see.
+func (a *acl) anyGroup(user, group string) bool { return a.groupPerms(user, group) != 0 }
 
 // AllowGroup reports whether user ("" for an anonymous client) may act on
 // the consumer group with every permission of want. Without an ACL file
