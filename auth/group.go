@@ -227,11 +227,6 @@ func (a *Authenticator) GroupRefusal(user string, want GroupPerm, group string) 
 	return fmt.Sprintf("no group line of %s grants %s %s", a.cfg.ACLFile, whom(user), want)
 }
 
-// AdminRefusal is Refusal for the admin permission.
-func (a *Authenticator) AdminRefusal(user string) string {
-	return fmt.Sprintf("no admin line of %s for %s", a.cfg.ACLFile, whom(user))
-}
-
 func whom(user string) string {
 	if user == "" {
 		return "anonymous clients"

@@ -130,11 +130,6 @@ func path(topic, subject string) string {
 	return topic + "/" + subject
 }
 
-// groupOfTopic returns the group whose retry or dead-letter topic topic
-// is (core.GroupOf). Both are the group's: reading or writing them needs
-// the group's join permission, whatever the topic rules say.
-func groupOfTopic(topic string) (string, bool) { return core.GroupOf(topic) }
-
 // refuse answers req with NO_PERMISSION, saying what was refused and the
 // rule that refused it, and counts it under the permission.
 func (x *access) refuse(req *remoting.Command, perm, what, rule string) *remoting.Command {
@@ -143,7 +138,8 @@ func (x *access) refuse(req *remoting.Command, perm, what, rule string) *remotin
 }
 
 // mayPublish refuses req unless user may write every message of msgs. A
-// group's retry and dead-letter topics take the group's join permission
+// group's retry and dead-letter topics (core.GroupOf) are the group's:
+// whatever the topic rules say, they take the group's join permission
 // (a RocketMQ consumer sends a failed message to its retry topic itself
 // when the send-back fails).
 func (x *access) mayPublish(user string, req *remoting.Command, msgs []*core.Message) *remoting.Command {
@@ -151,7 +147,7 @@ func (x *access) mayPublish(user string, req *remoting.Command, msgs []*core.Mes
 		return nil
 	}
 	for _, m := range msgs {
-		if g, ok := groupOfTopic(m.Topic); ok {
+		if g, ok := core.GroupOf(m.Topic); ok {
 			if refused := x.mayGroup(user, req, auth.GroupJoin, g); refused != nil {
 				return refused
 			}
@@ -172,7 +168,7 @@ func (x *access) mayRead(user string, req *remoting.Command, topic string, f rou
 	if x.a == nil {
 		return nil
 	}
-	if g, ok := groupOfTopic(topic); ok {
+	if g, ok := core.GroupOf(topic); ok {
 		return x.mayGroup(user, req, auth.GroupJoin, g)
 	}
 	var ok bool
@@ -206,7 +202,7 @@ func (x *access) mayReadSome(user string, req *remoting.Command, topic string) *
 	if x.a == nil {
 		return nil
 	}
-	if g, ok := groupOfTopic(topic); ok {
+	if g, ok := core.GroupOf(topic); ok {
 		return x.mayGroup(user, req, auth.GroupJoin, g)
 	}
 	if x.a.MayReadSome(user, "", topic) || x.a.Admin(user) {
@@ -220,7 +216,7 @@ func (x *access) mayReadMessage(user string, req *remoting.Command, m *core.Mess
 	if x.a == nil {
 		return nil
 	}
-	if g, ok := groupOfTopic(m.Topic); ok {
+	if g, ok := core.GroupOf(m.Topic); ok {
 		return x.mayGroup(user, req, auth.GroupJoin, g)
 	}
 	if p := path(m.Topic, m.Subject); !x.a.Allow(user, "", auth.Read, p) {
@@ -244,18 +240,10 @@ func (x *access) mayAdminister(user string, req *remoting.Command, topic string)
 	if x.a == nil || x.a.Admin(user) {
 		return nil
 	}
-	if _, ok := groupOfTopic(topic); !ok && x.a.Allow(user, "", auth.Write, topic) {
+	if _, ok := core.GroupOf(topic); !ok && x.a.Allow(user, "", auth.Write, topic) {
 		return nil
 	}
 	return x.refuse(req, "admin", "create or change topic "+topic, x.a.Refusal(user, "", auth.Write, topic))
-}
-
-// mayAdmin refuses req, which does what, unless user is an admin.
-func (x *access) mayAdmin(user string, req *remoting.Command, what string) *remoting.Command {
-	if x.a == nil || x.a.Admin(user) {
-		return nil
-	}
-	return x.refuse(req, "admin", what, x.a.AdminRefusal(user))
 }
 
 // seesGroup reports whether user may see group among the broker's groups.
