@@ -443,9 +443,6 @@ func (c *limitConn) follow(b []byte) (int, error) {
 	return 0, nil
 }
 
-// NetConn is the connection limitConn wraps.
-func (c *limitConn) NetConn() net.Conn { return c.Conn }
-
 // topicLimit checks a topic name or filter against the levels and length
 // allowed, cheaply: its length, then a count of its separators.
 func topicLimit(topic string, maxLevels, maxLength int) error {
