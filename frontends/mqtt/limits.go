@@ -393,8 +393,9 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if k, ferr := c.follow(p[:n]); ferr != nil {
 		c.err = ferr
-		c.onHit(hit(ferr), ferr)
-		if c.version == 5 && hit(ferr) == limitPacketSize {
+		key := hit(ferr)
+		c.onHit(key, ferr)
+		if c.version == 5 && key == limitPacketSize {
 			_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = c.Conn.Write(disconnect(0x95, ferr.Error())) // [MQTT-4.13.2-1]
 		}
