@@ -21,7 +21,7 @@ func newClusterCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withAdmin(cmd, func(a *client.Admin) error {
 				brokers, err := a.ClusterBrokers(cmd.Context())
-				if werr := writeBrokers(cmd.OutOrStdout(), brokers, len(nameServersOf(cmd)), time.Now()); werr != nil {
+				if werr := writeBrokers(cmd.OutOrStdout(), brokers, nameServersOf(cmd), time.Now()); werr != nil {
 					return werr
 				}
 				return err
@@ -35,12 +35,12 @@ func newClusterCmd() *cobra.Command {
 
 // nameServersOf is the number of NameServers the command asks, for the
 // NAMESRV column ("1/2": one of two lists the broker).
-func nameServersOf(cmd *cobra.Command) []string {
+func nameServersOf(cmd *cobra.Command) int {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
-		return nil
+		return 0
 	}
-	return nameServers(cfg)
+	return len(nameServers(cfg))
 }
 
 // writeBrokers writes the table of ferry cluster list.

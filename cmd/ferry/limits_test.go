@@ -144,18 +144,6 @@ func testAcceptSurvivesEMFILE(t *testing.T, bin string) {
 	}
 }
 
-// metrics is the text of ferry's /metrics.
-func metrics(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
 // rss is the process's resident memory in bytes (Linux).
 func rss(t *testing.T, pid int) int64 {
 	t.Helper()
@@ -268,7 +256,7 @@ func testBoundedUnderAbuse(t *testing.T, bin string) {
 			t.Fatalf("a normal client's round trip: %v", err)
 		}
 		peak = max(peak, rss(t, pid))
-		if strings.Contains(metrics(t, httpAddr), `ferry_native_connections_closed_total{limit="max_queued_bytes"} 1`+"\n") {
+		if _, text := httpGet(t, "http://"+httpAddr+"/metrics"); strings.Contains(text, `ferry_native_connections_closed_total{limit="max_queued_bytes"} 1`+"\n") {
 			break
 		}
 		if ctx.Err() != nil {

@@ -32,10 +32,7 @@ import (
 // committed; every message acknowledged to the producer comes at least
 // once, and nothing comes that was not sent.
 func TestManyBrokersBehindTheNameServers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real processes: skipped under -short")
-	}
-	bin := buildFerry(t)
+	bin := buildFerry(t) // skips under -short
 	var nss []string
 	for range 2 {
 		ns := startFerry(t, bin, "namesrv", "--namesrv-addr", "127.0.0.1:0", "--http-addr", "off")

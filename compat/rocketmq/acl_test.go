@@ -79,6 +79,29 @@ func TestRocketMQGoClientACL(t *testing.T) {
 		t.Cleanup(func() { p.Shutdown() })
 		return p
 	}
+	// startConsumer starts a push consumer of every tag of devices, which
+	// hands each batch to consume and acknowledges it.
+	startConsumer := func(group, instance string, cr primitive.Credentials, consume func([]*primitive.MessageExt)) {
+		t.Helper()
+		c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName(group),
+			consumer.WithInstance(instance), consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+			consumer.WithCredentials(cr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Subscribe("devices", consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+			func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+				consume(msgs)
+				return consumer.ConsumeSuccess, nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Shutdown() })
+	}
 	ctx := context.Background()
 
 	alice := newProducer("alice-producer", "alice", credentials("alice"))
@@ -105,24 +128,7 @@ func TestRocketMQGoClientACL(t *testing.T) {
 	// bob's push consumer of devices, in his own group: its offset lookups
 	// and pulls are refused (the broker counts them), and it receives nothing.
 	var bobGot atomic.Int32
-	bc, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("bob-consumer"),
-		consumer.WithInstance("bob"), consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
-		consumer.WithCredentials(credentials("bob")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = bc.Subscribe("devices", consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
-		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-			bobGot.Add(int32(len(msgs)))
-			return consumer.ConsumeSuccess, nil
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer bc.Shutdown()
+	startConsumer("bob-consumer", "bob", credentials("bob"), func(msgs []*primitive.MessageExt) { bobGot.Add(int32(len(msgs))) })
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(f.fe)
 	for deadline := time.Now().Add(60 * time.Second); refusedReads(t, reg) == 0; time.Sleep(50 * time.Millisecond) {
@@ -134,27 +140,13 @@ func TestRocketMQGoClientACL(t *testing.T) {
 	// alice's push consumer receives her messages.
 	var mu sync.Mutex
 	got := map[string]bool{}
-	c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("alice-consumer"), consumer.WithInstance("alice"),
-		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset), consumer.WithCredentials(credentials("alice")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = c.Subscribe("devices", consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
-		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, m := range msgs {
-				got[string(m.Body)] = true
-			}
-			return consumer.ConsumeSuccess, nil
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+	startConsumer("alice-consumer", "alice", credentials("alice"), func(msgs []*primitive.MessageExt) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range msgs {
+			got[string(m.Body)] = true
+		}
+	})
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		mu.Lock()
 		count := len(got)

@@ -336,25 +336,24 @@ func connack(version byte, code byte, reason string) []byte {
 		}
 		return nil
 	}
-	reason = short(reason)
-	props := append([]byte{0x1f, 0, byte(len(reason))}, reason...) // Reason String
+	props := reasonString(reason)
 	b := []byte{0x20, byte(3 + len(props)), 0, code, byte(len(props))}
 	return append(b, props...)
 }
 
-// short cuts a reason string to 120 bytes, so that the packets built
-// above keep one-byte lengths.
-func short(reason string) string {
+// reasonString is the properties of an MQTT 5 CONNACK or DISCONNECT with
+// reason as their Reason String, cut to 120 bytes so that the packets keep
+// one-byte lengths.
+func reasonString(reason string) []byte {
 	if len(reason) > 120 {
-		return reason[:120]
+		reason = reason[:120]
 	}
-	return reason
+	return append([]byte{0x1f, 0, byte(len(reason))}, reason...)
 }
 
 // disconnect returns an MQTT 5 DISCONNECT with reason code and string.
 func disconnect(code byte, reason string) []byte {
-	reason = short(reason)
-	props := append([]byte{0x1f, 0, byte(len(reason))}, reason...) // Reason String
+	props := reasonString(reason)
 	b := []byte{0xe0, byte(2 + len(props)), code, byte(len(props))}
 	return append(b, props...)
 }
@@ -393,8 +392,9 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if k, ferr := c.follow(p[:n]); ferr != nil {
 		c.err = ferr
-		c.onHit(hit(ferr), ferr)
-		if c.version == 5 && hit(ferr) == limitPacketSize {
+		key := hit(ferr)
+		c.onHit(key, ferr)
+		if c.version == 5 && key == limitPacketSize {
 			_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = c.Conn.Write(disconnect(0x95, ferr.Error())) // [MQTT-4.13.2-1]
 		}
@@ -442,9 +442,6 @@ func (c *limitConn) follow(b []byte) (int, error) {
 	}
 	return 0, nil
 }
-
-// NetConn is the connection limitConn wraps.
-func (c *limitConn) NetConn() net.Conn { return c.Conn }
 
 // topicLimit checks a topic name or filter against the levels and length
 // allowed, cheaply: its length, then a count of its separators.

@@ -182,10 +182,15 @@ type Server struct {
 
 	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
 
-	listeners []*guardedListener // for ListenerHealth and metrics; under mu
-	hits      map[string]*atomic.Int64
-	hitLog    map[string]*lograte.Limiter
+	listeners []*guardedListener          // for ListenerHealth and metrics; under mu
+	hits      map[string]*limitHits       // by limit key; fixed at New
 	subReason map[*mochi.Client]subReason // under mu
+}
+
+// limitHits counts one limit's hits and rate-limits their log lines.
+type limitHits struct {
+	atomic.Int64
+	log lograte.Limiter
 }
 
 // subReason is the reason string of the SUBACK for packet id.
@@ -224,10 +229,10 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
 		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, addrs: map[string]string{},
-		hits: map[string]*atomic.Int64{}, hitLog: map[string]*lograte.Limiter{}, subReason: map[*mochi.Client]subReason{},
+		hits: map[string]*limitHits{}, subReason: map[*mochi.Client]subReason{},
 	}
 	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {
-		s.hits[k], s.hitLog[k] = new(atomic.Int64), &lograte.Limiter{Every: 10 * time.Second}
+		s.hits[k] = &limitHits{log: lograte.Limiter{Every: 10 * time.Second}}
 	}
 	s.mq = mochi.New(&mochi.Options{
 		Capabilities:           caps,
@@ -367,9 +372,7 @@ func (s *Server) serveConn(listener string, conn net.Conn, establish listeners.E
 func (s *Server) limitHit(key string, err error, attrs ...any) {
 	if c := s.hits[key]; c != nil {
 		c.Add(1)
-	}
-	if rl := s.hitLog[key]; rl != nil {
-		ok, held := rl.Allow()
+		ok, held := c.log.Allow()
 		if !ok {
 			return
 		}
