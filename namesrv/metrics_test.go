@@ -1,9 +1,6 @@
 package namesrv
 
 import (
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,14 +14,24 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-func TestMetrics(t *testing.T) {
-	s := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// scrape is s's metrics as a Prometheus scrape serves them; lint, when
+// set, fails the test on what the registry's linter finds in them.
+func scrape(t *testing.T, s *Server, lint bool) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s)
+	if lint {
+		if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+			t.Fatalf("lint: %v %v", problems, err)
+		}
 	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
+}
+
+func TestMetrics(t *testing.T) {
+	s, addr := startServer(t, Options{})
 	register := func(c *remoting.Client, addr string, topics ...string) {
 		var tcs []remoting.TopicConfig
 		for _, name := range topics {
@@ -38,7 +45,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, b := dial(t, ln.Addr().String()), dial(t, ln.Addr().String())
+	a, b := dial(t, addr), dial(t, addr)
 	register(a, "127.0.0.1:1", "t1", "t2")
 	register(b, "127.0.0.1:2", "t2", "t3")
 	b.Close()
@@ -50,14 +57,7 @@ func TestMetrics(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(s)
-	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
-		t.Fatalf("lint: %v %v", problems, err)
-	}
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	text := rec.Body.String()
+	text := scrape(t, s, true)
 	for _, line := range []string{
 		`ferry_namesrv_brokers 1`,
 		`ferry_namesrv_topics 2`,

@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -49,15 +46,8 @@ func TestRouteMergesMasterAndReplicas(t *testing.T) {
 
 func start(t *testing.T, opts Options) string {
 	t.Helper()
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(opts)
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
-	return ln.Addr().String()
+	_, addr := startServer(t, opts)
+	return addr
 }
 
 func dial(t *testing.T, addr string) *remoting.Client {

@@ -82,7 +82,7 @@ func (r *registry) admitRegister(b Broker, topics []remoting.TopicConfig, conn a
 	if cur == nil || cur.conn == conn {
 		return nil
 	}
-	if cur.Name != b.Name || cur.ID != b.ID || cur.Cluster != b.Cluster {
+	if cur.Broker != b { // cur is at b.Addr: another name, id or cluster
 		return &refusal{refuseNotOwner, fmt.Sprintf("address %s is registered as broker %q id %d (cluster %q) on another connection; refused for broker %q id %d (cluster %q)",
 			b.Addr, cur.Name, cur.ID, cur.Cluster, b.Name, b.ID, b.Cluster)}
 	}
@@ -111,7 +111,7 @@ func (r *registry) admitUnregister(b Broker, conn any, signed bool) *refusal {
 	if cur == nil || cur.conn == conn {
 		return nil
 	}
-	if signed && cur.Name == b.Name && cur.ID == b.ID && cur.Cluster == b.Cluster {
+	if signed && cur.Broker == b { // cur is at b.Addr: the same name, id and cluster
 		return nil
 	}
 	return &refusal{refuseNotOwner, fmt.Sprintf("broker %q at %s was registered on another connection: only that connection, "+

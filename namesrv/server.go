@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/clusterauth"
+	"github.com/ferrymq/ferry/internal/lograte"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -43,7 +44,8 @@ type Server struct {
 	addr    string   // where it listens, once it does
 	dropped [2]int64 // brokers dropped: [dropSilent], [dropClosed]
 	refused [len(refuseReasons)]int64
-	refusalLog
+
+	refusalLimits [len(refuseReasons)]lograte.Limiter // rate-limit the refusal lines, one limiter a reason
 
 	stop chan struct{}
 	wg   sync.WaitGroup

@@ -8,8 +8,6 @@ import (
 
 	"github.com/ferrymq/ferry/clusterauth"
 	"github.com/ferrymq/ferry/remoting"
-
-	"github.com/ferrymq/ferry/internal/lograte"
 )
 
 // Why a REGISTER_BROKER or UNREGISTER_BROKER is refused: the reason label
@@ -41,11 +39,6 @@ var refuseReasons = [...]string{
 // refusalLogEvery is how often, at most, a refusal of one reason is logged;
 // the line says how many were not.
 const refusalLogEvery = 10 * time.Second
-
-// refusalLog rate-limits the refusal lines, one limiter a reason.
-type refusalLog struct {
-	refusalLimits [len(refuseReasons)]lograte.Limiter
-}
 
 // prove checks that req, a REGISTER_BROKER or UNREGISTER_BROKER, comes from
 // a broker of the cluster: signed with the cluster key when the NameServer

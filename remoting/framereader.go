@@ -165,16 +165,24 @@ func (fr *frameReader) fill() error {
 // filled ends a read on the socket: n bytes read, err from the runtime
 // (deadline, closed), rerr from the read.
 func (fr *frameReader) filled(n int, err, rerr error) error {
-	if err != nil {
+	if err := rawReadError(n, err, rerr); err != nil {
 		return err
 	}
-	if rerr != nil {
+	fr.w += n
+	return nil
+}
+
+// rawReadError is the error of a read of n bytes through a RawConn: err is
+// RawConn.Read's, rerr the read's own; a read of nothing is the end.
+func rawReadError(n int, err, rerr error) error {
+	switch {
+	case err != nil:
+		return err
+	case rerr != nil:
 		return &readErr{rerr}
-	}
-	if n == 0 {
+	case n == 0:
 		return io.EOF
 	}
-	fr.w += n
 	return nil
 }
 
@@ -223,13 +231,8 @@ func (fr *frameReader) readDirect(p []byte) (int, error) {
 		n, rerr = readFD(fd, p)
 		return rerr != syscall.EAGAIN
 	})
-	switch {
-	case err != nil:
+	if err := rawReadError(n, err, rerr); err != nil {
 		return 0, err
-	case rerr != nil:
-		return 0, &readErr{rerr}
-	case n == 0:
-		return 0, io.EOF
 	}
 	return n, nil
 }

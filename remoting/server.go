@@ -91,28 +91,22 @@ const (
 )
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxConns <= 0 {
-		l.MaxConns = DefaultMaxConns
-	}
-	if l.MaxFrame <= 0 {
-		l.MaxFrame = MaxFrame
-	}
-	if l.MaxInFlight <= 0 {
-		l.MaxInFlight = DefaultMaxInFlight
-	}
-	if l.FirstRequestTimeout <= 0 {
-		l.FirstRequestTimeout = DefaultFirstRequestTimeout
-	}
-	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = DefaultIdleTimeout
-	}
-	if l.MaxQueuedBytes <= 0 {
-		l.MaxQueuedBytes = DefaultMaxQueuedBytes
-	}
-	if l.MaxReadingBytes <= 0 {
-		l.MaxReadingBytes = DefaultMaxReadingBytes
-	}
+	l.MaxConns = orDefault(l.MaxConns, DefaultMaxConns)
+	l.MaxFrame = orDefault(l.MaxFrame, MaxFrame)
+	l.MaxInFlight = orDefault(l.MaxInFlight, DefaultMaxInFlight)
+	l.FirstRequestTimeout = orDefault(l.FirstRequestTimeout, DefaultFirstRequestTimeout)
+	l.IdleTimeout = orDefault(l.IdleTimeout, DefaultIdleTimeout)
+	l.MaxQueuedBytes = orDefault(l.MaxQueuedBytes, DefaultMaxQueuedBytes)
+	l.MaxReadingBytes = orDefault(l.MaxReadingBytes, DefaultMaxReadingBytes)
 	return l
+}
+
+// orDefault is v, or def when v is not positive (unset).
+func orDefault[T ~int | ~int64](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // ServerOptions configure a server.
