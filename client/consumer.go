@@ -454,12 +454,31 @@ func (c *PushConsumer) rebalance() {
 	}
 }
 
+// ownsAny reports whether this member pulls some queue of topic.
+func (c *PushConsumer) ownsAny(topic string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.queues {
+		if k.topic == topic {
+			return true
+		}
+	}
+	return false
+}
+
 // assignment computes this member's queues of s's topic; false when it
 // cannot be known now (no route, no member list, this member not listed).
 func (c *PushConsumer) assignment(s *subscription) ([]messageQueue, bool) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.requestTimeout)
 	defer cancel()
 	rt, err := c.routes.get(ctx, s.topic)
+	if errors.Is(err, ErrNoRoute) && c.ownsAny(s.topic) {
+		// No broker serves the topic any more: its queues go. (Before the
+		// first heartbeat a retry topic has no route either; nothing is
+		// owned then.)
+		c.logger.Info("client: no broker serves the topic any more; dropping its queues", "topic", s.topic)
+		return nil, true
+	}
 	if err != nil {
 		if c.ctx.Err() == nil {
 			level := slog.LevelWarn
@@ -724,7 +743,9 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 			}
 			log.Warn("client: pull failed; retrying", "offset", off, "err", err)
 			rctx, rcancel := context.WithTimeout(pq.ctx, c.opts.requestTimeout)
-			if r, rerr := c.routes.refresh(rctx, k.topic); rerr == nil && r.addrs[k.Broker] == "" {
+			// The broker left the route, or the route is gone (the topic
+			// was on that broker alone: a retry topic, say).
+			if r, rerr := c.routes.refresh(rctx, k.topic); rerr == nil && r.addrs[k.Broker] == "" || errors.Is(rerr, ErrNoRoute) {
 				log.Warn("client: the queue's broker left the route; rebalancing")
 				select { // its queues go to no one, the others' to the whole group
 				case c.rebalanceNow <- struct{}{}:
