@@ -106,8 +106,9 @@ type Store interface {
 	Save(name string, v any) error
 }
 
-// StateNamespace and recordDoc name the document of the identity:
-// meta/cluster-broker.json in the data directory.
+// StateNamespace and recordDoc name the record of the identity in the
+// core's state, which is kept in the broker's log: a copy of the log has
+// the broker's name.
 const (
 	StateNamespace = "cluster"
 	recordDoc      = "broker"

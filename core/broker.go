@@ -132,6 +132,11 @@ type Broker struct {
 	groups  map[string]*group
 	clients map[string]map[string]*clientMember // self-rebalancing consumers by group and id
 
+	// state is the broker's state kept in the log (statelog.go).
+	state *stateLog
+
+	saveMu       sync.Mutex // one offsets save at a time
+	logged       offsetDoc  // committed offsets as the log has them; under saveMu
 	savedMu      sync.Mutex
 	saved        offsetDoc     // committed offsets as last saved, by owner key
 	offsetsVer   atomic.Uint64 // bumped by every offset change
@@ -151,8 +156,9 @@ type Broker struct {
 	closed    chan struct{}
 }
 
-// New opens the core over store, loading topics, committed offsets and the
-// scheduler's positions. The store stays the caller's to close, after the
+// New opens the core over store, replaying its state from the log (topics,
+// committed offsets, the scheduler's positions) after moving a data
+// directory of the older layout into it. The store stays the caller's to close, after the
 // broker.
 func New(store *storage.Store, cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
@@ -168,12 +174,23 @@ func New(store *storage.Store, cfg Config) (*Broker, error) {
 		closed:    make(chan struct{}),
 	}
 	var err error
-	if b.topics, err = loadTopics(store); err != nil {
+	if b.state, err = openStateLog(store, b.logger); err != nil {
 		return nil, err
 	}
-	if b.saved, err = loadOffsets(store); err != nil {
+	if err := b.migrate(); err != nil {
 		return nil, err
 	}
+	if err := b.adoptLogID(); err != nil {
+		return nil, err
+	}
+	store.SetRetentionGuard(b.state.guard)
+	if b.topics, err = loadTopics(b.state); err != nil {
+		return nil, err
+	}
+	if b.saved, err = loadOffsets(b.state); err != nil {
+		return nil, err
+	}
+	b.logged = b.saved
 	if b.sched, err = newScheduler(b); err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func (b *Broker) SendBack(ctx context.Context, groupName string, logOffset int64
 	if err := checkName("group", groupName); err != nil {
 		return err
 	}
-	m, err := b.store.ReadAt(logOffset)
+	m, err := b.MessageAt(logOffset)
 	if err != nil {
 		return fmt.Errorf("core: send back: %w", err)
 	}

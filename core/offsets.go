@@ -1,28 +1,34 @@
 package core
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// offsetDoc is the "offsets" metadata document: owner (group, or
-// group@member in broadcasting) → "topic/queue" → committed offset.
+// offsetDoc is the committed offsets: owner (group, or group@member in
+// broadcasting) → "topic/queue" → committed offset. Each owner's offsets
+// are a record of the state log under "core/offsets/OWNER".
 type offsetDoc map[string]map[string]int64
 
-func loadOffsets(b interface {
-	LoadMeta(string, any) (bool, error)
-}) (offsetDoc, error) {
+const offsetsPrefix = coreNamespace + "/offsets/"
+
+func loadOffsets(state *stateLog) (offsetDoc, error) {
 	doc := offsetDoc{}
-	if _, err := b.LoadMeta("offsets", &doc); err != nil {
-		return nil, fmt.Errorf("core: load offsets: %w", err)
-	}
-	if doc == nil {
-		doc = offsetDoc{}
-	}
-	return doc, nil
+	err := state.each(offsetsPrefix, func(key string, val []byte) error {
+		m := map[string]int64{}
+		if err := json.Unmarshal(val, &m); err != nil {
+			return fmt.Errorf("core: load offsets %s: %w", key, err)
+		}
+		doc[strings.TrimPrefix(key, offsetsPrefix)] = m
+		return nil
+	})
+	return doc, err
 }
 
 func (b *Broker) offsetsChanged() { b.offsetsVer.Add(1) }
@@ -35,7 +41,8 @@ func (b *Broker) savedOffset(owner, key string) (int64, bool) {
 }
 
 // saveOffsets writes every cursor's committed offset, if any changed since
-// the last save. Offsets of groups without members are kept as they were.
+// the last save: a record for each owner whose offsets changed. Offsets of
+// groups without members are kept as they were.
 func (b *Broker) saveOffsets() error {
 	ver := b.offsetsVer.Load()
 	b.savedMu.Lock()
@@ -58,8 +65,9 @@ func (b *Broker) saveOffsets() error {
 		g.mu.Unlock()
 	}
 	b.mu.Unlock()
+	b.saveMu.Lock() // one save at a time: the log's records in the order of the saves
+	defer b.saveMu.Unlock()
 	b.savedMu.Lock()
-	defer b.savedMu.Unlock()
 	doc := make(offsetDoc, len(b.saved))
 	for owner, m := range b.saved {
 		doc[owner] = maps.Clone(m)
@@ -70,10 +78,33 @@ func (b *Broker) saveOffsets() error {
 		}
 		maps.Copy(doc[owner], m)
 	}
-	if err := b.store.SaveMeta("offsets", doc); err != nil {
-		return fmt.Errorf("core: save offsets: %w", err)
+	b.saved = doc
+	b.savedMu.Unlock()
+	var changes []stateChange
+	for owner, m := range doc {
+		if !maps.Equal(m, b.logged[owner]) {
+			raw, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, stateChange{key: offsetsPrefix + owner, val: raw})
+		}
 	}
-	b.saved, b.offsetsSaved = doc, ver
+	for owner := range b.logged {
+		if doc[owner] == nil {
+			changes = append(changes, stateChange{key: offsetsPrefix + owner, del: true})
+		}
+	}
+	sort.Slice(changes, func(i, j int) bool { return changes[i].key < changes[j].key })
+	if len(changes) > 0 {
+		if err := b.state.write(context.Background(), changes, true); err != nil {
+			return fmt.Errorf("core: save offsets: %w", err)
+		}
+	}
+	b.logged = doc
+	b.savedMu.Lock()
+	b.offsetsSaved = ver
+	b.savedMu.Unlock()
 	return nil
 }
 

@@ -84,6 +84,9 @@ type ReadResult struct {
 // o.Use) at once, over the broker. A read whose ctx ends returns its error:
 // ctx is the reader's life (a connection's), o.Wait the poll's length.
 func (b *Broker) Read(ctx context.Context, topic string, queue int, offset int64, o ReadOptions) (ReadResult, error) {
+	if isStateTopic(topic) {
+		return ReadResult{Next: offset}, errStateTopic
+	}
 	n := max(1, min(o.Max, MaxRead))
 	f := readFilter(o.Filter)
 	var expired <-chan time.Time
@@ -172,19 +175,29 @@ func (f subjectFilter) Match(m *storage.Message) bool { return f.h.Match(m.Subje
 // Offsets returns a queue's first and end offsets: messages [min, max)
 // are readable. A queue never written has 0, 0.
 func (b *Broker) Offsets(topic string, queue int) (min, max int64) {
+	if isStateTopic(topic) {
+		return 0, 0
+	}
 	return b.store.Offsets(topic, queue)
 }
 
 // OffsetForTime returns the first offset of a queue whose message was
 // stored at or after t, or the queue's end if none was.
 func (b *Broker) OffsetForTime(topic string, queue int, t time.Time) (int64, error) {
+	if isStateTopic(topic) {
+		return 0, errStateTopic
+	}
 	return b.store.OffsetForTime(topic, queue, t)
 }
 
 // MessageAt returns the message stored at a log offset (its place in the
 // broker's log, which its id carries); ErrNotFound when there is none.
 func (b *Broker) MessageAt(logOffset int64) (Message, error) {
-	return b.store.ReadAt(logOffset)
+	m, err := b.store.ReadAt(logOffset)
+	if err == nil && isStateTopic(m.Topic) {
+		return Message{}, fmt.Errorf("%w: log offset %d holds the broker's own state", ErrNotFound, logOffset)
+	}
+	return m, err
 }
 
 // MessagesByKey returns up to max messages of any topic carrying key

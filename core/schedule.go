@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -48,11 +49,16 @@ type scheduler struct {
 	dirty bool
 }
 
+// scheduleKey is the state record of the scheduler's positions.
+const scheduleKey = coreNamespace + "/schedule"
+
 func newScheduler(b *Broker) (*scheduler, error) {
 	s := &scheduler{b: b, pos: make([]int64, len(hops))}
 	var saved map[string]int64
-	if _, err := b.store.LoadMeta("schedule", &saved); err != nil {
-		return nil, fmt.Errorf("core: load scheduler positions: %w", err)
+	if raw := b.state.get(scheduleKey); raw != nil {
+		if err := json.Unmarshal(raw, &saved); err != nil {
+			return nil, fmt.Errorf("core: load scheduler positions: %w", err)
+		}
 	}
 	for q := range hops {
 		lo, _ := b.store.Offsets(scheduleTopic, q)
@@ -240,7 +246,11 @@ func (s *scheduler) save() error {
 	}
 	s.dirty = false
 	s.mu.Unlock()
-	if err := s.b.store.SaveMeta("schedule", doc); err != nil {
+	raw, err := json.Marshal(doc)
+	if err == nil {
+		err = s.b.state.write(context.Background(), []stateChange{{key: scheduleKey, val: raw}}, true)
+	}
+	if err != nil {
 		s.mu.Lock()
 		s.dirty = true
 		s.mu.Unlock()

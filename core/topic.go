@@ -1,6 +1,8 @@
 package core
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
@@ -10,7 +12,7 @@ import (
 	"github.com/ferrymq/ferry/storage"
 )
 
-// TopicConfig is a topic's configuration, persisted in the store's metadata.
+// TopicConfig is a topic's configuration, kept in the state log.
 type TopicConfig struct {
 	Name    string    `json:"name"`
 	Queues  int       `json:"queues"`
@@ -22,36 +24,44 @@ type topic struct {
 	rr atomic.Uint32 // round-robin queue selection
 }
 
-// topicTable holds the topics; changes are saved atomically as the
-// "topics" metadata document.
+// topicTable holds the topics; each is a record of the state log under
+// "core/topic/NAME".
 type topicTable struct {
-	store *storage.Store
+	state *stateLog
 	mu    sync.RWMutex
 	m     map[string]*topic
 }
 
-const maxQueues = 1024
+const (
+	maxQueues   = 1024
+	topicPrefix = coreNamespace + "/topic/"
+)
 
-func loadTopics(store *storage.Store) (*topicTable, error) {
-	t := &topicTable{store: store, m: map[string]*topic{}}
-	var doc []TopicConfig
-	if _, err := store.LoadMeta("topics", &doc); err != nil {
-		return nil, fmt.Errorf("core: load topics: %w", err)
-	}
-	for _, c := range doc {
+func loadTopics(state *stateLog) (*topicTable, error) {
+	t := &topicTable{state: state, m: map[string]*topic{}}
+	err := state.each(topicPrefix, func(key string, val []byte) error {
+		var c TopicConfig
+		if err := json.Unmarshal(val, &c); err != nil {
+			return fmt.Errorf("core: topic %s: %w", key, err)
+		}
 		t.m[c.Name] = &topic{TopicConfig: c}
-	}
-	return t, nil
+		return nil
+	})
+	return t, err
 }
 
-// saveLocked writes the table. Caller holds mu.
-func (t *topicTable) saveLocked() error {
-	doc := make([]TopicConfig, 0, len(t.m))
-	for _, tp := range t.m {
-		doc = append(doc, tp.TopicConfig)
+// saveLocked writes a topic's configuration, or its removal when c is
+// nil. Caller holds mu.
+func (t *topicTable) saveLocked(name string, c *TopicConfig) error {
+	ch := stateChange{key: topicPrefix + name, del: c == nil}
+	if c != nil {
+		raw, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		ch.val = raw
 	}
-	sort.Slice(doc, func(i, j int) bool { return doc[i].Name < doc[j].Name })
-	return t.store.SaveMeta("topics", doc)
+	return t.state.write(context.Background(), []stateChange{ch}, true)
 }
 
 // expand returns the topics a subscription to topic reads: topic itself,
@@ -89,7 +99,7 @@ func (t *topicTable) ensure(name string, queues int) (*topic, bool, error) {
 	}
 	tp := &topic{TopicConfig: TopicConfig{Name: name, Queues: queues, Created: time.Now().UTC()}}
 	t.m[name] = tp
-	if err := t.saveLocked(); err != nil {
+	if err := t.saveLocked(name, &tp.TopicConfig); err != nil {
 		delete(t.m, name)
 		return nil, false, err
 	}
@@ -131,7 +141,7 @@ func (b *Broker) CreateTopic(name string, queues int) (TopicConfig, error) {
 	}
 	old := tp.Queues
 	tp.Queues = queues
-	if err := b.topics.saveLocked(); err != nil {
+	if err := b.topics.saveLocked(name, &tp.TopicConfig); err != nil {
 		tp.Queues = old
 		return tp.TopicConfig, err
 	}
@@ -150,7 +160,7 @@ func (b *Broker) DeleteTopic(name string) error {
 		return fmt.Errorf("%w: %q", ErrUnknownTopic, name)
 	}
 	delete(b.topics.m, name)
-	if err := b.topics.saveLocked(); err != nil {
+	if err := b.topics.saveLocked(name, nil); err != nil {
 		b.topics.m[name] = tp
 		return err
 	}

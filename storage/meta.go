@@ -7,15 +7,19 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ferrymq/ferry/internal/atomicfile"
 )
 
-// Small metadata (the store's identity, the clean-shutdown marker; topic
-// configs and consumer offsets for the core) is kept in JSON documents
-// written atomically: a temporary file, fsync, rename over the old one, fsync
-// of the directory. A reader sees the old document or the new one, never a
+// Small metadata (the store's identity) is kept in JSON documents written
+// atomically: a temporary file, fsync, rename over the old one, fsync of the
+// directory. A reader sees the old document or the new one, never a
 // half-written one; the checksum catches what the disk gets wrong.
+//
+// The documents in meta/ are the layout before the core kept its state in
+// the log: the core reads them once (MetaNames, LoadMeta) to move them into
+// the log, then retires the directory (RetireMeta).
 
 type envelope struct {
 	CRC32C uint32          `json:"crc32c"`
@@ -38,6 +42,39 @@ func (s *Store) LoadMeta(name string, v any) (bool, error) {
 		return false, err
 	}
 	return loadJSON(filepath.Join(s.metaDir(), name+".json"), v)
+}
+
+// MetaNames lists the documents in meta/, by name; none when there is no
+// meta/ (a store created since the state moved into the log, or one
+// already migrated).
+func (s *Store) MetaNames() ([]string, error) {
+	ents, err := os.ReadDir(s.metaDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if name, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Type().IsRegular() && metaName(name) == nil {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+// RetireMeta renames meta/ to meta.migrated/ (kept for the operator to
+// delete), once its documents are in the log.
+func (s *Store) RetireMeta() error {
+	to := filepath.Join(s.dir, "meta.migrated")
+	if err := os.RemoveAll(to); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	if err := os.Rename(s.metaDir(), to); err != nil {
+		return fmt.Errorf("storage: retire meta/: %w", err)
+	}
+	return atomicfile.SyncDir(s.dir)
 }
 
 func (s *Store) metaDir() string { return filepath.Join(s.dir, "meta") }

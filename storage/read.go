@@ -163,7 +163,7 @@ func (s *Store) ReadAt(logOffset int64) (Message, error) {
 }
 
 // MessageID is the id of the message stored at logOffset.
-func (s *Store) MessageID(logOffset int64) string { return MessageID(s.logID, logOffset) }
+func (s *Store) MessageID(logOffset int64) string { return MessageID(s.logID.Load(), logOffset) }
 
 // Get returns the message with the given id.
 func (s *Store) Get(id string) (Message, error) {
@@ -171,7 +171,7 @@ func (s *Store) Get(id string) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	if logID != s.logID {
+	if logID != s.logID.Load() {
 		return Message{}, fmt.Errorf("%w: message id %s is from another log", ErrNotFound, id)
 	}
 	if off < s.log.minOffset() {

@@ -48,6 +48,11 @@ func (s *Store) ApplyRetention(now time.Time) (int, error) {
 		if reason == "" {
 			break
 		}
+		if g := s.guard.Load(); g != nil {
+			if err := (*g)(first.end()); err != nil {
+				return deleted, fmt.Errorf("storage: retention kept %s: %w", first.path, err)
+			}
+		}
 		if _, err := s.log.dropFront(); err != nil {
 			return deleted, err
 		}

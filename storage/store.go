@@ -35,8 +35,10 @@ type Store struct {
 	// appendErrors lets one failed append a minute reach the log: on a full
 	// disk every publish fails, and each caller sees its error anyway.
 	appendErrors lograte.Limiter
-	logID        uint64
-	lock         *os.File
+	logID        atomic.Uint64
+	// guard, when set, runs before retention deletes a segment (SetRetentionGuard).
+	guard atomic.Pointer[func(end int64) error]
+	lock  *os.File
 
 	log  *commitLog
 	keys *keyIndex
@@ -154,10 +156,11 @@ func (s *Store) open() error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fmt.Errorf("%w: %s", ErrLocked, s.dir)
 	}
-	var created bool
-	if s.logID, created, err = s.loadLogID(); err != nil {
+	id, created, err := s.loadLogID()
+	if err != nil {
 		return err
 	}
+	s.logID.Store(id)
 	if s.log, err = openCommitLog(filepath.Join(s.dir, "commitlog"), s.opts.SegmentSize); err != nil {
 		return err
 	}
@@ -186,7 +189,23 @@ func (s *Store) loadLogID() (uint64, bool, error) {
 }
 
 // LogID is the identity of the store's log, part of every message id.
-func (s *Store) LogID() uint64 { return s.logID }
+func (s *Store) LogID() uint64 { return s.logID.Load() }
+
+// SetLogID gives the log the identity id and records it, so that a log
+// that belongs to a broker keeps the broker's identity (its owner keeps the
+// identity in the log itself, and a copy of the log adopts it).
+func (s *Store) SetLogID(id uint64) error {
+	if s.logID.Load() == id {
+		return nil
+	}
+	if err := saveJSON(filepath.Join(s.dir, "store.json"), struct {
+		LogID uint64 `json:"log_id"`
+	}{id}); err != nil {
+		return err
+	}
+	s.logID.Store(id)
+	return nil
+}
 
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }
@@ -306,6 +325,17 @@ func (s *Store) WaitDurable(ctx context.Context, end int64) error {
 	}
 	return s.waitFlushed(ctx, end)
 }
+
+// WaitSynced returns once the log is on disk up to end, whatever the
+// flush policy: for records that must survive a crash of the machine (the
+// core's state), it forces an fsync if none is due.
+func (s *Store) WaitSynced(ctx context.Context, end int64) error { return s.waitFlushed(ctx, end) }
+
+// SetRetentionGuard has retention call guard with a segment's end before it
+// deletes the segment: the guard copies forward what it still needs from
+// the log before that offset, and an error keeps the segment (retention
+// stops until a later pass).
+func (s *Store) SetRetentionGuard(guard func(end int64) error) { s.guard.Store(&guard) }
 
 // SyncFlush reports whether appends are durable only once on disk.
 func (s *Store) SyncFlush() bool { return s.opts.FlushMode == FlushSync }
