@@ -171,7 +171,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 		ss.subs[f] = st
 	}
 	if persistent {
-		gen := s.state.update(func() (bool, bool) {
+		gen := s.state.update(func() (string, string) {
 			st := s.state.sessions[cl.ID]
 			if st == nil {
 				st = &sessionState{ID: cl.ID}
@@ -180,7 +180,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 			st.Username, st.Version, st.Expiry, st.Connected, st.Left = ss.user, cl.Properties.ProtocolVersion, expiry, true, 0
 			st.Subs = subList(ss.subs)
 			st.Will = willOf(cl.Properties.Will)
-			return true, false
+			return cl.ID, ""
 		})
 		_ = s.state.wait(ctx, gen)
 	}
@@ -203,12 +203,12 @@ func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
 	s.mu.Unlock()
 	ss.end(!ss.persistent)
 	if ss.persistent {
-		s.state.update(func() (bool, bool) {
+		s.state.update(func() (string, string) {
 			if st := s.state.sessions[cl.ID]; st != nil {
 				st.Connected, st.Left = false, time.Now().Unix()
-				return true, false
+				return cl.ID, ""
 			}
-			return false, false
+			return "", ""
 		})
 	}
 }
@@ -220,10 +220,12 @@ func (h *hook) OnClientExpired(cl *mochi.Client) {
 // forget drops what Ferry keeps of a session: its state and its group's
 // offsets.
 func (s *Server) forget(id string) {
-	s.state.update(func() (bool, bool) {
-		_, ok := s.state.sessions[id]
+	s.state.update(func() (string, string) {
+		if _, ok := s.state.sessions[id]; !ok {
+			return "", ""
+		}
 		delete(s.state.sessions, id)
-		return ok, false
+		return id, ""
 	})
 	if err := s.core.DeleteGroup(ownGroup(id)); err != nil && !errors.Is(err, core.ErrUnknownGroup) {
 		s.log.Warn("mqtt: deleting a session's group failed", "client", id, "err", err)
@@ -336,12 +338,12 @@ func (ss *session) saveSubs(wait bool) {
 	subs := subList(ss.subs)
 	ss.mu.Unlock()
 	st := ss.srv.state
-	gen := st.update(func() (bool, bool) {
+	gen := st.update(func() (string, string) {
 		if s := st.sessions[ss.id]; s != nil {
 			s.Subs = subs
-			return true, false
+			return ss.id, ""
 		}
-		return false, false
+		return "", ""
 	})
 	if wait {
 		if err := st.wait(ss.ctx, gen); err != nil {
@@ -391,12 +393,12 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	if pk.FixedHeader.Qos == 2 {
 		if ss := s.session(cl); ss != nil && ss.persistent {
-			gen := s.state.update(func() (bool, bool) {
+			gen := s.state.update(func() (string, string) {
 				if st := s.state.sessions[cl.ID]; st != nil {
 					st.QoS2In = append(st.QoS2In, pk.PacketID)
-					return true, false
+					return cl.ID, ""
 				}
-				return false, false
+				return "", ""
 			})
 			_ = s.state.wait(ss.ctx, gen)
 		}
@@ -432,14 +434,16 @@ func (s *Server) retain(topic string, payload []byte, qos byte, user []packets.U
 	out := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: qos},
 		TopicName: topic, Payload: payload, Properties: packets.Properties{User: user}, Created: time.Now().Unix()}
 	s.mq.Topics.RetainMessage(out)
-	gen := s.state.update(func() (bool, bool) {
+	gen := s.state.update(func() (string, string) {
 		if len(payload) == 0 { // [MQTT-3.3.1-6]
-			_, ok := s.state.retained[topic]
+			if _, ok := s.state.retained[topic]; !ok {
+				return "", ""
+			}
 			delete(s.state.retained, topic)
-			return false, ok
+			return "", topic
 		}
 		s.state.retained[topic] = retainedState{Payload: payload, QoS: qos, User: userMap(user), Created: out.Created}
-		return false, true
+		return "", topic
 	})
 	_ = s.state.wait(s.ctx, gen)
 }
@@ -499,10 +503,10 @@ func (h *hook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 		return
 	}
 	st := h.s.state
-	st.update(func() (bool, bool) {
+	st.update(func() (string, string) {
 		s := st.sessions[cl.ID]
 		if s == nil {
-			return false, false
+			return "", ""
 		}
 		list := &s.QoS2In
 		if typ == packets.Pubcomp {
@@ -511,10 +515,10 @@ func (h *hook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 		for i, id := range *list {
 			if id == pk.PacketID {
 				*list = append((*list)[:i], (*list)[i+1:]...)
-				return true, false
+				return cl.ID, ""
 			}
 		}
-		return false, false
+		return "", ""
 	})
 }
 
@@ -563,12 +567,12 @@ func (s *Server) publishWill(client string, w *willState) {
 	if w.Retain {
 		s.retain(w.Topic, w.Payload, w.QoS, nil)
 	}
-	s.state.update(func() (bool, bool) {
+	s.state.update(func() (string, string) {
 		if st := s.state.sessions[client]; st != nil && st.Will != nil {
 			st.Will = nil
-			return true, false
+			return client, ""
 		}
-		return false, false
+		return "", ""
 	})
 }
 

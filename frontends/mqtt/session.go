@@ -418,13 +418,13 @@ func (ss *session) pubrec(pid uint16, failed bool) bool {
 		return true
 	}
 	if ss.persistent {
-		gen := ss.srv.state.update(func() (bool, bool) {
+		gen := ss.srv.state.update(func() (string, string) {
 			st := ss.srv.state.sessions[ss.id]
 			if st == nil {
-				return false, false
+				return "", ""
 			}
 			st.QoS2Out = append(st.QoS2Out, pid)
-			return true, false
+			return ss.id, ""
 		})
 		if err := ss.srv.state.wait(ss.ctx, gen); err != nil {
 			ss.srv.log.Warn("mqtt: recording a QoS 2 delivery failed; it will be sent again", "client", ss.id, "err", err)

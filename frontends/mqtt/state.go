@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ferrymq/ferry/core"
@@ -58,33 +60,39 @@ type retainedState struct {
 	Created int64             `json:"created"`
 }
 
-// stateStore keeps the sessions and the retained messages as two documents
-// of the core's state namespace "mqtt" ("sessions", "retained"), each
-// written atomically. Writes are group-committed: a change bumps gen, one writer
-// goroutine saves what changed, and callers that must not answer before
-// their change is durable (a SUBACK, a PUBREC) wait for a save that covers
-// their gen.
+// stateStore keeps the sessions and the retained messages in the core's
+// state namespace "mqtt", which the core keeps in the broker's log: a
+// record per session ("s/CLIENT-ID") and per retained message
+// ("r/TOPIC"). Writes are group-committed: a change marks its key and bumps
+// gen, one writer goroutine writes the keys that changed, and callers that
+// must not answer before their change is durable (a SUBACK, a PUBREC) wait
+// for a write that covers their gen.
 type stateStore struct {
 	docs   *core.State
 	logger *slog.Logger
 
-	mu       sync.Mutex
-	sessions map[string]*sessionState
-	retained map[string]retainedState
-	dirty    [2]bool // sessions, retained
-	gen      uint64  // bumped by every change
-	saved    uint64  // the gen the last save covered
-	err      error   // of the last save
-	done     chan struct{}
-	kick     chan struct{}
-	closed   bool
-	wg       sync.WaitGroup
+	mu         sync.Mutex
+	sessions   map[string]*sessionState
+	retained   map[string]retainedState
+	dirtySess  map[string]struct{} // client ids whose session changed
+	dirtyRetai map[string]struct{} // topics whose retained message changed
+	gen        uint64              // bumped by every change
+	saved      uint64              // the gen the last save covered
+	err        error               // of the last save
+	done       chan struct{}
+	kick       chan struct{}
+	closed     bool
+	wg         sync.WaitGroup
 }
 
 const (
 	stateNamespace = "mqtt"
-	docSessions    = "sessions"
-	docRetained    = "retained"
+	sessionPrefix  = "s/"
+	retainedPrefix = "r/"
+	// The layout before a record per key: one value for all sessions and
+	// one for all retained messages, converted at start.
+	oldSessions = "sessions"
+	oldRetained = "retained"
 )
 
 func openState(b *core.Broker, logger *slog.Logger) (*stateStore, error) {
@@ -93,35 +101,90 @@ func openState(b *core.Broker, logger *slog.Logger) (*stateStore, error) {
 		return nil, err
 	}
 	st := &stateStore{docs: docs, logger: logger, sessions: map[string]*sessionState{},
-		retained: map[string]retainedState{}, done: make(chan struct{}), kick: make(chan struct{}, 1)}
-	if _, err := docs.Load(docSessions, &st.sessions); err != nil {
-		return nil, fmt.Errorf("mqtt: load sessions: %w", err)
+		retained: map[string]retainedState{}, dirtySess: map[string]struct{}{}, dirtyRetai: map[string]struct{}{},
+		done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	var old []string
+	err = docs.Each(func(key string, value json.RawMessage) error {
+		switch {
+		case strings.HasPrefix(key, sessionPrefix):
+			s := &sessionState{}
+			if err := json.Unmarshal(value, s); err != nil {
+				return fmt.Errorf("mqtt: load session %q: %w", key, err)
+			}
+			st.sessions[strings.TrimPrefix(key, sessionPrefix)] = s
+		case strings.HasPrefix(key, retainedPrefix):
+			var r retainedState
+			if err := json.Unmarshal(value, &r); err != nil {
+				return fmt.Errorf("mqtt: load retained message %q: %w", key, err)
+			}
+			st.retained[strings.TrimPrefix(key, retainedPrefix)] = r
+		case key == oldSessions:
+			var m map[string]*sessionState
+			if err := json.Unmarshal(value, &m); err != nil {
+				return fmt.Errorf("mqtt: load sessions: %w", err)
+			}
+			maps.Copy(st.sessions, m)
+			old = append(old, key)
+		case key == oldRetained:
+			var m map[string]retainedState
+			if err := json.Unmarshal(value, &m); err != nil {
+				return fmt.Errorf("mqtt: load retained messages: %w", err)
+			}
+			maps.Copy(st.retained, m)
+			old = append(old, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if _, err := docs.Load(docRetained, &st.retained); err != nil {
-		return nil, fmt.Errorf("mqtt: load retained messages: %w", err)
-	}
-	if st.sessions == nil {
-		st.sessions = map[string]*sessionState{}
-	}
-	if st.retained == nil {
-		st.retained = map[string]retainedState{}
+	if len(old) > 0 {
+		if err := st.convert(old); err != nil {
+			return nil, err
+		}
 	}
 	st.wg.Add(1)
 	go st.writer()
 	return st, nil
 }
 
-// update runs fn under the lock; fn returns which documents it changed. It
-// returns the gen to wait for.
-func (st *stateStore) update(fn func() (sessions, retained bool)) uint64 {
+// convert writes the sessions and retained messages of the older layout as
+// a record each, and removes the old values, in one write.
+func (st *stateStore) convert(old []string) error {
+	var changes []core.Change
+	for id, s := range st.sessions {
+		changes = append(changes, core.Change{Key: sessionPrefix + id, Value: s})
+	}
+	for topic, r := range st.retained {
+		changes = append(changes, core.Change{Key: retainedPrefix + topic, Value: r})
+	}
+	for _, key := range old {
+		changes = append(changes, core.Change{Key: key, Delete: true})
+	}
+	if err := st.docs.Apply(context.Background(), changes...); err != nil {
+		return fmt.Errorf("mqtt: convert sessions and retained messages to a record each: %w", err)
+	}
+	st.logger.Info("mqtt: sessions and retained messages are now a record each in the broker's log",
+		"sessions", len(st.sessions), "retained", len(st.retained))
+	return nil
+}
+
+// update runs fn under the lock; fn returns the client id whose session it
+// changed and the topic whose retained message it changed ("" for none).
+// It returns the gen to wait for.
+func (st *stateStore) update(fn func() (session, retained string)) uint64 {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	s, r := fn()
-	if !s && !r {
+	if s == "" && r == "" {
 		return st.saved
 	}
-	st.dirty[0] = st.dirty[0] || s
-	st.dirty[1] = st.dirty[1] || r
+	if s != "" {
+		st.dirtySess[s] = struct{}{}
+	}
+	if r != "" {
+		st.dirtyRetai[r] = struct{}{}
+	}
 	st.gen++
 	if !st.closed {
 		select {
@@ -162,26 +225,41 @@ func (st *stateStore) writer() {
 
 func (st *stateStore) saveOnce() {
 	st.mu.Lock()
-	gen, dirty := st.gen, st.dirty
-	st.dirty = [2]bool{}
-	var docs [2]json.RawMessage
+	gen, sess, ret := st.gen, st.dirtySess, st.dirtyRetai
+	st.dirtySess, st.dirtyRetai = map[string]struct{}{}, map[string]struct{}{}
+	changes := make([]core.Change, 0, len(sess)+len(ret))
 	var err error
-	if dirty[0] {
-		docs[0], err = json.Marshal(st.sessions)
+	for id := range sess {
+		c := core.Change{Key: sessionPrefix + id, Delete: true}
+		if s := st.sessions[id]; s != nil {
+			var raw []byte
+			if raw, err = json.Marshal(s); err != nil { // now: the session changes in place
+				break
+			}
+			c.Value, c.Delete = json.RawMessage(raw), false
+		}
+		changes = append(changes, c)
 	}
-	if dirty[1] && err == nil {
-		docs[1], err = json.Marshal(st.retained)
+	for topic := range ret {
+		c := core.Change{Key: retainedPrefix + topic, Delete: true}
+		if r, ok := st.retained[topic]; ok {
+			c.Value, c.Delete = r, false
+		}
+		changes = append(changes, c)
 	}
 	st.mu.Unlock()
-	for i, name := range []string{docSessions, docRetained} {
-		if err == nil && dirty[i] {
-			err = st.docs.Save(name, docs[i])
-		}
+	if err == nil && len(changes) > 0 {
+		err = st.docs.Apply(context.Background(), changes...)
 	}
 	if err != nil {
 		st.logger.Error("mqtt: saving session state failed; will retry on the next change", "err", err)
 		st.mu.Lock()
-		st.dirty[0], st.dirty[1] = st.dirty[0] || dirty[0], st.dirty[1] || dirty[1]
+		for id := range sess {
+			st.dirtySess[id] = struct{}{}
+		}
+		for topic := range ret {
+			st.dirtyRetai[topic] = struct{}{}
+		}
 		st.mu.Unlock()
 	}
 	st.mu.Lock()
