@@ -190,7 +190,7 @@ func New(store *storage.Store, cfg Config) (*Broker, error) {
 	if b.saved, err = loadOffsets(b.state); err != nil {
 		return nil, err
 	}
-	b.logged = b.saved
+	b.logged = cloneOffsets(b.saved)
 	if b.sched, err = newScheduler(b); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -64,7 +65,15 @@ func (b *Broker) migrate() error {
 				}
 			}
 		case name == "schedule":
-			changes = append(changes, stateChange{key: scheduleKey, val: raw})
+			var pos map[string]int64
+			if err := json.Unmarshal(raw, &pos); err != nil {
+				return fmt.Errorf("core: migrate meta/schedule.json: %w", err)
+			}
+			for q, off := range pos {
+				if i, err := strconv.Atoi(q); err == nil && i >= 0 && i < len(hops) {
+					changes = append(changes, schedulePos(i, off))
+				}
+			}
 		case doc != "" && ns != coreNamespace && validNamespace(ns):
 			changes = append(changes, stateChange{key: ns + "/" + doc, val: raw})
 		default:

@@ -31,6 +31,14 @@ func loadOffsets(state *stateLog) (offsetDoc, error) {
 	return doc, err
 }
 
+func cloneOffsets(doc offsetDoc) offsetDoc {
+	out := make(offsetDoc, len(doc))
+	for owner, m := range doc {
+		out[owner] = maps.Clone(m)
+	}
+	return out
+}
+
 func (b *Broker) offsetsChanged() { b.offsetsVer.Add(1) }
 
 func (b *Broker) savedOffset(owner, key string) (int64, bool) {
@@ -68,10 +76,7 @@ func (b *Broker) saveOffsets() error {
 	b.saveMu.Lock() // one save at a time: the log's records in the order of the saves
 	defer b.saveMu.Unlock()
 	b.savedMu.Lock()
-	doc := make(offsetDoc, len(b.saved))
-	for owner, m := range b.saved {
-		doc[owner] = maps.Clone(m)
-	}
+	doc := cloneOffsets(b.saved)
 	for owner, m := range fresh {
 		if doc[owner] == nil {
 			doc[owner] = map[string]int64{}
@@ -79,6 +84,7 @@ func (b *Broker) saveOffsets() error {
 		maps.Copy(doc[owner], m)
 	}
 	b.saved = doc
+	doc = cloneOffsets(doc) // b.saved's maps change in place (CommitOffset)
 	b.savedMu.Unlock()
 	var changes []stateChange
 	for owner, m := range doc {

@@ -144,6 +144,21 @@ func (b *Broker) storeNoWait(msgs []*Message) ([]PublishResult, error) {
 	return b.stored(msgs, n, err)
 }
 
+// storeWithState stores msgs and then the state change c in one append,
+// and waits for durability under the flush policy: c records what storing
+// msgs did, and a restart finds both or, if the process died before they
+// were written, neither. (An append that spans two write buffers is
+// written by two writes: a crash between them keeps the messages and
+// loses the change, so what c guards happens again: twice, never never.)
+func (b *Broker) storeWithState(ctx context.Context, msgs []*Message, c stateChange) ([]PublishResult, error) {
+	n, end, err := b.state.appendWith(msgs, c)
+	res, err := b.stored(msgs, n, err)
+	if err == nil {
+		err = b.store.WaitDurable(ctx, end)
+	}
+	return res, err
+}
+
 // stored accounts and routes msgs[:n], which the store took.
 func (b *Broker) stored(msgs []*Message, n int, err error) ([]PublishResult, error) {
 	if err != nil && n == 0 {

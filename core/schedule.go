@@ -21,9 +21,10 @@ import (
 // what remains (a 5 h delay is hops of 2 h, 2 h, 1 h). A message is never
 // delivered early, and late by at most the smallest hop.
 //
-// The scheduler's position in each queue is saved with the consumer
-// offsets, so pending delayed messages (and retries) survive a restart;
-// one delivered just before a crash may be delivered again.
+// The scheduler's position in each queue is a state record, written in the
+// same append as the message a move stores (storeWithState): pending
+// delayed messages (and retries) survive a restart or a crash, and one
+// moved just before a crash is not moved again.
 var hops = []time.Duration{
 	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
 	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
@@ -49,20 +50,25 @@ type scheduler struct {
 	dirty bool
 }
 
-// scheduleKey is the state record of the scheduler's positions.
-const scheduleKey = coreNamespace + "/schedule"
+// schedulePrefix keys the state records of the scheduler's positions:
+// "core/schedule/Q" is the next offset of hop queue Q.
+const schedulePrefix = coreNamespace + "/schedule/"
+
+func schedulePos(q int, off int64) stateChange {
+	return stateChange{key: schedulePrefix + strconv.Itoa(q), val: strconv.AppendInt(nil, off, 10)}
+}
 
 func newScheduler(b *Broker) (*scheduler, error) {
 	s := &scheduler{b: b, pos: make([]int64, len(hops))}
-	var saved map[string]int64
-	if raw := b.state.get(scheduleKey); raw != nil {
-		if err := json.Unmarshal(raw, &saved); err != nil {
-			return nil, fmt.Errorf("core: load scheduler positions: %w", err)
-		}
-	}
 	for q := range hops {
+		var saved int64
+		if raw := b.state.get(schedulePos(q, 0).key); raw != nil {
+			if err := json.Unmarshal(raw, &saved); err != nil {
+				return nil, fmt.Errorf("core: load the scheduler's position in queue %d: %w", q, err)
+			}
+		}
 		lo, _ := b.store.Offsets(scheduleTopic, q)
-		s.pos[q] = max(saved[strconv.Itoa(q)], lo)
+		s.pos[q] = max(saved, lo)
 	}
 	return s, nil
 }
@@ -181,13 +187,12 @@ func (s *scheduler) pass(now time.Time) time.Time {
 					stopped = true
 					break
 				}
-				if err := s.release(m, now); err != nil {
+				if err := s.release(m, q, now); err != nil {
 					s.b.logger.Error("core: scheduler delivery; retrying in 1s", "err", err)
 					soonest(now.Add(time.Second))
 					stopped = true
 					break
 				}
-				s.setPos(q, m.QueueOffset+1)
 			}
 			if stopped {
 				break
@@ -197,9 +202,11 @@ func (s *scheduler) pass(now time.Time) time.Time {
 	return next
 }
 
-// release delivers m to its real topic, or schedules it again for what
-// remains of its delay.
-func (s *scheduler) release(m *Message, now time.Time) error {
+// release delivers m, the head of hop queue q, to its real topic, or
+// schedules it again for what remains of its delay, and moves q's position
+// past it in the same append: a restart does not move it again.
+func (s *scheduler) release(m *Message, q int, now time.Time) error {
+	next := m.QueueOffset + 1
 	out := *m
 	out.Properties = make(map[string]string, len(m.Properties))
 	for k, v := range m.Properties {
@@ -208,22 +215,32 @@ func (s *scheduler) release(m *Message, now time.Time) error {
 	remaining := time.Duration(m.DeliverAt - now.UnixNano())
 	if remaining > 0 {
 		out.QueueID = hopFor(remaining)
-		_, err := s.b.store1(context.Background(), []*Message{&out})
-		return err
+		return s.moveTo(q, next, &out)
 	}
 	out.Topic = out.Properties[propRealTopic]
-	q, err := strconv.Atoi(out.Properties[propRealQueue])
+	dest, err := strconv.Atoi(out.Properties[propRealQueue])
 	if err != nil || storage.ValidTopic(out.Topic) != nil {
 		s.b.logger.Error("core: scheduled message without a valid destination; dropped",
 			"id", s.b.store.MessageID(m.LogOffset), "topic", out.Topic, "queue", out.Properties[propRealQueue])
+		s.setPos(q, next)
 		return nil
 	}
 	delete(out.Properties, propRealTopic)
 	delete(out.Properties, propRealQueue)
-	out.QueueID = q
+	out.QueueID = dest
 	out.DeliverAt = 0
-	_, err = s.b.store1(context.Background(), []*Message{&out})
-	return err
+	return s.moveTo(q, next, &out)
+}
+
+// moveTo stores out and hop queue q's new position next in one append.
+func (s *scheduler) moveTo(q int, next int64, out *Message) error {
+	if _, err := s.b.storeWithState(context.Background(), []*Message{out}, schedulePos(q, next)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pos[q] = next
+	s.mu.Unlock()
+	return nil
 }
 
 func (s *scheduler) setPos(q int, off int64) {
@@ -240,17 +257,13 @@ func (s *scheduler) save() error {
 		s.mu.Unlock()
 		return nil
 	}
-	doc := make(map[string]int64, len(s.pos))
+	changes := make([]stateChange, len(s.pos))
 	for q, p := range s.pos {
-		doc[strconv.Itoa(q)] = p
+		changes[q] = schedulePos(q, p)
 	}
 	s.dirty = false
 	s.mu.Unlock()
-	raw, err := json.Marshal(doc)
-	if err == nil {
-		err = s.b.state.write(context.Background(), []stateChange{{key: scheduleKey, val: raw}}, true)
-	}
-	if err != nil {
+	if err := s.b.state.write(context.Background(), changes, true); err != nil {
 		s.mu.Lock()
 		s.dirty = true
 		s.mu.Unlock()

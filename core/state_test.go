@@ -95,8 +95,12 @@ func TestStateOutlivesRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns, _ := b.State("mqtt")
+	const slack = 256
+	b.state.mu.Lock()
+	b.state.slack = slack
+	b.state.mu.Unlock()
 	// Many changes of a few keys: snapshots keep the replay short.
-	for i := range 3 * snapshotSlack {
+	for i := range 3 * slack {
 		if err := ns.Apply(context.Background(), Change{Key: "k" + string(rune('a'+i%5)), Value: i}); err != nil {
 			t.Fatal(err)
 		}
@@ -122,13 +126,13 @@ func TestStateOutlivesRetention(t *testing.T) {
 		t.Fatal("topic lost to retention")
 	}
 	ns, _ = b.State("mqtt")
-	for i, want := range []int{3*snapshotSlack - 5, 3*snapshotSlack - 4, 3*snapshotSlack - 3, 3*snapshotSlack - 2, 3*snapshotSlack - 1} {
+	for i, want := range []int{3*slack - 5, 3*slack - 4, 3*slack - 3, 3*slack - 2, 3*slack - 1} {
 		var got int
 		if ok, err := ns.Load("k"+string(rune('a'+(want%5))), &got); !ok || err != nil || got != want {
 			t.Errorf("key %d after retention and a restart: %d, %v, %v", i, got, ok, err)
 		}
 	}
-	if live := len(b.state.vals); b.state.tail > 2*live+snapshotSlack+1 {
+	if live := len(b.state.vals); b.state.tail > 2*live+slack+1 {
 		t.Errorf("a restart replayed %d records for %d live keys", b.state.tail, live)
 	}
 }
@@ -165,7 +169,7 @@ func TestMigrateMetaDocuments(t *testing.T) {
 		if off, ok := b.savedOffset("billing", "orders/3"); !ok || off != 2 {
 			t.Fatalf("offset after migration: %d, %v", off, ok)
 		}
-		if got := b.state.get(scheduleKey); string(got) != `{"4":12}` {
+		if got := b.state.get(schedulePrefix + "4"); string(got) != "12" {
 			t.Fatalf("schedule after migration: %s", got)
 		}
 		ns, _ := b.State("cluster")
@@ -227,5 +231,25 @@ func TestStateTopicIsTheCores(t *testing.T) {
 	}
 	if _, err := b.MessageAt(0); !errors.Is(err, ErrNotFound) { // the log id record
 		t.Fatalf("the state's first record by offset: %v", err)
+	}
+}
+
+// A self-rebalancing client's commits outlive a restart, each one: the
+// core's copy of what the log holds is its own, not the live offsets.
+func TestCommittedOffsetsOutliveRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := openBroker(t, dir, testConfig(t))
+	for _, off := range []int64{5, 7} {
+		if err := b.CommitOffset("books", "ledger", 2, off); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.saveOffsets(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.close(t)
+	b = openBroker(t, dir, testConfig(t))
+	if off, ok := b.CommittedOffset("books", "ledger", 2); !ok || off != 7 {
+		t.Fatalf("committed offset after a restart: %d, %v; want 7", off, ok)
 	}
 }

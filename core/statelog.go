@@ -39,9 +39,10 @@ const (
 	// maxStateKey bounds a key, namespace included: a record's subject.
 	maxStateKey = 32 << 10
 	// A snapshot is written when the records since the last one exceed
-	// twice the live keys plus snapshotSlack: replay reads at most about
-	// three times the live state.
-	snapshotSlack = 4096
+	// twice the live keys plus snapshotSlack: replay reads at most three
+	// times the live state plus the slack, and a small state that changes
+	// often (the scheduler's positions) is not copied over and over.
+	snapshotSlack = 1 << 16
 	// snapshotBatch records are appended at once while snapshotting.
 	snapshotBatch = 512
 )
@@ -66,10 +67,11 @@ type stateLog struct {
 	store  *storage.Store
 	logger *slog.Logger
 
-	mu   sync.Mutex
-	vals map[string][]byte
-	next int64 // queue offset the next record of stateRecords gets
-	tail int   // records since the last snapshot began, the snapshot's included
+	mu    sync.Mutex
+	vals  map[string][]byte
+	next  int64 // queue offset the next record of stateRecords gets
+	tail  int   // records since the last snapshot began, the snapshot's included
+	slack int   // snapshotSlack; less in tests
 	// keep is the log offset of the first record a replay needs (the last
 	// snapshot's first record, or its mark): retention must not delete it.
 	// MaxInt64 while the log holds no state.
@@ -78,7 +80,7 @@ type stateLog struct {
 
 // openStateLog replays the state from the log.
 func openStateLog(store *storage.Store, logger *slog.Logger) (*stateLog, error) {
-	l := &stateLog{store: store, logger: logger, vals: map[string][]byte{}, keep: math.MaxInt64}
+	l := &stateLog{store: store, logger: logger, vals: map[string][]byte{}, keep: math.MaxInt64, slack: snapshotSlack}
 	lo, hi := store.Offsets(stateTopic, stateRecords)
 	from := lo
 	if mlo, mhi := store.Offsets(stateTopic, stateMarks); mhi > mlo {
@@ -202,12 +204,8 @@ func (l *stateLog) write(ctx context.Context, changes []stateChange, synced bool
 	for _, c := range kept[:n] {
 		l.apply(c)
 	}
-	if err == nil && l.tail > 2*len(l.vals)+snapshotSlack {
-		if send, serr := l.snapshotLocked(); serr != nil {
-			l.logger.Error("core: writing a snapshot of the state failed; the next change tries again", "err", serr)
-		} else {
-			end = send
-		}
+	if err == nil {
+		end = l.maybeSnapshotLocked(end)
 	}
 	l.mu.Unlock()
 	if err != nil {
@@ -222,6 +220,42 @@ func (l *stateLog) write(ctx context.Context, changes []stateChange, synced bool
 		return fmt.Errorf("core: write state: %w", err)
 	}
 	return nil
+}
+
+// maybeSnapshotLocked writes a snapshot when the records since the last
+// one are many more than the live keys, and returns the log's end after
+// what it wrote (end when nothing). Caller holds mu.
+func (l *stateLog) maybeSnapshotLocked(end int64) int64 {
+	if l.tail <= 2*len(l.vals)+l.slack {
+		return end
+	}
+	at, err := l.snapshotLocked()
+	if err != nil {
+		l.logger.Error("core: writing a snapshot of the state failed; the next change tries again", "err", err)
+		return end
+	}
+	return at
+}
+
+// appendWith appends msgs and then the state change c, as one append: the
+// change records what the messages did (the scheduler's position after it
+// moved a message), so that a restart neither repeats nor skips it. It
+// returns how many of msgs were stored and the end of the append; c is
+// applied only when all were. The caller waits for durability.
+func (l *stateLog) appendWith(msgs []*storage.Message, c stateChange) (int, int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rec := stateRecord(c)
+	all := append(msgs[:len(msgs):len(msgs)], rec)
+	n, end, err := l.store.AppendBatchNoWait(all)
+	if n == len(all) {
+		l.apply(c)
+		l.keep = min(l.keep, rec.LogOffset)
+		l.next = rec.QueueOffset + 1
+		l.tail++
+		end = l.maybeSnapshotLocked(end)
+	}
+	return min(n, len(msgs)), end, err
 }
 
 // append appends records of stateRecords. Caller holds mu.
