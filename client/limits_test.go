@@ -8,7 +8,7 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// A broker closes an idle connection (native-idle-timeout); the SDK's next
+// A broker closes an idle connection (native.idle-timeout); the SDK's next
 // call dials again, and the caller sees no error.
 func TestIdleCloseIsTransparent(t *testing.T) {
 	f := startFerryWith(t, &testFerry{limits: remoting.Limits{IdleTimeout: 200 * time.Millisecond}})

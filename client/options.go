@@ -168,7 +168,7 @@ func WithSigningKey(username, key string) Option {
 
 // WithTLS connects to the brokers over TLS with cfg (nil: the system's
 // roots, the broker's host as server name), for brokers whose native
-// listener serves TLS (native-tls-cert). The NameServers are dialed over
+// listener serves TLS (native.tls-cert). The NameServers are dialed over
 // plain TCP.
 func WithTLS(cfg *tls.Config) Option {
 	return func(o *options) {

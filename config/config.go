@@ -20,9 +20,17 @@
 // unnoticed. FERRY_ variables that name no key are left alone: other tools
 // (the test suite's FERRY_TEST_AMQP_URL, say) share the prefix.
 //
+// A front-end or bridge owns its section (native, mqtt, bridges): its schema,
+// defaults and checks live in a package of its own that imports nothing of
+// Ferry (frontends/native/nativeconf, frontends/mqtt/mqttconf,
+// bridge/rabbitmq/fileconf); Config assembles the sections, Default their
+// defaults and Validate their checks.
+//
 // To add a setting: a field with a koanf tag in Config (or in one of its
-// sections), its default in Default, a check in Validate if it needs one, and
-// an AddFlag line in the commands that take it as a flag.
+// sections, in the package that owns it), its default in Default (or the
+// section's), a check in Validate (or the section's) if it needs one, and
+// an AddFlag line in the commands that take it as a flag. A key that moves
+// keeps its old name as a deprecated alias in the file (renamed).
 package config
 
 import (
@@ -39,6 +47,9 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/ferrymq/ferry/frontends/mqtt/mqttconf"
+	"github.com/ferrymq/ferry/frontends/native/nativeconf"
 )
 
 // Config is the whole of Ferry's configuration.
@@ -47,15 +58,6 @@ type Config struct {
 	DataDir string `koanf:"data-dir"`
 	// NamesrvAddr is where ferry serve's NameServer listens, or "off".
 	NamesrvAddr string `koanf:"namesrv-addr"`
-	// NativeAddr is where the broker's native protocol listens, or "off".
-	NativeAddr string `koanf:"native-addr"`
-	// NativeTLSCert and NativeTLSKey, both set, make the native listener
-	// serve TLS only (PEM files).
-	NativeTLSCert string `koanf:"native-tls-cert"`
-	NativeTLSKey  string `koanf:"native-tls-key"`
-	// AdvertiseAddr is the native address registered with the NameServers
-	// (host:port clients dial); "" registers the listen address.
-	AdvertiseAddr string `koanf:"advertise-addr"`
 	// Namesrv is the NameServers to use, comma separated: where ferry broker
 	// registers and where client commands look routes up.
 	Namesrv string `koanf:"namesrv"`
@@ -77,8 +79,12 @@ type Config struct {
 	Storage         StorageConfig `koanf:"storage"`
 	Core            CoreConfig    `koanf:"core"`
 	Auth            AuthConfig    `koanf:"auth"`
-	MQTT            MQTTConfig    `koanf:"mqtt"`
 	Runtime         RuntimeConfig `koanf:"runtime"`
+	// Native is the native front-end's section (package nativeconf); the
+	// NameServer takes its limits too, but max-connections.
+	Native nativeconf.Config `koanf:"native"`
+	// MQTT is the MQTT front-end's section (package mqttconf).
+	MQTT mqttconf.Config `koanf:"mqtt"`
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
 
@@ -93,18 +99,12 @@ type Config struct {
 	// file (mode 0600) or FERRY_CLUSTER_SECRET to the config file.
 	ClusterSecret     string `koanf:"cluster-secret"`
 	ClusterSecretFile string `koanf:"cluster-secret-file"`
-	// Limits of the native protocol's listeners, the broker's and the
-	// NameServer's (docs/native.md, "Limits"); they mirror remoting.Limits,
-	// where each is documented. The NameServer takes the native- ones too,
-	// but its own connection cap.
-	NativeMaxConnections      int           `koanf:"native-max-connections"`
-	NamesrvMaxConnections     int           `koanf:"namesrv-max-connections"`
-	NativeMaxFrame            int           `koanf:"native-max-frame"`
-	NativeMaxInFlight         int           `koanf:"native-max-in-flight"`
-	NativeFirstRequestTimeout time.Duration `koanf:"native-first-request-timeout"`
-	NativeIdleTimeout         time.Duration `koanf:"native-idle-timeout"`
-	NativeMaxQueuedBytes      int64         `koanf:"native-max-queued-bytes"`
-	NativeMaxReadingBytes     int64         `koanf:"native-max-reading-bytes"`
+	// NamesrvMaxConnections caps the connections open at once on the
+	// NameServer's listener. Its other limits are the native section's
+	// (native.max-frame, …): it speaks the same protocol, but serves
+	// every broker and client of a cluster, so its connections are
+	// counted apart from one broker's.
+	NamesrvMaxConnections int `koanf:"namesrv-max-connections"`
 }
 
 // BrokerConfig is the broker's identity; it mirrors cluster.Config.
@@ -129,36 +129,6 @@ type RuntimeConfig struct {
 	// MemoryLimit is a soft limit in bytes (GOMEMLIMIT): past it the
 	// collector runs harder whatever GCPercent says. 0: none.
 	MemoryLimit int64 `koanf:"memory-limit"`
-}
-
-// MQTTConfig configures the MQTT front-end. An address of "off" disables
-// that listener; the TLS listener is off too while no certificate is set.
-type MQTTConfig struct {
-	Addr             string        `koanf:"addr"`
-	WSAddr           string        `koanf:"ws-addr"`
-	TLSAddr          string        `koanf:"tls-addr"`
-	TLSCert          string        `koanf:"tls-cert"`
-	TLSKey           string        `koanf:"tls-key"`
-	Rules            []MQTTRule    `koanf:"rules"`
-	MaxPacketSize    int           `koanf:"max-packet-size"`
-	MaxInflight      int           `koanf:"max-inflight"`
-	MaxQueued        int64         `koanf:"max-queued"`
-	MaxConnections   int64         `koanf:"max-connections"`
-	ResendInterval   time.Duration `koanf:"resend-interval"`
-	MaxSessionExpiry time.Duration `koanf:"max-session-expiry"` // 0: no cap
-
-	// Limits a client cannot exceed (docs/mqtt.md, "Limits").
-	ConnectTimeout time.Duration `koanf:"connect-timeout"`  // to send CONNECT
-	MaxConnectSize int           `koanf:"max-connect-size"` // the CONNECT, read before login
-	MaxTopicLevels int           `koanf:"max-topic-levels"`
-	MaxTopicLength int           `koanf:"max-topic-length"` // bytes
-	MaxTopicAlias  int           `koanf:"max-topic-alias"`  // 0: no topic aliases
-}
-
-// MQTTRule maps MQTT topics under Prefix onto core topic Topic.
-type MQTTRule struct {
-	Prefix string `koanf:"prefix"`
-	Topic  string `koanf:"topic"`
 }
 
 // AuthConfig configures client authentication and topic rules; it mirrors
@@ -205,7 +175,6 @@ func Default() Config {
 	return Config{
 		DataDir:         "ferry-data",
 		NamesrvAddr:     ":9876",
-		NativeAddr:      ":10911",
 		Namesrv:         "127.0.0.1:9876",
 		HTTPAddr:        ":8080",
 		NamesrvHTTPAddr: ":8081",
@@ -231,32 +200,10 @@ func Default() Config {
 		Auth: AuthConfig{
 			ReloadInterval: 10 * time.Second,
 		},
-		Runtime: RuntimeConfig{GCPercent: 400},
-		// native limits
-		NativeMaxConnections:      10000,
-		NamesrvMaxConnections:     10000,
-		NativeMaxFrame:            16 << 20,
-		NativeMaxInFlight:         1024,
-		NativeFirstRequestTimeout: 10 * time.Second,
-		NativeIdleTimeout:         120 * time.Second,
-		NativeMaxQueuedBytes:      64 << 20,
-		NativeMaxReadingBytes:     256 << 20,
-		MQTT: MQTTConfig{
-			Addr:           ":1883",
-			WSAddr:         ":8083",
-			TLSAddr:        ":8883",
-			MaxPacketSize:  4 << 20,
-			MaxInflight:    1024,
-			MaxQueued:      1_000_000,
-			MaxConnections: 1_000_000,
-			ResendInterval: 20 * time.Second,
-
-			ConnectTimeout: 10 * time.Second,
-			MaxConnectSize: 64 << 10,
-			MaxTopicLevels: 128,
-			MaxTopicLength: 4096,
-			MaxTopicAlias:  10,
-		},
+		Runtime:               RuntimeConfig{GCPercent: 400},
+		NamesrvMaxConnections: 10000,
+		Native:                nativeconf.Default(),
+		MQTT:                  mqttconf.Default(),
 	}
 }
 
@@ -305,9 +252,6 @@ func (c Config) Validate() error {
 	if c.HTTPAddr == "" {
 		return errors.New("http-addr: must not be empty (off disables it)")
 	}
-	if (c.NativeTLSCert == "") != (c.NativeTLSKey == "") {
-		return errors.New("native-tls-cert and native-tls-key: set both, or neither")
-	}
 	if c.NamesrvHTTPAddr == "" {
 		return errors.New("namesrv-http-addr: must not be empty (off disables it)")
 	}
@@ -335,49 +279,13 @@ func (c Config) Validate() error {
 	if c.Runtime.MemoryLimit < 0 {
 		return fmt.Errorf("runtime.memory-limit %d: must not be negative (0: none)", c.Runtime.MemoryLimit)
 	}
-	m := c.MQTT
-	if m.TLSAddr != "off" && (m.TLSCert == "") != (m.TLSKey == "") {
-		return errors.New("mqtt.tls-cert and mqtt.tls-key: set both, or neither (the TLS listener is then off)")
+	if c.NamesrvMaxConnections <= 0 {
+		return fmt.Errorf("namesrv-max-connections %d: must be positive", c.NamesrvMaxConnections)
 	}
-	if m.MaxPacketSize < 0 || m.MaxPacketSize > 268435455 {
-		return fmt.Errorf("mqtt.max-packet-size %d: want 0..268435455 (0: the default, 4 MiB)", m.MaxPacketSize)
+	if err := c.Native.Validate(); err != nil {
+		return err
 	}
-	if m.MaxInflight < 1 || m.MaxInflight > 65535 {
-		return fmt.Errorf("mqtt.max-inflight %d: want 1..65535", m.MaxInflight)
-	}
-	if m.MaxQueued < 1 {
-		return fmt.Errorf("mqtt.max-queued %d: want at least 1", m.MaxQueued)
-	}
-	if m.MaxConnections < 1 {
-		return fmt.Errorf("mqtt.max-connections %d: want at least 1", m.MaxConnections)
-	}
-	if m.ResendInterval <= 0 {
-		return fmt.Errorf("mqtt.resend-interval %v: must be positive", m.ResendInterval)
-	}
-	if m.MaxSessionExpiry < 0 || m.MaxSessionExpiry > time.Duration(1<<32-1)*time.Second {
-		return fmt.Errorf("mqtt.max-session-expiry %v: want 0 (no cap) up to 136 years", m.MaxSessionExpiry)
-	}
-	if m.ConnectTimeout <= 0 {
-		return fmt.Errorf("mqtt.connect-timeout %v: must be positive", m.ConnectTimeout)
-	}
-	if m.MaxConnectSize < 64 || m.MaxConnectSize > 268435455 {
-		return fmt.Errorf("mqtt.max-connect-size %d: want 64..268435455 bytes", m.MaxConnectSize)
-	}
-	if m.MaxTopicLevels < 1 || m.MaxTopicLevels > 65535 {
-		return fmt.Errorf("mqtt.max-topic-levels %d: want 1..65535", m.MaxTopicLevels)
-	}
-	if m.MaxTopicLength < 1 || m.MaxTopicLength > 65535 {
-		return fmt.Errorf("mqtt.max-topic-length %d: want 1..65535 bytes", m.MaxTopicLength)
-	}
-	if m.MaxTopicAlias < 0 || m.MaxTopicAlias > 65535 {
-		return fmt.Errorf("mqtt.max-topic-alias %d: want 0 (none) to 65535", m.MaxTopicAlias)
-	}
-	for i, r := range m.Rules {
-		if r.Prefix == "" || r.Topic == "" {
-			return fmt.Errorf("mqtt.rules[%d]: both prefix and topic are needed", i)
-		}
-	}
-	if err := c.validateNativeLimits(); err != nil {
+	if err := c.MQTT.Validate(); err != nil {
 		return err
 	}
 	return validateBridges(c.Bridges)
@@ -400,31 +308,6 @@ func checkBrokerName(key, name string, empty bool) error {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
 			return fmt.Errorf("%s %q: %q is not allowed (letters, digits, '-', '_' and '.' are)", key, name, c)
 		}
-	}
-	return nil
-}
-
-// validateNativeLimits checks the native protocol's limits.
-func (c Config) validateNativeLimits() error {
-	for _, v := range []struct {
-		key string
-		val any
-		ok  bool
-	}{
-		{"native-max-connections", c.NativeMaxConnections, c.NativeMaxConnections > 0},
-		{"namesrv-max-connections", c.NamesrvMaxConnections, c.NamesrvMaxConnections > 0},
-		{"native-max-in-flight", c.NativeMaxInFlight, c.NativeMaxInFlight > 0},
-		{"native-max-queued-bytes", c.NativeMaxQueuedBytes, c.NativeMaxQueuedBytes > 0},
-		{"native-max-reading-bytes", c.NativeMaxReadingBytes, c.NativeMaxReadingBytes > 0},
-		{"native-first-request-timeout", c.NativeFirstRequestTimeout, c.NativeFirstRequestTimeout > 0},
-		{"native-idle-timeout", c.NativeIdleTimeout, c.NativeIdleTimeout > 0},
-	} {
-		if !v.ok {
-			return fmt.Errorf("%s %v: must be positive", v.key, v.val)
-		}
-	}
-	if f := c.NativeMaxFrame; f < 1024 || f > 1<<30 {
-		return fmt.Errorf("native-max-frame %d: want 1024..1073741824 bytes", f)
 	}
 	return nil
 }
@@ -472,24 +355,23 @@ func Load(src Sources) (Config, error) {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
-		// broker-name, before the broker: section, is read as broker.name.
-		if k.Exists("broker-name") {
-			if k.Exists("broker.name") {
-				return Config{}, fmt.Errorf("config file %s: broker-name and broker.name: broker-name is the old key of broker.name; keep broker.name only", path)
-			}
-			if err := k.Set("broker.name", k.Get("broker-name")); err != nil {
-				return Config{}, fmt.Errorf("config file %s: broker-name: %w", path, err)
-			}
-			k.Delete("broker-name")
-			notes = append(notes, fmt.Sprintf("config file %s: the key broker-name is deprecated: write broker.name (a broker: section with name:)", path))
+		fileNotes, err := renameFileKeys(k, path)
+		if err != nil {
+			return Config{}, err
 		}
+		notes = append(notes, fileNotes...)
 	}
 
+	environ, envNotes, err := renameEnv(src.Environ)
+	if err != nil {
+		return Config{}, err
+	}
+	notes = append(notes, envNotes...)
+
 	byEnv := envKeys()
-	environ := func() []string { return src.Environ }
-	err := k.Load(env.Provider(".", env.Opt{
+	err = k.Load(env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
-		EnvironFunc: environ,
+		EnvironFunc: func() []string { return environ },
 		TransformFunc: func(name, value string) (string, any) {
 			if value == "" || name == FileEnv {
 				return "", nil

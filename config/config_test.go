@@ -319,3 +319,208 @@ func TestBrokerIdentityKeys(t *testing.T) {
 		}
 	}
 }
+
+// nativeFlagSet binds the native section's flags as ferry broker does.
+func nativeFlagSet(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	AddFlag(fs, "native-addr", "native.addr", "listen address")
+	AddFlag(fs, "native-tls-cert", "native.tls-cert", "certificate")
+	AddFlag(fs, "native-tls-key", "native.tls-key", "key")
+	AddFlag(fs, "advertise-addr", "native.advertise-addr", "advertised address")
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func TestNativeSection(t *testing.T) {
+	d := Default()
+	if d.Native.Addr != ":10911" || d.Native.MaxFrame != 16<<20 || d.NamesrvMaxConnections != 10000 || d.Native.MaxConnections != 10000 {
+		t.Fatalf("defaults: %+v, namesrv-max-connections %d", d.Native, d.NamesrvMaxConnections)
+	}
+	cfg, err := Load(Sources{File: writeFile(t, `
+namesrv-max-connections: 20
+native:
+  addr: 127.0.0.1:7000
+  tls-cert: /etc/ferry/cert.pem
+  tls-key: /etc/ferry/key.pem
+  advertise-addr: broker-a:7000
+  max-connections: 30
+  max-frame: 2048
+  max-in-flight: 4
+  first-request-timeout: 3s
+  idle-timeout: 1m
+  max-queued-bytes: 5000
+  max-reading-bytes: 6000
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.NamesrvMaxConnections = 20
+	want.Native.Addr, want.Native.TLSCert, want.Native.TLSKey = "127.0.0.1:7000", "/etc/ferry/cert.pem", "/etc/ferry/key.pem"
+	want.Native.AdvertiseAddr = "broker-a:7000"
+	want.Native.MaxConnections, want.Native.MaxFrame, want.Native.MaxInFlight = 30, 2048, 4
+	want.Native.FirstRequestTimeout, want.Native.IdleTimeout = 3*time.Second, time.Minute
+	want.Native.MaxQueuedBytes, want.Native.MaxReadingBytes = 5000, 6000
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+// The native front-end's old top-level keys are read into its section,
+// each with a note naming the old key and the new.
+func TestNativeDeprecatedKeys(t *testing.T) {
+	cfg, err := Load(Sources{File: writeFile(t, `
+native-addr: 127.0.0.1:7000
+native-tls-cert: /etc/ferry/cert.pem
+native-tls-key: /etc/ferry/key.pem
+advertise-addr: broker-a:7000
+native-max-connections: 30
+native-max-frame: 2048
+native-max-in-flight: 4
+native-first-request-timeout: 3s
+native-idle-timeout: 1m
+native-max-queued-bytes: 5000
+native-max-reading-bytes: 6000
+namesrv-max-connections: 20
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.NamesrvMaxConnections = 20
+	want.Native.Addr, want.Native.TLSCert, want.Native.TLSKey = "127.0.0.1:7000", "/etc/ferry/cert.pem", "/etc/ferry/key.pem"
+	want.Native.AdvertiseAddr = "broker-a:7000"
+	want.Native.MaxConnections, want.Native.MaxFrame, want.Native.MaxInFlight = 30, 2048, 4
+	want.Native.FirstRequestTimeout, want.Native.IdleTimeout = 3*time.Second, time.Minute
+	want.Native.MaxQueuedBytes, want.Native.MaxReadingBytes = 5000, 6000
+	notes := cfg.Notes
+	cfg.Notes = nil
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got  %+v\nwant %+v", cfg, want)
+	}
+	if len(notes) != 11 {
+		t.Fatalf("%d notes, want one per old key: %q", len(notes), notes)
+	}
+	for _, pair := range [][2]string{{"native-addr", "native.addr"}, {"advertise-addr", "native.advertise-addr"}, {"native-max-reading-bytes", "native.max-reading-bytes"}} {
+		found := false
+		for _, n := range notes {
+			found = found || strings.Contains(n, "the key "+pair[0]+" is deprecated: write "+pair[1])
+		}
+		if !found {
+			t.Errorf("no note says %s is now %s: %q", pair[0], pair[1], notes)
+		}
+	}
+}
+
+func TestNativeDeprecatedKeyBesideNewKey(t *testing.T) {
+	// The same value twice: read, with the note.
+	cfg, err := Load(Sources{File: writeFile(t, "native-max-frame: 2048\nnative:\n  max-frame: 2048\n")})
+	if err != nil || cfg.Native.MaxFrame != 2048 || len(cfg.Notes) != 1 {
+		t.Fatalf("the same value under both keys: max-frame %d, notes %q, %v", cfg.Native.MaxFrame, cfg.Notes, err)
+	}
+	// Different values: an error naming both keys.
+	for _, tc := range []struct{ yaml, old, new string }{
+		{"native-addr: :7000\nnative:\n  addr: :7001\n", "native-addr", "native.addr"},
+		{"advertise-addr: a:1\nnative:\n  advertise-addr: b:1\n", "advertise-addr", "native.advertise-addr"},
+		{"native-idle-timeout: 1m\nnative:\n  idle-timeout: 2m\n", "native-idle-timeout", "native.idle-timeout"},
+	} {
+		_, err := Load(Sources{File: writeFile(t, tc.yaml)})
+		if err == nil || !strings.Contains(err.Error(), tc.old+" and "+tc.new+" set to different values") || !strings.Contains(err.Error(), "keep "+tc.new+" only") {
+			t.Errorf("%q: %v, want an error naming %s and %s", tc.yaml, err, tc.old, tc.new)
+		}
+	}
+}
+
+func TestNativeEnvironment(t *testing.T) {
+	// FERRY_NATIVE_ADDR names both native-addr and native.addr: it sets
+	// native.addr, with no note; so do the limits' variables.
+	cfg, err := Load(Sources{Environ: []string{"FERRY_NATIVE_ADDR=127.0.0.1:7000", "FERRY_NATIVE_MAX_FRAME=4096",
+		"FERRY_NATIVE_IDLE_TIMEOUT=5s", "FERRY_NAMESRV_MAX_CONNECTIONS=7", "FERRY_NATIVE_ADVERTISE_ADDR=broker-a:7000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.Native
+	if n.Addr != "127.0.0.1:7000" || n.MaxFrame != 4096 || n.IdleTimeout != 5*time.Second || n.AdvertiseAddr != "broker-a:7000" ||
+		cfg.NamesrvMaxConnections != 7 || len(cfg.Notes) != 0 {
+		t.Fatalf("native %+v, namesrv-max-connections %d, notes %q", n, cfg.NamesrvMaxConnections, cfg.Notes)
+	}
+	// The environment wins over the file's old key too.
+	cfg, err = Load(Sources{File: writeFile(t, "native-addr: :7001\n"), Environ: []string{"FERRY_NATIVE_ADDR=:7002"}})
+	if err != nil || cfg.Native.Addr != ":7002" {
+		t.Fatalf("env over the file's old key: %q, %v", cfg.Native.Addr, err)
+	}
+
+	// advertise-addr's old variable is not the new key's: it is still
+	// read, with a note.
+	cfg, err = Load(Sources{Environ: []string{"FERRY_ADVERTISE_ADDR=broker-b:7000"}})
+	if err != nil || cfg.Native.AdvertiseAddr != "broker-b:7000" || len(cfg.Notes) != 1 ||
+		!strings.Contains(cfg.Notes[0], "FERRY_ADVERTISE_ADDR is deprecated: set FERRY_NATIVE_ADVERTISE_ADDR") {
+		t.Fatalf("FERRY_ADVERTISE_ADDR: %q, notes %q, %v", cfg.Native.AdvertiseAddr, cfg.Notes, err)
+	}
+	cfg, err = Load(Sources{Environ: []string{"FERRY_ADVERTISE_ADDR=b:1", "FERRY_NATIVE_ADVERTISE_ADDR=b:1"}})
+	if err != nil || cfg.Native.AdvertiseAddr != "b:1" {
+		t.Fatalf("both variables, one value: %q, %v", cfg.Native.AdvertiseAddr, err)
+	}
+	_, err = Load(Sources{Environ: []string{"FERRY_ADVERTISE_ADDR=a:1", "FERRY_NATIVE_ADVERTISE_ADDR=b:1"}})
+	if err == nil || !strings.Contains(err.Error(), "FERRY_ADVERTISE_ADDR and FERRY_NATIVE_ADVERTISE_ADDR set to different values") {
+		t.Fatalf("both variables, two values: %v", err)
+	}
+}
+
+func TestNativeFlags(t *testing.T) {
+	// The flags keep their names and set the section's keys, over the
+	// environment and over the file's old keys.
+	fs := nativeFlagSet(t, "--native-addr", "127.0.0.1:7003", "--advertise-addr", "broker-c:7003",
+		"--native-tls-cert", "c.pem", "--native-tls-key", "k.pem")
+	cfg, err := Load(Sources{File: writeFile(t, "native-addr: :7001\nadvertise-addr: x:1\n"), Environ: []string{"FERRY_NATIVE_ADDR=:7002"}, Flags: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cfg.Native; n.Addr != "127.0.0.1:7003" || n.AdvertiseAddr != "broker-c:7003" || n.TLSCert != "c.pem" || n.TLSKey != "k.pem" {
+		t.Fatalf("native %+v", n)
+	}
+	if f := fs.Lookup("native-addr"); !strings.Contains(f.Usage, "FERRY_NATIVE_ADDR") || f.DefValue != ":10911" {
+		t.Fatalf("--native-addr: usage %q, default %q", f.Usage, f.DefValue)
+	}
+}
+
+func TestNativeErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"native:\n  max-frame: 10\n", "native.max-frame 10"},
+		{"native-max-frame: 10\n", "native.max-frame 10"}, // the old key's value, named by its new key
+		{"native:\n  tls-cert: c.pem\n", "native.tls-cert and native.tls-key: set both"},
+		{"native:\n  idle-timeout: 0s\n", "native.idle-timeout 0s: must be positive"},
+		{"native:\n  max-in-flight: -1\n", "native.max-in-flight -1: must be positive"},
+		{"namesrv-max-connections: 0\n", "namesrv-max-connections 0: must be positive"},
+		{"native:\n  adr: :1\n", `unknown key "native.adr"`},
+	} {
+		_, err := Load(Sources{File: writeFile(t, tc.yaml)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error with %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// Each renamed key's new key exists, and an old key's variable, where it
+// differs from the new key's, names no key of its own.
+func TestRenamedKeys(t *testing.T) {
+	keys := map[string]bool{}
+	for _, k := range Keys() {
+		keys[k] = true
+	}
+	byEnv := envKeys()
+	for _, r := range renamed {
+		if !keys[r.New] {
+			t.Errorf("%s is renamed %s, which is no key", r.Old, r.New)
+		}
+		if keys[r.Old] {
+			t.Errorf("%s is renamed %s but is still a key", r.Old, r.New)
+		}
+		if k, ok := byEnv[EnvName(r.Old)]; ok && k != r.New {
+			t.Errorf("%s's variable %s sets %s", r.Old, EnvName(r.Old), k)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func New(opts Options) *Server {
 	for i := range s.refusalLimits {
 		s.refusalLimits[i].Every = refusalLogEvery
 	}
-	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-",
+	s.srv = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native.",
 		ConnsKey: "namesrv-max-connections", Logger: opts.Logger, OnClose: s.connClosed})
 	return s
 }

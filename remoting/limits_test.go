@@ -237,7 +237,7 @@ func FuzzFrameReader(f *testing.F) {
 // A frame over the limit among frames a BatchHandler batches is answered
 // too; it does not leave the connection reading from inside a frame.
 func TestOversizedFrameInABatch(t *testing.T) {
-	s, addr := startServerS(t, &batcher{}, ServerOptions{Limits: Limits{MaxFrame: 1024}, KeyPrefix: "native-"})
+	s, addr := startServerS(t, &batcher{}, ServerOptions{Limits: Limits{MaxFrame: 1024}, KeyPrefix: "native."})
 	nc := rawDial(t, addr)
 	var frames []byte
 	for i := range 3 {
@@ -266,7 +266,7 @@ func TestOversizedFrameInABatch(t *testing.T) {
 			answer = resp
 		}
 	}
-	if answer == nil || answer.Code != MessageIllegal || !strings.Contains(answer.Remark, "(native-max-frame)") {
+	if answer == nil || answer.Code != MessageIllegal || !strings.Contains(answer.Remark, "(native.max-frame)") {
 		t.Fatalf("the oversized request: %v", answer)
 	}
 	if n := s.Stats().FramesTooLarge; n != 1 {
@@ -278,7 +278,7 @@ func TestOversizedFrameInABatch(t *testing.T) {
 // past it, a connection whose large frame is still arriving is answered
 // SYSTEM_BUSY and closed; the others are served.
 func TestReadingBudget(t *testing.T) {
-	s, addr := startServerS(t, HandlerFunc(echo), ServerOptions{Limits: Limits{MaxReadingBytes: 1 << 20}, KeyPrefix: "native-"})
+	s, addr := startServerS(t, HandlerFunc(echo), ServerOptions{Limits: Limits{MaxReadingBytes: 1 << 20}, KeyPrefix: "native."})
 	frame, err := AppendFrame(nil, NewRequest(SendMessageV2, map[string]string{"b": "topic"}, make([]byte, 600<<10)))
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +296,7 @@ func TestReadingBudget(t *testing.T) {
 	}
 	second.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := ReadCommand(bufio.NewReader(second), MaxFrame)
-	if err != nil || resp.Code != SystemBusy || !strings.Contains(resp.Remark, "more than 1048576 bytes of large frames (native-max-reading-bytes)") {
+	if err != nil || resp.Code != SystemBusy || !strings.Contains(resp.Remark, "more than 1048576 bytes of large frames (native.max-reading-bytes)") {
 		t.Fatalf("the frame past the budget: %v, %v", resp, err)
 	}
 	closedByPeer(t, second)

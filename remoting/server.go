@@ -113,7 +113,7 @@ func orDefault[T ~int | ~int64](v, def T) T {
 type ServerOptions struct {
 	Limits
 	// KeyPrefix names the limits' configuration keys in errors and logs:
-	// "native-" makes MaxFrame "native-max-frame".
+	// "native." makes MaxFrame "native.max-frame".
 	KeyPrefix string
 	// ConnsKey names MaxConns's key when it is not KeyPrefix's
 	// "max-connections".

@@ -111,7 +111,7 @@ func TestSlowRequestDoesNotBlock(t *testing.T) {
 // first with an error naming the limit.
 func TestOversizedFrameClosesOnlyItsConnection(t *testing.T) {
 	closed := make(chan string, 1)
-	opts := ServerOptions{Limits: Limits{MaxFrame: 1024}, KeyPrefix: "native-", OnClose: func(c *Conn) {
+	opts := ServerOptions{Limits: Limits{MaxFrame: 1024}, KeyPrefix: "native.", OnClose: func(c *Conn) {
 		select {
 		case closed <- c.RemoteAddr(): // the first one
 		default:
@@ -126,7 +126,7 @@ func TestOversizedFrameClosesOnlyItsConnection(t *testing.T) {
 	good := dial(t, addr)
 	bad.Write([]byte{0, 0x10, 0, 0, 0, 0, 0, 2, '{', '}'}) // 1 MiB declared, a JSON header {}
 	resp, err := ReadCommand(bufio.NewReader(bad), MaxFrame)
-	if err != nil || resp.Code != MessageIllegal || !strings.Contains(resp.Remark, "over the limit of 1024 bytes (native-max-frame)") {
+	if err != nil || resp.Code != MessageIllegal || !strings.Contains(resp.Remark, "over the limit of 1024 bytes (native.max-frame)") {
 		t.Fatalf("answer to a frame over the limit: %v, %v", resp, err)
 	}
 	bad.Close()
@@ -149,7 +149,7 @@ func TestOversizedFrameClosesOnlyItsConnection(t *testing.T) {
 		if err != nil {
 			t.Fatalf("invoke with an oversized frame: %v, want an error response", err)
 		}
-		want := fmt.Sprintf("frame of %d bytes is over the limit of 1024 bytes (native-max-frame)", 4+frameHeaderLen(t, big)+2048)
+		want := fmt.Sprintf("frame of %d bytes is over the limit of 1024 bytes (native.max-frame)", 4+frameHeaderLen(t, big)+2048)
 		if resp.Code != MessageIllegal || resp.Remark != want {
 			t.Fatalf("response %v, want code %d with remark %q", resp, MessageIllegal, want)
 		}

@@ -68,7 +68,7 @@ func addClientFlags(fs *pflag.FlagSet) {
 	config.AddFlag(fs, "namesrv", "namesrv", "NameServer addresses, comma separated")
 	config.AddFlag(fs, "username", "username", "username for brokers that check credentials (auth.password-file)")
 	config.AddFlag(fs, "password", "password", "its password; prefer the environment variable, which ps does not show")
-	config.AddFlag(fs, "tls", "tls", "reach the brokers over TLS (their native-tls-cert)")
+	config.AddFlag(fs, "tls", "tls", "reach the brokers over TLS (their native.tls-cert)")
 	config.AddFlag(fs, "tls-ca", "tls-ca", "PEM file of certificates to trust besides the system's (implies --tls)")
 }
 

@@ -25,7 +25,7 @@ import (
 func TestServeDrawsAClusterKey(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	cfg.NamesrvAddr, cfg.NativeAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "off"
+	cfg.NamesrvAddr, cfg.Native.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "off"
 	cfg.MQTT.Addr, cfg.MQTT.WSAddr, cfg.MQTT.TLSAddr = "off", "off", "off"
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var ns *namesrv.Server

@@ -39,7 +39,7 @@ func TestExampleConfigIsValidAndHoldsTheDefaults(t *testing.T) {
 func equalConfig(a, b config.Config) bool { return fmtConfig(a) == fmtConfig(b) }
 
 func fmtConfig(c config.Config) string {
-	return sprint(c.DataDir, c.NamesrvAddr, c.NativeAddr, c.HTTPAddr, c.Namesrv, c.Log, c.Storage, c.Core, c.MQTT,
+	return sprint(c.DataDir, c.NamesrvAddr, c.Native, c.NamesrvMaxConnections, c.HTTPAddr, c.Namesrv, c.Log, c.Storage, c.Core, c.MQTT,
 		c.Auth.PasswordFile, c.Auth.ACLFile, c.Auth.ReloadInterval, c.Auth.AllowAnonymous == nil, c.Runtime, c.Broker)
 }
 
@@ -57,3 +57,45 @@ func TestConfigCheckNamesTheBadKey(t *testing.T) {
 }
 
 func sprint(v ...any) string { return fmt.Sprint(v...) }
+
+// config check reads the native front-end's old top-level keys and warns
+// of each, naming its key in the native section.
+func TestConfigCheckWarnsOfOldNativeKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.yaml")
+	if err := os.WriteFile(path, []byte("native-addr: :7000\nadvertise-addr: broker-a:7000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"config", "check", path})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"warning: config file " + path + ": the key native-addr is deprecated: write native.addr",
+		"the key advertise-addr is deprecated: write native.advertise-addr"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("config check's warnings %q lack %q", errOut.String(), want)
+		}
+	}
+	if !strings.Contains(out.String(), "ok") {
+		t.Fatalf("config check printed %q", out.String())
+	}
+}
+
+// The broker's flags keep their names and set the native section's keys.
+func TestBrokerNativeFlagsSetTheNativeSection(t *testing.T) {
+	cmd := newBrokerCmd()
+	if err := cmd.ParseFlags([]string{"--native-addr", "127.0.0.1:7000", "--advertise-addr", "broker-a:7000",
+		"--native-tls-cert", "c.pem", "--native-tls-key", "k.pem"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(config.Sources{Flags: cmd.Flags()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cfg.Native; n.Addr != "127.0.0.1:7000" || n.AdvertiseAddr != "broker-a:7000" || n.TLSCert != "c.pem" || n.TLSKey != "k.pem" {
+		t.Fatalf("native section %+v", n)
+	}
+}

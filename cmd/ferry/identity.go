@@ -19,11 +19,11 @@ func addIdentityFlags(fs *pflag.FlagSet) {
 
 // clusterOptions is the broker's identity and registrar: it registers with
 // nss (and the in-process NameServer of ferry serve, when there is one) the
-// address of the native front-end when it listens, else advertise-addr,
-// else none (docs/cluster.md).
+// address of the native front-end when it listens, else
+// native.advertise-addr, else none (docs/cluster.md).
 func clusterOptions(cfg config.Config, nss []string) fx.Option {
 	return fx.Options(
-		fx.Supply(cluster.Settings{Config: cluster.Config{Cluster: cfg.Broker.Cluster, Name: cfg.Broker.Name}, NameServers: nss, Advertise: cfg.AdvertiseAddr}),
+		fx.Supply(cluster.Settings{Config: cluster.Config{Cluster: cfg.Broker.Cluster, Name: cfg.Broker.Name}, NameServers: nss, Advertise: cfg.Native.AdvertiseAddr}),
 		cluster.Module,
 	)
 }

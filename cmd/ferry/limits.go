@@ -11,10 +11,10 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// namesrvLimits are the NameServer's: the native ones, with its own cap on
-// connections.
+// namesrvLimits are the NameServer's: the native section's (it speaks the
+// same protocol), with its own cap on connections, namesrv-max-connections.
 func namesrvLimits(cfg config.Config) remoting.Limits {
-	l := native.LimitsFrom(cfg)
+	l := native.LimitsFrom(cfg.Native)
 	l.MaxConns = cfg.NamesrvMaxConnections
 	return l
 }

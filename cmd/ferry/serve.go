@@ -49,7 +49,7 @@ func newServeCmd() *cobra.Command {
 	fs := cmd.Flags()
 	config.AddFlag(fs, "data-dir", "data-dir", "data directory, relative to the working directory")
 	config.AddFlag(fs, "namesrv-addr", "namesrv-addr", "NameServer listen address; off disables it, :0 picks a free port")
-	config.AddFlag(fs, "native-addr", "native-addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
+	config.AddFlag(fs, "native-addr", "native.addr", "native (RocketMQ) protocol listen address; off disables it, :0 picks a free port")
 	addNativeTLSFlags(fs)
 	addIdentityFlags(fs)
 	addClusterFlags(fs)
@@ -150,8 +150,8 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 
 // addNativeTLSFlags adds the flags of the native listener's certificate.
 func addNativeTLSFlags(fs *pflag.FlagSet) {
-	config.AddFlag(fs, "native-tls-cert", "native-tls-cert", "PEM certificate: the native listener serves TLS only (with --native-tls-key)")
-	config.AddFlag(fs, "native-tls-key", "native-tls-key", "PEM key of --native-tls-cert")
+	config.AddFlag(fs, "native-tls-cert", "native.tls-cert", "PEM certificate: the native listener serves TLS only (with --native-tls-key)")
+	config.AddFlag(fs, "native-tls-key", "native.tls-key", "PEM key of --native-tls-cert")
 }
 
 // plugins are the front-ends and bridges: each package's Plugin is its fx

@@ -20,8 +20,8 @@ import (
 // (disconnecting clients, saving sessions) when they stop, before the core.
 var Module = fx.Module("mqtt", fx.Provide(newFromFx), fx.Invoke(func(*Server) {}))
 
-// Plugin is the front-end as the configuration file's mqtt section has it
-// (ConfigFrom): Module with its Config, or nothing when every listener is
+// Plugin is the front-end as the configuration's mqtt section (package
+// mqttconf) has it (ConfigFrom): Module with its Config, or nothing when every listener is
 // off.
 func Plugin(cfg config.Config) fx.Option {
 	if m := ConfigFrom(cfg, slog.Default(), nil); m.Addr == "" && m.WSAddr == "" && m.TLSAddr == "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/plugin"
+	"github.com/ferrymq/ferry/frontends/native/nativeconf"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -31,35 +32,36 @@ type Listen struct {
 	Limits remoting.Limits
 }
 
-// Plugin is the front-end as the configuration has it (native-addr,
-// native-tls-cert, native-tls-key, advertise-addr and the native-max-…
-// limits, LimitsFrom): Module with its Listen, and the cluster.Endpoint
-// the broker's registrar registers, which it provides after the plug-ins
-// are ordered, so that the registrar starts once the listener is bound.
-// Nothing when native-addr is off.
+// Plugin is the front-end as the configuration's native section has it
+// (package nativeconf: native.addr, native.tls-cert, native.tls-key,
+// native.advertise-addr and the limits, LimitsFrom): Module with its
+// Listen, and the cluster.Endpoint the broker's registrar registers, which
+// it provides after the plug-ins are ordered, so that the registrar starts
+// once the listener is bound. Nothing when native.addr is off.
 func Plugin(cfg config.Config) fx.Option {
-	if cfg.NativeAddr == "off" {
+	n := cfg.Native
+	if n.Addr == "off" {
 		return fx.Options()
 	}
 	return fx.Options(
-		fx.Supply(Listen{Addr: cfg.NativeAddr, Flag: "--native-addr", TLSCert: cfg.NativeTLSCert, TLSKey: cfg.NativeTLSKey,
-			Advertise: cfg.AdvertiseAddr, Limits: LimitsFrom(cfg)}),
+		fx.Supply(Listen{Addr: n.Addr, Flag: "--native-addr", TLSCert: n.TLSCert, TLSKey: n.TLSKey,
+			Advertise: n.AdvertiseAddr, Limits: LimitsFrom(n)}),
 		Module,
 		fx.Provide(func(s *Server, _ *plugin.Runner) cluster.Endpoint { return s }),
 	)
 }
 
-// LimitsFrom maps the configuration onto the limits of the native listener
-// (docs/native.md, "Limits").
-func LimitsFrom(cfg config.Config) remoting.Limits {
+// LimitsFrom maps the native section onto the limits of the native
+// listener (docs/native.md, "Limits").
+func LimitsFrom(n nativeconf.Config) remoting.Limits {
 	return remoting.Limits{
-		MaxConns:            cfg.NativeMaxConnections,
-		MaxFrame:            cfg.NativeMaxFrame,
-		MaxInFlight:         cfg.NativeMaxInFlight,
-		FirstRequestTimeout: cfg.NativeFirstRequestTimeout,
-		IdleTimeout:         cfg.NativeIdleTimeout,
-		MaxQueuedBytes:      cfg.NativeMaxQueuedBytes,
-		MaxReadingBytes:     cfg.NativeMaxReadingBytes,
+		MaxConns:            n.MaxConnections,
+		MaxFrame:            n.MaxFrame,
+		MaxInFlight:         n.MaxInFlight,
+		FirstRequestTimeout: n.FirstRequestTimeout,
+		IdleTimeout:         n.IdleTimeout,
+		MaxQueuedBytes:      n.MaxQueuedBytes,
+		MaxReadingBytes:     n.MaxReadingBytes,
 	}
 }
 
@@ -106,7 +108,7 @@ func newFromFx(p params) (result, error) {
 		if p.Listen.TLSCert != "" {
 			cert, err := tls.LoadX509KeyPair(p.Listen.TLSCert, p.Listen.TLSKey)
 			if err != nil {
-				return fmt.Errorf("native: TLS certificate (native-tls-cert, native-tls-key): %w", err)
+				return fmt.Errorf("native: TLS certificate (native.tls-cert, native.tls-key): %w", err)
 			}
 			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}

@@ -87,7 +87,7 @@ var (
 	descConnections = prometheus.NewDesc("ferry_native_connections", "Native-protocol connections open now.", nil, nil)
 	descAccepted    = prometheus.NewDesc("ferry_native_connections_total", "Native-protocol connections accepted since start.", nil, nil)
 	descRefused     = prometheus.NewDesc("ferry_native_connections_refused_total",
-		"Native-protocol connections closed as soon as accepted: over native-max-connections.", nil, nil)
+		"Native-protocol connections closed as soon as accepted: over native.max-connections.", nil, nil)
 	descLimitCloses = prometheus.NewDesc("ferry_native_connections_closed_total",
 		"Native-protocol connections closed by a limit (docs/native.md, Limits), by limit.", []string{"limit"}, nil)
 	descAcceptErrs = prometheus.NewDesc("ferry_native_accept_errors_total",

@@ -71,7 +71,7 @@ func New(b *core.Broker, opts Options) *Server {
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
 		access: newAccess(opts.Auth)}
-	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native-", Logger: opts.Logger, OnClose: s.connClosed})
+	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native.", Logger: opts.Logger, OnClose: s.connClosed})
 	return s
 }
 
