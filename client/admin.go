@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferrymq/ferry/remoting"
@@ -197,16 +198,50 @@ func (a *Admin) call(ctx context.Context, addr string, req *remoting.Command) (*
 // CreateTopic creates a topic with queues queues on every broker (or adds
 // queues to it).
 func (a *Admin) CreateTopic(ctx context.Context, name string, queues int) error {
+	_, err := a.CreateTopicOn(ctx, name, queues, nil)
+	return err
+}
+
+// CreateTopicOn creates a topic with queues queues on the brokers named
+// (every broker when none is), or adds queues to it, and returns the
+// brokers it is now on. A name no NameServer knows is an error that lists
+// the brokers it does know, before any broker is changed.
+func (a *Admin) CreateTopicOn(ctx context.Context, name string, queues int, brokers []string) ([]string, error) {
 	if err := validTopic(name); err != nil {
-		return err
+		return nil, err
 	}
-	return a.eachBroker(ctx, func(_, addr string) error {
-		n := strconv.Itoa(queues)
-		_, err := a.call(ctx, addr, remoting.NewRequest(remoting.UpdateAndCreateTopic, map[string]string{
+	known, err := a.Brokers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(known) == 0 {
+		return nil, fmt.Errorf("%w: no broker is registered", ErrNoRoute)
+	}
+	if len(brokers) == 0 {
+		for n := range known {
+			brokers = append(brokers, n)
+		}
+	}
+	for _, b := range brokers {
+		if _, ok := known[b]; !ok {
+			names := make([]string, 0, len(known))
+			for n := range known {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return nil, fmt.Errorf("%w: broker %q is not registered; the NameServers know %s", ErrNoRoute, b, strings.Join(names, ", "))
+		}
+	}
+	sort.Strings(brokers)
+	n := strconv.Itoa(queues)
+	for _, b := range brokers {
+		if _, err := a.call(ctx, known[b], remoting.NewRequest(remoting.UpdateAndCreateTopic, map[string]string{
 			"topic": name, "readQueueNums": n, "writeQueueNums": n, "perm": "6", "topicFilterType": "SINGLE_TAG",
-		}, nil))
-		return err
-	})
+		}, nil)); err != nil {
+			return nil, fmt.Errorf("client: create %s on %s: %w", name, b, err)
+		}
+	}
+	return brokers, nil
 }
 
 // Topics lists the topics the NameServers route.

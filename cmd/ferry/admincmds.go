@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -30,19 +31,22 @@ func withAdmin(cmd *cobra.Command, f func(*client.Admin) error) error {
 func newTopicCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "topic", Short: "Create, list and describe topics"}
 	var queues int
+	var brokers []string
 	create := &cobra.Command{
-		Use: "create NAME", Short: "Create a topic on every broker", Args: cobra.ExactArgs(1),
+		Use: "create NAME", Short: "Create a topic on every broker, or on those --brokers names", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withAdmin(cmd, func(a *client.Admin) error {
-				if err := a.CreateTopic(cmd.Context(), args[0], queues); err != nil {
+				on, err := a.CreateTopicOn(cmd.Context(), args[0], queues, brokers)
+				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "created %s with %d queues\n", args[0], queues)
+				fmt.Fprintf(cmd.OutOrStdout(), "created %s with %d queues on %s\n", args[0], queues, strings.Join(on, ", "))
 				return nil
 			})
 		},
 	}
 	create.Flags().IntVar(&queues, "queues", 8, "number of queues")
+	create.Flags().StringSliceVar(&brokers, "brokers", nil, "brokers to create it on, by name, comma separated (default: every broker)")
 	list := &cobra.Command{
 		Use: "list", Short: "List the topics the NameServers route", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

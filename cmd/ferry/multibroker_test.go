@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -109,6 +110,25 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
+
+	// ferry topic create --brokers puts a topic on the brokers named only,
+	// and refuses a name no NameServer knows before changing any broker.
+	out, err := exec.Command(bin, "topic", "create", "Pair", "--queues", "2", "--brokers", "mb-c,mb-a",
+		"--namesrv", strings.Join(nss, ","), "--log-level", "warn").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "created Pair with 2 queues on mb-a, mb-c") {
+		t.Fatalf("topic create --brokers: %v\n%s", err, out)
+	}
+	if ts, err := admin.DescribeTopic(ctx, "Pair"); err != nil || len(ts) != 2 || ts[0].Broker != "mb-a" || ts[1].Broker != "mb-c" {
+		t.Fatalf("Pair is on %+v (%v), want mb-a and mb-c", ts, err)
+	}
+	out, err = exec.Command(bin, "topic", "create", "Stray", "--brokers", "mb-a,mb-x",
+		"--namesrv", strings.Join(nss, ","), "--log-level", "warn").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `broker "mb-x" is not registered`) {
+		t.Fatalf("topic create on an unknown broker: %v\n%s", err, out)
+	}
+	if _, err := admin.DescribeTopic(ctx, "Stray"); err == nil {
+		t.Fatal("a refused topic create changed a broker")
+	}
 	if err := admin.CreateTopic(ctx, topic, queues); err != nil {
 		t.Fatal(err)
 	}
