@@ -59,7 +59,8 @@ func (s *Server) topicLimit(topic string) error {
 }
 
 // OnPacketEncode says the server's limits in a successful MQTT 5 CONNACK,
-// and a SUBACK's reason string when a filter was over the topic limits.
+// a SUBACK's reason string when a filter was over the topic limits, and
+// success in the PUBREC that answers a resent QoS 2 PUBLISH.
 func (h *hook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
@@ -76,6 +77,16 @@ func (h *hook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packe
 			pk.Properties.ReasonString = r.reason
 		}
 		h.s.mu.Unlock()
+	case packets.Pubrec:
+		// The engine answers a QoS 2 PUBLISH resent before its PUBREL (after a
+		// reconnect, or a restart: QoS2In) with PUBREC 0x91, packet
+		// identifier in use, which ends the exchange at an MQTT 5 client as
+		// a failure though the message was stored. It is the same exchange
+		// going on: PUBREC success, and the message is not stored again
+		// [MQTT-4.3.3-10]. Ferry's own PUBRECs never carry 0x91.
+		if pk.ReasonCode == packets.ErrPacketIdentifierInUse.Code {
+			pk.ReasonCode, pk.Properties.ReasonString = packets.CodeSuccess.Code, ""
+		}
 	}
 	return pk
 }

@@ -54,6 +54,13 @@ func (rc *rawClient) send(pk packets.Packet) {
 		err = pk.SubscribeEncode(&buf)
 	case packets.Unsubscribe:
 		err = pk.UnsubscribeEncode(&buf)
+	case packets.Pubrec:
+		err = pk.PubrecEncode(&buf)
+	case packets.Pubrel:
+		pk.FixedHeader.Qos = 1 // its fixed header's flags are 0010 [MQTT-3.6.1-1]
+		err = pk.PubrelEncode(&buf)
+	case packets.Pubcomp:
+		err = pk.PubcompEncode(&buf)
 	default:
 		rc.t.Fatalf("rawClient cannot send packet type %d", pk.FixedHeader.Type)
 	}
@@ -74,7 +81,13 @@ func (rc *rawClient) write(b []byte) {
 // recv reads the next packet; an error is the connection's end (io.EOF
 // when the server closed it).
 func (rc *rawClient) recv() (packets.Packet, error) {
-	_ = rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return rc.recvWithin(10 * time.Second)
+}
+
+// recvWithin reads the next packet, waiting at most d for it: a timeout
+// (a net.Error) leaves the connection usable.
+func (rc *rawClient) recvWithin(d time.Duration) (packets.Packet, error) {
+	_ = rc.c.SetReadDeadline(time.Now().Add(d))
 	var pk packets.Packet
 	b, err := rc.r.ReadByte()
 	if err != nil {
@@ -104,6 +117,10 @@ func (rc *rawClient) recv() (packets.Packet, error) {
 		err = pk.PubackDecode(body)
 	case packets.Pubrec:
 		err = pk.PubrecDecode(body)
+	case packets.Pubrel:
+		err = pk.PubrelDecode(body)
+	case packets.Pubcomp:
+		err = pk.PubcompDecode(body)
 	case packets.Publish:
 		err = pk.PublishDecode(body)
 	case packets.Disconnect:
