@@ -234,7 +234,7 @@ func (b *Broker) janitor() {
 			b.rates.sample(b.store, now)
 			if now.Sub(lastSave) >= b.cfg.FlushInterval {
 				lastSave = now
-				if err := errors.Join(b.saveOffsets(), b.sched.save()); err != nil {
+				if err := errors.Join(b.saveOffsets(), b.sched.save(), b.state.renew()); err != nil {
 					b.logger.Error("core: saving consumer state", "err", err)
 				}
 			}

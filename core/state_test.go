@@ -76,6 +76,7 @@ func TestState(t *testing.T) {
 func TestStateOutlivesRetention(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t)
+	cfg.FlushInterval = time.Hour // the janitor does not renew: the guard must
 	open := func() *testBroker {
 		st, err := storage.Open(dir, storage.Options{SegmentSize: 1 << 20, MaxMessageSize: 64 << 10,
 			RetentionAge: time.Hour, RetentionDiskRatio: 1, Logger: cfg.Logger})
@@ -252,4 +253,34 @@ func TestCommittedOffsetsOutliveRestart(t *testing.T) {
 	if off, ok := b.CommittedOffset("books", "ledger", 2); !ok || off != 7 {
 		t.Fatalf("committed offset after a restart: %d, %v; want 7", off, ok)
 	}
+}
+
+// Once appends go to a new segment, the janitor writes the state into it:
+// old segments hold no live state while the disk still has room.
+func TestStateRenewsIntoTheNewSegment(t *testing.T) {
+	cfg := testConfig(t)
+	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 1 << 20, MaxMessageSize: 64 << 10, Logger: cfg.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, err := New(st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.CreateTopic("kept", 1); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 32<<10)
+	for range 100 { // ~3 MiB: several segments
+		if _, err := b.Publish(context.Background(), &Message{Topic: "filler", Body: body}, PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the state renewed into the last segment", func() bool {
+		b.state.mu.Lock()
+		defer b.state.mu.Unlock()
+		return b.state.keep >= st.LastSegment()
+	})
 }

@@ -317,6 +317,26 @@ func (l *stateLog) snapshotLocked() (int64, error) {
 	return mark.LogOffset + int64(mark.Size), nil
 }
 
+// renew writes a snapshot when the replay needs a record older than the
+// segment appends go to: once per segment at most, while the disk still
+// has room, so that retention rarely finds state in the segment it is
+// about to delete (the guard then has nothing to write, which on a full
+// disk it might not manage).
+func (l *stateLog) renew() error {
+	last := l.store.LastSegment()
+	l.mu.Lock()
+	if l.keep >= last {
+		l.mu.Unlock()
+		return nil
+	}
+	at, err := l.snapshotLocked()
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("core: snapshot the state into the new segment: %w", err)
+	}
+	return l.store.WaitSynced(context.Background(), at)
+}
+
 // guard is the store's retention guard: before a segment ending at end is
 // deleted, a snapshot is written (and synced) if the replay still needs a
 // record in it.

@@ -280,6 +280,13 @@ type LogStats struct {
 	AppendedMessages, AppendedBytes int64
 }
 
+// LastSegment is the first log offset of the segment appends go to: the
+// one retention never deletes.
+func (s *Store) LastSegment() int64 {
+	segs := s.log.segments()
+	return segs[len(segs)-1].base
+}
+
 // Stats returns the commit log's offsets and counters.
 func (s *Store) Stats() LogStats {
 	s.flushMu.Lock()
