@@ -73,10 +73,13 @@ type PushConsumer struct {
 	// rebalanceNow asks the rebalance loop for a rebalance before its next
 	// tick: a pull found its queue's broker gone from the route.
 	rebalanceNow chan struct{}
-	workers      sync.WaitGroup
-	closeOnce    sync.Once
-	closeErr     error
-	refused      error // the first heartbeat's refusal, for Start; written before the first rebalance ends
+	// membersChanged asks the rebalance loop for a rebalance soon: a
+	// broker said the group's members changed (NOTIFY_CONSUMER_IDS_CHANGED).
+	membersChanged chan struct{}
+	workers        sync.WaitGroup
+	closeOnce      sync.Once
+	closeErr       error
+	refused        error // the first heartbeat's refusal, for Start; written before the first rebalance ends
 
 	// WithBroadcasting: the offsets, kept here rather than at the brokers.
 	memMu      sync.Mutex
@@ -135,11 +138,32 @@ func NewPushConsumer(group string, opts ...Option) (*PushConsumer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	hctx, hcancel := context.WithCancel(context.Background())
 	id := clientID()
-	return &PushConsumer{group: group, opts: o, logger: o.logger.With("group", group, "client", id), id: id,
+	c := &PushConsumer{group: group, opts: o, logger: o.logger.With("group", group, "client", id), id: id,
 		pool: pl, pulls: newPool(&o), routes: newRoutes(&o, pl, false), queues: map[queueKey]*processQueue{},
 		ctx: ctx, cancel: cancel, handlerCtx: hctx, cancelHandlers: hcancel,
 		work: make(chan task, o.concurrency), slots: make(chan struct{}, o.concurrency), workStop: make(chan struct{}),
-		memOffsets: map[queueKey]int64{}, rebalanceNow: make(chan struct{}, 1)}, nil
+		memOffsets: map[queueKey]int64{}, rebalanceNow: make(chan struct{}, 1), membersChanged: make(chan struct{}, 1)}
+	c.pool.serve = c.serveRequest
+	return c, nil
+}
+
+// membersSettle is how long a consumer told that its group's members
+// changed waits for more news before it rebalances: every broker of the
+// group's topics tells it, and a deployment starts members in bursts.
+const membersSettle = 100 * time.Millisecond
+
+// serveRequest serves a request a broker sends on the consumer's
+// connection; it runs on the connection's reader and must not block.
+// NOTIFY_CONSUMER_IDS_CHANGED for the group asks for a rebalance.
+func (c *PushConsumer) serveRequest(addr string, req *remoting.Command) *remoting.Command {
+	if req.Code == remoting.NotifyConsumerIdsChanged && req.Ext("consumerGroup") == c.group {
+		c.logger.Debug("client: the group's members changed; rebalancing", "broker", addr)
+		select {
+		case c.membersChanged <- struct{}{}:
+		default: // a rebalance is asked for already
+		}
+	}
+	return nil
 }
 
 // clientID is RocketMQ's client id shape: host@pid@random.
@@ -308,11 +332,19 @@ func (c *PushConsumer) rebalanceLoop(first chan<- struct{}) {
 		defer rt.Stop()
 		renew = rt.C
 	}
+	var settle <-chan time.Time // armed when the members changed
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
+			c.rebalance()
+		case <-c.membersChanged:
+			if settle == nil {
+				settle = time.After(membersSettle)
+			}
+		case <-settle:
+			settle = nil
 			c.rebalance()
 		case <-c.rebalanceNow:
 			for _, s := range c.subs { // a broker left: every topic it served, the retry topic too
