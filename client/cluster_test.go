@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,4 +90,63 @@ func TestConsumerRebalancesWhenABrokerLeaves(t *testing.T) {
 	f.brokers["broker-b"].Stop()
 	eventually(t, 10*time.Second, func() bool { o := owned(true); return o["broker-b"] == 0 && owned(false)["broker-a"] == 2 },
 		"broker-b's queues, of the topic and the retry topic, dropped before the hourly rebalance")
+}
+
+// A broker that left a topic's route and comes back is used again within
+// seconds, by producers and consumers, though their routes refresh only
+// hourly here: a route that lost a broker is asked for every second until
+// it is back.
+func TestRestartedBrokerIsUsedAgain(t *testing.T) {
+	f := startFerry(t)
+	f.addBroker(t, "broker-b")
+	f.createTopic(t, "Comeback", 2)
+	hourly := withIntervals(intervals{rebalance: time.Hour, routeRefresh: time.Hour})
+	var mu sync.Mutex
+	from := map[string]int{} // messages received per broker
+	c := f.startConsumer(t, "comeback", "Comeback", "*", func(_ context.Context, m *MessageExt) error {
+		mu.Lock()
+		defer mu.Unlock()
+		from[m.Broker]++
+		return nil
+	}, hourly)
+	p := f.newProducer(t, hourly)
+	send := func() SendResult {
+		t.Helper()
+		res, err := p.Send(t.Context(), &Message{Topic: "Comeback", Body: []byte("m")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	send() // the producer's route is known: both brokers
+
+	b := f.brokers["broker-b"]
+	b.Stop()
+	f.waitForRoute(t, "Comeback", 1)
+	for range 4 { // one may fail over from broker-b
+		if res := send(); res.Broker != "broker-a" {
+			t.Fatalf("sent to %s, gone", res.Broker)
+		}
+	}
+	eventually(t, 10*time.Second, func() bool { return c.ownedQueues("Comeback") == 2 }, "the consumer to drop broker-b's queues")
+
+	f.startBroker(t, "broker-b", b.dir) // on another port
+	f.waitForRoute(t, "Comeback", 2)
+	mu.Lock()
+	before := from["broker-b"]
+	mu.Unlock()
+	eventually(t, 20*time.Second, func() bool { return send().Broker == "broker-b" },
+		"a send to the restarted broker before the hourly route refresh")
+	eventually(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return from["broker-b"] > before },
+		"a message of the restarted broker consumed before the hourly route refresh")
+	if n := c.ownedQueues("Comeback"); n != 4 {
+		t.Fatalf("the consumer owns %d queues, want both brokers' 4", n)
+	}
+	watched := func(r *routes) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.watches["Comeback"] != nil
+	}
+	eventually(t, 10*time.Second, func() bool { return !watched(p.routes) && !watched(c.routes) },
+		"the routes back to the normal refresh once the broker is back")
 }

@@ -73,10 +73,14 @@ type PushConsumer struct {
 	// rebalanceNow asks the rebalance loop for a rebalance before its next
 	// tick: a pull found its queue's broker gone from the route.
 	rebalanceNow chan struct{}
-	workers      sync.WaitGroup
-	closeOnce    sync.Once
-	closeErr     error
-	refused      error // the first heartbeat's refusal, for Start; written before the first rebalance ends
+	// rebalanceSoon asks the rebalance loop for a rebalance soon: a
+	// broker said the group's members changed (NOTIFY_CONSUMER_IDS_CHANGED),
+	// or a route's brokers changed (one restarted, say).
+	rebalanceSoon chan struct{}
+	workers       sync.WaitGroup
+	closeOnce     sync.Once
+	closeErr      error
+	refused       error // the first heartbeat's refusal, for Start; written before the first rebalance ends
 
 	// WithBroadcasting: the offsets, kept here rather than at the brokers.
 	memMu      sync.Mutex
@@ -135,11 +139,39 @@ func NewPushConsumer(group string, opts ...Option) (*PushConsumer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	hctx, hcancel := context.WithCancel(context.Background())
 	id := clientID()
-	return &PushConsumer{group: group, opts: o, logger: o.logger.With("group", group, "client", id), id: id,
+	c := &PushConsumer{group: group, opts: o, logger: o.logger.With("group", group, "client", id), id: id,
 		pool: pl, pulls: newPool(&o), routes: newRoutes(&o, pl, false), queues: map[queueKey]*processQueue{},
 		ctx: ctx, cancel: cancel, handlerCtx: hctx, cancelHandlers: hcancel,
 		work: make(chan task, o.concurrency), slots: make(chan struct{}, o.concurrency), workStop: make(chan struct{}),
-		memOffsets: map[queueKey]int64{}, rebalanceNow: make(chan struct{}, 1)}, nil
+		memOffsets: map[queueKey]int64{}, rebalanceNow: make(chan struct{}, 1), rebalanceSoon: make(chan struct{}, 1)}
+	c.pool.serve = c.serveRequest
+	c.routes.onBrokers = func(string) { c.soon() }
+	return c, nil
+}
+
+// rebalanceSettle is how long a consumer told that its group's members
+// (or a route's brokers) changed waits for more news before it
+// rebalances: every broker of the group's topics tells it, and a
+// deployment starts members in bursts.
+const rebalanceSettle = 100 * time.Millisecond
+
+// serveRequest serves a request a broker sends on the consumer's
+// connection; it runs on the connection's reader and must not block.
+// NOTIFY_CONSUMER_IDS_CHANGED for the group asks for a rebalance.
+func (c *PushConsumer) serveRequest(addr string, req *remoting.Command) *remoting.Command {
+	if req.Code == remoting.NotifyConsumerIdsChanged && req.Ext("consumerGroup") == c.group {
+		c.logger.Debug("client: the group's members changed; rebalancing", "broker", addr)
+		c.soon()
+	}
+	return nil
+}
+
+// soon asks for a rebalance within rebalanceSettle; it never blocks.
+func (c *PushConsumer) soon() {
+	select {
+	case c.rebalanceSoon <- struct{}{}:
+	default: // a rebalance is asked for already
+	}
 }
 
 // clientID is RocketMQ's client id shape: host@pid@random.
@@ -308,11 +340,19 @@ func (c *PushConsumer) rebalanceLoop(first chan<- struct{}) {
 		defer rt.Stop()
 		renew = rt.C
 	}
+	var settle <-chan time.Time // armed by rebalanceSoon
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
+			c.rebalance()
+		case <-c.rebalanceSoon:
+			if settle == nil {
+				settle = time.After(rebalanceSettle)
+			}
+		case <-settle:
+			settle = nil
 			c.rebalance()
 		case <-c.rebalanceNow:
 			for _, s := range c.subs { // a broker left: every topic it served, the retry topic too
@@ -401,6 +441,9 @@ func (c *PushConsumer) heartbeat() error {
 	for _, addr := range c.brokers(ctx, true) {
 		if _, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.HeartBeat, nil, body)); err != nil && c.ctx.Err() == nil {
 			c.logger.Warn("client: heartbeat failed", "broker", addr, "err", err)
+			if connFailure(err) {
+				c.brokerFailed(addr)
+			}
 			if refused == nil && errors.Is(err, remoting.ErrNoPermission) {
 				refused = err
 			}
@@ -426,6 +469,16 @@ func (c *PushConsumer) brokers(ctx context.Context, lookup bool) []string {
 	}
 	slices.Sort(addrs)
 	return slices.Compact(addrs)
+}
+
+// brokerFailed watches the routes of the subscribed topics that addr
+// serves: it could not be reached.
+func (c *PushConsumer) brokerFailed(addr string) {
+	for _, s := range c.subs {
+		if rt := c.routes.cached(s.topic); rt != nil && slices.Contains(rt.all, addr) {
+			c.routes.brokerFailed(s.topic)
+		}
+	}
 }
 
 // unregister tells the brokers this member leaves the group.
@@ -742,6 +795,9 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 				return
 			}
 			log.Warn("client: pull failed; retrying", "offset", off, "err", err)
+			if connFailure(err) {
+				c.routes.brokerFailed(k.topic)
+			}
 			rctx, rcancel := context.WithTimeout(pq.ctx, c.opts.requestTimeout)
 			// The broker left the route, or the route is gone (the topic
 			// was on that broker alone: a retry topic, say).

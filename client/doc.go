@@ -13,13 +13,20 @@
 // (SendAsync), without an answer (SendOneway) or several messages at once
 // (SendBatch). A failed send is retried on another broker's queue.
 //
+// Routes are refreshed every 30 s; a route that lost a broker, or whose
+// broker could not be reached, is asked for every second until the broker
+// is back (for a minute after the loss), so a restarted broker is used again
+// within seconds.
+//
 // # Consuming
 //
 // A PushConsumer is a member of a consumer group, by default in clustering
 // mode: each message goes to one member. Members balance the topic's queues among
 // themselves on the client side, as RocketMQ's AllocateMessageQueueAveragely
 // does: every member sorts the group's member ids and the queues and takes
-// its share. For each queue it owns, a member long-polls the broker and
+// its share, every 5 s, and at once when a broker says the group's members
+// changed (NOTIFY_CONSUMER_IDS_CHANGED) or a route's brokers change. For
+// each queue it owns, a member long-polls the broker and
 // hands messages to a bounded pool of handler goroutines. A handler that
 // fails (returns an error or panics) sends the message back to the broker,
 // which redelivers it later through the group's retry topic with a growing

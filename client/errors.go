@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"net"
 
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -52,4 +53,12 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// connFailure reports whether err is a failure to reach a broker: the
+// connection could not be made, or closed under the request. (A timeout
+// is not one: a slow broker is not gone.)
+func connFailure(err error) bool {
+	var oe *net.OpError
+	return errors.Is(err, remoting.ErrConnClosed) || errors.As(err, &oe)
 }

@@ -27,6 +27,10 @@ type pool struct {
 	signingKey  []byte
 	tls         *tls.Config // WithTLS: for brokers
 	nameServers map[string]bool
+	// serve, when set before the first connection, serves the requests
+	// servers send on the pool's connections (see
+	// remoting.Client.HandleRequests): it must not block.
+	serve func(addr string, req *remoting.Command) *remoting.Command
 }
 
 type poolConn struct {
@@ -91,6 +95,9 @@ func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
 	c, err := remoting.DialTLS(ctx, addr, tlsCfg)
 	if err != nil {
 		return nil, err // remoting: dial ADDR: …
+	}
+	if p.serve != nil {
+		c.HandleRequests(func(req *remoting.Command) *remoting.Command { return p.serve(addr, req) })
 	}
 	pc.c = c
 	return c, nil

@@ -177,6 +177,9 @@ func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(Se
 			return
 		}
 		p.routes.markStale(m.Topic)
+		if connFailure(err) {
+			p.routes.brokerFailed(m.Topic)
+		}
 		go func() {
 			res, err := p.send(ctx, m)
 			finish(res, err)
@@ -312,7 +315,9 @@ func (p *Producer) sendWith(ctx context.Context, topic, key, ids string, delayed
 		}
 		lastErr = fmt.Errorf("client: send to %q (broker %s, queue %d): %w", topic, q.Broker, q.ID, err)
 		avoid = q.Broker
-		if retryable(err) {
+		if connFailure(err) {
+			p.routes.brokerFailed(topic) // and asks them often until the broker is back
+		} else if retryable(err) {
 			p.routes.markStale(topic) // the next attempt, or the next send, asks the NameServers
 		}
 		if !retryable(err) || ctx.Err() != nil || errors.Is(err, ErrClosed) {

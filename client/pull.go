@@ -152,7 +152,9 @@ func (c *PullConsumer) Pull(ctx context.Context, q Queue, offset int64, n int) (
 		"subscription":         "*", "subVersion": "0", "expressionType": "TAG",
 	}, nil))
 	if err != nil {
-		if ctx.Err() == nil {
+		if connFailure(err) {
+			c.routes.brokerFailed(q.Topic) // it may have moved, or be restarting
+		} else if ctx.Err() == nil {
 			c.routes.markStale(q.Topic) // the broker may have moved
 		}
 		return PullResult{}, err

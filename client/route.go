@@ -84,6 +84,25 @@ func newTopicRoute(topic, via string, rd remoting.RouteData, maxQueues int) *top
 	return r
 }
 
+// A route that lost a broker is asked for again every lostPollEvery (or
+// the refresh interval, when shorter) for lostPollFor after the loss was
+// seen, or until the broker is back, rather than every refresh interval
+// (30 s): a broker that restarts is used again within seconds. A send or
+// a pull that fails to reach a broker starts the same watch, for the
+// NameServers may not have dropped it yet.
+const (
+	lostPollEvery = time.Second
+	lostPollFor   = time.Minute
+)
+
+// lostWatch is the state of a topic whose route is asked for often.
+type lostWatch struct {
+	until   time.Time       // back to the normal interval then
+	polled  time.Time       // last asked for by the watch
+	lost    map[string]bool // brokers (by name) the route lost and has not got back
+	hadLost bool            // some broker was lost: the watch ends once all are back
+}
+
 // routes caches topic routes, refreshes them in the background and on
 // demand. Its goroutine is started by start and stopped by close.
 type routes struct {
@@ -96,10 +115,19 @@ type routes struct {
 	// brokers (producers).
 	viaDefault bool
 
+	// fastEvery is how often a route that lost a broker is asked for.
+	fastEvery time.Duration
+	// onBrokers, when set before start, is called (outside the lock; it
+	// must not block) when a cached route's set of brokers changes: a
+	// consumer rebalances then.
+	onBrokers func(topic string)
+	kick      chan struct{} // a watch started: the loop recomputes its wait; capacity 1
+
 	mu      sync.Mutex
 	byTopic map[string]*topicRoute
-	stale   map[string]bool // routes to ask the NameServers for again at the next get
-	next    int             // the NameServer to ask first: the last that answered
+	stale   map[string]bool       // routes to ask the NameServers for again at the next get
+	watches map[string]*lostWatch // routes asked for often
+	next    int                   // the NameServer to ask first: the last that answered
 
 	ctx    context.Context // ends at close
 	cancel context.CancelFunc
@@ -109,7 +137,9 @@ type routes struct {
 func newRoutes(o *options, p *pool, viaDefault bool) *routes {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &routes{nameServers: o.nameServers, pool: p, logger: o.logger, timeout: o.requestTimeout,
-		interval: o.routeRefresh, viaDefault: viaDefault, byTopic: map[string]*topicRoute{}, stale: map[string]bool{}, ctx: ctx, cancel: cancel}
+		interval: o.routeRefresh, fastEvery: min(lostPollEvery, o.routeRefresh), viaDefault: viaDefault,
+		kick: make(chan struct{}, 1), byTopic: map[string]*topicRoute{}, stale: map[string]bool{},
+		watches: map[string]*lostWatch{}, ctx: ctx, cancel: cancel}
 }
 
 func (r *routes) start() {
@@ -122,29 +152,105 @@ func (r *routes) close() {
 	r.wg.Wait()
 }
 
+// loop refreshes every cached route every interval, and the watched ones
+// every fastEvery, until close.
 func (r *routes) loop() {
 	defer r.wg.Done()
-	t := time.NewTicker(r.interval)
+	t := time.NewTimer(r.interval)
 	defer t.Stop()
+	lastFull := time.Now()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-t.C:
+		case <-r.kick:
 		}
-		r.mu.Lock()
-		topics := make([]string, 0, len(r.byTopic))
-		for t := range r.byTopic {
-			topics = append(topics, t)
+		now := time.Now()
+		full := now.Sub(lastFull) >= r.interval
+		if full {
+			lastFull = now
 		}
-		r.mu.Unlock()
-		for _, topic := range topics {
+		for _, topic := range r.due(now, full) {
 			ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
 			if _, err := r.refresh(ctx, topic); err != nil && r.ctx.Err() == nil {
 				r.logger.Debug("client: route refresh failed; keeping the route known", "topic", topic, "err", err)
 			}
 			cancel()
 		}
+		t.Reset(r.wait(lastFull.Add(r.interval)))
+	}
+}
+
+// due lists the topics to refresh now: all when full, else the watched
+// ones not asked for within fastEvery. Watches past their time end.
+func (r *routes) due(now time.Time, full bool) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var topics []string
+	for topic, w := range r.watches {
+		if now.After(w.until) {
+			delete(r.watches, topic)
+			r.logger.Debug("client: a broker of the topic is still gone; back to the normal route refresh", "topic", topic)
+			continue
+		}
+		if full || now.Sub(w.polled) >= r.fastEvery {
+			w.polled = now
+			if !full {
+				topics = append(topics, topic)
+			}
+		}
+	}
+	if full {
+		for topic := range r.byTopic {
+			topics = append(topics, topic)
+		}
+	}
+	return topics
+}
+
+// wait is how long the loop sleeps: until next (the next full refresh),
+// or the next watched route's turn if sooner.
+func (r *routes) wait(next time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.watches {
+		if at := w.polled.Add(r.fastEvery); at.Before(next) {
+			next = at
+		}
+	}
+	return max(time.Until(next), time.Millisecond)
+}
+
+// watchLocked starts (or prolongs) topic's watch for lostPollFor, with
+// lost the brokers it lost, and wakes the loop. Caller holds mu.
+func (r *routes) watchLocked(topic string, lost ...string) {
+	w := r.watches[topic]
+	if w == nil {
+		w = &lostWatch{lost: map[string]bool{}}
+		r.watches[topic] = w
+		r.logger.Debug("client: polling the topic's route often until its brokers are back", "topic", topic, "lost", lost)
+	}
+	w.until = time.Now().Add(lostPollFor)
+	for _, b := range lost {
+		w.lost[b] = true
+		w.hadLost = true
+	}
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// brokerFailed says a send or a pull of topic could not reach its broker:
+// the next get asks the NameServers, and the route is asked for often for
+// a while.
+func (r *routes) brokerFailed(topic string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byTopic[topic] != nil {
+		r.stale[topic] = true
+		r.watchLocked(topic)
 	}
 }
 
@@ -182,11 +288,42 @@ func (r *routes) markStale(topic string) {
 	}
 }
 
+// store caches rt. A route that lost brokers is watched until they are
+// back; onBrokers hears of a change to the route's brokers.
 func (r *routes) store(rt *topicRoute) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	old := r.byTopic[rt.topic]
 	r.byTopic[rt.topic] = rt
 	delete(r.stale, rt.topic)
+	changed := false
+	if old != nil && old.via == rt.via {
+		var lost []string
+		for name := range old.addrs {
+			if rt.addrs[name] == "" {
+				lost = append(lost, name)
+			}
+		}
+		changed = len(lost) > 0 || len(old.addrs) != len(rt.addrs)
+		if len(lost) > 0 {
+			r.watchLocked(rt.topic, lost...)
+		}
+	}
+	if w := r.watches[rt.topic]; w != nil {
+		for name := range w.lost {
+			if rt.addrs[name] != "" {
+				delete(w.lost, name)
+			}
+		}
+		if w.hadLost && len(w.lost) == 0 {
+			delete(r.watches, rt.topic)
+			r.logger.Debug("client: the topic's brokers are back; back to the normal route refresh", "topic", rt.topic)
+		}
+	}
+	onBrokers := r.onBrokers
+	r.mu.Unlock()
+	if changed && onBrokers != nil {
+		onBrokers(rt.topic)
+	}
 }
 
 func (r *routes) forget(topic string) {
@@ -194,6 +331,24 @@ func (r *routes) forget(topic string) {
 	defer r.mu.Unlock()
 	delete(r.byTopic, topic)
 	delete(r.stale, topic)
+	delete(r.watches, topic)
+}
+
+// lostAll watches topic, whose cached route old is kept though no
+// NameServer routes the topic any more: every broker of it is lost.
+func (r *routes) lostAll(old *topicRoute) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byTopic[old.topic] != old {
+		return
+	}
+	names := make([]string, 0, len(old.addrs))
+	for name := range old.addrs {
+		names = append(names, name)
+	}
+	if w := r.watches[old.topic]; w == nil || len(w.lost) < len(names) {
+		r.watchLocked(old.topic, names...)
+	}
 }
 
 // refresh asks the NameServers for topic's route and caches it.
@@ -236,6 +391,7 @@ func (r *routes) refresh(ctx context.Context, topic string) (*topicRoute, error)
 		return rt, nil
 	}
 	if old != nil {
+		r.lostAll(old)
 		return old, nil
 	}
 	return nil, err

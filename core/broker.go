@@ -122,6 +122,7 @@ type Broker struct {
 	topics *topicTable
 
 	topicWatchers []func(topic string) // under mu
+	consumerWatch consumerWatchers     // OnConsumersChange's
 	live          *route.Table[*Subscription]
 	// liveSubs counts live's entries, so that publishing skips the table
 	// when there are none (native-only brokers).

@@ -30,7 +30,11 @@ func (b *Broker) ClientHeartbeat(groupName, id string, topics []string) error {
 	if b.clients[groupName] == nil {
 		b.clients[groupName] = map[string]*clientMember{}
 	}
+	_, known := b.clients[groupName][id]
 	b.clients[groupName][id] = &clientMember{lastSeen: time.Now(), topics: topics}
+	if !known {
+		b.consumerWatch.changed(groupName)
+	}
 	return nil
 }
 
@@ -39,7 +43,10 @@ func (b *Broker) ClientHeartbeat(groupName, id string, topics []string) error {
 func (b *Broker) ClientGone(groupName, id string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.clients[groupName], id)
+	if _, ok := b.clients[groupName][id]; ok {
+		delete(b.clients[groupName], id)
+		b.consumerWatch.changed(groupName)
+	}
 }
 
 // ConsumerIDs lists a group's consumers, sorted: self-rebalancing clients
@@ -70,6 +77,7 @@ func (b *Broker) expireClients(now time.Time) {
 		for id, c := range m {
 			if now.Sub(c.lastSeen) > b.cfg.HeartbeatTimeout {
 				delete(m, id)
+				b.consumerWatch.changed(g)
 				b.logger.Info("core: consumer client dropped: heartbeat timeout", "group", g, "client", id)
 			}
 		}

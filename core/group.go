@@ -198,6 +198,7 @@ func (b *Broker) Join(groupName, id string, o MemberOptions) (*Member, error) {
 	if m == nil {
 		m = &Member{g: g, id: id, wake: make(chan struct{})}
 		g.members[id] = m
+		b.consumerWatch.changed(groupName)
 	}
 	m.ordered, m.subs, m.since, m.lastSeen = o.Ordered, subs, since, time.Now()
 	g.rebalance()
@@ -258,6 +259,7 @@ func (g *group) removeLocked(m *Member, why string) {
 	delete(g.members, m.id)
 	m.notify()
 	g.rebalance()
+	g.b.consumerWatch.changed(g.name)
 	g.b.logger.Info("core: member removed", "group", g.name, "member", m.id, "reason", why, "members", len(g.members))
 }
 

@@ -21,6 +21,8 @@ type Client struct {
 	maxFrame int
 	opaque   atomic.Int32
 
+	handler atomic.Pointer[RequestHandler] // HandleRequests'
+
 	mu      sync.Mutex
 	pending map[int32]chan *Command
 	calls   map[int32]*asyncCall // InvokeAsync's
@@ -96,7 +98,8 @@ func (c *Client) readLoop() {
 			break
 		}
 		if !cmd.IsResponse() {
-			continue // server-initiated requests are not served by this client
+			c.serveRequest(cmd)
+			continue
 		}
 		c.mu.Lock()
 		ch := c.pending[cmd.Opaque]
@@ -127,6 +130,45 @@ func (c *Client) readLoop() {
 		call.cb(nil, gone)
 	}
 	close(c.done)
+}
+
+// RequestHandler serves a request the server sends on a client's
+// connection (a broker's NOTIFY_CONSUMER_IDS_CHANGED, say). It runs on the
+// connection's reader goroutine, one request at a time, so it must not
+// block: it hands the work on. It returns the response to a two-way
+// request, or nil.
+type RequestHandler func(req *Command) *Command
+
+// HandleRequests makes h serve the requests the server sends from now on.
+// A two-way request that h does not answer (or that arrives without a
+// handler) is answered REQUEST_CODE_NOT_SUPPORTED, as RocketMQ's clients
+// answer the codes they do not know; one-way requests are dropped then.
+// Requests from the server are bounded like responses: by the frame limit,
+// one at a time, and an answer is dropped while more than a frame's worth
+// of bytes waits to be written (a server that sends requests and does not
+// read would otherwise fill the client's memory).
+func (c *Client) HandleRequests(h RequestHandler) { c.handler.Store(&h) }
+
+// serveRequest serves req, a request from the server.
+func (c *Client) serveRequest(req *Command) {
+	var resp *Command
+	if h := c.handler.Load(); h != nil && *h != nil {
+		resp = (*h)(req)
+	}
+	if req.IsOneway() {
+		return
+	}
+	if resp == nil {
+		resp = req.Response(RequestCodeNotSupported, fmt.Sprintf("request code %d not supported by this client", req.Code))
+	}
+	resp.Opaque, resp.Flag = req.Opaque, resp.Flag|FlagResponse
+	c.conn.mu.Lock()
+	backlog := c.conn.queued
+	c.conn.mu.Unlock()
+	if backlog > int64(c.maxFrame) {
+		return
+	}
+	c.conn.Send(resp) // queued for the writer: never blocks
 }
 
 // Invoke sends req and waits for its response, until ctx ends. A response

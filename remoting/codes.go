@@ -35,6 +35,13 @@ const (
 	SendBatchMessage              int16 = 320
 )
 
+// Request codes a broker sends its clients.
+const (
+	// NotifyConsumerIdsChanged (one-way, ext field consumerGroup): the
+	// group's members changed; a member rebalances at once.
+	NotifyConsumerIdsChanged int16 = 40
+)
+
 // Response codes (RocketMQ's ResponseCode).
 const (
 	Success                   int16 = 0

@@ -26,7 +26,9 @@ import (
 // the group rebalances onto the remaining queues, and nothing acknowledged
 // is lost. Restarted on its data directory it rejoins under its own name at
 // both NameServers, and what it acknowledged before the kill (on its disk,
-// or in the OS's page cache with async flush) is consumed too.
+// or in the OS's page cache with async flush) is consumed too. The clients
+// use it again within seconds of its return, well before their 30 s route
+// refresh: a route that lost a broker is asked for every second.
 //
 // Delivery is at least once: a message may come twice only when its queue
 // changed hands or its broker was killed before the group's offset was
@@ -62,7 +64,7 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 		procs[n] = broker(n)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	// registered reports the brokers each NameServer lists, by name.
 	registered := func() []map[string]bool {
@@ -157,7 +159,8 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 	received := map[string]int{}
 	byMember := make([]int, 3)
 	var killed time.Time
-	victimOwner := -1 // the member that owns the victim's queues before the kill
+	var restarted, victimReadAt time.Time // the restart (rejoined at both NameServers); the first message of the victim read after it
+	victimOwner := -1                     // the member that owns the victim's queues before the kill
 	rebalancedAt := time.Time{}
 	from := make([]map[string]bool, 3) // brokers each member got messages from since the last reset
 	var members []*client.PushConsumer
@@ -177,6 +180,9 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 			from[i][m.Broker] = true
 			if i == victimOwner && !killed.IsZero() && m.Broker != victim && rebalancedAt.IsZero() {
 				rebalancedAt = time.Now()
+			}
+			if m.Broker == victim && !restarted.IsZero() && victimReadAt.IsZero() {
+				victimReadAt = time.Now()
 			}
 			return nil
 		}); err != nil {
@@ -202,7 +208,7 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 	// acked holds what a broker acknowledged, by body, with the broker.
 	acked := map[string]string{}
 	var sendErrs []error
-	var firstAckAfterKill time.Time
+	var firstAckAfterKill, victimAckedAt time.Time // victimAckedAt: the first send the victim acknowledged after its restart
 	ackedAfterKill := 0
 	seq := 0
 	send := func() (client.SendResult, error) {
@@ -218,6 +224,9 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 			return res, err
 		}
 		acked[body] = res.Broker
+		if res.Broker == victim && !restarted.IsZero() && victimAckedAt.IsZero() {
+			victimAckedAt = time.Now()
+		}
 		if !killed.IsZero() {
 			if firstAckAfterKill.IsZero() {
 				firstAckAfterKill = time.Now()
@@ -405,8 +414,29 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 	if !strings.Contains(procs[victim].log(), "name_from=") || !strings.Contains(procs[victim].log(), "broker="+victim) {
 		t.Fatalf("the restarted broker's identity:\n%s", procs[victim].log())
 	}
+	mu.Lock()
+	restarted = time.Now()
+	mu.Unlock()
 	drained := poll("everything acknowledged consumed", consumedAll(anyBroker))
 	t.Logf("the restart: at both NameServers after %v; everything consumed %v later", rejoined, drained)
+	// The clients use it again: the producer sends to it and the group
+	// reads its queues, within seconds, not at their next route refresh
+	// (every 30 s). The bound is generous; it takes about a second.
+	const backWithin = 15 * time.Second
+	back := poll("the restarted broker written and read again", func() bool {
+		if time.Since(restarted) > backWithin {
+			t.Fatalf("the restarted broker not used again within %v of rejoining: acknowledged a send at %v, read at %v",
+				backWithin, victimAckedAt, victimReadAt)
+		}
+		send()
+		mu.Lock()
+		defer mu.Unlock()
+		return !victimAckedAt.IsZero() && !victimReadAt.IsZero()
+	})
+	mu.Lock()
+	t.Logf("the restarted broker used again: a send acknowledged %v and a message read %v after it rejoined (checked for %v)",
+		victimAckedAt.Sub(restarted), victimReadAt.Sub(restarted), back)
+	mu.Unlock()
 
 	// What the victim acknowledged before the kill is on its disk: a group
 	// that starts now, from the first message, gets all of it, and every

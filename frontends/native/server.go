@@ -56,6 +56,7 @@ type Server struct {
 
 	access *access
 	stats  requestStats
+	notify *notifier // NOTIFY_CONSUMER_IDS_CHANGED to the clients
 
 	routeWatchers []func() // OnRoutesChange's, under mu
 	once          sync.Once
@@ -72,7 +73,22 @@ func New(b *core.Broker, opts Options) *Server {
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
 		access: newAccess(opts.Auth)}
 	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native.", Logger: opts.Logger, OnClose: s.connClosed})
+	s.notify = newNotifier(s.connsOf, opts.Logger)
+	b.OnConsumersChange(s.notify.groupChanged)
 	return s
+}
+
+// connsOf lists the connections that heartbeated for group.
+func (s *Server) connsOf(group string) []*remoting.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*remoting.Conn
+	for c, groups := range s.clients {
+		if _, ok := groups[group]; ok {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // OnRoutesChange calls fn (which must not block) when what the broker
@@ -138,7 +154,10 @@ func (s *Server) AcceptErr() error { return s.srv.AcceptErr() }
 // Close stops serving.
 func (s *Server) Close() error {
 	var err error
-	s.once.Do(func() { err = s.srv.Close() })
+	s.once.Do(func() {
+		err = s.srv.Close()
+		s.notify.stop() // after the connections closed: no send is left blocked
+	})
 	return err
 }
 
