@@ -72,7 +72,15 @@ type Config struct {
 	// FlushInterval is how often committed offsets and scheduler positions
 	// are saved (default 1 s). They are saved at Close too.
 	FlushInterval time.Duration
-	Logger        *slog.Logger
+	// TransactionCheckDelay is how long after its send an unresolved half
+	// message is first checked with its producer group (default 6 s);
+	// TransactionCheckInterval, how long between checks (default 60 s);
+	// TransactionMaxChecks, how many checks it gets before it is discarded
+	// (default 15). RocketMQ's defaults; see transaction.go.
+	TransactionCheckDelay    time.Duration
+	TransactionCheckInterval time.Duration
+	TransactionMaxChecks     int
+	Logger                   *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -100,6 +108,15 @@ func (c Config) withDefaults() Config {
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = 15 * time.Minute
 	}
+	if c.TransactionCheckDelay <= 0 {
+		c.TransactionCheckDelay = 6 * time.Second
+	}
+	if c.TransactionCheckInterval <= 0 {
+		c.TransactionCheckInterval = time.Minute
+	}
+	if c.TransactionMaxChecks <= 0 {
+		c.TransactionMaxChecks = 15
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -109,8 +126,8 @@ func (c Config) withDefaults() Config {
 // Broker is the core over one store.
 //
 // Goroutines, owned by the Broker and stopped by Close: the scheduler
-// (delayed messages and retries) and the janitor (heartbeat expiry, offset
-// and scheduler saves, rates).
+// (delayed messages and retries), the janitor (heartbeat expiry, offset
+// and scheduler saves, rates) and the transaction checker.
 //
 // Lock order: Broker.mu (groups) → group.mu; topics.mu and the route table
 // are leaves.
@@ -128,6 +145,7 @@ type Broker struct {
 	// when there are none (native-only brokers).
 	liveSubs atomic.Int64
 	sched    *scheduler
+	tx       *transactions // half messages (transaction.go)
 
 	mu      sync.Mutex
 	groups  map[string]*group
@@ -195,10 +213,17 @@ func New(store *storage.Store, cfg Config) (*Broker, error) {
 	if b.sched, err = newScheduler(b); err != nil {
 		return nil, err
 	}
-	b.wg.Add(2)
+	if b.tx, err = loadTransactions(b); err != nil {
+		return nil, err
+	}
+	b.wg.Add(3)
 	go func() {
 		defer b.wg.Done()
 		b.sched.run(b.stop)
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.tx.runChecks(b.stop)
 	}()
 	go b.janitor()
 	return b, nil

@@ -77,22 +77,9 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 		return nil, nil
 	}
 	name := msgs[0].Topic
-	tp := b.topics.get(name)
-	if tp == nil {
-		if err := checkName("topic", name); err != nil {
-			return nil, err
-		}
-		if !b.cfg.AutoCreateTopics {
-			return nil, fmt.Errorf("%w: %q (create it first; auto-creation is off)", ErrUnknownTopic, name)
-		}
-		var created bool
-		var err error
-		if tp, created, err = b.topics.ensure(name, b.cfg.DefaultQueues); err != nil {
-			return nil, err
-		}
-		if created {
-			b.topicChanged(name) // groups waiting for it get its queues
-		}
+	tp, err := b.topicFor(name)
+	if err != nil {
+		return nil, err
 	}
 	q, err := b.pickQueue(tp, o)
 	if err != nil {
@@ -178,6 +165,27 @@ func (b *Broker) stored(msgs []*Message, n int, err error) ([]PublishResult, err
 		return res, fmt.Errorf("core: publish to %s: %d of %d stored: %w", msgs[0].Topic, n, len(msgs), err)
 	}
 	return res, nil
+}
+
+// topicFor returns the topic a publish goes to, auto-created if allowed.
+func (b *Broker) topicFor(name string) (*topic, error) {
+	if tp := b.topics.get(name); tp != nil {
+		return tp, nil
+	}
+	if err := checkName("topic", name); err != nil {
+		return nil, err
+	}
+	if !b.cfg.AutoCreateTopics {
+		return nil, fmt.Errorf("%w: %q (create it first; auto-creation is off)", ErrUnknownTopic, name)
+	}
+	tp, created, err := b.topics.ensure(name, b.cfg.DefaultQueues)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		b.topicChanged(name) // groups waiting for it get its queues
+	}
+	return tp, nil
 }
 
 func (b *Broker) pickQueue(tp *topic, o PublishOptions) (int, error) {

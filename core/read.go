@@ -84,8 +84,8 @@ type ReadResult struct {
 // o.Use) at once, over the broker. A read whose ctx ends returns its error:
 // ctx is the reader's life (a connection's), o.Wait the poll's length.
 func (b *Broker) Read(ctx context.Context, topic string, queue int, offset int64, o ReadOptions) (ReadResult, error) {
-	if isStateTopic(topic) {
-		return ReadResult{Next: offset}, errStateTopic
+	if isStateTopic(topic) || IsHalfTopic(topic) {
+		return ReadResult{Next: offset}, fmt.Errorf("%w: %q is the broker's own", ErrUnknownTopic, topic)
 	}
 	n := max(1, min(o.Max, MaxRead))
 	f := readFilter(o.Filter)
@@ -175,7 +175,7 @@ func (f subjectFilter) Match(m *storage.Message) bool { return f.h.Match(m.Subje
 // Offsets returns a queue's first and end offsets: messages [min, max)
 // are readable. A queue never written has 0, 0.
 func (b *Broker) Offsets(topic string, queue int) (min, max int64) {
-	if isStateTopic(topic) {
+	if isStateTopic(topic) || IsHalfTopic(topic) {
 		return 0, 0
 	}
 	return b.store.Offsets(topic, queue)
@@ -184,8 +184,8 @@ func (b *Broker) Offsets(topic string, queue int) (min, max int64) {
 // OffsetForTime returns the first offset of a queue whose message was
 // stored at or after t, or the queue's end if none was.
 func (b *Broker) OffsetForTime(topic string, queue int, t time.Time) (int64, error) {
-	if isStateTopic(topic) {
-		return 0, errStateTopic
+	if isStateTopic(topic) || IsHalfTopic(topic) {
+		return 0, fmt.Errorf("%w: %q is the broker's own", ErrUnknownTopic, topic)
 	}
 	return b.store.OffsetForTime(topic, queue, t)
 }

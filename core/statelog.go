@@ -358,8 +358,5 @@ func (l *stateLog) guard(end int64) error {
 	return nil
 }
 
-// errStateTopic answers a front-end that names the state's topic.
-var errStateTopic = fmt.Errorf("%w: %q is the broker's own", ErrUnknownTopic, stateTopic)
-
 // isStateTopic reports whether topic is the state's.
 func isStateTopic(topic string) bool { return topic == stateTopic }
