@@ -20,6 +20,7 @@ const (
 	HeartBeat                     int16 = 34
 	UnregisterClient              int16 = 35
 	ConsumerSendMsgBack           int16 = 36
+	EndTransaction                int16 = 37
 	GetConsumerListByGroup        int16 = 38
 	LockBatchMQ                   int16 = 41
 	UnlockBatchMQ                 int16 = 42
@@ -40,6 +41,10 @@ const (
 	// NotifyConsumerIdsChanged (one-way, ext field consumerGroup): the
 	// group's members changed; a member rebalances at once.
 	NotifyConsumerIdsChanged int16 = 40
+	// CheckTransactionState (one-way; header tranStateTableOffset,
+	// commitLogOffset, msgId, transactionId, offsetMsgId; body the half
+	// message): a producer of the group answers with END_TRANSACTION.
+	CheckTransactionState int16 = 39
 )
 
 // Response codes (RocketMQ's ResponseCode).

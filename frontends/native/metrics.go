@@ -29,6 +29,7 @@ var requestKinds = [...]struct {
 	{remoting.GetMinOffset, "get_min_offset"},
 	{remoting.SearchOffsetByTimestamp, "search_offset_by_timestamp"},
 	{remoting.ConsumerSendMsgBack, "consumer_send_msg_back"},
+	{remoting.EndTransaction, "end_transaction"},
 	{remoting.LockBatchMQ, "lock_batch_mq"},
 	{remoting.UnlockBatchMQ, "unlock_batch_mq"},
 	{remoting.ViewMessageByID, "view_message_by_id"},

@@ -58,6 +58,9 @@ type Server struct {
 	stats  requestStats
 	notify *notifier // NOTIFY_CONSUMER_IDS_CHANGED to the clients
 
+	producers producers // transaction.go: who a half message's check goes to
+	checker   *checker  // CHECK_TRANSACTION_STATE to the producers
+
 	routeWatchers []func() // OnRoutesChange's, under mu
 	once          sync.Once
 }
@@ -75,6 +78,8 @@ func New(b *core.Broker, opts Options) *Server {
 	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native.", Logger: opts.Logger, OnClose: s.connClosed})
 	s.notify = newNotifier(s.connsOf, opts.Logger)
 	b.OnConsumersChange(s.notify.groupChanged)
+	s.checker = &checker{s: s}
+	b.OnTransactionCheck(s.checker.ask)
 	return s
 }
 
@@ -157,6 +162,7 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		err = s.srv.Close()
 		s.notify.stop() // after the connections closed: no send is left blocked
+		s.checker.stop()
 	})
 	return err
 }
@@ -281,6 +287,8 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		return resp
 	case remoting.QueryMessage:
 		return s.queryByKey(req)
+	case remoting.EndTransaction:
+		return s.endTransaction(ctx, user, req)
 	case remoting.GetAllSubscriptionGroupConfig: // Ferry's answer: the group names
 		groups := []string{}
 		for _, g := range s.b.Groups() {
@@ -334,7 +342,7 @@ func (s *Server) authorize(user string, req *remoting.Command) *remoting.Command
 			return x.mayGroup(user, req, auth.GroupCommit, group)
 		}
 		return nil // the subscription: in pull
-	case remoting.HeartBeat, remoting.LockBatchMQ, remoting.UnlockBatchMQ, remoting.ViewMessageByID:
+	case remoting.HeartBeat, remoting.LockBatchMQ, remoting.UnlockBatchMQ, remoting.ViewMessageByID, remoting.EndTransaction:
 		return nil // in heartbeat, lockBatch, and on the message found
 	case remoting.UnregisterClient, remoting.GetConsumerListByGroup:
 		return x.mayGroup(user, req, auth.GroupJoin, group)
@@ -399,6 +407,10 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 		msgs, opts, refused := s.admitSend(c, req)
 		if refused != nil {
 			resps[i] = refused
+			continue
+		}
+		if isHalf(req) { // waits for its own durability: transaction.go
+			resps[i] = s.sendHalf(ctx, req, msgs, opts)
 			continue
 		}
 		opts.NoWait = true
@@ -603,6 +615,9 @@ func offsetResponse(req *remoting.Command, off int64) *remoting.Command {
 // heartbeatBody is RocketMQ's HeartbeatData, the parts Ferry uses.
 type heartbeatBody struct {
 	ClientID        string `json:"clientID"`
+	ProducerDataSet []struct {
+		GroupName string `json:"groupName"`
+	} `json:"producerDataSet"`
 	ConsumerDataSet []struct {
 		GroupName           string `json:"groupName"`
 		SubscriptionDataSet []struct {
@@ -621,6 +636,11 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 			return refused
 		}
 	}
+	producerGroups := make([]string, len(hb.ProducerDataSet))
+	for i, pd := range hb.ProducerDataSet {
+		producerGroups[i] = pd.GroupName
+	}
+	s.producers.heartbeat(c, user, producerGroups)
 	for _, cd := range hb.ConsumerDataSet {
 		var topics []string
 		for _, sd := range cd.SubscriptionDataSet {
@@ -645,6 +665,7 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 
 func (s *Server) connClosed(c *remoting.Conn) {
 	s.access.forget(c)
+	s.producers.forget(c)
 	s.mu.Lock()
 	groups := s.clients[c]
 	delete(s.clients, c)

@@ -1,0 +1,218 @@
+package native
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ferrymq/ferry/auth"
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// RocketMQ's transaction bits of a send's sysFlag and of END_TRANSACTION's
+// commitOrRollback (MessageSysFlag).
+const (
+	txMask     = 0xC
+	txPrepared = 0x4
+	txCommit   = 0x8
+	txRollback = 0xC
+)
+
+// isHalf reports whether a send carries a transaction's half message.
+func isHalf(req *remoting.Command) bool {
+	sysFlag, _ := strconv.Atoi(sendHeader(req, "sysFlag", "f"))
+	return sysFlag&txMask == txPrepared
+}
+
+// sendHalf stores a half message (core.PublishHalf) and answers as a send
+// does, with transactionId (its UNIQ_KEY) too. A batch cannot be one.
+func (s *Server) sendHalf(ctx context.Context, req *remoting.Command, msgs []*core.Message, opts core.PublishOptions) *remoting.Command {
+	if len(msgs) != 1 {
+		return req.Response(remoting.MessageIllegal, "native: a transactional message cannot be sent in a batch")
+	}
+	res, err := s.b.PublishHalf(ctx, msgs[0], opts)
+	switch {
+	case errors.Is(err, core.ErrInvalidTransaction):
+		return req.Response(remoting.MessageIllegal, err.Error())
+	case err != nil:
+		return req.Response(publishCode(err), err.Error())
+	}
+	resp := sendResponse(req, []core.PublishResult{res})
+	resp.ExtFields["transactionId"] = msgs[0].Properties["UNIQ_KEY"]
+	return resp
+}
+
+// endTransaction serves END_TRANSACTION (one-way from RocketMQ's clients,
+// answered when sent two-way): commit or roll back the half message the
+// header names by commitLogOffset (its msgId, the UNIQ_KEY, when no half
+// message is pending there). It needs write on the real topic, checked on
+// the half message found. Unknown (commitOrRollback 0) leaves it to the
+// checks.
+func (s *Server) endTransaction(ctx context.Context, user string, req *remoting.Command) *remoting.Command {
+	var commit bool
+	switch v, _ := strconv.Atoi(req.Ext("commitOrRollback")); v {
+	case txCommit:
+		commit = true
+	case txRollback:
+	default:
+		return req.Response(remoting.Success, "") // unknown: the broker checks later
+	}
+	off, err := req.ExtInt("commitLogOffset")
+	if err != nil {
+		off = -1
+	}
+	e := core.EndTransaction{Group: req.Ext("producerGroup"), LogOffset: off, Key: req.Ext("msgId"), Commit: commit}
+	var refused *remoting.Command
+	allow := func(m *core.Message) error {
+		if refused = s.access.mayPublish(user, req, []*core.Message{m}); refused != nil {
+			return errRefused
+		}
+		return nil
+	}
+	if err := s.b.EndTransaction(ctx, e, allow); err != nil {
+		if refused != nil {
+			s.opts.Logger.Warn("native: transaction end refused", "group", e.Group, "user", user, "why", refused.Remark)
+			return refused
+		}
+		level := slog.LevelWarn
+		if errors.Is(err, core.ErrUnknownTransaction) && req.Ext("fromTransactionCheck") == "true" {
+			level = slog.LevelDebug // a check's answer after the producer's own end
+		}
+		s.opts.Logger.Log(ctx, level, "native: transaction end not applied", "group", e.Group, "commit", commit, "err", err)
+		return req.Response(remoting.SystemError, err.Error())
+	}
+	return req.Response(remoting.Success, "")
+}
+
+// producer is a connection that heartbeated as a producer.
+type producer struct {
+	user   string
+	groups map[string]bool
+}
+
+// producers are the connections that heartbeated for producer groups:
+// those a check of a half message is sent to.
+type producers struct {
+	mu    sync.Mutex
+	conns map[*remoting.Conn]*producer
+}
+
+func (p *producers) heartbeat(c *remoting.Conn, user string, groups []string) {
+	if len(groups) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		p.conns = map[*remoting.Conn]*producer{}
+	}
+	pr := &producer{user: user, groups: make(map[string]bool, len(groups))}
+	for _, g := range groups {
+		pr.groups[g] = true
+	}
+	p.conns[c] = pr
+}
+
+func (p *producers) forget(c *remoting.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// of lists the connections of group's producers and their users.
+func (p *producers) of(group string) (conns []*remoting.Conn, users []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c, pr := range p.conns {
+		if pr.groups[group] {
+			conns = append(conns, c)
+			users = append(users, pr.user)
+		}
+	}
+	return conns, users
+}
+
+// checker sends CHECK_TRANSACTION_STATE (code 39, one-way) for the core's
+// checks to a live producer of the half message's group, as RocketMQ's
+// brokers do: header tranStateTableOffset, commitLogOffset, msgId,
+// transactionId, offsetMsgId; body the half message in the stored
+// layout, its real topic and queue restored. The producer answers with
+// END_TRANSACTION (fromTransactionCheck=true).
+//
+// Goroutines: one send per connection at a time, which stop waits for; a
+// check for a connection already sending goes to another producer of the
+// group, or is not sent (the core checks again at its next interval).
+type checker struct {
+	s       *Server
+	next    atomic.Uint32 // round robin over a group's producers
+	opaque  atomic.Int32
+	mu      sync.Mutex
+	sending map[*remoting.Conn]bool
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// ask is the core's OnTransactionCheck callback: it never blocks.
+func (k *checker) ask(chk core.TransactionCheck) bool {
+	s := k.s
+	conns, users := s.producers.of(chk.Group)
+	m := &chk.Message
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped || len(conns) == 0 {
+		return false
+	}
+	start := int(k.next.Add(1))
+	for i := range conns {
+		j := (start + i) % len(conns)
+		c := conns[j]
+		if k.sending[c] {
+			continue
+		}
+		// The check carries the message: only a producer that may write
+		// it sees it.
+		if a := s.access.a; a != nil && !a.Allow(users[j], "", auth.Write, path(m.Topic, m.Subject)) {
+			continue
+		}
+		uniq := m.Properties["UNIQ_KEY"]
+		req := remoting.NewRequest(remoting.CheckTransactionState, map[string]string{
+			"tranStateTableOffset": strconv.FormatInt(m.QueueOffset, 10),
+			"commitLogOffset":      strconv.FormatInt(m.LogOffset, 10),
+			"msgId":                uniq,
+			"transactionId":        uniq,
+			"offsetMsgId":          chk.ID,
+		}, appendMessage(nil, m, s.host()))
+		req.Flag |= remoting.FlagOneway
+		req.Opaque = k.opaque.Add(1)
+		if k.sending == nil {
+			k.sending = map[*remoting.Conn]bool{}
+		}
+		k.sending[c] = true
+		k.wg.Add(1)
+		go k.send(c, req, chk)
+		return true
+	}
+	return false
+}
+
+func (k *checker) send(c *remoting.Conn, req *remoting.Command, chk core.TransactionCheck) {
+	defer k.wg.Done()
+	if err := c.Send(req); err != nil {
+		k.s.opts.Logger.Debug("native: transaction check not sent", "remote", c.RemoteAddr(), "group", chk.Group, "err", err)
+	}
+	k.mu.Lock()
+	delete(k.sending, c)
+	k.mu.Unlock()
+}
+
+// stop waits for the sends; the connections must be closed first.
+func (k *checker) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.mu.Unlock()
+	k.wg.Wait()
+}

@@ -1,0 +1,114 @@
+package native
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/coretest"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+func halfSend(topic, uniq string) *remoting.Command {
+	props := string(remoting.EncodeProperties(map[string]string{"TAGS": "t", "UNIQ_KEY": uniq, "PGROUP": "pg", "TRAN_MSG": "true"}))
+	return remoting.NewRequest(remoting.SendMessageV2, map[string]string{
+		"a": "pg", "b": topic, "e": "0", "f": strconv.Itoa(txPrepared), "g": "1700000000000", "h": "0", "i": props, "j": "0",
+	}, []byte("body of "+uniq))
+}
+
+func endTx(group string, commitLogOffset int64, uniq string, how int, fromCheck bool) *remoting.Command {
+	return remoting.NewRequest(remoting.EndTransaction, map[string]string{
+		"producerGroup": group, "tranStateTableOffset": "0", "commitLogOffset": strconv.FormatInt(commitLogOffset, 10),
+		"commitOrRollback": strconv.Itoa(how), "fromTransactionCheck": strconv.FormatBool(fromCheck), "msgId": uniq, "transactionId": uniq,
+	}, nil)
+}
+
+func pullQueue0(t *testing.T, c *remoting.Client, topic string) *remoting.Command {
+	return call(t, c, remoting.NewRequest(remoting.PullMessage, map[string]string{
+		"consumerGroup": "g", "topic": topic, "queueId": "0", "queueOffset": "0",
+		"maxMsgNums": "32", "sysFlag": "0", "subscription": "*", "suspendTimeoutMillis": "0",
+	}, nil))
+}
+
+func TestTransactionOverTheWire(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := coretest.New(t, core.Config{AutoCreateTopics: true, Logger: logger,
+		TransactionCheckDelay: 50 * time.Millisecond, TransactionCheckInterval: 50 * time.Millisecond})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(b, Options{Logger: logger})
+	go s.Serve(ln)
+	c, err := remoting.Dial(context.Background(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+
+	checks := make(chan *remoting.Command, 8)
+	c.HandleRequests(func(req *remoting.Command) *remoting.Command {
+		if req.Code == remoting.CheckTransactionState {
+			checks <- req
+		}
+		return nil
+	})
+	hb, _ := json.Marshal(map[string]any{"clientID": "p1", "producerDataSet": []map[string]string{{"groupName": "pg"}}})
+	if resp := call(t, c, remoting.NewRequest(remoting.HeartBeat, nil, hb)); resp.Code != remoting.Success {
+		t.Fatalf("heartbeat: %v", resp.Remark)
+	}
+
+	// Rolled back: never visible.
+	resp := call(t, c, halfSend("tx", "u-rollback"))
+	if resp.Code != remoting.Success || resp.Ext("transactionId") != "u-rollback" {
+		t.Fatalf("half send: %d %s %v", resp.Code, resp.Remark, resp.ExtFields)
+	}
+	if r := call(t, c, endTx("pg", -1, "u-rollback", txRollback, false)); r.Code != remoting.Success {
+		t.Fatalf("rollback: %s", r.Remark)
+	}
+	if r := pullQueue0(t, c, "tx"); r.Code != remoting.PullNotFound {
+		t.Fatalf("pull after a rollback: code %d", r.Code)
+	}
+
+	// Unknown at first; the check's answer commits it.
+	resp = call(t, c, halfSend("tx", "u-check"))
+	if resp.Code != remoting.Success {
+		t.Fatalf("half send: %s", resp.Remark)
+	}
+	var chk *remoting.Command
+	select {
+	case chk = <-checks:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no CHECK_TRANSACTION_STATE came")
+	}
+	if chk.Ext("msgId") != "u-check" || chk.Ext("offsetMsgId") != resp.Ext("msgId") || !chk.IsOneway() {
+		t.Fatalf("check header: %v (send answered %v)", chk.ExtFields, resp.ExtFields)
+	}
+	if r := pullQueue0(t, c, "tx"); r.Code != remoting.PullNotFound {
+		t.Fatalf("visible before its commit: code %d", r.Code)
+	}
+	off, _ := chk.ExtInt("commitLogOffset")
+	if err := c.InvokeOneway(endTx("pg", off, "u-check", txCommit, true)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := pullQueue0(t, c, "tx")
+		if r.Code == remoting.Success {
+			if n := len(decodeStored(t, r.Body)); n != 1 {
+				t.Fatalf("%d messages after the commit, want 1", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the committed message never came")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
