@@ -46,12 +46,20 @@ func startFerry(t *testing.T) *ferry {
 // (nil: none).
 func startFerryAuth(t *testing.T, a *auth.Authenticator) *ferry {
 	t.Helper()
+	return startFerryWith(t, a, core.Config{})
+}
+
+// startFerryWith is startFerryAuth with the core's configuration cfg
+// (auto-creating topics, logging nowhere).
+func startFerryWith(t *testing.T, a *auth.Authenticator, cfg core.Config) *ferry {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 64 << 20, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, Logger: logger})
+	cfg.AutoCreateTopics, cfg.Logger = true, logger
+	b, err := core.New(st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -264,7 +264,13 @@ func TestGroupRequestsNeedTheGroup(t *testing.T) {
 func TestEveryRequestIsAuthorised(t *testing.T) {
 	f := newAuthzFixture(t)
 	off := strconv.FormatInt(f.aliceOff, 10)
+	half, err := f.s.b.PublishHalf(context.Background(), &core.Message{Topic: "devices", Body: []byte("h"),
+		Properties: map[string]string{"PGROUP": "pg"}}, core.PublishOptions{Queue: core.QueueAuto})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ext := map[string]string{
+		"commitLogOffset": strconv.FormatInt(half.LogOffset, 10), "commitOrRollback": strconv.Itoa(txCommit),
 		"consumerGroup": "alice-ops", "group": "alice-ops", "topic": "devices", "queueId": "0", "queueOffset": "0",
 		"commitOffset": "5", "offset": off, "timestamp": "0", "key": "k", "maxNum": "1", "subscription": "*",
 		"suspendTimeoutMillis": "0", "maxMsgNums": "1", "sysFlag": "0", "clientID": "c", "writeQueueNums": "1",
