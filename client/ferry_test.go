@@ -42,6 +42,9 @@ type testFerry struct {
 	// their own: a party posing as them.
 	advertise string
 	limits    remoting.Limits // of the NameServer and the brokers
+	// txCheck, when set, is the brokers' first check of a half message and
+	// the interval between checks.
+	txCheck time.Duration
 }
 
 type testBroker struct {
@@ -105,7 +108,8 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 	for i, d := range core.DefaultDelayLevels {
 		levels[i] = d / 1000
 	}
-	b, err := core.New(st, core.Config{AutoCreateTopics: true, DelayLevels: levels, Logger: logger})
+	b, err := core.New(st, core.Config{AutoCreateTopics: true, DelayLevels: levels, Logger: logger,
+		TransactionCheckDelay: f.txCheck, TransactionCheckInterval: f.txCheck})
 	if err != nil {
 		t.Fatal(err)
 	}

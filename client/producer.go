@@ -42,7 +42,12 @@ type Producer struct {
 
 // NewProducer makes a producer. It connects lazily, on the first send.
 func NewProducer(opts ...Option) (*Producer, error) {
-	o := buildOptions(opts)
+	return newProducer(buildOptions(opts), nil)
+}
+
+// newProducer makes a producer whose connections serve the requests
+// brokers send with serve (nil: none).
+func newProducer(o options, serve func(addr string, req *remoting.Command) *remoting.Command) (*Producer, error) {
 	if err := o.check("producer"); err != nil {
 		return nil, err
 	}
@@ -50,6 +55,7 @@ func NewProducer(opts ...Option) (*Producer, error) {
 		o.group = DefaultProducerGroup
 	}
 	pl := newPool(&o)
+	pl.serve = serve
 	p := &Producer{opts: o, logger: o.logger, pool: pl, routes: newRoutes(&o, pl, true), ids: newIDGen(),
 		async: make(chan struct{}, maxAsyncInFlight), callbacks: make(chan func(), maxAsyncInFlight), cbDone: make(chan struct{})}
 	p.routes.start()
