@@ -149,6 +149,12 @@ type CoreConfig struct {
 	DefaultQueues    int           `koanf:"default-queues"`
 	MaxRetries       int           `koanf:"max-retries"`
 	HeartbeatTimeout time.Duration `koanf:"heartbeat-timeout"`
+	// Transaction checks of unresolved half messages (RocketMQ's
+	// transactionCheckInterval and transactionCheckMax; the first check
+	// after TransactionCheckDelay).
+	TransactionCheckDelay    time.Duration `koanf:"transaction-check-delay"`
+	TransactionCheckInterval time.Duration `koanf:"transaction-check-interval"`
+	TransactionMaxChecks     int           `koanf:"transaction-max-checks"`
 }
 
 // LogConfig configures the process's log, written to stderr.
@@ -196,6 +202,10 @@ func Default() Config {
 			DefaultQueues:    8,
 			MaxRetries:       16,
 			HeartbeatTimeout: 60 * time.Second,
+
+			TransactionCheckDelay:    6 * time.Second,
+			TransactionCheckInterval: 60 * time.Second,
+			TransactionMaxChecks:     15,
 		},
 		Auth: AuthConfig{
 			ReloadInterval: 10 * time.Second,
@@ -248,6 +258,15 @@ func (c Config) Validate() error {
 	}
 	if c.Core.HeartbeatTimeout <= 0 {
 		return fmt.Errorf("core.heartbeat-timeout %v: must be positive", c.Core.HeartbeatTimeout)
+	}
+	if c.Core.TransactionCheckDelay <= 0 {
+		return fmt.Errorf("core.transaction-check-delay %v: must be positive", c.Core.TransactionCheckDelay)
+	}
+	if c.Core.TransactionCheckInterval <= 0 {
+		return fmt.Errorf("core.transaction-check-interval %v: must be positive", c.Core.TransactionCheckInterval)
+	}
+	if c.Core.TransactionMaxChecks < 1 {
+		return fmt.Errorf("core.transaction-max-checks %d: want at least 1", c.Core.TransactionMaxChecks)
 	}
 	if c.HTTPAddr == "" {
 		return errors.New("http-addr: must not be empty (off disables it)")

@@ -82,6 +82,9 @@ func addStorageFlags(cmd *cobra.Command) {
 	config.AddFlag(fs, "default-queues", "core.default-queues", "queues of a topic created without a count")
 	config.AddFlag(fs, "max-retries", "core.max-retries", "retries of a failed message before the group's dead-letter topic")
 	config.AddFlag(fs, "heartbeat-timeout", "core.heartbeat-timeout", "drop a consumer-group member silent this long")
+	config.AddFlag(fs, "transaction-check-delay", "core.transaction-check-delay", "first check of an unresolved transactional half message with its producer group")
+	config.AddFlag(fs, "transaction-check-interval", "core.transaction-check-interval", "time between checks of an unresolved half message")
+	config.AddFlag(fs, "transaction-max-checks", "core.transaction-max-checks", "checks of an unresolved half message before it is discarded")
 }
 
 // serve runs Ferry until SIGINT or SIGTERM, then stops it cleanly.
@@ -206,7 +209,11 @@ func coreConfig(cfg config.Config, logger *slog.Logger) core.Config {
 		DefaultQueues:    c.DefaultQueues,
 		MaxRetries:       c.MaxRetries,
 		HeartbeatTimeout: c.HeartbeatTimeout,
-		Logger:           logger.With("component", "core"),
+
+		TransactionCheckDelay:    c.TransactionCheckDelay,
+		TransactionCheckInterval: c.TransactionCheckInterval,
+		TransactionMaxChecks:     c.TransactionMaxChecks,
+		Logger:                   logger.With("component", "core"),
 	}
 }
 
