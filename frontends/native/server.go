@@ -279,6 +279,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		if err != nil {
 			return req.Response(remoting.SystemError, fmt.Sprintf("no message at offset %d: %v", off, err))
 		}
+		s.describeHalf(&m)
 		if refused := s.access.mayReadMessage(user, req, &m); refused != nil {
 			return refused
 		}

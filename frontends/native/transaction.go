@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
@@ -86,6 +87,29 @@ func (s *Server) endTransaction(ctx context.Context, user string, req *remoting.
 		return req.Response(remoting.SystemError, err.Error())
 	}
 	return req.Response(remoting.Success, "")
+}
+
+// propTranState, on a half message VIEW_MESSAGE_BY_ID returns, says where
+// its transaction is: "pending: N of MAX checks, next at TIME" or
+// "resolved" (committed, rolled back or discarded).
+const propTranState = "TRAN_STATE"
+
+// describeHalf adds its transaction's state to m if it is a half message.
+func (s *Server) describeHalf(m *core.Message) {
+	if !core.IsHalfTopic(m.Topic) {
+		return
+	}
+	st := s.b.TransactionState(m.LogOffset)
+	state := "resolved"
+	if st.Pending {
+		state = "pending: " + strconv.Itoa(st.Checks) + " checks made, next at " + st.Next.UTC().Format(time.RFC3339)
+	}
+	props := make(map[string]string, len(m.Properties)+1)
+	for k, v := range m.Properties {
+		props[k] = v
+	}
+	props[propTranState] = state
+	m.Properties = props
 }
 
 // producer is a connection that heartbeated as a producer.

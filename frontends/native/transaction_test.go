@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +95,16 @@ func TestTransactionOverTheWire(t *testing.T) {
 		t.Fatalf("visible before its commit: code %d", r.Code)
 	}
 	off, _ := chk.ExtInt("commitLogOffset")
+	view := func() string {
+		r := call(t, c, remoting.NewRequest(remoting.ViewMessageByID, map[string]string{"offset": strconv.FormatInt(off, 10)}, nil))
+		if r.Code != remoting.Success {
+			t.Fatalf("view the half message: %s", r.Remark)
+		}
+		return decodeStored(t, r.Body)[0].props[propTranState]
+	}
+	if st := view(); !strings.HasPrefix(st, "pending: 1 checks made") {
+		t.Fatalf("a half message's state once checked: %q", st)
+	}
 	if err := c.InvokeOneway(endTx("pg", off, "u-check", txCommit, true)); err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +114,9 @@ func TestTransactionOverTheWire(t *testing.T) {
 		if r.Code == remoting.Success {
 			if n := len(decodeStored(t, r.Body)); n != 1 {
 				t.Fatalf("%d messages after the commit, want 1", n)
+			}
+			if st := view(); st != "resolved" {
+				t.Fatalf("a committed half message's state: %q", st)
 			}
 			break
 		}
