@@ -18,6 +18,12 @@
 // is back (for a minute after the loss), so a restarted broker is used again
 // within seconds.
 //
+// A TransactionProducer sends transactional messages, as RocketMQ's does:
+// SendInTransaction stores a half message no consumer sees, runs the local
+// transaction and commits (the message is delivered) or rolls back (it
+// never is); a transaction left unknown is resolved by the broker asking
+// the producer group's TransactionChecker.
+//
 // # Consuming
 //
 // A PushConsumer is a member of a consumer group, by default in clustering
