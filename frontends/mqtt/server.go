@@ -155,6 +155,7 @@ type Stats struct {
 	Delivered     int64 // PUBLISH packets sent to subscribers
 	Resent        int64 // deliveries sent again after ResendInterval
 	Dropped       int64 // messages skipped for an offline session past MaxQueued
+	Expired       int64 // deliveries not sent: the message's expiry interval had passed
 	InflightTotal int64 // QoS 1/2 deliveries awaiting acknowledgement
 	BytesIn       int64 // read from clients
 	BytesOut      int64 // written to clients
@@ -178,7 +179,7 @@ type Server struct {
 	wills    map[string]*time.Timer
 	addrs    map[string]string // listener id → bound address
 
-	received, refused, delivered, resent, dropped atomic.Int64
+	received, refused, delivered, resent, dropped, expired atomic.Int64
 
 	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
 
@@ -299,6 +300,7 @@ func (s *Server) Start() error {
 		s.mu.Unlock()
 		s.log.Info("mqtt: listening", "listener", sp.id, "addr", ln.Addr().String())
 	}
+	s.loadRetained()
 	if err := s.mq.Serve(); err != nil {
 		s.closeListeners()
 		return fmt.Errorf("mqtt: serve: %w", err)
@@ -426,7 +428,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Connections: atomic.LoadInt64(&s.mq.Info.ClientsConnected),
 		Received:    s.received.Load(), Refused: s.refused.Load(), Delivered: s.delivered.Load(),
-		Resent: s.resent.Load(), Dropped: s.dropped.Load(),
+		Resent: s.resent.Load(), Dropped: s.dropped.Load(), Expired: s.expired.Load(),
 		BytesIn: atomic.LoadInt64(&s.mq.Info.BytesReceived), BytesOut: atomic.LoadInt64(&s.mq.Info.BytesSent),
 	}
 	s.state.mu.Lock()
