@@ -37,7 +37,7 @@ func (h *hook) Provides(b byte) bool {
 	}, []byte{b})
 }
 
-// OnConnect refuses a will whose topic is over the topic limits or cannot
+// OnConnect applies mqtt.max-keep-alive, and refuses a will whose topic is over the topic limits or cannot
 // be mapped onto a core topic: MQTT 5 with CONNACK 0x90 (topic name
 // invalid) and the reason; 3.1.1, which has no code for it, by closing the
 // connection. A will would otherwise be found unpublishable only when the
@@ -45,6 +45,9 @@ func (h *hook) Provides(b byte) bool {
 // under MQTT 5; under 3.1.1 the connection is accepted and the will
 // dropped, as a PUBLISH there is.
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	if max := h.s.cfg.MaxKeepAlive; max > 0 && cl.Properties.ProtocolVersion == 5 && (cl.State.Keepalive == 0 || cl.State.Keepalive > max) {
+		cl.State.Keepalive, cl.State.ServerKeepalive = max, true // the engine says it in CONNACK and applies it
+	}
 	if !pk.Connect.WillFlag {
 		return nil
 	}

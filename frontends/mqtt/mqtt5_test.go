@@ -284,6 +284,95 @@ func TestDollarTopics(t *testing.T) {
 	}
 }
 
+// mqtt.max-keep-alive: an MQTT 5 client asking for no keep alive, or a
+// longer one, is told the cap as Server Keep Alive [MQTT-3.2.2-21] and is
+// closed after one and a half of it in silence; a shorter one is kept.
+func TestServerKeepAlive(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{MaxKeepAlive: 2})
+	quiet := dialRaw(t, f.addr, 5)
+	pk := connectPacket("ka-none")
+	pk.Connect.Keepalive = 0
+	quiet.send(pk)
+	if ack := quiet.expect(packets.Connack); !ack.Properties.ServerKeepAliveFlag || ack.Properties.ServerKeepAlive != 2 {
+		t.Fatalf("CONNACK Server Keep Alive %v %d, want 2", ack.Properties.ServerKeepAliveFlag, ack.Properties.ServerKeepAlive)
+	}
+	start := time.Now()
+	quiet.expectClosed()
+	if d := time.Since(start); d < 2*time.Second || d > 5*time.Second {
+		t.Fatalf("closed after %v of silence, want 3 s", d)
+	}
+	short := dialRaw(t, f.addr, 5)
+	pk = connectPacket("ka-short")
+	pk.Connect.Keepalive = 1
+	short.send(pk)
+	if ack := short.expect(packets.Connack); ack.Properties.ServerKeepAliveFlag {
+		t.Fatalf("CONNACK Server Keep Alive %d for a client asking for 1 s", ack.Properties.ServerKeepAlive)
+	}
+}
+
+// Subscription options [MQTT-3.8.3]: No Local, Retain As Published and
+// Retain Handling, as an MQTT 5 client sees them.
+func TestSubscriptionOptions(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	a := dialRaw(t, f.addr, 5)
+	a.connect("opt-a")
+	b := dialRaw(t, f.addr, 5)
+	b.connect("opt-b")
+	sub := func(rc *rawClient, id uint16, s packets.Subscription) {
+		t.Helper()
+		s.Qos = 1
+		rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: id,
+			Filters: packets.Subscriptions{s}})
+		rc.expect(packets.Suback)
+	}
+
+	// No Local: a's own publish does not come back; b's does.
+	sub(a, 1, packets.Subscription{Filter: "opt/local", NoLocal: true})
+	a.send(publishPacket("opt/local", 1, 1, []byte("mine")))
+	a.expectAck(packets.Puback, 1)
+	b.send(publishPacket("opt/local", 1, 1, []byte("theirs")))
+	b.expectAck(packets.Puback, 1)
+	if pk := a.expectPublish("opt/local"); string(pk.Payload) != "theirs" {
+		t.Fatalf("No Local: got %q", pk.Payload)
+	}
+
+	// Retain As Published: the retain flag of a live delivery is kept only
+	// with it [MQTT-3.3.1-12] [MQTT-3.3.1-13].
+	sub(a, 2, packets.Subscription{Filter: "opt/rap", RetainAsPublished: true})
+	sub(b, 2, packets.Subscription{Filter: "opt/rap"})
+	c := dialRaw(t, f.addr, 5)
+	c.connect("opt-c")
+	ret := publishPacket("opt/rap", 1, 1, []byte("r"))
+	ret.FixedHeader.Retain = true
+	c.send(ret)
+	c.expectAck(packets.Puback, 1)
+	if !a.expectPublish("opt/rap").FixedHeader.Retain {
+		t.Fatal("Retain As Published: retain flag cleared")
+	}
+	if b.expectPublish("opt/rap").FixedHeader.Retain {
+		t.Fatal("without Retain As Published: retain flag kept")
+	}
+
+	// Retain Handling: 0 sends the retained message at every SUBSCRIBE, 1
+	// only at a new subscription, 2 never [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
+	d := dialRaw(t, f.addr, 5)
+	d.connect("opt-d")
+	// A subscription's time is kept in milliseconds: a message stored in
+	// the millisecond before a SUBSCRIBE may be read as live after it.
+	time.Sleep(20 * time.Millisecond)
+	sub(d, 1, packets.Subscription{Filter: "opt/rap", RetainHandling: 2})
+	d.expectNothing(300 * time.Millisecond)
+	d.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe, Qos: 1}, PacketID: 2,
+		Filters: packets.Subscriptions{{Filter: "opt/rap"}}})
+	d.expect(packets.Unsuback)
+	sub(d, 3, packets.Subscription{Filter: "opt/rap", RetainHandling: 1})
+	d.expectPublish("opt/rap")
+	sub(d, 4, packets.Subscription{Filter: "opt/rap", RetainHandling: 1})
+	d.expectNothing(300 * time.Millisecond)
+	sub(d, 5, packets.Subscription{Filter: "opt/rap", RetainHandling: 0})
+	d.expectPublish("opt/rap")
+}
+
 // Debian's python3-paho-mqtt (Eclipse Paho's Python client, MQTT 3.1.1 and
 // 5) drives the same cases from another code base: request/response,
 // expiry, /TopicA with a will, '$' topics. Skipped when it is missing,

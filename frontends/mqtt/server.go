@@ -93,6 +93,12 @@ type Config struct {
 	// MaxSessionExpiry caps the session expiry a client may ask for, in
 	// seconds; persistent 3.1.1 sessions get it too. 0: no cap.
 	MaxSessionExpiry uint32
+	// MaxKeepAlive caps the keep alive of MQTT 5 clients, in seconds: one
+	// that asks for more, or for none (0), is told this one as Server Keep
+	// Alive in CONNACK [MQTT-3.2.2-21] and is disconnected after one and a
+	// half of it without a packet. 3.1.1 has no way to say it; its clients
+	// keep theirs. 0: no cap.
+	MaxKeepAlive uint16
 
 	Guard  Guard // nil: everyone is allowed everything
 	Logger *slog.Logger
