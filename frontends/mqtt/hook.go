@@ -268,6 +268,7 @@ func (s *Server) forget(id string) {
 // invalid"). Filters over the topic limits are refused first, before any
 // other work on them; MQTT 5 gets the reason in the SUBACK.
 func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	h.s.sweepRetained() // before the engine sends the retained messages [MQTT-3.3.2-5]
 	for i, sub := range pk.Filters {
 		f := sub.Filter
 		if err := h.s.topicLimit(f); err != nil {
@@ -463,10 +464,16 @@ func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, er
 func (s *Server) retain(topic string, payload []byte, qos byte, props map[string]string) {
 	r := retainedState{Payload: payload, QoS: qos, Props: keptProps(props), Created: time.Now().Unix()}
 	if at, ok := expiresAt(&core.Message{Properties: props}); ok {
-		r.Expiry = at / 1000 // the engine counts whole seconds: never more than was asked
+		r.ExpiresAt = at
 	}
-	out := retainedPacket(topic, r)
-	s.mq.Topics.RetainMessage(out)
+	s.mu.Lock() // with the sweep of expired ones: see sweepRetained
+	s.mq.Topics.RetainMessage(retainedPacket(topic, r))
+	if r.ExpiresAt > 0 && len(payload) > 0 {
+		s.expiring[topic] = r.ExpiresAt
+	} else {
+		delete(s.expiring, topic)
+	}
+	s.mu.Unlock()
 	gen := s.state.update(func() (string, string) {
 		if len(payload) == 0 { // [MQTT-3.3.1-6]
 			if _, ok := s.state.retained[topic]; !ok {
@@ -680,7 +687,49 @@ func (s *Server) loadRetained() {
 	defer st.mu.Unlock()
 	for topic, r := range st.retained {
 		s.mq.Topics.RetainMessage(retainedPacket(topic, r))
+		if r.ExpiresAt > 0 {
+			s.expiring[topic] = r.ExpiresAt
+		}
 	}
+}
+
+// sweepRetained removes the retained messages whose expiry has passed,
+// from the engine and from Ferry's state. The engine removes them itself
+// only once a second and in whole seconds, so a SUBSCRIBE in between would
+// get a message already expired; OnSubscribe sweeps first.
+func (s *Server) sweepRetained() {
+	now := time.Now().UnixMilli()
+	s.mu.Lock()
+	if len(s.expiring) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	var gone []string
+	for topic, at := range s.expiring {
+		if at <= now {
+			s.mq.Topics.Retained.Delete(topic)
+			delete(s.expiring, topic)
+			gone = append(gone, topic)
+		}
+	}
+	s.mu.Unlock()
+	for _, topic := range gone {
+		s.dropExpiredRetained(topic, now)
+	}
+}
+
+// dropExpiredRetained deletes topic's retained record if it has expired
+// by now (a newer one, retained since, stays).
+func (s *Server) dropExpiredRetained(topic string, now int64) {
+	st := s.state
+	st.update(func() (string, string) {
+		r, ok := st.retained[topic]
+		if !ok || r.ExpiresAt == 0 || r.ExpiresAt > now {
+			return "", ""
+		}
+		delete(st.retained, topic)
+		return "", topic
+	})
 }
 
 // retainedPacket is the PUBLISH the engine sends of a retained message to
@@ -692,9 +741,12 @@ func retainedPacket(topic string, r retainedState) packets.Packet {
 	}
 	maps.Copy(props, r.User) // records written before Props
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: r.QoS},
-		TopicName: topic, Payload: r.Payload, Created: r.Created, Expiry: r.Expiry,
+		TopicName: topic, Payload: r.Payload, Created: r.Created,
 		Properties: outProperties(&core.Message{Properties: props})}
-	if r.Expiry > 0 {
+	if r.ExpiresAt > 0 {
+		// The engine counts whole seconds and sends what is left of them:
+		// rounded down, it never gives more time than was asked.
+		pk.Expiry = r.ExpiresAt / 1000
 		pk.ProtocolVersion = 5 // the engine expires only MQTT 5 messages
 	}
 	return pk
@@ -702,14 +754,7 @@ func retainedPacket(topic string, r retainedState) packets.Packet {
 
 // OnRetainedExpired drops a retained message the engine found expired.
 func (h *hook) OnRetainedExpired(topic string) {
-	st := h.s.state
-	st.update(func() (string, string) {
-		if _, ok := st.retained[topic]; !ok {
-			return "", ""
-		}
-		delete(st.retained, topic)
-		return "", topic
-	})
+	h.s.dropExpiredRetained(topic, time.Now().UnixMilli())
 }
 
 func fromSubscription(sub packets.Subscription) subState {

@@ -183,6 +183,7 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*session // connected sessions, by client id
 	wills    map[string]*time.Timer
+	expiring map[string]int64  // retained messages that expire: topic → unix ms
 	addrs    map[string]string // listener id → bound address
 
 	received, refused, delivered, resent, dropped, expired atomic.Int64
@@ -235,7 +236,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
-		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, addrs: map[string]string{},
+		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, expiring: map[string]int64{}, addrs: map[string]string{},
 		hits: map[string]*limitHits{}, subReason: map[*mochi.Client]subReason{},
 	}
 	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {

@@ -61,7 +61,9 @@ type retainedState struct {
 	User    map[string]string `json:"user,omitempty"`  // records written before Props
 	Props   map[string]string `json:"props,omitempty"` // MQTT 5 and user properties, as core properties
 	Created int64             `json:"created"`
-	Expiry  int64             `json:"expiry,omitempty"` // unix seconds; 0: never
+	// ExpiresAt is when its Message Expiry Interval ends, unix
+	// milliseconds; 0: never.
+	ExpiresAt int64 `json:"expires_at,omitempty"`
 }
 
 // stateStore keeps the sessions and the retained messages in the core's
