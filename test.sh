@@ -14,9 +14,14 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 # need CMD PACKAGE: installs the Debian package that provides CMD when CMD is
-# missing (the tests that use it fail under CI=true without it).
+# missing (the tests that use it fail under CI=true without it). CMD may be
+# a shell test instead, as in need "python3 -c 'import x'" PACKAGE.
 need() {
-	command -v "$1" >/dev/null 2>&1 && return
+	if [[ $1 == *" "* ]]; then
+		bash -c "$1" >/dev/null 2>&1 && return
+	else
+		command -v "$1" >/dev/null 2>&1 && return
+	fi
 	echo "test.sh: installing $2 (for $1)" >&2
 	local sudo=""
 	[[ $(id -u) -eq 0 ]] || sudo="sudo"
@@ -27,6 +32,9 @@ need() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
 }
 need mosquitto_pub mosquitto-clients
+# Eclipse Paho's Python client, for frontends/mqtt's TestPythonPaho; Debian's
+# python3 sees it (a python3 of pyenv on PATH may not: the test tries both).
+need "/usr/bin/python3 -c 'import paho.mqtt.client'" python3-paho-mqtt
 # RabbitMQ on 127.0.0.1:5672 (guest/guest), the bridge's real counterpart,
 # unless FERRY_TEST_AMQP_URL names another one. Under CI=true the bridge's
 # tests fail rather than skip when it does not answer.

@@ -74,6 +74,7 @@ func ConfigFrom(cfg config.Config, logger *slog.Logger, guard *auth.Authenticato
 		MaxPacketSize: uint32(m.MaxPacketSize), MaxInflight: m.MaxInflight, MaxQueued: m.MaxQueued,
 		MaxConnections: m.MaxConnections, ResendInterval: m.ResendInterval,
 		MaxSessionExpiry: uint32(m.MaxSessionExpiry / time.Second),
+		MaxKeepAlive:     uint16(m.MaxKeepAlive / time.Second),
 		Logger:           logger.With("component", "mqtt"),
 
 		ConnectTimeout: m.ConnectTimeout, MaxConnectSize: uint32(m.MaxConnectSize),

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
+	"strconv"
+	"strings"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -30,24 +33,41 @@ func (h *hook) Provides(b byte) bool {
 		mochi.OnDisconnect, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnPublish,
 		mochi.OnPacketRead, mochi.OnQosComplete, mochi.OnWill, mochi.OnClientExpired,
 		mochi.OnConnect, mochi.OnPacketEncode, mochi.OnUnsubscribe,
-		mochi.StoredClients, mochi.StoredSubscriptions, mochi.StoredInflightMessages, mochi.StoredRetainedMessages,
+		mochi.StoredClients, mochi.StoredSubscriptions, mochi.StoredInflightMessages, mochi.OnRetainedExpired,
 	}, []byte{b})
 }
 
-// OnConnect refuses a will topic over the topic limits: MQTT 5 with
-// CONNACK 0x90 (topic name invalid) and the reason; 3.1.1, which has no
-// code for it, by closing the connection.
+// OnConnect applies mqtt.max-keep-alive, and refuses a will whose topic is over the topic limits or cannot
+// be mapped onto a core topic: MQTT 5 with CONNACK 0x90 (topic name
+// invalid) and the reason; 3.1.1, which has no code for it, by closing the
+// connection. A will would otherwise be found unpublishable only when the
+// client is gone. A will on a reserved topic ('$') is refused the same way
+// under MQTT 5; under 3.1.1 the connection is accepted and the will
+// dropped, as a PUBLISH there is.
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	if max := h.s.cfg.MaxKeepAlive; max > 0 && cl.Properties.ProtocolVersion == 5 && (cl.State.Keepalive == 0 || cl.State.Keepalive > max) {
+		cl.State.Keepalive, cl.State.ServerKeepalive = max, true // the engine says it in CONNACK and applies it
+	}
 	if !pk.Connect.WillFlag {
 		return nil
 	}
-	err := h.s.topicLimit(pk.Connect.WillTopic)
+	topic := pk.Connect.WillTopic
+	err := h.s.topicLimit(topic)
+	if err != nil {
+		h.s.limitHit(hit(err), err, "client", cl.ID, "remote", cl.Net.Remote, "will", true)
+	} else if strings.HasPrefix(topic, "$") {
+		if cl.Properties.ProtocolVersion != 5 {
+			return nil // dropped by OnWill
+		}
+		err = errors.New(reservedTopic)
+	} else if _, _, err = h.s.mapper.toCore(topic); err != nil {
+		h.s.log.Info("mqtt: will topic refused", "client", cl.ID, "remote", cl.Net.Remote, "topic", clip(topic), "err", err)
+	}
 	if err == nil {
 		return nil
 	}
-	h.s.limitHit(hit(err), err, "client", cl.ID, "remote", cl.Net.Remote, "will", true)
 	if cl.Properties.ProtocolVersion == 5 {
-		_ = h.s.mq.SendConnack(cl, packets.Code{Code: packets.ErrTopicNameInvalid.Code, Reason: "will " + err.Error()}, false, nil)
+		_ = h.s.mq.SendConnack(cl, packets.Code{Code: packets.ErrTopicNameInvalid.Code, Reason: cleanReason("will " + err.Error())}, false, nil)
 	}
 	return packets.ErrTopicNameInvalid
 }
@@ -168,7 +188,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &session{srv: s, id: cl.ID, user: string(cl.Properties.Username), cl: cl, persistent: persistent,
-		window: window, ctx: ctx, cancel: cancel,
+		window: window, ctx: ctx, cancel: cancel, willProps: willProps(pk),
 		subs: map[string]subState{}, feeds: map[string]*feed{}, out: map[uint16]*outbound{}}
 	saved := map[string]int64{}
 	if st, ok := s.state.session(cl.ID); ok && !pk.Connect.Clean {
@@ -190,7 +210,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 			}
 			st.Username, st.Version, st.Expiry, st.Connected, st.Left = ss.user, cl.Properties.ProtocolVersion, expiry, true, 0
 			st.Subs = subList(ss.subs)
-			st.Will = willOf(cl.Properties.Will)
+			st.Will = willOf(cl.Properties.Will, willProps(pk))
 			return cl.ID, ""
 		})
 		_ = s.state.wait(ctx, gen)
@@ -248,6 +268,7 @@ func (s *Server) forget(id string) {
 // invalid"). Filters over the topic limits are refused first, before any
 // other work on them; MQTT 5 gets the reason in the SUBACK.
 func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	h.s.sweepRetained() // before the engine sends the retained messages [MQTT-3.3.2-5]
 	for i, sub := range pk.Filters {
 		f := sub.Filter
 		if err := h.s.topicLimit(f); err != nil {
@@ -255,7 +276,7 @@ func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
 			pk.Filters[i].Filter = "#/" // SUBACK 0x8F, topic filter invalid [MQTT-3.9.3-2]
 			if cl.Properties.ProtocolVersion == 5 {
 				h.s.mu.Lock()
-				h.s.subReason[cl] = subReason{id: pk.PacketID, reason: "filter " + err.Error()}
+				h.s.subReason[cl] = subReason{id: pk.PacketID, reason: cleanReason("filter " + err.Error())}
 				h.s.mu.Unlock()
 			}
 			continue
@@ -371,6 +392,10 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, nil
 	}
 	s := h.s
+	if strings.HasPrefix(pk.TopicName, "$") { // named through a topic alias: see OnPacketRead
+		h.refuseReserved(cl, pk)
+		return pk, packets.ErrRejectPacket
+	}
 	topic, subject, err := s.mapper.toCore(pk.TopicName)
 	if err != nil {
 		return h.refuse(cl, pk, packets.ErrTopicNameInvalid, err)
@@ -396,7 +421,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	s.received.Add(1)
 	if pk.FixedHeader.Retain {
-		s.retain(pk.TopicName, pk.Payload, pk.FixedHeader.Qos, pk.Properties.User)
+		s.retain(pk.TopicName, pk.Payload, pk.FixedHeader.Qos, m.Properties)
 	}
 	if deferAck {
 		s.acker.add(cl, pk.PacketID, res.End)
@@ -424,14 +449,7 @@ func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, er
 	h.s.refused.Add(1)
 	h.s.log.Info("mqtt: publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "bytes", len(pk.Payload), "reason", code.Reason, "err", err)
 	if cl.Properties.ProtocolVersion == 5 {
-		if pk.FixedHeader.Qos > 0 { // [MQTT-3.4.2-1] [MQTT-3.5.2-1]
-			typ := packets.Puback
-			if pk.FixedHeader.Qos == 2 {
-				typ = packets.Pubrec
-			}
-			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: pk.PacketID,
-				ReasonCode: code.Code, Properties: packets.Properties{ReasonString: err.Error()}})
-		}
+		writeAck(cl, pk, code.Code, err.Error()) // [MQTT-3.4.2-1] [MQTT-3.5.2-1]
 		return pk, packets.ErrRejectPacket
 	}
 	cl.Stop(code)
@@ -440,11 +458,22 @@ func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, er
 
 // retain keeps (or, with an empty payload, removes) the retained message
 // of topic, in the engine's index and in Ferry's state, and waits for the
-// state to be saved.
-func (s *Server) retain(topic string, payload []byte, qos byte, user []packets.UserProperty) {
-	out := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: qos},
-		TopicName: topic, Payload: payload, Properties: packets.Properties{User: user}, Created: time.Now().Unix()}
-	s.mq.Topics.RetainMessage(out)
+// state to be saved. props are the message's core properties: its MQTT 5
+// properties go along to those who get it at SUBSCRIBE, and its expiry
+// removes it [MQTT-3.3.2-5].
+func (s *Server) retain(topic string, payload []byte, qos byte, props map[string]string) {
+	r := retainedState{Payload: payload, QoS: qos, Props: keptProps(props), Created: time.Now().Unix()}
+	if at, ok := expiresAt(&core.Message{Properties: props}); ok {
+		r.ExpiresAt = at
+	}
+	s.mu.Lock() // with the sweep of expired ones: see sweepRetained
+	s.mq.Topics.RetainMessage(retainedPacket(topic, r))
+	if r.ExpiresAt > 0 && len(payload) > 0 {
+		s.expiring[topic] = r.ExpiresAt
+	} else {
+		delete(s.expiring, topic)
+	}
+	s.mu.Unlock()
 	gen := s.state.update(func() (string, string) {
 		if len(payload) == 0 { // [MQTT-3.3.1-6]
 			if _, ok := s.state.retained[topic]; !ok {
@@ -453,7 +482,7 @@ func (s *Server) retain(topic string, payload []byte, qos byte, user []packets.U
 			delete(s.state.retained, topic)
 			return "", topic
 		}
-		s.state.retained[topic] = retainedState{Payload: payload, QoS: qos, User: userMap(user), Created: out.Created}
+		s.state.retained[topic] = r
 		return "", topic
 	})
 	_ = s.state.wait(s.ctx, gen)
@@ -467,6 +496,12 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 	case packets.Publish:
 		if err := h.s.topicLimit(pk.TopicName); err != nil {
 			return h.refuseTopic(cl, pk, err)
+		}
+		if strings.HasPrefix(pk.TopicName, "$") {
+			// Here, not in OnPublish: the engine drops a PUBLISH to $SYS
+			// unanswered before OnPublish, and a 3.1.1 client would wait
+			// for its PUBACK forever.
+			return h.refuseReserved(cl, pk), nil
 		}
 	case packets.Puback:
 		if ss := h.s.session(cl); ss != nil {
@@ -493,14 +528,7 @@ func (h *hook) refuseTopic(cl *mochi.Client, pk packets.Packet, err error) (pack
 	if cl.Properties.ProtocolVersion != 5 {
 		return pk, packets.ErrRejectPacket // the engine ends the connection
 	}
-	if pk.FixedHeader.Qos > 0 { // [MQTT-3.4.2-1] [MQTT-3.5.2-1]
-		typ := packets.Puback
-		if pk.FixedHeader.Qos == 2 {
-			typ = packets.Pubrec
-		}
-		_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: pk.PacketID,
-			ReasonCode: packets.ErrTopicNameInvalid.Code, Properties: packets.Properties{ReasonString: "topic name " + err.Error()}})
-	}
+	writeAck(cl, pk, packets.ErrTopicNameInvalid.Code, "topic name "+err.Error()) // [MQTT-3.4.2-1] [MQTT-3.5.2-1]
 	pk.TopicName = "$SYS/ferry/refused"
 	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false
 	return pk, nil
@@ -537,7 +565,15 @@ func (h *hook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 // the client comes back), and hands the engine a will that reaches nobody.
 func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
 	s := h.s
-	w := willOf(will)
+	var props packets.Properties
+	if ss := s.session(cl); ss != nil {
+		props = ss.willProps
+	}
+	w := willOf(will, props)
+	if w != nil && strings.HasPrefix(w.Topic, "$") {
+		s.log.Info("mqtt: will on a reserved topic dropped", "client", cl.ID, "topic", clip(w.Topic))
+		w = nil
+	}
 	if w != nil {
 		if w.Delay == 0 {
 			s.publishWill(cl.ID, w)
@@ -559,15 +595,17 @@ func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
 }
 
 func (s *Server) publishWill(client string, w *willState) {
+	props := map[string]string{propQoS: string('0' + w.QoS), propClient: client}
+	maps.Copy(props, w.User)
+	maps.Copy(props, w.Props)
+	if w.Retain {
+		props[propRetain] = "1"
+	}
+	if w.Expiry > 0 { // counted from the will's publication
+		props[propExpiresAt] = strconv.FormatInt(time.Now().Add(time.Duration(w.Expiry)*time.Second).UnixMilli(), 10)
+	}
 	topic, subject, err := s.mapper.toCore(w.Topic)
 	if err == nil {
-		props := map[string]string{propQoS: string('0' + w.QoS), propClient: client}
-		for k, v := range w.User {
-			props[k] = v
-		}
-		if w.Retain {
-			props[propRetain] = "1"
-		}
 		_, err = s.core.Publish(context.Background(), &core.Message{Topic: topic, Subject: subject, Body: w.Payload, Properties: props},
 			core.PublishOptions{Queue: core.QueueAuto, ShardKey: w.Topic})
 	}
@@ -576,7 +614,7 @@ func (s *Server) publishWill(client string, w *willState) {
 		return
 	}
 	if w.Retain {
-		s.retain(w.Topic, w.Payload, w.QoS, nil)
+		s.retain(w.Topic, w.Payload, w.QoS, props)
 	}
 	s.state.update(func() (string, string) {
 		if st := s.state.sessions[client]; st != nil && st.Will != nil {
@@ -640,20 +678,83 @@ func (h *hook) StoredInflightMessages() ([]storage.Message, error) {
 	return out, nil
 }
 
-func (h *hook) StoredRetainedMessages() ([]storage.Message, error) {
-	st := h.s.state
+// loadRetained hands the engine the retained messages kept in Ferry's
+// state, before it serves: directly rather than through its storage
+// interface, whose messages cannot carry an expiry time.
+func (s *Server) loadRetained() {
+	st := s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	out := make([]storage.Message, 0, len(st.retained))
 	for topic, r := range st.retained {
-		m := storage.Message{TopicName: topic, Payload: r.Payload, Created: r.Created,
-			FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: r.QoS}}
-		for k, v := range r.User {
-			m.Properties.User = append(m.Properties.User, packets.UserProperty{Key: k, Val: v})
+		s.mq.Topics.RetainMessage(retainedPacket(topic, r))
+		if r.ExpiresAt > 0 {
+			s.expiring[topic] = r.ExpiresAt
 		}
-		out = append(out, m)
 	}
-	return out, nil
+}
+
+// sweepRetained removes the retained messages whose expiry has passed,
+// from the engine and from Ferry's state. The engine removes them itself
+// only once a second and in whole seconds, so a SUBSCRIBE in between would
+// get a message already expired; OnSubscribe sweeps first.
+func (s *Server) sweepRetained() {
+	now := time.Now().UnixMilli()
+	s.mu.Lock()
+	if len(s.expiring) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	var gone []string
+	for topic, at := range s.expiring {
+		if at <= now {
+			s.mq.Topics.Retained.Delete(topic)
+			delete(s.expiring, topic)
+			gone = append(gone, topic)
+		}
+	}
+	s.mu.Unlock()
+	for _, topic := range gone {
+		s.dropExpiredRetained(topic, now)
+	}
+}
+
+// dropExpiredRetained deletes topic's retained record if it has expired
+// by now (a newer one, retained since, stays).
+func (s *Server) dropExpiredRetained(topic string, now int64) {
+	st := s.state
+	st.update(func() (string, string) {
+		r, ok := st.retained[topic]
+		if !ok || r.ExpiresAt == 0 || r.ExpiresAt > now {
+			return "", ""
+		}
+		delete(st.retained, topic)
+		return "", topic
+	})
+}
+
+// retainedPacket is the PUBLISH the engine sends of a retained message to
+// those who subscribe.
+func retainedPacket(topic string, r retainedState) packets.Packet {
+	props := maps.Clone(r.Props)
+	if props == nil {
+		props = map[string]string{}
+	}
+	maps.Copy(props, r.User) // records written before Props
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: r.QoS},
+		TopicName: topic, Payload: r.Payload, Created: r.Created,
+		Properties: outProperties(&core.Message{Properties: props})}
+	if r.ExpiresAt > 0 {
+		// The engine counts whole seconds and sends what is left of them:
+		// rounded down, it never gives more time than was asked.
+		pk.Expiry = r.ExpiresAt / 1000
+		pk.ProtocolVersion = 5 // the engine expires only MQTT 5 messages
+	}
+	return pk
+}
+
+// OnRetainedExpired drops a retained message the engine found expired.
+func (h *hook) OnRetainedExpired(topic string) {
+	h.s.dropExpiredRetained(topic, time.Now().UnixMilli())
 }
 
 func fromSubscription(sub packets.Subscription) subState {
@@ -669,11 +770,28 @@ func subList(m map[string]subState) []subState {
 	return out
 }
 
-func willOf(w mochi.Will) *willState {
+// willOf is what Ferry keeps of a will: the engine's view of it and the
+// will properties of the CONNECT (content type, response topic,
+// correlation data, payload format, message expiry), which the engine
+// does not keep.
+func willOf(w mochi.Will, props packets.Properties) *willState {
 	if w.Flag == 0 || w.TopicName == "" {
 		return nil
 	}
-	return &willState{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain, Delay: w.WillDelayInterval, User: userMap(w.User)}
+	mp := mqttProps(props)
+	if len(mp) == 0 {
+		mp = nil
+	}
+	return &willState{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain, Delay: w.WillDelayInterval,
+		User: userMap(w.User), Props: mp, Expiry: props.MessageExpiryInterval}
+}
+
+// willProps returns the will properties of a CONNECT (none under 3.1.1).
+func willProps(pk packets.Packet) packets.Properties {
+	if !pk.Connect.WillFlag {
+		return packets.Properties{}
+	}
+	return pk.Connect.WillProperties
 }
 
 func userMap(u []packets.UserProperty) map[string]string {

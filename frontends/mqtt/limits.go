@@ -342,12 +342,10 @@ func connack(version byte, code byte, reason string) []byte {
 }
 
 // reasonString is the properties of an MQTT 5 CONNACK or DISCONNECT with
-// reason as their Reason String, cut to 120 bytes so that the packets keep
-// one-byte lengths.
+// reason as their Reason String, cut to maxReason (120) bytes so that the
+// packets keep one-byte lengths.
 func reasonString(reason string) []byte {
-	if len(reason) > 120 {
-		reason = reason[:120]
-	}
+	reason = cleanReason(reason)
 	return append([]byte{0x1f, 0, byte(len(reason))}, reason...)
 }
 

@@ -43,6 +43,7 @@ func dialRaw(t testing.TB, addr string, version byte) *rawClient {
 func (rc *rawClient) send(pk packets.Packet) {
 	rc.t.Helper()
 	pk.ProtocolVersion = rc.version
+	pk.Mods.AllowResponseInfo = true // or the codec leaves out Response Topic and Correlation Data
 	var buf bytes.Buffer
 	var err error
 	switch pk.FixedHeader.Type {
@@ -54,6 +55,8 @@ func (rc *rawClient) send(pk packets.Packet) {
 		err = pk.SubscribeEncode(&buf)
 	case packets.Unsubscribe:
 		err = pk.UnsubscribeEncode(&buf)
+	case packets.Puback:
+		err = pk.PubackEncode(&buf)
 	case packets.Pubrec:
 		err = pk.PubrecEncode(&buf)
 	case packets.Pubrel:

@@ -14,6 +14,7 @@ var (
 	descDelivered   = prometheus.NewDesc("ferry_mqtt_delivered_total", "PUBLISH packets sent to subscribers.", nil, nil)
 	descResent      = prometheus.NewDesc("ferry_mqtt_resent_total", "Deliveries sent again for want of an acknowledgement.", nil, nil)
 	descDropped     = prometheus.NewDesc("ferry_mqtt_dropped_total", "Messages skipped for offline sessions past mqtt.max-queued.", nil, nil)
+	descExpired     = prometheus.NewDesc("ferry_mqtt_expired_total", "Deliveries not sent because the message's MQTT 5 Message Expiry Interval had passed.", nil, nil)
 	descInflight    = prometheus.NewDesc("ferry_mqtt_inflight", "QoS 1/2 deliveries awaiting acknowledgement.", nil, nil)
 	descBytesIn     = prometheus.NewDesc("ferry_mqtt_received_bytes_total", "Bytes read from MQTT clients.", nil, nil)
 	descBytesOut    = prometheus.NewDesc("ferry_mqtt_sent_bytes_total", "Bytes written to MQTT clients.", nil, nil)
@@ -28,7 +29,7 @@ var (
 // Describe and Collect make the Server a prometheus.Collector.
 func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descSessions, descReceived, descRefused, descDelivered,
-		descResent, descDropped, descInflight, descBytesIn, descBytesOut,
+		descResent, descDropped, descExpired, descInflight, descBytesIn, descBytesOut,
 		descLimitHits, descConnRefused, descOpen, descAcceptErrs, descListenerUp} {
 		ch <- d
 	}
@@ -49,6 +50,7 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	counter(descDelivered, st.Delivered)
 	counter(descResent, st.Resent)
 	counter(descDropped, st.Dropped)
+	counter(descExpired, st.Expired)
 	gauge(descInflight, st.InflightTotal)
 	counter(descBytesIn, st.BytesIn)
 	counter(descBytesOut, st.BytesOut)

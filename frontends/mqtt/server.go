@@ -93,6 +93,12 @@ type Config struct {
 	// MaxSessionExpiry caps the session expiry a client may ask for, in
 	// seconds; persistent 3.1.1 sessions get it too. 0: no cap.
 	MaxSessionExpiry uint32
+	// MaxKeepAlive caps the keep alive of MQTT 5 clients, in seconds: one
+	// that asks for more, or for none (0), is told this one as Server Keep
+	// Alive in CONNACK [MQTT-3.2.2-21] and is disconnected after one and a
+	// half of it without a packet. 3.1.1 has no way to say it; its clients
+	// keep theirs. 0: no cap.
+	MaxKeepAlive uint16
 
 	Guard  Guard // nil: everyone is allowed everything
 	Logger *slog.Logger
@@ -155,6 +161,7 @@ type Stats struct {
 	Delivered     int64 // PUBLISH packets sent to subscribers
 	Resent        int64 // deliveries sent again after ResendInterval
 	Dropped       int64 // messages skipped for an offline session past MaxQueued
+	Expired       int64 // deliveries not sent: the message's expiry interval had passed
 	InflightTotal int64 // QoS 1/2 deliveries awaiting acknowledgement
 	BytesIn       int64 // read from clients
 	BytesOut      int64 // written to clients
@@ -176,9 +183,10 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*session // connected sessions, by client id
 	wills    map[string]*time.Timer
+	expiring map[string]int64  // retained messages that expire: topic → unix ms
 	addrs    map[string]string // listener id → bound address
 
-	received, refused, delivered, resent, dropped atomic.Int64
+	received, refused, delivered, resent, dropped, expired atomic.Int64
 
 	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
 
@@ -228,7 +236,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
-		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, addrs: map[string]string{},
+		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, expiring: map[string]int64{}, addrs: map[string]string{},
 		hits: map[string]*limitHits{}, subReason: map[*mochi.Client]subReason{},
 	}
 	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {
@@ -299,6 +307,7 @@ func (s *Server) Start() error {
 		s.mu.Unlock()
 		s.log.Info("mqtt: listening", "listener", sp.id, "addr", ln.Addr().String())
 	}
+	s.loadRetained()
 	if err := s.mq.Serve(); err != nil {
 		s.closeListeners()
 		return fmt.Errorf("mqtt: serve: %w", err)
@@ -426,7 +435,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Connections: atomic.LoadInt64(&s.mq.Info.ClientsConnected),
 		Received:    s.received.Load(), Refused: s.refused.Load(), Delivered: s.delivered.Load(),
-		Resent: s.resent.Load(), Dropped: s.dropped.Load(),
+		Resent: s.resent.Load(), Dropped: s.dropped.Load(), Expired: s.expired.Load(),
 		BytesIn: atomic.LoadInt64(&s.mq.Info.BytesReceived), BytesOut: atomic.LoadInt64(&s.mq.Info.BytesSent),
 	}
 	s.state.mu.Lock()

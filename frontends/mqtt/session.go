@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,10 @@ const (
 	propResponse    = "MQTT_RESPONSE_TOPIC"
 	propCorrelation = "MQTT_CORRELATION" // base64
 	propFormat      = "MQTT_PAYLOAD_FORMAT"
+	// propExpiresAt is when a message with a Message Expiry Interval
+	// expires, in unix milliseconds: stored with the message, so that an
+	// offline session's backlog expires too, and checked at each delivery.
+	propExpiresAt = "MQTT_EXPIRES_AT"
 )
 
 // ownGroup is the core consumer group of a client's own (not shared)
@@ -75,6 +80,8 @@ type session struct {
 	feeds map[string]*feed     // by core group
 	out   map[uint16]*outbound // sent QoS 1/2 deliveries, by packet id
 	ended bool
+
+	willProps packets.Properties // the CONNECT's will properties, which the engine does not keep
 }
 
 type outbound struct {
@@ -291,6 +298,18 @@ func (f *feed) deliver(d *core.Delivery) bool {
 		f.member.Ack(d)
 		return false
 	}
+	var expiry uint32 // seconds left, 0: none
+	if at, ok := expiresAt(d.Message); ok {
+		left := time.Until(time.UnixMilli(at))
+		if left <= 0 { // [MQTT-3.3.2-5]
+			srv.expired.Add(1)
+			f.member.Ack(d)
+			return false
+		}
+		// Rounded up: a message with a part of a second left has not
+		// expired, and 0 would mean "never" to the client [MQTT-3.3.2-6].
+		expiry = uint32(min((left+time.Second-1)/time.Second, 1<<32-1))
+	}
 	qos := min(messageQoS(d.Message), best.QoS)
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos,
@@ -301,6 +320,7 @@ func (f *feed) deliver(d *core.Delivery) bool {
 	}
 	if ss.cl.Properties.ProtocolVersion == 5 {
 		pk.Properties = outProperties(d.Message)
+		pk.Properties.MessageExpiryInterval = expiry
 		if len(ids) > 0 {
 			slices.Sort(ids)
 			pk.Properties.SubscriptionIdentifier = ids
@@ -334,6 +354,9 @@ func (f *feed) deliver(d *core.Delivery) bool {
 func (f *feed) encode(pk packets.Packet) bool {
 	cl := f.sess.cl
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion
+	// Without it the codec leaves out Response Topic and Correlation Data
+	// (the engine's own WritePacket sets it for every packet but CONNACK).
+	pk.Mods.AllowResponseInfo = true
 	start := f.buf.Len()
 	if err := pk.PublishEncode(&f.buf); err != nil {
 		f.buf.Truncate(start)
@@ -505,24 +528,63 @@ func inProperties(cl *mochi.Client, pk *packets.Packet) map[string]string {
 	for _, u := range pk.Properties.User {
 		p[u.Key] = u.Val
 	}
+	maps.Copy(p, mqttProps(pk.Properties))
 	p[propQoS] = strconv.Itoa(int(pk.FixedHeader.Qos))
 	p[propClient] = cl.ID
 	if pk.FixedHeader.Retain {
 		p[propRetain] = "1"
 	}
-	if pk.Properties.ContentType != "" {
-		p[propContentType] = pk.Properties.ContentType
-	}
-	if pk.Properties.ResponseTopic != "" {
-		p[propResponse] = pk.Properties.ResponseTopic
-	}
-	if len(pk.Properties.CorrelationData) > 0 {
-		p[propCorrelation] = base64.StdEncoding.EncodeToString(pk.Properties.CorrelationData)
-	}
-	if pk.Properties.PayloadFormatFlag {
-		p[propFormat] = strconv.Itoa(int(pk.Properties.PayloadFormat))
+	if e := pk.Properties.MessageExpiryInterval; e > 0 {
+		p[propExpiresAt] = strconv.FormatInt(time.Now().Add(time.Duration(e)*time.Second).UnixMilli(), 10)
 	}
 	return p
+}
+
+// mqttProps maps the MQTT 5 properties of a message that travel with it
+// (content type, response topic, correlation data, payload format) onto
+// core properties; user properties and expiry are not among them.
+func mqttProps(pp packets.Properties) map[string]string {
+	p := map[string]string{}
+	if pp.ContentType != "" {
+		p[propContentType] = pp.ContentType
+	}
+	if pp.ResponseTopic != "" {
+		p[propResponse] = pp.ResponseTopic
+	}
+	if len(pp.CorrelationData) > 0 {
+		p[propCorrelation] = base64.StdEncoding.EncodeToString(pp.CorrelationData)
+	}
+	if pp.PayloadFormatFlag {
+		p[propFormat] = strconv.Itoa(int(pp.PayloadFormat))
+	}
+	return p
+}
+
+// keptProps are the properties of a retained message kept with it: all but
+// Ferry's own bookkeeping (the expiry is kept as a time of its own).
+func keptProps(p map[string]string) map[string]string {
+	out := make(map[string]string, len(p))
+	for k, v := range p {
+		switch k {
+		case propQoS, propClient, propRetain, propExpiresAt:
+		default:
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// expiresAt returns when m expires (unix milliseconds), if it does.
+func expiresAt(m *core.Message) (int64, bool) {
+	v, ok := m.Properties[propExpiresAt]
+	if !ok {
+		return 0, false
+	}
+	at, err := strconv.ParseInt(v, 10, 64)
+	return at, err == nil
 }
 
 // outProperties maps a stored message's properties onto MQTT 5 ones; the
@@ -531,7 +593,7 @@ func outProperties(m *core.Message) packets.Properties {
 	var p packets.Properties
 	for k, v := range m.Properties {
 		switch k {
-		case propQoS, propClient, propRetain:
+		case propQoS, propClient, propRetain, propExpiresAt:
 		case propContentType:
 			p.ContentType = v
 		case propResponse:

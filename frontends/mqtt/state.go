@@ -51,13 +51,19 @@ type willState struct {
 	Retain  bool              `json:"retain,omitempty"`
 	Delay   uint32            `json:"delay,omitempty"`
 	User    map[string]string `json:"user,omitempty"`
+	Props   map[string]string `json:"props,omitempty"`  // its MQTT 5 will properties, as core properties
+	Expiry  uint32            `json:"expiry,omitempty"` // its Message Expiry Interval, in seconds
 }
 
 type retainedState struct {
 	Payload []byte            `json:"payload"`
 	QoS     byte              `json:"q"`
-	User    map[string]string `json:"user,omitempty"`
+	User    map[string]string `json:"user,omitempty"`  // records written before Props
+	Props   map[string]string `json:"props,omitempty"` // MQTT 5 and user properties, as core properties
 	Created int64             `json:"created"`
+	// ExpiresAt is when its Message Expiry Interval ends, unix
+	// milliseconds; 0: never.
+	ExpiresAt int64 `json:"expires_at,omitempty"`
 }
 
 // stateStore keeps the sessions and the retained messages in the core's

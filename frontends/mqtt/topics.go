@@ -3,6 +3,7 @@ package mqtt
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
@@ -16,9 +17,17 @@ type Rule struct {
 	Topic  string `koanf:"topic"`
 }
 
+// RootTopic is the core topic of the MQTT topics with an empty first level:
+// MQTT `/TopicA/b` is core topic RootTopic, subject `TopicA/b`, and back.
+// An empty string is no core topic name, so the empty level needs a name of
+// its own; an MQTT first level of that name is refused (it would map onto
+// the same core topic), so the mapping stays reversible.
+const RootTopic = "mqtt-root"
+
 // mapper maps MQTT topic names and filters onto core topics and subjects:
 // by the first rule whose prefix matches, else by the first level (MQTT
-// `devices/42/telemetry` is topic `devices`, subject `42/telemetry`).
+// `devices/42/telemetry` is topic `devices`, subject `42/telemetry`; an
+// empty first level is RootTopic).
 type mapper struct {
 	rules   []Rule
 	byTopic map[string]string // core topic → prefix, for the way back
@@ -35,6 +44,9 @@ func newMapper(rules []Rule) (*mapper, error) {
 		}
 		if !strings.HasSuffix(r.Prefix, "/") {
 			r.Prefix += "/"
+		}
+		if r.Topic == RootTopic {
+			return nil, fmt.Errorf("mqtt: topic rule %q → %q: %s is the core topic of MQTT topics with an empty first level", r.Prefix, r.Topic, RootTopic)
 		}
 		if _, dup := m.byTopic[r.Topic]; dup {
 			return nil, fmt.Errorf("mqtt: two topic rules map onto core topic %q", r.Topic)
@@ -53,6 +65,12 @@ func (m *mapper) toCore(name string) (topic, subject string, err error) {
 		}
 	}
 	topic, subject, _ = strings.Cut(name, "/")
+	if topic == "" {
+		return RootTopic, subject, nil
+	}
+	if topic == RootTopic {
+		return "", "", fmt.Errorf("first level %q is reserved: it is the core topic of topics starting with '/'", RootTopic)
+	}
 	if err := core.ValidTopic(topic); err != nil {
 		return "", "", fmt.Errorf("first level %q is not a Ferry topic name (letters, digits, '_', '-', '|', at most 127): %v", clip(topic), err)
 	}
@@ -69,6 +87,9 @@ func (m *mapper) toCore(name string) (topic, subject string, err error) {
 func (m *mapper) toMQTT(topic, subject string) string {
 	if p, ok := m.byTopic[topic]; ok {
 		return p + subject
+	}
+	if topic == RootTopic {
+		return "/" + subject
 	}
 	if subject == "" {
 		return topic
@@ -97,6 +118,10 @@ func (m *mapper) filter(f string) (core.GroupSub, error) {
 			return subjectFilter(core.AnyTopic, rest)
 		}
 		return core.GroupSub{Topic: core.AnyTopic}, nil
+	case first == "":
+		return subjectFilter(RootTopic, rest) // `/` and `/…` (more is true)
+	case first == RootTopic:
+		return core.GroupSub{}, fmt.Errorf("first level %q is reserved: it is the core topic of topics starting with '/'", RootTopic)
 	case !more:
 		return core.GroupSub{Topic: first, Filter: route.Exact("")}, nil
 	}
@@ -155,9 +180,17 @@ func shareOf(f string) (group, filter string, ok bool) {
 	return group, filter, ok && group != "" && filter != ""
 }
 
+// clip shortens s to at most 64 bytes for a log line or a reason string,
+// cutting at a character boundary: a reason string must be valid UTF-8
+// [MQTT-1.5.4-1], and a strict client drops the connection over one that
+// is not.
 func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
+	if len(s) <= 64 {
+		return s
 	}
-	return s
+	n := 64
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }

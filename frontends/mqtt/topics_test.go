@@ -1,8 +1,12 @@
 package mqtt
 
 import (
+	"bytes"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ferrymq/ferry/core"
 )
@@ -17,6 +21,10 @@ func TestMapping(t *testing.T) {
 		{"alerts", "alerts", ""},
 		{"factory/line1/press/temp", "line1", "press/temp"},
 		{"factory/line2/x", "factory", "line2/x"},
+		{"/TopicA", RootTopic, "TopicA"},
+		{"/TopicA/b", RootTopic, "TopicA/b"},
+		{"/", RootTopic, ""},
+		{"//", RootTopic, "/"},
 	} {
 		topic, subject, err := m.toCore(c.name)
 		if err != nil || topic != c.topic || subject != c.subject {
@@ -26,9 +34,69 @@ func TestMapping(t *testing.T) {
 			t.Errorf("toMQTT(%q, %q) = %q, want %q", topic, subject, back, c.name)
 		}
 	}
-	for _, bad := range []string{"%RETRY%x/y", "line1/x", "bad topic/x", strings.Repeat("a", 200) + "/x"} {
+	for _, bad := range []string{"%RETRY%x/y", "line1/x", "bad topic/x", strings.Repeat("a", 200) + "/x", RootTopic + "/x", RootTopic} {
 		if _, _, err := m.toCore(bad); err == nil {
 			t.Errorf("toCore(%q) accepted", bad)
+		}
+	}
+}
+
+// Filters on topics with an empty first level read RootTopic; a wildcard
+// first level reads every topic, RootTopic included.
+func TestEmptyFirstLevelFilters(t *testing.T) {
+	m, _ := newMapper(nil)
+	for _, c := range []struct{ filter, topic, subject string }{
+		{"/TopicA", RootTopic, "TopicA"},
+		{"/+", RootTopic, "TopicA"},
+		{"/#", RootTopic, "a/b"},
+		{"+/TopicA", core.AnyTopic, "TopicA"},
+		{"#", core.AnyTopic, "TopicA"},
+	} {
+		sub, err := m.filter(c.filter)
+		if err != nil || sub.Topic != c.topic || !sub.Filter.Match(c.subject) {
+			t.Errorf("filter(%q) = %q %v, %v; want topic %q matching %q", c.filter, sub.Topic, sub.Filter, err, c.topic, c.subject)
+		}
+	}
+	if _, err := m.filter(RootTopic + "/#"); err == nil {
+		t.Errorf("filter %q accepted: it would read the topics starting with '/'", RootTopic+"/#")
+	}
+	if _, err := newMapper([]Rule{{Prefix: "x/", Topic: RootTopic}}); err == nil {
+		t.Errorf("a rule onto %q accepted", RootTopic)
+	}
+	for _, c := range []struct {
+		filter, name string
+		want         bool
+	}{
+		{"+/TopicA", "/TopicA", true}, {"#", "/TopicA", true}, {"/#", "/TopicA", true},
+		{"#", "$SYS/x", false}, {"+/x", "$a/x", false}, {"$a/#", "$a/x", true},
+	} {
+		if got := matches(c.filter, c.name); got != c.want {
+			t.Errorf("matches(%q, %q) = %v, want %v", c.filter, c.name, got, c.want)
+		}
+	}
+}
+
+func TestReasonStrings(t *testing.T) {
+	long := strings.Repeat("é", 100) // 200 bytes
+	r := cleanReason(long + "\x00")
+	if len(r) > maxReason || !utf8.ValidString(r) {
+		t.Fatalf("cleanReason: %d bytes, valid UTF-8 %v", len(r), utf8.ValidString(r))
+	}
+	if got := cleanReason("a\x00b\xffc"); got != "a?b?c" {
+		t.Fatalf("cleanReason = %q", got)
+	}
+	if got := clip(strings.Repeat("é", 40)); !utf8.ValidString(got) {
+		t.Fatalf("clip cut a character: %q", got)
+	}
+	for n := 1; n < 300; n += 7 {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: 7, ReasonCode: 0x90,
+			ProtocolVersion: 5, Properties: packets.Properties{ReasonString: strings.Repeat("x", n)}}
+		var b bytes.Buffer
+		if err := pk.PubackEncode(&b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Len() != ackSize(n) {
+			t.Fatalf("PUBACK with a %d-byte reason: %d bytes, ackSize says %d", n, b.Len(), ackSize(n))
 		}
 	}
 }

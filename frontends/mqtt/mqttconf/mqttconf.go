@@ -31,6 +31,7 @@ type Config struct {
 	MaxConnections   int64         `koanf:"max-connections"`
 	ResendInterval   time.Duration `koanf:"resend-interval"`
 	MaxSessionExpiry time.Duration `koanf:"max-session-expiry"` // 0: no cap
+	MaxKeepAlive     time.Duration `koanf:"max-keep-alive"`     // MQTT 5 Server Keep Alive cap; 0: none
 
 	// Limits a client cannot exceed (docs/mqtt.md, "Limits").
 	ConnectTimeout time.Duration `koanf:"connect-timeout"`  // to send CONNECT
@@ -88,6 +89,9 @@ func (m Config) Validate() error {
 	}
 	if m.MaxSessionExpiry < 0 || m.MaxSessionExpiry > time.Duration(1<<32-1)*time.Second {
 		return fmt.Errorf("mqtt.max-session-expiry %v: want 0 (no cap) up to 136 years", m.MaxSessionExpiry)
+	}
+	if m.MaxKeepAlive < 0 || m.MaxKeepAlive > 65535*time.Second || m.MaxKeepAlive%time.Second != 0 {
+		return fmt.Errorf("mqtt.max-keep-alive %v: want 0 (no cap) or whole seconds up to 65535s", m.MaxKeepAlive)
 	}
 	if m.ConnectTimeout <= 0 {
 		return fmt.Errorf("mqtt.connect-timeout %v: must be positive", m.ConnectTimeout)

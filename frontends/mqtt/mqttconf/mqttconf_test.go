@@ -3,6 +3,7 @@ package mqttconf
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -20,6 +21,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{func(c *Config) { c.TLSCert, c.TLSAddr = "c.pem", "off" }, ""}, // the TLS listener is off: no key needed
 		{func(c *Config) { c.MaxInflight = 0 }, "mqtt.max-inflight 0"},
 		{func(c *Config) { c.MaxSessionExpiry = -1 }, "mqtt.max-session-expiry"},
+		{func(c *Config) { c.MaxKeepAlive = 70000 * time.Second }, "mqtt.max-keep-alive"},
+		{func(c *Config) { c.MaxKeepAlive = 1500 * time.Millisecond }, "mqtt.max-keep-alive"},
 		{func(c *Config) { c.Rules = []Rule{{Prefix: "a/"}} }, "mqtt.rules[0]"},
 	} {
 		c := Default()
