@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -18,6 +19,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ferrymq/ferry/core"
 )
 
 // rawClient speaks MQTT packet by packet over a TCP connection, encoding
@@ -545,6 +548,16 @@ func TestWebSocketConnectLimits(t *testing.T) {
 // free descriptor, which the client's socket takes.
 func TestListenerHealthThroughEMFILE(t *testing.T) {
 	f := startFerry(t, t.TempDir(), Config{})
+	// The broker writes its state records at start; once a message stored
+	// after them is readable, the store has indexed them and holds every
+	// file it opens for them, so none takes the descriptor left free below.
+	res, err := f.core.Publish(context.Background(), &core.Message{Topic: "warm", Body: []byte("x")}, core.PublishOptions{Queue: core.QueueAuto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := f.core.Read(context.Background(), "warm", res.QueueID, res.QueueOffset, core.ReadOptions{Max: 1, Wait: 10 * time.Second}); err != nil || len(r.Messages) != 1 {
+		t.Fatalf("read back a stored message: %v, %v", r.Messages, err)
+	}
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatal(err)
