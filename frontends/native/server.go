@@ -422,7 +422,7 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 		case werr != nil:
 			resps[i] = reqs[i].Response(remoting.SystemError, werr.Error())
 		default:
-			resps[i] = sendResponse(reqs[i], res)
+			resps[i] = sendResponse(reqs[i], res, s.host())
 		}
 	}
 	return resps
@@ -487,15 +487,17 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 	return msgs, opts, nil
 }
 
-// sendResponse answers a send whose messages were stored as res.
-func sendResponse(req *remoting.Command, res []core.PublishResult) *remoting.Command {
+// sendResponse answers a send whose messages were stored as res by the
+// broker at storeHost. Its msgId is RocketMQ's offsetMsgId (the client's
+// own id, UNIQ_KEY, is its SendResult.MsgID).
+func sendResponse(req *remoting.Command, res []core.PublishResult, storeHost [8]byte) *remoting.Command {
 	resp := req.Response(remoting.Success, "")
 	if len(res) == 1 {
-		resp.ExtFields["msgId"] = res[0].MessageID()
+		resp.ExtFields["msgId"] = offsetMsgID(storeHost, res[0].LogOffset)
 	} else {
 		ids := make([]string, len(res))
 		for i, r := range res {
-			ids[i] = r.MessageID()
+			ids[i] = offsetMsgID(storeHost, r.LogOffset)
 		}
 		resp.ExtFields["msgId"] = strings.Join(ids, ",")
 	}
