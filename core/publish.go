@@ -30,6 +30,12 @@ type PublishOptions struct {
 	// it to acknowledge them in order as one fsync covers them. (Delayed
 	// messages always wait.)
 	NoWait bool
+	// CreateQueues is the queue count of the topic when this publish
+	// creates it (auto-creation): RocketMQ's producers ask for theirs
+	// (defaultTopicQueueNums) after capping TBW102's at it, and pick queues
+	// by that count. 0 takes Config.DefaultQueues, which also caps it: that
+	// is the count TBW102 is advertised with.
+	CreateQueues int
 }
 
 // PublishResult is where a message was stored.
@@ -87,7 +93,11 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 		}
 		var created bool
 		var err error
-		if tp, created, err = b.topics.ensure(name, b.cfg.DefaultQueues); err != nil {
+		queues := b.cfg.DefaultQueues
+		if o.CreateQueues > 0 {
+			queues = min(o.CreateQueues, queues)
+		}
+		if tp, created, err = b.topics.ensure(name, queues); err != nil {
 			return nil, err
 		}
 		if created {

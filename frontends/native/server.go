@@ -470,6 +470,7 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 		msgs = []*core.Message{toCore(topic, int32(flag), props, body)}
 	}
 	opts := core.PublishOptions{Queue: queue}
+	opts.CreateQueues, _ = strconv.Atoi(sendHeader(req, "defaultTopicQueueNums", "d")) // capped by the core
 	for _, m := range msgs {
 		m.BornTime = born * 1e6
 		m.ReconsumeTimes = int32(reconsume)
