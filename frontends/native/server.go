@@ -58,7 +58,8 @@ type Server struct {
 	stats  requestStats
 	notify *notifier // NOTIFY_CONSUMER_IDS_CHANGED to the clients
 
-	routeWatchers []func() // OnRoutesChange's, under mu
+	routeWatchers []func()                        // OnRoutesChange's, under mu
+	syncRoutes    func(ctx context.Context) error // SyncRoutesWith's, under mu
 	once          sync.Once
 }
 
@@ -217,7 +218,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 	case remoting.PullMessage:
 		return s.pull(ctx, user, req)
 	case remoting.HeartBeat:
-		return s.heartbeat(c, user, req)
+		return s.heartbeat(ctx, c, user, req)
 	case remoting.UnregisterClient:
 		s.unregisterClient(c, req.Ext("consumerGroup"), req.Ext("clientID"))
 		return req.Response(remoting.Success, "")
@@ -395,11 +396,15 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	resps := make([]*remoting.Command, len(reqs))
 	results := make([][]core.PublishResult, len(reqs))
 	var end int64
+	var created string // a topic these sends created: its route is registered before the answers
 	for i, req := range reqs {
 		msgs, opts, refused := s.admitSend(c, req)
 		if refused != nil {
 			resps[i] = refused
 			continue
+		}
+		if created == "" && !s.b.HasTopic(msgs[0].Topic) {
+			created = msgs[0].Topic
 		}
 		opts.NoWait = true
 		res, err := s.b.PublishBatch(ctx, msgs, opts)
@@ -415,6 +420,9 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	var werr error
 	if end > 0 {
 		werr = s.b.WaitDurable(ctx, end)
+	}
+	if created != "" && werr == nil && s.b.HasTopic(created) {
+		s.awaitRoutes(ctx, "topic", created)
 	}
 	for i, res := range results {
 		switch {
@@ -614,7 +622,7 @@ type heartbeatBody struct {
 	} `json:"consumerDataSet"`
 }
 
-func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command) *remoting.Command {
+func (s *Server) heartbeat(ctx context.Context, c *remoting.Conn, user string, req *remoting.Command) *remoting.Command {
 	var hb heartbeatBody
 	if err := json.Unmarshal(req.Body, &hb); err != nil {
 		return req.Response(remoting.SystemError, "heartbeat body: "+err.Error())
@@ -624,6 +632,7 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 			return refused
 		}
 	}
+	newGroup := "" // one the connection had not heartbeated for: its retry route is registered before the answer
 	for _, cd := range hb.ConsumerDataSet {
 		var topics []string
 		for _, sd := range cd.SubscriptionDataSet {
@@ -641,7 +650,11 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 		s.mu.Unlock()
 		if !known {
 			s.routesChanged() // the group's retry topic becomes routable
+			newGroup = cd.GroupName
 		}
+	}
+	if newGroup != "" {
+		s.awaitRoutes(ctx, "group", newGroup)
 	}
 	return req.Response(remoting.Success, "")
 }
