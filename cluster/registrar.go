@@ -332,7 +332,8 @@ func (r *Registrar) unregister(nss map[string]*nsState) {
 }
 
 // topicConfigs is what the broker serves: its topics, the retry topics of
-// its consumer groups, and TBW102 when topics are created on publish.
+// its consumer groups and of any group to come (namesrv.AnyRetryTopic),
+// and TBW102 when topics are created on publish.
 func (r *Registrar) topicConfigs() []remoting.TopicConfig {
 	const perm = remoting.PermRead | remoting.PermWrite
 	var out []remoting.TopicConfig
@@ -342,6 +343,7 @@ func (r *Registrar) topicConfigs() []remoting.TopicConfig {
 	for _, g := range r.b.Groups() {
 		out = append(out, remoting.TopicConfig{TopicName: core.RetryTopic(g), ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	}
+	out = append(out, remoting.TopicConfig{TopicName: namesrv.AnyRetryTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	if r.b.AutoCreatesTopics() {
 		n := r.b.DefaultQueues()
 		out = append(out, remoting.TopicConfig{TopicName: DefaultTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm})
