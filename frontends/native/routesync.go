@@ -7,12 +7,14 @@ import (
 
 // routeSyncTimeout bounds how long an answer waits for the NameServers to
 // have the route its request made: a NameServer that is down does not hold
-// up sends, the periodic registration catches up.
-const routeSyncTimeout = 3 * time.Second
+// up sends, the periodic registration catches up. It stays under the 3 s
+// RocketMQ's clients give a send or a heartbeat: a send they time out they
+// send again, a duplicate.
+const routeSyncTimeout = 2 * time.Second
 
 // SyncRoutesWith makes the answer to a request that makes a route (a send
 // that creates its topic, a consumer group's first heartbeat on a
-// connection) wait, up to routeSyncTimeout, for sync: the registrar's
+// connection) wait, up to routeSyncTimeout (2 s), for sync: the registrar's
 // registration of that route with the NameServers (cluster.RouteSyncer).
 // A RocketMQ client that starts a consumer of a topic right after its
 // first send then finds the topic's route.
