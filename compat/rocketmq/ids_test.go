@@ -17,6 +17,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
+	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -251,6 +252,19 @@ func TestLookupByOffsetMsgID(t *testing.T) {
 	}
 	check("QUERY_MESSAGE by msgId", remoting.QueryMessage, query(res.MsgID))
 	check("QUERY_MESSAGE by key", remoting.QueryMessage, query("order-1"))
+
+	// Ferry's SDK finds it by the ids RocketMQ's client got.
+	a, err := client.NewAdmin(client.WithNameServers(f.ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if m, err := a.ViewMessage(ctx, res.OffsetMsgID); err != nil || string(m.Body) != "find me" || m.ID != res.MsgID {
+		t.Fatalf("Admin.ViewMessage(%s): %+v %v", res.OffsetMsgID, m, err)
+	}
+	if ms, err := a.QueryMessages(ctx, "Lookups", res.MsgID, 0); err != nil || len(ms) != 1 || ms[0].OffsetMsgID != res.OffsetMsgID {
+		t.Fatalf("Admin.QueryMessages by msgId %s: %+v %v", res.MsgID, ms, err)
+	}
 
 	// A batch: one offsetMsgId a message, joined by ",".
 	batch := []*primitive.Message{primitive.NewMessage("Lookups", []byte("b0")), primitive.NewMessage("Lookups", []byte("b1"))}
