@@ -192,14 +192,14 @@ func decodeMessage(rec []byte) (*MessageExt, error) {
 func (m *MessageExt) setProperties(p map[string]string, storeHost []byte) {
 	m.Tag = p[propTags]
 	m.Keys = strings.Fields(p[propKeys])
+	// RocketMQ's offset message id: the store host and the log offset.
+	var b [28]byte
+	n := copy(b[:], storeHost)
+	binary.BigEndian.PutUint64(b[n:], uint64(m.LogOffset))
+	m.OffsetMsgID = strings.ToUpper(hex.EncodeToString(b[:n+8]))
+	m.ID = m.OffsetMsgID
 	if id := p[propUniqKey]; id != "" {
 		m.ID = id
-	} else {
-		// RocketMQ's offset message id: the store host and the log offset.
-		var b [24]byte
-		n := copy(b[:], storeHost)
-		binary.BigEndian.PutUint64(b[n:], uint64(m.LogOffset))
-		m.ID = strings.ToUpper(hex.EncodeToString(b[:n+8]))
 	}
 	if strings.HasPrefix(m.Topic, retryPrefix) {
 		if t := p[propRetryTopic]; t != "" {

@@ -40,7 +40,12 @@ type MessageExt struct {
 	// ID is the message's unique id: the one its producer gave it (the
 	// UNIQ_KEY property; SendResult.MsgID), else the broker's. It stays the
 	// same when a failed message is redelivered.
-	ID          string
+	ID string
+	// OffsetMsgID is RocketMQ's offsetMsgId: the address of the broker
+	// that stored the message and its commit-log offset there, which
+	// Admin.ViewMessage takes (SendResult.OffsetMsgID, as the producer
+	// got it).
+	OffsetMsgID string
 	QueueID     int
 	QueueOffset int64
 	// LogOffset is the message's position in the broker's commit log.
@@ -57,8 +62,10 @@ type SendResult struct {
 	// MsgID is the message's unique id, which consumers see as
 	// MessageExt.ID. For a batch, the ids of its messages joined by ",".
 	MsgID string
-	// OffsetMsgID is the broker's id of the stored message (for a batch,
-	// the ids joined by ",").
+	// OffsetMsgID is the broker's id of the stored message, RocketMQ's
+	// offsetMsgId: the broker's address and the message's commit-log
+	// offset (for a batch, the ids joined by ","). Admin.ViewMessage
+	// takes it.
 	OffsetMsgID string
 	Topic       string
 	Broker      string

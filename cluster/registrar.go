@@ -64,6 +64,12 @@ type Registrar struct {
 
 	mu    sync.Mutex
 	stats Stats
+	// Sync's generations: wanted is the latest asked for, passed the
+	// latest a finished registration covered; passedCh is closed (and
+	// replaced) when a registration finishes. Under mu.
+	wanted, passed uint64
+	passedCh       chan struct{}
+	lastErr        error // the finished registration's, for Sync
 
 	stop chan struct{}
 	kick chan struct{}
@@ -105,12 +111,15 @@ func NewRegistrar(b *core.Broker, opts RegistrarOptions) (*Registrar, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	r := &Registrar{b: b, opts: opts, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	r := &Registrar{b: b, opts: opts, stop: make(chan struct{}), kick: make(chan struct{}, 1), passedCh: make(chan struct{})}
 	// A topic created by any front-end or bridge (an MQTT device's first
 	// publish) is routable at once, not at the next periodic registration.
 	b.OnTopicChange(func(string) { r.Kick() })
 	if opts.Endpoint != nil {
 		opts.Endpoint.OnRoutesChange(r.Kick)
+		if rs, ok := opts.Endpoint.(RouteSyncer); ok {
+			rs.SyncRoutesWith(r.Sync)
+		}
 	}
 	return r, nil
 }
@@ -178,7 +187,15 @@ func (r *Registrar) loop() {
 	tick := time.NewTicker(r.opts.Interval)
 	defer tick.Stop()
 	for {
-		r.registerAll(nss)
+		r.mu.Lock()
+		gen := r.wanted // before the topics are read: they include what Sync waits for
+		r.mu.Unlock()
+		err := r.registerAll(nss)
+		r.mu.Lock()
+		r.passed, r.lastErr = gen, err
+		close(r.passedCh)
+		r.passedCh = make(chan struct{})
+		r.mu.Unlock()
 		select {
 		case <-r.stop:
 			return
@@ -188,10 +205,12 @@ func (r *Registrar) loop() {
 	}
 }
 
-func (r *Registrar) registerAll(nss map[string]*nsState) {
+// registerAll registers with every NameServer; its error names those that
+// did not accept the registration.
+func (r *Registrar) registerAll(nss map[string]*nsState) error {
 	addr, reachable, ok := r.Addr()
 	if !ok {
-		return // the Endpoint says when it listens
+		return errNotListening // the Endpoint says when it listens
 	}
 	id := r.opts.Identity
 	var topics []remoting.TopicConfig
@@ -201,8 +220,9 @@ func (r *Registrar) registerAll(nss map[string]*nsState) {
 	req, err := namesrv.RegisterRequest(namesrv.Broker{Cluster: id.Cluster, Name: id.Name, ID: id.ID, Addr: addr}, topics)
 	if err != nil {
 		r.opts.Logger.Error("cluster: build registration", "err", err)
-		return
+		return err
 	}
+	var failed []error
 	defer func() {
 		n := 0
 		for _, st := range nss {
@@ -231,6 +251,7 @@ func (r *Registrar) registerAll(nss map[string]*nsState) {
 			if err != nil {
 				r.count(&r.stats.Failed)
 				r.opts.Logger.Warn("cluster: NameServer unreachable; retrying at the next registration", "namesrv", ns, "err", err)
+				failed = append(failed, fmt.Errorf("%s: %w", ns, err))
 				continue
 			}
 			st.conn = c
@@ -255,12 +276,15 @@ func (r *Registrar) registerAll(nss map[string]*nsState) {
 					"namesrv", ns, "broker", id.Name, "signed", r.opts.ClusterKey != nil, "retry_every", r.opts.Interval, "err", err)
 				st.refusal = refusalLogged{remark: resp.Remark, at: time.Now()}
 			}
+			failed = append(failed, fmt.Errorf("%s: %w", ns, err))
 		default:
 			r.count(&r.stats.Failed)
 			st.registered = ""
 			r.opts.Logger.Warn("cluster: registration failed", "namesrv", ns, "err", err)
+			failed = append(failed, fmt.Errorf("%s: %w", ns, err))
 		}
 	}
+	return errors.Join(failed...)
 }
 
 func (r *Registrar) count(n *int64) {
@@ -308,7 +332,8 @@ func (r *Registrar) unregister(nss map[string]*nsState) {
 }
 
 // topicConfigs is what the broker serves: its topics, the retry topics of
-// its consumer groups, and TBW102 when topics are created on publish.
+// its consumer groups and of any group to come (namesrv.AnyRetryTopic),
+// and TBW102 when topics are created on publish.
 func (r *Registrar) topicConfigs() []remoting.TopicConfig {
 	const perm = remoting.PermRead | remoting.PermWrite
 	var out []remoting.TopicConfig
@@ -318,6 +343,7 @@ func (r *Registrar) topicConfigs() []remoting.TopicConfig {
 	for _, g := range r.b.Groups() {
 		out = append(out, remoting.TopicConfig{TopicName: core.RetryTopic(g), ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	}
+	out = append(out, remoting.TopicConfig{TopicName: namesrv.AnyRetryTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	if r.b.AutoCreatesTopics() {
 		n := r.b.DefaultQueues()
 		out = append(out, remoting.TopicConfig{TopicName: DefaultTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm})

@@ -30,6 +30,12 @@ type PublishOptions struct {
 	// it to acknowledge them in order as one fsync covers them. (Delayed
 	// messages always wait.)
 	NoWait bool
+	// CreateQueues is the queue count of the topic when this publish
+	// creates it (auto-creation): RocketMQ's producers ask for theirs
+	// (defaultTopicQueueNums) after capping TBW102's at it, and pick queues
+	// by that count. 0 takes Config.DefaultQueues, which also caps it: that
+	// is the count TBW102 is advertised with.
+	CreateQueues int
 }
 
 // PublishResult is where a message was stored.
@@ -77,7 +83,7 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 		return nil, nil
 	}
 	name := msgs[0].Topic
-	tp, err := b.topicFor(name)
+	tp, err := b.topicFor(name, o.CreateQueues)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +174,7 @@ func (b *Broker) stored(msgs []*Message, n int, err error) ([]PublishResult, err
 }
 
 // topicFor returns the topic a publish goes to, auto-created if allowed.
-func (b *Broker) topicFor(name string) (*topic, error) {
+func (b *Broker) topicFor(name string, createQueues int) (*topic, error) {
 	if tp := b.topics.get(name); tp != nil {
 		return tp, nil
 	}
@@ -178,7 +184,11 @@ func (b *Broker) topicFor(name string) (*topic, error) {
 	if !b.cfg.AutoCreateTopics {
 		return nil, fmt.Errorf("%w: %q (create it first; auto-creation is off)", ErrUnknownTopic, name)
 	}
-	tp, created, err := b.topics.ensure(name, b.cfg.DefaultQueues)
+	queues := b.cfg.DefaultQueues
+	if createQueues > 0 {
+		queues = min(createQueues, queues)
+	}
+	tp, created, err := b.topics.ensure(name, queues)
 	if err != nil {
 		return nil, err
 	}

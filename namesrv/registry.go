@@ -9,6 +9,7 @@ package namesrv
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ferrymq/ferry/remoting"
@@ -148,14 +149,31 @@ func (r *registry) connClosed(conn any) []Broker {
 	return gone
 }
 
+// AnyRetryTopic, registered by a broker, says that it serves the retry
+// topic (%RETRY%<group>) of any consumer group, known to it or not: a
+// Ferry broker makes a group's retry topic when the group first gives a
+// message back. A new group's consumer asks for its retry topic's route
+// before its first heartbeat tells any broker of the group, and RocketMQ's
+// clients ask again only at their 30 s route poll: without this, the
+// group's first retries wait for that poll.
+const AnyRetryTopic = retryPrefix
+
+const retryPrefix = "%RETRY%"
+
 // route returns the route of topic, false when no broker serves it. Queues
-// come from the master (id 0) when it is there, else from a replica.
+// come from the master (id 0) when it is there, else from a replica. A
+// retry topic is served by the brokers that register it and by those that
+// register AnyRetryTopic.
 func (r *registry) route(topic string) (remoting.RouteData, bool) {
 	byName := map[string]*remoting.BrokerData{}
 	queues := map[string]remoting.QueueData{}
 	queueFrom := map[string]int64{}
+	anyRetry := len(topic) > len(retryPrefix) && strings.HasPrefix(topic, retryPrefix)
 	for _, st := range r.brokers {
 		tc, ok := st.topics[topic]
+		if !ok && anyRetry {
+			tc, ok = st.topics[AnyRetryTopic]
+		}
 		if !ok {
 			continue
 		}
@@ -187,12 +205,15 @@ func (r *registry) route(topic string) (remoting.RouteData, bool) {
 	return rd, true
 }
 
-// topics lists every topic some broker serves.
+// topics lists every topic some broker serves (AnyRetryTopic is no
+// topic).
 func (r *registry) topics() []string {
 	set := map[string]bool{}
 	for _, st := range r.brokers {
 		for t := range st.topics {
-			set[t] = true
+			if t != AnyRetryTopic {
+				set[t] = true
+			}
 		}
 	}
 	out := make([]string, 0, len(set))

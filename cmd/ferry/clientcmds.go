@@ -82,7 +82,7 @@ func newProduceCmd() *cobra.Command {
 	var count, size int
 	cmd := &cobra.Command{
 		Use:   "produce --topic T [BODY]",
-		Short: "Send messages: BODY --count times, random bodies of --size bytes, or each line of stdin",
+		Short: "Send messages: BODY --count times, random bodies of --size bytes, or each line of stdin; prints each one's msgId and offsetMsgId",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd)
@@ -100,12 +100,20 @@ func newProduceCmd() *cobra.Command {
 				return err
 			}
 			defer p.Close()
+			// One line a message sent: its msgId (the client's UNIQ_KEY) and
+			// offsetMsgId (the broker's address and log offset), as RocketMQ
+			// names them: what a lookup of the message takes.
+			ids := bufio.NewWriter(cmd.OutOrStdout())
+			defer ids.Flush()
 			send := func(body []byte) error {
 				m := &client.Message{Topic: topic, Tag: subject, Body: body}
 				if key != "" {
 					m.Keys, m.ShardingKey = []string{key}, key
 				}
-				_, err := p.Send(ctx, m)
+				res, err := p.Send(ctx, m)
+				if err == nil {
+					fmt.Fprintf(ids, "%s %s\n", res.MsgID, res.OffsetMsgID)
+				}
 				return err
 			}
 			sent := 0

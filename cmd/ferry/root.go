@@ -25,7 +25,7 @@ func newRootCmd() *cobra.Command {
 	config.AddFlag(pf, "log-level", "log.level", "log level: debug, info, warn or error")
 
 	root.AddCommand(newServeCmd(), newNamesrvCmd(), newBrokerCmd(),
-		newTopicCmd(), newGroupCmd(), newProduceCmd(), newConsumeCmd(), newBenchCmd(), newBridgeCmd(), newClusterCmd(), newPasswdCmd(), newConfigCmd(), newHealthCmd(), newVersionCmd())
+		newTopicCmd(), newGroupCmd(), newProduceCmd(), newConsumeCmd(), newMessageCmd(), newBenchCmd(), newBridgeCmd(), newClusterCmd(), newPasswdCmd(), newConfigCmd(), newHealthCmd(), newVersionCmd())
 	return root
 }
 

@@ -51,6 +51,10 @@ func Plugin(cfg config.Config) fx.Option {
 	)
 }
 
+// The registrar holds a send that creates a topic until the NameServers
+// route it: the Server must stay a RouteSyncer.
+var _ cluster.RouteSyncer = (*Server)(nil)
+
 // LimitsFrom maps the native section onto the limits of the native
 // listener (docs/native.md, "Limits").
 func LimitsFrom(n nativeconf.Config) remoting.Limits {

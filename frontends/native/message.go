@@ -38,13 +38,14 @@ const maxBody = 64 << 20
 var errBadMessage = errors.New("native: malformed message")
 
 // toCore turns RocketMQ's message fields into a core message: TAGS is the
-// subject, KEYS (space separated) the keys, the other properties stay.
+// subject, KEYS (space separated) and UNIQ_KEY the keys, the other
+// properties stay.
 func toCore(topic string, flag int32, props map[string]string, body []byte) *core.Message {
 	m := &core.Message{Topic: topic, Body: body, Flags: uint32(flag), Properties: props}
 	if props != nil {
 		m.Subject = props[propTags]
 		delete(props, propTags)
-		if keys := strings.Fields(props[propKeys]); len(keys) > 0 {
+		if keys := indexUniqKey(props, strings.Fields(props[propKeys])); len(keys) > 0 {
 			m.Keys = keys
 		}
 		delete(props, propKeys)
@@ -61,8 +62,8 @@ func fromCore(m *core.Message) map[string]string {
 	if m.Subject != "" {
 		props[propTags] = m.Subject
 	}
-	if len(m.Keys) > 0 {
-		props[propKeys] = strings.Join(m.Keys, " ")
+	if keys := unindexUniqKey(m.Properties, m.Keys); len(keys) > 0 {
+		props[propKeys] = strings.Join(keys, " ")
 	}
 	return props
 }

@@ -61,7 +61,8 @@ type Server struct {
 	producers producers // transaction.go: who a half message's check goes to
 	checker   *checker  // CHECK_TRANSACTION_STATE to the producers
 
-	routeWatchers []func() // OnRoutesChange's, under mu
+	routeWatchers []func()                        // OnRoutesChange's, under mu
+	syncRoutes    func(ctx context.Context) error // SyncRoutesWith's, under mu
 	once          sync.Once
 }
 
@@ -223,7 +224,7 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 	case remoting.PullMessage:
 		return s.pull(ctx, user, req)
 	case remoting.HeartBeat:
-		return s.heartbeat(c, user, req)
+		return s.heartbeat(ctx, c, user, req)
 	case remoting.UnregisterClient:
 		s.unregisterClient(c, req.Ext("consumerGroup"), req.Ext("clientID"))
 		return req.Response(remoting.Success, "")
@@ -404,11 +405,15 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	resps := make([]*remoting.Command, len(reqs))
 	results := make([][]core.PublishResult, len(reqs))
 	var end int64
+	var created string // a topic these sends created: its route is registered before the answers
 	for i, req := range reqs {
 		msgs, opts, refused := s.admitSend(c, req)
 		if refused != nil {
 			resps[i] = refused
 			continue
+		}
+		if created == "" && !s.b.HasTopic(msgs[0].Topic) {
+			created = msgs[0].Topic
 		}
 		if isHalf(req) { // waits for its own durability: transaction.go
 			resps[i] = s.sendHalf(ctx, req, msgs, opts)
@@ -429,13 +434,16 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	if end > 0 {
 		werr = s.b.WaitDurable(ctx, end)
 	}
+	if created != "" && werr == nil && s.b.HasTopic(created) {
+		s.awaitRoutes(ctx, "topic", created)
+	}
 	for i, res := range results {
 		switch {
 		case res == nil:
 		case werr != nil:
 			resps[i] = reqs[i].Response(remoting.SystemError, werr.Error())
 		default:
-			resps[i] = sendResponse(reqs[i], res)
+			resps[i] = sendResponse(reqs[i], res, s.host())
 		}
 	}
 	return resps
@@ -483,6 +491,7 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 		msgs = []*core.Message{toCore(topic, int32(flag), props, body)}
 	}
 	opts := core.PublishOptions{Queue: queue}
+	opts.CreateQueues, _ = strconv.Atoi(sendHeader(req, "defaultTopicQueueNums", "d")) // capped by the core
 	for _, m := range msgs {
 		m.BornTime = born * 1e6
 		m.ReconsumeTimes = int32(reconsume)
@@ -500,15 +509,17 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 	return msgs, opts, nil
 }
 
-// sendResponse answers a send whose messages were stored as res.
-func sendResponse(req *remoting.Command, res []core.PublishResult) *remoting.Command {
+// sendResponse answers a send whose messages were stored as res by the
+// broker at storeHost. Its msgId is RocketMQ's offsetMsgId (the client's
+// own id, UNIQ_KEY, is its SendResult.MsgID).
+func sendResponse(req *remoting.Command, res []core.PublishResult, storeHost [8]byte) *remoting.Command {
 	resp := req.Response(remoting.Success, "")
 	if len(res) == 1 {
-		resp.ExtFields["msgId"] = res[0].MessageID()
+		resp.ExtFields["msgId"] = offsetMsgID(storeHost, res[0].LogOffset)
 	} else {
 		ids := make([]string, len(res))
 		for i, r := range res {
-			ids[i] = r.MessageID()
+			ids[i] = offsetMsgID(storeHost, r.LogOffset)
 		}
 		resp.ExtFields["msgId"] = strings.Join(ids, ",")
 	}
@@ -627,7 +638,7 @@ type heartbeatBody struct {
 	} `json:"consumerDataSet"`
 }
 
-func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command) *remoting.Command {
+func (s *Server) heartbeat(ctx context.Context, c *remoting.Conn, user string, req *remoting.Command) *remoting.Command {
 	var hb heartbeatBody
 	if err := json.Unmarshal(req.Body, &hb); err != nil {
 		return req.Response(remoting.SystemError, "heartbeat body: "+err.Error())
@@ -642,6 +653,7 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 		producerGroups[i] = pd.GroupName
 	}
 	s.producers.heartbeat(c, user, producerGroups)
+	newGroup := "" // one the connection had not heartbeated for: its retry route is registered before the answer
 	for _, cd := range hb.ConsumerDataSet {
 		var topics []string
 		for _, sd := range cd.SubscriptionDataSet {
@@ -659,7 +671,11 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 		s.mu.Unlock()
 		if !known {
 			s.routesChanged() // the group's retry topic becomes routable
+			newGroup = cd.GroupName
 		}
+	}
+	if newGroup != "" {
+		s.awaitRoutes(ctx, "group", newGroup)
 	}
 	return req.Response(remoting.Success, "")
 }

@@ -42,7 +42,7 @@ func (s *Server) sendHalf(ctx context.Context, req *remoting.Command, msgs []*co
 	case err != nil:
 		return req.Response(publishCode(err), err.Error())
 	}
-	resp := sendResponse(req, []core.PublishResult{res})
+	resp := sendResponse(req, []core.PublishResult{res}, s.host())
 	resp.ExtFields["transactionId"] = msgs[0].Properties["UNIQ_KEY"]
 	return resp
 }
@@ -208,7 +208,7 @@ func (k *checker) ask(chk core.TransactionCheck) bool {
 			"commitLogOffset":      strconv.FormatInt(m.LogOffset, 10),
 			"msgId":                uniq,
 			"transactionId":        uniq,
-			"offsetMsgId":          chk.ID,
+			"offsetMsgId":          offsetMsgID(s.host(), m.LogOffset),
 		}, appendMessage(nil, m, s.host()))
 		req.Flag |= remoting.FlagOneway
 		req.Opaque = k.opaque.Add(1)

@@ -1,0 +1,41 @@
+package native
+
+import (
+	"encoding/binary"
+	"net"
+	"slices"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// propUniqKey is the id a RocketMQ producer gives each message (its msgId).
+const propUniqKey = "UNIQ_KEY"
+
+// offsetMsgID is RocketMQ's offsetMsgId of the message at logOffset: the
+// broker's store host (the address it registers, storeHost) and the
+// commit-log offset, which RocketMQ's clients parse to ask this broker for
+// the message (VIEW_MESSAGE_BY_ID). Pulled messages carry the same
+// storeHost and offset, so a consumer computes the same id.
+func offsetMsgID(storeHost [8]byte, logOffset int64) string {
+	return remoting.FormatOffsetMsgID(net.IP(storeHost[:4]), int(binary.BigEndian.Uint32(storeHost[4:])), logOffset)
+}
+
+// indexUniqKey makes a sent message's UNIQ_KEY one of its keys, so that
+// QUERY_MESSAGE finds it by its msgId as RocketMQ's broker does (RocketMQ
+// indexes UNIQ_KEY beside KEYS). unindexUniqKey leaves it out of KEYS on
+// the way back out.
+func indexUniqKey(props map[string]string, keys []string) []string {
+	if id := props[propUniqKey]; id != "" && !slices.Contains(keys, id) {
+		keys = append(keys, id)
+	}
+	return keys
+}
+
+// unindexUniqKey is keys without the UNIQ_KEY indexUniqKey added.
+func unindexUniqKey(props map[string]string, keys []string) []string {
+	id := props[propUniqKey]
+	if id == "" || !slices.Contains(keys, id) {
+		return keys
+	}
+	return slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == id })
+}
