@@ -59,6 +59,9 @@ type Server struct {
 	notify *notifier // NOTIFY_CONSUMER_IDS_CHANGED to the clients
 
 	routeWatchers []func() // OnRoutesChange's, under mu
+	// sqlSubs are the SQL92 subscriptions of heartbeating groups, by
+	// group and topic (sql92.go), under mu.
+	sqlSubs map[string]map[string]route.Filter
 	once          sync.Once
 }
 
@@ -281,6 +284,8 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		return resp
 	case remoting.QueryMessage:
 		return s.queryByKey(req)
+	case remoting.CheckClientConfig:
+		return s.checkClientConfig(req)
 	case remoting.GetAllSubscriptionGroupConfig: // Ferry's answer: the group names
 		groups := []string{}
 		for _, g := range s.b.Groups() {
@@ -524,7 +529,7 @@ const pullFlagCommitOffset = 1 << 0
 
 func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *remoting.Command {
 	group, topic := req.Ext("consumerGroup"), req.Ext("topic")
-	filter, err := route.ParseFilter(req.Ext("subscription"))
+	filter, err := s.pullFilter(req)
 	if err != nil {
 		return req.Response(remoting.SubscriptionParseFailed, err.Error())
 	}
@@ -605,9 +610,7 @@ type heartbeatBody struct {
 	ClientID        string `json:"clientID"`
 	ConsumerDataSet []struct {
 		GroupName           string `json:"groupName"`
-		SubscriptionDataSet []struct {
-			Topic string `json:"topic"`
-		} `json:"subscriptionDataSet"`
+		SubscriptionDataSet []heartbeatSub `json:"subscriptionDataSet"`
 	} `json:"consumerDataSet"`
 }
 
@@ -616,12 +619,19 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 	if err := json.Unmarshal(req.Body, &hb); err != nil {
 		return req.Response(remoting.SystemError, "heartbeat body: "+err.Error())
 	}
-	for _, cd := range hb.ConsumerDataSet { // all or none
+	sqlSubs := make([]map[string]route.Filter, len(hb.ConsumerDataSet))
+	for i, cd := range hb.ConsumerDataSet { // all or none
 		if refused := s.access.mayGroup(user, req, auth.GroupJoin, cd.GroupName); refused != nil {
 			return refused
 		}
+		subs, err := sqlSubscriptions(cd.GroupName, cd.SubscriptionDataSet)
+		if err != nil {
+			return req.Response(remoting.SubscriptionParseFailed, err.Error())
+		}
+		sqlSubs[i] = subs
 	}
-	for _, cd := range hb.ConsumerDataSet {
+	for i, cd := range hb.ConsumerDataSet {
+		s.setSQLSubscriptions(cd.GroupName, sqlSubs[i])
 		var topics []string
 		for _, sd := range cd.SubscriptionDataSet {
 			topics = append(topics, sd.Topic)
@@ -648,6 +658,7 @@ func (s *Server) connClosed(c *remoting.Conn) {
 	s.mu.Lock()
 	groups := s.clients[c]
 	delete(s.clients, c)
+	s.forgetSQLSubscriptions(groups)
 	s.mu.Unlock()
 	for g, id := range groups {
 		s.b.ClientGone(g, id)
@@ -661,6 +672,7 @@ func (s *Server) unregisterClient(c *remoting.Conn, group, id string) {
 	mine := s.clients[c][group] == id
 	if mine {
 		delete(s.clients[c], group)
+		s.forgetSQLSubscriptions(map[string]string{group: id})
 	}
 	s.mu.Unlock()
 	if mine {
