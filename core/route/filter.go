@@ -310,7 +310,7 @@ func (f Filter) WithHash(hash func(string) uint32) HashFilter {
 // Make one with Filter.WithHash.
 type HashFilter struct {
 	Filter
-	hashes []uint32       // of Filter.Tags(); nil when it has none
+	hashes []uint32      // of Filter.Tags(); nil when it has none
 	sql    []*sql92.Expr // Filter's SQL92 expressions, parsed (Filter.compile)
 }
 

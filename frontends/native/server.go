@@ -59,10 +59,11 @@ type Server struct {
 	notify *notifier // NOTIFY_CONSUMER_IDS_CHANGED to the clients
 
 	routeWatchers []func() // OnRoutesChange's, under mu
+	once          sync.Once
+
 	// sqlSubs are the SQL92 subscriptions of heartbeating groups, by
 	// group and topic (sql92.go), under mu.
 	sqlSubs map[string]map[string]route.Filter
-	once          sync.Once
 }
 
 // New makes the front-end over b.
@@ -609,7 +610,7 @@ func offsetResponse(req *remoting.Command, off int64) *remoting.Command {
 type heartbeatBody struct {
 	ClientID        string `json:"clientID"`
 	ConsumerDataSet []struct {
-		GroupName           string `json:"groupName"`
+		GroupName           string         `json:"groupName"`
 		SubscriptionDataSet []heartbeatSub `json:"subscriptionDataSet"`
 	} `json:"consumerDataSet"`
 }

@@ -7,7 +7,7 @@
 // It follows the grammar and the semantics of RocketMQ's filter module
 // (SelectorParser.jj and its expression classes, taken from ActiveMQ):
 //
-//   - literals: strings in single quotes ('' is a quote), integers (a long,
+//   - literals: strings in single quotes (” is a quote), integers (a long,
 //     an optional L suffix), decimals and exponents (a double), TRUE,
 //     FALSE, NULL; keywords are case-insensitive, property names are not;
 //   - comparisons =, <>, <, <=, >, >=; [NOT] BETWEEN x AND y; [NOT] IN

@@ -200,7 +200,7 @@ func (l *lexer) number() (token, error) {
 	return token{kind: tLong, text: text, pos: start}, nil
 }
 
-// str lexes a string literal; '' inside it is one quote.
+// str lexes a string literal; ” inside it is one quote.
 func (l *lexer) str() (token, error) {
 	start := l.off
 	var b strings.Builder
@@ -221,6 +221,8 @@ func (l *lexer) str() (token, error) {
 	}
 }
 
-func isDigit(c byte) bool      { return '0' <= c && c <= '9' }
-func isIdentStart(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c == '$' }
-func isIdentPart(c byte) bool  { return isIdentStart(c) || isDigit(c) }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+func isIdentStart(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c == '$'
+}
+func isIdentPart(c byte) bool { return isIdentStart(c) || isDigit(c) }
