@@ -90,9 +90,9 @@ type PushConsumer struct {
 type subscription struct {
 	topic    string
 	expr     string
-	exprType string // exprTag or exprSQL92
-	handler func(context.Context, *MessageExt) error // nil for the retry topic
-	retry   bool
+	exprType string                                   // exprTag or exprSQL92
+	handler  func(context.Context, *MessageExt) error // nil for the retry topic
+	retry    bool
 }
 
 type queueKey struct {
