@@ -6,6 +6,7 @@
 package native
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -620,19 +621,19 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 	if err := json.Unmarshal(req.Body, &hb); err != nil {
 		return req.Response(remoting.SystemError, "heartbeat body: "+err.Error())
 	}
-	sqlSubs := make([]map[string]route.Filter, len(hb.ConsumerDataSet))
-	for i, cd := range hb.ConsumerDataSet { // all or none
+	for _, cd := range hb.ConsumerDataSet { // all or none
 		if refused := s.access.mayGroup(user, req, auth.GroupJoin, cd.GroupName); refused != nil {
 			return refused
 		}
-		subs, err := sqlSubscriptions(cd.GroupName, cd.SubscriptionDataSet)
-		if err != nil {
-			return req.Response(remoting.SubscriptionParseFailed, err.Error())
-		}
-		sqlSubs[i] = subs
 	}
-	for i, cd := range hb.ConsumerDataSet {
-		s.setSQLSubscriptions(cd.GroupName, sqlSubs[i])
+	var badSub error // the first group whose subscription does not parse; it is left out
+	for _, cd := range hb.ConsumerDataSet {
+		sqlSubs, err := sqlSubscriptions(cd.GroupName, cd.SubscriptionDataSet)
+		if err != nil {
+			badSub = cmp.Or(badSub, err)
+			continue
+		}
+		s.setSQLSubscriptions(cd.GroupName, sqlSubs)
 		var topics []string
 		for _, sd := range cd.SubscriptionDataSet {
 			topics = append(topics, sd.Topic)
@@ -650,6 +651,9 @@ func (s *Server) heartbeat(c *remoting.Conn, user string, req *remoting.Command)
 		if !known {
 			s.routesChanged() // the group's retry topic becomes routable
 		}
+	}
+	if badSub != nil {
+		return req.Response(remoting.SubscriptionParseFailed, badSub.Error())
 	}
 	return req.Response(remoting.Success, "")
 }

@@ -40,8 +40,10 @@ type heartbeatSub struct {
 // topic. A pull that does not carry its subscription (RocketMQ's clients
 // send it only with postSubscriptionWhenPull, and the Go client sends it
 // typed TAG) is filtered by the group's: the broker, not the client,
-// evaluates a SQL92 filter. An expression that does not parse refuses the
-// heartbeat, naming the group, the topic and the fault's position.
+// evaluates a SQL92 filter. An expression that does not parse leaves its
+// group out of the heartbeat (the heartbeat's other groups are kept), which
+// is answered SUBSCRIPTION_PARSE_FAILED naming the group, the topic and
+// the fault's position.
 func sqlSubscriptions(group string, subs []heartbeatSub) (map[string]route.Filter, error) {
 	var out map[string]route.Filter
 	for _, sd := range subs {

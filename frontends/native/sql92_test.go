@@ -41,7 +41,7 @@ func heartbeatSQL(group, topic, expr string) *remoting.Command {
 // pulls with no subscription, typed TAG); a bad one is refused, with its
 // position, at the heartbeat, the pull and CHECK_CLIENT_CONFIG.
 func TestSQL92Pull(t *testing.T) {
-	_, c := start(t)
+	b, c := start(t)
 	for i := range 10 {
 		sendProps(t, c, "t", strconv.Itoa(i), map[string]string{"a": strconv.Itoa(i), "region": []string{"eu", "us", "ap"}[i%3]})
 	}
@@ -89,6 +89,20 @@ func TestSQL92Pull(t *testing.T) {
 		if resp.Code != remoting.SubscriptionParseFailed || !strings.Contains(resp.Remark, "position 27") {
 			t.Errorf("bad SQL92 filter: code %d %q", resp.Code, resp.Remark)
 		}
+	}
+	// A heartbeat of two groups, one with a bad filter: the other joins.
+	two, _ := json.Marshal(map[string]any{"clientID": "c2", "consumerDataSet": []any{
+		map[string]any{"groupName": "g4", "subscriptionDataSet": []any{map[string]any{"topic": "t", "subString": bad, "expressionType": "SQL92"}}},
+		map[string]any{"groupName": "g5", "subscriptionDataSet": []any{map[string]any{"topic": "t", "subString": expr, "expressionType": "SQL92"}}},
+	}})
+	if resp := call(t, c, remoting.NewRequest(remoting.HeartBeat, nil, two)); resp.Code != remoting.SubscriptionParseFailed || !strings.Contains(resp.Remark, "group g4") {
+		t.Errorf("heartbeat with one bad group: code %d %q", resp.Code, resp.Remark)
+	}
+	if ids := b.ConsumerIDs("g5"); len(ids) != 1 || len(b.ConsumerIDs("g4")) != 0 {
+		t.Errorf("g5 members %v, g4 members %v: want g5 alone to join", ids, b.ConsumerIDs("g4"))
+	}
+	if got := bodies(pull("g5", "", "TAG")); got != "[6 7 9]" {
+		t.Errorf("g5 pulls with its SQL92 subscription: %s", got)
 	}
 	if resp := pull("g1", "*", "XML"); resp.Code != remoting.SubscriptionParseFailed || !strings.Contains(resp.Remark, `"XML"`) {
 		t.Errorf("unknown expression type: code %d %q", resp.Code, resp.Remark)
