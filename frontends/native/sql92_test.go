@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -111,4 +112,17 @@ func TestSQL92Pull(t *testing.T) {
 		[]byte(`{"clientId":"c1","group":"g3","subscriptionData":{"topic":"t","subString":"a > 5","expressionType":"SQL92"}}`))); resp.Code != remoting.Success {
 		t.Errorf("CHECK_CLIENT_CONFIG of a good filter: code %d %q", resp.Code, resp.Remark)
 	}
+}
+
+// TestSQL92PullNeedsWholeTopic: a SQL92 filter may select any subject, so
+// pulling with one needs read on all of the topic, not on some subjects
+// (nor on a subject spelled like the expression: `TRUE` is no subject).
+func TestSQL92PullNeedsWholeTopic(t *testing.T) {
+	a := authtest.New(t, testPasswords, "user dave\ntopic read devices/+\ngroup dave-g\n")
+	s, c := startServer(t, a)
+	f := &authzFixture{t: t, s: s, alice: c}
+	f.ok(c, "dave", pullReq("dave-g", "devices", 0, "TRUE"))
+	sql := pullReq("dave-g", "devices", 0, "TRUE")
+	sql.ExtFields["expressionType"] = "SQL92"
+	f.refused(c, "dave", sql, "devices")
 }
