@@ -88,10 +88,11 @@ type PushConsumer struct {
 }
 
 type subscription struct {
-	topic   string
-	expr    string
-	handler func(context.Context, *MessageExt) error // nil for the retry topic
-	retry   bool
+	topic    string
+	expr     string
+	exprType string                                   // exprTag or exprSQL92
+	handler  func(context.Context, *MessageExt) error // nil for the retry topic
+	retry    bool
 }
 
 type queueKey struct {
@@ -194,8 +195,9 @@ func (c *PushConsumer) ID() string { return c.id }
 // goroutines at once; a nil error means done, an error or a panic sends the
 // message back for a later retry (WithOrdered and WithBroadcasting retry it
 // in place instead). Its ctx ends when the consumer is
-// closing. Subscribe before Start; one subscription per topic.
-func (c *PushConsumer) Subscribe(topic, expr string, handler func(context.Context, *MessageExt) error) error {
+// closing. Subscribe before Start; one subscription per topic. With SQL92,
+// expr is a SQL92 selector on the messages' properties instead.
+func (c *PushConsumer) Subscribe(topic, expr string, handler func(context.Context, *MessageExt) error, opts ...SubscribeOption) error {
 	if err := validTopic(topic); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
 	}
@@ -205,8 +207,15 @@ func (c *PushConsumer) Subscribe(topic, expr string, handler func(context.Contex
 	if handler == nil {
 		return fmt.Errorf("%w: nil handler for topic %q", ErrInvalidSubscription, topic)
 	}
-	if strings.TrimSpace(expr) == "" {
-		expr = "*"
+	sub := &subscription{topic: topic, expr: expr, exprType: exprTag, handler: handler}
+	for _, o := range opts {
+		o(sub)
+	}
+	switch {
+	case sub.exprType == exprSQL92 && strings.TrimSpace(expr) == "":
+		return fmt.Errorf("%w: topic %q: empty SQL92 expression", ErrInvalidSubscription, topic)
+	case strings.TrimSpace(expr) == "":
+		sub.expr = "*"
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -221,7 +230,7 @@ func (c *PushConsumer) Subscribe(topic, expr string, handler func(context.Contex
 			return fmt.Errorf("%w: topic %q is subscribed already", ErrInvalidSubscription, topic)
 		}
 	}
-	c.subs = append(c.subs, &subscription{topic: topic, expr: expr, handler: handler})
+	c.subs = append(c.subs, sub)
 	return nil
 }
 
@@ -247,7 +256,7 @@ func (c *PushConsumer) Start(ctx context.Context) error {
 	}
 	c.started = true
 	if !c.opts.broadcasting {
-		c.subs = append(c.subs, &subscription{topic: retryPrefix + c.group, expr: "*", retry: true})
+		c.subs = append(c.subs, &subscription{topic: retryPrefix + c.group, expr: "*", exprType: exprTag, retry: true})
 	}
 	c.routes.start()
 	if !c.opts.ordered { // an ordered consumer's queues run their handlers themselves
@@ -267,6 +276,9 @@ func (c *PushConsumer) Start(ctx context.Context) error {
 	case <-first:
 		if err := c.refused; err != nil {
 			c.Close()
+			if errors.Is(err, remoting.ErrSubscriptionInvalid) {
+				return fmt.Errorf("%w: consumer of group %s: %w", ErrInvalidSubscription, c.group, err)
+			}
 			return fmt.Errorf("client: consumer of group %s refused: %w", c.group, err)
 		}
 	case <-ctx.Done():
@@ -418,8 +430,9 @@ type subscriptionData struct {
 }
 
 // heartbeat tells every broker of the subscribed topics that this member
-// is alive and what it reads. It returns the first refusal of the
-// consumer's credentials (NO_PERMISSION), which trying again does not change.
+// is alive and what it reads. It returns the first refusal that trying
+// again does not change: of the consumer's credentials (NO_PERMISSION), or
+// of a subscription (SUBSCRIPTION_PARSE_FAILED: a bad SQL92 expression).
 func (c *PushConsumer) heartbeat() error {
 	model := "CLUSTERING"
 	if c.opts.broadcasting {
@@ -428,7 +441,7 @@ func (c *PushConsumer) heartbeat() error {
 	cd := consumerData{GroupName: c.group, ConsumeType: "CONSUME_PASSIVELY", MessageModel: model,
 		ConsumeFromWhere: c.opts.consumeFrom.wire()}
 	for _, s := range c.subs {
-		cd.SubscriptionDataSet = append(cd.SubscriptionDataSet, subscriptionData{Topic: s.topic, SubString: s.expr, ExpressionType: "TAG"})
+		cd.SubscriptionDataSet = append(cd.SubscriptionDataSet, subscriptionData{Topic: s.topic, SubString: s.expr, ExpressionType: s.exprType})
 	}
 	body, err := json.Marshal(heartbeatData{ClientID: c.id, ConsumerDataSet: []consumerData{cd}, ProducerDataSet: []struct{}{}})
 	if err != nil {
@@ -444,7 +457,7 @@ func (c *PushConsumer) heartbeat() error {
 			if connFailure(err) {
 				c.brokerFailed(addr)
 			}
-			if refused == nil && errors.Is(err, remoting.ErrNoPermission) {
+			if refused == nil && (errors.Is(err, remoting.ErrNoPermission) || errors.Is(err, remoting.ErrSubscriptionInvalid)) {
 				refused = err
 			}
 		}
@@ -786,7 +799,7 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 				"queueOffset": strconv.FormatInt(off, 10), "maxMsgNums": strconv.Itoa(c.opts.pullBatch),
 				"sysFlag": "0", "commitOffset": strconv.FormatInt(commit, 10),
 				"suspendTimeoutMillis": strconv.FormatInt(c.opts.pollSuspend.Milliseconds(), 10),
-				"subscription":         pq.sub.expr, "subVersion": "0", "expressionType": "TAG",
+				"subscription":         pq.sub.expr, "subVersion": "0", "expressionType": pq.sub.exprType,
 			}, nil))
 		}
 		cancel()

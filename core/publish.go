@@ -240,6 +240,9 @@ func (b *Broker) Subscribe(topic string, filter route.Filter, fn func(*Message))
 	if filter.Union() {
 		return nil, fmt.Errorf("core: live subscription to %q: a union of filters (%s) is for consumer groups; subscribe once per filter", topic, filter)
 	}
+	if filter.SQL92() {
+		return nil, fmt.Errorf("core: live subscription to %q: a SQL92 filter (%s) is for reads and consumer groups", topic, filter)
+	}
 	s := &Subscription{b: b, topic: topic, filter: filter, fn: fn}
 	if b.live.Add(topic, filter, s) {
 		b.liveSubs.Add(1)

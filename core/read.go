@@ -43,8 +43,9 @@ func ValidTopic(name string) error { return storage.ValidTopic(name) }
 type ReadOptions struct {
 	// Max is the most messages returned, clamped to 1..MaxRead.
 	Max int
-	// Filter keeps the messages whose subject it matches; the others are
-	// passed over. The zero Filter keeps every message.
+	// Filter keeps the messages it matches, by their subject, or by
+	// their properties for a SQL92 filter (route.ParseSQL92); the others
+	// are passed over. The zero Filter keeps every message.
 	Filter route.Filter
 	// Wait is how long a read that finds nothing waits for messages to
 	// come (a long poll); 0 answers at once.
@@ -159,10 +160,15 @@ func pollEnded(last ReadResult, offset int64) ReadResult {
 }
 
 // readFilter turns a subscription filter into the store's read filter:
-// the index's subject hashes first, then the subject itself.
+// the index's subject hashes first, then the subject itself, or for a
+// SQL92 filter the message's properties (the hash cannot rule a message
+// out: it says maybe).
 func readFilter(f route.Filter) storage.Filter {
 	if f.All() {
 		return nil
+	}
+	if f.SQL92() {
+		return propertyFilter{f.WithHash(storage.SubjectHash)}
 	}
 	return subjectFilter{f.WithHash(storage.SubjectHash)}
 }
@@ -171,6 +177,13 @@ type subjectFilter struct{ h route.HashFilter }
 
 func (f subjectFilter) MatchHash(h uint32) bool       { return f.h.MatchHash(h) }
 func (f subjectFilter) Match(m *storage.Message) bool { return f.h.Match(m.Subject) }
+
+type propertyFilter struct{ h route.HashFilter }
+
+func (f propertyFilter) MatchHash(h uint32) bool { return f.h.MatchHash(h) }
+func (f propertyFilter) Match(m *storage.Message) bool {
+	return f.h.MatchMessage(m.Subject, route.MessageProperties(m.Subject, m.Keys, m.Properties))
+}
 
 // Offsets returns a queue's first and end offsets: messages [min, max)
 // are readable. A queue never written has 0, 0.

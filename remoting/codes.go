@@ -36,6 +36,10 @@ const (
 	SendBatchMessage              int16 = 320
 )
 
+// CheckClientConfig asks a broker whether it takes a subscription (a
+// SQL92 filter) before a client subscribes with it.
+const CheckClientConfig int16 = 46
+
 // Request codes a broker sends its clients.
 const (
 	// NotifyConsumerIdsChanged (one-way, ext field consumerGroup): the

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/ferrymq/ferry/core/route/sql92"
 )
 
 // MaxFilterLen is the longest filter expression ParseFilter accepts, in
@@ -26,6 +28,7 @@ const (
 	kindTags              // expr is two or more distinct sorted subjects joined by tagSep
 	kindWild              // expr is an MQTT-style filter with '+' or '#'
 	kindAny               // expr is two or more filters, each a kind byte and its expr, joined by anySep
+	kindSQL               // expr is a SQL92 selector on the message's properties (sql.go)
 )
 
 // anySep separates the parts of a union. A union of filters that hold a NUL
@@ -153,14 +156,14 @@ func AnyOf(fs ...Filter) Filter {
 			return Filter{}
 		case kindExact, kindTags:
 			tags = append(tags, f.Tags()...)
-		case kindWild:
-			parts = append(parts, string(rune(kindWild))+f.expr)
+		case kindWild, kindSQL:
+			parts = append(parts, string(rune(f.kind))+f.expr)
 		case kindAny:
 			if f.expr == "" {
 				continue
 			}
 			for p := range strings.SplitSeq(f.expr, anySep) {
-				if kind(p[0]) == kindWild {
+				if k := kind(p[0]); k == kindWild || k == kindSQL {
 					parts = append(parts, p)
 				} else {
 					tags = append(tags, Filter{kind: kind(p[0]), expr: p[1:]}.Tags()...)
@@ -195,8 +198,10 @@ func (f Filter) Union() bool { return f.kind == kindAny && f.expr != "" }
 func (f Filter) All() bool { return f.kind == kindAll }
 
 // String returns the canonical form of f: "*" for every message, the tags
-// sorted and joined by " || ", or the subject or MQTT-style filter as given.
-// For a filter from ParseFilter, ParseFilter(f.String()) == f.
+// sorted and joined by " || ", or the subject, MQTT-style filter or SQL92
+// expression as given. For a filter from ParseFilter,
+// ParseFilter(f.String()) == f; for one from ParseSQL92,
+// ParseSQL92(f.String()) == f.
 func (f Filter) String() string {
 	switch f.kind {
 	case kindAll:
@@ -231,11 +236,15 @@ func (f Filter) Tags() []string {
 }
 
 // Match reports whether a message with the given subject passes f. It does
-// not allocate.
+// not allocate, but for a SQL92 filter, which needs the message's
+// properties (MatchMessage): Match evaluates it on the subject alone, as
+// TAGS.
 func (f Filter) Match(subject string) bool {
 	switch f.kind {
 	case kindAll:
 		return true
+	case kindSQL:
+		return f.MatchMessage(subject, subjectOnly(subject))
 	case kindExact:
 		return subject == f.expr
 	case kindTags:
@@ -288,9 +297,9 @@ func matchWild(filter, subject string) bool {
 
 // WithHash returns f with the hash of each of its exact subjects computed
 // once by hash, for pre-checking the subject hash a store keeps in its index
-// (pass storage.SubjectHash).
+// (pass storage.SubjectHash), and its SQL92 expressions parsed once.
 func (f Filter) WithHash(hash func(string) uint32) HashFilter {
-	h := HashFilter{Filter: f}
+	h := HashFilter{Filter: f, sql: f.compile()}
 	for _, t := range f.Tags() {
 		h.hashes = append(h.hashes, hash(t))
 	}
@@ -301,7 +310,8 @@ func (f Filter) WithHash(hash func(string) uint32) HashFilter {
 // Make one with Filter.WithHash.
 type HashFilter struct {
 	Filter
-	hashes []uint32 // of Filter.Tags(); nil when it has none
+	hashes []uint32      // of Filter.Tags(); nil when it has none
+	sql    []*sql92.Expr // Filter's SQL92 expressions, parsed (Filter.compile)
 }
 
 // MatchHash reports whether a message whose subject has hash sum may pass

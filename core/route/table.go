@@ -49,7 +49,9 @@ type node[S comparable] struct {
 	subs     set[S]              // filters ending at this node
 }
 
-// Add adds the entry (topic, f, sub) and reports whether it was new.
+// Add adds the entry (topic, f, sub) and reports whether it was new. A
+// SQL92 filter (Filter.SQL92) needs a message's properties, which Match
+// does not have: it is not for a Table.
 func (t *Table[S]) Add(topic string, f Filter, sub S) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -6,6 +6,7 @@
 package native
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -64,6 +65,10 @@ type Server struct {
 	routeWatchers []func()                        // OnRoutesChange's, under mu
 	syncRoutes    func(ctx context.Context) error // SyncRoutesWith's, under mu
 	once          sync.Once
+
+	// sqlSubs are the SQL92 subscriptions of heartbeating groups, by
+	// group and topic (sql92.go), under mu.
+	sqlSubs map[string]map[string]route.Filter
 }
 
 // New makes the front-end over b.
@@ -291,6 +296,8 @@ func (s *Server) serve(ctx context.Context, c *remoting.Conn, user string, req *
 		return s.queryByKey(req)
 	case remoting.EndTransaction:
 		return s.endTransaction(ctx, user, req)
+	case remoting.CheckClientConfig:
+		return s.checkClientConfig(req)
 	case remoting.GetAllSubscriptionGroupConfig: // Ferry's answer: the group names
 		groups := []string{}
 		for _, g := range s.b.Groups() {
@@ -548,7 +555,7 @@ const pullFlagCommitOffset = 1 << 0
 
 func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *remoting.Command {
 	group, topic := req.Ext("consumerGroup"), req.Ext("topic")
-	filter, err := route.ParseFilter(req.Ext("subscription"))
+	filter, err := s.pullFilter(req)
 	if err != nil {
 		return req.Response(remoting.SubscriptionParseFailed, err.Error())
 	}
@@ -631,10 +638,8 @@ type heartbeatBody struct {
 		GroupName string `json:"groupName"`
 	} `json:"producerDataSet"`
 	ConsumerDataSet []struct {
-		GroupName           string `json:"groupName"`
-		SubscriptionDataSet []struct {
-			Topic string `json:"topic"`
-		} `json:"subscriptionDataSet"`
+		GroupName           string         `json:"groupName"`
+		SubscriptionDataSet []heartbeatSub `json:"subscriptionDataSet"`
 	} `json:"consumerDataSet"`
 }
 
@@ -654,7 +659,14 @@ func (s *Server) heartbeat(ctx context.Context, c *remoting.Conn, user string, r
 	}
 	s.producers.heartbeat(c, user, producerGroups)
 	newGroup := "" // one the connection had not heartbeated for: its retry route is registered before the answer
+	var badSub error // the first group whose subscription does not parse; it is left out
 	for _, cd := range hb.ConsumerDataSet {
+		sqlSubs, err := sqlSubscriptions(cd.GroupName, cd.SubscriptionDataSet)
+		if err != nil {
+			badSub = cmp.Or(badSub, err)
+			continue
+		}
+		s.setSQLSubscriptions(cd.GroupName, sqlSubs)
 		var topics []string
 		for _, sd := range cd.SubscriptionDataSet {
 			topics = append(topics, sd.Topic)
@@ -677,6 +689,9 @@ func (s *Server) heartbeat(ctx context.Context, c *remoting.Conn, user string, r
 	if newGroup != "" {
 		s.awaitRoutes(ctx, "group", newGroup)
 	}
+	if badSub != nil {
+		return req.Response(remoting.SubscriptionParseFailed, badSub.Error())
+	}
 	return req.Response(remoting.Success, "")
 }
 
@@ -686,6 +701,7 @@ func (s *Server) connClosed(c *remoting.Conn) {
 	s.mu.Lock()
 	groups := s.clients[c]
 	delete(s.clients, c)
+	s.forgetSQLSubscriptions(groups)
 	s.mu.Unlock()
 	for g, id := range groups {
 		s.b.ClientGone(g, id)
@@ -699,6 +715,7 @@ func (s *Server) unregisterClient(c *remoting.Conn, group, id string) {
 	mine := s.clients[c][group] == id
 	if mine {
 		delete(s.clients[c], group)
+		s.forgetSQLSubscriptions(map[string]string{group: id})
 	}
 	s.mu.Unlock()
 	if mine {
