@@ -658,7 +658,7 @@ func (s *Server) heartbeat(ctx context.Context, c *remoting.Conn, user string, r
 		producerGroups[i] = pd.GroupName
 	}
 	s.producers.heartbeat(c, user, producerGroups)
-	newGroup := "" // one the connection had not heartbeated for: its retry route is registered before the answer
+	newGroup := ""   // one the connection had not heartbeated for: its retry route is registered before the answer
 	var badSub error // the first group whose subscription does not parse; it is left out
 	for _, cd := range hb.ConsumerDataSet {
 		sqlSubs, err := sqlSubscriptions(cd.GroupName, cd.SubscriptionDataSet)
