@@ -188,3 +188,111 @@ func TestStateSurvivesKill9(t *testing.T) {
 		t.Fatal("the retained message was lost to kill -9")
 	}
 }
+
+// A transaction left unknown when the broker is killed with kill -9 is
+// still pending after the restart: the broker checks it with the producer
+// group, and the message the checker commits is delivered once; one rolled
+// back before the kill never is.
+func TestPendingTransactionSurvivesKill9(t *testing.T) {
+	bin := buildFerry(t)
+	data := filepath.Join(t.TempDir(), "data")
+	ns, native := freeAddr(t), freeAddr(t)
+	start := func() *ferryProc {
+		p := startFerry(t, bin, "serve", "--data-dir", data, "--namesrv-addr", ns, "--native-addr", native,
+			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--http-addr", "off",
+			"--transaction-check-delay", "1s", "--transaction-check-interval", "1s")
+		if !p.waitLog(`msg="ferry ready"`, time.Minute) {
+			t.Fatalf("ferry did not start:\n%s", p.log())
+		}
+		return p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := start()
+	admin, err := client.NewAdmin(client.WithNameServers(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for err := admin.CreateTopic(ctx, "payments", 2); err != nil; err = admin.CreateTopic(ctx, "payments", 2) {
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitRoute(t, ns, "payments")
+
+	// Before the kill the checker has no verdict: unknown. After it, it
+	// answers as the local transactions ended: the rollback is sent
+	// one-way and may not have reached the broker before the kill, and
+	// then it is the check that drops the message.
+	var verdict sync.Mutex
+	decided := false
+	checker := func(_ context.Context, m *client.MessageExt) client.TransactionState {
+		verdict.Lock()
+		defer verdict.Unlock()
+		switch {
+		case !decided:
+			return client.TransactionUnknown
+		case string(m.Body) == "dropped":
+			return client.TransactionRollback
+		default:
+			return client.TransactionCommit
+		}
+	}
+	txp, err := client.NewTransactionProducer(checker, client.WithNameServers(ns), client.WithGroup("payments-tx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txp.Close()
+	send := func(body string, st client.TransactionState) {
+		t.Helper()
+		if _, got, err := txp.SendInTransaction(ctx, &client.Message{Topic: "payments", Body: []byte(body)},
+			func(context.Context, *client.Message, client.SendResult) client.TransactionState { return st }); err != nil || got != st {
+			t.Fatalf("send %s: %v, %v", body, got, err)
+		}
+	}
+	send("pending", client.TransactionUnknown)
+	send("dropped", client.TransactionRollback)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, 10*time.Second)
+
+	verdict.Lock()
+	decided = true
+	verdict.Unlock()
+	start()
+	got := map[string]int{}
+	var mu sync.Mutex
+	arrived := make(chan struct{})
+	var once sync.Once
+	c, err := client.NewPushConsumer("payments-reader", client.WithNameServers(ns), client.WithConsumeFrom(client.ConsumeFromFirst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe("payments", "*", func(_ context.Context, m *client.MessageExt) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[string(m.Body)]++
+		if got["pending"] > 0 {
+			once.Do(func() { time.AfterFunc(1500*time.Millisecond, func() { close(arrived) }) })
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-arrived:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got["pending"] != 1 || len(got) != 1 {
+		t.Fatalf("after kill -9 and the check the reader got %v; want the committed message once and nothing else", got)
+	}
+}
