@@ -323,39 +323,41 @@ func (l *stateLog) snapshotLocked() (int64, error) {
 // about to delete (the guard then has nothing to write, which on a full
 // disk it might not manage).
 func (l *stateLog) renew() error {
-	last := l.store.LastSegment()
-	l.mu.Lock()
-	if l.keep >= last {
-		l.mu.Unlock()
-		return nil
-	}
-	at, err := l.snapshotLocked()
-	l.mu.Unlock()
-	if err != nil {
+	if _, err := l.snapshotBefore(l.store.LastSegment()); err != nil {
 		return fmt.Errorf("core: snapshot the state into the new segment: %w", err)
 	}
-	return l.store.WaitSynced(context.Background(), at)
+	return nil
 }
 
 // guard is the store's retention guard: before a segment ending at end is
 // deleted, a snapshot is written (and synced) if the replay still needs a
 // record in it.
 func (l *stateLog) guard(end int64) error {
+	wrote, err := l.snapshotBefore(end)
+	if err != nil {
+		return fmt.Errorf("core: snapshot the state before retention: %w", err)
+	}
+	if wrote {
+		l.logger.Info("core: wrote a snapshot of the state before retention deletes its old records", "segment-end", end)
+	}
+	return nil
+}
+
+// snapshotBefore writes a snapshot, and waits until it is on disk, when the
+// replay needs a record before log offset off. It reports whether it wrote
+// one.
+func (l *stateLog) snapshotBefore(off int64) (bool, error) {
 	l.mu.Lock()
-	if l.keep >= end {
+	if l.keep >= off {
 		l.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	at, err := l.snapshotLocked()
 	l.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("core: snapshot the state before retention: %w", err)
+		return false, err
 	}
-	if err := l.store.WaitSynced(context.Background(), at); err != nil {
-		return fmt.Errorf("core: snapshot the state before retention: %w", err)
-	}
-	l.logger.Info("core: wrote a snapshot of the state before retention deletes its old records", "segment-end", end)
-	return nil
+	return true, l.store.WaitSynced(context.Background(), at)
 }
 
 // isStateTopic reports whether topic is the state's.
