@@ -85,7 +85,7 @@ type ReadResult struct {
 // o.Use) at once, over the broker. A read whose ctx ends returns its error:
 // ctx is the reader's life (a connection's), o.Wait the poll's length.
 func (b *Broker) Read(ctx context.Context, topic string, queue int, offset int64, o ReadOptions) (ReadResult, error) {
-	if isStateTopic(topic) || IsHalfTopic(topic) {
+	if isInternalTopic(topic) {
 		return ReadResult{Next: offset}, fmt.Errorf("%w: %q is the broker's own", ErrUnknownTopic, topic)
 	}
 	n := max(1, min(o.Max, MaxRead))
@@ -188,7 +188,7 @@ func (f propertyFilter) Match(m *storage.Message) bool {
 // Offsets returns a queue's first and end offsets: messages [min, max)
 // are readable. A queue never written has 0, 0.
 func (b *Broker) Offsets(topic string, queue int) (min, max int64) {
-	if isStateTopic(topic) || IsHalfTopic(topic) {
+	if isInternalTopic(topic) {
 		return 0, 0
 	}
 	return b.store.Offsets(topic, queue)
@@ -197,7 +197,7 @@ func (b *Broker) Offsets(topic string, queue int) (min, max int64) {
 // OffsetForTime returns the first offset of a queue whose message was
 // stored at or after t, or the queue's end if none was.
 func (b *Broker) OffsetForTime(topic string, queue int, t time.Time) (int64, error) {
-	if isStateTopic(topic) || IsHalfTopic(topic) {
+	if isInternalTopic(topic) {
 		return 0, fmt.Errorf("%w: %q is the broker's own", ErrUnknownTopic, topic)
 	}
 	return b.store.OffsetForTime(topic, queue, t)

@@ -362,3 +362,7 @@ func (l *stateLog) snapshotBefore(off int64) (bool, error) {
 
 // isStateTopic reports whether topic is the state's.
 func isStateTopic(topic string) bool { return topic == stateTopic }
+
+// isInternalTopic reports whether topic is one of the core's own (the
+// state's, the half messages'), which no reader reaches.
+func isInternalTopic(topic string) bool { return isStateTopic(topic) || IsHalfTopic(topic) }
