@@ -170,10 +170,8 @@ func (s *Store) open() error {
 // loadLogID reads the log's identity, made at creation: message ids carry
 // it. It reports whether the store was created just now.
 func (s *Store) loadLogID() (uint64, bool, error) {
-	var id struct {
-		LogID uint64 `json:"log_id"`
-	}
-	ok, err := loadJSON(filepath.Join(s.dir, "store.json"), &id)
+	var id storeDoc
+	ok, err := loadJSON(s.storeDocPath(), &id)
 	if err != nil {
 		return 0, false, err
 	}
@@ -185,8 +183,15 @@ func (s *Store) loadLogID() (uint64, bool, error) {
 		return 0, false, fmt.Errorf("storage: %w", err)
 	}
 	id.LogID = binary.BigEndian.Uint64(b[:])
-	return id.LogID, true, saveJSON(filepath.Join(s.dir, "store.json"), id)
+	return id.LogID, true, saveJSON(s.storeDocPath(), id)
 }
+
+// storeDoc is store.json: the store's own document, its log's identity.
+type storeDoc struct {
+	LogID uint64 `json:"log_id"`
+}
+
+func (s *Store) storeDocPath() string { return filepath.Join(s.dir, "store.json") }
 
 // LogID is the identity of the store's log, part of every message id.
 func (s *Store) LogID() uint64 { return s.logID.Load() }
@@ -198,9 +203,7 @@ func (s *Store) SetLogID(id uint64) error {
 	if s.logID.Load() == id {
 		return nil
 	}
-	if err := saveJSON(filepath.Join(s.dir, "store.json"), struct {
-		LogID uint64 `json:"log_id"`
-	}{id}); err != nil {
+	if err := saveJSON(s.storeDocPath(), storeDoc{LogID: id}); err != nil {
 		return err
 	}
 	s.logID.Store(id)
