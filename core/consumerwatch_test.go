@@ -54,12 +54,6 @@ func TestOnConsumersChange(t *testing.T) {
 
 	b.ClientHeartbeat("g", "c2", nil)
 	expect("another client", "g")
-	deadline := time.Now().Add(10 * time.Second)
-	for len(b.ConsumerIDs("g")) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("a silent client was not dropped")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "a silent client dropped", func() bool { return len(b.ConsumerIDs("g")) == 0 })
 	expect("silent client dropped", "g")
 }
