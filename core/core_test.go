@@ -49,7 +49,15 @@ type testBroker struct {
 
 func openBroker(t testing.TB, dir string, cfg Config) *testBroker {
 	t.Helper()
-	st, err := storage.Open(dir, storage.Options{SegmentSize: 8 << 20, Logger: cfg.Logger})
+	return openBrokerOn(t, dir, cfg, storage.Options{SegmentSize: 8 << 20})
+}
+
+// openBrokerOn is openBroker over a store opened with so (its Logger is
+// cfg's).
+func openBrokerOn(t testing.TB, dir string, cfg Config, so storage.Options) *testBroker {
+	t.Helper()
+	so.Logger = cfg.Logger
+	st, err := storage.Open(dir, so)
 	if err != nil {
 		t.Fatal(err)
 	}

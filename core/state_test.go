@@ -78,18 +78,8 @@ func TestStateOutlivesRetention(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.FlushInterval = time.Hour // the janitor does not renew: the guard must
 	open := func() *testBroker {
-		st, err := storage.Open(dir, storage.Options{SegmentSize: 1 << 20, MaxMessageSize: 64 << 10,
-			RetentionAge: time.Hour, RetentionDiskRatio: 1, Logger: cfg.Logger})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := New(st, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tb := &testBroker{Broker: b, dir: dir, store: st}
-		t.Cleanup(func() { tb.close(t) })
-		return tb
+		return openBrokerOn(t, dir, cfg, storage.Options{SegmentSize: 1 << 20, MaxMessageSize: 64 << 10,
+			RetentionAge: time.Hour, RetentionDiskRatio: 1})
 	}
 	b := open()
 	if _, err := b.CreateTopic("kept", 2); err != nil {
@@ -258,17 +248,8 @@ func TestCommittedOffsetsOutliveRestart(t *testing.T) {
 // Once appends go to a new segment, the janitor writes the state into it:
 // old segments hold no live state while the disk still has room.
 func TestStateRenewsIntoTheNewSegment(t *testing.T) {
-	cfg := testConfig(t)
-	st, err := storage.Open(t.TempDir(), storage.Options{SegmentSize: 1 << 20, MaxMessageSize: 64 << 10, Logger: cfg.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	b, err := New(st, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openBrokerOn(t, t.TempDir(), testConfig(t), storage.Options{SegmentSize: 1 << 20, MaxMessageSize: 64 << 10})
+	st := b.store
 	if _, err := b.CreateTopic("kept", 1); err != nil {
 		t.Fatal(err)
 	}
