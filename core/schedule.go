@@ -54,15 +54,17 @@ type scheduler struct {
 // "core/schedule/Q" is the next offset of hop queue Q.
 const schedulePrefix = coreNamespace + "/schedule/"
 
+func scheduleKey(q int) string { return schedulePrefix + strconv.Itoa(q) }
+
 func schedulePos(q int, off int64) stateChange {
-	return stateChange{key: schedulePrefix + strconv.Itoa(q), val: strconv.AppendInt(nil, off, 10)}
+	return stateChange{key: scheduleKey(q), val: strconv.AppendInt(nil, off, 10)}
 }
 
 func newScheduler(b *Broker) (*scheduler, error) {
 	s := &scheduler{b: b, pos: make([]int64, len(hops))}
 	for q := range hops {
 		var saved int64
-		if raw := b.state.get(schedulePos(q, 0).key); raw != nil {
+		if raw := b.state.get(scheduleKey(q)); raw != nil {
 			if err := json.Unmarshal(raw, &saved); err != nil {
 				return nil, fmt.Errorf("core: load the scheduler's position in queue %d: %w", q, err)
 			}
