@@ -778,7 +778,8 @@ func willOf(w mochi.Will, props packets.Properties) *willState {
 	if w.Flag == 0 || w.TopicName == "" {
 		return nil
 	}
-	mp := mqttProps(props)
+	mp := map[string]string{}
+	addMQTTProps(mp, props)
 	if len(mp) == 0 {
 		mp = nil
 	}
