@@ -3,7 +3,6 @@ package mqtt
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
@@ -188,9 +187,5 @@ func clip(s string) string {
 	if len(s) <= 64 {
 		return s
 	}
-	n := 64
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "..."
+	return cutUTF8(s, 64) + "..."
 }
