@@ -334,6 +334,19 @@ func nativeFlagSet(t *testing.T, args ...string) *pflag.FlagSet {
 	return fs
 }
 
+// nativeWant is the configuration both TestNativeSection's file and
+// TestNativeDeprecatedKeys' old keys describe.
+func nativeWant() Config {
+	want := Default()
+	want.NamesrvMaxConnections = 20
+	want.Native.Addr, want.Native.TLSCert, want.Native.TLSKey = "127.0.0.1:7000", "/etc/ferry/cert.pem", "/etc/ferry/key.pem"
+	want.Native.AdvertiseAddr = "broker-a:7000"
+	want.Native.MaxConnections, want.Native.MaxFrame, want.Native.MaxInFlight = 30, 2048, 4
+	want.Native.FirstRequestTimeout, want.Native.IdleTimeout = 3*time.Second, time.Minute
+	want.Native.MaxQueuedBytes, want.Native.MaxReadingBytes = 5000, 6000
+	return want
+}
+
 func TestNativeSection(t *testing.T) {
 	d := Default()
 	if d.Native.Addr != ":10911" || d.Native.MaxFrame != 16<<20 || d.NamesrvMaxConnections != 10000 || d.Native.MaxConnections != 10000 {
@@ -357,13 +370,7 @@ native:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Default()
-	want.NamesrvMaxConnections = 20
-	want.Native.Addr, want.Native.TLSCert, want.Native.TLSKey = "127.0.0.1:7000", "/etc/ferry/cert.pem", "/etc/ferry/key.pem"
-	want.Native.AdvertiseAddr = "broker-a:7000"
-	want.Native.MaxConnections, want.Native.MaxFrame, want.Native.MaxInFlight = 30, 2048, 4
-	want.Native.FirstRequestTimeout, want.Native.IdleTimeout = 3*time.Second, time.Minute
-	want.Native.MaxQueuedBytes, want.Native.MaxReadingBytes = 5000, 6000
+	want := nativeWant()
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got  %+v\nwant %+v", cfg, want)
 	}
@@ -389,13 +396,7 @@ namesrv-max-connections: 20
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Default()
-	want.NamesrvMaxConnections = 20
-	want.Native.Addr, want.Native.TLSCert, want.Native.TLSKey = "127.0.0.1:7000", "/etc/ferry/cert.pem", "/etc/ferry/key.pem"
-	want.Native.AdvertiseAddr = "broker-a:7000"
-	want.Native.MaxConnections, want.Native.MaxFrame, want.Native.MaxInFlight = 30, 2048, 4
-	want.Native.FirstRequestTimeout, want.Native.IdleTimeout = 3*time.Second, time.Minute
-	want.Native.MaxQueuedBytes, want.Native.MaxReadingBytes = 5000, 6000
+	want := nativeWant()
 	notes := cfg.Notes
 	cfg.Notes = nil
 	if !reflect.DeepEqual(cfg, want) {

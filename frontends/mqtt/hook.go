@@ -210,7 +210,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 			}
 			st.Username, st.Version, st.Expiry, st.Connected, st.Left = ss.user, cl.Properties.ProtocolVersion, expiry, true, 0
 			st.Subs = subList(ss.subs)
-			st.Will = willOf(cl.Properties.Will, willProps(pk))
+			st.Will = willOf(cl.Properties.Will, ss.willProps)
 			return cl.ID, ""
 		})
 		_ = s.state.wait(ctx, gen)
@@ -778,7 +778,8 @@ func willOf(w mochi.Will, props packets.Properties) *willState {
 	if w.Flag == 0 || w.TopicName == "" {
 		return nil
 	}
-	mp := mqttProps(props)
+	mp := map[string]string{}
+	addMQTTProps(mp, props)
 	if len(mp) == 0 {
 		mp = nil
 	}

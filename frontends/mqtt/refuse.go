@@ -28,10 +28,15 @@ func cleanReason(s string) string {
 		}
 		return r
 	}, s)
-	if len(s) <= maxReason {
+	return cutUTF8(s, maxReason)
+}
+
+// cutUTF8 returns s cut to at most n bytes at a character boundary, so
+// that valid UTF-8 stays valid.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	n := maxReason
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"hash/fnv"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -528,7 +527,7 @@ func inProperties(cl *mochi.Client, pk *packets.Packet) map[string]string {
 	for _, u := range pk.Properties.User {
 		p[u.Key] = u.Val
 	}
-	maps.Copy(p, mqttProps(pk.Properties))
+	addMQTTProps(p, pk.Properties)
 	p[propQoS] = strconv.Itoa(int(pk.FixedHeader.Qos))
 	p[propClient] = cl.ID
 	if pk.FixedHeader.Retain {
@@ -540,11 +539,11 @@ func inProperties(cl *mochi.Client, pk *packets.Packet) map[string]string {
 	return p
 }
 
-// mqttProps maps the MQTT 5 properties of a message that travel with it
-// (content type, response topic, correlation data, payload format) onto
-// core properties; user properties and expiry are not among them.
-func mqttProps(pp packets.Properties) map[string]string {
-	p := map[string]string{}
+// addMQTTProps adds to p the MQTT 5 properties of a message that travel
+// with it (content type, response topic, correlation data, payload format)
+// as core properties; user properties and expiry are not among them. It
+// fills the caller's map: on the publish path that is the message's own.
+func addMQTTProps(p map[string]string, pp packets.Properties) {
 	if pp.ContentType != "" {
 		p[propContentType] = pp.ContentType
 	}
@@ -557,7 +556,6 @@ func mqttProps(pp packets.Properties) map[string]string {
 	if pp.PayloadFormatFlag {
 		p[propFormat] = strconv.Itoa(int(pp.PayloadFormat))
 	}
-	return p
 }
 
 // keptProps are the properties of a retained message kept with it: all but

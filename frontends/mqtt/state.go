@@ -77,18 +77,18 @@ type stateStore struct {
 	docs   *core.State
 	logger *slog.Logger
 
-	mu         sync.Mutex
-	sessions   map[string]*sessionState
-	retained   map[string]retainedState
-	dirtySess  map[string]struct{} // client ids whose session changed
-	dirtyRetai map[string]struct{} // topics whose retained message changed
-	gen        uint64              // bumped by every change
-	saved      uint64              // the gen the last save covered
-	err        error               // of the last save
-	done       chan struct{}
-	kick       chan struct{}
-	closed     bool
-	wg         sync.WaitGroup
+	mu        sync.Mutex
+	sessions  map[string]*sessionState
+	retained  map[string]retainedState
+	dirtySess map[string]struct{} // client ids whose session changed
+	dirtyRet  map[string]struct{} // topics whose retained message changed
+	gen       uint64              // bumped by every change
+	saved     uint64              // the gen the last save covered
+	err       error               // of the last save
+	done      chan struct{}
+	kick      chan struct{}
+	closed    bool
+	wg        sync.WaitGroup
 }
 
 const (
@@ -107,7 +107,7 @@ func openState(b *core.Broker, logger *slog.Logger) (*stateStore, error) {
 		return nil, err
 	}
 	st := &stateStore{docs: docs, logger: logger, sessions: map[string]*sessionState{},
-		retained: map[string]retainedState{}, dirtySess: map[string]struct{}{}, dirtyRetai: map[string]struct{}{},
+		retained: map[string]retainedState{}, dirtySess: map[string]struct{}{}, dirtyRet: map[string]struct{}{},
 		done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	var old []string
 	err = docs.Each(func(key string, value json.RawMessage) error {
@@ -189,7 +189,7 @@ func (st *stateStore) update(fn func() (session, retained string)) uint64 {
 		st.dirtySess[s] = struct{}{}
 	}
 	if r != "" {
-		st.dirtyRetai[r] = struct{}{}
+		st.dirtyRet[r] = struct{}{}
 	}
 	st.gen++
 	if !st.closed {
@@ -231,8 +231,8 @@ func (st *stateStore) writer() {
 
 func (st *stateStore) saveOnce() {
 	st.mu.Lock()
-	gen, sess, ret := st.gen, st.dirtySess, st.dirtyRetai
-	st.dirtySess, st.dirtyRetai = map[string]struct{}{}, map[string]struct{}{}
+	gen, sess, ret := st.gen, st.dirtySess, st.dirtyRet
+	st.dirtySess, st.dirtyRet = map[string]struct{}{}, map[string]struct{}{}
 	changes := make([]core.Change, 0, len(sess)+len(ret))
 	var err error
 	for id := range sess {
@@ -259,16 +259,12 @@ func (st *stateStore) saveOnce() {
 	}
 	if err != nil {
 		st.logger.Error("mqtt: saving session state failed; will retry on the next change", "err", err)
-		st.mu.Lock()
-		for id := range sess {
-			st.dirtySess[id] = struct{}{}
-		}
-		for topic := range ret {
-			st.dirtyRetai[topic] = struct{}{}
-		}
-		st.mu.Unlock()
 	}
 	st.mu.Lock()
+	if err != nil { // written again with the next change
+		maps.Copy(st.dirtySess, sess)
+		maps.Copy(st.dirtyRet, ret)
+	}
 	st.saved, st.err = gen, err
 	close(st.done)
 	st.done = make(chan struct{})

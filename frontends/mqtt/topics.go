@@ -3,7 +3,6 @@ package mqtt
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/route"
@@ -23,6 +22,10 @@ type Rule struct {
 // its own; an MQTT first level of that name is refused (it would map onto
 // the same core topic), so the mapping stays reversible.
 const RootTopic = "mqtt-root"
+
+// errRootReserved refuses an MQTT topic or filter whose first level is
+// RootTopic.
+var errRootReserved = fmt.Errorf("first level %q is reserved: it is the core topic of topics starting with '/'", RootTopic)
 
 // mapper maps MQTT topic names and filters onto core topics and subjects:
 // by the first rule whose prefix matches, else by the first level (MQTT
@@ -69,7 +72,7 @@ func (m *mapper) toCore(name string) (topic, subject string, err error) {
 		return RootTopic, subject, nil
 	}
 	if topic == RootTopic {
-		return "", "", fmt.Errorf("first level %q is reserved: it is the core topic of topics starting with '/'", RootTopic)
+		return "", "", errRootReserved
 	}
 	if err := core.ValidTopic(topic); err != nil {
 		return "", "", fmt.Errorf("first level %q is not a Ferry topic name (letters, digits, '_', '-', '|', at most 127): %v", clip(topic), err)
@@ -121,7 +124,7 @@ func (m *mapper) filter(f string) (core.GroupSub, error) {
 	case first == "":
 		return subjectFilter(RootTopic, rest) // `/` and `/…` (more is true)
 	case first == RootTopic:
-		return core.GroupSub{}, fmt.Errorf("first level %q is reserved: it is the core topic of topics starting with '/'", RootTopic)
+		return core.GroupSub{}, errRootReserved
 	case !more:
 		return core.GroupSub{Topic: first, Filter: route.Exact("")}, nil
 	}
@@ -188,9 +191,5 @@ func clip(s string) string {
 	if len(s) <= 64 {
 		return s
 	}
-	n := 64
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "..."
+	return cutUTF8(s, 64) + "..."
 }

@@ -126,36 +126,25 @@ func (n not) eval(p Properties) (value, bool) {
 
 // eval of AND: false as soon as an operand is false (the rest is not
 // evaluated), else unknown if one was unknown, else true.
-func (n and) eval(p Properties) (value, bool) {
-	unknown := false
-	for _, x := range n.xs {
-		v, ok := x.eval(p)
-		switch {
-		case !ok:
-			return null, false
-		case v.kind == vBool && !v.b:
-			return vfalse, true
-		case v.kind != vBool:
-			unknown = true
-		}
-	}
-	if unknown {
-		return null, true
-	}
-	return vtrue, true
-}
+func (n and) eval(p Properties) (value, bool) { return connective(n.xs, p, false) }
 
 // eval of OR: true as soon as an operand is true, else unknown if one was
 // unknown, else false.
-func (n or) eval(p Properties) (value, bool) {
+func (n or) eval(p Properties) (value, bool) { return connective(n.xs, p, true) }
+
+// connective evaluates AND (decisive false) and OR (decisive true) under
+// SQL's three-valued logic: the first operand equal to decisive ends the
+// evaluation with it; otherwise the result is unknown if an operand was
+// unknown, else !decisive.
+func connective(xs []node, p Properties, decisive bool) (value, bool) {
 	unknown := false
-	for _, x := range n.xs {
+	for _, x := range xs {
 		v, ok := x.eval(p)
 		switch {
 		case !ok:
 			return null, false
-		case v.kind == vBool && v.b:
-			return vtrue, true
+		case v.kind == vBool && v.b == decisive:
+			return boolean(decisive), true
 		case v.kind != vBool:
 			unknown = true
 		}
@@ -163,7 +152,7 @@ func (n or) eval(p Properties) (value, bool) {
 	if unknown {
 		return null, true
 	}
-	return vfalse, true
+	return boolean(!decisive), true
 }
 
 func (n compare) eval(p Properties) (value, bool) {

@@ -127,51 +127,33 @@ func clip(s string) string {
 
 // or: and (OR and)*
 func (p *parser) or() (node, error) {
-	first := p.peek(0)
-	n, err := p.and()
-	if err != nil {
-		return nil, err
-	}
-	if p.peek(0).kind != tOr {
-		return n, nil
-	}
-	if n, err = p.asBoolean(n, first); err != nil {
-		return nil, err
-	}
-	xs := []node{n}
-	for p.peek(0).kind == tOr {
-		p.take()
-		t := p.peek(0)
-		r, err := p.and()
-		if err != nil {
-			return nil, err
-		}
-		if r, err = p.asBoolean(r, t); err != nil {
-			return nil, err
-		}
-		xs = append(xs, r)
-	}
-	return or{xs}, nil
+	return p.chain(tOr, p.and, func(xs []node) node { return or{xs} })
 }
 
 // and: equality (AND equality)*
 func (p *parser) and() (node, error) {
+	return p.chain(tAnd, p.equality, func(xs []node) node { return and{xs} })
+}
+
+// chain parses operand (op operand)*: one operand alone is returned as it
+// is; two or more must each be boolean, and join makes their node.
+func (p *parser) chain(op tokKind, operand func() (node, error), join func([]node) node) (node, error) {
 	first := p.peek(0)
-	n, err := p.equality()
+	n, err := operand()
 	if err != nil {
 		return nil, err
 	}
-	if p.peek(0).kind != tAnd {
+	if p.peek(0).kind != op {
 		return n, nil
 	}
 	if n, err = p.asBoolean(n, first); err != nil {
 		return nil, err
 	}
 	xs := []node{n}
-	for p.peek(0).kind == tAnd {
+	for p.peek(0).kind == op {
 		p.take()
 		t := p.peek(0)
-		r, err := p.equality()
+		r, err := operand()
 		if err != nil {
 			return nil, err
 		}
@@ -180,7 +162,7 @@ func (p *parser) and() (node, error) {
 		}
 		xs = append(xs, r)
 	}
-	return and{xs}, nil
+	return join(xs), nil
 }
 
 // equality: comparison ( = comparison | <> comparison | IS [NOT] NULL )*
