@@ -128,10 +128,7 @@ func waitSent(t *testing.T, s *Server) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s.notify.mu.Lock()
-		n := len(s.notify.sending)
-		s.notify.mu.Unlock()
-		if n == 0 {
+		if s.sends.idle() {
 			return
 		}
 		if time.Now().After(deadline) {
