@@ -445,13 +445,14 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	if created != "" && werr == nil && s.b.HasTopic(created) {
 		s.awaitRoutes(ctx, "topic", created)
 	}
+	host := s.host() // once: it takes s.mu, which every heartbeat and pull takes too
 	for i, res := range results {
 		switch {
 		case res == nil:
 		case werr != nil:
 			resps[i] = reqs[i].Response(remoting.SystemError, werr.Error())
 		default:
-			resps[i] = sendResponse(reqs[i], res, s.host())
+			resps[i] = sendResponse(reqs[i], res, host)
 		}
 	}
 	return resps
