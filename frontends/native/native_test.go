@@ -25,8 +25,9 @@ func start(t *testing.T) (*core.Broker, *remoting.Client) {
 	return s.b, c
 }
 
-// startServer serves a new broker on a free port and dials it; a, when
-// not nil, checks the requests.
+// startServer serves a new broker on a free port and dials it, and
+// returns once Serve has set its Addr; a, when not nil, checks the
+// requests.
 func startServer(t *testing.T, a *auth.Authenticator) (*Server, *remoting.Client) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -46,6 +47,11 @@ func startServer(t *testing.T, a *auth.Authenticator) (*Server, *remoting.Client
 		s.Close()
 		b.Close()
 	})
+	for deadline := time.Now().Add(5 * time.Second); s.Addr() == ""; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) { // Serve sets it as it starts
+			t.Fatal("Serve never set the address")
+		}
+	}
 	return s, c
 }
 

@@ -40,20 +40,10 @@ func notified(t *testing.T, s *Server, group string) (*remoting.Client, *atomic.
 	return c, &n
 }
 
-// startNotified serves a broker and waits for its address.
-func startNotified(t *testing.T) *Server {
-	t.Helper()
-	s, _ := startServer(t, nil)
-	for s.Addr() == "" {
-		time.Sleep(time.Millisecond)
-	}
-	return s
-}
-
 // A change to a group's consumers is told to every connection that
 // heartbeated for the group, and to no other.
 func TestNotifyConsumerIdsChanged(t *testing.T) {
-	s := startNotified(t)
+	s, _ := startServer(t, nil)
 	c1, n1 := notified(t, s, "g")
 	c2, n2 := notified(t, s, "g")
 	other, nOther := notified(t, s, "g")
@@ -75,7 +65,7 @@ func TestNotifyConsumerIdsChanged(t *testing.T) {
 // However many changes a round gathered, a connection hears of each group
 // once. The rounds are made by hand here: the window does not count.
 func TestNotifyCoalesces(t *testing.T) {
-	s := startNotified(t)
+	s, _ := startServer(t, nil)
 	s.notify.mu.Lock()
 	s.notify.running = true // no run goroutine: flush makes the rounds
 	s.notify.mu.Unlock()
