@@ -30,8 +30,18 @@ func start(t *testing.T) (*core.Broker, *remoting.Client) {
 // requests.
 func startServer(t *testing.T, a *auth.Authenticator) (*Server, *remoting.Client) {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := coretest.New(t, core.Config{AutoCreateTopics: true, Logger: logger})
+	return startServerWith(t, core.Config{AutoCreateTopics: true}, a)
+}
+
+// startServerWith is startServer over a core configured by cfg (quiet
+// when cfg has no Logger).
+func startServerWith(t *testing.T, cfg core.Config, a *auth.Authenticator) (*Server, *remoting.Client) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	logger := cfg.Logger
+	b := coretest.New(t, cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

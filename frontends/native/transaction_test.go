@@ -1,18 +1,13 @@
 package native
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/core/coretest"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -38,20 +33,8 @@ func pullQueue0(t *testing.T, c *remoting.Client, topic string) *remoting.Comman
 }
 
 func TestTransactionOverTheWire(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := coretest.New(t, core.Config{AutoCreateTopics: true, Logger: logger,
-		TransactionCheckDelay: 50 * time.Millisecond, TransactionCheckInterval: 50 * time.Millisecond})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(b, Options{Logger: logger})
-	go s.Serve(ln)
-	c, err := remoting.Dial(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
+	_, c := startServerWith(t, core.Config{AutoCreateTopics: true,
+		TransactionCheckDelay: 50 * time.Millisecond, TransactionCheckInterval: 50 * time.Millisecond}, nil)
 
 	checks := make(chan *remoting.Command, 8)
 	c.HandleRequests(func(req *remoting.Command) *remoting.Command {
