@@ -57,12 +57,21 @@ func startServerWith(t *testing.T, cfg core.Config, a *auth.Authenticator) (*Ser
 		s.Close()
 		b.Close()
 	})
-	for deadline := time.Now().Add(5 * time.Second); s.Addr() == ""; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) { // Serve sets it as it starts
-			t.Fatal("Serve never set the address")
-		}
+	if !waitFor(func() bool { return s.Addr() != "" }) { // Serve sets it as it starts
+		t.Fatal("Serve never set the address")
 	}
 	return s, c
+}
+
+// waitFor polls cond until it holds, for up to 10 s; false when it never
+// did. The caller says what did not happen.
+func waitFor(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 func call(t *testing.T, c *remoting.Client, req *remoting.Command) *remoting.Command {

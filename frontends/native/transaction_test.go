@@ -88,30 +88,21 @@ func TestTransactionOverTheWire(t *testing.T) {
 	// The broker counts a check once it has asked: the count may lag the
 	// check's arrival by a moment (and the next check may come meanwhile).
 	checked := regexp.MustCompile(`^pending: [1-9][0-9]* checks made`)
-	for st, deadline := view(), time.Now().Add(10*time.Second); !checked.MatchString(st); st = view() {
-		if time.Now().After(deadline) {
-			t.Fatalf("a half message's state once checked: %q", st)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var st string
+	if !waitFor(func() bool { st = view(); return checked.MatchString(st) }) {
+		t.Fatalf("a half message's state once checked: %q", st)
 	}
 	if err := c.InvokeOneway(endTx("pg", off, "u-check", txCommit, true)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := pullQueue0(t, c, "tx")
-		if r.Code == remoting.Success {
-			if n := len(decodeStored(t, r.Body)); n != 1 {
-				t.Fatalf("%d messages after the commit, want 1", n)
-			}
-			if st := view(); st != "resolved" {
-				t.Fatalf("a committed half message's state: %q", st)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the committed message never came")
-		}
-		time.Sleep(10 * time.Millisecond)
+	var r *remoting.Command
+	if !waitFor(func() bool { r = pullQueue0(t, c, "tx"); return r.Code == remoting.Success }) {
+		t.Fatal("the committed message never came")
+	}
+	if n := len(decodeStored(t, r.Body)); n != 1 {
+		t.Fatalf("%d messages after the commit, want 1", n)
+	}
+	if st := view(); st != "resolved" {
+		t.Fatalf("a committed half message's state: %q", st)
 	}
 }
