@@ -246,15 +246,8 @@ func TestRegisterWithoutListener(t *testing.T) {
 	k := key(t, "the cluster's shared secret")
 	ns, nsAddr := startNameServer(t, k)
 	start := func(name, advertise string) *cluster.Registrar {
-		r, err := cluster.NewRegistrar(newCore(t), cluster.RegistrarOptions{Identity: cluster.Identity{Cluster: "east", Name: name},
-			NameServers: []string{nsAddr}, Interval: 20 * time.Millisecond, Advertise: advertise, ClusterKey: k,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Start()
-		t.Cleanup(func() { r.Close() })
-		return r
+		return startRegistrar(t, newCore(t), cluster.RegistrarOptions{Identity: cluster.Identity{Cluster: "east", Name: name},
+			NameServers: []string{nsAddr}, Interval: 20 * time.Millisecond, Advertise: advertise, ClusterKey: k})
 	}
 	a, b := start("broker-a", ""), start("broker-b", "")
 	proxied := start("broker-p", "127.0.0.1:1")
@@ -310,19 +303,36 @@ ferry_cluster_namesrvs_registered 1
 	}
 }
 
+// startRegistrar starts a registrar of b, quiet unless opts has a
+// Logger, closed when the test ends.
+func startRegistrar(t *testing.T, b *core.Broker, opts cluster.RegistrarOptions) *cluster.Registrar {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r, err := cluster.NewRegistrar(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Start()
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// hourly registers broker name, reachable at a made-up address, with the
+// NameServer at ns: at the start, and then only when something changes
+// within the test.
+func hourly(name, ns string) cluster.RegistrarOptions {
+	return cluster.RegistrarOptions{Identity: cluster.Identity{Name: name}, NameServers: []string{ns},
+		Interval: time.Hour, Advertise: "127.0.0.1:1"}
+}
+
 // A topic created on the core is registered at once, not at the next
 // interval.
 func TestRegisterOnTopicChange(t *testing.T) {
 	_, nsAddr := startNameServer(t, nil)
 	b := newCore(t)
-	r, err := cluster.NewRegistrar(b, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
-		NameServers: []string{nsAddr}, Interval: time.Hour, Advertise: "127.0.0.1:1",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Start()
-	defer r.Close()
+	startRegistrar(t, b, hourly("broker-a", nsAddr))
 	eventually(t, "the first registration", func() bool { return brokersOf(t, nsAddr, "devices")["broker-a"] != "" })
 	if _, err := b.CreateTopic("new", 2); err != nil {
 		t.Fatal(err)

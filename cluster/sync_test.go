@@ -2,8 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -17,14 +15,7 @@ import (
 func TestSyncRegistersBeforeReturning(t *testing.T) {
 	_, nsAddr := startNameServer(t, nil)
 	b := newCore(t)
-	r, err := cluster.NewRegistrar(b, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
-		NameServers: []string{nsAddr}, Interval: time.Hour, Advertise: "127.0.0.1:1",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Start()
-	defer r.Close()
+	r := startRegistrar(t, b, hourly("broker-a", nsAddr))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i, topic := range []string{"first", "second", "third"} {
@@ -49,14 +40,7 @@ func TestSyncReportsFailure(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close() // nothing listens there
-	r, err := cluster.NewRegistrar(newCore(t), cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
-		NameServers: []string{dead}, Interval: time.Hour, Advertise: "127.0.0.1:1",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Start()
-	defer r.Close()
+	r := startRegistrar(t, newCore(t), hourly("broker-a", dead))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := r.Sync(ctx); err == nil {

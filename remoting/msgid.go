@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 )
 
 // RocketMQ's offsetMsgId: the address of the broker that stored a message
@@ -22,7 +21,8 @@ const (
 // FormatOffsetMsgID is the offsetMsgId of the message at logOffset in the
 // log of the broker whose store host is ip:port.
 func FormatOffsetMsgID(ip net.IP, port int, logOffset int64) string {
-	b := make([]byte, 0, 28)
+	var buf [16 + 4 + 8]byte // on the stack: every send's answer makes one
+	b := buf[:0]
 	if ip4 := ip.To4(); ip4 != nil {
 		b = append(b, ip4...)
 	} else {
@@ -30,7 +30,12 @@ func FormatOffsetMsgID(ip net.IP, port int, logOffset int64) string {
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(port))
 	b = binary.BigEndian.AppendUint64(b, uint64(logOffset))
-	return strings.ToUpper(hex.EncodeToString(b))
+	const upperHex = "0123456789ABCDEF"
+	out := make([]byte, 2*len(b))
+	for i, v := range b {
+		out[2*i], out[2*i+1] = upperHex[v>>4], upperHex[v&0xf]
+	}
+	return string(out)
 }
 
 // ParseOffsetMsgID splits an offsetMsgId into the address of the broker

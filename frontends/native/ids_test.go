@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -39,14 +38,10 @@ func TestSendAnswersOffsetMsgID(t *testing.T) {
 		t.Fatalf("view by id %s: %v %+v", id, view, msgs)
 	}
 	var q *remoting.Command
-	deadline := time.Now().Add(5 * time.Second)
-	for { // the key index follows the log
+	waitFor(func() bool { // the key index follows the log
 		q = call(t, c, remoting.NewRequest(remoting.QueryMessage, map[string]string{"topic": "ids", "key": "u1", "maxNum": "1"}, nil))
-		if q.Code != remoting.QueryNotFound || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return q.Code != remoting.QueryNotFound
+	})
 	if msgs := decodeStored(t, q.Body); q.Code != remoting.Success || len(msgs) != 1 || string(msgs[0].body) != "one" ||
 		msgs[0].props["KEYS"] != "k1 k2" || msgs[0].props["UNIQ_KEY"] != "u1" {
 		t.Fatalf("query by UNIQ_KEY: %v %+v", q, msgs)

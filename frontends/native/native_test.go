@@ -25,12 +25,23 @@ func start(t *testing.T) (*core.Broker, *remoting.Client) {
 	return s.b, c
 }
 
-// startServer serves a new broker on a free port and dials it; a, when
-// not nil, checks the requests.
+// startServer serves a new broker on a free port and dials it, and
+// returns once Serve has set its Addr; a, when not nil, checks the
+// requests.
 func startServer(t *testing.T, a *auth.Authenticator) (*Server, *remoting.Client) {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := coretest.New(t, core.Config{AutoCreateTopics: true, Logger: logger})
+	return startServerWith(t, core.Config{AutoCreateTopics: true}, a)
+}
+
+// startServerWith is startServer over a core configured by cfg (quiet
+// when cfg has no Logger).
+func startServerWith(t *testing.T, cfg core.Config, a *auth.Authenticator) (*Server, *remoting.Client) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	logger := cfg.Logger
+	b := coretest.New(t, cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +57,21 @@ func startServer(t *testing.T, a *auth.Authenticator) (*Server, *remoting.Client
 		s.Close()
 		b.Close()
 	})
+	if !waitFor(func() bool { return s.Addr() != "" }) { // Serve sets it as it starts
+		t.Fatal("Serve never set the address")
+	}
 	return s, c
+}
+
+// waitFor polls cond until it holds, for up to 10 s; false when it never
+// did. The caller says what did not happen.
+func waitFor(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 func call(t *testing.T, c *remoting.Client, req *remoting.Command) *remoting.Command {

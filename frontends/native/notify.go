@@ -3,7 +3,6 @@ package native
 import (
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ferrymq/ferry/remoting"
@@ -21,31 +20,28 @@ const notifyWindow = 200 * time.Millisecond
 // once instead of at their next periodic rebalance, so that two members
 // do not read one queue, nor none a queue, for that long.
 //
-// Goroutines: run, started by the first change and stopped by stop; and
-// one send per connection at a time, which stop waits for. A send to a
-// peer that does not read blocks only its own goroutine until the
-// connection's limits close it; meanwhile that connection misses the
-// notifications of later rounds (its client still rebalances
-// periodically).
+// Goroutines: run, started by the first change and stopped by stop; the
+// sends are sends' (one per connection at a time: a connection whose
+// previous notification is still writing misses the later rounds' until
+// it is written, and its client still rebalances periodically).
 type notifier struct {
 	window time.Duration
 	conns  func(group string) []*remoting.Conn // the connections to tell of group
+	sends  *serverSends
 	logger *slog.Logger
-	opaque atomic.Int32
 
 	mu      sync.Mutex
-	changed map[string]bool         // groups changed since the last round
-	sending map[*remoting.Conn]bool // connections a send is writing to
-	running bool                    // run was started (or a test makes the rounds)
+	changed map[string]bool // groups changed since the last round
+	running bool            // run was started (or a test makes the rounds)
 	stopped bool
 	kick    chan struct{}  // a group changed; capacity 1
 	quit    chan struct{}  // closed by stop
-	wg      sync.WaitGroup // run and the sends
+	wg      sync.WaitGroup // run
 }
 
-func newNotifier(conns func(string) []*remoting.Conn, logger *slog.Logger) *notifier {
-	return &notifier{window: notifyWindow, conns: conns, logger: logger, changed: map[string]bool{},
-		sending: map[*remoting.Conn]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{})}
+func newNotifier(conns func(string) []*remoting.Conn, sends *serverSends, logger *slog.Logger) *notifier {
+	return &notifier{window: notifyWindow, conns: conns, sends: sends, logger: logger, changed: map[string]bool{},
+		kick: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
 // groupChanged records that group's consumers changed. It is the core's
@@ -90,7 +86,7 @@ func (n *notifier) run() {
 }
 
 // flush sends one notification per connection and group changed since
-// the last flush, on one goroutine per connection.
+// the last flush.
 func (n *notifier) flush() {
 	n.mu.Lock()
 	changed := n.changed
@@ -102,40 +98,21 @@ func (n *notifier) flush() {
 			byConn[c] = append(byConn[c], g)
 		}
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	for c, groups := range byConn {
-		if n.stopped {
-			return
-		}
-		if n.sending[c] {
-			n.logger.Debug("native: consumer change not notified: the connection does not take what is sent to it", "remote", c.RemoteAddr(), "groups", groups)
-			continue
-		}
 		cmds := make([]*remoting.Command, len(groups))
 		for i, g := range groups {
-			cmds[i] = remoting.NewRequest(remoting.NotifyConsumerIdsChanged, map[string]string{"consumerGroup": g}, nil)
-			cmds[i].Flag |= remoting.FlagOneway
-			cmds[i].Opaque = n.opaque.Add(1)
+			cmds[i] = n.sends.oneway(remoting.NotifyConsumerIdsChanged, map[string]string{"consumerGroup": g}, nil)
 		}
-		n.sending[c] = true
-		n.wg.Add(1)
-		go n.send(c, cmds)
+		failed := func(err error) {
+			n.logger.Debug("native: consumer change not notified", "remote", c.RemoteAddr(), "err", err)
+		}
+		if !n.sends.send(c, cmds, failed) {
+			n.logger.Debug("native: consumer change not notified: the connection does not take what is sent to it", "remote", c.RemoteAddr(), "groups", groups)
+		}
 	}
 }
 
-func (n *notifier) send(c *remoting.Conn, cmds []*remoting.Command) {
-	defer n.wg.Done()
-	if err := c.Send(cmds...); err != nil {
-		n.logger.Debug("native: consumer change not notified", "remote", c.RemoteAddr(), "err", err)
-	}
-	n.mu.Lock()
-	delete(n.sending, c)
-	n.mu.Unlock()
-}
-
-// stop stops run and waits for it and the sends. The connections must be
-// closed first: a send blocked on one ends when it closes.
+// stop stops run and waits for it.
 func (n *notifier) stop() {
 	n.mu.Lock()
 	if !n.stopped {

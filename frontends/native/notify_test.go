@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -40,32 +39,18 @@ func notified(t *testing.T, s *Server, group string) (*remoting.Client, *atomic.
 	return c, &n
 }
 
-// startNotified serves a broker and waits for its address.
-func startNotified(t *testing.T) *Server {
-	t.Helper()
-	s, _ := startServer(t, nil)
-	for s.Addr() == "" {
-		time.Sleep(time.Millisecond)
-	}
-	return s
-}
-
 // A change to a group's consumers is told to every connection that
 // heartbeated for the group, and to no other.
 func TestNotifyConsumerIdsChanged(t *testing.T) {
-	s := startNotified(t)
+	s, _ := startServer(t, nil)
 	c1, n1 := notified(t, s, "g")
 	c2, n2 := notified(t, s, "g")
 	other, nOther := notified(t, s, "g")
 	call(t, c1, heartbeatReq(t, "c1", "g"))
 	call(t, other, heartbeatReq(t, "o1", "h"))
 	call(t, c2, heartbeatReq(t, "c2", "g"))
-	deadline := time.Now().Add(10 * time.Second)
-	for n1.Load() == 0 || n2.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("notifications of g: %d to the first member, %d to the second; want some to each", n1.Load(), n2.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !waitFor(func() bool { return n1.Load() != 0 && n2.Load() != 0 }) {
+		t.Fatalf("notifications of g: %d to the first member, %d to the second; want some to each", n1.Load(), n2.Load())
 	}
 	if nOther.Load() != 0 {
 		t.Fatalf("%d notifications of g to a member of h only", nOther.Load())
@@ -75,7 +60,7 @@ func TestNotifyConsumerIdsChanged(t *testing.T) {
 // However many changes a round gathered, a connection hears of each group
 // once. The rounds are made by hand here: the window does not count.
 func TestNotifyCoalesces(t *testing.T) {
-	s := startNotified(t)
+	s, _ := startServer(t, nil)
 	s.notify.mu.Lock()
 	s.notify.running = true // no run goroutine: flush makes the rounds
 	s.notify.mu.Unlock()
@@ -105,12 +90,8 @@ func TestNotifyCoalesces(t *testing.T) {
 	c4, _ := notified(t, s, "g")
 	call(t, c4, heartbeatReq(t, "c4", "g"))
 	c4.Close() // its connection closes: it is gone too
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.b.ConsumerIDs("g")) != 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("consumers of g: %v", s.b.ConsumerIDs("g"))
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !waitFor(func() bool { return len(s.b.ConsumerIDs("g")) == 3 }) {
+		t.Fatalf("consumers of g: %v", s.b.ConsumerIDs("g"))
 	}
 	s.notify.flush()
 	waitSent(t, s)
@@ -126,17 +107,7 @@ func TestNotifyCoalesces(t *testing.T) {
 // waitSent waits until the notifier's sends are written or queued.
 func waitSent(t *testing.T, s *Server) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s.notify.mu.Lock()
-		n := len(s.notify.sending)
-		s.notify.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("notifications not sent")
-		}
-		time.Sleep(time.Millisecond)
+	if !waitFor(s.sends.idle) {
+		t.Fatal("notifications not sent")
 	}
 }

@@ -57,7 +57,8 @@ type Server struct {
 
 	access *access
 	stats  requestStats
-	notify *notifier // NOTIFY_CONSUMER_IDS_CHANGED to the clients
+	sends  serverSends // the requests to the clients: notify's and checker's
+	notify *notifier   // NOTIFY_CONSUMER_IDS_CHANGED to the clients
 
 	producers producers // transaction.go: who a half message's check goes to
 	checker   *checker  // CHECK_TRANSACTION_STATE to the producers
@@ -82,7 +83,7 @@ func New(b *core.Broker, opts Options) *Server {
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
 		access: newAccess(opts.Auth)}
 	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native.", Logger: opts.Logger, OnClose: s.connClosed})
-	s.notify = newNotifier(s.connsOf, opts.Logger)
+	s.notify = newNotifier(s.connsOf, &s.sends, opts.Logger)
 	b.OnConsumersChange(s.notify.groupChanged)
 	s.checker = &checker{s: s}
 	b.OnTransactionCheck(s.checker.ask)
@@ -167,8 +168,8 @@ func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
 		err = s.srv.Close()
-		s.notify.stop() // after the connections closed: no send is left blocked
-		s.checker.stop()
+		s.notify.stop()
+		s.sends.stop() // after the connections closed: no send is left blocked
 	})
 	return err
 }
@@ -444,13 +445,14 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	if created != "" && werr == nil && s.b.HasTopic(created) {
 		s.awaitRoutes(ctx, "topic", created)
 	}
+	host := s.host() // once: it takes s.mu, which every heartbeat and pull takes too
 	for i, res := range results {
 		switch {
 		case res == nil:
 		case werr != nil:
 			resps[i] = reqs[i].Response(remoting.SystemError, werr.Error())
 		default:
-			resps[i] = sendResponse(reqs[i], res, s.host())
+			resps[i] = sendResponse(reqs[i], res, host)
 		}
 	}
 	return resps

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ferrymq/ferry/internal/authtest"
 	"github.com/ferrymq/ferry/remoting"
@@ -46,12 +45,10 @@ func TestSQL92Pull(t *testing.T) {
 	for i := range 10 {
 		sendProps(t, c, "t", strconv.Itoa(i), map[string]string{"a": strconv.Itoa(i), "region": []string{"eu", "us", "ap"}[i%3]})
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for call(t, c, remoting.NewRequest(remoting.GetMaxOffset, map[string]string{"topic": "t", "queueId": "0"}, nil)).Ext("offset") != "10" {
-		if time.Now().After(deadline) {
-			t.Fatal("the sends were never indexed")
-		}
-		time.Sleep(time.Millisecond)
+	if !waitFor(func() bool {
+		return call(t, c, remoting.NewRequest(remoting.GetMaxOffset, map[string]string{"topic": "t", "queueId": "0"}, nil)).Ext("offset") == "10"
+	}) {
+		t.Fatal("the sends were never indexed")
 	}
 	pull := func(group, sub, typ string) *remoting.Command {
 		return call(t, c, remoting.NewRequest(remoting.PullMessage, map[string]string{

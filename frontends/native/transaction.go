@@ -43,7 +43,7 @@ func (s *Server) sendHalf(ctx context.Context, req *remoting.Command, msgs []*co
 		return req.Response(publishCode(err), err.Error())
 	}
 	resp := sendResponse(req, []core.PublishResult{res}, s.host())
-	resp.ExtFields["transactionId"] = msgs[0].Properties["UNIQ_KEY"]
+	resp.ExtFields["transactionId"] = msgs[0].Properties[propUniqKey]
 	return resp
 }
 
@@ -167,34 +167,28 @@ func (p *producers) of(group string) (conns []*remoting.Conn, users []string) {
 // layout, its real topic and queue restored. The producer answers with
 // END_TRANSACTION (fromTransactionCheck=true).
 //
-// Goroutines: one send per connection at a time, which stop waits for; a
-// check for a connection already sending goes to another producer of the
-// group, or is not sent (the core checks again at its next interval).
+// The sends are s.sends' (one per connection at a time): a check for a
+// connection still writing goes to another producer of the group, or is
+// not sent (the core checks again at its next interval).
 type checker struct {
-	s       *Server
-	next    atomic.Uint32 // round robin over a group's producers
-	opaque  atomic.Int32
-	mu      sync.Mutex
-	sending map[*remoting.Conn]bool
-	stopped bool
-	wg      sync.WaitGroup
+	s    *Server
+	next atomic.Uint32 // round robin over a group's producers
 }
 
 // ask is the core's OnTransactionCheck callback: it never blocks.
 func (k *checker) ask(chk core.TransactionCheck) bool {
 	s := k.s
 	conns, users := s.producers.of(chk.Group)
-	m := &chk.Message
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.stopped || len(conns) == 0 {
+	if len(conns) == 0 {
 		return false
 	}
+	m := &chk.Message
+	host := s.host()
 	start := int(k.next.Add(1))
 	for i := range conns {
 		j := (start + i) % len(conns)
 		c := conns[j]
-		if k.sending[c] {
+		if s.sends.sending(c) {
 			continue
 		}
 		// The check carries the message: only a producer that may write
@@ -202,41 +196,20 @@ func (k *checker) ask(chk core.TransactionCheck) bool {
 		if a := s.access.a; a != nil && !a.Allow(users[j], "", auth.Write, path(m.Topic, m.Subject)) {
 			continue
 		}
-		uniq := m.Properties["UNIQ_KEY"]
-		req := remoting.NewRequest(remoting.CheckTransactionState, map[string]string{
+		uniq := m.Properties[propUniqKey]
+		req := s.sends.oneway(remoting.CheckTransactionState, map[string]string{
 			"tranStateTableOffset": strconv.FormatInt(m.QueueOffset, 10),
 			"commitLogOffset":      strconv.FormatInt(m.LogOffset, 10),
 			"msgId":                uniq,
 			"transactionId":        uniq,
-			"offsetMsgId":          offsetMsgID(s.host(), m.LogOffset),
-		}, appendMessage(nil, m, s.host()))
-		req.Flag |= remoting.FlagOneway
-		req.Opaque = k.opaque.Add(1)
-		if k.sending == nil {
-			k.sending = map[*remoting.Conn]bool{}
+			"offsetMsgId":          offsetMsgID(host, m.LogOffset),
+		}, appendMessage(nil, m, host))
+		failed := func(err error) {
+			s.opts.Logger.Debug("native: transaction check not sent", "remote", c.RemoteAddr(), "group", chk.Group, "err", err)
 		}
-		k.sending[c] = true
-		k.wg.Add(1)
-		go k.send(c, req, chk)
-		return true
+		if s.sends.send(c, []*remoting.Command{req}, failed) {
+			return true
+		}
 	}
 	return false
-}
-
-func (k *checker) send(c *remoting.Conn, req *remoting.Command, chk core.TransactionCheck) {
-	defer k.wg.Done()
-	if err := c.Send(req); err != nil {
-		k.s.opts.Logger.Debug("native: transaction check not sent", "remote", c.RemoteAddr(), "group", chk.Group, "err", err)
-	}
-	k.mu.Lock()
-	delete(k.sending, c)
-	k.mu.Unlock()
-}
-
-// stop waits for the sends; the connections must be closed first.
-func (k *checker) stop() {
-	k.mu.Lock()
-	k.stopped = true
-	k.mu.Unlock()
-	k.wg.Wait()
 }

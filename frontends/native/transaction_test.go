@@ -1,18 +1,13 @@
 package native
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/core/coretest"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -38,20 +33,8 @@ func pullQueue0(t *testing.T, c *remoting.Client, topic string) *remoting.Comman
 }
 
 func TestTransactionOverTheWire(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := coretest.New(t, core.Config{AutoCreateTopics: true, Logger: logger,
-		TransactionCheckDelay: 50 * time.Millisecond, TransactionCheckInterval: 50 * time.Millisecond})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(b, Options{Logger: logger})
-	go s.Serve(ln)
-	c, err := remoting.Dial(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
+	_, c := startServerWith(t, core.Config{AutoCreateTopics: true,
+		TransactionCheckDelay: 50 * time.Millisecond, TransactionCheckInterval: 50 * time.Millisecond}, nil)
 
 	checks := make(chan *remoting.Command, 8)
 	c.HandleRequests(func(req *remoting.Command) *remoting.Command {
@@ -105,30 +88,21 @@ func TestTransactionOverTheWire(t *testing.T) {
 	// The broker counts a check once it has asked: the count may lag the
 	// check's arrival by a moment (and the next check may come meanwhile).
 	checked := regexp.MustCompile(`^pending: [1-9][0-9]* checks made`)
-	for st, deadline := view(), time.Now().Add(10*time.Second); !checked.MatchString(st); st = view() {
-		if time.Now().After(deadline) {
-			t.Fatalf("a half message's state once checked: %q", st)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var st string
+	if !waitFor(func() bool { st = view(); return checked.MatchString(st) }) {
+		t.Fatalf("a half message's state once checked: %q", st)
 	}
 	if err := c.InvokeOneway(endTx("pg", off, "u-check", txCommit, true)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := pullQueue0(t, c, "tx")
-		if r.Code == remoting.Success {
-			if n := len(decodeStored(t, r.Body)); n != 1 {
-				t.Fatalf("%d messages after the commit, want 1", n)
-			}
-			if st := view(); st != "resolved" {
-				t.Fatalf("a committed half message's state: %q", st)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the committed message never came")
-		}
-		time.Sleep(10 * time.Millisecond)
+	var r *remoting.Command
+	if !waitFor(func() bool { r = pullQueue0(t, c, "tx"); return r.Code == remoting.Success }) {
+		t.Fatal("the committed message never came")
+	}
+	if n := len(decodeStored(t, r.Body)); n != 1 {
+		t.Fatalf("%d messages after the commit, want 1", n)
+	}
+	if st := view(); st != "resolved" {
+		t.Fatalf("a committed half message's state: %q", st)
 	}
 }
