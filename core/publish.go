@@ -50,6 +50,8 @@ type PublishResult struct {
 	Delayed bool
 	// End is the log offset the message's record ends at, for WaitDurable.
 	End int64
+	// Created is set when this publish created its topic (auto-creation).
+	Created bool
 }
 
 // WaitDurable returns once everything stored up to the log offset end is
@@ -83,7 +85,7 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 		return nil, nil
 	}
 	name := msgs[0].Topic
-	tp, err := b.topicFor(name, o.CreateQueues)
+	tp, created, err := b.topicFor(name, o.CreateQueues)
 	if err != nil {
 		return nil, err
 	}
@@ -112,16 +114,23 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 			delayed = append(delayed, m)
 		}
 	}
-	if len(delayed) > 0 {
-		if len(delayed) != len(msgs) {
-			return nil, fmt.Errorf("core: a batch is all delayed or all immediate")
+	var res []PublishResult
+	switch {
+	case len(delayed) > 0 && len(delayed) != len(msgs):
+		return nil, fmt.Errorf("core: a batch is all delayed or all immediate")
+	case len(delayed) > 0:
+		res, err = b.sched.schedule(ctx, msgs)
+	case o.NoWait:
+		res, err = b.storeNoWait(msgs)
+	default:
+		res, err = b.store1(ctx, msgs)
+	}
+	if created {
+		for i := range res {
+			res[i].Created = true
 		}
-		return b.sched.schedule(ctx, msgs)
 	}
-	if o.NoWait {
-		return b.storeNoWait(msgs)
-	}
-	return b.store1(ctx, msgs)
+	return res, err
 }
 
 // store1 appends msgs as they are (topic and queue set) and routes them to
@@ -173,16 +182,17 @@ func (b *Broker) stored(msgs []*Message, n int, err error) ([]PublishResult, err
 	return res, nil
 }
 
-// topicFor returns the topic a publish goes to, auto-created if allowed.
-func (b *Broker) topicFor(name string, createQueues int) (*topic, error) {
+// topicFor returns the topic a publish goes to, auto-created if allowed,
+// and whether it created it.
+func (b *Broker) topicFor(name string, createQueues int) (*topic, bool, error) {
 	if tp := b.topics.get(name); tp != nil {
-		return tp, nil
+		return tp, false, nil
 	}
 	if err := checkName("topic", name); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if !b.cfg.AutoCreateTopics {
-		return nil, fmt.Errorf("%w: %q (create it first; auto-creation is off)", ErrUnknownTopic, name)
+		return nil, false, fmt.Errorf("%w: %q (create it first; auto-creation is off)", ErrUnknownTopic, name)
 	}
 	queues := b.cfg.DefaultQueues
 	if createQueues > 0 {
@@ -190,12 +200,12 @@ func (b *Broker) topicFor(name string, createQueues int) (*topic, error) {
 	}
 	tp, created, err := b.topics.ensure(name, queues)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if created {
 		b.topicChanged(name) // groups waiting for it get its queues
 	}
-	return tp, nil
+	return tp, created, nil
 }
 
 func (b *Broker) pickQueue(tp *topic, o PublishOptions) (int, error) {

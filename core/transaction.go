@@ -160,7 +160,7 @@ func (b *Broker) PublishHalf(ctx context.Context, m *Message, o PublishOptions) 
 	case o.DelayLevel != 0 || m.DeliverAt != 0:
 		return PublishResult{}, fmt.Errorf("%w: a transactional message cannot be delayed", ErrInvalidTransaction)
 	}
-	tp, err := b.topicFor(m.Topic, o.CreateQueues)
+	tp, created, err := b.topicFor(m.Topic, o.CreateQueues)
 	if err != nil {
 		return PublishResult{}, err
 	}
@@ -196,7 +196,7 @@ func (b *Broker) PublishHalf(ctx context.Context, m *Message, o PublishOptions) 
 	default:
 	}
 	r := res[0]
-	r.Topic, r.QueueID = m.Topic, q
+	r.Topic, r.QueueID, r.Created = m.Topic, q, created
 	return r, nil
 }
 
@@ -266,7 +266,7 @@ func (b *Broker) resolve(ctx context.Context, off int64, commit bool, allow func
 	if !commit {
 		return b.state.write(ctx, []stateChange{del}, true)
 	}
-	tp, err := b.topicFor(real.Topic, 0)
+	tp, _, err := b.topicFor(real.Topic, 0)
 	if err != nil {
 		return fmt.Errorf("core: commit transaction at %d: %w", off, err)
 	}

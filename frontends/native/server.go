@@ -420,15 +420,18 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 			resps[i] = refused
 			continue
 		}
-		if created == "" && !s.b.HasTopic(msgs[0].Topic) {
-			created = msgs[0].Topic
-		}
 		if isHalf(req) { // waits for its own durability: transaction.go
-			resps[i] = s.sendHalf(ctx, req, msgs, opts)
+			var made bool
+			if resps[i], made = s.sendHalf(ctx, req, msgs, opts); made && created == "" {
+				created = msgs[0].Topic
+			}
 			continue
 		}
 		opts.NoWait = true
 		res, err := s.b.PublishBatch(ctx, msgs, opts)
+		if len(res) > 0 && res[0].Created && created == "" {
+			created = msgs[0].Topic
+		}
 		if err != nil {
 			resps[i] = req.Response(publishCode(err), err.Error())
 			continue

@@ -30,21 +30,22 @@ func isHalf(req *remoting.Command) bool {
 }
 
 // sendHalf stores a half message (core.PublishHalf) and answers as a send
-// does, with transactionId (its UNIQ_KEY) too. A batch cannot be one.
-func (s *Server) sendHalf(ctx context.Context, req *remoting.Command, msgs []*core.Message, opts core.PublishOptions) *remoting.Command {
+// does, with transactionId (its UNIQ_KEY) too, and says whether it created
+// the topic. A batch cannot be one.
+func (s *Server) sendHalf(ctx context.Context, req *remoting.Command, msgs []*core.Message, opts core.PublishOptions) (resp *remoting.Command, created bool) {
 	if len(msgs) != 1 {
-		return req.Response(remoting.MessageIllegal, "native: a transactional message cannot be sent in a batch")
+		return req.Response(remoting.MessageIllegal, "native: a transactional message cannot be sent in a batch"), false
 	}
 	res, err := s.b.PublishHalf(ctx, msgs[0], opts)
 	switch {
 	case errors.Is(err, core.ErrInvalidTransaction):
-		return req.Response(remoting.MessageIllegal, err.Error())
+		return req.Response(remoting.MessageIllegal, err.Error()), false
 	case err != nil:
-		return req.Response(publishCode(err), err.Error())
+		return req.Response(publishCode(err), err.Error()), false
 	}
-	resp := sendResponse(req, []core.PublishResult{res}, s.host())
+	resp = sendResponse(req, []core.PublishResult{res}, s.host())
 	resp.ExtFields["transactionId"] = msgs[0].Properties[propUniqKey]
-	return resp
+	return resp, res.Created
 }
 
 // endTransaction serves END_TRANSACTION (one-way from RocketMQ's clients,
