@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -193,20 +192,13 @@ func endRequest(group string, queueOffset, logOffset int64, msgID string, state 
 	}, nil)
 }
 
-// logOffsetOf reads the commit-log offset a broker's message id ends
-// with (its last 16 hex digits, as RocketMQ's ids have it); -1 if none.
-// The broker also finds the half message by its UNIQ_KEY.
+// logOffsetOf reads the commit-log offset a broker's message id carries;
+// -1 if it is not one. The broker also finds the half message by its
+// UNIQ_KEY.
 func logOffsetOf(offsetMsgID string) int64 {
-	if len(offsetMsgID) < 16 {
-		return -1
-	}
-	b, err := hex.DecodeString(offsetMsgID[len(offsetMsgID)-16:])
+	_, off, err := remoting.ParseOffsetMsgID(offsetMsgID)
 	if err != nil {
 		return -1
-	}
-	var off int64
-	for _, c := range b {
-		off = off<<8 | int64(c)
 	}
 	return off
 }
