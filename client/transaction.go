@@ -288,7 +288,7 @@ func (t *TransactionProducer) heartbeat(ctx context.Context, addr string, again 
 	if known && !again {
 		return
 	}
-	body, err := json.Marshal(producerHeartbeat{ClientID: t.id, ProducerDataSet: []producerData{{t.opts.group}}, ConsumerDataSet: []struct{}{}})
+	body, err := json.Marshal(heartbeatData{ClientID: t.id, ProducerDataSet: []producerData{{t.opts.group}}, ConsumerDataSet: []consumerData{}})
 	if err != nil {
 		return
 	}
@@ -300,15 +300,4 @@ func (t *TransactionProducer) heartbeat(ctx context.Context, addr string, again 
 		delete(t.brokers, addr) // the next send tries again
 		t.mu.Unlock()
 	}
-}
-
-// producerHeartbeat is RocketMQ's HeartbeatData, the parts a producer sends.
-type producerHeartbeat struct {
-	ClientID        string         `json:"clientID"`
-	ProducerDataSet []producerData `json:"producerDataSet"`
-	ConsumerDataSet []struct{}     `json:"consumerDataSet"`
-}
-
-type producerData struct {
-	GroupName string `json:"groupName"`
 }
