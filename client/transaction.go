@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -266,10 +268,7 @@ func (t *TransactionProducer) heartbeatEvery() {
 			return
 		case <-tick.C:
 			t.mu.Lock()
-			addrs := make([]string, 0, len(t.brokers))
-			for a := range t.brokers {
-				addrs = append(addrs, a)
-			}
+			addrs := slices.Collect(maps.Keys(t.brokers))
 			t.mu.Unlock()
 			for _, a := range addrs {
 				t.heartbeat(t.ctx, a, true)
