@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -218,18 +219,12 @@ func (a *Admin) CreateTopicOn(ctx context.Context, name string, queues int, brok
 		return nil, fmt.Errorf("%w: no broker is registered", ErrNoRoute)
 	}
 	if len(brokers) == 0 {
-		for n := range known {
-			brokers = append(brokers, n)
-		}
+		brokers = slices.Collect(maps.Keys(known))
 	}
 	for _, b := range brokers {
 		if _, ok := known[b]; !ok {
-			names := make([]string, 0, len(known))
-			for n := range known {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			return nil, fmt.Errorf("%w: broker %q is not registered; the NameServers know %s", ErrNoRoute, b, strings.Join(names, ", "))
+			return nil, fmt.Errorf("%w: broker %q is not registered; the NameServers know %s", ErrNoRoute, b,
+				strings.Join(slices.Sorted(maps.Keys(known)), ", "))
 		}
 	}
 	sort.Strings(brokers)

@@ -406,11 +406,16 @@ func (c *PushConsumer) commitAll() {
 	}
 }
 
-// heartbeatData is RocketMQ's HeartbeatData, the parts a consumer sends.
+// heartbeatData is RocketMQ's HeartbeatData, the parts Ferry's clients
+// send: a consumer's data, or a transaction producer's group.
 type heartbeatData struct {
 	ClientID        string         `json:"clientID"`
 	ConsumerDataSet []consumerData `json:"consumerDataSet"`
-	ProducerDataSet []struct{}     `json:"producerDataSet"`
+	ProducerDataSet []producerData `json:"producerDataSet"`
+}
+
+type producerData struct {
+	GroupName string `json:"groupName"`
 }
 
 type consumerData struct {
@@ -443,7 +448,7 @@ func (c *PushConsumer) heartbeat() error {
 	for _, s := range c.subs {
 		cd.SubscriptionDataSet = append(cd.SubscriptionDataSet, subscriptionData{Topic: s.topic, SubString: s.expr, ExpressionType: s.exprType})
 	}
-	body, err := json.Marshal(heartbeatData{ClientID: c.id, ConsumerDataSet: []consumerData{cd}, ProducerDataSet: []struct{}{}})
+	body, err := json.Marshal(heartbeatData{ClientID: c.id, ConsumerDataSet: []consumerData{cd}, ProducerDataSet: []producerData{}})
 	if err != nil {
 		c.logger.Error("client: heartbeat body", "err", err)
 		return nil

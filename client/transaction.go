@@ -2,10 +2,11 @@ package client
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -193,20 +194,13 @@ func endRequest(group string, queueOffset, logOffset int64, msgID string, state 
 	}, nil)
 }
 
-// logOffsetOf reads the commit-log offset a broker's message id ends
-// with (its last 16 hex digits, as RocketMQ's ids have it); -1 if none.
-// The broker also finds the half message by its UNIQ_KEY.
+// logOffsetOf reads the commit-log offset a broker's message id carries;
+// -1 if it is not one. The broker also finds the half message by its
+// UNIQ_KEY.
 func logOffsetOf(offsetMsgID string) int64 {
-	if len(offsetMsgID) < 16 {
-		return -1
-	}
-	b, err := hex.DecodeString(offsetMsgID[len(offsetMsgID)-16:])
+	_, off, err := remoting.ParseOffsetMsgID(offsetMsgID)
 	if err != nil {
 		return -1
-	}
-	var off int64
-	for _, c := range b {
-		off = off<<8 | int64(c)
 	}
 	return off
 }
@@ -274,10 +268,7 @@ func (t *TransactionProducer) heartbeatEvery() {
 			return
 		case <-tick.C:
 			t.mu.Lock()
-			addrs := make([]string, 0, len(t.brokers))
-			for a := range t.brokers {
-				addrs = append(addrs, a)
-			}
+			addrs := slices.Collect(maps.Keys(t.brokers))
 			t.mu.Unlock()
 			for _, a := range addrs {
 				t.heartbeat(t.ctx, a, true)
@@ -296,7 +287,7 @@ func (t *TransactionProducer) heartbeat(ctx context.Context, addr string, again 
 	if known && !again {
 		return
 	}
-	body, err := json.Marshal(producerHeartbeat{ClientID: t.id, ProducerDataSet: []producerData{{t.opts.group}}, ConsumerDataSet: []struct{}{}})
+	body, err := json.Marshal(heartbeatData{ClientID: t.id, ProducerDataSet: []producerData{{t.opts.group}}, ConsumerDataSet: []consumerData{}})
 	if err != nil {
 		return
 	}
@@ -308,15 +299,4 @@ func (t *TransactionProducer) heartbeat(ctx context.Context, addr string, again 
 		delete(t.brokers, addr) // the next send tries again
 		t.mu.Unlock()
 	}
-}
-
-// producerHeartbeat is RocketMQ's HeartbeatData, the parts a producer sends.
-type producerHeartbeat struct {
-	ClientID        string         `json:"clientID"`
-	ProducerDataSet []producerData `json:"producerDataSet"`
-	ConsumerDataSet []struct{}     `json:"consumerDataSet"`
-}
-
-type producerData struct {
-	GroupName string `json:"groupName"`
 }

@@ -39,11 +39,11 @@ func newMessageCmd() *cobra.Command {
 						return err
 					}
 					found = slices.DeleteFunc(found, func(m *client.MessageExt) bool { return m.ID != id }) // not one merely keyed so
-					if len(found) > 0 || perr != nil {
-						if len(found) == 0 {
-							return fmt.Errorf("%w: msgId %s in %s", client.ErrNoMessage, id, topic)
-						}
+					if len(found) > 0 {
 						return printMessages(cmd.OutOrStdout(), found)
+					}
+					if perr != nil {
+						return fmt.Errorf("%w: msgId %s in %s", client.ErrNoMessage, id, topic)
 					}
 				}
 				if perr != nil {

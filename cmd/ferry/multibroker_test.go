@@ -424,9 +424,12 @@ func TestManyBrokersBehindTheNameServers(t *testing.T) {
 	// (every 30 s). The bound is generous; it takes about a second.
 	const backWithin = 15 * time.Second
 	back := poll("the restarted broker written and read again", func() bool {
-		if time.Since(restarted) > backWithin {
+		mu.Lock() // the group's handlers write victimReadAt
+		late, ackedAt, readAt := time.Since(restarted) > backWithin, victimAckedAt, victimReadAt
+		mu.Unlock()
+		if late {
 			t.Fatalf("the restarted broker not used again within %v of rejoining: acknowledged a send at %v, read at %v",
-				backWithin, victimAckedAt, victimReadAt)
+				backWithin, ackedAt, readAt)
 		}
 		send()
 		mu.Lock()

@@ -27,6 +27,20 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// createTopicOnceRegistered creates topic on the broker of a ferry serve
+// just started, which registers with its NameServer ns a moment after it
+// is ready, and waits for the topic's route.
+func createTopicOnceRegistered(ctx context.Context, t *testing.T, admin *client.Admin, ns, topic string, queues int) {
+	t.Helper()
+	for err := admin.CreateTopic(ctx, topic, queues); err != nil; err = admin.CreateTopic(ctx, topic, queues) {
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitRoute(t, ns, topic)
+}
+
 // The broker's state outlives kill -9 in the default (async) flush mode,
 // read back from its log: a topic's queue count, a group's committed
 // offsets, a delayed message not yet due, an MQTT persistent session with
@@ -102,13 +116,7 @@ func TestStateSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	for err := admin.CreateTopic(ctx, "ledger", 3); err != nil; err = admin.CreateTopic(ctx, "ledger", 3) {
-		if ctx.Err() != nil { // the broker registers a moment after it is ready
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	waitRoute(t, ns, "ledger")
+	createTopicOnceRegistered(ctx, t, admin, ns, "ledger", 3)
 	prod, err := client.NewProducer(client.WithNameServers(ns))
 	if err != nil {
 		t.Fatal(err)
@@ -214,13 +222,7 @@ func TestPendingTransactionSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	for err := admin.CreateTopic(ctx, "payments", 2); err != nil; err = admin.CreateTopic(ctx, "payments", 2) {
-		if ctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	waitRoute(t, ns, "payments")
+	createTopicOnceRegistered(ctx, t, admin, ns, "payments", 2)
 
 	// Before the kill the checker has no verdict: unknown. After it, it
 	// answers as the local transactions ended: the rollback is sent

@@ -68,39 +68,18 @@ func TestRocketMQGoClientACL(t *testing.T) {
 	// rebalance (in rocketmq-client-go, under -race).
 	newProducer := func(group, instance string, cr primitive.Credentials) rocketmq.Producer {
 		t.Helper()
-		p, err := rocketmq.NewProducer(producer.WithNameServer([]string{f.ns}), producer.WithRetry(0),
-			producer.WithGroupName(group), producer.WithInstanceName(instance), producer.WithCredentials(cr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Shutdown() })
-		return p
+		return startProducer(t, f.ns, producer.WithRetry(0), producer.WithGroupName(group), producer.WithInstanceName(instance),
+			producer.WithCredentials(cr))
 	}
 	// startConsumer starts a push consumer of every tag of devices, which
 	// hands each batch to consume and acknowledges it.
 	startConsumer := func(group, instance string, cr primitive.Credentials, consume func([]*primitive.MessageExt)) {
 		t.Helper()
-		c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName(group),
-			consumer.WithInstance(instance), consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
-			consumer.WithCredentials(cr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = c.Subscribe("devices", consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+		startPushConsumer(t, f.ns, "devices", consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
 			func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 				consume(msgs)
 				return consumer.ConsumeSuccess, nil
-			})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Shutdown() })
+			}, consumer.WithGroupName(group), consumer.WithInstance(instance), consumer.WithCredentials(cr))
 	}
 	ctx := context.Background()
 

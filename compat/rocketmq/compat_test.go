@@ -107,6 +107,54 @@ func waitForRoute(t *testing.T, ns, topic string) {
 	}
 }
 
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startProducer starts a producer on the NameServer ns, retrying a send
+// twice unless opts say otherwise, shut down when the test ends.
+func startProducer(t *testing.T, ns string, opts ...producer.Option) rocketmq.Producer {
+	t.Helper()
+	p, err := rocketmq.NewProducer(append([]producer.Option{producer.WithNameServer([]string{ns}), producer.WithRetry(2)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown() })
+	return p
+}
+
+// startPushConsumer starts a push consumer on the NameServer ns of topic
+// with sel, from the oldest message, that hands each batch to consume; it
+// is shut down when the test ends.
+func startPushConsumer(t *testing.T, ns, topic string, sel consumer.MessageSelector,
+	consume func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error), opts ...consumer.Option) rocketmq.PushConsumer {
+	t.Helper()
+	c, err := rocketmq.NewPushConsumer(append([]consumer.Option{consumer.WithNameServer([]string{ns}),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe(topic, sel, consume); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+	return c
+}
+
 func TestRocketMQGoClient(t *testing.T) {
 	rlog.SetLogLevel("error")
 	f := startFerry(t)
@@ -115,14 +163,7 @@ func TestRocketMQGoClient(t *testing.T) {
 	}
 	waitForRoute(t, f.ns, "TopicTest")
 
-	p, err := rocketmq.NewProducer(producer.WithNameServer([]string{f.ns}), producer.WithRetry(2), producer.WithGroupName("compat-producer"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown()
+	p := startProducer(t, f.ns, producer.WithGroupName("compat-producer"))
 
 	const n = 40
 	for i := 0; i < n; i++ {
@@ -139,12 +180,7 @@ func TestRocketMQGoClient(t *testing.T) {
 
 	var mu sync.Mutex
 	got := map[string]string{}
-	c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("compat-consumer"),
-		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset), consumer.WithConsumerModel(consumer.Clustering))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = c.Subscribe("TopicTest", consumer.MessageSelector{Type: consumer.TAG, Expression: "TagA"},
+	startPushConsumer(t, f.ns, "TopicTest", consumer.MessageSelector{Type: consumer.TAG, Expression: "TagA"},
 		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -152,14 +188,7 @@ func TestRocketMQGoClient(t *testing.T) {
 				got[string(m.Body)] = m.GetTags()
 			}
 			return consumer.ConsumeSuccess, nil
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+		}, consumer.WithGroupName("compat-consumer"), consumer.WithConsumerModel(consumer.Clustering))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		mu.Lock()

@@ -21,31 +21,6 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func startProducer(t *testing.T, ns string, opts ...producer.Option) rocketmq.Producer {
-	t.Helper()
-	p, err := rocketmq.NewProducer(append([]producer.Option{producer.WithNameServer([]string{ns}), producer.WithRetry(2)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown() })
-	return p
-}
-
 // TestOrderedSendsToAutoCreatedTopics sends keyed messages through the
 // client's hash selector to topics no one created, with an orderly
 // consumer started right after each topic's first send: the topic takes
@@ -154,12 +129,7 @@ func TestNewGroupFirstRetry(t *testing.T) {
 	var mu sync.Mutex
 	var deliveries []time.Time
 	var reconsumed int32
-	c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("retry-new-group"),
-		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset), consumer.WithInstance("retry-app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = c.Subscribe("RetryFirst", consumer.MessageSelector{}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	startPushConsumer(t, f.ns, "RetryFirst", consumer.MessageSelector{}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		deliveries = append(deliveries, time.Now())
@@ -168,14 +138,7 @@ func TestNewGroupFirstRetry(t *testing.T) {
 		}
 		reconsumed = msgs[0].ReconsumeTimes
 		return consumer.ConsumeSuccess, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+	}, consumer.WithGroupName("retry-new-group"), consumer.WithInstance("retry-app"))
 	waitFor(t, 40*time.Second, "the message retried", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -285,24 +248,12 @@ func TestLookupByOffsetMsgID(t *testing.T) {
 	// The consumer's copy carries the same ids.
 	var mu sync.Mutex
 	var consumed *primitive.MessageExt
-	c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("lookup-consumer"),
-		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = c.Subscribe("Lookups", consumer.MessageSelector{Type: consumer.TAG, Expression: "TagL"}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	startPushConsumer(t, f.ns, "Lookups", consumer.MessageSelector{Type: consumer.TAG, Expression: "TagL"}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		consumed = msgs[0]
 		return consumer.ConsumeSuccess, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+	}, consumer.WithGroupName("lookup-consumer"))
 	waitFor(t, 30*time.Second, "the message consumed", func() bool {
 		mu.Lock()
 		defer mu.Unlock()

@@ -89,12 +89,7 @@ func TestRocketMQGoClientSQL92(t *testing.T) {
 	// consumer with the bad selector has a client of its own and never
 	// rebalances anything.
 	start := func(group, instance, expr string) rocketmq.PushConsumer {
-		c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName(group),
-			consumer.WithInstance(instance), consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = c.Subscribe("SqlTopic", consumer.MessageSelector{Type: consumer.SQL92, Expression: expr},
+		return startPushConsumer(t, f.ns, "SqlTopic", consumer.MessageSelector{Type: consumer.SQL92, Expression: expr},
 			func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -106,25 +101,9 @@ func TestRocketMQGoClientSQL92(t *testing.T) {
 					got[string(m.Body)] = received{m.GetProperty("a"), m.GetProperty("region")}
 				}
 				return consumer.ConsumeSuccess, nil
-			})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Shutdown() })
-		return c
+			}, consumer.WithGroupName(group), consumer.WithInstance(instance))
 	}
-	p, err := rocketmq.NewProducer(producer.WithNameServer([]string{f.ns}), producer.WithRetry(2), producer.WithGroupName("sql-producer"),
-		producer.WithInstanceName("sql92"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown()
+	p := startProducer(t, f.ns, producer.WithGroupName("sql-producer"), producer.WithInstanceName("sql92"))
 	send := func(body string, props map[string]string) {
 		msg := primitive.NewMessage("SqlTopic", []byte(body)).WithTag("TagA")
 		msg.WithProperties(props)

@@ -75,28 +75,16 @@ func TestRocketMQTransactionProducer(t *testing.T) {
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer p.Shutdown()
+	t.Cleanup(func() { p.Shutdown() }) // after the consumer's, which shares its client
 
-	c, err := rocketmq.NewPushConsumer(consumer.WithNameServer([]string{f.ns}), consumer.WithGroupName("compat-tx-consumer"),
-		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset), consumer.WithConsumerModel(consumer.Clustering))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = c.Subscribe("TxTopic", consumer.MessageSelector{}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	startPushConsumer(t, f.ns, "TxTopic", consumer.MessageSelector{}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		for _, m := range msgs {
 			l.received[string(m.Body)] = true
 		}
 		return consumer.ConsumeSuccess, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown()
+	}, consumer.WithGroupName("compat-tx-consumer"), consumer.WithConsumerModel(consumer.Clustering))
 
 	for _, body := range []string{"rollback", "unknown", "commit"} {
 		res, err := p.SendMessageInTransaction(context.Background(), primitive.NewMessage("TxTopic", []byte(body)))
