@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"sort"
 	"strconv"
@@ -105,6 +106,16 @@ func (b *Broker) saveOffsets() error {
 	if len(changes) > 0 {
 		if err := b.state.write(context.Background(), changes, true); err != nil {
 			return fmt.Errorf("core: save offsets: %w", err)
+		}
+		if b.logger.Enabled(context.Background(), slog.LevelDebug) {
+			for _, c := range changes {
+				owner := strings.TrimPrefix(c.key, offsetsPrefix)
+				var sum int64
+				for _, off := range doc[owner] {
+					sum += off
+				}
+				b.logger.Debug("core: committed offsets saved", "owner", owner, "queues", len(doc[owner]), "sum", sum)
+			}
 		}
 	}
 	b.logged = doc

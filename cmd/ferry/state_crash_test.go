@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"syscall"
 	"testing"
@@ -50,7 +51,7 @@ func TestStateSurvivesKill9(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	ns, native, mqttAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	start := func() *ferryProc {
-		p := startFerry(t, bin, "serve", "--data-dir", data, "--namesrv-addr", ns, "--native-addr", native,
+		p := startFerry(t, bin, "serve", "--log-level", "debug", "--data-dir", data, "--namesrv-addr", ns, "--native-addr", native,
 			"--mqtt-addr", mqttAddr, "--mqtt-ws-addr", "off", "--http-addr", "off")
 		if !p.waitLog(`msg="ferry ready"`, time.Minute) {
 			t.Fatalf("ferry did not start:\n%s", p.log())
@@ -145,8 +146,15 @@ func TestStateSurvivesKill9(t *testing.T) {
 	if _, err := prod.Send(ctx, &client.Message{Topic: "ledger", Body: []byte("later"), DeliverAt: time.Now().Add(4 * time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	// The core writes committed offsets at its flush interval (1 s).
-	time.Sleep(2500 * time.Millisecond)
+	// The core writes committed offsets at its flush interval and says so
+	// at debug level: the group's 9 messages over 3 queues add up to 9 (its
+	// retry queue, when it has committed one, is at 0).
+	saved := regexp.MustCompile(`owner=books queues=\d+ sum=9\b`)
+	for deadline := time.Now().Add(30 * time.Second); !saved.MatchString(p.log()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the core never saved books' offsets:\n%s", p.log())
+		}
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
