@@ -1,6 +1,7 @@
 package native
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
@@ -38,9 +39,9 @@ func TestSendAnswersOffsetMsgID(t *testing.T) {
 		t.Fatalf("view by id %s: %v %+v", id, view, msgs)
 	}
 	var q *remoting.Command
-	waitFor(func() bool { // the key index follows the log
+	waitFor(func() bool { // the key index follows the log: until it has the newest of the two
 		q = call(t, c, remoting.NewRequest(remoting.QueryMessage, map[string]string{"topic": "ids", "key": "u1", "maxNum": "1"}, nil))
-		return q.Code != remoting.QueryNotFound
+		return q.Code != remoting.QueryNotFound && !bytes.Contains(q.Body, []byte("zero"))
 	})
 	if msgs := decodeStored(t, q.Body); q.Code != remoting.Success || len(msgs) != 1 || string(msgs[0].body) != "one" ||
 		msgs[0].props["KEYS"] != "k1 k2" || msgs[0].props["UNIQ_KEY"] != "u1" {
