@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Route is an HTTP route a component serves through the monitor.
@@ -48,7 +49,17 @@ type Server struct {
 	addr   atomic.Value // string, once listening
 	done   chan struct{}
 
-	mu     sync.Mutex
+	mu       sync.Mutex
+	checks   []readinessCheck
+	attached *attachment // the part of the process that comes and goes, or nil
+}
+
+// attachment is what Attach added: a part of the process that runs only
+// at times (a replicated broker's serving half, which runs while the
+// broker is its group's master).
+type attachment struct {
+	reg    prometheus.Gatherer
+	mux    *http.ServeMux
 	checks []readinessCheck
 }
 
@@ -76,6 +87,9 @@ func (s *Server) notReady() string {
 	}
 	s.mu.Lock()
 	checks := slices.Clone(s.checks)
+	if a := s.attached; a != nil {
+		checks = append(checks, a.checks...)
+	}
 	s.mu.Unlock()
 	var b strings.Builder
 	for _, c := range checks {
@@ -93,7 +107,28 @@ func New(reg *prometheus.Registry, routes []Route, logger *slog.Logger) (*Server
 		logger = slog.Default()
 	}
 	s := &Server{mux: http.NewServeMux(), logger: logger, done: make(chan struct{})}
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	gather := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		s.mu.Lock()
+		a := s.attached
+		s.mu.Unlock()
+		if a == nil {
+			return reg.Gather()
+		}
+		return prometheus.Gatherers{reg, a.reg}.Gather()
+	})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: reg}))
+	// Routes of an attached part: the mux cannot forget a route, so they
+	// are served from a mux of their own while attached.
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		a := s.attached
+		s.mu.Unlock()
+		if a == nil {
+			http.NotFound(w, r)
+			return
+		}
+		a.mux.ServeHTTP(w, r)
+	})
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if why := s.notReady(); why != "" {
@@ -109,6 +144,33 @@ func New(reg *prometheus.Registry, routes []Route, logger *slog.Logger) (*Server
 	}
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
+}
+
+// Attach serves a part of the process that comes and goes, until the
+// returned detach is called: the metrics of reg beside the registry's, the
+// routes, and the readiness checks. One part at a time: attaching another
+// replaces it.
+func (s *Server) Attach(reg prometheus.Gatherer, routes []Route, checks map[string]func() error) (detach func(), err error) {
+	a := &attachment{reg: reg, mux: http.NewServeMux()}
+	for _, r := range routes {
+		if err := register(a.mux, r); err != nil {
+			return nil, err
+		}
+	}
+	for name, c := range checks {
+		a.checks = append(a.checks, readinessCheck{name, c})
+	}
+	slices.SortFunc(a.checks, func(x, y readinessCheck) int { return strings.Compare(x.name, y.name) })
+	s.mu.Lock()
+	s.attached = a
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.attached == a {
+			s.attached = nil
+		}
+		s.mu.Unlock()
+	}, nil
 }
 
 // register adds r to mux, turning the mux's panic on a bad or duplicate

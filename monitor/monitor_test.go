@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -97,5 +100,45 @@ func TestReadinessChecks(t *testing.T) {
 	failing.Store(false)
 	if code, _ := get(t, url); code != 200 {
 		t.Fatalf("/readyz once the check passes again: %d", code)
+	}
+}
+
+func TestAttach(t *testing.T) {
+	s, err := New(NewRegistry(), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetReady(true)
+	h := s.Handler()
+	call := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	part := prometheus.NewRegistry()
+	part.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "part_things_total", Help: "things"}))
+	route := Route{Pattern: "GET /part", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "here") })}
+	detach, err := s.Attach(part, []Route{route}, map[string]func() error{"part": func() error { return errors.New("not yet") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call("/part"); code != 200 || body != "here" {
+		t.Errorf("/part attached: %d %q", code, body)
+	}
+	if _, body := call("/metrics"); !strings.Contains(body, "part_things_total") || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics attached lacks the part's or the process's metrics")
+	}
+	if code, body := call("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "part: not yet") {
+		t.Errorf("/readyz attached: %d %q", code, body)
+	}
+	detach()
+	if code, _ := call("/part"); code != http.StatusNotFound {
+		t.Errorf("/part detached: %d", code)
+	}
+	if _, body := call("/metrics"); strings.Contains(body, "part_things_total") {
+		t.Errorf("/metrics detached still has the part's metrics")
+	}
+	if code, _ := call("/readyz"); code != 200 {
+		t.Errorf("/readyz detached: %d", code)
 	}
 }
