@@ -23,6 +23,9 @@ type Settings struct {
 	Advertise string
 	// Interval is the registration interval; 0 is 30 s.
 	Interval time.Duration
+	// Epoch is the controller's epoch of the master this broker is
+	// (RegistrarOptions.Epoch); 0 without a controller.
+	Epoch int64
 }
 
 type params struct {
@@ -59,7 +62,7 @@ func newFromFx(p params) (*Registrar, error) {
 	}
 	logger := p.Logger.With("component", "cluster")
 	r, err := NewRegistrar(p.Broker, RegistrarOptions{Identity: res.Identity, NameServers: p.Settings.NameServers,
-		Interval: p.Settings.Interval, Endpoint: p.Endpoint, Advertise: p.Settings.Advertise, ClusterKey: p.ClusterKey, Logger: logger})
+		Interval: p.Settings.Interval, Endpoint: p.Endpoint, Advertise: p.Settings.Advertise, ClusterKey: p.ClusterKey, Epoch: p.Settings.Epoch, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,11 @@ type RegistrarOptions struct {
 	// secret (package clusterauth); without it they go unsigned, which
 	// only a NameServer without a secret accepts, from loopback.
 	ClusterKey *clusterauth.Key
-	Logger     *slog.Logger
+	// Epoch is the controller's epoch of a replicated group's master, which
+	// lets its registration take the group's name from a deposed master the
+	// NameServers still see (0 without a controller).
+	Epoch  int64
+	Logger *slog.Logger
 }
 
 // Registrar registers the broker with every NameServer: at Start, every
@@ -217,7 +221,7 @@ func (r *Registrar) registerAll(nss map[string]*nsState) error {
 	if reachable {
 		topics = r.topicConfigs()
 	}
-	req, err := namesrv.RegisterRequest(namesrv.Broker{Cluster: id.Cluster, Name: id.Name, ID: id.ID, Addr: addr}, topics)
+	req, err := namesrv.RegisterRequest(namesrv.Broker{Cluster: id.Cluster, Name: id.Name, ID: id.ID, Addr: addr, Epoch: r.opts.Epoch}, topics)
 	if err != nil {
 		r.opts.Logger.Error("cluster: build registration", "err", err)
 		return err

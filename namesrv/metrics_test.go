@@ -37,7 +37,7 @@ func TestMetrics(t *testing.T) {
 		for _, name := range topics {
 			tcs = append(tcs, remoting.TopicConfig{TopicName: name, ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6})
 		}
-		req, err := RegisterRequest(Broker{"c", "b-" + addr, 0, addr}, tcs)
+		req, err := RegisterRequest(Broker{Cluster: "c", Name: "b-" + addr, Addr: addr}, tcs)
 		if err != nil {
 			t.Fatal(err)
 		}

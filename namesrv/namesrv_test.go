@@ -14,9 +14,9 @@ func TestRouteMergesMasterAndReplicas(t *testing.T) {
 	r := newRegistry()
 	now := time.Unix(1000, 0)
 	tc := remoting.TopicConfig{TopicName: "devices", ReadQueueNums: 8, WriteQueueNums: 8, Perm: remoting.PermRead | remoting.PermWrite}
-	r.register(Broker{"c", "broker-a", 0, "10.0.0.1:10911"}, []remoting.TopicConfig{tc}, "conn1", now)
-	r.register(Broker{"c", "broker-a", 1, "10.0.0.2:10911"}, []remoting.TopicConfig{{TopicName: "devices", ReadQueueNums: 8, Perm: remoting.PermRead}}, "conn2", now)
-	r.register(Broker{"c", "broker-b", 0, "10.0.0.3:10911"}, []remoting.TopicConfig{tc, {TopicName: "other", ReadQueueNums: 1, WriteQueueNums: 1}}, "conn3", now.Add(time.Minute))
+	r.register(Broker{Cluster: "c", Name: "broker-a", ID: 0, Addr: "10.0.0.1:10911"}, []remoting.TopicConfig{tc}, "conn1", now)
+	r.register(Broker{Cluster: "c", Name: "broker-a", ID: 1, Addr: "10.0.0.2:10911"}, []remoting.TopicConfig{{TopicName: "devices", ReadQueueNums: 8, Perm: remoting.PermRead}}, "conn2", now)
+	r.register(Broker{Cluster: "c", Name: "broker-b", ID: 0, Addr: "10.0.0.3:10911"}, []remoting.TopicConfig{tc, {TopicName: "other", ReadQueueNums: 1, WriteQueueNums: 1}}, "conn3", now.Add(time.Minute))
 	rd, ok := r.route("devices")
 	if !ok || len(rd.BrokerDatas) != 2 || len(rd.QueueDatas) != 2 {
 		t.Fatalf("route: %+v", rd)
@@ -86,7 +86,7 @@ func getRoute(t *testing.T, c *remoting.Client, topic string) (remoting.RouteDat
 func TestRegisterAndRoute(t *testing.T) {
 	addr := start(t, Options{})
 	broker := dial(t, addr)
-	req, err := RegisterRequest(Broker{"DefaultCluster", "broker-a", 0, "127.0.0.1:10911"},
+	req, err := RegisterRequest(Broker{Cluster: "DefaultCluster", Name: "broker-a", ID: 0, Addr: "127.0.0.1:10911"},
 		[]remoting.TopicConfig{{TopicName: "TopicTest", ReadQueueNums: 4, WriteQueueNums: 4, Perm: 6}})
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestRegisterAndRoute(t *testing.T) {
 func TestSilentBrokerExpires(t *testing.T) {
 	addr := start(t, Options{BrokerTimeout: 200 * time.Millisecond})
 	c := dial(t, addr)
-	req, _ := RegisterRequest(Broker{"c", "b", 0, "127.0.0.1:1"}, []remoting.TopicConfig{{TopicName: "t", ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6}})
+	req, _ := RegisterRequest(Broker{Cluster: "c", Name: "b", ID: 0, Addr: "127.0.0.1:1"}, []remoting.TopicConfig{{TopicName: "t", ReadQueueNums: 1, WriteQueueNums: 1, Perm: 6}})
 	invoke(t, c, req)
 	if _, err := getRoute(t, c, "t"); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,18 @@ type Broker struct {
 	Name    string // brokers of one name are a master (id 0) and its replicas
 	ID      int64
 	Addr    string
+	// Epoch is the controller's epoch of a replicated broker group's master
+	// (docs/replication.md); 0 without a controller. A master of a later
+	// epoch takes the name and id from a live one of an earlier epoch: the
+	// deposed master may not have noticed yet.
+	Epoch int64
+}
+
+// same says whether a and b name the same broker at the same address,
+// whatever their epochs.
+func same(a, b Broker) bool {
+	a.Epoch, b.Epoch = 0, 0
+	return a == b
 }
 
 type brokerState struct {
@@ -66,14 +78,14 @@ type refusal struct {
 // says the request proved the cluster secret; brokers seen since liveSince
 // are live. It refuses
 //   - b's name and id held by a live broker at another address, on another
-//     connection (two brokers configured alike: the second would take the
-//     first's routes);
+//     connection, of b's epoch or a later one (two brokers configured
+//     alike: the second would take the first's routes);
 //   - b's address registered on another connection, unless the request is
 //     signed and names the same broker (a broker that reconnected), or,
 //     unsigned, names the same broker and drops none of its topics.
 func (r *registry) admitRegister(b Broker, topics []remoting.TopicConfig, conn any, signed bool, liveSince time.Time) *refusal {
 	for addr, o := range r.brokers {
-		if addr != b.Addr && o.Name == b.Name && o.ID == b.ID && o.conn != conn && !o.lastSeen.Before(liveSince) {
+		if addr != b.Addr && o.Name == b.Name && o.ID == b.ID && o.conn != conn && !o.lastSeen.Before(liveSince) && b.Epoch <= o.Epoch {
 			return &refusal{refuseConflict, fmt.Sprintf(
 				"broker %q id %d is already registered by the live broker at %s (cluster %q); refused for %s (cluster %q): "+
 					"give each broker a distinct --broker-name (config broker.name)", b.Name, b.ID, o.Addr, o.Cluster, b.Addr, b.Cluster)}
@@ -83,7 +95,7 @@ func (r *registry) admitRegister(b Broker, topics []remoting.TopicConfig, conn a
 	if cur == nil || cur.conn == conn {
 		return nil
 	}
-	if cur.Broker != b { // cur is at b.Addr: another name, id or cluster
+	if !same(cur.Broker, b) { // cur is at b.Addr: another name, id or cluster
 		return &refusal{refuseNotOwner, fmt.Sprintf("address %s is registered as broker %q id %d (cluster %q) on another connection; refused for broker %q id %d (cluster %q)",
 			b.Addr, cur.Name, cur.ID, cur.Cluster, b.Name, b.ID, b.Cluster)}
 	}
@@ -112,7 +124,7 @@ func (r *registry) admitUnregister(b Broker, conn any, signed bool) *refusal {
 	if cur == nil || cur.conn == conn {
 		return nil
 	}
-	if signed && cur.Broker == b { // cur is at b.Addr: the same name, id and cluster
+	if signed && same(cur.Broker, b) { // cur is at b.Addr: the same name, id and cluster
 		return nil
 	}
 	return &refusal{refuseNotOwner, fmt.Sprintf("broker %q at %s was registered on another connection: only that connection, "+

@@ -16,8 +16,8 @@ func TestAnyRetryTopicRoute(t *testing.T) {
 	now := time.Unix(1000, 0)
 	rw := remoting.PermRead | remoting.PermWrite
 	anyRetry := remoting.TopicConfig{TopicName: AnyRetryTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: rw}
-	r.register(Broker{"c", "broker-a", 0, "10.0.0.1:10911"}, []remoting.TopicConfig{anyRetry}, "conn1", now)
-	r.register(Broker{"c", "broker-b", 0, "10.0.0.2:10911"},
+	r.register(Broker{Cluster: "c", Name: "broker-a", ID: 0, Addr: "10.0.0.1:10911"}, []remoting.TopicConfig{anyRetry}, "conn1", now)
+	r.register(Broker{Cluster: "c", Name: "broker-b", ID: 0, Addr: "10.0.0.2:10911"},
 		[]remoting.TopicConfig{{TopicName: "%RETRY%known", ReadQueueNums: 1, WriteQueueNums: 1, Perm: rw}}, "conn2", now)
 
 	rd, ok := r.route("%RETRY%new-group")

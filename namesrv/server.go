@@ -242,6 +242,11 @@ func (s *Server) register(c *remoting.Conn, req *remoting.Command, signed bool) 
 	if b.Name == "" || b.Addr == "" {
 		return req.Response(remoting.SystemError, "register broker: brokerName and brokerAddr are required")
 	}
+	if e := req.Ext("epoch"); e != "" {
+		if b.Epoch, err = strconv.ParseInt(e, 10, 64); err != nil || b.Epoch < 0 {
+			return req.Response(remoting.SystemError, fmt.Sprintf("register broker: epoch %q is not a number ≥ 0", e))
+		}
+	}
 	if want := req.Ext("bodyCrc32"); want != "" && want != "0" {
 		if got := strconv.FormatInt(int64(int32(crc32.ChecksumIEEE(req.Body))), 10); got != want {
 			return req.Response(remoting.SystemError, fmt.Sprintf("register broker: body checksum %s, header says %s", got, want))
@@ -294,12 +299,16 @@ func RegisterRequest(b Broker, topics []remoting.TopicConfig) (*remoting.Command
 	if err != nil {
 		return nil, err
 	}
-	return remoting.NewRequest(remoting.RegisterBroker, map[string]string{
+	ext := map[string]string{
 		"brokerName":  b.Name,
 		"brokerAddr":  b.Addr,
 		"clusterName": b.Cluster,
 		"brokerId":    strconv.FormatInt(b.ID, 10),
 		"bodyCrc32":   strconv.FormatInt(int64(int32(crc32.ChecksumIEEE(raw))), 10),
 		"compressed":  "false",
-	}, raw), nil
+	}
+	if b.Epoch > 0 {
+		ext["epoch"] = strconv.FormatInt(b.Epoch, 10)
+	}
+	return remoting.NewRequest(remoting.RegisterBroker, ext, raw), nil
 }

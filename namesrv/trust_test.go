@@ -110,7 +110,7 @@ func routeAddrs(t *testing.T, c *remoting.Client, topic string) map[string]strin
 func TestClusterSecretRequired(t *testing.T) {
 	k := clusterKey(t, "the cluster's shared secret")
 	s, addr := startServer(t, Options{ClusterKey: k})
-	real := Broker{"DefaultCluster", "broker-a", 0, "127.0.0.1:10911"}
+	real := Broker{Cluster: "DefaultCluster", Name: "broker-a", ID: 0, Addr: "127.0.0.1:10911"}
 	broker := dial(t, addr)
 	accepted(t, "a signed registration", invoke(t, broker, signed(t, k, registerReq(t, real, "devices"))))
 
@@ -120,7 +120,7 @@ func TestClusterSecretRequired(t *testing.T) {
 	if before["broker-a/0"] != real.Addr {
 		t.Fatalf("route %v", before)
 	}
-	fake := Broker{"DefaultCluster", "evil", 0, "127.0.0.1:6666"}
+	fake := Broker{Cluster: "DefaultCluster", Name: "evil", ID: 0, Addr: "127.0.0.1:6666"}
 	refused(t, "an unsigned registration", invoke(t, attacker, registerReq(t, fake, "devices")), "not signed", "cluster-secret")
 	refused(t, "an unsigned unregistration", invoke(t, attacker, unregisterReq(real)), "not signed")
 	refused(t, "an unsigned empty re-registration", invoke(t, attacker, registerReq(t, real)), "not signed")
@@ -155,8 +155,8 @@ func TestClusterSecretRequired(t *testing.T) {
 func TestNameConflict(t *testing.T) {
 	k := clusterKey(t, "the cluster's shared secret")
 	_, addr := startServer(t, Options{ClusterKey: k})
-	a := Broker{"DefaultCluster", "broker-a", 0, "127.0.0.1:10911"}
-	b := Broker{"DefaultCluster", "broker-a", 0, "127.0.0.1:10912"} // configured alike
+	a := Broker{Cluster: "DefaultCluster", Name: "broker-a", ID: 0, Addr: "127.0.0.1:10911"}
+	b := Broker{Cluster: "DefaultCluster", Name: "broker-a", ID: 0, Addr: "127.0.0.1:10912"} // configured alike
 	ca, cb := dial(t, addr), dial(t, addr)
 	accepted(t, "the first broker", invoke(t, ca, signed(t, k, registerReq(t, a, "devices"))))
 	refused(t, "a second broker of the same name", invoke(t, cb, signed(t, k, registerReq(t, b, "devices"))),
@@ -172,7 +172,7 @@ func TestNameConflict(t *testing.T) {
 	}
 	// Once the first broker is gone, its name is free.
 	ca.Close()
-	c := Broker{"DefaultCluster", "broker-a", 0, "127.0.0.1:10913"}
+	c := Broker{Cluster: "DefaultCluster", Name: "broker-a", ID: 0, Addr: "127.0.0.1:10913"}
 	cc := dial(t, addr)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -201,7 +201,7 @@ func TestUnregisterOnlyByOwner(t *testing.T) {
 				}
 				return req
 			}
-			a := Broker{"DefaultCluster", "broker-a", 0, "127.0.0.1:10911"}
+			a := Broker{Cluster: "DefaultCluster", Name: "broker-a", ID: 0, Addr: "127.0.0.1:10911"}
 			owner, other := dial(t, addr), dial(t, addr)
 			accepted(t, "registration", invoke(t, owner, sign(registerReq(t, a, "devices", "orders"))))
 
@@ -236,9 +236,9 @@ func TestUnregisterOnlyByOwner(t *testing.T) {
 func TestAdmitRegistry(t *testing.T) {
 	r := newRegistry()
 	now := time.Unix(1000, 0)
-	a := Broker{"c", "broker-a", 0, "10.0.0.1:10911"}
+	a := Broker{Cluster: "c", Name: "broker-a", ID: 0, Addr: "10.0.0.1:10911"}
 	r.register(a, []remoting.TopicConfig{{TopicName: "t"}}, "conn1", now)
-	moved := Broker{"c", "broker-a", 0, "10.0.0.2:10911"}
+	moved := Broker{Cluster: "c", Name: "broker-a", ID: 0, Addr: "10.0.0.2:10911"}
 	if ref := r.admitRegister(moved, nil, "conn2", true, now.Add(-time.Minute)); ref == nil || ref.reason != refuseConflict {
 		t.Fatalf("a live broker's name: %+v", ref)
 	}
@@ -256,6 +256,37 @@ func TestAdmitRegistry(t *testing.T) {
 	}
 	if ref := r.admitUnregister(Broker{Addr: "10.9.9.9:1"}, "conn3", false); ref != nil {
 		t.Fatalf("unregistering nothing: %+v", ref)
+	}
+}
+
+// A master of a later epoch takes its group's name and id from a live
+// master of an earlier one, which a partition may keep from noticing; the
+// earlier one cannot take them back.
+func TestLaterEpochTakesTheName(t *testing.T) {
+	r := newRegistry()
+	now := time.Unix(1000, 0)
+	live := now.Add(-time.Minute)
+	old := Broker{Cluster: "c", Name: "group-a", ID: 0, Addr: "10.0.0.1:10911", Epoch: 1}
+	r.register(old, []remoting.TopicConfig{{TopicName: "t"}}, "conn1", now)
+	same := Broker{Cluster: "c", Name: "group-a", ID: 0, Addr: "10.0.0.2:10911", Epoch: 1}
+	if ref := r.admitRegister(same, nil, "conn2", true, live); ref == nil || ref.reason != refuseConflict {
+		t.Fatalf("the same epoch: %+v", ref)
+	}
+	next := Broker{Cluster: "c", Name: "group-a", ID: 0, Addr: "10.0.0.2:10911", Epoch: 2}
+	if ref := r.admitRegister(next, nil, "conn2", true, live); ref != nil {
+		t.Fatalf("a later epoch: %+v", ref)
+	}
+	r.register(next, []remoting.TopicConfig{{TopicName: "t"}}, "conn2", now)
+	if ref := r.admitRegister(old, nil, "conn1", true, live); ref == nil || ref.reason != refuseConflict {
+		t.Fatalf("the deposed master again: %+v", ref)
+	}
+	rd, ok := r.route("t")
+	if !ok || rd.BrokerDatas[0].BrokerAddrs[0] != next.Addr {
+		t.Fatalf("route %+v", rd)
+	}
+	// The master re-registering on a new connection with its epoch is itself.
+	if ref := r.admitRegister(next, nil, "conn3", true, live); ref != nil {
+		t.Fatalf("the master reconnected: %+v", ref)
 	}
 }
 
@@ -300,7 +331,7 @@ func TestRefusalLogRateLimited(t *testing.T) {
 	began := time.Now()
 	const flood = 200
 	for range flood {
-		refused(t, "unsigned", invoke(t, c, registerReq(t, Broker{"c", "evil", 0, "127.0.0.1:6666"}, "devices")))
+		refused(t, "unsigned", invoke(t, c, registerReq(t, Broker{Cluster: "c", Name: "evil", ID: 0, Addr: "127.0.0.1:6666"}, "devices")))
 	}
 	elapsed := time.Since(began)
 	if n := s.Stats().Refused["unsigned"]; n != flood {
