@@ -108,6 +108,9 @@ type Config struct {
 }
 
 // BrokerConfig is the broker's identity; it mirrors cluster.Config.
+// maxBrokerID bounds broker.id.
+const maxBrokerID = 1023
+
 type BrokerConfig struct {
 	// Name names the broker at the NameServers; each broker of a cluster
 	// needs its own (a second broker of a live one's name is refused).
@@ -117,6 +120,10 @@ type BrokerConfig struct {
 	Name string `koanf:"name"`
 	// Cluster is the cluster the broker registers in.
 	Cluster string `koanf:"cluster"`
+	// ID is the broker's id in its replicated group (docs/replication.md):
+	// 0, 1, 2…, one per broker of the group. Which broker is master is the
+	// controllers' decision, not the id's.
+	ID int64 `koanf:"id"`
 }
 
 // RuntimeConfig tunes the Go runtime of a server process. The GOGC and
@@ -279,6 +286,9 @@ func (c Config) Validate() error {
 	}
 	if err := checkBrokerName("broker.cluster", c.Broker.Cluster, false); err != nil {
 		return err
+	}
+	if c.Broker.ID < 0 || c.Broker.ID > maxBrokerID {
+		return fmt.Errorf("broker.id: %d, want 0 to %d", c.Broker.ID, maxBrokerID)
 	}
 	if c.ClusterSecret != "" && c.ClusterSecretFile != "" {
 		return errors.New("cluster-secret and cluster-secret-file: set one, not both")

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/fx"
@@ -47,14 +46,12 @@ func newBrokerCmd() *cobra.Command {
 // brokerOptions is the fx graph of ferry broker: serve's, registering with
 // the configured NameServers and with no NameServer of its own.
 func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
-	var nss []string
-	for _, a := range strings.Split(cfg.Namesrv, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			nss = append(nss, a)
-		}
+	nss := splitAddrs(cfg.Namesrv)
+	if cfg.Controller.Addrs != "" {
+		return replicatedOptions(cfg, logger, nss)
 	}
 	return serviceOptions(cfg, logger,
-		clusterOptions(cfg, nss),
+		clusterOptions(cfg, nss, 0),
 		clusterOption(cfg, logger, false), // none: registrations go unsigned
 		fx.Invoke(func() error {
 			if len(nss) == 0 {

@@ -147,7 +147,7 @@ func appOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		roles = append(roles, fx.Supply(namesrv.Listen{Addr: cfg.NamesrvAddr, Flag: "--namesrv-addr", Limits: namesrvLimits(cfg)}), namesrv.Module)
 	}
 	// The broker registers with the NameServer of its own process only.
-	roles = append(roles, clusterOptions(cfg, nil))
+	roles = append(roles, clusterOptions(cfg, nil, 0))
 	return serviceOptions(cfg, logger, roles...)
 }
 
@@ -166,29 +166,48 @@ var plugins = []func(config.Config) fx.Option{
 	rabbitmq.Plugin,
 }
 
-// serviceOptions is the fx graph every broker process shares (serve, and
-// broker): store, core, the roles given, the plug-ins (front-ends and
-// bridges) the configuration switches on, run by core/plugin after the
-// core and the NameServer, and the HTTP monitor.
-func serviceOptions(cfg config.Config, logger *slog.Logger, roles ...fx.Option) fx.Option {
+// servingOptions is the fx graph of the part of a broker process that
+// serves clients: the core over the application's store, the roles given,
+// and the plug-ins (front-ends and bridges) the configuration switches on,
+// run by core/plugin after the core and the NameServer. A replicated
+// broker runs it only while it is its group's master (replicatedOptions).
+func servingOptions(cfg config.Config, roles ...fx.Option) fx.Option {
 	roles = append(roles, fx.Provide(authConfig), auth.Module) // one set of rules for every front-end
 	for _, p := range plugins {
 		roles = append(roles, p(cfg))
 	}
-	roles = append(roles, plugin.Module)
 	return fx.Options(
 		fx.Options(roles...),
+		plugin.Module,
+		fx.Provide(coreConfig),
+		core.Module,
+		fx.Invoke(func(*core.Broker) {}), // open the core even before a front-end uses it
+	)
+}
+
+// serviceOptions is the fx graph every single-node broker process shares
+// (serve, and broker without controllers): the store, the serving part
+// with the roles given, and the HTTP monitor.
+func serviceOptions(cfg config.Config, logger *slog.Logger, roles ...fx.Option) fx.Option {
+	return fx.Options(
+		servingOptions(cfg, roles...),
+		processOptions(cfg, logger),
+		fx.Invoke(addReadinessChecks),
+		monitor.Ready, // last: ready once everything else has started
+	)
+}
+
+// processOptions are what a broker process has whatever its role: the
+// configuration, the logger, the store and the HTTP monitor.
+func processOptions(cfg config.Config, logger *slog.Logger) fx.Option {
+	return fx.Options(
 		fx.Supply(cfg, logger),
 		fx.WithLogger(fxLogger),
 		fx.StopTimeout(stopTimeout),
-		fx.Provide(storageParams, coreConfig),
+		fx.Provide(storageParams),
 		storage.Module,
-		core.Module,
-		fx.Invoke(func(*core.Broker) {}), // open the store and the core even before a front-end uses them
 		fx.Supply(monitor.Listen{Addr: cfg.HTTPAddr, Flag: "--http-addr"}),
 		monitor.Module,
-		fx.Invoke(addReadinessChecks),
-		monitor.Ready, // last: ready once everything else has started
 	)
 }
 
