@@ -101,12 +101,12 @@ func (l *ledger) consume(_ context.Context, m *client.MessageExt) error {
 
 // verdict is the checker's report.
 type verdict struct {
-	Acked, Received  int
-	Lost             []string       // acknowledged, never received
-	Duplicated       map[string]int // received more than once, per queue
-	OutOfOrder       map[string]int // received after a later one of its sender, per queue
-	Unacked          int            // received though the send failed (a timed-out send that was stored)
-	SendErrors       int64
+	Acked, Received int
+	Lost            []string       // acknowledged, never received
+	Duplicated      map[string]int // received more than once, per queue
+	OutOfOrder      map[string]int // received after a later one of its sender, per queue
+	Unacked         int            // received though the send failed (a timed-out send that was stored)
+	SendErrors      int64
 }
 
 func (v verdict) String() string {
@@ -185,4 +185,3 @@ func (l *ledger) waitAll(limit time.Duration) verdict {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
