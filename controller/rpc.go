@@ -65,13 +65,13 @@ type Heartbeat struct {
 
 // GroupState is a group as the controller leader sees it.
 type GroupState struct {
-	Group            string  `json:"group"`
-	Cluster          string  `json:"cluster"`
-	Epoch            int64   `json:"epoch"`
-	MasterID         int64   `json:"masterId"` // -1: none
-	MasterAddr       string  `json:"masterAddr"`
-	MasterNativeAddr string  `json:"masterNativeAddr"`
-	InSync           []int64 `json:"inSync"` // the master included
+	Group            string        `json:"group"`
+	Cluster          string        `json:"cluster"`
+	Epoch            int64         `json:"epoch"`
+	MasterID         int64         `json:"masterId"` // -1: none
+	MasterAddr       string        `json:"masterAddr"`
+	MasterNativeAddr string        `json:"masterNativeAddr"`
+	InSync           []int64       `json:"inSync"` // the master included
 	Brokers          []BrokerState `json:"brokers"`
 }
 
