@@ -15,13 +15,13 @@ type hclogLogger = hclog.Logger
 
 // newHCLogger is a logger for hashicorp/raft that writes through logger:
 // hclog writes one JSON object a line, which slogWriter turns back into a
-// record of the process's log (component=raft), so the process has one
+// record of the process's log (its message prefixed "raft: "), so the process has one
 // log format.
 func newHCLogger(logger *slog.Logger) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "raft",
 		Level:      hclog.Info,
-		Output:     &slogWriter{logger: logger.With("component", "raft")},
+		Output:     &slogWriter{logger: logger},
 		JSONFormat: true,
 	})
 }
@@ -55,7 +55,10 @@ func (w *slogWriter) line(line []byte) {
 	}
 	msg, _ := m["@message"].(string)
 	keys := make([]string, 0, len(m))
-	for k := range m {
+	for k, v := range m {
+		if obj, ok := v.(map[string]any); ok && len(obj) == 0 {
+			continue // a value hclog could not render (raft's node structs)
+		}
 		if !strings.HasPrefix(k, "@") {
 			keys = append(keys, k)
 		}
