@@ -453,3 +453,37 @@ func TestControllerNotLeaderAnswersWithLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestControllerReplacedDiskCopiesState(t *testing.T) {
+	nodes := startCluster(t, 3, nil, nil)
+	c := NewClient(rpcAddrs(nodes), nil, testLogger(t))
+	defer c.Close()
+	if _, err := c.Heartbeat(ctxT(t), Heartbeat{Cluster: "C", Group: "g", ID: 0}); err != nil {
+		t.Fatal(err)
+	}
+	ld := waitLeader(t, nodes, time.Second)
+	var f *testNode
+	for _, nd := range nodes {
+		if nd != ld {
+			f = nd
+		}
+	}
+	f.stop(t)
+	f.cfg.Dir = t.TempDir() // a new, empty disk: it bootstraps, then follows the leader
+	f.start(t, nil, nil, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var n int
+		f.srv.fsm.read(func(st *state) { n = len(st.Groups) })
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced controller did not get the group")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ld.srv.IsLeader() {
+		t.Errorf("the replaced controller's start deposed the leader")
+	}
+}
