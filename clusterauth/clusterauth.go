@@ -78,14 +78,20 @@ type Key struct {
 
 // NewKey derives the signing key from a shared secret of MinSecretLen to
 // MaxSecretLen bytes.
-func NewKey(secret []byte) (*Key, error) {
+func NewKey(secret []byte) (*Key, error) { return NewKeyFor(secret, info) }
+
+// NewKeyFor derives a key for another use of the secret, named by purpose
+// (the HKDF info, "ferry controller v1" say): a signature made for one
+// purpose does not verify for another, so a request captured on one port
+// cannot be replayed on another.
+func NewKeyFor(secret []byte, purpose string) (*Key, error) {
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("cluster secret: %d bytes, want at least %d", len(secret), MinSecretLen)
 	}
 	if len(secret) > MaxSecretLen {
 		return nil, fmt.Errorf("cluster secret: %d bytes, want at most %d", len(secret), MaxSecretLen)
 	}
-	dk, err := hkdf.Key(sha256.New, secret, nil, info, sha256.Size)
+	dk, err := hkdf.Key(sha256.New, secret, nil, purpose, sha256.Size)
 	if err != nil {
 		return nil, fmt.Errorf("cluster secret: %w", err)
 	}

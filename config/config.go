@@ -48,6 +48,7 @@ import (
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
+	"github.com/ferrymq/ferry/controller/controllerconf"
 	"github.com/ferrymq/ferry/frontends/mqtt/mqttconf"
 	"github.com/ferrymq/ferry/frontends/native/nativeconf"
 )
@@ -85,6 +86,10 @@ type Config struct {
 	Native nativeconf.Config `koanf:"native"`
 	// MQTT is the MQTT front-end's section (package mqttconf).
 	MQTT mqttconf.Config `koanf:"mqtt"`
+	// Controller is the controllers' section (package controllerconf):
+	// ferry controller's and ferry namesrv --controller's keys, and the
+	// broker's list of controllers.
+	Controller controllerconf.Config `koanf:"controller"`
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
 
@@ -221,6 +226,7 @@ func Default() Config {
 		NamesrvMaxConnections: 10000,
 		Native:                nativeconf.Default(),
 		MQTT:                  mqttconf.Default(),
+		Controller:            controllerconf.Default(),
 	}
 }
 
@@ -315,6 +321,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.MQTT.Validate(); err != nil {
+		return err
+	}
+	if err := c.Controller.Validate(); err != nil {
 		return err
 	}
 	return validateBridges(c.Bridges)

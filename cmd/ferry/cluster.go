@@ -24,26 +24,19 @@ func addClusterFlags(fs *pflag.FlagSet) {
 // and otherwise none is supplied: a NameServer then admits loopback
 // brokers only, a broker registers unsigned.
 func clusterOption(cfg config.Config, logger *slog.Logger, generate bool) fx.Option {
-	var secret []byte
+	secret, loose, err := clusterSecret(cfg)
 	switch {
-	case cfg.ClusterSecretFile != "":
-		s, loose, err := clusterauth.ReadSecretFile(cfg.ClusterSecretFile)
-		if err != nil {
-			return fx.Error(err)
-		}
-		if loose {
-			logger.Warn("the cluster secret file is readable by others than its owner: chmod 600 it", "file", cfg.ClusterSecretFile)
-		}
-		secret = s
-	case cfg.ClusterSecret != "":
-		secret = []byte(cfg.ClusterSecret)
-	case generate:
+	case err != nil:
+		return fx.Error(err)
+	case loose:
+		logger.Warn("the cluster secret file is readable by others than its owner: chmod 600 it", "file", cfg.ClusterSecretFile)
+	case secret == nil && generate:
 		k, err := clusterauth.GenerateKey()
 		if err != nil {
 			return fx.Error(err)
 		}
 		return fx.Supply(k)
-	default:
+	case secret == nil:
 		return fx.Options()
 	}
 	k, err := clusterauth.NewKey(secret)
@@ -51,4 +44,17 @@ func clusterOption(cfg config.Config, logger *slog.Logger, generate bool) fx.Opt
 		return fx.Error(err)
 	}
 	return fx.Supply(k)
+}
+
+// clusterSecret is the secret the configuration sets (cluster-secret or
+// cluster-secret-file), nil when none; loose reports a secret file others
+// than its owner may read.
+func clusterSecret(cfg config.Config) (secret []byte, loose bool, err error) {
+	switch {
+	case cfg.ClusterSecretFile != "":
+		return clusterauth.ReadSecretFile(cfg.ClusterSecretFile)
+	case cfg.ClusterSecret != "":
+		return []byte(cfg.ClusterSecret), false, nil
+	}
+	return nil, false, nil
 }

@@ -29,6 +29,7 @@ func newNamesrvCmd() *cobra.Command {
 	config.AddFlag(cmd.Flags(), "namesrv-addr", "namesrv-addr", "listen address; :0 picks a free port")
 	config.AddFlag(cmd.Flags(), "http-addr", "namesrv-http-addr", "HTTP listen address for metrics and health; off disables it, :0 picks a free port")
 	addClusterFlags(cmd.Flags())
+	addNamesrvControllerFlags(cmd.Flags())
 	return cmd
 }
 
@@ -40,6 +41,7 @@ func namesrvOptions(cfg config.Config, logger *slog.Logger) fx.Option {
 		fx.StopTimeout(stopTimeout),
 		clusterOption(cfg, logger, false), // none: brokers register from loopback only
 		namesrv.Module,
+		namesrvControllerOption(cfg),
 		fx.Supply(monitor.Listen{Addr: cfg.NamesrvHTTPAddr, Flag: "--http-addr"}),
 		monitor.Module,
 		fx.Invoke(addReadinessChecks),

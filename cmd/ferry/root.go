@@ -24,7 +24,7 @@ func newRootCmd() *cobra.Command {
 	config.AddFlag(pf, "log-format", "log.format", "log format: text or json")
 	config.AddFlag(pf, "log-level", "log.level", "log level: debug, info, warn or error")
 
-	root.AddCommand(newServeCmd(), newNamesrvCmd(), newBrokerCmd(),
+	root.AddCommand(newServeCmd(), newNamesrvCmd(), newBrokerCmd(), newControllerCmd(),
 		newTopicCmd(), newGroupCmd(), newProduceCmd(), newConsumeCmd(), newMessageCmd(), newBenchCmd(), newBridgeCmd(), newClusterCmd(), newPasswdCmd(), newConfigCmd(), newHealthCmd(), newVersionCmd())
 	return root
 }

@@ -1,0 +1,165 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/ferrymq/ferry/clusterauth"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Why a request is refused: the reason label of
+// ferry_controller_refused_total, by index.
+const (
+	refuseUnsigned = iota
+	refuseMalformed
+	refuseBadSignature
+	refuseStale
+	refuseReplay
+	refuseReplayCacheFull
+	refuseNotLoopback
+)
+
+var refuseReasons = [...]string{
+	refuseUnsigned:        "unsigned",
+	refuseMalformed:       "malformed",
+	refuseBadSignature:    "bad_signature",
+	refuseStale:           "stale",
+	refuseReplay:          "replay",
+	refuseReplayCacheFull: "replay_cache_full",
+	refuseNotLoopback:     "not_loopback",
+}
+
+// stats are the controller's counters, under Server.mu.
+type stats struct {
+	leaderChanges    int64 // times this node became the acting leader
+	elections        int64 // masters elected from the in-sync set while this node led
+	electionsUnclean int64 // masters elected outside it (controller.unclean-election)
+	masterless       int   // groups whose master is silent with no candidate, at the latest janitor pass
+	refused          [len(refuseReasons)]int64
+}
+
+// serve answers one request: authorised first (signed with the cluster
+// key, or from loopback without one), then served by the acting leader
+// only; a follower answers CodeNotLeader with the leader's address.
+func (s *Server) serve(_ context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+	if req.IsOneway() {
+		return nil
+	}
+	if reason, why := s.authorise(c, req); why != "" {
+		return s.refuse(c, req, reason, why)
+	}
+	switch req.Code {
+	case CodeHeartbeat, CodeAlterInSync, CodeGetGroups:
+	default:
+		return req.Response(remoting.RequestCodeNotSupported, fmt.Sprintf("request code %d not supported by the controller", req.Code))
+	}
+	if !s.IsLeader() {
+		return s.notLeader(req)
+	}
+	var answer any
+	var err error
+	switch req.Code {
+	case CodeHeartbeat:
+		var hb Heartbeat
+		if err = decode(req, &hb); err == nil {
+			err = hb.check()
+		}
+		if err != nil {
+			return req.Response(CodeInvalidRequest, "controller: heartbeat: "+err.Error())
+		}
+		answer, err = s.heartbeat(hb)
+	case CodeAlterInSync:
+		var r alterRequest
+		if err = decode(req, &r); err == nil {
+			err = r.check()
+		}
+		if err != nil {
+			return req.Response(CodeInvalidRequest, "controller: alter in-sync set: "+err.Error())
+		}
+		answer, err = s.alterInSync(r)
+	case CodeGetGroups:
+		answer = groupsAnswer{Groups: s.groups()}
+	}
+	if errors.Is(err, errNotLeader) {
+		return s.notLeader(req)
+	}
+	var rerr *remoting.Error
+	if errors.As(err, &rerr) {
+		return req.Response(rerr.Code, rerr.Remark)
+	}
+	if err != nil {
+		return req.Response(remoting.SystemError, err.Error())
+	}
+	return req.JSONResponse(answer)
+}
+
+func (s *Server) notLeader(req *remoting.Command) *remoting.Command {
+	resp := req.Response(CodeNotLeader, "controller: not the leader")
+	resp.ExtFields[FieldLeaderAddr] = s.leaderAddr()
+	return resp
+}
+
+// authorise returns why req may not be served ("" when it may).
+func (s *Server) authorise(c *remoting.Conn, req *remoting.Command) (reason int, why string) {
+	if s.verifier == nil {
+		if isLoopback(c.RemoteAddr()) {
+			return 0, ""
+		}
+		return refuseNotLoopback, fmt.Sprintf("this controller has no cluster secret and serves only loopback peers; %s is not "+
+			"(set the same cluster-secret or cluster-secret-file on every controller and broker)", c.RemoteAddr())
+	}
+	err := s.verifier.Verify(req, time.Now())
+	if err == nil {
+		return 0, ""
+	}
+	reason = refuseMalformed
+	for _, r := range []struct {
+		err    error
+		reason int
+	}{
+		{clusterauth.ErrUnsigned, refuseUnsigned},
+		{clusterauth.ErrBadSignature, refuseBadSignature},
+		{clusterauth.ErrStale, refuseStale},
+		{clusterauth.ErrReplay, refuseReplay},
+		{clusterauth.ErrReplayCacheFull, refuseReplayCacheFull},
+	} {
+		if errors.Is(err, r.err) {
+			reason = r.reason
+		}
+	}
+	why = err.Error()
+	switch reason {
+	case refuseUnsigned:
+		why += " (set the controller's cluster-secret or cluster-secret-file on the broker too)"
+	case refuseBadSignature:
+		why += " (the sender's cluster-secret differs from the controller's)"
+	}
+	return reason, why
+}
+
+// refuse answers NO_PERMISSION naming the cause, counts it and logs it, at
+// most one line a reason every 10 s.
+func (s *Server) refuse(c *remoting.Conn, req *remoting.Command, reason int, why string) *remoting.Command {
+	s.mu.Lock()
+	s.stats.refused[reason]++
+	s.mu.Unlock()
+	log, suppressed := s.refusalLog[reason].Allow()
+	if log {
+		s.logger.Warn("controller: refused a request", "reason", refuseReasons[reason], "code", req.Code, "peer", c.RemoteAddr(),
+			"why", why, "not_logged_since", suppressed)
+	}
+	return req.Response(remoting.NoPermission, "controller: refused: "+why)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
