@@ -38,6 +38,7 @@ func newBrokerCmd() *cobra.Command {
 	config.AddFlag(fs, "advertise-addr", "native.advertise-addr", "native address registered with the NameServers, which clients dial (default: the listen address)")
 	addIdentityFlags(fs)
 	addClusterFlags(fs)
+	addReplicationFlags(fs)
 	addServiceFlags(cmd)
 	addStorageFlags(cmd)
 	return cmd

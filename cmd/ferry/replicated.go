@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 	"go.uber.org/dig"
 	"go.uber.org/fx"
 
@@ -57,7 +58,11 @@ func startRole(nss []string) func(p roleParams) error {
 			return errors.New("a replicated broker needs its group's name: set --broker-name (config broker.name), the same on every broker of the group")
 		}
 		half := &servingHalf{cfg: cfg, logger: p.Logger, store: p.Store, key: p.Key, nss: nss, mon: p.Monitor}
-		ctl := controller.NewClient(splitAddrs(cfg.Controller.Addrs), p.Key, logger)
+		secret, _, err := clusterSecret(cfg)
+		if err != nil {
+			return err
+		}
+		ctl := controller.NewClient(splitAddrs(cfg.Controller.Addrs), secret, logger)
 		var role *cluster.Role
 		p.Lifecycle.Append(fx.Hook{
 			OnStart: func(context.Context) error {
@@ -87,6 +92,7 @@ func startRole(nss []string) func(p roleParams) error {
 				return nil
 			},
 			OnStop: func(context.Context) error {
+				defer ctl.Close()
 				if role == nil {
 					return nil
 				}
@@ -95,6 +101,14 @@ func startRole(nss []string) func(p roleParams) error {
 		})
 		return nil
 	}
+}
+
+// addReplicationFlags adds the flags of a broker of a replicated group.
+func addReplicationFlags(fs *pflag.FlagSet) {
+	config.AddFlag(fs, "controllers", "controller.addrs", "the controllers' addresses, comma separated: the broker is one of a replicated group, its role theirs to decide (docs/replication.md)")
+	config.AddFlag(fs, "replication-addr", "replication.addr", "where a master serves its replicas; off disables it, :0 picks a free port")
+	config.AddFlag(fs, "replication-mode", "replication.mode", "async (acknowledge once the master has it) or sync (once min-insync-replicas members have it)")
+	config.AddFlag(fs, "min-insync-replicas", "replication.min-insync-replicas", "members of the group, master included, that must have a write before a sync master acknowledges it")
 }
 
 // splitAddrs splits a comma-separated address list.

@@ -1,0 +1,7 @@
+//go:build soak
+
+package main
+
+// The soak build tag (go test -tags soak -run Failover ./cmd/ferry/) runs
+// the replication tests' long forms.
+func init() { failoverRounds = 10 }
