@@ -229,23 +229,31 @@ func (r *Role) acceptLoop() {
 	}
 }
 
-// loop heartbeats every opts.Heartbeat and acts on the answers.
+// loop heartbeats every opts.Heartbeat and acts on the answers. A
+// heartbeat that fails is sent again sooner (retryBeat): while the
+// controllers elect a leader of their own, a master has its lease to
+// reach the new one.
 func (r *Role) loop() {
 	defer r.wg.Done()
-	t := time.NewTicker(r.opts.Heartbeat)
-	defer t.Stop()
 	for {
-		r.beat()
+		wait := r.opts.Heartbeat
+		if !r.beat() {
+			wait = min(wait, retryBeat)
+		}
 		select {
 		case <-r.stop:
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
 
-// beat sends one heartbeat and makes the broker what the answer says.
-func (r *Role) beat() {
+// retryBeat is the pause before a failed heartbeat is sent again.
+const retryBeat = 200 * time.Millisecond
+
+// beat sends one heartbeat and makes the broker what the answer says; it
+// reports whether the controllers answered.
+func (r *Role) beat() bool {
 	r.mu.Lock()
 	epoch, kind := r.epoch, r.kind
 	r.mu.Unlock()
@@ -270,7 +278,7 @@ func (r *Role) beat() {
 		if first {
 			r.logger.Warn("cluster: controllers unreachable; a master stops acknowledging when its lease runs out", "err", err, "lease", r.opts.Lease)
 		}
-		return
+		return false
 	}
 	r.mu.Lock()
 	if r.lastErr != nil {
@@ -288,12 +296,13 @@ func (r *Role) beat() {
 		r.lastErr = err
 		r.mu.Unlock()
 		r.logger.Error("cluster: cannot take the role the controllers gave", "role", want, "epoch", gs.Epoch, "err", err)
-		return
+		return true
 	}
 	if want == "master" {
 		r.renewLease(sent.Add(r.opts.Lease))
 		r.proposeInSync(ctx, gs)
 	}
+	return true
 }
 
 // logEpoch is the last epoch in the store's log, 0 when none.
