@@ -266,7 +266,8 @@ func (r *Role) beat() bool {
 		hb.Epoch = r.logEpoch()
 	}
 	sent := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Lease)
+	// Half the lease: a controller that hangs leaves time to ask another.
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Lease/2)
 	defer cancel()
 	gs, err := r.opts.Controller.Heartbeat(ctx, hb)
 	if err != nil {
