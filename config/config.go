@@ -50,6 +50,7 @@ import (
 
 	"github.com/ferrymq/ferry/frontends/mqtt/mqttconf"
 	"github.com/ferrymq/ferry/frontends/native/nativeconf"
+	"github.com/ferrymq/ferry/replication/replconf"
 )
 
 // Config is the whole of Ferry's configuration.
@@ -85,6 +86,8 @@ type Config struct {
 	Native nativeconf.Config `koanf:"native"`
 	// MQTT is the MQTT front-end's section (package mqttconf).
 	MQTT mqttconf.Config `koanf:"mqtt"`
+	// Replication is a broker group's replication section (package replconf).
+	Replication replconf.Config `koanf:"replication"`
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
 
@@ -214,6 +217,7 @@ func Default() Config {
 		NamesrvMaxConnections: 10000,
 		Native:                nativeconf.Default(),
 		MQTT:                  mqttconf.Default(),
+		Replication:           replconf.Default(),
 	}
 }
 
@@ -305,6 +309,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.MQTT.Validate(); err != nil {
+		return err
+	}
+	if err := c.Replication.Validate(); err != nil {
 		return err
 	}
 	return validateBridges(c.Bridges)
