@@ -44,7 +44,7 @@ type Store struct {
 	gate atomic.Pointer[gateBox]
 	// endWake is closed by the committer when the committed end moves (WaitEnd).
 	endWake atomic.Pointer[chan struct{}]
-	lock  *os.File
+	lock    *os.File
 
 	log  *commitLog
 	keys *keyIndex
