@@ -51,6 +51,7 @@ import (
 	"github.com/ferrymq/ferry/controller/controllerconf"
 	"github.com/ferrymq/ferry/frontends/mqtt/mqttconf"
 	"github.com/ferrymq/ferry/frontends/native/nativeconf"
+	"github.com/ferrymq/ferry/replication/replconf"
 )
 
 // Config is the whole of Ferry's configuration.
@@ -90,6 +91,8 @@ type Config struct {
 	// ferry controller's and ferry namesrv --controller's keys, and the
 	// broker's list of controllers.
 	Controller controllerconf.Config `koanf:"controller"`
+	// Replication is a broker group's replication section (package replconf).
+	Replication replconf.Config `koanf:"replication"`
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
 
@@ -227,6 +230,7 @@ func Default() Config {
 		Native:                nativeconf.Default(),
 		MQTT:                  mqttconf.Default(),
 		Controller:            controllerconf.Default(),
+		Replication:           replconf.Default(),
 	}
 }
 
@@ -324,6 +328,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Controller.Validate(); err != nil {
+		return err
+	}
+	if err := c.Replication.Validate(); err != nil {
 		return err
 	}
 	return validateBridges(c.Bridges)

@@ -364,5 +364,8 @@ func (l *stateLog) snapshotBefore(off int64) (bool, error) {
 func isStateTopic(topic string) bool { return topic == stateTopic }
 
 // isInternalTopic reports whether topic is one of the core's own (the
-// state's, the half messages'), which no reader reaches.
-func isInternalTopic(topic string) bool { return isStateTopic(topic) || IsHalfTopic(topic) }
+// state's, the half messages', replication's epoch history %EPOCH%), which
+// no reader reaches.
+func isInternalTopic(topic string) bool {
+	return isStateTopic(topic) || IsHalfTopic(topic) || topic == "%EPOCH%"
+}

@@ -23,6 +23,9 @@ type writeBuf struct {
 	seg  *segment
 	off  int64
 	data []byte
+	// sealed: the buffer ends with the blank that seals seg, so once it is
+	// written the log goes on at seg's end.
+	sealed bool
 }
 
 // bufFor returns room for n bytes at log offset pos of seg in the current
@@ -34,7 +37,7 @@ func (s *Store) bufFor(seg *segment, pos int64, n int) []byte {
 		s.sealCur()
 		if k := len(s.spare); k > 0 && n <= bufSize {
 			b, s.spare = s.spare[k-1], s.spare[:k-1]
-			b.seg, b.off, b.data = seg, pos, b.data[:0]
+			b.seg, b.off, b.data, b.sealed = seg, pos, b.data[:0], false
 		} else {
 			b = &writeBuf{seg: seg, off: pos, data: make([]byte, 0, max(bufSize, n))}
 		}
@@ -97,7 +100,11 @@ func (s *Store) commit() error {
 		}
 		done++
 		bytes += len(b.data)
-		s.written.Store(b.off + int64(len(b.data)))
+		end := b.off + int64(len(b.data))
+		if b.sealed {
+			end = b.seg.end()
+		}
+		s.written.Store(end)
 	}
 	s.mu.Lock()
 	if err != nil {
@@ -118,6 +125,7 @@ func (s *Store) commit() error {
 		case s.dispatchKick <- struct{}{}:
 		default:
 		}
+		s.wakeEnd()
 	}
 	return err
 }

@@ -27,13 +27,19 @@ func (s *Store) dispatchLoop() {
 		case <-s.dispatchKick:
 		case <-retry.C:
 		case <-s.stop:
-			if err := s.dispatch(s.written.Load()); err != nil {
+			s.cutMu.RLock()
+			err := s.dispatch(s.written.Load())
+			s.cutMu.RUnlock()
+			if err != nil {
 				s.logger.Error("storage: index at close", "err", err)
 			}
 			return
 		}
 		runtime.Gosched() // let commits on their way join this round
-		if err := s.dispatch(s.written.Load()); err != nil {
+		s.cutMu.RLock()
+		err := s.dispatch(s.written.Load())
+		s.cutMu.RUnlock()
+		if err != nil {
 			// A write to an index failed (a full disk, say): the log is
 			// intact and the next round redoes the same entries.
 			s.logger.Error("storage: indexing stalled; retrying in 1s", "err", err)

@@ -27,9 +27,15 @@ var (
 	ErrNotFound = errors.New("storage: message not found")
 	// ErrLocked: another process holds the data directory.
 	ErrLocked = errors.New("storage: data directory is in use by another process")
+	// ErrFenced: appends are refused because the store was fenced (Fence);
+	// the fencing error wraps it.
+	ErrFenced = errors.New("storage: appends are fenced")
+	// ErrTruncating: an append came while Truncate cut the log.
+	ErrTruncating = errors.New("storage: the log is being truncated; appends are refused")
 )
 
-// OffsetError reports a queue offset outside [Min, Max].
+// OffsetError reports a queue offset outside [Min, Max]; with no Topic, a
+// log offset outside the commit log (ReadRaw).
 type OffsetError struct {
 	Topic    string
 	QueueID  int
@@ -38,6 +44,9 @@ type OffsetError struct {
 }
 
 func (e *OffsetError) Error() string {
+	if e.Topic == "" {
+		return fmt.Sprintf("storage: log offset %d out of range [%d, %d]", e.Offset, e.Min, e.Max)
+	}
 	return fmt.Sprintf("storage: offset %d of %s/%d out of range [%d, %d]", e.Offset, e.Topic, e.QueueID, e.Min, e.Max)
 }
 

@@ -49,7 +49,7 @@ func (s *Store) flushLog() error {
 	}
 	target := s.written.Load()
 	s.flushMu.Lock()
-	from := s.flushed
+	from, cuts := s.flushed, s.cuts
 	s.flushMu.Unlock()
 	var err error
 	if target > from {
@@ -58,7 +58,7 @@ func (s *Store) flushLog() error {
 		s.recordFlush(time.Since(start))
 	}
 	s.flushMu.Lock()
-	if err == nil && target > s.flushed {
+	if err == nil && target > s.flushed && cuts == s.cuts {
 		s.flushed = target
 	}
 	s.flushErr = err
@@ -143,6 +143,8 @@ type checkpointData struct {
 // checkpoint makes the log and the indexes durable up to what the dispatcher
 // has indexed, then records that offset.
 func (s *Store) checkpoint() error {
+	s.cutMu.RLock()
+	defer s.cutMu.RUnlock()
 	d := s.dispatched.Load()
 	s.flushMu.Lock()
 	flushed := s.flushed

@@ -26,7 +26,7 @@ import (
 // indexes, wakes readers), the flusher (fsync, group commit, checkpoints)
 // and the janitor (retention).
 //
-// Lock order: commitMu, then Store.mu, then commitLog.mu, then segment.mu;
+// Lock order: cutMu, then commitMu, then Store.mu, then commitLog.mu, then segment.mu;
 // queue and key index locks are leaves. flushMu is never held with another.
 type Store struct {
 	opts   Options
@@ -38,7 +38,13 @@ type Store struct {
 	logID        atomic.Uint64
 	// guard, when set, runs before retention deletes a segment (SetRetentionGuard).
 	guard atomic.Pointer[func(end int64) error]
-	lock  *os.File
+	// fence, when set, is the error every append fails with (Fence).
+	fence atomic.Pointer[error]
+	// gate, when set, is waited on after local durability (SetAckGate).
+	gate atomic.Pointer[gateBox]
+	// endWake is closed by the committer when the committed end moves (WaitEnd).
+	endWake atomic.Pointer[chan struct{}]
+	lock    *os.File
 
 	log  *commitLog
 	keys *keyIndex
@@ -47,6 +53,7 @@ type Store struct {
 	// mu is the write lock: the log's end, queue offsets, store time.
 	mu            sync.Mutex
 	closed        bool
+	cutting       bool // Truncate runs: appends are refused
 	writePos      int64
 	nextOffset    map[queueKey]*int64 // next queue offset of each queue
 	lastStoreTime int64
@@ -73,6 +80,7 @@ type Store struct {
 	flushMu     sync.Mutex
 	flushed     int64         // durable up to here
 	flushErr    error         // the last flush's error, nil once one succeeds
+	cuts        int64         // Truncate calls so far
 	flushDone   chan struct{} // closed at the end of each flush round
 	flushKick   chan struct{}
 	flushes     atomic.Int64 // fsync rounds of the log
@@ -84,6 +92,10 @@ type Store struct {
 
 	appendedMsgs  atomic.Int64 // records appended since Open, counted once per batch
 	appendedBytes atomic.Int64 // their encoded bytes
+
+	// cutMu keeps the dispatcher and checkpoints out while Truncate cuts
+	// the log under them: they hold it for reading, Truncate for writing.
+	cutMu sync.RWMutex
 
 	dispatchKick chan struct{}
 	recovering   bool                  // set while Open rebuilds the indexes
@@ -229,9 +241,16 @@ func (s *Store) Append(ctx context.Context, m *Message) error {
 // (and durable when err is nil or only ctx's).
 func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 	done, end, err := s.AppendBatchNoWait(msgs)
-	if s.opts.FlushMode == FlushSync && done > 0 {
-		if ferr := s.waitFlushed(ctx, end); ferr != nil {
-			return done, ferr
+	if done > 0 {
+		if s.opts.FlushMode == FlushSync {
+			if ferr := s.waitFlushed(ctx, end); ferr != nil {
+				return done, ferr
+			}
+		}
+		if g := s.gate.Load(); g != nil {
+			if gerr := g.g.Wait(ctx, end); gerr != nil {
+				return done, gerr
+			}
 		}
 	}
 	return done, err
@@ -243,6 +262,9 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 // the flush policy, so a caller can go on appending meanwhile (a connection
 // with many messages in flight) and share one fsync among them.
 func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
+	if f := s.fence.Load(); f != nil {
+		return 0, 0, *f
+	}
 	var sizesBuf [16]int
 	sizes := sizesBuf[:0]
 	for _, m := range msgs {
@@ -260,8 +282,11 @@ func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
 		}
 		s.room.Wait()
 	}
-	if s.closed {
+	if s.closed || s.cutting {
 		s.mu.Unlock()
+		if s.cutting {
+			return 0, 0, ErrTruncating
+		}
 		return 0, 0, ErrClosed
 	}
 	if err := s.commitErr; err != nil {
@@ -278,6 +303,7 @@ func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
 		seg, pos, blank, rerr := s.log.reserve(s.writePos, sizes[i])
 		if blank > 0 { // the record starts a new segment: seal the last one
 			putBlank(s.bufFor(last, s.writePos, headerSize), blank)
+			s.cur.sealed = true
 			s.writePos = last.end()
 		}
 		if rerr != nil {
@@ -323,15 +349,21 @@ func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
 // policy: on disk with sync flush; at once with async flush, where an
 // appended record is as durable as it will be made to wait for.
 func (s *Store) WaitDurable(ctx context.Context, end int64) error {
-	if s.opts.FlushMode != FlushSync {
-		return nil
+	if s.opts.FlushMode == FlushSync {
+		if err := s.waitFlushed(ctx, end); err != nil {
+			return err
+		}
 	}
-	return s.waitFlushed(ctx, end)
+	if g := s.gate.Load(); g != nil {
+		return g.g.Wait(ctx, end)
+	}
+	return nil
 }
 
 // WaitSynced returns once the log is on disk up to end, whatever the
 // flush policy: for records that must survive a crash of the machine (the
-// core's state), it forces an fsync if none is due.
+// core's state), it forces an fsync if none is due. It does not wait for
+// the ack gate: it speaks of this machine's disk only.
 func (s *Store) WaitSynced(ctx context.Context, end int64) error { return s.waitFlushed(ctx, end) }
 
 // SetRetentionGuard has retention call guard with a segment's end before it
@@ -368,6 +400,7 @@ func (s *Store) Close() error {
 		}
 		close(s.stop)
 		s.wg.Wait()
+		s.wakeEnd()
 		err := s.flushLog()
 		if err == nil {
 			err = s.checkpoint()
