@@ -42,7 +42,7 @@ type Controller interface {
 	AlterInSync(ctx context.Context, group string, masterID, epoch int64, inSync []int64) (controller.GroupState, error)
 }
 
-// RoleOptions configure a Role.
+// RoleOptions configure a RoleManager.
 type RoleOptions struct {
 	// Identity names the group (Name) and this broker in it (ID, as
 	// configured: which broker is master is the controllers' decision).
@@ -69,13 +69,13 @@ type RoleOptions struct {
 	Logger           *slog.Logger
 }
 
-// Role is the broker's role manager: it heartbeats to the controllers and
+// RoleManager is the broker's role manager: it heartbeats to the controllers and
 // makes the broker what they decide. As master it writes the epoch's
 // record, serves its replicas, asks the controllers to change the in-sync
 // set as replicas catch up or fall behind, and runs Serving; as a replica
 // it follows the master's log. One goroutine (loop) owns the transitions;
 // the lease timer only fences.
-type Role struct {
+type RoleManager struct {
 	opts   RoleOptions
 	logger *slog.Logger
 
@@ -115,9 +115,9 @@ type RoleStatus struct {
 	Stats    RoleStats
 }
 
-// NewRole makes the role manager. The store is fenced until the
+// NewRoleManager makes the role manager. The store is fenced until the
 // controllers make the broker master.
-func NewRole(opts RoleOptions) *Role {
+func NewRoleManager(opts RoleOptions) *RoleManager {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = time.Second
 	}
@@ -130,13 +130,13 @@ func NewRole(opts RoleOptions) *Role {
 	if opts.Advertise == "" && opts.Listener != nil {
 		opts.Advertise = Reachable(opts.Listener.Addr().String())
 	}
-	r := &Role{opts: opts, logger: opts.Logger, stop: make(chan struct{})}
+	r := &RoleManager{opts: opts, logger: opts.Logger, stop: make(chan struct{})}
 	r.fence(ErrNotMaster)
 	return r
 }
 
 // Start starts heartbeating and accepting replication connections.
-func (r *Role) Start() {
+func (r *RoleManager) Start() {
 	r.wg.Add(2)
 	go r.acceptLoop()
 	go r.loop()
@@ -144,7 +144,7 @@ func (r *Role) Start() {
 
 // Close stops the role: the serving half if it runs, the replication
 // master or replica; the store stays fenced.
-func (r *Role) Close() error {
+func (r *RoleManager) Close() error {
 	select {
 	case <-r.stop:
 		return nil
@@ -161,7 +161,7 @@ func (r *Role) Close() error {
 }
 
 // Status returns the role now.
-func (r *Role) Status() RoleStatus {
+func (r *RoleManager) Status() RoleStatus {
 	r.mu.Lock()
 	st := RoleStatus{Role: r.kind, Epoch: r.epoch, Group: r.group, Follows: r.follows, Stats: r.stats}
 	if r.fenced != nil {
@@ -178,8 +178,23 @@ func (r *Role) Status() RoleStatus {
 	return st
 }
 
+// ReplicaStatus is the replication's view of the group from this broker:
+// its replicas as master, its own copy as replica, nothing as none.
+func (r *RoleManager) ReplicaStatus() []replication.ReplicaStatus {
+	r.mu.Lock()
+	m, rep := r.master, r.replica
+	r.mu.Unlock()
+	switch {
+	case m != nil:
+		return m.Replicas()
+	case rep != nil:
+		return []replication.ReplicaStatus{rep.Status()}
+	}
+	return nil
+}
+
 // Ready is nil once the broker has a role.
-func (r *Role) Ready() error {
+func (r *RoleManager) Ready() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.kind == "" {
@@ -193,7 +208,7 @@ func (r *Role) Ready() error {
 
 // acceptLoop hands the replication listener's connections to the master,
 // or closes them while the broker is none.
-func (r *Role) acceptLoop() {
+func (r *RoleManager) acceptLoop() {
 	defer r.wg.Done()
 	if r.opts.Listener == nil {
 		return
@@ -233,7 +248,7 @@ func (r *Role) acceptLoop() {
 // heartbeat that fails is sent again sooner (retryBeat): while the
 // controllers elect a leader of their own, a master has its lease to
 // reach the new one.
-func (r *Role) loop() {
+func (r *RoleManager) loop() {
 	defer r.wg.Done()
 	for {
 		wait := r.opts.Heartbeat
@@ -253,7 +268,7 @@ const retryBeat = 200 * time.Millisecond
 
 // beat sends one heartbeat and makes the broker what the answer says; it
 // reports whether the controllers answered.
-func (r *Role) beat() bool {
+func (r *RoleManager) beat() bool {
 	r.mu.Lock()
 	epoch, kind := r.epoch, r.kind
 	r.mu.Unlock()
@@ -307,7 +322,7 @@ func (r *Role) beat() bool {
 }
 
 // logEpoch is the last epoch in the store's log, 0 when none.
-func (r *Role) logEpoch() int64 {
+func (r *RoleManager) logEpoch() int64 {
 	eps, err := replication.Epochs(r.opts.Store)
 	if err != nil || len(eps) == 0 {
 		return 0
@@ -317,7 +332,7 @@ func (r *Role) logEpoch() int64 {
 
 // step makes the broker want ("master", "replica" or "" for none) as gs
 // says. Only the loop (and Close, after it) calls it.
-func (r *Role) step(ctx context.Context, want string, gs controller.GroupState) error {
+func (r *RoleManager) step(ctx context.Context, want string, gs controller.GroupState) error {
 	r.mu.Lock()
 	kind, epoch := r.kind, r.epoch
 	r.mu.Unlock()
@@ -347,7 +362,7 @@ func (r *Role) step(ctx context.Context, want string, gs controller.GroupState) 
 
 // promote makes the broker master of gs.Epoch: it stops following, writes
 // the epoch's record, serves its replicas and starts the serving half.
-func (r *Role) promote(ctx context.Context, gs controller.GroupState) error {
+func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) error {
 	r.mu.Lock()
 	rep := r.replica
 	r.replica, r.follows = nil, ""
@@ -368,11 +383,9 @@ func (r *Role) promote(ctx context.Context, gs controller.GroupState) error {
 		}
 		r.logger.Info("cluster: epoch begins", "epoch", ep.N, "offset", ep.Start)
 	}
+	// In sync mode the master makes itself the store's ack gate.
 	m := replication.NewMaster(r.opts.Store, r.opts.Replication, gs.Epoch, r.logger)
 	m.SetInSync(replicasOf(gs.InSync, r.opts.Identity.ID))
-	if r.opts.Replication.Mode == "sync" {
-		r.opts.Store.SetAckGate(m)
-	}
 	accepted := make(chan net.Conn)
 	go m.Serve(&chanListener{ch: accepted, addr: r.opts.Listener.Addr(), done: make(chan struct{})})
 	r.mu.Lock()
@@ -389,7 +402,7 @@ func (r *Role) promote(ctx context.Context, gs controller.GroupState) error {
 
 // demote stops the master: no write is taken from now on, the serving half
 // stops, the replicas are let go.
-func (r *Role) demote(ctx context.Context, gs controller.GroupState) {
+func (r *RoleManager) demote(ctx context.Context, gs controller.GroupState) {
 	r.fence(ErrNotMaster)
 	r.mu.Lock()
 	m, epoch := r.master, r.epoch
@@ -410,7 +423,7 @@ func (r *Role) demote(ctx context.Context, gs controller.GroupState) {
 }
 
 // follow makes the broker a replica of gs's master.
-func (r *Role) follow(gs controller.GroupState) error {
+func (r *RoleManager) follow(gs controller.GroupState) error {
 	addr := ""
 	if gs.MasterID >= 0 {
 		addr = gs.MasterAddr
@@ -437,7 +450,7 @@ func (r *Role) follow(gs controller.GroupState) error {
 
 // renewLease lets the master acknowledge writes until end, and lifts a
 // fence its expiry set.
-func (r *Role) renewLease(end time.Time) {
+func (r *RoleManager) renewLease(end time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.kind != "master" {
@@ -458,7 +471,7 @@ func (r *Role) renewLease(end time.Time) {
 }
 
 // leaseExpired fences a master the controllers did not confirm in time.
-func (r *Role) leaseExpired() {
+func (r *RoleManager) leaseExpired() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.kind != "master" || time.Now().Before(r.leaseEnd) || r.fenced != nil {
@@ -471,7 +484,7 @@ func (r *Role) leaseExpired() {
 }
 
 // fence makes the store refuse writes with err (nil: take them).
-func (r *Role) fence(err error) {
+func (r *RoleManager) fence(err error) {
 	r.mu.Lock()
 	r.fenced = err
 	r.mu.Unlock()
@@ -480,7 +493,7 @@ func (r *Role) fence(err error) {
 
 // proposeInSync asks the controllers to change the in-sync set when the
 // master's view of its replicas differs from the set they keep.
-func (r *Role) proposeInSync(ctx context.Context, gs controller.GroupState) {
+func (r *RoleManager) proposeInSync(ctx context.Context, gs controller.GroupState) {
 	r.mu.Lock()
 	m := r.master
 	r.mu.Unlock()

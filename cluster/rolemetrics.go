@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -14,21 +12,17 @@ var (
 	descFenced = prometheus.NewDesc("ferry_replication_fenced",
 		"1 while this broker's store refuses writes (a replica, a master whose lease ran out).", nil, nil)
 	descRoleEvents = prometheus.NewDesc("ferry_replication_role_changes_total",
-		"Role changes of this broker: promotions to master, demotions, lease expiries (writes fenced), heartbeats the controllers did not answer.",
+		"RoleManager changes of this broker: promotions to master, demotions, lease expiries (writes fenced), heartbeats the controllers did not answer.",
 		[]string{"event"}, nil)
-	descReplicaLag = prometheus.NewDesc("ferry_replication_lag_bytes",
-		"As master: how far each replica's acknowledged offset is behind the log's end.", []string{"replica"}, nil)
-	descReplicaInSync = prometheus.NewDesc("ferry_replication_in_sync",
-		"As master: 1 for each replica in the in-sync set the controllers keep.", []string{"replica"}, nil)
 )
 
-type roleCollector struct{ r *Role }
+type roleCollector struct{ r *RoleManager }
 
 // NewRoleCollector exports the role manager's state as metrics.
-func NewRoleCollector(r *Role) prometheus.Collector { return roleCollector{r} }
+func NewRoleCollector(r *RoleManager) prometheus.Collector { return roleCollector{r} }
 
 func (roleCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRole, descEpoch, descFenced, descRoleEvents, descReplicaLag, descReplicaInSync} {
+	for _, d := range []*prometheus.Desc{descRole, descEpoch, descFenced, descRoleEvents} {
 		ch <- d
 	}
 }
@@ -57,14 +51,5 @@ func (c roleCollector) Collect(ch chan<- prometheus.Metric) {
 		n    int64
 	}{{"promotion", st.Stats.Promotions}, {"demotion", st.Stats.Demotions}, {"lease_expired", st.Stats.LeaseExpiries}, {"heartbeat_error", st.Stats.HeartbeatErrors}} {
 		ch <- prometheus.MustNewConstMetric(descRoleEvents, prometheus.CounterValue, float64(e.n), e.name)
-	}
-	for _, rs := range st.Replicas {
-		id := strconv.FormatInt(rs.ID, 10)
-		ch <- prometheus.MustNewConstMetric(descReplicaLag, prometheus.GaugeValue, float64(rs.Lag), id)
-		in := 0.0
-		if rs.InSync {
-			in = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descReplicaInSync, prometheus.GaugeValue, in, id)
 	}
 }

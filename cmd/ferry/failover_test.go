@@ -20,7 +20,7 @@ import (
 // in every run, ten with the soak build tag (soak_test.go).
 var failoverRounds = 2
 
-const testClusterSecret = "replication-test-secret-0123456789"
+const failoverSecret = "replication-test-secret-0123456789"
 
 // groupLab is a replicated broker group of real processes on loopback:
 // three NameServers that are also the controllers (ferry namesrv
@@ -46,7 +46,7 @@ type labBroker struct {
 // newGroupLab starts the three NameServer-controllers.
 func newGroupLab(t *testing.T, group string, brokerArgs ...string) *groupLab {
 	t.Helper()
-	l := &groupLab{t: t, bin: buildFerry(t), env: []string{"FERRY_CLUSTER_SECRET=" + testClusterSecret},
+	l := &groupLab{t: t, bin: buildFerry(t), env: []string{"FERRY_CLUSTER_SECRET=" + failoverSecret},
 		group: group, brokers: map[int64]*labBroker{}, args: brokerArgs}
 	var peers []string
 	for i := 1; i <= 3; i++ {
@@ -69,7 +69,7 @@ func newGroupLab(t *testing.T, group string, brokerArgs ...string) *groupLab {
 		l.nss = append(l.nss, nsRE.FindStringSubmatch(p.log())[1])
 		l.ctls = append(l.ctls, ctlRE.FindStringSubmatch(p.log())[1])
 	}
-	l.ctl = controller.NewClient(l.ctls, []byte(testClusterSecret), nil)
+	l.ctl = controller.NewClient(l.ctls, []byte(failoverSecret), nil)
 	t.Cleanup(func() { l.ctl.Close() })
 	return l
 }

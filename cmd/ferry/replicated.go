@@ -63,7 +63,7 @@ func startRole(nss []string) func(p roleParams) error {
 			return err
 		}
 		ctl := controller.NewClient(splitAddrs(cfg.Controller.Addrs), secret, logger)
-		var role *cluster.Role
+		var role *cluster.RoleManager
 		p.Lifecycle.Append(fx.Hook{
 			OnStart: func(context.Context) error {
 				ln, err := net.Listen("tcp", cfg.Replication.Addr)
@@ -71,20 +71,22 @@ func startRole(nss []string) func(p roleParams) error {
 					return fmt.Errorf("replication: cannot listen on %s (change it with --replication-addr): %w", cfg.Replication.Addr, err)
 				}
 				logger.Info("replication listening", "addr", ln.Addr().String())
-				role = cluster.NewRole(cluster.RoleOptions{
+				role = cluster.NewRoleManager(cluster.RoleOptions{
 					Identity:    cluster.Identity{Cluster: cfg.Broker.Cluster, Name: cfg.Broker.Name, ID: cfg.Broker.ID},
 					Store:       p.Store,
 					Controller:  ctl,
-					Replication: replicationConfig(cfg),
+					Replication: replicationConfig(cfg, p.Key),
 					Listener:    ln,
 					Advertise:   cfg.Replication.AdvertiseAddr,
 					NativeAddr:  half.nativeAddr,
 					Serving:     half,
-					Heartbeat:   cfg.Replication.Heartbeat,
 					Lease:       cfg.Replication.Lease,
 					Logger:      logger,
 				})
 				if err := p.Registry.Register(cluster.NewRoleCollector(role)); err != nil {
+					return err
+				}
+				if err := p.Registry.Register(replication.NewCollector(role.ReplicaStatus)); err != nil {
 					return err
 				}
 				p.Monitor.AddReadinessCheck("role", role.Ready)
@@ -211,7 +213,8 @@ func (h *servingHalf) nativeAddr() string {
 }
 
 // replicationConfig maps the configuration onto the replication's.
-func replicationConfig(cfg config.Config) replication.Config {
+func replicationConfig(cfg config.Config, key *clusterauth.Key) replication.Config {
 	r := cfg.Replication
-	return replication.Config{Mode: r.Mode, MinInsync: r.MinInsyncReplicas, MaxLag: r.MaxLag, MaxLagTime: r.MaxLagTime}
+	return replication.Config{Mode: r.Mode, MinInsync: r.MinInsyncReplicas, MaxLag: r.MaxLag, MaxLagTime: r.MaxLagTime,
+		MaxFrame: r.MaxFrame, Group: cfg.Broker.Name, Key: key}
 }

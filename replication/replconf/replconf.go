@@ -17,6 +17,9 @@ const Section = "replication"
 type Config struct {
 	// Addr is where a master serves its replicas, or "off".
 	Addr string `koanf:"addr"`
+	// AdvertiseAddr is the address replicas dial, which the controllers
+	// hand them (default: Addr's, with 127.0.0.1 for a host left out).
+	AdvertiseAddr string `koanf:"advertise-addr"`
 	// Mode is async (acknowledge once the master has a write under its
 	// flush policy) or sync (once MinInsyncReplicas members have it).
 	Mode string `koanf:"mode"`
