@@ -18,13 +18,13 @@ import (
 // ErrNotMaster is what a broker that is not its group's master answers a
 // write with: the store is fenced with it while the broker is a replica or
 // between roles.
-var ErrNotMaster = errors.New("cluster: this broker is not its group's master")
+var ErrNotMaster = fmt.Errorf("%w: this broker is not its group's master", storage.ErrFenced)
 
 // ErrLeaseExpired is what a master answers a write with once the
 // controllers have not confirmed it for replication.lease: it may have been
 // deposed on the other side of a partition, so it acknowledges nothing more
 // until they confirm it again.
-var ErrLeaseExpired = errors.New("cluster: the master's lease ran out: the controllers have not confirmed it (partitioned?)")
+var ErrLeaseExpired = fmt.Errorf("%w: the master's lease ran out: the controllers have not confirmed it (partitioned?)", storage.ErrFenced)
 
 // Serving is the part of a broker process that runs only while the broker
 // is its group's master: the core, the front-ends, the bridges and the
@@ -370,6 +370,11 @@ func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) err
 	if rep != nil {
 		rep.Close()
 	}
+	// Everything copied so far must be indexed: the epoch history and the
+	// core's state are read from the indexes.
+	if err := r.opts.Store.WaitIndexed(ctx, r.opts.Store.EndOffset()); err != nil {
+		return err
+	}
 	last := r.logEpoch()
 	if last > gs.Epoch {
 		return fmt.Errorf("the log has epoch %d, later than the controllers' %d: refusing to be master", last, gs.Epoch)
@@ -383,8 +388,14 @@ func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) err
 		}
 		r.logger.Info("cluster: epoch begins", "epoch", ep.N, "offset", ep.Start)
 	}
-	// In sync mode the master makes itself the store's ack gate.
+	// In sync mode the master makes itself the store's ack gate; readers
+	// then see what its in-sync replicas confirmed, and all it had before.
 	m := replication.NewMaster(r.opts.Store, r.opts.Replication, gs.Epoch, r.logger)
+	if err := r.opts.Store.WaitIndexed(ctx, r.opts.Store.EndOffset()); err != nil {
+		r.opts.Store.SetAckGate(nil)
+		r.fence(ErrNotMaster)
+		return err
+	}
 	m.SetInSync(replicasOf(gs.InSync, r.opts.Identity.ID))
 	accepted := make(chan net.Conn)
 	go m.Serve(&chanListener{ch: accepted, addr: r.opts.Listener.Addr(), done: make(chan struct{})})

@@ -136,12 +136,18 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 // store1 appends msgs as they are (topic and queue set) and routes them to
 // live subscriptions.
 func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, error) {
+	if err := b.store.Admit(); err != nil {
+		return b.stored(msgs, 0, err)
+	}
 	n, err := b.store.AppendBatch(ctx, msgs)
 	return b.stored(msgs, n, err)
 }
 
 // storeNoWait is store1 without waiting for durability.
 func (b *Broker) storeNoWait(msgs []*Message) ([]PublishResult, error) {
+	if err := b.store.Admit(); err != nil {
+		return b.stored(msgs, 0, err)
+	}
 	n, _, err := b.store.AppendBatchNoWait(msgs)
 	return b.stored(msgs, n, err)
 }

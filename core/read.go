@@ -25,6 +25,12 @@ var (
 	ErrInvalidMessage = storage.ErrInvalidMessage
 	// ErrDiskFull: the file system refused the space; nothing was written.
 	ErrDiskFull = storage.ErrDiskFull
+	// ErrFenced: the broker takes no writes now (a replica, or a master
+	// whose lease ran out: docs/replication.md).
+	ErrFenced = storage.ErrFenced
+	// ErrNotReplicated: the sync replication mode cannot acknowledge the
+	// write (too few in-sync replicas); it was not stored.
+	ErrNotReplicated = storage.ErrNotReplicated
 	// ErrCorrupt: a record failed its checks on read.
 	ErrCorrupt = storage.ErrCorrupt
 	// ErrNotFound: no message at that log offset or with that id.

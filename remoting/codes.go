@@ -58,6 +58,7 @@ const (
 	SystemBusy                int16 = 2
 	RequestCodeNotSupported   int16 = 3
 	FlushDiskTimeout          int16 = 10
+	SlaveNotAvailable         int16 = 11
 	ServiceNotAvailable       int16 = 14
 	MessageIllegal            int16 = 13
 	NoPermission              int16 = 16
@@ -112,7 +113,7 @@ func ResponseError(c *Command) error {
 
 var codeNames = map[int16]string{
 	SystemError: "system error", SystemBusy: "system busy", RequestCodeNotSupported: "request code not supported",
-	FlushDiskTimeout: "flush disk timeout", ServiceNotAvailable: "service not available",
+	FlushDiskTimeout: "flush disk timeout", SlaveNotAvailable: "slave not available", ServiceNotAvailable: "service not available",
 	MessageIllegal: "message illegal", NoPermission: "no permission", TopicNotExist: "topic not exist",
 	PullNotFound: "pull not found", PullRetryImmediately: "pull retry immediately", PullOffsetMoved: "pull offset moved",
 	QueryNotFound: "query not found", SubscriptionParseFailed: "subscription parse failed",

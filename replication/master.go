@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"sort"
@@ -26,9 +27,12 @@ import (
 // connection a sender (serveConn) and an ack reader; Close stops them and
 // waits. Lock: mu guards peers, inSync and changed; it is a leaf.
 type Master struct {
-	s      *storage.Store
-	cfg    Config
-	epoch  int64
+	s     *storage.Store
+	cfg   Config
+	epoch int64
+	// floor is the log's end when this master was made: what it had then
+	// is the group's, confirmed whatever its replicas have (Confirmed).
+	floor  int64
 	logger *slog.Logger
 
 	mu       sync.Mutex
@@ -62,7 +66,7 @@ func NewMaster(s *storage.Store, cfg Config, epoch int64, logger *slog.Logger) *
 	if logger == nil {
 		logger = slog.Default()
 	}
-	m := &Master{s: s, cfg: cfg.withDefaults(), epoch: epoch, logger: logger,
+	m := &Master{s: s, cfg: cfg.withDefaults(), epoch: epoch, logger: logger, floor: s.EndOffset(),
 		peers: map[int64]*peer{}, conns: map[net.Conn]bool{}, inSync: map[int64]bool{}, changed: make(chan struct{})}
 	if m.cfg.Mode == "sync" {
 		s.SetAckGate(m)
@@ -173,6 +177,50 @@ func (m *Master) Wait(ctx context.Context, end int64) error {
 	}
 }
 
+// Admit is the storage.Admitter of the sync mode: with fewer in-sync
+// replicas than MinInsync-1 the master refuses a write before storing it.
+func (m *Master) Admit() error {
+	need := m.cfg.MinInsync - 1
+	if need <= 0 {
+		return nil
+	}
+	m.mu.Lock()
+	members, closed := len(m.inSync), m.closed
+	m.mu.Unlock()
+	if closed {
+		return ErrMasterClosed
+	}
+	if members < need {
+		return fmt.Errorf("%w: %d in-sync replicas besides the master, %d needed", ErrNotEnoughReplicas, members, need)
+	}
+	return nil
+}
+
+// Confirmed is the storage.Confirmer of the sync mode: the log is
+// confirmed up to where MinInsync-1 in-sync replicas have it, and at
+// least up to the floor. The store indexes no further, so consumers never
+// read what a failover could take back.
+func (m *Master) Confirmed() int64 {
+	need := m.cfg.MinInsync - 1
+	if need <= 0 {
+		return math.MaxInt64
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var acks []int64
+	for id := range m.inSync {
+		if p := m.peers[id]; p != nil {
+			acks = append(acks, p.acked)
+		}
+	}
+	c := m.floor
+	if len(acks) >= need {
+		slices.Sort(acks)
+		c = max(c, acks[len(acks)-need])
+	}
+	return c
+}
+
 // SetInSync sets the controller-approved in-sync set: replica ids, the
 // master excluded.
 func (m *Master) SetInSync(ids []int64) {
@@ -183,6 +231,7 @@ func (m *Master) SetInSync(ids []int64) {
 		m.inSync[id] = true
 	}
 	m.broadcast()
+	m.s.KickDispatch() // the confirmed offset may have moved
 }
 
 // Proposal is the in-sync set the master wants now: the connected replicas
@@ -251,6 +300,7 @@ func (m *Master) ack(p *peer, off int64) {
 		p.target, p.targetAt = end, now
 	}
 	m.broadcast()
+	m.s.KickDispatch() // the confirmed offset may have moved
 }
 
 // serveConn handshakes with a replica and then streams the log to it.
@@ -339,6 +389,14 @@ func (m *Master) handshake(c net.Conn) (*peer, int64, error) {
 	}
 	if h.logID != m.s.LogID() && h.end != 0 {
 		return refuse("the replica holds another log (id %016x, the master's is %016x); empty its data directory to copy this one", h.logID, m.s.LogID())
+	}
+	// The history is read from the indexes: wait until they hold what
+	// the master began with, its own epoch's record included.
+	ictx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	err = m.s.WaitIndexed(ictx, m.floor)
+	cancel()
+	if err != nil {
+		return refuse("the master has not indexed its log yet: %v", err)
 	}
 	hist, err := Epochs(m.s)
 	if err != nil {

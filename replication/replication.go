@@ -15,9 +15,11 @@ package replication
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ferrymq/ferry/clusterauth"
+	"github.com/ferrymq/ferry/storage"
 )
 
 // Config configures a master or a replica; replconf maps the file's keys
@@ -65,7 +67,7 @@ func (c Config) withDefaults() Config {
 var (
 	// ErrNotEnoughReplicas: a sync master has fewer in-sync members than
 	// min-insync-replicas and refuses to acknowledge.
-	ErrNotEnoughReplicas = errors.New("replication: fewer in-sync replicas than replication.min-insync-replicas")
+	ErrNotEnoughReplicas = fmt.Errorf("%w: fewer in-sync replicas than replication.min-insync-replicas", storage.ErrNotReplicated)
 	// ErrMasterClosed: the master stopped; what it was waiting for is unknown.
 	ErrMasterClosed = errors.New("replication: master closed")
 	// ErrRefused: the master refused the replica's handshake; the reason follows.

@@ -37,7 +37,7 @@ func (s *Store) dispatchLoop() {
 		}
 		runtime.Gosched() // let commits on their way join this round
 		s.cutMu.RLock()
-		err := s.dispatch(s.written.Load())
+		err := s.dispatch(s.dispatchEnd())
 		s.cutMu.RUnlock()
 		if err != nil {
 			// A write to an index failed (a full disk, say): the log is

@@ -30,6 +30,9 @@ var (
 	// ErrFenced: appends are refused because the store was fenced (Fence);
 	// the fencing error wraps it.
 	ErrFenced = errors.New("storage: appends are fenced")
+	// ErrNotReplicated: a write the sync replication mode cannot
+	// acknowledge (too few in-sync replicas); the ack gate's errors wrap it.
+	ErrNotReplicated = errors.New("storage: not acknowledged by enough replicas")
 	// ErrTruncating: an append came while Truncate cut the log.
 	ErrTruncating = errors.New("storage: the log is being truncated; appends are refused")
 )

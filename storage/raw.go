@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // The raw API copies the commit log record for record to another store
@@ -306,12 +307,80 @@ type AckGate interface {
 	Wait(ctx context.Context, end int64) error
 }
 
+// Confirmer is an AckGate that also says up to where the log is
+// confirmed (the sync mode's in-sync replicas have it). While one is the
+// gate, the dispatcher indexes no further than that, so readers see only
+// records no failover can take back (RocketMQ 5's confirm offset). It
+// calls KickDispatch when the confirmed offset moves.
+type Confirmer interface {
+	Confirmed() int64
+}
+
+// Admitter is an AckGate that can tell before an append that it would
+// refuse to acknowledge it (too few in-sync replicas), so that a write it
+// refuses is not stored either.
+type Admitter interface {
+	Admit() error
+}
+
+// Admit returns why the gate would refuse to acknowledge an append now,
+// nil when it would not (or there is no gate). Writers of messages ask it
+// first; records the broker needs whatever the replicas (its state, an
+// epoch) do not.
+func (s *Store) Admit() error {
+	if b := s.gate.Load(); b != nil {
+		if a, ok := b.g.(Admitter); ok {
+			return a.Admit()
+		}
+	}
+	return nil
+}
+
 type gateBox struct{ g AckGate }
+
+// KickDispatch wakes the dispatcher: a Confirmer calls it when more of
+// the log is confirmed.
+func (s *Store) KickDispatch() {
+	select {
+	case s.dispatchKick <- struct{}{}:
+	default:
+	}
+}
+
+// dispatchEnd is how far the dispatcher may index: the committed end, or
+// less while a Confirmer gate says less is confirmed.
+func (s *Store) dispatchEnd() int64 {
+	end := s.written.Load()
+	if b := s.gate.Load(); b != nil {
+		if c, ok := b.g.(Confirmer); ok {
+			end = min(end, c.Confirmed())
+		}
+	}
+	return end
+}
+
+// WaitIndexed returns once the indexes cover the log up to off (readers
+// see every record before it), or ctx ends, or the store closes.
+func (s *Store) WaitIndexed(ctx context.Context, off int64) error {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for s.dispatched.Load() < off {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("storage: indexed up to log offset %d, waiting for %d: %w", s.dispatched.Load(), off, ctx.Err())
+		case <-s.stop:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+	return nil
+}
 
 // SetAckGate installs g: Append, AppendBatch and WaitDurable return only
 // once g.Wait(ctx, end) returns, after local durability, and fail with its
 // error. nil removes it. AppendBatchNoWait and WaitSynced do not wait for it.
 func (s *Store) SetAckGate(g AckGate) {
+	defer s.KickDispatch() // a Confirmer gone or changed: index what it held back
 	if g == nil {
 		s.gate.Store(nil)
 		return

@@ -183,8 +183,8 @@ func TestFailoverKill9(t *testing.T) {
 		time.Sleep(2 * time.Second) // load on the master
 		gs := lab.waitState(ctx, "three in sync", allInSync)
 		old := gs.MasterID
-		led.markFailover()
 		lab.kill9(old)
+		led.markFailover()
 		took, err := led.failoverTime(20 * time.Second)
 		if err != nil {
 			t.Fatalf("round %d: %v", round+1, err)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,8 +22,9 @@ import (
 type ledger struct {
 	mu    sync.Mutex
 	acked map[string]bool // bodies the broker acknowledged
-	// got is each queue's deliveries in the order the group received them.
-	got map[string][]string
+	// got is each queue's deliveries, as the group received them (its
+	// handlers run concurrently: check orders them by queue offset).
+	got map[string][]delivery
 	// firstAck is when the first send started after a mark was acknowledged
 	// (the failover time: from kill -9 to the first acknowledged write).
 	mark     time.Time
@@ -29,8 +32,14 @@ type ledger struct {
 	sendErrs atomic.Int64
 }
 
+// delivery is one message the group received.
+type delivery struct {
+	offset int64
+	body   string
+}
+
 func newLedger() *ledger {
-	return &ledger{acked: map[string]bool{}, got: map[string][]string{}}
+	return &ledger{acked: map[string]bool{}, got: map[string][]delivery{}}
 }
 
 // produce sends from senders goroutines until ctx ends, recording what is
@@ -93,7 +102,7 @@ func (l *ledger) failoverTime(limit time.Duration) (time.Duration, error) {
 func (l *ledger) consume(_ context.Context, m *client.MessageExt) error {
 	q := m.Broker + "/" + strconv.Itoa(m.QueueID)
 	l.mu.Lock()
-	l.got[q] = append(l.got[q], string(m.Body))
+	l.got[q] = append(l.got[q], delivery{m.QueueOffset, string(m.Body)})
 	l.mu.Unlock()
 	return nil
 }
@@ -105,6 +114,7 @@ type verdict struct {
 	Duplicated      map[string]int // received more than once, per queue
 	OutOfOrder      map[string]int // received after a later one of its sender, per queue
 	Unacked         int            // received though the send failed (a timed-out send that was stored)
+	Examples        []string
 	SendErrors      int64
 }
 
@@ -123,6 +133,7 @@ func (v verdict) String() string {
 		sort.Strings(qs)
 		fmt.Fprintf(&b, "; %s per queue [%s]", m.name, strings.Join(qs, " "))
 	}
+	fmt.Fprintf(&b, "; examples %v", v.Examples)
 	if len(v.Lost) > 0 {
 		n := min(len(v.Lost), 20)
 		fmt.Fprintf(&b, "; lost (first %d): %v", n, v.Lost[:n])
@@ -136,10 +147,13 @@ func (l *ledger) check() verdict {
 	defer l.mu.Unlock()
 	v := verdict{Acked: len(l.acked), Duplicated: map[string]int{}, OutOfOrder: map[string]int{}, SendErrors: l.sendErrs.Load()}
 	seen := map[string]bool{}
-	for q, bodies := range l.got {
+	for q, ds := range l.got {
+		ds = slices.Clone(ds)
+		slices.SortStableFunc(ds, func(a, b delivery) int { return cmp.Compare(a.offset, b.offset) })
 		last := map[string]int{} // sender → highest seq received in this queue
 		inQueue := map[string]bool{}
-		for _, body := range bodies {
+		for _, d := range ds {
+			body := d.body
 			if inQueue[body] {
 				v.Duplicated[q]++
 				continue
@@ -149,6 +163,9 @@ func (l *ledger) check() verdict {
 			seq, _ := strconv.Atoi(seqStr)
 			if hi, ok := last[sender]; ok && seq < hi {
 				v.OutOfOrder[q]++
+				if len(v.Examples) < 10 {
+					v.Examples = append(v.Examples, fmt.Sprintf("%s: %s after %s-%d acked=%v", q, body, sender, hi, l.acked[body]))
+				}
 			} else {
 				last[sender] = seq
 			}

@@ -548,8 +548,10 @@ func publishCode(err error) int16 {
 	case errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrInvalidMessage),
 		errors.Is(err, core.ErrInvalidName), errors.Is(err, core.ErrInvalidQueue), errors.Is(err, core.ErrInvalidDelay):
 		return remoting.MessageIllegal
-	case errors.Is(err, core.ErrDiskFull):
+	case errors.Is(err, core.ErrDiskFull), errors.Is(err, core.ErrFenced):
 		return remoting.ServiceNotAvailable
+	case errors.Is(err, core.ErrNotReplicated):
+		return remoting.SlaveNotAvailable
 	default:
 		return remoting.SystemError
 	}
