@@ -89,4 +89,3 @@ func ConfigFrom(cfg config.Config, logger *slog.Logger, guard *auth.Authenticato
 	}
 	return c
 }
-

@@ -125,5 +125,6 @@ func (s *Server) deadLetter(m *core.Message, queue, dlx, exchange, key, reason s
 		}
 	}
 	_, err = s.broker.Publish(context.Background(), dm, core.PublishOptions{Queue: core.QueueAuto})
+	s.lastPublish.Store(time.Now().UnixNano())
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
@@ -104,11 +105,13 @@ func (ch *channel) published() error {
 		ch.txBytes += len(pub.body)
 		ch.txOps = append(ch.txOps, txOp{run: func() error {
 			_, err := ch.c.s.broker.Publish(context.Background(), m, core.PublishOptions{Queue: core.QueueAuto})
+			ch.c.s.lastPublish.Store(time.Now().UnixNano())
 			return publishErr(err)
 		}})
 		return nil
 	}
 	res, err := ch.c.s.broker.Publish(context.Background(), m, core.PublishOptions{Queue: core.QueueAuto, NoWait: true})
+	ch.c.s.lastPublish.Store(time.Now().UnixNano())
 	if err != nil {
 		ch.c.log.Warn("amqp: publish failed", "topic", topic, "err", err)
 		ch.c.s.blocked(err)

@@ -420,6 +420,10 @@ func (q *queue) idle() {
 	}
 }
 
+// recentPublish is how recent a publish makes an empty basic.get wait a
+// little for the store's index to have it.
+const recentPublish = 200 * time.Millisecond
+
 // get takes one message for basic.get, or none.
 func (q *queue) get() (held, string, string, bool) {
 	for {
@@ -428,9 +432,15 @@ func (q *queue) get() (held, string, string, bool) {
 			q.mu.Lock()
 			m := q.member
 			q.mu.Unlock()
-			ctx, cancel := context.WithCancel(q.ctx)
-			cancel() // one look, no wait
+			// One look, no wait; but a publish of a moment ago may not be
+			// in the queue's index yet: then a short wait for it.
+			wait := time.Duration(0)
+			if time.Since(time.Unix(0, q.v.s.lastPublish.Load())) < recentPublish {
+				wait = recentPublish / 4
+			}
+			ctx, cancel := context.WithTimeout(q.ctx, wait)
 			ds, _ := m.Pull(ctx, 1)
+			cancel()
 			if len(ds) == 0 {
 				return held{}, "", "", false
 			}

@@ -125,7 +125,9 @@ type Server struct {
 
 	metrics *metrics
 	open    atomic.Int64
-	block   atomic.Bool // connection.blocked sent: the store refused for want of space
+	// lastPublish is when a publish last reached the core (unix ns).
+	lastPublish atomic.Int64
+	block       atomic.Bool // connection.blocked sent: the store refused for want of space
 
 	mu        sync.Mutex
 	listeners []net.Listener
