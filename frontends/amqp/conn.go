@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrymq/ferry/auth"
@@ -39,6 +40,7 @@ type conn struct {
 	frameMax   uint32 // negotiated, frame included
 	channelMax uint16
 	heartbeat  time.Duration
+	ready      atomic.Bool // negotiated: the fields above are set
 
 	out  chan []byte
 	quit chan struct{} // closed by finish: the writer writes what waits, then stops
@@ -162,6 +164,7 @@ func (c *conn) serve() {
 	err := c.negotiate(fr)
 	if err == nil {
 		c.nc.SetDeadline(time.Time{})
+		c.ready.Store(true)
 		c.s.metrics.connections.Inc()
 		defer c.s.metrics.connections.Dec()
 		c.log.Debug("amqp: connection open", "user", c.user, "frame-max", c.frameMax, "channel-max", c.channelMax,

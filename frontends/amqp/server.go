@@ -289,7 +289,7 @@ func (s *Server) blocked(err error) {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		if !c.capability("connection.blocked") {
+		if !c.ready.Load() || !c.capability("connection.blocked") {
 			continue
 		}
 		if full {

@@ -39,7 +39,7 @@ func TestDecodeRefusesGarbage(t *testing.T) {
 	for name, p := range map[string][]byte{
 		"short":          {0, 10},
 		"unknown method": {0, 99, 0, 1},
-		"truncated str":  append(appendMethod(nil, mQDeclare, uint16(0), "queue", false, false, false, false, false, Table{})[:7]),
+		"truncated str":  appendMethod(nil, mQDeclare, uint16(0), "queue", false, false, false, false, false, Table{})[:7],
 		"table too long": {0, 50, 0, 10, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF},
 	} {
 		if _, err := decodeMethod(p); err == nil {
