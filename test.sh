@@ -35,6 +35,8 @@ need mosquitto_pub mosquitto-clients
 # Eclipse Paho's Python client, for frontends/mqtt's TestPythonPaho; Debian's
 # python3 sees it (a python3 of pyenv on PATH may not: the test tries both).
 need "/usr/bin/python3 -c 'import paho.mqtt.client'" python3-paho-mqtt
+# pika, RabbitMQ's Python client, for frontends/amqp's TestPika.
+need "/usr/bin/python3 -c 'import pika'" python3-pika
 # RabbitMQ on 127.0.0.1:5672 (guest/guest), the bridge's real counterpart,
 # unless FERRY_TEST_AMQP_URL names another one. Under CI=true the bridge's
 # tests fail rather than skip when it does not answer.

@@ -20,11 +20,11 @@
 // unnoticed. FERRY_ variables that name no key are left alone: other tools
 // (the test suite's FERRY_TEST_AMQP_URL, say) share the prefix.
 //
-// A front-end or bridge owns its section (native, mqtt, bridges): its schema,
-// defaults and checks live in a package of its own that imports nothing of
-// Ferry (frontends/native/nativeconf, frontends/mqtt/mqttconf,
-// bridge/rabbitmq/fileconf); Config assembles the sections, Default their
-// defaults and Validate their checks.
+// A front-end or bridge owns its section (native, mqtt, amqp, bridges): its
+// schema, defaults and checks live in a package of its own that imports
+// nothing of Ferry (frontends/native/nativeconf, frontends/mqtt/mqttconf,
+// frontends/amqp/amqpconf, bridge/rabbitmq/fileconf); Config assembles the
+// sections, Default their defaults and Validate their checks.
 //
 // To add a setting: a field with a koanf tag in Config (or in one of its
 // sections, in the package that owns it), its default in Default (or the
@@ -49,6 +49,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferrymq/ferry/controller/controllerconf"
+	"github.com/ferrymq/ferry/frontends/amqp/amqpconf"
 	"github.com/ferrymq/ferry/frontends/mqtt/mqttconf"
 	"github.com/ferrymq/ferry/frontends/native/nativeconf"
 	"github.com/ferrymq/ferry/replication/replconf"
@@ -93,6 +94,8 @@ type Config struct {
 	Controller controllerconf.Config `koanf:"controller"`
 	// Replication is a broker group's replication section (package replconf).
 	Replication replconf.Config `koanf:"replication"`
+	// AMQP is the AMQP 0-9-1 front-end's section (package amqpconf).
+	AMQP amqpconf.Config `koanf:"amqp"`
 	// Bridges are the RabbitMQ bridges ferry serve runs (file only).
 	Bridges []BridgeConfig `koanf:"bridges"`
 
@@ -231,6 +234,7 @@ func Default() Config {
 		MQTT:                  mqttconf.Default(),
 		Controller:            controllerconf.Default(),
 		Replication:           replconf.Default(),
+		AMQP:                  amqpconf.Default(),
 	}
 }
 
@@ -331,6 +335,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Replication.Validate(); err != nil {
+		return err
+	}
+	if err := c.AMQP.Validate(); err != nil {
 		return err
 	}
 	return validateBridges(c.Bridges)

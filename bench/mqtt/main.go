@@ -163,7 +163,7 @@ func newSystem(name string) system {
 		}
 		return system{fmt.Sprintf("Ferry (%s flush)", flush), n, func() (*broker, error) {
 			return startFerry("Ferry", *ferryBin, "serve", "--flush", flush, "--mqtt-addr", "127.0.0.1:0",
-				"--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--http-addr", "off", "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0")
+				"--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off", "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0")
 		}}
 	case "mosquitto":
 		return system{"Mosquitto (no persistence)", *count, func() (*broker, error) { return startMosquitto(*mosqBin) }}

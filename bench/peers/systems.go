@@ -155,7 +155,7 @@ func startFerry(bin, flush string) (target, error) {
 	var ns string
 	p, err := startProc(dir, bin, []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--flush", flush,
 		"--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--mqtt-addr", "off", "--mqtt-ws-addr", "off",
-		"--mqtt-tls-addr", "off", "--http-addr", "off"}, func(line string) {
+		"--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off"}, func(line string) {
 		if m := nsRe.FindStringSubmatch(line); m != nil {
 			ns = strings.Trim(m[1], `"`)
 		}

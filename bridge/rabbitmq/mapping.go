@@ -3,12 +3,12 @@ package rabbitmq
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/internal/routingkey"
 )
 
 // Headers a bridge reads and writes besides the message's own properties.
@@ -33,36 +33,14 @@ const (
 // keeps; longer inbound headers are dropped.
 const maxField = 65535
 
-// routingKey renders the template for m: {topic}, {subject} with '/' turned
-// to '.', {key} the first key. Empty parts leave no stray dots: topic
-// "alerts" with an empty subject is "alerts".
+// routingKey renders the template for m (routingkey.Render): {topic},
+// {subject} with '/' turned to '.', {key} the first key.
 func routingKey(tmpl string, m *core.Message) string {
 	var key string
 	if len(m.Keys) > 0 {
 		key = m.Keys[0]
 	}
-	if tmpl == DefaultRoutingKey { // the hot path: no replacer
-		if m.Subject == "" {
-			return m.Topic
-		}
-		return m.Topic + "." + strings.ReplaceAll(m.Subject, "/", ".")
-	}
-	s := strings.NewReplacer("{topic}", m.Topic, "{subject}", strings.ReplaceAll(m.Subject, "/", "."), "{key}", key).Replace(tmpl)
-	for strings.Contains(s, "..") {
-		s = strings.ReplaceAll(s, "..", ".")
-	}
-	return strings.Trim(s, ".")
-}
-
-// subjectOf maps an inbound routing key to a subject of topic: '.' → '/',
-// and a leading "<topic>." is dropped, so that "devices.42.telemetry" into
-// topic devices is subject "42/telemetry" (outbound's default, reversed).
-func subjectOf(topic, routingKey string) string {
-	if routingKey == topic {
-		return ""
-	}
-	routingKey = strings.TrimPrefix(routingKey, topic+".")
-	return strings.ReplaceAll(routingKey, ".", "/")
+	return routingkey.Render(tmpl, m.Topic, m.Subject, key)
 }
 
 // hops is the hop count a message carries (0 when none or garbled).
@@ -108,7 +86,7 @@ func publishing(m *core.Message, id string, hop int) amqp.Publishing {
 // RabbitMQ it came from, unless it names an earlier one. dropped counts the
 // headers too long to keep or of a type with no string form.
 func message(topic, origin string, d *amqp.Delivery) (m *core.Message, dropped int) {
-	m = &core.Message{Topic: topic, Subject: subjectOf(topic, d.RoutingKey), Body: d.Body,
+	m = &core.Message{Topic: topic, Subject: routingkey.SubjectOf(topic, d.RoutingKey), Body: d.Body,
 		Properties: make(map[string]string, len(d.Headers)+2)}
 	for k, v := range d.Headers {
 		switch k {

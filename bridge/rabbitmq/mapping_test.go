@@ -30,19 +30,6 @@ func TestRoutingKey(t *testing.T) {
 	}
 }
 
-func TestSubjectOf(t *testing.T) {
-	for _, tc := range []struct{ topic, key, want string }{
-		{"devices", "devices.42.telemetry", "42/telemetry"},
-		{"devices", "devices", ""},
-		{"commands", "cmd.7.set", "cmd/7/set"},
-		{"devices", "devicesX.1", "devicesX/1"},
-	} {
-		if got := subjectOf(tc.topic, tc.key); got != tc.want {
-			t.Errorf("subjectOf(%q, %q) = %q, want %q", tc.topic, tc.key, got, tc.want)
-		}
-	}
-}
-
 func TestMessageFromDelivery(t *testing.T) {
 	long := string(make([]byte, maxField+1))
 	d := &amqp.Delivery{RoutingKey: "devices.1.t", Body: []byte("b"), MessageId: "mid", Timestamp: time.Unix(10, 0),

@@ -267,7 +267,9 @@ func startFerryEnv(t *testing.T, bin string, env []string, args ...string) *ferr
 	t.Helper()
 	p := &ferryProc{cmd: exec.Command(bin, args...), done: make(chan struct{}), changed: make(chan struct{})}
 	p.cmd.Dir = t.TempDir()
-	p.cmd.Env = append(environWithoutFerry(), env...)
+	// The AMQP listener's default port (5672) is a fixed one: off unless
+	// the test asks for it (a flag or env wins over this).
+	p.cmd.Env = append(append(environWithoutFerry(), "FERRY_AMQP_ADDR=off"), env...)
 	pipe, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/plugin"
+	"github.com/ferrymq/ferry/frontends/amqp"
 	"github.com/ferrymq/ferry/frontends/mqtt"
 	"github.com/ferrymq/ferry/frontends/native"
 	"github.com/ferrymq/ferry/monitor"
@@ -59,12 +60,14 @@ func newServeCmd() *cobra.Command {
 }
 
 // addServiceFlags adds the flags of the listeners every broker process has
-// besides the native protocol: MQTT and HTTP.
+// besides the native protocol: MQTT, AMQP and HTTP.
 func addServiceFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	config.AddFlag(fs, "mqtt-addr", "mqtt.addr", "MQTT listen address; off disables it, :0 picks a free port")
 	config.AddFlag(fs, "mqtt-ws-addr", "mqtt.ws-addr", "MQTT over WebSocket (path /mqtt) listen address; off disables it")
 	config.AddFlag(fs, "mqtt-tls-addr", "mqtt.tls-addr", "MQTT over TLS listen address (on when mqtt.tls-cert and mqtt.tls-key are set); off disables it")
+	config.AddFlag(fs, "amqp-addr", "amqp.addr", "AMQP 0-9-1 listen address; off disables it, :0 picks a free port")
+	config.AddFlag(fs, "amqp-tls-addr", "amqp.tls-addr", "AMQP over TLS listen address (on when amqp.tls-cert and amqp.tls-key are set); off disables it")
 	config.AddFlag(fs, "http-addr", "http-addr", "HTTP listen address for metrics, health and status; off disables it, :0 picks a free port")
 }
 
@@ -163,6 +166,7 @@ func addNativeTLSFlags(fs *pflag.FlagSet) {
 var plugins = []func(config.Config) fx.Option{
 	native.Plugin,
 	mqtt.Plugin,
+	amqp.Plugin,
 	rabbitmq.Plugin,
 }
 
