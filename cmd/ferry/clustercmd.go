@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,25 +11,30 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/config"
 )
 
 func newClusterCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Short: "List the brokers registered with the NameServers"}
+	cmd := &cobra.Command{Use: "cluster", Short: "List the brokers registered with the NameServers, and the replicated groups"}
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List the brokers every NameServer of --namesrv knows: cluster, name, id and role, address, last registration",
-		Args:  cobra.NoArgs,
+		Use: "list",
+		Short: "List the brokers every NameServer of --namesrv knows: cluster, name, id and role, address, last registration; " +
+			"with --controllers, the replicated groups too: epoch, master, in-sync set, each broker's role, log end, lag and liveness",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAdmin(cmd, func(a *client.Admin) error {
+			err := withAdmin(cmd, func(a *client.Admin) error {
 				brokers, err := a.ClusterBrokers(cmd.Context())
 				if werr := writeBrokers(cmd.OutOrStdout(), brokers, nameServersOf(cmd), time.Now()); werr != nil {
 					return werr
 				}
 				return err
 			})
+			return errors.Join(err, listGroups(cmd, cmd.OutOrStdout()))
 		},
 	}
 	addClientFlags(list.Flags())
+	config.AddFlag(list.Flags(), "controllers", "controller.addrs", "the controllers' addresses, comma separated: list the replicated groups they keep too")
+	addClusterFlags(list.Flags())
 	cmd.AddCommand(list)
 	return cmd
 }

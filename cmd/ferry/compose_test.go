@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 // composeFile is what the test reads of docker-compose.yml.
 type composeFile struct {
 	Services map[string]struct {
+		Profiles    []string          `yaml:"profiles"`
 		Build       any               `yaml:"build"`
 		Image       string            `yaml:"image"`
 		Command     []string          `yaml:"command"`
@@ -49,8 +52,10 @@ func TestComposeFile(t *testing.T) {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
 	for _, want := range []string{"namesrv", "namesrv-b", "broker-a", "broker-b", "rabbitmq", "device", "consumer"} {
-		if _, ok := c.Services[want]; !ok {
+		if s, ok := c.Services[want]; !ok {
 			t.Errorf("docker-compose.yml has no %s service", want)
+		} else if len(s.Profiles) > 0 {
+			t.Errorf("%s is in profiles %q: the default services run without a profile", want, s.Profiles)
 		}
 	}
 	// The NameServers and the brokers share one cluster secret; each broker
@@ -74,10 +79,13 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s does not register with both NameServers: %q", name, s.Command)
 		}
 	}
+	checkComposeCluster(t, c)
 	for name, s := range c.Services {
 		for dep := range s.DependsOn {
-			if _, ok := c.Services[dep]; !ok {
+			if d, ok := c.Services[dep]; !ok {
 				t.Errorf("%s depends on %s, which is not a service", name, dep)
+			} else if !slices.Equal(d.Profiles, s.Profiles) {
+				t.Errorf("%s (profiles %q) depends on %s (profiles %q): one profile would start without the other", name, s.Profiles, dep, d.Profiles)
 			}
 		}
 		if s.Image != "ferry" {
@@ -110,6 +118,78 @@ func TestComposeFile(t *testing.T) {
 			} else if _, ok := c.Volumes[src]; !ok {
 				t.Errorf("%s mounts volume %s, which is not declared", name, src)
 			}
+		}
+	}
+}
+
+// checkComposeCluster checks the cluster profile: three controllers with
+// one Raft membership and their own ids, and a group of three brokers with
+// one name and their own ids, each given every controller and NameServer
+// and advertising the addresses the others reach it at; one secret.
+func checkComposeCluster(t *testing.T, c composeFile) {
+	t.Helper()
+	flag := func(args []string, name string) string {
+		if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+			return args[i+1]
+		}
+		return ""
+	}
+	port := func(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+	secret := c.Services["namesrv"].Environment["FERRY_CLUSTER_SECRET"]
+	ctls := []string{"controller-1", "controller-2", "controller-3"}
+	var peers, nss, ctlAddrs []string
+	for i, name := range ctls {
+		s, ok := c.Services[name]
+		if !ok {
+			t.Errorf("docker-compose.yml has no %s service", name)
+			continue
+		}
+		if !slices.Equal(s.Profiles, []string{"cluster"}) || s.Environment["FERRY_CLUSTER_SECRET"] != secret {
+			t.Errorf("%s: profiles %q and secret %q, want the cluster profile and the NameServer's secret", name, s.Profiles, s.Environment["FERRY_CLUSTER_SECRET"])
+		}
+		if s.Command[0] != "namesrv" || !slices.Contains(s.Command, "--controller") || flag(s.Command, "--node-id") != strconv.Itoa(i+1) {
+			t.Errorf("%s: %q, want namesrv --controller --node-id %d", name, s.Command, i+1)
+		}
+		peers = append(peers, flag(s.Command, "--raft-peers"))
+		nss = append(nss, name+":"+port(flag(s.Command, "--namesrv-addr")))
+		ctlAddrs = append(ctlAddrs, name+":"+port(flag(s.Command, "--controller-addr")))
+	}
+	for i, p := range peers {
+		var want []string
+		for j, name := range ctls {
+			want = append(want, fmt.Sprintf("%d=%s:9879", j+1, name))
+		}
+		if p != strings.Join(want, ",") {
+			t.Errorf("%s's --raft-peers %q, want %q", ctls[i], p, strings.Join(want, ","))
+		}
+	}
+	for id := range 3 {
+		name := fmt.Sprint("group-a-", id)
+		s, ok := c.Services[name]
+		if !ok {
+			t.Errorf("docker-compose.yml has no %s service", name)
+			continue
+		}
+		for _, ctl := range ctls {
+			if _, ok := s.DependsOn[ctl]; !ok {
+				t.Errorf("%s does not wait for %s", name, ctl)
+			}
+		}
+		want := map[string]string{
+			"--broker-name": "group-a", "--broker-id": strconv.Itoa(id), "--replication-mode": "sync", "--min-insync-replicas": "2",
+			"--namesrv": strings.Join(nss, ","), "--controllers": strings.Join(ctlAddrs, ","),
+			"--advertise-addr": name + ":" + port(flag(s.Command, "--native-addr")),
+		}
+		for f, w := range want {
+			if got := flag(s.Command, f); got != w {
+				t.Errorf("%s: %s %q, want %q", name, f, got, w)
+			}
+		}
+		if got, w := s.Environment["FERRY_REPLICATION_ADVERTISE_ADDR"], name+":"+port(flag(s.Command, "--replication-addr")); got != w {
+			t.Errorf("%s: FERRY_REPLICATION_ADVERTISE_ADDR %q, want %q", name, got, w)
+		}
+		if !slices.Equal(s.Profiles, []string{"cluster"}) || s.Environment["FERRY_CLUSTER_SECRET"] != secret {
+			t.Errorf("%s: profiles %q and secret %q, want the cluster profile and the NameServer's secret", name, s.Profiles, s.Environment["FERRY_CLUSTER_SECRET"])
 		}
 	}
 }
