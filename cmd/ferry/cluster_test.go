@@ -27,6 +27,7 @@ func TestServeDrawsAClusterKey(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.NamesrvAddr, cfg.Native.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "off"
 	cfg.MQTT.Addr, cfg.MQTT.WSAddr, cfg.MQTT.TLSAddr = "off", "off", "off"
+	cfg.AMQP.Addr = "off"
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var ns *namesrv.Server
 	app := fx.New(appOptions(cfg, logger), fx.Populate(&ns))

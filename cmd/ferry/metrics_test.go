@@ -27,6 +27,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.NamesrvAddr, cfg.Native.Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.MQTT.Addr, cfg.MQTT.WSAddr, cfg.MQTT.TLSAddr = "127.0.0.1:0", "off", "off"
+	cfg.AMQP.Addr = "127.0.0.1:0"
 	cfg.Bridges = []config.BridgeConfig{{Name: "away", Direction: "outbound", URL: "amqp://127.0.0.1:1/", Topic: "metrics"}}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var mon *monitor.Server

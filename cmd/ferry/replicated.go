@@ -153,16 +153,7 @@ type servingParts struct {
 func (h *servingHalf) Start(ctx context.Context, epoch int64) error {
 	reg := prometheus.NewRegistry()
 	var parts servingParts
-	opts := []fx.Option{
-		servingOptions(h.cfg, clusterOptions(h.cfg, h.nss, epoch)),
-		fx.Supply(h.cfg, h.logger, h.store, reg),
-		fx.WithLogger(fxLogger),
-		fx.StopTimeout(stopTimeout),
-		fx.Populate(&parts),
-	}
-	if h.key != nil {
-		opts = append(opts, fx.Supply(h.key))
-	}
+	opts := append(servingHalfOptions(h.cfg, h.logger, h.store, reg, h.key, h.nss, epoch), fx.Populate(&parts))
 	app := fx.New(opts...)
 	if err := app.Err(); err != nil {
 		return dig.RootCause(err)
@@ -199,6 +190,22 @@ func (h *servingHalf) Stop(ctx context.Context) error {
 	}
 	detach()
 	return app.Stop(ctx)
+}
+
+// servingHalfOptions is the fx graph of a replicated broker's serving
+// part, as the master of epoch.
+func servingHalfOptions(cfg config.Config, logger *slog.Logger, store *storage.Store, reg *prometheus.Registry,
+	key *clusterauth.Key, nss []string, epoch int64) []fx.Option {
+	opts := []fx.Option{
+		servingOptions(cfg, clusterOptions(cfg, nss, epoch)),
+		fx.Supply(cfg, logger, store, reg),
+		fx.WithLogger(fxLogger),
+		fx.StopTimeout(stopTimeout),
+	}
+	if key != nil {
+		opts = append(opts, fx.Supply(key))
+	}
+	return opts
 }
 
 // nativeAddr is where clients reach the serving part natively, "" when it

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/ferrymq/ferry/config"
@@ -22,6 +23,14 @@ func TestAppGraph(t *testing.T) {
 	}
 	if err := fx.ValidateApp(appOptions(config.Default(), logger)); err != nil {
 		t.Fatal(err)
+	}
+	replicated := config.Default()
+	replicated.Controller.Addrs, replicated.Broker.Name = "127.0.0.1:9878", "group-a"
+	if err := fx.ValidateApp(brokerOptions(replicated, logger)); err != nil {
+		t.Fatalf("a replicated ferry broker's fx graph: %v", err)
+	}
+	if err := fx.ValidateApp(servingHalfOptions(replicated, logger, &storage.Store{}, prometheus.NewRegistry(), nil, nil, 1)...); err != nil {
+		t.Fatalf("a replicated broker's serving half: %v", err)
 	}
 	withBridge := config.Default()
 	withBridge.Bridges = []config.BridgeConfig{{Name: "b", Direction: "outbound", URL: "amqp://127.0.0.1:5672/", Topic: "devices"}}
