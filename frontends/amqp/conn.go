@@ -165,6 +165,14 @@ func (c *conn) serve() {
 	if err == nil {
 		c.nc.SetDeadline(time.Time{})
 		c.ready.Store(true)
+		if c.capability("connection.blocked") {
+			// Under blockMu, so that an unblocked sent meanwhile comes after.
+			c.s.blockMu.Lock()
+			if c.s.block.Load() {
+				c.sendMethod(0, mConnBlocked, blockedReason)
+			}
+			c.s.blockMu.Unlock()
+		}
 		c.s.metrics.connections.Inc()
 		defer c.s.metrics.connections.Dec()
 		c.log.Debug("amqp: connection open", "user", c.user, "frame-max", c.frameMax, "channel-max", c.channelMax,
