@@ -289,24 +289,7 @@ func (c *conn) readMethod(fr *frameReader, want methodID) (method, error) {
 
 // negotiate runs connection.start, tune and open [spec §4.2.4].
 func (c *conn) negotiate(fr *frameReader) error {
-	props := Table{
-		"product":   "Ferry",
-		"version":   c.s.cfg.Version,
-		"platform":  "Go",
-		"copyright": "Ferry authors",
-		"capabilities": Table{
-			"publisher_confirms":           true,
-			"exchange_exchange_bindings":   false,
-			"basic.nack":                   true,
-			"consumer_cancel_notify":       true,
-			"connection.blocked":           true,
-			"consumer_priorities":          false,
-			"authentication_failure_close": true,
-			"per_consumer_qos":             true,
-			"direct_reply_to":              false,
-		},
-	}
-	c.sendMethod(0, mConnStart, uint8(0), uint8(9), props, "PLAIN AMQPLAIN", "en_US")
+	c.send(c.s.startFrame())
 	m, err := c.readMethod(fr, mConnStartOk)
 	if err != nil {
 		return err
@@ -363,6 +346,29 @@ func (c *conn) negotiate(fr *frameReader) error {
 	}
 	c.sendMethod(0, mConnOpenOk, "")
 	return nil
+}
+
+// startFrame is connection.start: the version, the server's properties
+// with the RabbitMQ capabilities Ferry has, and the SASL mechanisms.
+func (s *Server) startFrame() []byte {
+	props := Table{
+		"product":   "Ferry",
+		"version":   s.cfg.Version,
+		"platform":  "Go",
+		"copyright": "Ferry authors",
+		"capabilities": Table{
+			"publisher_confirms":           true,
+			"exchange_exchange_bindings":   false,
+			"basic.nack":                   true,
+			"consumer_cancel_notify":       true,
+			"connection.blocked":           true,
+			"consumer_priorities":          false,
+			"authentication_failure_close": true,
+			"per_consumer_qos":             true,
+			"direct_reply_to":              false,
+		},
+	}
+	return appendFrame(nil, frameMethod, 0, appendMethod(nil, mConnStart, uint8(0), uint8(9), props, "PLAIN AMQPLAIN", "en_US"))
 }
 
 // credentials reads a SASL response: PLAIN is "\0user\0password"

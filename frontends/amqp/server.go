@@ -135,6 +135,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*conn]struct{}
+	refused   map[net.Conn]struct{} // connections over amqp.max-connections being told so
+	refusing  atomic.Int64          // len(refused), read without mu
 	wg        sync.WaitGroup
 	closed    bool
 }
@@ -144,7 +146,7 @@ type Server struct {
 func New(broker *core.Broker, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, broker: broker, log: cfg.Logger, metrics: newMetrics(), conns: map[*conn]struct{}{},
-		done: make(chan struct{})}
+		refused: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	if cfg.TLSAddr != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
@@ -216,7 +218,8 @@ func (s *Server) accept(ln net.Listener) {
 		if s.open.Add(1) > s.cfg.MaxConnections {
 			s.open.Add(-1)
 			s.metrics.limits.WithLabelValues("amqp.max-connections").Inc()
-			nc.Close()
+			s.log.Debug("amqp: connection refused: amqp.max-connections reached", "remote", nc.RemoteAddr().String(), "max", s.cfg.MaxConnections)
+			s.refuse(nc)
 			continue
 		}
 		c := newConn(s, nc)
@@ -257,6 +260,9 @@ func (s *Server) Close() error {
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
+	}
+	for nc := range s.refused {
+		nc.Close()
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
