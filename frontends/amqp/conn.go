@@ -407,7 +407,10 @@ func (c *conn) loop(fr *frameReader) error {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				c.log.Info("amqp: connection closed: no heartbeat", "user", c.user, "heartbeat", c.heartbeat)
+				// Not a bare drop: the close says why, in case the peer
+				// is only slow, and close-ok is awaited as for any error.
+				return connErr(codeConnectionForced, fmt.Sprintf("missed heartbeats from client: nothing received in %v (twice the negotiated heartbeat of %v)",
+					2*c.heartbeat, c.heartbeat))
 			}
 			return err
 		}
