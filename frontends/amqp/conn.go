@@ -40,7 +40,8 @@ type conn struct {
 	frameMax   uint32 // negotiated, frame included
 	channelMax uint16
 	heartbeat  time.Duration
-	ready      atomic.Bool // negotiated: the fields above are set
+	tuned      chan struct{} // closed once heartbeat is set
+	ready      atomic.Bool   // negotiated: the fields above are set
 
 	out  chan []byte
 	quit chan struct{} // closed by finish: the writer writes what waits, then stops
@@ -56,7 +57,7 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), log: s.log.With("remote", nc.RemoteAddr().String()),
 		frameMax: s.cfg.FrameMax, channelMax: s.cfg.ChannelMax, out: make(chan []byte, outQueue),
-		quit: make(chan struct{}), dead: make(chan struct{}), channels: map[uint16]*channel{}}
+		quit: make(chan struct{}), dead: make(chan struct{}), tuned: make(chan struct{}), channels: map[uint16]*channel{}}
 }
 
 // capability reports whether the client announced capability name.
@@ -90,15 +91,20 @@ func (c *conn) sendMethod(ch uint16, id methodID, args ...any) bool {
 func (c *conn) write() {
 	defer c.stop()
 	w := bufio.NewWriterSize(c.nc, 64<<10)
+	// The writer starts before the heartbeat is negotiated: it reads it
+	// once tuned is closed.
 	var tick <-chan time.Time
-	if c.heartbeat > 0 {
-		t := time.NewTicker(c.heartbeat / 2)
-		defer t.Stop()
-		tick = t.C
-	}
+	tuned := c.tuned
 	wrote := false
 	for {
 		select {
+		case <-tuned:
+			tuned = nil
+			if c.heartbeat > 0 {
+				t := time.NewTicker(c.heartbeat / 2)
+				defer t.Stop()
+				tick = t.C
+			}
 		case <-c.quit:
 			for {
 				select {
@@ -336,6 +342,7 @@ func (c *conn) negotiate(fr *frameReader) error {
 		c.frameMax = fm
 	}
 	c.heartbeat = time.Duration(m.u16(2)) * time.Second
+	close(c.tuned)
 	fr.max = c.frameMax - frameOverhead
 	m, err = c.readMethod(fr, mConnOpen)
 	if err != nil {
