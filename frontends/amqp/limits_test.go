@@ -102,9 +102,11 @@ func TestHeartbeatTimeoutClosesWithAReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	time.Sleep(3 * time.Second)
-	if conn.IsClosed() {
-		t.Fatal("a client sending heartbeats was closed")
+	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+	select {
+	case err := <-closed:
+		t.Fatalf("a client sending heartbeats was closed: %v", err)
+	case <-time.After(3 * time.Second):
 	}
 }
 
