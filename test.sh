@@ -37,6 +37,10 @@ need mosquitto_pub mosquitto-clients
 need "/usr/bin/python3 -c 'import paho.mqtt.client'" python3-paho-mqtt
 # pika, RabbitMQ's Python client, for frontends/amqp's TestPika.
 need "/usr/bin/python3 -c 'import pika'" python3-pika
+# Node and npm, for frontends/amqp's TestAmqplib (amqplib, installed by the
+# test with npm ci at the version its package-lock.json pins).
+need node nodejs
+need npm npm
 # RabbitMQ on 127.0.0.1:5672 (guest/guest), the bridge's real counterpart,
 # unless FERRY_TEST_AMQP_URL names another one. Under CI=true the bridge's
 # tests fail rather than skip when it does not answer.

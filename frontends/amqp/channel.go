@@ -655,12 +655,19 @@ func (ch *channel) get(m method) error {
 	if err := ch.allowQueue(q); err != nil {
 		return err.on(m.id)
 	}
+	noAck := m.bit(2)
+	ch.mu.Lock()
+	n := len(ch.unacked)
+	ch.mu.Unlock()
+	if !noAck && n >= ch.c.s.cfg.MaxUnacked {
+		ch.c.s.metrics.limits.WithLabelValues("amqp.max-unacked").Inc()
+		return chanErr(codePreconditionFail, fmt.Sprintf("channel has %d unacknowledged deliveries, the most it may hold (amqp.max-unacked): acknowledge some before basic.get", n)).on(m.id)
+	}
 	h, exchange, key, ok := q.get()
 	if !ok {
 		ch.c.sendMethod(ch.id, mBasicGetEmpty, "")
 		return nil
 	}
-	noAck := m.bit(2)
 	ch.sendMu.Lock()
 	defer ch.sendMu.Unlock()
 	ch.mu.Lock()

@@ -40,7 +40,8 @@ type conn struct {
 	frameMax   uint32 // negotiated, frame included
 	channelMax uint16
 	heartbeat  time.Duration
-	ready      atomic.Bool // negotiated: the fields above are set
+	tuned      chan struct{} // closed once heartbeat is set
+	ready      atomic.Bool   // negotiated: the fields above are set
 
 	out  chan []byte
 	quit chan struct{} // closed by finish: the writer writes what waits, then stops
@@ -56,7 +57,7 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), log: s.log.With("remote", nc.RemoteAddr().String()),
 		frameMax: s.cfg.FrameMax, channelMax: s.cfg.ChannelMax, out: make(chan []byte, outQueue),
-		quit: make(chan struct{}), dead: make(chan struct{}), channels: map[uint16]*channel{}}
+		quit: make(chan struct{}), dead: make(chan struct{}), tuned: make(chan struct{}), channels: map[uint16]*channel{}}
 }
 
 // capability reports whether the client announced capability name.
@@ -90,15 +91,20 @@ func (c *conn) sendMethod(ch uint16, id methodID, args ...any) bool {
 func (c *conn) write() {
 	defer c.stop()
 	w := bufio.NewWriterSize(c.nc, 64<<10)
+	// The writer starts before the heartbeat is negotiated: it reads it
+	// once tuned is closed.
 	var tick <-chan time.Time
-	if c.heartbeat > 0 {
-		t := time.NewTicker(c.heartbeat / 2)
-		defer t.Stop()
-		tick = t.C
-	}
+	tuned := c.tuned
 	wrote := false
 	for {
 		select {
+		case <-tuned:
+			tuned = nil
+			if c.heartbeat > 0 {
+				t := time.NewTicker(c.heartbeat / 2)
+				defer t.Stop()
+				tick = t.C
+			}
 		case <-c.quit:
 			for {
 				select {
@@ -165,6 +171,14 @@ func (c *conn) serve() {
 	if err == nil {
 		c.nc.SetDeadline(time.Time{})
 		c.ready.Store(true)
+		if c.capability("connection.blocked") {
+			// Under blockMu, so that an unblocked sent meanwhile comes after.
+			c.s.blockMu.Lock()
+			if c.s.block.Load() {
+				c.sendMethod(0, mConnBlocked, blockedReason)
+			}
+			c.s.blockMu.Unlock()
+		}
 		c.s.metrics.connections.Inc()
 		defer c.s.metrics.connections.Dec()
 		c.log.Debug("amqp: connection open", "user", c.user, "frame-max", c.frameMax, "channel-max", c.channelMax,
@@ -281,24 +295,7 @@ func (c *conn) readMethod(fr *frameReader, want methodID) (method, error) {
 
 // negotiate runs connection.start, tune and open [spec §4.2.4].
 func (c *conn) negotiate(fr *frameReader) error {
-	props := Table{
-		"product":   "Ferry",
-		"version":   c.s.cfg.Version,
-		"platform":  "Go",
-		"copyright": "Ferry authors",
-		"capabilities": Table{
-			"publisher_confirms":           true,
-			"exchange_exchange_bindings":   false,
-			"basic.nack":                   true,
-			"consumer_cancel_notify":       true,
-			"connection.blocked":           true,
-			"consumer_priorities":          false,
-			"authentication_failure_close": true,
-			"per_consumer_qos":             true,
-			"direct_reply_to":              false,
-		},
-	}
-	c.sendMethod(0, mConnStart, uint8(0), uint8(9), props, "PLAIN AMQPLAIN", "en_US")
+	c.send(c.s.startFrame())
 	m, err := c.readMethod(fr, mConnStartOk)
 	if err != nil {
 		return err
@@ -345,6 +342,7 @@ func (c *conn) negotiate(fr *frameReader) error {
 		c.frameMax = fm
 	}
 	c.heartbeat = time.Duration(m.u16(2)) * time.Second
+	close(c.tuned)
 	fr.max = c.frameMax - frameOverhead
 	m, err = c.readMethod(fr, mConnOpen)
 	if err != nil {
@@ -355,6 +353,29 @@ func (c *conn) negotiate(fr *frameReader) error {
 	}
 	c.sendMethod(0, mConnOpenOk, "")
 	return nil
+}
+
+// startFrame is connection.start: the version, the server's properties
+// with the RabbitMQ capabilities Ferry has, and the SASL mechanisms.
+func (s *Server) startFrame() []byte {
+	props := Table{
+		"product":   "Ferry",
+		"version":   s.cfg.Version,
+		"platform":  "Go",
+		"copyright": "Ferry authors",
+		"capabilities": Table{
+			"publisher_confirms":           true,
+			"exchange_exchange_bindings":   false,
+			"basic.nack":                   true,
+			"consumer_cancel_notify":       true,
+			"connection.blocked":           true,
+			"consumer_priorities":          false,
+			"authentication_failure_close": true,
+			"per_consumer_qos":             true,
+			"direct_reply_to":              false,
+		},
+	}
+	return appendFrame(nil, frameMethod, 0, appendMethod(nil, mConnStart, uint8(0), uint8(9), props, "PLAIN AMQPLAIN", "en_US"))
 }
 
 // credentials reads a SASL response: PLAIN is "\0user\0password"
@@ -393,7 +414,10 @@ func (c *conn) loop(fr *frameReader) error {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				c.log.Info("amqp: connection closed: no heartbeat", "user", c.user, "heartbeat", c.heartbeat)
+				// Not a bare drop: the close says why, in case the peer
+				// is only slow, and close-ok is awaited as for any error.
+				return connErr(codeConnectionForced, fmt.Sprintf("missed heartbeats from client: nothing received in %v (twice the negotiated heartbeat of %v)",
+					2*c.heartbeat, c.heartbeat))
 			}
 			return err
 		}

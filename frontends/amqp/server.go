@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
@@ -127,11 +128,15 @@ type Server struct {
 	open    atomic.Int64
 	// lastPublish is when a publish last reached the core (unix ns).
 	lastPublish atomic.Int64
-	block       atomic.Bool // connection.blocked sent: the store refused for want of space
+	block       atomic.Bool   // connection.blocked sent: the store refused for want of space
+	blockMu     sync.Mutex    // orders block's changes and their notices
+	done        chan struct{} // closed by Close
 
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*conn]struct{}
+	refused   map[net.Conn]struct{} // connections over amqp.max-connections being told so
+	refusing  atomic.Int64          // len(refused), read without mu
 	wg        sync.WaitGroup
 	closed    bool
 }
@@ -140,7 +145,8 @@ type Server struct {
 // queues and bindings from the state log.
 func New(broker *core.Broker, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, broker: broker, log: cfg.Logger, metrics: newMetrics(), conns: map[*conn]struct{}{}}
+	s := &Server{cfg: cfg, broker: broker, log: cfg.Logger, metrics: newMetrics(), conns: map[*conn]struct{}{},
+		refused: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	if cfg.TLSAddr != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
@@ -212,7 +218,8 @@ func (s *Server) accept(ln net.Listener) {
 		if s.open.Add(1) > s.cfg.MaxConnections {
 			s.open.Add(-1)
 			s.metrics.limits.WithLabelValues("amqp.max-connections").Inc()
-			nc.Close()
+			s.log.Debug("amqp: connection refused: amqp.max-connections reached", "remote", nc.RemoteAddr().String(), "max", s.cfg.MaxConnections)
+			s.refuse(nc)
 			continue
 		}
 		c := newConn(s, nc)
@@ -246,12 +253,16 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.done)
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
+	}
+	for nc := range s.refused {
+		nc.Close()
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -275,13 +286,27 @@ func (s *Server) Ready() error {
 
 // blocked tells publishers, with connection.blocked, when the store
 // refuses messages for want of disk space, and connection.unblocked when it
-// takes them again [RabbitMQ connection.blocked].
+// takes them again [RabbitMQ connection.blocked]: at the next stored
+// publish, or when the data directory's file system has unblockFree bytes
+// free again (a blocked client publishes nothing, so its own publishes
+// would never tell it).
 func (s *Server) blocked(err error) {
 	full := errors.Is(err, core.ErrDiskFull)
 	if s.block.Load() == full || (err != nil && !full) {
 		return
 	}
+	s.blockMu.Lock()
+	defer s.blockMu.Unlock()
+	if s.block.Load() == full {
+		return
+	}
 	s.block.Store(full)
+	if full {
+		s.log.Warn("amqp: publishers blocked: the store's disk is full", "dir", s.broker.DataDir(), "err", err)
+		go s.watchDisk()
+	} else {
+		s.log.Info("amqp: publishers unblocked: the store takes messages again")
+	}
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -293,9 +318,46 @@ func (s *Server) blocked(err error) {
 			continue
 		}
 		if full {
-			c.sendMethod(0, mConnBlocked, "disk full")
+			c.sendMethod(0, mConnBlocked, blockedReason)
 		} else {
 			c.sendMethod(0, mConnUnblocked)
+		}
+	}
+}
+
+// blockedReason is connection.blocked's reason.
+const blockedReason = "disk full: the store refuses messages"
+
+// unblockFree is the free space on the data directory's file system that
+// unblocks publishers: the space the log reserves at a time when the disk
+// is nearly full, many times over.
+const unblockFree = 1 << 20
+
+// diskProbe is how often a blocked front-end looks at the free space.
+var diskProbe = time.Second
+
+// watchDisk runs while publishers are blocked and unblocks them once the
+// data directory's file system has room again.
+func (s *Server) watchDisk() {
+	t := time.NewTicker(diskProbe)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		if !s.block.Load() {
+			return
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(s.broker.DataDir(), &st); err != nil {
+			s.log.Warn("amqp: reading the data directory's free space failed", "err", err)
+			continue
+		}
+		if int64(st.Bavail)*st.Bsize >= unblockFree {
+			s.blocked(nil)
+			return
 		}
 	}
 }
