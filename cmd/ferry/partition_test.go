@@ -39,6 +39,10 @@ const (
 // master cut off from the controllers acknowledges nothing after it.
 const partitionBound = 3 * time.Second
 
+// partitionRounds is how many masters TestPartitionIsolatesMaster cuts off:
+// one in every run, more with the soak build tag (soak_test.go).
+var partitionRounds = 1
+
 // brokerNode is the lab node of broker id.
 func brokerNode(id int64) int { return 3 + int(id) }
 
@@ -289,54 +293,61 @@ var syncGroupArgs = []string{"--replication-mode", "sync", "--min-insync-replica
 // alone had: nothing it acknowledged is lost.
 func TestPartitionIsolatesMaster(t *testing.T) {
 	lab := newNetGroupLab(t, "isolated-master", nil, syncGroupArgs...)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(60+40*partitionRounds)*time.Second)
 	defer cancel()
 	startSyncGroup(ctx, lab)
 	load := startLoad(ctx, t, lab, "IsolatedMaster")
-	time.Sleep(2 * time.Second)
-	gs := lab.waitState(ctx, "three in sync", allInSync)
-	old := gs.MasterID
-	oldNode := brokerNode(old)
-	oldHost := lab.net.Addr(oldNode)
-	if _, ok := load.waitAck(oldHost, time.Time{}, 10*time.Second); !ok {
-		t.Fatalf("no write acknowledged by the master %d before the cut", old)
-	}
+	var stops []time.Duration
+	for round := 1; round <= partitionRounds; round++ {
+		time.Sleep(2 * time.Second)
+		gs := lab.waitState(ctx, "three in sync", allInSync)
+		old := gs.MasterID
+		oldNode := brokerNode(old)
+		oldHost := lab.net.Addr(oldNode)
+		if _, ok := load.waitAck(oldHost, time.Now().Add(-time.Second), 10*time.Second); !ok {
+			t.Fatalf("round %d: no write acknowledged by the master %d before the cut", round, old)
+		}
+		oldProc := lab.brokers[old].proc
+		logFrom := len(oldProc.log())
 
-	cut := time.Now()
-	lab.net.Cut(oldNode, lab.others(oldNode)...)
-	ns := lab.waitState(ctx, "a new master", func(g controller.GroupState) bool { return g.MasterID != old && g.Epoch > gs.Epoch })
-	elected := time.Since(cut)
-	newHost := lab.net.Addr(brokerNode(ns.MasterID))
-	firstNew, ok := load.waitAck(newHost, cut, 30*time.Second)
-	if !ok {
-		t.Fatalf("no write acknowledged by the new master %d within 30 s of its election", ns.MasterID)
-	}
-	time.Sleep(2 * time.Second) // writes on the new master while the old one is still cut off
-	lastOld := load.lastAck(oldHost)
-	if lastOld.After(firstNew) {
-		t.Errorf("the old master acknowledged a write at %v, after the new master's first at %v: two masters acknowledged at once",
-			lastOld.Sub(cut), firstNew.Sub(cut))
-	}
-	if !strings.Contains(lab.brokers[old].proc.log(), "lease expired") {
-		t.Errorf("the cut-off master did not log its lease's expiry:\n%s", tail(lab.brokers[old].proc.log(), 30))
-	}
+		cut := time.Now()
+		lab.net.Cut(oldNode, lab.others(oldNode)...)
+		ns := lab.waitState(ctx, "a new master", func(g controller.GroupState) bool { return g.MasterID != old && g.Epoch > gs.Epoch })
+		elected := time.Since(cut)
+		newHost := lab.net.Addr(brokerNode(ns.MasterID))
+		firstNew, ok := load.waitAck(newHost, cut, 30*time.Second)
+		if !ok {
+			t.Fatalf("round %d: no write acknowledged by the new master %d within 30 s of its election", round, ns.MasterID)
+		}
+		time.Sleep(2 * time.Second) // writes on the new master while the old one is still cut off
+		lastOld := load.lastAck(oldHost)
+		if lastOld.After(firstNew) {
+			t.Errorf("round %d: the old master acknowledged a write at %v, after the new master's first at %v: two masters acknowledged at once",
+				round, lastOld.Sub(cut), firstNew.Sub(cut))
+		}
+		if !strings.Contains(oldProc.log()[logFrom:], "lease expired") {
+			t.Errorf("round %d: the cut-off master did not log its lease's expiry:\n%s", round, tail(oldProc.log(), 30))
+		}
 
-	heal := time.Now()
-	lab.net.Heal(oldNode, lab.others(oldNode)...)
-	lab.waitState(ctx, "three in sync after the heal", func(g controller.GroupState) bool { return allInSync(g) && g.MasterID == ns.MasterID })
-	rejoined := time.Since(heal)
-	oldLog := lab.brokers[old].proc.log()
-	cutBytes := regexpFind(oldLog, `diverges from the master's; cutting it.* bytes=(\d+)`)
-	if i := strings.LastIndex(oldLog, "no longer master"); i < 0 || !strings.Contains(oldLog[i:], "this broker is a replica") {
-		t.Errorf("the old master did not become a replica:\n%s", tail(oldLog, 30))
+		heal := time.Now()
+		logFrom = len(oldProc.log())
+		lab.net.Heal(oldNode, lab.others(oldNode)...)
+		lab.waitState(ctx, "three in sync after the heal", func(g controller.GroupState) bool { return allInSync(g) && g.MasterID == ns.MasterID })
+		rejoined := time.Since(heal)
+		healLog := oldProc.log()[logFrom:]
+		cutBytes := regexpFind(healLog, `diverges from the master's; cutting it.* bytes=(\d+)`)
+		if i := strings.LastIndex(healLog, "no longer master"); i < 0 || !strings.Contains(healLog[i:], "this broker is a replica") {
+			t.Errorf("round %d: the old master did not become a replica:\n%s", round, tail(oldProc.log(), 30))
+		}
+		stops = append(stops, lastOld.Sub(cut))
+		t.Logf("round %d: master %d (epoch %d) cut off: last write it acknowledged %v after the cut (bound: the %v lease); broker %d master of epoch %d %v after the cut, first write acknowledged there %v after it; healed, the old master back in sync as a replica in %v, cutting %s bytes it alone had",
+			round, old, gs.Epoch, lastOld.Sub(cut).Round(time.Millisecond), partitionBound, ns.MasterID, ns.Epoch,
+			elected.Round(10*time.Millisecond), firstNew.Sub(cut).Round(10*time.Millisecond), rejoined.Round(10*time.Millisecond), orNone(cutBytes))
 	}
 	time.Sleep(time.Second)
 	v := load.finish()
-	t.Logf("master %d (epoch %d) cut off: last write it acknowledged %v after the cut (bound: the %v lease); broker %d master of epoch %d %v after the cut, first write acknowledged there %v after it",
-		old, gs.Epoch, lastOld.Sub(cut).Round(time.Millisecond), partitionBound, ns.MasterID, ns.Epoch,
-		elected.Round(10*time.Millisecond), firstNew.Sub(cut).Round(10*time.Millisecond))
-	t.Logf("healed: the old master rejoined the in-sync set as a replica in %v, cutting %s bytes it alone had; duplicated %v, out of order %v",
-		rejoined.Round(10*time.Millisecond), orNone(cutBytes), v.Duplicated, v.OutOfOrder)
+	t.Logf("last acknowledgement of a cut-off master after the cut, per round: %v (bound %v); duplicated %v, out of order %v",
+		stops, partitionBound, v.Duplicated, v.OutOfOrder)
 }
 
 // A replica cut off from everyone: writes go on with the two others
