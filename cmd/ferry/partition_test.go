@@ -317,7 +317,8 @@ func TestPartitionIsolatesMaster(t *testing.T) {
 		newHost := lab.net.Addr(brokerNode(ns.MasterID))
 		firstNew, ok := load.waitAck(newHost, cut, 30*time.Second)
 		if !ok {
-			t.Fatalf("round %d: no write acknowledged by the new master %d within 30 s of its election", round, ns.MasterID)
+			t.Fatalf("round %d: no write acknowledged by the new master %d within 30 s of its election; its log:\n%s\nNameServer 1's:\n%s",
+				round, ns.MasterID, tail(lab.brokers[ns.MasterID].proc.log(), 60), tail(lab.ctlProc[0].log(), 30))
 		}
 		time.Sleep(2 * time.Second) // writes on the new master while the old one is still cut off
 		lastOld := load.lastAck(oldHost)
