@@ -155,7 +155,7 @@ func (r *RoleManager) Close() error {
 		r.opts.Listener.Close()
 	}
 	r.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), roleChangeTimeout)
 	defer cancel()
 	return r.step(ctx, "", controller.GroupState{})
 }
@@ -266,6 +266,10 @@ func (r *RoleManager) loop() {
 // retryBeat is the pause before a failed heartbeat is sent again.
 const retryBeat = 200 * time.Millisecond
 
+// roleChangeTimeout bounds one role change: starting or stopping the
+// serving half, promoting, following.
+const roleChangeTimeout = 30 * time.Second
+
 // beat sends one heartbeat and makes the broker what the answer says; it
 // reports whether the controllers answered.
 func (r *RoleManager) beat() bool {
@@ -307,7 +311,14 @@ func (r *RoleManager) beat() bool {
 	if gs.MasterID == r.opts.Identity.ID {
 		want = "master"
 	}
-	if err := r.step(ctx, want, gs); err != nil {
+	// A role change gets a bound of its own, not what the heartbeat left of
+	// half the lease: stopping the serving half waits for the front-ends'
+	// requests in flight, and fx runs no further stop hook once its context
+	// is done, which would leave the native listener open and a later
+	// promotion of this broker unable to bind it.
+	sctx, scancel := context.WithTimeout(context.Background(), roleChangeTimeout)
+	defer scancel()
+	if err := r.step(sctx, want, gs); err != nil {
 		r.mu.Lock()
 		r.lastErr = err
 		r.mu.Unlock()

@@ -34,7 +34,11 @@ type groupLab struct {
 	ctl     *controller.Client
 	group   string
 	brokers map[int64]*labBroker
-	args    []string // extra flags of every broker
+	args    []string     // extra flags of every broker
+	ctlProc []*ferryProc // the NameServer-controllers, node id i+1 at i
+	// net, when set, runs every process in a node of its own
+	// (partition_test.go): controller i+1 in node i, broker id in node 3+id.
+	net *netLab
 }
 
 type labBroker struct {
@@ -66,6 +70,7 @@ func newGroupLab(t *testing.T, group string, brokerArgs ...string) *groupLab {
 		if !p.waitLog(`msg="ferry ready"`, 30*time.Second) {
 			t.Fatalf("namesrv/controller %d did not start:\n%s", i, p.log())
 		}
+		l.ctlProc = append(l.ctlProc, p)
 		l.nss = append(l.nss, nsRE.FindStringSubmatch(p.log())[1])
 		l.ctls = append(l.ctls, ctlRE.FindStringSubmatch(p.log())[1])
 	}
@@ -82,11 +87,16 @@ func (l *groupLab) start(id int64) *labBroker {
 		b = &labBroker{id: id, dir: filepath.Join(l.t.TempDir(), fmt.Sprint("broker-", id))}
 		l.brokers[id] = b
 	}
+	native, repl := "127.0.0.1:0", "127.0.0.1:0"
+	if l.net != nil {
+		host := l.net.Addr(brokerNode(id))
+		native, repl = host+":10911", host+":10912"
+	}
 	args := append([]string{"broker", "--namesrv", strings.Join(l.nss, ","), "--controllers", strings.Join(l.ctls, ","),
 		"--broker-name", l.group, "--broker-id", fmt.Sprint(id), "--data-dir", b.dir,
-		"--native-addr", "127.0.0.1:0", "--replication-addr", "127.0.0.1:0",
+		"--native-addr", native, "--replication-addr", repl,
 		"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--http-addr", "off"}, l.args...)
-	b.proc = startFerryEnv(l.t, l.bin, l.env, args...)
+	b.proc = l.run(brokerNode(id), args...)
 	if !b.proc.waitLog(`msg="ferry ready"`, 30*time.Second) {
 		l.t.Fatalf("broker %d did not start:\n%s", id, b.proc.log())
 	}

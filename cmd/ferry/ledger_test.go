@@ -30,6 +30,9 @@ type ledger struct {
 	mark     time.Time
 	firstAck time.Time
 	sendErrs atomic.Int64
+	// onAck, when set before produce, is told of every acknowledged send
+	// (under mu): which broker stored it, and when.
+	onAck func(r *client.SendResult, at time.Time)
 }
 
 // delivery is one message the group received.
@@ -54,7 +57,7 @@ func (l *ledger) produce(ctx context.Context, t *testing.T, p *client.Producer, 
 				body := fmt.Sprintf("%d-%d", s, seq)
 				start := time.Now()
 				sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				_, err := p.Send(sctx, &client.Message{Topic: topic, Body: []byte(body)})
+				res, err := p.Send(sctx, &client.Message{Topic: topic, Body: []byte(body)})
 				cancel()
 				if err != nil {
 					l.sendErrs.Add(1)
@@ -65,6 +68,9 @@ func (l *ledger) produce(ctx context.Context, t *testing.T, p *client.Producer, 
 				}
 				l.mu.Lock()
 				l.acked[body] = true
+				if l.onAck != nil {
+					l.onAck(&res, time.Now())
+				}
 				if !l.mark.IsZero() && l.firstAck.IsZero() && start.After(l.mark) {
 					l.firstAck = time.Now()
 				}

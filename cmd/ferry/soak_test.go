@@ -4,4 +4,7 @@ package main
 
 // The soak build tag (go test -tags soak -run Failover ./cmd/ferry/) runs
 // the replication tests' long forms.
-func init() { failoverRounds = 10 }
+func init() {
+	failoverRounds = 10
+	partitionRounds = 5
+}
