@@ -35,7 +35,7 @@ type Message struct {
 	// DeliveryCount is the deliveries so far, this one included: the
 	// retries the message came back through, plus one.
 	DeliveryCount    int       `json:"deliveryCount"`
-	BornTime         time.Time `json:"bornTime"`
+	BornTime         time.Time `json:"bornTime,omitzero"` // the producer's clock; absent when it sent none
 	StoreTime        time.Time `json:"storeTime"`
 	DeadLetterReason string    `json:"deadLetterReason,omitempty"`
 }
@@ -45,10 +45,13 @@ func (s *Server) messageOf(m *core.Message) Message {
 		ID: s.b.MessageID(m.LogOffset), Topic: m.Topic, Queue: m.QueueID, QueueOffset: m.QueueOffset,
 		Subject: m.Subject, Keys: m.Keys, Properties: m.Properties, BodySize: len(m.Body),
 		DeliveryCount: int(m.ReconsumeTimes) + 1, DeadLetterReason: core.DeadLetterReason(m),
-		BornTime: time.Unix(0, m.BornTime).UTC(), StoreTime: time.Unix(0, m.StoreTime).UTC(),
+		StoreTime: time.Unix(0, m.StoreTime).UTC(),
 	}
 	if orig := s.b.OriginalID(m); orig != out.ID {
 		out.OriginalID = orig
+	}
+	if m.BornTime != 0 {
+		out.BornTime = time.Unix(0, m.BornTime).UTC()
 	}
 	if out.Keys == nil {
 		out.Keys = []string{}
