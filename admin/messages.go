@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // maxBodyShown bounds the body a message view carries; a longer one is cut
@@ -19,6 +20,7 @@ const maxBodyShown = 256 << 10
 // Message is a stored message as the API shows it.
 type Message struct {
 	ID          string            `json:"id"`
+	ProducerID  string            `json:"producerId,omitempty"` // the id its producer gave it (UNIQ_KEY), what RocketMQ's SDKs return
 	OriginalID  string            `json:"originalId,omitempty"` // the id first published, for a retried or dead letter
 	Topic       string            `json:"topic"`
 	Queue       int               `json:"queue"`
@@ -46,6 +48,15 @@ func (s *Server) messageOf(m *core.Message) Message {
 		Subject: m.Subject, Keys: m.Keys, Properties: m.Properties, BodySize: len(m.Body),
 		DeliveryCount: int(m.ReconsumeTimes) + 1, DeadLetterReason: core.DeadLetterReason(m),
 		StoreTime: time.Unix(0, m.StoreTime).UTC(),
+	}
+	out.ProducerID = m.Properties[uniqKey]
+	if out.ProducerID != "" { // indexed as a key for lookups, not one its producer gave
+		out.Keys = make([]string, 0, len(m.Keys))
+		for _, k := range m.Keys {
+			if k != out.ProducerID {
+				out.Keys = append(out.Keys, k)
+			}
+		}
 	}
 	if orig := s.b.OriginalID(m); orig != out.ID {
 		out.OriginalID = orig
@@ -143,9 +154,37 @@ func (s *Server) browse(w http.ResponseWriter, r *http.Request, user string) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// uniqKey is the property of the id a RocketMQ producer gives a message
+// (its SendResult.MsgID), which the native front-end indexes as a key.
+const uniqKey = "UNIQ_KEY"
+
+// lookup finds a message by any of its ids: the broker's (what the core
+// and the native protocol's SendResult.MsgID call the id when the producer
+// gave none), the producer's (UNIQ_KEY: the newest message carrying it),
+// or RocketMQ's offsetMsgId (taken for the log offset it holds).
+func (s *Server) lookup(id string) (core.Message, error) {
+	m, err := s.b.MessageByID(id)
+	if !errors.Is(err, core.ErrNotFound) {
+		return m, err
+	}
+	if found, kerr := s.b.MessagesByKey(id, 16); kerr == nil {
+		for i := range found {
+			if found[i].Properties[uniqKey] == id {
+				return found[i], nil
+			}
+		}
+	}
+	if _, off, perr := remoting.ParseOffsetMsgID(id); perr == nil {
+		if m, aerr := s.b.MessageAt(off); aerr == nil {
+			return m, nil
+		}
+	}
+	return m, err
+}
+
 func (s *Server) getMessage(w http.ResponseWriter, r *http.Request, user string) {
 	id := r.PathValue("id")
-	m, err := s.b.MessageByID(id)
+	m, err := s.lookup(id)
 	if err != nil {
 		writeCoreError(w, err)
 		return

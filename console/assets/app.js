@@ -30,6 +30,11 @@ function h(tag, attrs, ...children) {
 
 const $ = (id) => document.getElementById(id);
 
+// put appends the page's parts, leaving out those a condition dropped (null).
+function put(...children) {
+  $("page").append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function fill(id, ...children) {
   const el = $(id);
   if (el) el.replaceChildren(...children.flat());
@@ -209,7 +214,7 @@ function adminNote() {
 // --- overview ----------------------------------------------------------------
 
 function renderOverview() {
-  $("page").append(h("h1", {}, "Overview"), h("div", { id: "ov-broker" }), h("div", { class: "cards", id: "ov-cards" }), h("div", { class: "charts", id: "ov-charts" }));
+  put(h("h1", {}, "Overview"), h("div", { id: "ov-broker" }), h("div", { class: "cards", id: "ov-cards" }), h("div", { class: "charts", id: "ov-charts" }));
 }
 
 async function pollOverview() {
@@ -235,7 +240,7 @@ async function pollOverview() {
 // --- topics ------------------------------------------------------------------
 
 function renderTopics() {
-  $("page").append(
+  put(
     h("h1", {}, "Topics"),
     adminNote(),
     h("form", { class: "inline", id: "topic-create-form", onsubmit: createTopic },
@@ -275,7 +280,7 @@ async function deleteTopic(name) {
 }
 
 function renderTopic(name) {
-  $("page").append(
+  put(
     h("h1", {}, "Topic ", h("span", { id: "topic-title" }, name)),
     h("div", { id: "topic-chart" }),
     h("div", { id: "topic-queues-table" }),
@@ -320,6 +325,7 @@ function messageView(m) {
   return h("div", { class: "msg", "data-message": m.id },
     h("dl", {},
       h("dt", {}, "Id"), h("dd", { class: "msg-id" }, m.id),
+      m.producerId ? [h("dt", {}, "Producer's id"), h("dd", { class: "msg-producer-id" }, m.producerId)] : null,
       m.originalId ? [h("dt", {}, "Original id"), h("dd", {}, m.originalId)] : null,
       h("dt", {}, "Topic / queue / offset"), h("dd", { class: "msg-where" }, `${m.topic} / ${m.queue} / ${m.queueOffset}`),
       h("dt", {}, "Subject"), h("dd", { class: "msg-subject" }, m.subject || "—"),
@@ -336,7 +342,7 @@ function messageView(m) {
 }
 
 function renderMessages() {
-  $("page").append(
+  put(
     h("h1", {}, "Messages"),
     h("form", { class: "inline", id: "by-id-form", onsubmit: findByID },
       h("label", {}, "Message id", h("input", { id: "msg-id", size: 36, required: true })),
@@ -376,7 +382,7 @@ async function findByKey(ev) {
 // --- groups --------------------------------------------------------------------
 
 function renderGroups() {
-  $("page").append(h("h1", {}, "Consumer groups"), h("div", { id: "groups-table" }));
+  put(h("h1", {}, "Consumer groups"), h("div", { id: "groups-table" }));
 }
 
 async function pollGroups() {
@@ -396,7 +402,7 @@ function renderGroup(name) {
     $("reset-time-label").hidden = to !== "time";
     for (const id of ["reset-topic-label", "reset-queue-label", "reset-offset-label"]) $(id).hidden = to !== "offset";
   };
-  $("page").append(
+  put(
     h("h1", {}, "Group ", h("span", { id: "group-title" }, name)),
     adminNote(),
     h("div", { class: "cards", id: "group-cards" }),
@@ -485,7 +491,7 @@ async function deleteGroup(name) {
 // --- bridges -------------------------------------------------------------------
 
 function renderBridges() {
-  $("page").append(h("h1", {}, "Bridges"), h("div", { class: "charts", id: "bridge-charts" }), h("div", { id: "bridges-table" }));
+  put(h("h1", {}, "Bridges"), h("div", { class: "charts", id: "bridge-charts" }), h("div", { id: "bridges-table" }));
 }
 
 async function pollBridges() {
