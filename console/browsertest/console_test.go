@@ -241,6 +241,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Sleep(4*time.Second), shot("overview"))
 	run("topics page", chromedp.Navigate(base+"/#/topics"), waitText(`tr[data-topic="orders"] td:nth-child(4)`, func(s string) bool { return s == "32" }), shot("topics"))
 	run("topic page", chromedp.Navigate(base+"/#/topics/orders"), chromedp.WaitVisible(chromedp.CSS("#topic-queues")),
+		chromedp.SetValue(chromedp.CSS("#browse-max"), "3"),
 		chromedp.Click(chromedp.CSS("#browse-go")), chromedp.WaitVisible(chromedp.CSS("#browse-results .msg")), shot("topic"))
 
 	// Find the message by the id the producer got, and by its key.
