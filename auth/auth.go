@@ -127,6 +127,10 @@ func (a *Authenticator) Open() bool {
 	return a.anonymous && a.cfg.PasswordFile == "" && a.cfg.ACLFile == ""
 }
 
+// ChecksPasswords reports whether usernames are checked against a password
+// file; without one every username is taken as given (docs/auth.md).
+func (a *Authenticator) ChecksPasswords() bool { return a.cfg.PasswordFile != "" }
+
 // AnonymousAllowed reports whether clients without a username are admitted.
 func (a *Authenticator) AnonymousAllowed() bool { return a.anonymous }
 

@@ -16,9 +16,11 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
+	"github.com/ferrymq/ferry/admin"
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/bridge/rabbitmq"
 	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/console"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/frontends/amqp"
@@ -176,7 +178,8 @@ var plugins = []func(config.Config) fx.Option{
 // run by core/plugin after the core and the NameServer. A replicated
 // broker runs it only while it is its group's master (replicatedOptions).
 func servingOptions(cfg config.Config, roles ...fx.Option) fx.Option {
-	roles = append(roles, fx.Provide(authConfig), auth.Module) // one set of rules for every front-end
+	roles = append(roles, fx.Provide(authConfig), auth.Module)          // one set of rules for every front-end
+	roles = append(roles, admin.Module(buildVersion()), console.Module) // the admin API and the web console on the HTTP port
 	for _, p := range plugins {
 		roles = append(roles, p(cfg))
 	}

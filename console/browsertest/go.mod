@@ -1,0 +1,16 @@
+module github.com/ferrymq/ferry/console/browsertest
+
+go 1.26.8
+
+replace github.com/ferrymq/ferry => ../..
+
+require (
+	github.com/chromedp/chromedp v0.23.1
+	github.com/ferrymq/ferry v0.0.0-00010101000000-000000000000
+)
+
+require (
+	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
+)
