@@ -7,8 +7,8 @@
 # with `go install` if missing; RabbitMQ is used where it runs
 # (127.0.0.1:5672, guest/guest).
 # Usage: bench/peers.sh [flags of bench/peers, e.g. --rounds 3 --sizes 128,4096]
-#        bench/peers.sh --replicated --chart docs/benchmarks-replicated.png
-#                                       (a Ferry sync group of three against
+#        bench/peers.sh --replicated    (writes docs/benchmarks-replicated.png:
+#                                        a Ferry sync group of three against
 #                                        NATS JetStream R3 and RabbitMQ quorum
 #                                        queues, with the failover time)
 #        bench/peers.sh --profile DIR   (CPU, allocation, mutex and block profiles
@@ -36,4 +36,6 @@ nats=${NATS_SERVER:-$(go env GOPATH)/bin/nats-server}
 if ! "$nats" --version 2>/dev/null | grep -q "$nats_version\$"; then
 	GOBIN=$(dirname "$nats") go install "github.com/nats-io/nats-server/v2@$nats_version"
 fi
-exec go run . --nats-server "$nats" --chart "$root/docs/benchmarks.png" "$@"
+chart=$root/docs/benchmarks.png
+for a in "$@"; do [ "$a" = --replicated ] && chart=$root/docs/benchmarks-replicated.png; done
+exec go run . --nats-server "$nats" --chart "$chart" "$@"

@@ -519,9 +519,11 @@ func (n *natsJS) publisher(topic string) (publisher, error) {
 	return p, nil
 }
 
-// publish blocks in PublishAsync while the window (max pending) is full.
+// publish blocks in PublishAsync while the window (max pending) is full:
+// as long as it takes, as the other systems' windows (the client's
+// default gives up after 200 ms, which a loaded R3 cluster exceeds).
 func (p *natsPub) publish(body []byte, done func(error)) {
-	f, err := p.js.PublishAsync(p.subject, body)
+	f, err := p.js.PublishAsync(p.subject, body, jetstream.WithStallWait(time.Minute))
 	if err != nil {
 		done(err)
 		return
