@@ -3,9 +3,14 @@
 # JetStream, in one run, the systems alternated in every round (bench/peers):
 # confirmed publish and consume rates and end-to-end latency at half the peak,
 # 128-byte and 4 KiB bodies, plus dd's figures for the disk. Prints a Markdown
-# table and writes docs/benchmarks.png. Installs nats-server if missing
-# (Debian); RabbitMQ is used where it runs (127.0.0.1:5672, guest/guest).
+# table and writes docs/benchmarks.png. Installs nats-server v2.15.3
+# with `go install` if missing; RabbitMQ is used where it runs
+# (127.0.0.1:5672, guest/guest).
 # Usage: bench/peers.sh [flags of bench/peers, e.g. --rounds 3 --sizes 128,4096]
+#        bench/peers.sh --replicated    (writes docs/benchmarks-replicated.png:
+#                                        a Ferry sync group of three against
+#                                        NATS JetStream R3 and RabbitMQ quorum
+#                                        queues, with the failover time)
 #        bench/peers.sh --profile DIR   (CPU, allocation, mutex and block profiles
 #                                        of Ferry's native publish path instead)
 set -euo pipefail
@@ -24,8 +29,13 @@ if [ "${1:-}" = --profile ]; then
 	go tool pprof -sample_index alloc_objects -top -nodecount 25 "$dir/peers.test" "$dir/mem.out" 2>/dev/null | head -34
 	exit
 fi
-if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null || true
+# nats-server: the release named here, built by the Go toolchain into
+# $(go env GOPATH)/bin (not a distribution's older package).
+nats_version=v2.15.3
+nats=${NATS_SERVER:-$(go env GOPATH)/bin/nats-server}
+if ! "$nats" --version 2>/dev/null | grep -q "$nats_version\$"; then
+	GOBIN=$(dirname "$nats") go install "github.com/nats-io/nats-server/v2@$nats_version"
 fi
-nats=$(command -v nats-server || echo /usr/sbin/nats-server)
-exec go run . --nats-server "$nats" --chart "$root/docs/benchmarks.png" "$@"
+chart=$root/docs/benchmarks.png
+for a in "$@"; do [ "$a" = --replicated ] && chart=$root/docs/benchmarks-replicated.png; done
+exec go run . --nats-server "$nats" --chart "$chart" "$@"

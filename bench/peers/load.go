@@ -22,6 +22,9 @@ type runResult struct {
 	latLost          int64
 	cpuPerMsg        time.Duration // server CPU per message published
 	sysPerMsg        float64       // server read+write syscalls per message published
+	failover         time.Duration // kill -9 of the leader → first acknowledged write after it
+	failoverWho      string        // which leader was killed
+	failoverErr      error         // the failover measurement's error, if any
 	err              error
 }
 
@@ -65,9 +68,10 @@ func readUsage(pid int) usage {
 // end-to-end latency at half the publish rate.
 func measure(t target, size int, duration time.Duration) runResult {
 	var r runResult
-	before := readUsage(t.pid())
+	pids := pidsOf(t)
+	before := sumUsage(pids)
 	r.publish, r.published, r.err = publishPhase(t, size, duration)
-	if after := readUsage(t.pid()); after.available && r.published > 0 {
+	if after := sumUsage(pids); after.available && r.published > 0 {
 		r.cpuPerMsg = (after.cpu - before.cpu) / time.Duration(r.published)
 		r.sysPerMsg = float64(after.syscalls-before.syscalls) / float64(r.published)
 	}
@@ -82,6 +86,9 @@ func measure(t target, size int, duration time.Duration) runResult {
 		r.latRate = *latRateF
 	}
 	r.p50, r.p99, r.latLost, r.err = latencyPhase(t, size, r.latRate, *latDur)
+	if ft, ok := t.(failoverTarget); ok && r.err == nil && *failoverWarm > 0 {
+		r.failover, r.failoverWho, r.failoverErr = measureFailover(ft, "fail", size, *failoverWarm)
+	}
 	return r
 }
 

@@ -50,7 +50,13 @@ var (
 	latRateF  = flag.Float64("latency-rate", 0, "paced rate of the latency phase, msg/s (0: half the measured publish rate)")
 	chartPath = flag.String("chart", "", "write the chart (PNG) here")
 	noDisk    = flag.Bool("no-disk", false, "skip the dd measurement")
+
+	replicated   = flag.Bool("replicated", false, "the replicated scenario: a Ferry sync group of three, NATS JetStream R3, RabbitMQ quorum (default --systems "+replicatedSystems+"), with a failover per run")
+	failoverWarm = flag.Duration("failover-warm", 2*time.Second, "replicated systems: steady publishing before kill -9 of the leader (0: no failover)")
 )
+
+// replicatedSystems are --replicated's systems.
+const replicatedSystems = "ferry-group,nats-r3,rabbit-quorum"
 
 type system struct {
 	key, name, short string
@@ -61,6 +67,13 @@ type system struct {
 
 func main() {
 	flag.Parse()
+	if *replicated {
+		systemsSet := false
+		flag.Visit(func(f *flag.Flag) { systemsSet = systemsSet || f.Name == "systems" })
+		if !systemsSet {
+			*systemsF = replicatedSystems
+		}
+	}
 	var sizes []int
 	for _, s := range strings.Split(*sizesF, ",") {
 		n, err := strconv.Atoi(s)
@@ -96,16 +109,31 @@ func main() {
 			} else if !slices.Contains(versions, "RabbitMQ "+v) {
 				versions = append(versions, "RabbitMQ "+v)
 			}
-		case "nats":
+		case "ferry-group":
+			s.name, s.short = "Ferry native (sync group of 3, min-insync 2, async flush)", "Ferry group"
+			s.start = func() (target, error) { return startFerryGroup(*ferryBin) }
+			if *ferryBin == "" {
+				*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
+				versions = append(versions, "ferry "+gitRev(*repo))
+			}
+		case "nats", "nats-r3":
 			s.name, s.short = "NATS JetStream (file storage, acked publishes)", "NATS JetStream"
+			if key == "nats-r3" {
+				s.name, s.short = "NATS JetStream (3 servers, R3 streams, file storage)", "NATS R3"
+			}
 			bin, err := exec.LookPath(*natsBin)
 			if err != nil {
 				s.skip = "skipped: nats-server not installed"
 				break
 			}
 			s.start = func() (target, error) { return startNATS(bin) }
+			if key == "nats-r3" {
+				s.start = func() (target, error) { return startNATSCluster(bin) }
+			}
 			out, _ := exec.Command(bin, "--version").Output()
-			versions = append(versions, strings.TrimSpace(string(out)))
+			if v := strings.TrimSpace(string(out)); !slices.Contains(versions, v) {
+				versions = append(versions, v)
+			}
 		default:
 			check(fmt.Errorf("unknown system %q", key))
 		}
@@ -137,8 +165,8 @@ func main() {
 				}
 				r := measure(t, size, s.duration)
 				t.close()
-				fmt.Fprintf(os.Stderr, "round %d %-16s %5d B: publish %8.0f/s (%d msgs, server %v CPU and %.2f read/write syscalls a msg), consume %8.0f/s, e2e at %.0f/s p50 %s p99 %s lost %d%s\n",
-					round, s.short, size, r.publish, r.published, r.cpuPerMsg, r.sysPerMsg, r.consume, r.latRate, ms(r.p50), ms(r.p99), r.latLost, errNote(r.err))
+				fmt.Fprintf(os.Stderr, "round %d %-16s %5d B: publish %8.0f/s (%d msgs, server %v CPU and %.2f read/write syscalls a msg), consume %8.0f/s, e2e at %.0f/s p50 %s p99 %s lost %d%s%s\n",
+					round, s.short, size, r.publish, r.published, r.cpuPerMsg, r.sysPerMsg, r.consume, r.latRate, ms(r.p50), ms(r.p99), r.latLost, errNote(r.err), failoverNote(r))
 				results[s.key][size] = append(results[s.key][size], r)
 			}
 		}
@@ -152,6 +180,7 @@ func main() {
 	}
 	fmt.Println()
 	printTable(rows, sizes)
+	printFailovers(systems, sizes, results)
 	if *chartPath != "" {
 		check(drawChart(*chartPath, rows, sizes, strings.Join(versions, ", ")))
 		fmt.Fprintf(os.Stderr, "chart: %s\n", *chartPath)
@@ -231,9 +260,10 @@ func printTable(rows []row, sizes []int) {
 		}
 	}
 	// Ratios of Ferry (async flush) to each peer, the targets.
+	// In the replicated scenario, of the Ferry group to the replicated peers.
 	var ferry *row
 	for i := range rows {
-		if rows[i].sys.key == "ferry-async" {
+		if rows[i].sys.key == "ferry-async" || (ferry == nil && rows[i].sys.key == "ferry-group") {
 			ferry = &rows[i]
 		}
 	}
@@ -241,10 +271,10 @@ func printTable(rows []row, sizes []int) {
 		return
 	}
 	fmt.Println()
-	fmt.Println("| Ferry (async flush) ÷ | body | publish | consume |")
+	fmt.Printf("| %s ÷ | body | publish | consume |\n", ferry.sys.short)
 	fmt.Println("|---|---:|---:|---:|")
 	for _, rw := range rows {
-		if !strings.HasPrefix(rw.sys.key, "rabbit") && rw.sys.key != "nats" {
+		if !strings.HasPrefix(rw.sys.key, "rabbit") && !strings.HasPrefix(rw.sys.key, "nats") {
 			continue
 		}
 		for _, size := range sizes {
@@ -295,6 +325,52 @@ func gitRev(dir string) string {
 		return "(unknown revision)"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+func failoverNote(r runResult) string {
+	switch {
+	case r.failoverErr != nil:
+		return "; failover: " + r.failoverErr.Error()
+	case r.failover > 0:
+		return fmt.Sprintf("; failover (killed %s) %s", r.failoverWho, ms(r.failover))
+	}
+	return ""
+}
+
+// printFailovers lists each replicated system's failover times, every run.
+func printFailovers(systems []*system, sizes []int, results map[string]map[int][]runResult) {
+	header := false
+	for _, s := range systems {
+		var times []time.Duration
+		var all, errs []string
+		for _, size := range sizes {
+			for _, r := range results[s.key][size] {
+				switch {
+				case r.failoverErr != nil:
+					errs = append(errs, r.failoverErr.Error())
+					all = append(all, "failed")
+				case r.failover > 0:
+					times = append(times, r.failover)
+					all = append(all, fmt.Sprintf("%.2f s", r.failover.Seconds()))
+				}
+			}
+		}
+		if len(all) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Println()
+			fmt.Println("| system | kill -9 of the leader → first acknowledged write, median | every run | note |")
+			fmt.Println("|---|---:|---|---|")
+			header = true
+		}
+		med := "–"
+		if len(times) > 0 {
+			slices.Sort(times)
+			med = fmt.Sprintf("%.2f s", times[len(times)/2].Seconds())
+		}
+		fmt.Printf("| %s | %s | %s | %s |\n", s.name, med, strings.Join(all, ", "), strings.Join(errs, "; "))
+	}
 }
 
 func errNote(err error) string {

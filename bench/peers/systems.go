@@ -86,6 +86,11 @@ type proc struct {
 
 // startProc runs bin with args, scanning each line of its output.
 func startProc(dir, bin string, args []string, scan func(string)) (*proc, error) {
+	return startProcEnv(dir, bin, args, nil, scan)
+}
+
+// startProcEnv is startProc with env added to the harness's environment.
+func startProcEnv(dir, bin string, args, env []string, scan func(string)) (*proc, error) {
 	p := &proc{dir: dir, log: filepath.Join(dir, "log"), done: make(chan struct{})}
 	f, err := os.Create(p.log)
 	if err != nil {
@@ -94,6 +99,9 @@ func startProc(dir, bin string, args []string, scan func(string)) (*proc, error)
 	pr, pw := io.Pipe()
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		f.Close()
 		return nil, err
@@ -143,7 +151,7 @@ var nsRe = regexp.MustCompile(`msg="namesrv listening".* addr=(\S+)`)
 
 type ferry struct {
 	p  *proc
-	ns string
+	ns []string // NameServer addresses
 }
 
 func startFerry(bin, flush string) (target, error) {
@@ -169,40 +177,47 @@ func startFerry(bin, flush string) (target, error) {
 	}
 	f := &ferry{p: p}
 	select {
-	case f.ns = <-ready:
+	case addr := <-ready:
+		f.ns = []string{addr}
 	case <-p.done:
 		return nil, fmt.Errorf("ferry exited at start:\n%s", p.tail())
 	case <-time.After(30 * time.Second):
 		p.stop()
 		return nil, errors.New("ferry: not ready in 30 s")
 	}
-	if f.ns == "" {
+	if f.ns[0] == "" {
 		p.stop()
 		return nil, fmt.Errorf("ferry: no NameServer address in its log:\n%s", p.tail())
 	}
-	a, err := client.NewAdmin(client.WithNameServers(f.ns), client.WithLogger(discard))
-	if err == nil {
-		defer a.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		for _, t := range []string{"bench", "lat"} {
-			// The broker registers with the NameServer just after it is ready.
-			for err = a.CreateTopic(ctx, t, 8); err != nil && ctx.Err() == nil; err = a.CreateTopic(ctx, t, 8) {
-				time.Sleep(50 * time.Millisecond)
-			}
-			if err != nil {
-				break
-			}
-			if err = a.WaitForRoute(ctx, t); err != nil {
-				break
-			}
-		}
-	}
-	if err != nil {
+	if err := createFerryTopics(f.ns, "bench", "lat"); err != nil {
 		p.stop()
-		return nil, fmt.Errorf("ferry: topics: %w", err)
+		return nil, err
 	}
 	return f, nil
+}
+
+// createFerryTopics makes topics of 8 queues and waits for their routes.
+func createFerryTopics(ns []string, topics ...string) error {
+	a, err := client.NewAdmin(client.WithNameServers(ns...), client.WithLogger(discard))
+	if err != nil {
+		return fmt.Errorf("ferry: admin: %w", err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, t := range topics {
+		// The broker registers with the NameServer just after it is ready.
+		for err = a.CreateTopic(ctx, t, 8); err != nil && ctx.Err() == nil; err = a.CreateTopic(ctx, t, 8) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err == nil {
+			err = a.WaitForRoute(ctx, t)
+		}
+		if err != nil {
+			return fmt.Errorf("ferry: topic %s: %w", t, err)
+		}
+	}
+	return nil
 }
 
 func (f *ferry) pid() int { return f.p.cmd.Process.Pid }
@@ -215,7 +230,7 @@ type ferryPub struct {
 }
 
 func (f *ferry) publisher(topic string) (publisher, error) {
-	p, err := client.NewProducer(client.WithNameServers(f.ns), client.WithLogger(discard))
+	p, err := client.NewProducer(client.WithNameServers(f.ns...), client.WithLogger(discard))
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +255,7 @@ func (fp *ferryPub) close() { fp.w.wait(); fp.p.Close() }
 
 func (f *ferry) subscribe(topic string, onMsg func([]byte)) (func(), error) {
 	c, err := client.NewPushConsumer(fmt.Sprintf("bench-%s-%d", topic, time.Now().UnixNano()),
-		client.WithNameServers(f.ns), client.WithLogger(discard), client.WithPullBatch(256))
+		client.WithNameServers(f.ns...), client.WithLogger(discard), client.WithPullBatch(256))
 	if err != nil {
 		return nil, err
 	}
@@ -504,9 +519,11 @@ func (n *natsJS) publisher(topic string) (publisher, error) {
 	return p, nil
 }
 
-// publish blocks in PublishAsync while the window (max pending) is full.
+// publish blocks in PublishAsync while the window (max pending) is full:
+// as long as it takes, as the other systems' windows (the client's
+// default gives up after 200 ms, which a loaded R3 cluster exceeds).
 func (p *natsPub) publish(body []byte, done func(error)) {
-	f, err := p.js.PublishAsync(p.subject, body)
+	f, err := p.js.PublishAsync(p.subject, body, jetstream.WithStallWait(time.Minute))
 	if err != nil {
 		done(err)
 		return
