@@ -91,7 +91,7 @@ func newTopicRoute(topic, via string, rd remoting.RouteData, maxQueues int) *top
 // a pull that fails to reach a broker starts the same watch, for the
 // NameServers may not have dropped it yet.
 const (
-	lostPollEvery = time.Second
+	lostPollEvery = 500 * time.Millisecond
 	lostPollFor   = time.Minute
 )
 

@@ -60,9 +60,9 @@ type RoleOptions struct {
 	// master (for `ferry cluster list`).
 	NativeAddr func() string
 	Serving    Serving
-	// Heartbeat is the interval of heartbeats to the controllers (1 s);
+	// Heartbeat is the interval of heartbeats to the controllers (500 ms);
 	// Lease how long a master acknowledges writes after the send of the
-	// last heartbeat the controllers answered (3 s; less than the
+	// last heartbeat the controllers answered (2.5 s; less than the
 	// controllers' master timeout, so that a master cut off from them stops
 	// before they elect another).
 	Heartbeat, Lease time.Duration
@@ -119,10 +119,10 @@ type RoleStatus struct {
 // controllers make the broker master.
 func NewRoleManager(opts RoleOptions) *RoleManager {
 	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = time.Second
+		opts.Heartbeat = 500 * time.Millisecond
 	}
 	if opts.Lease <= 0 {
-		opts.Lease = 3 * time.Second
+		opts.Lease = 2500 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

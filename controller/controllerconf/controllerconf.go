@@ -63,7 +63,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Addr:          ":9878",
-		MasterTimeout: 5 * time.Second,
+		MasterTimeout: 4 * time.Second,
 		RaftTimeout:   500 * time.Millisecond,
 		HTTPAddr:      ":8082",
 	}

@@ -47,7 +47,7 @@ func Default() Config {
 		MaxLag:            64 << 20,
 		MaxLagTime:        10 * time.Second,
 		MaxFrame:          5 << 20,
-		Lease:             3 * time.Second,
+		Lease:             2500 * time.Millisecond,
 	}
 }
 
