@@ -17,6 +17,7 @@ import (
 	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/controller"
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/replication/replconf"
 )
 
 // The partition tests run a replicated group with every process in a
@@ -35,9 +36,9 @@ const (
 	labReplPort       = "10912"
 )
 
-// partitionBound is how long a lease lasts (replication.lease, 3 s): a
+// partitionBound is how long a lease lasts (replication.lease, 2.5 s): a
 // master cut off from the controllers acknowledges nothing after it.
-const partitionBound = 3 * time.Second
+var partitionBound = replconf.Default().Lease
 
 // partitionRounds is how many masters TestPartitionIsolatesMaster cuts off:
 // one in every run, more with the soak build tag (soak_test.go).
