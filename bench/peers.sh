@@ -11,6 +11,9 @@
 #                                        a Ferry sync group of three against
 #                                        NATS JetStream R3 and RabbitMQ quorum
 #                                        queues, with the failover time)
+#        bench/peers.sh --amqp-frontend (Ferry's AMQP 0-9-1 listener, async and
+#                                        sync flush, against RabbitMQ classic and
+#                                        quorum queues: the same amqp091-go load)
 #        bench/peers.sh --profile DIR   (CPU, allocation, mutex and block profiles
 #                                        of Ferry's native publish path instead)
 set -euo pipefail
@@ -37,5 +40,10 @@ if ! "$nats" --version 2>/dev/null | grep -q "$nats_version\$"; then
 	GOBIN=$(dirname "$nats") go install "github.com/nats-io/nats-server/v2@$nats_version"
 fi
 chart=$root/docs/benchmarks.png
-for a in "$@"; do [ "$a" = --replicated ] && chart=$root/docs/benchmarks-replicated.png; done
+for a in "$@"; do
+	case $a in
+	--replicated) chart=$root/docs/benchmarks-replicated.png ;;
+	--amqp-frontend) chart=$root/docs/benchmarks-amqp.png ;;
+	esac
+done
 exec go run . --nats-server "$nats" --chart "$chart" "$@"

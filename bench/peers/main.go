@@ -9,7 +9,8 @@
 //   - end-to-end p50/p99 latency at half that publish rate: one paced
 //     publisher, one consumer, the due time in the body, for --latency.
 //
-// for each body size of --sizes. Systems: Ferry (`ferry serve`, built from
+// for each body size of --sizes. With --amqp-frontend, Ferry is measured
+// through its AMQP 0-9-1 listener instead, with RabbitMQ's load program. Systems: Ferry (`ferry serve`, built from
 // --repo, with async and with sync flush), RabbitMQ (durable classic and
 // quorum queues, publisher confirms) at --amqp, NATS JetStream (file
 // storage) started on a free port. A system that cannot be reached or is
@@ -53,6 +54,8 @@ var (
 
 	replicated   = flag.Bool("replicated", false, "the replicated scenario: a Ferry sync group of three, NATS JetStream R3, RabbitMQ quorum (default --systems "+replicatedSystems+"), with a failover per run")
 	failoverWarm = flag.Duration("failover-warm", 2*time.Second, "replicated systems: steady publishing before kill -9 of the leader (0: no failover)")
+
+	amqpFront = flag.Bool("amqp-frontend", false, "the AMQP scenario: Ferry's AMQP 0-9-1 listener against RabbitMQ, the same amqp091-go load, publishes through a durable direct exchange bound to the queue (default --systems "+amqpSystems+")")
 )
 
 // replicatedSystems are --replicated's systems.
@@ -67,12 +70,13 @@ type system struct {
 
 func main() {
 	flag.Parse()
-	if *replicated {
-		systemsSet := false
-		flag.Visit(func(f *flag.Flag) { systemsSet = systemsSet || f.Name == "systems" })
-		if !systemsSet {
-			*systemsF = replicatedSystems
-		}
+	systemsSet := false
+	flag.Visit(func(f *flag.Flag) { systemsSet = systemsSet || f.Name == "systems" })
+	if !systemsSet && *replicated {
+		*systemsF = replicatedSystems
+	}
+	if !systemsSet && *amqpFront {
+		*systemsF = amqpSystems
 	}
 	var sizes []int
 	for _, s := range strings.Split(*sizesF, ",") {
@@ -96,6 +100,17 @@ func main() {
 				s.duration = *syncDur
 			}
 			s.start = func() (target, error) { return startFerry(*ferryBin, flush) }
+			if *ferryBin == "" {
+				*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
+				versions = append(versions, "ferry "+gitRev(*repo))
+			}
+		case "ferry-amqp-async", "ferry-amqp-sync":
+			flush := strings.TrimPrefix(key, "ferry-amqp-")
+			s.name, s.short = fmt.Sprintf("Ferry AMQP (%s flush, durable queue, confirms)", flush), "Ferry AMQP "+flush
+			if flush == "sync" {
+				s.duration = *syncDur
+			}
+			s.start = func() (target, error) { return startFerryAMQP(*ferryBin, flush) }
 			if *ferryBin == "" {
 				*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
 				versions = append(versions, "ferry "+gitRev(*repo))
@@ -260,11 +275,14 @@ func printTable(rows []row, sizes []int) {
 		}
 	}
 	// Ratios of Ferry (async flush) to each peer, the issue's targets.
-	// In the replicated scenario, of the Ferry group to the replicated peers.
+	// In the replicated scenario, of the Ferry group to the replicated
+	// peers; in the AMQP scenario, of Ferry's AMQP listener (async flush).
 	var ferry *row
-	for i := range rows {
-		if rows[i].sys.key == "ferry-async" || (ferry == nil && rows[i].sys.key == "ferry-group") {
-			ferry = &rows[i]
+	for _, key := range []string{"ferry-async", "ferry-amqp-async", "ferry-group"} {
+		for i := range rows {
+			if ferry == nil && rows[i].sys.key == key {
+				ferry = &rows[i]
+			}
 		}
 	}
 	if ferry == nil {

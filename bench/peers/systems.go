@@ -273,19 +273,31 @@ func (f *ferry) subscribe(topic string, onMsg func([]byte)) (func(), error) {
 
 // --- RabbitMQ: durable classic or quorum queues, publisher confirms ---
 
+// rabbit is an AMQP 0-9-1 server under test: RabbitMQ, or Ferry's AMQP
+// front-end (then server is Ferry's process).
 type rabbit struct {
-	url    string
-	qtype  string
-	queues map[string]string // topic → queue name
-	conn   *amqp.Connection
+	url       string
+	qtype     string
+	queues    map[string]string // topic → queue name
+	exchanges map[string]string // topic → exchange name; none: the default exchange
+	conn      *amqp.Connection
+	server    *proc
 }
 
 func startRabbit(url, qtype string) (target, error) {
+	return startAMQP(url, qtype, *amqpFront, nil)
+}
+
+// startAMQP declares a durable queue of qtype per topic on the server at
+// url. withExchange: each topic also gets a durable direct exchange the
+// queue is bound to (key "k"), and publishes go there; otherwise they go
+// to the default exchange, keyed by the queue's name.
+func startAMQP(url, qtype string, withExchange bool, server *proc) (target, error) {
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		return nil, err
 	}
-	r := &rabbit{url: url, qtype: qtype, queues: map[string]string{}, conn: conn}
+	r := &rabbit{url: url, qtype: qtype, queues: map[string]string{}, exchanges: map[string]string{}, conn: conn, server: server}
 	ch, err := conn.Channel()
 	if err != nil {
 		conn.Close()
@@ -299,8 +311,29 @@ func startRabbit(url, qtype string) (target, error) {
 			return nil, err
 		}
 		r.queues[t] = q
+		if !withExchange {
+			continue
+		}
+		x := q + "-x"
+		if err := ch.ExchangeDeclare(x, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+			r.close()
+			return nil, err
+		}
+		r.exchanges[t] = x
+		if err := ch.QueueBind(q, "k", x, false, nil); err != nil {
+			r.close()
+			return nil, err
+		}
 	}
 	return r, nil
+}
+
+// route is where a publish to topic goes: exchange and routing key.
+func (r *rabbit) route(topic string) (exchange, key string) {
+	if x, ok := r.exchanges[topic]; ok {
+		return x, "k"
+	}
+	return "", r.queues[topic]
 }
 
 // rabbitVersion returns the server's version, from the connection's properties.
@@ -319,13 +352,23 @@ func (r *rabbit) close() {
 		for _, q := range r.queues {
 			ch.QueueDelete(q, false, false, false)
 		}
+		for _, x := range r.exchanges {
+			ch.ExchangeDelete(x, false, false)
+		}
 		ch.Close()
 	}
 	r.conn.Close()
+	if r.server != nil {
+		r.server.stop()
+	}
 }
 
-// pid finds the Erlang VM's process (RabbitMQ is not started by the harness).
+// pid is Ferry's process, or finds the Erlang VM's (RabbitMQ is not
+// started by the harness).
 func (r *rabbit) pid() int {
+	if r.server != nil {
+		return r.server.cmd.Process.Pid
+	}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -342,12 +385,12 @@ func (r *rabbit) pid() int {
 }
 
 type rabbitPub struct {
-	conn  *amqp.Connection
-	ch    *amqp.Channel
-	queue string
-	w     window
-	mu    sync.Mutex
-	dones []func(error) // in publish order, as the confirms come
+	conn          *amqp.Connection
+	ch            *amqp.Channel
+	exchange, key string
+	w             window
+	mu            sync.Mutex
+	dones         []func(error) // in publish order, as the confirms come
 }
 
 func (r *rabbit) publisher(topic string) (publisher, error) {
@@ -363,7 +406,8 @@ func (r *rabbit) publisher(topic string) (publisher, error) {
 		conn.Close()
 		return nil, err
 	}
-	p := &rabbitPub{conn: conn, ch: ch, queue: r.queues[topic], w: make(window, *windowN)}
+	p := &rabbitPub{conn: conn, ch: ch, w: make(window, *windowN)}
+	p.exchange, p.key = r.route(topic)
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, *windowN))
 	go func() {
 		for c := range confirms {
@@ -387,7 +431,7 @@ func (p *rabbitPub) publish(body []byte, done func(error)) {
 	p.mu.Lock()
 	p.dones = append(p.dones, done)
 	p.mu.Unlock()
-	if err := p.ch.PublishWithContext(context.Background(), "", p.queue, false, false,
+	if err := p.ch.PublishWithContext(context.Background(), p.exchange, p.key, false, false,
 		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body}); err != nil {
 		p.mu.Lock()
 		p.dones = p.dones[:len(p.dones)-1]
