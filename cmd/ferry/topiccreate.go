@@ -39,7 +39,7 @@ func createTopic(cmd *cobra.Command, a *client.Admin, name string, queues int, b
 		// The brokers that lack it get the count the others have.
 		queues = slices.Max(slices.Collect(maps.Values(before)))
 	}
-	targets := brokers
+	targets := slices.Sorted(slices.Values(brokers))
 	if len(targets) == 0 {
 		known, err := a.Brokers(ctx)
 		if err != nil {
