@@ -184,7 +184,8 @@ type LogConfig struct {
 }
 
 // StorageConfig configures the store; it mirrors storage.Options, where each
-// field is documented. Zero means the store's own default.
+// field is documented. Validate checks each key's range (storage.Options
+// would read a zero as its default, which a file that says 0 never means).
 type StorageConfig struct {
 	SegmentSize        int64         `koanf:"segment-size"`
 	MaxMessageSize     int           `koanf:"max-message-size"`
@@ -259,14 +260,8 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("storage.flush %q: want sync or async", s.Flush)
 	}
-	if s.SegmentSize < 0 {
-		return fmt.Errorf("storage.segment-size %d: must not be negative", s.SegmentSize)
-	}
-	if s.MaxMessageSize < 0 {
-		return fmt.Errorf("storage.max-message-size %d: must not be negative", s.MaxMessageSize)
-	}
-	if s.FlushInterval < 0 {
-		return fmt.Errorf("storage.flush-interval %v: must not be negative", s.FlushInterval)
+	if err := s.validateSizes(); err != nil {
+		return err
 	}
 	if s.RetentionDiskRatio > 1 {
 		return fmt.Errorf("storage.retention-disk-ratio %v: want at most 1 (negative disables)", s.RetentionDiskRatio)
@@ -456,7 +451,7 @@ func Load(src Sources) (Config, error) {
 	err = k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{
 		DecoderConfig: &mapstructure.DecoderConfig{
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(
-				mapstructure.StringToTimeDurationHookFunc(),
+				durationHook,
 				mapstructure.TextUnmarshallerHookFunc(),
 			),
 			WeaklyTypedInput: true,

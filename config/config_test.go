@@ -61,14 +61,14 @@ log:
   level: warn
 storage:
   flush: sync
-  segment-size: 2048
+  segment-size: 8388608
   flush-interval: 1s
   retention-disk-ratio: 0.5
 `)
 	environ := []string{
 		"PATH=/bin",
 		"FERRY_LOG_LEVEL=error",
-		"FERRY_STORAGE_SEGMENT_SIZE=4096",
+		"FERRY_STORAGE_SEGMENT_SIZE=16777216",
 		"FERRY_STORAGE_FLUSH_INTERVAL=2s",
 		"FERRY_STORAGE_RETENTION_AGE=", // empty counts as unset
 	}
@@ -83,7 +83,7 @@ storage:
 	want.Storage.Flush = "sync"                  // file over default
 	want.Storage.RetentionDiskRatio = 0.5        // file over default
 	want.Log.Level = "error"                     // env over file
-	want.Storage.SegmentSize = 4096              // env over file
+	want.Storage.SegmentSize = 16 << 20          // env over file
 	want.Storage.FlushInterval = 3 * time.Second // flag over env over file
 	want.Log.Format = "json"                     // flag over default
 	if !reflect.DeepEqual(cfg, want) {
@@ -140,6 +140,17 @@ func TestErrors(t *testing.T) {
 		{name: "tiny connect size", environ: []string{"FERRY_MQTT_MAX_CONNECT_SIZE=10"}, want: "mqtt.max-connect-size 10"},
 		{name: "no topic levels", file: "mqtt:\n  max-topic-levels: 0\n", want: "mqtt.max-topic-levels 0"},
 		{name: "topic length past the protocol's", file: "mqtt:\n  max-topic-length: 70000\n", want: "mqtt.max-topic-length 70000"},
+		{name: "duration without a unit in file", file: "core:\n  heartbeat-timeout: 10\n", want: "core.heartbeat-timeout: 10 has no unit: write 10s"},
+		{name: "duration without a unit in env", environ: []string{"FERRY_CORE_HEARTBEAT_TIMEOUT=10"}, want: `core.heartbeat-timeout: "10" has no unit: write 10s`},
+		{name: "fraction without a unit", file: "storage:\n  flush-interval: 0.5\n", want: "storage.flush-interval: 0.5 has no unit"},
+		{name: "duration in words", file: "storage:\n  flush-interval: 5 minutes\n", want: `storage.flush-interval: "5 minutes" is not a duration: a Go duration is a number with a unit: ns, us, ms, s, m or h, as in 200ms`},
+		{name: "bridge duration without a unit", file: "bridges:\n  - name: b\n    heartbeat: 30\n", want: "heartbeat: 30 has no unit"},
+		{name: "no segment size", file: "storage:\n  segment-size: 0\n", want: "storage.segment-size 0: want 4194304 (storage.max-message-size) to 1099511627776 bytes"},
+		{name: "segment smaller than a message", environ: []string{"FERRY_STORAGE_SEGMENT_SIZE=4096"}, want: "storage.segment-size 4096: want 4194304"},
+		{name: "no message size", args: []string{"--max-message-size=0"}, want: "storage.max-message-size 0: want 1..268435456 bytes"},
+		{name: "no flush interval", file: "storage:\n  flush-interval: 0\n", want: "storage.flush-interval 0s: want at least 1ms"},
+		{name: "no retention age", file: "storage:\n  retention-age: 0s\n", want: "storage.retention-age 0s: want a positive age"},
+		{name: "no disk ratio", file: "storage:\n  retention-disk-ratio: 0\n", want: "storage.retention-disk-ratio 0: want a share"},
 		{name: "negative topic aliases", file: "mqtt:\n  max-topic-alias: -1\n", want: "mqtt.max-topic-alias -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

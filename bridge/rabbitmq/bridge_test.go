@@ -205,8 +205,11 @@ type rig struct {
 	p    *proxy
 }
 
-func newRig(t *testing.T, key string) *rig {
-	r := newRabbit(t)
+func newRig(t *testing.T, key string) *rig { return newRigAt(t, newRabbit(t), key) }
+
+// newRigAt is newRig on the RabbitMQ r, one the test started itself
+// (rabbittest.StartNode) when it changes the RabbitMQ for every client.
+func newRigAt(t *testing.T, r *rabbit, key string) *rig {
 	g := &rig{r: r, f: openFerry(t, t.TempDir()), x: r.exchange(), p: newProxy(t, rabbitAddr(t, r.url))}
 	g.q = r.queue(QueueArgs, g.x, key) // as an inbound bridge declares its own
 	return g

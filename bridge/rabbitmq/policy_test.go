@@ -2,9 +2,7 @@ package rabbitmq
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,37 +145,27 @@ func TestNackDeadLetter(t *testing.T) {
 	waitFor(t, 5*time.Second, "counted", func() bool { s := b.Status(); return s.DeadLettered == 3 && s.Forwarded == 2 })
 }
 
-// rabbitmqctl runs rabbitmqctl, or skips the test when it is not there or
-// fails.
-func rabbitmqctl(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := runCtl(args...)
-	if errors.Is(err, exec.ErrNotFound) {
-		t.Skip("rabbitmqctl is not on PATH: cannot raise a memory alarm")
-	}
-	if err != nil {
-		t.Skip(err)
-	}
-	return strings.TrimSpace(out)
-}
-
 // TestBlocked raises RabbitMQ's memory alarm: the bridge shows blocked and
 // holds its messages; blocked past blocked-timeout, it reconnects (and is
 // blocked again); it carries them on when the alarm clears.
+//
+// The alarm blocks every publisher on the RabbitMQ, so it is raised on one
+// the test starts for itself (its own node name, ports and data directory),
+// never on a RabbitMQ that may serve something else on the machine.
 func TestBlocked(t *testing.T) {
-	rabbittest.Exclusive(t) // the alarm blocks every publisher on the RabbitMQ
-	g := newRig(t, "devices.#")
+	node := rabbittest.StartNode(t)
+	g := newRigAt(t, &rabbit{t: t, url: node.URL}, "devices.#")
 	r, f, q := g.r, g.f, g.q
 	b := g.start(t, "blocked", Outbound, "devices", false, func(c *Config) { c.BlockedTimeout = time.Second })
 	waitFor(t, 10*time.Second, "connected", func() bool { return b.Status().State == StateConnected })
 
-	was := rabbitmqctl(t, "eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
+	was := node.Ctl(t, "eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
 	if _, err := strconv.ParseFloat(was, 64); err != nil {
 		t.Skipf("memory watermark %q is not a plain ratio: not touching it", was)
 	}
-	restore := func() { rabbitmqctl(t, "set_vm_memory_high_watermark", was) }
+	restore := func() { node.Ctl(t, "set_vm_memory_high_watermark", was) }
 	t.Cleanup(restore)
-	rabbitmqctl(t, "set_vm_memory_high_watermark", "0.0000001")
+	node.Ctl(t, "set_vm_memory_high_watermark", "0.0000001")
 
 	f.publish(t, "devices", "1/telemetry", "0:0", nil)
 	waitFor(t, 20*time.Second, "blocked", func() bool { return b.Status().State == StateBlocked })

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -35,17 +34,15 @@ func newTopicCmd() *cobra.Command {
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a topic on every broker, or on those --brokers names", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkQueuesFlag(cmd, queues); err != nil {
+				return err
+			}
 			return withAdmin(cmd, func(a *client.Admin) error {
-				on, err := a.CreateTopicOn(cmd.Context(), args[0], queues, brokers)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "created %s with %d queues on %s\n", args[0], queues, strings.Join(on, ", "))
-				return nil
+				return createTopic(cmd, a, args[0], queues, brokers)
 			})
 		},
 	}
-	create.Flags().IntVar(&queues, "queues", 8, "number of queues")
+	create.Flags().IntVar(&queues, "queues", 0, "number of queues, 1..1024; a topic's queues can be added, not removed (default: the brokers' core.default-queues, or the count the topic has)")
 	create.Flags().StringSliceVar(&brokers, "brokers", nil, "brokers to create it on, by name, comma separated (default: every broker)")
 	list := &cobra.Command{
 		Use: "list", Short: "List the topics the NameServers route", Args: cobra.NoArgs,

@@ -166,6 +166,7 @@ func newProduceCmd() *cobra.Command {
 func newConsumeCmd() *cobra.Command {
 	var topic, group, filter, from string
 	var count int
+	var wait bool
 	cmd := &cobra.Command{
 		Use:   "consume --topic T --group G",
 		Short: "Receive messages, one body a line on stdout, until --count or Ctrl-C",
@@ -184,10 +185,16 @@ func newConsumeCmd() *cobra.Command {
 			default:
 				return fmt.Errorf("--from %q: want first or last", from)
 			}
+			if err := checkFilter(filter); err != nil {
+				return err
+			}
 			ctx, stop := interruptible()
 			defer stop()
 			opts, err := clientOptions(cmd, cfg, client.WithConsumeFrom(start), client.WithConcurrency(1))
 			if err != nil {
+				return err
+			}
+			if err := awaitTopic(ctx, opts, topic, wait, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			c, err := client.NewPushConsumer(group, opts...)
@@ -235,6 +242,7 @@ func newConsumeCmd() *cobra.Command {
 	fs.StringVar(&filter, "filter", "*", "subject filter: *, a || b, or an MQTT-style wildcard such as +/telemetry")
 	fs.IntVar(&count, "count", 0, "stop after this many messages (0: until interrupted)")
 	fs.StringVar(&from, "from", "first", "where a new group starts: first or last")
+	fs.BoolVar(&wait, "wait", false, "wait for the topic to be created (without it a topic the NameServers do not route is an error)")
 	cmd.MarkFlagRequired("topic")
 	cmd.MarkFlagRequired("group")
 	return cmd

@@ -31,6 +31,7 @@ type composeFile struct {
 			Interval string   `yaml:"interval"`
 			Timeout  string   `yaml:"timeout"`
 			Retries  int      `yaml:"retries"`
+			Disable  bool     `yaml:"disable"`
 		} `yaml:"healthcheck"`
 	} `yaml:"services"`
 	Volumes map[string]any `yaml:"volumes"`
@@ -93,6 +94,11 @@ func TestComposeFile(t *testing.T) {
 		}
 		if len(s.Healthcheck.Test) == 0 && len(s.Entrypoint) == 0 {
 			t.Errorf("%s has no health check", name)
+		}
+		// An example program in the ferry image would inherit the image's
+		// check, ferry health on a port where nothing listens.
+		if len(s.Entrypoint) > 0 && len(s.Healthcheck.Test) == 0 && !s.Healthcheck.Disable {
+			t.Errorf("%s runs %s and inherits the image's health check, which probes ferry serve's port: give it its own or disable it", name, s.Entrypoint[0])
 		}
 		if len(s.Command) > 0 {
 			checkFerryArgs(t, name+" command", s.Command)

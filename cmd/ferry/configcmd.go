@@ -13,11 +13,14 @@ func newConfigCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Configuration files"}
 	check := &cobra.Command{
 		Use:   "check FILE",
-		Short: "Validate a configuration file (with the FERRY_ environment over it), as serve would read it",
+		Short: "Validate a configuration file (with the FERRY_ environment over it), as serve would read it, and open each file it names",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := config.Load(config.Sources{File: args[0], Environ: os.Environ()})
 			if err != nil {
+				return err
+			}
+			if err := checkFiles(cfg); err != nil {
 				return err
 			}
 			for _, n := range cfg.Notes { // a deprecated key, say

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ferrymq/ferry/config"
+	"github.com/ferrymq/ferry/internal/tlstest"
 )
 
 // The annotated example stays true: it parses, and each value it sets is
@@ -97,5 +98,56 @@ func TestBrokerNativeFlagsSetTheNativeSection(t *testing.T) {
 	}
 	if n := cfg.Native; n.Addr != "127.0.0.1:7000" || n.AdvertiseAddr != "broker-a:7000" || n.TLSCert != "c.pem" || n.TLSKey != "k.pem" {
 		t.Fatalf("native section %+v", n)
+	}
+}
+
+// config check opens each file the configuration names, as serve would,
+// and fails naming the key and the file.
+func TestConfigCheckOpensTheFilesItNames(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, _ := tlstest.SelfSigned(t, dir)
+	passwd := filepath.Join(dir, "passwd")
+	root := newRootCmd()
+	root.SetOut(&bytes.Buffer{})
+	root.SetIn(strings.NewReader("secret\n"))
+	root.SetArgs([]string{"passwd", "--cost", "4", passwd, "alice"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	acl := filepath.Join(dir, "acl")
+	os.WriteFile(acl, []byte("user alice\ntopic readwrite #\n"), 0o600)
+	badACL := filepath.Join(dir, "bad-acl")
+	os.WriteFile(badACL, []byte("topic sometimes #\n"), 0o600)
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("short\n"), 0o600)
+	missing := filepath.Join(dir, "absent")
+
+	for _, tc := range []struct {
+		name, yaml, want string // want "" means ok
+	}{
+		{"every file there", fmt.Sprintf("auth:\n  password-file: %s\n  acl-file: %s\nnative:\n  tls-cert: %s\n  tls-key: %s\n", passwd, acl, cert, key), ""},
+		{"missing ACL file", fmt.Sprintf("auth:\n  acl-file: %s\n", missing), "auth.acl-file: auth: open " + missing + ": no such file"},
+		{"ACL file that does not parse", fmt.Sprintf("auth:\n  acl-file: %s\n", badACL), "auth.acl-file: auth: " + badACL + ":1"},
+		{"missing password file", fmt.Sprintf("auth:\n  password-file: %s\n", missing), "auth.password-file: auth: open " + missing},
+		{"key missing", fmt.Sprintf("mqtt:\n  tls-cert: %s\n  tls-key: %s\n", cert, missing), "mqtt.tls-cert, mqtt.tls-key (" + cert + ", " + missing + ")"},
+		{"cert is not one", fmt.Sprintf("amqp:\n  tls-cert: %s\n  tls-key: %s\n", acl, key), "amqp.tls-cert, amqp.tls-key (" + acl},
+		{"client CA missing", fmt.Sprintf("tls-ca: %s\n", missing), "tls-ca: open " + missing},
+		{"short cluster secret", fmt.Sprintf("cluster-secret-file: %s\n", secret), "cluster-secret-file " + secret},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "ferry.yaml")
+			os.WriteFile(path, []byte(tc.yaml), 0o600)
+			root := newRootCmd()
+			root.SetOut(&bytes.Buffer{})
+			root.SetErr(&bytes.Buffer{})
+			root.SetArgs([]string{"config", "check", path})
+			err := root.Execute()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("config check: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("config check: %v, want an error with %q", err, tc.want)
+			}
+		})
 	}
 }

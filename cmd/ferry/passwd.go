@@ -18,7 +18,8 @@ func newPasswdCmd() *cobra.Command {
 		Use:   "passwd FILE USER",
 		Short: "Add USER to a password file, or replace USER's password",
 		Long: `Add USER to the password file FILE (auth.password-file), or replace USER's
-password there. The password is the first line of stdin, or --password.
+password there. On a terminal it asks for the password twice, without echo;
+otherwise (piped) it is the first line of stdin. Or give --password.
 FILE is created if missing and rewritten atomically with mode 0600; its other
 lines are kept. A running Ferry picks the change up within auth.reload-interval.
 
@@ -45,7 +46,7 @@ configured with AccessKey=USER and SecretKey=the signing key, which
 			password, _ := fs.GetString("password")
 			if !fs.Changed("password") {
 				var err error
-				if password, err = readPassword(cmd.InOrStdin()); err != nil {
+				if password, err = promptPassword(cmd.InOrStdin(), cmd.ErrOrStderr(), user); err != nil {
 					return err
 				}
 			}
