@@ -187,7 +187,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 		window = min(window, rm) // [MQTT-3.3.4-9]
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	ss := &session{srv: s, id: cl.ID, user: string(cl.Properties.Username), cl: cl, persistent: persistent,
+	ss := &session{srv: s, id: cl.ID, user: string(cl.Properties.Username), cl: cl, persistent: persistent, since: time.Now(),
 		window: window, ctx: ctx, cancel: cancel, willProps: willProps(pk),
 		subs: map[string]subState{}, feeds: map[string]*feed{}, out: map[uint16]*outbound{}}
 	saved := map[string]int64{}
