@@ -120,10 +120,10 @@ func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, user string
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// resetRequest moves a group's offsets: To is "first", "last" or "time"
+// ResetRequest moves a group's offsets: To is "first", "last" or "time"
 // (every queue the group reads, Time an RFC 3339 time), or "offset" (one
 // queue: Topic, Queue and Offset).
-type resetRequest struct {
+type ResetRequest struct {
 	To     string `json:"to"`
 	Time   string `json:"time,omitempty"`
 	Topic  string `json:"topic,omitempty"`
@@ -133,7 +133,7 @@ type resetRequest struct {
 
 func (s *Server) resetGroup(w http.ResponseWriter, r *http.Request, user string) {
 	name := r.PathValue("group")
-	var req resetRequest
+	var req ResetRequest
 	if err := readJSON(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -209,11 +209,11 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request, user string
 	writeJSON(w, http.StatusOK, out)
 }
 
-// resendRequest names the dead letters to publish again: the one at
+// ResendRequest names the dead letters to publish again: the one at
 // Offset of the dead-letter queue; those with IDs (a dead letter's id, its
 // producer's id or the id first published); a page of at most Max from
 // From (a client that shows its progress walks the queue so); or All.
-type resendRequest struct {
+type ResendRequest struct {
 	Offset *int64   `json:"offset,omitempty"`
 	IDs    []string `json:"ids,omitempty"`
 	From   *int64   `json:"from,omitempty"`
@@ -234,7 +234,7 @@ const resendBatch = 256
 
 func (s *Server) resend(w http.ResponseWriter, r *http.Request, user string) {
 	name := r.PathValue("group")
-	var req resendRequest
+	var req ResendRequest
 	if err := readJSON(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return

@@ -58,17 +58,17 @@ func TestResendByIDAndByPage(t *testing.T) {
 		return len(dl.Messages) == 3
 	})
 	var rs Resent
-	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", resendRequest{IDs: []string{ids[1], dl.Messages[2].ID}}, &rs); st != http.StatusOK || rs.Resent != 2 {
+	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", ResendRequest{IDs: []string{ids[1], dl.Messages[2].ID}}, &rs); st != http.StatusOK || rs.Resent != 2 {
 		t.Fatalf("resend by the first id and by the dead letter's: %d %+v", st, rs)
 	}
-	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", resendRequest{IDs: []string{"nope"}}, nil); st != http.StatusNotFound {
+	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", ResendRequest{IDs: []string{"nope"}}, nil); st != http.StatusNotFound {
 		t.Fatalf("resend of no such id: %d", st)
 	}
 	from := int64(0)
-	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", resendRequest{From: &from, Max: 2}, &rs); st != http.StatusOK || rs.Resent != 2 || rs.Next != 2 || rs.Max != 3 {
+	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", ResendRequest{From: &from, Max: 2}, &rs); st != http.StatusOK || rs.Resent != 2 || rs.Next != 2 || rs.Max != 3 {
 		t.Fatalf("resend a page: %d %+v", st, rs)
 	}
-	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", resendRequest{From: &from, All: true}, nil); st != http.StatusBadRequest {
+	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", ResendRequest{From: &from, All: true}, nil); st != http.StatusBadRequest {
 		t.Fatalf("resend two ways at once: %d", st)
 	}
 	_, hi := f.b.Offsets("orders", 0)
