@@ -215,7 +215,7 @@ func TestAdminCLI(t *testing.T) {
 
 	// MQTT clients: listed, kicked.
 	lost := make(chan struct{}, 1)
-	dev := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+mqttAddr).SetClientID("dev-9").SetUsername("device").
+	dev := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("dev-9").SetUsername("device").
 		SetAutoReconnect(false).SetConnectionLostHandler(func(paho.Client, error) { lost <- struct{}{} }))
 	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("mqtt connect: %v", tok.Error())
