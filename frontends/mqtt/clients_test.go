@@ -49,6 +49,11 @@ func TestClientsAndDisconnect(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the client was not disconnected")
 	}
+	for deadline := time.Now().Add(10 * time.Second); len(lister.Clients()) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) { // the engine ends the session after the connection closed
+			t.Fatalf("still listed: %+v", lister.Clients())
+		}
+	}
 	if err := lister.Disconnect("dev-1"); !errors.Is(err, plugin.ErrNoClient) {
 		t.Fatalf("disconnect of a gone client: %v", err)
 	}
