@@ -27,6 +27,7 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/plugin"
 )
 
 // Prefix is where the API is served.
@@ -54,6 +55,9 @@ type Options struct {
 	// (ferry_native_connections, ferry_mqtt_connections,
 	// ferry_amqp_connections).
 	Metrics prometheus.Gatherer
+	// Plugins are the process's plug-ins: those that list their clients
+	// (plugin.ClientLister) are served under clients.
+	Plugins []plugin.Plugin
 	// SessionTTL is how long a login lasts (default 8 hours).
 	SessionTTL time.Duration
 	Logger     *slog.Logger
@@ -65,6 +69,7 @@ type Server struct {
 	a        *auth.Authenticator
 	id       Identity
 	metrics  prometheus.Gatherer
+	clients  map[string]plugin.ClientLister // by plug-in name
 	sessions *sessions
 	logger   *slog.Logger
 	mux      *http.ServeMux
@@ -83,7 +88,7 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.Default()
 	}
 	s := &Server{
-		b: o.Broker, a: o.Auth, id: o.Identity, metrics: o.Metrics,
+		b: o.Broker, a: o.Auth, id: o.Identity, metrics: o.Metrics, clients: clientListers(o.Plugins),
 		sessions: newSessions(o.SessionTTL), logger: o.Logger, mux: http.NewServeMux(), now: time.Now,
 	}
 	s.routes()
@@ -113,6 +118,7 @@ func (s *Server) routes() {
 		{"POST /topics", s.createTopic},
 		{"GET /topics/{topic}", s.getTopic},
 		{"DELETE /topics/{topic}", s.deleteTopic},
+		{"POST /topics/{topic}/purge", s.purgeTopic},
 		{"GET /topics/{topic}/messages", s.browse},
 		{"GET /groups", s.listGroups},
 		{"GET /groups/{group}", s.getGroup},
@@ -122,6 +128,8 @@ func (s *Server) routes() {
 		{"POST /groups/{group}/dead-letters/resend", s.resend},
 		{"GET /messages", s.findByKey},
 		{"GET /messages/{id}", s.getMessage},
+		{"GET /clients", s.listClients},
+		{"DELETE /clients/{protocol}/{id}", s.disconnectClient},
 	} {
 		method, path, _ := strings.Cut(r.pattern, " ")
 		s.mux.Handle(method+" "+p+path, s.authed(r.h))

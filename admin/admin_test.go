@@ -271,22 +271,22 @@ func TestMessagesGroupsAndDeadLetters(t *testing.T) {
 	}
 	bob := f.client(t)
 	bob.login("bob", "bob-secret")
-	if st := bob.do("POST", Prefix+"groups/g/dead-letters/resend", resendRequest{All: true}, nil); st != http.StatusForbidden {
+	if st := bob.do("POST", Prefix+"groups/g/dead-letters/resend", ResendRequest{All: true}, nil); st != http.StatusForbidden {
 		t.Fatalf("bob resends: %d", st)
 	}
 	var rs Resent
 	off := int64(0)
-	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", resendRequest{Offset: &off}, &rs); st != http.StatusOK || rs.Resent != 1 {
+	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", ResendRequest{Offset: &off}, &rs); st != http.StatusOK || rs.Resent != 1 {
 		t.Fatalf("resend one: %d %+v", st, rs)
 	}
 	off = 7
-	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", resendRequest{Offset: &off}, nil); st != http.StatusNotFound {
+	if st := c.do("POST", Prefix+"groups/g/dead-letters/resend", ResendRequest{Offset: &off}, nil); st != http.StatusNotFound {
 		t.Fatalf("resend a missing one: %d", st)
 	}
 	mem.Leave()
 
 	var g Group
-	if st := c.do("POST", Prefix+"groups/g/reset", resetRequest{To: "offset", Topic: "orders", Queue: 0, Offset: 2}, &g); st != http.StatusOK {
+	if st := c.do("POST", Prefix+"groups/g/reset", ResetRequest{To: "offset", Topic: "orders", Queue: 0, Offset: 2}, &g); st != http.StatusOK {
 		t.Fatalf("reset to an offset: %d", st)
 	}
 	orders := func() GroupQueue {
@@ -301,10 +301,10 @@ func TestMessagesGroupsAndDeadLetters(t *testing.T) {
 	if q := orders(); q.Committed != 2 || q.Lag != 2 {
 		t.Fatalf("after reset: %+v", g)
 	}
-	if st := c.do("POST", Prefix+"groups/g/reset", resetRequest{To: "first"}, &g); st != http.StatusOK || orders().Committed != 0 {
+	if st := c.do("POST", Prefix+"groups/g/reset", ResetRequest{To: "first"}, &g); st != http.StatusOK || orders().Committed != 0 {
 		t.Fatalf("reset to first: %d %+v", st, g)
 	}
-	if st := c.do("POST", Prefix+"groups/g/reset", resetRequest{To: "time", Time: "yesterday"}, nil); st != http.StatusBadRequest {
+	if st := c.do("POST", Prefix+"groups/g/reset", ResetRequest{To: "time", Time: "yesterday"}, nil); st != http.StatusBadRequest {
 		t.Fatalf("bad time: %d", st)
 	}
 	var gs []GroupSummary

@@ -10,6 +10,7 @@ import (
 	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/config"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/core/plugin"
 	"github.com/ferrymq/ferry/monitor"
 )
 
@@ -37,6 +38,7 @@ type params struct {
 	Version  buildVersion
 	Identity cluster.Identity     `optional:"true"`
 	Registry *prometheus.Registry `optional:"true"`
+	Plugins  *plugin.Runner       `optional:"true"`
 }
 
 func newFromFx(p params) (*Server, error) {
@@ -53,6 +55,9 @@ func newFromFx(p params) (*Server, error) {
 	o := Options{Broker: p.Broker, Auth: p.Auth, Identity: id, Logger: p.Logger.With("component", "admin")}
 	if p.Registry != nil {
 		o.Metrics = p.Registry
+	}
+	if p.Plugins != nil {
+		o.Plugins = p.Plugins.Plugins()
 	}
 	return New(o)
 }

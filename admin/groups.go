@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ferrymq/ferry/core"
@@ -119,10 +120,10 @@ func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, user string
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// resetRequest moves a group's offsets: To is "first", "last" or "time"
+// ResetRequest moves a group's offsets: To is "first", "last" or "time"
 // (every queue the group reads, Time an RFC 3339 time), or "offset" (one
 // queue: Topic, Queue and Offset).
-type resetRequest struct {
+type ResetRequest struct {
 	To     string `json:"to"`
 	Time   string `json:"time,omitempty"`
 	Topic  string `json:"topic,omitempty"`
@@ -132,7 +133,7 @@ type resetRequest struct {
 
 func (s *Server) resetGroup(w http.ResponseWriter, r *http.Request, user string) {
 	name := r.PathValue("group")
-	var req resetRequest
+	var req ResetRequest
 	if err := readJSON(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -208,16 +209,24 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request, user string
 	writeJSON(w, http.StatusOK, out)
 }
 
-// resendRequest names the dead letters to publish again: the one at
-// Offset of the dead-letter queue, or All.
-type resendRequest struct {
-	Offset *int64 `json:"offset,omitempty"`
-	All    bool   `json:"all,omitempty"`
+// ResendRequest names the dead letters to publish again: the one at
+// Offset of the dead-letter queue; those with IDs (a dead letter's id, its
+// producer's id or the id first published); a page of at most Max from
+// From (a client that shows its progress walks the queue so); or All.
+type ResendRequest struct {
+	Offset *int64   `json:"offset,omitempty"`
+	IDs    []string `json:"ids,omitempty"`
+	From   *int64   `json:"from,omitempty"`
+	Max    int      `json:"max,omitempty"`
+	All    bool     `json:"all,omitempty"`
 }
 
-// Resent says how many dead letters were published again.
+// Resent says how many dead letters were published again; after a page
+// (from), Next is where the next page starts and Max the queue's end.
 type Resent struct {
-	Resent int `json:"resent"`
+	Resent int   `json:"resent"`
+	Next   int64 `json:"next,omitempty"`
+	Max    int64 `json:"max,omitempty"`
 }
 
 // resendBatch is the most dead letters one core call resends.
@@ -225,13 +234,13 @@ const resendBatch = 256
 
 func (s *Server) resend(w http.ResponseWriter, r *http.Request, user string) {
 	name := r.PathValue("group")
-	var req resendRequest
+	var req ResendRequest
 	if err := readJSON(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if req.All == (req.Offset != nil) {
-		writeError(w, http.StatusBadRequest, errors.New(`say which dead letters: {"offset": N} or {"all": true}`))
+	if n := btoi(req.All) + btoi(req.Offset != nil) + btoi(len(req.IDs) > 0) + btoi(req.From != nil); n != 1 {
+		writeError(w, http.StatusBadRequest, errors.New(`say which dead letters, one way: {"offset": N}, {"ids": [ID, …]}, {"from": N, "max": M} or {"all": true}`))
 		return
 	}
 	if !s.mayReset(w, user, name, "resend the dead letters of group "+name) {
@@ -240,14 +249,34 @@ func (s *Server) resend(w http.ResponseWriter, r *http.Request, user string) {
 	ctx := context.WithoutCancel(r.Context()) // a resend half done by a closed browser tab is still logged
 	var n int
 	var err error
-	if req.Offset != nil {
+	switch {
+	case len(req.IDs) > 0:
+		s.resendIDs(w, r, user, name, req.IDs)
+		return
+	case req.From != nil:
+		max := req.Max
+		if max <= 0 || max > resendBatch {
+			max = resendBatch
+		}
+		n, next, err := s.b.ResendDeadLetters(ctx, name, *req.From, max)
+		if n > 0 {
+			s.changed(r, user, "dead letters resent", "group", name, "count", n, "from", *req.From)
+		}
+		if err != nil {
+			writeCoreError(w, fmt.Errorf("resent %d, then: %w", n, err))
+			return
+		}
+		_, hi := s.b.Offsets(core.DeadLetterTopic(name), 0)
+		writeJSON(w, http.StatusOK, Resent{Resent: n, Next: next, Max: hi})
+		return
+	case req.Offset != nil:
 		res, rerr := s.b.Read(ctx, core.DeadLetterTopic(name), 0, *req.Offset, core.ReadOptions{Max: 1})
 		if rerr != nil || len(res.Messages) == 0 || res.Messages[0].QueueOffset != *req.Offset {
 			writeError(w, http.StatusNotFound, fmt.Errorf("no dead letter of group %s at offset %d (readable: %d..%d)", name, *req.Offset, res.Min, res.Max-1))
 			return
 		}
 		n, _, err = s.b.ResendDeadLetters(ctx, name, *req.Offset, 1)
-	} else {
+	default:
 		from, hi := s.b.Offsets(core.DeadLetterTopic(name), 0)
 		for from < hi && err == nil {
 			var k int
@@ -265,5 +294,73 @@ func (s *Server) resend(w http.ResponseWriter, r *http.Request, user string) {
 		writeCoreError(w, fmt.Errorf("resent %d, then: %w", n, err))
 		return
 	}
+	writeJSON(w, http.StatusOK, Resent{Resent: n})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// resendIDs resends the dead letters of group with the ids given (each a
+// dead letter's id, its producer's id or the id first published), each
+// once: the dead-letter queue is read once from its start. An id found
+// nowhere is a 404 naming it, and nothing is resent.
+func (s *Server) resendIDs(w http.ResponseWriter, r *http.Request, user, group string, ids []string) {
+	ctx := context.WithoutCancel(r.Context())
+	dlq := core.DeadLetterTopic(group)
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	found := map[string]bool{}
+	var offsets []int64
+	from, hi := s.b.Offsets(dlq, 0)
+	for from < hi {
+		res, err := s.b.Read(ctx, dlq, 0, from, core.ReadOptions{Max: resendBatch})
+		if err != nil {
+			writeCoreError(w, err)
+			return
+		}
+		for i := range res.Messages {
+			m := s.messageOf(&res.Messages[i])
+			hit := false
+			for _, id := range []string{m.ID, m.ProducerID, m.OriginalID} {
+				if id != "" && want[id] {
+					found[id], hit = true, true
+				}
+			}
+			if hit {
+				offsets = append(offsets, m.QueueOffset)
+			}
+		}
+		if res.Next <= from {
+			break
+		}
+		from = res.Next
+	}
+	var missing []string
+	for _, id := range ids {
+		if !found[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no dead letter of group %s has the id %s", group, strings.Join(missing, ", ")))
+		return
+	}
+	n := 0
+	for _, off := range offsets {
+		k, _, err := s.b.ResendDeadLetters(ctx, group, off, 1)
+		n += k
+		if err != nil {
+			s.changed(r, user, "dead letters resent", "group", group, "count", n)
+			writeCoreError(w, fmt.Errorf("resent %d, then: %w", n, err))
+			return
+		}
+	}
+	s.changed(r, user, "dead letters resent", "group", group, "count", n, "ids", ids)
 	writeJSON(w, http.StatusOK, Resent{Resent: n})
 }

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"fmt"
-	"text/tabwriter"
+	"errors"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -49,10 +49,7 @@ func newTopicCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withAdmin(cmd, func(a *client.Admin) error {
 				topics, err := a.Topics(cmd.Context())
-				for _, t := range topics {
-					fmt.Fprintln(cmd.OutOrStdout(), t)
-				}
-				return err
+				return errors.Join(writeNames(cmd, topics), err)
 			})
 		},
 	}
@@ -64,15 +61,7 @@ func newTopicCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "BROKER\tQUEUE\tMIN\tMAX\tMESSAGES")
-				for _, ts := range stats {
-					for _, q := range ts.Stats {
-						fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\n", ts.Broker, q.ID, q.Min, q.Max, q.Max-q.Min)
-					}
-					fmt.Fprintf(w, "%s\ttotal rate\t%.0f msg/s\t\t\n", ts.Broker, ts.Rate)
-				}
-				return w.Flush()
+				return render(cmd, topicViewOf(args[0], stats), func(w io.Writer) error { return writeTopic(w, stats) })
 			})
 		},
 	}
@@ -80,54 +69,8 @@ func newTopicCmd() *cobra.Command {
 		addClientFlags(c.Flags())
 		cmd.AddCommand(c)
 	}
-	return cmd
-}
-
-func newGroupCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "group", Short: "List and describe consumer groups"}
-	list := &cobra.Command{
-		Use: "list", Short: "List the consumer groups the brokers know", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAdmin(cmd, func(a *client.Admin) error {
-				groups, err := a.Groups(cmd.Context())
-				for _, g := range groups {
-					fmt.Fprintln(cmd.OutOrStdout(), g)
-				}
-				return err
-			})
-		},
-	}
-	describe := &cobra.Command{
-		Use: "describe GROUP", Short: "Members of a group, and per queue its committed offset and lag", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withAdmin(cmd, func(a *client.Admin) error {
-				stats, err := a.DescribeGroup(cmd.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				for _, gs := range stats {
-					fmt.Fprintf(w, "broker %s: %d members\n", gs.Broker, len(gs.Members))
-					for _, m := range gs.Members {
-						fmt.Fprintf(w, "  member\t%s\t%v\n", m.ID, m.Queues)
-					}
-				}
-				fmt.Fprintln(w, "BROKER\tTOPIC\tQUEUE\tCOMMITTED\tMAX\tLAG\tIN-FLIGHT")
-				var lag int64
-				for _, gs := range stats {
-					for _, q := range gs.Queues {
-						fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", gs.Broker, q.Topic, q.Queue, q.Committed, q.Max, q.Lag, q.InFlight)
-						lag += q.Lag
-					}
-				}
-				fmt.Fprintf(w, "total lag\t%d\n", lag)
-				return w.Flush()
-			})
-		},
-	}
-	for _, c := range []*cobra.Command{list, describe} {
-		addClientFlags(c.Flags())
-		cmd.AddCommand(c)
-	}
+	addOutputFlag(list.Flags())
+	addOutputFlag(describe.Flags())
+	cmd.AddCommand(newTopicDeleteCmd(), newTopicPurgeCmd())
 	return cmd
 }

@@ -119,7 +119,7 @@ func newProduceCmd() *cobra.Command {
 			sent := 0
 			var shown atomic.Int64 // sent, for the progress lines
 			defer func() { fmt.Fprintf(cmd.ErrOrStderr(), "sent %d messages to %s\n", sent, topic) }()
-			if count >= progressMin { // stopped before the line above
+			if showsProgress(cmd.ErrOrStderr(), count) { // stopped before the line above
 				defer startProgress(ctx, cmd.ErrOrStderr(), "sent", &shown, int64(count), time.Second)()
 			}
 			switch {
@@ -164,12 +164,12 @@ func newProduceCmd() *cobra.Command {
 }
 
 func newConsumeCmd() *cobra.Command {
-	var topic, group, filter, from string
+	var topic, group, filter, from, format string
 	var count int
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "consume --topic T --group G",
-		Short: "Receive messages, one body a line on stdout, until --count or Ctrl-C",
+		Short: "Receive messages, one body a line on stdout (or --format text, json), until --count or Ctrl-C",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
@@ -186,6 +186,9 @@ func newConsumeCmd() *cobra.Command {
 				return fmt.Errorf("--from %q: want first or last", from)
 			}
 			if err := checkFilter(filter); err != nil {
+				return err
+			}
+			if err := checkConsumeFormat(format); err != nil {
 				return err
 			}
 			ctx, stop := interruptible()
@@ -213,8 +216,9 @@ func newConsumeCmd() *cobra.Command {
 				if count > 0 && got >= count {
 					return fmt.Errorf("enough messages") // redelivered to the group later
 				}
-				out.Write(m.Body)
-				out.WriteByte('\n')
+				if err := writeConsumed(out, m, format); err != nil {
+					return err
+				}
 				got++
 				shown.Store(int64(got))
 				if count > 0 && got == count {
@@ -225,7 +229,7 @@ func newConsumeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if count >= progressMin { // on stderr: stdout is the messages
+			if count >= progressMin && isTerminal(cmd.ErrOrStderr()) { // on stderr: stdout is the messages
 				defer startProgress(done, cmd.ErrOrStderr(), "received", &shown, int64(count), time.Second)()
 			}
 			if err := c.Start(ctx); err != nil {
@@ -243,6 +247,7 @@ func newConsumeCmd() *cobra.Command {
 	fs.IntVar(&count, "count", 0, "stop after this many messages (0: until interrupted)")
 	fs.StringVar(&from, "from", "first", "where a new group starts: first or last")
 	fs.BoolVar(&wait, "wait", false, "wait for the topic to be created (without it a topic the NameServers do not route is an error)")
+	fs.StringVar(&format, "format", "body", "what to print of each message: "+consumeFormats)
 	cmd.MarkFlagRequired("topic")
 	cmd.MarkFlagRequired("group")
 	return cmd

@@ -22,6 +22,9 @@ func newClusterCmd() *cobra.Command {
 			"with --controllers, the replicated groups too: epoch, master, in-sync set, each broker's role, log end, lag and liveness",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f, err := outputFormat(cmd); err != nil || f == "json" {
+				return errors.Join(err, clusterJSON(cmd))
+			}
 			err := withAdmin(cmd, func(a *client.Admin) error {
 				brokers, err := a.ClusterBrokers(cmd.Context())
 				if werr := writeBrokers(cmd.OutOrStdout(), brokers, nameServersOf(cmd), time.Now()); werr != nil {
@@ -33,6 +36,7 @@ func newClusterCmd() *cobra.Command {
 		},
 	}
 	addClientFlags(list.Flags())
+	addOutputFlag(list.Flags())
 	config.AddFlag(list.Flags(), "controllers", "controller.addrs", "the controllers' addresses, comma separated: list the replicated groups they keep too")
 	addClusterFlags(list.Flags())
 	cmd.AddCommand(list)

@@ -25,17 +25,29 @@ const groupsTimeout = 5 * time.Second
 // every replicated group and writes their table; no controllers
 // configured, it writes nothing.
 func listGroups(cmd *cobra.Command, out io.Writer) error {
+	groups, asked, err := replicatedGroups(cmd)
+	if err != nil || !asked {
+		return err
+	}
+	fmt.Fprintln(out)
+	return writeGroups(out, groups, time.Now())
+}
+
+// replicatedGroups asks the controllers of controller.addrs
+// (--controllers) for every replicated group; asked is false when no
+// controllers are configured.
+func replicatedGroups(cmd *cobra.Command) (groups []controller.GroupState, asked bool, err error) {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	addrs := splitAddrs(cfg.Controller.Addrs)
 	if len(addrs) == 0 {
-		return nil
+		return nil, false, nil
 	}
 	secret, _, err := clusterSecret(cfg)
 	if err != nil {
-		return err
+		return nil, true, err
 	}
 	ctl := controller.NewClient(addrs, secret, newLogger(cfg.Log, cmd.ErrOrStderr()))
 	defer ctl.Close()
@@ -45,12 +57,11 @@ func listGroups(cmd *cobra.Command, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, groupsTimeout)
 	defer cancel()
-	groups, err := ctl.Groups(ctx)
+	groups, err = ctl.Groups(ctx)
 	if err != nil {
-		return fmt.Errorf("replicated groups: controllers %s: %w", strings.Join(addrs, ","), err)
+		return nil, true, fmt.Errorf("replicated groups: controllers %s: %w", strings.Join(addrs, ","), err)
 	}
-	fmt.Fprintln(out)
-	return writeGroups(out, groups, time.Now())
+	return groups, true, nil
 }
 
 // writeGroups writes the replicated groups as the controllers' leader sees

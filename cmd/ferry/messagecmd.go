@@ -40,7 +40,7 @@ func newMessageCmd() *cobra.Command {
 					}
 					found = slices.DeleteFunc(found, func(m *client.MessageExt) bool { return m.ID != id }) // not one merely keyed so
 					if len(found) > 0 {
-						return printMessages(cmd.OutOrStdout(), found)
+						return showMessages(cmd, found)
 					}
 					if perr != nil {
 						return fmt.Errorf("%w: msgId %s in %s", client.ErrNoMessage, id, topic)
@@ -53,7 +53,7 @@ func newMessageCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printMessages(cmd.OutOrStdout(), []*client.MessageExt{m})
+				return showMessages(cmd, []*client.MessageExt{m})
 			})
 		},
 	}
@@ -69,7 +69,7 @@ func newMessageCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printMessages(cmd.OutOrStdout(), found)
+				return showMessages(cmd, found)
 			})
 		},
 	}
@@ -80,9 +80,20 @@ func newMessageCmd() *cobra.Command {
 	for _, c := range []*cobra.Command{get, find} {
 		c.Flags().IntVar(&maxMsgs, "max", 32, "most messages to show (at most 256)")
 		addClientFlags(c.Flags())
+		addOutputFlag(c.Flags())
 		cmd.AddCommand(c)
 	}
 	return cmd
+}
+
+// showMessages prints messages: their fields, or with -o json an array of
+// them.
+func showMessages(cmd *cobra.Command, msgs []*client.MessageExt) error {
+	views := make([]messageView, 0, len(msgs))
+	for _, m := range msgs {
+		views = append(views, messageViewOf(m))
+	}
+	return render(cmd, views, func(w io.Writer) error { return printMessages(w, msgs) })
 }
 
 // printMessages writes each message as "field value" lines, a blank line

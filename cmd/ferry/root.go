@@ -26,6 +26,7 @@ func newRootCmd() *cobra.Command {
 
 	root.AddCommand(newServeCmd(), newNamesrvCmd(), newBrokerCmd(), newControllerCmd(),
 		newTopicCmd(), newGroupCmd(), newProduceCmd(), newConsumeCmd(), newMessageCmd(), newBenchCmd(), newBridgeCmd(), newClusterCmd(), newPasswdCmd(), newConfigCmd(), newHealthCmd(), newVersionCmd())
+	root.AddCommand(newDLQCmd(), newMQTTCmd())
 	requireSubcommands(root)
 	return root
 }

@@ -171,6 +171,7 @@ const pages = {
   groups: { render: renderGroups, poll: pollGroups },
   group: { render: renderGroup, poll: pollGroup },
   messages: { render: renderMessages },
+  clients: { render: renderClients, poll: pollClients },
   bridges: { render: renderBridges, poll: pollBridges },
 };
 
@@ -486,6 +487,38 @@ async function deleteGroup(name) {
   } catch (e) {
     flash(e.message, "error");
   }
+}
+
+// --- MQTT clients --------------------------------------------------------------
+
+function renderClients() {
+  put(h("h1", {}, "MQTT clients"), adminNote(),
+    h("p", { class: "muted" }, "Listing and disconnecting clients needs the admin permission. A disconnected client may connect again; refuse it in the ACL to keep it out."),
+    h("div", { id: "clients-table" }));
+}
+
+const mqttVersion = (v) => ({ 3: "3.1", 4: "3.1.1", 5: "5" })[v] || String(v);
+
+async function pollClients() {
+  let cs;
+  try {
+    cs = await api("GET", "clients?protocol=mqtt");
+  } catch (e) {
+    if (e.status === 404 || e.status === 403) { fill("clients-table", h("p", { class: "muted" }, e.message)); return; }
+    throw e;
+  }
+  fill("clients-table", cs.length === 0 ? h("p", { class: "muted", id: "clients-empty" }, "No MQTT client connected.") :
+    h("table", { id: "clients" },
+      h("thead", {}, h("tr", {}, ["Client", "User", "Remote address", "Listener", "Connected since", "Subscriptions", "MQTT", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, cs.map((c) => h("tr", { "data-client": c.id },
+        h("td", {}, c.id), h("td", {}, c.user || "—"), h("td", {}, c.remoteAddr), h("td", {}, c.listener || ""),
+        h("td", {}, when(c.connectedAt)), h("td", { class: "num" }, c.subscriptions), h("td", {}, mqttVersion(c.protocolVersion)),
+        h("td", {}, h("button", { class: "danger", "data-kick": c.id, onclick: () => kick(c.id) }, "Disconnect")))))));
+}
+
+async function kick(id) {
+  if (!confirm(`Disconnect MQTT client ${id}?`)) return;
+  await change("DELETE", "clients/mqtt/" + enc(id), undefined, `MQTT client ${id} disconnected`);
 }
 
 // --- bridges -------------------------------------------------------------------

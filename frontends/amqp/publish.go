@@ -110,8 +110,11 @@ func (ch *channel) published() error {
 		}})
 		return nil
 	}
+	start := time.Now()
 	res, err := ch.c.s.broker.Publish(context.Background(), m, core.PublishOptions{Queue: core.QueueAuto, NoWait: true})
-	ch.c.s.lastPublish.Store(time.Now().UnixNano())
+	now := time.Now()
+	ch.c.s.metrics.publishLatency.Observe(now.Sub(start).Seconds())
+	ch.c.s.lastPublish.Store(now.UnixNano())
 	if err != nil {
 		ch.c.log.Warn("amqp: publish failed", "topic", topic, "err", err)
 		ch.c.s.blocked(err)

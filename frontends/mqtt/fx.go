@@ -53,10 +53,19 @@ func newFromFx(p params) (result, error) {
 			return result{}, err
 		}
 	}
-	start := func(context.Context) error { return s.Start() }
-	stop := func(context.Context) error { return s.Close() }
-	return result{Server: s, Plugin: plugin.Funcs("mqtt", start, stop, s.ListenerHealth)}, nil
+	return result{Server: s, Plugin: frontend{s}}, nil
 }
+
+// frontend is the Server as the plug-in "mqtt": a readiness check
+// (plugin.Checker) and the lister of its clients (plugin.ClientLister).
+type frontend struct{ s *Server }
+
+func (f frontend) Name() string                { return "mqtt" }
+func (f frontend) Start(context.Context) error { return f.s.Start() }
+func (f frontend) Stop(context.Context) error  { return f.s.Close() }
+func (f frontend) Ready() error                { return f.s.ListenerHealth() }
+func (f frontend) Clients() []plugin.Client    { return f.s.Clients() }
+func (f frontend) Disconnect(id string) error  { return f.s.Disconnect(id) }
 
 // ConfigFrom maps the configuration file's mqtt section onto Config; guard,
 // when set, is the application's authenticator.

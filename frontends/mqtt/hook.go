@@ -142,7 +142,11 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	}
 	user := string(cl.Properties.Username)
 	if write {
-		return g.Allow(user, cl.ID, auth.Write, topic)
+		ok := g.Allow(user, cl.ID, auth.Write, topic)
+		if !ok && !strings.HasPrefix(topic, "$") { // '$': refused and counted before (refuseTopic, refuseReserved)
+			h.s.countRefusal(causeACL)
+		}
+		return ok
 	}
 	if group, f, ok := shareOf(topic); ok {
 		if !g.AllowGroup(user, auth.GroupJoin, group) {
@@ -187,7 +191,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 		window = min(window, rm) // [MQTT-3.3.4-9]
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	ss := &session{srv: s, id: cl.ID, user: string(cl.Properties.Username), cl: cl, persistent: persistent,
+	ss := &session{srv: s, id: cl.ID, user: string(cl.Properties.Username), cl: cl, persistent: persistent, since: time.Now(),
 		window: window, ctx: ctx, cancel: cancel, willProps: willProps(pk),
 		subs: map[string]subState{}, feeds: map[string]*feed{}, out: map[uint16]*outbound{}}
 	saved := map[string]int64{}
@@ -392,6 +396,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, nil
 	}
 	s := h.s
+	defer s.observePublish(time.Now())
 	if strings.HasPrefix(pk.TopicName, "$") { // named through a topic alias: see OnPacketRead
 		h.refuseReserved(cl, pk)
 		return pk, packets.ErrRejectPacket
@@ -446,7 +451,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 // code in PUBACK/PUBREC; MQTT 3.1.1 has no negative acknowledgement, so the
 // connection is closed [MQTT-3.3.5-2]. Never acknowledged as a success.
 func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, err error) (packets.Packet, error) {
-	h.s.refused.Add(1)
+	h.s.countRefusal(causeOf(code))
 	h.s.log.Info("mqtt: publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "bytes", len(pk.Payload), "reason", code.Reason, "err", err)
 	if cl.Properties.ProtocolVersion == 5 {
 		writeAck(cl, pk, code.Code, err.Error()) // [MQTT-3.4.2-1] [MQTT-3.5.2-1]
@@ -523,7 +528,7 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 // $SYS topic, which it drops unanswered.
 func (h *hook) refuseTopic(cl *mochi.Client, pk packets.Packet, err error) (packets.Packet, error) {
 	s := h.s
-	s.refused.Add(1)
+	s.countRefusal(causeTopic)
 	s.limitHit(hit(err), err, "client", cl.ID, "remote", cl.Net.Remote, "qos", pk.FixedHeader.Qos)
 	if cl.Properties.ProtocolVersion != 5 {
 		return pk, packets.ErrRejectPacket // the engine ends the connection

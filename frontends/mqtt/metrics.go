@@ -10,7 +10,7 @@ var (
 	descConnections = prometheus.NewDesc("ferry_mqtt_connections", "MQTT clients connected now.", nil, nil)
 	descSessions    = prometheus.NewDesc("ferry_mqtt_sessions", "Persistent MQTT sessions kept (connected or not).", nil, nil)
 	descReceived    = prometheus.NewDesc("ferry_mqtt_received_total", "PUBLISH packets stored in the core.", nil, nil)
-	descRefused     = prometheus.NewDesc("ferry_mqtt_refused_total", "PUBLISH packets refused (topic, size, disk full, not allowed).", nil, nil)
+	descRefused     = prometheus.NewDesc("ferry_mqtt_refused_total", "PUBLISH packets refused, by cause: acl (not allowed), topic (over the limits, or not mapped), reserved ('$'), size, disk (full), other.", []string{"cause"}, nil)
 	descDelivered   = prometheus.NewDesc("ferry_mqtt_delivered_total", "PUBLISH packets sent to subscribers.", nil, nil)
 	descResent      = prometheus.NewDesc("ferry_mqtt_resent_total", "Deliveries sent again for want of an acknowledgement.", nil, nil)
 	descDropped     = prometheus.NewDesc("ferry_mqtt_dropped_total", "Messages skipped for offline sessions past mqtt.max-queued.", nil, nil)
@@ -33,6 +33,7 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 		descLimitHits, descConnRefused, descOpen, descAcceptErrs, descListenerUp} {
 		ch <- d
 	}
+	s.publishLatency.Describe(ch)
 }
 
 func (s *Server) Collect(ch chan<- prometheus.Metric) {
@@ -46,7 +47,10 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	gauge(descConnections, st.Connections)
 	gauge(descSessions, st.Sessions)
 	counter(descReceived, st.Received)
-	counter(descRefused, st.Refused)
+	for c := range numCauses {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(s.refusedBy[c].Load()), causeNames[c])
+	}
+	s.publishLatency.Collect(ch)
 	counter(descDelivered, st.Delivered)
 	counter(descResent, st.Resent)
 	counter(descDropped, st.Dropped)

@@ -103,7 +103,7 @@ func writeAck(cl *mochi.Client, pk packets.Packet, code byte, reason string) {
 // way. The engine is handed the packet under a $SYS topic, which it drops
 // unanswered (a QoS 2 PUBREL that follows is answered with PUBCOMP).
 func (h *hook) refuseReserved(cl *mochi.Client, pk packets.Packet) packets.Packet {
-	h.s.refused.Add(1)
+	h.s.countRefusal(causeReserved)
 	h.s.log.Info("mqtt: publish to a reserved topic refused", "client", cl.ID, "topic", clip(pk.TopicName),
 		"qos", pk.FixedHeader.Qos, "version", cl.Properties.ProtocolVersion)
 	writeAck(cl, pk, packets.ErrTopicNameInvalid.Code, reservedTopic)

@@ -25,6 +25,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
@@ -187,6 +188,8 @@ type Server struct {
 	addrs    map[string]string // listener id → bound address
 
 	received, refused, delivered, resent, dropped, expired atomic.Int64
+	refusedBy                                              [numCauses]atomic.Int64
+	publishLatency                                         prometheus.Histogram
 
 	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
 
@@ -237,7 +240,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
 		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, expiring: map[string]int64{}, addrs: map[string]string{},
-		hits: map[string]*limitHits{}, subReason: map[*mochi.Client]subReason{},
+		hits: map[string]*limitHits{}, subReason: map[*mochi.Client]subReason{}, publishLatency: newPublishLatency(),
 	}
 	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {
 		s.hits[k] = &limitHits{log: lograte.Limiter{Every: 10 * time.Second}}

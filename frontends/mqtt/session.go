@@ -68,7 +68,8 @@ type session struct {
 	user       string
 	cl         *mochi.Client
 	persistent bool
-	window     int // most unacknowledged QoS 1/2 deliveries per feed
+	window     int       // most unacknowledged QoS 1/2 deliveries per feed
+	since      time.Time // when this connection's session was established
 
 	ctx    context.Context
 	cancel context.CancelFunc

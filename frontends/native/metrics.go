@@ -109,6 +109,7 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descRefused, descLimitCloses, descAcceptErrs, descRequests, descErrors, descRefusedRequests} {
 		ch <- d
 	}
+	s.timing.vec.Describe(ch)
 }
 
 func (s *Server) Collect(ch chan<- prometheus.Metric) {
@@ -131,4 +132,5 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	s.access.refused.each(func(code int16, perm string, n int64) {
 		ch <- prometheus.MustNewConstMetric(descRefusedRequests, prometheus.CounterValue, float64(n), requestName(code), perm)
 	})
+	s.timing.vec.Collect(ch)
 }

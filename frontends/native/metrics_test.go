@@ -45,6 +45,8 @@ func TestMetrics(t *testing.T) {
 		`ferry_native_connections_closed_total{limit="idle_timeout"} 0`,
 		`ferry_native_connections_closed_total{limit="max_frame"} 0`,
 		`ferry_native_accept_errors_total 0`,
+		`ferry_native_request_duration_seconds_count{request="send_message_v2"} 2`,
+		`ferry_native_request_duration_seconds_count{request="other"} 1`,
 	} {
 		if !strings.Contains(text, line+"\n") {
 			t.Errorf("no %q in\n%s", line, text)

@@ -57,6 +57,7 @@ type Server struct {
 
 	access *access
 	stats  requestStats
+	timing *requestLatency
 	sends  serverSends // the requests to the clients: notify's and checker's
 	notify *notifier   // NOTIFY_CONSUMER_IDS_CHANGED to the clients
 
@@ -81,7 +82,7 @@ func New(b *core.Broker, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{b: b, opts: opts, clients: map[*remoting.Conn]map[string]string{},
-		access: newAccess(opts.Auth)}
+		access: newAccess(opts.Auth), timing: newRequestLatency()}
 	s.srv = remoting.NewServer(handler{s}, remoting.ServerOptions{Limits: opts.Limits, KeyPrefix: "native.", Logger: opts.Logger, OnClose: s.connClosed})
 	s.notify = newNotifier(s.connsOf, &s.sends, opts.Logger)
 	b.OnConsumersChange(s.notify.groupChanged)
@@ -191,6 +192,7 @@ func (s *Server) Addr() string {
 // handle serves a request from whom it identifies, and counts it. A send
 // is a batch of one: serveBatch identifies each of its requests.
 func (s *Server) handle(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+	defer s.timing.observe(req, time.Now())
 	var resp *remoting.Command
 	if s.batches(req) {
 		resp = s.serveBatch(ctx, c, []*remoting.Command{req})[0]
@@ -213,9 +215,11 @@ func (h handler) Serve(ctx context.Context, c *remoting.Conn, req *remoting.Comm
 func (h handler) Batches(req *remoting.Command) bool { return h.s.batches(req) }
 
 func (h handler) ServeBatch(ctx context.Context, c *remoting.Conn, reqs []*remoting.Command) []*remoting.Command {
+	start := time.Now()
 	resps := h.s.serveBatch(ctx, c, reqs)
 	for i, resp := range resps {
 		h.s.stats.count(reqs[i], resp)
+		h.s.timing.observe(reqs[i], start) // each waited for the whole batch
 	}
 	return resps
 }

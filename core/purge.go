@@ -1,0 +1,45 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// PurgeTopic skips a topic's backlog for every group that reads it: each
+// group's offset on each queue of the topic it reads moves to the queue's
+// end (SetOffset), so that the messages stored so far are delivered to no
+// one. The messages stay in the log, readable by offset and id, until
+// retention removes them: Ferry's log is shared by every topic, so a purge
+// deletes nothing. It returns the groups moved. As with SetOffset, a
+// native consumer that keeps its own position overwrites the move with its
+// next commit: purge while such consumers are stopped.
+func (b *Broker) PurgeTopic(name string) ([]string, error) {
+	tp := b.topics.get(name)
+	if tp == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	var moved []string
+	var errs []error
+	for _, g := range b.Groups() {
+		info, err := b.Group(g)
+		if err != nil { // deleted since Groups listed it
+			continue
+		}
+		hit := false
+		for _, q := range info.Queues {
+			if q.Topic != name || q.Queue >= tp.Queues {
+				continue
+			}
+			if err := b.SetOffset(g, name, q.Queue, math.MaxInt64); err != nil { // clamped to the queue's end
+				errs = append(errs, fmt.Errorf("group %s, queue %d: %w", g, q.Queue, err))
+				continue
+			}
+			hit = true
+		}
+		if hit {
+			moved = append(moved, g)
+		}
+	}
+	return moved, errors.Join(errs...)
+}
