@@ -3,6 +3,7 @@ package rabbittest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -162,15 +163,22 @@ func (n *Node) ctl(timeout time.Duration, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// freePort is a TCP port free on the loopback interface just now.
+// freePort is a TCP port free on the loopback interface just now, taken
+// below Linux's ephemeral range (32768 and up): a port the kernel hands out
+// for port 0 is soon another connection's local port, and RabbitMQ binds
+// its ports seconds after they were picked.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("rabbittest: no free port in 20000-31999")
+	return 0
 }
 
 func tail(s string, lines int) string {
