@@ -111,3 +111,69 @@ func BenchmarkReadQueue(b *testing.B) {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// BenchmarkAppendAsync64 has 64 goroutines appending in async mode: each
+// append waits for the committer's write to the file, which one pwrite
+// shares among all the appends buffered meanwhile (group commit).
+func BenchmarkAppendAsync64(b *testing.B) {
+	for _, size := range []int{128, 4096} {
+		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) {
+			s, err := Open(b.TempDir(), benchOptions(FlushAsync))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.SetParallelism(64 / max(1, runtimeProcs()))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				m := &Message{Topic: "bench", Subject: "dev/1/telemetry", Body: make([]byte, size)}
+				for pb.Next() {
+					if err := s.Append(ctx, m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(b.N)/float64(max(1, s.Stats().Writes)), "msgs/write")
+		})
+	}
+}
+
+// BenchmarkAppendPipelined appends from one goroutine as a connection with
+// many messages in flight does: AppendBatchNoWait for each message and one
+// WaitDurable for every 64, so the appender never idles while the
+// committer writes.
+func BenchmarkAppendPipelined(b *testing.B) {
+	for _, size := range []int{128, 4096} {
+		b.Run(fmt.Sprintf("async/body=%d", size), func(b *testing.B) {
+			s, err := Open(b.TempDir(), benchOptions(FlushAsync))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			m := []*Message{{Topic: "bench", Subject: "dev/1/telemetry", Body: make([]byte, size)}}
+			ctx := context.Background()
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				m[0].QueueID = i & 7
+				_, end, err := s.AppendBatchNoWait(m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if i%64 == 63 || i == b.N-1 {
+					if err := s.WaitDurable(ctx, end); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}

@@ -9,9 +9,10 @@ import (
 // Appends are encoded into write buffers in memory, under the write lock;
 // the committer writes them to their segment files with pwrite, in order,
 // and only then publishes the new end of the log (written) to the
-// dispatcher and the readers. An append waits only for the encode (async)
-// or for the fsync (sync); it waits for room when more than maxPending bytes
-// are not yet committed.
+// dispatcher, the readers and the appends waiting for it. An append waits
+// for that write (async) or for the fsync after it (sync); appends that
+// arrive while the committer writes share its next write. An append also
+// waits for room when more than maxPending bytes are not yet committed.
 const (
 	bufSize    = 1 << 20
 	maxPending = 16 << 20
@@ -83,6 +84,11 @@ func (s *Store) commitLoop() {
 func (s *Store) commit() error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	return s.commitLocked()
+}
+
+// commitLocked is commit; the caller holds commitMu.
+func (s *Store) commitLocked() error {
 	s.mu.Lock()
 	s.sealCur()
 	bufs := s.queued
@@ -98,6 +104,7 @@ func (s *Store) commit() error {
 			err = fmt.Errorf("storage: write %s: %w", b.seg.path, err)
 			break
 		}
+		s.writes.Add(1)
 		done++
 		bytes += len(b.data)
 		end := b.off + int64(len(b.data))
@@ -125,6 +132,8 @@ func (s *Store) commit() error {
 		case s.dispatchKick <- struct{}{}:
 		default:
 		}
+	}
+	if done > 0 || err != nil { // appends waiting for the write learn of its failure too
 		s.wakeEnd()
 	}
 	return err

@@ -389,7 +389,8 @@ func (s *Store) SetAckGate(g AckGate) {
 }
 
 // WaitEnd returns a channel closed once the committed end (EndOffset) is
-// past off, or the store is closed: a replication sender's long poll.
+// past off, or the store is closed: a replication sender's long poll. (It
+// may close earlier, at any commit: callers check the end again.)
 func (s *Store) WaitEnd(off int64) <-chan struct{} {
 	for {
 		p := s.endWake.Load()
@@ -466,6 +467,7 @@ func (s *Store) Truncate(off int64) error {
 	if err := s.checkBoundary(off, end); err != nil {
 		return err
 	}
+	s.cutCount.Add(1)
 	s.written.Store(off) // readers stop at the cut from now on
 	lost, err := s.cutLog(off)
 	if err != nil {

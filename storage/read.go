@@ -269,8 +269,11 @@ func (s *Store) Queues() []QueueInfo {
 type LogStats struct {
 	Min, Written, Flushed, Indexed int64
 	Segments                       int
-	Flushes                        int64         // fsync rounds of the log so far
-	FlushTime                      time.Duration // time spent in them
+	Flushes                        int64 // fsync rounds of the log so far
+	// Writes counts the log's writes to its files (one per write buffer
+	// a commit writes): appends per write is how well group commit works.
+	Writes    int64
+	FlushTime time.Duration // time spent in them
 	// FlushHistogram counts the rounds by duration: element i counts those
 	// that took at most FlushBuckets[i] (and more than the bucket before);
 	// the last element counts the rest.
@@ -294,7 +297,7 @@ func (s *Store) Stats() LogStats {
 	s.flushMu.Unlock()
 	st := LogStats{Min: s.log.minOffset(), Written: s.written.Load(), Flushed: flushed,
 		Indexed: s.dispatched.Load(), Segments: len(s.log.segments()),
-		Flushes: s.flushes.Load(), FlushTime: time.Duration(s.flushNanos.Load()),
+		Flushes: s.flushes.Load(), Writes: s.writes.Load(), FlushTime: time.Duration(s.flushNanos.Load()),
 		AppendedMessages: s.appendedMsgs.Load(), AppendedBytes: s.appendedBytes.Load()}
 	for i := range s.flushHist {
 		st.FlushHistogram[i] = s.flushHist[i].Load()

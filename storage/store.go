@@ -72,6 +72,8 @@ type Store struct {
 	commitKick chan struct{}
 
 	written    atomic.Int64 // end of the records written to the files; moved by commit
+	cutCount   atomic.Int64 // Truncate cuts so far (waitWritten)
+	writes     atomic.Int64 // writes of buffers to the files (LogStats.Writes)
 	dispatched atomic.Int64 // the indexes cover the log up to here
 
 	qmu    sync.RWMutex
@@ -226,31 +228,27 @@ func (s *Store) SetLogID(id uint64) error {
 func (s *Store) Dir() string { return s.dir }
 
 // Append stores m and sets its QueueOffset, LogOffset, StoreTime and Size.
-// It returns once the message is durable under the flush policy: encoded in
-// the store's write buffer, which the committer writes to the OS within
-// moments (async), or on disk (sync). Readers see it once it is committed
-// and indexed. If ctx ends while a sync append waits for
-// its fsync, the message is stored but its durability is not confirmed.
+// It returns once the message is durable under the flush policy: written
+// to its segment file, in the OS's page cache, so that only a crash of the
+// machine can lose it before the flusher's next fsync (async), or on disk
+// (sync). Readers see it once it is committed and indexed. If ctx ends
+// while the append waits for its write or fsync, the message is stored but
+// its durability is not confirmed.
 func (s *Store) Append(ctx context.Context, m *Message) error {
 	_, err := s.AppendBatch(ctx, []*Message{m})
 	return err
 }
 
-// AppendBatch stores msgs in order under one lock and, in sync mode, one
-// fsync. It returns how many were stored: on an error, msgs[:n] are stored
-// (and durable when err is nil or only ctx's).
+// AppendBatch stores msgs in order under one lock, and waits once for their
+// write (async) or fsync (sync). It returns how many were stored: on an
+// error, msgs[:n] are stored (and durable when err is nil or only ctx's).
 func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
-	done, end, err := s.AppendBatchNoWait(msgs)
+	// An async append writes the log itself (waitWritten) unless a write
+	// is under way: the committer need not be woken.
+	done, end, err := s.appendBatch(msgs, s.opts.FlushMode == FlushSync)
 	if done > 0 {
-		if s.opts.FlushMode == FlushSync {
-			if ferr := s.waitFlushed(ctx, end); ferr != nil {
-				return done, ferr
-			}
-		}
-		if g := s.gate.Load(); g != nil {
-			if gerr := g.g.Wait(ctx, end); gerr != nil {
-				return done, gerr
-			}
+		if werr := s.WaitDurable(ctx, end); werr != nil {
+			return done, werr
 		}
 	}
 	return done, err
@@ -260,8 +258,14 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*Message) (int, error) {
 // returns once msgs[:n] are in the write buffer, with the log offset their
 // records end at. WaitDurable(ctx, end) waits for them to be durable under
 // the flush policy, so a caller can go on appending meanwhile (a connection
-// with many messages in flight) and share one fsync among them.
+// with many messages in flight) and share one write, or fsync, among them.
 func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
+	return s.appendBatch(msgs, true)
+}
+
+// appendBatch is AppendBatchNoWait; kick wakes the committer to write what
+// it appended.
+func (s *Store) appendBatch(msgs []*Message, kick bool) (int, int64, error) {
 	if f := s.fence.Load(); f != nil {
 		return 0, 0, *f
 	}
@@ -332,9 +336,8 @@ func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
 	if done > 0 {
 		s.appendedMsgs.Add(int64(done))
 		s.appendedBytes.Add(int64(size))
-		select {
-		case s.commitKick <- struct{}{}:
-		default:
+		if kick {
+			s.kickCommit()
 		}
 	}
 	if err != nil {
@@ -346,13 +349,15 @@ func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
 }
 
 // WaitDurable returns once the log is durable up to end under the flush
-// policy: on disk with sync flush; at once with async flush, where an
-// appended record is as durable as it will be made to wait for.
+// policy: on disk with sync flush; written to the segment files (the OS
+// has it, a crash of the process cannot lose it) with async flush.
 func (s *Store) WaitDurable(ctx context.Context, end int64) error {
 	if s.opts.FlushMode == FlushSync {
 		if err := s.waitFlushed(ctx, end); err != nil {
 			return err
 		}
+	} else if err := s.waitWritten(ctx, end); err != nil {
+		return err
 	}
 	if g := s.gate.Load(); g != nil {
 		return g.g.Wait(ctx, end)
