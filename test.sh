@@ -32,6 +32,8 @@ need() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
 }
 need mosquitto_pub mosquitto-clients
+# curl, for the README's walkthrough (cmd/ferry's TestREADME).
+need curl curl
 # Eclipse Paho's Python client, for frontends/mqtt's TestPythonPaho; Debian's
 # python3 sees it (a python3 of pyenv on PATH may not: the test tries both).
 need "/usr/bin/python3 -c 'import paho.mqtt.client'" python3-paho-mqtt

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +23,18 @@ func newBridgeCmd() *cobra.Command {
 	status := &cobra.Command{
 		Use: "status", Short: "Each bridge's state, forwarded count, lag and last error", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if addr == "" {
+				// The running serve's address as its configuration says
+				// (--config, FERRY_HTTP_ADDR), as the admin commands do.
+				cfg, err := loadConfig(cmd)
+				if err != nil {
+					return err
+				}
+				if cfg.HTTPAddr == "" || cfg.HTTPAddr == "off" {
+					return errors.New("--http: no address to ask (http-addr is off): give --http host:port")
+				}
+				addr = cfg.HTTPAddr
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			list, err := fetchBridges(ctx, addr)
@@ -32,7 +45,7 @@ func newBridgeCmd() *cobra.Command {
 			return nil
 		},
 	}
-	status.Flags().StringVar(&addr, "http", "127.0.0.1:8080", "ferry serve's HTTP address (its --http-addr)")
+	status.Flags().StringVar(&addr, "http", "", "ferry serve's HTTP address (default: this config's http-addr on localhost)")
 	cmd.AddCommand(status)
 	return cmd
 }
@@ -41,7 +54,7 @@ func newBridgeCmd() *cobra.Command {
 func fetchBridges(ctx context.Context, addr string) ([]rabbitmq.Status, error) {
 	base := addr
 	if !strings.Contains(base, "://") {
-		if host, port, err := net.SplitHostPort(base); err == nil && host == "" {
+		if host, port, err := net.SplitHostPort(base); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
 			base = net.JoinHostPort("127.0.0.1", port)
 		}
 		base = "http://" + base

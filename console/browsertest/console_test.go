@@ -19,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/ferrymq/ferry/client"
 )
@@ -53,7 +55,7 @@ func chromium(t *testing.T) string {
 
 // ferry is a running ferry serve.
 type ferry struct {
-	http, namesrv string
+	http, namesrv, mqtt string
 }
 
 // startFerry builds the binary and runs ferry serve with a password file
@@ -79,7 +81,7 @@ func startFerry(t *testing.T) ferry {
 	}
 	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "ferry.yaml"), "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--namesrv-addr", "127.0.0.1:0",
-		"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--amqp-addr", "off")
+		"--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "off", "--amqp-addr", "off")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +101,7 @@ func startFerry(t *testing.T) ferry {
 		}
 	})
 	addr := regexp.MustCompile(`msg="(http|namesrv) listening" addr=(\S+)`)
+	mqttAddr := regexp.MustCompile(`msg="mqtt: listening" .*listener=tcp addr=(\S+)`)
 	found := make(chan ferry, 1)
 	go func() {
 		var f ferry
@@ -114,6 +117,9 @@ func startFerry(t *testing.T) ferry {
 				} else {
 					f.namesrv = m[2]
 				}
+			}
+			if m := mqttAddr.FindStringSubmatch(line); m != nil {
+				f.mqtt = m[1]
 			}
 			if strings.Contains(line, "ferry ready") {
 				found <- f
@@ -332,6 +338,56 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitText("#group-lag", func(s string) bool { return s == "33" }),
 		chromedp.Sleep(2*time.Second),
 		shot("group-reset"))
+
+	// An MQTT device connected: listed, then disconnected from the page.
+	lost := make(chan error, 1)
+	device := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + f.mqtt).SetClientID("sensor-7").
+		SetUsername("alice").SetPassword("alice-secret").SetAutoReconnect(false).SetConnectRetry(false).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) { lost <- err }))
+	if tok := device.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("MQTT connect to %s: %v", f.mqtt, tok.Error())
+	}
+	defer device.Disconnect(0)
+	if tok := device.Subscribe("orders/eu", 1, func(mqtt.Client, mqtt.Message) {}); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("MQTT subscribe: %v", tok.Error())
+	}
+	// The page asks before it disconnects: the dialog is accepted.
+	dialogs := make(chan string, 1)
+	go func() {
+		for ev, err := range chromedp.Events(ctx, page.JavascriptDialogOpening) {
+			if err != nil {
+				return
+			}
+			select {
+			case dialogs <- ev.Message:
+			default:
+			}
+			go chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	run("MQTT clients page",
+		chromedp.Navigate(base+"/#/clients"),
+		waitText(`tr[data-client="sensor-7"] td:nth-child(2)`, func(s string) bool { return s == "alice" }),
+		waitText(`tr[data-client="sensor-7"] td:nth-child(6)`, func(s string) bool { return s == "1" }),
+		chromedp.WaitNotVisible(chromedp.CSS("#flash")), // the reset's message, from the page before
+		shot("clients"))
+	run("disconnect the MQTT client",
+		chromedp.Click(chromedp.CSS(`button[data-kick="sensor-7"]`)),
+		waitText("#flash", func(s string) bool { return strings.Contains(s, "MQTT client sensor-7 disconnected") }),
+		waitText("#clients-table", func(s string) bool { return !strings.Contains(s, "sensor-7") }))
+	select {
+	case msg := <-dialogs:
+		if msg != "Disconnect MQTT client sensor-7?" {
+			t.Errorf("the page asked %q before disconnecting", msg)
+		}
+	default:
+		t.Error("the page disconnected the client without asking")
+	}
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the MQTT client disconnected from the console still has its connection")
+	}
 
 	run("bridges page", chromedp.Navigate(base+"/#/bridges"), waitText("#bridges-table", func(s string) bool { return strings.Contains(s, "No bridges") }))
 
