@@ -274,22 +274,31 @@ func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
 }
 
 // request builds SEND_MESSAGE_V2's (or SEND_BATCH_MESSAGE's) request with
-// RocketMQ's one-letter header fields.
+// RocketMQ's one-letter header fields, as a list: a send's header is
+// written without a map.
 func (p *Producer) request(code int16, topic string, queue int, props string, batch bool, body []byte) *remoting.Command {
-	return remoting.NewRequest(code, map[string]string{
-		"a": p.opts.group,                                  // producer group
-		"b": topic,                                         // topic
-		"c": defaultTopic,                                  // the topic whose config a new topic takes
-		"d": strconv.Itoa(defaultTopicQueues),              // queues of a topic created on the fly
-		"e": strconv.Itoa(queue),                           // queue id
-		"f": "0",                                           // sysFlag: not compressed
-		"g": strconv.FormatInt(time.Now().UnixMilli(), 10), // born timestamp
-		"h": "0",                                           // flag
-		"i": props,                                         // properties
-		"j": "0",                                           // reconsume times
-		"k": "false",                                       // unit mode
-		"m": strconv.FormatBool(batch),                     // batch
-	}, body)
+	return p.requestFlag(code, topic, queue, 0, props, batch, body)
+}
+
+// requestFlag is request with the message's sysFlag (a transaction's
+// half message sets one).
+func (p *Producer) requestFlag(code int16, topic string, queue, sysFlag int, props string, batch bool, body []byte) *remoting.Command {
+	req := remoting.NewRequest(code, nil, body)
+	req.Fields = []remoting.Field{
+		{Name: "a", Value: p.opts.group},                                  // producer group
+		{Name: "b", Value: topic},                                         // topic
+		{Name: "c", Value: defaultTopic},                                  // the topic whose config a new topic takes
+		{Name: "d", Value: strconv.Itoa(defaultTopicQueues)},              // queues of a topic created on the fly
+		{Name: "e", Value: strconv.Itoa(queue)},                           // queue id
+		{Name: "f", Value: strconv.Itoa(sysFlag)},                         // sysFlag (0: not compressed)
+		{Name: "g", Value: strconv.FormatInt(time.Now().UnixMilli(), 10)}, // born timestamp
+		{Name: "h", Value: "0"},                                           // flag
+		{Name: "i", Value: props},                                         // properties
+		{Name: "j", Value: "0"},                                           // reconsume times
+		{Name: "k", Value: "false"},                                       // unit mode
+		{Name: "m", Value: strconv.FormatBool(batch)},                     // batch
+	}
+	return req
 }
 
 // sendWith sends a request made for a queue, retrying on another broker's
