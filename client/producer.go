@@ -166,8 +166,8 @@ func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(Se
 	if err != nil {
 		return err
 	}
-	wp := m.wireProperties(p.ids.next())
-	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, remoting.EncodeProperties(wp), false, m.Body)
+	props, id := m.encodeWireProperties(p.ids.next())
+	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	req.Serialization = remoting.RocketMQ
 	p.pool.sign(rt.addrs[q.Broker], req)
 	return c.InvokeAsync(req, p.opts.sendTimeout, func(resp *remoting.Command, err error) {
@@ -175,7 +175,7 @@ func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(Se
 			err = remoting.ResponseError(resp)
 		}
 		if err == nil {
-			finish(sendResult(resp, m.Topic, q, wp[propUniqKey], m.delayed()))
+			finish(sendResult(resp, m.Topic, q, id, m.delayed()))
 			return
 		}
 		if !retryable(err) || p.opts.retries == 0 {
@@ -214,7 +214,7 @@ func (p *Producer) SendOneway(ctx context.Context, m *Message) error {
 	if err != nil {
 		return err
 	}
-	props := remoting.EncodeProperties(m.wireProperties(p.ids.next()))
+	props, _ := m.encodeWireProperties(p.ids.next())
 	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	if err := p.pool.oneway(ctx, rt.addrs[q.Broker], req); err != nil {
 		return fmt.Errorf("client: send to %q: %w", m.Topic, err)
@@ -249,9 +249,8 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (SendResult, 
 		if m.DelayLevel != 0 || !m.DeliverAt.IsZero() {
 			return SendResult{}, fmt.Errorf("%w: batch message %d is delayed: delayed messages cannot be batched", ErrInvalidMessage, i)
 		}
-		wp := m.wireProperties(p.ids.next())
-		ids[i] = wp[propUniqKey]
-		props := remoting.EncodeProperties(wp)
+		props, id := m.encodeWireProperties(p.ids.next())
+		ids[i] = id
 		if len(props) > maxPropsLen {
 			return SendResult{}, fmt.Errorf("%w: batch message %d: properties of %d bytes, at most %d", ErrInvalidMessage, i, len(props), maxPropsLen)
 		}
@@ -266,9 +265,8 @@ func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
 	if err := m.validate(); err != nil {
 		return SendResult{}, err
 	}
-	wp := m.wireProperties(p.ids.next())
-	props := remoting.EncodeProperties(wp)
-	return p.sendWith(ctx, m.Topic, m.ShardingKey, wp[propUniqKey], m.delayed(), func(q messageQueue) *remoting.Command {
+	props, id := m.encodeWireProperties(p.ids.next())
+	return p.sendWith(ctx, m.Topic, m.ShardingKey, id, m.delayed(), func(q messageQueue) *remoting.Command {
 		return p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	})
 }
