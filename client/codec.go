@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/ferrymq/ferry/remoting"
 )
 
 // errMalformed: a pull response body that does not decode.
@@ -49,6 +47,7 @@ const (
 // record must end exactly where its size says.
 func decodeMessages(b []byte) ([]*MessageExt, error) {
 	var out []*MessageExt
+	var d recordDecoder
 	for len(b) > 0 {
 		if len(b) < 4 {
 			return nil, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b))
@@ -57,7 +56,7 @@ func decodeMessages(b []byte) ([]*MessageExt, error) {
 		if size < minStored || uint64(size) > uint64(len(b)) {
 			return nil, fmt.Errorf("%w: record of %d bytes, %d remain", errMalformed, size, len(b))
 		}
-		m, err := decodeMessage(b[:size])
+		m, err := d.decode(b[:size])
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +126,30 @@ func (r *reader) host(v6 bool) string {
 	return net.JoinHostPort(net.IP(ip).String(), strconv.FormatUint(uint64(port), 10))
 }
 
+// skipHost steps over a host field.
+func (r *reader) skipHost(v6 bool) {
+	if v6 {
+		r.take(16 + 4)
+	} else {
+		r.take(4 + 4)
+	}
+}
+
+// recordDecoder decodes the records of one pull response. Their topic and
+// store host are most often the same from one record to the next: it
+// keeps the last strings made of them, so that each is made once.
+type recordDecoder struct {
+	topicRaw, hostRaw []byte
+	topic, host       string
+}
+
+// decodeMessage decodes one record.
 func decodeMessage(rec []byte) (*MessageExt, error) {
+	var d recordDecoder
+	return d.decode(rec)
+}
+
+func (d *recordDecoder) decode(rec []byte) (*MessageExt, error) {
 	r := &reader{b: rec[4:]} // the size was checked by the caller
 	magic := r.u32()
 	if r.err == nil && magic != magicV1 && magic != magicV2 {
@@ -141,10 +163,10 @@ func decodeMessage(rec []byte) (*MessageExt, error) {
 	m.LogOffset = int64(r.u64())
 	sysFlag := r.u32()
 	m.BornTime = time.UnixMilli(int64(r.u64()))
-	r.host(sysFlag&sysBornHostV6 != 0)
+	r.skipHost(sysFlag&sysBornHostV6 != 0)
 	m.StoreTime = time.UnixMilli(int64(r.u64()))
 	storeHostAt := len(rec) - len(r.b)
-	m.StoreHost = r.host(sysFlag&sysStoreHostV6 != 0)
+	r.skipHost(sysFlag&sysStoreHostV6 != 0)
 	storeHost := rec[storeHostAt : len(rec)-len(r.b)]
 	m.ReconsumeTimes = int(int32(r.u32()))
 	r.u64() // prepared transaction offset
@@ -181,37 +203,80 @@ func decodeMessage(rec []byte) (*MessageExt, error) {
 		body = bytes.Clone(body) // do not keep the whole response alive
 	}
 	m.Body = body
-	m.Topic = string(topic)
-	m.setProperties(remoting.DecodeProperties(string(props)), storeHost)
+	if d.topicRaw == nil || !bytes.Equal(topic, d.topicRaw) {
+		d.topicRaw, d.topic = topic, string(topic)
+	}
+	m.Topic = d.topic
+	if d.hostRaw == nil || !bytes.Equal(storeHost, d.hostRaw) {
+		hr := reader{b: storeHost}
+		d.hostRaw, d.host = storeHost, hr.host(sysFlag&sysStoreHostV6 != 0)
+	}
+	m.StoreHost = d.host
+	m.setProperties(string(props), storeHost)
 	return m, nil
 }
 
-// setProperties spreads the wire properties onto m's fields: the tag, the
-// keys, the id, the original topic of a retried message; the rest stay in
-// Properties.
-func (m *MessageExt) setProperties(p map[string]string, storeHost []byte) {
-	m.Tag = p[propTags]
-	m.Keys = strings.Fields(p[propKeys])
-	// RocketMQ's offset message id: the store host and the log offset.
+// setProperties spreads the wire properties ("name\x01value\x02…") onto
+// m's fields: the tag, the keys, the id, the original topic of a retried
+// message; the rest stay in Properties, which is made only when there are
+// any. Pairs without a name are dropped; of a name given twice, the last
+// counts.
+func (m *MessageExt) setProperties(props string, storeHost []byte) {
+	var uniq, retryTopic string
+	for len(props) > 0 {
+		var kv string
+		kv, props, _ = strings.Cut(props, "\x02")
+		k, v, ok := strings.Cut(kv, "\x01")
+		if !ok || k == "" {
+			continue
+		}
+		switch k {
+		case propTags:
+			m.Tag = v
+			continue
+		case propKeys:
+			m.Keys = strings.Fields(v)
+			continue
+		case propUniqKey:
+			uniq = v
+			continue
+		case propRetryTopic:
+			retryTopic = v
+		}
+		if m.Properties == nil {
+			m.Properties = make(map[string]string, strings.Count(props, "\x02")+1)
+		}
+		m.Properties[k] = v
+	}
+	if m.Keys == nil {
+		m.Keys = []string{}
+	}
+	// RocketMQ's offset message id: the store host and the log offset, in
+	// upper-case hex.
 	var b [28]byte
 	n := copy(b[:], storeHost)
 	binary.BigEndian.PutUint64(b[n:], uint64(m.LogOffset))
-	m.OffsetMsgID = strings.ToUpper(hex.EncodeToString(b[:n+8]))
+	m.OffsetMsgID = upperHex(b[:n+8])
 	m.ID = m.OffsetMsgID
-	if id := p[propUniqKey]; id != "" {
-		m.ID = id
+	if uniq != "" {
+		m.ID = uniq
 	}
-	if strings.HasPrefix(m.Topic, retryPrefix) {
-		if t := p[propRetryTopic]; t != "" {
-			m.Topic = t
-		}
+	if retryTopic != "" && strings.HasPrefix(m.Topic, retryPrefix) {
+		m.Topic = retryTopic
 	}
-	delete(p, propTags)
-	delete(p, propKeys)
-	delete(p, propUniqKey)
-	if len(p) > 0 {
-		m.Properties = p
+}
+
+// upperHex is b in upper-case hex, made with one allocation.
+func upperHex(b []byte) string {
+	const digits = "0123456789ABCDEF"
+	var out [64]byte
+	if len(b) > len(out)/2 {
+		return strings.ToUpper(hex.EncodeToString(b))
 	}
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&0x0f]
+	}
+	return string(out[:2*len(b)])
 }
 
 // inflate undoes zlib compression, capped at maxInflated.

@@ -3,8 +3,8 @@ package client
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -167,6 +167,53 @@ func (m *Message) wireProperties(uniq string) map[string]string {
 	return p
 }
 
+// encodeWireProperties is remoting.EncodeProperties(m.wireProperties(uniq))
+// made without a map, the way every send goes: the same bytes, names
+// sorted. It returns them and the message's unique id.
+func (m *Message) encodeWireProperties(uniq string) (props, id string) {
+	var room [6]prop
+	own := room[:0]
+	if m.Tag != "" {
+		own = append(own, prop{propTags, m.Tag})
+	}
+	if len(m.Keys) > 0 {
+		own = append(own, prop{propKeys, strings.Join(m.Keys, " ")})
+	}
+	if m.DelayLevel > 0 {
+		own = append(own, prop{propDelay, strconv.Itoa(m.DelayLevel)})
+	}
+	if !m.DeliverAt.IsZero() {
+		own = append(own, prop{propDeliverAt, strconv.FormatInt(m.DeliverAt.UnixMilli(), 10)})
+	}
+	if id = m.Properties[propUniqKey]; id == "" {
+		id = uniq
+		own = append(own, prop{propUniqKey, uniq})
+	}
+	all := own
+	for k, v := range m.Properties {
+		if !slices.ContainsFunc(own, func(p prop) bool { return p.name == k }) {
+			all = append(all, prop{k, v})
+		}
+	}
+	slices.SortFunc(all, func(a, b prop) int { return strings.Compare(a.name, b.name) })
+	n := 0
+	for _, p := range all {
+		n += len(p.name) + len(p.value) + 2
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, p := range all {
+		b.WriteString(p.name)
+		b.WriteByte('\x01')
+		b.WriteString(p.value)
+		b.WriteByte('\x02')
+	}
+	return b.String(), id
+}
+
+// prop is one message property on its way to the wire.
+type prop struct{ name, value string }
+
 // idGen makes unique message ids (RocketMQ's UNIQ_KEY): 32 upper-case hex
 // digits, a random prefix per producer and a counter.
 type idGen struct {
@@ -184,5 +231,5 @@ func (g *idGen) next() string {
 	var b [16]byte
 	copy(b[:8], g.prefix[:])
 	binary.BigEndian.PutUint64(b[8:], g.n.Add(1))
-	return strings.ToUpper(hex.EncodeToString(b[:]))
+	return upperHex(b[:])
 }

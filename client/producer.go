@@ -166,8 +166,8 @@ func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(Se
 	if err != nil {
 		return err
 	}
-	wp := m.wireProperties(p.ids.next())
-	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, remoting.EncodeProperties(wp), false, m.Body)
+	props, id := m.encodeWireProperties(p.ids.next())
+	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	req.Serialization = remoting.RocketMQ
 	p.pool.sign(rt.addrs[q.Broker], req)
 	return c.InvokeAsync(req, p.opts.sendTimeout, func(resp *remoting.Command, err error) {
@@ -175,7 +175,7 @@ func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(Se
 			err = remoting.ResponseError(resp)
 		}
 		if err == nil {
-			finish(sendResult(resp, m.Topic, q, wp[propUniqKey], m.delayed()))
+			finish(sendResult(resp, m.Topic, q, id, m.delayed()))
 			return
 		}
 		if !retryable(err) || p.opts.retries == 0 {
@@ -214,7 +214,7 @@ func (p *Producer) SendOneway(ctx context.Context, m *Message) error {
 	if err != nil {
 		return err
 	}
-	props := remoting.EncodeProperties(m.wireProperties(p.ids.next()))
+	props, _ := m.encodeWireProperties(p.ids.next())
 	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	if err := p.pool.oneway(ctx, rt.addrs[q.Broker], req); err != nil {
 		return fmt.Errorf("client: send to %q: %w", m.Topic, err)
@@ -249,9 +249,8 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (SendResult, 
 		if m.DelayLevel != 0 || !m.DeliverAt.IsZero() {
 			return SendResult{}, fmt.Errorf("%w: batch message %d is delayed: delayed messages cannot be batched", ErrInvalidMessage, i)
 		}
-		wp := m.wireProperties(p.ids.next())
-		ids[i] = wp[propUniqKey]
-		props := remoting.EncodeProperties(wp)
+		props, id := m.encodeWireProperties(p.ids.next())
+		ids[i] = id
 		if len(props) > maxPropsLen {
 			return SendResult{}, fmt.Errorf("%w: batch message %d: properties of %d bytes, at most %d", ErrInvalidMessage, i, len(props), maxPropsLen)
 		}
@@ -266,30 +265,38 @@ func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
 	if err := m.validate(); err != nil {
 		return SendResult{}, err
 	}
-	wp := m.wireProperties(p.ids.next())
-	props := remoting.EncodeProperties(wp)
-	return p.sendWith(ctx, m.Topic, m.ShardingKey, wp[propUniqKey], m.delayed(), func(q messageQueue) *remoting.Command {
+	props, id := m.encodeWireProperties(p.ids.next())
+	return p.sendWith(ctx, m.Topic, m.ShardingKey, id, m.delayed(), func(q messageQueue) *remoting.Command {
 		return p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	})
 }
 
 // request builds SEND_MESSAGE_V2's (or SEND_BATCH_MESSAGE's) request with
-// RocketMQ's one-letter header fields.
+// RocketMQ's one-letter header fields, as a list: a send's header is
+// written without a map.
 func (p *Producer) request(code int16, topic string, queue int, props string, batch bool, body []byte) *remoting.Command {
-	return remoting.NewRequest(code, map[string]string{
-		"a": p.opts.group,                                  // producer group
-		"b": topic,                                         // topic
-		"c": defaultTopic,                                  // the topic whose config a new topic takes
-		"d": strconv.Itoa(defaultTopicQueues),              // queues of a topic created on the fly
-		"e": strconv.Itoa(queue),                           // queue id
-		"f": "0",                                           // sysFlag: not compressed
-		"g": strconv.FormatInt(time.Now().UnixMilli(), 10), // born timestamp
-		"h": "0",                                           // flag
-		"i": props,                                         // properties
-		"j": "0",                                           // reconsume times
-		"k": "false",                                       // unit mode
-		"m": strconv.FormatBool(batch),                     // batch
-	}, body)
+	return p.requestFlag(code, topic, queue, 0, props, batch, body)
+}
+
+// requestFlag is request with the message's sysFlag (a transaction's
+// half message sets one).
+func (p *Producer) requestFlag(code int16, topic string, queue, sysFlag int, props string, batch bool, body []byte) *remoting.Command {
+	req := remoting.NewRequest(code, nil, body)
+	req.Fields = []remoting.Field{
+		{Name: "a", Value: p.opts.group},                                  // producer group
+		{Name: "b", Value: topic},                                         // topic
+		{Name: "c", Value: defaultTopic},                                  // the topic whose config a new topic takes
+		{Name: "d", Value: strconv.Itoa(defaultTopicQueues)},              // queues of a topic created on the fly
+		{Name: "e", Value: strconv.Itoa(queue)},                           // queue id
+		{Name: "f", Value: strconv.Itoa(sysFlag)},                         // sysFlag (0: not compressed)
+		{Name: "g", Value: strconv.FormatInt(time.Now().UnixMilli(), 10)}, // born timestamp
+		{Name: "h", Value: "0"},                                           // flag
+		{Name: "i", Value: props},                                         // properties
+		{Name: "j", Value: "0"},                                           // reconsume times
+		{Name: "k", Value: "false"},                                       // unit mode
+		{Name: "m", Value: strconv.FormatBool(batch)},                     // batch
+	}
+	return req
 }
 
 // sendWith sends a request made for a queue, retrying on another broker's

@@ -158,9 +158,7 @@ func (t *TransactionProducer) SendInTransaction(ctx context.Context, m *Message,
 	wp[propProducerGroup] = t.opts.group
 	props := remoting.EncodeProperties(wp)
 	res, err := t.sendWith(ctx, m.Topic, m.ShardingKey, wp[propUniqKey], false, func(q messageQueue) *remoting.Command {
-		req := t.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
-		req.ExtFields["f"] = strconv.Itoa(txPrepared)
-		return req
+		return t.requestFlag(remoting.SendMessageV2, m.Topic, q.ID, txPrepared, props, false, m.Body)
 	})
 	if err != nil {
 		return SendResult{}, TransactionUnknown, err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 )
 
@@ -284,8 +285,18 @@ func newFrameHeader(c *Command) (frameHeader, error) {
 		h.len = binaryHeaderLen(c)
 	case JSON:
 		var err error
+		ext := c.ExtFields
+		if len(c.Fields) > 0 {
+			ext = maps.Clone(ext)
+			if ext == nil {
+				ext = make(map[string]string, len(c.Fields))
+			}
+			for _, f := range c.Fields {
+				ext[f.Name] = f.Value
+			}
+		}
 		h.json, err = json.Marshal(jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque,
-			Flag: c.Flag, Remark: c.Remark, ExtFields: c.ExtFields})
+			Flag: c.Flag, Remark: c.Remark, ExtFields: ext})
 		if err != nil {
 			return h, fmt.Errorf("remoting: encode header: %w", err)
 		}
@@ -327,6 +338,9 @@ func binaryHeaderLen(c *Command) int {
 	for k, v := range c.ExtFields {
 		n += 2 + len(k) + 4 + len(v)
 	}
+	for _, f := range c.Fields {
+		n += 2 + len(f.Name) + 4 + len(f.Value)
+	}
 	return n
 }
 
@@ -342,10 +356,19 @@ func appendBinaryHeader(b []byte, c *Command, hlen int) []byte {
 	b = append(b, c.Remark...)
 	b = be.AppendUint32(b, uint32(hlen-binaryFixedLen-len(c.Remark))) // the ext fields' length
 	for k, v := range c.ExtFields {
-		b = be.AppendUint16(b, uint16(len(k)))
-		b = append(b, k...)
-		b = be.AppendUint32(b, uint32(len(v)))
-		b = append(b, v...)
+		b = appendBinaryField(b, k, v)
+	}
+	for _, f := range c.Fields {
+		b = appendBinaryField(b, f.Name, f.Value)
 	}
 	return b
+}
+
+// appendBinaryField writes one ext field: name u16+bytes, value u32+bytes.
+func appendBinaryField(b []byte, name, value string) []byte {
+	be := binary.BigEndian
+	b = be.AppendUint16(b, uint16(len(name)))
+	b = append(b, name...)
+	b = be.AppendUint32(b, uint32(len(value)))
+	return append(b, value...)
 }

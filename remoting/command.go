@@ -53,11 +53,20 @@ type Command struct {
 	Flag      int32
 	Remark    string
 	ExtFields map[string]string
-	Body      []byte
+	// Fields are more ext fields, as a list: a request built on a hot path
+	// (the SDK's sends) sets these instead of ExtFields, and its binary
+	// header is written without a map. A name is in one or the other;
+	// Ext finds both, and Sign moves Fields into ExtFields first. Decoded
+	// commands have ExtFields only.
+	Fields []Field
+	Body   []byte
 
 	// Serialization is how the header came (decode) or goes (encode).
 	Serialization Serialization
 }
+
+// Field is one ext field of Command.Fields.
+type Field struct{ Name, Value string }
 
 // IsResponse reports whether c answers a request.
 func (c *Command) IsResponse() bool { return c.Flag&FlagResponse != 0 }
@@ -95,15 +104,48 @@ func (c *Command) String() string {
 	if c.IsResponse() {
 		kind = "response"
 	}
-	return fmt.Sprintf("%s code=%d opaque=%d flag=%d remark=%q ext=%d body=%d", kind, c.Code, c.Opaque, c.Flag, c.Remark, len(c.ExtFields), len(c.Body))
+	return fmt.Sprintf("%s code=%d opaque=%d flag=%d remark=%q ext=%d body=%d", kind, c.Code, c.Opaque, c.Flag, c.Remark, len(c.ExtFields)+len(c.Fields), len(c.Body))
 }
 
 // Ext returns an ext field, "" when absent.
-func (c *Command) Ext(name string) string { return c.ExtFields[name] }
+func (c *Command) Ext(name string) string {
+	v, _ := c.ext(name)
+	return v
+}
+
+// ext finds an ext field in ExtFields or Fields.
+func (c *Command) ext(name string) (string, bool) {
+	if v, ok := c.ExtFields[name]; ok {
+		return v, true
+	}
+	for _, f := range c.Fields {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return "", false
+}
+
+// extMap moves Fields into ExtFields, for what needs all the ext fields
+// as a map: signing, the JSON header.
+func (c *Command) extMap() map[string]string {
+	if len(c.Fields) == 0 {
+		return c.ExtFields
+	}
+	m := make(map[string]string, len(c.ExtFields)+len(c.Fields))
+	for k, v := range c.ExtFields {
+		m[k] = v
+	}
+	for _, f := range c.Fields {
+		m[f.Name] = f.Value
+	}
+	c.ExtFields, c.Fields = m, nil
+	return m
+}
 
 // ExtInt parses an integer ext field; a missing one is an error that names it.
 func (c *Command) ExtInt(name string) (int64, error) {
-	v, ok := c.ExtFields[name]
+	v, ok := c.ext(name)
 	if !ok {
 		return 0, fmt.Errorf("%w: missing header field %q", ErrMalformed, name)
 	}

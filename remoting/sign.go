@@ -90,7 +90,7 @@ func signature(c *Command, secretKey []byte) []byte {
 // FerrySignedAt (covered by the signature) to at in Unix milliseconds. c's
 // ext fields and body must not change afterwards.
 func (c *Command) Sign(accessKey string, secretKey []byte, at time.Time) {
-	if c.ExtFields == nil {
+	if c.extMap() == nil {
 		c.ExtFields = map[string]string{}
 	}
 	delete(c.ExtFields, FieldPassword)
