@@ -262,9 +262,18 @@ func TestChannelErrors(t *testing.T) {
 			return err
 		}, 406},
 		{"unknown tag", func(ch *amqp091.Channel) error {
+			// basic.ack has no reply: the channel's close says it was refused.
+			closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
 			ch.Ack(99, false)
-			_, err := ch.QueueDeclare("x", false, false, false, false, nil)
-			return err
+			select {
+			case e := <-closed:
+				if e == nil {
+					return errors.New("channel closed without an error")
+				}
+				return e
+			case <-time.After(10 * time.Second):
+				return errors.New("channel still open 10 s after acking an unknown tag")
+			}
 		}, 406},
 		{"reserved name", func(ch *amqp091.Channel) error {
 			return ch.ExchangeDeclare("amq.mine", "direct", false, false, false, false, nil)
