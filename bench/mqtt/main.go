@@ -119,6 +119,9 @@ func main() {
 			}
 			r := runLoad(b.addr, *fleet, perDev, 1, 16, *size, interval, true, 5*time.Second)
 			report(fmt.Sprintf("%s fleet %d×%.0f msg/s QoS 1", s.name, *fleet, *fleetRate), r)
+			if b.misc != "" {
+				fmt.Fprintf(os.Stderr, "%s fleet hops: %s\n", s.name, hops("http://"+b.misc+"/metrics"))
+			}
 			fleets[s.name] = r
 			b.stop()
 		}
@@ -163,7 +166,7 @@ func newSystem(name string) system {
 		}
 		return system{fmt.Sprintf("Ferry (%s flush)", flush), n, func() (*broker, error) {
 			return startFerry("Ferry", *ferryBin, "serve", "--flush", flush, "--mqtt-addr", "127.0.0.1:0",
-				"--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off", "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0")
+				"--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "127.0.0.1:0", "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0")
 		}}
 	case "mosquitto":
 		return system{"Mosquitto (no persistence)", *count, func() (*broker, error) { return startMosquitto(*mosqBin) }}
