@@ -127,14 +127,19 @@ func (s *Store) commitLocked() error {
 	}
 	s.room.Broadcast()
 	s.mu.Unlock()
+	if done > 0 || err != nil { // appends waiting for the write learn of its failure too
+		s.wakeEnd()
+	}
+	// After the appends' wake-up, not before: each goroutine readied takes
+	// the head of this processor's run queue and pushes the one before it
+	// to the tail, so the dispatcher, readied last, runs next instead of
+	// behind every append of the write (the delivery path's longest wait
+	// with a thousand connections).
 	if done > 0 {
 		select {
 		case s.dispatchKick <- struct{}{}:
 		default:
 		}
-	}
-	if done > 0 || err != nil { // appends waiting for the write learn of its failure too
-		s.wakeEnd()
 	}
 	return err
 }

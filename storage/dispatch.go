@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"time"
 	"unsafe"
@@ -35,7 +34,6 @@ func (s *Store) dispatchLoop() {
 			}
 			return
 		}
-		runtime.Gosched() // let commits on their way join this round
 		s.cutMu.RLock()
 		err := s.dispatch(s.dispatchEnd())
 		s.cutMu.RUnlock()

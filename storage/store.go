@@ -71,10 +71,12 @@ type Store struct {
 	commitMu   sync.Mutex // one commit at a time, in order; taken before mu
 	commitKick chan struct{}
 
-	written    atomic.Int64 // end of the records written to the files; moved by commit
-	cutCount   atomic.Int64 // Truncate cuts so far (waitWritten)
-	writes     atomic.Int64 // writes of buffers to the files (LogStats.Writes)
-	dispatched atomic.Int64 // the indexes cover the log up to here
+	written atomic.Int64 // end of the records written to the files; moved by commit
+	// writeWaiters counts the appends waiting for a write (waitWritten).
+	writeWaiters atomic.Int32
+	cutCount     atomic.Int64 // Truncate cuts so far (waitWritten)
+	writes       atomic.Int64 // writes of buffers to the files (LogStats.Writes)
+	dispatched   atomic.Int64 // the indexes cover the log up to here
 
 	qmu    sync.RWMutex
 	queues map[queueKey]*queue

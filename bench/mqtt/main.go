@@ -8,7 +8,9 @@
 //     fixed --count; delivered msg/s at the subscriber, publish rate, lost
 //     and duplicate messages. The median of --rounds runs is reported.
 //   - device fleet: --fleet publishers at --fleet-rate msg/s each, QoS 1, for
-//     --fleet-duration; p50/p99 publish → deliver latency.
+//     --fleet-duration; p50/p99 publish → deliver latency, the median of
+//     --fleet-rounds runs; for Ferry also each hop's p50/p99 from its
+//     ferry_mqtt_delivery_hop_seconds metrics.
 //   - idle connections: --idle MQTT connections that do nothing; the
 //     broker's VmRSS before and after, per connection.
 //
@@ -37,22 +39,23 @@ import (
 )
 
 var (
-	repo       = flag.String("repo", "../..", "Ferry's source tree, to build the binaries from")
-	ferryBin   = flag.String("ferry", "", "ferry binary (default: built from --repo)")
-	profBin    = flag.String("ferryprof", "", "ferryprof binary (default: built from ./ferryprof)")
-	mosqBin    = flag.String("mosquitto", "mosquitto", "mosquitto binary")
-	systemsF   = flag.String("systems", "ferry-async,mosquitto,ferry-sync", "systems, in the order of each round")
-	rounds     = flag.Int("rounds", 3, "fan-in rounds (the median is reported)")
-	count      = flag.Int("count", 300000, "messages per fan-in run, over all publishers")
-	syncCount  = flag.Int("sync-count", 40000, "messages per fan-in run for Ferry with sync flush (an fsync per commit is slow)")
-	publishers = flag.Int("publishers", 4, "fan-in publishers")
-	size       = flag.Int("size", 128, "payload bytes")
-	window     = flag.Int("window", 1000, "QoS 1 publishes in flight per publisher")
-	fleet      = flag.Int("fleet", 1000, "device-fleet publishers (0 skips)")
-	fleetRate  = flag.Float64("fleet-rate", 10, "messages per second per fleet publisher")
-	fleetDur   = flag.Duration("fleet-duration", 20*time.Second, "device-fleet run")
-	idle       = flag.Int("idle", 10000, "idle connections (0 skips)")
-	profileDir = flag.String("profile", "", "profile Ferry in process under the fan-in loads, writing profiles here, instead of the comparison")
+	repo        = flag.String("repo", "../..", "Ferry's source tree, to build the binaries from")
+	ferryBin    = flag.String("ferry", "", "ferry binary (default: built from --repo)")
+	profBin     = flag.String("ferryprof", "", "ferryprof binary (default: built from ./ferryprof)")
+	mosqBin     = flag.String("mosquitto", "mosquitto", "mosquitto binary")
+	systemsF    = flag.String("systems", "ferry-async,mosquitto,ferry-sync", "systems, in the order of each round")
+	rounds      = flag.Int("rounds", 3, "fan-in rounds (the median is reported)")
+	count       = flag.Int("count", 300000, "messages per fan-in run, over all publishers")
+	syncCount   = flag.Int("sync-count", 40000, "messages per fan-in run for Ferry with sync flush (an fsync per commit is slow)")
+	publishers  = flag.Int("publishers", 4, "fan-in publishers")
+	size        = flag.Int("size", 128, "payload bytes")
+	window      = flag.Int("window", 1000, "QoS 1 publishes in flight per publisher")
+	fleet       = flag.Int("fleet", 1000, "device-fleet publishers (0 skips)")
+	fleetRate   = flag.Float64("fleet-rate", 10, "messages per second per fleet publisher")
+	fleetDur    = flag.Duration("fleet-duration", 20*time.Second, "device-fleet run")
+	fleetRounds = flag.Int("fleet-rounds", 3, "device-fleet rounds (the median p50 and p99 are reported)")
+	idle        = flag.Int("idle", 10000, "idle connections (0 skips)")
+	profileDir  = flag.String("profile", "", "profile Ferry in process under the fan-in loads, writing profiles here, instead of the comparison")
 )
 
 type system struct {
@@ -107,20 +110,25 @@ func main() {
 		}
 	}
 
-	fleets := map[string]loadResult{}
+	fleets := map[string][]loadResult{}
 	if *fleet > 0 {
 		interval := time.Duration(float64(time.Second) / *fleetRate)
 		perDev := int(fleetDur.Seconds() * *fleetRate)
-		for _, s := range systems {
-			b, err := s.start()
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
-				continue
+		for round := 1; round <= *fleetRounds; round++ {
+			for _, s := range systems {
+				b, err := s.start()
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
+					continue
+				}
+				r := runLoad(b.addr, *fleet, perDev, 1, 16, *size, interval, true, 5*time.Second)
+				report(fmt.Sprintf("round %d %s fleet %d×%.0f msg/s QoS 1", round, s.name, *fleet, *fleetRate), r)
+				if b.misc != "" {
+					fmt.Fprintf(os.Stderr, "round %d %s fleet hops: %s\n", round, s.name, hops("http://"+b.misc+"/metrics"))
+				}
+				fleets[s.name] = append(fleets[s.name], r)
+				b.stop()
 			}
-			r := runLoad(b.addr, *fleet, perDev, 1, 16, *size, interval, true, 5*time.Second)
-			report(fmt.Sprintf("%s fleet %d×%.0f msg/s QoS 1", s.name, *fleet, *fleetRate), r)
-			fleets[s.name] = r
-			b.stop()
 		}
 	}
 
@@ -134,15 +142,20 @@ func main() {
 
 	fmt.Printf("\nMQTT, %d publishers → 1 subscriber on #, %d-byte payloads, %d messages a run (Ferry sync flush: %d), QoS 1 window %d; median of %d rounds.\n",
 		*publishers, *size, *count, *syncCount, *window, *rounds)
-	fmt.Printf("Fleet: %d publishers × %.0f msg/s, QoS 1, %s. Idle: %d connections.\n\n", *fleet, *fleetRate, *fleetDur, *idle)
+	fmt.Printf("Fleet: %d publishers × %.0f msg/s, QoS 1, %s, median of %d rounds (lost: all rounds). Idle: %d connections.\n\n", *fleet, *fleetRate, *fleetDur, *fleetRounds, *idle)
 	fmt.Println("| system | QoS 0 delivered msg/s | QoS 0 publish msg/s | QoS 1 delivered msg/s | QoS 1 publish msg/s | lost / dup (all runs) | fleet p50 | fleet p99 | fleet lost | RSS per idle connection |")
 	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
 	for _, s := range systems {
 		f := fan[s.name]
-		fl, ok := fleets[s.name]
 		p50, p99, flost := "–", "–", "–"
-		if ok && fl.err == nil {
-			p50, p99, flost = ms(fl.p50), ms(fl.p99), fmt.Sprint(fl.lost)
+		if fl := fleets[s.name]; len(fl) > 0 {
+			p50 = medianMs(fl, func(r loadResult) time.Duration { return r.p50 })
+			p99 = medianMs(fl, func(r loadResult) time.Duration { return r.p99 })
+			var lost int64
+			for _, r := range fl {
+				lost += r.lost
+			}
+			flost = fmt.Sprint(lost)
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.name,
 			median(f.q0, func(r loadResult) float64 { return r.delivered }),
@@ -163,7 +176,7 @@ func newSystem(name string) system {
 		}
 		return system{fmt.Sprintf("Ferry (%s flush)", flush), n, func() (*broker, error) {
 			return startFerry("Ferry", *ferryBin, "serve", "--flush", flush, "--mqtt-addr", "127.0.0.1:0",
-				"--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off", "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0")
+				"--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "127.0.0.1:0", "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0")
 		}}
 	case "mosquitto":
 		return system{"Mosquitto (no persistence)", *count, func() (*broker, error) { return startMosquitto(*mosqBin) }}
@@ -221,6 +234,21 @@ func median(rs []loadResult, f func(loadResult) float64) string {
 	}
 	slices.Sort(v)
 	return thousands(v[len(v)/2])
+}
+
+// medianMs is the median of f over the runs without an error.
+func medianMs(rs []loadResult, f func(loadResult) time.Duration) string {
+	var v []time.Duration
+	for _, r := range rs {
+		if r.err == nil {
+			v = append(v, f(r))
+		}
+	}
+	if len(v) == 0 {
+		return "–"
+	}
+	slices.Sort(v)
+	return ms(v[len(v)/2])
 }
 
 func lostDup(rs []loadResult) string {

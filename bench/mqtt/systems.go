@@ -79,7 +79,7 @@ func startMosquitto(bin string) (*broker, error) {
 }
 
 var listenRe = regexp.MustCompile(`mqtt: listening.*listener=tcp addr=(\S+)`)
-var pprofRe = regexp.MustCompile(`pprof listening.*addr=(\S+)`)
+var pprofRe = regexp.MustCompile(`(?:pprof|http) listening.*addr=(\S+)`)
 
 // startFerry starts bin (ferry serve, or the profiling server) with a
 // temporary data directory and MQTT on a port of its choosing, read back

@@ -396,7 +396,8 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, nil
 	}
 	s := h.s
-	defer s.observePublish(time.Now())
+	read := time.Now()
+	defer s.observePublish(read)
 	if strings.HasPrefix(pk.TopicName, "$") { // named through a topic alias: see OnPacketRead
 		h.refuseReserved(cl, pk)
 		return pk, packets.ErrRejectPacket
@@ -405,7 +406,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	if err != nil {
 		return h.refuse(cl, pk, packets.ErrTopicNameInvalid, err)
 	}
-	m := &core.Message{Topic: topic, Subject: subject, Body: pk.Payload, Properties: inProperties(cl, &pk)}
+	m := &core.Message{Topic: topic, Subject: subject, Body: pk.Payload, Properties: inProperties(cl, &pk), BornTime: read.UnixNano()}
 	// With sync flush a QoS 1 publish is acknowledged by the acker once its
 	// fsync is done, and the reader goes on meanwhile; a QoS 0 publish has
 	// no acknowledgement to hold back, so nothing waits for its fsync.

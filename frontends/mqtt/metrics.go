@@ -34,6 +34,7 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	s.publishLatency.Describe(ch)
+	s.hops.vec.Describe(ch)
 }
 
 func (s *Server) Collect(ch chan<- prometheus.Metric) {
@@ -51,6 +52,7 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(s.refusedBy[c].Load()), causeNames[c])
 	}
 	s.publishLatency.Collect(ch)
+	s.hops.vec.Collect(ch)
 	counter(descDelivered, st.Delivered)
 	counter(descResent, st.Resent)
 	counter(descDropped, st.Dropped)

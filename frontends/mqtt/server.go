@@ -190,6 +190,7 @@ type Server struct {
 	received, refused, delivered, resent, dropped, expired atomic.Int64
 	refusedBy                                              [numCauses]atomic.Int64
 	publishLatency                                         prometheus.Histogram
+	hops                                                   *hopTimer
 
 	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
 
@@ -240,7 +241,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, core: b, log: cfg.Logger, mapper: mp, state: st, ctx: ctx, cancel: cancel,
 		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, expiring: map[string]int64{}, addrs: map[string]string{},
-		hits: map[string]*limitHits{}, subReason: map[*mochi.Client]subReason{}, publishLatency: newPublishLatency(),
+		hits: map[string]*limitHits{}, subReason: map[*mochi.Client]subReason{}, publishLatency: newPublishLatency(), hops: newHopTimer(),
 	}
 	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {
 		s.hits[k] = &limitHits{log: lograte.Limiter{Every: 10 * time.Second}}

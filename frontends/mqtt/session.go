@@ -246,6 +246,8 @@ func (f *feed) run(ctx context.Context) {
 			err = nil // nothing came within pollWait
 		}
 		cancel()
+		pulled := time.Now().UnixNano()
+		f.sess.srv.hops.pulled(ds, pulled)
 		used := 0
 		f.buf.Reset()
 		for _, d := range ds {
@@ -253,7 +255,7 @@ func (f *feed) run(ctx context.Context) {
 				used++
 			}
 		}
-		f.flush()
+		f.sess.srv.hops.written(f.flush(), pulled)
 		for range n - used {
 			<-f.slots
 		}
@@ -375,20 +377,22 @@ func (f *feed) encode(pk packets.Packet) bool {
 // flush writes the buffered packets in one write, under the client's lock
 // so that they do not interleave with the engine's own packets. A failed
 // write ends the connection; unacknowledged deliveries go back to the group.
-func (f *feed) flush() {
+// It returns how many packets it wrote.
+func (f *feed) flush() int {
 	if f.buf.Len() == 0 {
-		return
+		return 0
 	}
 	cl, srv := f.sess.cl, f.sess.srv
 	n, p := int64(f.buf.Len()), f.packets
 	f.packets = 0
 	if err := writeTo(cl, f.buf.Bytes()); err != nil {
-		return
+		return 0
 	}
 	srv.delivered.Add(p)
 	atomic.AddInt64(&srv.mq.Info.MessagesSent, p)
 	atomic.AddInt64(&srv.mq.Info.PacketsSent, p)
 	atomic.AddInt64(&srv.mq.Info.BytesSent, n)
+	return int(p)
 }
 
 // nextPacketID returns a packet id used neither by a delivery of ours nor
