@@ -22,6 +22,9 @@ import (
 // queue's dispatcher), so what waits is bounded by it.
 const outQueue = 256
 
+// freeBuffers is how many written buffers a connection keeps for reuse.
+const freeBuffers = 16
+
 // closeWait bounds how long a closing connection waits for close-ok.
 const closeWait = 2 * time.Second
 
@@ -44,6 +47,7 @@ type conn struct {
 	ready      atomic.Bool   // negotiated: the fields above are set
 
 	out  chan []byte
+	free chan []byte   // buffers the writer is done with, for reuse
 	quit chan struct{} // closed by finish: the writer writes what waits, then stops
 	dead chan struct{} // closed when the writer stops: sends are dropped
 	once sync.Once
@@ -56,7 +60,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), log: s.log.With("remote", nc.RemoteAddr().String()),
-		frameMax: s.cfg.FrameMax, channelMax: s.cfg.ChannelMax, out: make(chan []byte, outQueue),
+		frameMax: s.cfg.FrameMax, channelMax: s.cfg.ChannelMax, out: make(chan []byte, outQueue), free: make(chan []byte, freeBuffers),
 		quit: make(chan struct{}), dead: make(chan struct{}), tuned: make(chan struct{}), channels: map[uint16]*channel{}}
 }
 
@@ -123,6 +127,7 @@ func (c *conn) write() {
 			if _, err := w.Write(b); err != nil {
 				return
 			}
+			c.recycle(b)
 			wrote = true
 			if len(c.out) == 0 {
 				if err := w.Flush(); err != nil {

@@ -52,6 +52,10 @@ type queue struct {
 	held      []held
 	closed    bool
 
+	// The dispatcher's, reused from batch to batch.
+	batch  []held
+	routed []routed
+
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -365,12 +369,7 @@ func (q *queue) run() {
 			}
 			continue
 		}
-		if h, ok := q.popHeld(); ok {
-			if x, key, ok := q.route(h.d); ok && !c.ch.deliver(c, q, h, x, key) {
-				q.mu.Lock()
-				q.held = append([]held{h}, q.held...)
-				q.mu.Unlock()
-			}
+		if q.dispatchHeld(c, room) {
 			continue
 		}
 		q.mu.Lock()
@@ -394,6 +393,45 @@ func (q *queue) run() {
 		}
 		q.hold(ds)
 	}
+}
+
+// dispatchHeld sends consumer c up to room held deliveries in one batch;
+// false when none is held. What c cannot take goes back to the head.
+func (q *queue) dispatchHeld(c *consumer, room int) bool {
+	q.mu.Lock()
+	n := min(room, len(q.held))
+	if n == 0 {
+		q.mu.Unlock()
+		return false
+	}
+	hs := q.batch[:0]
+	hs = append(hs, q.held[:n]...)
+	clear(q.held[:n])
+	q.held = q.held[n:]
+	q.mu.Unlock()
+	rs := q.routed[:0]
+	for _, h := range hs {
+		if x, key, ok := q.route(h.d); ok {
+			rs = append(rs, routed{h: h, exchange: x, key: key})
+		}
+	}
+	sent := 0
+	if len(rs) > 0 {
+		sent = c.ch.deliverBatch(c, q, rs)
+	}
+	if back := rs[sent:]; len(back) > 0 {
+		q.mu.Lock()
+		held := make([]held, 0, len(back)+len(q.held))
+		for _, r := range back {
+			held = append(held, r.h)
+		}
+		q.held = append(held, q.held...)
+		q.mu.Unlock()
+	}
+	clear(hs)
+	clear(rs)
+	q.batch, q.routed = hs[:0], rs[:0]
+	return true
 }
 
 func (q *queue) hold(ds []*core.Delivery) {
