@@ -400,11 +400,7 @@ func (ch *channel) method(m method) error {
 	case mBasicGet:
 		return ch.get(m)
 	case mBasicAck:
-		return ch.settle(m.id, m.u64(0), m.bit(1), func(us []*unacked) {
-			for _, u := range us {
-				u.q.ack(u.h.d)
-			}
-		})
+		return ch.settle(m.id, m.u64(0), m.bit(1), ackAll)
 	case mBasicReject, mBasicNack:
 		requeueIt := m.bit(1)
 		multiple := false

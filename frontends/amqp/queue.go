@@ -261,6 +261,23 @@ func (q *queue) ack(d *core.Delivery) {
 	q.signal()
 }
 
+// ackAll acknowledges us in the core: each run of one queue's deliveries
+// (all of them, mostly) with one look at its member and one signal.
+func ackAll(us []*unacked) {
+	for i := 0; i < len(us); {
+		q := us[i].q
+		q.mu.Lock()
+		m := q.member
+		q.mu.Unlock()
+		for ; i < len(us) && us[i].q == q; i++ {
+			if err := m.Ack(us[i].h.d); err != nil && !errors.Is(err, core.ErrStaleDelivery) {
+				q.v.s.log.Warn("amqp: acknowledging a delivery", "queue", q.name, "err", err)
+			}
+		}
+		q.signal()
+	}
+}
+
 // discard drops d (rejected, nacked without requeue, expired): to the
 // queue's dead-letter exchange when it has one, then acknowledged.
 func (q *queue) discard(d *core.Delivery, exchange, key, reason string) {
