@@ -640,10 +640,10 @@ func (g *group) ackLocked(d *Delivery) error {
 		j++
 	}
 	if j > 0 {
-		// Reslice, not copy down: a copy costs the whole window (with a
-		// write barrier per element while the GC marks) on every ack of the
-		// oldest message; append reallocates, so the dropped front is
-		// reclaimed then, at amortized constant cost.
+		// Past the head, not copied down: acks come mostly in order, and
+		// moving the rest of pending on each one cost O(in flight) per ack.
+		// append reallocates from the head when it runs out.
+		clear(c.pending[:j])
 		c.pending = c.pending[j:]
 		g.b.offsetsChanged()
 		if c.failOff < c.committed() {

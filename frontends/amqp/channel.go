@@ -3,13 +3,11 @@ package amqp
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/ferrymq/ferry/auth"
-	"github.com/ferrymq/ferry/core"
 )
 
 // consumer is a basic.consume of a channel on a queue.
@@ -27,6 +25,7 @@ type consumer struct {
 
 // unacked is a delivery waiting for its ack.
 type unacked struct {
+	tag      uint64
 	q        *queue
 	h        held
 	c        *consumer // nil for basic.get
@@ -79,7 +78,7 @@ type channel struct {
 	confirm    bool
 	pubSeq     uint64
 	nextTag    uint64
-	unacked    map[uint64]*unacked
+	unacked    unackedList
 	consumers  map[string]*consumer
 	prefetch   int // for the channel's next consumers (basic.qos, global false)
 	global     int // for the whole channel (basic.qos, global true)
@@ -88,7 +87,7 @@ type channel struct {
 }
 
 func newChannel(c *conn, id uint16) *channel {
-	return &channel{c: c, id: id, unacked: map[uint64]*unacked{}, consumers: map[string]*consumer{}}
+	return &channel{c: c, id: id, consumers: map[string]*consumer{}}
 }
 
 // maxBatch is the most deliveries a dispatcher sends a consumer at once.
@@ -102,58 +101,25 @@ func (ch *channel) room(k *consumer) int {
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
+	return ch.roomLocked(k)
+}
+
+// roomLocked is room; caller holds ch.mu.
+func (ch *channel) roomLocked(k *consumer) int {
 	if ch.closed || ch.flowPaused || k.cancelled {
 		return 0
 	}
 	if k.noAck {
 		return maxBatch
 	}
-	n := min(maxBatch, ch.c.s.cfg.MaxUnacked-len(ch.unacked))
+	n := min(maxBatch, ch.c.s.cfg.MaxUnacked-ch.unacked.len())
 	if k.prefetch > 0 {
 		n = min(n, k.prefetch-k.unacked)
 	}
 	if ch.global > 0 {
-		n = min(n, ch.global-len(ch.unacked))
+		n = min(n, ch.global-ch.unacked.len())
 	}
 	return max(n, 0)
-}
-
-// content appends the content header and body frames of m to dst.
-func (ch *channel) content(dst []byte, d *core.Delivery) []byte {
-	dst = appendFrame(dst, frameHeader, ch.id, appendHeader(nil, uint64(len(d.Body)), rawProperties(d.Message)))
-	max := int(ch.c.frameMax - frameOverhead)
-	for body := d.Body; len(body) > 0; {
-		n := min(len(body), max)
-		dst = appendFrame(dst, frameBody, ch.id, body[:n])
-		body = body[n:]
-	}
-	return dst
-}
-
-// deliver sends h to consumer k with basic.deliver; false when the
-// channel or the consumer is gone (h stays the queue's).
-func (ch *channel) deliver(k *consumer, q *queue, h held, exchange, key string) bool {
-	ch.sendMu.Lock()
-	defer ch.sendMu.Unlock()
-	ch.mu.Lock()
-	if ch.closed || k.cancelled {
-		ch.mu.Unlock()
-		return false
-	}
-	ch.nextTag++
-	tag := ch.nextTag
-	if !k.noAck {
-		ch.unacked[tag] = &unacked{q: q, h: h, c: k, exchange: exchange, key: key}
-		k.unacked++
-	}
-	ch.mu.Unlock()
-	b := appendFrame(nil, frameMethod, ch.id, appendMethod(nil, mBasicDeliver, k.tag, tag, h.redelivered, exchange, key))
-	ch.c.send(ch.content(b, h.d))
-	ch.c.s.metrics.delivered.Inc()
-	if k.noAck {
-		q.ack(h.d)
-	}
-	return true
 }
 
 // frame handles a frame of the channel.
@@ -216,16 +182,7 @@ func (ch *channel) shutdown() {
 		return
 	}
 	ch.closed = true
-	tags := make([]uint64, 0, len(ch.unacked))
-	for t := range ch.unacked {
-		tags = append(tags, t)
-	}
-	slices.Sort(tags)
-	back := make([]*unacked, len(tags))
-	for i, t := range tags {
-		back[i] = ch.unacked[t]
-	}
-	ch.unacked = map[uint64]*unacked{}
+	back := ch.unacked.takeAll()
 	cs := make([]*consumer, 0, len(ch.consumers))
 	for _, k := range ch.consumers {
 		k.cancelled = true
@@ -443,11 +400,7 @@ func (ch *channel) method(m method) error {
 	case mBasicGet:
 		return ch.get(m)
 	case mBasicAck:
-		return ch.settle(m.id, m.u64(0), m.bit(1), func(us []*unacked) {
-			for _, u := range us {
-				u.q.ack(u.h.d)
-			}
-		})
+		return ch.settle(m.id, m.u64(0), m.bit(1), ackAll)
 	case mBasicReject, mBasicNack:
 		requeueIt := m.bit(1)
 		multiple := false
@@ -465,20 +418,12 @@ func (ch *channel) method(m method) error {
 		})
 	case mBasicRecover, mBasicRecoverAsync:
 		ch.mu.Lock()
-		back := make([]*unacked, 0, len(ch.unacked))
-		tags := make([]uint64, 0, len(ch.unacked))
-		for t := range ch.unacked {
-			tags = append(tags, t)
-		}
-		slices.Sort(tags)
-		for _, t := range tags {
-			u := ch.unacked[t]
-			back = append(back, u)
+		back := ch.unacked.takeAll()
+		for _, u := range back {
 			if u.c != nil {
 				u.c.unacked--
 			}
 		}
-		ch.unacked = map[uint64]*unacked{}
 		ch.mu.Unlock()
 		requeue(back)
 		if m.id == mBasicRecover {
@@ -657,7 +602,7 @@ func (ch *channel) get(m method) error {
 	}
 	noAck := m.bit(2)
 	ch.mu.Lock()
-	n := len(ch.unacked)
+	n := ch.unacked.len()
 	ch.mu.Unlock()
 	if !noAck && n >= ch.c.s.cfg.MaxUnacked {
 		ch.c.s.metrics.limits.WithLabelValues("amqp.max-unacked").Inc()
@@ -674,11 +619,11 @@ func (ch *channel) get(m method) error {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !noAck {
-		ch.unacked[tag] = &unacked{q: q, h: h, exchange: exchange, key: key}
+		ch.unacked.push(&unacked{tag: tag, q: q, h: h, exchange: exchange, key: key})
 	}
 	ch.mu.Unlock()
-	b := appendFrame(nil, frameMethod, ch.id, appendMethod(nil, mBasicGetOk, tag, h.redelivered, exchange, key, q.messageCount()))
-	ch.c.send(ch.content(b, h.d))
+	b := appendFrame(ch.c.buffer(), frameMethod, ch.id, appendMethod(nil, mBasicGetOk, tag, h.redelivered, exchange, key, q.messageCount()))
+	ch.c.send(appendContent(b, ch.id, h.d, ch.c.frameMax))
 	ch.c.s.metrics.delivered.Inc()
 	if noAck {
 		q.ack(h.d)
@@ -693,25 +638,14 @@ func (ch *channel) settle(id methodID, tag uint64, multiple bool, do func([]*una
 	var us []*unacked
 	switch {
 	case multiple:
-		tags := make([]uint64, 0)
-		for t := range ch.unacked {
-			if tag == 0 || t <= tag {
-				tags = append(tags, t)
-			}
-		}
-		slices.Sort(tags)
-		for _, t := range tags {
-			us = append(us, ch.unacked[t])
-			delete(ch.unacked, t)
-		}
+		us = ch.unacked.takeThrough(tag)
 	default:
-		u := ch.unacked[tag]
+		u := ch.unacked.take(tag)
 		if u == nil {
 			ch.mu.Unlock()
 			// [spec basic.ack] an unknown tag is a channel error.
 			return chanErr(codePreconditionFail, fmt.Sprintf("unknown delivery tag %d", tag)).on(id)
 		}
-		delete(ch.unacked, tag)
 		us = []*unacked{u}
 	}
 	for _, u := range us {

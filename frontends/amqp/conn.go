@@ -22,6 +22,9 @@ import (
 // queue's dispatcher), so what waits is bounded by it.
 const outQueue = 256
 
+// freeBuffers is how many written buffers a connection keeps for reuse.
+const freeBuffers = 16
+
 // closeWait bounds how long a closing connection waits for close-ok.
 const closeWait = 2 * time.Second
 
@@ -44,6 +47,7 @@ type conn struct {
 	ready      atomic.Bool   // negotiated: the fields above are set
 
 	out  chan []byte
+	free chan []byte   // buffers the writer is done with, for reuse
 	quit chan struct{} // closed by finish: the writer writes what waits, then stops
 	dead chan struct{} // closed when the writer stops: sends are dropped
 	once sync.Once
@@ -56,7 +60,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), log: s.log.With("remote", nc.RemoteAddr().String()),
-		frameMax: s.cfg.FrameMax, channelMax: s.cfg.ChannelMax, out: make(chan []byte, outQueue),
+		frameMax: s.cfg.FrameMax, channelMax: s.cfg.ChannelMax, out: make(chan []byte, outQueue), free: make(chan []byte, freeBuffers),
 		quit: make(chan struct{}), dead: make(chan struct{}), tuned: make(chan struct{}), channels: map[uint16]*channel{}}
 }
 
@@ -96,6 +100,16 @@ func (c *conn) write() {
 	var tick <-chan time.Time
 	tuned := c.tuned
 	wrote := false
+	// The write deadline is moved on at most every quarter of the write
+	// timeout, not per write (each move is a timer update): a write is
+	// still given at least three quarters of it.
+	var armed time.Time
+	arm := func() {
+		if now := time.Now(); now.Sub(armed) >= c.s.cfg.WriteTimeout/4 {
+			c.nc.SetWriteDeadline(now.Add(c.s.cfg.WriteTimeout))
+			armed = now
+		}
+	}
 	for {
 		select {
 		case <-tuned:
@@ -109,7 +123,7 @@ func (c *conn) write() {
 			for {
 				select {
 				case b := <-c.out:
-					c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+					arm()
 					if _, err := w.Write(b); err != nil {
 						return
 					}
@@ -119,19 +133,26 @@ func (c *conn) write() {
 				}
 			}
 		case b := <-c.out:
-			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-			if _, err := w.Write(b); err != nil {
-				return
-			}
-			wrote = true
-			if len(c.out) == 0 {
-				if err := w.Flush(); err != nil {
+			// What waits is written in one go, then flushed.
+			for more := true; more; {
+				arm()
+				if _, err := w.Write(b); err != nil {
 					return
 				}
+				c.recycle(b)
+				select {
+				case b = <-c.out:
+				default:
+					more = false
+				}
+			}
+			wrote = true
+			if err := w.Flush(); err != nil {
+				return
 			}
 		case <-tick:
 			if !wrote {
-				c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+				arm()
 				w.Write(appendFrame(nil, frameHeartbeat, 0, nil))
 				if err := w.Flush(); err != nil {
 					return
@@ -405,10 +426,19 @@ func credentials(mechanism, response string) (user, password string, err error) 
 
 // loop reads frames until the connection ends.
 func (c *conn) loop(fr *frameReader) error {
+	var armed time.Time
 	for {
-		if c.heartbeat > 0 {
-			// [spec §4.2.7] a peer silent for two heartbeats is gone.
-			c.nc.SetReadDeadline(time.Now().Add(2 * c.heartbeat))
+		if c.heartbeat > 0 && !fr.buffered() {
+			// [spec §4.2.7] a peer silent for two heartbeats is gone. The
+			// deadline moves on at most every half heartbeat, not per frame
+			// (each move is a timer update), so it is two and a half
+			// heartbeats after it was last moved: at least two of silence.
+			// A frame in the buffer whole needs no deadline (nor a look at
+			// the clock).
+			if now := time.Now(); now.Sub(armed) >= c.heartbeat/2 {
+				c.nc.SetReadDeadline(now.Add(2*c.heartbeat + c.heartbeat/2))
+				armed = now
+			}
 		}
 		f, err := fr.read()
 		if err != nil {

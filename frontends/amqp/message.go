@@ -48,13 +48,13 @@ func toCore(topic, subject string, h *header, body []byte) *core.Message {
 	return m
 }
 
-// rawProperties is the property flags and list an AMQP consumer gets for
-// m: those it was published with over AMQP, else its properties as
-// string headers (a message of MQTT or of a native producer).
-func rawProperties(m *core.Message) []byte {
+// appendRawProperties appends the property flags and list an AMQP consumer
+// gets for m: those it was published with over AMQP, else its properties
+// as string headers (a message of MQTT or of a native producer).
+func appendRawProperties(dst []byte, m *core.Message) []byte {
 	if s, ok := m.Properties[PropProperties]; ok {
-		if raw, err := base64.StdEncoding.DecodeString(s); err == nil {
-			return raw
+		if out, err := base64.StdEncoding.AppendDecode(dst, []byte(s)); err == nil {
+			return out
 		}
 	}
 	p := properties{DeliveryMode: 2, ContentType: m.Properties[propContentType]}
@@ -69,7 +69,7 @@ func rawProperties(m *core.Message) []byte {
 			}
 		}
 	}
-	return appendProperties(nil, &p)
+	return appendProperties(dst, &p)
 }
 
 // headerString is a header value's string form; tables, arrays and voids

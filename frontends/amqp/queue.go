@@ -52,6 +52,10 @@ type queue struct {
 	held      []held
 	closed    bool
 
+	// The dispatcher's, reused from batch to batch.
+	batch  []held
+	routed []routed
+
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -257,6 +261,23 @@ func (q *queue) ack(d *core.Delivery) {
 	q.signal()
 }
 
+// ackAll acknowledges us in the core: each run of one queue's deliveries
+// (all of them, mostly) with one look at its member and one signal.
+func ackAll(us []*unacked) {
+	for i := 0; i < len(us); {
+		q := us[i].q
+		q.mu.Lock()
+		m := q.member
+		q.mu.Unlock()
+		for ; i < len(us) && us[i].q == q; i++ {
+			if err := m.Ack(us[i].h.d); err != nil && !errors.Is(err, core.ErrStaleDelivery) {
+				q.v.s.log.Warn("amqp: acknowledging a delivery", "queue", q.name, "err", err)
+			}
+		}
+		q.signal()
+	}
+}
+
 // discard drops d (rejected, nacked without requeue, expired): to the
 // queue's dead-letter exchange when it has one, then acknowledged.
 func (q *queue) discard(d *core.Delivery, exchange, key, reason string) {
@@ -365,12 +386,7 @@ func (q *queue) run() {
 			}
 			continue
 		}
-		if h, ok := q.popHeld(); ok {
-			if x, key, ok := q.route(h.d); ok && !c.ch.deliver(c, q, h, x, key) {
-				q.mu.Lock()
-				q.held = append([]held{h}, q.held...)
-				q.mu.Unlock()
-			}
+		if q.dispatchHeld(c, room) {
 			continue
 		}
 		q.mu.Lock()
@@ -394,6 +410,45 @@ func (q *queue) run() {
 		}
 		q.hold(ds)
 	}
+}
+
+// dispatchHeld sends consumer c up to room held deliveries in one batch;
+// false when none is held. What c cannot take goes back to the head.
+func (q *queue) dispatchHeld(c *consumer, room int) bool {
+	q.mu.Lock()
+	n := min(room, len(q.held))
+	if n == 0 {
+		q.mu.Unlock()
+		return false
+	}
+	hs := q.batch[:0]
+	hs = append(hs, q.held[:n]...)
+	clear(q.held[:n])
+	q.held = q.held[n:]
+	q.mu.Unlock()
+	rs := q.routed[:0]
+	for _, h := range hs {
+		if x, key, ok := q.route(h.d); ok {
+			rs = append(rs, routed{h: h, exchange: x, key: key})
+		}
+	}
+	sent := 0
+	if len(rs) > 0 {
+		sent = c.ch.deliverBatch(c, q, rs)
+	}
+	if back := rs[sent:]; len(back) > 0 {
+		q.mu.Lock()
+		held := make([]held, 0, len(back)+len(q.held))
+		for _, r := range back {
+			held = append(held, r.h)
+		}
+		q.held = append(held, q.held...)
+		q.mu.Unlock()
+	}
+	clear(hs)
+	clear(rs)
+	q.batch, q.routed = hs[:0], rs[:0]
+	return true
 }
 
 func (q *queue) hold(ds []*core.Delivery) {

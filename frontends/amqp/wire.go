@@ -76,6 +76,17 @@ func (fr *frameReader) read() (frame, error) {
 	return f, nil
 }
 
+// buffered reports whether the next frame is in the buffer whole, so that
+// reading it does not touch the socket (nor its deadline).
+func (fr *frameReader) buffered() bool {
+	n := fr.r.Buffered()
+	if n < 7 {
+		return false
+	}
+	hdr, _ := fr.r.Peek(7)
+	return uint64(n) >= 7+uint64(binary.BigEndian.Uint32(hdr[3:7]))+1
+}
+
 // appendFrame appends a frame of payload to dst.
 func appendFrame(dst []byte, typ uint8, channel uint16, payload []byte) []byte {
 	dst = append(dst, typ, byte(channel>>8), byte(channel))
