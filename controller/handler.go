@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/ferrymq/ferry/clusterauth"
@@ -12,26 +11,8 @@ import (
 )
 
 // Why a request is refused: the reason label of
-// ferry_controller_refused_total, by index.
-const (
-	refuseUnsigned = iota
-	refuseMalformed
-	refuseBadSignature
-	refuseStale
-	refuseReplay
-	refuseReplayCacheFull
-	refuseNotLoopback
-)
-
-var refuseReasons = [...]string{
-	refuseUnsigned:        "unsigned",
-	refuseMalformed:       "malformed",
-	refuseBadSignature:    "bad_signature",
-	refuseStale:           "stale",
-	refuseReplay:          "replay",
-	refuseReplayCacheFull: "replay_cache_full",
-	refuseNotLoopback:     "not_loopback",
-}
+// ferry_controller_refused_total, by index (the cluster gate's reasons).
+var refuseReasons = clusterauth.Reasons
 
 // stats are the controller's counters, under Server.mu.
 type stats struct {
@@ -105,39 +86,7 @@ func (s *Server) notLeader(req *remoting.Command) *remoting.Command {
 
 // authorise returns why req may not be served ("" when it may).
 func (s *Server) authorise(c *remoting.Conn, req *remoting.Command) (reason int, why string) {
-	if s.verifier == nil {
-		if isLoopback(c.RemoteAddr()) {
-			return 0, ""
-		}
-		return refuseNotLoopback, fmt.Sprintf("this controller has no cluster secret and serves only loopback peers; %s is not "+
-			"(set the same cluster-secret or cluster-secret-file on every controller and broker)", c.RemoteAddr())
-	}
-	err := s.verifier.Verify(req, time.Now())
-	if err == nil {
-		return 0, ""
-	}
-	reason = refuseMalformed
-	for _, r := range []struct {
-		err    error
-		reason int
-	}{
-		{clusterauth.ErrUnsigned, refuseUnsigned},
-		{clusterauth.ErrBadSignature, refuseBadSignature},
-		{clusterauth.ErrStale, refuseStale},
-		{clusterauth.ErrReplay, refuseReplay},
-		{clusterauth.ErrReplayCacheFull, refuseReplayCacheFull},
-	} {
-		if errors.Is(err, r.err) {
-			reason = r.reason
-		}
-	}
-	why = err.Error()
-	switch reason {
-	case refuseUnsigned:
-		why += " (set the controller's cluster-secret or cluster-secret-file on the broker too)"
-	case refuseBadSignature:
-		why += " (the sender's cluster-secret differs from the controller's)"
-	}
+	_, reason, why = s.gate.Admit(c.RemoteAddr(), req, time.Now())
 	return reason, why
 }
 
@@ -153,13 +102,4 @@ func (s *Server) refuse(c *remoting.Conn, req *remoting.Command, reason int, why
 			"why", why, "not_logged_since", suppressed)
 	}
 	return req.Response(remoting.NoPermission, "controller: refused: "+why)
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -52,7 +52,7 @@ type Server struct {
 	dir    string
 	logger *slog.Logger
 
-	verifier *clusterauth.Verifier // nil without a cluster secret: loopback peers only
+	gate clusterauth.Gate // its Verifier is nil without a cluster secret: loopback peers only
 
 	fsm   *fsm
 	raft  *raft.Raft
@@ -104,6 +104,9 @@ func NewServer(cfg controllerconf.Config, secret []byte, logger *slog.Logger) (*
 	}
 	s := &Server{cfg: cfg, peers: peers, dir: cfg.Dir, logger: logger, fsm: newFSM(),
 		lastWarn: map[string]time.Time{}, stop: make(chan struct{})}
+	s.gate = clusterauth.Gate{Role: "controller", Sender: "sender",
+		NoSecret: "this controller has no cluster secret and serves only loopback peers; %s is not " +
+			"(set the same cluster-secret or cluster-secret-file on every controller and broker)"}
 	for i := range s.refusalLog {
 		s.refusalLog[i].Every = 10 * time.Second
 	}
@@ -112,7 +115,7 @@ func NewServer(cfg controllerconf.Config, secret []byte, logger *slog.Logger) (*
 		if err != nil {
 			return nil, err
 		}
-		s.verifier = clusterauth.NewVerifier(k)
+		s.gate.Verifier = clusterauth.NewVerifier(k)
 	}
 	s.rpc = remoting.NewServer(remoting.HandlerFunc(s.serve), remoting.ServerOptions{
 		Limits:    remoting.Limits{MaxFrame: MaxFrame, MaxConns: 4096, MaxInFlight: 64},
@@ -197,8 +200,8 @@ func (s *Server) StartListeners(ctx context.Context, raftLn, rpcLn net.Listener)
 	s.addr = advertised(rpcLn.Addr(), self.Addr)
 	s.bound = rpcLn.Addr().String()
 	s.logger.Info("controller listening", "addr", rpcLn.Addr().String(), "advertised", s.addr, "raft_addr", raftLn.Addr().String(),
-		"node", self.ID, "dir", s.dir, "existing_state", existing, "cluster_secret", s.verifier != nil)
-	if s.verifier == nil {
+		"node", self.ID, "dir", s.dir, "existing_state", existing, "cluster_secret", s.gate.Verifier != nil)
+	if s.gate.Verifier == nil {
 		s.logger.Warn("controller: no cluster secret: brokers may reach it only from loopback (this host); " +
 			"set cluster-secret-file or FERRY_CLUSTER_SECRET, the same on every controller and broker")
 	}

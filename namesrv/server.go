@@ -37,15 +37,15 @@ type Server struct {
 	opts Options
 	srv  *remoting.Server
 
-	verifier *clusterauth.Verifier // nil without a cluster key
+	gate clusterauth.Gate // its Verifier is nil without a cluster key
 
 	mu      sync.Mutex
 	reg     *registry
 	addr    string   // where it listens, once it does
 	dropped [2]int64 // brokers dropped: [dropSilent], [dropClosed]
-	refused [len(refuseReasons)]int64
+	refused [numRefuseReasons]int64
 
-	refusalLimits [len(refuseReasons)]lograte.Limiter // rate-limit the refusal lines, one limiter a reason
+	refusalLimits [numRefuseReasons]lograte.Limiter // rate-limit the refusal lines, one limiter a reason
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -61,8 +61,11 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, reg: newRegistry(), stop: make(chan struct{})}
+	s.gate = clusterauth.Gate{Role: "NameServer", Sender: "broker",
+		NoSecret: "this NameServer has no cluster secret and accepts brokers only from loopback; " +
+			"%s is not (set the same cluster-secret or cluster-secret-file on the NameServer and every broker)"}
 	if opts.ClusterKey != nil {
-		s.verifier = clusterauth.NewVerifier(opts.ClusterKey)
+		s.gate.Verifier = clusterauth.NewVerifier(opts.ClusterKey)
 	}
 	for i := range s.refusalLimits {
 		s.refusalLimits[i].Every = refusalLogEvery

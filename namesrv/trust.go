@@ -1,9 +1,6 @@
 package namesrv
 
 import (
-	"errors"
-	"fmt"
-	"net"
 	"time"
 
 	"github.com/ferrymq/ferry/clusterauth"
@@ -11,30 +8,21 @@ import (
 )
 
 // Why a REGISTER_BROKER or UNREGISTER_BROKER is refused: the reason label
-// of ferry_namesrv_refused_total, by index.
+// of ferry_namesrv_refused_total, by index. The first are the cluster
+// gate's (clusterauth.Reasons); the last two are the registry's own.
 const (
-	refuseUnsigned = iota
-	refuseMalformed
-	refuseBadSignature
-	refuseStale
-	refuseReplay
-	refuseReplayCacheFull
-	refuseNotLoopback
-	refuseConflict
+	refuseConflict = clusterauth.NumReasons + iota
 	refuseNotOwner
+	numRefuseReasons
 )
 
-var refuseReasons = [...]string{
-	refuseUnsigned:        "unsigned",
-	refuseMalformed:       "malformed",
-	refuseBadSignature:    "bad_signature",
-	refuseStale:           "stale",
-	refuseReplay:          "replay",
-	refuseReplayCacheFull: "replay_cache_full",
-	refuseNotLoopback:     "not_loopback",
-	refuseConflict:        "conflict",
-	refuseNotOwner:        "not_owner",
-}
+// refuseReasons are the labels, by index.
+var refuseReasons = func() (l [numRefuseReasons]string) {
+	copy(l[:], clusterauth.Reasons[:])
+	l[refuseConflict] = "conflict"
+	l[refuseNotOwner] = "not_owner"
+	return l
+}()
 
 // refusalLogEvery is how often, at most, a refusal of one reason is logged;
 // the line says how many were not.
@@ -44,40 +32,11 @@ const refusalLogEvery = 10 * time.Second
 // a broker of the cluster: signed with the cluster key when the NameServer
 // has one (signed is then true), else from a loopback peer.
 func (s *Server) prove(c *remoting.Conn, req *remoting.Command) (signed bool, ref *refusal) {
-	if s.verifier == nil {
-		if isLoopback(c.RemoteAddr()) {
-			return false, nil
-		}
-		return false, &refusal{refuseNotLoopback, fmt.Sprintf("this NameServer has no cluster secret and accepts brokers only from loopback; "+
-			"%s is not (set the same cluster-secret or cluster-secret-file on the NameServer and every broker)", c.RemoteAddr())}
+	signed, reason, why := s.gate.Admit(c.RemoteAddr(), req, time.Now())
+	if why != "" {
+		return false, &refusal{reason, why}
 	}
-	err := s.verifier.Verify(req, time.Now())
-	if err == nil {
-		return true, nil
-	}
-	reason := refuseMalformed
-	for _, r := range []struct {
-		err    error
-		reason int
-	}{
-		{clusterauth.ErrUnsigned, refuseUnsigned},
-		{clusterauth.ErrBadSignature, refuseBadSignature},
-		{clusterauth.ErrStale, refuseStale},
-		{clusterauth.ErrReplay, refuseReplay},
-		{clusterauth.ErrReplayCacheFull, refuseReplayCacheFull},
-	} {
-		if errors.Is(err, r.err) {
-			reason = r.reason
-		}
-	}
-	msg := err.Error()
-	switch reason {
-	case refuseUnsigned:
-		msg += " (set the NameServer's cluster-secret or cluster-secret-file on the broker too)"
-	case refuseBadSignature:
-		msg += " (the broker's cluster-secret differs from the NameServer's)"
-	}
-	return false, &refusal{reason, msg}
+	return signed, nil
 }
 
 // refuse answers req with NO_PERMISSION and a remark naming the cause,
@@ -106,13 +65,4 @@ func clip(s string) string {
 		return s[:max] + "…"
 	}
 	return s
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

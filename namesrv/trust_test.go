@@ -290,17 +290,6 @@ func TestLaterEpochTakesTheName(t *testing.T) {
 	}
 }
 
-func TestIsLoopback(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"127.0.0.1:1": true, "127.8.9.1:1": true, "[::1]:1": true,
-		"10.0.0.1:1": false, "[2001:db8::1]:1": false, "[::ffff:10.0.0.1]:1": false, "localhost:1": false, "junk": false,
-	} {
-		if got := isLoopback(addr); got != want {
-			t.Errorf("isLoopback(%q) = %v", addr, got)
-		}
-	}
-}
-
 func cloneCmd(c *remoting.Command) *remoting.Command {
 	cp := *c
 	cp.ExtFields = make(map[string]string, len(c.ExtFields))
