@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -75,29 +76,18 @@ func writeGroup(w io.Writer, v groupView, stats []client.GroupStats) error {
 }
 
 func newGroupDeleteCmd() *cobra.Command {
-	cmd := &cobra.Command{
+	return onEachFoundCmd(&cobra.Command{
 		Use:   "delete GROUP",
 		Short: "Delete a consumer group on every broker of --api that knows it: members dropped, offsets forgotten",
 		Long: "Delete a consumer group on every broker of --api that knows it: its members are dropped and its\n" +
 			"offsets forgotten; its retry and dead-letter topics stay. Needs the admin permission.",
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			group := args[0]
-			return c.onEachFound(cmd.Context(), "group "+group, func(base, broker string) error {
-				if err := c.do(cmd.Context(), base, http.MethodDelete, "/groups/"+url.PathEscape(group), nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "deleted group %s on %s\n", group, broker)
-				return nil
-			})
-		},
-	}
-	addAPIFlags(cmd.Flags())
-	return cmd
+	}, "group", func(ctx context.Context, c *apiClient, out io.Writer, base, broker, group string) error {
+		if err := c.do(ctx, base, http.MethodDelete, "/groups/"+url.PathEscape(group), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "deleted group %s on %s\n", group, broker)
+		return nil
+	})
 }
 
 // resetTarget parses --to: first, last, an offset (of --topic and

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -56,31 +57,21 @@ func newMQTTCmd() *cobra.Command {
 			return err
 		},
 	}
-	kick := &cobra.Command{
+	kick := onEachFoundCmd(&cobra.Command{
 		Use:   "kick CLIENT-ID",
 		Short: "Disconnect an MQTT client on the broker of --api it is connected to; it may connect again",
 		Long: "Disconnect an MQTT client on the broker of --api it is connected to: an MQTT 5 client is sent\n" +
 			"DISCONNECT (administrative action) first. Its session stays as on any disconnection, and it\n" +
 			"may connect again (refuse it in the ACL to keep it out). Needs the admin permission.",
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			id := args[0]
-			return c.onEachFound(cmd.Context(), "MQTT client "+id, func(base, broker string) error {
-				if err := c.do(cmd.Context(), base, http.MethodDelete, "/clients/mqtt/"+url.PathEscape(id), nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "disconnected MQTT client %s on %s\n", id, broker)
-				return nil
-			})
-		},
-	}
+	}, "MQTT client", func(ctx context.Context, c *apiClient, out io.Writer, base, broker, id string) error {
+		if err := c.do(ctx, base, http.MethodDelete, "/clients/mqtt/"+url.PathEscape(id), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "disconnected MQTT client %s on %s\n", id, broker)
+		return nil
+	})
 	addAPIFlags(clients.Flags())
 	addOutputFlag(clients.Flags())
-	addAPIFlags(kick.Flags())
 	cmd.AddCommand(clients, kick)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,33 +40,22 @@ func writeTopic(w io.Writer, stats []client.TopicStats) error {
 }
 
 func newTopicDeleteCmd() *cobra.Command {
-	cmd := &cobra.Command{
+	return onEachFoundCmd(&cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a topic on every broker of --api that has it",
 		Long: "Delete a topic on every broker of --api that has it: it is no longer routed nor written to; its\n" +
 			"messages stay in the log until retention removes them. Needs the admin permission.",
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			topic := args[0]
-			return c.onEachFound(cmd.Context(), "topic "+topic, func(base, broker string) error {
-				if err := c.do(cmd.Context(), base, http.MethodDelete, "/topics/"+url.PathEscape(topic), nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s on %s\n", topic, broker)
-				return nil
-			})
-		},
-	}
-	addAPIFlags(cmd.Flags())
-	return cmd
+	}, "topic", func(ctx context.Context, c *apiClient, out io.Writer, base, broker, topic string) error {
+		if err := c.do(ctx, base, http.MethodDelete, "/topics/"+url.PathEscape(topic), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "deleted topic %s on %s\n", topic, broker)
+		return nil
+	})
 }
 
 func newTopicPurgeCmd() *cobra.Command {
-	cmd := &cobra.Command{
+	return onEachFoundCmd(&cobra.Command{
 		Use:   "purge NAME",
 		Short: "Skip a topic's backlog: every group that reads it moves to the end of its queues",
 		Long: "Skip a topic's backlog on every broker of --api that has it: every group that reads the topic\n" +
@@ -73,27 +63,16 @@ func newTopicPurgeCmd() *cobra.Command {
 			"stay in the log (readable by offset and id) until retention removes them: the log is shared by\n" +
 			"every topic. A native consumer overwrites the move with its next commit: purge while such\n" +
 			"consumers are stopped. Needs the admin permission.",
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			topic := args[0]
-			return c.onEachFound(cmd.Context(), "topic "+topic, func(base, broker string) error {
-				var p admin.Purged
-				if err := c.do(cmd.Context(), base, http.MethodPost, "/topics/"+url.PathEscape(topic)+"/purge", nil, &p); err != nil {
-					return err
-				}
-				groups := "no group reads it"
-				if len(p.Groups) > 0 {
-					groups = "groups moved to its end: " + strings.Join(p.Groups, ", ")
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "purged topic %s on %s (%s)\n", topic, broker, groups)
-				return nil
-			})
-		},
-	}
-	addAPIFlags(cmd.Flags())
-	return cmd
+	}, "topic", func(ctx context.Context, c *apiClient, out io.Writer, base, broker, topic string) error {
+		var p admin.Purged
+		if err := c.do(ctx, base, http.MethodPost, "/topics/"+url.PathEscape(topic)+"/purge", nil, &p); err != nil {
+			return err
+		}
+		groups := "no group reads it"
+		if len(p.Groups) > 0 {
+			groups = "groups moved to its end: " + strings.Join(p.Groups, ", ")
+		}
+		fmt.Fprintf(out, "purged topic %s on %s (%s)\n", topic, broker, groups)
+		return nil
+	})
 }
