@@ -171,11 +171,10 @@ func newGroupResetCmd() *cobra.Command {
 func groupViewFromAPI(broker string, g admin.Group) groupView {
 	v := groupView{Name: g.Name, Members: []memberView{}, Queues: []groupQueueView{}, Lag: g.Lag}
 	for _, m := range g.MemberList {
-		v.Members = append(v.Members, memberView{Broker: broker, ID: m.ID, Ordered: m.Ordered, LastSeen: m.LastSeen, Queues: m.Queues})
+		v.Members = append(v.Members, memberView{Broker: broker, Member: m})
 	}
 	for _, q := range g.Queues {
-		v.Queues = append(v.Queues, groupQueueView{Broker: broker, Topic: q.Topic, Queue: q.Queue, Owner: q.Owner,
-			Committed: q.Committed, Max: q.Max, Lag: q.Lag, InFlight: q.InFlight})
+		v.Queues = append(v.Queues, groupQueueView{Broker: broker, GroupQueue: q})
 	}
 	return v
 }

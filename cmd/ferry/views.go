@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrymq/ferry/admin"
 	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/controller"
 )
@@ -43,25 +44,18 @@ func topicViewOf(name string, stats []client.TopicStats) topicView {
 	return v
 }
 
-// memberView is a member of a group on a broker.
+// memberView is a member of a group on a broker: the admin API's member,
+// so that both ways of asking print the same keys.
 type memberView struct {
-	Broker   string    `json:"broker"`
-	ID       string    `json:"id"`
-	Ordered  bool      `json:"ordered"`
-	LastSeen time.Time `json:"lastSeen"`
-	Queues   []string  `json:"queues"`
+	Broker string `json:"broker"`
+	admin.Member
 }
 
-// groupQueueView is a group's progress on one queue.
+// groupQueueView is a group's progress on one queue of a broker, as the
+// admin API's.
 type groupQueueView struct {
-	Broker    string `json:"broker"`
-	Topic     string `json:"topic"`
-	Queue     int    `json:"queue"`
-	Owner     string `json:"owner"`
-	Committed int64  `json:"committed"`
-	Max       int64  `json:"max"`
-	Lag       int64  `json:"lag"`
-	InFlight  int    `json:"inFlight"`
+	Broker string `json:"broker"`
+	admin.GroupQueue
 }
 
 // groupView is a group on every broker that knows it.
@@ -76,11 +70,12 @@ func groupViewOf(name string, stats []client.GroupStats) groupView {
 	v := groupView{Name: name, Members: []memberView{}, Queues: []groupQueueView{}}
 	for _, gs := range stats {
 		for _, m := range gs.Members {
-			v.Members = append(v.Members, memberView{Broker: gs.Broker, ID: m.ID, Ordered: m.Ordered, LastSeen: m.LastSeen, Queues: m.Queues})
+			v.Members = append(v.Members, memberView{Broker: gs.Broker,
+				Member: admin.Member{ID: m.ID, Ordered: m.Ordered, LastSeen: m.LastSeen, Queues: m.Queues}})
 		}
 		for _, q := range gs.Queues {
-			v.Queues = append(v.Queues, groupQueueView{Broker: gs.Broker, Topic: q.Topic, Queue: q.Queue, Owner: q.Owner,
-				Committed: q.Committed, Max: q.Max, Lag: q.Lag, InFlight: q.InFlight})
+			v.Queues = append(v.Queues, groupQueueView{Broker: gs.Broker, GroupQueue: admin.GroupQueue{Topic: q.Topic, Queue: q.Queue,
+				Owner: q.Owner, Committed: q.Committed, Max: q.Max, Lag: q.Lag, InFlight: q.InFlight}})
 			v.Lag += q.Lag
 		}
 	}
