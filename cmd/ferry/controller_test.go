@@ -25,18 +25,7 @@ func TestControllerProcesses(t *testing.T) {
 	const secret = "controller-test-secret-0123456789"
 	env := []string{"FERRY_CLUSTER_SECRET=" + secret}
 
-	// Raft peers must know each other's addresses before they start: take
-	// three free loopback ports and give them back to the processes.
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers = append(peers, fmt.Sprintf("%d=%s", i, ln.Addr()))
-		ln.Close()
-	}
-	raftPeers := strings.Join(peers, ",")
+	raftPeers := freeRaftPeers(t, 3)
 	common := []string{"--raft-peers", raftPeers, "--controller-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", "data"}
 	procs := []*ferryProc{
 		startFerryEnv(t, bin, env, append([]string{"namesrv", "--controller", "--node-id", "1", "--namesrv-addr", "127.0.0.1:0"}, common...)...),
@@ -115,4 +104,21 @@ func scrape(t *testing.T, addr string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// freeRaftPeers is a --raft-peers value for n controllers on loopback.
+// Raft peers must know each other's addresses before they start: it takes
+// n free ports and gives them back for the processes to listen on.
+func freeRaftPeers(t *testing.T, n int) string {
+	t.Helper()
+	var peers []string
+	for i := 1; i <= n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, fmt.Sprintf("%d=%s", i, ln.Addr()))
+		ln.Close()
+	}
+	return strings.Join(peers, ",")
 }

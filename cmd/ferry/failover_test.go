@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -52,19 +51,11 @@ func newGroupLab(t *testing.T, group string, brokerArgs ...string) *groupLab {
 	t.Helper()
 	l := &groupLab{t: t, bin: buildFerry(t), env: []string{"FERRY_CLUSTER_SECRET=" + failoverSecret},
 		group: group, brokers: map[int64]*labBroker{}, args: brokerArgs}
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers = append(peers, fmt.Sprintf("%d=%s", i, ln.Addr()))
-		ln.Close()
-	}
+	raftPeers := freeRaftPeers(t, 3)
 	nsRE := regexp.MustCompile(`msg="namesrv listening" addr=(\S+)`)
 	ctlRE := regexp.MustCompile(`msg="controller listening".* addr=(\S+)`)
 	for i := 1; i <= 3; i++ {
-		p := startFerryEnv(t, l.bin, l.env, "namesrv", "--controller", "--node-id", fmt.Sprint(i), "--raft-peers", strings.Join(peers, ","),
+		p := startFerryEnv(t, l.bin, l.env, "namesrv", "--controller", "--node-id", fmt.Sprint(i), "--raft-peers", raftPeers,
 			"--namesrv-addr", "127.0.0.1:0", "--controller-addr", "127.0.0.1:0", "--http-addr", "off",
 			"--data-dir", filepath.Join(t.TempDir(), "ctl"))
 		if !p.waitLog(`msg="ferry ready"`, 30*time.Second) {
