@@ -1,7 +1,6 @@
 package amqp
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -60,15 +59,7 @@ func TestMaxConnectionsRefusedWithClose(t *testing.T) {
 // heartbeat (seconds) and client capabilities caps.
 func handshake(t *testing.T, f *ferry, heartbeat uint16, caps Table) *rawConn {
 	t.Helper()
-	nc, err := net.Dial("tcp", f.srv.Addrs()[0].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	c := &rawConn{t: t, nc: nc, fr: &frameReader{r: bufio.NewReader(nc), max: 1 << 20}}
-	nc.Write(protocolHeader)
-	c.expect(mConnStart)
+	c := dialRawStart(t, f)
 	c.method(0, mConnStartOk, Table{"capabilities": caps}, "PLAIN", "\x00guest\x00guest", "en_US")
 	c.expect(mConnTune)
 	c.method(0, mConnTuneOk, uint16(16), uint32(8192), heartbeat)

@@ -98,8 +98,10 @@ type rawConn struct {
 	fr *frameReader
 }
 
-// handshake opens a connection up to connection.open-ok.
-func dialRaw(t *testing.T, f *ferry) *rawConn {
+// dialRawStart dials f, sends the protocol header and reads
+// connection.start: the opening every raw handshake shares. The
+// connection is closed when the test ends.
+func dialRawStart(t *testing.T, f *ferry) *rawConn {
 	t.Helper()
 	nc, err := net.Dial("tcp", f.srv.Addrs()[0].String())
 	if err != nil {
@@ -110,6 +112,13 @@ func dialRaw(t *testing.T, f *ferry) *rawConn {
 	c := &rawConn{t: t, nc: nc, fr: &frameReader{r: bufio.NewReader(nc), max: 1 << 20}}
 	nc.Write(protocolHeader)
 	c.expect(mConnStart)
+	return c
+}
+
+// dialRaw opens a connection up to connection.open-ok.
+func dialRaw(t *testing.T, f *ferry) *rawConn {
+	t.Helper()
+	c := dialRawStart(t, f)
 	c.method(0, mConnStartOk, Table{}, "PLAIN", "\x00guest\x00guest", "en_US")
 	c.expect(mConnTune)
 	c.method(0, mConnTuneOk, uint16(16), uint32(8192), uint16(0))
@@ -225,15 +234,7 @@ func TestBadInputClosesTheRightScope(t *testing.T) {
 		c.expect(mChanOpenOk)
 	})
 	t.Run("wrong vhost", func(t *testing.T) {
-		nc, err := net.Dial("tcp", f.srv.Addrs()[0].String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		nc.SetDeadline(time.Now().Add(10 * time.Second))
-		c := &rawConn{t: t, nc: nc, fr: &frameReader{r: bufio.NewReader(nc), max: 1 << 20}}
-		nc.Write(protocolHeader)
-		c.expect(mConnStart)
+		c := dialRawStart(t, f)
 		c.method(0, mConnStartOk, Table{}, "PLAIN", "\x00guest\x00guest", "en_US")
 		c.expect(mConnTune)
 		c.method(0, mConnTuneOk, uint16(0), uint32(0), uint16(0))
