@@ -60,6 +60,12 @@ type RoleOptions struct {
 	// master (for `ferry cluster list`).
 	NativeAddr func() string
 	Serving    Serving
+	// Fatal, when set, is called when the broker cannot serve as the
+	// master the controllers made it (its serving half does not start: a
+	// port taken, say). It should stop the process: a broker that stays
+	// alive would keep heartbeating, and the controllers would never elect
+	// a master that can serve.
+	Fatal func(error)
 	// Heartbeat is the interval of heartbeats to the controllers (500 ms);
 	// Lease how long a master acknowledges writes after the send of the
 	// last heartbeat the controllers answered (2.5 s; less than the
@@ -416,7 +422,11 @@ func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) err
 	r.mu.Unlock()
 	if err := r.opts.Serving.Start(ctx, gs.Epoch); err != nil {
 		r.demote(ctx, gs)
-		return fmt.Errorf("starting the serving half: %w", err)
+		err = fmt.Errorf("cannot serve as master of epoch %d: %w", gs.Epoch, err)
+		if r.opts.Fatal != nil {
+			r.opts.Fatal(err)
+		}
+		return err
 	}
 	r.logger.Info("cluster: this broker is master", "group", gs.Group, "epoch", gs.Epoch, "in_sync", gs.InSync)
 	return nil

@@ -227,7 +227,7 @@ func startFerryGroup(bin string) (target, error) {
 			"--broker-name", g.group, "--broker-id", fmt.Sprint(id),
 			"--replication-mode", "sync", "--min-insync-replicas", "2",
 			"--native-addr", "127.0.0.1:0", "--replication-addr", "127.0.0.1:0",
-			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--http-addr", "off"}, nil)
+			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off"}, nil)
 		if err != nil {
 			return fail(fmt.Errorf("ferry broker %d: %w", id, err))
 		}

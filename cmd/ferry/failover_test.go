@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -212,4 +213,23 @@ func TestFailoverKill9(t *testing.T) {
 	// The aim is a new master within 10 s; a figure, not a pass/fail (a
 	// starved machine delays any timer).
 	t.Logf("slowest failover %v (aim: under 10 s)", slices.Max(times))
+}
+
+// A broker the controllers make master that cannot serve (a port of its
+// serving half taken) stops, naming the port, rather than holding the
+// group's mastership without serving it.
+func TestMasterThatCannotServeStops(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	lab := newGroupLab(t, "unservable", "--amqp-addr", taken.Addr().String())
+	b := lab.start(0)
+	if code := b.proc.wait(t, 30*time.Second); code == 0 {
+		t.Fatalf("the broker exited 0:\n%s", b.proc.log())
+	}
+	if log := b.proc.log(); !strings.Contains(log, "cannot serve as master") || !strings.Contains(log, taken.Addr().String()) {
+		t.Fatalf("the broker did not say why it stopped:\n%s", log)
+	}
 }

@@ -40,13 +40,14 @@ func replicatedOptions(cfg config.Config, logger *slog.Logger, nss []string) fx.
 
 type roleParams struct {
 	fx.In
-	Lifecycle fx.Lifecycle
-	Config    config.Config
-	Logger    *slog.Logger
-	Store     *storage.Store
-	Monitor   *monitor.Server
-	Registry  *prometheus.Registry
-	Key       *clusterauth.Key `optional:"true"`
+	Lifecycle  fx.Lifecycle
+	Shutdowner fx.Shutdowner
+	Config     config.Config
+	Logger     *slog.Logger
+	Store      *storage.Store
+	Monitor    *monitor.Server
+	Registry   *prometheus.Registry
+	Key        *clusterauth.Key `optional:"true"`
 }
 
 // startRole binds the replication listener and runs the role manager.
@@ -80,8 +81,12 @@ func startRole(nss []string) func(p roleParams) error {
 					Advertise:   cfg.Replication.AdvertiseAddr,
 					NativeAddr:  half.nativeAddr,
 					Serving:     half,
-					Lease:       cfg.Replication.Lease,
-					Logger:      logger,
+					Fatal: func(err error) {
+						logger.Error("cluster: stopping: this broker cannot serve as its group's master", "err", err)
+						p.Shutdowner.Shutdown(fx.ExitCode(1))
+					},
+					Lease:  cfg.Replication.Lease,
+					Logger: logger,
 				})
 				if err := p.Registry.Register(cluster.NewRoleCollector(role)); err != nil {
 					return err

@@ -94,6 +94,7 @@ ns_http=(8180 8181 8182)
 native_port=(10911 10921 10931)
 repl_port=(10912 10922 10932)
 mqtt_port=(1883 1884 1885)
+amqp_port=(5682 5692 5702) # 5672 is left to a RabbitMQ on the same host
 broker_http=(8080 8081 8082)
 
 for i in 1 2 3; do
@@ -111,7 +112,8 @@ for id in 0 1 2; do
 		--broker-name group-a --broker-id "$id" --data-dir "$dir/broker-$id" \
 		--native-addr "127.0.0.1:${native_port[id]}" --replication-addr "127.0.0.1:${repl_port[id]}" \
 		--replication-mode sync --min-insync-replicas 2 \
-		--mqtt-addr "127.0.0.1:${mqtt_port[id]}" --mqtt-ws-addr off --http-addr "127.0.0.1:${broker_http[id]}"
+		--mqtt-addr "127.0.0.1:${mqtt_port[id]}" --mqtt-ws-addr off --amqp-addr "127.0.0.1:${amqp_port[id]}" \
+		--http-addr "127.0.0.1:${broker_http[id]}"
 	broker_pids+=("${pids[-1]}")
 done
 for id in 0 1 2; do
@@ -135,9 +137,9 @@ Data, logs and the cluster secret are under $dir.
   # and run cluster list again: another is master of a new epoch within
   # seconds; start the old one again (bash $dir/logs/broker-N.cmd, in
   # another terminal) and it rejoins as a replica
-  #   broker-0: pid ${broker_pids[0]}, native 127.0.0.1:${native_port[0]}, MQTT ${mqtt_port[0]}
-  #   broker-1: pid ${broker_pids[1]}, native 127.0.0.1:${native_port[1]}, MQTT ${mqtt_port[1]}
-  #   broker-2: pid ${broker_pids[2]}, native 127.0.0.1:${native_port[2]}, MQTT ${mqtt_port[2]}
+  #   broker-0: pid ${broker_pids[0]}, native 127.0.0.1:${native_port[0]}, MQTT ${mqtt_port[0]}, AMQP ${amqp_port[0]}
+  #   broker-1: pid ${broker_pids[1]}, native 127.0.0.1:${native_port[1]}, MQTT ${mqtt_port[1]}, AMQP ${amqp_port[1]}
+  #   broker-2: pid ${broker_pids[2]}, native 127.0.0.1:${native_port[2]}, MQTT ${mqtt_port[2]}, AMQP ${amqp_port[2]}
 
 Ctrl-C stops everything.
 EOF
