@@ -26,6 +26,10 @@ var ErrNotMaster = fmt.Errorf("%w: this broker is not its group's master", stora
 // until they confirm it again.
 var ErrLeaseExpired = fmt.Errorf("%w: the master's lease ran out: the controllers have not confirmed it (partitioned?)", storage.ErrFenced)
 
+// ErrIsMaster is what a master's store answers a copied chunk with
+// (AppendRaw): a log that takes appends of its own takes no copy.
+var ErrIsMaster = fmt.Errorf("%w: this broker is its group's master: it copies no other log", storage.ErrFenced)
+
 // Serving is the part of a broker process that runs only while the broker
 // is its group's master: the core, the front-ends, the bridges and the
 // registration with the NameServers. Start starts it as the master of
@@ -390,6 +394,8 @@ func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) err
 	if last > gs.Epoch {
 		return fmt.Errorf("the log has epoch %d, later than the controllers' %d: refusing to be master", last, gs.Epoch)
 	}
+	// A master's log takes its own appends only.
+	r.opts.Store.FenceRaw(ErrIsMaster)
 	r.fence(nil)
 	if last < gs.Epoch {
 		ep, err := replication.BeginEpoch(ctx, r.opts.Store, gs.Epoch)
@@ -453,10 +459,12 @@ func (r *RoleManager) follow(gs controller.GroupState) error {
 	r.mu.Lock()
 	rep := r.replica
 	if rep == nil {
-		// A replica's store takes the copied records only; the core does
-		// not run, so nothing else writes.
-		r.fenced = nil
-		r.opts.Store.Fence(nil)
+		// A replica's store takes the copied records only (AppendRaw,
+		// which Fence does not block): it stays fenced, so that its
+		// follower core writes nothing.
+		r.fenced = ErrNotMaster
+		r.opts.Store.Fence(ErrNotMaster)
+		r.opts.Store.FenceRaw(nil)
 		rep = replication.NewReplica(r.opts.Store, r.opts.Replication, r.opts.Identity.Name, r.opts.Identity.ID, r.logger)
 		r.replica, r.kind = rep, "replica"
 		r.logger.Info("cluster: this broker is a replica", "group", gs.Group, "master", gs.MasterID, "epoch", gs.Epoch)
