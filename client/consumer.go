@@ -582,14 +582,14 @@ func (c *PushConsumer) assignment(s *subscription) ([]messageQueue, bool) {
 
 // consumerIDs asks a broker serving the topic for the group's members.
 func (c *PushConsumer) consumerIDs(ctx context.Context, rt *topicRoute) ([]string, error) {
-	names := make([]string, 0, len(rt.addrs))
-	for n := range rt.addrs {
-		names = append(names, n)
-	}
-	slices.Sort(names)
 	var errs []error
-	for _, n := range names {
-		resp, err := c.pool.call(ctx, rt.addrs[n], remoting.NewRequest(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": c.group}, nil))
+	for _, n := range rt.readNames() {
+		addr, err := c.routes.readAddr(rt, n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		resp, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": c.group}, nil))
 		if err == nil {
 			var body struct {
 				ConsumerIDList []string `json:"consumerIdList"`
@@ -674,7 +674,17 @@ func (c *PushConsumer) stop(pqs []*processQueue, held bool) {
 	}
 }
 
-// brokerAddr is the address of the broker serving pq.
+// readAddr is where reads of k go: its broker's master, or a replica
+// when the master is missing or unreachable (readfrom.go).
+func (c *PushConsumer) readAddr(ctx context.Context, k queueKey) (string, error) {
+	rt, err := c.routes.get(ctx, k.topic)
+	if err != nil {
+		return "", err
+	}
+	return c.routes.readAddr(rt, k.Broker)
+}
+
+// brokerAddr is the address of the master serving pq.
 func (c *PushConsumer) brokerAddr(ctx context.Context, k queueKey) (string, error) {
 	rt, err := c.routes.get(ctx, k.topic)
 	if err != nil {
@@ -707,7 +717,7 @@ func (c *PushConsumer) commit(pq *processQueue, final bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.requestTimeout)
 	defer cancel()
-	addr, err := c.brokerAddr(ctx, pq.key)
+	addr, err := c.readAddr(ctx, pq.key)
 	if err == nil {
 		_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.UpdateConsumerOffset, map[string]string{
 			"consumerGroup": c.group, "topic": pq.key.topic, "queueId": strconv.Itoa(pq.key.ID),
@@ -741,7 +751,7 @@ func (c *PushConsumer) startOffset(pq *processQueue) (int64, bool) {
 }
 
 func (c *PushConsumer) queryOffset(ctx context.Context, pq *processQueue) (int64, error) {
-	addr, err := c.brokerAddr(ctx, pq.key)
+	addr, err := c.readAddr(ctx, pq.key)
 	if err != nil {
 		return 0, err
 	}
@@ -796,7 +806,7 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 		}
 		commit, _ := pq.offsets.committed()
 		ctx, cancel := context.WithTimeout(pq.ctx, c.opts.pollSuspend+pullMargin)
-		addr, err := c.brokerAddr(ctx, k)
+		addr, err := c.readAddr(ctx, k)
 		var resp *remoting.Command
 		if err == nil {
 			resp, err = c.pulls.invoke(ctx, addr, remoting.NewRequest(remoting.PullMessage, map[string]string{
@@ -813,13 +823,16 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 				return
 			}
 			log.Warn("client: pull failed; retrying", "offset", off, "err", err)
+			if addr != "" {
+				c.routes.readFailed(addr, err) // its replicas take the next pulls
+			}
 			if connFailure(err) {
 				c.routes.brokerFailed(k.topic)
 			}
 			rctx, rcancel := context.WithTimeout(pq.ctx, c.opts.requestTimeout)
 			// The broker left the route, or the route is gone (the topic
 			// was on that broker alone: a retry topic, say).
-			if r, rerr := c.routes.refresh(rctx, k.topic); rerr == nil && r.addrs[k.Broker] == "" || errors.Is(rerr, ErrNoRoute) {
+			if r, rerr := c.routes.refresh(rctx, k.topic); rerr == nil && !r.serves(k.Broker) || errors.Is(rerr, ErrNoRoute) {
 				log.Warn("client: the queue's broker left the route; rebalancing")
 				select { // its queues go to no one, the others' to the whole group
 				case c.rebalanceNow <- struct{}{}:

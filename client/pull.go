@@ -115,11 +115,11 @@ func (c *PullConsumer) addr(ctx context.Context, q Queue) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if addr := rt.addrs[q.Broker]; addr != "" {
-		return addr, nil
+	addr, err := c.routes.readAddr(rt, q.Broker)
+	if err != nil {
+		c.routes.markStale(q.Topic)
 	}
-	c.routes.markStale(q.Topic)
-	return "", fmt.Errorf("%w: broker %s of topic %q has no master in the route", ErrNoRoute, q.Broker, q.Topic)
+	return addr, err
 }
 
 // Pull reads up to n messages of q from offset (n below 1 means
@@ -152,6 +152,7 @@ func (c *PullConsumer) Pull(ctx context.Context, q Queue, offset int64, n int) (
 		"subscription":         "*", "subVersion": "0", "expressionType": "TAG",
 	}, nil))
 	if err != nil {
+		c.routes.readFailed(addr, err) // its replicas take the next reads
 		if connFailure(err) {
 			c.routes.brokerFailed(q.Topic) // it may have moved, or be restarting
 		} else if ctx.Err() == nil {

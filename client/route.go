@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -35,22 +36,31 @@ func compareQueues(a, b messageQueue) int {
 // topicRoute is a topic's route, ready to use. It is immutable once made.
 type topicRoute struct {
 	topic string
-	write []messageQueue     // sorted by broker name, queue id
-	read  []messageQueue     // sorted by broker name, queue id
-	addrs map[string]string  // broker name → master address (id 0)
-	all   []string           // every broker address, sorted
-	via   string             // the topic whose route this is (TBW102 for a topic not known yet)
-	data  remoting.RouteData // as the NameServer answered
+	write []messageQueue    // sorted by broker name, queue id
+	read  []messageQueue    // sorted by broker name, queue id
+	addrs map[string]string // broker name → master address (id 0)
+	// replicas: broker name → its replicas' addresses (ids > 0, in id
+	// order), which serve reads (pulls, offsets) but never sends.
+	replicas map[string][]string
+	all      []string           // every broker address, sorted
+	via      string             // the topic whose route this is (TBW102 for a topic not known yet)
+	data     remoting.RouteData // as the NameServer answered
 }
 
 // newTopicRoute builds a route from the NameServer's answer. maxQueues,
 // when above 0, caps the write queues per broker (TBW102's route).
 func newTopicRoute(topic, via string, rd remoting.RouteData, maxQueues int) *topicRoute {
-	r := &topicRoute{topic: topic, via: via, addrs: map[string]string{}, data: rd}
+	r := &topicRoute{topic: topic, via: via, addrs: map[string]string{}, replicas: map[string][]string{}, data: rd}
 	seen := map[string]bool{}
 	for _, bd := range rd.BrokerDatas {
 		if addr, ok := bd.BrokerAddrs[0]; ok && addr != "" {
 			r.addrs[bd.BrokerName] = addr
+		}
+		ids := slices.Sorted(maps.Keys(bd.BrokerAddrs))
+		for _, id := range ids {
+			if a := bd.BrokerAddrs[id]; id > 0 && a != "" {
+				r.replicas[bd.BrokerName] = append(r.replicas[bd.BrokerName], a)
+			}
 		}
 		for _, a := range bd.BrokerAddrs {
 			if a != "" && !seen[a] {
@@ -61,14 +71,15 @@ func newTopicRoute(topic, via string, rd remoting.RouteData, maxQueues int) *top
 	}
 	slices.Sort(r.all)
 	for _, qd := range rd.QueueDatas {
-		if _, ok := r.addrs[qd.BrokerName]; !ok {
-			continue // no master: nothing to send to or pull from
+		_, master := r.addrs[qd.BrokerName]
+		if !master && len(r.replicas[qd.BrokerName]) == 0 {
+			continue // nothing to send to or pull from
 		}
 		nw := qd.WriteQueueNums
 		if maxQueues > 0 {
 			nw = min(nw, maxQueues)
 		}
-		if qd.Perm&remoting.PermWrite != 0 {
+		if qd.Perm&remoting.PermWrite != 0 && master { // sends never go to a replica
 			for i := range nw {
 				r.write = append(r.write, messageQueue{qd.BrokerName, i})
 			}
@@ -128,6 +139,7 @@ type routes struct {
 	stale   map[string]bool       // routes to ask the NameServers for again at the next get
 	watches map[string]*lostWatch // routes asked for often
 	next    int                   // the NameServer to ask first: the last that answered
+	down    map[string]time.Time  // addresses a read could not reach, until when (readfrom.go)
 
 	ctx    context.Context // ends at close
 	cancel context.CancelFunc
@@ -363,8 +375,8 @@ func (r *routes) refresh(ctx context.Context, topic string) (*topicRoute, error)
 	rd, err := r.fetch(ctx, topic)
 	if err == nil {
 		rt := newTopicRoute(topic, topic, rd, 0)
-		if len(rt.addrs) == 0 {
-			return nil, fmt.Errorf("%w %q: no broker master in the route", ErrNoRoute, topic)
+		if len(rt.addrs) == 0 && len(rt.replicas) == 0 {
+			return nil, fmt.Errorf("%w %q: no broker in the route", ErrNoRoute, topic)
 		}
 		r.store(rt)
 		return rt, nil

@@ -174,11 +174,15 @@ func TestTopicRoute(t *testing.T) {
 	if want := queues("b/0 b/1 b/2 b/3"); !slices.Equal(r.write, want) {
 		t.Fatalf("write queues %v, want %v", r.write, want)
 	}
-	if want := queues("a/0 b/0 b/1"); !slices.Equal(r.read, want) {
+	// A broker without a master is read from its replicas, never written.
+	if want := queues("a/0 b/0 b/1 c/0 c/1 c/2 c/3"); !slices.Equal(r.read, want) {
 		t.Fatalf("read queues %v, want %v", r.read, want)
 	}
 	if want := []string{"h1:1", "h2:1", "h3:1", "h4:1"}; !slices.Equal(r.all, want) || r.addrs["b"] != "h2:1" || r.addrs["c"] != "" {
 		t.Fatalf("addresses %v %v", r.all, r.addrs)
+	}
+	if !slices.Equal(r.replicas["b"], []string{"h3:1"}) || !slices.Equal(r.replicas["c"], []string{"h4:1"}) {
+		t.Fatalf("replicas %v", r.replicas)
 	}
 }
 

@@ -20,7 +20,7 @@ const DefaultCluster = "DefaultCluster"
 const MaxNameLen = 64
 
 // Identity names a broker at the NameServers. Brokers of one name are a
-// master (ID 0) and its replicas; Ferry runs masters only for now.
+// master (ID 0) and its replicas (ID > 0, serving reads).
 type Identity struct {
 	Cluster string
 	Name    string
@@ -43,6 +43,10 @@ func Role(id int64) string {
 type Config struct {
 	Cluster string // broker.cluster; "" is DefaultCluster
 	Name    string // broker.name; "" is the recorded name, or a derived one
+	// ID is the id registered: 0, a master, unless the broker serves as a
+	// replica of a replicated group (its broker.id, > 0). A replica's log
+	// is its master's copy: Resolve records nothing in it.
+	ID int64
 }
 
 // CheckName checks a broker or cluster name: 1 to MaxNameLen bytes of
@@ -144,7 +148,7 @@ type Resolution struct {
 // name that is not a valid name is an error, not something to replace
 // silently: the broker's name is what clients and NameServers know it by.
 func Resolve(st Store, dir string, cfg Config) (Resolution, error) {
-	res := Resolution{Identity: Identity{Cluster: cfg.Cluster, Name: cfg.Name}}
+	res := Resolution{Identity: Identity{Cluster: cfg.Cluster, Name: cfg.Name, ID: cfg.ID}}
 	if res.Cluster == "" {
 		res.Cluster = DefaultCluster
 	}
@@ -180,6 +184,12 @@ func Resolve(st Store, dir string, cfg Config) (Resolution, error) {
 	default:
 		host, _ := os.Hostname()
 		res.Name, res.Source = DeriveName(host, dir), FromDerived
+	}
+	if cfg.ID != 0 {
+		if cfg.Name == "" {
+			return Resolution{}, fmt.Errorf("cluster: a replica (broker id %d) needs its group's name configured: set broker.name", cfg.ID)
+		}
+		return res, nil // a replica writes nothing: its master records the name
 	}
 	if err := st.Save(recordDoc, record{Name: res.Name}); err != nil {
 		return Resolution{}, fmt.Errorf("cluster: record the broker name: %w", err)

@@ -26,13 +26,38 @@ var ErrNotMaster = fmt.Errorf("%w: this broker is not its group's master", stora
 // until they confirm it again.
 var ErrLeaseExpired = fmt.Errorf("%w: the master's lease ran out: the controllers have not confirmed it (partitioned?)", storage.ErrFenced)
 
-// Serving is the part of a broker process that runs only while the broker
-// is its group's master: the core, the front-ends, the bridges and the
-// registration with the NameServers. Start starts it as the master of
-// epoch; Stop stops it and waits.
+// ErrIsMaster is what a master's store answers a copied chunk with
+// (AppendRaw): a log that takes appends of its own takes no copy.
+var ErrIsMaster = fmt.Errorf("%w: this broker is its group's master: it copies no other log", storage.ErrFenced)
+
+// Serving is the part of a broker process that serves clients: the core,
+// the front-ends, the bridges and the registration with the NameServers.
+// Start starts it in mode as the group's broker of epoch; Stop stops it
+// and waits. The role manager runs it as ServeMaster while the broker is
+// its group's master and as ServeReader while it is a replica.
 type Serving interface {
-	Start(ctx context.Context, epoch int64) error
+	Start(ctx context.Context, mode ServingMode, epoch int64) error
 	Stop(ctx context.Context) error
+}
+
+// ServingMode is how the serving half runs.
+type ServingMode int
+
+const (
+	// ServeMaster: everything, registered as id 0; it takes writes.
+	ServeMaster ServingMode = iota
+	// ServeReader: a replica's read-only half (RocketMQ's read from
+	// slave): a follower core and the native front-end only, registered
+	// under the broker's own id (> 0), so that clients read from it when
+	// the master is gone. It takes no writes.
+	ServeReader
+)
+
+func (m ServingMode) String() string {
+	if m == ServeReader {
+		return "reader"
+	}
+	return "master"
 }
 
 // Controller is what the role manager asks of the controllers
@@ -86,19 +111,21 @@ type RoleManager struct {
 	logger *slog.Logger
 
 	// The loop's own; read by Status under mu.
-	mu       sync.Mutex
-	kind     string // "", "master" or "replica"
-	epoch    int64  // the epoch this broker is master of
-	group    controller.GroupState
-	lastErr  error
-	master   *replication.Master
-	replica  *replication.Replica
-	follows  string
-	accepted chan net.Conn // the replication listener's connections, while master
-	lease    *time.Timer
-	leaseEnd time.Time
-	fenced   error // what the store is fenced with, nil when it takes writes
-	stats    RoleStats
+	mu        sync.Mutex
+	kind      string // "", "master" or "replica"
+	epoch     int64  // the epoch this broker is master of
+	group     controller.GroupState
+	lastErr   error
+	master    *replication.Master
+	replica   *replication.Replica
+	follows   string
+	accepted  chan net.Conn // the replication listener's connections, while master
+	lease     *time.Timer
+	leaseEnd  time.Time
+	fenced    error  // what the store is fenced with, nil when it takes writes
+	reading   bool   // the serving half runs as ServeReader
+	readerErr string // why the reader half last failed to start
+	stats     RoleStats
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -364,8 +391,9 @@ func (r *RoleManager) step(ctx context.Context, want string, gs controller.Group
 		}
 		return r.promote(ctx, gs)
 	case "replica":
-		return r.follow(gs)
+		return r.follow(ctx, gs)
 	default:
+		r.stopReader(ctx)
 		r.mu.Lock()
 		rep := r.replica
 		r.replica, r.kind, r.follows = nil, "", ""
@@ -380,6 +408,8 @@ func (r *RoleManager) step(ctx context.Context, want string, gs controller.Group
 // promote makes the broker master of gs.Epoch: it stops following, writes
 // the epoch's record, serves its replicas and starts the serving half.
 func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) error {
+	// The reader half holds the ports the master's half listens on.
+	r.stopReader(ctx)
 	r.mu.Lock()
 	rep := r.replica
 	r.replica, r.follows = nil, ""
@@ -396,6 +426,8 @@ func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) err
 	if last > gs.Epoch {
 		return fmt.Errorf("the log has epoch %d, later than the controllers' %d: refusing to be master", last, gs.Epoch)
 	}
+	// A master's log takes its own appends only.
+	r.opts.Store.FenceRaw(ErrIsMaster)
 	r.fence(nil)
 	if last < gs.Epoch {
 		ep, err := replication.BeginEpoch(ctx, r.opts.Store, gs.Epoch)
@@ -420,7 +452,7 @@ func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) err
 	r.master, r.accepted, r.kind, r.epoch = m, accepted, "master", gs.Epoch
 	r.stats.Promotions++
 	r.mu.Unlock()
-	if err := r.opts.Serving.Start(ctx, gs.Epoch); err != nil {
+	if err := r.opts.Serving.Start(ctx, ServeMaster, gs.Epoch); err != nil {
 		r.demote(ctx, gs)
 		err = fmt.Errorf("cannot serve as master of epoch %d: %w", gs.Epoch, err)
 		if r.opts.Fatal != nil {
@@ -454,8 +486,8 @@ func (r *RoleManager) demote(ctx context.Context, gs controller.GroupState) {
 	r.logger.Warn("cluster: this broker is no longer master", "epoch", epoch, "new_master", gs.MasterID, "new_epoch", gs.Epoch)
 }
 
-// follow makes the broker a replica of gs's master.
-func (r *RoleManager) follow(gs controller.GroupState) error {
+// follow makes the broker a replica of gs's master, serving reads.
+func (r *RoleManager) follow(ctx context.Context, gs controller.GroupState) error {
 	addr := ""
 	if gs.MasterID >= 0 {
 		addr = gs.MasterAddr
@@ -463,10 +495,12 @@ func (r *RoleManager) follow(gs controller.GroupState) error {
 	r.mu.Lock()
 	rep := r.replica
 	if rep == nil {
-		// A replica's store takes the copied records only; the core does
-		// not run, so nothing else writes.
-		r.fenced = nil
-		r.opts.Store.Fence(nil)
+		// A replica's store takes the copied records only (AppendRaw,
+		// which Fence does not block): it stays fenced, so that its
+		// follower core writes nothing.
+		r.fenced = ErrNotMaster
+		r.opts.Store.Fence(ErrNotMaster)
+		r.opts.Store.FenceRaw(nil)
 		rep = replication.NewReplica(r.opts.Store, r.opts.Replication, r.opts.Identity.Name, r.opts.Identity.ID, r.logger)
 		r.replica, r.kind = rep, "replica"
 		r.logger.Info("cluster: this broker is a replica", "group", gs.Group, "master", gs.MasterID, "epoch", gs.Epoch)
@@ -477,7 +511,50 @@ func (r *RoleManager) follow(gs controller.GroupState) error {
 	if changed {
 		rep.Follow(addr)
 	}
+	r.startReader(ctx, gs.Epoch)
 	return nil
+}
+
+// startReader starts the serving half as a reader unless it runs. A
+// failure is logged and tried again at the next heartbeat: the copy goes
+// on meanwhile.
+func (r *RoleManager) startReader(ctx context.Context, epoch int64) {
+	r.mu.Lock()
+	reading := r.reading
+	r.mu.Unlock()
+	if reading {
+		return
+	}
+	if err := r.opts.Serving.Start(ctx, ServeReader, epoch); err != nil {
+		r.mu.Lock()
+		first := r.readerErr != err.Error()
+		r.readerErr = err.Error()
+		r.mu.Unlock()
+		level := slog.LevelDebug // tried again at every heartbeat: said once
+		if first {
+			level = slog.LevelError
+		}
+		r.logger.Log(ctx, level, "cluster: cannot serve reads as a replica; following the master meanwhile", "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.reading, r.readerErr = true, ""
+	r.mu.Unlock()
+	r.logger.Info("cluster: this replica serves reads", "id", r.opts.Identity.ID, "epoch", epoch)
+}
+
+// stopReader stops the serving half if it runs as a reader.
+func (r *RoleManager) stopReader(ctx context.Context) {
+	r.mu.Lock()
+	reading := r.reading
+	r.reading = false
+	r.mu.Unlock()
+	if !reading {
+		return
+	}
+	if err := r.opts.Serving.Stop(ctx); err != nil {
+		r.logger.Error("cluster: stopping the replica's reader half", "err", err)
+	}
 }
 
 // renewLease lets the master acknowledge writes until end, and lifts a

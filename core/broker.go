@@ -80,7 +80,12 @@ type Config struct {
 	TransactionCheckDelay    time.Duration
 	TransactionCheckInterval time.Duration
 	TransactionMaxChecks     int
-	Logger                   *slog.Logger
+	// Follower makes the core a replica's (core/follower.go): it replays
+	// the state and follows the records the copy brings, serves reads, and
+	// writes nothing: publishes and state changes fail with ErrFenced; no
+	// scheduler, transaction checks, offset saves or snapshots run.
+	Follower bool
+	Logger   *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -196,13 +201,19 @@ func New(store *storage.Store, cfg Config) (*Broker, error) {
 	if b.state, err = openStateLog(store, b.logger); err != nil {
 		return nil, err
 	}
-	if err := b.migrate(); err != nil {
-		return nil, err
+	b.state.follower = cfg.Follower
+	if !cfg.Follower {
+		// A follower's log is the master's copy: the master migrated it,
+		// gave it its id (the replication handshake adopts it) and guards
+		// its retention.
+		if err := b.migrate(); err != nil {
+			return nil, err
+		}
+		if err := b.adoptLogID(); err != nil {
+			return nil, err
+		}
+		store.SetRetentionGuard(b.state.guard)
 	}
-	if err := b.adoptLogID(); err != nil {
-		return nil, err
-	}
-	store.SetRetentionGuard(b.state.guard)
 	if b.topics, err = loadTopics(b.state); err != nil {
 		return nil, err
 	}
@@ -215,6 +226,12 @@ func New(store *storage.Store, cfg Config) (*Broker, error) {
 	}
 	if b.tx, err = loadTransactions(b); err != nil {
 		return nil, err
+	}
+	if cfg.Follower {
+		b.wg.Add(2)
+		go b.janitor()
+		go b.followState()
+		return b, nil
 	}
 	b.wg.Add(3)
 	go func() {
@@ -230,13 +247,17 @@ func New(store *storage.Store, cfg Config) (*Broker, error) {
 }
 
 // Close stops the scheduler and the janitor, ends every member's waits and
-// saves committed offsets and scheduler positions.
+// saves committed offsets and scheduler positions (a follower saves
+// nothing).
 func (b *Broker) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		close(b.closed)
 		close(b.stop)
 		b.wg.Wait()
+		if b.cfg.Follower {
+			return // it writes nothing: its offsets were in memory only
+		}
 		err = errors.Join(b.saveOffsets(), b.sched.save())
 	})
 	return err
@@ -258,7 +279,7 @@ func (b *Broker) janitor() {
 			b.expireClients(now)
 			b.expireDeliveries(now)
 			b.rates.sample(b.store, now)
-			if now.Sub(lastSave) >= b.cfg.FlushInterval {
+			if now.Sub(lastSave) >= b.cfg.FlushInterval && !b.cfg.Follower {
 				lastSave = now
 				if err := errors.Join(b.saveOffsets(), b.sched.save(), b.state.renew()); err != nil {
 					b.logger.Error("core: saving consumer state", "err", err)

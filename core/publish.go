@@ -81,6 +81,9 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 	if b.isClosed() {
 		return nil, ErrClosed
 	}
+	if b.cfg.Follower {
+		return nil, errFollower
+	}
 	if len(msgs) == 0 {
 		return nil, nil
 	}
@@ -136,6 +139,9 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 // store1 appends msgs as they are (topic and queue set) and routes them to
 // live subscriptions.
 func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, error) {
+	if b.cfg.Follower {
+		return b.stored(msgs, 0, errFollower)
+	}
 	if err := b.store.Admit(); err != nil {
 		return b.stored(msgs, 0, err)
 	}
@@ -145,6 +151,9 @@ func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, 
 
 // storeNoWait is store1 without waiting for durability.
 func (b *Broker) storeNoWait(msgs []*Message) ([]PublishResult, error) {
+	if b.cfg.Follower {
+		return b.stored(msgs, 0, errFollower)
+	}
 	if err := b.store.Admit(); err != nil {
 		return b.stored(msgs, 0, err)
 	}

@@ -76,6 +76,8 @@ type stateLog struct {
 	// snapshot's first record, or its mark): retention must not delete it.
 	// MaxInt64 while the log holds no state.
 	keep int64
+	// follower: the log is a replica's; every write fails (errFollower).
+	follower bool
 }
 
 // openStateLog replays the state from the log.
@@ -171,6 +173,9 @@ func (l *stateLog) each(prefix string, fn func(key string, val []byte) error) er
 // durable: on disk when synced, else under the flush policy. Changes that
 // set a key to the value it has are skipped.
 func (l *stateLog) write(ctx context.Context, changes []stateChange, synced bool) error {
+	if l.follower {
+		return errFollower
+	}
 	l.mu.Lock()
 	msgs := make([]*storage.Message, 0, len(changes))
 	kept := changes[:0:0]
@@ -243,6 +248,9 @@ func (l *stateLog) maybeSnapshotLocked(end int64) int64 {
 // returns how many of msgs were stored and the end of the append; c is
 // applied only when all were. The caller waits for durability.
 func (l *stateLog) appendWith(msgs []*storage.Message, c stateChange) (int, int64, error) {
+	if l.follower {
+		return 0, 0, errFollower
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	rec := stateRecord(c)
@@ -347,6 +355,9 @@ func (l *stateLog) guard(end int64) error {
 // replay needs a record before log offset off. It reports whether it wrote
 // one.
 func (l *stateLog) snapshotBefore(off int64) (bool, error) {
+	if l.follower {
+		return false, nil
+	}
 	l.mu.Lock()
 	if l.keep >= off {
 		l.mu.Unlock()

@@ -153,6 +153,9 @@ func (b *Broker) PublishHalf(ctx context.Context, m *Message, o PublishOptions) 
 	if b.isClosed() {
 		return PublishResult{}, ErrClosed
 	}
+	if b.cfg.Follower {
+		return PublishResult{}, errFollower
+	}
 	group := m.Properties[propProducerGroup]
 	switch {
 	case group == "":

@@ -204,7 +204,7 @@ func (s *Store) checkRaw(off int64, b []byte) ([]rawRecord, error) {
 // records are written to the OS (EndOffset has moved past them); their
 // durability is WaitDurable's or WaitSynced's, as for appends.
 func (s *Store) AppendRaw(off int64, b []byte) error {
-	if f := s.fence.Load(); f != nil {
+	if f := s.rawFence.Load(); f != nil {
 		return *f
 	}
 	if len(b) == 0 {
@@ -287,16 +287,29 @@ func (s *Store) AppendRaw(off int64, b []byte) error {
 	return err
 }
 
-// Fence makes every later append (Append, AppendBatch, AppendBatchNoWait,
-// AppendRaw) fail with err, which should wrap ErrFenced; nil lifts it. A
-// master whose lease ran out is fenced so that it acknowledges nothing a
-// new master may not have.
+// Fence makes every later append of messages (Append, AppendBatch,
+// AppendBatchNoWait) fail with err, which should wrap ErrFenced; nil lifts
+// it. A master whose lease ran out is fenced so that it acknowledges
+// nothing a new master may not have; a replica stays fenced, so that
+// nothing but the copy (AppendRaw, which Fence does not block) writes to
+// it.
 func (s *Store) Fence(err error) {
 	if err == nil {
 		s.fence.Store(nil)
 		return
 	}
 	s.fence.Store(&err)
+}
+
+// FenceRaw makes every later AppendRaw fail with err, which should wrap
+// ErrFenced; nil lifts it. A master fences its raw appends: records copied
+// from another log must never land in a log that takes appends of its own.
+func (s *Store) FenceRaw(err error) {
+	if err == nil {
+		s.rawFence.Store(nil)
+		return
+	}
+	s.rawFence.Store(&err)
 }
 
 // AckGate is what acknowledged appends wait for besides local durability:

@@ -240,9 +240,16 @@ func TestFenceAndGate(t *testing.T) {
 	if err := s.Append(context.Background(), genMessage(0, 1, 1, 10)); !errors.Is(err, ErrFenced) {
 		t.Fatalf("fenced append: %v", err)
 	}
+	// Fence leaves the copy's door open (a replica is fenced and copies);
+	// FenceRaw closes it.
+	if err := s.AppendRaw(0, nil); err != nil {
+		t.Fatalf("raw append under Fence: %v", err)
+	}
+	s.FenceRaw(fenced)
 	if err := s.AppendRaw(0, []byte{1}); !errors.Is(err, ErrFenced) {
 		t.Fatalf("fenced raw append: %v", err)
 	}
+	s.FenceRaw(nil)
 	s.Fence(nil)
 	g := &testGate{release: make(chan error)}
 	s.SetAckGate(g)

@@ -40,6 +40,8 @@ type Store struct {
 	guard atomic.Pointer[func(end int64) error]
 	// fence, when set, is the error every append fails with (Fence).
 	fence atomic.Pointer[error]
+	// rawFence, when set, is the error AppendRaw fails with (FenceRaw).
+	rawFence atomic.Pointer[error]
 	// gate, when set, is waited on after local durability (SetAckGate).
 	gate atomic.Pointer[gateBox]
 	// endWake is closed by the committer when the committed end moves (WaitEnd).

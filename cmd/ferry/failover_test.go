@@ -50,15 +50,23 @@ type labBroker struct {
 // newGroupLab starts the three NameServer-controllers.
 func newGroupLab(t *testing.T, group string, brokerArgs ...string) *groupLab {
 	t.Helper()
+	return newGroupLabCtl(t, group, nil, brokerArgs...)
+}
+
+// newGroupLabCtl is newGroupLab with ctlArgs added to every controller's
+// flags.
+func newGroupLabCtl(t *testing.T, group string, ctlArgs []string, brokerArgs ...string) *groupLab {
+	t.Helper()
 	l := &groupLab{t: t, bin: buildFerry(t), env: []string{"FERRY_CLUSTER_SECRET=" + failoverSecret},
 		group: group, brokers: map[int64]*labBroker{}, args: brokerArgs}
 	raftPeers := freeRaftPeers(t, 3)
 	nsRE := regexp.MustCompile(`msg="namesrv listening" addr=(\S+)`)
 	ctlRE := regexp.MustCompile(`msg="controller listening".* addr=(\S+)`)
 	for i := 1; i <= 3; i++ {
-		p := startFerryEnv(t, l.bin, l.env, "namesrv", "--controller", "--node-id", fmt.Sprint(i), "--raft-peers", raftPeers,
+		args := append([]string{"namesrv", "--controller", "--node-id", fmt.Sprint(i), "--raft-peers", raftPeers,
 			"--namesrv-addr", "127.0.0.1:0", "--controller-addr", "127.0.0.1:0", "--http-addr", "off",
-			"--data-dir", filepath.Join(t.TempDir(), "ctl"))
+			"--data-dir", filepath.Join(t.TempDir(), "ctl")}, ctlArgs...)
+		p := startFerryEnv(t, l.bin, l.env, args...)
 		if !p.waitLog(`msg="ferry ready"`, 30*time.Second) {
 			t.Fatalf("namesrv/controller %d did not start:\n%s", i, p.log())
 		}

@@ -155,10 +155,17 @@ type servingParts struct {
 	Endpoint cluster.Endpoint `optional:"true"`
 }
 
-func (h *servingHalf) Start(ctx context.Context, epoch int64) error {
+func (h *servingHalf) Start(ctx context.Context, mode cluster.ServingMode, epoch int64) error {
 	reg := prometheus.NewRegistry()
 	var parts servingParts
-	opts := append(servingHalfOptions(h.cfg, h.logger, h.store, reg, h.key, h.nss, epoch), fx.Populate(&parts))
+	opts := servingHalfOptions(h.cfg, h.logger, h.store, reg, h.key, h.nss, epoch)
+	if mode == cluster.ServeReader {
+		if h.cfg.Broker.ID <= 0 {
+			return fmt.Errorf("a replica serves reads under its broker id, which must be above 0 (0 is the master's in the routes): set --broker-id")
+		}
+		opts = readerHalfOptions(h.cfg, h.logger, h.store, reg, h.key, h.nss, epoch)
+	}
+	opts = append(opts, fx.Populate(&parts))
 	app := fx.New(opts...)
 	if err := app.Err(); err != nil {
 		return dig.RootCause(err)
