@@ -58,6 +58,11 @@ func startRole(nss []string) func(p roleParams) error {
 		if cfg.Broker.Name == "" {
 			return errors.New("a replicated broker needs its group's name: set --broker-name (config broker.name), the same on every broker of the group")
 		}
+		if cfg.Broker.ID == 0 {
+			// The routes show the master as id 0: a replica registers under
+			// its own id, so one of id 0 cannot serve reads while a replica.
+			logger.Warn("broker.id 0: this broker serves no reads while it is a replica (the routes show the master as id 0); give a group's brokers ids 1, 2, 3…")
+		}
 		half := &servingHalf{cfg: cfg, logger: p.Logger, store: p.Store, key: p.Key, nss: nss, mon: p.Monitor}
 		secret, _, err := clusterSecret(cfg)
 		if err != nil {
