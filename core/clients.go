@@ -113,10 +113,7 @@ func (b *Broker) CommitOffset(groupName, topic string, queue int, off int64) err
 	}
 	key := cursorKey{topic: topic, queue: queue}.offsetKey()
 	b.savedMu.Lock()
-	if b.saved[groupName] == nil {
-		b.saved[groupName] = map[string]int64{}
-	}
-	b.saved[groupName][key] = off
+	b.setSavedLocked(groupName, key, off)
 	b.savedMu.Unlock()
 	b.offsetsChanged()
 	return nil

@@ -121,6 +121,17 @@ func (c *cursor) rewind(off int64) {
 	c.gen++
 }
 
+// reset moves the cursor to off by an operator's hand: what is in flight
+// is dropped, an in-place retry wait ends, and its owner is woken to
+// deliver from there.
+func (c *cursor) reset(off int64) {
+	c.rewind(off)
+	c.suspendUntil, c.failCount = time.Time{}, 0
+	if c.owner != nil {
+		c.owner.notify()
+	}
+}
+
 type group struct {
 	b          *Broker
 	name       string

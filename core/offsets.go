@@ -49,6 +49,15 @@ func (b *Broker) savedOffset(owner, key string) (int64, bool) {
 	return off, ok
 }
 
+// setSavedLocked records owner's offset on a queue (key, a cursorKey's
+// offsetKey) for the next save. Caller holds savedMu.
+func (b *Broker) setSavedLocked(owner, key string, off int64) {
+	if b.saved[owner] == nil {
+		b.saved[owner] = map[string]int64{}
+	}
+	b.saved[owner][key] = off
+}
+
 // saveOffsets writes every cursor's committed offset, if any changed since
 // the last save: a record for each owner whose offsets changed. Offsets of
 // groups without members are kept as they were.
@@ -154,11 +163,7 @@ func (b *Broker) ResetOffsets(groupName string, to StartFrom) error {
 	if g != nil {
 		g.mu.Lock()
 		for k, c := range g.cursors {
-			c.rewind(b.startOffset(k.topic, k.queue, to, false))
-			c.suspendUntil, c.failCount = time.Time{}, 0
-			if c.owner != nil {
-				c.owner.notify()
-			}
+			c.reset(b.startOffset(k.topic, k.queue, to, false))
 		}
 		g.mu.Unlock()
 	}
@@ -283,10 +288,7 @@ func (b *Broker) TrimBacklog(groupName string, subs []GroupSub, max int64) (int6
 			continue
 		}
 		b.savedMu.Lock()
-		if b.saved[groupName] == nil {
-			b.saved[groupName] = map[string]int64{}
-		}
-		b.saved[groupName][q.key.offsetKey()] = to
+		b.setSavedLocked(groupName, q.key.offsetKey(), to)
 		b.savedMu.Unlock()
 	}
 	b.offsetsChanged()

@@ -3,7 +3,6 @@ package core
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/ferrymq/ferry/storage"
 )
@@ -68,20 +67,13 @@ func (b *Broker) SetOffset(groupName, topic string, queue int, off int64) error 
 	g := b.groups[groupName]
 	b.mu.Unlock()
 	b.savedMu.Lock()
-	if b.saved[groupName] == nil {
-		b.saved[groupName] = map[string]int64{}
-	}
-	b.saved[groupName][key.offsetKey()] = off
+	b.setSavedLocked(groupName, key.offsetKey(), off)
 	b.offsetsSaved = 0 // save even if no cursor moved
 	b.savedMu.Unlock()
 	if g != nil {
 		g.mu.Lock()
 		if c := g.cursors[key]; c != nil {
-			c.rewind(off)
-			c.suspendUntil, c.failCount = time.Time{}, 0
-			if c.owner != nil {
-				c.owner.notify()
-			}
+			c.reset(off)
 		}
 		g.mu.Unlock()
 	}

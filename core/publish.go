@@ -139,10 +139,7 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 // store1 appends msgs as they are (topic and queue set) and routes them to
 // live subscriptions.
 func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, error) {
-	if b.cfg.Follower {
-		return b.stored(msgs, 0, errFollower)
-	}
-	if err := b.store.Admit(); err != nil {
+	if err := b.admit(); err != nil {
 		return b.stored(msgs, 0, err)
 	}
 	n, err := b.store.AppendBatch(ctx, msgs)
@@ -151,14 +148,21 @@ func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, 
 
 // storeNoWait is store1 without waiting for durability.
 func (b *Broker) storeNoWait(msgs []*Message) ([]PublishResult, error) {
-	if b.cfg.Follower {
-		return b.stored(msgs, 0, errFollower)
-	}
-	if err := b.store.Admit(); err != nil {
+	if err := b.admit(); err != nil {
 		return b.stored(msgs, 0, err)
 	}
 	n, _, err := b.store.AppendBatchNoWait(msgs)
 	return b.stored(msgs, n, err)
+}
+
+// admit returns why a message append would be refused before it is made:
+// the core is a follower, or the store's gate would not acknowledge it
+// (storage.Store.Admit).
+func (b *Broker) admit() error {
+	if b.cfg.Follower {
+		return errFollower
+	}
+	return b.store.Admit()
 }
 
 // storeWithState stores msgs and then the state change c in one append,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strconv"
 	"sync"
@@ -80,15 +81,7 @@ func newScheduler(b *Broker) (*scheduler, error) {
 func (s *scheduler) schedule(ctx context.Context, msgs []*Message) ([]PublishResult, error) {
 	wrapped := make([]*Message, len(msgs))
 	for i, m := range msgs {
-		w := *m
-		w.Properties = make(map[string]string, len(m.Properties)+2)
-		for k, v := range m.Properties {
-			w.Properties[k] = v
-		}
-		w.Properties[propRealTopic] = m.Topic
-		w.Properties[propRealQueue] = strconv.Itoa(m.QueueID)
-		w.Topic = scheduleTopic
-		w.QueueID = hopFor(time.Until(time.Unix(0, m.DeliverAt)))
+		w := parked(m, m.QueueID, scheduleTopic, hopFor(time.Until(time.Unix(0, m.DeliverAt))))
 		wrapped[i] = &w
 	}
 	// One batch goes to one hop queue (the store keeps a batch together).
@@ -202,6 +195,19 @@ func (s *scheduler) pass(now time.Time) time.Time {
 		}
 	}
 	return next
+}
+
+// parked is m stored aside in an internal topic's queue (the scheduler's
+// hop queues, the half messages'), its destination (its topic and
+// realQueue) kept in properties for when it is released. m is not changed.
+func parked(m *Message, realQueue int, topic string, queue int) Message {
+	w := *m
+	w.Properties = make(map[string]string, len(m.Properties)+2)
+	maps.Copy(w.Properties, m.Properties)
+	w.Properties[propRealTopic] = m.Topic
+	w.Properties[propRealQueue] = strconv.Itoa(realQueue)
+	w.Topic, w.QueueID = topic, queue
+	return w
 }
 
 // release delivers m, the head of hop queue q, to its real topic, or

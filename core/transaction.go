@@ -171,14 +171,7 @@ func (b *Broker) PublishHalf(ctx context.Context, m *Message, o PublishOptions) 
 	if err != nil {
 		return PublishResult{}, err
 	}
-	half := *m
-	half.Properties = make(map[string]string, len(m.Properties)+2)
-	for k, v := range m.Properties {
-		half.Properties[k] = v
-	}
-	half.Properties[propRealTopic] = m.Topic
-	half.Properties[propRealQueue] = strconv.Itoa(q)
-	half.Topic, half.QueueID = halfTopic, 0
+	half := parked(m, q, halfTopic, 0)
 	res, err := b.store1(ctx, []*Message{&half})
 	if err != nil {
 		return PublishResult{}, err

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 )
 
@@ -285,18 +284,8 @@ func newFrameHeader(c *Command) (frameHeader, error) {
 		h.len = binaryHeaderLen(c)
 	case JSON:
 		var err error
-		ext := c.ExtFields
-		if len(c.Fields) > 0 {
-			ext = maps.Clone(ext)
-			if ext == nil {
-				ext = make(map[string]string, len(c.Fields))
-			}
-			for _, f := range c.Fields {
-				ext[f.Name] = f.Value
-			}
-		}
 		h.json, err = json.Marshal(jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque,
-			Flag: c.Flag, Remark: c.Remark, ExtFields: ext})
+			Flag: c.Flag, Remark: c.Remark, ExtFields: c.allExt()})
 		if err != nil {
 			return h, fmt.Errorf("remoting: encode header: %w", err)
 		}

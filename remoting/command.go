@@ -16,6 +16,7 @@ package remoting
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 )
 
@@ -126,20 +127,26 @@ func (c *Command) ext(name string) (string, bool) {
 	return "", false
 }
 
-// extMap moves Fields into ExtFields, for what needs all the ext fields
-// as a map: signing, the JSON header.
+// extMap moves Fields into ExtFields, for signing, which adds to them.
 func (c *Command) extMap() map[string]string {
+	if len(c.Fields) > 0 {
+		c.ExtFields, c.Fields = c.allExt(), nil
+	}
+	return c.ExtFields
+}
+
+// allExt is every ext field, ExtFields and Fields, as one map: ExtFields
+// itself when there are no Fields, else a new map (c is not changed, so
+// that encoding it races with nothing).
+func (c *Command) allExt() map[string]string {
 	if len(c.Fields) == 0 {
 		return c.ExtFields
 	}
 	m := make(map[string]string, len(c.ExtFields)+len(c.Fields))
-	for k, v := range c.ExtFields {
-		m[k] = v
-	}
+	maps.Copy(m, c.ExtFields)
 	for _, f := range c.Fields {
 		m[f.Name] = f.Value
 	}
-	c.ExtFields, c.Fields = m, nil
 	return m
 }
 
