@@ -161,6 +161,9 @@ func measureFailover(t failoverTarget, topic string, size int, warm time.Duratio
 // ferryGroupSecret is the cluster secret the bench's processes share.
 const ferryGroupSecret = "bench-peers-replication-secret-0123456789"
 
+// groupEnv hands the group's processes the secret.
+var groupEnv = []string{"FERRY_CLUSTER_SECRET=" + ferryGroupSecret}
+
 var ctlRe = regexp.MustCompile(`msg="controller listening".* addr=(\S+)`)
 
 type ferryGroup struct {
@@ -202,7 +205,7 @@ func startFerryGroup(bin string) (target, error) {
 		p, err := startReady(filepath.Join(dir, fmt.Sprint("ctl", i)), bin, []string{"namesrv", "--controller",
 			"--node-id", fmt.Sprint(i), "--raft-peers", strings.Join(peers, ","),
 			"--namesrv-addr", "127.0.0.1:0", "--controller-addr", "127.0.0.1:0", "--http-addr", "off"},
-			func(line string) {
+			groupEnv, func(line string) {
 				if m := nsRe.FindStringSubmatch(line); m != nil {
 					ns = strings.Trim(m[1], `"`)
 				}
@@ -227,7 +230,7 @@ func startFerryGroup(bin string) (target, error) {
 			"--broker-name", g.group, "--broker-id", fmt.Sprint(id),
 			"--replication-mode", "sync", "--min-insync-replicas", "2",
 			"--native-addr", "127.0.0.1:0", "--replication-addr", "127.0.0.1:0",
-			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off"}, nil)
+			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off"}, groupEnv, nil)
 		if err != nil {
 			return fail(fmt.Errorf("ferry broker %d: %w", id, err))
 		}
@@ -243,14 +246,15 @@ func startFerryGroup(bin string) (target, error) {
 }
 
 // startReady starts a ferry process in dir (its data directory dir/data)
-// and waits for its `ferry ready` line.
-func startReady(dir, bin string, args []string, scan func(string)) (*proc, error) {
+// with env added to the harness's environment, and waits for its
+// `ferry ready` line.
+func startReady(dir, bin string, args, env []string, scan func(string)) (*proc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	ready := make(chan struct{}, 1)
 	p, err := startProcEnv(dir, bin, append(args, "--data-dir", filepath.Join(dir, "data")),
-		[]string{"FERRY_CLUSTER_SECRET=" + ferryGroupSecret}, func(line string) {
+		env, func(line string) {
 			if scan != nil {
 				scan(line)
 			}
