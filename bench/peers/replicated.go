@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +63,16 @@ func sumUsage(pids []int) usage {
 		u.available = true
 	}
 	return u
+}
+
+// stopAll stops the processes of ps at once and returns when all ended.
+func stopAll(ps iter.Seq[*proc]) {
+	var wg sync.WaitGroup
+	for p := range ps {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop() }()
+	}
+	wg.Wait()
 }
 
 // kill9 kills p, waits for it to end and returns when the signal was sent.
@@ -330,17 +343,8 @@ func (g *ferryGroup) close() {
 	if g.ctl != nil {
 		g.ctl.Close()
 	}
-	var wg sync.WaitGroup
-	for _, p := range g.brokers {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.stop() }()
-	}
-	wg.Wait()
-	for _, p := range g.namesrvs {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.stop() }()
-	}
-	wg.Wait()
+	stopAll(maps.Values(g.brokers))
+	stopAll(slices.Values(g.namesrvs))
 	os.RemoveAll(g.dir)
 }
 
@@ -478,12 +482,7 @@ func (c *natsCluster) close() {
 	if c.conn != nil {
 		c.conn.Close()
 	}
-	var wg sync.WaitGroup
-	for _, p := range c.procs {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.stop() }()
-	}
-	wg.Wait()
+	stopAll(maps.Values(c.procs))
 	os.RemoveAll(c.dir)
 }
 
