@@ -96,12 +96,11 @@ func kill9(p *proc) (time.Time, error) {
 // (so that no publish the old leader answered counts).
 func measureFailover(t failoverTarget, topic string, size int, warm time.Duration) (time.Duration, string, error) {
 	var (
-		mu       sync.Mutex
-		mark     time.Time
-		first    time.Time
+		mark     atomic.Pointer[time.Time] // once the leader is gone
 		acked    atomic.Int64
 		failures atomic.Int64
 	)
+	firstAck := make(chan time.Time, 1) // of the first publish sent after mark
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var wg sync.WaitGroup
@@ -132,11 +131,12 @@ func measureFailover(t failoverTarget, topic string, size int, warm time.Duratio
 					continue
 				}
 				acked.Add(1)
-				mu.Lock()
-				if !mark.IsZero() && first.IsZero() && start.After(mark) {
-					first = time.Now()
+				if m := mark.Load(); m != nil && start.After(*m) {
+					select {
+					case firstAck <- time.Now():
+					default: // not the first
+					}
 				}
-				mu.Unlock()
 			}
 		}()
 	}
@@ -155,18 +155,14 @@ func measureFailover(t failoverTarget, topic string, size int, warm time.Duratio
 	if err != nil {
 		return 0, "", fmt.Errorf("failover: kill: %w", err)
 	}
-	mu.Lock()
-	mark = time.Now()
-	mu.Unlock()
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		mu.Lock()
-		m, f := mark, first
-		mu.Unlock()
-		if !m.IsZero() && !f.IsZero() {
-			return f.Sub(killedAt), who, nil
-		}
+	now := time.Now()
+	mark.Store(&now)
+	select {
+	case first := <-firstAck:
+		return first.Sub(killedAt), who, nil
+	case <-time.After(60 * time.Second):
+		return 0, who, fmt.Errorf("failover: no acknowledged write within 60 s of killing %s", who)
 	}
-	return 0, who, fmt.Errorf("failover: no acknowledged write within 60 s of killing %s", who)
 }
 
 // --- Ferry: a sync group of three brokers, three NameServer-controllers ---
