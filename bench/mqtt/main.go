@@ -23,6 +23,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -222,33 +223,37 @@ func report(what string, r loadResult) {
 	fmt.Fprintln(os.Stderr, line)
 }
 
+// median is the median of f over the runs without an error, "–" if none.
 func median(rs []loadResult, f func(loadResult) float64) string {
-	var v []float64
-	for _, r := range rs {
-		if r.err == nil {
-			v = append(v, f(r))
-		}
+	if v, ok := medianOf(rs, f); ok {
+		return thousands(v)
 	}
-	if len(v) == 0 {
-		return "–"
-	}
-	slices.Sort(v)
-	return thousands(v[len(v)/2])
+	return "–"
 }
 
-// medianMs is the median of f over the runs without an error.
+// medianMs is median for a time, in milliseconds.
 func medianMs(rs []loadResult, f func(loadResult) time.Duration) string {
-	var v []time.Duration
+	if v, ok := medianOf(rs, f); ok {
+		return ms(v)
+	}
+	return "–"
+}
+
+// medianOf is the median of f over the runs without an error; false if
+// every run failed.
+func medianOf[T cmp.Ordered](rs []loadResult, f func(loadResult) T) (T, bool) {
+	var v []T
 	for _, r := range rs {
 		if r.err == nil {
 			v = append(v, f(r))
 		}
 	}
 	if len(v) == 0 {
-		return "–"
+		var zero T
+		return zero, false
 	}
 	slices.Sort(v)
-	return ms(v[len(v)/2])
+	return v[len(v)/2], true
 }
 
 func lostDup(rs []loadResult) string {

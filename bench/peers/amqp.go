@@ -1,13 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
-	"strings"
-	"time"
 )
 
 // amqpSystems are --amqp-frontend's systems: Ferry's AMQP 0-9-1 listener
@@ -23,37 +18,9 @@ var amqpAddrRe = regexp.MustCompile(`msg="amqp: listening" .*addr=(\S+) tls=fals
 // exchange is its own core topic, so the latency queue does not read past
 // the throughput phase's messages.
 func startFerryAMQP(bin, flush string) (target, error) {
-	dir, err := os.MkdirTemp("", "bench-peers-ferry-amqp")
+	p, addr, err := startServe(bin, flush, amqpAddrRe, "--amqp-addr", "127.0.0.1:0", "--amqp-tls-addr", "off")
 	if err != nil {
 		return nil, err
-	}
-	ready := make(chan string, 1)
-	var addr string
-	p, err := startProc(dir, bin, []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--flush", flush,
-		"--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--mqtt-addr", "off", "--mqtt-ws-addr", "off",
-		"--mqtt-tls-addr", "off", "--amqp-addr", "127.0.0.1:0", "--amqp-tls-addr", "off", "--http-addr", "off"}, func(line string) {
-		if m := amqpAddrRe.FindStringSubmatch(line); m != nil {
-			addr = strings.Trim(m[1], `"`)
-		}
-		if strings.Contains(line, `msg="ferry ready"`) {
-			ready <- addr
-		}
-	})
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	select {
-	case addr = <-ready:
-	case <-p.done:
-		return nil, fmt.Errorf("ferry exited at start:\n%s", p.tail())
-	case <-time.After(30 * time.Second):
-		p.stop()
-		return nil, errors.New("ferry: not ready in 30 s")
-	}
-	if addr == "" {
-		p.stop()
-		return nil, fmt.Errorf("ferry: no AMQP address in its log:\n%s", p.tail())
 	}
 	t, err := startAMQP("amqp://guest:guest@"+addr+"/", "classic", true, p)
 	if err != nil {

@@ -89,6 +89,14 @@ func main() {
 	defer os.RemoveAll(tmp)
 
 	versions := []string{fmt.Sprintf("%d CPUs", runtime.NumCPU()), runtime.Version()}
+	// needFerry builds ferry from --repo for the first system that runs
+	// it, unless --ferry names one.
+	needFerry := func() {
+		if *ferryBin == "" {
+			*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
+			versions = append(versions, "ferry "+gitRev(*repo))
+		}
+	}
 	var systems []*system
 	for _, key := range strings.Split(*systemsF, ",") {
 		s := &system{key: key, duration: *pubDur}
@@ -100,10 +108,7 @@ func main() {
 				s.duration = *syncDur
 			}
 			s.start = func() (target, error) { return startFerry(*ferryBin, flush) }
-			if *ferryBin == "" {
-				*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
-				versions = append(versions, "ferry "+gitRev(*repo))
-			}
+			needFerry()
 		case "ferry-amqp-async", "ferry-amqp-sync":
 			flush := strings.TrimPrefix(key, "ferry-amqp-")
 			s.name, s.short = fmt.Sprintf("Ferry AMQP (%s flush, durable queue, confirms)", flush), "Ferry AMQP "+flush
@@ -111,10 +116,7 @@ func main() {
 				s.duration = *syncDur
 			}
 			s.start = func() (target, error) { return startFerryAMQP(*ferryBin, flush) }
-			if *ferryBin == "" {
-				*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
-				versions = append(versions, "ferry "+gitRev(*repo))
-			}
+			needFerry()
 		case "rabbit-classic", "rabbit-quorum":
 			qtype := strings.TrimPrefix(key, "rabbit-")
 			s.name, s.short = fmt.Sprintf("RabbitMQ (durable %s queue, confirms)", qtype), "RabbitMQ "+qtype
@@ -127,10 +129,7 @@ func main() {
 		case "ferry-group":
 			s.name, s.short = "Ferry native (sync group of 3, min-insync 2, async flush)", "Ferry group"
 			s.start = func() (target, error) { return startFerryGroup(*ferryBin) }
-			if *ferryBin == "" {
-				*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
-				versions = append(versions, "ferry "+gitRev(*repo))
-			}
+			needFerry()
 		case "nats", "nats-r3":
 			s.name, s.short = "NATS JetStream (file storage, acked publishes)", "NATS JetStream"
 			if key == "nats-r3" {

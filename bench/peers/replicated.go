@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +65,16 @@ func sumUsage(pids []int) usage {
 	return u
 }
 
+// stopAll stops the processes of ps at once and returns when all ended.
+func stopAll(ps iter.Seq[*proc]) {
+	var wg sync.WaitGroup
+	for p := range ps {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop() }()
+	}
+	wg.Wait()
+}
+
 // kill9 kills p, waits for it to end and returns when the signal was sent.
 func kill9(p *proc) (time.Time, error) {
 	at := time.Now()
@@ -83,12 +96,11 @@ func kill9(p *proc) (time.Time, error) {
 // (so that no publish the old leader answered counts).
 func measureFailover(t failoverTarget, topic string, size int, warm time.Duration) (time.Duration, string, error) {
 	var (
-		mu       sync.Mutex
-		mark     time.Time
-		first    time.Time
+		mark     atomic.Pointer[time.Time] // once the leader is gone
 		acked    atomic.Int64
 		failures atomic.Int64
 	)
+	firstAck := make(chan time.Time, 1) // of the first publish sent after mark
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var wg sync.WaitGroup
@@ -119,11 +131,12 @@ func measureFailover(t failoverTarget, topic string, size int, warm time.Duratio
 					continue
 				}
 				acked.Add(1)
-				mu.Lock()
-				if !mark.IsZero() && first.IsZero() && start.After(mark) {
-					first = time.Now()
+				if m := mark.Load(); m != nil && start.After(*m) {
+					select {
+					case firstAck <- time.Now():
+					default: // not the first
+					}
 				}
-				mu.Unlock()
 			}
 		}()
 	}
@@ -142,24 +155,23 @@ func measureFailover(t failoverTarget, topic string, size int, warm time.Duratio
 	if err != nil {
 		return 0, "", fmt.Errorf("failover: kill: %w", err)
 	}
-	mu.Lock()
-	mark = time.Now()
-	mu.Unlock()
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		mu.Lock()
-		m, f := mark, first
-		mu.Unlock()
-		if !m.IsZero() && !f.IsZero() {
-			return f.Sub(killedAt), who, nil
-		}
+	now := time.Now()
+	mark.Store(&now)
+	select {
+	case first := <-firstAck:
+		return first.Sub(killedAt), who, nil
+	case <-time.After(60 * time.Second):
+		return 0, who, fmt.Errorf("failover: no acknowledged write within 60 s of killing %s", who)
 	}
-	return 0, who, fmt.Errorf("failover: no acknowledged write within 60 s of killing %s", who)
 }
 
 // --- Ferry: a sync group of three brokers, three NameServer-controllers ---
 
 // ferryGroupSecret is the cluster secret the bench's processes share.
 const ferryGroupSecret = "bench-peers-replication-secret-0123456789"
+
+// groupEnv hands the group's processes the secret.
+var groupEnv = []string{"FERRY_CLUSTER_SECRET=" + ferryGroupSecret}
 
 var ctlRe = regexp.MustCompile(`msg="controller listening".* addr=(\S+)`)
 
@@ -202,7 +214,7 @@ func startFerryGroup(bin string) (target, error) {
 		p, err := startReady(filepath.Join(dir, fmt.Sprint("ctl", i)), bin, []string{"namesrv", "--controller",
 			"--node-id", fmt.Sprint(i), "--raft-peers", strings.Join(peers, ","),
 			"--namesrv-addr", "127.0.0.1:0", "--controller-addr", "127.0.0.1:0", "--http-addr", "off"},
-			func(line string) {
+			groupEnv, func(line string) {
 				if m := nsRe.FindStringSubmatch(line); m != nil {
 					ns = strings.Trim(m[1], `"`)
 				}
@@ -227,7 +239,7 @@ func startFerryGroup(bin string) (target, error) {
 			"--broker-name", g.group, "--broker-id", fmt.Sprint(id),
 			"--replication-mode", "sync", "--min-insync-replicas", "2",
 			"--native-addr", "127.0.0.1:0", "--replication-addr", "127.0.0.1:0",
-			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off"}, nil)
+			"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off"}, groupEnv, nil)
 		if err != nil {
 			return fail(fmt.Errorf("ferry broker %d: %w", id, err))
 		}
@@ -243,14 +255,15 @@ func startFerryGroup(bin string) (target, error) {
 }
 
 // startReady starts a ferry process in dir (its data directory dir/data)
-// and waits for its `ferry ready` line.
-func startReady(dir, bin string, args []string, scan func(string)) (*proc, error) {
+// with env added to the harness's environment, and waits for its
+// `ferry ready` line.
+func startReady(dir, bin string, args, env []string, scan func(string)) (*proc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	ready := make(chan struct{}, 1)
 	p, err := startProcEnv(dir, bin, append(args, "--data-dir", filepath.Join(dir, "data")),
-		[]string{"FERRY_CLUSTER_SECRET=" + ferryGroupSecret}, func(line string) {
+		env, func(line string) {
 			if scan != nil {
 				scan(line)
 			}
@@ -326,17 +339,8 @@ func (g *ferryGroup) close() {
 	if g.ctl != nil {
 		g.ctl.Close()
 	}
-	var wg sync.WaitGroup
-	for _, p := range g.brokers {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.stop() }()
-	}
-	wg.Wait()
-	for _, p := range g.namesrvs {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.stop() }()
-	}
-	wg.Wait()
+	stopAll(maps.Values(g.brokers))
+	stopAll(slices.Values(g.namesrvs))
 	os.RemoveAll(g.dir)
 }
 
@@ -474,12 +478,7 @@ func (c *natsCluster) close() {
 	if c.conn != nil {
 		c.conn.Close()
 	}
-	var wg sync.WaitGroup
-	for _, p := range c.procs {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.stop() }()
-	}
-	wg.Wait()
+	stopAll(maps.Values(c.procs))
 	os.RemoveAll(c.dir)
 }
 

@@ -155,45 +155,44 @@ type ferry struct {
 }
 
 func startFerry(bin, flush string) (target, error) {
-	dir, err := os.MkdirTemp("", "bench-peers-ferry")
+	p, ns, err := startServe(bin, flush, nsRe, "--amqp-addr", "off")
 	if err != nil {
 		return nil, err
 	}
-	ready := make(chan string, 1)
-	var ns string
-	p, err := startProc(dir, bin, []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--flush", flush,
-		"--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0", "--mqtt-addr", "off", "--mqtt-ws-addr", "off",
-		"--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "off"}, func(line string) {
-		if m := nsRe.FindStringSubmatch(line); m != nil {
-			ns = strings.Trim(m[1], `"`)
-		}
-		if strings.Contains(line, `msg="ferry ready"`) {
-			ready <- ns
-		}
-	})
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	f := &ferry{p: p}
-	select {
-	case addr := <-ready:
-		f.ns = []string{addr}
-	case <-p.done:
-		return nil, fmt.Errorf("ferry exited at start:\n%s", p.tail())
-	case <-time.After(30 * time.Second):
-		p.stop()
-		return nil, errors.New("ferry: not ready in 30 s")
-	}
-	if f.ns[0] == "" {
-		p.stop()
-		return nil, fmt.Errorf("ferry: no NameServer address in its log:\n%s", p.tail())
-	}
+	f := &ferry{p: p, ns: []string{ns}}
 	if err := createFerryTopics(f.ns, "bench", "lat"); err != nil {
 		p.stop()
 		return nil, err
 	}
 	return f, nil
+}
+
+// startServe runs `ferry serve` in a new temporary directory with flush,
+// its NameServer and native listeners on free ports, MQTT and HTTP off,
+// and listeners (flags) for the rest; it returns the process once ready,
+// with the address addrRe finds in its log.
+func startServe(bin, flush string, addrRe *regexp.Regexp, listeners ...string) (*proc, string, error) {
+	dir, err := os.MkdirTemp("", "bench-peers-ferry")
+	if err != nil {
+		return nil, "", err
+	}
+	var addr string
+	args := append([]string{"serve", "--flush", flush, "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0",
+		"--mqtt-addr", "off", "--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--http-addr", "off"}, listeners...)
+	p, err := startReady(dir, bin, args, nil, func(line string) {
+		if m := addrRe.FindStringSubmatch(line); m != nil {
+			addr = strings.Trim(m[1], `"`)
+		}
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", fmt.Errorf("ferry: %w", err)
+	}
+	if addr == "" {
+		p.stop()
+		return nil, "", fmt.Errorf("ferry: no address matching %s in its log:\n%s", addrRe, p.tail())
+	}
+	return p, addr, nil
 }
 
 // createFerryTopics makes topics of 8 queues and waits for their routes.

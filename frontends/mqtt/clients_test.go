@@ -28,14 +28,10 @@ func TestClientsAndDisconnect(t *testing.T) {
 	wait(t, c.Subscribe("b/+", 0, nil), "subscribe")
 	before := time.Now()
 	var got []plugin.Client
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if got = lister.Clients(); len(got) == 1 && got[0].Subscriptions == 2 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if len(got) != 1 {
-		t.Fatalf("clients: %+v", got)
-	}
+	waitFor(t, "dev-1 listed with its two subscriptions", func() bool {
+		got = lister.Clients()
+		return len(got) == 1 && got[0].Subscriptions == 2
+	})
 	cl := got[0]
 	if cl.ID != "dev-1" || cl.User != "alice" || cl.RemoteAddr == "" || cl.Listener != "tcp" || cl.ProtocolVersion != 4 ||
 		cl.Subscriptions != 2 || cl.ConnectedAt.IsZero() || cl.ConnectedAt.After(before) {
@@ -49,11 +45,8 @@ func TestClientsAndDisconnect(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the client was not disconnected")
 	}
-	for deadline := time.Now().Add(10 * time.Second); len(lister.Clients()) > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) { // the engine ends the session after the connection closed
-			t.Fatalf("still listed: %+v", lister.Clients())
-		}
-	}
+	// The engine ends the session after the connection closed.
+	waitFor(t, "dev-1 no longer listed", func() bool { return len(lister.Clients()) == 0 })
 	if err := lister.Disconnect("dev-1"); !errors.Is(err, plugin.ErrNoClient) {
 		t.Fatalf("disconnect of a gone client: %v", err)
 	}

@@ -469,7 +469,7 @@ func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, er
 // removes it [MQTT-3.3.2-5].
 func (s *Server) retain(topic string, payload []byte, qos byte, props map[string]string) {
 	r := retainedState{Payload: payload, QoS: qos, Props: keptProps(props), Created: time.Now().Unix()}
-	if at, ok := expiresAt(&core.Message{Properties: props}); ok {
+	if at, ok := expiresAt(props); ok {
 		r.ExpiresAt = at
 	}
 	s.mu.Lock() // with the sweep of expired ones: see sweepRetained
@@ -748,7 +748,7 @@ func retainedPacket(topic string, r retainedState) packets.Packet {
 	maps.Copy(props, r.User) // records written before Props
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: r.QoS},
 		TopicName: topic, Payload: r.Payload, Created: r.Created,
-		Properties: outProperties(&core.Message{Properties: props})}
+		Properties: outProperties(props)}
 	if r.ExpiresAt > 0 {
 		// The engine counts whole seconds and sends what is left of them:
 		// rounded down, it never gives more time than was asked.

@@ -38,8 +38,16 @@ func causeOf(code packets.Code) cause {
 
 // countRefusal counts a refused PUBLISH.
 func (s *Server) countRefusal(c cause) {
-	s.refused.Add(1)
 	s.refusedBy[c].Add(1)
+}
+
+// refusedTotal is the number of PUBLISH packets refused, of every cause.
+func (s *Server) refusedTotal() int64 {
+	var n int64
+	for c := range numCauses {
+		n += s.refusedBy[c].Load()
+	}
+	return n
 }
 
 // newPublishLatency is ferry_mqtt_publish_duration_seconds: from a

@@ -187,10 +187,10 @@ type Server struct {
 	expiring map[string]int64  // retained messages that expire: topic → unix ms
 	addrs    map[string]string // listener id → bound address
 
-	received, refused, delivered, resent, dropped, expired atomic.Int64
-	refusedBy                                              [numCauses]atomic.Int64
-	publishLatency                                         prometheus.Histogram
-	hops                                                   *hopTimer
+	received, delivered, resent, dropped, expired atomic.Int64
+	refusedBy                                     [numCauses]atomic.Int64 // Stats().Refused is their sum
+	publishLatency                                prometheus.Histogram
+	hops                                          *hopTimer
 
 	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
 
@@ -438,7 +438,7 @@ func (s *Server) Close() error {
 func (s *Server) Stats() Stats {
 	st := Stats{
 		Connections: atomic.LoadInt64(&s.mq.Info.ClientsConnected),
-		Received:    s.received.Load(), Refused: s.refused.Load(), Delivered: s.delivered.Load(),
+		Received:    s.received.Load(), Refused: s.refusedTotal(), Delivered: s.delivered.Load(),
 		Resent: s.resent.Load(), Dropped: s.dropped.Load(), Expired: s.expired.Load(),
 		BytesIn: atomic.LoadInt64(&s.mq.Info.BytesReceived), BytesOut: atomic.LoadInt64(&s.mq.Info.BytesSent),
 	}

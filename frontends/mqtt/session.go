@@ -301,7 +301,7 @@ func (f *feed) deliver(d *core.Delivery) bool {
 		return false
 	}
 	var expiry uint32 // seconds left, 0: none
-	if at, ok := expiresAt(d.Message); ok {
+	if at, ok := expiresAt(d.Properties); ok {
 		left := time.Until(time.UnixMilli(at))
 		if left <= 0 { // [MQTT-3.3.2-5]
 			srv.expired.Add(1)
@@ -321,7 +321,7 @@ func (f *feed) deliver(d *core.Delivery) bool {
 		Created:   time.Now().Unix(),
 	}
 	if ss.cl.Properties.ProtocolVersion == 5 {
-		pk.Properties = outProperties(d.Message)
+		pk.Properties = outProperties(d.Properties)
 		pk.Properties.MessageExpiryInterval = expiry
 		if len(ids) > 0 {
 			slices.Sort(ids)
@@ -580,9 +580,10 @@ func keptProps(p map[string]string) map[string]string {
 	return out
 }
 
-// expiresAt returns when m expires (unix milliseconds), if it does.
-func expiresAt(m *core.Message) (int64, bool) {
-	v, ok := m.Properties[propExpiresAt]
+// expiresAt returns when the message of props expires (unix
+// milliseconds), if it does.
+func expiresAt(props map[string]string) (int64, bool) {
+	v, ok := props[propExpiresAt]
 	if !ok {
 		return 0, false
 	}
@@ -592,9 +593,9 @@ func expiresAt(m *core.Message) (int64, bool) {
 
 // outProperties maps a stored message's properties onto MQTT 5 ones; the
 // properties of other protocols become user properties.
-func outProperties(m *core.Message) packets.Properties {
+func outProperties(props map[string]string) packets.Properties {
 	var p packets.Properties
-	for k, v := range m.Properties {
+	for k, v := range props {
 		switch k {
 		case propQoS, propClient, propRetain, propExpiresAt:
 		case propContentType:
