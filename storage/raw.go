@@ -211,25 +211,11 @@ func (s *Store) AppendRaw(off int64, b []byte) error {
 		return nil
 	}
 	s.mu.Lock()
-	for s.pending >= maxPending && !s.closed && !s.cutting && s.commitErr == nil {
-		select {
-		case s.commitKick <- struct{}{}:
-		default:
-		}
-		s.room.Wait()
-	}
-	switch {
-	case s.closed:
-		s.mu.Unlock()
-		return ErrClosed
-	case s.cutting:
-		s.mu.Unlock()
-		return ErrTruncating
-	case s.commitErr != nil:
-		err := s.commitErr
+	if err := s.waitRoomLocked(); err != nil {
 		s.mu.Unlock()
 		return err
-	case off != s.writePos:
+	}
+	if off != s.writePos {
 		end := s.writePos
 		s.mu.Unlock()
 		return fmt.Errorf("storage: raw append at log offset %d, but the log ends at %d", off, end)
