@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -279,23 +280,20 @@ func (s *Store) AppendRaw(off int64, b []byte) error {
 // nothing a new master may not have; a replica stays fenced, so that
 // nothing but the copy (AppendRaw, which Fence does not block) writes to
 // it.
-func (s *Store) Fence(err error) {
-	if err == nil {
-		s.fence.Store(nil)
-		return
-	}
-	s.fence.Store(&err)
-}
+func (s *Store) Fence(err error) { setFence(&s.fence, err) }
 
 // FenceRaw makes every later AppendRaw fail with err, which should wrap
 // ErrFenced; nil lifts it. A master fences its raw appends: records copied
 // from another log must never land in a log that takes appends of its own.
-func (s *Store) FenceRaw(err error) {
+func (s *Store) FenceRaw(err error) { setFence(&s.rawFence, err) }
+
+// setFence sets the fence f to err; nil lifts it.
+func setFence(f *atomic.Pointer[error], err error) {
 	if err == nil {
-		s.rawFence.Store(nil)
+		f.Store(nil)
 		return
 	}
-	s.rawFence.Store(&err)
+	f.Store(&err)
 }
 
 // AckGate is what acknowledged appends wait for besides local durability:
