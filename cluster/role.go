@@ -394,14 +394,22 @@ func (r *RoleManager) step(ctx context.Context, want string, gs controller.Group
 		return r.follow(ctx, gs)
 	default:
 		r.stopReader(ctx)
+		r.unfollow()
 		r.mu.Lock()
-		rep := r.replica
-		r.replica, r.kind, r.follows = nil, "", ""
+		r.kind = ""
 		r.mu.Unlock()
-		if rep != nil {
-			rep.Close()
-		}
 		return nil
+	}
+}
+
+// unfollow stops the copy of the master's log, if the broker makes one.
+func (r *RoleManager) unfollow() {
+	r.mu.Lock()
+	rep := r.replica
+	r.replica, r.follows = nil, ""
+	r.mu.Unlock()
+	if rep != nil {
+		rep.Close()
 	}
 }
 
@@ -410,13 +418,7 @@ func (r *RoleManager) step(ctx context.Context, want string, gs controller.Group
 func (r *RoleManager) promote(ctx context.Context, gs controller.GroupState) error {
 	// The reader half holds the ports the master's half listens on.
 	r.stopReader(ctx)
-	r.mu.Lock()
-	rep := r.replica
-	r.replica, r.follows = nil, ""
-	r.mu.Unlock()
-	if rep != nil {
-		rep.Close()
-	}
+	r.unfollow()
 	// Everything copied so far must be indexed: the epoch history and the
 	// core's state are read from the indexes.
 	if err := r.opts.Store.WaitIndexed(ctx, r.opts.Store.EndOffset()); err != nil {
@@ -498,8 +500,7 @@ func (r *RoleManager) follow(ctx context.Context, gs controller.GroupState) erro
 		// A replica's store takes the copied records only (AppendRaw,
 		// which Fence does not block): it stays fenced, so that its
 		// follower core writes nothing.
-		r.fenced = ErrNotMaster
-		r.opts.Store.Fence(ErrNotMaster)
+		r.fenceLocked(ErrNotMaster)
 		r.opts.Store.FenceRaw(nil)
 		rep = replication.NewReplica(r.opts.Store, r.opts.Replication, r.opts.Identity.Name, r.opts.Identity.ID, r.logger)
 		r.replica, r.kind = rep, "replica"
@@ -567,8 +568,7 @@ func (r *RoleManager) renewLease(end time.Time) {
 	}
 	r.leaseEnd = end
 	if errors.Is(r.fenced, ErrLeaseExpired) {
-		r.fenced = nil
-		r.opts.Store.Fence(nil)
+		r.fenceLocked(nil)
 		r.logger.Info("cluster: the controllers confirm this master again; taking writes", "epoch", r.epoch)
 	}
 	d := time.Until(end)
@@ -586,8 +586,7 @@ func (r *RoleManager) leaseExpired() {
 	if r.kind != "master" || time.Now().Before(r.leaseEnd) || r.fenced != nil {
 		return
 	}
-	r.fenced = ErrLeaseExpired
-	r.opts.Store.Fence(ErrLeaseExpired)
+	r.fenceLocked(ErrLeaseExpired)
 	r.stats.LeaseExpiries++
 	r.logger.Error("cluster: lease expired: this master acknowledges no more writes until the controllers confirm it", "epoch", r.epoch)
 }
@@ -595,8 +594,14 @@ func (r *RoleManager) leaseExpired() {
 // fence makes the store refuse writes with err (nil: take them).
 func (r *RoleManager) fence(err error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fenceLocked(err)
+}
+
+// fenceLocked is fence; the caller holds mu. The store's fence and
+// fenced, which Status reports, change together.
+func (r *RoleManager) fenceLocked(err error) {
 	r.fenced = err
-	r.mu.Unlock()
 	r.opts.Store.Fence(err)
 }
 

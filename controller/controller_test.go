@@ -109,20 +109,33 @@ func (nd *testNode) stop(t *testing.T) {
 	nd.srv = nil
 }
 
-// waitLeader waits for one of nodes to act as leader and returns it.
-func waitLeader(t *testing.T, nodes []*testNode, within time.Duration) *testNode {
+// waitFor polls cond every 20 ms until it holds, failing the test with
+// what when it does not within d.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		for _, nd := range nodes {
-			if nd.srv != nil && nd.srv.IsLeader() {
-				return nd
-			}
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("no controller leads within %v", within)
-	return nil
+}
+
+// waitLeader waits for one of nodes to act as leader and returns it.
+func waitLeader(t *testing.T, nodes []*testNode, within time.Duration) *testNode {
+	t.Helper()
+	var leader *testNode
+	waitFor(t, within, "a controller leads", func() bool {
+		for _, nd := range nodes {
+			if nd.srv != nil && nd.srv.IsLeader() {
+				leader = nd
+				return true
+			}
+		}
+		return false
+	})
+	return leader
 }
 
 func rpcAddrs(nodes []*testNode) []string {
@@ -440,13 +453,8 @@ func TestControllerNotLeaderAnswersWithLeader(t *testing.T) {
 		}
 	}
 	// A client that knows only a follower finds the leader through it.
-	deadline := time.Now().Add(5 * time.Second)
-	for follower.srv.leaderAddr() != ld.rpcAddr {
-		if time.Now().After(deadline) {
-			t.Fatalf("follower %s names leader %q, want %s", follower.cfg.NodeID, follower.srv.leaderAddr(), ld.rpcAddr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, fmt.Sprintf("follower %s names leader %s", follower.cfg.NodeID, ld.rpcAddr),
+		func() bool { return follower.srv.leaderAddr() == ld.rpcAddr })
 	c := NewClient([]string{follower.rpcAddr}, nil, testLogger(t))
 	defer c.Close()
 	if _, err := c.Heartbeat(ctxT(t), Heartbeat{Cluster: "C", Group: "g", ID: 0}); err != nil {
@@ -471,18 +479,11 @@ func TestControllerReplacedDiskCopiesState(t *testing.T) {
 	f.stop(t)
 	f.cfg.Dir = t.TempDir() // a new, empty disk: it bootstraps, then follows the leader
 	f.start(t, nil, nil, nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitFor(t, 5*time.Second, "the replaced controller gets the group", func() bool {
 		var n int
 		f.srv.fsm.read(func(st *state) { n = len(st.Groups) })
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replaced controller did not get the group")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return n == 1
+	})
 	if !ld.srv.IsLeader() {
 		t.Errorf("the replaced controller's start deposed the leader")
 	}

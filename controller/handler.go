@@ -30,7 +30,7 @@ func (s *Server) serve(_ context.Context, c *remoting.Conn, req *remoting.Comman
 	if req.IsOneway() {
 		return nil
 	}
-	if reason, why := s.authorise(c, req); why != "" {
+	if _, reason, why := s.gate.Admit(c.RemoteAddr(), req, time.Now()); why != "" {
 		return s.refuse(c, req, reason, why)
 	}
 	switch req.Code {
@@ -46,19 +46,13 @@ func (s *Server) serve(_ context.Context, c *remoting.Conn, req *remoting.Comman
 	switch req.Code {
 	case CodeHeartbeat:
 		var hb Heartbeat
-		if err = decode(req, &hb); err == nil {
-			err = hb.check()
-		}
-		if err != nil {
+		if err := decode(req, &hb); err != nil {
 			return req.Response(CodeInvalidRequest, "controller: heartbeat: "+err.Error())
 		}
 		answer, err = s.heartbeat(hb)
 	case CodeAlterInSync:
 		var r alterRequest
-		if err = decode(req, &r); err == nil {
-			err = r.check()
-		}
-		if err != nil {
+		if err := decode(req, &r); err != nil {
 			return req.Response(CodeInvalidRequest, "controller: alter in-sync set: "+err.Error())
 		}
 		answer, err = s.alterInSync(r)
@@ -82,12 +76,6 @@ func (s *Server) notLeader(req *remoting.Command) *remoting.Command {
 	resp := req.Response(CodeNotLeader, "controller: not the leader")
 	resp.ExtFields[FieldLeaderAddr] = s.leaderAddr()
 	return resp
-}
-
-// authorise returns why req may not be served ("" when it may).
-func (s *Server) authorise(c *remoting.Conn, req *remoting.Command) (reason int, why string) {
-	_, reason, why = s.gate.Admit(c.RemoteAddr(), req, time.Now())
-	return reason, why
 }
 
 // refuse answers NO_PERMISSION naming the cause, counts it and logs it, at

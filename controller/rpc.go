@@ -143,10 +143,13 @@ func checkName(what, name string) error {
 	return nil
 }
 
-// decode unmarshals a request's body into v.
-func decode(req *remoting.Command, v any) error {
+// decode unmarshals a request's body into v and checks it.
+func decode(req *remoting.Command, v interface{ check() error }) error {
 	if len(req.Body) == 0 {
 		return errors.New("empty body")
 	}
-	return json.Unmarshal(req.Body, v)
+	if err := json.Unmarshal(req.Body, v); err != nil {
+		return err
+	}
+	return v.check()
 }

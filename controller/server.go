@@ -80,7 +80,6 @@ type Server struct {
 type liveness struct {
 	at     time.Time
 	logEnd int64
-	epoch  int64
 }
 
 // NewServer makes a controller; Start runs it. cfg.Dir must be set (the
@@ -412,8 +411,7 @@ func (s *Server) janitor(now time.Time) {
 			if g.MasterID >= 0 && s.aliveLocked(g.Name, g.MasterID, now) {
 				continue
 			}
-			d := decision{group: g.Name, epoch: g.Epoch, old: g.MasterID, next: -1}
-			d.next = s.pickLocked(g, g.InSync, now)
+			d := decision{group: g.Name, epoch: g.Epoch, old: g.MasterID, next: s.pickLocked(g, g.InSync, now)}
 			if d.next < 0 && s.cfg.UncleanElection {
 				ids := make([]int64, 0, len(g.Brokers))
 				for id := range g.Brokers {
@@ -580,7 +578,7 @@ func (s *Server) heartbeat(hb Heartbeat) (GroupState, error) {
 		byID = map[int64]liveness{}
 		s.seen[hb.Group] = byID
 	}
-	byID[hb.ID] = liveness{at: time.Now(), logEnd: hb.LogEnd, epoch: hb.Epoch}
+	byID[hb.ID] = liveness{at: time.Now(), logEnd: hb.LogEnd}
 	s.mu.Unlock()
 	gs, ok := s.state(hb.Group)
 	if !ok {

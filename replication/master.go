@@ -167,7 +167,7 @@ func (m *Master) Wait(ctx context.Context, end int64) error {
 			return nil
 		}
 		if members < need {
-			return fmt.Errorf("%w: %d in-sync replicas besides the master, %d needed", ErrNotEnoughReplicas, members, need)
+			return tooFew(members, need)
 		}
 		select {
 		case <-ch:
@@ -175,6 +175,12 @@ func (m *Master) Wait(ctx context.Context, end int64) error {
 			return fmt.Errorf("replication: stored, but %d of %d in-sync replicas confirmed it: %w", have, need, ctx.Err())
 		}
 	}
+}
+
+// tooFew is the refusal of an append while the in-sync set has fewer than
+// need members besides the master.
+func tooFew(members, need int) error {
+	return fmt.Errorf("%w: %d in-sync replicas besides the master, %d needed", ErrNotEnoughReplicas, members, need)
 }
 
 // Admit is the storage.Admitter of the sync mode: with fewer in-sync
@@ -191,7 +197,7 @@ func (m *Master) Admit() error {
 		return ErrMasterClosed
 	}
 	if members < need {
-		return fmt.Errorf("%w: %d in-sync replicas besides the master, %d needed", ErrNotEnoughReplicas, members, need)
+		return tooFew(members, need)
 	}
 	return nil
 }

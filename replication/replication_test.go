@@ -82,7 +82,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func sameLog(t *testing.T, a, b *storage.Store) {
 	t.Helper()
 	waitFor(t, "the same end", func() bool { return a.EndOffset() == b.EndOffset() })
-	waitFor(t, "indexed", func() bool { return a.Stats().Indexed >= a.EndOffset() && b.Stats().Indexed >= b.EndOffset() })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, s := range []*storage.Store{a, b} {
+		if err := s.WaitIndexed(ctx, s.EndOffset()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	qa, qb := a.Queues(), b.Queues()
 	if fmt.Sprint(qa) != fmt.Sprint(qb) {
 		t.Fatalf("queues differ:\n%v\n%v", qa, qb)

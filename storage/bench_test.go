@@ -24,14 +24,22 @@ func benchOptions(mode FlushMode) Options {
 	}
 }
 
+// openBench opens a store for b in a temporary directory; it is closed
+// when b ends.
+func openBench(b *testing.B, mode FlushMode) *Store {
+	b.Helper()
+	s, err := Open(b.TempDir(), benchOptions(mode))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
 func BenchmarkAppend(b *testing.B) {
 	for _, size := range []int{128, 4096} {
 		b.Run(fmt.Sprintf("async/body=%d", size), func(b *testing.B) {
-			s, err := Open(b.TempDir(), benchOptions(FlushAsync))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := openBench(b, FlushAsync)
 			m := &Message{Topic: "bench", Subject: "dev/1/telemetry", Body: make([]byte, size)}
 			ctx := context.Background()
 			b.SetBytes(int64(size))
@@ -52,11 +60,7 @@ func BenchmarkAppend(b *testing.B) {
 // BenchmarkAppendSync64 has 64 goroutines appending in sync mode: each
 // append waits for its fsync, which group commit shares among them.
 func BenchmarkAppendSync64(b *testing.B) {
-	s, err := Open(b.TempDir(), benchOptions(FlushSync))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openBench(b, FlushSync)
 	ctx := context.Background()
 	b.SetBytes(128)
 	b.SetParallelism(64 / max(1, runtimeProcs()))
@@ -78,11 +82,7 @@ func BenchmarkAppendSync64(b *testing.B) {
 
 // BenchmarkReadQueue reads one queue from its start, 32 messages a read.
 func BenchmarkReadQueue(b *testing.B) {
-	s, err := Open(b.TempDir(), benchOptions(FlushAsync))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openBench(b, FlushAsync)
 	ctx := context.Background()
 	batch := make([]*Message, 64)
 	for i := range batch {
@@ -118,11 +118,7 @@ func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 func BenchmarkAppendAsync64(b *testing.B) {
 	for _, size := range []int{128, 4096} {
 		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) {
-			s, err := Open(b.TempDir(), benchOptions(FlushAsync))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := openBench(b, FlushAsync)
 			ctx := context.Background()
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
@@ -150,11 +146,7 @@ func BenchmarkAppendAsync64(b *testing.B) {
 func BenchmarkAppendPipelined(b *testing.B) {
 	for _, size := range []int{128, 4096} {
 		b.Run(fmt.Sprintf("async/body=%d", size), func(b *testing.B) {
-			s, err := Open(b.TempDir(), benchOptions(FlushAsync))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := openBench(b, FlushAsync)
 			m := []*Message{{Topic: "bench", Subject: "dev/1/telemetry", Body: make([]byte, size)}}
 			ctx := context.Background()
 			b.SetBytes(int64(size))

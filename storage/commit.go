@@ -29,6 +29,23 @@ type writeBuf struct {
 	sealed bool
 }
 
+// waitRoomLocked waits until the write buffers have room (less than
+// maxPending bytes not yet committed) and returns why an append cannot go
+// on: the store closed, Truncate runs, or a write failed. Caller holds mu.
+func (s *Store) waitRoomLocked() error {
+	for s.pending >= maxPending && !s.closed && !s.cutting && s.commitErr == nil {
+		s.kickCommit()
+		s.room.Wait()
+	}
+	switch {
+	case s.closed:
+		return ErrClosed
+	case s.cutting:
+		return ErrTruncating
+	}
+	return s.commitErr
+}
+
 // bufFor returns room for n bytes at log offset pos of seg in the current
 // write buffer, starting a new buffer when it cannot take them. Caller
 // holds mu.
@@ -136,10 +153,7 @@ func (s *Store) commitLocked() error {
 	// behind every append of the write (the delivery path's longest wait
 	// with a thousand connections).
 	if done > 0 {
-		select {
-		case s.dispatchKick <- struct{}{}:
-		default:
-		}
+		s.KickDispatch()
 	}
 	return err
 }

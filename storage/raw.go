@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -211,25 +212,11 @@ func (s *Store) AppendRaw(off int64, b []byte) error {
 		return nil
 	}
 	s.mu.Lock()
-	for s.pending >= maxPending && !s.closed && !s.cutting && s.commitErr == nil {
-		select {
-		case s.commitKick <- struct{}{}:
-		default:
-		}
-		s.room.Wait()
-	}
-	switch {
-	case s.closed:
-		s.mu.Unlock()
-		return ErrClosed
-	case s.cutting:
-		s.mu.Unlock()
-		return ErrTruncating
-	case s.commitErr != nil:
-		err := s.commitErr
+	if err := s.waitRoomLocked(); err != nil {
 		s.mu.Unlock()
 		return err
-	case off != s.writePos:
+	}
+	if off != s.writePos {
 		end := s.writePos
 		s.mu.Unlock()
 		return fmt.Errorf("storage: raw append at log offset %d, but the log ends at %d", off, end)
@@ -293,23 +280,20 @@ func (s *Store) AppendRaw(off int64, b []byte) error {
 // nothing a new master may not have; a replica stays fenced, so that
 // nothing but the copy (AppendRaw, which Fence does not block) writes to
 // it.
-func (s *Store) Fence(err error) {
-	if err == nil {
-		s.fence.Store(nil)
-		return
-	}
-	s.fence.Store(&err)
-}
+func (s *Store) Fence(err error) { setFence(&s.fence, err) }
 
 // FenceRaw makes every later AppendRaw fail with err, which should wrap
 // ErrFenced; nil lifts it. A master fences its raw appends: records copied
 // from another log must never land in a log that takes appends of its own.
-func (s *Store) FenceRaw(err error) {
+func (s *Store) FenceRaw(err error) { setFence(&s.rawFence, err) }
+
+// setFence sets the fence f to err; nil lifts it.
+func setFence(f *atomic.Pointer[error], err error) {
 	if err == nil {
-		s.rawFence.Store(nil)
+		f.Store(nil)
 		return
 	}
-	s.rawFence.Store(&err)
+	f.Store(&err)
 }
 
 // AckGate is what acknowledged appends wait for besides local durability:

@@ -283,21 +283,7 @@ func (s *Store) appendBatch(msgs []*Message, kick bool) (int, int64, error) {
 		sizes = append(sizes, n)
 	}
 	s.mu.Lock()
-	for s.pending >= maxPending && !s.closed && s.commitErr == nil {
-		select {
-		case s.commitKick <- struct{}{}:
-		default:
-		}
-		s.room.Wait()
-	}
-	if s.closed || s.cutting {
-		s.mu.Unlock()
-		if s.cutting {
-			return 0, 0, ErrTruncating
-		}
-		return 0, 0, ErrClosed
-	}
-	if err := s.commitErr; err != nil {
+	if err := s.waitRoomLocked(); err != nil {
 		s.mu.Unlock()
 		return 0, 0, err
 	}
