@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -48,8 +49,15 @@ func TestReadFromReplica(t *testing.T) {
 		led.acked[body] = true
 		led.mu.Unlock()
 	}
-	// The replicas have the topic (its state record) before the master goes.
-	time.Sleep(2 * time.Second)
+	// The replicas have the topic (its state record) and every message
+	// before the master goes: each broker's heartbeat since the last send
+	// reports the same log end.
+	sent := time.Now()
+	lab.waitState(ctx, "the replicas at the master's log end", func(g controller.GroupState) bool {
+		return len(g.Brokers) == 3 && slices.IndexFunc(g.Brokers, func(b controller.BrokerState) bool {
+			return !b.LastSeen.After(sent) || b.LogEnd != g.Brokers[0].LogEnd
+		}) < 0
+	})
 
 	lab.kill9(gs.MasterID)
 	killed := time.Now()
