@@ -71,17 +71,7 @@ func TestReadFromReplica(t *testing.T) {
 	}
 	t.Logf("send in the gap refused: %v", err)
 
-	cons, err := client.NewPushConsumer("replica-readers", client.WithNameServers(lab.nss...), client.WithConsumeFrom(client.ConsumeFromFirst))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Subscribe(topic, "*", led.consume); err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
+	led.consumeFromFirst(ctx, t, lab.nss, "replica-readers", topic)
 	v := led.waitAll(masterTimeout)
 	took := time.Since(killed)
 	if len(v.Lost) > 0 {
