@@ -47,7 +47,7 @@ func newBrokerCmd() *cobra.Command {
 // brokerOptions is the fx graph of ferry broker: serve's, registering with
 // the configured NameServers and with no NameServer of its own.
 func brokerOptions(cfg config.Config, logger *slog.Logger) fx.Option {
-	nss := splitAddrs(cfg.Namesrv)
+	nss := nameServers(cfg)
 	if cfg.Controller.Addrs != "" {
 		return replicatedOptions(cfg, logger, nss)
 	}

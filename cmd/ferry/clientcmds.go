@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,13 +23,7 @@ import (
 
 // nameServers splits the namesrv setting.
 func nameServers(cfg config.Config) []string {
-	var out []string
-	for _, a := range strings.Split(cfg.Namesrv, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
+	return splitAddrs(cfg.Namesrv)
 }
 
 // clientOptions are the SDK options every client command starts from: the

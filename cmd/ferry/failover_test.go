@@ -169,17 +169,7 @@ func TestFailoverKill9(t *testing.T) {
 	createTopicOnceRegistered(ctx, t, admin, lab.nss[0], topic, 4)
 
 	led := newLedger()
-	cons, err := client.NewPushConsumer("failover-readers", client.WithNameServers(lab.nss...), client.WithConsumeFrom(client.ConsumeFromFirst))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Subscribe(topic, "*", led.consume); err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
+	led.consumeFromFirst(ctx, t, lab.nss, "failover-readers", topic)
 	prod, err := client.NewProducer(client.WithNameServers(lab.nss...))
 	if err != nil {
 		t.Fatal(err)

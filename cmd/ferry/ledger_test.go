@@ -45,6 +45,23 @@ func newLedger() *ledger {
 	return &ledger{acked: map[string]bool{}, got: map[string][]delivery{}}
 }
 
+// consumeFromFirst starts consumer group group on topic from its first
+// message, received into l, and closes it at the test's end.
+func (l *ledger) consumeFromFirst(ctx context.Context, t *testing.T, nss []string, group, topic string) {
+	t.Helper()
+	cons, err := client.NewPushConsumer(group, client.WithNameServers(nss...), client.WithConsumeFrom(client.ConsumeFromFirst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cons.Close() })
+	if err := cons.Subscribe(topic, "*", l.consume); err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // produce sends from senders goroutines until ctx ends, recording what is
 // acknowledged; a failed send is retried as a new message after a pause.
 func (l *ledger) produce(ctx context.Context, t *testing.T, p *client.Producer, topic string, senders int) *sync.WaitGroup {

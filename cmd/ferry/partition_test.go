@@ -168,17 +168,7 @@ func startLoad(ctx context.Context, t *testing.T, lab *groupLab, topic string) *
 		r.acks = append(r.acks, ack{host, at})
 		r.mu.Unlock()
 	}
-	cons, err := client.NewPushConsumer(topic+"-readers", client.WithNameServers(lab.nss...), client.WithConsumeFrom(client.ConsumeFromFirst))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.closers = append(r.closers, cons.Close)
-	if err := cons.Subscribe(topic, "*", r.led.consume); err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r.led.consumeFromFirst(ctx, t, lab.nss, topic+"-readers", topic)
 	prod, err := client.NewProducer(client.WithNameServers(lab.nss...))
 	if err != nil {
 		t.Fatal(err)
@@ -491,21 +481,11 @@ func TestNewBrokerCopiesWholeLog(t *testing.T) {
 	lab.kill9(0)
 	ns := lab.waitState(ctx, "the new broker master", func(g controller.GroupState) bool { return g.MasterID == 1 && g.Epoch > gs.Epoch })
 	// A consumer group of its own, from the first message, on the copy.
-	cons, err := client.NewPushConsumer("newcomer-check", client.WithNameServers(lab.nss...), client.WithConsumeFrom(client.ConsumeFromFirst))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
 	led := newLedger() // what the load acknowledged, what this group reads
 	load.led.mu.Lock()
 	led.acked = maps.Clone(load.led.acked)
 	load.led.mu.Unlock()
-	if err := cons.Subscribe("Newcomer", "*", led.consume); err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	led.consumeFromFirst(ctx, t, lab.nss, "newcomer-check", "Newcomer")
 	v := checkLedger(t, led)
 	t.Logf("broker 1 (empty) joined a log of %d bytes: in sync %v after its start; master of epoch %d after broker 0's kill -9, it served %d of %d acknowledged messages; duplicated %v, out of order %v",
 		end, inSync.Round(10*time.Millisecond), ns.Epoch, v.Received, v.Acked, v.Duplicated, v.OutOfOrder)

@@ -72,8 +72,10 @@ func TestPromptPasswordOnATerminalEchoesNothing(t *testing.T) {
 		done <- result{pw, err}
 	}()
 	typeWhenSilent(t, master, slave, "s3cret\n")
-	for !strings.Contains(prompt.String(), "Again: ") {
-		time.Sleep(5 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(prompt.String(), "Again: "); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never asked again: prompted %q", prompt.String())
+		}
 	}
 	typeWhenSilent(t, master, slave, "s3cret\n")
 	r := <-done

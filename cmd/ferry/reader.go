@@ -25,7 +25,7 @@ func readerHalfOptions(cfg config.Config, logger *slog.Logger, store *storage.St
 	key *clusterauth.Key, nss []string, epoch int64) []fx.Option {
 	ids := fx.Supply(cluster.Settings{Config: cluster.Config{Cluster: cfg.Broker.Cluster, Name: cfg.Broker.Name, ID: cfg.Broker.ID},
 		NameServers: nss, Advertise: cfg.Native.AdvertiseAddr, Epoch: epoch})
-	opts := []fx.Option{
+	reader := fx.Options(
 		ids, cluster.Module,
 		fx.Provide(authConfig), auth.Module,
 		native.Plugin(cfg),
@@ -37,12 +37,6 @@ func readerHalfOptions(cfg config.Config, logger *slog.Logger, store *storage.St
 		}),
 		core.Module,
 		fx.Invoke(func(*core.Broker) {}),
-		fx.Supply(cfg, logger, store, reg),
-		fx.WithLogger(fxLogger),
-		fx.StopTimeout(stopTimeout),
-	}
-	if key != nil {
-		opts = append(opts, fx.Supply(key))
-	}
-	return opts
+	)
+	return halfOptions(reader, cfg, logger, store, reg, key)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -48,8 +49,15 @@ func TestReadFromReplica(t *testing.T) {
 		led.acked[body] = true
 		led.mu.Unlock()
 	}
-	// The replicas have the topic (its state record) before the master goes.
-	time.Sleep(2 * time.Second)
+	// The replicas have the topic (its state record) and every message
+	// before the master goes: each broker's heartbeat since the last send
+	// reports the same log end.
+	sent := time.Now()
+	lab.waitState(ctx, "the replicas at the master's log end", func(g controller.GroupState) bool {
+		return len(g.Brokers) == 3 && slices.IndexFunc(g.Brokers, func(b controller.BrokerState) bool {
+			return !b.LastSeen.After(sent) || b.LogEnd != g.Brokers[0].LogEnd
+		}) < 0
+	})
 
 	lab.kill9(gs.MasterID)
 	killed := time.Now()
@@ -63,17 +71,7 @@ func TestReadFromReplica(t *testing.T) {
 	}
 	t.Logf("send in the gap refused: %v", err)
 
-	cons, err := client.NewPushConsumer("replica-readers", client.WithNameServers(lab.nss...), client.WithConsumeFrom(client.ConsumeFromFirst))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Subscribe(topic, "*", led.consume); err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
+	led.consumeFromFirst(ctx, t, lab.nss, "replica-readers", topic)
 	v := led.waitAll(masterTimeout)
 	took := time.Since(killed)
 	if len(v.Lost) > 0 {

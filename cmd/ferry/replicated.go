@@ -163,12 +163,14 @@ type servingParts struct {
 func (h *servingHalf) Start(ctx context.Context, mode cluster.ServingMode, epoch int64) error {
 	reg := prometheus.NewRegistry()
 	var parts servingParts
-	opts := servingHalfOptions(h.cfg, h.logger, h.store, reg, h.key, h.nss, epoch)
+	var opts []fx.Option
 	if mode == cluster.ServeReader {
 		if h.cfg.Broker.ID <= 0 {
 			return fmt.Errorf("a replica serves reads under its broker id, which must be above 0 (0 is the master's in the routes): set --broker-id")
 		}
 		opts = readerHalfOptions(h.cfg, h.logger, h.store, reg, h.key, h.nss, epoch)
+	} else {
+		opts = servingHalfOptions(h.cfg, h.logger, h.store, reg, h.key, h.nss, epoch)
 	}
 	opts = append(opts, fx.Populate(&parts))
 	app := fx.New(opts...)
@@ -213,8 +215,15 @@ func (h *servingHalf) Stop(ctx context.Context) error {
 // part, as the master of epoch.
 func servingHalfOptions(cfg config.Config, logger *slog.Logger, store *storage.Store, reg *prometheus.Registry,
 	key *clusterauth.Key, nss []string, epoch int64) []fx.Option {
+	return halfOptions(servingOptions(cfg, clusterOptions(cfg, nss, epoch)), cfg, logger, store, reg, key)
+}
+
+// halfOptions is the fx graph of a serving part, master's or reader's,
+// over the process's store, configuration and cluster key.
+func halfOptions(part fx.Option, cfg config.Config, logger *slog.Logger, store *storage.Store, reg *prometheus.Registry,
+	key *clusterauth.Key) []fx.Option {
 	opts := []fx.Option{
-		servingOptions(cfg, clusterOptions(cfg, nss, epoch)),
+		part,
 		fx.Supply(cfg, logger, store, reg),
 		fx.WithLogger(fxLogger),
 		fx.StopTimeout(stopTimeout),
