@@ -622,7 +622,7 @@ func (ch *channel) get(m method) error {
 		ch.unacked.push(&unacked{tag: tag, q: q, h: h, exchange: exchange, key: key})
 	}
 	ch.mu.Unlock()
-	b := appendFrame(ch.c.buffer(), frameMethod, ch.id, appendMethod(nil, mBasicGetOk, tag, h.redelivered, exchange, key, q.messageCount()))
+	b := appendMethodFrame(ch.c.buffer(), ch.id, mBasicGetOk, tag, h.redelivered, exchange, key, q.messageCount())
 	ch.c.send(appendContent(b, ch.id, h.d, ch.c.frameMax))
 	ch.c.s.metrics.delivered.Inc()
 	if noAck {

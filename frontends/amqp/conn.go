@@ -87,7 +87,7 @@ func (c *conn) send(b []byte) bool {
 
 // sendMethod sends one method frame on channel ch.
 func (c *conn) sendMethod(ch uint16, id methodID, args ...any) bool {
-	return c.send(appendFrame(nil, frameMethod, ch, appendMethod(nil, id, args...)))
+	return c.send(appendMethodFrame(nil, ch, id, args...))
 }
 
 // write is the writer: it writes what is queued, flushing when nothing
@@ -396,7 +396,7 @@ func (s *Server) startFrame() []byte {
 			"direct_reply_to":              false,
 		},
 	}
-	return appendFrame(nil, frameMethod, 0, appendMethod(nil, mConnStart, uint8(0), uint8(9), props, "PLAIN AMQPLAIN", "en_US"))
+	return appendMethodFrame(nil, 0, mConnStart, uint8(0), uint8(9), props, "PLAIN AMQPLAIN", "en_US")
 }
 
 // credentials reads a SASL response: PLAIN is "\0user\0password"

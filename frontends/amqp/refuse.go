@@ -72,8 +72,8 @@ func (s *Server) refuse(nc net.Conn) {
 		}
 		e := connErr(codeNotAllowed, fmt.Sprintf("connection limit reached: %d connections are open, the most the broker takes (amqp.max-connections)",
 			s.cfg.MaxConnections)).on(mConnStartOk)
-		closeM := appendMethod(nil, mConnClose, e.Code, e.replyTextOf(), e.Method.class(), e.Method.method())
-		if _, err := nc.Write(appendFrame(nil, frameMethod, 0, closeM)); err != nil {
+		closeM := appendMethodFrame(nil, 0, mConnClose, e.Code, e.replyTextOf(), e.Method.class(), e.Method.method())
+		if _, err := nc.Write(closeM); err != nil {
 			return
 		}
 		for {
