@@ -112,10 +112,8 @@ func (ch *channel) published() error {
 	ch.c.s.lastPublish.Store(now.UnixNano())
 	if err != nil {
 		ch.c.log.Warn("amqp: publish failed", "topic", topic, "err", err)
-		ch.c.s.blocked(err)
-	} else {
-		ch.c.s.blocked(nil)
 	}
+	ch.c.s.blocked(err)
 	if confirms != nil {
 		confirms <- confirmReq{seq: seq, end: res.End, err: err}
 	}
