@@ -248,11 +248,8 @@ func (v *vhost) deleteExchange(name string, ifUnused bool) error {
 	}
 	var bound []*queue
 	for _, q := range v.queues {
-		for _, b := range q.bindings() {
-			if b.Exchange == name {
-				bound = append(bound, q)
-				break
-			}
+		if q.hasBinding(func(b *bindingRec) bool { return b.Exchange == name }) {
+			bound = append(bound, q)
 		}
 	}
 	if ifUnused && len(bound) > 0 {
@@ -573,10 +570,8 @@ func (v *vhost) routed(x *exchange, key string, headers func(string) (string, bo
 		return v.queues[key] != nil
 	}
 	for _, q := range v.queues {
-		for _, b := range q.bindings() {
-			if b.Exchange == x.name && b.matches(x, key, headers) {
-				return true
-			}
+		if q.hasBinding(func(b *bindingRec) bool { return b.Exchange == x.name && b.matches(x, key, headers) }) {
+			return true
 		}
 	}
 	return false

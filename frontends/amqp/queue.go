@@ -88,10 +88,17 @@ func (q *queue) rec() queueRec {
 	return q.r
 }
 
-func (q *queue) bindings() []bindingRec {
+// hasBinding reports whether one of the queue's bindings satisfies ok,
+// looking at them in place (a mandatory publish asks every queue).
+func (q *queue) hasBinding(ok func(*bindingRec) bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return slices.Clone(q.r.Bindings)
+	for i := range q.r.Bindings {
+		if ok(&q.r.Bindings[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // subs are the core subscriptions of the queue's bindings.
