@@ -61,14 +61,8 @@ func (s *Server) refuse(nc net.Conn) {
 		if _, err := nc.Write(s.startFrame()); err != nil {
 			return
 		}
-		for {
-			f, err := fr.read()
-			if err != nil {
-				return
-			}
-			if f.typ == frameMethod && f.channel == 0 {
-				break
-			}
+		if _, ok := nextConnMethod(fr); !ok { // connection.start-ok
+			return
 		}
 		e := connErr(codeNotAllowed, fmt.Sprintf("connection limit reached: %d connections are open, the most the broker takes (amqp.max-connections)",
 			s.cfg.MaxConnections)).on(mConnStartOk)
@@ -77,15 +71,27 @@ func (s *Server) refuse(nc net.Conn) {
 			return
 		}
 		for {
-			f, err := fr.read()
-			if err != nil {
+			f, ok := nextConnMethod(fr)
+			if !ok {
 				return
 			}
-			if f.typ == frameMethod && f.channel == 0 {
-				if m, err := decodeMethod(f.payload); err == nil && m.id == mConnCloseOk {
-					return
-				}
+			if m, err := decodeMethod(f.payload); err == nil && m.id == mConnCloseOk {
+				return
 			}
 		}
 	}()
+}
+
+// nextConnMethod reads past every frame but a method frame on channel 0,
+// and returns it; false when the connection fails first.
+func nextConnMethod(fr *frameReader) (frame, bool) {
+	for {
+		f, err := fr.read()
+		if err != nil {
+			return frame{}, false
+		}
+		if f.typ == frameMethod && f.channel == 0 {
+			return f, true
+		}
+	}
 }
