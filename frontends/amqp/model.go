@@ -152,13 +152,11 @@ func newVhost(s *Server) (*vhost, error) {
 	return v, nil
 }
 
-func (v *vhost) addExchange(name string, rec exchangeRec) *exchange {
-	x := &exchange{name: name, rec: rec}
-	v.exchanges[name] = x
+func (v *vhost) addExchange(name string, rec exchangeRec) {
+	v.exchanges[name] = &exchange{name: name, rec: rec}
 	if rec.Topic != "" {
 		v.topics[rec.Topic] = name
 	}
-	return x
 }
 
 // topicFor picks the core topic of a new exchange: "amqp-x-" and its name
@@ -196,8 +194,6 @@ func newGroup(queue string) string {
 	rand.Read(r[:])
 	return "amqp-" + sanitize(queue, 80) + "-" + hex.EncodeToString(r[:])
 }
-
-var errExists = errors.New("exists")
 
 // declareExchange declares an exchange [spec exchange.declare].
 func (v *vhost) declareExchange(name, typ string, passive, durable, autoDelete, internal bool) error {
