@@ -230,17 +230,29 @@ func (c *conn) fail(fr *frameReader, err error) {
 	c.closeWith(ae)
 	c.nc.SetReadDeadline(time.Now().Add(closeWait))
 	for {
-		f, err := fr.read()
-		if err != nil {
+		f, ok := nextConnMethod(fr)
+		if !ok {
 			return
 		}
-		if f.typ == frameMethod && f.channel == 0 {
-			if m, err := decodeMethod(f.payload); err == nil && (m.id == mConnCloseOk || m.id == mConnClose) {
-				if m.id == mConnClose {
-					c.sendMethod(0, mConnCloseOk)
-				}
-				return
+		if m, err := decodeMethod(f.payload); err == nil && (m.id == mConnCloseOk || m.id == mConnClose) {
+			if m.id == mConnClose {
+				c.sendMethod(0, mConnCloseOk)
 			}
+			return
+		}
+	}
+}
+
+// nextConnMethod reads past every frame but a method frame on channel 0,
+// and returns it; false when the connection fails first.
+func nextConnMethod(fr *frameReader) (frame, bool) {
+	for {
+		f, err := fr.read()
+		if err != nil {
+			return frame{}, false
+		}
+		if f.typ == frameMethod && f.channel == 0 {
+			return f, true
 		}
 	}
 }

@@ -81,17 +81,3 @@ func (s *Server) refuse(nc net.Conn) {
 		}
 	}()
 }
-
-// nextConnMethod reads past every frame but a method frame on channel 0,
-// and returns it; false when the connection fails first.
-func nextConnMethod(fr *frameReader) (frame, bool) {
-	for {
-		f, err := fr.read()
-		if err != nil {
-			return frame{}, false
-		}
-		if f.typ == frameMethod && f.channel == 0 {
-			return f, true
-		}
-	}
-}
