@@ -298,9 +298,9 @@ func (ch *channel) method(m method) error {
 		}
 		return nil
 	case mQBind, mQUnbind:
-		q, err := v.queue(ch.queueName(m.str(1)), ch.c)
+		q, err := ch.queueOf(m)
 		if err != nil {
-			return on(err, m.id)
+			return err
 		}
 		if m.id == mQBind {
 			if err := ch.allowBind(m.str(2), m.str(3)); err != nil {
@@ -320,9 +320,9 @@ func (ch *channel) method(m method) error {
 		ch.c.sendMethod(ch.id, mQUnbindOk)
 		return nil
 	case mQPurge:
-		q, err := v.queue(ch.queueName(m.str(1)), ch.c)
+		q, err := ch.queueOf(m)
 		if err != nil {
-			return on(err, m.id)
+			return err
 		}
 		n := q.messageCount()
 		if err := q.purge(); err != nil {
@@ -333,7 +333,7 @@ func (ch *channel) method(m method) error {
 		}
 		return nil
 	case mQDelete:
-		q, err := v.queue(ch.queueName(m.str(1)), ch.c)
+		q, err := ch.queueOf(m)
 		var ae *Error
 		if errors.As(err, &ae) && ae.Code == codeNotFound {
 			if !m.bit(4) {
@@ -342,7 +342,7 @@ func (ch *channel) method(m method) error {
 			return nil
 		}
 		if err != nil {
-			return on(err, m.id)
+			return err
 		}
 		n, err := v.deleteQueue(q, m.bit(2), m.bit(3))
 		if err != nil {
@@ -501,9 +501,17 @@ func checkName(what, name string) *Error {
 	return nil
 }
 
-// queueName is name, or for "" the channel's last declared queue [spec:
-// the default queue]; Ferry keeps none, so "" stays "".
-func (ch *channel) queueName(name string) string { return name }
+// queueOf is the queue method m names in its queue field (argument 1),
+// checked for use by the channel's connection, or m's error. The spec's
+// default queue ("" for the channel's last declared one) Ferry does not
+// keep: "" names no queue.
+func (ch *channel) queueOf(m method) (*queue, error) {
+	q, err := ch.c.s.vhost.queue(m.str(1), ch.c)
+	if err != nil {
+		return nil, on(err, m.id)
+	}
+	return q, nil
+}
 
 // allowBind checks that the user may read what a binding reads.
 func (ch *channel) allowBind(xname, key string) *Error {
@@ -544,9 +552,9 @@ func mqttFilter(pattern string) string {
 
 // consume starts a consumer [spec basic.consume].
 func (ch *channel) consume(m method) error {
-	q, err := ch.c.s.vhost.queue(ch.queueName(m.str(1)), ch.c)
+	q, err := ch.queueOf(m)
 	if err != nil {
-		return on(err, m.id)
+		return err
 	}
 	if err := ch.allowQueue(q); err != nil {
 		return err.on(m.id)
@@ -593,9 +601,9 @@ func (ch *channel) allowQueue(q *queue) *Error {
 
 // get answers basic.get.
 func (ch *channel) get(m method) error {
-	q, err := ch.c.s.vhost.queue(ch.queueName(m.str(1)), ch.c)
+	q, err := ch.queueOf(m)
 	if err != nil {
-		return on(err, m.id)
+		return err
 	}
 	if err := ch.allowQueue(q); err != nil {
 		return err.on(m.id)
@@ -622,7 +630,7 @@ func (ch *channel) get(m method) error {
 		ch.unacked.push(&unacked{tag: tag, q: q, h: h, exchange: exchange, key: key})
 	}
 	ch.mu.Unlock()
-	b := appendFrame(ch.c.buffer(), frameMethod, ch.id, appendMethod(nil, mBasicGetOk, tag, h.redelivered, exchange, key, q.messageCount()))
+	b := appendMethodFrame(ch.c.buffer(), ch.id, mBasicGetOk, tag, h.redelivered, exchange, key, q.messageCount())
 	ch.c.send(appendContent(b, ch.id, h.d, ch.c.frameMax))
 	ch.c.s.metrics.delivered.Inc()
 	if noAck {

@@ -87,7 +87,7 @@ func (c *conn) send(b []byte) bool {
 
 // sendMethod sends one method frame on channel ch.
 func (c *conn) sendMethod(ch uint16, id methodID, args ...any) bool {
-	return c.send(appendFrame(nil, frameMethod, ch, appendMethod(nil, id, args...)))
+	return c.send(appendMethodFrame(nil, ch, id, args...))
 }
 
 // write is the writer: it writes what is queued, flushing when nothing
@@ -230,17 +230,29 @@ func (c *conn) fail(fr *frameReader, err error) {
 	c.closeWith(ae)
 	c.nc.SetReadDeadline(time.Now().Add(closeWait))
 	for {
-		f, err := fr.read()
-		if err != nil {
+		f, ok := nextConnMethod(fr)
+		if !ok {
 			return
 		}
-		if f.typ == frameMethod && f.channel == 0 {
-			if m, err := decodeMethod(f.payload); err == nil && (m.id == mConnCloseOk || m.id == mConnClose) {
-				if m.id == mConnClose {
-					c.sendMethod(0, mConnCloseOk)
-				}
-				return
+		if m, err := decodeMethod(f.payload); err == nil && (m.id == mConnCloseOk || m.id == mConnClose) {
+			if m.id == mConnClose {
+				c.sendMethod(0, mConnCloseOk)
 			}
+			return
+		}
+	}
+}
+
+// nextConnMethod reads past every frame but a method frame on channel 0,
+// and returns it; false when the connection fails first.
+func nextConnMethod(fr *frameReader) (frame, bool) {
+	for {
+		f, err := fr.read()
+		if err != nil {
+			return frame{}, false
+		}
+		if f.typ == frameMethod && f.channel == 0 {
+			return f, true
 		}
 	}
 }
@@ -396,7 +408,7 @@ func (s *Server) startFrame() []byte {
 			"direct_reply_to":              false,
 		},
 	}
-	return appendFrame(nil, frameMethod, 0, appendMethod(nil, mConnStart, uint8(0), uint8(9), props, "PLAIN AMQPLAIN", "en_US"))
+	return appendMethodFrame(nil, 0, mConnStart, uint8(0), uint8(9), props, "PLAIN AMQPLAIN", "en_US")
 }
 
 // credentials reads a SASL response: PLAIN is "\0user\0password"

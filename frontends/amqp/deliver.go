@@ -166,13 +166,27 @@ func appendContent(dst []byte, channel uint16, d *core.Delivery, frameMax uint32
 	dst = binary.BigEndian.AppendUint64(dst, uint64(len(d.Body)))
 	dst = appendRawProperties(dst, d.Message)
 	dst = endFrame(dst, at)
+	return appendBody(dst, channel, d.Body, frameMax)
+}
+
+// appendBody appends body as content body frames of at most frameMax
+// bytes each.
+func appendBody(dst []byte, channel uint16, body []byte, frameMax uint32) []byte {
 	max := int(frameMax - frameOverhead)
-	for body := d.Body; len(body) > 0; {
+	for len(body) > 0 {
 		n := min(len(body), max)
 		dst = appendFrame(dst, frameBody, channel, body[:n])
 		body = body[n:]
 	}
 	return dst
+}
+
+// appendMethodFrame appends a method frame of id with args, the payload
+// written in place (no payload buffer of its own to copy from).
+func appendMethodFrame(dst []byte, channel uint16, id methodID, args ...any) []byte {
+	at := len(dst)
+	dst = append(dst, frameMethod, byte(channel>>8), byte(channel), 0, 0, 0, 0)
+	return endFrame(appendMethod(dst, id, args...), at)
 }
 
 // endFrame sets the size of the frame that starts at at and closes it.

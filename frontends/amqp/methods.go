@@ -363,12 +363,13 @@ func decodeProperties(d *decoder) properties {
 	for f := flags; f&1 != 0 && d.err == nil; f = d.short() {
 	}
 	var p properties
-	if flags&flagContentType != 0 {
-		p.ContentType = d.shortstr()
+	str := func(flag uint16, dst *string) {
+		if flags&flag != 0 {
+			*dst = d.shortstr()
+		}
 	}
-	if flags&flagContentEncoding != 0 {
-		p.ContentEncoding = d.shortstr()
-	}
+	str(flagContentType, &p.ContentType)
+	str(flagContentEncoding, &p.ContentEncoding)
 	if flags&flagHeaders != 0 {
 		p.Headers = d.table()
 	}
@@ -378,33 +379,17 @@ func decodeProperties(d *decoder) properties {
 	if flags&flagPriority != 0 {
 		p.Priority = d.octet()
 	}
-	if flags&flagCorrelationID != 0 {
-		p.CorrelationID = d.shortstr()
-	}
-	if flags&flagReplyTo != 0 {
-		p.ReplyTo = d.shortstr()
-	}
-	if flags&flagExpiration != 0 {
-		p.Expiration = d.shortstr()
-	}
-	if flags&flagMessageID != 0 {
-		p.MessageID = d.shortstr()
-	}
+	str(flagCorrelationID, &p.CorrelationID)
+	str(flagReplyTo, &p.ReplyTo)
+	str(flagExpiration, &p.Expiration)
+	str(flagMessageID, &p.MessageID)
 	if flags&flagTimestamp != 0 {
 		p.Timestamp = time.Unix(int64(d.longlong()), 0).UTC()
 	}
-	if flags&flagType != 0 {
-		p.Type = d.shortstr()
-	}
-	if flags&flagUserID != 0 {
-		p.UserID = d.shortstr()
-	}
-	if flags&flagAppID != 0 {
-		p.AppID = d.shortstr()
-	}
-	if flags&flagClusterID != 0 {
-		p.ClusterID = d.shortstr()
-	}
+	str(flagType, &p.Type)
+	str(flagUserID, &p.UserID)
+	str(flagAppID, &p.AppID)
+	str(flagClusterID, &p.ClusterID)
 	return p
 }
 

@@ -152,13 +152,11 @@ func newVhost(s *Server) (*vhost, error) {
 	return v, nil
 }
 
-func (v *vhost) addExchange(name string, rec exchangeRec) *exchange {
-	x := &exchange{name: name, rec: rec}
-	v.exchanges[name] = x
+func (v *vhost) addExchange(name string, rec exchangeRec) {
+	v.exchanges[name] = &exchange{name: name, rec: rec}
 	if rec.Topic != "" {
 		v.topics[rec.Topic] = name
 	}
-	return x
 }
 
 // topicFor picks the core topic of a new exchange: "amqp-x-" and its name
@@ -196,8 +194,6 @@ func newGroup(queue string) string {
 	rand.Read(r[:])
 	return "amqp-" + sanitize(queue, 80) + "-" + hex.EncodeToString(r[:])
 }
-
-var errExists = errors.New("exists")
 
 // declareExchange declares an exchange [spec exchange.declare].
 func (v *vhost) declareExchange(name, typ string, passive, durable, autoDelete, internal bool) error {
@@ -248,11 +244,8 @@ func (v *vhost) deleteExchange(name string, ifUnused bool) error {
 	}
 	var bound []*queue
 	for _, q := range v.queues {
-		for _, b := range q.bindings() {
-			if b.Exchange == name {
-				bound = append(bound, q)
-				break
-			}
+		if q.hasBinding(func(b *bindingRec) bool { return b.Exchange == name }) {
+			bound = append(bound, q)
 		}
 	}
 	if ifUnused && len(bound) > 0 {
@@ -573,10 +566,8 @@ func (v *vhost) routed(x *exchange, key string, headers func(string) (string, bo
 		return v.queues[key] != nil
 	}
 	for _, q := range v.queues {
-		for _, b := range q.bindings() {
-			if b.Exchange == x.name && b.matches(x, key, headers) {
-				return true
-			}
+		if q.hasBinding(func(b *bindingRec) bool { return b.Exchange == x.name && b.matches(x, key, headers) }) {
+			return true
 		}
 	}
 	return false

@@ -1,8 +1,8 @@
 package amqp
 
 import (
+	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -14,10 +14,7 @@ import (
 // set: CI must run it.
 func TestPika(t *testing.T) {
 	if err := exec.Command("/usr/bin/python3", "-c", "import pika").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3-pika is missing (apt-get install python3-pika): %v", err)
-		}
-		t.Skip("python3-pika is not installed (apt-get install python3-pika); skipping the pika client test")
+		clientMissing(t, "pika", fmt.Sprintf("python3-pika is not installed (apt-get install python3-pika): %v", err))
 	}
 	f := startFerry(t, Config{})
 	host, port, _ := net.SplitHostPort(f.srv.Addrs()[0].String())

@@ -81,14 +81,9 @@ func (ch *channel) published() error {
 	if !routable || pub.mandatory && !ch.c.s.vhost.routed(pub.x, pub.key, headers) {
 		if pub.mandatory {
 			// [spec basic.return] then, in confirm mode, the ack.
-			b := appendFrame(nil, frameMethod, ch.id, appendMethod(nil, mBasicReturn, uint16(codeNoRoute), "NO_ROUTE", pub.x.name, pub.key))
+			b := appendMethodFrame(nil, ch.id, mBasicReturn, uint16(codeNoRoute), "NO_ROUTE", pub.x.name, pub.key)
 			b = appendFrame(b, frameHeader, ch.id, appendHeader(nil, uint64(len(pub.body)), pub.hdr.raw))
-			for body := pub.body; len(body) > 0; {
-				n := min(len(body), int(ch.c.frameMax-frameOverhead))
-				b = appendFrame(b, frameBody, ch.id, body[:n])
-				body = body[n:]
-			}
-			ch.c.send(b)
+			ch.c.send(appendBody(b, ch.id, pub.body, ch.c.frameMax))
 			ch.c.s.metrics.returned.Inc()
 		}
 		if confirms != nil {
@@ -117,10 +112,8 @@ func (ch *channel) published() error {
 	ch.c.s.lastPublish.Store(now.UnixNano())
 	if err != nil {
 		ch.c.log.Warn("amqp: publish failed", "topic", topic, "err", err)
-		ch.c.s.blocked(err)
-	} else {
-		ch.c.s.blocked(nil)
 	}
+	ch.c.s.blocked(err)
 	if confirms != nil {
 		confirms <- confirmReq{seq: seq, end: res.End, err: err}
 	}
@@ -180,7 +173,7 @@ func (ch *channel) confirmer(reqs <-chan confirmReq) {
 		for i := 0; i < len(batch); {
 			r := batch[i]
 			if r.err != nil || durErr != nil {
-				b = appendFrame(b, frameMethod, ch.id, appendMethod(nil, mBasicNack, r.seq, false, false))
+				b = appendMethodFrame(b, ch.id, mBasicNack, r.seq, false, false)
 				i++
 				continue
 			}
@@ -188,7 +181,7 @@ func (ch *channel) confirmer(reqs <-chan confirmReq) {
 			for j+1 < len(batch) && batch[j+1].err == nil {
 				j++
 			}
-			b = appendFrame(b, frameMethod, ch.id, appendMethod(nil, mBasicAck, batch[j].seq, j > i))
+			b = appendMethodFrame(b, ch.id, mBasicAck, batch[j].seq, j > i)
 			i = j + 1
 		}
 		ch.c.send(b)

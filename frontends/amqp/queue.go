@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,16 +75,30 @@ func newQueue(v *vhost, name string, rec queueRec, owner *conn) *queue {
 	return q
 }
 
+// currentMember is the queue's member now: join replaces it.
+func (q *queue) currentMember() *core.Member {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.member
+}
+
 func (q *queue) rec() queueRec {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.r
 }
 
-func (q *queue) bindings() []bindingRec {
+// hasBinding reports whether one of the queue's bindings satisfies ok,
+// looking at them in place (a mandatory publish asks every queue).
+func (q *queue) hasBinding(ok func(*bindingRec) bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return slices.Clone(q.r.Bindings)
+	for i := range q.r.Bindings {
+		if ok(&q.r.Bindings[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // subs are the core subscriptions of the queue's bindings.
@@ -252,13 +267,16 @@ func (q *queue) requeue(hs ...held) {
 
 // ack acknowledges d in the core.
 func (q *queue) ack(d *core.Delivery) {
-	q.mu.Lock()
-	m := q.member
-	q.mu.Unlock()
+	q.ackBy(q.currentMember(), d)
+	q.signal()
+}
+
+// ackBy acknowledges d with member m; a delivery the member no longer
+// owns is no error.
+func (q *queue) ackBy(m *core.Member, d *core.Delivery) {
 	if err := m.Ack(d); err != nil && !errors.Is(err, core.ErrStaleDelivery) {
 		q.v.s.log.Warn("amqp: acknowledging a delivery", "queue", q.name, "err", err)
 	}
-	q.signal()
 }
 
 // ackAll acknowledges us in the core: each run of one queue's deliveries
@@ -266,13 +284,9 @@ func (q *queue) ack(d *core.Delivery) {
 func ackAll(us []*unacked) {
 	for i := 0; i < len(us); {
 		q := us[i].q
-		q.mu.Lock()
-		m := q.member
-		q.mu.Unlock()
+		m := q.currentMember()
 		for ; i < len(us) && us[i].q == q; i++ {
-			if err := m.Ack(us[i].h.d); err != nil && !errors.Is(err, core.ErrStaleDelivery) {
-				q.v.s.log.Warn("amqp: acknowledging a delivery", "queue", q.name, "err", err)
-			}
+			q.ackBy(m, us[i].h.d)
 		}
 		q.signal()
 	}
@@ -336,7 +350,7 @@ func (q *queue) route(d *core.Delivery) (exchange, key string, ok bool) {
 	for i := 0; !ok && i < len(bound); i++ {
 		b := bound[i]
 		switch {
-		case b.x.rec.Topic == "" && (d.Topic == DefaultTopic || hasReserved(d.Topic)):
+		case b.x.rec.Topic == "" && (d.Topic == DefaultTopic || strings.HasPrefix(d.Topic, reservedTopic)):
 			continue
 		case b.x.rec.Topic != "" && b.x.rec.Topic != d.Topic:
 			continue
@@ -355,10 +369,6 @@ func (q *queue) route(d *core.Delivery) (exchange, key string, ok bool) {
 		return "", "", false
 	}
 	return exchange, key, true
-}
-
-func hasReserved(topic string) bool {
-	return len(topic) >= len(reservedTopic) && topic[:len(reservedTopic)] == reservedTopic
 }
 
 // run is the queue's dispatcher: while a consumer has room, it sends held
@@ -389,11 +399,8 @@ func (q *queue) run() {
 		if q.dispatchHeld(c, room) {
 			continue
 		}
-		q.mu.Lock()
-		m := q.member
-		q.mu.Unlock()
 		ctx, cancel := context.WithTimeout(q.ctx, idleBeat)
-		ds, err := m.Pull(ctx, min(room, 64))
+		ds, err := q.currentMember().Pull(ctx, min(room, 64))
 		cancel()
 		switch {
 		case q.ctx.Err() != nil:
@@ -484,9 +491,7 @@ func (q *queue) get() (held, string, string, bool) {
 	for {
 		h, ok := q.popHeld()
 		if !ok {
-			q.mu.Lock()
-			m := q.member
-			q.mu.Unlock()
+			m := q.currentMember()
 			// One look, no wait; but a publish of a moment ago may not be
 			// in the queue's index yet: then a short wait for it.
 			wait := time.Duration(0)

@@ -61,30 +61,22 @@ func (s *Server) refuse(nc net.Conn) {
 		if _, err := nc.Write(s.startFrame()); err != nil {
 			return
 		}
-		for {
-			f, err := fr.read()
-			if err != nil {
-				return
-			}
-			if f.typ == frameMethod && f.channel == 0 {
-				break
-			}
+		if _, ok := nextConnMethod(fr); !ok { // connection.start-ok
+			return
 		}
 		e := connErr(codeNotAllowed, fmt.Sprintf("connection limit reached: %d connections are open, the most the broker takes (amqp.max-connections)",
 			s.cfg.MaxConnections)).on(mConnStartOk)
-		closeM := appendMethod(nil, mConnClose, e.Code, e.replyTextOf(), e.Method.class(), e.Method.method())
-		if _, err := nc.Write(appendFrame(nil, frameMethod, 0, closeM)); err != nil {
+		closeM := appendMethodFrame(nil, 0, mConnClose, e.Code, e.replyTextOf(), e.Method.class(), e.Method.method())
+		if _, err := nc.Write(closeM); err != nil {
 			return
 		}
 		for {
-			f, err := fr.read()
-			if err != nil {
+			f, ok := nextConnMethod(fr)
+			if !ok {
 				return
 			}
-			if f.typ == frameMethod && f.channel == 0 {
-				if m, err := decodeMethod(f.payload); err == nil && m.id == mConnCloseOk {
-					return
-				}
+			if m, err := decodeMethod(f.payload); err == nil && m.id == mConnCloseOk {
+				return
 			}
 		}
 	}()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/frontends/amqp/amqpconf"
 )
 
 // Guard authenticates clients and authorizes their topics and queues (an
@@ -73,33 +74,36 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
+// withDefaults fills what c leaves unset with the configuration's
+// defaults (amqpconf.Default), the one place they are written.
 func (c Config) withDefaults() Config {
-	def := func(v *int, d int) {
+	d := amqpconf.Default()
+	def := func(v *int, to int) {
 		if *v <= 0 {
-			*v = d
+			*v = to
 		}
 	}
 	if c.FrameMax == 0 {
-		c.FrameMax = 128 << 10
+		c.FrameMax = uint32(d.FrameMax)
 	}
 	c.FrameMax = max(c.FrameMax, minFrameMax)
 	if c.ChannelMax == 0 {
-		c.ChannelMax = 2047
+		c.ChannelMax = uint16(d.ChannelMax)
 	}
 	if c.Heartbeat < 0 {
 		c.Heartbeat = 0
 	} else if c.Heartbeat == 0 {
-		c.Heartbeat = 60 * time.Second
+		c.Heartbeat = d.Heartbeat
 	}
-	def(&c.MaxMessageSize, 4<<20)
-	def(&c.MaxUnacked, 65535)
-	def(&c.MaxUnconfirmed, 65536)
-	def(&c.MaxTxBytes, 64<<20)
+	def(&c.MaxMessageSize, d.MaxMessageSize)
+	def(&c.MaxUnacked, d.MaxUnacked)
+	def(&c.MaxUnconfirmed, d.MaxUnconfirmed)
+	def(&c.MaxTxBytes, d.MaxTxBytes)
 	if c.MaxConnections <= 0 {
-		c.MaxConnections = 100_000
+		c.MaxConnections = d.MaxConnections
 	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 10 * time.Second
+		c.HandshakeTimeout = d.HandshakeTimeout
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second

@@ -68,7 +68,7 @@ func FuzzDecodeMethod(f *testing.F) {
 }
 
 func FuzzReadFrame(f *testing.F) {
-	f.Add(appendFrame(nil, frameMethod, 1, appendMethod(nil, mChanOpen, "")))
+	f.Add(appendMethodFrame(nil, 1, mChanOpen, ""))
 	f.Add(appendFrame(nil, frameHeader, 1, appendHeader(nil, 3, appendProperties(nil, &properties{Headers: Table{"a": "b"}}))))
 	f.Add(appendFrame(nil, frameHeartbeat, 0, nil))
 	f.Fuzz(func(t *testing.T, p []byte) {
@@ -128,7 +128,7 @@ func dialRaw(t *testing.T, f *ferry) *rawConn {
 }
 
 func (c *rawConn) method(ch uint16, id methodID, args ...any) {
-	c.nc.Write(appendFrame(nil, frameMethod, ch, appendMethod(nil, id, args...)))
+	c.nc.Write(appendMethodFrame(nil, ch, id, args...))
 }
 
 func (c *rawConn) read() method {
@@ -183,7 +183,7 @@ func TestBadInputClosesTheRightScope(t *testing.T) {
 	}
 	t.Run("wrong frame end", func(t *testing.T) {
 		c := dialRaw(t, f)
-		b := appendFrame(nil, frameMethod, 1, appendMethod(nil, mChanOpen, ""))
+		b := appendMethodFrame(nil, 1, mChanOpen, "")
 		b[len(b)-1] = 0x00
 		c.nc.Write(b)
 		c.expectClosed(codeFrameError)

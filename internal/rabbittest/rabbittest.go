@@ -45,12 +45,8 @@ func URL(t testing.TB) string {
 	}
 	conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
 	if err != nil {
-		msg := "RabbitMQ does not answer at FERRY_TEST_AMQP_URL (" + err.Error() + "); " +
-			"run ./test.sh, which installs and starts it, or set FERRY_TEST_AMQP_URL"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		missing(t, "RabbitMQ does not answer at FERRY_TEST_AMQP_URL ("+err.Error()+"); "+
+			"run ./test.sh, which installs and starts it, or set FERRY_TEST_AMQP_URL")
 	}
 	conn.Close()
 	return u
@@ -99,4 +95,14 @@ func Channel(t testing.TB, url string) (*amqp.Connection, *amqp.Channel) {
 		t.Fatal(err)
 	}
 	return conn, ch
+}
+
+// missing skips t for want of RabbitMQ, saying why; under CI=true, where
+// RabbitMQ must be there, it fails t instead.
+func missing(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }

@@ -58,40 +58,66 @@ func Render(tmpl, topic, subject, firstKey string) string {
 
 // Match reports whether routing key matches an AMQP topic binding
 // pattern: words are separated by '.', `*` matches exactly one word and
-// `#` zero or more.
+// `#` zero or more. It walks both strings in place (no split): a queue
+// runs it on every message a topic binding reads.
 func Match(pattern, key string) bool {
-	return matchWords(strings.Split(pattern, "."), strings.Split(key, "."))
+	return matchWords(words{pattern, true}, words{key, true})
 }
 
-func matchWords(p, k []string) bool {
-	for len(p) > 0 {
-		switch p[0] {
+// words is what is left of a '.'-separated list: s, when more is set (an
+// empty s is then one empty word).
+type words struct {
+	s    string
+	more bool
+}
+
+// next is the first word and the rest.
+func (w words) next() (string, words) {
+	head, rest, more := strings.Cut(w.s, ".")
+	return head, words{rest, more}
+}
+
+func matchWords(p, k words) bool {
+	for p.more {
+		w, rest := p.next()
+		switch w {
 		case "#":
 			// Collapse runs of '#', then try every split point.
-			for len(p) > 0 && p[0] == "#" {
-				p = p[1:]
+			for rest.more {
+				w2, after := rest.next()
+				if w2 != "#" {
+					break
+				}
+				rest = after
 			}
-			if len(p) == 0 {
+			if !rest.more {
 				return true
 			}
-			for i := 0; i <= len(k); i++ {
-				if matchWords(p, k[i:]) {
+			for {
+				if matchWords(rest, k) {
 					return true
 				}
+				if !k.more {
+					return false
+				}
+				_, k = k.next()
 			}
-			return false
 		case "*":
-			if len(k) == 0 {
+			if !k.more {
 				return false
 			}
 		default:
-			if len(k) == 0 || k[0] != p[0] {
+			if !k.more {
+				return false
+			}
+			if kw, _ := k.next(); kw != w {
 				return false
 			}
 		}
-		p, k = p[1:], k[1:]
+		p = rest
+		_, k = k.next()
 	}
-	return len(k) == 0
+	return !k.more
 }
 
 // SubjectFilter maps an AMQP topic pattern over subjects (words joined
