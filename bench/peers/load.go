@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -21,6 +22,9 @@ type runResult struct {
 	latRate          float64       // the paced rate
 	latLost          int64
 	cpuPerMsg        time.Duration // server CPU per message published
+	clientPub        time.Duration // this load program's CPU per message published
+	serverCons       time.Duration // server CPU per message consumed
+	clientCons       time.Duration // this load program's CPU per message consumed
 	sysPerMsg        float64       // server read+write syscalls per message published
 	failover         time.Duration // kill -9 of the leader → first acknowledged write after it
 	failoverWho      string        // which leader was killed
@@ -33,6 +37,16 @@ type usage struct {
 	cpu       time.Duration
 	syscalls  int64
 	available bool
+}
+
+// selfCPU is this process's CPU time (user and system), the clients'
+// side of every system: the load program runs only the clients.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func readUsage(pid int) usage {
@@ -69,17 +83,25 @@ func readUsage(pid int) usage {
 func measure(t target, size int, duration time.Duration) runResult {
 	var r runResult
 	pids := pidsOf(t)
-	before := sumUsage(pids)
+	before, self := sumUsage(pids), selfCPU()
 	r.publish, r.published, r.err = publishPhase(t, size, duration)
-	if after := sumUsage(pids); after.available && r.published > 0 {
-		r.cpuPerMsg = (after.cpu - before.cpu) / time.Duration(r.published)
-		r.sysPerMsg = float64(after.syscalls-before.syscalls) / float64(r.published)
+	if r.published > 0 {
+		r.clientPub = (selfCPU() - self) / time.Duration(r.published)
+		if after := sumUsage(pids); after.available {
+			r.cpuPerMsg = (after.cpu - before.cpu) / time.Duration(r.published)
+			r.sysPerMsg = float64(after.syscalls-before.syscalls) / float64(r.published)
+		}
 	}
 	if r.err != nil {
 		return r
 	}
+	before, self = sumUsage(pids), selfCPU()
 	if r.consume, r.err = consumePhase(t, r.published); r.err != nil {
 		return r
+	}
+	r.clientCons = (selfCPU() - self) / time.Duration(r.published)
+	if after := sumUsage(pids); after.available {
+		r.serverCons = (after.cpu - before.cpu) / time.Duration(r.published)
 	}
 	r.latRate = r.publish / 2
 	if *latRateF > 0 {

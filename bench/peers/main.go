@@ -179,8 +179,8 @@ func main() {
 				}
 				r := measure(t, size, s.duration)
 				t.close()
-				fmt.Fprintf(os.Stderr, "round %d %-16s %5d B: publish %8.0f/s (%d msgs, server %v CPU and %.2f read/write syscalls a msg), consume %8.0f/s, e2e at %.0f/s p50 %s p99 %s lost %d%s%s\n",
-					round, s.short, size, r.publish, r.published, r.cpuPerMsg, r.sysPerMsg, r.consume, r.latRate, ms(r.p50), ms(r.p99), r.latLost, errNote(r.err), failoverNote(r))
+				fmt.Fprintf(os.Stderr, "round %d %-16s %5d B: publish %8.0f/s (%d msgs, server %v CPU and %.2f read/write syscalls a msg, client %v CPU), consume %8.0f/s (server %v, client %v CPU a msg), e2e at %.0f/s p50 %s p99 %s lost %d%s%s\n",
+					round, s.short, size, r.publish, r.published, r.cpuPerMsg, r.sysPerMsg, r.clientPub, r.consume, r.serverCons, r.clientCons, r.latRate, ms(r.p50), ms(r.p99), r.latLost, errNote(r.err), failoverNote(r))
 				results[s.key][size] = append(results[s.key][size], r)
 			}
 		}
@@ -233,13 +233,16 @@ func summarize(systems []*system, sizes []int, results map[string]map[int][]runR
 				return v[len(v)/2]
 			}
 			rw.med[size] = runResult{
-				publish:   pick(func(r runResult) float64 { return r.publish }),
-				consume:   pick(func(r runResult) float64 { return r.consume }),
-				latRate:   pick(func(r runResult) float64 { return r.latRate }),
-				p50:       time.Duration(pick(func(r runResult) float64 { return float64(r.p50) })),
-				p99:       time.Duration(pick(func(r runResult) float64 { return float64(r.p99) })),
-				cpuPerMsg: time.Duration(pick(func(r runResult) float64 { return float64(r.cpuPerMsg) })),
-				sysPerMsg: pick(func(r runResult) float64 { return r.sysPerMsg }),
+				publish:    pick(func(r runResult) float64 { return r.publish }),
+				consume:    pick(func(r runResult) float64 { return r.consume }),
+				latRate:    pick(func(r runResult) float64 { return r.latRate }),
+				p50:        time.Duration(pick(func(r runResult) float64 { return float64(r.p50) })),
+				p99:        time.Duration(pick(func(r runResult) float64 { return float64(r.p99) })),
+				cpuPerMsg:  time.Duration(pick(func(r runResult) float64 { return float64(r.cpuPerMsg) })),
+				clientPub:  time.Duration(pick(func(r runResult) float64 { return float64(r.clientPub) })),
+				serverCons: time.Duration(pick(func(r runResult) float64 { return float64(r.serverCons) })),
+				clientCons: time.Duration(pick(func(r runResult) float64 { return float64(r.clientCons) })),
+				sysPerMsg:  pick(func(r runResult) float64 { return r.sysPerMsg }),
 			}
 			for _, r := range ok {
 				rw.med[size] = addLost(rw.med[size], r.latLost)
@@ -253,8 +256,8 @@ func summarize(systems []*system, sizes []int, results map[string]map[int][]runR
 func addLost(r runResult, n int64) runResult { r.latLost += n; return r }
 
 func printTable(rows []row, sizes []int) {
-	fmt.Println("| system | body | publish msg/s | consume msg/s | e2e p50 | e2e p99 (at msg/s) | server CPU per msg | note |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Println("| system | body | publish msg/s | consume msg/s | e2e p50 | e2e p99 (at msg/s) | CPU per msg, publish: server + client | consume: server + client | note |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, rw := range rows {
 		for _, size := range sizes {
 			note := rw.sys.skip
@@ -263,42 +266,37 @@ func printTable(rows []row, sizes []int) {
 			}
 			r, ok := rw.med[size]
 			if !ok {
-				fmt.Printf("| %s | %s | – | – | – | – | – | %s |\n", rw.sys.name, bytesName(size), note)
+				fmt.Printf("| %s | %s | – | – | – | – | – | – | %s |\n", rw.sys.name, bytesName(size), note)
 				continue
 			}
 			if r.latLost > 0 {
 				note = strings.TrimPrefix(note+fmt.Sprintf("; %d latency messages not received", r.latLost), "; ")
 			}
-			fmt.Printf("| %s | %s | %s | %s | %s | %s (%s) | %s | %s |\n", rw.sys.name, bytesName(size),
-				thousands(r.publish), thousands(r.consume), ms(r.p50), ms(r.p99), thousands(r.latRate), us(r.cpuPerMsg), note)
+			fmt.Printf("| %s | %s | %s | %s | %s | %s (%s) | %s + %s | %s + %s | %s |\n", rw.sys.name, bytesName(size),
+				thousands(r.publish), thousands(r.consume), ms(r.p50), ms(r.p99), thousands(r.latRate),
+				us(r.cpuPerMsg), us(r.clientPub), us(r.serverCons), us(r.clientCons), note)
 		}
 	}
-	// Ratios of Ferry (async flush) to each peer, the targets.
-	// In the replicated scenario, of the Ferry group to the replicated
-	// peers; in the AMQP scenario, of Ferry's AMQP listener (async flush).
-	var ferry *row
-	for _, key := range []string{"ferry-async", "ferry-amqp-async", "ferry-group"} {
-		for i := range rows {
-			if ferry == nil && rows[i].sys.key == key {
-				ferry = &rows[i]
-			}
-		}
-	}
-	if ferry == nil {
-		return
-	}
+	// Ratios of each Ferry system to each peer, the targets: the
+	// async and sync flush modes, Ferry's AMQP listener, or the
+	// replicated group, whichever the run measured.
 	fmt.Println()
-	fmt.Printf("| %s ÷ | body | publish | consume |\n", ferry.sys.short)
+	fmt.Println("| ratio | body | publish | consume |")
 	fmt.Println("|---|---:|---:|---:|")
-	for _, rw := range rows {
-		if !strings.HasPrefix(rw.sys.key, "rabbit") && !strings.HasPrefix(rw.sys.key, "nats") {
+	for _, f := range rows {
+		if !strings.HasPrefix(f.sys.key, "ferry") {
 			continue
 		}
-		for _, size := range sizes {
-			f, ok1 := ferry.med[size]
-			p, ok2 := rw.med[size]
-			if ok1 && ok2 && p.publish > 0 && p.consume > 0 {
-				fmt.Printf("| %s | %s | %.2f× | %.2f× |\n", rw.sys.short, bytesName(size), f.publish/p.publish, f.consume/p.consume)
+		for _, rw := range rows {
+			if !strings.HasPrefix(rw.sys.key, "rabbit") && !strings.HasPrefix(rw.sys.key, "nats") {
+				continue
+			}
+			for _, size := range sizes {
+				a, ok1 := f.med[size]
+				p, ok2 := rw.med[size]
+				if ok1 && ok2 && p.publish > 0 && p.consume > 0 {
+					fmt.Printf("| %s ÷ %s | %s | %.2f× | %.2f× |\n", f.sys.short, rw.sys.short, bytesName(size), a.publish/p.publish, a.consume/p.consume)
+				}
 			}
 		}
 	}
