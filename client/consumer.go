@@ -849,6 +849,7 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 		switch resp.Code {
 		case remoting.Success:
 			msgs, err := decodeMessages(resp.Body)
+			resp.Release() // the messages hold copies: the frame's memory serves the next pull
 			if err == nil {
 				err = nerr
 			}

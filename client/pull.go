@@ -175,7 +175,9 @@ func (c *PullConsumer) Pull(ctx context.Context, q Queue, offset int64, n int) (
 	case remoting.PullOffsetMoved:
 		return res, fmt.Errorf("%w: offset %d of %s/%s/%d, next %d", ErrOffsetMoved, offset, q.Topic, q.Broker, q.ID, res.Next)
 	case remoting.Success:
-		if res.Messages, err = decodeMessages(resp.Body); err != nil {
+		res.Messages, err = decodeMessages(resp.Body)
+		resp.Release() // the messages hold copies: the frame's memory serves the next pull
+		if err != nil {
 			return PullResult{}, fmt.Errorf("client: pull answer from %s: %w", addr, err)
 		}
 		for _, m := range res.Messages {

@@ -64,6 +64,8 @@ type Command struct {
 
 	// Serialization is how the header came (decode) or goes (encode).
 	Serialization Serialization
+
+	frame []byte // a large frame's own memory, which Body lies in: see Release
 }
 
 // Field is one ext field of Command.Fields.

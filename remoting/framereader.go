@@ -269,8 +269,11 @@ func (fr *frameReader) readCommand(maxFrame int) (*Command, error) {
 func (fr *frameReader) readLarge(n int) (*Command, error) {
 	fr.r += 4
 	got := min(fr.w-fr.r, n)
-	frame := make([]byte, got, max(got, min(n, readChunk)))
-	copy(frame, fr.buf[fr.r:fr.r+got])
+	frame := getFrame(n)
+	if frame == nil {
+		frame = make([]byte, 0, max(got, min(n, readChunk)))
+	}
+	frame = append(frame, fr.buf[fr.r:fr.r+got]...)
 	fr.r += got
 	if fr.reading != nil {
 		fr.reading.Add(int64(got))
@@ -295,7 +298,11 @@ func (fr *frameReader) readLarge(n int) (*Command, error) {
 			return nil, cutShort(n, len(frame), err)
 		}
 	}
-	return decodeFrame(frame, false)
+	c, err := decodeFrame(frame, false)
+	if err == nil {
+		c.frame = frame
+	}
+	return c, err
 }
 
 // partialHeader decodes the header at the start of a frame's first
