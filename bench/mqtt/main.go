@@ -44,7 +44,8 @@ var (
 	ferryBin    = flag.String("ferry", "", "ferry binary (default: built from --repo)")
 	profBin     = flag.String("ferryprof", "", "ferryprof binary (default: built from ./ferryprof)")
 	mosqBin     = flag.String("mosquitto", "mosquitto", "mosquitto binary")
-	systemsF    = flag.String("systems", "ferry-async,mosquitto,ferry-sync", "systems, in the order of each round")
+	natsBin     = flag.String("nats-server", "nats-server", "nats-server binary (its MQTT listener, on JetStream)")
+	systemsF    = flag.String("systems", "ferry-async,mosquitto,nats,ferry-sync", "systems, in the order of each round")
 	rounds      = flag.Int("rounds", 3, "fan-in rounds (the median is reported)")
 	count       = flag.Int("count", 300000, "messages per fan-in run, over all publishers")
 	syncCount   = flag.Int("sync-count", 40000, "messages per fan-in run for Ferry with sync flush (an fsync per commit is slow)")
@@ -181,8 +182,10 @@ func newSystem(name string) system {
 		}}
 	case "mosquitto":
 		return system{"Mosquitto (no persistence)", *count, func() (*broker, error) { return startMosquitto(*mosqBin) }}
+	case "nats":
+		return system{"NATS (MQTT on JetStream, file storage)", *count, func() (*broker, error) { return startNATS(*natsBin) }}
 	}
-	check(fmt.Errorf("unknown system %q (ferry-async, ferry-sync, mosquitto)", name))
+	check(fmt.Errorf("unknown system %q (ferry-async, ferry-sync, mosquitto, nats)", name))
 	return system{}
 }
 

@@ -78,6 +78,39 @@ func startMosquitto(bin string) (*broker, error) {
 	return b, nil
 }
 
+// startNATS starts nats-server with JetStream (file storage, which its
+// MQTT listener keeps sessions and QoS 1 messages in) and MQTT on a free
+// port.
+func startNATS(bin string) (*broker, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	client, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bench-nats")
+	if err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf("listen: %q\nserver_name: bench\njetstream { store_dir: %q }\nmqtt { listen: %q }\nmax_connections: 1000000\n",
+		client, filepath.Join(dir, "js"), addr)
+	confPath := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	b := &broker{name: "NATS", addr: addr, dir: dir, log: filepath.Join(dir, "log")}
+	if err := b.start(exec.Command(bin, "-c", confPath), nil); err != nil {
+		return nil, err
+	}
+	if err := b.waitDial(); err != nil {
+		b.stop()
+		return nil, err
+	}
+	return b, nil
+}
+
 var listenRe = regexp.MustCompile(`mqtt: listening.*listener=tcp addr=(\S+)`)
 var pprofRe = regexp.MustCompile(`(?:pprof|http) listening.*addr=(\S+)`)
 
