@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/ferrymq/ferry/core"
@@ -53,19 +54,53 @@ func toCore(topic string, flag int32, props map[string]string, body []byte) *cor
 	return m
 }
 
-// fromCore gives back RocketMQ's properties of a core message.
-func fromCore(m *core.Message) map[string]string {
-	props := make(map[string]string, len(m.Properties)+2)
-	for k, v := range m.Properties {
-		props[k] = v
+// appendProperties appends the length and the RocketMQ properties of a
+// core message, as a send gave them: the subject as TAGS, the keys (less
+// the UNIQ_KEY a send indexed) as KEYS, the other properties; names
+// sorted, as remoting.EncodeProperties orders them, so that equal
+// messages encode alike. It builds no map and no string: a pull encodes
+// every message it returns.
+func appendProperties(dst []byte, m *core.Message) []byte {
+	id := m.Properties[propUniqKey]
+	kept := func(k string) bool { return id == "" || k != id } // unindexUniqKey's rule
+	hasKeys := slices.ContainsFunc(m.Keys, kept)
+	var stack [16]string
+	names := stack[:0]
+	for k := range m.Properties {
+		names = append(names, k)
 	}
-	if m.Subject != "" {
-		props[propTags] = m.Subject
+	if _, ok := m.Properties[propTags]; !ok && m.Subject != "" {
+		names = append(names, propTags)
 	}
-	if keys := unindexUniqKey(m.Properties, m.Keys); len(keys) > 0 {
-		props[propKeys] = strings.Join(keys, " ")
+	if _, ok := m.Properties[propKeys]; !ok && hasKeys {
+		names = append(names, propKeys)
 	}
-	return props
+	slices.Sort(names)
+	at := len(dst)
+	dst = append(dst, 0, 0) // the length, set below
+	for _, k := range names {
+		dst = append(dst, k...)
+		dst = append(dst, '\x01')
+		switch {
+		case k == propTags && m.Subject != "":
+			dst = append(dst, m.Subject...)
+		case k == propKeys && hasKeys:
+			first := true
+			for _, key := range m.Keys {
+				if kept(key) {
+					if !first {
+						dst = append(dst, ' ')
+					}
+					dst, first = append(dst, key...), false
+				}
+			}
+		default:
+			dst = append(dst, m.Properties[k]...)
+		}
+		dst = append(dst, '\x02')
+	}
+	binary.BigEndian.PutUint16(dst[at:], uint16(len(dst)-at-2))
+	return dst
 }
 
 // inflate undoes a producer's zlib compression, capped at maxBody.
@@ -127,10 +162,9 @@ func storedMessageSizeHint(m *core.Message) int {
 // appendMessage appends m in RocketMQ's stored-message layout, which its
 // clients decode from a pull response. storeHost is the broker's address.
 func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {
-	props := remoting.EncodeProperties(fromCore(m))
-	size := 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + len(m.Body) + 1 + len(m.Topic) + 2 + len(props)
+	start := len(dst)
 	be := binary.BigEndian
-	dst = be.AppendUint32(dst, uint32(size))
+	dst = append(dst, 0, 0, 0, 0)          // the size, set once the properties are in
 	dst = be.AppendUint32(dst, 0xdaa320a7) // MESSAGE_MAGIC_CODE
 	dst = be.AppendUint32(dst, crc32.ChecksumIEEE(m.Body))
 	dst = be.AppendUint32(dst, uint32(m.QueueID))
@@ -148,6 +182,7 @@ func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {
 	dst = append(dst, m.Body...)
 	dst = append(dst, byte(len(m.Topic)))
 	dst = append(dst, m.Topic...)
-	dst = be.AppendUint16(dst, uint16(len(props)))
-	return append(dst, props...)
+	dst = appendProperties(dst, m)
+	be.PutUint32(dst[start:], uint32(len(dst)-start))
+	return dst
 }
