@@ -74,7 +74,7 @@ func (t *tracker) record(p []byte, now time.Time) {
 // subscribe connects a subscriber on filter at qos and records every
 // message into t until the connection is closed; acks QoS 1 deliveries.
 func subscribe(addr, filter string, qos byte, t *tracker) (*wire, <-chan error, error) {
-	w, err := dialMQTT(addr, "bench-sub")
+	w, err := dialMQTT(addr, "bench-sub", 64<<10)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -209,7 +209,7 @@ type loadResult struct {
 func runLoad(addr string, pubs, per int, qos byte, window, size int, interval time.Duration, keepLat bool, idle time.Duration) loadResult {
 	var r loadResult
 	t := newTracker(pubs, per, keepLat)
-	sub, subDone, err := subscribe(addr, "#", qos, t)
+	sub, subDone, err := subscribe(addr, "bench/#", qos, t)
 	if err != nil {
 		r.err = fmt.Errorf("subscriber: %w", err)
 		return r
@@ -226,7 +226,7 @@ func runLoad(addr string, pubs, per int, qos byte, window, size int, interval ti
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			w, err := dialMQTT(addr, fmt.Sprintf("bench-pub-%d", i))
+			w, err := dialMQTT(addr, fmt.Sprintf("bench-pub-%d", i), 64<<10)
 			if err != nil {
 				dialErr.CompareAndSwap(nil, err)
 				return
@@ -325,7 +325,7 @@ func idleConnections(addr string, n int) ([]*wire, error) {
 				if i >= n || first.Load() != nil {
 					return
 				}
-				w, err := dialMQTT(addr, fmt.Sprintf("idle-%d", i))
+				w, err := dialMQTT(addr, fmt.Sprintf("idle-%d", i), 1<<10) // small: many, and they say little
 				if err != nil {
 					first.CompareAndSwap(nil, fmt.Errorf("connection %d: %w", i, err))
 					return

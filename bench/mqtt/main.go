@@ -1,22 +1,24 @@
-// Command mqtt measures Ferry's MQTT front-end beside Mosquitto on this
-// machine, in one run, with one load generator (a minimal pipelined MQTT
+// Command mqtt measures Ferry's MQTT front-end beside Mosquitto and NATS's
+// MQTT listener on this machine, in one run, with one load generator (a minimal pipelined MQTT
 // 3.1.1 client, wire.go) and the systems alternated so that drift affects
 // them alike:
 //
-//   - fan-in: --publishers publishers → 1 subscriber on "#", --size-byte
+//   - fan-in: --publishers publishers → 1 subscriber on "bench/#", --size-byte
 //     payloads, QoS 0 and QoS 1 (QoS 1 pipelined, --window in flight), a
 //     fixed --count; delivered msg/s at the subscriber, publish rate, lost
 //     and duplicate messages. The median of --rounds runs is reported.
 //   - device fleet: --fleet publishers at --fleet-rate msg/s each, QoS 1, for
 //     --fleet-duration; p50/p99 publish → deliver latency, the median of
 //     --fleet-rounds runs; for Ferry also each hop's p50/p99 from its
-//     ferry_mqtt_delivery_hop_seconds metrics.
+//     ferry_mqtt_delivery_hop_seconds metrics. With --background N, N more
+//     connections each publish one QoS 1 message per --background-interval
+//     meanwhile (the many slow devices the fleet's tail must not feel).
 //   - idle connections: --idle MQTT connections that do nothing; the
 //     broker's VmRSS before and after, per connection.
 //
 // Ferry runs as `ferry serve` (async and sync flush) with a temporary data
 // directory; Mosquitto with a generated configuration (persistence off,
-// queue limits lifted). --profile DIR instead profiles Ferry in process
+// queue limits lifted); NATS with JetStream file storage. --profile DIR instead profiles Ferry in process
 // (ferryprof) under the fan-in loads.
 //
 //	cd bench/mqtt && go run . [--rounds 3] [--count 400000]   (or bench/mqtt.sh)
@@ -57,6 +59,8 @@ var (
 	fleetDur    = flag.Duration("fleet-duration", 20*time.Second, "device-fleet run")
 	fleetRounds = flag.Int("fleet-rounds", 3, "device-fleet rounds (the median p50 and p99 are reported)")
 	idle        = flag.Int("idle", 10000, "idle connections (0 skips)")
+	bgConns     = flag.Int("background", 0, "device-fleet runs: this many more connections, each publishing one QoS 1 message per --background-interval")
+	bgInterval  = flag.Duration("background-interval", time.Minute, "how often each background connection publishes")
 	profileDir  = flag.String("profile", "", "profile Ferry in process under the fan-in loads, writing profiles here, instead of the comparison")
 )
 
@@ -123,8 +127,19 @@ func main() {
 					fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
 					continue
 				}
+				var bg *background
+				if *bgConns > 0 {
+					if bg, err = startBackground(b.addr, *bgConns, *bgInterval, *size); err != nil {
+						fmt.Fprintf(os.Stderr, "%s: background connections: %v\n", s.name, err)
+						b.stop()
+						continue
+					}
+				}
 				r := runLoad(b.addr, *fleet, perDev, 1, 16, *size, interval, true, 5*time.Second)
 				report(fmt.Sprintf("round %d %s fleet %d×%.0f msg/s QoS 1", round, s.name, *fleet, *fleetRate), r)
+				if bg != nil {
+					fmt.Fprintf(os.Stderr, "round %d %s fleet background: %s\n", round, s.name, bg.close())
+				}
 				if b.misc != "" {
 					fmt.Fprintf(os.Stderr, "round %d %s fleet hops: %s\n", round, s.name, hops("http://"+b.misc+"/metrics"))
 				}
@@ -142,9 +157,13 @@ func main() {
 		}
 	}
 
-	fmt.Printf("\nMQTT, %d publishers → 1 subscriber on #, %d-byte payloads, %d messages a run (Ferry sync flush: %d), QoS 1 window %d; median of %d rounds.\n",
+	fmt.Printf("\nMQTT, %d publishers → 1 subscriber on bench/#, %d-byte payloads, %d messages a run (Ferry sync flush: %d), QoS 1 window %d; median of %d rounds.\n",
 		*publishers, *size, *count, *syncCount, *window, *rounds)
-	fmt.Printf("Fleet: %d publishers × %.0f msg/s, QoS 1, %s, median of %d rounds (lost: all rounds). Idle: %d connections.\n\n", *fleet, *fleetRate, *fleetDur, *fleetRounds, *idle)
+	fmt.Printf("Fleet: %d publishers × %.0f msg/s, QoS 1, %s, median of %d rounds (lost: all rounds)", *fleet, *fleetRate, *fleetDur, *fleetRounds)
+	if *bgConns > 0 {
+		fmt.Printf(", beside %d background connections publishing once every %s each", *bgConns, *bgInterval)
+	}
+	fmt.Printf(". Idle: %d connections.\n\n", *idle)
 	fmt.Println("| system | QoS 0 delivered msg/s | QoS 0 publish msg/s | QoS 1 delivered msg/s | QoS 1 publish msg/s | lost / dup (all runs) | fleet p50 | fleet p99 | fleet lost | RSS per idle connection |")
 	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
 	for _, s := range systems {

@@ -35,13 +35,13 @@ type wire struct {
 }
 
 // dialMQTT connects and completes the CONNECT/CONNACK exchange with a clean
-// session and no keep-alive.
-func dialMQTT(addr, clientID string) (*wire, error) {
+// session and no keep-alive; bufSize is its read and write buffers' size.
+func dialMQTT(addr, clientID string, bufSize int) (*wire, error) {
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	w := &wire{c: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10)}
+	w := &wire{c: c, r: bufio.NewReaderSize(c, bufSize), w: bufio.NewWriterSize(c, bufSize)}
 	body := make([]byte, 0, 16+len(clientID))
 	body = appendString(body, "MQTT")
 	body = append(body, 4, 0x02, 0, 0) // level 4 (3.1.1), clean session, keep-alive 0
