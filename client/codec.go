@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -13,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // errMalformed: a pull response body that does not decode.
@@ -45,22 +45,47 @@ const (
 // decodeMessages decodes a pull response's body. It trusts no length it
 // reads: each is checked against what remains before use, and every
 // record must end exactly where its size says.
+//
+// A response of small messages is copied once, and its messages' bodies
+// and strings are slices of that copy: a message kept alive keeps the
+// copy (at most maxSharedResponse bytes) alive. Larger responses give each
+// body memory of its own.
 func decodeMessages(b []byte) ([]*MessageExt, error) {
-	var out []*MessageExt
+	n := 0 // frame the records first, so that what they need is made once
+	for rest := b; len(rest) > 0; n++ {
+		if len(rest) < 4 {
+			return nil, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(rest))
+		}
+		size := binary.BigEndian.Uint32(rest)
+		if size < minStored || uint64(size) > uint64(len(rest)) {
+			return nil, fmt.Errorf("%w: record of %d bytes, %d remain", errMalformed, size, len(rest))
+		}
+		rest = rest[size:]
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	out := make([]*MessageExt, n)
 	var d recordDecoder
-	for len(b) > 0 {
-		if len(b) < 4 {
-			return nil, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b))
-		}
+	var structs []MessageExt
+	if len(b) <= maxSharedResponse {
+		b = bytes.Clone(b)
+		d.shared = true
+		structs = make([]MessageExt, n)
+		d.ids = make([]byte, 0, 32*n) // an IPv4 store host's ids; IPv6 ones grow it
+	}
+	for i := range out {
 		size := binary.BigEndian.Uint32(b)
-		if size < minStored || uint64(size) > uint64(len(b)) {
-			return nil, fmt.Errorf("%w: record of %d bytes, %d remain", errMalformed, size, len(b))
+		var m *MessageExt
+		if structs != nil {
+			m = &structs[i]
+		} else {
+			m = new(MessageExt)
 		}
-		m, err := d.decode(b[:size])
-		if err != nil {
+		if err := d.decodeInto(b[:size], m); err != nil {
 			return nil, err
 		}
-		out = append(out, m)
+		out[i] = m
 		b = b[size:]
 	}
 	return out, nil
@@ -141,6 +166,36 @@ func (r *reader) skipHost(v6 bool) {
 type recordDecoder struct {
 	topicRaw, hostRaw []byte
 	topic, host       string
+	// shared: the records are the decoder's own copy, which bodies and
+	// strings may share (decodeMessages).
+	shared bool
+	ids    []byte // room for message ids, which strings share
+}
+
+// maxSharedResponse is the largest pull response whose messages share one
+// copy of it.
+const maxSharedResponse = 256 << 10
+
+// str is b as a string: sharing b's memory when the records are the
+// decoder's own, which nothing writes after decoding (bodies are
+// disjoint slices of it, their capacity capped at their length).
+func (d *recordDecoder) str(b []byte) string {
+	if !d.shared || len(b) == 0 {
+		return string(b)
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// hexID is b in upper-case hex, written into the decoder's id memory when it
+// has room: many messages' ids in one allocation.
+func (d *recordDecoder) hexID(b []byte) string {
+	n := 2 * len(b)
+	if cap(d.ids)-len(d.ids) < n {
+		d.ids = make([]byte, 0, max(4096, n))
+	}
+	at := len(d.ids)
+	d.ids = appendUpperHex(d.ids, b)
+	return unsafe.String(&d.ids[at], n)
 }
 
 // decodeMessage decodes one record.
@@ -150,13 +205,21 @@ func decodeMessage(rec []byte) (*MessageExt, error) {
 }
 
 func (d *recordDecoder) decode(rec []byte) (*MessageExt, error) {
+	m := &MessageExt{}
+	if err := d.decodeInto(rec, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeInto decodes one record into m.
+func (d *recordDecoder) decodeInto(rec []byte, m *MessageExt) error {
 	r := &reader{b: rec[4:]} // the size was checked by the caller
 	magic := r.u32()
 	if r.err == nil && magic != magicV1 && magic != magicV2 {
-		return nil, fmt.Errorf("%w: magic code %#x", errMalformed, magic)
+		return fmt.Errorf("%w: magic code %#x", errMalformed, magic)
 	}
 	bodyCRC := r.u32()
-	m := &MessageExt{}
 	m.QueueID = int(int32(r.u32()))
 	r.u32() // flag: not part of Message
 	m.QueueOffset = int64(r.u64())
@@ -180,31 +243,33 @@ func (d *recordDecoder) decode(rec []byte) (*MessageExt, error) {
 	topic := r.take(topicLen)
 	props := r.take(uint64(r.u16()))
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
 	if len(r.b) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the fields of a record of %d", errMalformed, len(r.b), len(rec))
+		return fmt.Errorf("%w: %d bytes after the fields of a record of %d", errMalformed, len(r.b), len(rec))
 	}
 	if m.QueueID < 0 || m.QueueOffset < 0 || m.LogOffset < 0 || m.ReconsumeTimes < 0 {
-		return nil, fmt.Errorf("%w: negative queue id, offset or reconsume count", errMalformed)
+		return fmt.Errorf("%w: negative queue id, offset or reconsume count", errMalformed)
 	}
 	if len(topic) == 0 {
-		return nil, fmt.Errorf("%w: record without a topic", errMalformed)
+		return fmt.Errorf("%w: record without a topic", errMalformed)
 	}
 	if crc32.ChecksumIEEE(body) != bodyCRC {
-		return nil, fmt.Errorf("%w: body checksum mismatch at queue offset %d", errMalformed, m.QueueOffset)
+		return fmt.Errorf("%w: body checksum mismatch at queue offset %d", errMalformed, m.QueueOffset)
 	}
 	if sysFlag&sysCompressed != 0 {
 		var err error
 		if body, err = inflate(body); err != nil {
-			return nil, err
+			return err
 		}
+	} else if d.shared {
+		body = body[:len(body):len(body)] // an append must not run into the next record
 	} else {
 		body = bytes.Clone(body) // do not keep the whole response alive
 	}
 	m.Body = body
 	if d.topicRaw == nil || !bytes.Equal(topic, d.topicRaw) {
-		d.topicRaw, d.topic = topic, string(topic)
+		d.topicRaw, d.topic = topic, d.str(topic)
 	}
 	m.Topic = d.topic
 	if d.hostRaw == nil || !bytes.Equal(storeHost, d.hostRaw) {
@@ -212,8 +277,8 @@ func (d *recordDecoder) decode(rec []byte) (*MessageExt, error) {
 		d.hostRaw, d.host = storeHost, hr.host(sysFlag&sysStoreHostV6 != 0)
 	}
 	m.StoreHost = d.host
-	m.setProperties(string(props), storeHost)
-	return m, nil
+	m.setProperties(d.str(props), storeHost, d)
+	return nil
 }
 
 // setProperties spreads the wire properties ("name\x01value\x02…") onto
@@ -221,7 +286,7 @@ func (d *recordDecoder) decode(rec []byte) (*MessageExt, error) {
 // message; the rest stay in Properties, which is made only when there are
 // any. Pairs without a name are dropped; of a name given twice, the last
 // counts.
-func (m *MessageExt) setProperties(props string, storeHost []byte) {
+func (m *MessageExt) setProperties(props string, storeHost []byte, d *recordDecoder) {
 	var uniq, retryTopic string
 	for len(props) > 0 {
 		var kv string
@@ -256,7 +321,7 @@ func (m *MessageExt) setProperties(props string, storeHost []byte) {
 	var b [28]byte
 	n := copy(b[:], storeHost)
 	binary.BigEndian.PutUint64(b[n:], uint64(m.LogOffset))
-	m.OffsetMsgID = upperHex(b[:n+8])
+	m.OffsetMsgID = d.hexID(b[:n+8])
 	m.ID = m.OffsetMsgID
 	if uniq != "" {
 		m.ID = uniq
@@ -266,17 +331,19 @@ func (m *MessageExt) setProperties(props string, storeHost []byte) {
 	}
 }
 
-// upperHex is b in upper-case hex, made with one allocation.
+// upperHex is b (at most 32 bytes) in upper-case hex, made with one allocation.
 func upperHex(b []byte) string {
-	const digits = "0123456789ABCDEF"
 	var out [64]byte
-	if len(b) > len(out)/2 {
-		return strings.ToUpper(hex.EncodeToString(b))
+	return string(appendUpperHex(out[:0], b))
+}
+
+// appendUpperHex appends b in upper-case hex to dst.
+func appendUpperHex(dst, b []byte) []byte {
+	const digits = "0123456789ABCDEF"
+	for _, c := range b {
+		dst = append(dst, digits[c>>4], digits[c&0x0f])
 	}
-	for i, c := range b {
-		out[2*i], out[2*i+1] = digits[c>>4], digits[c&0x0f]
-	}
-	return string(out[:2*len(b)])
+	return dst
 }
 
 // inflate undoes zlib compression, capped at maxInflated.

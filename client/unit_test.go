@@ -439,3 +439,45 @@ func FuzzDecodeMessages(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeMessages decodes a pull response of 32 messages of 128
+// bytes, as the SDK's consumers do, per message.
+func BenchmarkDecodeMessages(b *testing.B) {
+	host := [8]byte{127, 0, 0, 1, 0, 0, 0x2a, 0x9f}
+	var resp []byte
+	for i := range 32 {
+		resp = storedMessage{topic: "bench", queueID: 1, queueOffset: uint64(i), logOffset: uint64(1000 * i), storeHost: host,
+			body: make([]byte, 128), props: "UNIQ_KEY\x017F0000010001B4AAC6A1\x02"}.append(resp)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i += 32 {
+		if _, err := decodeMessages(resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestSharedBodiesStayApart: bodies of a response decoded into one copy
+// cannot grow into the next message's bytes, and a change to one leaves
+// the others and the strings alone.
+func TestSharedBodiesStayApart(t *testing.T) {
+	host := [8]byte{127, 0, 0, 1, 0, 0, 0x2a, 0x9f}
+	var resp []byte
+	for i := range 3 {
+		resp = storedMessage{topic: "t", logOffset: uint64(i), storeHost: host, body: []byte{'a' + byte(i), 'a' + byte(i)},
+			props: "TAGS\x01tag\x02"}.append(resp)
+	}
+	msgs, err := decodeMessages(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs[0].Body = append(msgs[0].Body, 'x', 'x', 'x', 'x')
+	msgs[1].Body[0] = 'z'
+	if string(msgs[0].Body) != "aaxxxx" || string(msgs[1].Body) != "zb" || string(msgs[2].Body) != "cc" || msgs[2].Tag != "tag" || msgs[0].Topic != "t" {
+		t.Fatalf("bodies %q %q %q, tag %q, topic %q", msgs[0].Body, msgs[1].Body, msgs[2].Body, msgs[2].Tag, msgs[0].Topic)
+	}
+	resp[len(resp)-3] = 'X' // the caller's response is not the messages' memory
+	if msgs[2].Tag != "tag" {
+		t.Fatalf("tag %q changed with the response", msgs[2].Tag)
+	}
+}
