@@ -34,10 +34,10 @@ type Message struct {
 	DeliverAt time.Time
 }
 
-// MessageExt is a received message. Its Body is its own to change, but not
-// to grow in place: messages of one pull response of up to 256 KiB share
-// one copy of it (one allocation instead of four a message), so keeping
-// one message keeps that copy.
+// MessageExt is a received message. Its Body is the caller's to change
+// and to append to (its capacity ends with it). Messages of one pull
+// response of up to 256 KiB share one copy of that response (one
+// allocation instead of four a message), so keeping one keeps the copy.
 type MessageExt struct {
 	Message
 	// ID is the message's unique id: the one its producer gave it (the
