@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 )
 
 // MaxFrame is the default cap on a frame's length (16 MiB).
@@ -138,13 +139,64 @@ func decodeHeader(ser Serialization, header []byte) (*Command, error) {
 // jsonHeader is the JSON header as RocketMQ's clients write it; unknown
 // fields (serializeTypeCurrentRPC, …) are ignored.
 type jsonHeader struct {
-	Code      int16             `json:"code"`
-	Language  string            `json:"language"`
-	Version   int16             `json:"version"`
-	Opaque    int32             `json:"opaque"`
-	Flag      int32             `json:"flag"`
-	Remark    string            `json:"remark,omitempty"`
-	ExtFields map[string]string `json:"extFields,omitempty"`
+	Code      int16      `json:"code"`
+	Language  string     `json:"language"`
+	Version   int16      `json:"version"`
+	Opaque    int32      `json:"opaque"`
+	Flag      int32      `json:"flag"`
+	Remark    string     `json:"remark,omitempty"`
+	ExtFields jsonFields `json:"extFields,omitempty"`
+}
+
+// jsonFields are ext fields as the JSON header's object of strings.
+type jsonFields []Field
+
+// MarshalJSON writes the fields as an object, sorted by name, each name
+// once with its last value: the bytes encoding/json writes for a map.
+func (fs jsonFields) MarshalJSON() ([]byte, error) {
+	sorted := appendSorted(nil, fs)
+	b := append(make([]byte, 0, 2+len(sorted)*8), '{')
+	for i, f := range sorted {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = appendJSONString(b, f.Name); err != nil {
+			return nil, err
+		}
+		b = append(b, ':')
+		if b, err = appendJSONString(b, f.Value); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it.
+func appendJSONString(b []byte, s string) ([]byte, error) {
+	q, err := json.Marshal(s)
+	return append(b, q...), err
+}
+
+// UnmarshalJSON reads the object through a map (the last of a repeated
+// name wins) into fields sorted by name.
+func (fs *jsonFields) UnmarshalJSON(b []byte) error {
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if len(m) == 0 {
+		*fs = nil
+		return nil
+	}
+	fields := make([]Field, 0, len(m))
+	for k, v := range m {
+		fields = append(fields, Field{k, v})
+	}
+	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
+	*fs = fields
+	return nil
 }
 
 func decodeJSONHeader(b []byte) (*Command, error) {
@@ -153,7 +205,7 @@ func decodeJSONHeader(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("%w: JSON header: %v", ErrMalformed, err)
 	}
 	return &Command{Code: h.Code, Language: h.Language, Version: h.Version, Opaque: h.Opaque, Flag: h.Flag,
-		Remark: h.Remark, ExtFields: h.ExtFields}, nil
+		Remark: h.Remark, Fields: h.ExtFields}, nil
 }
 
 // languages maps RocketMQ's binary language codes.
@@ -189,14 +241,14 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("%w: binary header: %s", ErrMalformed, r.err)
 	}
 	if len(ext) > 0 {
-		// One string for all the fields: keys and values are slices of it.
+		// One string for all the fields: names and values are slices of it.
 		all := string(ext)
-		n := 0 // count the fields first, so that the map is sized once
+		n := 0 // count the fields first, so that the list is allocated once
 		for e := (binReader{b: ext}); e.p < len(ext) && e.err == ""; n++ {
 			e.bytes(int(e.u16()))
 			e.bytes(int(e.u32()))
 		}
-		c.ExtFields = make(map[string]string, n)
+		c.Fields = make([]Field, 0, n)
 		e := binReader{b: ext}
 		for e.p < len(ext) && e.err == "" {
 			kl := int(e.u16())
@@ -206,7 +258,7 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 			v0 := e.p
 			e.bytes(vl)
 			if e.err == "" {
-				c.ExtFields[all[k0:k0+kl]] = all[v0 : v0+vl]
+				c.Fields = append(c.Fields, Field{all[k0 : k0+kl], all[v0 : v0+vl]})
 			}
 		}
 		if e.err != "" {
@@ -285,7 +337,7 @@ func newFrameHeader(c *Command) (frameHeader, error) {
 	case JSON:
 		var err error
 		h.json, err = json.Marshal(jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque,
-			Flag: c.Flag, Remark: c.Remark, ExtFields: c.allExt()})
+			Flag: c.Flag, Remark: c.Remark, ExtFields: c.Fields})
 		if err != nil {
 			return h, fmt.Errorf("remoting: encode header: %w", err)
 		}
@@ -324,9 +376,6 @@ const binaryFixedLen = 2 + 1 + 2 + 4 + 4 + 4 + 4
 // binaryHeaderLen is the size of c's RocketMQ binary header.
 func binaryHeaderLen(c *Command) int {
 	n := binaryFixedLen + len(c.Remark)
-	for k, v := range c.ExtFields {
-		n += 2 + len(k) + 4 + len(v)
-	}
 	for _, f := range c.Fields {
 		n += 2 + len(f.Name) + 4 + len(f.Value)
 	}
@@ -344,9 +393,6 @@ func appendBinaryHeader(b []byte, c *Command, hlen int) []byte {
 	b = be.AppendUint32(b, uint32(len(c.Remark)))
 	b = append(b, c.Remark...)
 	b = be.AppendUint32(b, uint32(hlen-binaryFixedLen-len(c.Remark))) // the ext fields' length
-	for k, v := range c.ExtFields {
-		b = appendBinaryField(b, k, v)
-	}
 	for _, f := range c.Fields {
 		b = appendBinaryField(b, f.Name, f.Value)
 	}

@@ -37,8 +37,7 @@ func (s *Server) queryByKey(req *remoting.Command) *remoting.Command {
 		return req.Response(remoting.QueryNotFound, "no message with key "+strconv.Quote(key)+" in "+topic)
 	}
 	resp := req.Response(remoting.Success, "")
-	resp.ExtFields["indexLastUpdateTimestamp"] = "0"
-	resp.ExtFields["indexLastUpdatePhyoffset"] = "0"
+	resp.Fields = remoting.Pairs("indexLastUpdateTimestamp", "0", "indexLastUpdatePhyoffset", "0")
 	resp.Body = body
 	return resp
 }
