@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 )
 
 // MaxFrame is the default cap on a frame's length (16 MiB).
@@ -134,78 +132,6 @@ func decodeHeader(ser Serialization, header []byte) (*Command, error) {
 	}
 	c.Serialization = ser
 	return c, nil
-}
-
-// jsonHeader is the JSON header as RocketMQ's clients write it; unknown
-// fields (serializeTypeCurrentRPC, …) are ignored.
-type jsonHeader struct {
-	Code      int16      `json:"code"`
-	Language  string     `json:"language"`
-	Version   int16      `json:"version"`
-	Opaque    int32      `json:"opaque"`
-	Flag      int32      `json:"flag"`
-	Remark    string     `json:"remark,omitempty"`
-	ExtFields jsonFields `json:"extFields,omitempty"`
-}
-
-// jsonFields are ext fields as the JSON header's object of strings.
-type jsonFields []Field
-
-// MarshalJSON writes the fields as an object, sorted by name, each name
-// once with its last value: the bytes encoding/json writes for a map.
-func (fs jsonFields) MarshalJSON() ([]byte, error) {
-	sorted := appendSorted(nil, fs)
-	b := append(make([]byte, 0, 2+len(sorted)*8), '{')
-	for i, f := range sorted {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		var err error
-		if b, err = appendJSONString(b, f.Name); err != nil {
-			return nil, err
-		}
-		b = append(b, ':')
-		if b, err = appendJSONString(b, f.Value); err != nil {
-			return nil, err
-		}
-	}
-	return append(b, '}'), nil
-}
-
-// appendJSONString appends s as a JSON string, escaped as encoding/json
-// escapes it.
-func appendJSONString(b []byte, s string) ([]byte, error) {
-	q, err := json.Marshal(s)
-	return append(b, q...), err
-}
-
-// UnmarshalJSON reads the object through a map (the last of a repeated
-// name wins) into fields sorted by name.
-func (fs *jsonFields) UnmarshalJSON(b []byte) error {
-	var m map[string]string
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	if len(m) == 0 {
-		*fs = nil
-		return nil
-	}
-	fields := make([]Field, 0, len(m))
-	for k, v := range m {
-		fields = append(fields, Field{k, v})
-	}
-	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
-	*fs = fields
-	return nil
-}
-
-func decodeJSONHeader(b []byte) (*Command, error) {
-	var h jsonHeader
-	if err := json.Unmarshal(b, &h); err != nil {
-		return nil, fmt.Errorf("%w: JSON header: %v", ErrMalformed, err)
-	}
-	return &Command{Code: h.Code, Language: h.Language, Version: h.Version, Opaque: h.Opaque, Flag: h.Flag,
-		Remark: h.Remark, Fields: h.ExtFields}, nil
 }
 
 // languages maps RocketMQ's binary language codes.
@@ -335,12 +261,7 @@ func newFrameHeader(c *Command) (frameHeader, error) {
 	case RocketMQ:
 		h.len = binaryHeaderLen(c)
 	case JSON:
-		var err error
-		h.json, err = json.Marshal(jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque,
-			Flag: c.Flag, Remark: c.Remark, ExtFields: c.Fields})
-		if err != nil {
-			return h, fmt.Errorf("remoting: encode header: %w", err)
-		}
+		h.json = appendJSONHeader(nil, c)
 		h.len = len(h.json)
 	default:
 		return h, fmt.Errorf("remoting: unknown header serialization %d", c.Serialization)

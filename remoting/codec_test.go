@@ -51,32 +51,59 @@ func TestFieldsRoundTrip(t *testing.T) {
 	}
 }
 
-// The JSON header's extFields are the bytes encoding/json writes for the
-// same fields in a map.
-func TestJSONFieldsAsMap(t *testing.T) {
-	fields := []Field{{"z", "<&>"}, {"a", "\"\x00\u2028é\xff"}, {"m", ""}, {"a", "last"}}
-	got, err := json.Marshal(jsonHeader{Code: 1, ExtFields: fields})
-	if err != nil {
-		t.Fatal(err)
-	}
+// mapHeader is the JSON header as encoding/json wrote it when ext fields
+// were a map: what appendJSONHeader must write.
+type mapHeader struct {
+	Code      int16             `json:"code"`
+	Language  string            `json:"language"`
+	Version   int16             `json:"version"`
+	Opaque    int32             `json:"opaque"`
+	Flag      int32             `json:"flag"`
+	Remark    string            `json:"remark,omitempty"`
+	ExtFields map[string]string `json:"extFields,omitempty"`
+}
+
+// checkJSONHeader fails t unless c's JSON header is the bytes
+// encoding/json writes for c with its ext fields in a map.
+func checkJSONHeader(t *testing.T, c *Command) {
+	t.Helper()
 	m := map[string]string{}
-	for _, f := range fields {
+	for _, f := range c.Fields {
 		m[f.Name] = f.Value
 	}
-	want, err := json.Marshal(struct {
-		jsonHeader
-		ExtFields map[string]string `json:"extFields,omitempty"`
-	}{jsonHeader{Code: 1}, m})
+	want, err := json.Marshal(mapHeader{c.Code, c.Language, c.Version, c.Opaque, c.Flag, c.Remark, m})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("extFields as a list:\n%s\nas a map:\n%s", got, want)
+	if got := appendJSONHeader(nil, c); !bytes.Equal(got, want) {
+		t.Fatalf("JSON header\n%s\nencoding/json with a map:\n%s", got, want)
 	}
-	empty, _ := json.Marshal(jsonHeader{Code: 1, ExtFields: []Field{}})
-	if bytes.Contains(empty, []byte("extFields")) {
-		t.Fatalf("no fields written as %s", empty)
+}
+
+func TestJSONHeaderAsMap(t *testing.T) {
+	for _, c := range append(samples,
+		&Command{Code: -1, Language: "<GO>", Version: -399, Opaque: -7, Flag: 3, Remark: "a\"b\\c\n\u2029\x7f",
+			Fields: []Field{{"z", "<&>"}, {"a", "\"\x00\x1f\b\f\r\t\u2028é\xff"}, {"m", ""}, {"a", "last"}, {"\xe2\x80", "cut"}}},
+		&Command{Fields: []Field{}},
+	) {
+		checkJSONHeader(t, c)
 	}
+}
+
+// FuzzJSONString: any string is escaped as encoding/json escapes it.
+func FuzzJSONString(f *testing.F) {
+	f.Add("plain")
+	f.Add("<a href=\"x\">&amp;</a>\\\n\t\x00\x7f")
+	f.Add("\u2028\u2029\xff\xe2\x80é😀")
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("%q escaped as %s, encoding/json: %s", s, got, want)
+		}
+	})
 }
 
 func TestFieldMethods(t *testing.T) {
@@ -200,6 +227,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		if err != nil {
 			return
 		}
+		checkJSONHeader(t, c)
 		again, err := AppendFrame(nil, c)
 		if err != nil {
 			return // e.g. a header that grew past 16 MiB; nothing to compare
