@@ -272,8 +272,7 @@ func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
 }
 
 // request builds SEND_MESSAGE_V2's (or SEND_BATCH_MESSAGE's) request with
-// RocketMQ's one-letter header fields, as a list: a send's header is
-// written without a map.
+// RocketMQ's one-letter header fields.
 func (p *Producer) request(code int16, topic string, queue int, props string, batch bool, body []byte) *remoting.Command {
 	return p.requestFlag(code, topic, queue, 0, props, batch, body)
 }
@@ -281,8 +280,7 @@ func (p *Producer) request(code int16, topic string, queue int, props string, ba
 // requestFlag is request with the message's sysFlag (a transaction's
 // half message sets one).
 func (p *Producer) requestFlag(code int16, topic string, queue, sysFlag int, props string, batch bool, body []byte) *remoting.Command {
-	req := remoting.NewRequest(code, nil, body)
-	req.Fields = []remoting.Field{
+	return remoting.NewRequest(code, []remoting.Field{ // copied into the request: the list stays on the stack
 		{Name: "a", Value: p.opts.group},                                  // producer group
 		{Name: "b", Value: topic},                                         // topic
 		{Name: "c", Value: defaultTopic},                                  // the topic whose config a new topic takes
@@ -295,8 +293,7 @@ func (p *Producer) requestFlag(code int16, topic string, queue, sysFlag int, pro
 		{Name: "j", Value: "0"},                                           // reconsume times
 		{Name: "k", Value: "false"},                                       // unit mode
 		{Name: "m", Value: strconv.FormatBool(batch)},                     // batch
-	}
-	return req
+	}, body)
 }
 
 // sendWith sends a request made for a queue, retrying on another broker's

@@ -284,7 +284,8 @@ func (s *Server) register(c *remoting.Conn, req *remoting.Command, signed bool) 
 		s.opts.Logger.Info("namesrv: broker registered", "cluster", b.Cluster, "broker", b.Name, "id", b.ID, "addr", b.Addr, "topics", len(topics))
 	}
 	resp := req.Response(remoting.Success, "")
-	resp.Fields = remoting.Pairs("haServerAddr", "", "masterAddr", "")
+	resp.Set("haServerAddr", "")
+	resp.Set("masterAddr", "")
 	return resp
 }
 

@@ -152,29 +152,34 @@ func languageCode(l string) byte {
 // value u32+bytes pairs).
 func decodeBinaryHeader(b []byte) (*Command, error) {
 	r := binReader{b: b}
-	c := &Command{Code: int16(r.u16())}
-	if lang := int(r.u8()); lang < len(languages) {
-		c.Language = languages[lang]
-	} else {
-		c.Language = "OTHER"
-	}
-	c.Version = int16(r.u16())
-	c.Opaque = int32(r.u32())
-	c.Flag = int32(r.u32())
-	c.Remark = string(r.bytes(int(r.u32())))
+	code := int16(r.u16())
+	lang := int(r.u8())
+	version := int16(r.u16())
+	opaque := int32(r.u32())
+	flag := int32(r.u32())
+	remark := r.bytes(int(r.u32()))
 	ext := r.bytes(int(r.u32()))
 	if r.err != "" {
 		return nil, fmt.Errorf("%w: binary header: %s", ErrMalformed, r.err)
 	}
+	n := 0 // count the fields first, so that the command is allocated with room for them
+	for e := (binReader{b: ext}); e.p < len(ext) && e.err == ""; n++ {
+		e.bytes(int(e.u16()))
+		e.bytes(int(e.u32()))
+	}
+	c := newCommand(n)
+	c.Code, c.Version, c.Opaque, c.Flag = code, version, opaque, flag
+	if len(remark) > 0 {
+		c.Remark = string(remark)
+	}
+	if lang < len(languages) {
+		c.Language = languages[lang]
+	} else {
+		c.Language = "OTHER"
+	}
 	if len(ext) > 0 {
 		// One string for all the fields: names and values are slices of it.
 		all := string(ext)
-		n := 0 // count the fields first, so that the list is allocated once
-		for e := (binReader{b: ext}); e.p < len(ext) && e.err == ""; n++ {
-			e.bytes(int(e.u16()))
-			e.bytes(int(e.u32()))
-		}
-		c.Fields = make([]Field, 0, n)
 		e := binReader{b: ext}
 		for e.p < len(ext) && e.err == "" {
 			kl := int(e.u16())

@@ -242,3 +242,29 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 	})
 }
+
+// A decoded binary header costs two allocations, the command (its fields
+// beside it) and one string for all the fields' names and values; a
+// response with a send's fields costs one.
+func TestAllocations(t *testing.T) {
+	req := NewRequest(SendMessageV2, Pairs("a", "producer", "b", "topic", "c", "TBW102", "d", "8", "e", "0", "f", "0",
+		"g", "1700000000000", "h", "0", "i", "UNIQ_KEY\x01AB\x02", "j", "0", "k", "false", "m", "false"), nil)
+	req.Serialization = RocketMQ
+	frame, err := AppendFrame(nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := DecodeFrame(frame[4:]); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 2 {
+		t.Errorf("decoding a send's header: %v allocations, want 2", n)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		resp := req.Response(Success, "")
+		resp.Fields = append(resp.Fields, Field{"msgId", "x"}, Field{"queueId", "0"}, Field{"queueOffset", "1"})
+	}); n != 1 {
+		t.Errorf("a send's response: %v allocations, want 1", n)
+	}
+}

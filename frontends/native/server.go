@@ -540,11 +540,11 @@ func sendResponse(req *remoting.Command, res []core.PublishResult, storeHost [8]
 		msgID = strings.Join(ids, ",")
 	}
 	resp := req.Response(remoting.Success, "")
-	resp.Fields = []remoting.Field{
-		{Name: "msgId", Value: msgID},
-		{Name: "queueId", Value: strconv.Itoa(res[0].QueueID)},
-		{Name: "queueOffset", Value: strconv.FormatInt(res[0].QueueOffset, 10)},
-	}
+	resp.Fields = append(resp.Fields, // within the room Response made: no allocation
+		remoting.Field{Name: "msgId", Value: msgID},
+		remoting.Field{Name: "queueId", Value: strconv.Itoa(res[0].QueueID)},
+		remoting.Field{Name: "queueOffset", Value: strconv.FormatInt(res[0].QueueOffset, 10)},
+	)
 	return resp
 }
 
@@ -632,12 +632,12 @@ func (s *Server) pullBody(msgs []core.Message) []byte {
 
 func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []byte) *remoting.Command {
 	resp := req.Response(code, "")
-	resp.Fields = []remoting.Field{
-		{Name: "nextBeginOffset", Value: strconv.FormatInt(next, 10)},
-		{Name: "minOffset", Value: strconv.FormatInt(lo, 10)},
-		{Name: "maxOffset", Value: strconv.FormatInt(hi, 10)},
-		{Name: "suggestWhichBrokerId", Value: "0"},
-	}
+	resp.Fields = append(resp.Fields, // within the room Response made: no allocation
+		remoting.Field{Name: "nextBeginOffset", Value: strconv.FormatInt(next, 10)},
+		remoting.Field{Name: "minOffset", Value: strconv.FormatInt(lo, 10)},
+		remoting.Field{Name: "maxOffset", Value: strconv.FormatInt(hi, 10)},
+		remoting.Field{Name: "suggestWhichBrokerId", Value: "0"},
+	)
 	resp.Body = body
 	return resp
 }
