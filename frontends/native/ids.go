@@ -22,20 +22,11 @@ func offsetMsgID(storeHost [8]byte, logOffset int64) string {
 
 // indexUniqKey makes a sent message's UNIQ_KEY one of its keys, so that
 // QUERY_MESSAGE finds it by its msgId as RocketMQ's broker does (RocketMQ
-// indexes UNIQ_KEY beside KEYS). unindexUniqKey leaves it out of KEYS on
+// indexes UNIQ_KEY beside KEYS). appendProperties leaves it out of KEYS on
 // the way back out.
 func indexUniqKey(props map[string]string, keys []string) []string {
 	if id := props[propUniqKey]; id != "" && !slices.Contains(keys, id) {
 		keys = append(keys, id)
 	}
 	return keys
-}
-
-// unindexUniqKey is keys without the UNIQ_KEY indexUniqKey added.
-func unindexUniqKey(props map[string]string, keys []string) []string {
-	id := props[propUniqKey]
-	if id == "" || !slices.Contains(keys, id) {
-		return keys
-	}
-	return slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == id })
 }

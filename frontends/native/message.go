@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/ferrymq/ferry/core"
@@ -53,19 +54,66 @@ func toCore(topic string, flag int32, props map[string]string, body []byte) *cor
 	return m
 }
 
-// fromCore gives back RocketMQ's properties of a core message.
-func fromCore(m *core.Message) map[string]string {
-	props := make(map[string]string, len(m.Properties)+2)
+// appendProperties appends the RocketMQ properties of a core message to
+// dst as remoting.EncodeProperties encodes them (names sorted): its own
+// properties, TAGS its subject and KEYS its keys but the UNIQ_KEY that
+// indexUniqKey added, each replacing a property of the same name. They
+// are written in place: a map and a string of them would cost four
+// allocations a delivered message.
+func appendProperties(dst []byte, m *core.Message) []byte {
+	id := m.Properties[propUniqKey]
+	hasKeys := false // a key other than the UNIQ_KEY indexUniqKey added
+	for _, k := range m.Keys {
+		if id == "" || k != id {
+			hasKeys = true
+			break
+		}
+	}
+	type prop struct {
+		name, value string
+		keys        bool // the value is m.Keys
+	}
+	var arr [16]prop
+	props := arr[:0]
+	tags, keys := m.Subject != "", hasKeys
 	for k, v := range m.Properties {
-		props[k] = v
+		switch {
+		case k == propTags && tags:
+			v, tags = m.Subject, false
+		case k == propKeys && keys:
+			keys = false
+			props = append(props, prop{name: k, keys: true})
+			continue
+		}
+		props = append(props, prop{name: k, value: v})
 	}
-	if m.Subject != "" {
-		props[propTags] = m.Subject
+	if tags {
+		props = append(props, prop{name: propTags, value: m.Subject})
 	}
-	if keys := unindexUniqKey(m.Properties, m.Keys); len(keys) > 0 {
-		props[propKeys] = strings.Join(keys, " ")
+	if keys {
+		props = append(props, prop{name: propKeys, keys: true})
 	}
-	return props
+	slices.SortFunc(props, func(a, b prop) int { return strings.Compare(a.name, b.name) })
+	for _, p := range props {
+		dst = append(dst, p.name...)
+		dst = append(dst, '\x01')
+		if p.keys {
+			sep := false
+			for _, k := range m.Keys {
+				if id != "" && k == id {
+					continue
+				}
+				if sep {
+					dst = append(dst, ' ')
+				}
+				dst, sep = append(dst, k...), true
+			}
+		} else {
+			dst = append(dst, p.value...)
+		}
+		dst = append(dst, '\x02')
+	}
+	return dst
 }
 
 // inflate undoes a producer's zlib compression, capped at maxBody.
@@ -127,10 +175,9 @@ func storedMessageSizeHint(m *core.Message) int {
 // appendMessage appends m in RocketMQ's stored-message layout, which its
 // clients decode from a pull response. storeHost is the broker's address.
 func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {
-	props := remoting.EncodeProperties(fromCore(m))
-	size := 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + len(m.Body) + 1 + len(m.Topic) + 2 + len(props)
 	be := binary.BigEndian
-	dst = be.AppendUint32(dst, uint32(size))
+	start := len(dst)
+	dst = be.AppendUint32(dst, 0)          // the size, once the properties are written
 	dst = be.AppendUint32(dst, 0xdaa320a7) // MESSAGE_MAGIC_CODE
 	dst = be.AppendUint32(dst, crc32.ChecksumIEEE(m.Body))
 	dst = be.AppendUint32(dst, uint32(m.QueueID))
@@ -148,6 +195,10 @@ func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {
 	dst = append(dst, m.Body...)
 	dst = append(dst, byte(len(m.Topic)))
 	dst = append(dst, m.Topic...)
-	dst = be.AppendUint16(dst, uint16(len(props)))
-	return append(dst, props...)
+	plen := len(dst)
+	dst = be.AppendUint16(dst, 0) // the properties' length, once written
+	dst = appendProperties(dst, m)
+	be.PutUint16(dst[plen:], uint16(len(dst)-plen-2))
+	be.PutUint32(dst[start:], uint32(len(dst)-start))
+	return dst
 }
