@@ -162,12 +162,8 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 	if r.err != "" {
 		return nil, fmt.Errorf("%w: binary header: %s", ErrMalformed, r.err)
 	}
-	n := 0 // count the fields first, so that the command is allocated with room for them
-	for e := (binReader{b: ext}); e.p < len(ext) && e.err == ""; n++ {
-		e.bytes(int(e.u16()))
-		e.bytes(int(e.u32()))
-	}
-	c := newCommand(n)
+	c := newCommand(countFields(ext)) // with room for the fields: one allocation
+
 	c.Code, c.Version, c.Opaque, c.Flag = code, version, opaque, flag
 	if len(remark) > 0 {
 		c.Remark = string(remark)
@@ -180,26 +176,60 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 	if len(ext) > 0 {
 		// One string for all the fields: names and values are slices of it.
 		all := string(ext)
-		e := binReader{b: ext}
-		for e.p < len(ext) && e.err == "" {
-			kl := int(e.u16())
-			k0 := e.p
-			e.bytes(kl)
-			vl := int(e.u32())
-			v0 := e.p
-			e.bytes(vl)
-			if e.err == "" {
-				c.Fields = append(c.Fields, Field{all[k0 : k0+kl], all[v0 : v0+vl]})
+		for p := 0; p < len(ext); {
+			if len(ext)-p < 2 {
+				return nil, extError(2, p, len(ext))
 			}
-		}
-		if e.err != "" {
-			return nil, fmt.Errorf("%w: binary header ext fields: %s", ErrMalformed, e.err)
+			kl := int(binary.BigEndian.Uint16(ext[p:]))
+			p += 2
+			if kl > len(ext)-p {
+				return nil, extError(kl, p, len(ext))
+			}
+			name := all[p : p+kl]
+			p += kl
+			if len(ext)-p < 4 {
+				return nil, extError(4, p, len(ext))
+			}
+			vl := uint64(binary.BigEndian.Uint32(ext[p:]))
+			p += 4
+			if vl > uint64(len(ext)-p) {
+				return nil, extError(int64(vl), p, len(ext))
+			}
+			c.Fields = append(c.Fields, Field{name, all[p : p+int(vl)]})
+			p += int(vl)
 		}
 	}
 	if r.p != len(b) {
 		return nil, fmt.Errorf("%w: binary header has %d bytes after its ext fields", ErrMalformed, len(b)-r.p)
 	}
 	return c, nil
+}
+
+// countFields is how many ext fields the binary header's ext bytes hold
+// (or start: a field cut short counts), without checking them.
+func countFields(ext []byte) int {
+	n := 0
+	for p := 0; p < len(ext); n++ {
+		if len(ext)-p < 6 {
+			return n + 1
+		}
+		p += 2 + int(binary.BigEndian.Uint16(ext[p:]))
+		if len(ext)-p < 4 {
+			return n + 1
+		}
+		vl := uint64(binary.BigEndian.Uint32(ext[p:]))
+		if vl > uint64(len(ext)-p-4) {
+			return n + 1
+		}
+		p += 4 + int(vl)
+	}
+	return n
+}
+
+// extError is the error of an ext field whose next want bytes, at byte at
+// of the ext fields' n, are not there.
+func extError[N int | int64](want N, at, n int) error {
+	return fmt.Errorf("%w: binary header ext fields: %d bytes wanted at byte %d of %d", ErrMalformed, want, at, n)
 }
 
 type binReader struct {
