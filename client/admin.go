@@ -230,9 +230,9 @@ func (a *Admin) CreateTopicOn(ctx context.Context, name string, queues int, brok
 	sort.Strings(brokers)
 	n := strconv.Itoa(queues)
 	for _, b := range brokers {
-		if _, err := a.call(ctx, known[b], remoting.NewRequest(remoting.UpdateAndCreateTopic, map[string]string{
-			"topic": name, "readQueueNums": n, "writeQueueNums": n, "perm": "6", "topicFilterType": "SINGLE_TAG",
-		}, nil)); err != nil {
+		if _, err := a.call(ctx, known[b], remoting.NewRequest(remoting.UpdateAndCreateTopic, remoting.Pairs(
+			"topic", name, "readQueueNums", n, "writeQueueNums", n, "perm", "6", "topicFilterType", "SINGLE_TAG",
+		), nil)); err != nil {
 			return nil, fmt.Errorf("client: create %s on %s: %w", name, b, err)
 		}
 	}
@@ -295,7 +295,7 @@ type TopicStats struct {
 func (a *Admin) DescribeTopic(ctx context.Context, name string) ([]TopicStats, error) {
 	var out []TopicStats
 	err := a.eachBroker(ctx, func(broker, addr string) error {
-		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.GetTopicStatsInfo, map[string]string{"topic": name}, nil))
+		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.GetTopicStatsInfo, remoting.Pairs("topic", name), nil))
 		if errors.Is(err, remoting.ErrTopicNotExist) {
 			return nil
 		}
@@ -369,7 +369,7 @@ type GroupStats struct {
 func (a *Admin) DescribeGroup(ctx context.Context, group string) ([]GroupStats, error) {
 	var out []GroupStats
 	err := a.eachBroker(ctx, func(broker, addr string) error {
-		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.GetConsumeStats, map[string]string{"consumerGroup": group}, nil))
+		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.GetConsumeStats, remoting.Pairs("consumerGroup", group), nil))
 		var re *remoting.Error
 		if errors.As(err, &re) && re.Code == remoting.SubscriptionGroupNotExist {
 			return nil

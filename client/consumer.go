@@ -504,8 +504,8 @@ func (c *PushConsumer) unregister() {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.requestTimeout)
 	defer cancel()
 	for _, addr := range c.brokers(ctx, false) {
-		req := remoting.NewRequest(remoting.UnregisterClient, map[string]string{
-			"clientID": c.id, "consumerGroup": c.group, "producerGroup": ""}, nil)
+		req := remoting.NewRequest(remoting.UnregisterClient, remoting.Pairs(
+			"clientID", c.id, "consumerGroup", c.group, "producerGroup", ""), nil)
 		if _, err := c.pool.call(ctx, addr, req); err != nil {
 			c.logger.Warn("client: leaving the group failed; the broker drops this member when its connection closes", "broker", addr, "err", err)
 		}
@@ -589,7 +589,7 @@ func (c *PushConsumer) consumerIDs(ctx context.Context, rt *topicRoute) ([]strin
 			errs = append(errs, err)
 			continue
 		}
-		resp, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": c.group}, nil))
+		resp, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.GetConsumerListByGroup, remoting.Pairs("consumerGroup", c.group), nil))
 		if err == nil {
 			var body struct {
 				ConsumerIDList []string `json:"consumerIdList"`
@@ -719,9 +719,9 @@ func (c *PushConsumer) commit(pq *processQueue, final bool) {
 	defer cancel()
 	addr, err := c.readAddr(ctx, pq.key)
 	if err == nil {
-		_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.UpdateConsumerOffset, map[string]string{
-			"consumerGroup": c.group, "topic": pq.key.topic, "queueId": strconv.Itoa(pq.key.ID),
-			"commitOffset": strconv.FormatInt(off, 10)}, nil))
+		_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.UpdateConsumerOffset, remoting.Pairs(
+			"consumerGroup", c.group, "topic", pq.key.topic, "queueId", strconv.Itoa(pq.key.ID),
+			"commitOffset", strconv.FormatInt(off, 10)), nil))
 	}
 	if err != nil {
 		c.logger.Warn("client: offset commit failed", "topic", pq.key.topic, "broker", pq.key.Broker, "queue", pq.key.ID, "offset", off, "err", err)
@@ -755,8 +755,8 @@ func (c *PushConsumer) queryOffset(ctx context.Context, pq *processQueue) (int64
 	if err != nil {
 		return 0, err
 	}
-	ext := func() map[string]string {
-		return map[string]string{"consumerGroup": c.group, "topic": pq.key.topic, "queueId": strconv.Itoa(pq.key.ID)}
+	ext := func() []remoting.Field { // a list each: signing appends to it
+		return remoting.Pairs("consumerGroup", c.group, "topic", pq.key.topic, "queueId", strconv.Itoa(pq.key.ID))
 	}
 	var resp *remoting.Command
 	if c.opts.broadcasting {
@@ -809,13 +809,13 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 		addr, err := c.readAddr(ctx, k)
 		var resp *remoting.Command
 		if err == nil {
-			resp, err = c.pulls.invoke(ctx, addr, remoting.NewRequest(remoting.PullMessage, map[string]string{
-				"consumerGroup": c.group, "topic": k.topic, "queueId": strconv.Itoa(k.ID),
-				"queueOffset": strconv.FormatInt(off, 10), "maxMsgNums": strconv.Itoa(c.opts.pullBatch),
-				"sysFlag": "0", "commitOffset": strconv.FormatInt(commit, 10),
-				"suspendTimeoutMillis": strconv.FormatInt(c.opts.pollSuspend.Milliseconds(), 10),
-				"subscription":         pq.sub.expr, "subVersion": "0", "expressionType": pq.sub.exprType,
-			}, nil))
+			resp, err = c.pulls.invoke(ctx, addr, remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+				"consumerGroup", c.group, "topic", k.topic, "queueId", strconv.Itoa(k.ID),
+				"queueOffset", strconv.FormatInt(off, 10), "maxMsgNums", strconv.Itoa(c.opts.pullBatch),
+				"sysFlag", "0", "commitOffset", strconv.FormatInt(commit, 10),
+				"suspendTimeoutMillis", strconv.FormatInt(c.opts.pollSuspend.Milliseconds(), 10),
+				"subscription", pq.sub.expr, "subVersion", "0", "expressionType", pq.sub.exprType,
+			), nil))
 		}
 		cancel()
 		if err != nil {
@@ -1001,10 +1001,10 @@ func (c *PushConsumer) sendBack(pq *processQueue, logOffset int64, id, topic str
 	if err != nil {
 		return err
 	}
-	_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.ConsumerSendMsgBack, map[string]string{
-		"offset": strconv.FormatInt(logOffset, 10), "group": c.group, "delayLevel": strconv.Itoa(delayLevel),
-		"originMsgId": id, "originTopic": topic, "maxReconsumeTimes": strconv.Itoa(c.opts.maxRetries),
-	}, nil))
+	_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.ConsumerSendMsgBack, remoting.Pairs(
+		"offset", strconv.FormatInt(logOffset, 10), "group", c.group, "delayLevel", strconv.Itoa(delayLevel),
+		"originMsgId", id, "originTopic", topic, "maxReconsumeTimes", strconv.Itoa(c.opts.maxRetries),
+	), nil))
 	return err
 }
 

@@ -195,7 +195,7 @@ func TestCredentialsNeverOnTheWire(t *testing.T) {
 	var send *remoting.Command
 	for _, req := range reqs {
 		if req.Ext(remoting.FieldAccessKey) != "alice" || !req.Signed() || req.Ext(remoting.FieldSignedAt) == "" || req.Ext(remoting.FieldPassword) != "" {
-			t.Fatalf("request code %d is not signed by alice: %v", req.Code, req.ExtFields)
+			t.Fatalf("request code %d is not signed by alice: %v", req.Code, req.Fields)
 		}
 		if req.Code == remoting.SendMessageV2 {
 			send = req

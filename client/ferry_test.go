@@ -174,7 +174,7 @@ func (f *testFerry) waitForRouteData(t *testing.T, topic string, ok func(remotin
 	eventually(t, 10*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		resp, err := c.Invoke(ctx, remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+		resp, err := c.Invoke(ctx, remoting.NewRequest(remoting.GetRouteInfoByTopic, remoting.Pairs("topic", topic), nil))
 		if err != nil || remoting.ResponseError(resp) != nil {
 			return false
 		}

@@ -27,7 +27,7 @@ func (a *Admin) ViewMessage(ctx context.Context, offsetMsgID string) (*MessageEx
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.ViewMessageByID, map[string]string{"offset": strconv.FormatInt(off, 10)}, nil))
+	resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.ViewMessageByID, remoting.Pairs("offset", strconv.FormatInt(off, 10)), nil))
 	if errors.Is(err, remoting.ErrSystem) { // the broker's answer for an offset it has no message at
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoMessage, offsetMsgID, err)
 	}
@@ -55,10 +55,10 @@ func (a *Admin) QueryMessages(ctx context.Context, topic, key string, max int) (
 	max = min(max, maxQuery)
 	var out []*MessageExt
 	err := a.eachBroker(ctx, func(broker, addr string) error {
-		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.QueryMessage, map[string]string{
-			"topic": topic, "key": key, "maxNum": strconv.Itoa(max), "beginTimestamp": "0",
-			"endTimestamp": strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10),
-		}, nil))
+		resp, err := a.call(ctx, addr, remoting.NewRequest(remoting.QueryMessage, remoting.Pairs(
+			"topic", topic, "key", key, "maxNum", strconv.Itoa(max), "beginTimestamp", "0",
+			"endTimestamp", strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10),
+		), nil))
 		if errors.Is(err, remoting.ErrQueryNotFound) {
 			return nil
 		}

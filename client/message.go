@@ -217,6 +217,26 @@ func (m *Message) encodeWireProperties(uniq string) (props, id string) {
 // prop is one message property on its way to the wire.
 type prop struct{ name, value string }
 
+// msClock gives the current Unix millisecond as text, a send's born
+// timestamp: one string a millisecond, shared by the sends within it,
+// rather than one a send.
+type msClock struct{ last atomic.Pointer[msText] }
+
+type msText struct {
+	ms   int64
+	text string
+}
+
+func (c *msClock) now() string {
+	ms := time.Now().UnixMilli()
+	if t := c.last.Load(); t != nil && t.ms == ms {
+		return t.text
+	}
+	t := &msText{ms, strconv.FormatInt(ms, 10)}
+	c.last.Store(t) // racing sends of a new millisecond may each store one: any is right
+	return t.text
+}
+
 // idGen makes unique message ids (RocketMQ's UNIQ_KEY): 32 upper-case hex
 // digits, a random prefix per producer and a counter.
 type idGen struct {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -26,11 +25,12 @@ type Producer struct {
 	pool   *pool
 	routes *routes
 	ids    *idGen
+	born   msClock       // the born timestamp field's text
 	rr     atomic.Uint32 // round robin over the write queues
 	async  chan struct{} // SendAsync slots
 	// callbacks runs SendAsync's done functions, in order, on one
 	// goroutine of the producer's; Close stops it after the sends.
-	callbacks chan func()
+	callbacks chan *asyncSend
 	cbDone    chan struct{}
 
 	mu        sync.RWMutex
@@ -57,12 +57,14 @@ func newProducer(o options, serve func(addr string, req *remoting.Command) *remo
 	pl := newPool(&o)
 	pl.serve = serve
 	p := &Producer{opts: o, logger: o.logger, pool: pl, routes: newRoutes(&o, pl, true), ids: newIDGen(),
-		async: make(chan struct{}, maxAsyncInFlight), callbacks: make(chan func(), maxAsyncInFlight), cbDone: make(chan struct{})}
+		async: make(chan struct{}, maxAsyncInFlight), callbacks: make(chan *asyncSend, maxAsyncInFlight), cbDone: make(chan struct{})}
 	p.routes.start()
 	go func() {
 		defer close(p.cbDone)
-		for f := range p.callbacks {
-			f()
+		for s := range p.callbacks {
+			s.done(s.res, s.err)
+			<-p.async // the slot is freed after done ran: at most maxAsyncInFlight callbacks ever wait
+			p.sends.Done()
 		}
 	}()
 	return p, nil
@@ -128,33 +130,44 @@ func (p *Producer) SendAsync(ctx context.Context, m *Message, done func(SendResu
 		done(SendResult{}, ctx.Err())
 		return
 	}
-	// finish hands the result to the callback goroutine; the slot is freed
-	// after done ran, so at most maxAsyncInFlight callbacks ever wait.
-	finish := func(res SendResult, err error) {
-		p.callbacks <- func() {
-			defer p.sends.Done()
-			defer func() { <-p.async }()
-			done(res, err)
-		}
-	}
-	if err := p.sendPipelined(ctx, m, finish); err != nil {
-		go func() { // the pipelined attempt could not start: the sync path, with its retries
-			res, err := p.send(ctx, m)
-			finish(res, err)
-		}()
+	s := &asyncSend{p: p, ctx: ctx, m: m, done: done}
+	if err := s.pipelined(); err != nil {
+		go s.sync() // the pipelined attempt could not start: the sync path, with its retries
 	}
 }
 
-// sendPipelined makes the first attempt of an async send without a
+// asyncSend is one SendAsync from its start to its callback, in one
+// allocation (closures for each step would take three).
+type asyncSend struct {
+	p    *Producer
+	ctx  context.Context
+	m    *Message
+	done func(SendResult, error)
+	q    messageQueue // the pipelined attempt's queue
+	id   string       // the message's id, as the pipelined attempt sent it
+	res  SendResult
+	err  error
+}
+
+// finish hands the result to the producer's callback goroutine.
+func (s *asyncSend) finish(res SendResult, err error) {
+	s.res, s.err = res, err
+	s.p.callbacks <- s
+}
+
+// sync is the send by the sync path, with its retries.
+func (s *asyncSend) sync() { s.finish(s.p.send(s.ctx, s.m)) }
+
+// pipelined makes the first attempt of an async send without a
 // goroutine: the request goes out and the connection's reader hands the
-// answer to finish. A failed attempt that may succeed elsewhere goes on
-// with the sync path's retries. An error means the attempt did not start.
-func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(SendResult, error)) error {
+// answer to answered. An error means the attempt did not start.
+func (s *asyncSend) pipelined() error {
+	p, m := s.p, s.m
 	if err := m.validate(); err != nil {
-		finish(SendResult{}, err)
+		s.finish(SendResult{}, err)
 		return nil
 	}
-	rt, err := p.routes.get(ctx, m.Topic)
+	rt, err := p.routes.get(s.ctx, m.Topic)
 	if err != nil {
 		return err
 	}
@@ -162,35 +175,38 @@ func (p *Producer) sendPipelined(ctx context.Context, m *Message, finish func(Se
 	if err != nil {
 		return err
 	}
-	c, err := p.pool.get(ctx, rt.addrs[q.Broker])
+	c, err := p.pool.get(s.ctx, rt.addrs[q.Broker])
 	if err != nil {
 		return err
 	}
 	props, id := m.encodeWireProperties(p.ids.next())
+	s.q, s.id = q, id
 	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	req.Serialization = remoting.RocketMQ
 	p.pool.sign(rt.addrs[q.Broker], req)
-	return c.InvokeAsync(req, p.opts.sendTimeout, func(resp *remoting.Command, err error) {
-		if err == nil {
-			err = remoting.ResponseError(resp)
-		}
-		if err == nil {
-			finish(sendResult(resp, m.Topic, q, id, m.delayed()))
-			return
-		}
-		if !retryable(err) || p.opts.retries == 0 {
-			finish(SendResult{}, fmt.Errorf("client: send to %q (broker %s, queue %d): %w", m.Topic, q.Broker, q.ID, err))
-			return
-		}
-		p.routes.markStale(m.Topic)
-		if connFailure(err) {
-			p.routes.brokerFailed(m.Topic)
-		}
-		go func() {
-			res, err := p.send(ctx, m)
-			finish(res, err)
-		}()
-	})
+	return c.InvokeAsync(req, p.opts.sendTimeout, s.answered)
+}
+
+// answered takes the pipelined attempt's answer. A failed attempt that
+// may succeed elsewhere goes on with the sync path's retries.
+func (s *asyncSend) answered(resp *remoting.Command, err error) {
+	p, m, q := s.p, s.m, s.q
+	if err == nil {
+		err = remoting.ResponseError(resp)
+	}
+	if err == nil {
+		s.finish(sendResult(resp, m.Topic, q, s.id, m.delayed()))
+		return
+	}
+	if !retryable(err) || p.opts.retries == 0 {
+		s.finish(SendResult{}, fmt.Errorf("client: send to %q (broker %s, queue %d): %w", m.Topic, q.Broker, q.ID, err))
+		return
+	}
+	p.routes.markStale(m.Topic)
+	if connFailure(err) {
+		p.routes.brokerFailed(m.Topic)
+	}
+	go s.sync()
 }
 
 // SendOneway sends m without waiting for the broker: it returns once the
@@ -272,8 +288,7 @@ func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
 }
 
 // request builds SEND_MESSAGE_V2's (or SEND_BATCH_MESSAGE's) request with
-// RocketMQ's one-letter header fields, as a list: a send's header is
-// written without a map.
+// RocketMQ's one-letter header fields.
 func (p *Producer) request(code int16, topic string, queue int, props string, batch bool, body []byte) *remoting.Command {
 	return p.requestFlag(code, topic, queue, 0, props, batch, body)
 }
@@ -281,22 +296,20 @@ func (p *Producer) request(code int16, topic string, queue int, props string, ba
 // requestFlag is request with the message's sysFlag (a transaction's
 // half message sets one).
 func (p *Producer) requestFlag(code int16, topic string, queue, sysFlag int, props string, batch bool, body []byte) *remoting.Command {
-	req := remoting.NewRequest(code, nil, body)
-	req.Fields = []remoting.Field{
-		{Name: "a", Value: p.opts.group},                                  // producer group
-		{Name: "b", Value: topic},                                         // topic
-		{Name: "c", Value: defaultTopic},                                  // the topic whose config a new topic takes
-		{Name: "d", Value: strconv.Itoa(defaultTopicQueues)},              // queues of a topic created on the fly
-		{Name: "e", Value: strconv.Itoa(queue)},                           // queue id
-		{Name: "f", Value: strconv.Itoa(sysFlag)},                         // sysFlag (0: not compressed)
-		{Name: "g", Value: strconv.FormatInt(time.Now().UnixMilli(), 10)}, // born timestamp
-		{Name: "h", Value: "0"},                                           // flag
-		{Name: "i", Value: props},                                         // properties
-		{Name: "j", Value: "0"},                                           // reconsume times
-		{Name: "k", Value: "false"},                                       // unit mode
-		{Name: "m", Value: strconv.FormatBool(batch)},                     // batch
-	}
-	return req
+	return remoting.NewRequest(code, []remoting.Field{ // copied into the request: the list stays on the stack
+		{Name: "a", Value: p.opts.group},                     // producer group
+		{Name: "b", Value: topic},                            // topic
+		{Name: "c", Value: defaultTopic},                     // the topic whose config a new topic takes
+		{Name: "d", Value: strconv.Itoa(defaultTopicQueues)}, // queues of a topic created on the fly
+		{Name: "e", Value: strconv.Itoa(queue)},              // queue id
+		{Name: "f", Value: strconv.Itoa(sysFlag)},            // sysFlag (0: not compressed)
+		{Name: "g", Value: p.born.now()},                     // born timestamp
+		{Name: "h", Value: "0"},                              // flag
+		{Name: "i", Value: props},                            // properties
+		{Name: "j", Value: "0"},                              // reconsume times
+		{Name: "k", Value: "false"},                          // unit mode
+		{Name: "m", Value: strconv.FormatBool(batch)},        // batch
+	}, body)
 }
 
 // sendWith sends a request made for a queue, retrying on another broker's

@@ -144,13 +144,13 @@ func (c *PullConsumer) Pull(ctx context.Context, q Queue, offset int64, n int) (
 	if err != nil {
 		return PullResult{}, err
 	}
-	resp, err := c.pulls.invoke(ctx, addr, remoting.NewRequest(remoting.PullMessage, map[string]string{
-		"consumerGroup": c.group, "topic": q.Topic, "queueId": strconv.Itoa(q.ID),
-		"queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": strconv.Itoa(n),
-		"sysFlag": "0", "commitOffset": "-1",
-		"suspendTimeoutMillis": strconv.FormatInt(suspend.Milliseconds(), 10),
-		"subscription":         "*", "subVersion": "0", "expressionType": "TAG",
-	}, nil))
+	resp, err := c.pulls.invoke(ctx, addr, remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+		"consumerGroup", c.group, "topic", q.Topic, "queueId", strconv.Itoa(q.ID),
+		"queueOffset", strconv.FormatInt(offset, 10), "maxMsgNums", strconv.Itoa(n),
+		"sysFlag", "0", "commitOffset", "-1",
+		"suspendTimeoutMillis", strconv.FormatInt(suspend.Milliseconds(), 10),
+		"subscription", "*", "subVersion", "0", "expressionType", "TAG",
+	), nil))
 	if err != nil {
 		c.routes.readFailed(addr, err) // its replicas take the next reads
 		if connFailure(err) {
@@ -194,9 +194,9 @@ func (c *PullConsumer) CommitOffset(ctx context.Context, q Queue, offset int64) 
 	if err != nil {
 		return err
 	}
-	_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.UpdateConsumerOffset, map[string]string{
-		"consumerGroup": c.group, "topic": q.Topic, "queueId": strconv.Itoa(q.ID),
-		"commitOffset": strconv.FormatInt(offset, 10)}, nil))
+	_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.UpdateConsumerOffset, remoting.Pairs(
+		"consumerGroup", c.group, "topic", q.Topic, "queueId", strconv.Itoa(q.ID),
+		"commitOffset", strconv.FormatInt(offset, 10)), nil))
 	return err
 }
 
@@ -207,8 +207,8 @@ func (c *PullConsumer) CommittedOffset(ctx context.Context, q Queue) (int64, boo
 	if err != nil {
 		return 0, false, err
 	}
-	resp, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.QueryConsumerOffset, map[string]string{
-		"consumerGroup": c.group, "topic": q.Topic, "queueId": strconv.Itoa(q.ID)}, nil))
+	resp, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.QueryConsumerOffset, remoting.Pairs(
+		"consumerGroup", c.group, "topic", q.Topic, "queueId", strconv.Itoa(q.ID)), nil))
 	if errors.Is(err, remoting.ErrQueryNotFound) {
 		return 0, false, nil
 	}

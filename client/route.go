@@ -420,7 +420,7 @@ func (r *routes) fetch(ctx context.Context, topic string) (remoting.RouteData, e
 	for i := range r.nameServers {
 		n := (first + i) % len(r.nameServers)
 		addr := r.nameServers[n]
-		resp, err := r.pool.call(ctx, addr, remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+		resp, err := r.pool.call(ctx, addr, remoting.NewRequest(remoting.GetRouteInfoByTopic, remoting.Pairs("topic", topic), nil))
 		if err == nil {
 			var rd remoting.RouteData
 			if err = json.Unmarshal(resp.Body, &rd); err == nil {

@@ -181,15 +181,15 @@ func endRequest(group string, queueOffset, logOffset int64, msgID string, state 
 	if state == TransactionRollback {
 		how = txRollback
 	}
-	return remoting.NewRequest(remoting.EndTransaction, map[string]string{
-		"producerGroup":        group,
-		"tranStateTableOffset": strconv.FormatInt(queueOffset, 10),
-		"commitLogOffset":      strconv.FormatInt(logOffset, 10),
-		"commitOrRollback":     strconv.Itoa(how),
-		"fromTransactionCheck": strconv.FormatBool(fromCheck),
-		"msgId":                msgID,
-		"transactionId":        msgID,
-	}, nil)
+	return remoting.NewRequest(remoting.EndTransaction, remoting.Pairs(
+		"producerGroup", group,
+		"tranStateTableOffset", strconv.FormatInt(queueOffset, 10),
+		"commitLogOffset", strconv.FormatInt(logOffset, 10),
+		"commitOrRollback", strconv.Itoa(how),
+		"fromTransactionCheck", strconv.FormatBool(fromCheck),
+		"msgId", msgID,
+		"transactionId", msgID,
+	), nil)
 }
 
 // logOffsetOf reads the commit-log offset a broker's message id carries;

@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -479,5 +480,21 @@ func TestSharedBodiesStayApart(t *testing.T) {
 	resp[len(resp)-3] = 'X' // the caller's response is not the messages' memory
 	if msgs[2].Tag != "tag" {
 		t.Fatalf("tag %q changed with the response", msgs[2].Tag)
+	}
+}
+
+// msClock's text is the Unix millisecond of the call, and a call in the
+// same millisecond shares the string made for it.
+func TestMsClock(t *testing.T) {
+	var c msClock
+	before := time.Now().UnixMilli()
+	got := c.now()
+	after := time.Now().UnixMilli()
+	if ms, err := strconv.ParseInt(got, 10, 64); err != nil || ms < before || ms > after {
+		t.Fatalf("now() = %q, want a Unix millisecond in [%d, %d]", got, before, after)
+	}
+	c.last.Store(&msText{ms: 1 << 60, text: "stale"})
+	if got := c.now(); got == "stale" {
+		t.Fatal("now() kept the text of another millisecond")
 	}
 }

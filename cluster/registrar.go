@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -300,7 +300,7 @@ func (r *Registrar) count(n *int64) {
 // invoke signs a copy of req, when there is a key, and sends it on c.
 func (r *Registrar) invoke(c *remoting.Client, req *remoting.Command) (*remoting.Command, error) {
 	cp := *req
-	cp.ExtFields = maps.Clone(req.ExtFields) // signing adds fields
+	cp.Fields = slices.Clone(req.Fields) // signing changes them
 	if k := r.opts.ClusterKey; k != nil {
 		if err := k.Sign(&cp, time.Now()); err != nil {
 			return nil, fmt.Errorf("sign: %w", err)
@@ -324,9 +324,9 @@ func (r *Registrar) unregister(nss map[string]*nsState) {
 			continue
 		}
 		if st.registered != "" {
-			req := remoting.NewRequest(remoting.UnregisterBroker, map[string]string{
-				"brokerName": id.Name, "brokerAddr": st.registered, "clusterName": id.Cluster, "brokerId": strconv.FormatInt(id.ID, 10),
-			}, nil)
+			req := remoting.NewRequest(remoting.UnregisterBroker, remoting.Pairs(
+				"brokerName", id.Name, "brokerAddr", st.registered, "clusterName", id.Cluster, "brokerId", strconv.FormatInt(id.ID, 10),
+			), nil)
 			if _, err := r.invoke(st.conn, req); err != nil {
 				r.opts.Logger.Warn("cluster: unregister", "namesrv", ns, "err", err)
 			}

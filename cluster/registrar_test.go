@@ -103,7 +103,7 @@ func brokersOf(t *testing.T, ns, topic string) map[string]string {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := c.Invoke(ctx, remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+	resp, err := c.Invoke(ctx, remoting.NewRequest(remoting.GetRouteInfoByTopic, remoting.Pairs("topic", topic), nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ import (
 	"hash"
 	"io"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,13 +151,10 @@ func (k *Key) Sign(req *remoting.Command, now time.Time) error {
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return fmt.Errorf("cluster signature: nonce: %w", err)
 	}
-	if req.ExtFields == nil {
-		req.ExtFields = map[string]string{}
-	}
-	delete(req.ExtFields, FieldSignature)
-	req.ExtFields[FieldTimestamp] = strconv.FormatInt(now.UnixMilli(), 10)
-	req.ExtFields[FieldNonce] = hex.EncodeToString(nonce[:])
-	req.ExtFields[FieldSignature] = hex.EncodeToString(k.mac(req))
+	req.Del(FieldSignature)
+	req.Set(FieldTimestamp, strconv.FormatInt(now.UnixMilli(), 10))
+	req.Set(FieldNonce, hex.EncodeToString(nonce[:]))
+	req.Set(FieldSignature, hex.EncodeToString(k.mac(req)))
 	return nil
 }
 
@@ -170,29 +167,24 @@ func (k *Key) mac(req *remoting.Command) []byte {
 
 // writeCanonical writes the signed bytes of req to h: the domain, the code
 // (u16), the number of ext fields (u32), each as u32 length + name + u32
-// length + value sorted by name, and the body as u64 length + bytes.
+// length + value sorted by name (each name once, with its last value),
+// and the body as u64 length + bytes.
 func writeCanonical(h hash.Hash, req *remoting.Command) {
-	names := make([]string, 0, len(req.ExtFields))
-	for n := range req.ExtFields {
-		if n != FieldSignature {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
+	fields := slices.DeleteFunc(req.SortedFields(), func(f remoting.Field) bool { return f.Name == FieldSignature })
 	var b [8]byte
 	h.Write([]byte(domain))
 	binary.BigEndian.PutUint16(b[:2], uint16(req.Code))
 	h.Write(b[:2])
-	binary.BigEndian.PutUint32(b[:4], uint32(len(names)))
+	binary.BigEndian.PutUint32(b[:4], uint32(len(fields)))
 	h.Write(b[:4])
 	str := func(s string) {
 		binary.BigEndian.PutUint32(b[:4], uint32(len(s)))
 		h.Write(b[:4])
 		h.Write([]byte(s))
 	}
-	for _, n := range names {
-		str(n)
-		str(req.ExtFields[n])
+	for _, f := range fields {
+		str(f.Name)
+		str(f.Value)
 	}
 	binary.BigEndian.PutUint64(b[:], uint64(len(req.Body)))
 	h.Write(b[:])
@@ -221,9 +213,9 @@ func NewVerifier(k *Key) *Verifier {
 // window, with a nonce not seen before (which it then remembers). Its error
 // wraps one of the Err… values above and says what was wrong.
 func (v *Verifier) Verify(req *remoting.Command, now time.Time) error {
-	sig, hasSig := req.ExtFields[FieldSignature]
-	ts, hasTS := req.ExtFields[FieldTimestamp]
-	nonce, hasNonce := req.ExtFields[FieldNonce]
+	sig, hasSig := req.Lookup(FieldSignature)
+	ts, hasTS := req.Lookup(FieldTimestamp)
+	nonce, hasNonce := req.Lookup(FieldNonce)
 	if !hasSig && !hasTS && !hasNonce {
 		return ErrUnsigned
 	}

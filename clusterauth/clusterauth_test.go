@@ -3,11 +3,13 @@ package clusterauth
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
+
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,14 +27,14 @@ func mustKey(t testing.TB, secret string) *Key {
 }
 
 func registration() *remoting.Command {
-	return remoting.NewRequest(remoting.RegisterBroker, map[string]string{
-		"brokerName": "broker-a", "brokerAddr": "10.0.0.1:10911", "clusterName": "DefaultCluster", "brokerId": "0",
-	}, []byte(`{"topicConfigSerializeWrapper":{"topicConfigTable":{"devices":{}}}}`))
+	return remoting.NewRequest(remoting.RegisterBroker, remoting.Pairs(
+		"brokerName", "broker-a", "brokerAddr", "10.0.0.1:10911", "clusterName", "DefaultCluster", "brokerId", "0",
+	), []byte(`{"topicConfigSerializeWrapper":{"topicConfigTable":{"devices":{}}}}`))
 }
 
 func clone(c *remoting.Command) *remoting.Command {
 	cp := *c
-	cp.ExtFields = maps.Clone(c.ExtFields)
+	cp.Fields = slices.Clone(c.Fields)
 	cp.Body = bytes.Clone(c.Body)
 	return &cp
 }
@@ -55,14 +57,14 @@ func TestSignVerify(t *testing.T) {
 	// Every part is covered: change any and the signature fails.
 	for name, change := range map[string]func(c *remoting.Command){
 		"code":        func(c *remoting.Command) { c.Code = remoting.UnregisterBroker },
-		"ext value":   func(c *remoting.Command) { c.ExtFields["brokerAddr"] = "10.6.6.6:10911" },
-		"ext added":   func(c *remoting.Command) { c.ExtFields["extra"] = "" },
-		"ext dropped": func(c *remoting.Command) { delete(c.ExtFields, "brokerId") },
+		"ext value":   func(c *remoting.Command) { c.Set("brokerAddr", "10.6.6.6:10911") },
+		"ext added":   func(c *remoting.Command) { c.Set("extra", "") },
+		"ext dropped": func(c *remoting.Command) { c.Del("brokerId") },
 		"body":        func(c *remoting.Command) { c.Body = append(c.Body, ' ') },
 		"body empty":  func(c *remoting.Command) { c.Body = nil },
-		"timestamp":   func(c *remoting.Command) { c.ExtFields[FieldTimestamp] = "1700000001000" },
-		"nonce":       func(c *remoting.Command) { c.ExtFields[FieldNonce] = strings.Repeat("0", 32) },
-		"signature":   func(c *remoting.Command) { c.ExtFields[FieldSignature] = strings.Repeat("0", 64) },
+		"timestamp":   func(c *remoting.Command) { c.Set(FieldTimestamp, "1700000001000") },
+		"nonce":       func(c *remoting.Command) { c.Set(FieldNonce, strings.Repeat("0", 32)) },
+		"signature":   func(c *remoting.Command) { c.Set(FieldSignature, strings.Repeat("0", 64)) },
 	} {
 		c := clone(req)
 		change(c)
@@ -86,12 +88,12 @@ func TestSignVerify(t *testing.T) {
 		t.Errorf("unsigned: %v", err)
 	}
 	for name, change := range map[string]func(c *remoting.Command){
-		"no nonce":        func(c *remoting.Command) { delete(c.ExtFields, FieldNonce) },
-		"short signature": func(c *remoting.Command) { c.ExtFields[FieldSignature] = "abcd" },
-		"upper hex":       func(c *remoting.Command) { c.ExtFields[FieldSignature] = strings.ToUpper(c.ExtFields[FieldSignature]) },
-		"bad timestamp":   func(c *remoting.Command) { c.ExtFields[FieldTimestamp] = "-5" },
-		"long timestamp":  func(c *remoting.Command) { c.ExtFields[FieldTimestamp] = strings.Repeat("9", 40) },
-		"long nonce":      func(c *remoting.Command) { c.ExtFields[FieldNonce] += "00" },
+		"no nonce":        func(c *remoting.Command) { c.Del(FieldNonce) },
+		"short signature": func(c *remoting.Command) { c.Set(FieldSignature, "abcd") },
+		"upper hex":       func(c *remoting.Command) { c.Set(FieldSignature, strings.ToUpper(c.Ext(FieldSignature))) },
+		"bad timestamp":   func(c *remoting.Command) { c.Set(FieldTimestamp, "-5") },
+		"long timestamp":  func(c *remoting.Command) { c.Set(FieldTimestamp, strings.Repeat("9", 40)) },
+		"long nonce":      func(c *remoting.Command) { c.Set(FieldNonce, c.Ext(FieldNonce)+"00") },
 	} {
 		c := clone(req)
 		change(c)
@@ -101,20 +103,35 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
+// The MAC of a registration is the one Ferry made when ext fields were a
+// map, whatever the fields' order and with a name repeated (its last value
+// counts): NameServers and brokers of either kind agree.
+func TestMACUnchanged(t *testing.T) {
+	k := mustKey(t, "0123456789abcdef-cluster")
+	req := registration()
+	req.Fields = append([]remoting.Field{{Name: "epoch", Value: "2"}, {Name: FieldSignature, Value: "old"}}, req.Fields...)
+	req.Set(FieldNonce, "00112233445566778899aabbccddeeff")
+	req.Set(FieldTimestamp, "1700000000000")
+	req.Fields = append(req.Fields, remoting.Field{Name: "epoch", Value: "3"})
+	if got, want := hex.EncodeToString(k.mac(req)), "ec260a521620cddebad1693b771e331aad2b2c3d76ff29b5c402caaf7043ad24"; got != want {
+		t.Fatalf("MAC %s, want %s", got, want)
+	}
+}
+
 // The encoding is unambiguous: moving bytes between a name and its value,
 // or between fields and the body, changes what is signed.
 func TestCanonicalUnambiguous(t *testing.T) {
-	enc := func(ext map[string]string, body string) []byte {
+	enc := func(ext []remoting.Field, body string) []byte {
 		var b bytes.Buffer
 		h := &recorder{&b}
 		writeCanonical(h, remoting.NewRequest(remoting.RegisterBroker, ext, []byte(body)))
 		return b.Bytes()
 	}
 	pairs := [][2][]byte{
-		{enc(map[string]string{"a": "bc"}, ""), enc(map[string]string{"ab": "c"}, "")},
-		{enc(map[string]string{"a": "b", "c": "d"}, ""), enc(map[string]string{"a": "b\x00\x00\x00\x01cd"}, "")},
-		{enc(map[string]string{"a": "b"}, "c"), enc(map[string]string{"a": "bc"}, "")},
-		{enc(nil, ""), enc(map[string]string{"": ""}, "")},
+		{enc(remoting.Pairs("a", "bc"), ""), enc(remoting.Pairs("ab", "c"), "")},
+		{enc(remoting.Pairs("a", "b", "c", "d"), ""), enc(remoting.Pairs("a", "b\x00\x00\x00\x01cd"), "")},
+		{enc(remoting.Pairs("a", "b"), "c"), enc(remoting.Pairs("a", "bc"), "")},
+		{enc(nil, ""), enc(remoting.Pairs("", ""), "")},
 	}
 	for i, p := range pairs {
 		if bytes.Equal(p[0], p[1]) {
@@ -216,24 +233,24 @@ func FuzzVerify(f *testing.F) {
 	if err := k.Sign(good, now); err != nil {
 		f.Fatal(err)
 	}
-	f.Add(good.ExtFields[FieldTimestamp], good.ExtFields[FieldNonce], good.ExtFields[FieldSignature], "brokerAddr", "10.0.0.1:10911", []byte("{}"), false)
+	f.Add(good.Ext(FieldTimestamp), good.Ext(FieldNonce), good.Ext(FieldSignature), "brokerAddr", "10.0.0.1:10911", []byte("{}"), false)
 	f.Add("", "", "", "", "", []byte(nil), true)
 	f.Add("1700000000000", strings.Repeat("a", 32), strings.Repeat("f", 64), "a", "b", []byte("c"), true)
 	f.Fuzz(func(t *testing.T, ts, nonce, sig, name, value string, body []byte, sign bool) {
-		req := remoting.NewRequest(remoting.RegisterBroker, map[string]string{name: value}, body)
+		req := remoting.NewRequest(remoting.RegisterBroker, remoting.Pairs(name, value), body)
 		if ts != "" {
-			req.ExtFields[FieldTimestamp] = ts
+			req.Set(FieldTimestamp, ts)
 		}
 		if nonce != "" {
-			req.ExtFields[FieldNonce] = nonce
+			req.Set(FieldNonce, nonce)
 		}
 		if sig != "" {
-			req.ExtFields[FieldSignature] = sig
+			req.Set(FieldSignature, sig)
 		}
 		v := NewVerifier(k)
 		if !sign {
 			if err := v.Verify(req, now); err == nil {
-				t.Fatalf("accepted a request it did not sign: %v", req.ExtFields)
+				t.Fatalf("accepted a request it did not sign: %v", req.Fields)
 			}
 			return
 		}

@@ -133,7 +133,7 @@ func (c *Client) call(ctx context.Context, code int16, body, out any) error {
 			c.failed(addr, nil)
 			continue
 		}
-		req := remoting.NewRequest(code, map[string]string{}, payload)
+		req := remoting.NewRequest(code, nil, payload)
 		if c.key != nil {
 			if err := c.key.Sign(req, time.Now()); err != nil {
 				return err

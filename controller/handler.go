@@ -74,7 +74,7 @@ func (s *Server) serve(_ context.Context, c *remoting.Conn, req *remoting.Comman
 
 func (s *Server) notLeader(req *remoting.Command) *remoting.Command {
 	resp := req.Response(CodeNotLeader, "controller: not the leader")
-	resp.ExtFields[FieldLeaderAddr] = s.leaderAddr()
+	resp.Set(FieldLeaderAddr, s.leaderAddr())
 	return resp
 }
 

@@ -72,7 +72,7 @@ func invoke(t *testing.T, c *remoting.Client, req *remoting.Command) *remoting.C
 }
 
 func getRoute(t *testing.T, c *remoting.Client, topic string) (remoting.RouteData, error) {
-	resp := invoke(t, c, remoting.NewRequest(remoting.GetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+	resp := invoke(t, c, remoting.NewRequest(remoting.GetRouteInfoByTopic, remoting.Pairs("topic", topic), nil))
 	if err := remoting.ResponseError(resp); err != nil {
 		return remoting.RouteData{}, err
 	}

@@ -284,8 +284,8 @@ func (s *Server) register(c *remoting.Conn, req *remoting.Command, signed bool) 
 		s.opts.Logger.Info("namesrv: broker registered", "cluster", b.Cluster, "broker", b.Name, "id", b.ID, "addr", b.Addr, "topics", len(topics))
 	}
 	resp := req.Response(remoting.Success, "")
-	resp.ExtFields["haServerAddr"] = ""
-	resp.ExtFields["masterAddr"] = ""
+	resp.Set("haServerAddr", "")
+	resp.Set("masterAddr", "")
 	return resp
 }
 
@@ -302,16 +302,16 @@ func RegisterRequest(b Broker, topics []remoting.TopicConfig) (*remoting.Command
 	if err != nil {
 		return nil, err
 	}
-	ext := map[string]string{
-		"brokerName":  b.Name,
-		"brokerAddr":  b.Addr,
-		"clusterName": b.Cluster,
-		"brokerId":    strconv.FormatInt(b.ID, 10),
-		"bodyCrc32":   strconv.FormatInt(int64(int32(crc32.ChecksumIEEE(raw))), 10),
-		"compressed":  "false",
-	}
+	req := remoting.NewRequest(remoting.RegisterBroker, remoting.Pairs(
+		"brokerName", b.Name,
+		"brokerAddr", b.Addr,
+		"clusterName", b.Cluster,
+		"brokerId", strconv.FormatInt(b.ID, 10),
+		"bodyCrc32", strconv.FormatInt(int64(int32(crc32.ChecksumIEEE(raw))), 10),
+		"compressed", "false",
+	), raw)
 	if b.Epoch > 0 {
-		ext["epoch"] = strconv.FormatInt(b.Epoch, 10)
+		req.Set("epoch", strconv.FormatInt(b.Epoch, 10))
 	}
-	return remoting.NewRequest(remoting.RegisterBroker, ext, raw), nil
+	return req, nil
 }

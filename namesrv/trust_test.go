@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,9 +53,9 @@ func registerReq(t *testing.T, b Broker, topics ...string) *remoting.Command {
 }
 
 func unregisterReq(b Broker) *remoting.Command {
-	return remoting.NewRequest(remoting.UnregisterBroker, map[string]string{
-		"brokerName": b.Name, "brokerAddr": b.Addr, "clusterName": b.Cluster, "brokerId": "0",
-	}, nil)
+	return remoting.NewRequest(remoting.UnregisterBroker, remoting.Pairs(
+		"brokerName", b.Name, "brokerAddr", b.Addr, "clusterName", b.Cluster, "brokerId", "0",
+	), nil)
 }
 
 func signed(t *testing.T, k *clusterauth.Key, req *remoting.Command) *remoting.Command {
@@ -292,10 +293,7 @@ func TestLaterEpochTakesTheName(t *testing.T) {
 
 func cloneCmd(c *remoting.Command) *remoting.Command {
 	cp := *c
-	cp.ExtFields = make(map[string]string, len(c.ExtFields))
-	for k, v := range c.ExtFields {
-		cp.ExtFields[k] = v
-	}
+	cp.Fields = slices.Clone(c.Fields)
 	return &cp
 }
 

@@ -21,7 +21,7 @@ func BenchmarkInvoke(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req := NewRequest(SendMessageV2, map[string]string{"b": "t"}, body)
+			req := NewRequest(SendMessageV2, Pairs("b", "t"), body)
 			req.Serialization = benchSer
 			if _, err := c.Invoke(context.Background(), req); err != nil {
 				b.Fatal(err)
@@ -35,7 +35,7 @@ var benchSer = JSON // what the SDK sends
 // benchFrames is one SEND_MESSAGE_V2 frame of a 128-byte body (binary
 // headers, as the SDK sends) and a stream of 512 of them.
 func benchFrames(b *testing.B) (frame, stream []byte) {
-	req := NewRequest(SendMessageV2, map[string]string{"a": "producer", "b": "topic", "c": "TBW102", "d": "8", "e": "0", "f": "0", "g": "1700000000000"}, make([]byte, 128))
+	req := NewRequest(SendMessageV2, Pairs("a", "producer", "b", "topic", "c", "TBW102", "d", "8", "e", "0", "f", "0", "g", "1700000000000"), make([]byte, 128))
 	req.Serialization = RocketMQ
 	frame, err := AppendFrame(nil, req)
 	if err != nil {

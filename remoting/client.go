@@ -25,8 +25,8 @@ type Client struct {
 
 	mu      sync.Mutex
 	pending map[int32]chan *Command
-	calls   map[int32]*asyncCall // InvokeAsync's
-	err     error                // set once the connection is gone
+	calls   map[int32]asyncCall // InvokeAsync's, by value: no allocation a call
+	err     error               // set once the connection is gone
 	done    chan struct{}
 }
 
@@ -51,7 +51,7 @@ func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (*Client, error)
 		return nil, fmt.Errorf("remoting: dial %s: %w", addr, err)
 	}
 	c := &Client{conn: newWriterConn(nc), maxFrame: MaxFrame, pending: map[int32]chan *Command{},
-		calls: map[int32]*asyncCall{}, done: make(chan struct{})}
+		calls: map[int32]asyncCall{}, done: make(chan struct{})}
 	go c.readLoop()
 	go c.sweep()
 	return c, nil
@@ -66,7 +66,7 @@ const sweepEvery = 50 * time.Millisecond
 func (c *Client) sweep() {
 	tick := time.NewTicker(sweepEvery)
 	defer tick.Stop()
-	var late []*asyncCall
+	var late []asyncCall
 	for {
 		select {
 		case <-c.done:
@@ -82,7 +82,7 @@ func (c *Client) sweep() {
 			c.mu.Unlock()
 			for i, call := range late {
 				call.cb(nil, fmt.Errorf("remoting: no response within %v: %w", call.timeout, context.DeadlineExceeded))
-				late[i] = nil
+				late[i] = asyncCall{}
 			}
 			late = late[:0]
 		}
@@ -104,13 +104,13 @@ func (c *Client) readLoop() {
 		c.mu.Lock()
 		ch := c.pending[cmd.Opaque]
 		delete(c.pending, cmd.Opaque)
-		call := c.calls[cmd.Opaque]
+		call, isCall := c.calls[cmd.Opaque]
 		delete(c.calls, cmd.Opaque)
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- cmd
 		}
-		if call != nil {
+		if isCall {
 			call.cb(cmd, nil)
 		}
 	}
@@ -123,7 +123,7 @@ func (c *Client) readLoop() {
 		delete(c.pending, op)
 	}
 	calls := c.calls
-	c.calls = map[int32]*asyncCall{}
+	c.calls = map[int32]asyncCall{}
 	gone := c.err
 	c.mu.Unlock()
 	for _, call := range calls {
@@ -215,7 +215,7 @@ func (c *Client) InvokeAsync(req *Command, timeout time.Duration, cb func(*Comma
 	req.Opaque = c.opaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
 	op := req.Opaque
-	call := &asyncCall{cb: cb, deadline: time.Now().Add(timeout), timeout: timeout}
+	call := asyncCall{cb: cb, deadline: time.Now().Add(timeout), timeout: timeout}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err

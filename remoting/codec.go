@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -135,27 +134,6 @@ func decodeHeader(ser Serialization, header []byte) (*Command, error) {
 	return c, nil
 }
 
-// jsonHeader is the JSON header as RocketMQ's clients write it; unknown
-// fields (serializeTypeCurrentRPC, …) are ignored.
-type jsonHeader struct {
-	Code      int16             `json:"code"`
-	Language  string            `json:"language"`
-	Version   int16             `json:"version"`
-	Opaque    int32             `json:"opaque"`
-	Flag      int32             `json:"flag"`
-	Remark    string            `json:"remark,omitempty"`
-	ExtFields map[string]string `json:"extFields,omitempty"`
-}
-
-func decodeJSONHeader(b []byte) (*Command, error) {
-	var h jsonHeader
-	if err := json.Unmarshal(b, &h); err != nil {
-		return nil, fmt.Errorf("%w: JSON header: %v", ErrMalformed, err)
-	}
-	return &Command{Code: h.Code, Language: h.Language, Version: h.Version, Opaque: h.Opaque, Flag: h.Flag,
-		Remark: h.Remark, ExtFields: h.ExtFields}, nil
-}
-
 // languages maps RocketMQ's binary language codes.
 var languages = []string{"JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP", "OMS", "RUST"}
 
@@ -174,49 +152,84 @@ func languageCode(l string) byte {
 // value u32+bytes pairs).
 func decodeBinaryHeader(b []byte) (*Command, error) {
 	r := binReader{b: b}
-	c := &Command{Code: int16(r.u16())}
-	if lang := int(r.u8()); lang < len(languages) {
-		c.Language = languages[lang]
-	} else {
-		c.Language = "OTHER"
-	}
-	c.Version = int16(r.u16())
-	c.Opaque = int32(r.u32())
-	c.Flag = int32(r.u32())
-	c.Remark = string(r.bytes(int(r.u32())))
+	code := int16(r.u16())
+	lang := int(r.u8())
+	version := int16(r.u16())
+	opaque := int32(r.u32())
+	flag := int32(r.u32())
+	remark := r.bytes(int(r.u32()))
 	ext := r.bytes(int(r.u32()))
 	if r.err != "" {
 		return nil, fmt.Errorf("%w: binary header: %s", ErrMalformed, r.err)
 	}
+	c := newCommand(countFields(ext)) // with room for the fields: one allocation
+
+	c.Code, c.Version, c.Opaque, c.Flag = code, version, opaque, flag
+	if len(remark) > 0 {
+		c.Remark = string(remark)
+	}
+	if lang < len(languages) {
+		c.Language = languages[lang]
+	} else {
+		c.Language = "OTHER"
+	}
 	if len(ext) > 0 {
-		// One string for all the fields: keys and values are slices of it.
+		// One string for all the fields: names and values are slices of it.
 		all := string(ext)
-		n := 0 // count the fields first, so that the map is sized once
-		for e := (binReader{b: ext}); e.p < len(ext) && e.err == ""; n++ {
-			e.bytes(int(e.u16()))
-			e.bytes(int(e.u32()))
-		}
-		c.ExtFields = make(map[string]string, n)
-		e := binReader{b: ext}
-		for e.p < len(ext) && e.err == "" {
-			kl := int(e.u16())
-			k0 := e.p
-			e.bytes(kl)
-			vl := int(e.u32())
-			v0 := e.p
-			e.bytes(vl)
-			if e.err == "" {
-				c.ExtFields[all[k0:k0+kl]] = all[v0 : v0+vl]
+		for p := 0; p < len(ext); {
+			if len(ext)-p < 2 {
+				return nil, extError(2, p, len(ext))
 			}
-		}
-		if e.err != "" {
-			return nil, fmt.Errorf("%w: binary header ext fields: %s", ErrMalformed, e.err)
+			kl := int(binary.BigEndian.Uint16(ext[p:]))
+			p += 2
+			if kl > len(ext)-p {
+				return nil, extError(kl, p, len(ext))
+			}
+			name := all[p : p+kl]
+			p += kl
+			if len(ext)-p < 4 {
+				return nil, extError(4, p, len(ext))
+			}
+			vl := uint64(binary.BigEndian.Uint32(ext[p:]))
+			p += 4
+			if vl > uint64(len(ext)-p) {
+				return nil, extError(int64(vl), p, len(ext))
+			}
+			c.Fields = append(c.Fields, Field{name, all[p : p+int(vl)]})
+			p += int(vl)
 		}
 	}
 	if r.p != len(b) {
 		return nil, fmt.Errorf("%w: binary header has %d bytes after its ext fields", ErrMalformed, len(b)-r.p)
 	}
 	return c, nil
+}
+
+// countFields is how many ext fields the binary header's ext bytes hold
+// (or start: a field cut short counts), without checking them.
+func countFields(ext []byte) int {
+	n := 0
+	for p := 0; p < len(ext); n++ {
+		if len(ext)-p < 6 {
+			return n + 1
+		}
+		p += 2 + int(binary.BigEndian.Uint16(ext[p:]))
+		if len(ext)-p < 4 {
+			return n + 1
+		}
+		vl := uint64(binary.BigEndian.Uint32(ext[p:]))
+		if vl > uint64(len(ext)-p-4) {
+			return n + 1
+		}
+		p += 4 + int(vl)
+	}
+	return n
+}
+
+// extError is the error of an ext field whose next want bytes, at byte at
+// of the ext fields' n, are not there.
+func extError[N int | int64](want N, at, n int) error {
+	return fmt.Errorf("%w: binary header ext fields: %d bytes wanted at byte %d of %d", ErrMalformed, want, at, n)
 }
 
 type binReader struct {
@@ -283,12 +296,7 @@ func newFrameHeader(c *Command) (frameHeader, error) {
 	case RocketMQ:
 		h.len = binaryHeaderLen(c)
 	case JSON:
-		var err error
-		h.json, err = json.Marshal(jsonHeader{Code: c.Code, Language: c.Language, Version: c.Version, Opaque: c.Opaque,
-			Flag: c.Flag, Remark: c.Remark, ExtFields: c.allExt()})
-		if err != nil {
-			return h, fmt.Errorf("remoting: encode header: %w", err)
-		}
+		h.json = appendJSONHeader(nil, c)
 		h.len = len(h.json)
 	default:
 		return h, fmt.Errorf("remoting: unknown header serialization %d", c.Serialization)
@@ -324,9 +332,6 @@ const binaryFixedLen = 2 + 1 + 2 + 4 + 4 + 4 + 4
 // binaryHeaderLen is the size of c's RocketMQ binary header.
 func binaryHeaderLen(c *Command) int {
 	n := binaryFixedLen + len(c.Remark)
-	for k, v := range c.ExtFields {
-		n += 2 + len(k) + 4 + len(v)
-	}
 	for _, f := range c.Fields {
 		n += 2 + len(f.Name) + 4 + len(f.Value)
 	}
@@ -344,9 +349,6 @@ func appendBinaryHeader(b []byte, c *Command, hlen int) []byte {
 	b = be.AppendUint32(b, uint32(len(c.Remark)))
 	b = append(b, c.Remark...)
 	b = be.AppendUint32(b, uint32(hlen-binaryFixedLen-len(c.Remark))) // the ext fields' length
-	for k, v := range c.ExtFields {
-		b = appendBinaryField(b, k, v)
-	}
 	for _, f := range c.Fields {
 		b = appendBinaryField(b, f.Name, f.Value)
 	}

@@ -22,7 +22,7 @@ func TestFrameQueue(t *testing.T) {
 		want = append(want, c)
 	}
 	for i := range 3 * chunkSize / 1000 { // about three chunks of ~1 KB frames
-		c := NewRequest(int16(i%100), map[string]string{"i": strconv.Itoa(i)}, bytes.Repeat([]byte{byte(i)}, 900))
+		c := NewRequest(int16(i%100), Pairs("i", strconv.Itoa(i)), bytes.Repeat([]byte{byte(i)}, 900))
 		c.Opaque = int32(i)
 		if i%7 == 0 {
 			c.Serialization = JSON

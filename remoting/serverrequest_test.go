@@ -37,7 +37,7 @@ func TestClientServesServerRequests(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	oneway := NewRequest(NotifyConsumerIdsChanged, map[string]string{"consumerGroup": "g"}, nil)
+	oneway := NewRequest(NotifyConsumerIdsChanged, Pairs("consumerGroup", "g"), nil)
 	oneway.Flag, oneway.Opaque = FlagOneway, 1
 	answered := NewRequest(307, nil, nil)
 	answered.Opaque = 2

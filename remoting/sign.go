@@ -5,8 +5,6 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
-	"hash"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -30,52 +28,45 @@ const (
 // HMAC-SHA1 is 28 characters.
 const MaxSignatureLen = 64
 
-// signedFields are the ext field names a signature covers, in the order
-// it covers them: every field except the signature itself and
-// _UNIQUE_KEY_QUERY, sorted by name (bytewise).
-func signedFields(ext map[string]string) []string {
-	keys := make([]string, 0, len(ext))
-	for k := range ext {
-		if k != FieldSignature && k != fieldUniqueKeyQuery {
-			keys = append(keys, k)
+// signed reports whether a signature covers the ext field name: every
+// field does except the signature itself and _UNIQUE_KEY_QUERY.
+func signed(name string) bool { return name != FieldSignature && name != fieldUniqueKeyQuery }
+
+// content is what a signature covers but the body: the values of the
+// signed ext fields (each name once, its last value) in name order
+// (bytewise), without separators, in one slice (a hash write per field
+// costs a copy each).
+func content(fields []Field) []byte {
+	var arr [24]Field // a send's fields sort here, not on the heap
+	sorted := appendSorted(arr[:0], fields)
+	n := 0
+	for _, f := range sorted {
+		if signed(f.Name) {
+			n += len(f.Value)
 		}
 	}
-	slices.Sort(keys)
-	return keys
-}
-
-// writeContent writes what a signature covers to h: the values of the
-// signed ext fields in name order, without separators, then the body.
-func writeContent(h hash.Hash, ext map[string]string, body []byte) {
-	keys := signedFields(ext)
-	n := 0
-	for _, k := range keys {
-		n += len(ext[k])
+	out := make([]byte, 0, n)
+	for _, f := range sorted {
+		if signed(f.Name) {
+			out = append(out, f.Value...)
+		}
 	}
-	buf := make([]byte, 0, n) // the fields in one write: a write per field costs a copy each
-	for _, k := range keys {
-		buf = append(buf, ext[k]...)
-	}
-	h.Write(buf)
-	h.Write(body)
+	return out
 }
 
 // SignedContent is what a signature of a request with these ext fields and
 // body covers (RocketMQ ACL 1.0): the values of every ext field except
 // Signature and _UNIQUE_KEY_QUERY, in the order of their names, without
 // separators, followed by the body.
-func SignedContent(ext map[string]string, body []byte) []byte {
-	var out []byte
-	for _, k := range signedFields(ext) {
-		out = append(out, ext[k]...)
-	}
-	return append(out, body...)
+func SignedContent(fields []Field, body []byte) []byte {
+	return append(content(fields), body...)
 }
 
 // signature is base64(HMAC-SHA1(secretKey, content of c)).
 func signature(c *Command, secretKey []byte) []byte {
 	m := hmac.New(sha1.New, secretKey)
-	writeContent(m, c.ExtFields, c.Body)
+	m.Write(content(c.Fields))
+	m.Write(c.Body)
 	var sum [sha1.Size]byte
 	raw := m.Sum(sum[:0])
 	out := make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
@@ -90,26 +81,23 @@ func signature(c *Command, secretKey []byte) []byte {
 // FerrySignedAt (covered by the signature) to at in Unix milliseconds. c's
 // ext fields and body must not change afterwards.
 func (c *Command) Sign(accessKey string, secretKey []byte, at time.Time) {
-	if c.extMap() == nil {
-		c.ExtFields = map[string]string{}
-	}
-	delete(c.ExtFields, FieldPassword)
-	delete(c.ExtFields, FieldSignature)
-	c.ExtFields[FieldAccessKey] = accessKey
+	c.Del(FieldPassword)
+	c.Del(FieldSignature)
+	c.Set(FieldAccessKey, accessKey)
 	if !at.IsZero() {
-		c.ExtFields[FieldSignedAt] = strconv.FormatInt(at.UnixMilli(), 10)
+		c.Set(FieldSignedAt, strconv.FormatInt(at.UnixMilli(), 10))
 	}
-	c.ExtFields[FieldSignature] = string(signature(c, secretKey))
+	c.Fields = append(c.Fields, Field{FieldSignature, string(signature(c, secretKey))})
 }
 
 // Signed reports whether c carries a signature.
-func (c *Command) Signed() bool { return c.ExtFields[FieldSignature] != "" }
+func (c *Command) Signed() bool { return c.Ext(FieldSignature) != "" }
 
 // VerifySignature reports whether c's Signature is the one secretKey makes
 // of c's content, comparing in constant time. A missing signature, or one
 // longer than MaxSignatureLen, does not verify.
 func (c *Command) VerifySignature(secretKey []byte) bool {
-	got := c.ExtFields[FieldSignature]
+	got := c.Ext(FieldSignature)
 	if got == "" || len(got) > MaxSignatureLen {
 		return false
 	}
@@ -119,7 +107,7 @@ func (c *Command) VerifySignature(secretKey []byte) bool {
 // SignedAt returns the time FerrySignedAt holds; ok is false when c has no
 // such field, and err names a value that is not Unix milliseconds.
 func (c *Command) SignedAt() (at time.Time, ok bool, err error) {
-	v, ok := c.ExtFields[FieldSignedAt]
+	v, ok := c.Lookup(FieldSignedAt)
 	if !ok {
 		return time.Time{}, false, nil
 	}

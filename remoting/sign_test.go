@@ -13,12 +13,12 @@ import (
 // RocketMQ Client ACL Feature" under "adiaushdiaushd"), made from a
 // request whose ext fields and body concatenate to that text.
 func TestSignatureVector(t *testing.T) {
-	c := NewRequest(SendMessageV2, map[string]string{"b": " Client ACL"}, []byte(" Feature"))
+	c := NewRequest(SendMessageV2, []Field{{"b", " Client ACL"}}, []byte(" Feature"))
 	c.Sign("Hello RocketMQ", []byte("adiaushdiaushd"), time.Time{})
 	if got, want := c.Ext(FieldSignature), "tAb/54Rwwcq+pbH8Loi7FWX4QSQ="; got != want {
 		t.Fatalf("signature %q, want %q (rocketmq-client-go's)", got, want)
 	}
-	if got := string(SignedContent(c.ExtFields, c.Body)); got != "Hello RocketMQ Client ACL Feature" {
+	if got := string(SignedContent(c.Fields, c.Body)); got != "Hello RocketMQ Client ACL Feature" {
 		t.Fatalf("content %q", got)
 	}
 	if !c.VerifySignature([]byte("adiaushdiaushd")) {
@@ -29,12 +29,12 @@ func TestSignatureVector(t *testing.T) {
 func TestVerifySignature(t *testing.T) {
 	key := []byte("sk")
 	signed := func() *Command {
-		c := NewRequest(SendMessageV2, map[string]string{"a": "group", "b": "TopicTest", "e": "3", FieldPassword: "secret"}, []byte("hello"))
+		c := NewRequest(SendMessageV2, []Field{{"a", "group"}, {"b", "TopicTest"}, {"e", "3"}, {FieldPassword, "secret"}}, []byte("hello"))
 		c.Sign("alice", key, time.UnixMilli(1700000000000))
 		return c
 	}
 	if c := signed(); c.Ext(FieldPassword) != "" || c.Ext(FieldAccessKey) != "alice" || c.Ext(FieldSignedAt) != "1700000000000" {
-		t.Fatalf("signed fields %v", c.ExtFields)
+		t.Fatalf("signed fields %v", c.Fields)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -42,20 +42,20 @@ func TestVerifySignature(t *testing.T) {
 		ok     bool
 	}{
 		{"as signed", func(c *Command) {}, true},
-		{"_UNIQUE_KEY_QUERY added (not covered, as RocketMQ's broker does)", func(c *Command) { c.ExtFields[fieldUniqueKeyQuery] = "true" }, true},
+		{"_UNIQUE_KEY_QUERY added (not covered, as RocketMQ's broker does)", func(c *Command) { c.Set(fieldUniqueKeyQuery, "true") }, true},
 		{"other key", func(c *Command) {}, false},
 		{"body changed", func(c *Command) { c.Body[0] ^= 1 }, false},
 		{"body extended", func(c *Command) { c.Body = append(c.Body, 0) }, false},
-		{"field changed", func(c *Command) { c.ExtFields["b"] = "TopicTesu" }, false},
-		{"field added", func(c *Command) { c.ExtFields["z"] = "1" }, false},
-		{"field removed", func(c *Command) { delete(c.ExtFields, "e") }, false},
-		{"access key changed", func(c *Command) { c.ExtFields[FieldAccessKey] = "bob" }, false},
-		{"timestamp changed", func(c *Command) { c.ExtFields[FieldSignedAt] = "1700000000001" }, false},
-		{"no signature", func(c *Command) { delete(c.ExtFields, FieldSignature) }, false},
+		{"field changed", func(c *Command) { c.Set("b", "TopicTesu") }, false},
+		{"field added", func(c *Command) { c.Set("z", "1") }, false},
+		{"field removed", func(c *Command) { c.Del("e") }, false},
+		{"access key changed", func(c *Command) { c.Set(FieldAccessKey, "bob") }, false},
+		{"timestamp changed", func(c *Command) { c.Set(FieldSignedAt, "1700000000001") }, false},
+		{"no signature", func(c *Command) { c.Del(FieldSignature) }, false},
 		{"signature without padding", func(c *Command) {
-			c.ExtFields[FieldSignature] = strings.TrimRight(c.ExtFields[FieldSignature], "=")
+			c.Set(FieldSignature, strings.TrimRight(c.Ext(FieldSignature), "="))
 		}, false},
-		{"signature too long", func(c *Command) { c.ExtFields[FieldSignature] += strings.Repeat("A", MaxSignatureLen) }, false},
+		{"signature too long", func(c *Command) { c.Set(FieldSignature, c.Ext(FieldSignature)+strings.Repeat("A", MaxSignatureLen)) }, false},
 	} {
 		c := signed()
 		tc.change(c)
@@ -85,7 +85,7 @@ func TestVerifySignature(t *testing.T) {
 		}
 	}
 
-	c := NewRequest(SendMessageV2, map[string]string{FieldSignedAt: "soon"}, nil)
+	c := NewRequest(SendMessageV2, []Field{{FieldSignedAt, "soon"}}, nil)
 	if _, ok, err := c.SignedAt(); !ok || err == nil || !strings.Contains(err.Error(), FieldSignedAt) {
 		t.Errorf("bad timestamp: %v %v", ok, err)
 	}
@@ -122,7 +122,7 @@ func FuzzVerifySignature(f *testing.F) {
 			t.Fatalf("a signed request does not decode: %v", err)
 		}
 		if !d.VerifySignature(key) {
-			t.Fatalf("a signed request does not verify: %v", d.ExtFields)
+			t.Fatalf("a signed request does not verify: %v", d.Fields)
 		}
 		d.Body = append(d.Body, 'x')
 		if d.VerifySignature(key) {
@@ -134,8 +134,8 @@ func FuzzVerifySignature(f *testing.F) {
 // BenchmarkVerifySignature is the broker's cost of one signed send: the
 // header of a SEND_MESSAGE_V2 and a 128-byte body.
 func BenchmarkVerifySignature(b *testing.B) {
-	c := NewRequest(SendMessageV2, map[string]string{"a": "producer-group", "b": "devices", "c": "TBW102", "d": "4",
-		"e": "0", "f": "0", "g": "1700000000000", "h": "0", "i": "TAGS\x011/telemetry\x02", "j": "0", "k": "false", "m": "false"},
+	c := NewRequest(SendMessageV2, Pairs("a", "producer-group", "b", "devices", "c", "TBW102", "d", "4",
+		"e", "0", "f", "0", "g", "1700000000000", "h", "0", "i", "TAGS\x011/telemetry\x02", "j", "0", "k", "false", "m", "false"),
 		make([]byte, 128))
 	key := []byte("mO4jFnVAlGPDJL2dd6yG4uv9qS3GtQjbx8CTsrtaK2w")
 	c.Sign("alice", key, time.Now())
@@ -144,5 +144,38 @@ func BenchmarkVerifySignature(b *testing.B) {
 		if !c.VerifySignature(key) {
 			b.Fatal("does not verify")
 		}
+	}
+}
+
+// The signature and both header serializations of a signed send are the
+// bytes Ferry wrote when ext fields were a map, whatever the list's order
+// and with a name repeated (its last value counts).
+func TestSignedSendBytesUnchanged(t *testing.T) {
+	c := NewRequest(SendMessageV2, Pairs("m", "false", "i", "TAGS\x011/telemetry\x02", "Password", "x", "b", "stale",
+		"a", "producer-group", "b", "devices", "c", "TBW102", "d", "4", "e", "0", "f", "0", "g", "1700000000000",
+		"h", "0", "j", "0", "k", "false"), []byte("hello"))
+	c.Sign("alice", []byte("mO4jFnVAlGPDJL2dd6yG4uv9qS3GtQjbx8CTsrtaK2w"), time.UnixMilli(1700000000123))
+	if got, want := c.Ext(FieldSignature), "qR2wLIrH8/uU89Eh33V/wVrELHw="; got != want {
+		t.Fatalf("signature %q, want %q", got, want)
+	}
+	c.Serialization = JSON
+	frame, err := AppendFrame(nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "\x00\x00\x01Z\x00\x00\x01Q{\"code\":310,\"language\":\"GO\",\"version\":399,\"opaque\":0,\"flag\":0,\"extFields\":{\"AccessKey\":\"alice\",\"FerrySignedAt\":\"1700000000123\",\"Signature\":\"qR2wLIrH8/uU89Eh33V/wVrELHw=\",\"a\":\"producer-group\",\"b\":\"devices\",\"c\":\"TBW102\",\"d\":\"4\",\"e\":\"0\",\"f\":\"0\",\"g\":\"1700000000000\",\"h\":\"0\",\"i\":\"TAGS\\u00011/telemetry\\u0002\",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\"}}hello"
+	if string(frame) != want {
+		t.Fatalf("JSON frame\n%q\nwant\n%q", frame, want)
+	}
+
+	b := NewRequest(SendMessageV2, Pairs("b", "devices", "a", "pg", "i", "TAGS\x01x\x02"), []byte("hi"))
+	b.Opaque, b.Remark, b.Serialization = 9, "r", RocketMQ
+	frame, err = AppendFrame(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = "\x00\x00\x00A\x01\x00\x00;\x016\t\x01\x8f\x00\x00\x00\t\x00\x00\x00\x00\x00\x00\x00\x01r\x00\x00\x00%\x00\x01b\x00\x00\x00\adevices\x00\x01a\x00\x00\x00\x02pg\x00\x01i\x00\x00\x00\aTAGS\x01x\x02hi"
+	if string(frame) != want {
+		t.Fatalf("binary frame\n%q\nwant\n%q", frame, want)
 	}
 }

@@ -276,7 +276,7 @@ func TestConcurrentLargeSends(t *testing.T) {
 			defer wg.Done()
 			body := bytes.Repeat([]byte{byte(i)}, 64<<10)
 			for j := 0; j < 20; j++ {
-				resp, err := c.Invoke(context.Background(), NewRequest(HeartBeat, map[string]string{"i": fmt.Sprint(i)}, body))
+				resp, err := c.Invoke(context.Background(), NewRequest(HeartBeat, Pairs("i", fmt.Sprint(i)), body))
 				if err != nil {
 					errs <- err
 					return

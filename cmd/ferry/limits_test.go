@@ -73,7 +73,7 @@ func roundTrip(ctx context.Context, addr string) error {
 		return err
 	}
 	defer c.Close()
-	_, err = c.Invoke(ctx, remoting.NewRequest(remoting.GetMaxOffset, map[string]string{"topic": "TBW102", "queueId": "0"}, nil))
+	_, err = c.Invoke(ctx, remoting.NewRequest(remoting.GetMaxOffset, remoting.Pairs("topic", "TBW102", "queueId", "0"), nil))
 	return err
 }
 
@@ -186,8 +186,8 @@ func testBoundedUnderAbuse(t *testing.T, bin string) {
 	defer c.Close()
 	body := make([]byte, 16<<10)
 	for range 64 {
-		req := remoting.NewRequest(remoting.SendMessageV2, map[string]string{
-			"a": "pg", "b": "abuse", "e": "0", "f": "0", "g": "1700000000000", "h": "0", "i": "", "j": "0"}, body)
+		req := remoting.NewRequest(remoting.SendMessageV2, remoting.Pairs(
+			"a", "pg", "b", "abuse", "e", "0", "f", "0", "g", "1700000000000", "h", "0", "i", "", "j", "0"), body)
 		resp, err := c.Invoke(ctx, req)
 		if err != nil || resp.Code != remoting.Success {
 			t.Fatalf("send: %v %v", resp, err)
@@ -210,7 +210,7 @@ func testBoundedUnderAbuse(t *testing.T, bin string) {
 	afterIdle := rss(t, pid)
 
 	// 32 frames that declare 16 MiB and send 1 KB of it.
-	req := remoting.NewRequest(remoting.SendMessageV2, map[string]string{"b": "abuse"}, make([]byte, 1000))
+	req := remoting.NewRequest(remoting.SendMessageV2, remoting.Pairs("b", "abuse"), make([]byte, 1000))
 	huge, err := remoting.AppendFrame(nil, req)
 	if err != nil {
 		t.Fatal(err)
@@ -236,9 +236,9 @@ func testBoundedUnderAbuse(t *testing.T, bin string) {
 	conns = append(conns, greedy)
 	var pulls []byte
 	for i := range 600 {
-		req := remoting.NewRequest(remoting.PullMessage, map[string]string{
-			"consumerGroup": "g", "topic": "abuse", "queueId": "0", "queueOffset": "0",
-			"maxMsgNums": "32", "sysFlag": "0", "subscription": "*", "suspendTimeoutMillis": "0"}, nil)
+		req := remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+			"consumerGroup", "g", "topic", "abuse", "queueId", "0", "queueOffset", "0",
+			"maxMsgNums", "32", "sysFlag", "0", "subscription", "*", "suspendTimeoutMillis", "0"), nil)
 		req.Opaque = int32(i)
 		if pulls, err = remoting.AppendFrame(pulls, req); err != nil {
 			t.Fatal(err)

@@ -189,7 +189,7 @@ func TestLookupByOffsetMsgID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	check := func(how string, code int16, ext map[string]string) {
+	check := func(how string, code int16, ext []remoting.Field) {
 		t.Helper()
 		resp, err := conn.Invoke(ctx, remoting.NewRequest(code, ext, nil))
 		if err == nil {
@@ -208,10 +208,10 @@ func TestLookupByOffsetMsgID(t *testing.T) {
 				how, m.Body, m.OffsetMsgId, m.MsgId, m.GetKeys(), m.GetTags(), res.OffsetMsgID, res.MsgID)
 		}
 	}
-	check("VIEW_MESSAGE_BY_ID", remoting.ViewMessageByID, map[string]string{"offset": strconv.FormatInt(id.Offset, 10)})
-	query := func(key string) map[string]string {
-		return map[string]string{"topic": "Lookups", "key": key, "maxNum": "32", "beginTimestamp": "0",
-			"endTimestamp": strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10)}
+	check("VIEW_MESSAGE_BY_ID", remoting.ViewMessageByID, remoting.Pairs("offset", strconv.FormatInt(id.Offset, 10)))
+	query := func(key string) []remoting.Field {
+		return remoting.Pairs("topic", "Lookups", "key", key, "maxNum", "32", "beginTimestamp", "0",
+			"endTimestamp", strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10))
 	}
 	check("QUERY_MESSAGE by msgId", remoting.QueryMessage, query(res.MsgID))
 	check("QUERY_MESSAGE by key", remoting.QueryMessage, query("order-1"))

@@ -22,7 +22,8 @@ func aliceRules(t *testing.T) auth.Config {
 }
 
 func withCredentials(req *remoting.Command, user, password string) *remoting.Command {
-	req.ExtFields[remoting.FieldAccessKey], req.ExtFields[remoting.FieldPassword] = user, password
+	req.Set(remoting.FieldAccessKey, user)
+	req.Set(remoting.FieldPassword, password)
 	return req
 }
 
@@ -56,7 +57,7 @@ func TestAccess(t *testing.T) {
 	refused(withCredentials(sendV2("devices", "42/telemetry", []byte("x"), 0), "alice", "wrong"), "bad username or password")
 	refused(withCredentials(sendV2("devices", "42/telemetry", []byte("x"), 0), "mallory", "secret"), "bad username or password")
 	signed := sendV2("devices", "42/telemetry", []byte("x"), 0)
-	signed.ExtFields["Signature"] = "c2lnbmF0dXJl"
+	signed.Set("Signature", "c2lnbmF0dXJl")
 	refused(signed, "RocketMQ ACL")
 
 	ok(withCredentials(sendV2("devices", "42/telemetry", []byte("x"), 0), "alice", "secret"))
@@ -70,10 +71,10 @@ func TestAccess(t *testing.T) {
 	}
 
 	pull := func(sub string) *remoting.Command {
-		return withCredentials(remoting.NewRequest(remoting.PullMessage, map[string]string{
-			"consumerGroup": "g", "topic": "devices", "queueId": "0", "queueOffset": "0",
-			"maxMsgNums": "32", "sysFlag": "0", "suspendTimeoutMillis": "0", "subscription": sub,
-		}, nil), "alice", "secret")
+		return withCredentials(remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+			"consumerGroup", "g", "topic", "devices", "queueId", "0", "queueOffset", "0",
+			"maxMsgNums", "32", "sysFlag", "0", "suspendTimeoutMillis", "0", "subscription", sub,
+		), nil), "alice", "secret")
 	}
 	if resp := ok(pull("42/+")); len(decodeStored(t, resp.Body)) != 1 {
 		t.Fatalf("pull of 42/+ got %d messages, want the 1 of 42", len(decodeStored(t, resp.Body)))
@@ -86,8 +87,8 @@ func TestAccess(t *testing.T) {
 	refused(pull("+/telemetry"), "read devices with +/telemetry")
 	refused(pull("13/telemetry || 42/telemetry"), "read devices")
 
-	create := withCredentials(remoting.NewRequest(remoting.UpdateAndCreateTopic, map[string]string{
-		"topic": "other", "writeQueueNums": strconv.Itoa(4)}, nil), "alice", "secret")
+	create := withCredentials(remoting.NewRequest(remoting.UpdateAndCreateTopic, remoting.Pairs(
+		"topic", "other", "writeQueueNums", strconv.Itoa(4)), nil), "alice", "secret")
 	refused(create, "create or change topic other")
 
 	// A new password, reloaded: the connection's remembered pass no longer counts.

@@ -50,7 +50,7 @@ func BenchmarkPull(b *testing.B) {
 		}
 	}
 	maxOffset := func() string {
-		resp, err := c.Invoke(context.Background(), remoting.NewRequest(remoting.GetMaxOffset, map[string]string{"topic": "pull", "queueId": "0"}, nil))
+		resp, err := c.Invoke(context.Background(), remoting.NewRequest(remoting.GetMaxOffset, remoting.Pairs("topic", "pull", "queueId", "0"), nil))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -74,10 +74,10 @@ func BenchmarkPull(b *testing.B) {
 				sub = "a"
 			}
 			off := (i * 32) % (n - 64)
-			req := remoting.NewRequest(remoting.PullMessage, map[string]string{
-				"consumerGroup": "g", "topic": "pull", "queueId": "0", "queueOffset": strconv.FormatInt(off, 10),
-				"maxMsgNums": "32", "sysFlag": "0", "subscription": sub, "suspendTimeoutMillis": "0",
-			}, nil)
+			req := remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+				"consumerGroup", "g", "topic", "pull", "queueId", "0", "queueOffset", strconv.FormatInt(off, 10),
+				"maxMsgNums", "32", "sysFlag", "0", "subscription", sub, "suspendTimeoutMillis", "0",
+			), nil)
 			req.Serialization = remoting.RocketMQ
 			resp, err := c.Invoke(context.Background(), req)
 			if err != nil || resp.Code != remoting.Success || len(resp.Body) == 0 {

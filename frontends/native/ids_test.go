@@ -33,23 +33,23 @@ func TestSendAnswersOffsetMsgID(t *testing.T) {
 	if err != nil || addr != s.Addr() || off <= 0 {
 		t.Fatalf("msgId %s: %s@%d %v, want this broker's address %s", id, addr, off, err, s.Addr())
 	}
-	view := call(t, c, remoting.NewRequest(remoting.ViewMessageByID, map[string]string{"offset": strconv.FormatInt(off, 10)}, nil))
+	view := call(t, c, remoting.NewRequest(remoting.ViewMessageByID, remoting.Pairs("offset", strconv.FormatInt(off, 10)), nil))
 	if msgs := decodeStored(t, view.Body); view.Code != remoting.Success || len(msgs) != 1 || string(msgs[0].body) != "one" ||
 		firstOffsetMsgID(view.Body) != id {
 		t.Fatalf("view by id %s: %v %+v", id, view, msgs)
 	}
 	var q *remoting.Command
 	waitFor(func() bool { // the key index follows the log: until it has the newest of the two
-		q = call(t, c, remoting.NewRequest(remoting.QueryMessage, map[string]string{"topic": "ids", "key": "u1", "maxNum": "1"}, nil))
+		q = call(t, c, remoting.NewRequest(remoting.QueryMessage, remoting.Pairs("topic", "ids", "key", "u1", "maxNum", "1"), nil))
 		return q.Code != remoting.QueryNotFound && !bytes.Contains(q.Body, []byte("zero"))
 	})
 	if msgs := decodeStored(t, q.Body); q.Code != remoting.Success || len(msgs) != 1 || string(msgs[0].body) != "one" ||
 		msgs[0].props["KEYS"] != "k1 k2" || msgs[0].props["UNIQ_KEY"] != "u1" {
 		t.Fatalf("query by UNIQ_KEY: %v %+v", q, msgs)
 	}
-	pull := call(t, c, remoting.NewRequest(remoting.PullMessage, map[string]string{
-		"consumerGroup": "g", "topic": "ids", "queueId": "0", "queueOffset": "1", "maxMsgNums": "1", "sysFlag": "0", "subscription": "*",
-	}, nil))
+	pull := call(t, c, remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+		"consumerGroup", "g", "topic", "ids", "queueId", "0", "queueOffset", "1", "maxMsgNums", "1", "sysFlag", "0", "subscription", "*",
+	), nil))
 	if pull.Code != remoting.Success || firstOffsetMsgID(pull.Body) != id {
 		t.Fatalf("pulled: %v, want offsetMsgId %s", pull, id)
 	}

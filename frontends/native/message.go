@@ -54,52 +54,65 @@ func toCore(topic string, flag int32, props map[string]string, body []byte) *cor
 	return m
 }
 
-// appendProperties appends the length and the RocketMQ properties of a
-// core message, as a send gave them: the subject as TAGS, the keys (less
-// the UNIQ_KEY a send indexed) as KEYS, the other properties; names
-// sorted, as remoting.EncodeProperties orders them, so that equal
-// messages encode alike. It builds no map and no string: a pull encodes
-// every message it returns.
+// appendProperties appends the RocketMQ properties of a core message to
+// dst as remoting.EncodeProperties encodes them (names sorted): its own
+// properties, TAGS its subject and KEYS its keys but the UNIQ_KEY that
+// indexUniqKey added, each replacing a property of the same name. They
+// are written in place: a map and a string of them would cost four
+// allocations a delivered message.
 func appendProperties(dst []byte, m *core.Message) []byte {
 	id := m.Properties[propUniqKey]
-	kept := func(k string) bool { return id == "" || k != id } // unindexUniqKey's rule
-	hasKeys := slices.ContainsFunc(m.Keys, kept)
-	var stack [16]string
-	names := stack[:0]
-	for k := range m.Properties {
-		names = append(names, k)
+	hasKeys := false // a key other than the UNIQ_KEY indexUniqKey added
+	for _, k := range m.Keys {
+		if id == "" || k != id {
+			hasKeys = true
+			break
+		}
 	}
-	if _, ok := m.Properties[propTags]; !ok && m.Subject != "" {
-		names = append(names, propTags)
+	type prop struct {
+		name, value string
+		keys        bool // the value is m.Keys
 	}
-	if _, ok := m.Properties[propKeys]; !ok && hasKeys {
-		names = append(names, propKeys)
-	}
-	slices.Sort(names)
-	at := len(dst)
-	dst = append(dst, 0, 0) // the length, set below
-	for _, k := range names {
-		dst = append(dst, k...)
-		dst = append(dst, '\x01')
+	var arr [16]prop
+	props := arr[:0]
+	tags, keys := m.Subject != "", hasKeys
+	for k, v := range m.Properties {
 		switch {
-		case k == propTags && m.Subject != "":
-			dst = append(dst, m.Subject...)
-		case k == propKeys && hasKeys:
-			first := true
-			for _, key := range m.Keys {
-				if kept(key) {
-					if !first {
-						dst = append(dst, ' ')
-					}
-					dst, first = append(dst, key...), false
+		case k == propTags && tags:
+			v, tags = m.Subject, false
+		case k == propKeys && keys:
+			keys = false
+			props = append(props, prop{name: k, keys: true})
+			continue
+		}
+		props = append(props, prop{name: k, value: v})
+	}
+	if tags {
+		props = append(props, prop{name: propTags, value: m.Subject})
+	}
+	if keys {
+		props = append(props, prop{name: propKeys, keys: true})
+	}
+	slices.SortFunc(props, func(a, b prop) int { return strings.Compare(a.name, b.name) })
+	for _, p := range props {
+		dst = append(dst, p.name...)
+		dst = append(dst, '\x01')
+		if p.keys {
+			sep := false
+			for _, k := range m.Keys {
+				if id != "" && k == id {
+					continue
 				}
+				if sep {
+					dst = append(dst, ' ')
+				}
+				dst, sep = append(dst, k...), true
 			}
-		default:
-			dst = append(dst, m.Properties[k]...)
+		} else {
+			dst = append(dst, p.value...)
 		}
 		dst = append(dst, '\x02')
 	}
-	binary.BigEndian.PutUint16(dst[at:], uint16(len(dst)-at-2))
 	return dst
 }
 
@@ -162,9 +175,9 @@ func storedMessageSizeHint(m *core.Message) int {
 // appendMessage appends m in RocketMQ's stored-message layout, which its
 // clients decode from a pull response. storeHost is the broker's address.
 func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {
-	start := len(dst)
 	be := binary.BigEndian
-	dst = append(dst, 0, 0, 0, 0)          // the size, set once the properties are in
+	start := len(dst)
+	dst = be.AppendUint32(dst, 0)          // the size, once the properties are written
 	dst = be.AppendUint32(dst, 0xdaa320a7) // MESSAGE_MAGIC_CODE
 	dst = be.AppendUint32(dst, crc32.ChecksumIEEE(m.Body))
 	dst = be.AppendUint32(dst, uint32(m.QueueID))
@@ -182,7 +195,10 @@ func appendMessage(dst []byte, m *core.Message, storeHost [8]byte) []byte {
 	dst = append(dst, m.Body...)
 	dst = append(dst, byte(len(m.Topic)))
 	dst = append(dst, m.Topic...)
+	plen := len(dst)
+	dst = be.AppendUint16(dst, 0) // the properties' length, once written
 	dst = appendProperties(dst, m)
+	be.PutUint16(dst[plen:], uint16(len(dst)-plen-2))
 	be.PutUint32(dst[start:], uint32(len(dst)-start))
 	return dst
 }

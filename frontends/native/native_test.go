@@ -87,18 +87,18 @@ func call(t *testing.T, c *remoting.Client, req *remoting.Command) *remoting.Com
 
 func sendV2(topic, tag string, body []byte, sysFlag int) *remoting.Command {
 	props := string(remoting.EncodeProperties(map[string]string{"TAGS": tag, "KEYS": "k1 k2", "UNIQ_KEY": "u1"}))
-	return remoting.NewRequest(remoting.SendMessageV2, map[string]string{
-		"a": "pg", "b": topic, "e": "0", "f": strconv.Itoa(sysFlag), "g": "1700000000000", "h": "0", "i": props, "j": "0",
-	}, body)
+	return remoting.NewRequest(remoting.SendMessageV2, remoting.Pairs(
+		"a", "pg", "b", topic, "e", "0", "f", strconv.Itoa(sysFlag), "g", "1700000000000", "h", "0", "i", props, "j", "0",
+	), body)
 }
 
 func TestSendAndLongPollPull(t *testing.T) {
 	_, c := start(t)
 	pull := func(offset int64, sub string, wait time.Duration) *remoting.Command {
-		return call(t, c, remoting.NewRequest(remoting.PullMessage, map[string]string{
-			"consumerGroup": "g", "topic": "t", "queueId": "0", "queueOffset": strconv.FormatInt(offset, 10),
-			"maxMsgNums": "32", "sysFlag": "0", "subscription": sub, "suspendTimeoutMillis": strconv.Itoa(int(wait / time.Millisecond)),
-		}, nil))
+		return call(t, c, remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+			"consumerGroup", "g", "topic", "t", "queueId", "0", "queueOffset", strconv.FormatInt(offset, 10),
+			"maxMsgNums", "32", "sysFlag", "0", "subscription", sub, "suspendTimeoutMillis", strconv.Itoa(int(wait/time.Millisecond)),
+		), nil))
 	}
 	// A pull on an empty queue waits, and a send wakes it.
 	got := make(chan *remoting.Command, 1)
@@ -122,7 +122,7 @@ func TestSendAndLongPollPull(t *testing.T) {
 	}
 	// The index follows the log: wait until it holds both sends.
 	deadline := time.Now().Add(5 * time.Second)
-	for call(t, c, remoting.NewRequest(remoting.GetMaxOffset, map[string]string{"topic": "t", "queueId": "0"}, nil)).Ext("offset") != "2" {
+	for call(t, c, remoting.NewRequest(remoting.GetMaxOffset, remoting.Pairs("topic", "t", "queueId", "0"), nil)).Ext("offset") != "2" {
 		if time.Now().After(deadline) {
 			t.Fatal("the second send was never indexed")
 		}
@@ -136,7 +136,7 @@ func TestSendAndLongPollPull(t *testing.T) {
 		t.Fatalf("pulled %+v", msgs)
 	}
 	if resp.Ext("nextBeginOffset") != "2" || resp.Ext("maxOffset") != "2" {
-		t.Fatalf("offsets %v", resp.ExtFields)
+		t.Fatalf("offsets %v", resp.Fields)
 	}
 	// A tag filter.
 	if msgs := decodeStored(t, pull(0, "b", 0).Body); len(msgs) != 1 || string(msgs[0].body) != "two, compressed" {
@@ -157,30 +157,30 @@ func TestSendAndLongPollPull(t *testing.T) {
 	call(t, c, sendV2("t", "c", []byte("three"), 0))
 	call(t, c, sendV2("t", "d", []byte("four"), 0))
 	if resp := <-ahead; resp.Code != remoting.Success || len(decodeStored(t, resp.Body)) != 1 || resp.Ext("nextBeginOffset") != "4" {
-		t.Fatalf("pull of an offset about to be indexed: code %d %v", resp.Code, resp.ExtFields)
+		t.Fatalf("pull of an offset about to be indexed: code %d %v", resp.Code, resp.Fields)
 	}
 }
 
 func TestOffsetsHeartbeatAndBadInput(t *testing.T) {
 	_, c := start(t)
-	q := map[string]string{"consumerGroup": "g", "topic": "t", "queueId": "1"}
+	q := remoting.Pairs("consumerGroup", "g", "topic", "t", "queueId", "1")
 	if err := remoting.ResponseError(call(t, c, remoting.NewRequest(remoting.QueryConsumerOffset, q, nil))); !errors.Is(err, remoting.ErrQueryNotFound) {
 		t.Fatalf("offset before any commit: %v", err)
 	}
-	u := map[string]string{"consumerGroup": "g", "topic": "t", "queueId": "1", "commitOffset": "42"}
+	u := remoting.Pairs("consumerGroup", "g", "topic", "t", "queueId", "1", "commitOffset", "42")
 	call(t, c, remoting.NewRequest(remoting.UpdateConsumerOffset, u, nil))
 	if resp := call(t, c, remoting.NewRequest(remoting.QueryConsumerOffset, q, nil)); resp.Ext("offset") != "42" {
 		t.Fatalf("committed offset: %v", resp)
 	}
 	hb := `{"clientID":"c1","consumerDataSet":[{"groupName":"g","subscriptionDataSet":[{"topic":"t"}]}]}`
 	call(t, c, remoting.NewRequest(remoting.HeartBeat, nil, []byte(hb)))
-	if resp := call(t, c, remoting.NewRequest(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": "g"}, nil)); string(resp.Body) != `{"consumerIdList":["c1"]}` {
+	if resp := call(t, c, remoting.NewRequest(remoting.GetConsumerListByGroup, remoting.Pairs("consumerGroup", "g"), nil)); string(resp.Body) != `{"consumerIdList":["c1"]}` {
 		t.Fatalf("consumer list %s", resp.Body)
 	}
 	for name, req := range map[string]*remoting.Command{
 		"bad topic":      sendV2("a/b", "x", []byte("x"), 0),
 		"bad compressed": sendV2("t", "x", []byte("not zlib"), sysCompressed),
-		"bad batch":      remoting.NewRequest(remoting.SendBatchMessage, map[string]string{"b": "t"}, []byte{0, 0, 0, 99}),
+		"bad batch":      remoting.NewRequest(remoting.SendBatchMessage, remoting.Pairs("b", "t"), []byte{0, 0, 0, 99}),
 	} {
 		if err := remoting.ResponseError(call(t, c, req)); !errors.Is(err, remoting.ErrMessageIllegal) {
 			t.Errorf("%s: %v, want message illegal", name, err)

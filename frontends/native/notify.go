@@ -101,7 +101,7 @@ func (n *notifier) flush() {
 	for c, groups := range byConn {
 		cmds := make([]*remoting.Command, len(groups))
 		for i, g := range groups {
-			cmds[i] = n.sends.oneway(remoting.NotifyConsumerIdsChanged, map[string]string{"consumerGroup": g}, nil)
+			cmds[i] = n.sends.oneway(remoting.NotifyConsumerIdsChanged, remoting.Pairs("consumerGroup", g), nil)
 		}
 		failed := func(err error) {
 			n.logger.Debug("native: consumer change not notified", "remote", c.RemoteAddr(), "err", err)

@@ -65,7 +65,7 @@ func TestNotifyCoalesces(t *testing.T) {
 	s.notify.running = true // no run goroutine: flush makes the rounds
 	s.notify.mu.Unlock()
 	sync := func(c *remoting.Client) { // what was sent to c before has been read
-		call(t, c, remoting.NewRequest(remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": "g"}, nil))
+		call(t, c, remoting.NewRequest(remoting.GetConsumerListByGroup, remoting.Pairs("consumerGroup", "g"), nil))
 	}
 	c1, n1 := notified(t, s, "g")
 	c2, n2 := notified(t, s, "g")
@@ -85,7 +85,7 @@ func TestNotifyCoalesces(t *testing.T) {
 	n2.Store(0)
 	c3, n3 := notified(t, s, "g")
 	call(t, c3, heartbeatReq(t, "c3", "g"))
-	call(t, c3, remoting.NewRequest(remoting.UnregisterClient, map[string]string{"clientID": "c3", "consumerGroup": "g"}, nil))
+	call(t, c3, remoting.NewRequest(remoting.UnregisterClient, remoting.Pairs("clientID", "c3", "consumerGroup", "g"), nil))
 	call(t, c3, heartbeatReq(t, "c3", "g"))
 	c4, _ := notified(t, s, "g")
 	call(t, c4, heartbeatReq(t, "c4", "g"))

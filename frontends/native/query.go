@@ -37,8 +37,8 @@ func (s *Server) queryByKey(req *remoting.Command) *remoting.Command {
 		return req.Response(remoting.QueryNotFound, "no message with key "+strconv.Quote(key)+" in "+topic)
 	}
 	resp := req.Response(remoting.Success, "")
-	resp.ExtFields["indexLastUpdateTimestamp"] = "0"
-	resp.ExtFields["indexLastUpdatePhyoffset"] = "0"
+	resp.Set("indexLastUpdateTimestamp", "0")
+	resp.Set("indexLastUpdatePhyoffset", "0")
 	resp.Body = body
 	return resp
 }

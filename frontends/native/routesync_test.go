@@ -27,7 +27,8 @@ func TestSendCreatesTopicAndWaitsForRoute(t *testing.T) {
 		return syncs
 	}
 	req := sendV2("fresh", "a", []byte("x"), 0)
-	req.ExtFields["c"], req.ExtFields["d"] = "TBW102", "4"
+	req.Set("c", "TBW102")
+	req.Set("d", "4")
 	if resp := call(t, c, req); resp.Code != remoting.Success {
 		t.Fatalf("send: %v", resp)
 	}

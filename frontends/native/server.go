@@ -394,7 +394,7 @@ func sendHeader(req *remoting.Command, name, v2 string) string {
 	if req.Code == remoting.SendMessage {
 		return req.Ext(name)
 	}
-	if v, ok := req.ExtFields[v2]; ok {
+	if v, ok := req.Lookup(v2); ok {
 		return v
 	}
 	return req.Ext(name)
@@ -529,18 +529,22 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 // broker at storeHost. Its msgId is RocketMQ's offsetMsgId (the client's
 // own id, UNIQ_KEY, is its SendResult.MsgID).
 func sendResponse(req *remoting.Command, res []core.PublishResult, storeHost [8]byte) *remoting.Command {
-	resp := req.Response(remoting.Success, "")
+	var msgID string
 	if len(res) == 1 {
-		resp.ExtFields["msgId"] = offsetMsgID(storeHost, res[0].LogOffset)
+		msgID = offsetMsgID(storeHost, res[0].LogOffset)
 	} else {
 		ids := make([]string, len(res))
 		for i, r := range res {
 			ids[i] = offsetMsgID(storeHost, r.LogOffset)
 		}
-		resp.ExtFields["msgId"] = strings.Join(ids, ",")
+		msgID = strings.Join(ids, ",")
 	}
-	resp.ExtFields["queueId"] = strconv.Itoa(res[0].QueueID)
-	resp.ExtFields["queueOffset"] = strconv.FormatInt(res[0].QueueOffset, 10)
+	resp := req.Response(remoting.Success, "")
+	resp.Fields = append(resp.Fields, // within the room Response made: no allocation
+		remoting.Field{Name: "msgId", Value: msgID},
+		remoting.Field{Name: "queueId", Value: strconv.Itoa(res[0].QueueID)},
+		remoting.Field{Name: "queueOffset", Value: strconv.FormatInt(res[0].QueueOffset, 10)},
+	)
 	return resp
 }
 
@@ -628,17 +632,19 @@ func (s *Server) pullBody(msgs []core.Message) []byte {
 
 func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []byte) *remoting.Command {
 	resp := req.Response(code, "")
-	resp.ExtFields["nextBeginOffset"] = strconv.FormatInt(next, 10)
-	resp.ExtFields["minOffset"] = strconv.FormatInt(lo, 10)
-	resp.ExtFields["maxOffset"] = strconv.FormatInt(hi, 10)
-	resp.ExtFields["suggestWhichBrokerId"] = "0"
+	resp.Fields = append(resp.Fields, // within the room Response made: no allocation
+		remoting.Field{Name: "nextBeginOffset", Value: strconv.FormatInt(next, 10)},
+		remoting.Field{Name: "minOffset", Value: strconv.FormatInt(lo, 10)},
+		remoting.Field{Name: "maxOffset", Value: strconv.FormatInt(hi, 10)},
+		remoting.Field{Name: "suggestWhichBrokerId", Value: "0"},
+	)
 	resp.Body = body
 	return resp
 }
 
 func offsetResponse(req *remoting.Command, off int64) *remoting.Command {
 	resp := req.Response(remoting.Success, "")
-	resp.ExtFields["offset"] = strconv.FormatInt(off, 10)
+	resp.Set("offset", strconv.FormatInt(off, 10))
 	return resp
 }
 

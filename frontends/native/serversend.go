@@ -23,7 +23,7 @@ type serverSends struct {
 }
 
 // oneway makes a one-way request with the next opaque.
-func (q *serverSends) oneway(code int16, ext map[string]string, body []byte) *remoting.Command {
+func (q *serverSends) oneway(code int16, ext []remoting.Field, body []byte) *remoting.Command {
 	req := remoting.NewRequest(code, ext, body)
 	req.Flag |= remoting.FlagOneway
 	req.Opaque = q.opaque.Add(1)

@@ -65,12 +65,12 @@ func TestSignedRequests(t *testing.T) {
 	tampered.Body = []byte("y")
 	refused(tampered, "bad access key or signature")
 	moved := signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "alice", aliceKey, now)
-	moved.ExtFields["b"] = "other" // the topic
+	moved.Set("b", "other") // the topic
 	refused(moved, "bad access key or signature")
 	refused(signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "alice", aliceKey, now.Add(-time.Hour)), "more than 5m0s from the broker's clock")
 	refused(signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "alice", aliceKey, now.Add(time.Hour)), "more than 5m0s from the broker's clock")
 	garbled := sendV2("devices", "3/telemetry", []byte("x"), 0)
-	garbled.ExtFields[remoting.FieldSignedAt] = "yesterday"
+	garbled.Set(remoting.FieldSignedAt, "yesterday")
 	refused(signed(garbled, "alice", aliceKey, time.Time{}), remoting.FieldSignedAt)
 
 	refused(signed(sendV2("devices", "3/telemetry", []byte("x"), 0), "bob", []byte(remoting.SigningKey("bob", "builder")), now),

@@ -18,10 +18,10 @@ func sendProps(t *testing.T, c *remoting.Client, topic string, body string, prop
 	for k, v := range props {
 		p[k] = v
 	}
-	resp := call(t, c, remoting.NewRequest(remoting.SendMessageV2, map[string]string{
-		"a": "pg", "b": topic, "e": "0", "f": "0", "g": "1700000000000", "h": "0",
-		"i": string(remoting.EncodeProperties(p)), "j": "0",
-	}, []byte(body)))
+	resp := call(t, c, remoting.NewRequest(remoting.SendMessageV2, remoting.Pairs(
+		"a", "pg", "b", topic, "e", "0", "f", "0", "g", "1700000000000", "h", "0",
+		"i", string(remoting.EncodeProperties(p)), "j", "0",
+	), []byte(body)))
 	if resp.Code != remoting.Success {
 		t.Fatalf("send: %v", resp)
 	}
@@ -46,15 +46,15 @@ func TestSQL92Pull(t *testing.T) {
 		sendProps(t, c, "t", strconv.Itoa(i), map[string]string{"a": strconv.Itoa(i), "region": []string{"eu", "us", "ap"}[i%3]})
 	}
 	if !waitFor(func() bool {
-		return call(t, c, remoting.NewRequest(remoting.GetMaxOffset, map[string]string{"topic": "t", "queueId": "0"}, nil)).Ext("offset") == "10"
+		return call(t, c, remoting.NewRequest(remoting.GetMaxOffset, remoting.Pairs("topic", "t", "queueId", "0"), nil)).Ext("offset") == "10"
 	}) {
 		t.Fatal("the sends were never indexed")
 	}
 	pull := func(group, sub, typ string) *remoting.Command {
-		return call(t, c, remoting.NewRequest(remoting.PullMessage, map[string]string{
-			"consumerGroup": group, "topic": "t", "queueId": "0", "queueOffset": "0",
-			"maxMsgNums": "32", "sysFlag": "0", "subscription": sub, "expressionType": typ, "suspendTimeoutMillis": "0",
-		}, nil))
+		return call(t, c, remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+			"consumerGroup", group, "topic", "t", "queueId", "0", "queueOffset", "0",
+			"maxMsgNums", "32", "sysFlag", "0", "subscription", sub, "expressionType", typ, "suspendTimeoutMillis", "0",
+		), nil))
 	}
 	bodies := func(resp *remoting.Command) string {
 		var out []string
@@ -120,6 +120,6 @@ func TestSQL92PullNeedsWholeTopic(t *testing.T) {
 	f := &authzFixture{t: t, s: s, alice: c}
 	f.ok(c, "dave", pullReq("dave-g", "devices", 0, "TRUE"))
 	sql := pullReq("dave-g", "devices", 0, "TRUE")
-	sql.ExtFields["expressionType"] = "SQL92"
+	sql.Set("expressionType", "SQL92")
 	f.refused(c, "dave", sql, "devices")
 }

@@ -44,7 +44,7 @@ func (s *Server) sendHalf(ctx context.Context, req *remoting.Command, msgs []*co
 		return req.Response(publishCode(err), err.Error()), false
 	}
 	resp = sendResponse(req, []core.PublishResult{res}, s.host())
-	resp.ExtFields["transactionId"] = msgs[0].Properties[propUniqKey]
+	resp.Set("transactionId", msgs[0].Properties[propUniqKey])
 	return resp, res.Created
 }
 
@@ -198,13 +198,13 @@ func (k *checker) ask(chk core.TransactionCheck) bool {
 			continue
 		}
 		uniq := m.Properties[propUniqKey]
-		req := s.sends.oneway(remoting.CheckTransactionState, map[string]string{
-			"tranStateTableOffset": strconv.FormatInt(m.QueueOffset, 10),
-			"commitLogOffset":      strconv.FormatInt(m.LogOffset, 10),
-			"msgId":                uniq,
-			"transactionId":        uniq,
-			"offsetMsgId":          offsetMsgID(host, m.LogOffset),
-		}, appendMessage(nil, m, host))
+		req := s.sends.oneway(remoting.CheckTransactionState, remoting.Pairs(
+			"tranStateTableOffset", strconv.FormatInt(m.QueueOffset, 10),
+			"commitLogOffset", strconv.FormatInt(m.LogOffset, 10),
+			"msgId", uniq,
+			"transactionId", uniq,
+			"offsetMsgId", offsetMsgID(host, m.LogOffset),
+		), appendMessage(nil, m, host))
 		failed := func(err error) {
 			s.opts.Logger.Debug("native: transaction check not sent", "remote", c.RemoteAddr(), "group", chk.Group, "err", err)
 		}

@@ -13,23 +13,23 @@ import (
 
 func halfSend(topic, uniq string) *remoting.Command {
 	props := string(remoting.EncodeProperties(map[string]string{"TAGS": "t", "UNIQ_KEY": uniq, "PGROUP": "pg", "TRAN_MSG": "true"}))
-	return remoting.NewRequest(remoting.SendMessageV2, map[string]string{
-		"a": "pg", "b": topic, "e": "0", "f": strconv.Itoa(txPrepared), "g": "1700000000000", "h": "0", "i": props, "j": "0",
-	}, []byte("body of "+uniq))
+	return remoting.NewRequest(remoting.SendMessageV2, remoting.Pairs(
+		"a", "pg", "b", topic, "e", "0", "f", strconv.Itoa(txPrepared), "g", "1700000000000", "h", "0", "i", props, "j", "0",
+	), []byte("body of "+uniq))
 }
 
 func endTx(group string, commitLogOffset int64, uniq string, how int, fromCheck bool) *remoting.Command {
-	return remoting.NewRequest(remoting.EndTransaction, map[string]string{
-		"producerGroup": group, "tranStateTableOffset": "0", "commitLogOffset": strconv.FormatInt(commitLogOffset, 10),
-		"commitOrRollback": strconv.Itoa(how), "fromTransactionCheck": strconv.FormatBool(fromCheck), "msgId": uniq, "transactionId": uniq,
-	}, nil)
+	return remoting.NewRequest(remoting.EndTransaction, remoting.Pairs(
+		"producerGroup", group, "tranStateTableOffset", "0", "commitLogOffset", strconv.FormatInt(commitLogOffset, 10),
+		"commitOrRollback", strconv.Itoa(how), "fromTransactionCheck", strconv.FormatBool(fromCheck), "msgId", uniq, "transactionId", uniq,
+	), nil)
 }
 
 func pullQueue0(t *testing.T, c *remoting.Client, topic string) *remoting.Command {
-	return call(t, c, remoting.NewRequest(remoting.PullMessage, map[string]string{
-		"consumerGroup": "g", "topic": topic, "queueId": "0", "queueOffset": "0",
-		"maxMsgNums": "32", "sysFlag": "0", "subscription": "*", "suspendTimeoutMillis": "0",
-	}, nil))
+	return call(t, c, remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
+		"consumerGroup", "g", "topic", topic, "queueId", "0", "queueOffset", "0",
+		"maxMsgNums", "32", "sysFlag", "0", "subscription", "*", "suspendTimeoutMillis", "0",
+	), nil))
 }
 
 func TestTransactionOverTheWire(t *testing.T) {
@@ -51,7 +51,7 @@ func TestTransactionOverTheWire(t *testing.T) {
 	// Rolled back: never visible.
 	resp := call(t, c, halfSend("tx", "u-rollback"))
 	if resp.Code != remoting.Success || resp.Ext("transactionId") != "u-rollback" {
-		t.Fatalf("half send: %d %s %v", resp.Code, resp.Remark, resp.ExtFields)
+		t.Fatalf("half send: %d %s %v", resp.Code, resp.Remark, resp.Fields)
 	}
 	if r := call(t, c, endTx("pg", -1, "u-rollback", txRollback, false)); r.Code != remoting.Success {
 		t.Fatalf("rollback: %s", r.Remark)
@@ -72,14 +72,14 @@ func TestTransactionOverTheWire(t *testing.T) {
 		t.Fatal("no CHECK_TRANSACTION_STATE came")
 	}
 	if chk.Ext("msgId") != "u-check" || chk.Ext("offsetMsgId") != resp.Ext("msgId") || !chk.IsOneway() {
-		t.Fatalf("check header: %v (send answered %v)", chk.ExtFields, resp.ExtFields)
+		t.Fatalf("check header: %v (send answered %v)", chk.Fields, resp.Fields)
 	}
 	if r := pullQueue0(t, c, "tx"); r.Code != remoting.PullNotFound {
 		t.Fatalf("visible before its commit: code %d", r.Code)
 	}
 	off, _ := chk.ExtInt("commitLogOffset")
 	view := func() string {
-		r := call(t, c, remoting.NewRequest(remoting.ViewMessageByID, map[string]string{"offset": strconv.FormatInt(off, 10)}, nil))
+		r := call(t, c, remoting.NewRequest(remoting.ViewMessageByID, remoting.Pairs("offset", strconv.FormatInt(off, 10)), nil))
 		if r.Code != remoting.Success {
 			t.Fatalf("view the half message: %s", r.Remark)
 		}

@@ -1,0 +1,69 @@
+package native
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// wireProperties is the reference appendProperties writes in place: m's
+// properties in a map, TAGS and KEYS set over them, encoded by
+// remoting.EncodeProperties.
+func wireProperties(m *core.Message) string {
+	props := make(map[string]string, len(m.Properties)+2)
+	for k, v := range m.Properties {
+		props[k] = v
+	}
+	if m.Subject != "" {
+		props[propTags] = m.Subject
+	}
+	keys := m.Keys
+	if id := m.Properties[propUniqKey]; id != "" && slices.Contains(keys, id) {
+		keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == id })
+	}
+	if len(keys) > 0 {
+		props[propKeys] = strings.Join(keys, " ")
+	}
+	return remoting.EncodeProperties(props)
+}
+
+func TestAppendMessageProperties(t *testing.T) {
+	many := map[string]string{propUniqKey: "ID"}
+	for i := range 20 {
+		many[fmt.Sprint("p", i)] = fmt.Sprint(i)
+	}
+	for name, m := range map[string]*core.Message{
+		"bare":                   {Topic: "t", Body: []byte("b")},
+		"subject":                {Topic: "t", Subject: "tag"},
+		"subject over TAGS":      {Topic: "t", Subject: "tag", Properties: map[string]string{propTags: "old", "a": "1"}},
+		"TAGS without a subject": {Topic: "t", Properties: map[string]string{propTags: "kept"}},
+		"indexed uniq key":       {Topic: "t", Keys: []string{"k1", "ID", "k2"}, Properties: map[string]string{propUniqKey: "ID"}},
+		"only the uniq key":      {Topic: "t", Keys: []string{"ID"}, Properties: map[string]string{propUniqKey: "ID", propKeys: "kept"}},
+		"keys over KEYS":         {Topic: "t", Keys: []string{"a", "b"}, Properties: map[string]string{propKeys: "old"}},
+		"keys, no uniq key":      {Topic: "t", Keys: []string{"", "x"}},
+		"many":                   {Topic: "t", Subject: "s", Keys: []string{"ID", "k"}, Properties: many},
+	} {
+		want := wireProperties(m)
+		if got := string(appendProperties(nil, m)); got != want {
+			t.Errorf("%s: properties %q, want %q", name, got, want)
+		}
+		b := appendMessage([]byte("prefix"), m, [8]byte{127, 0, 0, 1, 0, 0, 0x27, 0x11})[len("prefix"):]
+		if size := int(binary.BigEndian.Uint32(b)); size != len(b) {
+			t.Errorf("%s: size word %d, message of %d bytes", name, size, len(b))
+		}
+		at := len(b) - len(want) - 2
+		if plen := int(binary.BigEndian.Uint16(b[at:])); plen != len(want) || string(b[at+2:]) != want {
+			t.Errorf("%s: properties length %d, %q; want %d, %q", name, plen, b[at+2:], len(want), want)
+		}
+	}
+	m := &core.Message{Topic: "t", Subject: "s", Keys: []string{"k", "ID"}, Properties: map[string]string{propUniqKey: "ID", "a": "1"}}
+	buf := make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(100, func() { appendMessage(buf, m, [8]byte{}) }); n != 0 {
+		t.Errorf("appendMessage: %v allocations, want none", n)
+	}
+}
