@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"math/bits"
+	"slices"
 	"sync"
 )
 
@@ -16,13 +17,14 @@ import (
 // memory a released frame of that size already held, and without one the
 // frame grows as before, as its bytes arrive.
 //
-// The cache is a free list by size class, bounded in bytes, not a
-// sync.Pool: a consumer of big messages allocates fast enough to run a
-// collection every few pulls, and each would empty a sync.Pool.
+// The cache is one free list, newest last, bounded in bytes: a put past
+// the bound drops the oldest buffers. Not a sync.Pool: a consumer of big
+// messages allocates fast enough to run a collection every few pulls, and
+// each would empty a sync.Pool.
 const (
-	minCachedShift = 17       // 128 KiB: smaller frames fit the read buffer or cost little
-	maxCachedShift = 26       // 64 MiB
-	maxCachedBytes = 32 << 20 // what the free lists may hold in all
+	minCachedFrame = 128 << 10 // smaller frames fit the read buffer or cost little
+	maxCachedFrame = 64 << 20
+	maxCachedBytes = 32 << 20 // what the free list may hold in all
 )
 
 var frames frameCache
@@ -30,56 +32,65 @@ var frames frameCache
 type frameCache struct {
 	mu    sync.Mutex
 	bytes int
-	// free[k] holds buffers whose capacity is at least 1<<(minCachedShift+k).
-	free [maxCachedShift - minCachedShift + 1][][]byte
+	free  [][]byte
 }
 
-// getFrame returns a cached buffer of capacity at least n, or nil.
+// frameCap is the capacity to make a frame of n bytes with: a large one's
+// rounded up to a power of two, so that once cached it serves every frame
+// of about its size, not only those no larger than itself.
+func frameCap(n int) int {
+	if n <= minCachedFrame || n > maxCachedFrame {
+		return n
+	}
+	return 1 << bits.Len(uint(n-1))
+}
+
+// newFrame is memory for a frame of n bytes: a cached buffer, or a new
+// one of frameCap(n).
+func newFrame(n int) []byte {
+	if b := getFrame(n); b != nil {
+		return b
+	}
+	return make([]byte, 0, frameCap(n))
+}
+
+// getFrame returns a cached buffer for a frame of n bytes, or nil: the
+// newest that holds n and is not more than twice frameCap(n).
 func getFrame(n int) []byte {
-	if n <= 0 {
+	if n <= 0 || n > maxCachedFrame {
 		return nil
 	}
-	k := max(bits.Len(uint(n-1))-minCachedShift, 0) // the class whose every buffer holds n
-	if k >= len(frames.free) {
-		return nil
-	}
+	most := 2 * frameCap(n)
 	frames.mu.Lock()
 	defer frames.mu.Unlock()
-	// A frame grown to its exact size lands in the class below the one
-	// that serves its size: repeats of that size find it there.
-	for _, c := range []int{k, k - 1} {
-		if c < 0 {
-			continue
-		}
-		l := frames.free[c]
-		for i := len(l) - 1; i >= 0; i-- {
-			if b := l[i]; cap(b) >= n {
-				l[i] = l[len(l)-1]
-				l[len(l)-1] = nil
-				frames.free[c] = l[:len(l)-1]
-				frames.bytes -= cap(b)
-				return b[:0]
-			}
+	for i := len(frames.free) - 1; i >= 0; i-- {
+		if b := frames.free[i]; cap(b) >= n && cap(b) <= most {
+			frames.free = slices.Delete(frames.free, i, i+1)
+			frames.bytes -= cap(b)
+			return b[:0]
 		}
 	}
 	return nil
 }
 
-// putFrame keeps b's memory for a later frame of at most its capacity,
-// unless the cache is full.
+// putFrame keeps b's memory for a later frame, dropping the oldest
+// buffers when the cache would hold too much.
 func putFrame(b []byte) {
-	k := bits.Len(uint(cap(b))) - 1 - minCachedShift // the largest class b can serve
-	if k < 0 {
+	if cap(b) < minCachedFrame || cap(b) > maxCachedFrame {
 		return
 	}
-	k = min(k, len(frames.free)-1)
 	frames.mu.Lock()
 	defer frames.mu.Unlock()
-	if frames.bytes+cap(b) > maxCachedBytes {
-		return
-	}
+	frames.free = append(frames.free, b[:0])
 	frames.bytes += cap(b)
-	frames.free[k] = append(frames.free[k], b[:0])
+	k := 0
+	for frames.bytes > maxCachedBytes {
+		frames.bytes -= cap(frames.free[k])
+		k++
+	}
+	if k > 0 {
+		frames.free = slices.Delete(frames.free, 0, k)
+	}
 }
 
 // Release gives the memory of a large frame's body back for later frames:
@@ -93,4 +104,29 @@ func (c *Command) Release() {
 		c.frame = nil
 	}
 	c.Body = nil
+}
+
+// BodyBuffer is memory for a body of about n bytes that a command will
+// give its connection (GiveBody): a large one is taken from the memory of
+// frames written or released before.
+func BodyBuffer(n int) []byte { return newFrame(n) }
+
+// GiveBody sets c's body to b and hands b's memory over: once a
+// connection's Send has written c's frame into its own buffers, b goes
+// back to the large-frame cache, for later frames and bodies, and c.Body
+// is nil. The caller keeps no slice of b.
+func (c *Command) GiveBody(b []byte) {
+	c.Body = b
+	c.bodyGiven = true
+}
+
+// takeGivenBodies returns the given bodies of cmds, which their frames no
+// longer need, to the cache.
+func takeGivenBodies(cmds []*Command) {
+	for _, c := range cmds {
+		if c.bodyGiven {
+			putFrame(c.Body)
+			c.Body, c.bodyGiven = nil, false
+		}
+	}
 }

@@ -48,7 +48,7 @@ func (q *frameQueue) drop() {
 // chunk is an empty chunk that holds at least need bytes.
 func (q *frameQueue) chunk(need int) []byte {
 	if need > chunkSize {
-		return make([]byte, 0, need) // a large frame: a chunk of its own, not kept
+		return newFrame(need) // a large frame: a chunk of its own
 	}
 	if k := len(q.free); k > 0 {
 		b := q.free[k-1]
@@ -72,6 +72,8 @@ func (q *frameQueue) giveBack(bufs [][]byte) {
 	for _, b := range bufs {
 		if cap(b) == chunkSize && len(q.free) < keepChunks {
 			q.free = append(q.free, b[:0])
+		} else if cap(b) != chunkSize {
+			putFrame(b) // a large frame's memory, for the next one (of any connection)
 		}
 	}
 	clear(bufs)

@@ -287,7 +287,11 @@ func (fr *frameReader) readLarge(n int) (*Command, error) {
 			return nil, &ReadBudgetError{Max: fr.maxReading, Req: partialHeader(frame)}
 		}
 		if len(frame) == cap(frame) {
-			frame = slices.Grow(frame, min(n-len(frame), len(frame)))
+			want := min(n, 2*len(frame)) // no more than twice what arrived
+			if want == n {
+				want = max(n, min(frameCap(n), 2*len(frame))) // the size class, for the cache
+			}
+			frame = slices.Grow(frame, want-len(frame))
 		}
 		k, err := fr.readDirect(frame[len(frame):min(cap(frame), n)])
 		frame = frame[:len(frame)+k]

@@ -645,6 +645,7 @@ func (c *Conn) RemoteAddr() string { return c.nc.RemoteAddr().String() }
 // another's write returns before that write is done; a failed write shows
 // as the connection closing.
 func (c *Conn) Send(cmds ...*Command) error {
+	defer takeGivenBodies(cmds) // encoded (or dropped) by then
 	// Frames larger than half a chunk are encoded before the lock, each
 	// into memory of its own: copying megabytes under the lock would keep
 	// the other senders waiting, each holding its response.
@@ -656,11 +657,13 @@ func (c *Conn) Send(cmds ...*Command) error {
 		}
 	}
 	for _, cmd := range cmds[:cap(own)] {
-		f, err := AppendFrame(nil, cmd)
+		h, err := newFrameHeader(cmd)
 		if err != nil {
 			return err
 		}
-		own = append(own, f)
+		// The memory of a frame written before, when there is one
+		// (giveBack returns it): no allocation and zeroing of megabytes.
+		own = append(own, h.appendFrame(newFrame(h.frameLen(cmd)), cmd))
 	}
 	c.mu.Lock()
 	if c.err != nil {

@@ -608,7 +608,9 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 	case res.Moved:
 		return pullResponse(req, remoting.PullOffsetMoved, res.Next, res.Min, res.Max, nil)
 	case len(res.Messages) > 0:
-		return pullResponse(req, remoting.Success, res.Next, res.Min, res.Max, body)
+		resp := pullResponse(req, remoting.Success, res.Next, res.Min, res.Max, nil)
+		resp.GiveBody(body) // its memory serves later responses once written
+		return resp
 	}
 	return pullResponse(req, remoting.PullNotFound, res.Next, res.Min, res.Max, nil) // nothing came, or all filtered out
 }
@@ -622,7 +624,7 @@ func (s *Server) pullBody(msgs []core.Message) []byte {
 	for i := range msgs {
 		size += storedMessageSizeHint(&msgs[i])
 	}
-	body := make([]byte, 0, size) // grown once, not doubled message by message
+	body := remoting.BodyBuffer(size) // grown once at most, not doubled message by message
 	host := s.host()
 	for i := range msgs {
 		body = appendMessage(body, &msgs[i], host)
