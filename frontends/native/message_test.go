@@ -67,3 +67,21 @@ func TestAppendMessageProperties(t *testing.T) {
 		t.Errorf("appendMessage: %v allocations, want none", n)
 	}
 }
+
+// sendFields reads what sendHeader reads, field by field, for both
+// headers, with repeated names and a V2 header that also carries full names.
+func TestSendFieldsAsSendHeader(t *testing.T) {
+	for _, req := range []*remoting.Command{
+		remoting.NewRequest(remoting.SendMessage, remoting.Pairs("topic", "t", "queueId", "3", "b", "x", "properties", "A\x01b\x02", "queueId", "4"), nil),
+		remoting.NewRequest(remoting.SendMessageV2, remoting.Pairs("b", "t", "e", "2", "topic", "long", "g", "17", "m", "true", "d", "8", "i", "P\x01q\x02", "e", "5"), nil),
+		remoting.NewRequest(remoting.SendMessageV2, remoting.Pairs("topic", "only-long", "flag", "9"), nil),
+		remoting.NewRequest(remoting.SendBatchMessage, remoting.Pairs("reconsumeTimes", "1", "j", "2", "f", "1"), nil),
+	} {
+		got := sendFields(req)
+		for i, n := range sendFieldNames {
+			if want := sendHeader(req, n[0], n[1]); got[i] != want {
+				t.Errorf("code %d, field %s: sendFields %q, sendHeader %q", req.Code, n[0], got[i], want)
+			}
+		}
+	}
+}

@@ -389,6 +389,54 @@ func (s *Server) authorize(user string, req *remoting.Command) *remoting.Command
 	return nil // not served: answered REQUEST_CODE_NOT_SUPPORTED
 }
 
+// The send header fields decodeSend reads, by index into sendFields: each
+// with its SEND_MESSAGE name and its SEND_MESSAGE_V2 letter.
+const (
+	sfTopic = iota
+	sfQueue
+	sfSysFlag
+	sfBorn
+	sfFlag
+	sfReconsume
+	sfProperties
+	sfBatch
+	sfCreateQueues
+	sendFieldCount
+)
+
+var sendFieldNames = [sendFieldCount][2]string{
+	sfTopic: {"topic", "b"}, sfQueue: {"queueId", "e"}, sfSysFlag: {"sysFlag", "f"},
+	sfBorn: {"bornTimestamp", "g"}, sfFlag: {"flag", "h"}, sfReconsume: {"reconsumeTimes", "j"},
+	sfProperties: {"properties", "i"}, sfBatch: {"batch", "m"}, sfCreateQueues: {"defaultTopicQueueNums", "d"},
+}
+
+// sendFields reads every field decodeSend needs in one pass over the
+// header, with sendHeader's rules: a name's last value counts, and
+// SEND_MESSAGE_V2's letter wins over the full name.
+func sendFields(req *remoting.Command) [sendFieldCount]string {
+	var long, short [sendFieldCount]string
+	var hasShort [sendFieldCount]bool
+	v2 := req.Code != remoting.SendMessage
+	for _, f := range req.Fields {
+		for i, n := range sendFieldNames {
+			if f.Name == n[0] {
+				long[i] = f.Value
+				break
+			}
+			if v2 && f.Name == n[1] {
+				short[i], hasShort[i] = f.Value, true
+				break
+			}
+		}
+	}
+	for i := range long {
+		if hasShort[i] {
+			long[i] = short[i]
+		}
+	}
+	return long
+}
+
 // sendHeader reads SEND_MESSAGE's header, or SEND_MESSAGE_V2's one-letter one.
 func sendHeader(req *remoting.Command, name, v2 string) string {
 	if req.Code == remoting.SendMessage {
@@ -482,16 +530,17 @@ func (s *Server) admitSend(c *remoting.Conn, req *remoting.Command) ([]*core.Mes
 // decodeSend turns a send request into the messages to publish and how; a
 // non-nil response refuses the request.
 func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *remoting.Command) {
-	topic := sendHeader(req, "topic", "b")
-	queue, _ := strconv.Atoi(sendHeader(req, "queueId", "e"))
-	sysFlag, _ := strconv.Atoi(sendHeader(req, "sysFlag", "f"))
-	born, _ := strconv.ParseInt(sendHeader(req, "bornTimestamp", "g"), 10, 64)
-	flag, _ := strconv.Atoi(sendHeader(req, "flag", "h"))
-	reconsume, _ := strconv.Atoi(sendHeader(req, "reconsumeTimes", "j"))
-	props := remoting.DecodeProperties(sendHeader(req, "properties", "i"))
+	h := sendFields(req)
+	topic := h[sfTopic]
+	queue, _ := strconv.Atoi(h[sfQueue])
+	sysFlag, _ := strconv.Atoi(h[sfSysFlag])
+	born, _ := strconv.ParseInt(h[sfBorn], 10, 64)
+	flag, _ := strconv.Atoi(h[sfFlag])
+	reconsume, _ := strconv.Atoi(h[sfReconsume])
+	props := remoting.DecodeProperties(h[sfProperties])
 
 	var msgs []*core.Message
-	if req.Code == remoting.SendBatchMessage || sendHeader(req, "batch", "m") == "true" {
+	if req.Code == remoting.SendBatchMessage || h[sfBatch] == "true" {
 		var err error
 		if msgs, err = decodeBatch(topic, req.Body); err != nil {
 			return nil, core.PublishOptions{}, req.Response(remoting.MessageIllegal, err.Error())
@@ -507,7 +556,7 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 		msgs = []*core.Message{toCore(topic, int32(flag), props, body)}
 	}
 	opts := core.PublishOptions{Queue: queue}
-	opts.CreateQueues, _ = strconv.Atoi(sendHeader(req, "defaultTopicQueueNums", "d")) // capped by the core
+	opts.CreateQueues, _ = strconv.Atoi(h[sfCreateQueues]) // capped by the core
 	for _, m := range msgs {
 		m.BornTime = born * 1e6
 		m.ReconsumeTimes = int32(reconsume)
