@@ -143,20 +143,20 @@ type Will struct {
 
 // ClientState tracks the state of the client.
 type ClientState struct {
-	TopicAliases    TopicAliases         // a map of topic aliases
-	stopCause       atomic.Value         // reason for stopping
-	Inflight        *Inflight            // a map of in-flight qos messages
-	Subscriptions   *Subscriptions       // a map of the subscription filters a client maintains
-	disconnected    int64                // the time the client disconnected in unix time, for calculating expiry
-	outbound        chan *packets.Packet // queue for pending outbound packets
-	endOnce         sync.Once            // only end once
-	isTakenOver     atomic.Bool          // used to identify orphaned clients
-	packetID        uint32               // the current highest packetID
-	open            context.Context      // indicate that the client is open for packet exchange
-	cancelOpen      context.CancelFunc   // cancel function for open context
-	outboundQty     int32                // number of messages currently in the outbound queue
-	Keepalive       uint16               // the number of seconds the connection can wait
-	ServerKeepalive bool                 // keepalive was set by the server
+	TopicAliases    TopicAliases       // a map of topic aliases
+	stopCause       atomic.Value       // reason for stopping
+	Inflight        *Inflight          // a map of in-flight qos messages
+	Subscriptions   *Subscriptions     // a map of the subscription filters a client maintains
+	disconnected    int64              // the time the client disconnected in unix time, for calculating expiry
+	outbound        outboundQueue      // packets waiting to be written by the client's writer
+	endOnce         sync.Once          // only end once
+	isTakenOver     atomic.Bool        // used to identify orphaned clients
+	packetID        uint32             // the current highest packetID
+	open            context.Context    // indicate that the client is open for packet exchange
+	cancelOpen      context.CancelFunc // cancel function for open context
+	outboundQty     int32              // number of messages currently in the outbound queue
+	Keepalive       uint16             // the number of seconds the connection can wait
+	ServerKeepalive bool               // keepalive was set by the server
 }
 
 // newClient returns a new instance of Client. This is almost exclusively used by Server
@@ -171,7 +171,6 @@ func newClient(c net.Conn, o *ops) *Client {
 			open:          ctx,
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
-			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
@@ -190,20 +189,77 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
-// WriteLoop ranges over pending outbound messages and writes them to the client connection.
-func (cl *Client) WriteLoop() {
+// outboundQueue holds the packets waiting to be written to a client, in
+// order, at most Capabilities.MaximumClientWritesPending of them. A writer
+// goroutine runs only while the queue holds packets: enqueue starts it and
+// it ends when it has emptied the queue, which then lets go of its memory.
+// An idle client, most of a large fleet's, so costs neither a goroutine
+// nor a queue (a channel of MaximumClientWritesPending slots and the
+// goroutine waiting on it cost some 6 KiB per client before).
+type outboundQueue struct {
+	mu      sync.Mutex
+	pks     []*packets.Packet
+	writing bool // a writer goroutine is draining pks
+}
+
+// len returns the number of packets waiting.
+func (q *outboundQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pks)
+}
+
+// enqueue queues pk to be written, and starts the client's writer if it is
+// not running. It returns false, queueing nothing, when
+// MaximumClientWritesPending packets are already waiting.
+func (cl *Client) enqueue(pk *packets.Packet) bool {
+	q := &cl.State.outbound
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pks) >= int(cl.ops.options.Capabilities.MaximumClientWritesPending) {
+		return false
+	}
+	q.pks = append(q.pks, pk)
+	atomic.AddInt32(&cl.State.outboundQty, 1)
+	if !q.writing {
+		q.writing = true
+		go cl.writeQueued()
+	}
+	return true
+}
+
+// writeQueued writes the queued packets in order until the queue is empty,
+// then returns. Once the client is closed, what is left is dropped.
+func (cl *Client) writeQueued() {
+	q := &cl.State.outbound
 	for {
-		select {
-		case pk := <-cl.State.outbound:
-			if err := cl.WritePacket(*pk); err != nil {
-				// TODO : Figure out what to do with error
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-			}
-			atomic.AddInt32(&cl.State.outboundQty, -1)
-		case <-cl.State.open.Done():
+		q.mu.Lock()
+		if len(q.pks) == 0 || cl.Closed() {
+			atomic.AddInt32(&cl.State.outboundQty, -int32(len(q.pks)))
+			q.pks = nil
+			q.writing = false
+			q.mu.Unlock()
 			return
 		}
+		pk := q.pks[0]
+		q.pks[0] = nil
+		q.pks = q.pks[1:]
+		q.mu.Unlock()
+
+		if err := cl.WritePacket(*pk); err != nil {
+			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+		}
+		atomic.AddInt32(&cl.State.outboundQty, -1)
 	}
+}
+
+// WriteLoop waits until the client is closed.
+//
+// Deprecated: queued packets are written by a goroutine that runs only
+// while there is something to write (see outboundQueue); WriteLoop writes
+// nothing and remains for callers of the earlier API.
+func (cl *Client) WriteLoop() {
+	<-cl.State.open.Done()
 }
 
 // ParseConnect parses the connect parameters and properties for a client.
@@ -602,7 +658,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
+		if cl.State.outbound.len() == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}

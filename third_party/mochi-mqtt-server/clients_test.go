@@ -53,8 +53,6 @@ func newTestClient() (cl *Client, r net.Conn, w net.Conn) {
 	cl.Properties.Props.TopicAliasMaximum = 0
 	cl.Properties.Props.RequestResponseInfo = 0x1
 
-	go cl.WriteLoop()
-
 	return
 }
 
@@ -758,6 +756,50 @@ func TestClientWritePacket(t *testing.T) {
 	}
 }
 
+func TestClientWriterRunsOnlyWhileQueued(t *testing.T) {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	q := &cl.State.outbound
+
+	q.mu.Lock()
+	require.False(t, q.writing) // no writer for an idle client
+	q.mu.Unlock()
+
+	pk := packets.TPacketData[packets.Publish].Get(packets.TPublishNoPayload).Packet
+	require.True(t, cl.enqueue(pk))
+	require.True(t, cl.enqueue(pk))
+
+	want := packets.TPacketData[packets.Publish].Get(packets.TPublishNoPayload).RawBytes
+	buf := make([]byte, 2*len(want))
+	_, err := io.ReadFull(r, buf)
+	require.NoError(t, err)
+	require.Equal(t, append(append([]byte{}, want...), want...), buf)
+
+	require.Eventually(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return !q.writing && q.pks == nil // the writer ended and let go of the queue
+	}, time.Second, time.Millisecond)
+	require.Equal(t, int32(0), atomic.LoadInt32(&cl.State.outboundQty))
+}
+
+func TestClientEnqueueFull(t *testing.T) {
+	cl, _, _ := newTestClient() // MaximumClientWritesPending: 3
+	defer cl.Stop(errClientStop)
+	q := &cl.State.outbound
+	q.mu.Lock()
+	q.writing = true // a writer busy elsewhere: the queue only fills
+	q.mu.Unlock()
+
+	pk := packets.TPacketData[packets.Publish].Get(packets.TPublishNoPayload).Packet
+	for i := 0; i < 3; i++ {
+		require.True(t, cl.enqueue(pk))
+	}
+	require.False(t, cl.enqueue(pk))
+	require.Equal(t, 3, q.len())
+	require.Equal(t, int32(3), atomic.LoadInt32(&cl.State.outboundQty))
+}
+
 func TestClientWritePacketBuffer(t *testing.T) {
 	r, w := net.Pipe()
 
@@ -789,7 +831,7 @@ func TestClientWritePacketBuffer(t *testing.T) {
 	small := packets.TPacketData[packets.Publish].Get(packets.TPublishNoPayload).Packet
 	large := packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet
 
-	cl.State.outbound <- small
+	cl.State.outbound.pks = append(cl.State.outbound.pks, small) // a packet waiting: WritePacket buffers
 
 	tt := []struct {
 		pks  []*packets.Packet
