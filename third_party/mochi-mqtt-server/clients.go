@@ -5,7 +5,6 @@
 package mqtt
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -114,11 +113,152 @@ type Client struct {
 // ClientConnection contains the connection transport and metadata for the client.
 type ClientConnection struct {
 	Conn     net.Conn      // the net.Conn used to establish the connection
-	bconn    *bufio.Reader // a buffered net.Conn for reading packets
+	bconn    *connReader   // a buffered net.Conn for reading packets
 	outbuf   *bytes.Buffer // a buffer for writing packets
 	Remote   string        // the remote address of the client
 	Listener string        // listener id of the client
 	Inline   bool          // if true, the client is the built-in 'inline' embedded client
+}
+
+// Sizes of a client's read buffer (see connReader).
+const (
+	minReadBufferSize     = 256 // what a client's read buffer starts at and shrinks back to
+	shrinkAfterShortReads = 3   // reads in a row filling less than half the buffer before it halves
+	maxEmptyReads         = 100 // reads in a row returning nothing before io.ErrNoProgress
+)
+
+// connReader is the buffered reader of a client's connection. Its buffer
+// follows the client's traffic: it starts at minReadBufferSize, doubles, up
+// to Options.ClientNetReadBufferSize, each time a read from the connection
+// fills it, and halves after shrinkAfterShortReads reads in a row that fill
+// less than half of it. A busy client reads as much per call as with a
+// buffer of the maximum size, while an idle one, most of a large fleet's,
+// keeps only the small buffer (a bufio.Reader of the maximum size cost every
+// client 2 KiB by default). Like bufio's, a read into a slice at least as
+// large as the buffer, with nothing buffered, goes straight into the slice.
+type connReader struct {
+	rd    io.Reader
+	buf   []byte
+	r, w  int   // buf[r:w] has been read and not yet consumed
+	size  int   // size of the buffer for the next read from rd
+	max   int   // the largest size
+	short int   // reads in a row that filled less than half of the buffer
+	err   error // from the last read; returned once buf[r:w] is consumed
+}
+
+func newConnReader(rd io.Reader, maxSize int) *connReader {
+	maxSize = max(maxSize, 16) // as bufio's minimum
+	return &connReader{rd: rd, max: maxSize, size: min(minReadBufferSize, maxSize)}
+}
+
+// fill reads once into the empty buffer, sized by the reads before.
+func (b *connReader) fill() {
+	if len(b.buf) != b.size {
+		b.buf = make([]byte, b.size)
+	}
+	b.r, b.w = 0, 0
+	for i := 0; i < maxEmptyReads; i++ {
+		n, err := b.rd.Read(b.buf)
+		if n < 0 || n > len(b.buf) {
+			panic(errors.New("mqtt: connection returned an invalid count from Read"))
+		}
+		b.w, b.err = n, err
+		if n > 0 {
+			b.resize(n)
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+	b.err = io.ErrNoProgress
+}
+
+// resize sets the size of the next buffer from a read of n bytes into the
+// current one.
+func (b *connReader) resize(n int) {
+	switch {
+	case n == len(b.buf):
+		b.short = 0
+		b.size = min(2*len(b.buf), b.max)
+	case n < len(b.buf)/2:
+		b.short++
+		if b.short >= shrinkAfterShortReads {
+			b.short = 0
+			b.size = max(len(b.buf)/2, min(minReadBufferSize, b.max))
+		}
+	default:
+		b.short = 0
+	}
+}
+
+// readErr returns and clears the error of the last read, and lets go of the
+// buffer when the connection failed: the client may be kept, for its
+// session, long after.
+func (b *connReader) readErr() error {
+	err := b.err
+	b.err = nil
+	if err != nil {
+		b.buf = nil
+	}
+	return err
+}
+
+// ReadByte reads and returns one byte.
+func (b *connReader) ReadByte() (byte, error) {
+	for b.r == b.w {
+		if b.err != nil {
+			return 0, b.readErr()
+		}
+		b.fill()
+	}
+	c := b.buf[b.r]
+	b.r++
+	return c, nil
+}
+
+// Read reads up to len(p) bytes into p.
+func (b *connReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		if b.r < b.w {
+			return 0, nil
+		}
+		return 0, b.readErr()
+	}
+	if b.r == b.w {
+		if b.err != nil {
+			return 0, b.readErr()
+		}
+		if len(p) >= b.size {
+			n, err := b.rd.Read(p)
+			if n < 0 || n > len(p) {
+				panic(errors.New("mqtt: connection returned an invalid count from Read"))
+			}
+			if err != nil {
+				b.buf = nil
+			}
+			return n, err
+		}
+		b.fill()
+		if b.r == b.w {
+			return 0, b.readErr()
+		}
+	}
+	n := copy(p, b.buf[b.r:b.w])
+	b.r += n
+	return n, nil
+}
+
+// wait blocks until a byte can be read without blocking, consuming nothing,
+// and returns the error that ends the connection instead, if any.
+func (b *connReader) wait() error {
+	for b.r == b.w {
+		if b.err != nil {
+			return b.readErr()
+		}
+		b.fill()
+	}
+	return nil
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -181,7 +321,7 @@ func newClient(c net.Conn, o *ops) *Client {
 	if c != nil {
 		cl.Net = ClientConnection{
 			Conn:   c,
-			bconn:  bufio.NewReaderSize(c, o.options.ClientNetReadBufferSize),
+			bconn:  newConnReader(c, o.options.ClientNetReadBufferSize),
 			Remote: c.RemoteAddr().String(),
 		}
 	}

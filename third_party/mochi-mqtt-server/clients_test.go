@@ -145,6 +145,100 @@ func TestNewClient(t *testing.T) {
 	require.False(t, cl.Net.Inline)
 }
 
+// chunkReader returns its chunks one per Read (cut to the slice given),
+// then err.
+type chunkReader struct {
+	chunks [][]byte
+	err    error
+	reads  []int // the size of each slice Read was given
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	c.reads = append(c.reads, len(p))
+	if len(c.chunks) == 0 {
+		return 0, c.err
+	}
+	n := copy(p, c.chunks[0])
+	if n == len(c.chunks[0]) {
+		c.chunks = c.chunks[1:]
+	} else {
+		c.chunks[0] = c.chunks[0][n:]
+	}
+	return n, nil
+}
+
+func TestConnReaderGrowsAndShrinks(t *testing.T) {
+	var chunks [][]byte
+	for _, n := range []int{256, 512, 1024, 1024, 1, 1, 1, 1, 1, 1, 1} {
+		chunks = append(chunks, bytes.Repeat([]byte{'x'}, n))
+	}
+	cr := &chunkReader{chunks: chunks, err: io.EOF}
+	b := newConnReader(cr, 1024)
+	require.Equal(t, minReadBufferSize, b.size)
+
+	var got int
+	for {
+		_, err := b.ReadByte()
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF)
+			break
+		}
+		got++
+	}
+	require.Equal(t, 256+512+1024+1024+7, got)
+	// Each full read doubles the buffer up to the most (1024); three short
+	// reads in a row halve it, down to the least (256).
+	require.Equal(t, []int{256, 512, 1024, 1024, 1024, 1024, 1024, 512, 512, 512, 256, 256}, cr.reads)
+	require.Nil(t, b.buf) // let go when the connection ended
+}
+
+func TestConnReaderLargeReadsBypassTheBuffer(t *testing.T) {
+	cr := &chunkReader{chunks: [][]byte{bytes.Repeat([]byte{'y'}, 1000)}, err: io.EOF}
+	b := newConnReader(cr, 2048)
+	p := make([]byte, 1000)
+	n, err := io.ReadFull(b, p)
+	require.NoError(t, err)
+	require.Equal(t, 1000, n)
+	require.Nil(t, b.buf) // never needed
+	require.Equal(t, []int{1000}, cr.reads)
+}
+
+func TestConnReaderWaitConsumesNothing(t *testing.T) {
+	cr := &chunkReader{chunks: [][]byte{{0x10, 2}}, err: io.EOF}
+	b := newConnReader(cr, 0) // the smallest buffer, as bufio's
+	require.NoError(t, b.wait())
+	require.NoError(t, b.wait())
+	c, err := b.ReadByte()
+	require.NoError(t, err)
+	require.Equal(t, byte(0x10), c)
+	c, err = b.ReadByte()
+	require.NoError(t, err)
+	require.Equal(t, byte(2), c)
+	require.ErrorIs(t, b.wait(), io.EOF)
+	require.Equal(t, []int{16, 16}, cr.reads)
+}
+
+func TestConnReaderDataWithError(t *testing.T) {
+	b := newConnReader(dataThenErr{}, 2048)
+	p := make([]byte, 8)
+	n, err := b.Read(p)
+	require.NoError(t, err) // the data first
+	require.Equal(t, 3, n)
+	_, err = b.Read(p)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+}
+
+// dataThenErr returns three bytes and an error in the same Read.
+type dataThenErr struct{}
+
+func (dataThenErr) Read(p []byte) (int, error) { return copy(p, "abc"), io.ErrUnexpectedEOF }
+
+func TestConnReaderNoProgress(t *testing.T) {
+	b := newConnReader(&chunkReader{err: nil}, 2048) // never data, never an error
+	_, err := b.ReadByte()
+	require.ErrorIs(t, err, io.ErrNoProgress)
+}
+
 func TestClientParseConnect(t *testing.T) {
 	cl, _, _ := newTestClient()
 

@@ -109,7 +109,8 @@ type Options struct {
 	// ClientNetWriteBufferSize specifies the size of the client *bufio.Writer write buffer.
 	ClientNetWriteBufferSize int `yaml:"client_net_write_buffer_size" json:"client_net_write_buffer_size"`
 
-	// ClientNetReadBufferSize specifies the size of the client *bufio.Reader read buffer.
+	// ClientNetReadBufferSize specifies the largest size of a client's read
+	// buffer, which starts smaller and grows with the client's traffic.
 	ClientNetReadBufferSize int `yaml:"client_net_read_buffer_size" json:"client_net_read_buffer_size"`
 
 	// Logger specifies a custom configured implementation of log/slog to override
@@ -424,7 +425,7 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	// Wait for the CONNECT here, so that a connection that sends nothing
 	// keeps one goroutine waiting, not two.
 	if cl.Net.bconn != nil {
-		if _, err := cl.Net.bconn.Peek(1); err != nil {
+		if err := cl.Net.bconn.wait(); err != nil {
 			return fmt.Errorf("read connection: %w", err)
 		}
 	}
