@@ -96,6 +96,17 @@ func TestClientsGetAll(t *testing.T) {
 	require.Len(t, clients, 3)
 }
 
+func TestClientsFilter(t *testing.T) {
+	cl := NewClients()
+	cl.Add(&Client{ID: "t1"})
+	cl.Add(&Client{ID: "t2", Net: ClientConnection{Listener: "x"}})
+	cl.Add(&Client{ID: "t3", Net: ClientConnection{Listener: "x"}})
+	got := cl.filter(func(c *Client) bool { return c.Net.Listener == "x" })
+	require.Len(t, got, 2)
+	require.ElementsMatch(t, []string{"t2", "t3"}, []string{got[0].ID, got[1].ID})
+	require.Empty(t, cl.filter(func(*Client) bool { return false }))
+}
+
 func TestClientsLen(t *testing.T) {
 	cl := NewClients()
 	cl.Add(&Client{ID: "t1"})
