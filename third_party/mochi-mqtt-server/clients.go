@@ -268,6 +268,11 @@ func (b *connReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// buffered returns the number of bytes read and not yet consumed.
+func (b *connReader) buffered() int {
+	return b.w - b.r
+}
+
 // wait blocks until a byte can be read without blocking, consuming nothing,
 // and returns the error that ends the connection instead, if any.
 func (b *connReader) wait() error {
@@ -577,38 +582,71 @@ func (cl *Client) ClearExpiredInflights(now, maximumExpiry int64) []uint16 {
 
 // Read reads incoming packets from the connected client and transforms them into
 // packets to be handled by the packetHandler.
+//
+// Read waits on its own goroutine for the client to send something, and
+// hands what arrives, a burst of packets, to one of the server's workers
+// (see workers), waiting for it to be handled before it reads again: the
+// packets of a client are handled one at a time and in order, as before.
+// Handling a packet takes deep stacks (packets are passed by value through
+// the hooks), and a goroutine keeps the stack it grew to until garbage
+// collections halve it, one at a time. The workers' stacks grow; this
+// goroutine's, which waits for as long as the client is connected, stays
+// at the few KiB it started with, also when a client only sends a
+// PINGREQ now and then.
 func (cl *Client) Read(packetHandler ReadFn) error {
+	if cl.Net.bconn == nil {
+		return ErrConnectionClosed
+	}
+
+	var err error
+	done := make(chan struct{}, 1)
+	burst := func() {
+		err = cl.readBurst(packetHandler)
+		done <- struct{}{}
+	}
 	for {
 		if cl.Closed() {
 			return nil
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
-		var fh packets.FixedHeader
-		if err := cl.ReadFixedHeader(&fh); err != nil {
+		if err := cl.Net.bconn.wait(); err != nil {
 			return err
 		}
 
-		if err := cl.readAndHandle(&fh, packetHandler); err != nil {
+		cl.ops.workers.run(burst)
+		<-done
+		if err != nil {
 			return err
 		}
 	}
 }
 
-// readAndHandle reads the packet whose fixed header is fh and hands it to
-// packetHandler. It is a function of its own, not inlined, so that the
-// packet (some 800 bytes, and as much again for each copy passed on) is not
-// in Read's frame: that frame stays on the stack while Read waits for the
-// next packet, for as long as the client is connected (see attachClient).
-//
-//go:noinline
-func (cl *Client) readAndHandle(fh *packets.FixedHeader, packetHandler ReadFn) error {
-	pk, err := cl.ReadPacket(fh)
-	if err != nil {
-		return err
-	}
+// readBurst reads and handles packets until what has arrived is consumed,
+// or the client is closed. A packet that has only partly arrived is read to
+// its end.
+func (cl *Client) readBurst(packetHandler ReadFn) error {
+	for {
+		fh := new(packets.FixedHeader)
+		if err := cl.ReadFixedHeader(fh); err != nil {
+			return err
+		}
 
-	return packetHandler(cl, pk) // Process inbound packet.
+		pk, err := cl.ReadPacket(fh)
+		if err != nil {
+			return err
+		}
+
+		if err := packetHandler(cl, pk); err != nil { // Process inbound packet.
+			return err
+		}
+
+		if cl.Closed() || cl.Net.bconn.buffered() == 0 {
+			return nil
+		}
+
+		cl.refreshDeadline(cl.State.Keepalive)
+	}
 }
 
 // Stop instructs the client to shut down all processing goroutines and disconnect.

@@ -145,6 +145,7 @@ type Server struct {
 	Log          *slog.Logger         // minimal no-alloc logger
 	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	workers      *workers             // run the handling of clients' packets for their readers
 }
 
 // loop contains interval tickers for the system events loop.
@@ -163,6 +164,64 @@ type ops struct {
 	info    *system.Info // pointers to server system info
 	hooks   *Hooks       // pointer to the server hooks
 	log     *slog.Logger // a structured logger for the client
+	workers *workers     // run the handling of clients' packets; nil: on the caller's goroutine
+}
+
+// workerIdleTimeout is how long a worker waits for another job before it
+// ends.
+const workerIdleTimeout = 10 * time.Second
+
+// workers run, for the goroutines that read clients' connections, the
+// handling of what they read: a client's CONNECT, and each burst of packets
+// after it (see Client.Read). A reader goroutine waits on its connection for
+// as long as its client is connected, and most of the time it waits: a
+// large fleet of clients costs above all their readers' stacks. Handling
+// packets takes deep stacks, which a goroutine keeps until garbage
+// collections halve them, one at a time; on workers, only as many deep
+// stacks exist as packets are being handled at once, and readers keep the
+// few KiB they started with.
+//
+// A job goes to an idle worker, or to a new one when all are busy; a worker
+// ends after workerIdleTimeout without a job, or when the server closes.
+type workers struct {
+	jobs chan func() // unbuffered: a send succeeds only while a worker waits
+	done chan bool   // the server's: closed when it closes
+}
+
+func newWorkers(done chan bool) *workers {
+	return &workers{jobs: make(chan func()), done: done}
+}
+
+// run runs job on a worker, or on the calling goroutine when w is nil (a
+// client made without a server). It does not wait for job to end.
+func (w *workers) run(job func()) {
+	if w == nil {
+		job()
+		return
+	}
+
+	select {
+	case w.jobs <- job:
+	default:
+		go w.work(job)
+	}
+}
+
+func (w *workers) work(job func()) {
+	job()
+	idle := time.NewTimer(workerIdleTimeout)
+	defer idle.Stop()
+	for {
+		select {
+		case job := <-w.jobs:
+			job()
+			idle.Reset(workerIdleTimeout)
+		case <-idle.C:
+			return
+		case <-w.done:
+			return
+		}
+	}
 }
 
 // New returns a new instance of mochi mqtt broker. Optional parameters
@@ -174,8 +233,10 @@ func New(opts *Options) *Server {
 
 	opts.ensureDefaults()
 
+	done := make(chan bool)
 	s := &Server{
-		done:      make(chan bool),
+		done:      done,
+		workers:   newWorkers(done),
 		Clients:   NewClients(),
 		Topics:    NewTopicsIndex(),
 		Listeners: listeners.New(),
@@ -246,6 +307,7 @@ func (s *Server) NewClient(c net.Conn, listener string, id string, inline bool) 
 		info:    s.Info,
 		hooks:   s.hooks,
 		log:     s.Log,
+		workers: s.workers,
 	})
 
 	cl.ID = id
@@ -405,17 +467,10 @@ func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 // attachClient validates an incoming client connection and if viable, attaches the client
 // to the server, performs session housekeeping, and reads incoming packets.
 //
-// The connection's goroutine spends most of its life in cl.Read waiting for
-// the next packet, and its stack is the larger part of what an idle client
-// costs. A goroutine's stack grows to the deepest its calls have gone and
-// shrinks only at garbage collections, by halves, and only while less than
-// a quarter of it is in use. So the CONNECT, whose handling runs the hooks
-// (authentication, session takeover, storage) on deep stacks, is handled by
-// connectClient on a goroutine of its own that ends with it; and the frames
-// on the stack while Read waits are kept small (attachClient holds no packet,
-// Read decodes and handles each packet in a call that has returned before it
-// waits again). An idle client then keeps the few KiB of stack its goroutine
-// started with, not the 16 KiB its CONNECT took.
+// The CONNECT is handled (connectClient) on a worker, as every packet after
+// it (see Client.Read), so that the goroutine calling attachClient, which
+// reads the connection for as long as the client is connected, keeps a
+// small stack: see workers.
 func (s *Server) attachClient(cl *Client, listener string) error {
 	defer s.Listeners.ClientsWg.Done()
 	s.Listeners.ClientsWg.Add(1)
@@ -423,7 +478,7 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	defer cl.Stop(nil)
 
 	// Wait for the CONNECT here, so that a connection that sends nothing
-	// keeps one goroutine waiting, not two.
+	// keeps no worker.
 	if cl.Net.bconn != nil {
 		if err := cl.Net.bconn.wait(); err != nil {
 			return fmt.Errorf("read connection: %w", err)
@@ -432,11 +487,11 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 
 	var connected bool
 	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	done := make(chan struct{}, 1)
+	s.workers.run(func() {
 		connected, err = s.connectClient(cl, listener)
-	}()
+		done <- struct{}{}
+	})
 	<-done
 	if connected {
 		defer atomic.AddInt64(&s.Info.ClientsConnected, -1)

@@ -132,6 +132,52 @@ func TestOptionsSetDefaults(t *testing.T) {
 	require.Equal(t, defaultSysTopicInterval, opts.SysTopicResendInterval)
 }
 
+func TestWorkersNilRunsOnCaller(t *testing.T) {
+	var w *workers
+	ran := false
+	w.run(func() { ran = true })
+	require.True(t, ran)
+}
+
+func TestWorkersIdleWorkerTakesNextJob(t *testing.T) {
+	done := make(chan bool)
+	defer close(done)
+	w := newWorkers(done)
+
+	first := make(chan struct{})
+	w.run(func() { close(first) }) // no worker idle: a new one
+	<-first
+
+	second := make(chan struct{})
+	job := func() { close(second) }
+	require.Eventually(t, func() bool { // the worker, done with the first job, waits for the next
+		select {
+		case w.jobs <- job:
+			return true
+		default:
+			return false
+		}
+	}, time.Second, time.Millisecond)
+	<-second
+}
+
+func TestWorkersEndWithServer(t *testing.T) {
+	done := make(chan bool)
+	w := newWorkers(done)
+	ran := make(chan struct{})
+	w.run(func() { close(ran) })
+	<-ran
+	close(done)
+	require.Eventually(t, func() bool { // the idle worker has ended: nobody takes a job
+		select {
+		case w.jobs <- func() {}:
+			return false
+		case <-time.After(10 * time.Millisecond):
+			return true
+		}
+	}, time.Second, time.Millisecond)
+}
+
 func TestNew(t *testing.T) {
 	s := New(nil)
 	require.NotNil(t, s)
