@@ -37,3 +37,5 @@ require (
 )
 
 replace github.com/ferrymq/ferry => ../..
+
+replace github.com/mochi-mqtt/server/v2 => ../../third_party/mochi-mqtt-server

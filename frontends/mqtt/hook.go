@@ -192,10 +192,10 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &session{srv: s, id: cl.ID, user: string(cl.Properties.Username), cl: cl, persistent: persistent, since: time.Now(),
-		window: window, ctx: ctx, cancel: cancel, willProps: willProps(pk),
-		subs: map[string]subState{}, feeds: map[string]*feed{}, out: map[uint16]*outbound{}}
-	saved := map[string]int64{}
+		window: window, ctx: ctx, cancel: cancel, willProps: willProps(pk)}
+	var saved map[string]int64
 	if st, ok := s.state.session(cl.ID); ok && !pk.Connect.Clean {
+		saved = make(map[string]int64, len(st.Subs))
 		for _, sub := range st.Subs {
 			saved[sub.Filter] = sub.At
 		}
@@ -203,6 +203,9 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	for f, sub := range cl.State.Subscriptions.GetAll() {
 		st := fromSubscription(sub)
 		st.At = saved[f]
+		if ss.subs == nil {
+			ss.subs = map[string]subState{}
+		}
 		ss.subs[f] = st
 	}
 	if persistent {
@@ -318,6 +321,9 @@ func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
 			s.QoS, s.At = codes[i], time.Now().UnixMilli()
 			if old, ok := ss.subs[sub.Filter]; ok {
 				s.At = old.At // a subscription replaced goes on where it was [MQTT-3.8.4-3]
+			}
+			if ss.subs == nil {
+				ss.subs = map[string]subState{}
 			}
 			ss.subs[sub.Filter] = s
 		}
@@ -571,7 +577,7 @@ func (h *hook) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
 // the client comes back), and hands the engine a will that reaches nobody.
 func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
 	s := h.s
-	var props packets.Properties
+	var props *packets.Properties
 	if ss := s.session(cl); ss != nil {
 		props = ss.willProps
 	}
@@ -780,12 +786,15 @@ func subList(m map[string]subState) []subState {
 // will properties of the CONNECT (content type, response topic,
 // correlation data, payload format, message expiry), which the engine
 // does not keep.
-func willOf(w mochi.Will, props packets.Properties) *willState {
+func willOf(w mochi.Will, props *packets.Properties) *willState {
 	if w.Flag == 0 || w.TopicName == "" {
 		return nil
 	}
+	if props == nil {
+		props = &packets.Properties{}
+	}
 	mp := map[string]string{}
-	addMQTTProps(mp, props)
+	addMQTTProps(mp, *props)
 	if len(mp) == 0 {
 		mp = nil
 	}
@@ -793,12 +802,14 @@ func willOf(w mochi.Will, props packets.Properties) *willState {
 		User: userMap(w.User), Props: mp, Expiry: props.MessageExpiryInterval}
 }
 
-// willProps returns the will properties of a CONNECT (none under 3.1.1).
-func willProps(pk packets.Packet) packets.Properties {
+// willProps returns the will properties of a CONNECT (empty under 3.1.1),
+// or nil when it has no will.
+func willProps(pk packets.Packet) *packets.Properties {
 	if !pk.Connect.WillFlag {
-		return packets.Properties{}
+		return nil
 	}
-	return pk.Connect.WillProperties
+	p := pk.Connect.WillProperties
+	return &p
 }
 
 func userMap(u []packets.UserProperty) map[string]string {

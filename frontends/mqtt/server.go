@@ -234,8 +234,10 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// The engine's per-client queue of pending writes carries only what it
 	// sends itself (retained messages at SUBSCRIBE, $SYS): Ferry's
-	// deliveries are written by the feeds. Its default of 8,192 slots cost
-	// 64 KiB per idle connection.
+	// deliveries are written by the feeds. The queue holds memory only
+	// while packets wait in it (third_party/mochi-mqtt-server); the bound
+	// is what a client that does not read can have the broker hold for it,
+	// past which the engine drops packets.
 	caps.MaximumClientWritesPending = 256
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
@@ -457,7 +459,9 @@ func (s *Server) Stats() Stats {
 func (s *Server) connected() []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Collect(maps.Values(s.sessions))
+	// Sized at once: the janitor asks every few seconds, and a slice grown
+	// from empty allocates twice what 100,000 sessions need.
+	return slices.AppendSeq(make([]*session, 0, len(s.sessions)), maps.Values(s.sessions))
 }
 
 // janitor re-sends unacknowledged deliveries and trims what waits for

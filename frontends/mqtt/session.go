@@ -75,13 +75,17 @@ type session struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// The maps are made at their first entry: most sessions of a large
+	// fleet stay without some of them, and each empty map costs a header.
 	mu    sync.Mutex
 	subs  map[string]subState  // by filter as subscribed ($share/… included)
 	feeds map[string]*feed     // by core group
 	out   map[uint16]*outbound // sent QoS 1/2 deliveries, by packet id
 	ended bool
 
-	willProps packets.Properties // the CONNECT's will properties, which the engine does not keep
+	// willProps are the CONNECT's will properties, which the engine does
+	// not keep; nil without a will (256 bytes saved per session).
+	willProps *packets.Properties
 }
 
 type outbound struct {
@@ -172,6 +176,9 @@ func (ss *session) applySubs() map[string]error {
 			ctx, cancel := context.WithCancel(ss.ctx)
 			f = &feed{sess: ss, group: g, member: m, slots: make(chan struct{}, ss.window), cancel: cancel, done: make(chan struct{})}
 			f.filters.Store(&filters) // before the feed runs: deliver reads it
+			if ss.feeds == nil {
+				ss.feeds = map[string]*feed{}
+			}
 			ss.feeds[g] = f
 			ss.wg.Add(1)
 			go f.run(ctx)
@@ -346,6 +353,9 @@ func (f *feed) deliver(d *core.Delivery) bool {
 		f.member.Ack(d) // larger than the client takes: it can never have it [MQTT-3.1.2-25]
 		return false
 	}
+	if ss.out == nil {
+		ss.out = map[uint16]*outbound{}
+	}
 	ss.out[pid] = &outbound{d: d, pk: pk, sent: time.Now(), feed: f}
 	ss.mu.Unlock()
 	return true
@@ -456,6 +466,9 @@ func (ss *session) pubrec(pid uint16, failed bool) bool {
 		if err := ss.srv.state.wait(ss.ctx, gen); err != nil {
 			ss.srv.log.Warn("mqtt: recording a QoS 2 delivery failed; it will be sent again", "client", ss.id, "err", err)
 			ss.mu.Lock()
+			if ss.out == nil {
+				ss.out = map[uint16]*outbound{}
+			}
 			ss.out[pid] = o // still awaiting: PUBREC will be asked for again
 			ss.mu.Unlock()
 			return true
