@@ -397,22 +397,26 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	s := h.s
 	read := time.Now()
-	defer s.observePublish(read)
 	if strings.HasPrefix(pk.TopicName, "$") { // named through a topic alias: see OnPacketRead
 		h.refuseReserved(cl, pk)
 		return pk, packets.ErrRejectPacket
 	}
 	topic, subject, err := s.mapper.toCore(pk.TopicName)
 	if err != nil {
+		s.observePublish(read)
 		return h.refuse(cl, pk, packets.ErrTopicNameInvalid, err)
 	}
 	m := &core.Message{Topic: topic, Subject: subject, Body: pk.Payload, Properties: inProperties(cl, &pk), BornTime: read.UnixNano()}
-	// With sync flush a QoS 1 publish is acknowledged by the acker once its
-	// fsync is done, and the reader goes on meanwhile; a QoS 0 publish has
-	// no acknowledgement to hold back, so nothing waits for its fsync.
+	// A QoS 1 publish is acknowledged by the acker once it is durable (its
+	// write, or with sync flush its fsync, is done), and the reader goes on
+	// meanwhile; a QoS 0 publish has no acknowledgement to hold back, so
+	// nothing waits for it.
 	deferAck := s.acker != nil && pk.FixedHeader.Qos == 1
 	noWait := deferAck || pk.FixedHeader.Qos == 0
 	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: noWait})
+	if !deferAck || err != nil { // the acker times the others up to their PUBACK
+		defer s.observePublish(read)
+	}
 	if err != nil {
 		code := packets.ErrUnspecifiedError
 		switch {
@@ -430,7 +434,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		s.retain(pk.TopicName, pk.Payload, pk.FixedHeader.Qos, m.Properties)
 	}
 	if deferAck {
-		s.acker.add(cl, pk.PacketID, res.End)
+		s.acker.add(cl, pk.PacketID, res.End, read)
 		return pk, packets.ErrRejectPacket // the engine neither acknowledges nor routes it
 	}
 	if pk.FixedHeader.Qos == 2 {

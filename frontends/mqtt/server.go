@@ -192,7 +192,7 @@ type Server struct {
 	publishLatency                                prometheus.Histogram
 	hops                                          *hopTimer
 
-	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
+	acker *acker // QoS 1 PUBACKs once the publishes are durable
 
 	listeners []*guardedListener          // for ListenerHealth and metrics; under mu
 	hits      map[string]*limitHits       // by limit key; fixed at New
@@ -319,11 +319,9 @@ func (s *Server) Start() error {
 	s.fireCrashWills()
 	s.wg.Add(1)
 	go s.janitor()
-	if s.core.SyncFlush() {
-		s.acker = newAcker(s)
-		s.wg.Add(1)
-		go s.acker.run(s.ctx)
-	}
+	s.acker = newAcker(s)
+	s.wg.Add(1)
+	go s.acker.run(s.ctx)
 	return nil
 }
 
