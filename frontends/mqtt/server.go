@@ -458,8 +458,8 @@ func (s *Server) connected() []*session {
 	return slices.Collect(maps.Values(s.sessions))
 }
 
-// janitor re-sends unacknowledged deliveries and trims what waits for
-// offline sessions.
+// janitor re-sends unacknowledged deliveries, keeps the feeds' core
+// members alive, and trims what waits for offline sessions.
 func (s *Server) janitor() {
 	defer s.wg.Done()
 	tick := time.NewTicker(min(s.cfg.ResendInterval/2, 5*time.Second))
@@ -471,6 +471,7 @@ func (s *Server) janitor() {
 		case now := <-tick.C:
 			for _, ss := range s.connected() {
 				ss.resend(now)
+				ss.heartbeat()
 			}
 			s.trimOffline()
 		}
