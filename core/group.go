@@ -468,41 +468,89 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 	if max <= 0 {
 		max = 32
 	}
+	var waitBuf [pullWaits]<-chan struct{} // on the stack unless a member reads more queues
 	for {
-		ds, waits, wake, deadline, err := m.fetch(max)
+		ds, waits, wake, deadline, err := m.fetch(max, waitBuf[:0])
 		if err != nil || len(ds) > 0 {
 			return ds, err
 		}
-		cases := []reflect.SelectCase{
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(m.g.b.closed)},
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)},
-		}
 		var timer *time.Timer
+		var timeout <-chan time.Time
 		if !deadline.IsZero() {
 			timer = time.NewTimer(time.Until(deadline))
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+			timeout = timer.C
 		}
-		for _, w := range waits {
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
-		}
-		i, _, _ := reflect.Select(cases)
+		err = m.wait(ctx, wake, timeout, waits)
 		if timer != nil {
 			timer.Stop()
 		}
-		switch i {
-		case 0:
-			return nil, ctx.Err()
-		case 1:
-			return nil, ErrClosed
+		if err != nil {
+			return nil, err
 		}
 	}
+}
+
+// pullWaits is how many queue channels a pull waits on with a select
+// statement; a member that reads more waits with reflect.Select, which
+// allocates its cases on every wait.
+const pullWaits = 16
+
+// wait blocks until one of waits or wake is closed, timeout fires, ctx
+// ends (its error) or the broker closes (ErrClosed).
+func (m *Member) wait(ctx context.Context, wake <-chan struct{}, timeout <-chan time.Time, waits []<-chan struct{}) error {
+	if len(waits) <= pullWaits {
+		var w [pullWaits]<-chan struct{} // nil channels: cases never chosen
+		copy(w[:], waits)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.g.b.closed:
+			return ErrClosed
+		case <-wake:
+		case <-timeout:
+		case <-w[0]:
+		case <-w[1]:
+		case <-w[2]:
+		case <-w[3]:
+		case <-w[4]:
+		case <-w[5]:
+		case <-w[6]:
+		case <-w[7]:
+		case <-w[8]:
+		case <-w[9]:
+		case <-w[10]:
+		case <-w[11]:
+		case <-w[12]:
+		case <-w[13]:
+		case <-w[14]:
+		case <-w[15]:
+		}
+		return nil
+	}
+	cases := []reflect.SelectCase{
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(m.g.b.closed)},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timeout)},
+	}
+	for _, w := range waits {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+	}
+	switch i, _, _ := reflect.Select(cases); i {
+	case 0:
+		return ctx.Err()
+	case 1:
+		return ErrClosed
+	}
+	return nil
 }
 
 // fetch reads what is there without waiting. It returns the channels to
 // wait on when there was nothing, and the earliest time a suspended or
 // handed-over queue opens.
-func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
+//
+// The channels are appended to waits.
+func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
 	g, b := m.g, m.g.b
 	now := time.Now()
 	g.mu.Lock()
@@ -512,7 +560,8 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 	}
 	m.lastSeen = now
 	wake := m.wake
-	var ready []*cursor
+	var readyBuf [pullWaits]*cursor
+	ready := readyBuf[:0]
 	var deadline time.Time
 	later := func(t time.Time) {
 		if deadline.IsZero() || t.Before(deadline) {
@@ -549,7 +598,6 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 	g.mu.Unlock()
 
 	var out []*Delivery
-	var waits []<-chan struct{}
 	var ferr error
 	for i, c := range ready {
 		if len(out) >= max || ferr != nil {
