@@ -9,8 +9,9 @@
 //     and duplicate messages. The median of --rounds runs is reported.
 //   - device fleet: --fleet publishers at --fleet-rate msg/s each, QoS 1, for
 //     --fleet-duration; p50/p99 publish → deliver latency, the median of
-//     --fleet-rounds runs; for Ferry also each hop's p50/p99 from its
-//     ferry_mqtt_delivery_hop_seconds metrics.
+//     --fleet-rounds runs, and the broker's CPU time per message (with the
+//     load average, the machine being shared); for Ferry also each hop's
+//     p50/p99 from its ferry_mqtt_delivery_hop_seconds metrics.
 //   - idle connections: --idle MQTT connections that do nothing; the
 //     broker's VmRSS before and after, per connection.
 //
@@ -122,8 +123,13 @@ func main() {
 					fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
 					continue
 				}
+				cpu0, cerr := b.cpu()
 				r := runLoad(b.addr, *fleet, perDev, 1, 16, *size, interval, true, 5*time.Second)
+				if cpu1, err := b.cpu(); err == nil && cerr == nil {
+					r.cpuPerMsg = (cpu1 - cpu0) / time.Duration(*fleet*perDev)
+				}
 				report(fmt.Sprintf("round %d %s fleet %d×%.0f msg/s QoS 1", round, s.name, *fleet, *fleetRate), r)
+				fmt.Fprintf(os.Stderr, "round %d %s fleet: broker CPU %s per message, load average %s\n", round, s.name, us(r.cpuPerMsg), loadAvg())
 				if b.misc != "" {
 					fmt.Fprintf(os.Stderr, "round %d %s fleet hops: %s\n", round, s.name, hops("http://"+b.misc+"/metrics"))
 				}
@@ -144,26 +150,29 @@ func main() {
 	fmt.Printf("\nMQTT, %d publishers → 1 subscriber on #, %d-byte payloads, %d messages a run (Ferry sync flush: %d), QoS 1 window %d; median of %d rounds.\n",
 		*publishers, *size, *count, *syncCount, *window, *rounds)
 	fmt.Printf("Fleet: %d publishers × %.0f msg/s, QoS 1, %s, median of %d rounds (lost: all rounds). Idle: %d connections.\n\n", *fleet, *fleetRate, *fleetDur, *fleetRounds, *idle)
-	fmt.Println("| system | QoS 0 delivered msg/s | QoS 0 publish msg/s | QoS 1 delivered msg/s | QoS 1 publish msg/s | lost / dup (all runs) | fleet p50 | fleet p99 | fleet lost | RSS per idle connection |")
-	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+	fmt.Println("| system | QoS 0 delivered msg/s | QoS 0 publish msg/s | QoS 1 delivered msg/s | QoS 1 publish msg/s | lost / dup (all runs) | fleet p50 | fleet p99 | fleet lost | fleet broker CPU per message | RSS per idle connection |")
+	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
 	for _, s := range systems {
 		f := fan[s.name]
-		p50, p99, flost := "–", "–", "–"
+		p50, p99, flost, fcpu := "–", "–", "–", "–"
 		if fl := fleets[s.name]; len(fl) > 0 {
 			p50 = medianMs(fl, func(r loadResult) time.Duration { return r.p50 })
 			p99 = medianMs(fl, func(r loadResult) time.Duration { return r.p99 })
+			if v, ok := medianOf(fl, func(r loadResult) time.Duration { return r.cpuPerMsg }); ok {
+				fcpu = us(v)
+			}
 			var lost int64
 			for _, r := range fl {
 				lost += r.lost
 			}
 			flost = fmt.Sprint(lost)
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.name,
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.name,
 			median(f.q0, func(r loadResult) float64 { return r.delivered }),
 			median(f.q0, func(r loadResult) float64 { return r.published }),
 			median(f.q1, func(r loadResult) float64 { return r.delivered }),
 			median(f.q1, func(r loadResult) float64 { return r.published }),
-			lostDup(append(slices.Clone(f.q0), f.q1...)), p50, p99, flost, perConn[s.name])
+			lostDup(append(slices.Clone(f.q0), f.q1...)), p50, p99, flost, fcpu, perConn[s.name])
 	}
 }
 
@@ -266,6 +275,22 @@ func lostDup(rs []loadResult) string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
+
+// loadAvg is this machine's load average over 1, 5 and 15 minutes: the
+// other work on a shared machine, besides the run's own.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
 
 func thousands(f float64) string {
 	s := fmt.Sprintf("%.0f", f)
