@@ -709,10 +709,13 @@ func (g *group) ackLocked(d *Delivery) error {
 			c.failCount = 0
 		}
 	}
-	if len(c.pending) == 0 {
-		if c.owner != nil {
-			c.owner.notify() // an ordered queue or a handover may go on
-		}
+	// A fetch skips a queue with deliveries pending when the member is
+	// ordered or broadcasting (one batch at a time) and while a handover
+	// waits for the previous owner: those may go on now. Any other member
+	// is not woken, or an unordered subscriber's pull would wake for
+	// nothing on every acknowledgement that empties its queue.
+	if len(c.pending) == 0 && c.owner != nil && (c.prevOwner != nil || c.owner.ordered || g.mode == Broadcasting) {
+		c.owner.notify()
 	}
 	return nil
 }
