@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"maps"
@@ -27,15 +26,22 @@ type hook struct {
 
 func (h *hook) ID() string { return "ferry" }
 
-func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
+// provided are the engine's hook events the hook takes. The engine asks
+// Provides for every packet and every hook call, so it is a table lookup.
+var provided = func() (t [256]bool) {
+	for _, b := range []byte{
 		mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnSessionEstablish, mochi.OnSessionEstablished,
 		mochi.OnDisconnect, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnPublish,
 		mochi.OnPacketRead, mochi.OnQosComplete, mochi.OnWill, mochi.OnClientExpired,
 		mochi.OnConnect, mochi.OnPacketEncode, mochi.OnUnsubscribe,
 		mochi.StoredClients, mochi.StoredSubscriptions, mochi.StoredInflightMessages, mochi.OnRetainedExpired,
-	}, []byte{b})
-}
+	} {
+		t[b] = true
+	}
+	return t
+}()
+
+func (h *hook) Provides(b byte) bool { return provided[b] }
 
 // OnConnect applies mqtt.max-keep-alive, and refuses a will whose topic is over the topic limits or cannot
 // be mapped onto a core topic: MQTT 5 with CONNACK 0x90 (topic name
@@ -435,7 +441,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	if deferAck {
 		s.acker.add(cl, pk.PacketID, res.End, read)
-		return pk, packets.ErrRejectPacket // the engine neither acknowledges nor routes it
+		return deferredAck(pk), nil
 	}
 	if pk.FixedHeader.Qos == 2 {
 		if ss := s.session(cl); ss != nil && ss.persistent {
@@ -450,6 +456,17 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		}
 	}
 	return pk, packets.CodeSuccessIgnore // acknowledged, not routed by the engine
+}
+
+// deferredAck is what the engine is handed back for a QoS 1 PUBLISH the
+// acker acknowledges: the engine neither acknowledges nor routes it. A
+// packet of QoS 0 gets no acknowledgement, and one marked Ignore is not
+// routed (nor retained). ErrRejectPacket would say the same, but the
+// engine logs it at debug level with the whole packet as an argument,
+// which allocated the packet again for every publish.
+func deferredAck(pk packets.Packet) packets.Packet {
+	pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Ignore = 0, false, true
+	return pk
 }
 
 // refuse answers a PUBLISH the core did not take: MQTT 5 gets the reason
