@@ -560,7 +560,7 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 	}
 	m.lastSeen = now
 	wake := m.wake
-	var readyBuf [pullWaits]*cursor
+	var readyBuf [pullWaits]readyCursor
 	ready := readyBuf[:0]
 	var deadline time.Time
 	later := func(t time.Time) {
@@ -589,8 +589,9 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 		if (m.ordered || g.mode == Broadcasting) && len(c.pending) > 0 {
 			continue // one batch at a time; an ack wakes us
 		}
-		c.fetching = true
-		ready = append(ready, c)
+		c.fetching = true // c.next and c.gen stay as read here until fetching is cleared, but for a rewind's gen
+		f, _ := m.filterFor(c.key.topic)
+		ready = append(ready, readyCursor{c: c, from: c.next, gen: c.gen, filter: f})
 	}
 	if n > 0 {
 		m.rr = (m.rr + 1) % n
@@ -599,37 +600,36 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 
 	var out []*Delivery
 	var ferr error
-	for i, c := range ready {
+	for i, r := range ready { // a cursor read has its fetching cleared here, the others at the end
+		c := r.c
 		if len(out) >= max || ferr != nil {
-			g.mu.Lock()
-			for _, c := range ready[i:] {
-				c.fetching = false
-			}
-			g.mu.Unlock()
 			break
 		}
-		ch, err := b.store.WaitCh(c.key.topic, c.key.queue)
+		// The channel before the read, and the read only if the queue
+		// grew: most of a subscriber's queues have nothing new when it
+		// is woken.
+		ch, more, err := b.store.WaitChAt(c.key.topic, c.key.queue, r.from)
 		if err == nil {
 			waits = append(waits, ch)
+			if !more {
+				continue
+			}
 		}
-		g.mu.Lock()
-		from, gen := c.next, c.gen
-		f, _ := m.filterFor(c.key.topic)
-		g.mu.Unlock()
-		res, rerr := b.store.Read(c.key.topic, c.key.queue, from, storage.ReadOptions{
-			MaxCount: max - len(out), Filter: readFilter(f),
+		res, rerr := b.store.Read(c.key.topic, c.key.queue, r.from, storage.ReadOptions{
+			MaxCount: max - len(out), Filter: readFilter(r.filter),
 		})
 		g.mu.Lock()
 		c.fetching = false
+		ready[i].c = nil
 		if rerr != nil {
-			if oe, ok := rerr.(*storage.OffsetError); ok && from < oe.Min && c.gen == gen {
+			if oe, ok := rerr.(*storage.OffsetError); ok && r.from < oe.Min && c.gen == r.gen {
 				b.logger.Warn("core: messages deleted before consumed; skipping", "group", g.name, "topic", c.key.topic,
-					"queue", c.key.queue, "from", from, "to", oe.Min)
+					"queue", c.key.queue, "from", r.from, "to", oe.Min)
 				c.rewind(oe.Min)
 			} else {
 				ferr = fmt.Errorf("core: read %s/%d: %w", c.key.topic, c.key.queue, rerr)
 			}
-		} else if c.gen == gen && c.owner == m && c.next == from {
+		} else if c.gen == r.gen && c.owner == m && c.next == r.from {
 			batch := make([]Delivery, len(res.Messages)) // one allocation for the batch
 			for i := range res.Messages {
 				msg := &res.Messages[i]
@@ -644,10 +644,25 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 		}
 		g.mu.Unlock()
 	}
+	g.mu.Lock()
+	for _, r := range ready {
+		if r.c != nil {
+			r.c.fetching = false
+		}
+	}
+	g.mu.Unlock()
 	if len(out) > 0 {
 		return out, nil, nil, time.Time{}, nil
 	}
 	return nil, waits, wake, deadline, ferr
+}
+
+// readyCursor is a cursor fetch reads, with what it read of it under g.mu.
+type readyCursor struct {
+	c      *cursor
+	from   int64
+	gen    uint64
+	filter route.Filter
 }
 
 // delivery fills d, the Delivery of msg read from c. d takes msg over.
