@@ -468,41 +468,89 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 	if max <= 0 {
 		max = 32
 	}
+	var waitBuf [pullWaits]<-chan struct{} // on the stack unless a member reads more queues
 	for {
-		ds, waits, wake, deadline, err := m.fetch(max)
+		ds, waits, wake, deadline, err := m.fetch(max, waitBuf[:0])
 		if err != nil || len(ds) > 0 {
 			return ds, err
 		}
-		cases := []reflect.SelectCase{
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(m.g.b.closed)},
-			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)},
-		}
 		var timer *time.Timer
+		var timeout <-chan time.Time
 		if !deadline.IsZero() {
 			timer = time.NewTimer(time.Until(deadline))
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+			timeout = timer.C
 		}
-		for _, w := range waits {
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
-		}
-		i, _, _ := reflect.Select(cases)
+		err = m.wait(ctx, wake, timeout, waits)
 		if timer != nil {
 			timer.Stop()
 		}
-		switch i {
-		case 0:
-			return nil, ctx.Err()
-		case 1:
-			return nil, ErrClosed
+		if err != nil {
+			return nil, err
 		}
 	}
+}
+
+// pullWaits is how many queue channels a pull waits on with a select
+// statement; a member that reads more waits with reflect.Select, which
+// allocates its cases on every wait.
+const pullWaits = 16
+
+// wait blocks until one of waits or wake is closed, timeout fires, ctx
+// ends (its error) or the broker closes (ErrClosed).
+func (m *Member) wait(ctx context.Context, wake <-chan struct{}, timeout <-chan time.Time, waits []<-chan struct{}) error {
+	if len(waits) <= pullWaits {
+		var w [pullWaits]<-chan struct{} // nil channels: cases never chosen
+		copy(w[:], waits)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.g.b.closed:
+			return ErrClosed
+		case <-wake:
+		case <-timeout:
+		case <-w[0]:
+		case <-w[1]:
+		case <-w[2]:
+		case <-w[3]:
+		case <-w[4]:
+		case <-w[5]:
+		case <-w[6]:
+		case <-w[7]:
+		case <-w[8]:
+		case <-w[9]:
+		case <-w[10]:
+		case <-w[11]:
+		case <-w[12]:
+		case <-w[13]:
+		case <-w[14]:
+		case <-w[15]:
+		}
+		return nil
+	}
+	cases := []reflect.SelectCase{
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(m.g.b.closed)},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timeout)},
+	}
+	for _, w := range waits {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+	}
+	switch i, _, _ := reflect.Select(cases); i {
+	case 0:
+		return ctx.Err()
+	case 1:
+		return ErrClosed
+	}
+	return nil
 }
 
 // fetch reads what is there without waiting. It returns the channels to
 // wait on when there was nothing, and the earliest time a suspended or
 // handed-over queue opens.
-func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
+//
+// The channels are appended to waits.
+func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
 	g, b := m.g, m.g.b
 	now := time.Now()
 	g.mu.Lock()
@@ -512,7 +560,8 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 	}
 	m.lastSeen = now
 	wake := m.wake
-	var ready []*cursor
+	var readyBuf [pullWaits]readyCursor
+	ready := readyBuf[:0]
 	var deadline time.Time
 	later := func(t time.Time) {
 		if deadline.IsZero() || t.Before(deadline) {
@@ -540,8 +589,9 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 		if (m.ordered || g.mode == Broadcasting) && len(c.pending) > 0 {
 			continue // one batch at a time; an ack wakes us
 		}
-		c.fetching = true
-		ready = append(ready, c)
+		c.fetching = true // c.next and c.gen stay as read here until fetching is cleared, but for a rewind's gen
+		f, _ := m.filterFor(c.key.topic)
+		ready = append(ready, readyCursor{c: c, from: c.next, gen: c.gen, filter: f})
 	}
 	if n > 0 {
 		m.rr = (m.rr + 1) % n
@@ -549,39 +599,37 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 	g.mu.Unlock()
 
 	var out []*Delivery
-	var waits []<-chan struct{}
 	var ferr error
-	for i, c := range ready {
+	for i, r := range ready { // a cursor read has its fetching cleared here, the others at the end
+		c := r.c
 		if len(out) >= max || ferr != nil {
-			g.mu.Lock()
-			for _, c := range ready[i:] {
-				c.fetching = false
-			}
-			g.mu.Unlock()
 			break
 		}
-		ch, err := b.store.WaitCh(c.key.topic, c.key.queue)
+		// The channel before the read, and the read only if the queue
+		// grew: most of a subscriber's queues have nothing new when it
+		// is woken.
+		ch, more, err := b.store.WaitChAt(c.key.topic, c.key.queue, r.from)
 		if err == nil {
 			waits = append(waits, ch)
+			if !more {
+				continue
+			}
 		}
-		g.mu.Lock()
-		from, gen := c.next, c.gen
-		f, _ := m.filterFor(c.key.topic)
-		g.mu.Unlock()
-		res, rerr := b.store.Read(c.key.topic, c.key.queue, from, storage.ReadOptions{
-			MaxCount: max - len(out), Filter: readFilter(f),
+		res, rerr := b.store.Read(c.key.topic, c.key.queue, r.from, storage.ReadOptions{
+			MaxCount: max - len(out), Filter: readFilter(r.filter),
 		})
 		g.mu.Lock()
 		c.fetching = false
+		ready[i].c = nil
 		if rerr != nil {
-			if oe, ok := rerr.(*storage.OffsetError); ok && from < oe.Min && c.gen == gen {
+			if oe, ok := rerr.(*storage.OffsetError); ok && r.from < oe.Min && c.gen == r.gen {
 				b.logger.Warn("core: messages deleted before consumed; skipping", "group", g.name, "topic", c.key.topic,
-					"queue", c.key.queue, "from", from, "to", oe.Min)
+					"queue", c.key.queue, "from", r.from, "to", oe.Min)
 				c.rewind(oe.Min)
 			} else {
 				ferr = fmt.Errorf("core: read %s/%d: %w", c.key.topic, c.key.queue, rerr)
 			}
-		} else if c.gen == gen && c.owner == m && c.next == from {
+		} else if c.gen == r.gen && c.owner == m && c.next == r.from {
 			batch := make([]Delivery, len(res.Messages)) // one allocation for the batch
 			for i := range res.Messages {
 				msg := &res.Messages[i]
@@ -596,10 +644,25 @@ func (m *Member) fetch(max int) ([]*Delivery, []<-chan struct{}, <-chan struct{}
 		}
 		g.mu.Unlock()
 	}
+	g.mu.Lock()
+	for _, r := range ready {
+		if r.c != nil {
+			r.c.fetching = false
+		}
+	}
+	g.mu.Unlock()
 	if len(out) > 0 {
 		return out, nil, nil, time.Time{}, nil
 	}
 	return nil, waits, wake, deadline, ferr
+}
+
+// readyCursor is a cursor fetch reads, with what it read of it under g.mu.
+type readyCursor struct {
+	c      *cursor
+	from   int64
+	gen    uint64
+	filter route.Filter
 }
 
 // delivery fills d, the Delivery of msg read from c. d takes msg over.
@@ -661,10 +724,13 @@ func (g *group) ackLocked(d *Delivery) error {
 			c.failCount = 0
 		}
 	}
-	if len(c.pending) == 0 {
-		if c.owner != nil {
-			c.owner.notify() // an ordered queue or a handover may go on
-		}
+	// A fetch skips a queue with deliveries pending when the member is
+	// ordered or broadcasting (one batch at a time) and while a handover
+	// waits for the previous owner: those may go on now. Any other member
+	// is not woken, or an unordered subscriber's pull would wake for
+	// nothing on every acknowledgement that empties its queue.
+	if len(c.pending) == 0 && c.owner != nil && (c.prevOwner != nil || c.owner.ordered || g.mode == Broadcasting) {
+		c.owner.notify()
 	}
 	return nil
 }

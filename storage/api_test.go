@@ -161,6 +161,28 @@ func TestWaitChWakesReaders(t *testing.T) {
 	}
 }
 
+// WaitChAt tells a reader at the queue's end to wait, and one behind it
+// to read; the channel it hands out is closed by the next message.
+func TestWaitChAtSaysWhetherToRead(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions(t))
+	ch, more, err := s.WaitChAt("t", 0, 0)
+	if err != nil || more {
+		t.Fatalf("empty queue: more %v, err %v; want nothing to read", more, err)
+	}
+	go s.Append(context.Background(), &Message{Topic: "t", Body: []byte("x")})
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not woken by a new message")
+	}
+	if _, more, _ := s.WaitChAt("t", 0, 0); !more {
+		t.Fatal("a reader at offset 0 of a queue with one message: nothing to read")
+	}
+	if _, more, _ := s.WaitChAt("t", 0, 1); more {
+		t.Fatal("a reader at the queue's end: something to read")
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, testOptions(t))

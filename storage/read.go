@@ -221,6 +221,19 @@ func (s *Store) WaitCh(topic string, queueID int) (<-chan struct{}, error) {
 	return q.waitCh(), nil
 }
 
+// WaitChAt is WaitCh for a reader at queue offset offset: it also says
+// whether the queue has messages there to read (its maximum is past
+// offset), looked at after the channel was taken, so that a reader told
+// none waits on ch without losing a wake-up, and skips the read.
+func (s *Store) WaitChAt(topic string, queueID int, offset int64) (ch <-chan struct{}, more bool, err error) {
+	q, err := s.queue(topic, queueID, true)
+	if err != nil {
+		return nil, false, err
+	}
+	ch = q.waitCh()
+	return ch, q.max.Load() != offset, nil
+}
+
 // Offsets returns the minimum and maximum queue offsets of (topic, queueID):
 // messages [min, max) are readable. A queue never written has 0, 0.
 func (s *Store) Offsets(topic string, queueID int) (min, max int64) {

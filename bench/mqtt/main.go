@@ -9,10 +9,12 @@
 //     and duplicate messages. The median of --rounds runs is reported.
 //   - device fleet: --fleet publishers at --fleet-rate msg/s each, QoS 1, for
 //     --fleet-duration; p50/p99 publish → deliver latency, the median of
-//     --fleet-rounds runs; for Ferry also each hop's p50/p99 from its
-//     ferry_mqtt_delivery_hop_seconds metrics. With --background N, N more
-//     connections each publish one QoS 1 message per --background-interval
-//     meanwhile (the many slow devices the fleet's tail must not feel).
+//     --fleet-rounds runs, and the broker's CPU time per message (with the
+//     load average, the machine being shared); for Ferry also each hop's
+//     p50/p99 from its ferry_mqtt_delivery_hop_seconds metrics. With
+//     --background N, N more connections each publish one QoS 1 message per
+//     --background-interval meanwhile (the many slow devices the fleet's
+//     tail must not feel).
 //   - idle connections: --idle MQTT connections that do nothing; the
 //     broker's VmRSS before and after, per connection.
 //
@@ -135,11 +137,20 @@ func main() {
 						continue
 					}
 				}
+				cpu0, cerr := b.cpu()
 				r := runLoad(b.addr, *fleet, perDev, 1, 16, *size, interval, true, 5*time.Second)
+				if cpu1, err := b.cpu(); err == nil && cerr == nil {
+					msgs := int64(*fleet * perDev)
+					if bg != nil {
+						msgs += bg.sent.Load() // the background's publishes cost the broker too
+					}
+					r.cpuPerMsg = (cpu1 - cpu0) / time.Duration(msgs)
+				}
 				report(fmt.Sprintf("round %d %s fleet %d×%.0f msg/s QoS 1", round, s.name, *fleet, *fleetRate), r)
 				if bg != nil {
 					fmt.Fprintf(os.Stderr, "round %d %s fleet background: %s\n", round, s.name, bg.close())
 				}
+				fmt.Fprintf(os.Stderr, "round %d %s fleet: broker CPU %s per message, load average %s\n", round, s.name, us(r.cpuPerMsg), loadAvg())
 				if b.misc != "" {
 					fmt.Fprintf(os.Stderr, "round %d %s fleet hops: %s\n", round, s.name, hops("http://"+b.misc+"/metrics"))
 				}
@@ -164,26 +175,29 @@ func main() {
 		fmt.Printf(", beside %d background connections publishing once every %s each", *bgConns, *bgInterval)
 	}
 	fmt.Printf(". Idle: %d connections.\n\n", *idle)
-	fmt.Println("| system | QoS 0 delivered msg/s | QoS 0 publish msg/s | QoS 1 delivered msg/s | QoS 1 publish msg/s | lost / dup (all runs) | fleet p50 | fleet p99 | fleet lost | RSS per idle connection |")
-	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+	fmt.Println("| system | QoS 0 delivered msg/s | QoS 0 publish msg/s | QoS 1 delivered msg/s | QoS 1 publish msg/s | lost / dup (all runs) | fleet p50 | fleet p99 | fleet lost | fleet broker CPU per message | RSS per idle connection |")
+	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
 	for _, s := range systems {
 		f := fan[s.name]
-		p50, p99, flost := "–", "–", "–"
+		p50, p99, flost, fcpu := "–", "–", "–", "–"
 		if fl := fleets[s.name]; len(fl) > 0 {
 			p50 = medianMs(fl, func(r loadResult) time.Duration { return r.p50 })
 			p99 = medianMs(fl, func(r loadResult) time.Duration { return r.p99 })
+			if v, ok := medianOf(fl, func(r loadResult) time.Duration { return r.cpuPerMsg }); ok {
+				fcpu = us(v)
+			}
 			var lost int64
 			for _, r := range fl {
 				lost += r.lost
 			}
 			flost = fmt.Sprint(lost)
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.name,
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.name,
 			median(f.q0, func(r loadResult) float64 { return r.delivered }),
 			median(f.q0, func(r loadResult) float64 { return r.published }),
 			median(f.q1, func(r loadResult) float64 { return r.delivered }),
 			median(f.q1, func(r loadResult) float64 { return r.published }),
-			lostDup(append(slices.Clone(f.q0), f.q1...)), p50, p99, flost, perConn[s.name])
+			lostDup(append(slices.Clone(f.q0), f.q1...)), p50, p99, flost, fcpu, perConn[s.name])
 	}
 }
 
@@ -288,6 +302,22 @@ func lostDup(rs []loadResult) string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
+
+// loadAvg is this machine's load average over 1, 5 and 15 minutes: the
+// other work on a shared machine, besides the run's own.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
 
 func thousands(f float64) string {
 	s := fmt.Sprintf("%.0f", f)

@@ -226,6 +226,32 @@ func (b *broker) rss() (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", b.cmd.Process.Pid)
 }
 
+// clockTicks is the unit of /proc/PID/stat's times (USER_HZ, 100 on Linux).
+const clockTicks = 100
+
+// cpu returns the CPU time (user and system) the process has used.
+func (b *broker) cpu() (time.Duration, error) {
+	s, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command, which is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(s), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", b.cmd.Process.Pid)
+	}
+	f := strings.Fields(string(s[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", b.cmd.Process.Pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of the file
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", b.cmd.Process.Pid)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
 func tail(path string) string {
 	b, _ := os.ReadFile(path)
 	if len(b) > 2000 {

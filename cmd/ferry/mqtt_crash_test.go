@@ -47,8 +47,10 @@ func mqttAckedSurvivesKill9(t *testing.T, bin, flush string) {
 		return p
 	}
 	connect := func(id string, clean bool, h paho.MessageHandler) paho.Client {
+		// A publish made as the connection breaks waits for the client's
+		// write timeout (30 s by default) before it fails.
 		o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(clean).
-			SetAutoReconnect(false).SetOrderMatters(true).SetDefaultPublishHandler(h)
+			SetAutoReconnect(false).SetOrderMatters(true).SetDefaultPublishHandler(h).SetWriteTimeout(5 * time.Second)
 		c := paho.NewClient(o)
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("connect %s: %v", id, tok.Error())

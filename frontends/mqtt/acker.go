@@ -3,18 +3,21 @@ package mqtt
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"sync"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// acker sends the PUBACKs of QoS 1 publishes stored with sync flush once
-// they are on disk. A connection's reader stores a publish without waiting
-// for its fsync and reads on, so the many publishes a client has in flight
-// share one group commit instead of taking an fsync each; the acker waits
-// for the fsync that covers what is queued and acknowledges all of it, in
-// order per connection.
+// acker sends the PUBACKs of QoS 1 publishes once they are durable under
+// the flush policy: written to the log's file (async flush) or on disk
+// (sync). A connection's reader stores a publish without waiting and reads
+// on, so no goroutine is parked per publish and the publishes of every
+// connection share one write (and fsync); the acker waits for the write
+// that covers what is queued and acknowledges all of it, in order per
+// connection.
 type acker struct {
 	s    *Server
 	mu   sync.Mutex
@@ -23,16 +26,17 @@ type acker struct {
 }
 
 type pendingAck struct {
-	cl  *mochi.Client
-	pid uint16
-	end int64 // the log offset the message's record ends at
+	cl   *mochi.Client
+	pid  uint16
+	end  int64 // the log offset the message's record ends at
+	read int64 // when the PUBLISH was read, unix ns (ferry_mqtt_publish_duration_seconds)
 }
 
 func newAcker(s *Server) *acker { return &acker{s: s, kick: make(chan struct{}, 1)} }
 
-func (a *acker) add(cl *mochi.Client, pid uint16, end int64) {
+func (a *acker) add(cl *mochi.Client, pid uint16, end int64, read time.Time) {
 	a.mu.Lock()
-	a.q = append(a.q, pendingAck{cl, pid, end})
+	a.q = append(a.q, pendingAck{cl, pid, end, read.UnixNano()})
 	a.mu.Unlock()
 	select {
 	case a.kick <- struct{}{}:
@@ -65,6 +69,11 @@ func (a *acker) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			// The write that made these durable (often the acker's own)
+			// readied the dispatcher, which indexes them for the
+			// subscribers' feeds: let it and the feeds run before this
+			// goroutine spends a write per connection on acknowledgements.
+			runtime.Gosched()
 			for i := 0; i < len(batch); {
 				cl := batch[i].cl
 				buf.Reset()
@@ -82,6 +91,10 @@ func (a *acker) run(ctx context.Context) {
 					cl.Stop(err) // 3.1.1 has no negative acknowledgement
 				} else {
 					_ = writeTo(cl, buf.Bytes())
+				}
+				now := time.Now().UnixNano()
+				for _, p := range batch[i:j] {
+					a.s.publishLatency.Observe(float64(now-p.read) / 1e9)
 				}
 				i = j
 			}

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"maps"
@@ -27,15 +26,22 @@ type hook struct {
 
 func (h *hook) ID() string { return "ferry" }
 
-func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
+// provided are the engine's hook events the hook takes. The engine asks
+// Provides for every packet and every hook call, so it is a table lookup.
+var provided = func() (t [256]bool) {
+	for _, b := range []byte{
 		mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnSessionEstablish, mochi.OnSessionEstablished,
 		mochi.OnDisconnect, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed, mochi.OnPublish,
 		mochi.OnPacketRead, mochi.OnQosComplete, mochi.OnWill, mochi.OnClientExpired,
 		mochi.OnConnect, mochi.OnPacketEncode, mochi.OnUnsubscribe,
 		mochi.StoredClients, mochi.StoredSubscriptions, mochi.StoredInflightMessages, mochi.OnRetainedExpired,
-	}, []byte{b})
-}
+	} {
+		t[b] = true
+	}
+	return t
+}()
+
+func (h *hook) Provides(b byte) bool { return provided[b] }
 
 // OnConnect applies mqtt.max-keep-alive, and refuses a will whose topic is over the topic limits or cannot
 // be mapped onto a core topic: MQTT 5 with CONNACK 0x90 (topic name
@@ -403,22 +409,26 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	s := h.s
 	read := time.Now()
-	defer s.observePublish(read)
 	if strings.HasPrefix(pk.TopicName, "$") { // named through a topic alias: see OnPacketRead
 		h.refuseReserved(cl, pk)
 		return pk, packets.ErrRejectPacket
 	}
 	topic, subject, err := s.mapper.toCore(pk.TopicName)
 	if err != nil {
+		s.observePublish(read)
 		return h.refuse(cl, pk, packets.ErrTopicNameInvalid, err)
 	}
 	m := &core.Message{Topic: topic, Subject: subject, Body: pk.Payload, Properties: inProperties(cl, &pk), BornTime: read.UnixNano()}
-	// With sync flush a QoS 1 publish is acknowledged by the acker once its
-	// fsync is done, and the reader goes on meanwhile; a QoS 0 publish has
-	// no acknowledgement to hold back, so nothing waits for its fsync.
+	// A QoS 1 publish is acknowledged by the acker once it is durable (its
+	// write, or with sync flush its fsync, is done), and the reader goes on
+	// meanwhile; a QoS 0 publish has no acknowledgement to hold back, so
+	// nothing waits for it.
 	deferAck := s.acker != nil && pk.FixedHeader.Qos == 1
 	noWait := deferAck || pk.FixedHeader.Qos == 0
 	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: noWait})
+	if !deferAck || err != nil { // the acker times the others up to their PUBACK
+		defer s.observePublish(read)
+	}
 	if err != nil {
 		code := packets.ErrUnspecifiedError
 		switch {
@@ -436,8 +446,8 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		s.retain(pk.TopicName, pk.Payload, pk.FixedHeader.Qos, m.Properties)
 	}
 	if deferAck {
-		s.acker.add(cl, pk.PacketID, res.End)
-		return pk, packets.ErrRejectPacket // the engine neither acknowledges nor routes it
+		s.acker.add(cl, pk.PacketID, res.End, read)
+		return deferredAck(pk), nil
 	}
 	if pk.FixedHeader.Qos == 2 {
 		if ss := s.session(cl); ss != nil && ss.persistent {
@@ -452,6 +462,17 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		}
 	}
 	return pk, packets.CodeSuccessIgnore // acknowledged, not routed by the engine
+}
+
+// deferredAck is what the engine is handed back for a QoS 1 PUBLISH the
+// acker acknowledges: the engine neither acknowledges nor routes it. A
+// packet of QoS 0 gets no acknowledgement, and one marked Ignore is not
+// routed (nor retained). ErrRejectPacket would say the same, but the
+// engine logs it at debug level with the whole packet as an argument,
+// which allocated the packet again for every publish.
+func deferredAck(pk packets.Packet) packets.Packet {
+	pk.FixedHeader.Qos, pk.FixedHeader.Retain, pk.Ignore = 0, false, true
+	return pk
 }
 
 // refuse answers a PUBLISH the core did not take: MQTT 5 gets the reason

@@ -51,13 +51,13 @@ func (s *Server) refusedTotal() int64 {
 }
 
 // newPublishLatency is ferry_mqtt_publish_duration_seconds: from a
-// PUBLISH read to its message stored in the core (with sync flush and QoS
-// 1, the acknowledgement waits for the fsync besides, which
-// ferry_storage's metrics time).
+// PUBLISH read to its message stored in the core, and for QoS 1 to its
+// PUBACK written (after the write, or with sync flush the fsync, that made
+// it durable).
 func newPublishLatency() prometheus.Histogram {
 	return prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "ferry_mqtt_publish_duration_seconds",
-		Help:    "Time from a PUBLISH that passed the ACL and topic checks to its message stored in the core (or refused by it).",
+		Help:    "Time from a PUBLISH that passed the ACL and topic checks to its message stored in the core (QoS 1: to its PUBACK written), or refused by it.",
 		Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 12), // 50 µs … 1.2 s
 	})
 }

@@ -192,7 +192,7 @@ type Server struct {
 	publishLatency                                prometheus.Histogram
 	hops                                          *hopTimer
 
-	acker *acker // QoS 1 PUBACKs after the fsync, with sync flush
+	acker *acker // QoS 1 PUBACKs once the publishes are durable
 
 	listeners []*guardedListener          // for ListenerHealth and metrics; under mu
 	hits      map[string]*limitHits       // by limit key; fixed at New
@@ -321,11 +321,9 @@ func (s *Server) Start() error {
 	s.fireCrashWills()
 	s.wg.Add(1)
 	go s.janitor()
-	if s.core.SyncFlush() {
-		s.acker = newAcker(s)
-		s.wg.Add(1)
-		go s.acker.run(s.ctx)
-	}
+	s.acker = newAcker(s)
+	s.wg.Add(1)
+	go s.acker.run(s.ctx)
 	return nil
 }
 
@@ -464,8 +462,8 @@ func (s *Server) connected() []*session {
 	return slices.AppendSeq(make([]*session, 0, len(s.sessions)), maps.Values(s.sessions))
 }
 
-// janitor re-sends unacknowledged deliveries and trims what waits for
-// offline sessions.
+// janitor re-sends unacknowledged deliveries, keeps the feeds' core
+// members alive, and trims what waits for offline sessions.
 func (s *Server) janitor() {
 	defer s.wg.Done()
 	tick := time.NewTicker(min(s.cfg.ResendInterval/2, 5*time.Second))
@@ -477,6 +475,7 @@ func (s *Server) janitor() {
 		case now := <-tick.C:
 			for _, ss := range s.connected() {
 				ss.resend(now)
+				ss.heartbeat()
 			}
 			s.trimOffline()
 		}

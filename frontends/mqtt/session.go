@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,6 +96,16 @@ type outbound struct {
 	feed *feed
 }
 
+// outbounds recycles the records of acknowledged deliveries: a packet
+// each, allocated per delivery otherwise.
+var outbounds = sync.Pool{New: func() any { return new(outbound) }}
+
+// done frees o, no longer in the session's map, for another delivery.
+func (o *outbound) done() {
+	*o = outbound{}
+	outbounds.Put(o)
+}
+
 // feed reads one core group for a session: its own group, or one shared
 // group. filters are the MQTT filters it serves (without $share/G/).
 type feed struct {
@@ -102,7 +113,11 @@ type feed struct {
 	group   string
 	member  *core.Member
 	filters atomic.Pointer[[]subState] // replaced whole, never changed in place
-	slots   chan struct{}
+	// unacked counts the QoS 1/2 deliveries sent and not yet acknowledged:
+	// at most the session's window. An acknowledgement that frees one
+	// signals room, for a feed that waits with a full window.
+	unacked atomic.Int32
+	room    chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
 
@@ -174,7 +189,7 @@ func (ss *session) applySubs() map[string]error {
 			f.filters.Store(&filters)
 		} else {
 			ctx, cancel := context.WithCancel(ss.ctx)
-			f = &feed{sess: ss, group: g, member: m, slots: make(chan struct{}, ss.window), cancel: cancel, done: make(chan struct{})}
+			f = &feed{sess: ss, group: g, member: m, room: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 			f.filters.Store(&filters) // before the feed runs: deliver reads it
 			if ss.feeds == nil {
 				ss.feeds = map[string]*feed{}
@@ -206,6 +221,7 @@ func (f *feed) stop(leave bool) {
 	for pid, o := range ss.out {
 		if o.feed == f {
 			delete(ss.out, pid)
+			o.done()
 		}
 	}
 	ss.mu.Unlock()
@@ -214,58 +230,32 @@ func (f *feed) stop(leave bool) {
 	}
 }
 
-// run pulls the feed's messages and sends them, keeping at most
-// cap(f.slots) QoS 1/2 deliveries unacknowledged.
+// run pulls the feed's messages and sends them, keeping at most the
+// session's window of QoS 1/2 deliveries unacknowledged. The member is
+// kept alive by the server's janitor (heartbeat), so a pull waits as long
+// as nothing comes.
 func (f *feed) run(ctx context.Context) {
 	defer f.sess.wg.Done()
 	defer close(f.done)
-	// A member silent for the core's heartbeat timeout is dropped: a feed
-	// waiting for acknowledgements says it is alive, and pulls wait at
-	// most pollWait before they ask again.
-	const pollWait = 15 * time.Second
-	alive := time.NewTicker(pollWait)
-	defer alive.Stop()
+	window := int32(f.sess.window)
 	for {
-	wait:
-		for {
+		free := window - f.unacked.Load()
+		if free <= 0 {
 			select {
-			case f.slots <- struct{}{}:
-				break wait
-			case <-alive.C:
-				f.member.Heartbeat()
+			case <-f.room:
+				continue
 			case <-ctx.Done():
 				return
 			}
 		}
-		n := 1
-	reserve:
-		for n < 256 {
-			select {
-			case f.slots <- struct{}{}:
-				n++
-			default:
-				break reserve
-			}
-		}
-		pctx, cancel := context.WithTimeout(ctx, pollWait)
-		ds, err := f.member.Pull(pctx, n)
-		if err != nil && pctx.Err() != nil && ctx.Err() == nil {
-			err = nil // nothing came within pollWait
-		}
-		cancel()
+		ds, err := f.member.Pull(ctx, int(min(free, 256)))
 		pulled := time.Now().UnixNano()
 		f.sess.srv.hops.pulled(ds, pulled)
-		used := 0
 		f.buf.Reset()
 		for _, d := range ds {
-			if f.deliver(d) {
-				used++
-			}
+			f.deliver(d)
 		}
 		f.sess.srv.hops.written(f.flush(), pulled)
-		for range n - used {
-			<-f.slots
-		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, core.ErrNotMember) || errors.Is(err, core.ErrClosed) {
 				return
@@ -280,9 +270,19 @@ func (f *feed) run(ctx context.Context) {
 	}
 }
 
-// deliver sends d to the client and reports whether it awaits an
-// acknowledgement (QoS 1/2); otherwise d is acknowledged to the core.
-func (f *feed) deliver(d *core.Delivery) bool {
+// acked frees the window slot of an acknowledged QoS 1/2 delivery.
+func (f *feed) acked() {
+	f.unacked.Add(-1)
+	select {
+	case f.room <- struct{}{}:
+	default:
+	}
+}
+
+// deliver sends d to the client; one that awaits an acknowledgement (QoS
+// 1/2) takes a slot of the window, and one that does not is acknowledged
+// to the core at once.
+func (f *feed) deliver(d *core.Delivery) {
 	ss, srv := f.sess, f.sess.srv
 	name := srv.mapper.toMQTT(d.Topic, d.Subject)
 	origin := d.Properties[propClient]
@@ -305,7 +305,7 @@ func (f *feed) deliver(d *core.Delivery) bool {
 	}
 	if !found || srv.cfg.Guard != nil && !srv.cfg.Guard.Allow(ss.user, ss.id, auth.Read, name) {
 		f.member.Ack(d)
-		return false
+		return
 	}
 	var expiry uint32 // seconds left, 0: none
 	if at, ok := expiresAt(d.Properties); ok {
@@ -313,7 +313,7 @@ func (f *feed) deliver(d *core.Delivery) bool {
 		if left <= 0 { // [MQTT-3.3.2-5]
 			srv.expired.Add(1)
 			f.member.Ack(d)
-			return false
+			return
 		}
 		// Rounded up: a message with a part of a second left has not
 		// expired, and 0 would mean "never" to the client [MQTT-3.3.2-6].
@@ -338,27 +338,29 @@ func (f *feed) deliver(d *core.Delivery) bool {
 	if qos == 0 {
 		f.encode(pk) // at most once: a failed write is a lost QoS 0 message
 		f.member.Ack(d)
-		return false
+		return
 	}
 	pk.FixedHeader.Dup = d.Attempt > 1
 	ss.mu.Lock()
 	pid, ok := ss.nextPacketID()
 	if !ok {
 		ss.mu.Unlock()
-		return false // stays unacknowledged: the core's ack timeout delivers it again
+		return // stays unacknowledged: the core's ack timeout delivers it again
 	}
 	pk.PacketID = pid
 	if !f.encode(pk) {
 		ss.mu.Unlock()
 		f.member.Ack(d) // larger than the client takes: it can never have it [MQTT-3.1.2-25]
-		return false
+		return
 	}
 	if ss.out == nil {
 		ss.out = map[uint16]*outbound{}
 	}
-	ss.out[pid] = &outbound{d: d, pk: pk, sent: time.Now(), feed: f}
+	o := outbounds.Get().(*outbound)
+	*o = outbound{d: d, pk: pk, sent: time.Now(), feed: f}
+	ss.out[pid] = o
+	f.unacked.Add(1)
 	ss.mu.Unlock()
-	return true
 }
 
 // encode appends pk to the feed's buffer; false if the client's maximum
@@ -431,7 +433,8 @@ func (ss *session) puback(pid uint16) bool {
 	delete(ss.out, pid)
 	ss.mu.Unlock()
 	o.feed.member.Ack(o.d)
-	<-o.feed.slots
+	o.feed.acked()
+	o.done()
 	return true
 }
 
@@ -450,8 +453,9 @@ func (ss *session) pubrec(pid uint16, failed bool) bool {
 	ss.mu.Unlock()
 	if failed { // the client refused it: the exchange ends here [MQTT-4.3.3-4]
 		o.feed.member.Ack(o.d)
-		<-o.feed.slots
+		o.feed.acked()
 		ss.cl.State.Inflight.Set(o.pk) // for the engine to end it quietly
+		o.done()
 		return true
 	}
 	if ss.persistent {
@@ -475,9 +479,20 @@ func (ss *session) pubrec(pid uint16, failed bool) bool {
 		}
 	}
 	o.feed.member.Ack(o.d)
-	<-o.feed.slots
+	o.feed.acked()
 	ss.cl.State.Inflight.Set(o.pk) // the engine answers PUBREL and tracks PUBCOMP
+	o.done()
 	return true
+}
+
+// heartbeat keeps the members of the session's feeds alive in the core.
+func (ss *session) heartbeat() {
+	ss.mu.Lock()
+	feeds := slices.Collect(maps.Values(ss.feeds))
+	ss.mu.Unlock()
+	for _, f := range feeds {
+		f.member.Heartbeat()
+	}
 }
 
 // resend sends again the deliveries that waited longer than the resend

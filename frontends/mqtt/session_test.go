@@ -216,11 +216,17 @@ func TestSessionTakeover(t *testing.T) {
 	}
 }
 
-// With sync flush, QoS 1 publishes in flight on a connection share fsyncs:
-// each is acknowledged once on disk, in order, none forgotten, with four
-// connections publishing at once.
-func TestSyncFlushAcknowledgesAfterTheFsync(t *testing.T) {
-	f := &ferry{t: t, dir: t.TempDir(), sync: true}
+// QoS 1 publishes in flight on a connection share writes (async flush) or
+// fsyncs (sync): the acker acknowledges each once durable, in order, none
+// forgotten, with four connections publishing at once.
+func TestQoS1PublishesAreAcknowledgedOnceDurable(t *testing.T) {
+	for _, syncFlush := range []bool{false, true} {
+		t.Run(map[bool]string{false: "async", true: "sync"}[syncFlush], func(t *testing.T) { acknowledgedOnceDurable(t, syncFlush) })
+	}
+}
+
+func acknowledgedOnceDurable(t *testing.T, syncFlush bool) {
+	f := &ferry{t: t, dir: t.TempDir(), sync: syncFlush}
 	f.start("127.0.0.1:0")
 	t.Cleanup(f.stop)
 	in := newInbox()

@@ -16,6 +16,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/ferrymq/ferry/config"
@@ -39,6 +40,9 @@ func main() {
 
 func run(log *slog.Logger, dataDir, mqttAddr, pprofAddr, flush string) error {
 	def := config.Default()
+	if os.Getenv("GOGC") == "" { // as ferry serve does (cmd/ferry's tuneRuntime)
+		debug.SetGCPercent(def.Runtime.GCPercent)
+	}
 	s, m, c := def.Storage, def.MQTT, def.Core
 	st, err := storage.Open(dataDir, storage.Options{
 		SegmentSize: s.SegmentSize, MaxMessageSize: s.MaxMessageSize, FlushMode: storage.FlushMode(flush),
