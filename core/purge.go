@@ -1,10 +1,16 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
+	"time"
 )
+
+// purgeIndexWait bounds PurgeTopic's wait for the index (a sync master's
+// index waits for its replicas).
+const purgeIndexWait = 5 * time.Second
 
 // PurgeTopic skips a topic's backlog for every group that reads it: each
 // group's offset on each queue of the topic it reads moves to the queue's
@@ -18,6 +24,15 @@ func (b *Broker) PurgeTopic(name string) ([]string, error) {
 	tp := b.topics.get(name)
 	if tp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	// The end of a queue is what its index covers: let the index catch up
+	// with every message stored before the purge, or a group would be
+	// moved short of messages acknowledged just before it.
+	ctx, cancel := context.WithTimeout(context.Background(), purgeIndexWait)
+	err := b.store.WaitIndexed(ctx, b.store.EndOffset())
+	cancel()
+	if err != nil {
+		b.logger.Warn("core: purging before the index covers the whole log", "topic", name, "err", err)
 	}
 	var moved []string
 	var errs []error
