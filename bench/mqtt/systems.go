@@ -63,11 +63,17 @@ func startMosquitto(bin string) (*broker, error) {
 		"user root",
 		"",
 	}, "\n")
-	confPath := filepath.Join(dir, "mosquitto.conf")
+	return startConfigured("Mosquitto", bin, addr, dir, "mosquitto.conf", conf)
+}
+
+// startConfigured writes conf into dir as file and starts bin -c on it: a
+// broker listening for MQTT on addr once it accepts connections.
+func startConfigured(name, bin, addr, dir, file, conf string) (*broker, error) {
+	confPath := filepath.Join(dir, file)
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	b := &broker{name: "Mosquitto", addr: addr, dir: dir, log: filepath.Join(dir, "log")}
+	b := &broker{name: name, addr: addr, dir: dir, log: filepath.Join(dir, "log")}
 	if err := b.start(exec.Command(bin, "-c", confPath), nil); err != nil {
 		return nil, err
 	}
@@ -96,19 +102,7 @@ func startNATS(bin string) (*broker, error) {
 	}
 	conf := fmt.Sprintf("listen: %q\nserver_name: bench\njetstream { store_dir: %q }\nmqtt { listen: %q }\nmax_connections: 1000000\n",
 		client, filepath.Join(dir, "js"), addr)
-	confPath := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	b := &broker{name: "NATS", addr: addr, dir: dir, log: filepath.Join(dir, "log")}
-	if err := b.start(exec.Command(bin, "-c", confPath), nil); err != nil {
-		return nil, err
-	}
-	if err := b.waitDial(); err != nil {
-		b.stop()
-		return nil, err
-	}
-	return b, nil
+	return startConfigured("NATS", bin, addr, dir, "nats.conf", conf)
 }
 
 var listenRe = regexp.MustCompile(`mqtt: listening.*listener=tcp addr=(\S+)`)
