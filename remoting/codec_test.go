@@ -51,27 +51,16 @@ func TestFieldsRoundTrip(t *testing.T) {
 	}
 }
 
-// mapHeader is the JSON header as encoding/json wrote it when ext fields
-// were a map: what appendJSONHeader must write.
-type mapHeader struct {
-	Code      int16             `json:"code"`
-	Language  string            `json:"language"`
-	Version   int16             `json:"version"`
-	Opaque    int32             `json:"opaque"`
-	Flag      int32             `json:"flag"`
-	Remark    string            `json:"remark,omitempty"`
-	ExtFields map[string]string `json:"extFields,omitempty"`
-}
-
 // checkJSONHeader fails t unless c's JSON header is the bytes
-// encoding/json writes for c with its ext fields in a map.
+// encoding/json writes for c with its ext fields in a map: a jsonHeader,
+// what decodeJSONHeader reads.
 func checkJSONHeader(t *testing.T, c *Command) {
 	t.Helper()
 	m := map[string]string{}
 	for _, f := range c.Fields {
 		m[f.Name] = f.Value
 	}
-	want, err := json.Marshal(mapHeader{c.Code, c.Language, c.Version, c.Opaque, c.Flag, c.Remark, m})
+	want, err := json.Marshal(jsonHeader{c.Code, c.Language, c.Version, c.Opaque, c.Flag, c.Remark, m})
 	if err != nil {
 		t.Fatal(err)
 	}
