@@ -198,20 +198,6 @@ func (d *recordDecoder) hexID(b []byte) string {
 	return unsafe.String(&d.ids[at], n)
 }
 
-// decodeMessage decodes one record.
-func decodeMessage(rec []byte) (*MessageExt, error) {
-	var d recordDecoder
-	return d.decode(rec)
-}
-
-func (d *recordDecoder) decode(rec []byte) (*MessageExt, error) {
-	m := &MessageExt{}
-	if err := d.decodeInto(rec, m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
 // decodeInto decodes one record into m.
 func (d *recordDecoder) decodeInto(rec []byte, m *MessageExt) error {
 	r := &reader{b: rec[4:]} // the size was checked by the caller
