@@ -719,9 +719,7 @@ func (c *PushConsumer) commit(pq *processQueue, final bool) {
 	defer cancel()
 	addr, err := c.readAddr(ctx, pq.key)
 	if err == nil {
-		_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.UpdateConsumerOffset, remoting.Pairs(
-			"consumerGroup", c.group, "topic", pq.key.topic, "queueId", strconv.Itoa(pq.key.ID),
-			"commitOffset", strconv.FormatInt(off, 10)), nil))
+		_, err = c.pool.call(ctx, addr, commitRequest(c.group, pq.key.topic, pq.key.ID, off))
 	}
 	if err != nil {
 		c.logger.Warn("client: offset commit failed", "topic", pq.key.topic, "broker", pq.key.Broker, "queue", pq.key.ID, "offset", off, "err", err)
@@ -755,9 +753,6 @@ func (c *PushConsumer) queryOffset(ctx context.Context, pq *processQueue) (int64
 	if err != nil {
 		return 0, err
 	}
-	ext := func() []remoting.Field { // a list each: signing appends to it
-		return remoting.Pairs("consumerGroup", c.group, "topic", pq.key.topic, "queueId", strconv.Itoa(pq.key.ID))
-	}
 	var resp *remoting.Command
 	if c.opts.broadcasting {
 		c.memMu.Lock()
@@ -768,14 +763,14 @@ func (c *PushConsumer) queryOffset(ctx context.Context, pq *processQueue) (int64
 		}
 		err = remoting.ErrQueryNotFound
 	} else {
-		resp, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.QueryConsumerOffset, ext(), nil))
+		resp, err = c.pool.call(ctx, addr, offsetRequest(remoting.QueryConsumerOffset, c.group, pq.key.topic, pq.key.ID))
 	}
 	if errors.Is(err, remoting.ErrQueryNotFound) {
 		code := remoting.GetMinOffset
 		if c.opts.consumeFrom == ConsumeFromLast && !pq.sub.retry {
 			code = remoting.GetMaxOffset
 		}
-		resp, err = c.pool.call(ctx, addr, remoting.NewRequest(code, ext(), nil))
+		resp, err = c.pool.call(ctx, addr, offsetRequest(code, c.group, pq.key.topic, pq.key.ID))
 	}
 	if err != nil {
 		return 0, err
@@ -809,13 +804,8 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 		addr, err := c.readAddr(ctx, k)
 		var resp *remoting.Command
 		if err == nil {
-			resp, err = c.pulls.invoke(ctx, addr, remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
-				"consumerGroup", c.group, "topic", k.topic, "queueId", strconv.Itoa(k.ID),
-				"queueOffset", strconv.FormatInt(off, 10), "maxMsgNums", strconv.Itoa(c.opts.pullBatch),
-				"sysFlag", "0", "commitOffset", strconv.FormatInt(commit, 10),
-				"suspendTimeoutMillis", strconv.FormatInt(c.opts.pollSuspend.Milliseconds(), 10),
-				"subscription", pq.sub.expr, "subVersion", "0", "expressionType", pq.sub.exprType,
-			), nil))
+			resp, err = c.pulls.invoke(ctx, addr, pullRequest(c.group, k.topic, k.ID, off, c.opts.pullBatch, commit,
+				c.opts.pollSuspend, pq.sub.expr, pq.sub.exprType))
 		}
 		cancel()
 		if err != nil {

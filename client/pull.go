@@ -144,13 +144,7 @@ func (c *PullConsumer) Pull(ctx context.Context, q Queue, offset int64, n int) (
 	if err != nil {
 		return PullResult{}, err
 	}
-	resp, err := c.pulls.invoke(ctx, addr, remoting.NewRequest(remoting.PullMessage, remoting.Pairs(
-		"consumerGroup", c.group, "topic", q.Topic, "queueId", strconv.Itoa(q.ID),
-		"queueOffset", strconv.FormatInt(offset, 10), "maxMsgNums", strconv.Itoa(n),
-		"sysFlag", "0", "commitOffset", "-1",
-		"suspendTimeoutMillis", strconv.FormatInt(suspend.Milliseconds(), 10),
-		"subscription", "*", "subVersion", "0", "expressionType", "TAG",
-	), nil))
+	resp, err := c.pulls.invoke(ctx, addr, pullRequest(c.group, q.Topic, q.ID, offset, n, -1, suspend, "*", "TAG"))
 	if err != nil {
 		c.routes.readFailed(addr, err) // its replicas take the next reads
 		if connFailure(err) {
@@ -194,9 +188,7 @@ func (c *PullConsumer) CommitOffset(ctx context.Context, q Queue, offset int64) 
 	if err != nil {
 		return err
 	}
-	_, err = c.pool.call(ctx, addr, remoting.NewRequest(remoting.UpdateConsumerOffset, remoting.Pairs(
-		"consumerGroup", c.group, "topic", q.Topic, "queueId", strconv.Itoa(q.ID),
-		"commitOffset", strconv.FormatInt(offset, 10)), nil))
+	_, err = c.pool.call(ctx, addr, commitRequest(c.group, q.Topic, q.ID, offset))
 	return err
 }
 
@@ -207,8 +199,7 @@ func (c *PullConsumer) CommittedOffset(ctx context.Context, q Queue) (int64, boo
 	if err != nil {
 		return 0, false, err
 	}
-	resp, err := c.pool.call(ctx, addr, remoting.NewRequest(remoting.QueryConsumerOffset, remoting.Pairs(
-		"consumerGroup", c.group, "topic", q.Topic, "queueId", strconv.Itoa(q.ID)), nil))
+	resp, err := c.pool.call(ctx, addr, offsetRequest(remoting.QueryConsumerOffset, c.group, q.Topic, q.ID))
 	if errors.Is(err, remoting.ErrQueryNotFound) {
 		return 0, false, nil
 	}
@@ -220,4 +211,39 @@ func (c *PullConsumer) CommittedOffset(ctx context.Context, q Queue) (int64, boo
 		return 0, false, fmt.Errorf("client: offset answer from %s: %w", addr, err)
 	}
 	return off, true, nil
+}
+
+// The requests about a group's place in a queue, which PullConsumer and
+// PushConsumer both make. Their field lists are literals that NewRequest
+// copies, so they stay on the stack.
+
+// pullRequest is PULL_MESSAGE's request for up to n messages of a queue
+// from offset on, committing commit as the group's offset (-1: none),
+// held by the broker up to suspend while there are none, and filtered by
+// the subscription expression expr of type exprType.
+func pullRequest(group, topic string, queue int, offset int64, n int, commit int64, suspend time.Duration, expr, exprType string) *remoting.Command {
+	return remoting.NewRequest(remoting.PullMessage, []remoting.Field{
+		{Name: "consumerGroup", Value: group}, {Name: "topic", Value: topic}, {Name: "queueId", Value: strconv.Itoa(queue)},
+		{Name: "queueOffset", Value: strconv.FormatInt(offset, 10)}, {Name: "maxMsgNums", Value: strconv.Itoa(n)},
+		{Name: "sysFlag", Value: "0"}, {Name: "commitOffset", Value: strconv.FormatInt(commit, 10)},
+		{Name: "suspendTimeoutMillis", Value: strconv.FormatInt(suspend.Milliseconds(), 10)},
+		{Name: "subscription", Value: expr}, {Name: "subVersion", Value: "0"}, {Name: "expressionType", Value: exprType},
+	}, nil)
+}
+
+// commitRequest is UPDATE_CONSUMER_OFFSET's request: offset, the next one
+// to read, as group's offset of a queue.
+func commitRequest(group, topic string, queue int, offset int64) *remoting.Command {
+	return remoting.NewRequest(remoting.UpdateConsumerOffset, []remoting.Field{
+		{Name: "consumerGroup", Value: group}, {Name: "topic", Value: topic}, {Name: "queueId", Value: strconv.Itoa(queue)},
+		{Name: "commitOffset", Value: strconv.FormatInt(offset, 10)},
+	}, nil)
+}
+
+// offsetRequest is a request about an offset of a queue for group:
+// QUERY_CONSUMER_OFFSET's, GET_MIN_OFFSET's or GET_MAX_OFFSET's.
+func offsetRequest(code int16, group, topic string, queue int) *remoting.Command {
+	return remoting.NewRequest(code, []remoting.Field{
+		{Name: "consumerGroup", Value: group}, {Name: "topic", Value: topic}, {Name: "queueId", Value: strconv.Itoa(queue)},
+	}, nil)
 }
