@@ -601,6 +601,8 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		return ErrConnectionClosed
 	}
 
+	// burst, made once for all of a client's bursts, hands readBurst's error
+	// back through err.
 	var err error
 	done := make(chan struct{}, 1)
 	burst := func() {
@@ -613,7 +615,7 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
-		if err := cl.Net.bconn.wait(); err != nil {
+		if err = cl.Net.bconn.wait(); err != nil {
 			return err
 		}
 
