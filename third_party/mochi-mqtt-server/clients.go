@@ -177,10 +177,7 @@ func (b *connReader) fill() {
 	}
 	b.r, b.w = 0, 0
 	for i := 0; i < maxEmptyReads; i++ {
-		n, err := b.rd.Read(b.buf)
-		if n < 0 || n > len(b.buf) {
-			panic(errors.New("mqtt: connection returned an invalid count from Read"))
-		}
+		n, err := b.readFrom(b.buf)
 		b.w, b.err = n, err
 		if n > 0 {
 			b.resize(n)
@@ -191,6 +188,16 @@ func (b *connReader) fill() {
 		}
 	}
 	b.err = io.ErrNoProgress
+}
+
+// readFrom reads once from the connection into p, checking the count it
+// returns as bufio does.
+func (b *connReader) readFrom(p []byte) (int, error) {
+	n, err := b.rd.Read(p)
+	if n < 0 || n > len(p) {
+		panic(errors.New("mqtt: connection returned an invalid count from Read"))
+	}
+	return n, err
 }
 
 // resize sets the size of the next buffer from a read of n bytes into the
@@ -225,11 +232,10 @@ func (b *connReader) readErr() error {
 
 // ReadByte reads and returns one byte.
 func (b *connReader) ReadByte() (byte, error) {
-	for b.r == b.w {
-		if b.err != nil {
-			return 0, b.readErr()
+	if b.r == b.w {
+		if err := b.wait(); err != nil {
+			return 0, err
 		}
-		b.fill()
 	}
 	c := b.buf[b.r]
 	b.r++
@@ -249,10 +255,7 @@ func (b *connReader) Read(p []byte) (int, error) {
 			return 0, b.readErr()
 		}
 		if len(p) >= b.size {
-			n, err := b.rd.Read(p)
-			if n < 0 || n > len(p) {
-				panic(errors.New("mqtt: connection returned an invalid count from Read"))
-			}
+			n, err := b.readFrom(p)
 			if err != nil {
 				b.buf = nil
 			}
@@ -598,6 +601,8 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		return ErrConnectionClosed
 	}
 
+	// burst, made once for all of a client's bursts, hands readBurst's error
+	// back through err.
 	var err error
 	done := make(chan struct{}, 1)
 	burst := func() {
@@ -610,7 +615,7 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
-		if err := cl.Net.bconn.wait(); err != nil {
+		if err = cl.Net.bconn.wait(); err != nil {
 			return err
 		}
 
