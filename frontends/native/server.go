@@ -655,13 +655,13 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 	case err != nil:
 		return req.Response(remoting.SystemError, err.Error())
 	case res.Moved:
-		return pullResponse(req, remoting.PullOffsetMoved, res.Next, res.Min, res.Max, nil)
+		return pullResponse(req, remoting.PullOffsetMoved, res)
 	case len(res.Messages) > 0:
-		resp := pullResponse(req, remoting.Success, res.Next, res.Min, res.Max, nil)
+		resp := pullResponse(req, remoting.Success, res)
 		resp.GiveBody(body) // its memory serves later responses once written
 		return resp
 	}
-	return pullResponse(req, remoting.PullNotFound, res.Next, res.Min, res.Max, nil) // nothing came, or all filtered out
+	return pullResponse(req, remoting.PullNotFound, res) // nothing came, or all filtered out
 }
 
 // pullBody is a pull response's body: msgs in RocketMQ's stored layout.
@@ -681,15 +681,16 @@ func (s *Server) pullBody(msgs []core.Message) []byte {
 	return body
 }
 
-func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []byte) *remoting.Command {
+// pullResponse answers a pull with code and where res leaves the queue;
+// without a body, which a successful pull gives it (GiveBody).
+func pullResponse(req *remoting.Command, code int16, res core.ReadResult) *remoting.Command {
 	resp := req.Response(code, "")
 	resp.Fields = append(resp.Fields, // within the room Response made: no allocation
-		remoting.Field{Name: "nextBeginOffset", Value: strconv.FormatInt(next, 10)},
-		remoting.Field{Name: "minOffset", Value: strconv.FormatInt(lo, 10)},
-		remoting.Field{Name: "maxOffset", Value: strconv.FormatInt(hi, 10)},
+		remoting.Field{Name: "nextBeginOffset", Value: strconv.FormatInt(res.Next, 10)},
+		remoting.Field{Name: "minOffset", Value: strconv.FormatInt(res.Min, 10)},
+		remoting.Field{Name: "maxOffset", Value: strconv.FormatInt(res.Max, 10)},
 		remoting.Field{Name: "suggestWhichBrokerId", Value: "0"},
 	)
-	resp.Body = body
 	return resp
 }
 
