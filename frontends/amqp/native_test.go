@@ -3,7 +3,6 @@ package amqp
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -11,45 +10,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymq/ferry/client"
-	"github.com/ferrymq/ferry/cluster"
-	"github.com/ferrymq/ferry/frontends/native"
-	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/frontends/native/nativetest"
 )
-
-// withNative serves the native protocol over f's core, with a NameServer,
-// and returns the NameServer's address.
-func (f *ferry) withNative(t *testing.T) string {
-	t.Helper()
-	nsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := namesrv.New(namesrv.Options{Logger: testLogger(t)})
-	go ns.Serve(nsLn)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe := native.New(f.core, native.Options{Logger: testLogger(t)})
-	reg, err := cluster.NewRegistrar(f.core, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
-		NameServers: []string{nsLn.Addr().String()}, Interval: 100 * time.Millisecond, Endpoint: fe, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.Start()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		fe.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		reg.Close()
-		fe.Close()
-		<-served
-		ns.Close()
-	})
-	return nsLn.Addr().String()
-}
 
 // Over the native protocol: AMQP publishes to amq.topic reach a native
 // consumer group (the client SDK) and an AMQP queue bound to the same
@@ -57,7 +19,7 @@ func (f *ferry) withNative(t *testing.T) string {
 // properties; a native producer's message reaches the AMQP queue too.
 func TestAMQPAndNativeGroupShareATopic(t *testing.T) {
 	f := startFerry(t, Config{})
-	ns := f.withNative(t)
+	ns := nativetest.Serve(t, f.core, testLogger(t))
 	if _, err := f.core.CreateTopic("orders", 4); err != nil {
 		t.Fatal(err)
 	}

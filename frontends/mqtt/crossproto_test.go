@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,52 +10,15 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
-	"github.com/ferrymq/ferry/cluster"
-	"github.com/ferrymq/ferry/frontends/native"
-	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/frontends/native/nativetest"
 )
-
-// withNative serves the native protocol over f's core, with a NameServer,
-// and returns the NameServer's address.
-func (f *ferry) withNative(t *testing.T) string {
-	t.Helper()
-	nsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := namesrv.New(namesrv.Options{Logger: testLogger(t)})
-	go ns.Serve(nsLn)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe := native.New(f.core, native.Options{Logger: testLogger(t)})
-	reg, err := cluster.NewRegistrar(f.core, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
-		NameServers: []string{nsLn.Addr().String()}, Interval: 100 * time.Millisecond, Endpoint: fe, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.Start()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		fe.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		reg.Close()
-		fe.Close()
-		<-served
-		ns.Close()
-	})
-	return nsLn.Addr().String()
-}
 
 // Ten MQTT devices publish telemetry; a native consumer group on topic
 // devices with filter +/telemetry gets every message once, in order per
 // device; a native producer's command reaches an MQTT subscriber.
 func TestMQTTDevicesAndNativeServices(t *testing.T) {
 	f := startFerry(t, t.TempDir(), Config{})
-	ns := f.withNative(t)
+	ns := nativetest.Serve(t, f.core, testLogger(t))
 	if _, err := f.core.CreateTopic("devices", 8); err != nil {
 		t.Fatal(err)
 	}

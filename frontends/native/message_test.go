@@ -68,6 +68,18 @@ func TestAppendMessageProperties(t *testing.T) {
 	}
 }
 
+// sendHeader is the reference sendFields reads in one pass: one field of
+// SEND_MESSAGE's header, or of SEND_MESSAGE_V2's one-letter one.
+func sendHeader(req *remoting.Command, name, v2 string) string {
+	if req.Code == remoting.SendMessage {
+		return req.Ext(name)
+	}
+	if v, ok := req.Lookup(v2); ok {
+		return v
+	}
+	return req.Ext(name)
+}
+
 // sendFields reads what sendHeader reads, field by field, for both
 // headers, with repeated names and a V2 header that also carries full names.
 func TestSendFieldsAsSendHeader(t *testing.T) {

@@ -411,8 +411,8 @@ var sendFieldNames = [sendFieldCount][2]string{
 }
 
 // sendFields reads every field decodeSend needs in one pass over the
-// header, with sendHeader's rules: a name's last value counts, and
-// SEND_MESSAGE_V2's letter wins over the full name.
+// header: a name's last value counts, and SEND_MESSAGE_V2's letter wins
+// over the full name.
 func sendFields(req *remoting.Command) [sendFieldCount]string {
 	var long, short [sendFieldCount]string
 	var hasShort [sendFieldCount]bool
@@ -437,17 +437,6 @@ func sendFields(req *remoting.Command) [sendFieldCount]string {
 	return long
 }
 
-// sendHeader reads SEND_MESSAGE's header, or SEND_MESSAGE_V2's one-letter one.
-func sendHeader(req *remoting.Command, name, v2 string) string {
-	if req.Code == remoting.SendMessage {
-		return req.Ext(name)
-	}
-	if v, ok := req.Lookup(v2); ok {
-		return v
-	}
-	return req.Ext(name)
-}
-
 // batches says which requests serveBatch takes: sends.
 func (s *Server) batches(req *remoting.Command) bool {
 	switch req.Code {
@@ -467,12 +456,12 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 	var end int64
 	var created string // a topic these sends created: its route is registered before the answers
 	for i, req := range reqs {
-		msgs, opts, refused := s.admitSend(c, req)
+		msgs, opts, half, refused := s.admitSend(c, req)
 		if refused != nil {
 			resps[i] = refused
 			continue
 		}
-		if isHalf(req) { // waits for its own durability: transaction.go
+		if half { // waits for its own durability: transaction.go
 			var made bool
 			if resps[i], made = s.sendHalf(ctx, req, msgs, opts); made && created == "" {
 				created = msgs[0].Topic
@@ -515,21 +504,22 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 
 // admitSend identifies a send's sender, decodes its messages and checks
 // that the sender may publish them; a non-nil response refuses it.
-func (s *Server) admitSend(c *remoting.Conn, req *remoting.Command) ([]*core.Message, core.PublishOptions, *remoting.Command) {
+func (s *Server) admitSend(c *remoting.Conn, req *remoting.Command) (msgs []*core.Message, opts core.PublishOptions, half bool, refused *remoting.Command) {
 	user, refused := s.access.identify(c, req)
 	if refused != nil {
-		return nil, core.PublishOptions{}, refused
+		return nil, core.PublishOptions{}, false, refused
 	}
-	msgs, opts, refused := decodeSend(req)
+	msgs, opts, half, refused = decodeSend(req)
 	if refused == nil {
 		refused = s.access.mayPublish(user, req, msgs)
 	}
-	return msgs, opts, refused
+	return msgs, opts, half, refused
 }
 
-// decodeSend turns a send request into the messages to publish and how; a
-// non-nil response refuses the request.
-func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *remoting.Command) {
+// decodeSend turns a send request into the messages to publish and how,
+// and whether they are a transaction's half message (sysFlag); a non-nil
+// response refuses the request.
+func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, bool, *remoting.Command) {
 	h := sendFields(req)
 	topic := h[sfTopic]
 	queue, _ := strconv.Atoi(h[sfQueue])
@@ -543,14 +533,14 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 	if req.Code == remoting.SendBatchMessage || h[sfBatch] == "true" {
 		var err error
 		if msgs, err = decodeBatch(topic, req.Body); err != nil {
-			return nil, core.PublishOptions{}, req.Response(remoting.MessageIllegal, err.Error())
+			return nil, core.PublishOptions{}, false, req.Response(remoting.MessageIllegal, err.Error())
 		}
 	} else {
 		body := req.Body
 		if sysFlag&sysCompressed != 0 {
 			var err error
 			if body, err = inflate(body); err != nil {
-				return nil, core.PublishOptions{}, req.Response(remoting.MessageIllegal, err.Error())
+				return nil, core.PublishOptions{}, false, req.Response(remoting.MessageIllegal, err.Error())
 			}
 		}
 		msgs = []*core.Message{toCore(topic, int32(flag), props, body)}
@@ -571,7 +561,7 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, *r
 			delete(m.Properties, propDeliverAt)
 		}
 	}
-	return msgs, opts, nil
+	return msgs, opts, sysFlag&txMask == txPrepared, nil
 }
 
 // sendResponse answers a send whose messages were stored as res by the
@@ -655,13 +645,13 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 	case err != nil:
 		return req.Response(remoting.SystemError, err.Error())
 	case res.Moved:
-		return pullResponse(req, remoting.PullOffsetMoved, res.Next, res.Min, res.Max, nil)
+		return pullResponse(req, remoting.PullOffsetMoved, res)
 	case len(res.Messages) > 0:
-		resp := pullResponse(req, remoting.Success, res.Next, res.Min, res.Max, nil)
+		resp := pullResponse(req, remoting.Success, res)
 		resp.GiveBody(body) // its memory serves later responses once written
 		return resp
 	}
-	return pullResponse(req, remoting.PullNotFound, res.Next, res.Min, res.Max, nil) // nothing came, or all filtered out
+	return pullResponse(req, remoting.PullNotFound, res) // nothing came, or all filtered out
 }
 
 // pullBody is a pull response's body: msgs in RocketMQ's stored layout.
@@ -681,15 +671,16 @@ func (s *Server) pullBody(msgs []core.Message) []byte {
 	return body
 }
 
-func pullResponse(req *remoting.Command, code int16, next, lo, hi int64, body []byte) *remoting.Command {
+// pullResponse answers a pull with code and where res leaves the queue;
+// without a body, which a successful pull gives it (GiveBody).
+func pullResponse(req *remoting.Command, code int16, res core.ReadResult) *remoting.Command {
 	resp := req.Response(code, "")
 	resp.Fields = append(resp.Fields, // within the room Response made: no allocation
-		remoting.Field{Name: "nextBeginOffset", Value: strconv.FormatInt(next, 10)},
-		remoting.Field{Name: "minOffset", Value: strconv.FormatInt(lo, 10)},
-		remoting.Field{Name: "maxOffset", Value: strconv.FormatInt(hi, 10)},
+		remoting.Field{Name: "nextBeginOffset", Value: strconv.FormatInt(res.Next, 10)},
+		remoting.Field{Name: "minOffset", Value: strconv.FormatInt(res.Min, 10)},
+		remoting.Field{Name: "maxOffset", Value: strconv.FormatInt(res.Max, 10)},
 		remoting.Field{Name: "suggestWhichBrokerId", Value: "0"},
 	)
-	resp.Body = body
 	return resp
 }
 

@@ -23,12 +23,6 @@ const (
 	txRollback = 0xC
 )
 
-// isHalf reports whether a send carries a transaction's half message.
-func isHalf(req *remoting.Command) bool {
-	sysFlag, _ := strconv.Atoi(sendHeader(req, "sysFlag", "f"))
-	return sysFlag&txMask == txPrepared
-}
-
 // sendHalf stores a half message (core.PublishHalf) and answers as a send
 // does, with transactionId (its UNIQ_KEY) too, and says whether it created
 // the topic. A batch cannot be one.
