@@ -423,7 +423,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	// write, or with sync flush its fsync, is done), and the reader goes on
 	// meanwhile; a QoS 0 publish has no acknowledgement to hold back, so
 	// nothing waits for it.
-	deferAck := s.acker != nil && pk.FixedHeader.Qos == 1
+	deferAck := pk.FixedHeader.Qos == 1
 	noWait := deferAck || pk.FixedHeader.Qos == 0
 	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: noWait})
 	if !deferAck || err != nil { // the acker times the others up to their PUBACK
