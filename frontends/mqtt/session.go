@@ -470,10 +470,7 @@ func (ss *session) pubrec(pid uint16, failed bool) bool {
 		if err := ss.srv.state.wait(ss.ctx, gen); err != nil {
 			ss.srv.log.Warn("mqtt: recording a QoS 2 delivery failed; it will be sent again", "client", ss.id, "err", err)
 			ss.mu.Lock()
-			if ss.out == nil {
-				ss.out = map[uint16]*outbound{}
-			}
-			ss.out[pid] = o // still awaiting: PUBREC will be asked for again
+			ss.out[pid] = o // still awaiting: PUBREC will be asked for again (o came from ss.out: the map exists)
 			ss.mu.Unlock()
 			return true
 		}
