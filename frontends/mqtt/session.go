@@ -488,11 +488,17 @@ func (ss *session) pubrec(pid uint16, failed bool) bool {
 // heartbeat keeps the members of the session's feeds alive in the core.
 func (ss *session) heartbeat() {
 	ss.mu.Lock()
-	feeds := slices.Collect(maps.Values(ss.feeds))
+	feeds := ss.feedsLocked()
 	ss.mu.Unlock()
 	for _, f := range feeds {
 		f.member.Heartbeat()
 	}
+}
+
+// feedsLocked lists the session's feeds, for work done outside ss.mu.
+// Caller holds ss.mu.
+func (ss *session) feedsLocked() []*feed {
+	return slices.AppendSeq(make([]*feed, 0, len(ss.feeds)), maps.Values(ss.feeds))
 }
 
 // resend sends again the deliveries that waited longer than the resend
@@ -529,10 +535,7 @@ func (ss *session) end(discard bool) {
 		return
 	}
 	ss.ended = true
-	feeds := make([]*feed, 0, len(ss.feeds))
-	for _, f := range ss.feeds {
-		feeds = append(feeds, f)
-	}
+	feeds := ss.feedsLocked()
 	ss.mu.Unlock()
 	for _, f := range feeds {
 		f.stop(true)
