@@ -600,6 +600,7 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 
 	var out []*Delivery
 	var ferr error
+	unread := len(ready)
 	for i, r := range ready { // a cursor read has its fetching cleared here, the others at the end
 		c := r.c
 		if len(out) >= max || ferr != nil {
@@ -621,6 +622,7 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 		g.mu.Lock()
 		c.fetching = false
 		ready[i].c = nil
+		unread--
 		if rerr != nil {
 			if oe, ok := rerr.(*storage.OffsetError); ok && r.from < oe.Min && c.gen == r.gen {
 				b.logger.Warn("core: messages deleted before consumed; skipping", "group", g.name, "topic", c.key.topic,
@@ -644,13 +646,15 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 		}
 		g.mu.Unlock()
 	}
-	g.mu.Lock()
-	for _, r := range ready {
-		if r.c != nil {
-			r.c.fetching = false
+	if unread > 0 { // not when every cursor was read: the common case of a busy member
+		g.mu.Lock()
+		for _, r := range ready {
+			if r.c != nil {
+				r.c.fetching = false
+			}
 		}
+		g.mu.Unlock()
 	}
-	g.mu.Unlock()
 	if len(out) > 0 {
 		return out, nil, nil, time.Time{}, nil
 	}

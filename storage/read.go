@@ -282,11 +282,11 @@ func (s *Store) Queues() []QueueInfo {
 type LogStats struct {
 	Min, Written, Flushed, Indexed int64
 	Segments                       int
-	Flushes                        int64 // fsync rounds of the log so far
+	Flushes                        int64         // fsync rounds of the log so far
+	FlushTime                      time.Duration // time spent in them
 	// Writes counts the log's writes to its files (one per write buffer
 	// a commit writes): appends per write is how well group commit works.
-	Writes    int64
-	FlushTime time.Duration // time spent in them
+	Writes int64
 	// FlushHistogram counts the rounds by duration: element i counts those
 	// that took at most FlushBuckets[i] (and more than the bucket before);
 	// the last element counts the rest.

@@ -47,6 +47,10 @@ func (a *acker) add(cl *mochi.Client, pid uint16, end int64, read time.Time) {
 func (a *acker) run(ctx context.Context) {
 	defer a.s.wg.Done()
 	var buf bytes.Buffer
+	// The queue and the batch being sent trade places: adders append to
+	// one while the acker sends the other, and neither is allocated again
+	// once grown to the load.
+	var spare []pendingAck
 	for {
 		select {
 		case <-a.kick:
@@ -56,7 +60,9 @@ func (a *acker) run(ctx context.Context) {
 		for {
 			a.mu.Lock()
 			batch := a.q
-			a.q = nil // a fresh slice: adders must never write into the batch being sent
+			if len(batch) > 0 {
+				a.q = spare // adders must never write into the batch being sent
+			}
 			a.mu.Unlock()
 			if len(batch) == 0 {
 				break
@@ -98,6 +104,8 @@ func (a *acker) run(ctx context.Context) {
 				}
 				i = j
 			}
+			clear(batch) // the clients, for the collector
+			spare = batch[:0]
 		}
 	}
 }

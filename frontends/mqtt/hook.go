@@ -209,10 +209,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	for f, sub := range cl.State.Subscriptions.GetAll() {
 		st := fromSubscription(sub)
 		st.At = saved[f]
-		if ss.subs == nil {
-			ss.subs = map[string]subState{}
-		}
-		ss.subs[f] = st
+		put(&ss.subs, f, st)
 	}
 	if persistent {
 		gen := s.state.update(func() (string, string) {
@@ -328,10 +325,7 @@ func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
 			if old, ok := ss.subs[sub.Filter]; ok {
 				s.At = old.At // a subscription replaced goes on where it was [MQTT-3.8.4-3]
 			}
-			if ss.subs == nil {
-				ss.subs = map[string]subState{}
-			}
-			ss.subs[sub.Filter] = s
+			put(&ss.subs, sub.Filter, s)
 		}
 	}
 	ss.mu.Unlock()
@@ -423,7 +417,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	// write, or with sync flush its fsync, is done), and the reader goes on
 	// meanwhile; a QoS 0 publish has no acknowledgement to hold back, so
 	// nothing waits for it.
-	deferAck := s.acker != nil && pk.FixedHeader.Qos == 1
+	deferAck := pk.FixedHeader.Qos == 1
 	noWait := deferAck || pk.FixedHeader.Qos == 0
 	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: noWait})
 	if !deferAck || err != nil { // the acker times the others up to their PUBACK

@@ -192,7 +192,7 @@ type Server struct {
 	publishLatency                                prometheus.Histogram
 	hops                                          *hopTimer
 
-	acker *acker // QoS 1 PUBACKs once the publishes are durable
+	acker *acker // QoS 1 PUBACKs once the publishes are durable; made at New, run from Start
 
 	listeners []*guardedListener          // for ListenerHealth and metrics; under mu
 	hits      map[string]*limitHits       // by limit key; fixed at New
@@ -245,6 +245,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 		sessions: map[string]*session{}, wills: map[string]*time.Timer{}, expiring: map[string]int64{}, addrs: map[string]string{},
 		hits: map[string]*limitHits{}, subReason: map[*mochi.Client]subReason{}, publishLatency: newPublishLatency(), hops: newHopTimer(),
 	}
+	s.acker = newAcker(s)
 	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {
 		s.hits[k] = &limitHits{log: lograte.Limiter{Every: 10 * time.Second}}
 	}
@@ -321,7 +322,6 @@ func (s *Server) Start() error {
 	s.fireCrashWills()
 	s.wg.Add(1)
 	go s.janitor()
-	s.acker = newAcker(s)
 	s.wg.Add(1)
 	go s.acker.run(s.ctx)
 	return nil

@@ -89,6 +89,15 @@ type session struct {
 	willProps *packets.Properties
 }
 
+// put sets (*m)[k] to v, making the map at its first entry (a session's
+// maps are nil until then).
+func put[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = make(map[K]V)
+	}
+	(*m)[k] = v
+}
+
 type outbound struct {
 	d    *core.Delivery
 	pk   packets.Packet
@@ -191,10 +200,7 @@ func (ss *session) applySubs() map[string]error {
 			ctx, cancel := context.WithCancel(ss.ctx)
 			f = &feed{sess: ss, group: g, member: m, room: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 			f.filters.Store(&filters) // before the feed runs: deliver reads it
-			if ss.feeds == nil {
-				ss.feeds = map[string]*feed{}
-			}
-			ss.feeds[g] = f
+			put(&ss.feeds, g, f)
 			ss.wg.Add(1)
 			go f.run(ctx)
 		}
@@ -353,12 +359,9 @@ func (f *feed) deliver(d *core.Delivery) {
 		f.member.Ack(d) // larger than the client takes: it can never have it [MQTT-3.1.2-25]
 		return
 	}
-	if ss.out == nil {
-		ss.out = map[uint16]*outbound{}
-	}
 	o := outbounds.Get().(*outbound)
 	*o = outbound{d: d, pk: pk, sent: time.Now(), feed: f}
-	ss.out[pid] = o
+	put(&ss.out, pid, o)
 	f.unacked.Add(1)
 	ss.mu.Unlock()
 }
@@ -470,10 +473,7 @@ func (ss *session) pubrec(pid uint16, failed bool) bool {
 		if err := ss.srv.state.wait(ss.ctx, gen); err != nil {
 			ss.srv.log.Warn("mqtt: recording a QoS 2 delivery failed; it will be sent again", "client", ss.id, "err", err)
 			ss.mu.Lock()
-			if ss.out == nil {
-				ss.out = map[uint16]*outbound{}
-			}
-			ss.out[pid] = o // still awaiting: PUBREC will be asked for again
+			ss.out[pid] = o // still awaiting: PUBREC will be asked for again (o came from ss.out: the map exists)
 			ss.mu.Unlock()
 			return true
 		}
@@ -488,11 +488,17 @@ func (ss *session) pubrec(pid uint16, failed bool) bool {
 // heartbeat keeps the members of the session's feeds alive in the core.
 func (ss *session) heartbeat() {
 	ss.mu.Lock()
-	feeds := slices.Collect(maps.Values(ss.feeds))
+	feeds := ss.feedsLocked()
 	ss.mu.Unlock()
 	for _, f := range feeds {
 		f.member.Heartbeat()
 	}
+}
+
+// feedsLocked lists the session's feeds, for work done outside ss.mu.
+// Caller holds ss.mu.
+func (ss *session) feedsLocked() []*feed {
+	return slices.AppendSeq(make([]*feed, 0, len(ss.feeds)), maps.Values(ss.feeds))
 }
 
 // resend sends again the deliveries that waited longer than the resend
@@ -529,10 +535,7 @@ func (ss *session) end(discard bool) {
 		return
 	}
 	ss.ended = true
-	feeds := make([]*feed, 0, len(ss.feeds))
-	for _, f := range ss.feeds {
-		feeds = append(feeds, f)
-	}
+	feeds := ss.feedsLocked()
 	ss.mu.Unlock()
 	for _, f := range feeds {
 		f.stop(true)
