@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"unsafe"
 )
 
 // MaxFrame is the default cap on a frame's length (16 MiB).
@@ -101,6 +102,18 @@ func decodeFrame(frame []byte, copyBody bool) (*Command, error) {
 		return nil, fmt.Errorf("%w: header of %d bytes in a frame of %d", ErrMalformed, hlen, len(frame))
 	}
 	header, body := frame[4:4+hlen], frame[4+hlen:]
+	if copyBody && len(body) > 0 && ser == RocketMQ {
+		// One copy for the header's strings and the body: one allocation
+		// a request, not two.
+		own := bytes.Clone(frame[4:])
+		c, err := decodeBinaryHeader(own[:hlen], true)
+		if err != nil {
+			return nil, err
+		}
+		c.Serialization = ser
+		c.Body = own[hlen:len(own):len(own)]
+		return c, nil
+	}
 	c, err := decodeHeader(ser, header)
 	if err != nil {
 		return nil, err
@@ -123,7 +136,7 @@ func decodeHeader(ser Serialization, header []byte) (*Command, error) {
 	case JSON:
 		c, err = decodeJSONHeader(header)
 	case RocketMQ:
-		c, err = decodeBinaryHeader(header)
+		c, err = decodeBinaryHeader(header, false)
 	default:
 		return nil, fmt.Errorf("%w: unknown header serialization %d", ErrMalformed, ser)
 	}
@@ -150,7 +163,10 @@ func languageCode(l string) byte {
 // code u16, language u8, version u16, opaque u32, flag u32,
 // remark (u32 length, bytes), ext fields (u32 length, then key u16+bytes,
 // value u32+bytes pairs).
-func decodeBinaryHeader(b []byte) (*Command, error) {
+//
+// With owned, b is memory the command may keep (no one writes it again):
+// the header's strings are slices of it. Else they are copied out of it.
+func decodeBinaryHeader(b []byte, owned bool) (*Command, error) {
 	r := binReader{b: b}
 	code := int16(r.u16())
 	lang := int(r.u8())
@@ -166,7 +182,7 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 
 	c.Code, c.Version, c.Opaque, c.Flag = code, version, opaque, flag
 	if len(remark) > 0 {
-		c.Remark = string(remark)
+		c.Remark = str(remark, owned)
 	}
 	if lang < len(languages) {
 		c.Language = languages[lang]
@@ -175,7 +191,7 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 	}
 	if len(ext) > 0 {
 		// One string for all the fields: names and values are slices of it.
-		all := string(ext)
+		all := str(ext, owned)
 		for p := 0; p < len(ext); {
 			if len(ext)-p < 2 {
 				return nil, extError(2, p, len(ext))
@@ -203,6 +219,15 @@ func decodeBinaryHeader(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("%w: binary header has %d bytes after its ext fields", ErrMalformed, len(b)-r.p)
 	}
 	return c, nil
+}
+
+// str is b as a string: b itself when owned (memory nothing writes
+// again), else a copy.
+func str(b []byte, owned bool) string {
+	if owned {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return string(b)
 }
 
 // countFields is how many ext fields the binary header's ext bytes hold

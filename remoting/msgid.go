@@ -21,7 +21,14 @@ const (
 // FormatOffsetMsgID is the offsetMsgId of the message at logOffset in the
 // log of the broker whose store host is ip:port.
 func FormatOffsetMsgID(ip net.IP, port int, logOffset int64) string {
-	var buf [16 + 4 + 8]byte // on the stack: every send's answer makes one
+	var buf [offsetMsgIDLenV6]byte // on the stack: only the string is made
+	return string(AppendOffsetMsgID(buf[:0], ip, port, logOffset))
+}
+
+// AppendOffsetMsgID appends FormatOffsetMsgID's id to dst: for an answer
+// that keeps its strings in one buffer of its own.
+func AppendOffsetMsgID(dst []byte, ip net.IP, port int, logOffset int64) []byte {
+	var buf [16 + 4 + 8]byte
 	b := buf[:0]
 	if ip4 := ip.To4(); ip4 != nil {
 		b = append(b, ip4...)
@@ -31,11 +38,10 @@ func FormatOffsetMsgID(ip net.IP, port int, logOffset int64) string {
 	b = binary.BigEndian.AppendUint32(b, uint32(port))
 	b = binary.BigEndian.AppendUint64(b, uint64(logOffset))
 	const upperHex = "0123456789ABCDEF"
-	out := make([]byte, 2*len(b))
-	for i, v := range b {
-		out[2*i], out[2*i+1] = upperHex[v>>4], upperHex[v&0xf]
+	for _, v := range b {
+		dst = append(dst, upperHex[v>>4], upperHex[v&0xf])
 	}
-	return string(out)
+	return dst
 }
 
 // ParseOffsetMsgID splits an offsetMsgId into the address of the broker

@@ -20,6 +20,11 @@ func offsetMsgID(storeHost [8]byte, logOffset int64) string {
 	return remoting.FormatOffsetMsgID(net.IP(storeHost[:4]), int(binary.BigEndian.Uint32(storeHost[4:])), logOffset)
 }
 
+// appendOffsetMsgID appends offsetMsgID(storeHost, logOffset) to dst.
+func appendOffsetMsgID(dst []byte, storeHost [8]byte, logOffset int64) []byte {
+	return remoting.AppendOffsetMsgID(dst, net.IP(storeHost[:4]), int(binary.BigEndian.Uint32(storeHost[4:])), logOffset)
+}
+
 // indexUniqKey makes a sent message's UNIQ_KEY one of its keys, so that
 // QUERY_MESSAGE finds it by its msgId as RocketMQ's broker does (RocketMQ
 // indexes UNIQ_KEY beside KEYS). appendProperties leaves it out of KEYS on

@@ -38,15 +38,19 @@ const maxBody = 64 << 20
 
 var errBadMessage = errors.New("native: malformed message")
 
-// toCore turns RocketMQ's message fields into a core message: TAGS is the
-// subject, KEYS (space separated) and UNIQ_KEY the keys, the other
-// properties stay.
-func toCore(topic string, flag int32, props map[string]string, body []byte) *core.Message {
-	m := &core.Message{Topic: topic, Body: body, Flags: uint32(flag), Properties: props}
+// toCore turns RocketMQ's message fields into a core message, m: TAGS is
+// the subject, KEYS (space separated) and UNIQ_KEY the keys, the other
+// properties stay. keys is room for the keys (KEYS absent: the UNIQ_KEY
+// alone), or nil.
+func toCore(m *core.Message, keys []string, topic string, flag int32, props map[string]string, body []byte) *core.Message {
+	*m = core.Message{Topic: topic, Body: body, Flags: uint32(flag), Properties: props}
 	if props != nil {
 		m.Subject = props[propTags]
 		delete(props, propTags)
-		if keys := indexUniqKey(props, strings.Fields(props[propKeys])); len(keys) > 0 {
+		if k := props[propKeys]; k != "" {
+			keys = strings.Fields(k)
+		}
+		if keys = indexUniqKey(props, keys); len(keys) > 0 {
 			m.Keys = keys
 		}
 		delete(props, propKeys)
@@ -158,7 +162,7 @@ func decodeBatch(topic string, b []byte) ([]*core.Message, error) {
 		if 22+blen+plen != len(m) {
 			return nil, fmt.Errorf("%w: properties of %d bytes in a batch message of %d", errBadMessage, plen, len(m))
 		}
-		out = append(out, toCore(topic, flag, remoting.DecodeProperties(string(m[22+blen:])), body))
+		out = append(out, toCore(new(core.Message), nil, topic, flag, remoting.DecodeProperties(string(m[22+blen:])), body))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: a batch of no message", errBadMessage)
