@@ -59,7 +59,10 @@ type ReadOptions struct {
 	// Use, when set, is called with what a read found, when it found
 	// messages, before Read returns and while the read still holds its
 	// turn: what it builds from them (a response) counts toward the bound
-	// on reads in progress at once.
+	// on reads in progress at once. The messages, and every body, string
+	// and key of them, are valid only during Use, which copies out what it
+	// keeps: their memory serves later reads, and the ReadResult that
+	// Read returns has no Messages.
 	Use func(*ReadResult)
 }
 
@@ -149,6 +152,8 @@ func (b *Broker) readOnce(topic string, queue int, offset int64, n int, f storag
 		r.Messages = res.Messages
 		if use != nil {
 			use(&r)
+			res.Release() // Use copied out what it keeps: the memory serves the next read
+			r.Messages = nil
 		}
 		return r, true, nil
 	case res.Next > offset: // all passed over by the filter

@@ -170,7 +170,7 @@ func (s *Store) checkRaw(off int64, b []byte) ([]rawRecord, error) {
 			return nil, fmt.Errorf("%w: raw chunk: the record of %d bytes at log offset %d runs past its segment's end %d (segment sizes differ?)", ErrCorrupt, size, pos, end)
 		}
 		var m Message
-		if err := decodeRecord(rec, &m); err != nil {
+		if err := decodeRecord(rec, &m, nil); err != nil {
 			return nil, fmt.Errorf("raw chunk at log offset %d: %w", pos, err)
 		}
 		if err := validTopic(m.Topic); err != nil {

@@ -28,6 +28,19 @@ type ReadOptions struct {
 type ReadResult struct {
 	Messages []Message
 	Next     int64
+
+	arenas []*[]byte // the memory Messages lie in: see Release
+}
+
+// Release gives the memory the messages lie in back for later reads, for
+// a reader that is done with them: it keeps no message, body, string or
+// key of them (it has copied out what it needs). After it r.Messages is
+// nil. A result not released is collected as any other memory.
+func (r *ReadResult) Release() {
+	for _, p := range r.arenas {
+		putArena(p)
+	}
+	r.arenas, r.Messages = nil, nil
 }
 
 // maxScan bounds how many index entries one filtered read looks at.
@@ -62,7 +75,8 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 	lr := logReader{l: s.log, written: s.written.Load()}
 	defer lr.release()
 	var buf [256 * entrySize]byte
-	var arena []byte // the records of this read, copied out of the log
+	var arena *[]byte // the records of this read, copied out of the log
+	var keys []string // the messages' keys
 	res.Messages = make([]Message, 0, min(int64(o.MaxCount), hi-offset))
 	bytes := 0
 	stop := offset + maxScan
@@ -81,10 +95,11 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 			if len(res.Messages) > 0 && (bytes+int(e.size) > o.MaxBytes || len(res.Messages) == o.MaxCount) {
 				return res, nil
 			}
-			if cap(arena)-len(arena) < int(e.size) {
-				arena = make([]byte, 0, arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes))
+			if arena == nil || cap(*arena)-len(*arena) < int(e.size) {
+				arena = getArena(arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes))
+				res.arenas = append(res.arenas, arena)
 			}
-			m, err := decodeAt(&lr, &arena, e.logOffset)
+			m, err := decodeAt(&lr, arena, &keys, e.logOffset)
 			if errors.Is(err, ErrNotFound) { // deleted by retention under us
 				res.Next++
 				continue
@@ -131,17 +146,18 @@ func arenaSize(entries []byte, count, limit int) int {
 func (s *Store) readRecord(arena *[]byte, off, written int64) (Message, error) {
 	lr := logReader{l: s.log, written: written}
 	defer lr.release()
-	return decodeAt(&lr, arena, off)
+	return decodeAt(&lr, arena, nil, off)
 }
 
-// decodeAt reads and decodes the record at off through lr.
-func decodeAt(lr *logReader, arena *[]byte, off int64) (Message, error) {
+// decodeAt reads and decodes the record at off through lr, into arena and
+// keys (decodeRecord) when they are not nil.
+func decodeAt(lr *logReader, arena *[]byte, keys *[]string, off int64) (Message, error) {
 	var m Message
 	rec, err := lr.read(arena, off)
 	if err != nil {
 		return m, err
 	}
-	if err := decodeRecord(rec, &m); err != nil {
+	if err := decodeRecord(rec, &m, keys); err != nil {
 		return m, fmt.Errorf("log offset %d: %w", off, err)
 	}
 	return m, nil

@@ -251,8 +251,10 @@ func allZero(b []byte) bool {
 
 // decodeRecord parses one whole record whose frame (size, magic, checksum)
 // was already checked, into m. rec must be a private copy: m's strings and
-// body point into it. Every length is checked against what remains.
-func decodeRecord(rec []byte, m *Message) error {
+// body point into it. Every length is checked against what remains. m's
+// keys are taken from keys, a slab a read shares among its messages (one
+// allocation for many), when it is not nil.
+func decodeRecord(rec []byte, m *Message, keys *[]string) error {
 	be := binary.BigEndian
 	if len(rec) < minRecordSize {
 		return fmt.Errorf("%w: record of %d bytes is shorter than the minimum %d", ErrCorrupt, len(rec), minRecordSize)
@@ -273,7 +275,16 @@ func decodeRecord(rec []byte, m *Message) error {
 		if n > (len(rec)-r.p)/2 {
 			return fmt.Errorf("%w: %d keys cannot fit in %d bytes", ErrCorrupt, n, len(rec)-r.p)
 		}
-		m.Keys = make([]string, n)
+		if keys != nil {
+			if cap(*keys)-len(*keys) < n {
+				*keys = make([]string, 0, max(n, keySlab))
+			}
+			k := len(*keys)
+			*keys = (*keys)[:k+n]
+			m.Keys = (*keys)[k : k+n : k+n]
+		} else {
+			m.Keys = make([]string, n)
+		}
 		for i := range m.Keys {
 			m.Keys[i] = r.str(int(r.u16()))
 		}
@@ -304,6 +315,9 @@ func decodeRecord(rec []byte, m *Message) error {
 	}
 	return nil
 }
+
+// keySlab is how many keys a read's slab makes room for at once.
+const keySlab = 64
 
 // reader reads length-prefixed fields and remembers the first overrun.
 type reader struct {

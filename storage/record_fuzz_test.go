@@ -24,14 +24,14 @@ func FuzzRecord(f *testing.F) {
 		if kind != frameRecord {
 			// Unframed bytes still must not crash the decoder.
 			var m Message
-			_ = decodeRecord(append([]byte(nil), b...), &m)
+			_ = decodeRecord(append([]byte(nil), b...), &m, nil)
 			return
 		}
 		if size < minRecordSize || size > len(b) {
 			t.Fatalf("frame accepted a size of %d for %d bytes", size, len(b))
 		}
 		var m Message
-		if err := decodeRecord(append([]byte(nil), b[:size]...), &m); err != nil {
+		if err := decodeRecord(append([]byte(nil), b[:size]...), &m, nil); err != nil {
 			return
 		}
 		n, err := m.encodedSize(1 << 30)
@@ -41,7 +41,7 @@ func FuzzRecord(f *testing.F) {
 		again := make([]byte, n)
 		m.encode(again)
 		var m2 Message
-		if err := decodeRecord(again, &m2); err != nil {
+		if err := decodeRecord(again, &m2, nil); err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
 		if err := sameMessage(&m2, &m); err != nil || m2.QueueOffset != m.QueueOffset || m2.LogOffset != m.LogOffset ||

@@ -667,7 +667,7 @@ func (s *Server) pull(ctx context.Context, user string, req *remoting.Command) *
 		return req.Response(remoting.SystemError, err.Error())
 	case res.Moved:
 		return pullResponse(req, remoting.PullOffsetMoved, res)
-	case len(res.Messages) > 0:
+	case body != nil: // Use saw messages (which Read no longer returns)
 		resp := pullResponse(req, remoting.Success, res)
 		resp.GiveBody(body) // its memory serves later responses once written
 		return resp

@@ -1,0 +1,56 @@
+package storage
+
+import (
+	"fmt"
+	"testing"
+)
+
+// A released read's memory serves the next reads, and what they return is
+// their own messages, whole.
+func TestReadReleaseReusesArena(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions(t))
+	for i := range 20 {
+		m := &Message{Topic: "t", QueueID: 0, Subject: fmt.Sprint("s", i), Keys: []string{fmt.Sprint("k", i), "x"},
+			Properties: map[string]string{"p": fmt.Sprint(i)}, Body: []byte(fmt.Sprint("body ", i))}
+		if err := s.Append(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIndexed(t, s)
+	for off := int64(0); off < 20; off += 5 {
+		res, err := s.Read("t", 0, off, ReadOptions{MaxCount: 5})
+		if err != nil || len(res.Messages) != 5 {
+			t.Fatalf("read at %d: %d messages, %v", off, len(res.Messages), err)
+		}
+		for j, m := range res.Messages {
+			i := int(off) + j
+			if m.Subject != fmt.Sprint("s", i) || string(m.Body) != fmt.Sprint("body ", i) ||
+				len(m.Keys) != 2 || m.Keys[0] != fmt.Sprint("k", i) || m.Properties["p"] != fmt.Sprint(i) {
+				t.Fatalf("message %d read back as %+v", i, m)
+			}
+		}
+		res.Release()
+		if res.Messages != nil {
+			t.Fatal("Release left the messages")
+		}
+	}
+}
+
+func TestArenaClass(t *testing.T) {
+	for _, c := range []struct {
+		n, class int
+		ok       bool
+	}{{0, 0, true}, {1, 0, true}, {4096, 0, true}, {4097, 1, true}, {8 << 20, 11, true}, {8<<20 + 1, 0, false}} {
+		if class, ok := arenaClass(c.n); class != c.class || ok != c.ok {
+			t.Errorf("arenaClass(%d) = %d, %v; want %d, %v", c.n, class, ok, c.class, c.ok)
+		}
+	}
+	p := getArena(5000)
+	if cap(*p) != 8192 || len(*p) != 0 {
+		t.Fatalf("getArena(5000): len %d cap %d", len(*p), cap(*p))
+	}
+	putArena(p)
+	if q := getArena(9 << 20); cap(*q) != 9<<20 {
+		t.Fatalf("getArena over the largest class: cap %d", cap(*q))
+	}
+}
