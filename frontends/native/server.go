@@ -411,21 +411,33 @@ var sendFieldNames = [sendFieldCount][2]string{
 	sfProperties: {"properties", "i"}, sfBatch: {"batch", "m"}, sfCreateQueues: {"defaultTopicQueueNums", "d"},
 }
 
+// sendFieldByLetter maps a SEND_MESSAGE_V2 letter onto its index into
+// sendFields, plus one (0: not a field decodeSend reads).
+var sendFieldByLetter = func() (t [256]uint8) {
+	for i, n := range sendFieldNames {
+		t[n[1][0]] = uint8(i + 1)
+	}
+	return t
+}()
+
 // sendFields reads every field decodeSend needs in one pass over the
 // header: a name's last value counts, and SEND_MESSAGE_V2's letter wins
-// over the full name.
+// over the full name. A letter (every field of a SEND_MESSAGE_V2) is
+// found by table, not by comparing it with each name.
 func sendFields(req *remoting.Command) [sendFieldCount]string {
 	var long, short [sendFieldCount]string
 	var hasShort [sendFieldCount]bool
 	v2 := req.Code != remoting.SendMessage
 	for _, f := range req.Fields {
+		if len(f.Name) == 1 {
+			if i := sendFieldByLetter[f.Name[0]]; v2 && i > 0 {
+				short[i-1], hasShort[i-1] = f.Value, true
+			}
+			continue
+		}
 		for i, n := range sendFieldNames {
 			if f.Name == n[0] {
 				long[i] = f.Value
-				break
-			}
-			if v2 && f.Name == n[1] {
-				short[i], hasShort[i] = f.Value, true
 				break
 			}
 		}
