@@ -45,11 +45,11 @@ type Message struct {
 func (s *Server) messageOf(m *core.Message) Message {
 	out := Message{
 		ID: s.b.MessageID(m.LogOffset), Topic: m.Topic, Queue: m.QueueID, QueueOffset: m.QueueOffset,
-		Subject: m.Subject, Keys: m.Keys, Properties: m.Properties, BodySize: len(m.Body),
+		Subject: m.Subject, Keys: m.Keys, Properties: m.Properties.Map(), BodySize: len(m.Body),
 		DeliveryCount: int(m.ReconsumeTimes) + 1, DeadLetterReason: core.DeadLetterReason(m),
 		StoreTime: time.Unix(0, m.StoreTime).UTC(),
 	}
-	out.ProducerID = m.Properties[uniqKey]
+	out.ProducerID = m.Properties.Get(uniqKey)
 	if out.ProducerID != "" { // indexed as a key for lookups, not one its producer gave
 		out.Keys = make([]string, 0, len(m.Keys))
 		for _, k := range m.Keys {
@@ -169,7 +169,7 @@ func (s *Server) lookup(id string) (core.Message, error) {
 	}
 	if found, kerr := s.b.MessagesByKey(id, 16); kerr == nil {
 		for i := range found {
-			if found[i].Properties[uniqKey] == id {
+			if found[i].Properties.Get(uniqKey) == id {
 				return found[i], nil
 			}
 		}

@@ -21,6 +21,16 @@ import (
 // Message is the message of the store: front-ends build one and publish it.
 type Message = storage.Message
 
+// Properties are a message's properties (storage.Properties): a list of
+// name and value pairs, with Get, Set, Del and All.
+type (
+	Properties = storage.Properties
+	Property   = storage.Property
+)
+
+// PropertiesOf makes properties of a map, names sorted.
+func PropertiesOf(m map[string]string) Properties { return storage.PropertiesOf(m) }
+
 // Errors of the core; test with errors.Is. Storage's errors (too large,
 // disk full…) come through wrapped.
 var (

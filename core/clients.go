@@ -143,9 +143,9 @@ func (b *Broker) SendBack(ctx context.Context, groupName string, logOffset int64
 	}
 	g := &group{b: b, name: groupName, maxRetries: maxRetries}
 	d := &Delivery{Message: &m, Group: groupName}
-	if t := m.Properties[propOrigTopic]; t != "" && m.Topic == RetryTopic(groupName) {
+	if t := m.Properties.Get(propOrigTopic); t != "" && m.Topic == RetryTopic(groupName) {
 		d.Topic = t // a retry failing again keeps its origin
-		d.QueueID, _ = strconv.Atoi(m.Properties[propOrigQueue])
+		d.QueueID, _ = strconv.Atoi(m.Properties.Get(propOrigQueue))
 	}
 	if delayLevel < 0 || int(d.ReconsumeTimes)+1 > maxRetries {
 		return g.deadLetter(ctx, d, fmt.Errorf("%d attempts", d.ReconsumeTimes+1))

@@ -77,7 +77,7 @@ func (l *stateLog) catchUp(fn func(stateChange)) (int, error) {
 		l.mu.Lock()
 		for i := range res.Messages {
 			m := &res.Messages[i]
-			changes[i] = stateChange{key: m.Subject, val: bytes.Clone(m.Body), del: m.Properties[propDelete] != ""}
+			changes[i] = stateChange{key: m.Subject, val: bytes.Clone(m.Body), del: m.Properties.Get(propDelete) != ""}
 			l.apply(changes[i])
 			l.keep = min(l.keep, m.LogOffset)
 			l.tail++

@@ -678,9 +678,9 @@ func (m *Member) delivery(d *Delivery, c *cursor, msg *Message) {
 		d.ReconsumeTimes = int32(c.failCount)
 	}
 	if c.key.topic == RetryTopic(m.g.name) {
-		if t := msg.Properties[propOrigTopic]; t != "" {
+		if t := msg.Properties.Get(propOrigTopic); t != "" {
 			d.Topic = t
-			d.QueueID, _ = strconv.Atoi(msg.Properties[propOrigQueue])
+			d.QueueID, _ = strconv.Atoi(msg.Properties.Get(propOrigQueue))
 		}
 	}
 	d.Attempt = int(d.ReconsumeTimes) + 1
@@ -803,7 +803,7 @@ func (g *group) deadLetter(ctx context.Context, d *Delivery, reason error) error
 	r := g.copyForRetry(d)
 	r.Topic, r.QueueID, r.DeliverAt = DeadLetterTopic(g.name), 0, 0
 	if reason != nil {
-		r.Properties[propDLQReason] = reason.Error()
+		r.Properties.Set(propDLQReason, reason.Error())
 	}
 	if _, err := g.b.topics.ensureInternal(r.Topic); err != nil {
 		return err
@@ -818,14 +818,11 @@ func (g *group) deadLetter(ctx context.Context, d *Delivery, reason error) error
 
 func (g *group) copyForRetry(d *Delivery) *Message {
 	r := *d.Message
-	r.Properties = make(map[string]string, len(d.Properties)+3)
-	for k, v := range d.Properties {
-		r.Properties[k] = v
-	}
-	r.Properties[propOrigTopic] = d.Topic
-	r.Properties[propOrigQueue] = strconv.Itoa(d.QueueID)
-	if r.Properties[propOrigMsgID] == "" {
-		r.Properties[propOrigMsgID] = g.b.store.MessageID(d.LogOffset)
+	r.Properties = d.Properties.Clone(3)
+	r.Properties.Set(propOrigTopic, d.Topic)
+	r.Properties.Set(propOrigQueue, strconv.Itoa(d.QueueID))
+	if r.Properties.Get(propOrigMsgID) == "" {
+		r.Properties.Set(propOrigMsgID, g.b.store.MessageID(d.LogOffset))
 	}
 	return &r
 }
@@ -833,7 +830,7 @@ func (g *group) copyForRetry(d *Delivery) *Message {
 // OriginalID is the id of the message as first published, for a message
 // that came back through retries (else its own id).
 func (b *Broker) OriginalID(m *Message) string {
-	if id := m.Properties[propOrigMsgID]; id != "" {
+	if id := m.Properties.Get(propOrigMsgID); id != "" {
 		return id
 	}
 	return b.store.MessageID(m.LogOffset)
@@ -895,17 +892,15 @@ func (b *Broker) ResendDeadLetters(ctx context.Context, groupName string, from i
 	}
 	for i := range res.Messages {
 		m := res.Messages[i]
-		topic := m.Properties[propOrigTopic]
-		q, qerr := strconv.Atoi(m.Properties[propOrigQueue])
+		topic := m.Properties.Get(propOrigTopic)
+		q, qerr := strconv.Atoi(m.Properties.Get(propOrigQueue))
 		if topic == "" || qerr != nil {
 			return i, m.QueueOffset, fmt.Errorf("core: dead letter %d of %s has no origin", m.QueueOffset, dlq)
 		}
-		props := make(map[string]string, len(m.Properties))
-		for k, v := range m.Properties {
-			if k != propDLQReason && k != propOrigTopic && k != propOrigQueue {
-				props[k] = v
-			}
-		}
+		props := m.Properties.Clone(0)
+		props.Del(propDLQReason)
+		props.Del(propOrigTopic)
+		props.Del(propOrigQueue)
 		m.Topic, m.QueueID, m.Properties, m.ReconsumeTimes, m.DeliverAt = topic, q, props, 0, 0
 		if _, err := b.store1(ctx, []*Message{&m}); err != nil {
 			return i, m.QueueOffset, err

@@ -247,7 +247,7 @@ func TestRetryIntoDeadLetters(t *testing.T) {
 		t.Fatalf("dead letters: %v %v", res, err)
 	}
 	dm := &res.Messages[0]
-	if b.OriginalID(dm) != orig.MessageID() || dm.Properties[propOrigTopic] != "t" || dm.Properties[propDLQReason] != "handler failed" {
+	if b.OriginalID(dm) != orig.MessageID() || dm.Properties.Get(propOrigTopic) != "t" || dm.Properties.Get(propDLQReason) != "handler failed" {
 		t.Fatalf("dead letter: id %s (want %s), props %v", b.OriginalID(dm), orig.MessageID(), dm.Properties)
 	}
 	if _, err := b.Topic(dlq); err != nil {

@@ -40,7 +40,7 @@ func DeadLetterReason(m *Message) string {
 	if !strings.HasPrefix(m.Topic, dlqPrefix) {
 		return ""
 	}
-	return m.Properties[propDLQReason]
+	return m.Properties.Get(propDLQReason)
 }
 
 // SetOffset moves a group's offset on one queue to off, clamped to the

@@ -193,7 +193,7 @@ type propertyFilter struct{ h route.HashFilter }
 
 func (f propertyFilter) MatchHash(h uint32) bool { return f.h.MatchHash(h) }
 func (f propertyFilter) Match(m *storage.Message) bool {
-	return f.h.MatchMessage(m.Subject, route.MessageProperties(m.Subject, m.Keys, m.Properties))
+	return f.h.MatchMessage(m.Subject, route.MessageProperties(m.Subject, m.Keys, m.Properties.Lookup))
 }
 
 // Offsets returns a queue's first and end offsets: messages [min, max)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
 	"strconv"
 	"sync"
@@ -202,10 +201,9 @@ func (s *scheduler) pass(now time.Time) time.Time {
 // realQueue) kept in properties for when it is released. m is not changed.
 func parked(m *Message, realQueue int, topic string, queue int) Message {
 	w := *m
-	w.Properties = make(map[string]string, len(m.Properties)+2)
-	maps.Copy(w.Properties, m.Properties)
-	w.Properties[propRealTopic] = m.Topic
-	w.Properties[propRealQueue] = strconv.Itoa(realQueue)
+	w.Properties = m.Properties.Clone(2)
+	w.Properties.Set(propRealTopic, m.Topic)
+	w.Properties.Set(propRealQueue, strconv.Itoa(realQueue))
 	w.Topic, w.QueueID = topic, queue
 	return w
 }
@@ -216,25 +214,22 @@ func parked(m *Message, realQueue int, topic string, queue int) Message {
 func (s *scheduler) release(m *Message, q int, now time.Time) error {
 	next := m.QueueOffset + 1
 	out := *m
-	out.Properties = make(map[string]string, len(m.Properties))
-	for k, v := range m.Properties {
-		out.Properties[k] = v
-	}
+	out.Properties = m.Properties.Clone(0)
 	remaining := time.Duration(m.DeliverAt - now.UnixNano())
 	if remaining > 0 {
 		out.QueueID = hopFor(remaining)
 		return s.moveTo(q, next, &out)
 	}
-	out.Topic = out.Properties[propRealTopic]
-	dest, err := strconv.Atoi(out.Properties[propRealQueue])
+	out.Topic = out.Properties.Get(propRealTopic)
+	dest, err := strconv.Atoi(out.Properties.Get(propRealQueue))
 	if err != nil || storage.ValidTopic(out.Topic) != nil {
 		s.b.logger.Error("core: scheduled message without a valid destination; dropped",
-			"id", s.b.store.MessageID(m.LogOffset), "topic", out.Topic, "queue", out.Properties[propRealQueue])
+			"id", s.b.store.MessageID(m.LogOffset), "topic", out.Topic, "queue", out.Properties.Get(propRealQueue))
 		s.setPos(q, next)
 		return nil
 	}
-	delete(out.Properties, propRealTopic)
-	delete(out.Properties, propRealQueue)
+	out.Properties.Del(propRealTopic)
+	out.Properties.Del(propRealQueue)
 	out.QueueID = dest
 	out.DeliverAt = 0
 	return s.moveTo(q, next, &out)

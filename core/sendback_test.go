@@ -34,7 +34,7 @@ func TestSendBackWalksRetriesIntoDeadLetters(t *testing.T) {
 			m = r.Messages[0]
 			return true
 		})
-		if m.ReconsumeTimes != int32(attempt) || m.Properties[propOrigTopic] != "t" {
+		if m.ReconsumeTimes != int32(attempt) || m.Properties.Get(propOrigTopic) != "t" {
 			t.Fatalf("retry %d: reconsume %d, props %v", attempt, m.ReconsumeTimes, m.Properties)
 		}
 		off = m.LogOffset

@@ -26,7 +26,7 @@ func publishProps(t *testing.T, b *Broker, topic string, n int, regions ...strin
 	_, before := b.Offsets(topic, 0)
 	for i := range n {
 		m := &Message{Topic: topic, Subject: "tag" + strconv.Itoa(i%2), Body: []byte(strconv.Itoa(i)),
-			Properties: map[string]string{"a": strconv.Itoa(i), "region": regions[i%len(regions)]}}
+			Properties: PropertiesOf(map[string]string{"a": strconv.Itoa(i), "region": regions[i%len(regions)]})}
 		if _, err := b.Publish(t.Context(), m, PublishOptions{Queue: 0}); err != nil {
 			t.Fatal(err)
 		}

@@ -116,7 +116,7 @@ func openStateLog(store *storage.Store, logger *slog.Logger) (*stateLog, error) 
 		for i := range res.Messages {
 			m := &res.Messages[i]
 			l.keep = min(l.keep, m.LogOffset)
-			l.apply(stateChange{key: m.Subject, val: bytes.Clone(m.Body), del: m.Properties[propDelete] != ""})
+			l.apply(stateChange{key: m.Subject, val: bytes.Clone(m.Body), del: m.Properties.Get(propDelete) != ""})
 			l.tail++
 		}
 		off = res.Next
@@ -280,7 +280,7 @@ func (l *stateLog) append(msgs []*storage.Message) (int, int64, error) {
 func stateRecord(c stateChange) *storage.Message {
 	m := &storage.Message{Topic: stateTopic, QueueID: stateRecords, Subject: c.key, Body: c.val}
 	if c.del {
-		m.Properties = map[string]string{propDelete: "1"}
+		m.Properties = storage.Properties{{Name: propDelete, Value: "1"}}
 	}
 	return m
 }

@@ -156,7 +156,7 @@ func (b *Broker) PublishHalf(ctx context.Context, m *Message, o PublishOptions) 
 	if b.cfg.Follower {
 		return PublishResult{}, errFollower
 	}
-	group := m.Properties[propProducerGroup]
+	group := m.Properties.Get(propProducerGroup)
 	switch {
 	case group == "":
 		return PublishResult{}, fmt.Errorf("%w: no producer group (property %s): no producer could be asked about it", ErrInvalidTransaction, propProducerGroup)
@@ -177,7 +177,7 @@ func (b *Broker) PublishHalf(ctx context.Context, m *Message, o PublishOptions) 
 		return PublishResult{}, err
 	}
 	m.QueueID, m.LogOffset = q, half.LogOffset
-	p := &pendingTx{Group: group, Key: m.Properties[propUniqKey], Next: time.Now().Add(b.cfg.TransactionCheckDelay).UnixNano()}
+	p := &pendingTx{Group: group, Key: m.Properties.Get(propUniqKey), Next: time.Now().Add(b.cfg.TransactionCheckDelay).UnixNano()}
 	raw, _ := json.Marshal(p)
 	if err := b.state.write(ctx, []stateChange{{key: txKey(half.LogOffset), val: raw}}, true); err != nil {
 		// Unanswered, the send failed: the half message stays invisible
@@ -269,9 +269,9 @@ func (b *Broker) resolve(ctx context.Context, off int64, commit bool, allow func
 	if real.QueueID >= tp.Queues {
 		real.QueueID = int(tp.rr.Add(1) % uint32(tp.Queues))
 	}
-	delete(real.Properties, propRealTopic)
-	delete(real.Properties, propRealQueue)
-	delete(real.Properties, propTranPrepared)
+	real.Properties.Del(propRealTopic)
+	real.Properties.Del(propRealQueue)
+	real.Properties.Del(propTranPrepared)
 	real.LogOffset, real.QueueOffset, real.StoreTime = 0, 0, 0
 	_, err = b.storeWithState(ctx, []*Message{&real}, del)
 	return err
@@ -290,12 +290,9 @@ func (b *Broker) halfAt(off int64) (Message, error) {
 // and queue, its log and half-queue offsets kept.
 func restoreHalf(h *Message) Message {
 	m := *h
-	m.Properties = make(map[string]string, len(h.Properties))
-	for k, v := range h.Properties {
-		m.Properties[k] = v
-	}
-	m.Topic = h.Properties[propRealTopic]
-	m.QueueID, _ = strconv.Atoi(h.Properties[propRealQueue])
+	m.Properties = h.Properties.Clone(0)
+	m.Topic = h.Properties.Get(propRealTopic)
+	m.QueueID, _ = strconv.Atoi(h.Properties.Get(propRealQueue))
 	return m
 }
 

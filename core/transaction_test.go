@@ -16,7 +16,7 @@ func txConfig(t testing.TB) Config {
 
 func halfMessage(topic, body, key string) *Message {
 	return &Message{Topic: topic, Body: []byte(body), Subject: "tag",
-		Properties: map[string]string{propProducerGroup: "pg", propUniqKey: key, propTranPrepared: "true"}}
+		Properties: PropertiesOf(map[string]string{propProducerGroup: "pg", propUniqKey: key, propTranPrepared: "true"})}
 }
 
 // visible reads what a consumer of topic's queue q sees.
@@ -56,11 +56,11 @@ func TestTransactionCommitDeliversOnlyAfterCommit(t *testing.T) {
 		t.Fatalf("after the commit: %+v", got)
 	}
 	for _, p := range []string{propRealTopic, propRealQueue, propTranPrepared} {
-		if _, ok := got[0].Properties[p]; ok {
+		if _, ok := got[0].Properties.Lookup(p); ok {
 			t.Errorf("the committed message keeps property %s", p)
 		}
 	}
-	if got[0].Properties[propUniqKey] != "k1" {
+	if got[0].Properties.Get(propUniqKey) != "k1" {
 		t.Errorf("the committed message lost its UNIQ_KEY: %v", got[0].Properties)
 	}
 	if st := b.TransactionState(res.LogOffset); st.Pending {

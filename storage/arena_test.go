@@ -11,7 +11,7 @@ func TestReadReleaseReusesArena(t *testing.T) {
 	s := openTest(t, t.TempDir(), testOptions(t))
 	for i := range 20 {
 		m := &Message{Topic: "t", QueueID: 0, Subject: fmt.Sprint("s", i), Keys: []string{fmt.Sprint("k", i), "x"},
-			Properties: map[string]string{"p": fmt.Sprint(i)}, Body: []byte(fmt.Sprint("body ", i))}
+			Properties: Properties{{"p", fmt.Sprint(i)}}, Body: []byte(fmt.Sprint("body ", i))}
 		if err := s.Append(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -25,7 +25,7 @@ func TestReadReleaseReusesArena(t *testing.T) {
 		for j, m := range res.Messages {
 			i := int(off) + j
 			if m.Subject != fmt.Sprint("s", i) || string(m.Body) != fmt.Sprint("body ", i) ||
-				len(m.Keys) != 2 || m.Keys[0] != fmt.Sprint("k", i) || m.Properties["p"] != fmt.Sprint(i) {
+				len(m.Keys) != 2 || m.Keys[0] != fmt.Sprint("k", i) || m.Properties.Get("p") != fmt.Sprint(i) {
 				t.Fatalf("message %d read back as %+v", i, m)
 			}
 		}

@@ -76,7 +76,7 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 	defer lr.release()
 	var buf [256 * entrySize]byte
 	var arena *[]byte // the records of this read, copied out of the log
-	var keys []string // the messages' keys
+	var slab slabs    // the messages' keys and properties
 	res.Messages = make([]Message, 0, min(int64(o.MaxCount), hi-offset))
 	bytes := 0
 	stop := offset + maxScan
@@ -99,7 +99,7 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 				arena = getArena(arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes))
 				res.arenas = append(res.arenas, arena)
 			}
-			m, err := decodeAt(&lr, arena, &keys, e.logOffset)
+			m, err := decodeAt(&lr, arena, &slab, e.logOffset)
 			if errors.Is(err, ErrNotFound) { // deleted by retention under us
 				res.Next++
 				continue
@@ -150,14 +150,14 @@ func (s *Store) readRecord(arena *[]byte, off, written int64) (Message, error) {
 }
 
 // decodeAt reads and decodes the record at off through lr, into arena and
-// keys (decodeRecord) when they are not nil.
-func decodeAt(lr *logReader, arena *[]byte, keys *[]string, off int64) (Message, error) {
+// slab (decodeRecord) when they are not nil.
+func decodeAt(lr *logReader, arena *[]byte, slab *slabs, off int64) (Message, error) {
 	var m Message
 	rec, err := lr.read(arena, off)
 	if err != nil {
 		return m, err
 	}
-	if err := decodeRecord(rec, &m, keys); err != nil {
+	if err := decodeRecord(rec, &m, slab); err != nil {
 		return m, fmt.Errorf("log offset %d: %w", off, err)
 	}
 	return m, nil

@@ -59,7 +59,7 @@ type Message struct {
 	QueueID        int
 	Subject        string
 	Keys           []string
-	Properties     map[string]string
+	Properties     Properties
 	Body           []byte
 	Flags          uint32
 	BornTime       int64 // unix nanoseconds
@@ -134,7 +134,8 @@ func (m *Message) encodedSize(maxMessage int) (int, error) {
 		}
 		n += 2 + len(k)
 	}
-	for k, v := range m.Properties {
+	for _, kv := range m.Properties {
+		k, v := kv.Name, kv.Value
 		if len(k) > maxFieldLen || len(v) > maxFieldLen {
 			return 0, fmt.Errorf("%w: property %.32q of %d+%d bytes, limit %d each", ErrMessageTooLarge, k, len(k), len(v), maxFieldLen)
 		}
@@ -174,11 +175,11 @@ func (m *Message) encode(dst []byte) {
 	}
 	be.PutUint16(dst[p:], uint16(len(m.Properties)))
 	p += 2
-	for k, v := range m.Properties {
-		be.PutUint16(dst[p:], uint16(len(k)))
-		p += 2 + copy(dst[p+2:], k)
-		be.PutUint16(dst[p:], uint16(len(v)))
-		p += 2 + copy(dst[p+2:], v)
+	for _, kv := range m.Properties {
+		be.PutUint16(dst[p:], uint16(len(kv.Name)))
+		p += 2 + copy(dst[p+2:], kv.Name)
+		be.PutUint16(dst[p:], uint16(len(kv.Value)))
+		p += 2 + copy(dst[p+2:], kv.Value)
 	}
 	be.PutUint32(dst[p:], uint32(len(m.Body)))
 	copy(dst[p+4:], m.Body)
@@ -252,9 +253,9 @@ func allZero(b []byte) bool {
 // decodeRecord parses one whole record whose frame (size, magic, checksum)
 // was already checked, into m. rec must be a private copy: m's strings and
 // body point into it. Every length is checked against what remains. m's
-// keys are taken from keys, a slab a read shares among its messages (one
-// allocation for many), when it is not nil.
-func decodeRecord(rec []byte, m *Message, keys *[]string) error {
+// keys and properties are taken from slab, which a read shares among its
+// messages (one allocation for many), when it is not nil.
+func decodeRecord(rec []byte, m *Message, slab *slabs) error {
 	be := binary.BigEndian
 	if len(rec) < minRecordSize {
 		return fmt.Errorf("%w: record of %d bytes is shorter than the minimum %d", ErrCorrupt, len(rec), minRecordSize)
@@ -275,13 +276,13 @@ func decodeRecord(rec []byte, m *Message, keys *[]string) error {
 		if n > (len(rec)-r.p)/2 {
 			return fmt.Errorf("%w: %d keys cannot fit in %d bytes", ErrCorrupt, n, len(rec)-r.p)
 		}
-		if keys != nil {
-			if cap(*keys)-len(*keys) < n {
-				*keys = make([]string, 0, max(n, keySlab))
+		if slab != nil {
+			if cap(slab.keys)-len(slab.keys) < n {
+				slab.keys = make([]string, 0, max(n, keySlab))
 			}
-			k := len(*keys)
-			*keys = (*keys)[:k+n]
-			m.Keys = (*keys)[k : k+n : k+n]
+			k := len(slab.keys)
+			slab.keys = slab.keys[:k+n]
+			m.Keys = slab.keys[k : k+n : k+n]
 		} else {
 			m.Keys = make([]string, n)
 		}
@@ -295,10 +296,19 @@ func decodeRecord(rec []byte, m *Message, keys *[]string) error {
 		if n > (len(rec)-r.p)/4 {
 			return fmt.Errorf("%w: %d properties cannot fit in %d bytes", ErrCorrupt, n, len(rec)-r.p)
 		}
-		m.Properties = make(map[string]string, n)
+		if slab != nil {
+			if cap(slab.props)-len(slab.props) < n {
+				slab.props = make(Properties, 0, max(n, propSlab))
+			}
+			k := len(slab.props)
+			slab.props = slab.props[:k+n]
+			m.Properties = slab.props[k : k+n : k+n]
+		} else {
+			m.Properties = make(Properties, n)
+		}
 		for i := 0; i < n && r.ok(); i++ {
 			k := r.str(int(r.u16()))
-			m.Properties[k] = r.str(int(r.u16()))
+			m.Properties[i] = Property{k, r.str(int(r.u16()))}
 		}
 	} else {
 		m.Properties = nil
@@ -316,8 +326,18 @@ func decodeRecord(rec []byte, m *Message, keys *[]string) error {
 	return nil
 }
 
-// keySlab is how many keys a read's slab makes room for at once.
-const keySlab = 64
+// slabs are the memory a read's messages take their keys and properties
+// from.
+type slabs struct {
+	keys  []string
+	props Properties
+}
+
+// How many keys and properties a read's slabs make room for at once.
+const (
+	keySlab  = 64
+	propSlab = 128
+)
 
 // reader reads length-prefixed fields and remembers the first overrun.
 type reader struct {

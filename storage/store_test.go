@@ -58,7 +58,7 @@ func genMessage(seq int, topics, queues, maxBody int) *Message {
 		m.Keys = []string{fmt.Sprintf("key-%d", seq), "even"}
 	}
 	if seq%5 == 0 {
-		m.Properties = map[string]string{"seq": fmt.Sprint(seq), "p": "v"}
+		m.Properties = Properties{{"seq", fmt.Sprint(seq)}, {"p", "v"}}
 	}
 	return m
 }

@@ -25,7 +25,7 @@ func TestOutbound(t *testing.T) {
 	for i := range n {
 		body := strconv.Itoa(i)
 		m := &core.Message{Topic: "devices", Subject: fmt.Sprintf("%d/telemetry", i%10), Body: []byte(body),
-			Keys: []string{"k" + body}, Properties: map[string]string{"unit": "C"}}
+			Keys: []string{"k" + body}, Properties: core.PropertiesOf(map[string]string{"unit": "C"})}
 		res, err := f.broker.Publish(context.Background(), m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: m.Subject})
 		if err != nil {
 			t.Fatal(err)
@@ -126,12 +126,12 @@ func TestInbound(t *testing.T) {
 		t.Fatalf("got %d messages, want the one matching +/set", len(ds))
 	}
 	d := ds[0]
-	if d.Subject != "42/set" || string(d.Body) != "set" || d.Properties["prio"] != "3" ||
-		d.Properties[HeaderOrigin] != Identity(r.url) || d.Properties[PropAMQPMessageID] != "m-1" ||
+	if d.Subject != "42/set" || string(d.Body) != "set" || d.Properties.Get("prio") != "3" ||
+		d.Properties.Get(HeaderOrigin) != Identity(r.url) || d.Properties.Get(PropAMQPMessageID) != "m-1" ||
 		len(d.Keys) != 1 || d.Keys[0] != "cmd-1" {
 		t.Fatalf("got subject %q body %q keys %v properties %v", d.Subject, d.Body, d.Keys, d.Properties)
 	}
-	if _, ok := d.Properties["nested"]; ok {
+	if _, ok := d.Properties.Lookup("nested"); ok {
 		t.Errorf("a table header became a property")
 	}
 	waitFor(t, 5*time.Second, "2 forwarded, and the queue's lag known to be 0", func() bool {

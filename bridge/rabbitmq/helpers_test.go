@@ -80,7 +80,7 @@ func (f *ferry) close() {
 // publish stores a message in the core, its queue chosen by its subject.
 func (f *ferry) publish(t testing.TB, topic, subject, body string, props map[string]string) {
 	t.Helper()
-	m := &core.Message{Topic: topic, Subject: subject, Body: []byte(body), Properties: props}
+	m := &core.Message{Topic: topic, Subject: subject, Body: []byte(body), Properties: core.PropertiesOf(props)}
 	if _, err := f.broker.Publish(context.Background(), m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: subject}); err != nil {
 		t.Fatal(err)
 	}

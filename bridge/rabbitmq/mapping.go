@@ -55,7 +55,7 @@ func hops(v string) int {
 // publishing builds the AMQP message for an outbound core message.
 func publishing(m *core.Message, id string, hop int) amqp.Publishing {
 	h := make(amqp.Table, len(m.Properties)+4)
-	for k, v := range m.Properties {
+	for k, v := range m.Properties.All() {
 		h[k] = v
 	}
 	h[HeaderTopic] = m.Topic
@@ -87,7 +87,7 @@ func publishing(m *core.Message, id string, hop int) amqp.Publishing {
 // headers too long to keep or of a type with no string form.
 func message(topic, origin string, d *amqp.Delivery) (m *core.Message, dropped int) {
 	m = &core.Message{Topic: topic, Subject: routingkey.SubjectOf(topic, d.RoutingKey), Body: d.Body,
-		Properties: make(map[string]string, len(d.Headers)+2)}
+		Properties: make(core.Properties, 0, len(d.Headers)+2)}
 	for k, v := range d.Headers {
 		switch k {
 		case HeaderSubject, HeaderTopic:
@@ -107,14 +107,14 @@ func message(topic, origin string, d *amqp.Delivery) (m *core.Message, dropped i
 			dropped++
 			continue
 		}
-		m.Properties[k] = s
+		m.Properties.Set(k, s)
 	}
-	if m.Properties[HeaderOrigin] == "" {
-		m.Properties[HeaderOrigin] = origin
+	if m.Properties.Get(HeaderOrigin) == "" {
+		m.Properties.Set(HeaderOrigin, origin)
 	}
-	m.Properties[HeaderHops] = strconv.Itoa(hops(m.Properties[HeaderHops]))
+	m.Properties.Set(HeaderHops, strconv.Itoa(hops(m.Properties.Get(HeaderHops))))
 	if d.MessageId != "" {
-		m.Properties[PropAMQPMessageID] = d.MessageId
+		m.Properties.Set(PropAMQPMessageID, d.MessageId)
 	}
 	if !d.Timestamp.IsZero() {
 		m.BornTime = d.Timestamp.UnixNano()

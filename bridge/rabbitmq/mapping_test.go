@@ -39,7 +39,7 @@ func TestMessageFromDelivery(t *testing.T) {
 	if dropped != 2 {
 		t.Errorf("dropped %d headers, want 2 (too long, table)", dropped)
 	}
-	p := m.Properties
+	p := m.Properties.Map()
 	if m.Subject != "1/t" || p["s"] != "v" || p["n"] != "5" || p["ok"] != "true" || p[HeaderHops] != "2" ||
 		p[HeaderOrigin] != "amqp://first:5672/%2F" || p[PropAMQPMessageID] != "mid" || len(m.Keys) != 1 ||
 		m.BornTime != time.Unix(10, 0).UnixNano() {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -171,10 +170,10 @@ func (s *outSession) publish() {
 			return
 		}
 		for _, d := range ds {
-			hop := hops(d.Properties[HeaderHops]) + 1
-			if d.Properties[HeaderOrigin] == b.cfg.Origin || hop > b.cfg.MaxHops {
+			hop := hops(d.Properties.Get(HeaderHops)) + 1
+			if d.Properties.Get(HeaderOrigin) == b.cfg.Origin || hop > b.cfg.MaxHops {
 				b.loops.Add(1)
-				b.logger.Debug("rabbitmq bridge: not sending a message back", "origin", d.Properties[HeaderOrigin], "hops", hop)
+				b.logger.Debug("rabbitmq bridge: not sending a message back", "origin", d.Properties.Get(HeaderOrigin), "hops", hop)
 				s.ack(d)
 				continue
 			}
@@ -289,12 +288,9 @@ func (s *outSession) confirm(returns <-chan amqp.Return) {
 func (s *outSession) deadLetter(d *core.Delivery, reason error) error {
 	b := s.b
 	m := *d.Message
-	m.Properties = maps.Clone(d.Properties)
-	if m.Properties == nil {
-		m.Properties = map[string]string{}
-	}
-	m.Properties[PropDeadLetterReason] = reason.Error()
-	m.Properties[HeaderTopic] = d.Topic
+	m.Properties = d.Properties.Clone(2)
+	m.Properties.Set(PropDeadLetterReason, reason.Error())
+	m.Properties.Set(HeaderTopic, d.Topic)
 	m.Topic = b.cfg.DeadLetterTopic
 	// One dead-letter queue per source queue: what is set aside keeps its order.
 	key := d.Topic + "/" + strconv.Itoa(d.QueueID)

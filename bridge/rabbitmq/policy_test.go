@@ -60,8 +60,8 @@ func deadLetters(t *testing.T, f *ferry, b *Bridge, n, want int, reason string) 
 		t.Fatalf("dead-letter topic has %d messages, want %d", len(got), want)
 	}
 	for _, d := range got {
-		if !strings.Contains(d.Properties[PropDeadLetterReason], reason) {
-			t.Errorf("reason %q, want it to say %q", d.Properties[PropDeadLetterReason], reason)
+		if !strings.Contains(d.Properties.Get(PropDeadLetterReason), reason) {
+			t.Errorf("reason %q, want it to say %q", d.Properties.Get(PropDeadLetterReason), reason)
 		}
 	}
 	return got
@@ -96,7 +96,7 @@ func TestReturnDeadLetter(t *testing.T) {
 	b := startBridge(t, f, cfg)
 	got := deadLetters(t, f, b, 3, 3, "returned")
 	for i, d := range got {
-		if string(d.Body) != strconv.Itoa(i) || d.Properties[HeaderTopic] != "devices" || d.Subject != "1/telemetry" {
+		if string(d.Body) != strconv.Itoa(i) || d.Properties.Get(HeaderTopic) != "devices" || d.Subject != "1/telemetry" {
 			t.Errorf("dead letter %d: body %q subject %q properties %v", i, d.Body, d.Subject, d.Properties)
 		}
 	}

@@ -50,11 +50,14 @@ func (f Filter) SQL92() bool {
 
 // MessageProperties are the properties a SQL92 filter sees of a message,
 // as RocketMQ's broker shows them: its properties, and TAGS (the subject)
-// and KEYS (the keys, joined by spaces) when it has them.
-func MessageProperties(subject string, keys []string, props map[string]string) Properties {
+// and KEYS (the keys, joined by spaces) when it has them. props, when not
+// nil, looks its own properties up.
+func MessageProperties(subject string, keys []string, props Properties) Properties {
 	return func(name string) (string, bool) {
-		if v, ok := props[name]; ok {
-			return v, true
+		if props != nil {
+			if v, ok := props(name); ok {
+				return v, true
+			}
 		}
 		switch {
 		case name == "TAGS" && subject != "":

@@ -20,7 +20,7 @@ func TestParseSQL92(t *testing.T) {
 		t.Fatalf("ParseSQL92(%q) = %q, not equal", f, again)
 	}
 	msg := func(region, a string) Properties {
-		return MessageProperties("tagA", []string{"k1", "k2"}, map[string]string{"region": region, "a": a})
+		return MessageProperties("tagA", []string{"k1", "k2"}, mapProps(map[string]string{"region": region, "a": a}))
 	}
 	if !f.MatchMessage("", msg("eu", "6")) || f.MatchMessage("", msg("ap", "6")) || f.MatchMessage("", msg("eu", "5")) {
 		t.Fatal("MatchMessage disagrees with the expression")
@@ -69,7 +69,7 @@ func TestAnyOfSQL92(t *testing.T) {
 		for i := 0; i < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
 		}
-		return MessageProperties("", nil, m)
+		return MessageProperties("", nil, mapProps(m))
 	}
 	h := u.WithHash(fnv1a)
 	for _, c := range []struct {
@@ -99,4 +99,9 @@ func TestAnyOfSQL92(t *testing.T) {
 	if plain, _ := ParseFilter("t1"); plain.SQL92() || AnyOf(plain, tags).SQL92() {
 		t.Fatal("SQL92 of a tag filter")
 	}
+}
+
+// mapProps looks properties up in m.
+func mapProps(m map[string]string) Properties {
+	return func(name string) (string, bool) { v, ok := m[name]; return v, ok }
 }

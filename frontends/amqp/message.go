@@ -28,17 +28,17 @@ const maxField = 65535
 // become properties (MQTT and native consumers see them), and the whole
 // property list is kept for AMQP consumers.
 func toCore(topic, subject string, h *header, body []byte) *core.Message {
-	m := &core.Message{Topic: topic, Subject: subject, Body: body, Properties: make(map[string]string, len(h.props.Headers)+2)}
+	m := &core.Message{Topic: topic, Subject: subject, Body: body, Properties: make(core.Properties, 0, len(h.props.Headers)+2)}
 	for k, v := range h.props.Headers {
 		if s, ok := headerString(v); ok && len(k) <= maxField && len(s) <= maxField {
-			m.Properties[k] = s
+			m.Properties.Set(k, s)
 		}
 	}
 	if h.props.ContentType != "" {
-		m.Properties[propContentType] = h.props.ContentType
+		m.Properties.Set(propContentType, h.props.ContentType)
 	}
 	if len(h.raw) > 2 || len(h.raw) == 2 && (h.raw[0] != 0 || h.raw[1] != 0) {
-		m.Properties[PropProperties] = base64.StdEncoding.EncodeToString(h.raw)
+		m.Properties.Set(PropProperties, base64.StdEncoding.EncodeToString(h.raw))
 	}
 	if !h.props.Timestamp.IsZero() {
 		m.BornTime = h.props.Timestamp.UnixNano()
@@ -52,18 +52,18 @@ func toCore(topic, subject string, h *header, body []byte) *core.Message {
 // gets for m: those it was published with over AMQP, else its properties
 // as string headers (a message of MQTT or of a native producer).
 func appendRawProperties(dst []byte, m *core.Message) []byte {
-	if s, ok := m.Properties[PropProperties]; ok {
+	if s, ok := m.Properties.Lookup(PropProperties); ok {
 		if out, err := base64.StdEncoding.AppendDecode(dst, []byte(s)); err == nil {
 			return out
 		}
 	}
-	p := properties{DeliveryMode: 2, ContentType: m.Properties[propContentType]}
+	p := properties{DeliveryMode: 2, ContentType: m.Properties.Get(propContentType)}
 	if m.BornTime > 0 {
 		p.Timestamp = time.Unix(0, m.BornTime)
 	}
 	if len(m.Properties) > 0 {
 		p.Headers = make(Table, len(m.Properties))
-		for k, v := range m.Properties {
+		for k, v := range m.Properties.All() {
 			if k != propContentType {
 				p.Headers[k] = v
 			}
@@ -105,7 +105,7 @@ func (s *Server) deadLetter(m *core.Message, queue, dlx, exchange, key, reason s
 		return nil // unroutable: dropped, as RabbitMQ drops it
 	}
 	h := header{}
-	if raw, err := base64.StdEncoding.DecodeString(m.Properties[PropProperties]); err == nil && len(raw) >= 2 {
+	if raw, err := base64.StdEncoding.DecodeString(m.Properties.Get(PropProperties)); err == nil && len(raw) >= 2 {
 		d := decoder{b: raw}
 		h.props = decodeProperties(&d)
 	}
@@ -119,9 +119,9 @@ func (s *Server) deadLetter(m *core.Message, queue, dlx, exchange, key, reason s
 	}
 	h.raw = appendProperties(nil, &h.props)
 	dm := toCore(topic, subject, &h, m.Body)
-	for k, v := range m.Properties {
-		if _, set := dm.Properties[k]; !set && k != PropProperties {
-			dm.Properties[k] = v
+	for k, v := range m.Properties.All() {
+		if _, set := dm.Properties.Lookup(k); !set && k != PropProperties {
+			dm.Properties.Set(k, v)
 		}
 	}
 	_, err = s.broker.Publish(context.Background(), dm, core.PublishOptions{Queue: core.QueueAuto})

@@ -488,7 +488,7 @@ func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, er
 // state to be saved. props are the message's core properties: its MQTT 5
 // properties go along to those who get it at SUBSCRIBE, and its expiry
 // removes it [MQTT-3.3.2-5].
-func (s *Server) retain(topic string, payload []byte, qos byte, props map[string]string) {
+func (s *Server) retain(topic string, payload []byte, qos byte, props core.Properties) {
 	r := retainedState{Payload: payload, QoS: qos, Props: keptProps(props), Created: time.Now().Unix()}
 	if at, ok := expiresAt(props); ok {
 		r.ExpiresAt = at
@@ -633,7 +633,7 @@ func (s *Server) publishWill(client string, w *willState) {
 	}
 	topic, subject, err := s.mapper.toCore(w.Topic)
 	if err == nil {
-		_, err = s.core.Publish(context.Background(), &core.Message{Topic: topic, Subject: subject, Body: w.Payload, Properties: props},
+		_, err = s.core.Publish(context.Background(), &core.Message{Topic: topic, Subject: subject, Body: w.Payload, Properties: core.PropertiesOf(props)},
 			core.PublishOptions{Queue: core.QueueAuto, ShardKey: w.Topic})
 	}
 	if err != nil {
@@ -641,7 +641,7 @@ func (s *Server) publishWill(client string, w *willState) {
 		return
 	}
 	if w.Retain {
-		s.retain(w.Topic, w.Payload, w.QoS, props)
+		s.retain(w.Topic, w.Payload, w.QoS, core.PropertiesOf(props))
 	}
 	s.state.update(func() (string, string) {
 		if st := s.state.sessions[client]; st != nil && st.Will != nil {
@@ -769,7 +769,7 @@ func retainedPacket(topic string, r retainedState) packets.Packet {
 	maps.Copy(props, r.User) // records written before Props
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: r.QoS},
 		TopicName: topic, Payload: r.Payload, Created: r.Created,
-		Properties: outProperties(props)}
+		Properties: outProperties(core.PropertiesOf(props))}
 	if r.ExpiresAt > 0 {
 		// The engine counts whole seconds and sends what is left of them:
 		// rounded down, it never gives more time than was asked.
@@ -809,7 +809,7 @@ func willOf(w mochi.Will, props *packets.Properties) *willState {
 		props = &packets.Properties{}
 	}
 	mp := map[string]string{}
-	addMQTTProps(mp, *props)
+	addMQTTProps(func(k, v string) { mp[k] = v }, *props)
 	if len(mp) == 0 {
 		mp = nil
 	}

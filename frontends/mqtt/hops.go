@@ -55,7 +55,7 @@ func newHopTimer() *hopTimer {
 // clock) are timed.
 func (h *hopTimer) pulled(ds []*core.Delivery, now int64) {
 	for _, d := range ds {
-		if d.BornTime == 0 || d.Attempt > 1 || d.Properties[propClient] == "" {
+		if d.BornTime == 0 || d.Attempt > 1 || d.Properties.Get(propClient) == "" {
 			continue
 		}
 		h.hist[hopStored].Observe(float64(d.StoreTime-d.BornTime) / 1e9)

@@ -94,8 +94,8 @@ func TestRequestResponseProperties(t *testing.T) {
 	want := map[string]string{propResponse: "replies/requester", propCorrelation: "AAH/", propContentType: "text/plain",
 		propFormat: "1", "trace": "t-1"}
 	for k, v := range want {
-		if ds[0].Properties[k] != v {
-			t.Errorf("native consumer sees %s=%q, want %q (all: %v)", k, ds[0].Properties[k], v, ds[0].Properties)
+		if ds[0].Properties.Get(k) != v {
+			t.Errorf("native consumer sees %s=%q, want %q (all: %v)", k, ds[0].Properties.Get(k), v, ds[0].Properties)
 		}
 	}
 }

@@ -291,7 +291,7 @@ func (f *feed) acked() {
 func (f *feed) deliver(d *core.Delivery) {
 	ss, srv := f.sess, f.sess.srv
 	name := srv.mapper.toMQTT(d.Topic, d.Subject)
-	origin := d.Properties[propClient]
+	origin := d.Properties.Get(propClient)
 	filters := *f.filters.Load() // no lock on the delivery path
 	var best subState
 	found := false
@@ -328,7 +328,7 @@ func (f *feed) deliver(d *core.Delivery) {
 	qos := min(messageQoS(d.Message), best.QoS)
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos,
-			Retain: best.RetainAsPublished && d.Properties[propRetain] == "1"},
+			Retain: best.RetainAsPublished && d.Properties.Get(propRetain) == "1"},
 		TopicName: name,
 		Payload:   d.Body,
 		Created:   time.Now().Unix(),
@@ -548,7 +548,7 @@ func (ss *session) end(discard bool) {
 }
 
 func messageQoS(m *core.Message) byte {
-	switch m.Properties[propQoS] {
+	switch m.Properties.Get(propQoS) {
 	case "0":
 		return 0
 	case "2":
@@ -558,19 +558,19 @@ func messageQoS(m *core.Message) byte {
 }
 
 // inProperties maps a PUBLISH onto the stored message's properties.
-func inProperties(cl *mochi.Client, pk *packets.Packet) map[string]string {
-	p := make(map[string]string, 3+len(pk.Properties.User))
+func inProperties(cl *mochi.Client, pk *packets.Packet) core.Properties {
+	p := make(core.Properties, 0, 3+len(pk.Properties.User))
 	for _, u := range pk.Properties.User {
-		p[u.Key] = u.Val
+		p.Set(u.Key, u.Val)
 	}
-	addMQTTProps(p, pk.Properties)
-	p[propQoS] = strconv.Itoa(int(pk.FixedHeader.Qos))
-	p[propClient] = cl.ID
+	addMQTTProps(p.Set, pk.Properties)
+	p.Set(propQoS, strconv.Itoa(int(pk.FixedHeader.Qos)))
+	p.Set(propClient, cl.ID)
 	if pk.FixedHeader.Retain {
-		p[propRetain] = "1"
+		p.Set(propRetain, "1")
 	}
 	if e := pk.Properties.MessageExpiryInterval; e > 0 {
-		p[propExpiresAt] = strconv.FormatInt(time.Now().Add(time.Duration(e)*time.Second).UnixMilli(), 10)
+		p.Set(propExpiresAt, strconv.FormatInt(time.Now().Add(time.Duration(e)*time.Second).UnixMilli(), 10))
 	}
 	return p
 }
@@ -578,27 +578,27 @@ func inProperties(cl *mochi.Client, pk *packets.Packet) map[string]string {
 // addMQTTProps adds to p the MQTT 5 properties of a message that travel
 // with it (content type, response topic, correlation data, payload format)
 // as core properties; user properties and expiry are not among them. It
-// fills the caller's map: on the publish path that is the message's own.
-func addMQTTProps(p map[string]string, pp packets.Properties) {
+// sets them with set: on the publish path into the message's own.
+func addMQTTProps(set func(name, value string), pp packets.Properties) {
 	if pp.ContentType != "" {
-		p[propContentType] = pp.ContentType
+		set(propContentType, pp.ContentType)
 	}
 	if pp.ResponseTopic != "" {
-		p[propResponse] = pp.ResponseTopic
+		set(propResponse, pp.ResponseTopic)
 	}
 	if len(pp.CorrelationData) > 0 {
-		p[propCorrelation] = base64.StdEncoding.EncodeToString(pp.CorrelationData)
+		set(propCorrelation, base64.StdEncoding.EncodeToString(pp.CorrelationData))
 	}
 	if pp.PayloadFormatFlag {
-		p[propFormat] = strconv.Itoa(int(pp.PayloadFormat))
+		set(propFormat, strconv.Itoa(int(pp.PayloadFormat)))
 	}
 }
 
 // keptProps are the properties of a retained message kept with it: all but
 // Ferry's own bookkeeping (the expiry is kept as a time of its own).
-func keptProps(p map[string]string) map[string]string {
+func keptProps(p core.Properties) map[string]string {
 	out := make(map[string]string, len(p))
-	for k, v := range p {
+	for k, v := range p.All() {
 		switch k {
 		case propQoS, propClient, propRetain, propExpiresAt:
 		default:
@@ -613,8 +613,8 @@ func keptProps(p map[string]string) map[string]string {
 
 // expiresAt returns when the message of props expires (unix
 // milliseconds), if it does.
-func expiresAt(props map[string]string) (int64, bool) {
-	v, ok := props[propExpiresAt]
+func expiresAt(props core.Properties) (int64, bool) {
+	v, ok := props.Lookup(propExpiresAt)
 	if !ok {
 		return 0, false
 	}
@@ -624,9 +624,9 @@ func expiresAt(props map[string]string) (int64, bool) {
 
 // outProperties maps a stored message's properties onto MQTT 5 ones; the
 // properties of other protocols become user properties.
-func outProperties(props map[string]string) packets.Properties {
+func outProperties(props core.Properties) packets.Properties {
 	var p packets.Properties
-	for k, v := range props {
+	for k, v := range props.All() {
 		switch k {
 		case propQoS, propClient, propRetain, propExpiresAt:
 		case propContentType:

@@ -259,7 +259,7 @@ func TestEveryRequestIsAuthorised(t *testing.T) {
 	f := newAuthzFixture(t)
 	off := strconv.FormatInt(f.aliceOff, 10)
 	half, err := f.s.b.PublishHalf(context.Background(), &core.Message{Topic: "devices", Body: []byte("h"),
-		Properties: map[string]string{"PGROUP": "pg"}}, core.PublishOptions{Queue: core.QueueAuto})
+		Properties: core.PropertiesOf(map[string]string{"PGROUP": "pg"})}, core.PublishOptions{Queue: core.QueueAuto})
 	if err != nil {
 		t.Fatal(err)
 	}

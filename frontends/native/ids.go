@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 
+	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -29,8 +30,8 @@ func appendOffsetMsgID(dst []byte, storeHost [8]byte, logOffset int64) []byte {
 // QUERY_MESSAGE finds it by its msgId as RocketMQ's broker does (RocketMQ
 // indexes UNIQ_KEY beside KEYS). appendProperties leaves it out of KEYS on
 // the way back out.
-func indexUniqKey(props map[string]string, keys []string) []string {
-	if id := props[propUniqKey]; id != "" && !slices.Contains(keys, id) {
+func indexUniqKey(props core.Properties, keys []string) []string {
+	if id := props.Get(propUniqKey); id != "" && !slices.Contains(keys, id) {
 		keys = append(keys, id)
 	}
 	return keys

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/remoting"
 )
 
 // RocketMQ's properties that Ferry gives a meaning to.
@@ -42,20 +41,41 @@ var errBadMessage = errors.New("native: malformed message")
 // the subject, KEYS (space separated) and UNIQ_KEY the keys, the other
 // properties stay. keys is room for the keys (KEYS absent: the UNIQ_KEY
 // alone), or nil.
-func toCore(m *core.Message, keys []string, topic string, flag int32, props map[string]string, body []byte) *core.Message {
+func toCore(m *core.Message, keys []string, topic string, flag int32, props core.Properties, body []byte) *core.Message {
 	*m = core.Message{Topic: topic, Body: body, Flags: uint32(flag), Properties: props}
 	if props != nil {
-		m.Subject = props[propTags]
-		delete(props, propTags)
-		if k := props[propKeys]; k != "" {
+		m.Subject = props.Get(propTags)
+		if k := props.Get(propKeys); k != "" {
 			keys = strings.Fields(k)
 		}
 		if keys = indexUniqKey(props, keys); len(keys) > 0 {
 			m.Keys = keys
 		}
-		delete(props, propKeys)
+		m.Properties.Del(propTags)
+		m.Properties.Del(propKeys)
 	}
 	return m
+}
+
+// decodeProperties decodes RocketMQ's "name\x01value\x02…" into room
+// (which may be nil): the names and values are slices of s, a name's last
+// value counts, pairs without a name are dropped. It returns nil for "".
+func decodeProperties(s string, room core.Properties) core.Properties {
+	if s == "" {
+		return nil
+	}
+	p := room[:0]
+	if n := strings.Count(s, "\x02") + 1; cap(p) < n {
+		p = make(core.Properties, 0, n) // sized once: no growth
+	}
+	for len(s) > 0 {
+		var kv string
+		kv, s, _ = strings.Cut(s, "\x02")
+		if k, v, ok := strings.Cut(kv, "\x01"); ok && k != "" {
+			p.Set(k, v)
+		}
+	}
+	return p
 }
 
 // appendProperties appends the RocketMQ properties of a core message to
@@ -65,7 +85,7 @@ func toCore(m *core.Message, keys []string, topic string, flag int32, props map[
 // are written in place: a map and a string of them would cost four
 // allocations a delivered message.
 func appendProperties(dst []byte, m *core.Message) []byte {
-	id := m.Properties[propUniqKey]
+	id := m.Properties.Get(propUniqKey)
 	hasKeys := false // a key other than the UNIQ_KEY indexUniqKey added
 	for _, k := range m.Keys {
 		if id == "" || k != id {
@@ -80,7 +100,8 @@ func appendProperties(dst []byte, m *core.Message) []byte {
 	var arr [16]prop
 	props := arr[:0]
 	tags, keys := m.Subject != "", hasKeys
-	for k, v := range m.Properties {
+	for _, p := range m.Properties {
+		k, v := p.Name, p.Value
 		switch {
 		case k == propTags && tags:
 			v, tags = m.Subject, false
@@ -162,7 +183,7 @@ func decodeBatch(topic string, b []byte) ([]*core.Message, error) {
 		if 22+blen+plen != len(m) {
 			return nil, fmt.Errorf("%w: properties of %d bytes in a batch message of %d", errBadMessage, plen, len(m))
 		}
-		out = append(out, toCore(new(core.Message), nil, topic, flag, remoting.DecodeProperties(string(m[22+blen:])), body))
+		out = append(out, toCore(new(core.Message), nil, topic, flag, decodeProperties(string(m[22+blen:]), nil), body))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: a batch of no message", errBadMessage)

@@ -15,15 +15,15 @@ import (
 // properties in a map, TAGS and KEYS set over them, encoded by
 // remoting.EncodeProperties.
 func wireProperties(m *core.Message) string {
-	props := make(map[string]string, len(m.Properties)+2)
-	for k, v := range m.Properties {
-		props[k] = v
+	props := m.Properties.Map()
+	if props == nil {
+		props = map[string]string{}
 	}
 	if m.Subject != "" {
 		props[propTags] = m.Subject
 	}
 	keys := m.Keys
-	if id := m.Properties[propUniqKey]; id != "" && slices.Contains(keys, id) {
+	if id := m.Properties.Get(propUniqKey); id != "" && slices.Contains(keys, id) {
 		keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == id })
 	}
 	if len(keys) > 0 {
@@ -40,13 +40,13 @@ func TestAppendMessageProperties(t *testing.T) {
 	for name, m := range map[string]*core.Message{
 		"bare":                   {Topic: "t", Body: []byte("b")},
 		"subject":                {Topic: "t", Subject: "tag"},
-		"subject over TAGS":      {Topic: "t", Subject: "tag", Properties: map[string]string{propTags: "old", "a": "1"}},
-		"TAGS without a subject": {Topic: "t", Properties: map[string]string{propTags: "kept"}},
-		"indexed uniq key":       {Topic: "t", Keys: []string{"k1", "ID", "k2"}, Properties: map[string]string{propUniqKey: "ID"}},
-		"only the uniq key":      {Topic: "t", Keys: []string{"ID"}, Properties: map[string]string{propUniqKey: "ID", propKeys: "kept"}},
-		"keys over KEYS":         {Topic: "t", Keys: []string{"a", "b"}, Properties: map[string]string{propKeys: "old"}},
+		"subject over TAGS":      {Topic: "t", Subject: "tag", Properties: core.PropertiesOf(map[string]string{propTags: "old", "a": "1"})},
+		"TAGS without a subject": {Topic: "t", Properties: core.PropertiesOf(map[string]string{propTags: "kept"})},
+		"indexed uniq key":       {Topic: "t", Keys: []string{"k1", "ID", "k2"}, Properties: core.PropertiesOf(map[string]string{propUniqKey: "ID"})},
+		"only the uniq key":      {Topic: "t", Keys: []string{"ID"}, Properties: core.PropertiesOf(map[string]string{propUniqKey: "ID", propKeys: "kept"})},
+		"keys over KEYS":         {Topic: "t", Keys: []string{"a", "b"}, Properties: core.PropertiesOf(map[string]string{propKeys: "old"})},
 		"keys, no uniq key":      {Topic: "t", Keys: []string{"", "x"}},
-		"many":                   {Topic: "t", Subject: "s", Keys: []string{"ID", "k"}, Properties: many},
+		"many":                   {Topic: "t", Subject: "s", Keys: []string{"ID", "k"}, Properties: core.PropertiesOf(many)},
 	} {
 		want := wireProperties(m)
 		if got := string(appendProperties(nil, m)); got != want {
@@ -61,7 +61,7 @@ func TestAppendMessageProperties(t *testing.T) {
 			t.Errorf("%s: properties length %d, %q; want %d, %q", name, plen, b[at+2:], len(want), want)
 		}
 	}
-	m := &core.Message{Topic: "t", Subject: "s", Keys: []string{"k", "ID"}, Properties: map[string]string{propUniqKey: "ID", "a": "1"}}
+	m := &core.Message{Topic: "t", Subject: "s", Keys: []string{"k", "ID"}, Properties: core.PropertiesOf(map[string]string{propUniqKey: "ID", "a": "1"})}
 	buf := make([]byte, 0, 1024)
 	if n := testing.AllocsPerRun(100, func() { appendMessage(buf, m, [8]byte{}) }); n != 0 {
 		t.Errorf("appendMessage: %v allocations, want none", n)

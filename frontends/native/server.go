@@ -540,7 +540,6 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, bo
 	born, _ := strconv.ParseInt(h[sfBorn], 10, 64)
 	flag, _ := strconv.Atoi(h[sfFlag])
 	reconsume, _ := strconv.Atoi(h[sfReconsume])
-	props := remoting.DecodeProperties(h[sfProperties])
 
 	var msgs []*core.Message
 	if req.Code == remoting.SendBatchMessage || h[sfBatch] == "true" {
@@ -557,6 +556,7 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, bo
 			}
 		}
 		one := new(sendOne)
+		props := decodeProperties(h[sfProperties], one.props[:0])
 		one.list[0] = toCore(&one.m, one.keys[:0], topic, int32(flag), props, body)
 		msgs = one.list[:]
 	}
@@ -565,26 +565,28 @@ func decodeSend(req *remoting.Command) ([]*core.Message, core.PublishOptions, bo
 	for _, m := range msgs {
 		m.BornTime = born * 1e6
 		m.ReconsumeTimes = int32(reconsume)
-		if d := m.Properties[propDelay]; d != "" {
+		if d := m.Properties.Get(propDelay); d != "" {
 			opts.DelayLevel, _ = strconv.Atoi(d)
-			delete(m.Properties, propDelay)
+			m.Properties.Del(propDelay)
 		}
-		if at := m.Properties[propDeliverAt]; at != "" { // any time, in unix ms
+		if at := m.Properties.Get(propDeliverAt); at != "" { // any time, in unix ms
 			if ms, err := strconv.ParseInt(at, 10, 64); err == nil {
 				m.DeliverAt = ms * 1e6
 			}
-			delete(m.Properties, propDeliverAt)
+			m.Properties.Del(propDeliverAt)
 		}
 	}
 	return msgs, opts, sysFlag&txMask == txPrepared, nil
 }
 
 // sendOne is a single send's message with the list that holds it and
-// room for its key (the UNIQ_KEY): one allocation, not three.
+// room for its key (the UNIQ_KEY) and a few properties: one allocation, not
+// four.
 type sendOne struct {
-	m    core.Message
-	list [1]*core.Message
-	keys [1]string
+	m     core.Message
+	list  [1]*core.Message
+	keys  [1]string
+	props [4]core.Property
 }
 
 // sendResponse answers a send whose messages were stored as res by the

@@ -38,7 +38,7 @@ func (s *Server) sendHalf(ctx context.Context, req *remoting.Command, msgs []*co
 		return req.Response(publishCode(err), err.Error()), false
 	}
 	resp = sendResponse(req, []core.PublishResult{res}, s.host())
-	resp.Set("transactionId", msgs[0].Properties[propUniqKey])
+	resp.Set("transactionId", msgs[0].Properties.Get(propUniqKey))
 	return resp, res.Created
 }
 
@@ -99,11 +99,8 @@ func (s *Server) describeHalf(m *core.Message) {
 	if st.Pending {
 		state = "pending: " + strconv.Itoa(st.Checks) + " checks made, next at " + st.Next.UTC().Format(time.RFC3339)
 	}
-	props := make(map[string]string, len(m.Properties)+1)
-	for k, v := range m.Properties {
-		props[k] = v
-	}
-	props[propTranState] = state
+	props := m.Properties.Clone(1)
+	props.Set(propTranState, state)
 	m.Properties = props
 }
 
@@ -191,7 +188,7 @@ func (k *checker) ask(chk core.TransactionCheck) bool {
 		if a := s.access.a; a != nil && !a.Allow(users[j], "", auth.Write, path(m.Topic, m.Subject)) {
 			continue
 		}
-		uniq := m.Properties[propUniqKey]
+		uniq := m.Properties.Get(propUniqKey)
 		req := s.sends.oneway(remoting.CheckTransactionState, remoting.Pairs(
 			"tranStateTableOffset", strconv.FormatInt(m.QueueOffset, 10),
 			"commitLogOffset", strconv.FormatInt(m.LogOffset, 10),
