@@ -117,6 +117,26 @@ func (c *Command) Response(code int16, remark string) *Command {
 	return resp
 }
 
+// ResponseBuf is Response with, in the same allocation, an empty buffer of
+// responseBytes for the values of the fields the caller adds (a send's
+// msgId and offsets), which it appends to and takes its strings from
+// (unsafe.String): one allocation an answer, not two. The buffer lives as
+// long as the response; appending past its capacity moves it, as any slice.
+func (c *Command) ResponseBuf(code int16, remark string) (*Command, []byte) {
+	p := new(struct {
+		c Command
+		f [responseFields]Field
+		b [responseBytes]byte
+	})
+	p.c = Command{Code: code, Language: "GO", Version: Version, Opaque: c.Opaque, Flag: FlagResponse,
+		Remark: remark, Fields: p.f[:0], Serialization: c.Serialization}
+	return &p.c, p.b[:0]
+}
+
+// responseBytes is the buffer ResponseBuf makes: an IPv6 offsetMsgId (56)
+// and two numbers.
+const responseBytes = 96
+
 // responseFields is the room Response makes for ext fields: a pull
 // response's four.
 const responseFields = 4
@@ -151,6 +171,33 @@ func newCommand(n int) *Command {
 		return &p.c
 	}
 	return &Command{Fields: make([]Field, 0, n)}
+}
+
+// newFrameCommand is a command with room for n fields and, in the same
+// allocation, size bytes for a copy of its frame (which its strings and
+// body are then slices of): one allocation a small frame read, not two. A
+// nil command when they do not fit its sizes: a request of a send or a
+// pull (up to 16 fields and 512 bytes), a response (4 and 192).
+func newFrameCommand(n, size int) (*Command, []byte) {
+	switch {
+	case n <= 4 && size <= 192:
+		p := new(struct {
+			c Command
+			f [4]Field
+			b [192]byte
+		})
+		p.c.Fields = p.f[:0]
+		return &p.c, p.b[:]
+	case n <= 16 && size <= 512:
+		p := new(struct {
+			c Command
+			f [16]Field
+			b [512]byte
+		})
+		p.c.Fields = p.f[:0]
+		return &p.c, p.b[:]
+	}
+	return nil, nil
 }
 
 // JSONResponse is a successful response to c whose body is v as JSON (or a

@@ -593,10 +593,10 @@ type sendOne struct {
 // broker at storeHost. Its msgId is RocketMQ's offsetMsgId (the client's
 // own id, UNIQ_KEY, is its SendResult.MsgID).
 func sendResponse(req *remoting.Command, res []core.PublishResult, storeHost [8]byte) *remoting.Command {
-	resp := req.Response(remoting.Success, "")
 	if len(res) == 1 {
-		// The three values in one buffer: one allocation, not one each.
-		b := make([]byte, 0, 80)
+		// The three values in one buffer beside the response: no
+		// allocation of their own.
+		resp, b := req.ResponseBuf(remoting.Success, "")
 		b = appendOffsetMsgID(b, storeHost, res[0].LogOffset)
 		id := len(b)
 		b = strconv.AppendInt(b, int64(res[0].QueueID), 10)
@@ -610,6 +610,7 @@ func sendResponse(req *remoting.Command, res []core.PublishResult, storeHost [8]
 		)
 		return resp
 	}
+	resp := req.Response(remoting.Success, "")
 	ids := make([]string, len(res))
 	for i, r := range res {
 		ids[i] = offsetMsgID(storeHost, r.LogOffset)
