@@ -102,23 +102,16 @@ func decodeFrame(frame []byte, copyBody bool) (*Command, error) {
 		return nil, fmt.Errorf("%w: header of %d bytes in a frame of %d", ErrMalformed, hlen, len(frame))
 	}
 	header, body := frame[4:4+hlen], frame[4+hlen:]
-	if copyBody && ser == RocketMQ {
-		// The header's strings and the body are slices of one copy of the
-		// frame: for a small frame, in the command's own allocation.
-		c, own := newFrameCommand(binaryFieldCount(header), len(frame)-4)
-		if c != nil {
-			own = own[:copy(own, frame[4:])]
-		} else {
-			own = bytes.Clone(frame[4:])
-		}
-		c, err := decodeBinaryHeader(own[:hlen], true, c)
+	if copyBody && len(body) > 0 && ser == RocketMQ {
+		// One copy for the header's strings and the body: one allocation
+		// a request, not two.
+		own := bytes.Clone(frame[4:])
+		c, err := decodeBinaryHeader(own[:hlen], true)
 		if err != nil {
 			return nil, err
 		}
 		c.Serialization = ser
-		if len(body) > 0 {
-			c.Body = own[hlen:len(own):len(own)]
-		}
+		c.Body = own[hlen:len(own):len(own)]
 		return c, nil
 	}
 	c, err := decodeHeader(ser, header)
@@ -143,7 +136,7 @@ func decodeHeader(ser Serialization, header []byte) (*Command, error) {
 	case JSON:
 		c, err = decodeJSONHeader(header)
 	case RocketMQ:
-		c, err = decodeBinaryHeader(header, false, nil)
+		c, err = decodeBinaryHeader(header, false)
 	default:
 		return nil, fmt.Errorf("%w: unknown header serialization %d", ErrMalformed, ser)
 	}
@@ -173,9 +166,7 @@ func languageCode(l string) byte {
 //
 // With owned, b is memory the command may keep (no one writes it again):
 // the header's strings are slices of it. Else they are copied out of it.
-// c, when not nil, is the command to decode into, with room for the
-// fields; else one is made.
-func decodeBinaryHeader(b []byte, owned bool, c *Command) (*Command, error) {
+func decodeBinaryHeader(b []byte, owned bool) (*Command, error) {
 	r := binReader{b: b}
 	code := int16(r.u16())
 	lang := int(r.u8())
@@ -187,9 +178,7 @@ func decodeBinaryHeader(b []byte, owned bool, c *Command) (*Command, error) {
 	if r.err != "" {
 		return nil, fmt.Errorf("%w: binary header: %s", ErrMalformed, r.err)
 	}
-	if c == nil {
-		c = newCommand(countFields(ext)) // with room for the fields: one allocation
-	}
+	c := newCommand(countFields(ext)) // with room for the fields: one allocation
 
 	c.Code, c.Version, c.Opaque, c.Flag = code, version, opaque, flag
 	if len(remark) > 0 {
@@ -239,24 +228,6 @@ func str(b []byte, owned bool) string {
 		return unsafe.String(unsafe.SliceData(b), len(b))
 	}
 	return string(b)
-}
-
-// binaryFieldCount is how many ext fields a binary header holds, as
-// countFields counts them; 0 for a header too short to say.
-func binaryFieldCount(header []byte) int {
-	const fixed = 2 + 1 + 2 + 4 + 4 // code, language, version, opaque, flag
-	if len(header) < fixed+4 {
-		return 0
-	}
-	p := fixed + 4 + int(binary.BigEndian.Uint32(header[fixed:])) // past the remark
-	if p < fixed+4 || p > len(header)-4 {
-		return 0
-	}
-	n := int(binary.BigEndian.Uint32(header[p:]))
-	if n < 0 || n > len(header)-p-4 {
-		return 0
-	}
-	return countFields(header[p+4 : p+4+n])
 }
 
 // countFields is how many ext fields the binary header's ext bytes hold

@@ -173,33 +173,6 @@ func newCommand(n int) *Command {
 	return &Command{Fields: make([]Field, 0, n)}
 }
 
-// newFrameCommand is a command with room for n fields and, in the same
-// allocation, size bytes for a copy of its frame (which its strings and
-// body are then slices of): one allocation a small frame read, not two. A
-// nil command when they do not fit its sizes: a request of a send or a
-// pull (up to 16 fields and 512 bytes), a response (4 and 192).
-func newFrameCommand(n, size int) (*Command, []byte) {
-	switch {
-	case n <= 4 && size <= 192:
-		p := new(struct {
-			c Command
-			f [4]Field
-			b [192]byte
-		})
-		p.c.Fields = p.f[:0]
-		return &p.c, p.b[:]
-	case n <= 16 && size <= 512:
-		p := new(struct {
-			c Command
-			f [16]Field
-			b [512]byte
-		})
-		p.c.Fields = p.f[:0]
-		return &p.c, p.b[:]
-	}
-	return nil, nil
-}
-
 // JSONResponse is a successful response to c whose body is v as JSON (or a
 // system error if v does not encode).
 func (c *Command) JSONResponse(v any) *Command {
