@@ -112,9 +112,19 @@ const signingFields = 3
 // or a pull's) in the same allocation.
 func (c *Command) Response(code int16, remark string) *Command {
 	resp := newCommand(responseFields)
-	*resp = Command{Code: code, Language: "GO", Version: Version, Opaque: c.Opaque, Flag: FlagResponse,
-		Remark: remark, Fields: resp.Fields, Serialization: c.Serialization}
+	c.initResponse(resp, code, remark)
 	return resp
+}
+
+// initResponse sets a new (zero) response's fields, one by one: a whole
+// Command assigned would write its zero fields too, each pointer with a
+// write barrier while the collector marks.
+func (c *Command) initResponse(resp *Command, code int16, remark string) {
+	resp.Code, resp.Language, resp.Version, resp.Opaque, resp.Flag = code, "GO", Version, c.Opaque, FlagResponse
+	if remark != "" {
+		resp.Remark = remark
+	}
+	resp.Serialization = c.Serialization
 }
 
 // ResponseBuf is Response with, in the same allocation, an empty buffer of
@@ -128,8 +138,8 @@ func (c *Command) ResponseBuf(code int16, remark string) (*Command, []byte) {
 		f [responseFields]Field
 		b [responseBytes]byte
 	})
-	p.c = Command{Code: code, Language: "GO", Version: Version, Opaque: c.Opaque, Flag: FlagResponse,
-		Remark: remark, Fields: p.f[:0], Serialization: c.Serialization}
+	p.c.Fields = p.f[:0]
+	c.initResponse(&p.c, code, remark)
 	return &p.c, p.b[:0]
 }
 
