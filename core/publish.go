@@ -36,6 +36,11 @@ type PublishOptions struct {
 	// by that count. 0 takes Config.DefaultQueues, which also caps it: that
 	// is the count TBW102 is advertised with.
 	CreateQueues int
+	// Results, with NoWait, is room for the results: PublishBatch
+	// returns them in it when it has room for them all. A front-end
+	// answering many publishes at once gives one slice for all (the
+	// results of each are a slice of it), not one allocation each.
+	Results []PublishResult
 }
 
 // PublishResult is where a message was stored.
@@ -124,7 +129,7 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 	case len(delayed) > 0:
 		res, err = b.sched.schedule(ctx, msgs)
 	case o.NoWait:
-		res, err = b.storeNoWait(msgs)
+		res, err = b.storeNoWait(msgs, o.Results)
 	default:
 		res, err = b.store1(ctx, msgs)
 	}
@@ -140,19 +145,19 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 // live subscriptions.
 func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, error) {
 	if err := b.admit(); err != nil {
-		return b.stored(msgs, 0, err)
+		return b.stored(msgs, 0, err, nil)
 	}
 	n, err := b.store.AppendBatch(ctx, msgs)
-	return b.stored(msgs, n, err)
+	return b.stored(msgs, n, err, nil)
 }
 
 // storeNoWait is store1 without waiting for durability.
-func (b *Broker) storeNoWait(msgs []*Message) ([]PublishResult, error) {
+func (b *Broker) storeNoWait(msgs []*Message, room []PublishResult) ([]PublishResult, error) {
 	if err := b.admit(); err != nil {
-		return b.stored(msgs, 0, err)
+		return b.stored(msgs, 0, err, nil)
 	}
 	n, _, err := b.store.AppendBatchNoWait(msgs)
-	return b.stored(msgs, n, err)
+	return b.stored(msgs, n, err, room)
 }
 
 // admit returns why a message append would be refused before it is made:
@@ -173,20 +178,25 @@ func (b *Broker) admit() error {
 // loses the change, so what c guards happens again: twice, never never.)
 func (b *Broker) storeWithState(ctx context.Context, msgs []*Message, c stateChange) ([]PublishResult, error) {
 	n, end, err := b.state.appendWith(msgs, c)
-	res, err := b.stored(msgs, n, err)
+	res, err := b.stored(msgs, n, err, nil)
 	if err == nil {
 		err = b.store.WaitDurable(ctx, end)
 	}
 	return res, err
 }
 
-// stored accounts and routes msgs[:n], which the store took.
-func (b *Broker) stored(msgs []*Message, n int, err error) ([]PublishResult, error) {
+// stored accounts and routes msgs[:n], which the store took. Their results
+// are in room when it has room for them all.
+func (b *Broker) stored(msgs []*Message, n int, err error, room []PublishResult) ([]PublishResult, error) {
 	if err != nil && n == 0 {
 		return nil, fmt.Errorf("core: publish to %s: %w", msgs[0].Topic, err)
 	}
 	b.countStored(msgs[:n])
-	res := make([]PublishResult, n)
+	res := room[:0]
+	if cap(room) < n {
+		res = make([]PublishResult, 0, n)
+	}
+	res = res[:n]
 	for i, m := range msgs[:n] {
 		res[i] = PublishResult{LogOffset: m.LogOffset, LogID: b.store.LogID(), Topic: m.Topic, QueueID: m.QueueID,
 			QueueOffset: m.QueueOffset, End: m.LogOffset + int64(m.Size)}

@@ -466,6 +466,7 @@ func (s *Server) batches(req *remoting.Command) bool {
 func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remoting.Command) []*remoting.Command {
 	resps := make([]*remoting.Command, len(reqs))
 	results := make([][]core.PublishResult, len(reqs))
+	room := make([]core.PublishResult, 0, len(reqs)) // the results of single sends, in one allocation
 	var end int64
 	var created string // a topic these sends created: its route is registered before the answers
 	for i, req := range reqs {
@@ -482,7 +483,11 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 			continue
 		}
 		opts.NoWait = true
+		opts.Results = room[len(room):]
 		res, err := s.b.PublishBatch(ctx, msgs, opts)
+		if len(res) <= cap(room)-len(room) {
+			room = room[:len(room)+len(res)] // res is in room: taken
+		}
 		if len(res) > 0 && res[0].Created && created == "" {
 			created = msgs[0].Topic
 		}
