@@ -60,6 +60,45 @@ func (p *Properties) Set(name, value string) {
 	*p = append(*p, Property{name, value})
 }
 
+// Dedup keeps each name once, with its last value: for a decoder that
+// appends what it reads (a protocol's list, which may repeat a name) and
+// dedups once, where a Set per property would compare each with all
+// before it. Linear for a handful, through a map past dedupByMap.
+func (p *Properties) Dedup() {
+	s := *p
+	var out Properties
+	switch {
+	case len(s) < 2:
+		return
+	case len(s) <= dedupByMap:
+		out = s[:0]
+		for i, kv := range s {
+			if !slices.ContainsFunc(s[i+1:], func(o Property) bool { return o.Name == kv.Name }) {
+				out = append(out, kv) // at or before i: what it overwrites was read
+			}
+		}
+	default:
+		last := make(map[string]int, len(s))
+		for i, kv := range s {
+			last[kv.Name] = i
+		}
+		if len(last) == len(s) {
+			return
+		}
+		out = s[:0]
+		for i, kv := range s {
+			if last[kv.Name] == i {
+				out = append(out, kv)
+			}
+		}
+	}
+	clear(s[len(out):])
+	*p = out
+}
+
+// dedupByMap is the length past which Dedup finds repeats through a map.
+const dedupByMap = 16
+
 // Del removes a property, keeping the others' order.
 func (p *Properties) Del(name string) {
 	for i := range *p {

@@ -68,3 +68,24 @@ func TestPropertiesRecordRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// Dedup keeps each name once with its last value, by comparison for a
+// handful and through a map for many.
+func TestPropertiesDedup(t *testing.T) {
+	for _, n := range []int{0, 1, 5, dedupByMap, dedupByMap + 1, 1000} {
+		var p Properties
+		want := map[string]string{}
+		for i := range n {
+			k := string(rune('a' + i%7))
+			if i%3 == 0 {
+				k = string(rune('A'+i%26)) + string(rune('0'+i%10))
+			}
+			p = append(p, Property{k, string(rune('0' + i%10))})
+			want[k] = string(rune('0' + i%10))
+		}
+		p.Dedup()
+		if len(p) != len(want) || !maps.Equal(p.Map(), want) {
+			t.Errorf("%d appended: dedup kept %d, %v; want %v", n, len(p), p, want)
+		}
+	}
+}

@@ -107,7 +107,7 @@ func message(topic, origin string, d *amqp.Delivery) (m *core.Message, dropped i
 			dropped++
 			continue
 		}
-		m.Properties.Set(k, s)
+		m.Properties = append(m.Properties, core.Property{Name: k, Value: s}) // a table's names are distinct
 	}
 	if m.Properties.Get(HeaderOrigin) == "" {
 		m.Properties.Set(HeaderOrigin, origin)

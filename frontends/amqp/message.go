@@ -31,7 +31,7 @@ func toCore(topic, subject string, h *header, body []byte) *core.Message {
 	m := &core.Message{Topic: topic, Subject: subject, Body: body, Properties: make(core.Properties, 0, len(h.props.Headers)+2)}
 	for k, v := range h.props.Headers {
 		if s, ok := headerString(v); ok && len(k) <= maxField && len(s) <= maxField {
-			m.Properties.Set(k, s)
+			m.Properties = append(m.Properties, core.Property{Name: k, Value: s}) // a table's names are distinct
 		}
 	}
 	if h.props.ContentType != "" {
@@ -119,11 +119,15 @@ func (s *Server) deadLetter(m *core.Message, queue, dlx, exchange, key, reason s
 	}
 	h.raw = appendProperties(nil, &h.props)
 	dm := toCore(topic, subject, &h, m.Body)
-	for k, v := range m.Properties.All() {
-		if _, set := dm.Properties.Lookup(k); !set && k != PropProperties {
-			dm.Properties.Set(k, v)
+	props := make(core.Properties, 0, len(m.Properties)+len(dm.Properties))
+	for _, p := range m.Properties {
+		if p.Name != PropProperties {
+			props = append(props, p)
 		}
 	}
+	props = append(props, dm.Properties...) // last: its values win
+	props.Dedup()
+	dm.Properties = props
 	_, err = s.broker.Publish(context.Background(), dm, core.PublishOptions{Queue: core.QueueAuto})
 	s.lastPublish.Store(time.Now().UnixNano())
 	return err

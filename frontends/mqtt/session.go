@@ -561,8 +561,9 @@ func messageQoS(m *core.Message) byte {
 func inProperties(cl *mochi.Client, pk *packets.Packet) core.Properties {
 	p := make(core.Properties, 0, 3+len(pk.Properties.User))
 	for _, u := range pk.Properties.User {
-		p.Set(u.Key, u.Val)
+		p = append(p, core.Property{Name: u.Key, Value: u.Val})
 	}
+	p.Dedup()
 	addMQTTProps(p.Set, pk.Properties)
 	p.Set(propQoS, strconv.Itoa(int(pk.FixedHeader.Qos)))
 	p.Set(propClient, cl.ID)

@@ -72,9 +72,10 @@ func decodeProperties(s string, room core.Properties) core.Properties {
 		var kv string
 		kv, s, _ = strings.Cut(s, "\x02")
 		if k, v, ok := strings.Cut(kv, "\x01"); ok && k != "" {
-			p.Set(k, v)
+			p = append(p, core.Property{Name: k, Value: v})
 		}
 	}
+	p.Dedup()
 	return p
 }
 

@@ -3,6 +3,7 @@ package native
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -94,6 +95,19 @@ func TestSendFieldsAsSendHeader(t *testing.T) {
 			if want := sendHeader(req, n[0], n[1]); got[i] != want {
 				t.Errorf("code %d, field %s: sendFields %q, sendHeader %q", req.Code, n[0], got[i], want)
 			}
+		}
+	}
+}
+
+// decodeProperties reads what remoting.DecodeProperties reads: a name's
+// last value, no pair without a name; into the room it is given.
+func TestDecodeProperties(t *testing.T) {
+	for _, s := range []string{"", "a\x011\x02", "a\x011\x02b\x022\x02a\x013\x02\x01x\x02", "no separator", "k\x01v"} {
+		room := make(core.Properties, 0, 4)
+		got := decodeProperties(s, room)
+		want := remoting.DecodeProperties(s)
+		if len(got) != len(want) || (len(want) > 0 && !maps.Equal(got.Map(), want)) {
+			t.Errorf("%q: %v, want %v", s, got, want)
 		}
 	}
 }
