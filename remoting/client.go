@@ -81,6 +81,7 @@ func (c *Client) sweep() {
 			}
 			c.mu.Unlock()
 			for i, call := range late {
+				c.conn.settle(call.seq) // the caller may change the body from now on
 				call.cb(nil, fmt.Errorf("remoting: no response within %v: %w", call.timeout, context.DeadlineExceeded))
 				late[i] = asyncCall{}
 			}
@@ -111,6 +112,7 @@ func (c *Client) readLoop() {
 			ch <- cmd
 		}
 		if isCall {
+			c.conn.settle(call.seq) // written already, unless the server answered early
 			call.cb(cmd, nil)
 		}
 	}
@@ -127,6 +129,7 @@ func (c *Client) readLoop() {
 	gone := c.err
 	c.mu.Unlock()
 	for _, call := range calls {
+		c.conn.settle(call.seq)
 		call.cb(nil, gone)
 	}
 	close(c.done)
@@ -184,10 +187,14 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	}
 	c.pending[req.Opaque] = ch
 	c.mu.Unlock()
-	if err := c.conn.Send(req); err != nil {
+	seq, err := c.conn.sendRef(req)
+	if err != nil {
 		c.forget(req.Opaque)
 		return nil, fmt.Errorf("remoting: send: %w", err)
 	}
+	// Whichever way the call ends, req's body is the caller's again only
+	// once the connection no longer refers to it.
+	defer c.conn.settle(seq)
 	select {
 	case resp, ok := <-ch:
 		if !ok {
@@ -204,6 +211,7 @@ type asyncCall struct {
 	cb       func(*Command, error)
 	deadline time.Time // the sweeper fails the call after it
 	timeout  time.Duration
+	seq      uint64 // the request's frame, settled before cb runs (Conn.sendRef)
 }
 
 // InvokeAsync sends req and calls cb once with its response, or with an
@@ -211,28 +219,25 @@ type asyncCall struct {
 // 50 ms). cb runs on the connection's reader goroutine (or its sweeper's):
 // it must not block. Many
 // calls can be in flight on one connection, so their frames share writes.
+// req's body may be written from where it lies: it must not change until
+// cb is called.
 func (c *Client) InvokeAsync(req *Command, timeout time.Duration, cb func(*Command, error)) error {
 	req.Opaque = c.opaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
-	op := req.Opaque
 	call := asyncCall{cb: cb, deadline: time.Now().Add(timeout), timeout: timeout}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return err
+		return c.err
 	}
-	c.calls[op] = call
-	c.mu.Unlock()
-	if err := c.conn.Send(req); err != nil {
-		c.mu.Lock()
-		_, mine := c.calls[op]
-		delete(c.calls, op)
-		c.mu.Unlock()
-		if mine {
-			return fmt.Errorf("remoting: send: %w", err)
-		}
+	// Queued with the lock held, so that the call is known with its frame's
+	// number before the response can come; the writer goroutine writes.
+	seq, err := c.conn.sendRef(req)
+	if err != nil {
+		return fmt.Errorf("remoting: send: %w", err)
 	}
+	call.seq = seq
+	c.calls[req.Opaque] = call
 	return nil
 }
 
