@@ -179,7 +179,7 @@ func (s *asyncSend) pipelined() error {
 	if err != nil {
 		return err
 	}
-	props, id := m.encodeWireProperties(p.ids.next())
+	props, id := m.encodeWireProperties(p.ids.nextID())
 	s.q, s.id = q, id
 	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	req.Serialization = remoting.RocketMQ
@@ -230,7 +230,7 @@ func (p *Producer) SendOneway(ctx context.Context, m *Message) error {
 	if err != nil {
 		return err
 	}
-	props, _ := m.encodeWireProperties(p.ids.next())
+	props, _ := m.encodeWireProperties(p.ids.nextID())
 	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	if err := p.pool.oneway(ctx, rt.addrs[q.Broker], req); err != nil {
 		return fmt.Errorf("client: send to %q: %w", m.Topic, err)
@@ -265,7 +265,7 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (SendResult, 
 		if m.DelayLevel != 0 || !m.DeliverAt.IsZero() {
 			return SendResult{}, fmt.Errorf("%w: batch message %d is delayed: delayed messages cannot be batched", ErrInvalidMessage, i)
 		}
-		props, id := m.encodeWireProperties(p.ids.next())
+		props, id := m.encodeWireProperties(p.ids.nextID())
 		ids[i] = id
 		if len(props) > maxPropsLen {
 			return SendResult{}, fmt.Errorf("%w: batch message %d: properties of %d bytes, at most %d", ErrInvalidMessage, i, len(props), maxPropsLen)
@@ -281,7 +281,7 @@ func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
 	if err := m.validate(); err != nil {
 		return SendResult{}, err
 	}
-	props, id := m.encodeWireProperties(p.ids.next())
+	props, id := m.encodeWireProperties(p.ids.nextID())
 	return p.sendWith(ctx, m.Topic, m.ShardingKey, id, m.delayed(), func(q messageQueue) *remoting.Command {
 		return p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	})
