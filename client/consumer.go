@@ -838,8 +838,7 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 		next, nerr := resp.ExtInt("nextBeginOffset")
 		switch resp.Code {
 		case remoting.Success:
-			msgs, err := decodeMessages(resp.Body)
-			resp.Release() // the messages hold copies: the frame's memory serves the next pull
+			msgs, err := decodeResponse(resp)
 			if err == nil {
 				err = nerr
 			}
