@@ -168,10 +168,11 @@ var asyncSends = sync.Pool{New: func() any {
 }}
 
 // free gives s back to asyncSends once its callback ran: nothing refers
-// to it any more.
+// to it any more. It lets go of the message and the callback; the header
+// fields, a few short strings, are overwritten by the next send.
 func (s *asyncSend) free() {
-	answered := s.answered
-	*s = asyncSend{answered: answered}
+	s.p, s.ctx, s.m, s.done, s.id, s.res, s.err = nil, nil, nil, nil, "", SendResult{}, nil
+	s.req.Body = nil
 	asyncSends.Put(s)
 }
 

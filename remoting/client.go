@@ -23,6 +23,10 @@ type Client struct {
 
 	handler atomic.Pointer[RequestHandler] // HandleRequests'
 
+	// ticks counts the sweeper's rounds: InvokeAsync's calls expire by
+	// them, so that a call does not read the clock.
+	ticks atomic.Uint64
+
 	mu      sync.Mutex
 	pending map[int32]chan *Command
 	calls   map[int32]asyncCall // InvokeAsync's, by value: no allocation a call
@@ -71,10 +75,11 @@ func (c *Client) sweep() {
 		select {
 		case <-c.done:
 			return
-		case now := <-tick.C:
+		case <-tick.C:
+			now := c.ticks.Add(1)
 			c.mu.Lock()
 			for op, call := range c.calls {
-				if now.After(call.deadline) {
+				if now >= call.expires {
 					delete(c.calls, op)
 					late = append(late, call)
 				}
@@ -103,10 +108,13 @@ func (c *Client) readLoop() {
 			continue
 		}
 		c.mu.Lock()
-		ch := c.pending[cmd.Opaque]
-		delete(c.pending, cmd.Opaque)
+		var ch chan *Command
 		call, isCall := c.calls[cmd.Opaque]
-		delete(c.calls, cmd.Opaque)
+		if isCall {
+			delete(c.calls, cmd.Opaque)
+		} else if ch = c.pending[cmd.Opaque]; ch != nil {
+			delete(c.pending, cmd.Opaque)
+		}
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- cmd
@@ -208,10 +216,10 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 }
 
 type asyncCall struct {
-	cb       func(*Command, error)
-	deadline time.Time // the sweeper fails the call after it
-	timeout  time.Duration
-	seq      uint64 // the request's frame, settled before cb runs (Conn.sendRef)
+	cb      func(*Command, error)
+	expires uint64 // the sweeper's round (Client.ticks) that fails the call
+	timeout time.Duration
+	seq     uint64 // the request's frame, settled before cb runs (Conn.sendRef)
 }
 
 // InvokeAsync sends req and calls cb once with its response, or with an
@@ -224,7 +232,10 @@ type asyncCall struct {
 func (c *Client) InvokeAsync(req *Command, timeout time.Duration, cb func(*Command, error)) error {
 	req.Opaque = c.opaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
-	call := asyncCall{cb: cb, deadline: time.Now().Add(timeout), timeout: timeout}
+	// The sweeper's next round may come at once: the call expires one
+	// round later than its timeout, at most sweepEvery after it.
+	rounds := max(0, (timeout+sweepEvery-1)/sweepEvery)
+	call := asyncCall{cb: cb, expires: c.ticks.Load() + uint64(rounds) + 1, timeout: timeout}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
