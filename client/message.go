@@ -142,7 +142,7 @@ func validTopic(t string) error {
 
 // delayed reports whether the broker will hold m back.
 func (m *Message) delayed() bool {
-	return m.DelayLevel > 0 || m.DeliverAt.After(time.Now())
+	return m.DelayLevel > 0 || !m.DeliverAt.IsZero() && m.DeliverAt.After(time.Now()) // no clock read for most sends
 }
 
 // wireProperties is m's properties as sent: the user's, plus the tag, the
