@@ -147,3 +147,68 @@ func TestSendRefSettle(t *testing.T) {
 		t.Fatalf("the peer read other bytes than the frames held when sent: first difference at byte %d of %d", n, len(want))
 	}
 }
+
+// TestInvokeAsyncTimeoutSettles: calls to a server that does not read
+// time out; their callbacks change the bodies, and the server, reading
+// at last, still gets the bytes the bodies held when they were sent.
+func TestInvokeAsyncTimeoutSettles(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	cl, err := Dial(t.Context(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sc := <-accepted
+	if sc == nil {
+		t.Fatal("accept failed")
+	}
+	defer sc.Close()
+
+	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
+	var want []byte
+	done := make(chan struct{}, calls)
+	for i := range calls {
+		body := bytes.Repeat([]byte{byte(i)}, 64<<10)
+		req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
+		req.Serialization = RocketMQ
+		sent := bytes.Clone(body)
+		err := cl.InvokeAsync(req, 100*time.Millisecond, func(_ *Command, err error) {
+			if err == nil {
+				t.Error("a call to a server that does not read was answered")
+			}
+			clear(body) // the caller's again
+			done <- struct{}{}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := *req
+		frame.Body = sent
+		if want, err = AppendFrame(want, &frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range calls {
+		<-done
+	}
+	got, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		n := 0
+		for n < len(got) && n < len(want) && got[n] == want[n] {
+			n++
+		}
+		t.Fatalf("the server read other bytes than the requests held when sent: first difference at byte %d of %d", n, len(want))
+	}
+}
