@@ -866,6 +866,11 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 			}
 			for _, m := range msgs {
 				pq.inflight.Add(1)
+				select { // a worker waits, or there is room: no select over two channels
+				case c.work <- task{pq, m}:
+					continue
+				default:
+				}
 				select {
 				case c.work <- task{pq, m}:
 				case <-pq.ctx.Done():
@@ -901,6 +906,12 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 func (c *PushConsumer) worker() {
 	defer c.workers.Done()
 	for {
+		select { // a message waits: no select over two channels
+		case t := <-c.work:
+			c.consume(t)
+			continue
+		default:
+		}
 		select {
 		case t := <-c.work:
 			c.consume(t)
