@@ -124,12 +124,16 @@ func (p *Producer) SendAsync(ctx context.Context, m *Message, done func(SendResu
 		done(SendResult{}, err)
 		return
 	}
-	select {
+	select { // a free slot: no select over two channels
 	case p.async <- struct{}{}:
-	case <-ctx.Done():
-		p.sends.Done()
-		done(SendResult{}, ctx.Err())
-		return
+	default:
+		select {
+		case p.async <- struct{}{}:
+		case <-ctx.Done():
+			p.sends.Done()
+			done(SendResult{}, ctx.Err())
+			return
+		}
 	}
 	s := asyncSends.Get().(*asyncSend)
 	s.p, s.ctx, s.m, s.done = p, ctx, m, done
