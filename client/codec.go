@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // errMalformed: a pull response body that does not decode.
@@ -50,7 +52,26 @@ const (
 // and strings are slices of that copy: a message kept alive keeps the
 // copy (at most maxSharedResponse bytes) alive. Larger responses give each
 // body memory of its own.
-func decodeMessages(b []byte) ([]*MessageExt, error) {
+func decodeMessages(b []byte) ([]*MessageExt, error) { return decodeRecords(b, false) }
+
+// decodeResponse decodes the messages of resp, a pull response read off a
+// connection, whose body is its own memory: one of at most
+// maxSharedResponse bytes is not copied, its messages are slices of it
+// (the copy decodeMessages would make costs as much as the rest of the
+// decoding for 4 KiB messages). A larger one's frame memory is released
+// for the next frame once its messages are copied out.
+func decodeResponse(resp *remoting.Command) ([]*MessageExt, error) {
+	if len(resp.Body) <= maxSharedResponse {
+		return decodeRecords(resp.Body, true)
+	}
+	msgs, err := decodeRecords(resp.Body, false)
+	resp.Release()
+	return msgs, err
+}
+
+// decodeRecords is decodeMessages; with owned, b is the caller's to give:
+// when it is small enough to be shared, it is not copied.
+func decodeRecords(b []byte, owned bool) ([]*MessageExt, error) {
 	n := 0 // frame the records first, so that what they need is made once
 	for rest := b; len(rest) > 0; n++ {
 		if len(rest) < 4 {
@@ -69,7 +90,9 @@ func decodeMessages(b []byte) ([]*MessageExt, error) {
 	var d recordDecoder
 	var structs []MessageExt
 	if len(b) <= maxSharedResponse {
-		b = bytes.Clone(b)
+		if !owned {
+			b = bytes.Clone(b)
+		}
 		d.shared = true
 		structs = make([]MessageExt, n)
 		d.ids = make([]byte, 0, 32*n) // an IPv4 store host's ids; IPv6 ones grow it

@@ -838,8 +838,7 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 		next, nerr := resp.ExtInt("nextBeginOffset")
 		switch resp.Code {
 		case remoting.Success:
-			msgs, err := decodeMessages(resp.Body)
-			resp.Release() // the messages hold copies: the frame's memory serves the next pull
+			msgs, err := decodeResponse(resp)
 			if err == nil {
 				err = nerr
 			}
@@ -867,6 +866,11 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 			}
 			for _, m := range msgs {
 				pq.inflight.Add(1)
+				select { // a worker waits, or there is room: no select over two channels
+				case c.work <- task{pq, m}:
+					continue
+				default:
+				}
 				select {
 				case c.work <- task{pq, m}:
 				case <-pq.ctx.Done():
@@ -902,6 +906,12 @@ func (c *PushConsumer) pullLoop(pq *processQueue) {
 func (c *PushConsumer) worker() {
 	defer c.workers.Done()
 	for {
+		select { // a message waits: no select over two channels
+		case t := <-c.work:
+			c.consume(t)
+			continue
+		default:
+		}
 		select {
 		case t := <-c.work:
 			c.consume(t)

@@ -142,7 +142,7 @@ func validTopic(t string) error {
 
 // delayed reports whether the broker will hold m back.
 func (m *Message) delayed() bool {
-	return m.DelayLevel > 0 || m.DeliverAt.After(time.Now())
+	return m.DelayLevel > 0 || !m.DeliverAt.IsZero() && m.DeliverAt.After(time.Now()) // no clock read for most sends
 }
 
 // wireProperties is m's properties as sent: the user's, plus the tag, the
@@ -172,8 +172,10 @@ func (m *Message) wireProperties(uniq string) map[string]string {
 
 // encodeWireProperties is remoting.EncodeProperties(m.wireProperties(uniq))
 // made without a map, the way every send goes: the same bytes, names
-// sorted. It returns them and the message's unique id.
-func (m *Message) encodeWireProperties(uniq string) (props, id string) {
+// sorted. It returns them and the message's unique id: a generated one is
+// written into the properties in hex, and id is that part of them (one
+// allocation for both).
+func (m *Message) encodeWireProperties(uniq uniqID) (props, id string) {
 	var room [6]prop
 	own := room[:0]
 	if m.Tag != "" {
@@ -188,9 +190,10 @@ func (m *Message) encodeWireProperties(uniq string) (props, id string) {
 	if !m.DeliverAt.IsZero() {
 		own = append(own, prop{propDeliverAt, strconv.FormatInt(m.DeliverAt.UnixMilli(), 10)})
 	}
+	gen := false
 	if id = m.Properties[propUniqKey]; id == "" {
-		id = uniq
-		own = append(own, prop{propUniqKey, uniq})
+		gen = true
+		own = append(own, prop{propUniqKey, ""}) // its value is uniq, written below
 	}
 	all := own
 	for k, v := range m.Properties {
@@ -203,15 +206,29 @@ func (m *Message) encodeWireProperties(uniq string) (props, id string) {
 	for _, p := range all {
 		n += len(p.name) + len(p.value) + 2
 	}
+	if gen {
+		n += 2 * len(uniq)
+	}
 	var b strings.Builder
 	b.Grow(n)
+	at := -1
 	for _, p := range all {
 		b.WriteString(p.name)
 		b.WriteByte('\x01')
-		b.WriteString(p.value)
+		if gen && p.name == propUniqKey {
+			var hex [2 * len(uniqID{})]byte
+			at = b.Len()
+			b.Write(appendUpperHex(hex[:0], uniq[:]))
+		} else {
+			b.WriteString(p.value)
+		}
 		b.WriteByte('\x02')
 	}
-	return b.String(), id
+	props = b.String()
+	if at >= 0 {
+		id = props[at : at+2*len(uniq)]
+	}
+	return props, id
 }
 
 // prop is one message property on its way to the wire.
@@ -250,9 +267,17 @@ func newIDGen() *idGen {
 	return g
 }
 
-func (g *idGen) next() string {
-	var b [16]byte
+// uniqID is a message id before it is written in hex.
+type uniqID [16]byte
+
+func (g *idGen) nextID() uniqID {
+	var b uniqID
 	copy(b[:8], g.prefix[:])
 	binary.BigEndian.PutUint64(b[8:], g.n.Add(1))
+	return b
+}
+
+func (g *idGen) next() string {
+	b := g.nextID()
 	return upperHex(b[:])
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrymq/ferry/remoting"
@@ -36,6 +37,9 @@ type pool struct {
 type poolConn struct {
 	mu sync.Mutex // serializes dialing this address
 	c  *remoting.Client
+	// live is c while it is up, for get's path without pc.mu: a send
+	// takes no lock of the pool's but one.
+	live atomic.Pointer[remoting.Client]
 }
 
 func newPool(o *options) *pool {
@@ -75,6 +79,9 @@ func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
 		p.conns[addr] = pc
 	}
 	p.mu.Unlock()
+	if c := pc.live.Load(); c != nil && c.Err() == nil {
+		return c, nil // close may be closing it: the call fails as it would a moment later
+	}
 
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
@@ -85,6 +92,7 @@ func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
 		return pc.c, nil
 	}
 	if pc.c != nil {
+		pc.live.Store(nil)
 		pc.c.Close() // already gone: this only waits for its reader
 		pc.c = nil
 	}
@@ -100,6 +108,7 @@ func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
 		c.HandleRequests(func(req *remoting.Command) *remoting.Command { return p.serve(addr, req) })
 	}
 	pc.c = c
+	pc.live.Store(c)
 	return c, nil
 }
 
@@ -159,6 +168,7 @@ func (p *pool) close() error {
 	for _, pc := range conns {
 		pc.mu.Lock()
 		if pc.c != nil {
+			pc.live.Store(nil)
 			if err := pc.c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)
 			}

@@ -63,6 +63,7 @@ func newProducer(o options, serve func(addr string, req *remoting.Command) *remo
 		defer close(p.cbDone)
 		for s := range p.callbacks {
 			s.done(s.res, s.err)
+			s.free()
 			<-p.async // the slot is freed after done ran: at most maxAsyncInFlight callbacks ever wait
 			p.sends.Done()
 		}
@@ -123,21 +124,28 @@ func (p *Producer) SendAsync(ctx context.Context, m *Message, done func(SendResu
 		done(SendResult{}, err)
 		return
 	}
-	select {
+	select { // a free slot: no select over two channels
 	case p.async <- struct{}{}:
-	case <-ctx.Done():
-		p.sends.Done()
-		done(SendResult{}, ctx.Err())
-		return
+	default:
+		select {
+		case p.async <- struct{}{}:
+		case <-ctx.Done():
+			p.sends.Done()
+			done(SendResult{}, ctx.Err())
+			return
+		}
 	}
-	s := &asyncSend{p: p, ctx: ctx, m: m, done: done}
+	s := asyncSends.Get().(*asyncSend)
+	s.p, s.ctx, s.m, s.done = p, ctx, m, done
 	if err := s.pipelined(); err != nil {
 		go s.sync() // the pipelined attempt could not start: the sync path, with its retries
 	}
 }
 
-// asyncSend is one SendAsync from its start to its callback, in one
-// allocation (closures for each step would take three).
+// asyncSend is one SendAsync from its start to its callback, with the
+// pipelined attempt's request, reused from one send to the next
+// (asyncSends): a send allocates neither it nor its request nor the
+// callback its connection calls.
 type asyncSend struct {
 	p    *Producer
 	ctx  context.Context
@@ -147,7 +155,33 @@ type asyncSend struct {
 	id   string       // the message's id, as the pipelined attempt sent it
 	res  SendResult
 	err  error
+
+	// req is the pipelined attempt's request, in fields' memory: the
+	// connection keeps neither once InvokeAsync returned (the header is
+	// encoded by then; the body is the message's).
+	req      remoting.Command
+	fields   [sendFields + signingFields]remoting.Field
+	answered func(*remoting.Command, error) // s.answer, made once
 }
+
+// asyncSends are the asyncSends of sends done, for the next ones.
+var asyncSends = sync.Pool{New: func() any {
+	s := new(asyncSend)
+	s.answered = s.answer
+	return s
+}}
+
+// free gives s back to asyncSends once its callback ran: nothing refers
+// to it any more. It lets go of the message and the callback; the header
+// fields, a few short strings, are overwritten by the next send.
+func (s *asyncSend) free() {
+	s.p, s.ctx, s.m, s.done, s.id, s.res, s.err = nil, nil, nil, nil, "", SendResult{}, nil
+	s.req.Body = nil
+	asyncSends.Put(s)
+}
+
+// signingFields is the most fields signing adds (remoting.Command.Sign).
+const signingFields = 3
 
 // finish hands the result to the producer's callback goroutine.
 func (s *asyncSend) finish(res SendResult, err error) {
@@ -179,17 +213,17 @@ func (s *asyncSend) pipelined() error {
 	if err != nil {
 		return err
 	}
-	props, id := m.encodeWireProperties(p.ids.next())
+	props, id := m.encodeWireProperties(p.ids.nextID())
 	s.q, s.id = q, id
-	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
-	req.Serialization = remoting.RocketMQ
-	p.pool.sign(rt.addrs[q.Broker], req)
-	return c.InvokeAsync(req, p.opts.sendTimeout, s.answered)
+	s.req = remoting.Command{Code: remoting.SendMessageV2, Language: "GO", Version: remoting.Version,
+		Fields: p.sendFields(s.fields[:0], m.Topic, q.ID, 0, props, false), Body: m.Body, Serialization: remoting.RocketMQ}
+	p.pool.sign(rt.addrs[q.Broker], &s.req)
+	return c.InvokeAsync(&s.req, p.opts.sendTimeout, s.answered)
 }
 
-// answered takes the pipelined attempt's answer. A failed attempt that
+// answer takes the pipelined attempt's answer. A failed attempt that
 // may succeed elsewhere goes on with the sync path's retries.
-func (s *asyncSend) answered(resp *remoting.Command, err error) {
+func (s *asyncSend) answer(resp *remoting.Command, err error) {
 	p, m, q := s.p, s.m, s.q
 	if err == nil {
 		err = remoting.ResponseError(resp)
@@ -230,7 +264,7 @@ func (p *Producer) SendOneway(ctx context.Context, m *Message) error {
 	if err != nil {
 		return err
 	}
-	props, _ := m.encodeWireProperties(p.ids.next())
+	props, _ := m.encodeWireProperties(p.ids.nextID())
 	req := p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	if err := p.pool.oneway(ctx, rt.addrs[q.Broker], req); err != nil {
 		return fmt.Errorf("client: send to %q: %w", m.Topic, err)
@@ -265,7 +299,7 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) (SendResult, 
 		if m.DelayLevel != 0 || !m.DeliverAt.IsZero() {
 			return SendResult{}, fmt.Errorf("%w: batch message %d is delayed: delayed messages cannot be batched", ErrInvalidMessage, i)
 		}
-		props, id := m.encodeWireProperties(p.ids.next())
+		props, id := m.encodeWireProperties(p.ids.nextID())
 		ids[i] = id
 		if len(props) > maxPropsLen {
 			return SendResult{}, fmt.Errorf("%w: batch message %d: properties of %d bytes, at most %d", ErrInvalidMessage, i, len(props), maxPropsLen)
@@ -281,7 +315,7 @@ func (p *Producer) send(ctx context.Context, m *Message) (SendResult, error) {
 	if err := m.validate(); err != nil {
 		return SendResult{}, err
 	}
-	props, id := m.encodeWireProperties(p.ids.next())
+	props, id := m.encodeWireProperties(p.ids.nextID())
 	return p.sendWith(ctx, m.Topic, m.ShardingKey, id, m.delayed(), func(q messageQueue) *remoting.Command {
 		return p.request(remoting.SendMessageV2, m.Topic, q.ID, props, false, m.Body)
 	})
@@ -296,7 +330,17 @@ func (p *Producer) request(code int16, topic string, queue int, props string, ba
 // requestFlag is request with the message's sysFlag (a transaction's
 // half message sets one).
 func (p *Producer) requestFlag(code int16, topic string, queue, sysFlag int, props string, batch bool, body []byte) *remoting.Command {
-	return remoting.NewRequest(code, []remoting.Field{ // copied into the request: the list stays on the stack
+	var fields [sendFields]remoting.Field // copied into the request: the list stays on the stack
+	return remoting.NewRequest(code, p.sendFields(fields[:0], topic, queue, sysFlag, props, batch), body)
+}
+
+// sendFields is how many header fields sendFields appends.
+const sendFields = 12
+
+// sendFields appends the header fields of SEND_MESSAGE_V2 (or
+// SEND_BATCH_MESSAGE) to dst.
+func (p *Producer) sendFields(dst []remoting.Field, topic string, queue, sysFlag int, props string, batch bool) []remoting.Field {
+	return append(dst, []remoting.Field{
 		{Name: "a", Value: p.opts.group},                     // producer group
 		{Name: "b", Value: topic},                            // topic
 		{Name: "c", Value: defaultTopic},                     // the topic whose config a new topic takes
@@ -309,7 +353,7 @@ func (p *Producer) requestFlag(code int16, topic string, queue, sysFlag int, pro
 		{Name: "j", Value: "0"},                              // reconsume times
 		{Name: "k", Value: "false"},                          // unit mode
 		{Name: "m", Value: strconv.FormatBool(batch)},        // batch
-	}, body)
+	}...)
 }
 
 // sendWith sends a request made for a queue, retrying on another broker's

@@ -169,8 +169,7 @@ func (c *PullConsumer) Pull(ctx context.Context, q Queue, offset int64, n int) (
 	case remoting.PullOffsetMoved:
 		return res, fmt.Errorf("%w: offset %d of %s/%s/%d, next %d", ErrOffsetMoved, offset, q.Topic, q.Broker, q.ID, res.Next)
 	case remoting.Success:
-		res.Messages, err = decodeMessages(resp.Body)
-		resp.Release() // the messages hold copies: the frame's memory serves the next pull
+		res.Messages, err = decodeResponse(resp)
 		if err != nil {
 			return PullResult{}, fmt.Errorf("client: pull answer from %s: %w", addr, err)
 		}

@@ -237,8 +237,9 @@ func TestWireProperties(t *testing.T) {
 	// A send encodes them without a map: the same bytes, the same id.
 	for _, m := range []*Message{m, {Topic: "t"}, {Topic: "t", DelayLevel: 3, Properties: map[string]string{"UNIQ_KEY": "mine", "TAGS": "user's", "z": "", "B": "b"}},
 		{Topic: "t", Tag: "x", Properties: map[string]string{"UNIQ_KEY": "", "TAGS": "user's"}}} {
-		wp := m.wireProperties("ID2")
-		props, id := m.encodeWireProperties("ID2")
+		uniq := g.nextID()
+		wp := m.wireProperties(upperHex(uniq[:]))
+		props, id := m.encodeWireProperties(uniq)
 		if want := remoting.EncodeProperties(wp); props != want || id != wp["UNIQ_KEY"] {
 			t.Fatalf("%+v: encoded %q id %q; want %q id %q", m, props, id, want, wp["UNIQ_KEY"])
 		}

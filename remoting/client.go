@@ -23,6 +23,10 @@ type Client struct {
 
 	handler atomic.Pointer[RequestHandler] // HandleRequests'
 
+	// ticks counts the sweeper's rounds: InvokeAsync's calls expire by
+	// them, so that a call does not read the clock.
+	ticks atomic.Uint64
+
 	mu      sync.Mutex
 	pending map[int32]chan *Command
 	calls   map[int32]asyncCall // InvokeAsync's, by value: no allocation a call
@@ -71,16 +75,18 @@ func (c *Client) sweep() {
 		select {
 		case <-c.done:
 			return
-		case now := <-tick.C:
+		case <-tick.C:
+			now := c.ticks.Add(1)
 			c.mu.Lock()
 			for op, call := range c.calls {
-				if now.After(call.deadline) {
+				if now >= call.expires {
 					delete(c.calls, op)
 					late = append(late, call)
 				}
 			}
 			c.mu.Unlock()
 			for i, call := range late {
+				c.conn.settle(call.seq) // the caller may change the body from now on
 				call.cb(nil, fmt.Errorf("remoting: no response within %v: %w", call.timeout, context.DeadlineExceeded))
 				late[i] = asyncCall{}
 			}
@@ -102,15 +108,19 @@ func (c *Client) readLoop() {
 			continue
 		}
 		c.mu.Lock()
-		ch := c.pending[cmd.Opaque]
-		delete(c.pending, cmd.Opaque)
+		var ch chan *Command
 		call, isCall := c.calls[cmd.Opaque]
-		delete(c.calls, cmd.Opaque)
+		if isCall {
+			delete(c.calls, cmd.Opaque)
+		} else if ch = c.pending[cmd.Opaque]; ch != nil {
+			delete(c.pending, cmd.Opaque)
+		}
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- cmd
 		}
 		if isCall {
+			c.conn.settle(call.seq) // written already, unless the server answered early
 			call.cb(cmd, nil)
 		}
 	}
@@ -127,6 +137,7 @@ func (c *Client) readLoop() {
 	gone := c.err
 	c.mu.Unlock()
 	for _, call := range calls {
+		c.conn.settle(call.seq)
 		call.cb(nil, gone)
 	}
 	close(c.done)
@@ -184,10 +195,14 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	}
 	c.pending[req.Opaque] = ch
 	c.mu.Unlock()
-	if err := c.conn.Send(req); err != nil {
+	seq, err := c.conn.sendRef(req)
+	if err != nil {
 		c.forget(req.Opaque)
 		return nil, fmt.Errorf("remoting: send: %w", err)
 	}
+	// Whichever way the call ends, req's body is the caller's again only
+	// once the connection no longer refers to it.
+	defer c.conn.settle(seq)
 	select {
 	case resp, ok := <-ch:
 		if !ok {
@@ -201,9 +216,10 @@ func (c *Client) Invoke(ctx context.Context, req *Command) (*Command, error) {
 }
 
 type asyncCall struct {
-	cb       func(*Command, error)
-	deadline time.Time // the sweeper fails the call after it
-	timeout  time.Duration
+	cb      func(*Command, error)
+	expires uint64 // the sweeper's round (Client.ticks) that fails the call
+	timeout time.Duration
+	seq     uint64 // the request's frame, settled before cb runs (Conn.sendRef)
 }
 
 // InvokeAsync sends req and calls cb once with its response, or with an
@@ -211,28 +227,28 @@ type asyncCall struct {
 // 50 ms). cb runs on the connection's reader goroutine (or its sweeper's):
 // it must not block. Many
 // calls can be in flight on one connection, so their frames share writes.
+// req's body may be written from where it lies: it must not change until
+// cb is called.
 func (c *Client) InvokeAsync(req *Command, timeout time.Duration, cb func(*Command, error)) error {
 	req.Opaque = c.opaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
-	op := req.Opaque
-	call := asyncCall{cb: cb, deadline: time.Now().Add(timeout), timeout: timeout}
+	// The sweeper's next round may come at once: the call expires one
+	// round later than its timeout, at most sweepEvery after it.
+	rounds := max(0, (timeout+sweepEvery-1)/sweepEvery)
+	call := asyncCall{cb: cb, expires: c.ticks.Load() + uint64(rounds) + 1, timeout: timeout}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return err
+		return c.err
 	}
-	c.calls[op] = call
-	c.mu.Unlock()
-	if err := c.conn.Send(req); err != nil {
-		c.mu.Lock()
-		_, mine := c.calls[op]
-		delete(c.calls, op)
-		c.mu.Unlock()
-		if mine {
-			return fmt.Errorf("remoting: send: %w", err)
-		}
+	// Queued with the lock held, so that the call is known with its frame's
+	// number before the response can come; the writer goroutine writes.
+	seq, err := c.conn.sendRef(req)
+	if err != nil {
+		return fmt.Errorf("remoting: send: %w", err)
 	}
+	call.seq = seq
+	c.calls[req.Opaque] = call
 	return nil
 }
 

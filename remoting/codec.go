@@ -335,10 +335,19 @@ func newFrameHeader(c *Command) (frameHeader, error) {
 // frameLen is the bytes c's frame takes, length word included.
 func (h frameHeader) frameLen(c *Command) int { return 8 + h.len + len(c.Body) }
 
+// headLen is the bytes of c's frame before its body.
+func (h frameHeader) headLen() int { return 8 + h.len }
+
 // appendFrame appends c's frame with header h to dst, growing it once.
 func (h frameHeader) appendFrame(dst []byte, c *Command) []byte {
-	be := binary.BigEndian
 	dst = slices.Grow(dst, h.frameLen(c))
+	return append(h.appendHead(dst, c), c.Body...)
+}
+
+// appendHead appends c's frame up to its body: the length words and the
+// header.
+func (h frameHeader) appendHead(dst []byte, c *Command) []byte {
+	be := binary.BigEndian
 	dst = be.AppendUint32(dst, uint32(4+h.len+len(c.Body)))
 	if h.json != nil {
 		dst = be.AppendUint32(dst, uint32(JSON)<<24|uint32(h.len))
@@ -347,7 +356,7 @@ func (h frameHeader) appendFrame(dst []byte, c *Command) []byte {
 		dst = be.AppendUint32(dst, uint32(RocketMQ)<<24|uint32(h.len))
 		dst = appendBinaryHeader(dst, c, h.len)
 	}
-	return append(dst, c.Body...)
+	return dst
 }
 
 // binaryFixedLen is the binary header's size without its remark and ext

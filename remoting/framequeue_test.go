@@ -33,8 +33,8 @@ func TestFrameQueue(t *testing.T) {
 	big.Opaque = -1
 	add(big)
 	add(NewRequest(2, nil, nil))
-	if len(q.chunks) < 4 {
-		t.Fatalf("%d chunks, want the frames spread over at least 4", len(q.chunks))
+	if len(q.own) < 4 {
+		t.Fatalf("%d chunks, want the frames spread over at least 4", len(q.own))
 	}
 
 	a, b := net.Pipe()
@@ -42,7 +42,7 @@ func TestFrameQueue(t *testing.T) {
 	done := make(chan error, 1)
 	bufs := q.take()
 	go func() {
-		_, err := writeChunks(a, bufs, nil)
+		_, err := writeChunks(a, bufs.segs, nil)
 		done <- err
 	}()
 	r := bufio.NewReader(b)

@@ -270,6 +270,9 @@ func (fr *frameReader) readLarge(n int) (*Command, error) {
 	fr.r += 4
 	got := min(fr.w-fr.r, n)
 	frame := getFrame(n)
+	if frame == nil && !fr.pooled && n <= maxExactFrame {
+		frame = make([]byte, 0, n) // a client's frame: see maxExactFrame
+	}
 	if frame == nil {
 		frame = make([]byte, 0, max(got, min(n, readChunk)))
 	}
@@ -308,6 +311,14 @@ func (fr *frameReader) readLarge(n int) (*Command, error) {
 	}
 	return c, err
 }
+
+// maxExactFrame is the largest frame a client's reader (not pooled) reads
+// into memory of the frame's declared size at once, rather than growing it
+// as the bytes arrive: a pull response that its messages keep as their
+// memory (the SDK decodes one of up to 256 KiB in place) is then read
+// without copies. A client's peer is the server it chose, and this bounds
+// what a declared length alone can make it allocate.
+const maxExactFrame = 256 << 10
 
 // partialHeader decodes the header at the start of a frame's first
 // bytes, nil when it has not arrived whole or does not decode.

@@ -584,6 +584,8 @@ type Conn struct {
 	// they go out together while the writer is busy.
 	kick chan struct{}
 	quit chan struct{}
+
+	refs refWriter // frames whose bodies are queued by reference: connref.go
 }
 
 func newConn(nc net.Conn) *Conn { return &Conn{nc: nc} }
@@ -592,6 +594,7 @@ func newConn(nc net.Conn) *Conn { return &Conn{nc: nc} }
 // until stopWriter.
 func newWriterConn(nc net.Conn) *Conn {
 	c := &Conn{nc: nc, kick: make(chan struct{}, 1), quit: make(chan struct{})}
+	c.refs.init(c)
 	go c.writer()
 	return c
 }
@@ -615,17 +618,19 @@ func (c *Conn) writer() {
 // clears writing. Caller holds mu and has set writing.
 func (c *Conn) writeLocked() {
 	for !c.queue.empty() && c.err == nil {
-		bufs := c.queue.take()
+		b := c.queue.take()
+		seq := c.refs.take(b.refs)
 		c.mu.Unlock()
 		var werr error
-		var n int64
-		for _, b := range bufs {
-			n += int64(len(b))
+		n := b.bytes()
+		if b.refs {
+			werr = c.writeRefs(b.segs, seq)
+		} else {
+			c.iov, werr = writeChunks(c.nc, b.segs, c.iov)
 		}
-		c.iov, werr = writeChunks(c.nc, bufs, c.iov)
 		c.mu.Lock()
 		c.queued -= n
-		c.queue.giveBack(bufs)
+		c.queue.giveBack(b)
 		if werr != nil && c.err == nil {
 			c.err = werr
 		}

@@ -1,0 +1,214 @@
+package remoting
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// tcpPair is both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// refCommands is requests with bodies on both sides of minRefBody, in
+// both serializations, and the bytes their frames take.
+func refCommands(n, big int) ([]*Command, []byte) {
+	var cmds []*Command
+	var want []byte
+	for i := range n {
+		size := 100
+		if i%3 != 0 {
+			size = big
+		}
+		c := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i), "topic", "t"), bytes.Repeat([]byte{byte(i)}, size))
+		c.Opaque = int32(i)
+		c.Serialization = RocketMQ
+		if i%5 == 0 {
+			c.Serialization = JSON
+		}
+		cmds = append(cmds, c)
+		var err error
+		if want, err = AppendFrame(want, c); err != nil {
+			panic(err)
+		}
+	}
+	return cmds, want
+}
+
+// TestSendRefFrames: frames whose bodies go by reference are the bytes
+// AppendFrame makes, in order.
+func TestSendRefFrames(t *testing.T) {
+	cc, sc := tcpPair(t)
+	c := newWriterConn(cc)
+	defer c.stopWriter()
+	if !canWriteNow {
+		t.Skip("bodies are always copied on this system")
+	}
+	if !c.refs.on {
+		t.Fatal("a TCP connection's writer does not take bodies by reference")
+	}
+	cmds, want := refCommands(600, 4<<10)
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(sc, int64(len(want))))
+		got <- b
+	}()
+	var seqs []uint64
+	for _, cmd := range cmds {
+		seq, err := c.sendRef(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (seq != 0) != (len(cmd.Body) >= minRefBody) {
+			t.Fatalf("a body of %d bytes has frame number %d", len(cmd.Body), seq)
+		}
+		seqs = append(seqs, seq)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("the frames written differ from AppendFrame's (%d bytes, want %d)", len(b), len(want))
+	}
+	for _, seq := range seqs {
+		c.settle(seq) // all written: returns at once
+	}
+}
+
+// TestSendRefSettle: with a peer that does not read, frames queued and
+// frames the writer could not finish are settled without waiting for the
+// peer; a body changed after its frame was settled does not change the
+// bytes the peer reads later.
+func TestSendRefSettle(t *testing.T) {
+	cc, sc := tcpPair(t)
+	c := newWriterConn(cc)
+	defer c.stopWriter()
+	if !c.refs.on {
+		t.Skip("bodies are always copied on this system")
+	}
+	// Far more than the sockets' buffers hold: the writer stops part way.
+	cmds, want := refCommands(400, 64<<10)
+	// The first half goes to the writer as one batch: it writes what the
+	// socket takes and copies the rest. The second half waits in the
+	// queue meanwhile, and is copied there when settled.
+	c.mu.Lock()
+	c.writing = true // no kick: the frames wait for the one below
+	c.mu.Unlock()
+	var seqs []uint64
+	for i, cmd := range cmds {
+		seq, err := c.sendRef(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+		if i == len(cmds)/2 {
+			c.kick <- struct{}{}
+			for c.refs.released.Load() == 0 { // the writer took the first half
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	for i, cmd := range cmds {
+		c.settle(seqs[i])
+		for j := range cmd.Body {
+			cmd.Body[j] = 0xEE
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, want) {
+		n := 0
+		for n < len(b) && n < len(want) && b[n] == want[n] {
+			n++
+		}
+		t.Fatalf("the peer read other bytes than the frames held when sent: first difference at byte %d of %d", n, len(want))
+	}
+}
+
+// TestInvokeAsyncTimeoutSettles: calls to a server that does not read
+// time out; their callbacks change the bodies, and the server, reading
+// at last, still gets the bytes the bodies held when they were sent.
+func TestInvokeAsyncTimeoutSettles(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	cl, err := Dial(t.Context(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sc := <-accepted
+	if sc == nil {
+		t.Fatal("accept failed")
+	}
+	defer sc.Close()
+
+	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
+	var want []byte
+	done := make(chan struct{}, calls)
+	for i := range calls {
+		body := bytes.Repeat([]byte{byte(i)}, 64<<10)
+		req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
+		req.Serialization = RocketMQ
+		sent := bytes.Clone(body)
+		err := cl.InvokeAsync(req, 100*time.Millisecond, func(_ *Command, err error) {
+			if err == nil {
+				t.Error("a call to a server that does not read was answered")
+			}
+			clear(body) // the caller's again
+			done <- struct{}{}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := *req
+		frame.Body = sent
+		if want, err = AppendFrame(want, &frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range calls {
+		<-done
+	}
+	got, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		n := 0
+		for n < len(got) && n < len(want) && got[n] == want[n] {
+			n++
+		}
+		t.Fatalf("the server read other bytes than the requests held when sent: first difference at byte %d of %d", n, len(want))
+	}
+}
