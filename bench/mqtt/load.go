@@ -201,6 +201,7 @@ type loadResult struct {
 	lost, dups           int64
 	p50, p99, max        time.Duration
 	cpuPerMsg            time.Duration // the broker's CPU time (user and system) per message; fleets only
+	counts               perMsg        // the broker's system calls and thread switches per message; fleets only
 	err                  error
 }
 
