@@ -106,8 +106,13 @@ func main() {
 				continue
 			}
 			for _, qos := range []byte{0, 1} {
+				cpu0, cerr := b.cpu()
 				r := runLoad(b.addr, *publishers, s.count / *publishers, qos, *window, *size, 0, false, 5*time.Second)
+				if cpu1, err := b.cpu(); err == nil && cerr == nil {
+					r.cpuPerMsg = (cpu1 - cpu0) / time.Duration(s.count / *publishers * *publishers)
+				}
 				report(fmt.Sprintf("round %d %s fan-in QoS %d", round, s.name, qos), r)
+				fmt.Fprintf(os.Stderr, "round %d %s fan-in QoS %d: broker CPU %s per message, load average %s\n", round, s.name, qos, us(r.cpuPerMsg), loadAvg())
 				if qos == 0 {
 					fan[s.name].q0 = append(fan[s.name].q0, r)
 				} else {
