@@ -200,7 +200,8 @@ type loadResult struct {
 	delivered, published float64 // msg/s: unique at the subscriber; acknowledged (QoS 1) or written (QoS 0)
 	lost, dups           int64
 	p50, p99, max        time.Duration
-	cpuPerMsg            time.Duration // the broker's CPU time (user and system) per message; fleets only
+	cpuPerMsg            time.Duration // the broker's CPU time (user and system) per message
+	counts               perMsg        // the broker's system calls and thread switches per message; fleets only
 	err                  error
 }
 

@@ -106,8 +106,13 @@ func main() {
 				continue
 			}
 			for _, qos := range []byte{0, 1} {
+				cpu0, cerr := b.cpu()
 				r := runLoad(b.addr, *publishers, s.count / *publishers, qos, *window, *size, 0, false, 5*time.Second)
+				if cpu1, err := b.cpu(); err == nil && cerr == nil {
+					r.cpuPerMsg = (cpu1 - cpu0) / time.Duration(s.count / *publishers * *publishers)
+				}
 				report(fmt.Sprintf("round %d %s fan-in QoS %d", round, s.name, qos), r)
+				fmt.Fprintf(os.Stderr, "round %d %s fan-in QoS %d: broker CPU %s per message, load average %s\n", round, s.name, qos, us(r.cpuPerMsg), loadAvg())
 				if qos == 0 {
 					fan[s.name].q0 = append(fan[s.name].q0, r)
 				} else {
@@ -138,19 +143,24 @@ func main() {
 					}
 				}
 				cpu0, cerr := b.cpu()
+				n0, nerr := b.counts()
 				r := runLoad(b.addr, *fleet, perDev, 1, 16, *size, interval, true, 5*time.Second)
+				msgs := int64(*fleet * perDev)
+				if bg != nil {
+					msgs += bg.sent.Load() // the background's publishes cost the broker too
+				}
 				if cpu1, err := b.cpu(); err == nil && cerr == nil {
-					msgs := int64(*fleet * perDev)
-					if bg != nil {
-						msgs += bg.sent.Load() // the background's publishes cost the broker too
-					}
 					r.cpuPerMsg = (cpu1 - cpu0) / time.Duration(msgs)
+				}
+				if n1, err := b.counts(); err == nil && nerr == nil {
+					r.counts = n1.since(n0, msgs)
 				}
 				report(fmt.Sprintf("round %d %s fleet %d×%.0f msg/s QoS 1", round, s.name, *fleet, *fleetRate), r)
 				if bg != nil {
 					fmt.Fprintf(os.Stderr, "round %d %s fleet background: %s\n", round, s.name, bg.close())
 				}
 				fmt.Fprintf(os.Stderr, "round %d %s fleet: broker CPU %s per message, load average %s\n", round, s.name, us(r.cpuPerMsg), loadAvg())
+				fmt.Fprintf(os.Stderr, "round %d %s fleet: broker %s\n", round, s.name, r.counts)
 				if b.misc != "" {
 					fmt.Fprintf(os.Stderr, "round %d %s fleet hops: %s\n", round, s.name, hops("http://"+b.misc+"/metrics"))
 				}
@@ -198,6 +208,19 @@ func main() {
 			median(f.q1, func(r loadResult) float64 { return r.delivered }),
 			median(f.q1, func(r loadResult) float64 { return r.published }),
 			lostDup(append(slices.Clone(f.q0), f.q1...)), p50, p99, flost, fcpu, perConn[s.name])
+	}
+	if *fleet > 0 {
+		fmt.Println()
+		for _, s := range systems {
+			fl := fleets[s.name]
+			reads, ok := medianOf(fl, func(r loadResult) float64 { return r.counts.reads })
+			if !ok {
+				continue
+			}
+			writes, _ := medianOf(fl, func(r loadResult) float64 { return r.counts.writes })
+			switches, _ := medianOf(fl, func(r loadResult) float64 { return r.counts.switches })
+			fmt.Printf("%s, fleet (medians): %s\n", s.name, perMsg{reads, writes, switches})
+		}
 	}
 }
 

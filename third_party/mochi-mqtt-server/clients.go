@@ -596,6 +596,9 @@ func (cl *Client) ClearExpiredInflights(now, maximumExpiry int64) []uint16 {
 // goroutine's, which waits for as long as the client is connected, stays
 // at the few KiB it started with, also when a client only sends a
 // PINGREQ now and then.
+//
+// A burst that comes less than busyBurstGap after the one before it is
+// handled on the reader itself: the client is busy.
 func (cl *Client) Read(packetHandler ReadFn) error {
 	if cl.Net.bconn == nil {
 		return ErrConnectionClosed
@@ -609,6 +612,7 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		err = cl.readBurst(packetHandler)
 		done <- struct{}{}
 	}
+	var last time.Time // when the last burst arrived
 	for {
 		if cl.Closed() {
 			return nil
@@ -619,13 +623,32 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return err
 		}
 
-		cl.ops.workers.run(burst)
-		<-done
+		now := time.Now()
+		if busy := !last.IsZero() && now.Sub(last) < busyBurstGap; busy {
+			err = cl.readBurst(packetHandler)
+		} else {
+			cl.ops.workers.run(burst)
+			<-done
+		}
+		last = now
 		if err != nil {
 			return err
 		}
 	}
 }
+
+// busyBurstGap is the longest time between two bursts of a client's packets
+// for the client to be busy: its reader then handles the second burst
+// itself, not on a worker (see Client.Read). Handing a burst to a worker and
+// back costs two goroutine switches, each of which may wake an idle thread
+// of the runtime, more than handling a small burst: for a client that sends
+// a stream of packets (a subscriber's acknowledgements, a publisher's
+// messages), the reader's stack is seldom idle long enough to be worth
+// keeping small. For a client that sends now and then (a device reporting
+// every few seconds, a PINGREQ) it is: garbage collections shrink the stacks
+// of idle goroutines, and a reader that handled every burst itself would
+// grow its stack again, a copy, each time.
+var busyBurstGap = 10 * time.Millisecond
 
 // readBurst reads and handles packets until what has arrived is consumed,
 // or the client is closed. A packet that has only partly arrived is read to

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -1082,3 +1083,55 @@ var (
 		packets.TPacketData[packets.Auth].Get(packets.TAuth),
 	}
 )
+
+// goroutineID returns the id of the calling goroutine, from its stack trace.
+func goroutineID() string {
+	b := make([]byte, 64)
+	b = b[:runtime.Stack(b, false)]
+	return strings.Fields(string(b))[1]
+}
+
+// readOn reads the bursts sent on r, one write each, and returns where each
+// packet was handled: "reader" or "worker".
+func readOn(t *testing.T, bursts [][]byte) []string {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	done := make(chan bool)
+	defer close(done)
+	cl.ops.workers = newWorkers(done)
+
+	go func() {
+		for _, b := range bursts {
+			_, _ = r.Write(b)
+		}
+		_ = r.Close()
+	}()
+
+	var on []string
+	o := make(chan error)
+	go func() {
+		reader := goroutineID()
+		o <- cl.Read(func(cl *Client, pk packets.Packet) error {
+			if goroutineID() == reader {
+				on = append(on, "reader")
+			} else {
+				on = append(on, "worker")
+			}
+			return nil
+		})
+	}()
+	require.ErrorIs(t, <-o, io.EOF)
+	return on
+}
+
+func TestClientReadBusyBurstsOnReader(t *testing.T) {
+	defer func(gap time.Duration) { busyBurstGap = gap }(busyBurstGap)
+	ping := []byte{packets.Pingreq << 4, 0}
+	pub := []byte{packets.Publish << 4, 7, 0, 3, 'a', '/', 'b', 'h', 'i'}
+
+	busyBurstGap = time.Hour // every burst after the first comes soon enough
+	require.Equal(t, []string{"worker", "reader", "reader"}, readOn(t, [][]byte{ping, pub, ping}))
+
+	busyBurstGap = 0 // none does
+	require.Equal(t, []string{"worker", "worker", "worker"}, readOn(t, [][]byte{ping, pub, ping}))
+}
