@@ -4,7 +4,6 @@ import (
 	"iter"
 	"maps"
 	"slices"
-	"strings"
 )
 
 // Property is one of a message's properties.
@@ -140,11 +139,4 @@ func (p Properties) Map() map[string]string {
 		m[kv.Name] = kv.Value
 	}
 	return m
-}
-
-// Sorted returns a copy of p sorted by name, for output in a stable order.
-func (p Properties) Sorted() Properties {
-	s := p.Clone(0)
-	slices.SortFunc(s, func(a, b Property) int { return strings.Compare(a.Name, b.Name) })
-	return s
 }

@@ -269,6 +269,11 @@ func decodeRecord(rec []byte, m *Message, slab *slabs) error {
 	m.DeliverAt = int64(be.Uint64(rec[52:]))
 	m.ReconsumeTimes = int32(be.Uint32(rec[60:]))
 	m.Size = len(rec)
+	var keys *[]string
+	var props *[]Property
+	if slab != nil {
+		keys, props = &slab.keys, &slab.props
+	}
 	r := reader{b: rec, p: fixedSize}
 	m.Topic = r.str(int(r.u8()))
 	m.Subject = r.str(int(r.u16()))
@@ -276,16 +281,7 @@ func decodeRecord(rec []byte, m *Message, slab *slabs) error {
 		if n > (len(rec)-r.p)/2 {
 			return fmt.Errorf("%w: %d keys cannot fit in %d bytes", ErrCorrupt, n, len(rec)-r.p)
 		}
-		if slab != nil {
-			if cap(slab.keys)-len(slab.keys) < n {
-				slab.keys = make([]string, 0, max(n, keySlab))
-			}
-			k := len(slab.keys)
-			slab.keys = slab.keys[:k+n]
-			m.Keys = slab.keys[k : k+n : k+n]
-		} else {
-			m.Keys = make([]string, n)
-		}
+		m.Keys = carve(keys, n, keySlab)
 		for i := range m.Keys {
 			m.Keys[i] = r.str(int(r.u16()))
 		}
@@ -296,16 +292,7 @@ func decodeRecord(rec []byte, m *Message, slab *slabs) error {
 		if n > (len(rec)-r.p)/4 {
 			return fmt.Errorf("%w: %d properties cannot fit in %d bytes", ErrCorrupt, n, len(rec)-r.p)
 		}
-		if slab != nil {
-			if cap(slab.props)-len(slab.props) < n {
-				slab.props = make(Properties, 0, max(n, propSlab))
-			}
-			k := len(slab.props)
-			slab.props = slab.props[:k+n]
-			m.Properties = slab.props[k : k+n : k+n]
-		} else {
-			m.Properties = make(Properties, n)
-		}
+		m.Properties = carve(props, n, propSlab)
 		for i := 0; i < n && r.ok(); i++ {
 			k := r.str(int(r.u16()))
 			m.Properties[i] = Property{k, r.str(int(r.u16()))}
@@ -330,7 +317,22 @@ func decodeRecord(rec []byte, m *Message, slab *slabs) error {
 // from.
 type slabs struct {
 	keys  []string
-	props Properties
+	props []Property
+}
+
+// carve returns n elements of *slab, which it replaces by a new slab of
+// at least chunk when it has not room; of their own when slab is nil.
+func carve[T any](slab *[]T, n, chunk int) []T {
+	if slab == nil {
+		return make([]T, n)
+	}
+	s := *slab
+	if cap(s)-len(s) < n {
+		s = make([]T, 0, max(n, chunk))
+	}
+	k := len(s)
+	*slab = s[:k+n]
+	return s[k : k+n : k+n]
 }
 
 // How many keys and properties a read's slabs make room for at once.

@@ -65,8 +65,11 @@ func decodeProperties(s string, room core.Properties) core.Properties {
 		return nil
 	}
 	p := room[:0]
-	if n := strings.Count(s, "\x02") + 1; cap(p) < n {
-		p = make(core.Properties, 0, n) // sized once: no growth
+	// Sized once, no growth: a pair is kept only with a name separator,
+	// so their count bounds it (the value separators could be many more,
+	// in a frame that a sender filled with them).
+	if n := strings.Count(s, "\x01"); cap(p) < n {
+		p = make(core.Properties, 0, n)
 	}
 	for len(s) > 0 {
 		var kv string
