@@ -32,13 +32,19 @@ func EncodeProperties(p map[string]string) string {
 	return b.String()
 }
 
+// maxPresizedProperties bounds the map DecodeProperties sizes up front;
+// more properties than that grow it as they are decoded.
+const maxPresizedProperties = 64
+
 // DecodeProperties decodes "name\x01value\x02…"; pairs without a name are
 // dropped. It returns nil for "".
 func DecodeProperties(s string) map[string]string {
 	if s == "" {
 		return nil
 	}
-	p := make(map[string]string, strings.Count(s, string(propValueSep))+1) // sized once: no growth
+	// Sized by the name separators, since no pair is kept without one, and
+	// capped: a frame of separators alone must not size a huge map.
+	p := make(map[string]string, min(strings.Count(s, string(propNameSep)), maxPresizedProperties))
 	for len(s) > 0 {
 		var kv string
 		kv, s, _ = strings.Cut(s, string(propValueSep))
