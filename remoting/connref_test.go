@@ -9,29 +9,55 @@ import (
 	"time"
 )
 
-// tcpPair is both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
+// listenOnce listens on a loopback port; accept returns the first
+// connection it accepts, closed when the test ends.
+func listenOnce(t *testing.T) (addr string, accept func() net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
+	return ln.Addr().String(), func() net.Conn {
+		t.Helper()
+		c := <-accepted
+		if c == nil {
+			t.Fatal("accept failed")
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+}
+
+// tcpPair is both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	addr, accept := listenOnce(t)
+	client, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
+	t.Cleanup(func() { client.Close() })
+	return client, accept()
+}
+
+// sameBytes fails the test with what, and where got first differs from
+// want, unless they are equal.
+func sameBytes(t *testing.T, got, want []byte, what string) {
+	t.Helper()
+	if bytes.Equal(got, want) {
+		return
 	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
+	n := 0
+	for n < len(got) && n < len(want) && got[n] == want[n] {
+		n++
+	}
+	t.Fatalf("%s: first difference at byte %d of %d", what, n, len(want))
 }
 
 // refCommands is requests with bodies on both sides of minRefBody, in
@@ -124,9 +150,11 @@ func TestSendRefSettle(t *testing.T) {
 		seqs = append(seqs, seq)
 		if i == len(cmds)/2 {
 			c.kick <- struct{}{}
+			c.mu.Lock()
 			for c.refs.released.Load() == 0 { // the writer took the first half
-				time.Sleep(time.Millisecond)
+				c.refs.settled.Wait()
 			}
+			c.mu.Unlock()
 		}
 	}
 	for i, cmd := range cmds {
@@ -139,39 +167,20 @@ func TestSendRefSettle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(b, want) {
-		n := 0
-		for n < len(b) && n < len(want) && b[n] == want[n] {
-			n++
-		}
-		t.Fatalf("the peer read other bytes than the frames held when sent: first difference at byte %d of %d", n, len(want))
-	}
+	sameBytes(t, b, want, "the peer read other bytes than the frames held when sent")
 }
 
 // TestInvokeAsyncTimeoutSettles: calls to a server that does not read
 // time out; their callbacks change the bodies, and the server, reading
 // at last, still gets the bytes the bodies held when they were sent.
 func TestInvokeAsyncTimeoutSettles(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	cl, err := Dial(t.Context(), ln.Addr().String())
+	addr, accept := listenOnce(t)
+	cl, err := Dial(t.Context(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	sc := <-accepted
-	if sc == nil {
-		t.Fatal("accept failed")
-	}
-	defer sc.Close()
+	sc := accept()
 
 	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
 	var want []byte
@@ -204,11 +213,5 @@ func TestInvokeAsyncTimeoutSettles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, want) {
-		n := 0
-		for n < len(got) && n < len(want) && got[n] == want[n] {
-			n++
-		}
-		t.Fatalf("the server read other bytes than the requests held when sent: first difference at byte %d of %d", n, len(want))
-	}
+	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
 }
