@@ -94,7 +94,7 @@ func TestSendRefFrames(t *testing.T) {
 	if !canWriteNow {
 		t.Skip("bodies are always copied on this system")
 	}
-	if !c.refs.on {
+	if !c.refs.on() {
 		t.Fatal("a TCP connection's writer does not take bodies by reference")
 	}
 	cmds, want := refCommands(600, 4<<10)
@@ -130,7 +130,7 @@ func TestSendRefSettle(t *testing.T) {
 	cc, sc := tcpPair(t)
 	c := newWriterConn(cc)
 	defer c.stopWriter()
-	if !c.refs.on {
+	if !c.refs.on() {
 		t.Skip("bodies are always copied on this system")
 	}
 	// Far more than the sockets' buffers hold: the writer stops part way.
