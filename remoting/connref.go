@@ -90,18 +90,8 @@ func (c *Conn) sendRef(cmd *Command) (uint64, error) {
 	}
 	c.queued += int64(n)
 	c.refs.queued++
-	seq := c.refs.queued
-	if c.writing {
-		c.mu.Unlock()
-		return seq, nil
-	}
-	c.writing = true
-	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-	return seq, nil
+	seq := c.refs.queued // read before flushLocked lets mu go
+	return seq, c.flushLocked()
 }
 
 // settle returns once frame seq (from sendRef) refers to its body no
