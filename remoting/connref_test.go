@@ -2,6 +2,9 @@ package remoting
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -212,6 +215,80 @@ func TestInvokeAsyncTimeoutSettles(t *testing.T) {
 	got, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
 	if err != nil {
 		t.Fatal(err)
+	}
+	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
+}
+
+// TestInvokeCancelSettles: calls to a server that does not read end with
+// their contexts; each caller changes its body once Invoke returned, and
+// the server, reading at last, still gets the bytes the bodies held when
+// they were sent.
+func TestInvokeCancelSettles(t *testing.T) {
+	addr, accept := listenOnce(t)
+	cl, err := Dial(t.Context(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sc := accept()
+
+	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
+	frames := make([][]byte, calls)
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			body := bytes.Repeat([]byte{byte(i)}, 64<<10)
+			req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
+			req.Serialization = RocketMQ
+			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			defer cancel()
+			_, err := cl.Invoke(ctx, req)
+			frame := *req
+			frame.Body = bytes.Clone(body)
+			clear(body) // the caller's again
+			if err == nil {
+				err = errors.New("a call to a server that does not read was answered")
+			} else if errors.Is(err, context.DeadlineExceeded) {
+				frames[i], err = AppendFrame(nil, &frame)
+			}
+			errs <- err
+		}()
+	}
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	for _, f := range frames {
+		total += int64(len(f))
+	}
+	got, err := io.ReadAll(io.LimitReader(sc, total))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The frames went out in the order the calls queued them: find each
+	// by its opaque.
+	byOpaque := map[int32][]byte{}
+	for _, f := range frames {
+		c, err := decodeFrame(f[4:], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byOpaque[c.Opaque] = f
+	}
+	var want []byte
+	for rest := got; len(rest) >= 4; {
+		n := 4 + int(binary.BigEndian.Uint32(rest))
+		if n > len(rest) {
+			break
+		}
+		c, err := decodeFrame(rest[4:n], false)
+		if err != nil {
+			t.Fatalf("the server read a frame that does not decode: %v", err)
+		}
+		want = append(want, byOpaque[c.Opaque]...)
+		rest = rest[n:]
 	}
 	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
 }
