@@ -292,3 +292,58 @@ func TestInvokeCancelSettles(t *testing.T) {
 	}
 	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
 }
+
+// TestEarlyAnswerSettles: a server that answers calls before it reads
+// them gets the bytes the bodies held when they were sent, though each
+// callback changed its body.
+func TestEarlyAnswerSettles(t *testing.T) {
+	addr, accept := listenOnce(t)
+	cl, err := Dial(t.Context(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sc := accept()
+
+	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
+	var want []byte
+	done := make(chan error, calls)
+	for i := range calls {
+		body := bytes.Repeat([]byte{byte(i)}, 64<<10)
+		req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
+		req.Serialization = RocketMQ
+		sent := bytes.Clone(body)
+		err := cl.InvokeAsync(req, time.Minute, func(_ *Command, err error) {
+			clear(body) // the caller's again
+			done <- err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := *req
+		frame.Body = sent
+		if want, err = AppendFrame(want, &frame); err != nil {
+			t.Fatal(err)
+		}
+		// Answered at once, unread.
+		resp := req.Response(Success, "")
+		resp.Flag |= FlagResponse
+		f, err := AppendFrame(nil, resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sc.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range calls {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
+}
