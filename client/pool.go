@@ -36,10 +36,9 @@ type pool struct {
 
 type poolConn struct {
 	mu sync.Mutex // serializes dialing this address
-	c  *remoting.Client
-	// live is c while it is up, for get's path without pc.mu: a send
-	// takes no lock of the pool's but one.
-	live atomic.Pointer[remoting.Client]
+	// c is the connection, set and cleared with mu held; get reads it
+	// without mu, so that a send takes no lock of the pool's but one.
+	c atomic.Pointer[remoting.Client]
 }
 
 func newPool(o *options) *pool {
@@ -79,7 +78,7 @@ func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
 		p.conns[addr] = pc
 	}
 	p.mu.Unlock()
-	if c := pc.live.Load(); c != nil && c.Err() == nil {
+	if c := pc.c.Load(); c != nil && c.Err() == nil {
 		return c, nil // close may be closing it: the call fails as it would a moment later
 	}
 
@@ -88,13 +87,12 @@ func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
 	if p.isClosed() { // close has passed this entry, or will wait for us
 		return nil, ErrClosed
 	}
-	if pc.c != nil && pc.c.Err() == nil {
-		return pc.c, nil
-	}
-	if pc.c != nil {
-		pc.live.Store(nil)
-		pc.c.Close() // already gone: this only waits for its reader
-		pc.c = nil
+	if c := pc.c.Load(); c != nil {
+		if c.Err() == nil {
+			return c, nil
+		}
+		pc.c.Store(nil)
+		c.Close() // already gone: this only waits for its reader
 	}
 	var tlsCfg *tls.Config
 	if !p.nameServers[addr] {
@@ -107,8 +105,7 @@ func (p *pool) get(ctx context.Context, addr string) (*remoting.Client, error) {
 	if p.serve != nil {
 		c.HandleRequests(func(req *remoting.Command) *remoting.Command { return p.serve(addr, req) })
 	}
-	pc.c = c
-	pc.live.Store(c)
+	pc.c.Store(c)
 	return c, nil
 }
 
@@ -167,12 +164,10 @@ func (p *pool) close() error {
 	var errs []error
 	for _, pc := range conns {
 		pc.mu.Lock()
-		if pc.c != nil {
-			pc.live.Store(nil)
-			if err := pc.c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		if c := pc.c.Swap(nil); c != nil {
+			if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)
 			}
-			pc.c = nil
 		}
 		pc.mu.Unlock()
 	}

@@ -24,13 +24,12 @@ const minRefBody = 2 << 10
 // without waiting: a TCP or Unix socket of its own writer goroutine, on
 // Linux. TLS connections, and the server's, copy every body.
 type refWriter struct {
-	on       bool
-	raw      syscall.RawConn
-	vec      iovecs        // the writer's scratch for writev
-	queued   uint64        // frames queued by reference so far; Conn.mu
-	takenSeq uint64        // the last of them the writer took; Conn.mu
-	released atomic.Uint64 // frames up to it refer to no caller's memory
-	settled  *sync.Cond    // on Conn.mu: released grew
+	raw      syscall.RawConn // the socket, nil while references are off
+	vec      iovecs          // the writer's scratch for writev
+	queued   uint64          // frames queued by reference so far; Conn.mu
+	takenSeq uint64          // the last of them the writer took; Conn.mu
+	released atomic.Uint64   // frames up to it refer to no caller's memory
+	settled  *sync.Cond      // on Conn.mu: released grew
 }
 
 // init turns references on for c when its writer can write without
@@ -40,10 +39,12 @@ func (r *refWriter) init(c *Conn) {
 		return
 	}
 	if r.raw = rawConn(c.nc); r.raw != nil {
-		r.on = true
 		r.settled = sync.NewCond(&c.mu)
 	}
 }
+
+// on reports whether bodies may go by reference.
+func (r *refWriter) on() bool { return r.raw != nil }
 
 // take numbers the batch the writer takes (with Conn.mu held): every frame
 // queued by reference so far is in it, or was copied out. A batch without
@@ -73,7 +74,7 @@ func (r *refWriter) release(seq uint64) {
 // number for settle (0: the body was copied). cmd's body must not change
 // until the frame is settled or the request is answered.
 func (c *Conn) sendRef(cmd *Command) (uint64, error) {
-	if !c.refs.on || len(cmd.Body) < minRefBody || cmd.bodyGiven {
+	if !c.refs.on() || len(cmd.Body) < minRefBody || cmd.bodyGiven {
 		return 0, c.Send(cmd)
 	}
 	c.mu.Lock()
@@ -89,18 +90,8 @@ func (c *Conn) sendRef(cmd *Command) (uint64, error) {
 	}
 	c.queued += int64(n)
 	c.refs.queued++
-	seq := c.refs.queued
-	if c.writing {
-		c.mu.Unlock()
-		return seq, nil
-	}
-	c.writing = true
-	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-	return seq, nil
+	seq := c.refs.queued // read before flushLocked lets mu go
+	return seq, c.flushLocked()
 }
 
 // settle returns once frame seq (from sendRef) refers to its body no

@@ -2,6 +2,9 @@ package remoting
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -9,29 +12,55 @@ import (
 	"time"
 )
 
-// tcpPair is both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
+// listenOnce listens on a loopback port; accept returns the first
+// connection it accepts, closed when the test ends.
+func listenOnce(t *testing.T) (addr string, accept func() net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
+	return ln.Addr().String(), func() net.Conn {
+		t.Helper()
+		c := <-accepted
+		if c == nil {
+			t.Fatal("accept failed")
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+}
+
+// tcpPair is both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	addr, accept := listenOnce(t)
+	client, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
+	t.Cleanup(func() { client.Close() })
+	return client, accept()
+}
+
+// sameBytes fails the test with what, and where got first differs from
+// want, unless they are equal.
+func sameBytes(t *testing.T, got, want []byte, what string) {
+	t.Helper()
+	if bytes.Equal(got, want) {
+		return
 	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
+	n := 0
+	for n < len(got) && n < len(want) && got[n] == want[n] {
+		n++
+	}
+	t.Fatalf("%s: first difference at byte %d of %d", what, n, len(want))
 }
 
 // refCommands is requests with bodies on both sides of minRefBody, in
@@ -68,7 +97,7 @@ func TestSendRefFrames(t *testing.T) {
 	if !canWriteNow {
 		t.Skip("bodies are always copied on this system")
 	}
-	if !c.refs.on {
+	if !c.refs.on() {
 		t.Fatal("a TCP connection's writer does not take bodies by reference")
 	}
 	cmds, want := refCommands(600, 4<<10)
@@ -104,7 +133,7 @@ func TestSendRefSettle(t *testing.T) {
 	cc, sc := tcpPair(t)
 	c := newWriterConn(cc)
 	defer c.stopWriter()
-	if !c.refs.on {
+	if !c.refs.on() {
 		t.Skip("bodies are always copied on this system")
 	}
 	// Far more than the sockets' buffers hold: the writer stops part way.
@@ -124,9 +153,11 @@ func TestSendRefSettle(t *testing.T) {
 		seqs = append(seqs, seq)
 		if i == len(cmds)/2 {
 			c.kick <- struct{}{}
+			c.mu.Lock()
 			for c.refs.released.Load() == 0 { // the writer took the first half
-				time.Sleep(time.Millisecond)
+				c.refs.settled.Wait()
 			}
+			c.mu.Unlock()
 		}
 	}
 	for i, cmd := range cmds {
@@ -139,39 +170,20 @@ func TestSendRefSettle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(b, want) {
-		n := 0
-		for n < len(b) && n < len(want) && b[n] == want[n] {
-			n++
-		}
-		t.Fatalf("the peer read other bytes than the frames held when sent: first difference at byte %d of %d", n, len(want))
-	}
+	sameBytes(t, b, want, "the peer read other bytes than the frames held when sent")
 }
 
 // TestInvokeAsyncTimeoutSettles: calls to a server that does not read
 // time out; their callbacks change the bodies, and the server, reading
 // at last, still gets the bytes the bodies held when they were sent.
 func TestInvokeAsyncTimeoutSettles(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	cl, err := Dial(t.Context(), ln.Addr().String())
+	addr, accept := listenOnce(t)
+	cl, err := Dial(t.Context(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	sc := <-accepted
-	if sc == nil {
-		t.Fatal("accept failed")
-	}
-	defer sc.Close()
+	sc := accept()
 
 	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
 	var want []byte
@@ -204,11 +216,134 @@ func TestInvokeAsyncTimeoutSettles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, want) {
-		n := 0
-		for n < len(got) && n < len(want) && got[n] == want[n] {
-			n++
-		}
-		t.Fatalf("the server read other bytes than the requests held when sent: first difference at byte %d of %d", n, len(want))
+	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
+}
+
+// TestInvokeCancelSettles: calls to a server that does not read end with
+// their contexts; each caller changes its body once Invoke returned, and
+// the server, reading at last, still gets the bytes the bodies held when
+// they were sent.
+func TestInvokeCancelSettles(t *testing.T) {
+	addr, accept := listenOnce(t)
+	cl, err := Dial(t.Context(), addr)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer cl.Close()
+	sc := accept()
+
+	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
+	frames := make([][]byte, calls)
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			body := bytes.Repeat([]byte{byte(i)}, 64<<10)
+			req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
+			req.Serialization = RocketMQ
+			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			defer cancel()
+			_, err := cl.Invoke(ctx, req)
+			frame := *req
+			frame.Body = bytes.Clone(body)
+			clear(body) // the caller's again
+			if err == nil {
+				err = errors.New("a call to a server that does not read was answered")
+			} else if errors.Is(err, context.DeadlineExceeded) {
+				frames[i], err = AppendFrame(nil, &frame)
+			}
+			errs <- err
+		}()
+	}
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	for _, f := range frames {
+		total += int64(len(f))
+	}
+	got, err := io.ReadAll(io.LimitReader(sc, total))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The frames went out in the order the calls queued them: find each
+	// by its opaque.
+	byOpaque := map[int32][]byte{}
+	for _, f := range frames {
+		c, err := decodeFrame(f[4:], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byOpaque[c.Opaque] = f
+	}
+	var want []byte
+	for rest := got; len(rest) >= 4; {
+		n := 4 + int(binary.BigEndian.Uint32(rest))
+		if n > len(rest) {
+			break
+		}
+		c, err := decodeFrame(rest[4:n], false)
+		if err != nil {
+			t.Fatalf("the server read a frame that does not decode: %v", err)
+		}
+		want = append(want, byOpaque[c.Opaque]...)
+		rest = rest[n:]
+	}
+	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
+}
+
+// TestEarlyAnswerSettles: a server that answers calls before it reads
+// them gets the bytes the bodies held when they were sent, though each
+// callback changed its body.
+func TestEarlyAnswerSettles(t *testing.T) {
+	addr, accept := listenOnce(t)
+	cl, err := Dial(t.Context(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sc := accept()
+
+	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
+	var want []byte
+	done := make(chan error, calls)
+	for i := range calls {
+		body := bytes.Repeat([]byte{byte(i)}, 64<<10)
+		req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
+		req.Serialization = RocketMQ
+		sent := bytes.Clone(body)
+		err := cl.InvokeAsync(req, time.Minute, func(_ *Command, err error) {
+			clear(body) // the caller's again
+			done <- err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := *req
+		frame.Body = sent
+		if want, err = AppendFrame(want, &frame); err != nil {
+			t.Fatal(err)
+		}
+		// Answered at once, unread.
+		resp := req.Response(Success, "")
+		resp.Flag |= FlagResponse
+		f, err := AppendFrame(nil, resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sc.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range calls {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
 }

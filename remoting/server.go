@@ -676,7 +676,6 @@ func (c *Conn) Send(cmds ...*Command) error {
 		c.mu.Unlock()
 		return err
 	}
-	var err error
 	if own != nil {
 		for _, f := range own {
 			c.queue.addFrame(f)
@@ -692,6 +691,13 @@ func (c *Conn) Send(cmds ...*Command) error {
 			c.queued += int64(n)
 		}
 	}
+	return c.flushLocked()
+}
+
+// flushLocked has what was just queued written: it closes the connection
+// past maxQueued, joins the write under way, wakes the writer goroutine,
+// or writes. Caller holds mu; flushLocked releases it.
+func (c *Conn) flushLocked() error {
 	if c.maxQueued > 0 && c.queued > c.maxQueued {
 		err := fmt.Errorf("%w: %d bytes of responses unread, over the limit of %d", ErrQueueFull, c.queued, c.maxQueued)
 		c.err = err
@@ -718,7 +724,7 @@ func (c *Conn) Send(cmds ...*Command) error {
 	runtime.Gosched() // frames on their way join this write
 	c.mu.Lock()
 	c.writeLocked()
-	err = c.err
+	err := c.err
 	c.mu.Unlock()
 	return err
 }
