@@ -160,7 +160,7 @@ type asyncSend struct {
 	// connection keeps neither once InvokeAsync returned (the header is
 	// encoded by then; the body is the message's).
 	req      remoting.Command
-	fields   [sendFields + signingFields]remoting.Field
+	fields   [sendFields + remoting.SigningFields]remoting.Field
 	answered func(*remoting.Command, error) // s.answer, made once
 }
 
@@ -179,9 +179,6 @@ func (s *asyncSend) free() {
 	s.req.Body = nil
 	asyncSends.Put(s)
 }
-
-// signingFields is the most fields signing adds (remoting.Command.Sign).
-const signingFields = 3
 
 // finish hands the result to the producer's callback goroutine.
 func (s *asyncSend) finish(res SendResult, err error) {
@@ -215,8 +212,8 @@ func (s *asyncSend) pipelined() error {
 	}
 	props, id := m.encodeWireProperties(p.ids.nextID())
 	s.q, s.id = q, id
-	s.req = remoting.Command{Code: remoting.SendMessageV2, Language: "GO", Version: remoting.Version,
-		Fields: p.sendFields(s.fields[:0], m.Topic, q.ID, 0, props, false), Body: m.Body, Serialization: remoting.RocketMQ}
+	s.req = remoting.Request(remoting.SendMessageV2, p.sendFields(s.fields[:0], m.Topic, q.ID, 0, props, false), m.Body)
+	s.req.Serialization = remoting.RocketMQ
 	p.pool.sign(rt.addrs[q.Broker], &s.req)
 	return c.InvokeAsync(&s.req, p.opts.sendTimeout, s.answered)
 }

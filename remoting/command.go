@@ -98,14 +98,22 @@ func (c *Command) IsOneway() bool { return c.Flag&FlagOneway != 0 }
 // copy lives in the request's own allocation, with room for the fields
 // signing adds: a caller's list can be a literal that stays on its stack.
 func NewRequest(code int16, fields []Field, body []byte) *Command {
-	c := newCommand(len(fields) + signingFields)
-	*c = Command{Code: code, Language: "GO", Version: Version, Fields: append(c.Fields, fields...), Body: body}
+	c := newCommand(len(fields) + SigningFields)
+	*c = Request(code, append(c.Fields, fields...), body)
 	return c
 }
 
-// signingFields is the most fields Sign adds: AccessKey, FerrySignedAt
-// and Signature.
-const signingFields = 3
+// Request is a request with code, fields (not copied) and body, by value:
+// for a caller that keeps requests in memory of its own, as the SDK's
+// async sends do.
+func Request(code int16, fields []Field, body []byte) Command {
+	return Command{Code: code, Language: "GO", Version: Version, Fields: fields, Body: body}
+}
+
+// SigningFields is the most fields Sign adds: AccessKey, FerrySignedAt
+// and Signature. A request's fields need room for them to be signed
+// without growing.
+const SigningFields = 3
 
 // Response makes the response to c with a response code and remark, in the
 // same serialization, without ext fields but with room for a few (a send's
