@@ -67,7 +67,7 @@ type Command struct {
 	// Serialization is how the header came (decode) or goes (encode).
 	Serialization Serialization
 
-	frame     []byte // a large frame's own memory, which Body lies in: see Release
+	frame     []byte // a large frame's own memory, or a pooled body, which Body lies in: see Release
 	bodyGiven bool   // Body goes back to the frame cache once encoded: see GiveBody
 }
 

@@ -256,9 +256,12 @@ func (fr *frameReader) readCommand(maxFrame int) (*Command, error) {
 		if err := fr.ensure(4 + int(n)); err != nil {
 			return nil, cutShort(int(n), fr.buffered()-4, err)
 		}
-		c, err := decodeFrame(fr.buf[fr.r+4:fr.r+4+int(n)], true)
+		frame := fr.buf[fr.r+4 : fr.r+4+int(n)]
 		fr.r += 4 + int(n)
-		return c, err
+		if fr.pooled {
+			return decodeRequestFrame(frame)
+		}
+		return decodeFrame(frame, true)
 	}
 	return fr.readLarge(int(n))
 }
