@@ -90,28 +90,6 @@ func cutShort(n, got int, err error) error {
 // command's body is a slice of frame.
 func DecodeFrame(frame []byte) (*Command, error) { return decodeFrame(frame, false) }
 
-// decodeRequestFrame is decodeFrame with copyBody for a server's reader: a
-// body of pooledBody size is copied into pooled memory, which Release
-// gives back, and the header's strings on their own (bodypool.go).
-func decodeRequestFrame(frame []byte) (*Command, error) {
-	if len(frame) >= 4 {
-		word := binary.BigEndian.Uint32(frame)
-		ser, hlen := Serialization(word>>24), int(word&0xFFFFFF)
-		if hlen <= len(frame)-4 && pooledBody(len(frame)-4-hlen) {
-			c, err := decodeHeader(ser, frame[4:4+hlen]) // shares no memory with frame
-			if err != nil {
-				return nil, err
-			}
-			body := newBody(len(frame) - 4 - hlen)
-			copy(body, frame[4+hlen:])
-			c.Body = body[:len(body):len(body)]
-			c.frame = body
-			return c, nil
-		}
-	}
-	return decodeFrame(frame, true)
-}
-
 // decodeFrame decodes frame; with copyBody the body is copied out of frame
 // (a reader's buffer, reused), else it is a slice of frame.
 func decodeFrame(frame []byte, copyBody bool) (*Command, error) {

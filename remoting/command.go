@@ -67,8 +67,9 @@ type Command struct {
 	// Serialization is how the header came (decode) or goes (encode).
 	Serialization Serialization
 
-	frame     []byte // a large frame's own memory, or a pooled body, which Body lies in: see Release
+	frame     []byte // a large frame's own memory, which Body lies in: see Release
 	bodyGiven bool   // Body goes back to the frame cache once encoded: see GiveBody
+	lent      *lease // the read buffer Body lies in: see Release and lent.go
 }
 
 // Field is one ext field of a command's header.

@@ -94,18 +94,18 @@ func putFrame(b []byte) {
 }
 
 // Release gives the memory of a large frame's body, or of a server's
-// request body in pooled memory (bodypool.go), back for later frames: for
+// request body lent from its read buffer (lent.go), back for later reads: for
 // a caller that has copied out what it keeps of the body (decoded
 // messages, a stored record) and holds no slice of it. After it c.Body is
 // nil. Other commands read from the read buffer, or built, have nothing
 // to give back: then it only clears Body.
 func (c *Command) Release() {
+	if c.lent != nil {
+		c.lent.drop()
+		c.lent = nil
+	}
 	if c.frame != nil {
-		if cap(c.frame) <= maxPooledBody {
-			putBody(c.frame)
-		} else {
-			putFrame(c.frame)
-		}
+		putFrame(c.frame)
 		c.frame = nil
 	}
 	c.Body = nil
