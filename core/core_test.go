@@ -173,3 +173,28 @@ func consume(t testing.TB, m *Member, c *collector, o PushOptions, h func(*Deliv
 	}()
 	return func() { cancel(); <-done }
 }
+
+// A publish says whether a live subscription was handed the message, which
+// may keep its body: a front-end reuses a body's memory only when none was.
+func TestPublishResultRetained(t *testing.T) {
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	ctx := context.Background()
+	res, err := b.Publish(ctx, &Message{Topic: "held", Body: []byte("a")}, PublishOptions{Queue: QueueAuto})
+	if err != nil || res.Retained {
+		t.Fatalf("publish with no subscription: %v, retained %v", err, res.Retained)
+	}
+	var got []*Message
+	sub, err := b.Subscribe("held", route.Filter{}, func(m *Message) { got = append(got, m) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = b.Publish(ctx, &Message{Topic: "held", Body: []byte("b")}, PublishOptions{Queue: QueueAuto})
+	if err != nil || !res.Retained || len(got) != 1 {
+		t.Fatalf("publish with a subscription: %v, retained %v, handed %d", err, res.Retained, len(got))
+	}
+	res, err = b.Publish(ctx, &Message{Topic: "other", Body: []byte("c")}, PublishOptions{Queue: QueueAuto})
+	if err != nil || res.Retained {
+		t.Fatalf("publish to a topic no one subscribed to: %v, retained %v", err, res.Retained)
+	}
+	sub.Close()
+}

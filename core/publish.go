@@ -57,6 +57,12 @@ type PublishResult struct {
 	End int64
 	// Created is set when this publish created its topic (auto-creation).
 	Created bool
+	// Retained is set when the message was handed to a live subscription
+	// (Subscribe), which may keep it, and the memory of its body, after
+	// the publish returns. Otherwise, once a publish that did not wait in
+	// the scheduler (Delayed) returns, nothing of the broker holds the
+	// message's body: the store has its own copy.
+	Retained bool
 }
 
 // WaitDurable returns once everything stored up to the log offset end is
@@ -201,8 +207,9 @@ func (b *Broker) stored(msgs []*Message, n int, err error, room []PublishResult)
 		res[i] = PublishResult{LogOffset: m.LogOffset, LogID: b.store.LogID(), Topic: m.Topic, QueueID: m.QueueID,
 			QueueOffset: m.QueueOffset, End: m.LogOffset + int64(m.Size)}
 		if b.liveSubs.Load() > 0 { // without live subscriptions, skip the table's locks
-			b.live.Match(m.Topic, m.Subject, func(s *Subscription) { s.fn(m) })
-			b.live.Match(AnyTopic, m.Subject, func(s *Subscription) { s.fn(m) })
+			r := &res[i]
+			b.live.Match(m.Topic, m.Subject, func(s *Subscription) { r.Retained = true; s.fn(m) })
+			b.live.Match(AnyTopic, m.Subject, func(s *Subscription) { r.Retained = true; s.fn(m) })
 		}
 	}
 	if err != nil {

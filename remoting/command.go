@@ -69,6 +69,7 @@ type Command struct {
 
 	frame     []byte // a large frame's own memory, which Body lies in: see Release
 	bodyGiven bool   // Body goes back to the frame cache once encoded: see GiveBody
+	lent      *lease // the read buffer Body lies in: see Release and lent.go
 }
 
 // Field is one ext field of a command's header.

@@ -93,12 +93,17 @@ func putFrame(b []byte) {
 	}
 }
 
-// Release gives the memory of a large frame's body back for later frames:
-// for a caller that has copied out what it keeps of the body (decoded
-// messages) and holds no slice of it. After it c.Body is nil. Commands
-// read from the read buffer, or built, have nothing to give back: then
-// it only clears Body.
+// Release gives the memory of a large frame's body, or of a server's
+// request body lent from its read buffer (lent.go), back for later reads: for
+// a caller that has copied out what it keeps of the body (decoded
+// messages, a stored record) and holds no slice of it. After it c.Body is
+// nil. Other commands read from the read buffer, or built, have nothing
+// to give back: then it only clears Body.
 func (c *Command) Release() {
+	if c.lent != nil {
+		c.lent.drop()
+		c.lent = nil
+	}
 	if c.frame != nil {
 		putFrame(c.frame)
 		c.frame = nil

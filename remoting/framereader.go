@@ -48,6 +48,12 @@ type frameReader struct {
 	parked []byte // while buf is nil: the bytes of an incomplete frame
 	small  [parkSize]byte
 
+	// lends, when set, says which requests read from the buffer keep
+	// their bodies where they lie in it (lent.go); lent is the buffer's
+	// lease while any do.
+	lends func(*Command) bool
+	lent  *lease
+
 	// reading, when set, counts the bytes of large frames being read,
 	// server-wide; past maxReading (when set) a large frame's reading
 	// stops with a *ReadBudgetError.
@@ -113,14 +119,14 @@ func (fr *frameReader) park() {
 		fr.parked = make([]byte, n)
 	}
 	copy(fr.parked, fr.buf[fr.r:fr.w])
-	bufPool.Put(fr.arr)
+	fr.giveBuffer()
 	fr.arr, fr.buf, fr.r, fr.w = nil, nil, 0, 0
 }
 
 // release gives the buffer back for good: the connection is done.
 func (fr *frameReader) release() {
 	if fr.pooled && fr.arr != nil {
-		bufPool.Put(fr.arr)
+		fr.giveBuffer()
 	}
 	fr.arr, fr.buf, fr.parked, fr.r, fr.w = nil, nil, nil, 0, 0
 }
@@ -204,8 +210,12 @@ func readError(err error) error {
 func (fr *frameReader) ensure(n int) error {
 	for fr.buffered() < n {
 		if fr.buf != nil && len(fr.buf)-fr.r < n { // move the bytes to the front: room for n
-			fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
-			fr.r = 0
+			if fr.lent != nil {
+				fr.renew() // not over lent bodies: to a buffer of its own
+			} else {
+				fr.w = copy(fr.buf, fr.buf[fr.r:fr.w])
+				fr.r = 0
+			}
 		}
 		if err := fr.fill(); err != nil {
 			return err
@@ -256,9 +266,12 @@ func (fr *frameReader) readCommand(maxFrame int) (*Command, error) {
 		if err := fr.ensure(4 + int(n)); err != nil {
 			return nil, cutShort(int(n), fr.buffered()-4, err)
 		}
-		c, err := decodeFrame(fr.buf[fr.r+4:fr.r+4+int(n)], true)
+		frame := fr.buf[fr.r+4 : fr.r+4+int(n)]
 		fr.r += 4 + int(n)
-		return c, err
+		if fr.lends != nil {
+			return fr.decodeLending(frame)
+		}
+		return decodeFrame(frame, true)
 	}
 	return fr.readLarge(int(n))
 }

@@ -189,10 +189,12 @@ func TestMaxConns(t *testing.T) {
 }
 
 // FuzzFrameReader: the connection's frame reader, fed in pieces of any
-// size, reads what ReadCommand reads, and fails where it fails.
+// size, reads what ReadCommand reads, and fails where it fails; bodies it
+// lends (lent.go) read the same until released, whatever it reads after.
 func FuzzFrameReader(f *testing.F) {
 	var stream []byte
-	for i, body := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("y"), 70<<10), make([]byte, 300)} {
+	for i, body := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("y"), 70<<10), make([]byte, 300),
+		bytes.Repeat([]byte("z"), 4096), bytes.Repeat([]byte("w"), 30<<10), bytes.Repeat([]byte("v"), 4096)} {
 		c := NewRequest(int16(i), Pairs("k", fmt.Sprint(i)), body)
 		if i%2 == 1 {
 			c.Serialization = RocketMQ
@@ -204,6 +206,8 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add(stream[:len(stream)-10], uint8(2))
 	f.Add([]byte{0, 0, 0, 2, 0, 0}, uint8(0))
 	f.Add([]byte{0xff, 0, 0, 0, 1, 0, 0, 9}, uint8(1))
+	f.Add(stream, uint8(3))
+	f.Add(stream, uint8(5))
 	f.Fuzz(func(t *testing.T, data []byte, how uint8) {
 		const maxFrame = 1 << 20
 		var src io.Reader = bytes.NewReader(data)
@@ -215,12 +219,30 @@ func FuzzFrameReader(f *testing.F) {
 		}
 		fr := newFrameReader(src, true)
 		defer fr.release()
+		if how/3%2 == 1 { // lend the bodies of even codes; keep every other one unreleased
+			fr.lends = func(c *Command) bool { return c.Code%2 == 0 }
+		}
+		type held struct{ got, want *Command }
+		var kept []held
+		defer func() {
+			for _, h := range kept {
+				if !bytes.Equal(h.got.Body, h.want.Body) {
+					t.Fatalf("a lent body changed after later reads: %d bytes, want %d", len(h.got.Body), len(h.want.Body))
+				}
+				h.got.Release()
+			}
+		}()
 		ref := bufio.NewReader(bytes.NewReader(data))
-		for {
+		for i := 0; ; i++ {
 			want, werr := ReadCommand(ref, maxFrame)
 			got, gerr := fr.readCommand(maxFrame)
 			if (werr == nil) != (gerr == nil) {
 				t.Fatalf("ReadCommand: %v; frame reader: %v", werr, gerr)
+			}
+			if werr == nil && got.lent != nil {
+				if i%2 == 0 {
+					kept = append(kept, held{got, want})
+				}
 			}
 			if werr != nil {
 				if errors.Is(werr, io.EOF) != errors.Is(gerr, io.EOF) || errors.Is(werr, ErrFrameTooLarge) != errors.Is(gerr, ErrFrameTooLarge) {
@@ -230,6 +252,9 @@ func FuzzFrameReader(f *testing.F) {
 			}
 			if want.String() != got.String() || !bytes.Equal(want.Body, got.Body) || !slices.Equal(want.Fields, got.Fields) {
 				t.Fatalf("ReadCommand read %v; frame reader %v", want, got)
+			}
+			if got.lent != nil && i%2 == 1 {
+				got.Release() // its memory may serve the reads to come
 			}
 		}
 	})

@@ -25,6 +25,11 @@ type Handler interface {
 }
 
 // BatchHandler is a Handler that also serves runs of requests at once.
+// A request Batches accepts with a body of 1 KiB or more has its body lent
+// from the connection's read buffer, alone or in a batch: the handler
+// releases it (Command.Release) once it needs the body no more, and that
+// memory serves later reads; one not released holds the whole buffer
+// until it is collected.
 // Consecutive requests that arrived together (whole in the connection's
 // read buffer) and that Batches accepts are given to ServeBatch in order,
 // on one worker; it returns their responses in the same order (nil for
@@ -363,6 +368,9 @@ func (s *Server) serveConn(c *Conn) {
 	bh, _ := s.h.(BatchHandler)
 	fr := newFrameReader(c.nc, true)
 	fr.reading, fr.maxReading = &s.reading, s.opts.MaxReadingBytes
+	if bh != nil {
+		fr.lends = bh.Batches // a BatchHandler releases the requests it batches: see BatchHandler
+	}
 	defer func() {
 		cancel()
 		c.Close()

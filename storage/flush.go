@@ -15,12 +15,11 @@ import (
 
 // flushLoop fsyncs the log: when a sync append asks (group commit: every
 // append waiting when a round starts shares its fsync), and at least every
-// FlushInterval. It also writes the index checkpoint every FlushInterval.
+// FlushInterval.
 func (s *Store) flushLoop() {
 	defer s.wg.Done()
 	tick := time.NewTicker(s.opts.FlushInterval)
 	defer tick.Stop()
-	lastCheckpoint := time.Now()
 	for {
 		select {
 		case <-s.flushKick:
@@ -31,18 +30,35 @@ func (s *Store) flushLoop() {
 		if err := s.flushLog(); err != nil {
 			s.logger.Error("storage: flush failed", "err", err)
 		}
-		if time.Since(lastCheckpoint) >= s.opts.FlushInterval {
-			lastCheckpoint = time.Now()
-			if err := s.checkpoint(); err != nil {
-				s.logger.Error("storage: checkpoint failed", "err", err)
-			}
+	}
+}
+
+// checkpointLoop writes the index checkpoint every FlushInterval, on a
+// goroutine of its own: it fsyncs every index file written since the last
+// one (two fsyncs a queue), milliseconds that the log's fsync rounds, which
+// sync appends wait for, would otherwise wait behind.
+func (s *Store) checkpointLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.opts.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-s.stop:
+			return // Close writes the last one
+		}
+		if err := s.checkpoint(); err != nil {
+			s.logger.Error("storage: checkpoint failed", "err", err)
 		}
 	}
 }
 
 // flushLog makes the log durable up to what is written now and wakes the
-// appends waiting for it. Only the flusher and Close call it.
+// appends waiting for it. The flusher, the checkpointer and Close call it,
+// one at a time (flushRun).
 func (s *Store) flushLog() error {
+	s.flushRun.Lock()
+	defer s.flushRun.Unlock()
 	s.gather()
 	if err := s.commit(); err != nil {
 		return err

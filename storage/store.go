@@ -23,10 +23,10 @@ import (
 //
 // Goroutines, all owned by the Store and stopped by Close: the committer
 // (writes the appends' buffers to the files), the dispatcher (builds the
-// indexes, wakes readers), the flusher (fsync, group commit, checkpoints)
-// and the janitor (retention).
+// indexes, wakes readers), the flusher (fsync, group commit), the
+// checkpointer (index fsyncs and checkpoints) and the janitor (retention).
 //
-// Lock order: cutMu, then commitMu, then Store.mu, then commitLog.mu, then segment.mu;
+// Lock order: cutMu, then flushRun, then commitMu, then Store.mu, then commitLog.mu, then segment.mu;
 // queue and key index locks are leaves. flushMu is never held with another.
 type Store struct {
 	opts   Options
@@ -83,6 +83,7 @@ type Store struct {
 	qmu    sync.RWMutex
 	queues map[queueKey]*queue
 
+	flushRun    sync.Mutex // one flushLog at a time: the flusher's, the checkpointer's, Close's
 	flushMu     sync.Mutex
 	flushed     int64         // durable up to here
 	flushErr    error         // the last flush's error, nil once one succeeds
@@ -91,7 +92,7 @@ type Store struct {
 	flushKick   chan struct{}
 	flushes     atomic.Int64 // fsync rounds of the log
 	syncAppends atomic.Int64 // sync appends since the last round began
-	gatherWant  int64        // how many a round expects; flusher only
+	gatherWant  int64        // how many a round expects; under flushRun
 	flushNanos  atomic.Int64 // time spent in them
 	// flushHist counts the rounds by duration, in FlushBuckets.
 	flushHist [len(FlushBuckets) + 1]atomic.Int64
@@ -157,10 +158,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.closeFiles()
 		return nil, err
 	}
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go s.commitLoop()
 	go s.dispatchLoop()
 	go s.flushLoop()
+	go s.checkpointLoop()
 	go s.janitorLoop()
 	return s, nil
 }

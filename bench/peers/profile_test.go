@@ -19,16 +19,23 @@ import (
 
 // BenchmarkNativePublish runs Ferry's native publish path in one process,
 // for profiling (bench/peers.sh --profile DIR): the NameServer, the broker
-// (store with async flush, core, native front-end) and the SDK, 4
+// (store with async flush, or -profile-flush sync, core, native front-end) and the SDK, 4
 // producers × 1024 pipelined sends of 128 bytes, and a consumer group of
 // one that receives them all. One op is one message published, stored and
 // delivered; allocations per op count the client's too.
 // profileSize is the body size BenchmarkNativePublish sends (go test -args -profile-size 4096).
 var profileSize = flag.Int("profile-size", 128, "body bytes of BenchmarkNativePublish")
 
+// profileFlush is the store's flush mode in BenchmarkNativePublish (go test -args -profile-flush sync).
+var profileFlush = flag.String("profile-flush", "async", "flush mode of BenchmarkNativePublish's store: async or sync")
+
 func BenchmarkNativePublish(b *testing.B) {
 	dir := b.TempDir()
-	st, err := storage.Open(dir, storage.Options{SegmentSize: 256 << 20, Logger: discard, RetentionAge: -1, RetentionDiskRatio: -1})
+	mode := storage.FlushAsync
+	if *profileFlush == "sync" {
+		mode = storage.FlushSync
+	}
+	st, err := storage.Open(dir, storage.Options{SegmentSize: 256 << 20, Logger: discard, RetentionAge: -1, RetentionDiskRatio: -1, FlushMode: mode})
 	if err != nil {
 		b.Fatal(err)
 	}

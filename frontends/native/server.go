@@ -495,6 +495,9 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 			resps[i] = req.Response(publishCode(err), err.Error())
 			continue
 		}
+		if bodyCopied(res) {
+			req.Release() // the next request's body is read into its memory
+		}
 		results[i] = res
 		for _, r := range res {
 			end = max(end, r.End)
@@ -518,6 +521,18 @@ func (s *Server) serveBatch(ctx context.Context, c *remoting.Conn, reqs []*remot
 		}
 	}
 	return resps
+}
+
+// bodyCopied reports whether a send stored as res left its request's body
+// to no one: the store copied it, no live subscription took the message
+// and the scheduler holds no copy waiting for its time.
+func bodyCopied(res []core.PublishResult) bool {
+	for _, r := range res {
+		if r.Retained || r.Delayed {
+			return false
+		}
+	}
+	return len(res) > 0
 }
 
 // admitSend identifies a send's sender, decodes its messages and checks
