@@ -12,8 +12,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1134,4 +1136,185 @@ func TestClientReadBusyBurstsOnReader(t *testing.T) {
 
 	busyBurstGap = 0 // none does
 	require.Equal(t, []string{"worker", "worker", "worker"}, readOn(t, [][]byte{ping, pub, ping}))
+}
+
+// waitConn is a client connection whose input the test sends with send,
+// and which can wait for input without reading it (ReadWaiter).
+type waitConn struct {
+	net.Conn // writes go to the pipe's other end; read methods below
+	mu       sync.Mutex
+	cond     *sync.Cond
+	in       []byte
+	eof      bool
+	deadline time.Time
+	waits    chan struct{} // a receive for each WaitRead that blocks
+}
+
+func newWaitConn() *waitConn {
+	a, b := net.Pipe()
+	c := &waitConn{Conn: a, waits: make(chan struct{}, 16)}
+	c.cond = sync.NewCond(&c.mu)
+	go func() { _, _ = io.Copy(io.Discard, b) }()
+	return c
+}
+
+func (c *waitConn) send(b []byte) {
+	c.mu.Lock()
+	c.in = append(c.in, b...)
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}
+
+func (c *waitConn) Close() error {
+	c.mu.Lock()
+	c.eof = true
+	c.mu.Unlock()
+	c.cond.Broadcast()
+	return c.Conn.Close()
+}
+
+func (c *waitConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	c.cond.Broadcast()
+	if !t.IsZero() {
+		time.AfterFunc(time.Until(t), c.cond.Broadcast)
+	}
+	return nil
+}
+
+// waitLocked waits for input, the end or the deadline.
+func (c *waitConn) waitLocked() error {
+	for len(c.in) == 0 && !c.eof {
+		if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+			return os.ErrDeadlineExceeded
+		}
+		c.cond.Wait()
+	}
+	return nil
+}
+
+func (c *waitConn) WaitRead() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.in) == 0 && !c.eof {
+		select {
+		case c.waits <- struct{}{}:
+		default:
+		}
+	}
+	return c.waitLocked()
+}
+
+func (c *waitConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.waitLocked(); err != nil {
+		return 0, err
+	}
+	if len(c.in) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.in)
+	c.in = c.in[n:]
+	return n, nil
+}
+
+// newWaitClient returns a client on a waitConn, its packets handled on
+// workers that stop when done is closed.
+func newWaitClient() (*Client, *waitConn, chan bool) {
+	wc := newWaitConn()
+	cl, _, _ := newTestClient()
+	cl.Net.Conn = wc
+	cl.Net.bconn = newConnReader(wc, 64)
+	done := make(chan bool)
+	cl.ops.workers = newWorkers(done)
+	return cl, wc, done
+}
+
+// With a ReadWaiter, the reader waits for the next input while a worker
+// handles a burst, and the bursts are still handled one at a time, in order.
+func TestClientReadWaiterDoesNotWaitForTheWorker(t *testing.T) {
+	defer func(gap time.Duration) { busyBurstGap = gap }(busyBurstGap)
+	busyBurstGap = 0 // every burst on a worker
+	cl, wc, done := newWaitClient()
+	defer close(done)
+	defer cl.Stop(errClientStop)
+
+	release := make(chan struct{})
+	var handled []byte
+	o := make(chan error, 1)
+	go func() {
+		o <- cl.Read(func(cl *Client, pk packets.Packet) error {
+			if pk.FixedHeader.Type == packets.Pingreq && len(handled) == 0 {
+				<-release // the first burst is held on its worker
+			}
+			handled = append(handled, pk.FixedHeader.Type)
+			return nil
+		})
+	}()
+	<-wc.waits // waiting for the first burst
+	wc.send([]byte{packets.Pingreq << 4, 0})
+	select {
+	case <-wc.waits: // waiting for the next, the first still on its worker
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader waited for the worker before it waited for input")
+	}
+	wc.send([]byte{packets.Publish << 4, 7, 0, 3, 'a', '/', 'b', 'h', 'i'})
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	<-wc.waits
+	_ = wc.Close()
+	require.ErrorIs(t, <-o, io.EOF)
+	require.Equal(t, []byte{packets.Pingreq, packets.Publish}, handled)
+}
+
+// A burst that fails on its worker ends Read while the reader waits for
+// input that does not come.
+func TestClientReadWaiterBurstErrorEndsRead(t *testing.T) {
+	defer func(gap time.Duration) { busyBurstGap = gap }(busyBurstGap)
+	busyBurstGap = 0
+	cl, wc, done := newWaitClient()
+	defer close(done)
+	defer cl.Stop(errClientStop)
+
+	failed := errors.New("handler failed")
+	o := make(chan error, 1)
+	go func() {
+		o <- cl.Read(func(*Client, packets.Packet) error { return failed })
+	}()
+	<-wc.waits
+	wc.send([]byte{packets.Pingreq << 4, 0})
+	select {
+	case err := <-o:
+		require.ErrorIs(t, err, failed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read went on waiting after its burst failed")
+	}
+}
+
+// A burst that closes the client (a DISCONNECT) ends Read without an error
+// (so no will is sent), also while the reader waits for more input.
+func TestClientReadWaiterDisconnectEndsReadCleanly(t *testing.T) {
+	defer func(gap time.Duration) { busyBurstGap = gap }(busyBurstGap)
+	busyBurstGap = 0
+	cl, wc, done := newWaitClient()
+	defer close(done)
+
+	o := make(chan error, 1)
+	go func() {
+		o <- cl.Read(func(cl *Client, pk packets.Packet) error {
+			cl.Stop(packets.CodeDisconnect) // what processDisconnect does
+			return nil
+		})
+	}()
+	<-wc.waits
+	wc.send([]byte{packets.Disconnect << 4, 0})
+	select {
+	case err := <-o:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read went on after its burst closed the client")
+	}
 }
