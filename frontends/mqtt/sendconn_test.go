@@ -146,3 +146,55 @@ func TestSendConnCloseDeliversWhatIsQueued(t *testing.T) {
 		t.Fatalf("read %d bytes, %v; want %d and EOF", n, err, 4<<20)
 	}
 }
+
+// WaitRead returns once input has come, also input that came before it
+// was called, and consumes none of it; and at the read deadline.
+func TestSendConnWaitRead(t *testing.T) {
+	server, client := tcpPair(t)
+	sc := newSendConn(server)
+	if !sc.canWait() {
+		t.Skip("no WaitRead on this system")
+	}
+	if _, err := client.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the readiness comes before the wait
+	if err := sc.WaitRead(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.WaitRead(); err != nil { // nothing consumed: ready again
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	if n, err := sc.Read(b); n != 1 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+
+	waited := make(chan error, 1)
+	go func() { waited <- sc.WaitRead() }()
+	select {
+	case err := <-waited:
+		t.Fatalf("WaitRead returned with nothing to read: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := client.Write([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitRead missed the input")
+	}
+	if n, err := sc.Read(b); n != 1 || err != nil || b[0] != 'y' {
+		t.Fatalf("read %q, %v", b[:n], err)
+	}
+
+	_ = sc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	var ne net.Error
+	if err := sc.WaitRead(); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("WaitRead past the deadline: %v", err)
+	}
+}

@@ -378,7 +378,11 @@ func (s *Server) serveConn(listener string, conn net.Conn, establish listeners.E
 		onHit: func(key string, err error) {
 			s.limitHit(key, err, "listener", listener, "remote", conn.RemoteAddr().String())
 		}}
-	return establish(listener, &batchConn{Conn: lc, send: sc})
+	bc := &batchConn{Conn: lc, send: sc}
+	if sc.canWait() {
+		return establish(listener, waitingBatchConn{bc, lc})
+	}
+	return establish(listener, bc)
 }
 
 // limitHit counts a limit hit and logs it, at most once per key every ten
