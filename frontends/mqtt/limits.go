@@ -382,19 +382,14 @@ type limitConn struct {
 	hdrLen, rem int
 	skip        int
 	err         error
-
-	// waitable: the CONNECT's bytes are consumed and no limit was hit, so
-	// a Read waits on the socket. waitRead reads it on the connection's
-	// reader while a worker may be in Read.
-	waitable atomic.Bool
 }
 
 // waitRead waits until a Read would not block, consuming nothing: at once
-// when bytes read with the CONNECT may still be pending or the limit was hit.
+// when bytes read with the CONNECT are still pending or the limit was hit.
 // Its Conn is a sendConn that can wait.
 func (c *limitConn) waitRead() error {
-	if !c.waitable.Load() {
-		return nil // a Read returns at once, or is the first since the CONNECT
+	if c.err != nil || len(c.pending) > 0 {
+		return nil
 	}
 	return c.Conn.(*sendConn).WaitRead()
 }
@@ -411,12 +406,8 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if !c.waitable.Load() {
-		c.waitable.Store(true)
-	}
 	n, err := c.Conn.Read(p)
 	if k, ferr := c.follow(p[:n]); ferr != nil {
-		c.waitable.Store(false)
 		c.err = ferr
 		key := hit(ferr)
 		c.onHit(key, ferr)

@@ -8,8 +8,6 @@ import (
 	"net"
 	"testing"
 	"time"
-
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection with small
@@ -199,40 +197,4 @@ func TestSendConnWaitRead(t *testing.T) {
 	if err := sc.WaitRead(); !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("WaitRead past the deadline: %v", err)
 	}
-}
-
-// A packet that arrives in parts is read to its end by the worker handling
-// it, while the connection's reader waits for input (mochi.ReadWaiter); and
-// the limit on a packet's size still holds when its excess comes later.
-func TestPacketsArrivingInPartsOverTCP(t *testing.T) {
-	f := startFerry(t, t.TempDir(), Config{MaxPacketSize: 1024})
-	rc := dialRaw(t, f.addr, 5)
-	rc.connect("parts")
-	encode := func(pk packets.Packet) []byte {
-		pk.ProtocolVersion = 5
-		var b bytes.Buffer
-		if err := pk.PublishEncode(&b); err != nil {
-			t.Fatal(err)
-		}
-		return b.Bytes()
-	}
-	for i := range 3 {
-		b := encode(publishPacket("parts/x", 1, uint16(i+1), bytes.Repeat([]byte("p"), 600)))
-		rc.write(b[:5])
-		time.Sleep(20 * time.Millisecond) // the worker waits for the rest
-		rc.write(b[5:300])
-		time.Sleep(20 * time.Millisecond)
-		rc.write(b[300:])
-		if ack := rc.expect(packets.Puback); ack.PacketID != uint16(i+1) || ack.ReasonCode != 0 {
-			t.Fatalf("PUBACK %d %#x, want %d 0x00", ack.PacketID, ack.ReasonCode, i+1)
-		}
-	}
-	big := encode(publishPacket("parts/big", 1, 9, bytes.Repeat([]byte("b"), 2000)))
-	rc.write(big[:1]) // its size comes on the worker's read
-	time.Sleep(20 * time.Millisecond)
-	rc.write(big[1:])
-	if d := rc.expect(packets.Disconnect); d.ReasonCode != packets.ErrPacketTooLarge.Code {
-		t.Fatalf("DISCONNECT %#x, want 0x95", d.ReasonCode)
-	}
-	rc.expectClosed()
 }
