@@ -83,39 +83,11 @@ func (c *batchConn) Close() error {
 	return c.Conn.Close()
 }
 
-// waitingBatchConn is a batchConn over a socket whose input can be waited
-// for without reading it: it is a mochi.ReadWaiter, so that the
-// connection's reader need not wait for the worker that handles a burst.
-type waitingBatchConn struct {
-	*batchConn
-	lc *limitConn
-}
-
-// WaitRead sends what is gathered, as Read does before it blocks, and
-// waits for input; writes made meanwhile go out at once.
-func (c waitingBatchConn) WaitRead() error {
-	c.mu.Lock()
-	err := c.flushLocked()
-	c.reading = err == nil
-	c.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	err = c.lc.waitRead()
-	c.mu.Lock()
-	c.reading = false
-	c.mu.Unlock()
-	return err
-}
-
 // sendConnOf returns the sendConn under cl's connection, or nil for a
 // client without one (the engine's inline client, a test's pipe).
 func sendConnOf(cl *mochi.Client) *sendConn {
-	switch c := cl.Net.Conn.(type) {
-	case *batchConn:
-		return c.send
-	case waitingBatchConn:
-		return c.send
+	if bc, ok := cl.Net.Conn.(*batchConn); ok {
+		return bc.send
 	}
 	return nil
 }

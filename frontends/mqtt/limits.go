@@ -384,16 +384,6 @@ type limitConn struct {
 	err         error
 }
 
-// waitRead waits until a Read would not block, consuming nothing: at once
-// when bytes read with the CONNECT are still pending or the limit was hit.
-// Its Conn is a sendConn that can wait.
-func (c *limitConn) waitRead() error {
-	if c.err != nil || len(c.pending) > 0 {
-		return nil
-	}
-	return c.Conn.(*sendConn).WaitRead()
-}
-
 func (c *limitConn) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err

@@ -163,14 +163,6 @@ func (c *sendConn) waitRoom(ctx context.Context) {
 	}
 }
 
-// WaitRead waits until the socket has input, without reading it, or until
-// the read deadline (mochi.ReadWaiter). Only for a sendConn with a
-// descriptor (canWait).
-func (c *sendConn) WaitRead() error { return waitReadable(c.raw) }
-
-// canWait reports whether WaitRead works on this connection.
-func (c *sendConn) canWait() bool { return canWaitRead && c.raw != nil }
-
 // Close closes the connection; when a writer is still sending, it is given
 // sendCloseGrace to finish and closes the socket itself.
 func (c *sendConn) Close() error {

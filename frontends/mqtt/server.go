@@ -378,11 +378,7 @@ func (s *Server) serveConn(listener string, conn net.Conn, establish listeners.E
 		onHit: func(key string, err error) {
 			s.limitHit(key, err, "listener", listener, "remote", conn.RemoteAddr().String())
 		}}
-	bc := &batchConn{Conn: lc, send: sc}
-	if sc.canWait() {
-		return establish(listener, waitingBatchConn{bc, lc})
-	}
-	return establish(listener, bc)
+	return establish(listener, &batchConn{Conn: lc, send: sc})
 }
 
 // limitHit counts a limit hit and logs it, at most once per key every ten
