@@ -588,10 +588,8 @@ func (cl *Client) ClearExpiredInflights(now, maximumExpiry int64) []uint16 {
 //
 // Read waits on its own goroutine for the client to send something, and
 // hands what arrives, a burst of packets, to one of the server's workers
-// (see workers), and reads again only once it has been handled: the
+// (see workers), waiting for it to be handled before it reads again: the
 // packets of a client are handled one at a time and in order, as before.
-// With a connection that is a ReadWaiter, it waits for the next input
-// meanwhile, and for the worker only when that input comes.
 // Handling a packet takes deep stacks (packets are passed by value through
 // the hooks), and a goroutine keeps the stack it grew to until garbage
 // collections halve it, one at a time. The workers' stacks grow; this
@@ -606,101 +604,37 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		return ErrConnectionClosed
 	}
 
-	// With a connection that can wait for input without reading it, the
-	// reader hands a burst to a worker and goes back to waiting on the
-	// connection at once: the worker, when done, wakes nobody (see
-	// ReadWaiter). Otherwise it waits for the worker before reading again.
-	waiter, _ := cl.Net.Conn.(ReadWaiter)
-
 	// burst, made once for all of a client's bursts, hands readBurst's error
-	// back through burstErr, read only once done is received.
-	var burstErr error
-	var burstFailed atomic.Bool // set before done, for a reader in WaitRead
+	// back through err.
+	var err error
 	done := make(chan struct{}, 1)
 	burst := func() {
-		burstErr = cl.readBurst(packetHandler)
-		if burstErr != nil && waiter != nil {
-			burstFailed.Store(true)
-			_ = cl.Net.Conn.SetReadDeadline(time.Unix(1, 0)) // ends the reader's WaitRead
-		}
+		err = cl.readBurst(packetHandler)
 		done <- struct{}{}
 	}
-	handed := false // a worker has a burst that the reader has not waited for
-	// settle waits for the worker's burst, if any, and reports whether the
-	// reader is to end, and with what: the burst's error, or nil when the
-	// burst closed the client (a DISCONNECT), as the loop's check would.
-	settle := func() (bool, error) {
-		if !handed {
-			return false, nil
-		}
-		<-done
-		handed = false
-		if burstErr != nil {
-			return true, burstErr
-		}
-		return cl.Closed(), nil
-	}
-
 	var last time.Time // when the last burst arrived
 	for {
 		if cl.Closed() {
-			_, err := settle()
-			return err
+			return nil
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
-		if waiter != nil {
-			var err error
-			if !burstFailed.Load() {
-				err = waiter.WaitRead()
-			}
-			if end, berr := settle(); end {
-				return berr
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if err := cl.Net.bconn.wait(); err != nil {
-			return err // no burst is on a worker here
+		if err = cl.Net.bconn.wait(); err != nil {
+			return err
 		}
 
 		now := time.Now()
-		var err error
 		if busy := !last.IsZero() && now.Sub(last) < busyBurstGap; busy {
 			err = cl.readBurst(packetHandler)
 		} else {
 			cl.ops.workers.run(burst)
-			if waiter != nil {
-				handed = true
-			} else {
-				<-done
-				err = burstErr
-			}
+			<-done
 		}
 		last = now
 		if err != nil {
 			return err
 		}
 	}
-}
-
-// ReadWaiter is implemented by a client connection that can wait until it
-// has input without reading it. A client's reader then hands a burst of
-// packets to a worker and waits on the connection again at once, rather
-// than waiting for the worker to finish first: the worker is done with the
-// burst long before a client that sends now and then sends again, so it
-// ends without waking the reader, one goroutine switch fewer per burst. The
-// reader holds no read buffer while it waits either way.
-//
-// If the worker needs more of the connection (a packet that has only
-// partly arrived), its read waits until the reader's WaitRead returns. When
-// the burst fails, the worker sets a read deadline in the past to end the
-// reader's WaitRead.
-type ReadWaiter interface {
-	// WaitRead blocks until a Read would not block (input, the end of the
-	// stream, or an error), consuming nothing, or until the read deadline.
-	WaitRead() error
 }
 
 // busyBurstGap is the longest time between two bursts of a client's packets
