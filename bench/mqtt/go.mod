@@ -2,7 +2,10 @@ module github.com/ferrymq/ferry/bench/mqtt
 
 go 1.26.8
 
-require github.com/ferrymq/ferry v0.0.0
+require (
+	github.com/ferrymq/ferry v0.0.0
+	golang.org/x/exp v0.0.0-20261121134650-e1094eeca1b5
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

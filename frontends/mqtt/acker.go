@@ -110,8 +110,10 @@ func (a *acker) run(ctx context.Context) {
 	}
 }
 
-// writeTo writes encoded packets to the client at once, under the client's
-// lock so that they do not interleave with the engine's own packets.
+// writeTo writes encoded packets to the client, under the client's lock so
+// that they do not interleave with the engine's own packets. It does not
+// wait for the client: what its socket does not take at once is queued for
+// the connection's writer (sendConn).
 func writeTo(cl *mochi.Client, b []byte) error {
 	if cl.Closed() || cl.Net.Conn == nil {
 		return mochi.ErrConnectionClosed

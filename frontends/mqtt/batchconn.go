@@ -3,7 +3,8 @@ package mqtt
 import (
 	"net"
 	"sync"
-	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
 )
 
 // batchConn gathers the small writes made while the connection's reader is
@@ -11,9 +12,11 @@ import (
 // write at a time) and sends them in one write just before the reader
 // blocks for more input. A write made while the reader is blocked goes out
 // at once, since nobody else would flush it. Feeds write their batches and
-// Flush.
+// Flush. Underneath, the connection's sendConn sees that none of these
+// writes waits for the client.
 type batchConn struct {
 	net.Conn
+	send    *sendConn // the connection under the size checks
 	mu      sync.Mutex
 	buf     []byte
 	reading bool // the reader is blocked in Read
@@ -70,14 +73,21 @@ func (c *batchConn) flushLocked() error {
 	return err
 }
 
-// Close sends what is gathered (a DISCONNECT with its reason, say), waiting
-// a moment at most for a client that does not read, and closes.
+// Close sends what is gathered (a DISCONNECT with its reason, say) and
+// closes; the sendConn underneath gives a client that does not read a
+// moment to take it.
 func (c *batchConn) Close() error {
 	c.mu.Lock()
-	if len(c.buf) > 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = c.flushLocked()
-	}
+	_ = c.flushLocked()
 	c.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// sendConnOf returns the sendConn under cl's connection, or nil for a
+// client without one (the engine's inline client, a test's pipe).
+func sendConnOf(cl *mochi.Client) *sendConn {
+	if bc, ok := cl.Net.Conn.(*batchConn); ok {
+		return bc.send
+	}
+	return nil
 }

@@ -203,6 +203,15 @@ type guardedConn struct {
 	done atomic.Bool
 }
 
+// SyscallConn is the socket's, for the writes and waits of a sendConn that
+// do not block; an error when the connection has no descriptor of its own.
+func (c *guardedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, fmt.Errorf("mqtt: a %T has no descriptor of its own", c.Conn)
+}
+
 func (c *guardedConn) Close() error {
 	if c.done.CompareAndSwap(false, true) {
 		if c.over {

@@ -373,11 +373,12 @@ func (s *Server) serveConn(listener string, conn net.Conn, establish listeners.E
 		}
 		return fmt.Errorf("mqtt: connection refused: the %s listener is at its maximum of %d connections (%s)", listener, s.cfg.MaxConnections, limitConnections)
 	}
-	lc := &limitConn{Conn: conn, pending: pre, version: head.version, max: int(s.cfg.MaxPacketSize),
+	sc := newSendConn(conn)
+	lc := &limitConn{Conn: sc, pending: pre, version: head.version, max: int(s.cfg.MaxPacketSize),
 		onHit: func(key string, err error) {
 			s.limitHit(key, err, "listener", listener, "remote", conn.RemoteAddr().String())
 		}}
-	return establish(listener, &batchConn{Conn: lc})
+	return establish(listener, &batchConn{Conn: lc, send: sc})
 }
 
 // limitHit counts a limit hit and logs it, at most once per key every ten

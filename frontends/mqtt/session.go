@@ -262,6 +262,9 @@ func (f *feed) run(ctx context.Context) {
 			f.deliver(d)
 		}
 		f.sess.srv.hops.written(f.flush(), pulled)
+		if sc := sendConnOf(f.sess.cl); sc != nil {
+			sc.waitRoom(ctx) // a subscriber that reads slowly slows its feed
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, core.ErrNotMember) || errors.Is(err, core.ErrClosed) {
 				return

@@ -1,0 +1,167 @@
+// Command wakes reads a Go runtime trace and counts the goroutine hand-offs
+// in it: each time a goroutine was made runnable (woken from a wait, or
+// created), by kind of goroutine (the function it runs), where it waited,
+// and who woke it. Divided by the messages the trace covers, it tells how
+// many goroutines a message readies on its way through the broker, which
+// the thread switches of a run follow but the machine's other load moves.
+//
+// Take the trace from bench/mqtt/ferryprof during a fleet run:
+//
+//	curl -o fleet.trace 'http://PPROF_ADDR/debug/pprof/trace?seconds=3'
+//	go run ./wakes --messages 30000 fleet.trace
+//
+// (1,000 devices × 10 msg/s for 3 s: 30,000 messages.)
+package main
+
+import (
+	"cmp"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.org/x/exp/trace"
+)
+
+func main() {
+	messages := flag.Float64("messages", 1, "messages the trace covers: counts are printed per message")
+	top := flag.Int("top", 25, "hand-offs to list by where the goroutine waited and who woke it")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		log.Fatal("usage: wakes [--messages N] [--top N] TRACE")
+	}
+	f, err := os.Open(flag.Arg(0))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	c, err := count(f)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%d goroutines made runnable, %.2f per message\n\nby kind:\n", c.total, float64(c.total) / *messages)
+	for _, e := range sorted(c.byKind, 0) {
+		fmt.Printf("%7.3f  %s\n", float64(e.n) / *messages, e.key)
+	}
+	fmt.Printf("\nby where it waited and who woke it:\n")
+	for _, e := range sorted(c.bySite, *top) {
+		fmt.Printf("%7.3f  %s\n", float64(e.n) / *messages, e.key)
+	}
+}
+
+type counts struct {
+	total          int
+	byKind, bySite map[string]int
+}
+
+// count walks the trace's goroutine state transitions.
+func count(r io.Reader) (*counts, error) {
+	tr, err := trace.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	c := &counts{byKind: map[string]int{}, bySite: map[string]int{}}
+	kind := map[trace.GoID]string{}     // the function a goroutine runs
+	waitedAt := map[trace.GoID]string{} // where it last started to wait
+	for {
+		e, err := tr.ReadEvent()
+		if err == io.EOF {
+			return c, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.Kind() != trace.EventStateTransition {
+			continue
+		}
+		st := e.StateTransition()
+		if st.Resource.Kind != trace.ResourceGoroutine {
+			continue
+		}
+		id := st.Resource.Goroutine()
+		from, to := st.Goroutine()
+		if from == trace.GoNotExist {
+			kind[id] = short(first(st.Stack)) // the new goroutine's start
+		} else if o := outermost(st.Stack); o != "" {
+			kind[id] = short(o)
+		}
+		switch {
+		case to == trace.GoWaiting:
+			waitedAt[id] = site(st.Stack) + " (" + st.Reason + ")"
+		case from == trace.GoNotExist && to == trace.GoRunnable:
+			c.total++
+			c.byKind[kind[id]+" (created)"]++
+			c.bySite[fmt.Sprintf("%-40s created by %s", kind[id], waker(e, kind))]++
+		case from == trace.GoWaiting && to == trace.GoRunnable:
+			c.total++
+			c.byKind[kind[id]]++
+			c.bySite[fmt.Sprintf("%-40s waited at %-45s woken by %s", kind[id], waitedAt[id], waker(e, kind))]++
+		}
+	}
+}
+
+// waker names the goroutine running event e, and where it was.
+func waker(e trace.Event, kind map[trace.GoID]string) string {
+	g := e.Goroutine()
+	if g == trace.NoGoroutine {
+		return "the runtime (poller, timer)"
+	}
+	return kind[g] + " @ " + site(e.Stack())
+}
+
+func first(s trace.Stack) string {
+	for f := range s.Frames() {
+		return f.Func
+	}
+	return ""
+}
+
+func outermost(s trace.Stack) string {
+	last := ""
+	for f := range s.Frames() {
+		last = f.Func
+	}
+	return last
+}
+
+// site is the innermost frame of s outside the runtime and the standard
+// library's plumbing.
+func site(s trace.Stack) string {
+	for f := range s.Frames() {
+		switch pkg, _, _ := strings.Cut(f.Func, "."); pkg {
+		case "runtime", "sync", "internal/poll", "syscall", "net", "os":
+			continue
+		}
+		return short(f.Func)
+	}
+	return "?"
+}
+
+// short drops a function name's import path.
+func short(fn string) string {
+	if i := strings.LastIndex(fn, "/"); i >= 0 {
+		return fn[i+1:]
+	}
+	return fn
+}
+
+type entry struct {
+	key string
+	n   int
+}
+
+// sorted returns m's entries, most first, at most n of them (0: all).
+func sorted(m map[string]int, n int) []entry {
+	var es []entry
+	for k, v := range m {
+		es = append(es, entry{k, v})
+	}
+	slices.SortFunc(es, func(a, b entry) int { return cmp.Or(b.n-a.n, strings.Compare(a.key, b.key)) })
+	if n > 0 && len(es) > n {
+		es = es[:n]
+	}
+	return es
+}

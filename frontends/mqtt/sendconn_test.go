@@ -1,0 +1,148 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection with small
+// buffers.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	// Small socket buffers, so that a few MiB unread fill them.
+	_ = server.(*net.TCPConn).SetWriteBuffer(32 << 10)
+	_ = client.(*net.TCPConn).SetReadBuffer(32 << 10)
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// A client that does not read holds up no writer, and once it reads it
+// gets every byte, in order.
+func TestSendConnNeverWaitsForTheClientAndKeepsOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap func(net.Conn) net.Conn // hides the descriptor: every write is queued
+	}{
+		{"socket", func(c net.Conn) net.Conn { return c }},
+		{"socket of a listener", func(c net.Conn) net.Conn { return &guardedConn{Conn: c, l: &guardedListener{}} }},
+		{"no descriptor", func(c net.Conn) net.Conn { return struct{ net.Conn }{c} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := tcpPair(t)
+			sc := newSendConn(tc.wrap(server))
+			if (sc.raw != nil) != (tc.name != "no descriptor") {
+				t.Fatalf("raw conn: %v", sc.raw != nil)
+			}
+			var want bytes.Buffer
+			chunk := bytes.Repeat([]byte("0123456789abcdef"), 1024) // 16 KiB
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := range 256 { // 4 MiB, far more than the socket buffers take
+					chunk[0] = byte(i)
+					want.Write(chunk)
+					if _, err := sc.Write(chunk); err != nil {
+						t.Errorf("write %d: %v", i, err)
+						return
+					}
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("writes waited for a client that does not read")
+			}
+			sc.mu.Lock()
+			queued := len(sc.pending) > 0 || sc.writing
+			sc.mu.Unlock()
+			if !queued {
+				t.Fatal("nothing queued: the socket took 4 MiB unread")
+			}
+			got := make([]byte, want.Len())
+			if _, err := io.ReadFull(client, got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Fatal("the client read the bytes out of order")
+			}
+			sc.waitRoom(context.Background())
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				sc.mu.Lock()
+				idle := !sc.writing && sc.pending == nil && sc.spare == nil
+				sc.mu.Unlock()
+				if idle {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the writer kept running or its buffers after the queue emptied")
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}
+
+// Past sendMaxPending queued bytes a write fails and the connection closes.
+func TestSendConnClosesOnAClientThatNeverReads(t *testing.T) {
+	server, client := tcpPair(t)
+	sc := newSendConn(server)
+	chunk := make([]byte, 64<<10)
+	var err error
+	for i := 0; i < 2*sendMaxPending/len(chunk)+1024 && err == nil; i++ {
+		_, err = sc.Write(chunk)
+	}
+	if !errors.Is(err, errSlowReader) {
+		t.Fatalf("got %v, want errSlowReader", err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, client); err != nil {
+		t.Fatalf("the connection was not closed: %v", err)
+	}
+}
+
+// Close lets the writer deliver what is queued to a client that reads.
+func TestSendConnCloseDeliversWhatIsQueued(t *testing.T) {
+	server, client := tcpPair(t)
+	sc := newSendConn(server)
+	chunk := bytes.Repeat([]byte{7}, 1<<20)
+	for range 4 {
+		if _, err := sc.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Write(chunk); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after Close: %v", err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, client)
+	if err != nil || n != 4<<20 {
+		t.Fatalf("read %d bytes, %v; want %d and EOF", n, err, 4<<20)
+	}
+}
