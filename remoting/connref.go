@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/ferrymq/ferry/internal/rawsock"
 )
 
 // minRefBody is the smallest body a client's request leaves in the
@@ -25,7 +27,7 @@ const minRefBody = 2 << 10
 // Linux. TLS connections, and the server's, copy every body.
 type refWriter struct {
 	raw      syscall.RawConn // the socket, nil while references are off
-	vec      iovecs          // the writer's scratch for writev
+	vec      rawsock.Writer  // the writer's scratch for writev
 	queued   uint64          // frames queued by reference so far; Conn.mu
 	takenSeq uint64          // the last of them the writer took; Conn.mu
 	released atomic.Uint64   // frames up to it refer to no caller's memory
@@ -35,7 +37,7 @@ type refWriter struct {
 // init turns references on for c when its writer can write without
 // waiting.
 func (r *refWriter) init(c *Conn) {
-	if !canWriteNow {
+	if !rawsock.Supported {
 		return
 	}
 	if r.raw = rawConn(c.nc); r.raw != nil {
@@ -117,7 +119,7 @@ func (c *Conn) settle(seq uint64) {
 // seq: what the socket takes at once, then, with the rest copied and the
 // batch released, the rest.
 func (c *Conn) writeRefs(segs [][]byte, seq uint64) error {
-	i, off, err := c.refs.vec.writeNow(c.refs.raw, segs)
+	i, off, err := c.refs.vec.Writev(c.refs.raw, segs)
 	var rest []byte
 	if err == nil && i < len(segs) {
 		n := len(segs[i]) - off

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ferrymq/ferry/internal/rawsock"
 )
 
 // listenOnce listens on a loopback port; accept returns the first
@@ -94,7 +96,7 @@ func TestSendRefFrames(t *testing.T) {
 	cc, sc := tcpPair(t)
 	c := newWriterConn(cc)
 	defer c.stopWriter()
-	if !canWriteNow {
+	if !rawsock.Supported {
 		t.Skip("bodies are always copied on this system")
 	}
 	if !c.refs.on() {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ferrymq/ferry/internal/rawsock"
 )
 
 // sendConn is a client connection whose writes never wait for the client
@@ -54,7 +56,7 @@ var errSlowReader = fmt.Errorf("mqtt: the client does not read: %d bytes are wai
 
 func newSendConn(c net.Conn) *sendConn {
 	sc := &sendConn{Conn: c}
-	if canWriteNow {
+	if rawsock.Supported {
 		if s, ok := c.(syscall.Conn); ok {
 			if raw, err := s.SyscallConn(); err == nil {
 				sc.raw = raw
@@ -78,7 +80,7 @@ func (c *sendConn) Write(p []byte) (int, error) {
 	n := 0
 	if !c.writing && c.raw != nil {
 		var err error
-		n, err = writeNow(c.raw, p)
+		n, err = rawsock.WriteNow(c.raw, p)
 		if err != nil {
 			c.err = err
 			return n, err

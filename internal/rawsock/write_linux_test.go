@@ -1,0 +1,105 @@
+package rawsock
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+)
+
+// tcpPair is both ends of a loopback TCP connection, the client's raw.
+func tcpPair(t *testing.T) (syscall.RawConn, net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	raw, err := cc.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, cc, sc
+}
+
+// readAll reads n bytes from c on a goroutine of its own.
+func readAll(c net.Conn, n int) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(c, int64(n)))
+		got <- b
+	}()
+	return got
+}
+
+// TestWritevResumes: Writev, over more segments than one writev takes and
+// with empty ones among them, stops where the socket stops taking bytes
+// and says where: the rest, written from there, completes the bytes of the
+// segments in order.
+func TestWritevResumes(t *testing.T) {
+	raw, cc, sc := tcpPair(t)
+	var segs [][]byte
+	var all []byte
+	for i := range 8 * maxIovecs {
+		var s []byte
+		if i%7 != 0 { // every seventh segment is empty
+			s = bytes.Repeat([]byte{byte(i)}, 1+i*37%8000)
+		}
+		segs = append(segs, s)
+		all = append(all, s...)
+	}
+	var w Writer
+	i, off, err := w.Writev(raw, segs) // the peer does not read yet: the socket fills
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i == len(segs) {
+		t.Fatalf("the socket took all %d bytes without the peer reading", len(all))
+	}
+	if i > len(segs) || off >= len(segs[i]) {
+		t.Fatalf("unwritten bytes start at segment %d byte %d, of %d segments", i, off, len(segs))
+	}
+	written := off
+	for _, s := range segs[:i] {
+		written += len(s)
+	}
+	got := readAll(sc, len(all))
+	if _, err := cc.Write(all[written:]); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(<-got, all) {
+		t.Fatal("the bytes read differ from the segments'")
+	}
+}
+
+// TestWriteNowStops: WriteNow returns once the socket takes no more, with
+// how much it took; the rest, written from there, completes the bytes.
+func TestWriteNowStops(t *testing.T) {
+	raw, cc, sc := tcpPair(t)
+	all := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // more than a socket buffers
+	n, err := WriteNow(raw, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == len(all) || n < 0 {
+		t.Fatalf("WriteNow took %d of %d bytes without the peer reading", n, len(all))
+	}
+	got := readAll(sc, len(all))
+	if _, err := cc.Write(all[n:]); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(<-got, all) {
+		t.Fatal("the bytes read differ from those written")
+	}
+}
