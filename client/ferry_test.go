@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/auth"
-	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/core"
 	"github.com/ferrymq/ferry/frontends/native"
+	"github.com/ferrymq/ferry/frontends/native/nativetest"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 	"github.com/ferrymq/ferry/storage"
@@ -113,30 +113,11 @@ func (f *testFerry) startBroker(t *testing.T, name, dir string) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.tls != nil {
-		ln = tls.NewListener(ln, f.tls)
-	}
-	fe := native.New(b, native.Options{Auth: f.auth, Advertise: f.advertise, Limits: f.limits, Logger: logger})
-	reg, err := cluster.NewRegistrar(b, cluster.RegistrarOptions{Identity: cluster.Identity{Name: name}, NameServers: []string{f.ns},
-		Interval: 100 * time.Millisecond, Endpoint: fe, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.Start()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		fe.Serve(ln)
-	}()
-	tb := &testBroker{dir: dir, core: b, fe: fe, addr: ln.Addr().String()}
+	br := nativetest.StartBroker(t, b, name, []string{f.ns},
+		native.Options{Auth: f.auth, Advertise: f.advertise, Limits: f.limits, Logger: logger}, f.tls)
+	tb := &testBroker{dir: dir, core: b, fe: br.Server, addr: br.Addr}
 	tb.stop = func() {
-		reg.Close()
-		fe.Close()
-		<-served
+		br.Stop()
 		b.Close()
 		st.Close()
 	}

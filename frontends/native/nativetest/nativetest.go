@@ -4,8 +4,10 @@
 package nativetest
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,14 +28,43 @@ func Serve(t testing.TB, b *core.Broker, log *slog.Logger) string {
 	}
 	ns := namesrv.New(namesrv.Options{Logger: log})
 	go ns.Serve(nsLn)
+	br := StartBroker(t, b, "broker-a", []string{nsLn.Addr().String()}, native.Options{Logger: log}, nil)
+	t.Cleanup(func() {
+		br.Stop()
+		ns.Close()
+	})
+	return nsLn.Addr().String()
+}
+
+// Broker is a native front-end serving a core, registered with NameServers.
+type Broker struct {
+	Server *native.Server
+	Addr   string // where it listens
+	stop   func()
+	once   sync.Once
+}
+
+// Stop stops the registrar and the front-end (not the core); later calls
+// do nothing.
+func (b *Broker) Stop() { b.once.Do(b.stop) }
+
+// StartBroker serves the native protocol over b on 127.0.0.1:0 (with TLS
+// when conf is not nil), registered as name with nameServers every 100 ms,
+// until Stop.
+func StartBroker(t testing.TB, b *core.Broker, name string, nameServers []string, opts native.Options, conf *tls.Config) *Broker {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe := native.New(b, native.Options{Logger: log})
-	reg, err := cluster.NewRegistrar(b, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
-		NameServers: []string{nsLn.Addr().String()}, Interval: 100 * time.Millisecond, Endpoint: fe, Logger: log})
+	if conf != nil {
+		ln = tls.NewListener(ln, conf)
+	}
+	fe := native.New(b, opts)
+	reg, err := cluster.NewRegistrar(b, cluster.RegistrarOptions{Identity: cluster.Identity{Name: name},
+		NameServers: nameServers, Interval: 100 * time.Millisecond, Endpoint: fe, Logger: opts.Logger})
 	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
 	reg.Start()
@@ -42,11 +73,9 @@ func Serve(t testing.TB, b *core.Broker, log *slog.Logger) string {
 		defer close(served)
 		fe.Serve(ln)
 	}()
-	t.Cleanup(func() {
+	return &Broker{Server: fe, Addr: ln.Addr().String(), stop: func() {
 		reg.Close()
 		fe.Close()
 		<-served
-		ns.Close()
-	})
-	return nsLn.Addr().String()
+	}}
 }
