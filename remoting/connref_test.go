@@ -51,6 +51,28 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	return client, accept()
 }
 
+// silentServer is a client connected to a server that reads nothing until
+// the test reads from sc.
+func silentServer(t *testing.T) (cl *Client, sc net.Conn) {
+	t.Helper()
+	addr, accept := listenOnce(t)
+	cl, err := Dial(t.Context(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl, accept()
+}
+
+// bigRequest is request i of a settle test: a 64 KiB body, which goes by
+// reference, of the byte i.
+func bigRequest(i int) (req *Command, body []byte) {
+	body = bytes.Repeat([]byte{byte(i)}, 64<<10)
+	req = NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
+	req.Serialization = RocketMQ
+	return req, body
+}
+
 // sameBytes fails the test with what, and where got first differs from
 // want, unless they are equal.
 func sameBytes(t *testing.T, got, want []byte, what string) {
@@ -179,21 +201,12 @@ func TestSendRefSettle(t *testing.T) {
 // time out; their callbacks change the bodies, and the server, reading
 // at last, still gets the bytes the bodies held when they were sent.
 func TestInvokeAsyncTimeoutSettles(t *testing.T) {
-	addr, accept := listenOnce(t)
-	cl, err := Dial(t.Context(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	sc := accept()
-
+	cl, sc := silentServer(t)
 	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
 	var want []byte
 	done := make(chan struct{}, calls)
 	for i := range calls {
-		body := bytes.Repeat([]byte{byte(i)}, 64<<10)
-		req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
-		req.Serialization = RocketMQ
+		req, body := bigRequest(i)
 		sent := bytes.Clone(body)
 		err := cl.InvokeAsync(req, 100*time.Millisecond, func(_ *Command, err error) {
 			if err == nil {
@@ -226,22 +239,13 @@ func TestInvokeAsyncTimeoutSettles(t *testing.T) {
 // the server, reading at last, still gets the bytes the bodies held when
 // they were sent.
 func TestInvokeCancelSettles(t *testing.T) {
-	addr, accept := listenOnce(t)
-	cl, err := Dial(t.Context(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	sc := accept()
-
+	cl, sc := silentServer(t)
 	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
 	frames := make([][]byte, calls)
 	errs := make(chan error, calls)
 	for i := range calls {
 		go func() {
-			body := bytes.Repeat([]byte{byte(i)}, 64<<10)
-			req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
-			req.Serialization = RocketMQ
+			req, body := bigRequest(i)
 			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 			defer cancel()
 			_, err := cl.Invoke(ctx, req)
@@ -299,21 +303,12 @@ func TestInvokeCancelSettles(t *testing.T) {
 // them gets the bytes the bodies held when they were sent, though each
 // callback changed its body.
 func TestEarlyAnswerSettles(t *testing.T) {
-	addr, accept := listenOnce(t)
-	cl, err := Dial(t.Context(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	sc := accept()
-
+	cl, sc := silentServer(t)
 	const calls = 200 // 12.8 MiB: more than the sockets' buffers hold
 	var want []byte
 	done := make(chan error, calls)
 	for i := range calls {
-		body := bytes.Repeat([]byte{byte(i)}, 64<<10)
-		req := NewRequest(int16(i%50), Pairs("i", strconv.Itoa(i)), body)
-		req.Serialization = RocketMQ
+		req, body := bigRequest(i)
 		sent := bytes.Clone(body)
 		err := cl.InvokeAsync(req, time.Minute, func(_ *Command, err error) {
 			clear(body) // the caller's again
