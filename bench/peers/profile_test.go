@@ -3,19 +3,22 @@ package main
 import (
 	"context"
 	"flag"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferrymq/ferry/client"
-	"github.com/ferrymq/ferry/cluster"
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/frontends/native"
-	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/frontends/native/nativetest"
 	"github.com/ferrymq/ferry/storage"
 )
+
+// profileSize is the body size BenchmarkNativePublish sends (go test -args -profile-size 4096).
+var profileSize = flag.Int("profile-size", 128, "body bytes of BenchmarkNativePublish")
+
+// profileFlush is the store's flush mode in BenchmarkNativePublish (go test -args -profile-flush sync).
+var profileFlush = flag.String("profile-flush", "async", "flush mode of BenchmarkNativePublish's store: async or sync")
 
 // BenchmarkNativePublish runs Ferry's native publish path in one process,
 // for profiling (bench/peers.sh --profile DIR): the NameServer, the broker
@@ -23,12 +26,6 @@ import (
 // producers × 1024 pipelined sends of 128 bytes, and a consumer group of
 // one that receives them all. One op is one message published, stored and
 // delivered; allocations per op count the client's too.
-// profileSize is the body size BenchmarkNativePublish sends (go test -args -profile-size 4096).
-var profileSize = flag.Int("profile-size", 128, "body bytes of BenchmarkNativePublish")
-
-// profileFlush is the store's flush mode in BenchmarkNativePublish (go test -args -profile-flush sync).
-var profileFlush = flag.String("profile-flush", "async", "flush mode of BenchmarkNativePublish's store: async or sync")
-
 func BenchmarkNativePublish(b *testing.B) {
 	dir := b.TempDir()
 	mode := storage.FlushAsync
@@ -39,29 +36,14 @@ func BenchmarkNativePublish(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	b.Cleanup(func() { st.Close() })
 	br, err := core.New(st, core.Config{AutoCreateTopics: true, Logger: discard})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer br.Close()
-	nsLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ns := namesrv.New(namesrv.Options{Logger: discard})
-	go ns.Serve(nsLn)
-	defer ns.Close()
-	brLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	fe := native.New(br, native.Options{Logger: discard})
-	reg, err := cluster.NewRegistrar(br, cluster.RegistrarOptions{Identity: cluster.Identity{Name: "broker-a"},
-		NameServers: []string{nsLn.Addr().String()}, Interval: 100 * time.Millisecond, Endpoint: fe, Logger: discard})
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg.Start()
-	go fe.Serve(brLn)
-	defer fe.Close()
-	defer reg.Close()
+	b.Cleanup(func() { br.Close() }) // after the front-end's, which Serve registers below
+	nsAddr := nativetest.Serve(b, br, discard)
 	br.CreateTopic("bench", 8)
-	nsAddr := nsLn.Addr().String()
 	a, _ := client.NewAdmin(client.WithNameServers(nsAddr), client.WithLogger(discard))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := a.WaitForRoute(ctx, "bench"); err != nil {
