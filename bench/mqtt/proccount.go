@@ -48,10 +48,8 @@ func (b *broker) counts() (procCounts, error) {
 			continue // the thread ended
 		}
 		for _, line := range strings.Split(string(st), "\n") {
-			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				c.switches += n
-			} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+			k, v, _ := strings.Cut(line, ":")
+			if k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches" {
 				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 				c.switches += n
 			}
