@@ -57,6 +57,10 @@ func toCore(m *core.Message, keys []string, topic string, flag int32, props core
 	return m
 }
 
+// indexedOnly reports whether key k is the UNIQ_KEY id that indexUniqKey
+// added, which KEYS leaves out on the way back out.
+func indexedOnly(k, id string) bool { return id != "" && k == id }
+
 // decodeProperties decodes RocketMQ's "name\x01value\x02…" into room
 // (which may be nil): the names and values are slices of s, a name's last
 // value counts, pairs without a name are dropped. It returns nil for "".
@@ -92,7 +96,7 @@ func appendProperties(dst []byte, m *core.Message) []byte {
 	id := m.Properties.Get(propUniqKey)
 	hasKeys := false // a key other than the UNIQ_KEY indexUniqKey added
 	for _, k := range m.Keys {
-		if id == "" || k != id {
+		if !indexedOnly(k, id) {
 			hasKeys = true
 			break
 		}
@@ -129,7 +133,7 @@ func appendProperties(dst []byte, m *core.Message) []byte {
 		if p.keys {
 			sep := false
 			for _, k := range m.Keys {
-				if id != "" && k == id {
+				if indexedOnly(k, id) {
 					continue
 				}
 				if sep {
