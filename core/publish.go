@@ -208,8 +208,9 @@ func (b *Broker) stored(msgs []*Message, n int, err error, room []PublishResult)
 			QueueOffset: m.QueueOffset, End: m.LogOffset + int64(m.Size)}
 		if b.liveSubs.Load() > 0 { // without live subscriptions, skip the table's locks
 			r := &res[i]
-			b.live.Match(m.Topic, m.Subject, func(s *Subscription) { r.Retained = true; s.fn(m) })
-			b.live.Match(AnyTopic, m.Subject, func(s *Subscription) { r.Retained = true; s.fn(m) })
+			hand := func(s *Subscription) { r.Retained = true; s.fn(m) }
+			b.live.Match(m.Topic, m.Subject, hand)
+			b.live.Match(AnyTopic, m.Subject, hand)
 		}
 	}
 	if err != nil {

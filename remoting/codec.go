@@ -93,19 +93,15 @@ func DecodeFrame(frame []byte) (*Command, error) { return decodeFrame(frame, fal
 // decodeFrame decodes frame; with copyBody the body is copied out of frame
 // (a reader's buffer, reused), else it is a slice of frame.
 func decodeFrame(frame []byte, copyBody bool) (*Command, error) {
-	if len(frame) < 4 {
-		return nil, fmt.Errorf("%w: %d bytes, no header length word", ErrMalformed, len(frame))
+	ser, header, body, err := splitFrame(frame)
+	if err != nil {
+		return nil, err
 	}
-	word := binary.BigEndian.Uint32(frame)
-	ser, hlen := Serialization(word>>24), int(word&0xFFFFFF)
-	if hlen > len(frame)-4 {
-		return nil, fmt.Errorf("%w: header of %d bytes in a frame of %d", ErrMalformed, hlen, len(frame))
-	}
-	header, body := frame[4:4+hlen], frame[4+hlen:]
 	if copyBody && len(body) > 0 && ser == RocketMQ {
 		// One copy for the header's strings and the body: one allocation
 		// a request, not two.
 		own := bytes.Clone(frame[4:])
+		hlen := len(header)
 		c, err := decodeBinaryHeader(own[:hlen], true)
 		if err != nil {
 			return nil, err
@@ -125,6 +121,20 @@ func decodeFrame(frame []byte, copyBody bool) (*Command, error) {
 		c.Body = body
 	}
 	return c, nil
+}
+
+// splitFrame splits a frame without its leading length word into its
+// header's serialization, the header and the body.
+func splitFrame(frame []byte) (ser Serialization, header, body []byte, err error) {
+	if len(frame) < 4 {
+		return 0, nil, nil, fmt.Errorf("%w: %d bytes, no header length word", ErrMalformed, len(frame))
+	}
+	word := binary.BigEndian.Uint32(frame)
+	ser, hlen := Serialization(word>>24), int(word&0xFFFFFF)
+	if hlen > len(frame)-4 {
+		return 0, nil, nil, fmt.Errorf("%w: header of %d bytes in a frame of %d", ErrMalformed, hlen, len(frame))
+	}
+	return ser, frame[4 : 4+hlen], frame[4+hlen:], nil
 }
 
 // decodeHeader decodes a header in serialization ser. The command shares

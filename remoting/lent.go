@@ -1,9 +1,6 @@
 package remoting
 
-import (
-	"encoding/binary"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // A server's reader copied each request out of its read buffer, which the
 // next read overwrites: at 4 KiB a body, that copy was about a tenth of the
@@ -56,20 +53,19 @@ func (fr *frameReader) renew() {
 // that lends says yes to, with a body of minLentBody or more, keeps its
 // body there (see above); any other is copied out.
 func (fr *frameReader) decodeLending(frame []byte) (*Command, error) {
-	if len(frame) < 4 || fr.arr == nil {
+	if fr.arr == nil {
 		return decodeFrame(frame, true)
 	}
-	word := binary.BigEndian.Uint32(frame)
-	ser, hlen := Serialization(word>>24), int(word&0xFFFFFF)
-	if hlen > len(frame)-4 || len(frame)-4-hlen < minLentBody {
+	ser, header, body, err := splitFrame(frame)
+	if err != nil || len(body) < minLentBody {
 		return decodeFrame(frame, true)
 	}
-	c, err := decodeHeader(ser, frame[4:4+hlen]) // shares no memory with frame
+	c, err := decodeHeader(ser, header) // shares no memory with frame
 	if err != nil {
 		return nil, err
 	}
 	if !fr.lends(c) {
-		c.Body = append([]byte(nil), frame[4+hlen:]...)
+		c.Body = append([]byte(nil), body...)
 		return c, nil
 	}
 	if fr.lent == nil {
@@ -77,7 +73,7 @@ func (fr *frameReader) decodeLending(frame []byte) (*Command, error) {
 		fr.lent.refs.Store(1) // the reader's
 	}
 	fr.lent.refs.Add(1)
-	c.Body = frame[4+hlen : len(frame) : len(frame)]
+	c.Body = body[:len(body):len(body)]
 	c.lent = fr.lent
 	return c, nil
 }

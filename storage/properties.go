@@ -40,21 +40,27 @@ func (p Properties) Get(name string) string {
 
 // Lookup returns a property's value and whether p has it.
 func (p Properties) Lookup(name string) (string, bool) {
-	for i := range p {
-		if p[i].Name == name {
-			return p[i].Value, true
-		}
+	if i := p.index(name); i >= 0 {
+		return p[i].Value, true
 	}
 	return "", false
 }
 
+// index is the position of name in p, or -1.
+func (p Properties) index(name string) int {
+	for i := range p {
+		if p[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
 // Set sets a property: it replaces the value of name, or appends it.
 func (p *Properties) Set(name, value string) {
-	for i := range *p {
-		if (*p)[i].Name == name {
-			(*p)[i].Value = value
-			return
-		}
+	if i := p.index(name); i >= 0 {
+		(*p)[i].Value = value
+		return
 	}
 	*p = append(*p, Property{name, value})
 }
@@ -100,11 +106,8 @@ const dedupByMap = 16
 
 // Del removes a property, keeping the others' order.
 func (p *Properties) Del(name string) {
-	for i := range *p {
-		if (*p)[i].Name == name {
-			*p = slices.Delete(*p, i, i+1)
-			return
-		}
+	if i := p.index(name); i >= 0 {
+		*p = slices.Delete(*p, i, i+1)
 	}
 }
 

@@ -346,7 +346,7 @@ func (q *queue) route(d *core.Delivery) (exchange, key string, ok bool) {
 	if d.Topic == DefaultTopic {
 		exchange, key, ok = defaultExchange, d.Subject, d.Subject == q.name
 	}
-	headers := func(k string) (string, bool) { v, ok := d.Properties.Lookup(k); return v, ok }
+	headers := d.Properties.Lookup
 	for i := 0; !ok && i < len(bound); i++ {
 		b := bound[i]
 		switch {

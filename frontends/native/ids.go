@@ -18,7 +18,8 @@ const propUniqKey = "UNIQ_KEY"
 // the message (VIEW_MESSAGE_BY_ID). Pulled messages carry the same
 // storeHost and offset, so a consumer computes the same id.
 func offsetMsgID(storeHost [8]byte, logOffset int64) string {
-	return remoting.FormatOffsetMsgID(net.IP(storeHost[:4]), int(binary.BigEndian.Uint32(storeHost[4:])), logOffset)
+	var buf [2 * (4 + 4 + 8)]byte // an IPv4 store host's id, on the stack
+	return string(appendOffsetMsgID(buf[:0], storeHost, logOffset))
 }
 
 // appendOffsetMsgID appends offsetMsgID(storeHost, logOffset) to dst.

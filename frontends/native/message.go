@@ -57,6 +57,13 @@ func toCore(m *core.Message, keys []string, topic string, flag int32, props core
 	return m
 }
 
+// indexedOnly reports whether key k is the UNIQ_KEY id that indexUniqKey
+// added, which KEYS leaves out on the way back out.
+func indexedOnly(k, id string) bool { return id != "" && k == id }
+
+// maxPresizedProperties bounds the list decodeProperties sizes up front.
+const maxPresizedProperties = 64
+
 // decodeProperties decodes RocketMQ's "name\x01value\x02…" into room
 // (which may be nil): the names and values are slices of s, a name's last
 // value counts, pairs without a name are dropped. It returns nil for "".
@@ -67,8 +74,11 @@ func decodeProperties(s string, room core.Properties) core.Properties {
 	p := room[:0]
 	// Sized once, no growth: a pair is kept only with a name separator,
 	// so their count bounds it (the value separators could be many more,
-	// in a frame that a sender filled with them).
-	if n := strings.Count(s, "\x01"); cap(p) < n {
+	// in a frame that a sender filled with them). Capped as
+	// remoting.DecodeProperties caps its map: a header of name separators
+	// alone, a few bytes each, must not size a list of 32 bytes each;
+	// more properties than that grow it as they are decoded.
+	if n := min(strings.Count(s, "\x01"), maxPresizedProperties); cap(p) < n {
 		p = make(core.Properties, 0, n)
 	}
 	for len(s) > 0 {
@@ -92,7 +102,7 @@ func appendProperties(dst []byte, m *core.Message) []byte {
 	id := m.Properties.Get(propUniqKey)
 	hasKeys := false // a key other than the UNIQ_KEY indexUniqKey added
 	for _, k := range m.Keys {
-		if id == "" || k != id {
+		if !indexedOnly(k, id) {
 			hasKeys = true
 			break
 		}
@@ -129,7 +139,7 @@ func appendProperties(dst []byte, m *core.Message) []byte {
 		if p.keys {
 			sep := false
 			for _, k := range m.Keys {
-				if id != "" && k == id {
+				if indexedOnly(k, id) {
 					continue
 				}
 				if sep {

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -631,12 +630,17 @@ func sendResponse(req *remoting.Command, res []core.PublishResult, storeHost [8]
 		return resp
 	}
 	resp := req.Response(remoting.Success, "")
-	ids := make([]string, len(res))
+	// The ids appended into one buffer, comma separated: not a string
+	// each and then their join.
+	ids := make([]byte, 0, len(res)*(2*(4+4+8)+1))
 	for i, r := range res {
-		ids[i] = offsetMsgID(storeHost, r.LogOffset)
+		if i > 0 {
+			ids = append(ids, ',')
+		}
+		ids = appendOffsetMsgID(ids, storeHost, r.LogOffset)
 	}
 	resp.Fields = append(resp.Fields,
-		remoting.Field{Name: "msgId", Value: strings.Join(ids, ",")},
+		remoting.Field{Name: "msgId", Value: unsafe.String(unsafe.SliceData(ids), len(ids))}, // ids is not written again
 		remoting.Field{Name: "queueId", Value: strconv.Itoa(res[0].QueueID)},
 		remoting.Field{Name: "queueOffset", Value: strconv.FormatInt(res[0].QueueOffset, 10)},
 	)
