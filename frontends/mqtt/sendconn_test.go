@@ -89,19 +89,11 @@ func TestSendConnNeverWaitsForTheClientAndKeepsOrder(t *testing.T) {
 				t.Fatal("the client read the bytes out of order")
 			}
 			sc.waitRoom(context.Background())
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			waitFor(t, "the writer to end and let go of its buffers once the queue emptied", func() bool {
 				sc.mu.Lock()
-				idle := !sc.writing && sc.pending == nil && sc.spare == nil
-				sc.mu.Unlock()
-				if idle {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the writer kept running or its buffers after the queue emptied")
-				}
-				time.Sleep(time.Millisecond)
-			}
+				defer sc.mu.Unlock()
+				return !sc.writing && sc.pending == nil && sc.spare == nil
+			})
 		})
 	}
 }
