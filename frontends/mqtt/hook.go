@@ -631,9 +631,10 @@ func (s *Server) publishWill(client string, w *willState) {
 	if w.Expiry > 0 { // counted from the will's publication
 		props[propExpiresAt] = strconv.FormatInt(time.Now().Add(time.Duration(w.Expiry)*time.Second).UnixMilli(), 10)
 	}
+	cp := core.PropertiesOf(props) // the core does not change a message's properties: retain keeps them too
 	topic, subject, err := s.mapper.toCore(w.Topic)
 	if err == nil {
-		_, err = s.core.Publish(context.Background(), &core.Message{Topic: topic, Subject: subject, Body: w.Payload, Properties: core.PropertiesOf(props)},
+		_, err = s.core.Publish(context.Background(), &core.Message{Topic: topic, Subject: subject, Body: w.Payload, Properties: cp},
 			core.PublishOptions{Queue: core.QueueAuto, ShardKey: w.Topic})
 	}
 	if err != nil {
@@ -641,7 +642,7 @@ func (s *Server) publishWill(client string, w *willState) {
 		return
 	}
 	if w.Retain {
-		s.retain(w.Topic, w.Payload, w.QoS, core.PropertiesOf(props))
+		s.retain(w.Topic, w.Payload, w.QoS, cp)
 	}
 	s.state.update(func() (string, string) {
 		if st := s.state.sessions[client]; st != nil && st.Will != nil {

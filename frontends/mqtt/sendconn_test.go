@@ -44,16 +44,17 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 func TestSendConnNeverWaitsForTheClientAndKeepsOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		wrap func(net.Conn) net.Conn // hides the descriptor: every write is queued
+		wrap func(net.Conn) net.Conn
+		raw  bool // the descriptor shows through wrap; without it every write is queued
 	}{
-		{"socket", func(c net.Conn) net.Conn { return c }},
-		{"socket of a listener", func(c net.Conn) net.Conn { return &guardedConn{Conn: c, l: &guardedListener{}} }},
-		{"no descriptor", func(c net.Conn) net.Conn { return struct{ net.Conn }{c} }},
+		{"socket", func(c net.Conn) net.Conn { return c }, true},
+		{"socket of a listener", func(c net.Conn) net.Conn { return &guardedConn{Conn: c, l: &guardedListener{}} }, true},
+		{"no descriptor", func(c net.Conn) net.Conn { return struct{ net.Conn }{c} }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			server, client := tcpPair(t)
 			sc := newSendConn(tc.wrap(server))
-			if (sc.raw != nil) != (tc.name != "no descriptor") {
+			if (sc.raw != nil) != tc.raw {
 				t.Fatalf("raw conn: %v", sc.raw != nil)
 			}
 			var want bytes.Buffer
@@ -89,19 +90,11 @@ func TestSendConnNeverWaitsForTheClientAndKeepsOrder(t *testing.T) {
 				t.Fatal("the client read the bytes out of order")
 			}
 			sc.waitRoom(context.Background())
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			waitFor(t, "the writer to end and let go of its buffers once the queue emptied", func() bool {
 				sc.mu.Lock()
-				idle := !sc.writing && sc.pending == nil && sc.spare == nil
-				sc.mu.Unlock()
-				if idle {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the writer kept running or its buffers after the queue emptied")
-				}
-				time.Sleep(time.Millisecond)
-			}
+				defer sc.mu.Unlock()
+				return !sc.writing && sc.pending == nil && sc.spare == nil
+			})
 		})
 	}
 }

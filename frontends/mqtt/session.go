@@ -244,6 +244,7 @@ func (f *feed) run(ctx context.Context) {
 	defer f.sess.wg.Done()
 	defer close(f.done)
 	window := int32(f.sess.window)
+	send := sendConnOf(f.sess.cl) // the client's connection is fixed at its CONNECT
 	for {
 		free := window - f.unacked.Load()
 		if free <= 0 {
@@ -262,8 +263,8 @@ func (f *feed) run(ctx context.Context) {
 			f.deliver(d)
 		}
 		f.sess.srv.hops.written(f.flush(), pulled)
-		if sc := sendConnOf(f.sess.cl); sc != nil {
-			sc.waitRoom(ctx) // a subscriber that reads slowly slows its feed
+		if send != nil {
+			send.waitRoom(ctx) // a subscriber that reads slowly slows its feed
 		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, core.ErrNotMember) || errors.Is(err, core.ErrClosed) {
