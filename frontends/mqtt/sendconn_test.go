@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/ferrymq/ferry/internal/rawsock"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection with small
@@ -54,7 +56,7 @@ func TestSendConnNeverWaitsForTheClientAndKeepsOrder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			server, client := tcpPair(t)
 			sc := newSendConn(tc.wrap(server))
-			if (sc.raw != nil) != tc.raw {
+			if (sc.raw != nil) != (tc.raw && rawsock.Supported) { // no direct writes on some systems
 				t.Fatalf("raw conn: %v", sc.raw != nil)
 			}
 			var want bytes.Buffer
