@@ -40,7 +40,7 @@ func TestArenaClass(t *testing.T) {
 	for _, c := range []struct {
 		n, class int
 		ok       bool
-	}{{0, 0, true}, {1, 0, true}, {4096, 0, true}, {4097, 1, true}, {8 << 20, 11, true}, {8<<20 + 1, 0, false}} {
+	}{{0, 0, true}, {1, 0, true}, {512, 0, true}, {513, 1, true}, {4096, 3, true}, {4097, 4, true}, {8 << 20, 14, true}, {8<<20 + 1, 0, false}} {
 		if class, ok := arenaClass(c.n); class != c.class || ok != c.ok {
 			t.Errorf("arenaClass(%d) = %d, %v; want %d, %v", c.n, class, ok, c.class, c.ok)
 		}

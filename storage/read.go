@@ -99,6 +99,7 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 				arena = getArena(arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes))
 				res.arenas = append(res.arenas, arena)
 			}
+			slab.left = int(min(int64(o.MaxCount-len(res.Messages)), hi-res.Next))
 			m, err := decodeAt(&lr, arena, &slab, e.logOffset)
 			if errors.Is(err, ErrNotFound) { // deleted by retention under us
 				res.Next++

@@ -281,7 +281,7 @@ func decodeRecord(rec []byte, m *Message, slab *slabs) error {
 		if n > (len(rec)-r.p)/2 {
 			return fmt.Errorf("%w: %d keys cannot fit in %d bytes", ErrCorrupt, n, len(rec)-r.p)
 		}
-		m.Keys = carve(keys, n, keySlab)
+		m.Keys = carve(keys, n, slab.chunk(n, keySlab))
 		for i := range m.Keys {
 			m.Keys[i] = r.str(int(r.u16()))
 		}
@@ -292,7 +292,7 @@ func decodeRecord(rec []byte, m *Message, slab *slabs) error {
 		if n > (len(rec)-r.p)/4 {
 			return fmt.Errorf("%w: %d properties cannot fit in %d bytes", ErrCorrupt, n, len(rec)-r.p)
 		}
-		m.Properties = carve(props, n, propSlab)
+		m.Properties = carve(props, n, slab.chunk(n, propSlab))
 		for i := 0; i < n && r.ok(); i++ {
 			k := r.str(int(r.u16()))
 			m.Properties[i] = Property{k, r.str(int(r.u16()))}
@@ -318,6 +318,20 @@ func decodeRecord(rec []byte, m *Message, slab *slabs) error {
 type slabs struct {
 	keys  []string
 	props []Property
+	// left is how many messages the read may still decode, this one
+	// included: a slab is sized for them, not for a full read, so that a
+	// read of one message (a subscriber at the head of its queue) does
+	// not allocate and zero room for a hundred.
+	left int
+}
+
+// chunk is the size of a new slab for a message with n of one kind, at
+// most full: room for as many for each message left.
+func (sl *slabs) chunk(n, full int) int {
+	if sl == nil || sl.left <= 0 {
+		return full
+	}
+	return min(full, n*sl.left)
 }
 
 // carve returns n elements of *slab, which it replaces by a new slab of
