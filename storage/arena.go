@@ -15,7 +15,7 @@ import (
 // Arenas are kept by size class, powers of two from minArena to maxArena,
 // in a sync.Pool each: a read takes the class that holds what it needs.
 const (
-	minArenaShift = 9 // 512 B: a read of one small message (a subscriber at the head of its queue)
+	minArenaShift = 9  // 512 B: a read of one small message (a subscriber at the head of its queue)
 	maxArenaShift = 23 // 8 MiB: a read's default MaxBytes, 4 MiB, and its first record over it
 )
 
