@@ -276,6 +276,22 @@ func (b *connReader) buffered() int {
 	return b.w - b.r
 }
 
+// packetBuffered reports whether the bytes read and not yet consumed hold
+// a whole packet: its fixed header, remaining length and all the bytes it
+// announces.
+func (b *connReader) packetBuffered() bool {
+	p := b.buf[b.r:b.w]
+	n, mul := 0, 1
+	for i := 1; i < len(p) && i <= 4; i++ {
+		n += int(p[i]&127) * mul
+		if p[i] < 128 {
+			return len(p)-i-1 >= n
+		}
+		mul *= 128
+	}
+	return false
+}
+
 // wait blocks until a byte can be read without blocking, consuming nothing,
 // and returns the error that ends the connection instead, if any.
 func (b *connReader) wait() error {
@@ -667,6 +683,10 @@ func (cl *Client) readBurst(packetHandler ReadFn) error {
 
 		if err := packetHandler(cl, pk); err != nil { // Process inbound packet.
 			return err
+		}
+
+		if idle := cl.ops.options.OnReadIdle; idle != nil && !cl.Net.bconn.packetBuffered() {
+			idle(cl)
 		}
 
 		if cl.Closed() || cl.Net.bconn.buffered() == 0 {

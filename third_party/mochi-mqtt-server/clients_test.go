@@ -1135,3 +1135,52 @@ func TestClientReadBusyBurstsOnReader(t *testing.T) {
 	busyBurstGap = 0 // none does
 	require.Equal(t, []string{"worker", "worker", "worker"}, readOn(t, [][]byte{ping, pub, ping}))
 }
+
+func TestClientReadIdleAfterWholePackets(t *testing.T) {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	cl.Net.bconn = newConnReader(cl.Net.Conn, 1024) // the first read takes all that was written
+	var events []string
+	cl.ops.options.OnReadIdle = func(cl *Client) { events = append(events, "idle") }
+	third := []byte{packets.Publish << 4, 7, 0, 1, 'g', 'h', 'i', 'j', 'k'}
+	sent := make(chan struct{})
+	go func() {
+		_, _ = r.Write(append([]byte{
+			packets.Publish << 4, 8, 0, 1, 'a', 'b', 'c', 'd', 'e', 'f',
+			packets.Publish << 4, 5, 0, 1, 'd', 'e', 'f',
+		}, third[:3]...)) // two whole packets and the start of a third
+		<-sent
+		_, _ = r.Write(third[3:])
+		_ = r.Close()
+	}()
+	err := cl.Read(func(cl *Client, pk packets.Packet) error {
+		events = append(events, pk.TopicName)
+		if pk.TopicName == "d" {
+			close(sent) // the rest of the third packet comes after the second is handled
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, io.EOF)
+	// No idle call after "a", which had a whole packet behind it; one after
+	// "d", with only part of the next read; one after "g".
+	require.Equal(t, []string{"a", "d", "idle", "g", "idle"}, events)
+}
+
+func TestConnReaderPacketBuffered(t *testing.T) {
+	for _, c := range []struct {
+		b    []byte
+		want bool
+	}{
+		{nil, false},
+		{[]byte{0x30}, false},
+		{[]byte{0x30, 0}, true},
+		{[]byte{0x30, 2, 0}, false},
+		{[]byte{0x30, 2, 0, 0}, true},
+		{[]byte{0x30, 0x80, 1}, false},                              // 128 bytes announced, none there
+		{append([]byte{0x30, 0x80, 1}, make([]byte, 128)...), true}, // and all of them
+		{[]byte{0x30, 0xff, 0xff, 0xff, 0xff, 0}, false},            // a length of five bytes is no packet
+	} {
+		b := &connReader{buf: c.b, w: len(c.b)}
+		require.Equal(t, c.want, b.packetBuffered(), "% x", c.b)
+	}
+}

@@ -130,6 +130,14 @@ type Options struct {
 	// Enable Inline client to allow direct subscribing and publishing from the parent codebase,
 	// with negligible performance difference (disabled by default to prevent confusion in statistics).
 	InlineClient bool `yaml:"inline_client" json:"inline_client"`
+
+	// OnReadIdle, if set, is called on the goroutine that handles a
+	// client's packets each time it has handled every packet the client
+	// has sent whole, before it waits for more: the moment to finish work
+	// that the packets of a burst share (one write of what they stored,
+	// one flush of their acknowledgements) and that would otherwise wait
+	// for the client's next packet. It must not block.
+	OnReadIdle func(cl *Client) `yaml:"-" json:"-"`
 }
 
 // Server is an MQTT broker server. It should be created with server.New()
