@@ -30,6 +30,12 @@ type PublishOptions struct {
 	// it to acknowledge them in order as one fsync covers them. (Delayed
 	// messages always wait.)
 	NoWait bool
+	// Deferred, with NoWait, leaves the write of the messages to the
+	// caller, who makes them durable soon with WriteNow or WaitDurable:
+	// the store's committer is not woken for them. A front-end that
+	// reads a burst of publishes on one connection writes them once, at
+	// the burst's end, on its own goroutine.
+	Deferred bool
 	// CreateQueues is the queue count of the topic when this publish
 	// creates it (auto-creation): RocketMQ's producers ask for theirs
 	// (defaultTopicQueueNums) after capping TBW102's at it, and pick queues
@@ -69,6 +75,13 @@ type PublishResult struct {
 // durable under the flush policy (see PublishOptions.NoWait).
 func (b *Broker) WaitDurable(ctx context.Context, end int64) error {
 	return b.store.WaitDurable(ctx, end)
+}
+
+// WriteNow makes everything stored up to the log offset end durable on
+// the calling goroutine when that takes no waiting, and says whether it
+// did (see storage.Store.WriteNow); when it did not, WaitDurable waits.
+func (b *Broker) WriteNow(end int64) (bool, error) {
+	return b.store.WriteNow(end)
 }
 
 // MessageID is the stored message's id (made on demand: publishing does not
@@ -135,7 +148,7 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 	case len(delayed) > 0:
 		res, err = b.sched.schedule(ctx, msgs)
 	case o.NoWait:
-		res, err = b.storeNoWait(msgs, o.Results)
+		res, err = b.storeNoWait(msgs, o.Results, !o.Deferred)
 	default:
 		res, err = b.store1(ctx, msgs)
 	}
@@ -157,12 +170,17 @@ func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, 
 	return b.stored(msgs, n, err, nil)
 }
 
-// storeNoWait is store1 without waiting for durability.
-func (b *Broker) storeNoWait(msgs []*Message, room []PublishResult) ([]PublishResult, error) {
+// storeNoWait is store1 without waiting for durability; kick wakes the
+// store's committer to write them.
+func (b *Broker) storeNoWait(msgs []*Message, room []PublishResult, kick bool) ([]PublishResult, error) {
 	if err := b.admit(); err != nil {
 		return b.stored(msgs, 0, err, nil)
 	}
-	n, _, err := b.store.AppendBatchNoWait(msgs)
+	add := b.store.AppendBatchNoWait
+	if !kick {
+		add = b.store.AppendBatchDeferred
+	}
+	n, _, err := add(msgs)
 	return b.stored(msgs, n, err, room)
 }
 

@@ -269,6 +269,13 @@ func (s *Store) AppendBatchNoWait(msgs []*Message) (int, int64, error) {
 	return s.appendBatch(msgs, true)
 }
 
+// AppendBatchDeferred is AppendBatchNoWait for a caller that makes the
+// records durable itself soon (WriteNow, or WaitDurable, which writes what
+// no write has taken): the committer is not woken for them.
+func (s *Store) AppendBatchDeferred(msgs []*Message) (int, int64, error) {
+	return s.appendBatch(msgs, false)
+}
+
 // appendBatch is AppendBatchNoWait; kick wakes the committer to write what
 // it appended.
 func (s *Store) appendBatch(msgs []*Message, kick bool) (int, int64, error) {
@@ -355,6 +362,33 @@ func (s *Store) WaitDurable(ctx context.Context, end int64) error {
 		return g.g.Wait(ctx, end)
 	}
 	return nil
+}
+
+// WriteNow makes the log durable up to end on the calling goroutine when
+// that takes no waiting, and says whether it is: with async flush and no
+// ack gate, it writes what is buffered unless a write is under way (that
+// write's appends wait for it, and it may not hold end). It never
+// blocks on another goroutine: a front-end handling a connection's
+// publishes calls it at the end of the burst, and, when it returns
+// false, leaves the acknowledgements to a goroutine that waits
+// (WaitDurable). The error is the write's.
+func (s *Store) WriteNow(end int64) (bool, error) {
+	if s.opts.FlushMode == FlushSync || s.gate.Load() != nil {
+		return false, nil
+	}
+	if s.written.Load() >= end {
+		return true, nil
+	}
+	if !s.commitMu.TryLock() {
+		return false, nil
+	}
+	err := s.commitLocked()
+	s.commitMu.Unlock()
+	if err != nil {
+		s.kickCommit() // the committer logs the error and retries
+		return true, fmt.Errorf("storage: message stored in memory, not yet written to the log: %w", err)
+	}
+	return s.written.Load() >= end, nil
 }
 
 // WaitSynced returns once the log is on disk up to end, whatever the
