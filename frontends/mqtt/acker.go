@@ -5,6 +5,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -18,11 +19,27 @@ import (
 // connection share one write (and fsync); the acker waits for the write
 // that covers what is queued and acknowledges all of it, in order per
 // connection.
+//
+// Most acknowledgements take no hand-off at all: the goroutine that handled
+// a connection's burst of publishes, once it has handled all the client
+// sent (mochi's OnReadIdle), writes what the burst stored and sends the
+// queued PUBACKs itself (readIdle), when that takes no waiting: async
+// flush, no write of another goroutine under way. Otherwise the acker's
+// goroutine does it. A connection that ends before its burst does wakes
+// the acker's goroutine (OnDisconnect).
 type acker struct {
 	s    *Server
 	mu   sync.Mutex
 	q    []pendingAck
 	kick chan struct{}
+	// queued counts the PUBACKs in q, for readIdle's look without the lock.
+	queued atomic.Int64
+	// sending is held by whoever takes batches off q and sends them, so
+	// that a connection's PUBACKs go out in the order of its PUBLISHes
+	// [MQTT-4.6.0-2].
+	sending sync.Mutex
+	buf     bytes.Buffer // the PUBACKs to one connection; under sending
+	spare   []pendingAck // the last batch sent, for the next; under sending
 }
 
 type pendingAck struct {
@@ -34,45 +51,78 @@ type pendingAck struct {
 
 func newAcker(s *Server) *acker { return &acker{s: s, kick: make(chan struct{}, 1)} }
 
+// add queues the PUBACK of a publish whose record ends at end, for the
+// acker's goroutine to send.
 func (a *acker) add(cl *mochi.Client, pid uint16, end int64, read time.Time) {
+	a.queue(cl, pid, end, read)
+	a.wake()
+}
+
+// queue queues the PUBACK of a publish whose record ends at end, leaving
+// it to a call of now (or wake) that follows soon.
+func (a *acker) queue(cl *mochi.Client, pid uint16, end int64, read time.Time) {
 	a.mu.Lock()
 	a.q = append(a.q, pendingAck{cl, pid, end, read.UnixNano()})
 	a.mu.Unlock()
+	a.queued.Add(1)
+}
+
+// readIdle is mochi's OnReadIdle: a client's packets are all handled. It
+// sends the queued PUBACKs (its own and any other's) if there are any.
+func (a *acker) readIdle(*mochi.Client) {
+	if a.queued.Load() > 0 {
+		a.now()
+	}
+}
+
+func (a *acker) wake() {
 	select {
 	case a.kick <- struct{}{}:
 	default:
 	}
 }
 
+// now sends the queued PUBACKs on the calling goroutine if the records
+// they acknowledge can be made durable without waiting (core.WriteNow),
+// and leaves them to the acker's goroutine otherwise.
+func (a *acker) now() {
+	if !a.sending.TryLock() {
+		a.wake() // the sender may have looked at q before this publish's PUBACK was queued
+		return
+	}
+	defer a.sending.Unlock()
+	for {
+		batch := a.take()
+		if len(batch) == 0 {
+			return
+		}
+		done, err := a.s.core.WriteNow(maxEnd(batch))
+		if !done {
+			a.putBack(batch)
+			a.wake()
+			return
+		}
+		a.send(batch, err)
+	}
+}
+
 func (a *acker) run(ctx context.Context) {
 	defer a.s.wg.Done()
-	var buf bytes.Buffer
-	// The queue and the batch being sent trade places: adders append to
-	// one while the acker sends the other, and neither is allocated again
-	// once grown to the load.
-	var spare []pendingAck
 	for {
 		select {
 		case <-a.kick:
 		case <-ctx.Done():
 			return // unacknowledged publishes are sent again by their clients
 		}
+		a.sending.Lock()
 		for {
-			a.mu.Lock()
-			batch := a.q
-			if len(batch) > 0 {
-				a.q = spare // adders must never write into the batch being sent
-			}
-			a.mu.Unlock()
+			batch := a.take()
 			if len(batch) == 0 {
 				break
 			}
-			var end int64
-			for _, p := range batch {
-				end = max(end, p.end)
-			}
-			err := a.s.core.WaitDurable(ctx, end)
+			err := a.s.core.WaitDurable(ctx, maxEnd(batch))
 			if ctx.Err() != nil {
+				a.sending.Unlock()
 				return
 			}
 			// The write that made these durable (often the acker's own)
@@ -80,34 +130,80 @@ func (a *acker) run(ctx context.Context) {
 			// subscribers' feeds: let it and the feeds run before this
 			// goroutine spends a write per connection on acknowledgements.
 			runtime.Gosched()
-			for i := 0; i < len(batch); {
-				cl := batch[i].cl
-				buf.Reset()
-				j := i
-				for ; j < len(batch) && batch[j].cl == cl; j++ {
-					ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: batch[j].pid,
-						ProtocolVersion: cl.Properties.ProtocolVersion}
-					if err != nil { // stored, not synced: never a success [MQTT-4.3.2-2]
-						ack.ReasonCode = packets.ErrUnspecifiedError.Code
-					}
-					_ = ack.PubackEncode(&buf)
-				}
-				if err != nil && cl.Properties.ProtocolVersion < 5 {
-					a.s.log.Warn("mqtt: a stored publish could not be synced; closing the connection", "client", cl.ID, "err", err)
-					cl.Stop(err) // 3.1.1 has no negative acknowledgement
-				} else {
-					_ = writeTo(cl, buf.Bytes())
-				}
-				now := time.Now().UnixNano()
-				for _, p := range batch[i:j] {
-					a.s.publishLatency.Observe(float64(now-p.read) / 1e9)
-				}
-				i = j
-			}
-			clear(batch) // the clients, for the collector
-			spare = batch[:0]
+			a.send(batch, err)
 		}
+		a.sending.Unlock()
 	}
+}
+
+// take takes the queued PUBACKs. The queue and the batch being sent trade
+// places: adders append to one while the other is sent, and neither is
+// allocated again once grown to the load. Caller holds sending.
+func (a *acker) take() []pendingAck {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	batch := a.q
+	if len(batch) > 0 {
+		a.q = a.spare // adders must never write into the batch being sent
+		a.spare = nil
+		a.queued.Add(-int64(len(batch)))
+	}
+	return batch
+}
+
+// putBack returns a batch taken and not sent to the head of the queue.
+// Caller holds sending.
+func (a *acker) putBack(batch []pendingAck) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.queued.Add(int64(len(batch)))
+	if len(a.q) > 0 {
+		batch = append(batch, a.q...)
+		clear(a.q)
+	}
+	a.spare = a.q[:0]
+	a.q = batch
+}
+
+func maxEnd(batch []pendingAck) int64 {
+	var end int64
+	for _, p := range batch {
+		end = max(end, p.end)
+	}
+	return end
+}
+
+// send writes the PUBACKs of batch, one write per connection; err is why
+// the records could not be made durable, which fails them. Caller holds
+// sending.
+func (a *acker) send(batch []pendingAck, err error) {
+	buf := &a.buf
+	for i := 0; i < len(batch); {
+		cl := batch[i].cl
+		buf.Reset()
+		j := i
+		for ; j < len(batch) && batch[j].cl == cl; j++ {
+			ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: batch[j].pid,
+				ProtocolVersion: cl.Properties.ProtocolVersion}
+			if err != nil { // stored, not synced: never a success [MQTT-4.3.2-2]
+				ack.ReasonCode = packets.ErrUnspecifiedError.Code
+			}
+			_ = ack.PubackEncode(buf)
+		}
+		if err != nil && cl.Properties.ProtocolVersion < 5 {
+			a.s.log.Warn("mqtt: a stored publish could not be synced; closing the connection", "client", cl.ID, "err", err)
+			cl.Stop(err) // 3.1.1 has no negative acknowledgement
+		} else {
+			_ = writeTo(cl, buf.Bytes())
+		}
+		now := time.Now().UnixNano()
+		for _, p := range batch[i:j] {
+			a.s.publishLatency.Observe(float64(now-p.read) / 1e9)
+		}
+		i = j
+	}
+	clear(batch) // the clients, for the collector
+	a.spare = batch[:0]
 }
 
 // writeTo writes encoded packets to the client, under the client's lock so

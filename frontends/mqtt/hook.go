@@ -233,6 +233,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 
 func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
 	s := h.s
+	s.acker.wake() // a connection that ended mid-burst left its PUBACKs (and maybe others') queued
 	s.mu.Lock()
 	delete(s.subReason, cl)
 	ss := s.sessions[cl.ID]
@@ -413,13 +414,15 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return h.refuse(cl, pk, packets.ErrTopicNameInvalid, err)
 	}
 	m := &core.Message{Topic: topic, Subject: subject, Body: pk.Payload, Properties: inProperties(cl, &pk), BornTime: read.UnixNano()}
-	// A QoS 1 publish is acknowledged by the acker once it is durable (its
-	// write, or with sync flush its fsync, is done), and the reader goes on
-	// meanwhile; a QoS 0 publish has no acknowledgement to hold back, so
+	// A QoS 1 publish is acknowledged once it is durable (its write, or
+	// with sync flush its fsync, is done), and the reader goes on
+	// meanwhile: at the end of the burst, the goroutine that handled it
+	// writes what the burst stored and sends its PUBACKs (acker.readIdle),
+	// or leaves them to the acker's goroutine. A QoS 0 publish has no acknowledgement to hold back, so
 	// nothing waits for it.
 	deferAck := pk.FixedHeader.Qos == 1
 	noWait := deferAck || pk.FixedHeader.Qos == 0
-	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: noWait})
+	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: noWait, Deferred: deferAck})
 	if !deferAck || err != nil { // the acker times the others up to their PUBACK
 		defer s.observePublish(read)
 	}
@@ -440,7 +443,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		s.retain(pk.TopicName, pk.Payload, pk.FixedHeader.Qos, m.Properties)
 	}
 	if deferAck {
-		s.acker.add(cl, pk.PacketID, res.End, read)
+		s.acker.queue(cl, pk.PacketID, res.End, read) // sent at the burst's end (acker.readIdle)
 		return deferredAck(pk), nil
 	}
 	if pk.FixedHeader.Qos == 2 {

@@ -253,6 +253,7 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 		Capabilities:           caps,
 		Logger:                 slog.New(quieter{cfg.Logger.Handler()}), // the engine's info lines are noise to Ferry's users
 		SysTopicResendInterval: 10,
+		OnReadIdle:             s.acker.readIdle,
 	})
 	if err := s.mq.AddHook(&hook{s: s}, nil); err != nil {
 		st.close()
