@@ -1176,7 +1176,7 @@ func TestConnReaderPacketBuffered(t *testing.T) {
 		{[]byte{0x30, 0}, true},
 		{[]byte{0x30, 2, 0}, false},
 		{[]byte{0x30, 2, 0, 0}, true},
-		{[]byte{0x30, 0x80, 1}, false},                              // 128 bytes announced, none there
+		{[]byte{0x30, 0x80, 1}, false}, // 128 bytes announced, none there
 		{append([]byte{0x30, 0x80, 1}, make([]byte, 128)...), true}, // and all of them
 		{[]byte{0x30, 0xff, 0xff, 0xff, 0xff, 0}, false},            // a length of five bytes is no packet
 	} {
