@@ -202,8 +202,8 @@ func (q *queue) writeFiles(first int64, b []byte) error {
 }
 
 // add appends encoded entries b, which start at index first, to the tail.
-// Only whoever indexes (Store.dispatchMu). It does not publish them: see publish. The tail is
-// written to the files first when b would take it past tailMax entries or
+// Only whoever indexes (Store.dispatchMu). It does not publish them: see
+// publish. The tail is written to the files first when b would take it past tailMax entries or
 // does not continue it (a gap: the skipped entries read as holes), and b
 // itself, past the tail, when it alone is more than tailMax entries.
 func (q *queue) add(first int64, b []byte) error {
@@ -248,25 +248,22 @@ func (q *queue) writeTail() error {
 
 // writeTailLocked is writeTail; release frees the tail's buffer (a
 // checkpoint: an idle queue then holds no memory), else it is kept for the
-// next entries (the dispatcher). Caller holds writeMu: the tail can only
-// grow meanwhile (add holds writeMu too), so the entries written are still
-// its first ones when they are dropped. Readers read the tail under tailMu
-// until fileMax moves past what was written.
+// next entries (the dispatcher). Caller holds writeMu, so the tail does
+// not change meanwhile (it changes only under writeMu); readers read it
+// under tailMu until fileMax moves past what was written.
 func (q *queue) writeTailLocked(release bool) error {
-	q.tailMu.RLock()
-	first, b := q.fileMax, q.tail
-	q.tailMu.RUnlock()
-	if len(b) > 0 {
-		if err := q.writeFiles(first, b); err != nil {
+	if len(q.tail) > 0 {
+		if err := q.writeFiles(q.fileMax, q.tail); err != nil {
 			return err
 		}
 	}
 	q.tailMu.Lock()
 	defer q.tailMu.Unlock()
-	q.fileMax = first + int64(len(b)/entrySize)
-	q.tail = q.tail[:copy(q.tail, q.tail[len(b):])]
-	if release && len(q.tail) == 0 {
+	q.fileMax += int64(len(q.tail) / entrySize)
+	if release {
 		q.tail = nil
+	} else {
+		q.tail = q.tail[:0]
 	}
 	return nil
 }

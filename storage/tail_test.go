@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -349,4 +351,62 @@ func TestSmallCommitIndexesInline(t *testing.T) {
 			t.Fatalf("append %d: the dispatcher was woken for a small commit", seq)
 		}
 	}
+}
+
+// Readers concurrent with the indexer adding entries and a checkpointer
+// writing the tail always read what was added.
+func TestQueueTailConcurrentReads(t *testing.T) {
+	q, err := openQueue(t.TempDir(), "t", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.close()
+	const n = 20000
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the checkpointer
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := q.writeTail(); err != nil {
+				t.Error(err)
+				return
+			}
+			runtime.Gosched()
+		}
+	}()
+	go func() { // a reader keeping up
+		defer wg.Done()
+		buf := make([]byte, 64*entrySize)
+		for from := int64(0); from < n; {
+			hi := q.max.Load()
+			if hi == from {
+				runtime.Gosched()
+				continue
+			}
+			k := min(hi-from, 64)
+			if _, err := q.read(from, buf[:k*entrySize]); err != nil {
+				t.Error(err)
+				return
+			}
+			if !bytes.Equal(buf[:k*entrySize], testEntries(from, k)) {
+				t.Errorf("entries [%d,%d) differ", from, from+k)
+				return
+			}
+			from += k
+		}
+	}()
+	for i := int64(0); i < n; i += 5 {
+		if err := q.add(i, testEntries(i, 5)); err != nil {
+			t.Fatal(err)
+		}
+		q.publish(i, i+5)
+	}
+	close(done)
+	wg.Wait()
 }
