@@ -151,9 +151,10 @@ func (s *Store) commitLocked() error {
 	// the head of this processor's run queue and pushes the one before it
 	// to the tail, so the dispatcher, readied last, runs next instead of
 	// behind every append of the write (the delivery path's longest wait
-	// with a thousand connections).
+	// with a thousand connections). A small write is indexed here instead,
+	// with no goroutine to wake (indexInline).
 	if done > 0 {
-		s.KickDispatch()
+		s.indexInline()
 	}
 	return err
 }

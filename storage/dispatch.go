@@ -16,7 +16,19 @@ var errIndexGap = errors.New("storage: index gap")
 // the entries out and wakes readers.
 const dispatchBatch = 4096
 
-// dispatchLoop indexes what appends write. It is the indexes' only writer.
+// inlineDispatchMax is the most log a commit indexes itself (indexInline)
+// rather than waking the dispatcher: 64 KiB, a few hundred small records,
+// some tens of microseconds of indexing. One message at a time (a fleet of
+// devices publishing at QoS 1) is indexed with no hand-off to another
+// goroutine, which costs more than the indexing; a big commit (native
+// publishes at hundreds of thousands a second) leaves its indexing to the
+// dispatcher, which runs in parallel with the next commit.
+const inlineDispatchMax = 64 << 10
+
+// dispatchLoop indexes what appends write. It and indexInline take
+// dispatchMu to index: one indexes at a time, and the indexes have one
+// writer (Truncate, which keeps both out with cutMu, and recovery, which
+// runs before them, are the others).
 func (s *Store) dispatchLoop() {
 	defer s.wg.Done()
 	retry := time.NewTimer(time.Hour)
@@ -26,23 +38,52 @@ func (s *Store) dispatchLoop() {
 		case <-s.dispatchKick:
 		case <-retry.C:
 		case <-s.stop:
+			s.dispatchMu.Lock()
 			s.cutMu.RLock()
 			err := s.dispatch(s.written.Load())
 			s.cutMu.RUnlock()
+			s.dispatchMu.Unlock()
 			if err != nil {
 				s.logger.Error("storage: index at close", "err", err)
 			}
 			return
 		}
+		s.dispatchMu.Lock()
 		s.cutMu.RLock()
 		err := s.dispatch(s.dispatchEnd())
 		s.cutMu.RUnlock()
+		s.dispatchMu.Unlock()
 		if err != nil {
 			// A write to an index failed (a full disk, say): the log is
 			// intact and the next round redoes the same entries.
 			s.logger.Error("storage: indexing stalled; retrying in 1s", "err", err)
 			retry.Reset(time.Second)
 		}
+	}
+}
+
+// indexInline indexes what a commit just wrote on the committing goroutine
+// when it is small (inlineDispatchMax) and nobody else indexes or cuts the
+// log now; otherwise, or when indexing fails, it wakes the dispatcher (which
+// logs the error and retries). The committer holds commitMu, which comes
+// after dispatchMu and cutMu in the lock order: it only tries them, and
+// Truncate, which holds cutMu and commits, cannot deadlock with it.
+func (s *Store) indexInline() {
+	end := s.dispatchEnd()
+	if end-s.dispatched.Load() > inlineDispatchMax || !s.dispatchMu.TryLock() {
+		s.KickDispatch()
+		return
+	}
+	if !s.cutMu.TryRLock() {
+		s.dispatchMu.Unlock()
+		s.KickDispatch()
+		return
+	}
+	err := s.dispatch(end)
+	s.cutMu.RUnlock()
+	s.dispatchMu.Unlock()
+	if err != nil {
+		s.KickDispatch()
 	}
 }
 
@@ -157,8 +198,9 @@ func (s *Store) index(rec []byte, off, segBase int64) error {
 	return nil
 }
 
-// writeIndexes writes the pending entries and wakes the readers of the
-// queues that grew.
+// writeIndexes adds the pending entries to their queues' tails (see
+// queue.add), writes the key entries and wakes the readers of the queues
+// that grew.
 func (s *Store) writeIndexes() error {
 	for _, p := range s.pend {
 		if err := s.writePending(p); err != nil {
@@ -200,7 +242,7 @@ func (s *Store) writePending(p *pending) error {
 		}
 		s.logger.Error("storage: queue offsets skip; the skipped offsets read as holes", "err", err)
 	}
-	if err := q.write(p.first, p.buf); err != nil {
+	if err := q.add(p.first, p.buf); err != nil {
 		return err
 	}
 	q.publish(p.first, p.first+int64(len(p.buf)/entrySize))

@@ -157,7 +157,10 @@ type checkpointData struct {
 }
 
 // checkpoint makes the log and the indexes durable up to what the dispatcher
-// has indexed, then records that offset.
+// has indexed, then records that offset. Each queue's sync writes its tail
+// (the entries held in memory) before its fsync: the tail holds every entry
+// up to d that is not yet in the files, since d is read after they were
+// added.
 func (s *Store) checkpoint() error {
 	s.cutMu.RLock()
 	defer s.cutMu.RUnlock()

@@ -57,7 +57,8 @@ func openKeyIndex(dir string) (*keyIndex, error) {
 	return k, nil
 }
 
-// append adds encoded entries b to the file of the segment at base. Dispatcher only.
+// append adds encoded entries b to the file of the segment at base. Only
+// whoever indexes (Store.dispatchMu).
 func (k *keyIndex) append(base int64, b []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()

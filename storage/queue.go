@@ -50,13 +50,32 @@ func getEntry(b []byte) entry {
 	}
 }
 
+// tailMax is how many entries a queue keeps in memory before the dispatcher
+// writes them to its files: 1,024 entries, 24 KiB. A queue read at the rate
+// it is written (the common case) is served from memory with no system call,
+// and the dispatcher writes it with one pwrite per 1,024 messages; the
+// checkpointer writes the rest every FlushInterval. It bounds what a queue
+// holds in memory, and a thousand busy queues hold at most 24 MiB.
+const tailMax = 1024
+
 // queue is the consume-queue index of one (topic, queue id): entry i is the
 // message at queue offset i, so a queue offset is an array index. Entries
 // live in files of perFile entries named by their first index. The index is
 // derived data: the dispatcher writes it from the commit log, and recovery
 // rebuilds it from there.
 //
-// The dispatcher is the only writer. Readers see entries [min, max).
+// The newest entries, from fileMax to max (and any added but not yet
+// published), are held in memory, in tail, until writeTail writes them to
+// the files: when the tail would pass tailMax entries (the dispatcher), at
+// a checkpoint and at Close (sync), before retention removes files
+// (trimBefore). A crash loses the tail, and nothing with it: recovery
+// re-indexes the log from the checkpoint, which sync precedes.
+//
+// Entries are added only by whoever indexes the log, one at a time under
+// Store.dispatchMu (the dispatcher, or a commit indexing its own small
+// write: indexInline); it and the checkpointer write the tail to the files,
+// one at a time (writeMu).
+// Readers see entries [min, max).
 type queue struct {
 	topic   string
 	id      int
@@ -66,8 +85,17 @@ type queue struct {
 	mu    sync.RWMutex // guards files
 	files map[int64]*os.File
 
+	// writeMu is held to write the files or change the tail's extent:
+	// add, writeTail, truncate, trimBefore, close.
+	writeMu sync.Mutex
+	// tailMu guards tail and fileMax: readers take it for reading, and
+	// whoever changes them holds writeMu too.
+	tailMu  sync.RWMutex
+	fileMax int64  // the files hold the entries below it
+	tail    []byte // encoded entries from fileMax on, at most tailMax
+
 	min, max atomic.Int64
-	dirty    atomic.Bool // written since the last checkpoint
+	dirty    atomic.Bool // files written since the last sync
 
 	wakeMu sync.Mutex
 	wake   chan struct{} // closed when max moves; nil until someone waits
@@ -117,6 +145,7 @@ func openQueue(dir, topic string, id int, perFile int64) (*queue, error) {
 	}
 	n := min(st.Size()/entrySize, perFile) // a torn partial entry is dropped
 	q.max.Store(last + n)
+	q.fileMax = last + n
 	// The first entry is the first non-hole of the first file: holes come
 	// only before it (a queue whose start was trimmed or rebuilt mid-way).
 	first := starts[0]
@@ -153,9 +182,9 @@ func (q *queue) file(i int64, create bool) (*os.File, int64, error) {
 	return f, start, nil
 }
 
-// write stores encoded entries b starting at index first. Dispatcher only.
-// It does not publish them: see publish.
-func (q *queue) write(first int64, b []byte) error {
+// writeFiles stores encoded entries b starting at index first in the
+// files. Caller holds writeMu.
+func (q *queue) writeFiles(first int64, b []byte) error {
 	for len(b) > 0 {
 		f, start, err := q.file(first, true)
 		if err != nil {
@@ -169,6 +198,73 @@ func (q *queue) write(first int64, b []byte) error {
 		b = b[n*entrySize:]
 	}
 	q.dirty.Store(true)
+	return nil
+}
+
+// add appends encoded entries b, which start at index first, to the tail.
+// Only whoever indexes (Store.dispatchMu). It does not publish them: see
+// publish. The tail is written to the files first when b would take it past tailMax entries or
+// does not continue it (a gap: the skipped entries read as holes), and b
+// itself, past the tail, when it alone is more than tailMax entries.
+func (q *queue) add(first int64, b []byte) error {
+	q.writeMu.Lock()
+	defer q.writeMu.Unlock()
+	end := q.fileMax + int64(len(q.tail)/entrySize) // only add moves it, or truncate, both under writeMu
+	if first != end || len(q.tail)+len(b) > tailMax*entrySize {
+		if err := q.writeTailLocked(false); err != nil {
+			return err
+		}
+	}
+	if len(b) > tailMax*entrySize {
+		if err := q.writeFiles(first, b); err != nil {
+			return err
+		}
+		q.tailMu.Lock()
+		q.fileMax = first + int64(len(b)/entrySize)
+		q.tailMu.Unlock()
+		return nil
+	}
+	q.tailMu.Lock()
+	defer q.tailMu.Unlock()
+	if len(q.tail) == 0 {
+		q.fileMax = first
+	}
+	if need := len(q.tail) + len(b); need > cap(q.tail) {
+		// Grown by hand so that the capacity stays within tailMax.
+		grown := make([]byte, len(q.tail), min(tailMax*entrySize, max(need, 2*cap(q.tail), 16*entrySize)))
+		copy(grown, q.tail)
+		q.tail = grown
+	}
+	q.tail = append(q.tail, b...)
+	return nil
+}
+
+// writeTail writes the tail to the files and drops it from memory.
+func (q *queue) writeTail() error {
+	q.writeMu.Lock()
+	defer q.writeMu.Unlock()
+	return q.writeTailLocked(true)
+}
+
+// writeTailLocked is writeTail; release frees the tail's buffer (a
+// checkpoint: an idle queue then holds no memory), else it is kept for the
+// next entries (the dispatcher). Caller holds writeMu, so the tail does
+// not change meanwhile (it changes only under writeMu); readers read it
+// under tailMu until fileMax moves past what was written.
+func (q *queue) writeTailLocked(release bool) error {
+	if len(q.tail) > 0 {
+		if err := q.writeFiles(q.fileMax, q.tail); err != nil {
+			return err
+		}
+	}
+	q.tailMu.Lock()
+	defer q.tailMu.Unlock()
+	q.fileMax += int64(len(q.tail) / entrySize)
+	if release {
+		q.tail = nil
+	} else {
+		q.tail = q.tail[:0]
+	}
 	return nil
 }
 
@@ -199,9 +295,35 @@ func (q *queue) waitCh() <-chan struct{} {
 }
 
 // read fills buf (a multiple of entrySize) with entries from index from and
-// returns how many it read. Holes and files removed by retention read as
-// zero entries.
+// returns how many it read. Holes, files removed by retention and entries
+// past the tail read as zero entries. Entries from fileMax on are copied
+// from the tail, the ones below it read from the files.
 func (q *queue) read(from int64, buf []byte) (int, error) {
+	total := len(buf) / entrySize
+	q.tailMu.RLock()
+	fileMax := q.fileMax
+	if to := from + int64(len(buf)/entrySize); to > fileMax {
+		// Copied under the lock: once it is released the tail may be
+		// written out and fileMax moved past these entries. The entries
+		// below fileMax are in the files before fileMax passes them.
+		lo := max(from, fileMax)
+		part := buf[(lo-from)*entrySize:]
+		got := 0
+		if off := (lo - fileMax) * entrySize; off < int64(len(q.tail)) {
+			got = copy(part, q.tail[off:])
+		}
+		clear(part[got:])
+		buf = buf[:(lo-from)*entrySize]
+	}
+	q.tailMu.RUnlock()
+	if n, err := q.readFiles(from, buf); err != nil {
+		return n, err
+	}
+	return total, nil
+}
+
+// readFiles is read for entries below fileMax.
+func (q *queue) readFiles(from int64, buf []byte) (int, error) {
 	n := 0
 	for n*entrySize < len(buf) {
 		i := from + int64(n)
@@ -238,10 +360,29 @@ func (q *queue) entryAt(i int64) (entry, error) {
 	return getEntry(buf[:]), nil
 }
 
-// truncate drops entries from index to on (recovery). Dispatcher not running.
+// truncate drops entries from index to on: recovery and Truncate, with the
+// dispatcher stopped, and the dispatcher itself when the log is behind the
+// index. Entries still in the tail are cut there, the files are cut only
+// below fileMax.
 func (q *queue) truncate(to int64) error {
+	q.writeMu.Lock()
+	defer q.writeMu.Unlock()
+	q.tailMu.Lock()
+	inTail := to >= q.fileMax
+	if inTail {
+		q.tail = q.tail[:min(int64(len(q.tail)), (to-q.fileMax)*entrySize)]
+	} else {
+		q.tail, q.fileMax = q.tail[:0], to
+	}
+	q.tailMu.Unlock()
+	q.max.Store(min(q.max.Load(), to))
+	q.min.Store(min(q.min.Load(), q.max.Load()))
+	if inTail {
+		return nil
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.dirty.Store(true)
 	for start, f := range q.files {
 		switch {
 		case start >= to:
@@ -256,19 +397,23 @@ func (q *queue) truncate(to int64) error {
 			}
 		}
 	}
-	q.max.Store(min(q.max.Load(), to))
-	q.min.Store(min(q.min.Load(), q.max.Load()))
-	q.dirty.Store(true)
 	return nil
 }
 
 // trimBefore raises min to newMin and removes files wholly below it, never
-// the file holding the last entry (retention).
+// the file holding the last entry (retention). The tail is written first,
+// so that the files it covers are removed with the others rather than made
+// again by its next write.
 func (q *queue) trimBefore(newMin int64) error {
 	if newMin <= q.min.Load() {
 		return nil
 	}
 	q.min.Store(newMin)
+	q.writeMu.Lock()
+	defer q.writeMu.Unlock()
+	if err := q.writeTailLocked(true); err != nil {
+		return err
+	}
 	lastStart := (q.max.Load() - 1) / q.perFile * q.perFile
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -284,8 +429,12 @@ func (q *queue) trimBefore(newMin int64) error {
 	return nil
 }
 
-// sync fsyncs the index files if written since the last call.
+// sync writes the tail to the files and fsyncs them if written since the
+// last call: the index is then durable up to every entry added before it.
 func (q *queue) sync() error {
+	if err := q.writeTail(); err != nil {
+		return err
+	}
 	if !q.dirty.Swap(false) {
 		return nil
 	}
@@ -300,11 +449,16 @@ func (q *queue) sync() error {
 	return syncDir(q.dir)
 }
 
-func (q *queue) close() {
+// close writes the tail to the files and closes them.
+func (q *queue) close() error {
+	q.writeMu.Lock()
+	defer q.writeMu.Unlock()
+	err := q.writeTailLocked(true)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for start, f := range q.files {
 		f.Close()
 		delete(q.files, start)
 	}
+	return err
 }

@@ -148,7 +148,7 @@ func (s *Store) recoverOnce(wasClean bool, cleanEnd int64, rebuild bool) (bool, 
 func (s *Store) resetIndexes() error {
 	s.qmu.Lock()
 	for k, q := range s.queues {
-		q.close()
+		q.close() // an error does not matter: the indexes are rebuilt
 		delete(s.queues, k)
 	}
 	s.qmu.Unlock()

@@ -23,11 +23,14 @@ import (
 //
 // Goroutines, all owned by the Store and stopped by Close: the committer
 // (writes the appends' buffers to the files), the dispatcher (builds the
-// indexes, wakes readers), the flusher (fsync, group commit), the
-// checkpointer (index fsyncs and checkpoints) and the janitor (retention).
+// indexes, wakes readers; a commit of a small write indexes it itself),
+// the flusher (fsync, group commit), the checkpointer (index fsyncs and
+// checkpoints) and the janitor (retention).
 //
-// Lock order: cutMu, then flushRun, then commitMu, then Store.mu, then commitLog.mu, then segment.mu;
-// queue and key index locks are leaves. flushMu is never held with another.
+// Lock order: dispatchMu, then cutMu, then flushRun, then commitMu, then Store.mu, then
+// commitLog.mu, then segment.mu; queue and key index locks are leaves (a queue's writeMu
+// before its tailMu and mu). flushMu is never held with another. A commit, under commitMu,
+// takes dispatchMu and cutMu only with TryLock (indexInline).
 type Store struct {
 	opts   Options
 	dir    string
@@ -100,14 +103,17 @@ type Store struct {
 	appendedMsgs  atomic.Int64 // records appended since Open, counted once per batch
 	appendedBytes atomic.Int64 // their encoded bytes
 
-	// cutMu keeps the dispatcher and checkpoints out while Truncate cuts
+	// cutMu keeps indexing and checkpoints out while Truncate cuts
 	// the log under them: they hold it for reading, Truncate for writing.
 	cutMu sync.RWMutex
 
+	// dispatchMu is held to index: by the dispatcher, or by a commit that
+	// indexes what it wrote (indexInline). pend and keyPend are theirs.
+	dispatchMu   sync.Mutex
 	dispatchKick chan struct{}
 	recovering   bool                  // set while Open rebuilds the indexes
-	pend         map[queueKey]*pending // dispatcher only
-	keyPend      map[int64][]byte      // dispatcher only
+	pend         map[queueKey]*pending // whoever indexes (dispatchMu)
+	keyPend      map[int64][]byte      // whoever indexes (dispatchMu)
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -120,7 +126,7 @@ type queueKey struct {
 	id    int
 }
 
-// pending holds index entries the dispatcher has yet to write for one queue.
+// pending holds index entries the dispatcher has yet to add to one queue.
 type pending struct {
 	q     *queue
 	first int64
@@ -451,7 +457,9 @@ func (s *Store) Close() error {
 func (s *Store) closeFiles() {
 	s.qmu.Lock()
 	for _, q := range s.queues {
-		q.close()
+		if err := q.close(); err != nil {
+			s.logger.Error("storage: index entries not written at close; the next open rebuilds them", "err", err)
+		}
 	}
 	s.qmu.Unlock()
 	if s.keys != nil {
