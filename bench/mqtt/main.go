@@ -49,7 +49,7 @@ var (
 	profBin     = flag.String("ferryprof", "", "ferryprof binary (default: built from ./ferryprof)")
 	mosqBin     = flag.String("mosquitto", "mosquitto", "mosquitto binary")
 	natsBin     = flag.String("nats-server", "nats-server", "nats-server binary (its MQTT listener, on JetStream)")
-	systemsF    = flag.String("systems", "ferry-async,mosquitto,nats,ferry-sync", "systems, in the order of each round")
+	systemsF    = flag.String("systems", "ferry-async,mosquitto,nats,ferry-sync", "systems, in the order of each round (ferryprof: Ferry in process with pprof, whose address is printed)")
 	rounds      = flag.Int("rounds", 3, "fan-in rounds (the median is reported)")
 	count       = flag.Int("count", 300000, "messages per fan-in run, over all publishers")
 	syncCount   = flag.Int("sync-count", 40000, "messages per fan-in run for Ferry with sync flush (an fsync per commit is slow)")
@@ -87,6 +87,9 @@ func main() {
 	}
 	if *ferryBin == "" {
 		*ferryBin = build(tmp, *repo, "./cmd/ferry", "ferry")
+	}
+	if *profBin == "" && strings.Contains(*systemsF, "ferryprof") {
+		*profBin = build(tmp, ".", "./ferryprof", "ferryprof")
 	}
 	var systems []system
 	for _, name := range strings.Split(*systemsF, ",") {
@@ -236,12 +239,20 @@ func newSystem(name string) system {
 			return startFerry("Ferry", *ferryBin, "serve", "--flush", flush, "--mqtt-addr", "127.0.0.1:0",
 				"--mqtt-ws-addr", "off", "--mqtt-tls-addr", "off", "--amqp-addr", "off", "--http-addr", "127.0.0.1:0", "--namesrv-addr", "127.0.0.1:0", "--native-addr", "127.0.0.1:0")
 		}}
+	case "ferryprof": // Ferry in process with pprof, to profile or trace a run: its address is logged
+		return system{"Ferry (ferryprof, async flush)", *count, func() (*broker, error) {
+			b, err := startFerry("Ferry (ferryprof)", *profBin, "--flush", "async")
+			if err == nil {
+				fmt.Fprintf(os.Stderr, "ferryprof pprof at http://%s/debug/pprof/\n", b.misc)
+			}
+			return b, err
+		}}
 	case "mosquitto":
 		return system{"Mosquitto (no persistence)", *count, func() (*broker, error) { return startMosquitto(*mosqBin) }}
 	case "nats":
 		return system{"NATS (MQTT on JetStream, file storage)", *count, func() (*broker, error) { return startNATS(*natsBin) }}
 	}
-	check(fmt.Errorf("unknown system %q (ferry-async, ferry-sync, mosquitto, nats)", name))
+	check(fmt.Errorf("unknown system %q (ferry-async, ferry-sync, ferryprof, mosquitto, nats)", name))
 	return system{}
 }
 
