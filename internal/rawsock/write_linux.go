@@ -1,6 +1,7 @@
 package rawsock
 
 import (
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -14,83 +15,119 @@ const maxIovecs = 1024
 // WriteNow writes p to raw's socket for as long as it takes bytes without
 // waiting, and returns how many it took.
 func WriteNow(raw syscall.RawConn, p []byte) (int, error) {
-	n := 0
-	var werr error
-	err := raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			k, e := syscall.Write(int(fd), p[n:])
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != nil {
-				if e != syscall.EAGAIN {
-					werr = e
-				}
-				break
-			}
-			n += k
-		}
-		return true // never wait here: the caller queues what is left
-	})
+	op := writeOps.Get().(*writeOp)
+	op.p, op.n, op.err = p, 0, nil
+	err := raw.Write(op.fn)
+	n, werr := op.n, op.err
+	op.p = nil
+	writeOps.Put(op)
 	if err == nil {
 		err = werr
 	}
 	return n, err
 }
 
+// writeOp is one WriteNow. RawConn.Write takes a function, and a closure
+// made per call escaped, allocations on every write of every connection:
+// the function is the op's method, bound once, and ops are pooled.
+type writeOp struct {
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool // write
+}
+
+var writeOps = sync.Pool{New: func() any {
+	op := new(writeOp)
+	op.fn = op.write
+	return op
+}}
+
+func (op *writeOp) write(fd uintptr) bool {
+	for op.n < len(op.p) {
+		k, e := syscall.Write(int(fd), op.p[op.n:])
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != nil {
+			if e != syscall.EAGAIN {
+				op.err = e
+			}
+			break
+		}
+		op.n += k
+	}
+	return true // never wait here: the caller queues what is left
+}
+
 // Writer is scratch space for Writev; the zero value is ready. One
 // goroutine uses it at a time.
-type Writer struct{ v []syscall.Iovec }
+type Writer struct {
+	v []syscall.Iovec
+	// The state of one Writev, for fn (writev, bound once: see writeOp).
+	segs   [][]byte
+	i, off int
+	err    error
+	fn     func(fd uintptr) bool
+}
 
 // Writev writes segs to raw's socket with writev for as long as it takes
 // bytes without waiting. It returns where the unwritten bytes start:
 // segment i, byte off (i == len(segs) when all were written).
 func (w *Writer) Writev(raw syscall.RawConn, segs [][]byte) (i, off int, err error) {
-	var werr error
-	err = raw.Write(func(fd uintptr) bool {
-		for i < len(segs) {
-			v := w.v[:0]
-			for j := i; j < len(segs) && len(v) < maxIovecs; j++ {
-				s := segs[j]
-				if j == i {
-					s = s[off:]
-				}
-				if len(s) == 0 {
-					continue
-				}
-				v = append(v, syscall.Iovec{Base: &s[0]})
-				v[len(v)-1].SetLen(len(s))
+	if w.fn == nil {
+		w.fn = w.writev
+	}
+	w.segs, w.i, w.off, w.err = segs, 0, 0, nil
+	err = raw.Write(w.fn)
+	i, off = w.i, w.off
+	if err == nil {
+		err = w.err
+	}
+	w.segs, w.err = nil, nil
+	return i, off, err
+}
+
+func (w *Writer) writev(fd uintptr) bool {
+	segs := w.segs
+	for w.i < len(segs) {
+		v := w.v[:0]
+		for j := w.i; j < len(segs) && len(v) < maxIovecs; j++ {
+			s := segs[j]
+			if j == w.i {
+				s = s[w.off:]
 			}
-			w.v = v
-			if len(v) == 0 {
-				i, off = len(segs), 0
-				break
-			}
-			n, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
-			if e == syscall.EINTR {
+			if len(s) == 0 {
 				continue
 			}
-			if e != 0 {
-				if e != syscall.EAGAIN {
-					werr = e
-				}
+			v = append(v, syscall.Iovec{Base: &s[0]})
+			v[len(v)-1].SetLen(len(s))
+		}
+		w.v = v
+		if len(v) == 0 {
+			w.i, w.off = len(segs), 0
+			break
+		}
+		n, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			if e != syscall.EAGAIN {
+				w.err = e
+			}
+			break
+		}
+		for k := int(n); k > 0 || w.i < len(segs) && len(segs[w.i]) == w.off; {
+			left := len(segs[w.i]) - w.off
+			if k < left {
+				w.off += k
 				break
 			}
-			for k := int(n); k > 0 || i < len(segs) && len(segs[i]) == off; {
-				left := len(segs[i]) - off
-				if k < left {
-					off += k
-					break
-				}
-				k -= left
-				i, off = i+1, 0
-			}
+			k -= left
+			w.i, w.off = w.i+1, 0
 		}
-		clear(w.v)
-		return true // never wait here: the caller copies or queues what is left
-	})
-	if err == nil {
-		err = werr
 	}
-	return i, off, err
+	clear(w.v)
+	return true // never wait here: the caller copies or queues what is left
 }

@@ -103,3 +103,31 @@ func TestWriteNowStops(t *testing.T) {
 		t.Fatal("the bytes read differ from those written")
 	}
 }
+
+// A write allocates nothing: every connection's every write goes through
+// WriteNow or Writev.
+func TestWritesDoNotAllocate(t *testing.T) {
+	raw, _, sc := tcpPair(t)
+	p := []byte("0123456789abcdef")
+	const runs = 100
+	got := readAll(sc, 2*(runs+1)*len(p))
+	if a := testing.AllocsPerRun(runs, func() {
+		if n, err := WriteNow(raw, p); n != len(p) || err != nil {
+			t.Fatalf("WriteNow = %d, %v", n, err)
+		}
+	}); a != 0 {
+		t.Errorf("WriteNow: %.1f allocations a write", a)
+	}
+	var w Writer
+	segs := [][]byte{p[:5], p[5:]}
+	if a := testing.AllocsPerRun(runs, func() {
+		if i, _, err := w.Writev(raw, segs); i != len(segs) || err != nil {
+			t.Fatalf("Writev = %d, %v", i, err)
+		}
+	}); a != 0 {
+		t.Errorf("Writev: %.1f allocations a write", a)
+	}
+	if b := <-got; len(b) != 2*(runs+1)*len(p) {
+		t.Fatalf("read %d bytes back", len(b))
+	}
+}
