@@ -671,12 +671,12 @@ var busyBurstGap = 10 * time.Millisecond
 // its end.
 func (cl *Client) readBurst(packetHandler ReadFn) error {
 	for {
-		fh := new(packets.FixedHeader)
-		if err := cl.ReadFixedHeader(fh); err != nil {
+		var fh packets.FixedHeader
+		if err := cl.ReadFixedHeader(&fh); err != nil {
 			return err
 		}
 
-		pk, err := cl.ReadPacket(fh)
+		pk, err := cl.ReadPacket(&fh)
 		if err != nil {
 			return err
 		}
@@ -783,9 +783,9 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
 
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
+	// The decoded packet may keep slices of p (a payload): p is this
+	// packet's own, so it is decoded as it is, not copied again.
+	px := p
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)
