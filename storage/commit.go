@@ -100,21 +100,23 @@ func (s *Store) commitLoop() {
 // appends are refused with that error until a later commit succeeds.
 func (s *Store) commit() error {
 	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	return s.commitLocked()
+	wrote, err := s.commitLocked()
+	s.commitMu.Unlock()
+	s.indexWritten(wrote)
+	return err
 }
 
-// commitLocked is commit; the caller holds commitMu.
-func (s *Store) commitLocked() error {
+// commitLocked is commit; the caller holds commitMu, and calls
+// indexWritten with wrote once it has released it.
+func (s *Store) commitLocked() (wrote bool, err error) {
 	s.mu.Lock()
 	s.sealCur()
 	bufs := s.queued
 	s.queued = nil
 	s.mu.Unlock()
 	if len(bufs) == 0 {
-		return nil
+		return false, nil
 	}
-	var err error
 	done, bytes := 0, 0
 	for _, b := range bufs {
 		if _, err = b.seg.f.WriteAt(b.data, b.off-b.seg.base); err != nil {
@@ -147,14 +149,20 @@ func (s *Store) commitLocked() error {
 	if done > 0 || err != nil { // appends waiting for the write learn of its failure too
 		s.wakeEnd()
 	}
-	// After the appends' wake-up, not before: each goroutine readied takes
-	// the head of this processor's run queue and pushes the one before it
-	// to the tail, so the dispatcher, readied last, runs next instead of
-	// behind every append of the write (the delivery path's longest wait
-	// with a thousand connections). A small write is indexed here instead,
-	// with no goroutine to wake (indexInline).
-	if done > 0 {
+	return done > 0, err
+}
+
+// indexWritten indexes what a commit wrote, or wakes the dispatcher to,
+// when wrote; the committer calls it once it has released commitMu, so
+// that indexing never holds up the next write. After the appends' wake-up
+// (commitLocked), not before: each goroutine readied takes the head of
+// this processor's run queue and pushes the one before it to the tail, so
+// the dispatcher, readied last, runs next instead of behind every append
+// of the write (the delivery path's longest wait with a thousand
+// connections). A small write is indexed right here, with no goroutine to
+// wake (indexInline).
+func (s *Store) indexWritten(wrote bool) {
+	if wrote {
 		s.indexInline()
 	}
-	return err
 }

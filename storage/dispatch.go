@@ -65,9 +65,10 @@ func (s *Store) dispatchLoop() {
 // indexInline indexes what a commit just wrote on the committing goroutine
 // when it is small (inlineDispatchMax) and nobody else indexes or cuts the
 // log now; otherwise, or when indexing fails, it wakes the dispatcher (which
-// logs the error and retries). The committer holds commitMu, which comes
-// after dispatchMu and cutMu in the lock order: it only tries them, and
-// Truncate, which holds cutMu and commits, cannot deadlock with it.
+// logs the error and retries). The committer calls it after releasing
+// commitMu, so that a slow index write never holds up the log's writes; it
+// only tries dispatchMu and cutMu, since it may hold flushRun or cutMu
+// (Truncate, which holds cutMu and commits, cannot deadlock with it).
 func (s *Store) indexInline() {
 	end := s.dispatchEnd()
 	if end-s.dispatched.Load() > inlineDispatchMax || !s.dispatchMu.TryLock() {

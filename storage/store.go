@@ -29,8 +29,9 @@ import (
 //
 // Lock order: dispatchMu, then cutMu, then flushRun, then commitMu, then Store.mu, then
 // commitLog.mu, then segment.mu; queue and key index locks are leaves (a queue's writeMu
-// before its tailMu and mu). flushMu is never held with another. A commit, under commitMu,
-// takes dispatchMu and cutMu only with TryLock (indexInline).
+// before its tailMu and mu). flushMu is never held with another. A committer indexes what
+// it wrote after it releases commitMu, and takes dispatchMu and cutMu only with TryLock
+// (indexInline): it may hold flushRun or cutMu (a checkpoint, Truncate) meanwhile.
 type Store struct {
 	opts   Options
 	dir    string
@@ -388,8 +389,9 @@ func (s *Store) WriteNow(end int64) (bool, error) {
 	if !s.commitMu.TryLock() {
 		return false, nil
 	}
-	err := s.commitLocked()
+	wrote, err := s.commitLocked()
 	s.commitMu.Unlock()
+	s.indexWritten(wrote)
 	if err != nil {
 		s.kickCommit() // the committer logs the error and retries
 		return true, fmt.Errorf("storage: message stored in memory, not yet written to the log: %w", err)

@@ -34,8 +34,9 @@ func (s *Store) waitWritten(ctx context.Context, end int64) error {
 			if s.writeWaiters.Load() == 0 {
 				runtime.Gosched()
 			}
-			err := s.commitLocked()
+			wrote, err := s.commitLocked()
 			s.commitMu.Unlock()
+			s.indexWritten(wrote)
 			if err != nil {
 				s.kickCommit() // the committer logs the error and retries
 				return fmt.Errorf("storage: message stored in memory, not yet written to the log: %w", err)
