@@ -16,19 +16,7 @@ func TestPubacksAtTheEndOfABurst(t *testing.T) {
 	rc.connect("burst")
 
 	var burst bytes.Buffer
-	encode := func(pk packets.Packet) {
-		pk.ProtocolVersion = 4
-		var err error
-		switch pk.FixedHeader.Type {
-		case packets.Publish:
-			err = pk.PublishEncode(&burst)
-		case packets.Pingreq:
-			err = pk.PingreqEncode(&burst)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	encode := func(pk packets.Packet) { encodeRaw(t, &burst, pk, 4) }
 	// Two publishes and a PINGREQ in one write: the last packet handled is
 	// not a publish.
 	encode(publishPacket("burst/a", 1, 1, []byte("one")))

@@ -45,35 +45,43 @@ func dialRaw(t testing.TB, addr string, version byte) *rawClient {
 
 func (rc *rawClient) send(pk packets.Packet) {
 	rc.t.Helper()
-	pk.ProtocolVersion = rc.version
-	pk.Mods.AllowResponseInfo = true // or the codec leaves out Response Topic and Correlation Data
 	var buf bytes.Buffer
+	encodeRaw(rc.t, &buf, pk, rc.version)
+	rc.write(buf.Bytes())
+}
+
+// encodeRaw appends pk, as a client of version sends it, to buf.
+func encodeRaw(t testing.TB, buf *bytes.Buffer, pk packets.Packet, version byte) {
+	t.Helper()
+	pk.ProtocolVersion = version
+	pk.Mods.AllowResponseInfo = true // or the codec leaves out Response Topic and Correlation Data
 	var err error
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
-		err = pk.ConnectEncode(&buf)
+		err = pk.ConnectEncode(buf)
 	case packets.Publish:
-		err = pk.PublishEncode(&buf)
+		err = pk.PublishEncode(buf)
 	case packets.Subscribe:
-		err = pk.SubscribeEncode(&buf)
+		err = pk.SubscribeEncode(buf)
 	case packets.Unsubscribe:
-		err = pk.UnsubscribeEncode(&buf)
+		err = pk.UnsubscribeEncode(buf)
 	case packets.Puback:
-		err = pk.PubackEncode(&buf)
+		err = pk.PubackEncode(buf)
 	case packets.Pubrec:
-		err = pk.PubrecEncode(&buf)
+		err = pk.PubrecEncode(buf)
 	case packets.Pubrel:
 		pk.FixedHeader.Qos = 1 // its fixed header's flags are 0010 [MQTT-3.6.1-1]
-		err = pk.PubrelEncode(&buf)
+		err = pk.PubrelEncode(buf)
 	case packets.Pubcomp:
-		err = pk.PubcompEncode(&buf)
+		err = pk.PubcompEncode(buf)
+	case packets.Pingreq:
+		err = pk.PingreqEncode(buf)
 	default:
-		rc.t.Fatalf("rawClient cannot send packet type %d", pk.FixedHeader.Type)
+		t.Fatalf("rawClient cannot send packet type %d", pk.FixedHeader.Type)
 	}
 	if err != nil {
-		rc.t.Fatal(err)
+		t.Fatal(err)
 	}
-	rc.write(buf.Bytes())
 }
 
 func (rc *rawClient) write(b []byte) {
