@@ -51,15 +51,8 @@ type pendingAck struct {
 
 func newAcker(s *Server) *acker { return &acker{s: s, kick: make(chan struct{}, 1)} }
 
-// add queues the PUBACK of a publish whose record ends at end, for the
-// acker's goroutine to send.
-func (a *acker) add(cl *mochi.Client, pid uint16, end int64, read time.Time) {
-	a.queue(cl, pid, end, read)
-	a.wake()
-}
-
 // queue queues the PUBACK of a publish whose record ends at end, leaving
-// it to a call of now (or wake) that follows soon.
+// it to the readIdle (or wake) that follows at the end of the burst.
 func (a *acker) queue(cl *mochi.Client, pid uint16, end int64, read time.Time) {
 	a.mu.Lock()
 	a.q = append(a.q, pendingAck{cl, pid, end, read.UnixNano()})
@@ -126,8 +119,8 @@ func (a *acker) run(ctx context.Context) {
 				return
 			}
 			// The write that made these durable (often the acker's own)
-			// readied the dispatcher, which indexes them for the
-			// subscribers' feeds: let it and the feeds run before this
+			// indexed them and readied the subscribers' feeds, or the
+			// dispatcher that indexes them: let those run before this
 			// goroutine spends a write per connection on acknowledgements.
 			runtime.Gosched()
 			a.send(batch, err)
