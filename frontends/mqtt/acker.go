@@ -61,12 +61,24 @@ func (a *acker) queue(cl *mochi.Client, pid uint16, end int64, read time.Time) {
 }
 
 // readIdle is mochi's OnReadIdle: a client's packets are all handled. It
-// sends the queued PUBACKs (its own and any other's) if there are any.
+// sends the queued PUBACKs (its own and any other's) if there are a few,
+// and wakes the acker's goroutine for more: a client streaming publishes
+// reads on while the acker, on another processor, writes and acknowledges
+// its last burst, where sending them itself would stop its reads meanwhile
+// (QoS 1 fan-in lost an eighth of its rate that way).
 func (a *acker) readIdle(*mochi.Client) {
-	if a.queued.Load() > 0 {
+	switch n := a.queued.Load(); {
+	case n == 0:
+	case n <= inlineAcks:
 		a.now()
+	default:
+		a.wake()
 	}
 }
+
+// inlineAcks is the most queued PUBACKs readIdle sends itself: a device's
+// publish or a few (a fleet of devices, each sending now and then).
+const inlineAcks = 8
 
 func (a *acker) wake() {
 	select {

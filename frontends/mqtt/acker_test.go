@@ -35,6 +35,19 @@ func TestPubacksAtTheEndOfABurst(t *testing.T) {
 		t.Fatalf("answers to the burst: %v; want 2 PUBACKs and a PINGRESP", got)
 	}
 
+	// A burst of more publishes than readIdle sends itself: the acker's
+	// goroutine sends them, in order.
+	burst.Reset()
+	for i := range 3 * inlineAcks {
+		encode(publishPacket("burst/a", 1, uint16(100+i), []byte("many")))
+	}
+	rc.write(burst.Bytes())
+	for i := range 3 * inlineAcks {
+		if ack := rc.expect(packets.Puback); ack.PacketID != uint16(100+i) {
+			t.Fatalf("PUBACK for packet %d, want %d", ack.PacketID, 100+i)
+		}
+	}
+
 	// A publish followed by the first bytes of the next: its PUBACK does not
 	// wait for the rest.
 	burst.Reset()
