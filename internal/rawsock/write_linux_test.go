@@ -43,6 +43,20 @@ func readAll(c net.Conn, n int) <-chan []byte {
 	return got
 }
 
+// writeRest writes all[written:] on cc, blocking, and checks that sc reads
+// all: the bytes a non-blocking write took, then the rest, in order; diff
+// says how they differ otherwise.
+func writeRest(t *testing.T, cc, sc net.Conn, all []byte, written int, diff string) {
+	t.Helper()
+	got := readAll(sc, len(all))
+	if _, err := cc.Write(all[written:]); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(<-got, all) {
+		t.Fatal(diff)
+	}
+}
+
 // TestWritevResumes: Writev, over more segments than one writev takes and
 // with empty ones among them, stops where the socket stops taking bytes
 // and says where: the rest, written from there, completes the bytes of the
@@ -74,13 +88,7 @@ func TestWritevResumes(t *testing.T) {
 	for _, s := range segs[:i] {
 		written += len(s)
 	}
-	got := readAll(sc, len(all))
-	if _, err := cc.Write(all[written:]); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(<-got, all) {
-		t.Fatal("the bytes read differ from the segments'")
-	}
+	writeRest(t, cc, sc, all, written, "the bytes read differ from the segments'")
 }
 
 // TestWriteNowStops: WriteNow returns once the socket takes no more, with
@@ -95,13 +103,7 @@ func TestWriteNowStops(t *testing.T) {
 	if n == len(all) || n < 0 {
 		t.Fatalf("WriteNow took %d of %d bytes without the peer reading", n, len(all))
 	}
-	got := readAll(sc, len(all))
-	if _, err := cc.Write(all[n:]); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(<-got, all) {
-		t.Fatal("the bytes read differ from those written")
-	}
+	writeRest(t, cc, sc, all, n, "the bytes read differ from those written")
 }
 
 // A write allocates nothing: every connection's every write goes through
