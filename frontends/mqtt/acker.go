@@ -119,25 +119,30 @@ func (a *acker) run(ctx context.Context) {
 		case <-ctx.Done():
 			return // unacknowledged publishes are sent again by their clients
 		}
-		a.sending.Lock()
-		for {
-			batch := a.take()
-			if len(batch) == 0 {
-				break
-			}
-			err := a.s.core.WaitDurable(ctx, maxEnd(batch))
-			if ctx.Err() != nil {
-				a.sending.Unlock()
-				return
-			}
-			// The write that made these durable (often the acker's own)
-			// indexed them and readied the subscribers' feeds, or the
-			// dispatcher that indexes them: let those run before this
-			// goroutine spends a write per connection on acknowledgements.
-			runtime.Gosched()
-			a.send(batch, err)
+		a.drain(ctx)
+	}
+}
+
+// drain sends the queued PUBACKs, each batch once the records it
+// acknowledges are durable, until the queue is empty or ctx ends.
+func (a *acker) drain(ctx context.Context) {
+	a.sending.Lock()
+	defer a.sending.Unlock()
+	for {
+		batch := a.take()
+		if len(batch) == 0 {
+			return
 		}
-		a.sending.Unlock()
+		err := a.s.core.WaitDurable(ctx, maxEnd(batch))
+		if ctx.Err() != nil {
+			return
+		}
+		// The write that made these durable (often the acker's own)
+		// indexed them and readied the subscribers' feeds, or the
+		// dispatcher that indexes them: let those run before this
+		// goroutine spends a write per connection on acknowledgements.
+		runtime.Gosched()
+		a.send(batch, err)
 	}
 }
 
