@@ -418,8 +418,8 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	// with sync flush its fsync, is done), and the reader goes on
 	// meanwhile: at the end of the burst, the goroutine that handled it
 	// writes what the burst stored and sends its PUBACKs (acker.readIdle),
-	// or leaves them to the acker's goroutine. A QoS 0 publish has no acknowledgement to hold back, so
-	// nothing waits for it.
+	// or leaves them to the acker's goroutine. A QoS 0 publish has no
+	// acknowledgement to hold back, so nothing waits for it.
 	deferAck := pk.FixedHeader.Qos == 1
 	noWait := deferAck || pk.FixedHeader.Qos == 0
 	res, err := s.core.Publish(s.ctx, m, core.PublishOptions{Queue: core.QueueAuto, ShardKey: pk.TopicName, NoWait: noWait, Deferred: deferAck})
