@@ -109,10 +109,12 @@ func main() {
 				continue
 			}
 			for _, qos := range []byte{0, 1} {
+				perPub := s.count / *publishers
+				msgs := perPub * *publishers
 				cpu0, cerr := b.cpu()
-				r := runLoad(b.addr, *publishers, s.count / *publishers, qos, *window, *size, 0, false, 5*time.Second)
+				r := runLoad(b.addr, *publishers, perPub, qos, *window, *size, 0, false, 5*time.Second)
 				if cpu1, err := b.cpu(); err == nil && cerr == nil {
-					r.cpuPerMsg = (cpu1 - cpu0) / time.Duration(s.count / *publishers * *publishers)
+					r.cpuPerMsg = (cpu1 - cpu0) / time.Duration(msgs)
 				}
 				report(fmt.Sprintf("round %d %s fan-in QoS %d", round, s.name, qos), r)
 				fmt.Fprintf(os.Stderr, "round %d %s fan-in QoS %d: broker CPU %s per message, load average %s\n", round, s.name, qos, us(r.cpuPerMsg), loadAvg())
