@@ -25,19 +25,14 @@ func (b *broker) counts() (procCounts, error) {
 	if err != nil {
 		return c, err
 	}
-	for _, line := range strings.Split(string(io), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	procFields(io, func(k string, n int64) {
 		switch k {
 		case "syscr":
 			c.reads = n
 		case "syscw":
 			c.writes = n
 		}
-	}
+	})
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 	if err != nil {
 		return c, err
@@ -47,15 +42,26 @@ func (b *broker) counts() (procCounts, error) {
 		if err != nil {
 			continue // the thread ended
 		}
-		for _, line := range strings.Split(string(st), "\n") {
-			k, v, _ := strings.Cut(line, ":")
+		procFields(st, func(k string, n int64) {
 			if k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches" {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 				c.switches += n
 			}
-		}
+		})
 	}
 	return c, nil
+}
+
+// procFields calls fn with the name and number of each "name: number" line
+// of a /proc file (a line whose value is no number gives 0).
+func procFields(b []byte, fn func(name string, n int64)) {
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		fn(k, n)
+	}
 }
 
 // perMsg is what c1 counted since c0 per message, as read and write
