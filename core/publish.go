@@ -148,7 +148,7 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []*Message, o PublishOpt
 	case len(delayed) > 0:
 		res, err = b.sched.schedule(ctx, msgs)
 	case o.NoWait:
-		res, err = b.storeNoWait(msgs, o.Results, !o.Deferred)
+		res, err = b.storeNoWait(msgs, o.Results, o.Deferred)
 	default:
 		res, err = b.store1(ctx, msgs)
 	}
@@ -170,14 +170,14 @@ func (b *Broker) store1(ctx context.Context, msgs []*Message) ([]PublishResult, 
 	return b.stored(msgs, n, err, nil)
 }
 
-// storeNoWait is store1 without waiting for durability; kick wakes the
-// store's committer to write them.
-func (b *Broker) storeNoWait(msgs []*Message, room []PublishResult, kick bool) ([]PublishResult, error) {
+// storeNoWait is store1 without waiting for durability; deferred leaves
+// their write to the caller (PublishOptions.Deferred).
+func (b *Broker) storeNoWait(msgs []*Message, room []PublishResult, deferred bool) ([]PublishResult, error) {
 	if err := b.admit(); err != nil {
 		return b.stored(msgs, 0, err, nil)
 	}
 	add := b.store.AppendBatchNoWait
-	if !kick {
+	if deferred {
 		add = b.store.AppendBatchDeferred
 	}
 	n, _, err := add(msgs)
@@ -216,9 +216,9 @@ func (b *Broker) stored(msgs []*Message, n int, err error, room []PublishResult)
 		return nil, fmt.Errorf("core: publish to %s: %w", msgs[0].Topic, err)
 	}
 	b.countStored(msgs[:n])
-	res := room[:0]
-	if cap(room) < n {
-		res = make([]PublishResult, 0, n)
+	res := room
+	if cap(res) < n {
+		res = make([]PublishResult, n)
 	}
 	res = res[:n]
 	for i, m := range msgs[:n] {

@@ -100,14 +100,28 @@ func (s *Store) commitLoop() {
 // appends are refused with that error until a later commit succeeds.
 func (s *Store) commit() error {
 	s.commitMu.Lock()
+	return s.commitUnlock()
+}
+
+// commitUnlock is commit for a caller that holds commitMu: it releases it
+// before it indexes what it wrote, so that indexing never holds up the next
+// write. The indexing comes after the appends' wake-up (commitLocked), not
+// before: each goroutine readied takes the head of this processor's run
+// queue and pushes the one before it to the tail, so the dispatcher, readied
+// last, runs next instead of behind every append of the write (the delivery
+// path's longest wait with a thousand connections). A small write is
+// indexed right here, with no goroutine to wake (indexInline).
+func (s *Store) commitUnlock() error {
 	wrote, err := s.commitLocked()
 	s.commitMu.Unlock()
-	s.indexWritten(wrote)
+	if wrote {
+		s.indexInline()
+	}
 	return err
 }
 
-// commitLocked is commit; the caller holds commitMu, and calls
-// indexWritten with wrote once it has released it.
+// commitLocked writes the buffered records for commitUnlock, which holds
+// commitMu, and says whether it wrote any.
 func (s *Store) commitLocked() (wrote bool, err error) {
 	s.mu.Lock()
 	s.sealCur()
@@ -150,19 +164,4 @@ func (s *Store) commitLocked() (wrote bool, err error) {
 		s.wakeEnd()
 	}
 	return done > 0, err
-}
-
-// indexWritten indexes what a commit wrote, or wakes the dispatcher to,
-// when wrote; the committer calls it once it has released commitMu, so
-// that indexing never holds up the next write. After the appends' wake-up
-// (commitLocked), not before: each goroutine readied takes the head of
-// this processor's run queue and pushes the one before it to the tail, so
-// the dispatcher, readied last, runs next instead of behind every append
-// of the write (the delivery path's longest wait with a thousand
-// connections). A small write is indexed right here, with no goroutine to
-// wake (indexInline).
-func (s *Store) indexWritten(wrote bool) {
-	if wrote {
-		s.indexInline()
-	}
 }

@@ -38,28 +38,28 @@ func (s *Store) dispatchLoop() {
 		case <-s.dispatchKick:
 		case <-retry.C:
 		case <-s.stop:
-			s.dispatchMu.Lock()
-			s.cutMu.RLock()
-			err := s.dispatch(s.written.Load())
-			s.cutMu.RUnlock()
-			s.dispatchMu.Unlock()
-			if err != nil {
+			if err := s.dispatchHeld(s.written.Load); err != nil {
 				s.logger.Error("storage: index at close", "err", err)
 			}
 			return
 		}
-		s.dispatchMu.Lock()
-		s.cutMu.RLock()
-		err := s.dispatch(s.dispatchEnd())
-		s.cutMu.RUnlock()
-		s.dispatchMu.Unlock()
-		if err != nil {
+		if err := s.dispatchHeld(s.dispatchEnd); err != nil {
 			// A write to an index failed (a full disk, say): the log is
 			// intact and the next round redoes the same entries.
 			s.logger.Error("storage: indexing stalled; retrying in 1s", "err", err)
 			retry.Reset(time.Second)
 		}
 	}
+}
+
+// dispatchHeld is dispatch up to end() for the dispatcher, under
+// dispatchMu and cutMu: end is read once they are held.
+func (s *Store) dispatchHeld(end func() int64) error {
+	s.dispatchMu.Lock()
+	defer s.dispatchMu.Unlock()
+	s.cutMu.RLock()
+	defer s.cutMu.RUnlock()
+	return s.dispatch(end())
 }
 
 // indexInline indexes what a commit just wrote on the committing goroutine

@@ -15,41 +15,42 @@ import (
 
 // flushLoop fsyncs the log: when a sync append asks (group commit: every
 // append waiting when a round starts shares its fsync), and at least every
-// FlushInterval.
+// FlushInterval. Close flushes last.
 func (s *Store) flushLoop() {
-	defer s.wg.Done()
-	tick := time.NewTicker(s.opts.FlushInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.flushKick:
-		case <-tick.C:
-		case <-s.stop:
-			return // Close flushes last
-		}
+	s.tickLoop(s.opts.FlushInterval, s.flushKick, func() {
 		if err := s.flushLog(); err != nil {
 			s.logger.Error("storage: flush failed", "err", err)
 		}
-	}
+	})
 }
 
 // checkpointLoop writes the index checkpoint every FlushInterval, on a
 // goroutine of its own: it fsyncs every index file written since the last
 // one (two fsyncs a queue), milliseconds that the log's fsync rounds, which
-// sync appends wait for, would otherwise wait behind.
+// sync appends wait for, would otherwise wait behind. Close writes the last
+// one.
 func (s *Store) checkpointLoop() {
-	defer s.wg.Done()
-	tick := time.NewTicker(s.opts.FlushInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-		case <-s.stop:
-			return // Close writes the last one
-		}
+	s.tickLoop(s.opts.FlushInterval, nil, func() {
 		if err := s.checkpoint(); err != nil {
 			s.logger.Error("storage: checkpoint failed", "err", err)
 		}
+	})
+}
+
+// tickLoop is the body of a Store goroutine: it calls do every interval and
+// whenever kick (nil: never) fires, until Close.
+func (s *Store) tickLoop(interval time.Duration, kick <-chan struct{}, do func()) {
+	defer s.wg.Done()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-kick:
+		case <-tick.C:
+		case <-s.stop:
+			return
+		}
+		do()
 	}
 }
 

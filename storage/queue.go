@@ -203,9 +203,10 @@ func (q *queue) writeFiles(first int64, b []byte) error {
 
 // add appends encoded entries b, which start at index first, to the tail.
 // Only whoever indexes (Store.dispatchMu). It does not publish them: see
-// publish. The tail is written to the files first when b would take it past tailMax entries or
-// does not continue it (a gap: the skipped entries read as holes), and b
-// itself, past the tail, when it alone is more than tailMax entries.
+// publish. The tail is written to the files first when b would take it
+// past tailMax entries or does not continue it (a gap: the skipped entries
+// read as holes), and b itself, past the tail, when it alone is more than
+// tailMax entries.
 func (q *queue) add(first int64, b []byte) error {
 	q.writeMu.Lock()
 	defer q.writeMu.Unlock()
@@ -302,7 +303,7 @@ func (q *queue) read(from int64, buf []byte) (int, error) {
 	total := len(buf) / entrySize
 	q.tailMu.RLock()
 	fileMax := q.fileMax
-	if to := from + int64(len(buf)/entrySize); to > fileMax {
+	if from+int64(total) > fileMax {
 		// Copied under the lock: once it is released the tail may be
 		// written out and fileMax moved past these entries. The entries
 		// below fileMax are in the files before fileMax passes them.

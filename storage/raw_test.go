@@ -100,11 +100,7 @@ func sameFiles(t *testing.T, a, b *Store) {
 // appendSeq appends genMessage(i, 3, 2, maxBody) for i in [from, from+n).
 func appendSeq(t *testing.T, s *Store, from, n, maxBody int) {
 	t.Helper()
-	for i := from; i < from+n; i++ {
-		if err := s.Append(context.Background(), genMessage(i, 3, 2, maxBody)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendKept(t, s, from, n, maxBody)
 }
 
 func TestRawCopyIsByteForByte(t *testing.T) {

@@ -10,19 +10,11 @@ import (
 
 // janitorLoop applies retention every RetentionCheckInterval.
 func (s *Store) janitorLoop() {
-	defer s.wg.Done()
-	tick := time.NewTicker(s.opts.RetentionCheckInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-			if _, err := s.ApplyRetention(time.Now()); err != nil {
-				s.logger.Error("storage: retention", "err", err)
-			}
-		case <-s.stop:
-			return
+	s.tickLoop(s.opts.RetentionCheckInterval, nil, func() {
+		if _, err := s.ApplyRetention(time.Now()); err != nil {
+			s.logger.Error("storage: retention", "err", err)
 		}
-	}
+	})
 }
 
 // ApplyRetention deletes whole sealed segments, oldest first, while the

@@ -389,12 +389,8 @@ func (s *Store) WriteNow(end int64) (bool, error) {
 	if !s.commitMu.TryLock() {
 		return false, nil
 	}
-	wrote, err := s.commitLocked()
-	s.commitMu.Unlock()
-	s.indexWritten(wrote)
-	if err != nil {
-		s.kickCommit() // the committer logs the error and retries
-		return true, fmt.Errorf("storage: message stored in memory, not yet written to the log: %w", err)
+	if err := s.writeHeld(); err != nil {
+		return true, err
 	}
 	return s.written.Load() >= end, nil
 }

@@ -21,6 +21,18 @@ func testEntries(first, n int64) []byte {
 	return b
 }
 
+// openTestQueue opens queue t/0 in dir with perFile entries a file, closed
+// when the test ends.
+func openTestQueue(t *testing.T, dir string, perFile int64) *queue {
+	t.Helper()
+	q, err := openQueue(dir, "t", 0, perFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.close() })
+	return q
+}
+
 // addAll adds entries [from, to) to q in chunks of chunk and publishes them.
 func addAll(t *testing.T, q *queue, from, to, chunk int64) {
 	t.Helper()
@@ -63,11 +75,7 @@ func checkReads(t *testing.T, q *queue, lo int64) {
 // boundaries and across fileMax.
 func TestQueueTailReadsEqualFileReads(t *testing.T) {
 	dir := t.TempDir()
-	q, err := openQueue(dir, "t", 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.close()
+	q := openTestQueue(t, dir, 100)
 	addAll(t, q, 0, 250, 1)
 	if q.fileMax != 0 || len(q.tail) != 250*entrySize {
 		t.Fatalf("250 entries: files up to %d, tail of %d entries; want all in the tail", q.fileMax, len(q.tail)/entrySize)
@@ -90,11 +98,7 @@ func TestQueueTailReadsEqualFileReads(t *testing.T) {
 	checkReads(t, q, 0)
 	// The files alone hold every entry: a reopened queue reads the same.
 	q.close()
-	q, err = openQueue(dir, "t", 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.close()
+	q = openTestQueue(t, dir, 100)
 	if q.max.Load() != 330 || q.fileMax != 330 {
 		t.Fatalf("reopened: max %d, files up to %d; want 330", q.max.Load(), q.fileMax)
 	}
@@ -105,11 +109,7 @@ func TestQueueTailReadsEqualFileReads(t *testing.T) {
 // what would pass the bound is written to the files by add itself, and a
 // batch bigger than the bound goes straight to the files.
 func TestQueueTailBound(t *testing.T) {
-	q, err := openQueue(t.TempDir(), "t", 0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.close()
+	q := openTestQueue(t, t.TempDir(), 1000)
 	for i := int64(0); i < 5000; i += 3 {
 		addAll(t, q, i, i+3, 3)
 		if len(q.tail) > tailMax*entrySize || cap(q.tail) > tailMax*entrySize {
@@ -128,11 +128,7 @@ func TestQueueTailBound(t *testing.T) {
 
 // A gap in the queue offsets writes the tail and leaves holes.
 func TestQueueTailGap(t *testing.T) {
-	q, err := openQueue(t.TempDir(), "t", 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.close()
+	q := openTestQueue(t, t.TempDir(), 100)
 	addAll(t, q, 0, 50, 5)
 	addAll(t, q, 70, 120, 5)
 	buf := make([]byte, 120*entrySize)
@@ -149,11 +145,7 @@ func TestQueueTailGap(t *testing.T) {
 // when it is below; trimBefore writes the tail before it removes files.
 func TestQueueTailTruncateAndTrim(t *testing.T) {
 	dir := t.TempDir()
-	q, err := openQueue(dir, "t", 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.close()
+	q := openTestQueue(t, dir, 100)
 	addAll(t, q, 0, 150, 10)
 	if err := q.writeTail(); err != nil {
 		t.Fatal(err)
@@ -356,11 +348,7 @@ func TestSmallCommitIndexesInline(t *testing.T) {
 // Readers concurrent with the indexer adding entries and a checkpointer
 // writing the tail always read what was added.
 func TestQueueTailConcurrentReads(t *testing.T) {
-	q, err := openQueue(t.TempDir(), "t", 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.close()
+	q := openTestQueue(t, t.TempDir(), 100)
 	const n = 20000
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -401,12 +389,7 @@ func TestQueueTailConcurrentReads(t *testing.T) {
 			from += k
 		}
 	}()
-	for i := int64(0); i < n; i += 5 {
-		if err := q.add(i, testEntries(i, 5)); err != nil {
-			t.Fatal(err)
-		}
-		q.publish(i, i+5)
-	}
+	addAll(t, q, 0, n, 5)
 	close(done)
 	wg.Wait()
 }

@@ -3,13 +3,16 @@ package storage
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 // A deferred append is written by the caller's WriteNow, on its own
 // goroutine, unless writing needs a wait: sync flush, or a write of
 // another goroutine under way.
 func TestWriteNow(t *testing.T) {
-	s := openTest(t, t.TempDir(), testOptions(t))
+	o := testOptions(t)
+	o.FlushInterval = time.Hour // no flusher commit between the append and the checks
+	s := openTest(t, t.TempDir(), o)
 	_, end, err := s.AppendBatchDeferred([]*Message{genMessage(0, 1, 1, 100)})
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +36,7 @@ func TestWriteNow(t *testing.T) {
 		t.Fatalf("WriteNow again = %v, %v; want true, nil", ok, err)
 	}
 
-	o := testOptions(t)
+	o = testOptions(t)
 	o.FlushMode = FlushSync
 	sy := openTest(t, t.TempDir(), o)
 	_, end, err = sy.AppendBatchDeferred([]*Message{genMessage(0, 1, 1, 100)})

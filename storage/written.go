@@ -34,12 +34,8 @@ func (s *Store) waitWritten(ctx context.Context, end int64) error {
 			if s.writeWaiters.Load() == 0 {
 				runtime.Gosched()
 			}
-			wrote, err := s.commitLocked()
-			s.commitMu.Unlock()
-			s.indexWritten(wrote)
-			if err != nil {
-				s.kickCommit() // the committer logs the error and retries
-				return fmt.Errorf("storage: message stored in memory, not yet written to the log: %w", err)
+			if err := s.writeHeld(); err != nil {
+				return err
 			}
 			continue
 		}
@@ -78,6 +74,17 @@ func (s *Store) waitWritten(ctx context.Context, end int64) error {
 			return fmt.Errorf("storage: message stored in memory, not written before the store closed: %w", ErrClosed)
 		}
 	}
+}
+
+// writeHeld is commitUnlock for an append's goroutine, which holds
+// commitMu: a failed write is left to the committer, which logs it and
+// retries, and the error says the record is in memory only.
+func (s *Store) writeHeld() error {
+	if err := s.commitUnlock(); err != nil {
+		s.kickCommit()
+		return fmt.Errorf("storage: message stored in memory, not yet written to the log: %w", err)
+	}
+	return nil
 }
 
 // kickCommit wakes the committer.
