@@ -160,7 +160,7 @@ type asyncSend struct {
 	// connection keeps neither once InvokeAsync returned (the header is
 	// encoded by then; the body is the message's).
 	req      remoting.Command
-	fields   [sendFields + remoting.SigningFields]remoting.Field
+	fields   [sendFieldCount + remoting.SigningFields]remoting.Field
 	answered func(*remoting.Command, error) // s.answer, made once
 }
 
@@ -327,12 +327,12 @@ func (p *Producer) request(code int16, topic string, queue int, props string, ba
 // requestFlag is request with the message's sysFlag (a transaction's
 // half message sets one).
 func (p *Producer) requestFlag(code int16, topic string, queue, sysFlag int, props string, batch bool, body []byte) *remoting.Command {
-	var fields [sendFields]remoting.Field // copied into the request: the list stays on the stack
+	var fields [sendFieldCount]remoting.Field // copied into the request: the list stays on the stack
 	return remoting.NewRequest(code, p.sendFields(fields[:0], topic, queue, sysFlag, props, batch), body)
 }
 
-// sendFields is how many header fields sendFields appends.
-const sendFields = 12
+// sendFieldCount is how many header fields sendFields appends.
+const sendFieldCount = 12
 
 // sendFields appends the header fields of SEND_MESSAGE_V2 (or
 // SEND_BATCH_MESSAGE) to dst.

@@ -87,6 +87,29 @@ func sameBytes(t *testing.T, got, want []byte, what string) {
 	t.Fatalf("%s: first difference at byte %d of %d", what, n, len(want))
 }
 
+// appendSent appends to want the frame of req as sent, with the body it
+// held then (sent), whatever req.Body holds now.
+func appendSent(t *testing.T, want []byte, req *Command, sent []byte) []byte {
+	t.Helper()
+	frame := *req
+	frame.Body = sent
+	want, err := AppendFrame(want, &frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+// readN reads n bytes from c.
+func readN(t *testing.T, c net.Conn, n int64) []byte {
+	t.Helper()
+	b, err := io.ReadAll(io.LimitReader(c, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // refCommands is requests with bodies on both sides of minRefBody, in
 // both serializations, and the bytes their frames take.
 func refCommands(n, big int) ([]*Command, []byte) {
@@ -190,11 +213,7 @@ func TestSendRefSettle(t *testing.T) {
 			cmd.Body[j] = 0xEE
 		}
 	}
-	b, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameBytes(t, b, want, "the peer read other bytes than the frames held when sent")
+	sameBytes(t, readN(t, sc, int64(len(want))), want, "the peer read other bytes than the frames held when sent")
 }
 
 // TestInvokeAsyncTimeoutSettles: calls to a server that does not read
@@ -218,20 +237,12 @@ func TestInvokeAsyncTimeoutSettles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		frame := *req
-		frame.Body = sent
-		if want, err = AppendFrame(want, &frame); err != nil {
-			t.Fatal(err)
-		}
+		want = appendSent(t, want, req, sent)
 	}
 	for range calls {
 		<-done
 	}
-	got, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
+	sameBytes(t, readN(t, sc, int64(len(want))), want, "the server read other bytes than the requests held when sent")
 }
 
 // TestInvokeCancelSettles: calls to a server that does not read end with
@@ -269,10 +280,7 @@ func TestInvokeCancelSettles(t *testing.T) {
 	for _, f := range frames {
 		total += int64(len(f))
 	}
-	got, err := io.ReadAll(io.LimitReader(sc, total))
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := readN(t, sc, total)
 	// The frames went out in the order the calls queued them: find each
 	// by its opaque.
 	byOpaque := map[int32][]byte{}
@@ -317,11 +325,7 @@ func TestEarlyAnswerSettles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		frame := *req
-		frame.Body = sent
-		if want, err = AppendFrame(want, &frame); err != nil {
-			t.Fatal(err)
-		}
+		want = appendSent(t, want, req, sent)
 		// Answered at once, unread.
 		resp := req.Response(Success, "")
 		resp.Flag |= FlagResponse
@@ -338,9 +342,5 @@ func TestEarlyAnswerSettles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := io.ReadAll(io.LimitReader(sc, int64(len(want))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameBytes(t, got, want, "the server read other bytes than the requests held when sent")
+	sameBytes(t, readN(t, sc, int64(len(want))), want, "the server read other bytes than the requests held when sent")
 }

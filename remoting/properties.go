@@ -32,9 +32,29 @@ func EncodeProperties(p map[string]string) string {
 	return b.String()
 }
 
-// maxPresizedProperties bounds the map DecodeProperties sizes up front;
-// more properties than that grow it as they are decoded.
+// maxPresizedProperties bounds PropertiesSize; more properties than that
+// grow what holds them as they are decoded.
 const maxPresizedProperties = 64
+
+// PropertiesSize is the room to make for the properties of s, once: a pair
+// is kept only with a name separator, so their count bounds it (the value
+// separators could be many more, in a frame a sender filled with them),
+// capped so that a header of name separators alone, a few bytes each,
+// does not size a huge map or list.
+func PropertiesSize(s string) int {
+	return min(strings.Count(s, string(propNameSep)), maxPresizedProperties)
+}
+
+// CutProperty cuts the first pair off s, "name\x01value\x02…": its name
+// and value, slices of s, and the pairs after it. name is "" for a pair
+// without a name, which a decoder drops.
+func CutProperty(s string) (name, value, rest string) {
+	kv, rest, _ := strings.Cut(s, string(propValueSep))
+	if k, v, ok := strings.Cut(kv, string(propNameSep)); ok {
+		return k, v, rest
+	}
+	return "", "", rest
+}
 
 // DecodeProperties decodes "name\x01value\x02…"; pairs without a name are
 // dropped. It returns nil for "".
@@ -42,13 +62,10 @@ func DecodeProperties(s string) map[string]string {
 	if s == "" {
 		return nil
 	}
-	// Sized by the name separators, since no pair is kept without one, and
-	// capped: a frame of separators alone must not size a huge map.
-	p := make(map[string]string, min(strings.Count(s, string(propNameSep)), maxPresizedProperties))
-	for len(s) > 0 {
-		var kv string
-		kv, s, _ = strings.Cut(s, string(propValueSep))
-		if k, v, ok := strings.Cut(kv, string(propNameSep)); ok && k != "" {
+	p := make(map[string]string, PropertiesSize(s))
+	for s != "" {
+		var k, v string
+		if k, v, s = CutProperty(s); k != "" {
 			p[k] = v
 		}
 	}

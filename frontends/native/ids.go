@@ -18,9 +18,13 @@ const propUniqKey = "UNIQ_KEY"
 // the message (VIEW_MESSAGE_BY_ID). Pulled messages carry the same
 // storeHost and offset, so a consumer computes the same id.
 func offsetMsgID(storeHost [8]byte, logOffset int64) string {
-	var buf [2 * (4 + 4 + 8)]byte // an IPv4 store host's id, on the stack
+	var buf [offsetMsgIDLen]byte // on the stack: only the string is made
 	return string(appendOffsetMsgID(buf[:0], storeHost, logOffset))
 }
+
+// offsetMsgIDLen is the length of an offsetMsgId of this broker's store
+// host, an IPv4 address: the hex of the address, the port and the offset.
+const offsetMsgIDLen = 2 * (4 + 4 + 8)
 
 // appendOffsetMsgID appends offsetMsgID(storeHost, logOffset) to dst.
 func appendOffsetMsgID(dst []byte, storeHost [8]byte, logOffset int64) []byte {

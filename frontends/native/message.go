@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ferrymq/ferry/core"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // RocketMQ's properties that Ferry gives a meaning to.
@@ -61,30 +62,21 @@ func toCore(m *core.Message, keys []string, topic string, flag int32, props core
 // added, which KEYS leaves out on the way back out.
 func indexedOnly(k, id string) bool { return id != "" && k == id }
 
-// maxPresizedProperties bounds the list decodeProperties sizes up front.
-const maxPresizedProperties = 64
-
 // decodeProperties decodes RocketMQ's "name\x01value\x02…" into room
-// (which may be nil): the names and values are slices of s, a name's last
-// value counts, pairs without a name are dropped. It returns nil for "".
+// (which may be nil) as remoting.DecodeProperties decodes it into a map:
+// the names and values are slices of s, a name's last value counts, pairs
+// without a name are dropped. It returns nil for "".
 func decodeProperties(s string, room core.Properties) core.Properties {
 	if s == "" {
 		return nil
 	}
 	p := room[:0]
-	// Sized once, no growth: a pair is kept only with a name separator,
-	// so their count bounds it (the value separators could be many more,
-	// in a frame that a sender filled with them). Capped as
-	// remoting.DecodeProperties caps its map: a header of name separators
-	// alone, a few bytes each, must not size a list of 32 bytes each;
-	// more properties than that grow it as they are decoded.
-	if n := min(strings.Count(s, "\x01"), maxPresizedProperties); cap(p) < n {
+	if n := remoting.PropertiesSize(s); cap(p) < n {
 		p = make(core.Properties, 0, n)
 	}
-	for len(s) > 0 {
-		var kv string
-		kv, s, _ = strings.Cut(s, "\x02")
-		if k, v, ok := strings.Cut(kv, "\x01"); ok && k != "" {
+	for s != "" {
+		var k, v string
+		if k, v, s = remoting.CutProperty(s); k != "" {
 			p = append(p, core.Property{Name: k, Value: v})
 		}
 	}

@@ -632,7 +632,7 @@ func sendResponse(req *remoting.Command, res []core.PublishResult, storeHost [8]
 	resp := req.Response(remoting.Success, "")
 	// The ids appended into one buffer, comma separated: not a string
 	// each and then their join.
-	ids := make([]byte, 0, len(res)*(2*(4+4+8)+1))
+	ids := make([]byte, 0, len(res)*(offsetMsgIDLen+1))
 	for i, r := range res {
 		if i > 0 {
 			ids = append(ids, ',')
