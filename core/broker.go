@@ -28,6 +28,9 @@ type (
 	Property   = storage.Property
 )
 
+// Waker is told that a queue a member watches grew (Member.TryPull).
+type Waker = storage.Waker
+
 // PropertiesOf makes properties of a map, names sorted.
 func PropertiesOf(m map[string]string) Properties { return storage.PropertiesOf(m) }
 

@@ -157,6 +157,8 @@ type Member struct {
 	rr       int
 	wake     chan struct{} // closed when the member has something new to look at
 	gone     bool
+	waker    Waker                  // TryPull's
+	watched  map[cursorKey]struct{} // the queues TryPull watched with waker, for Leave
 }
 
 // Join adds member id to a group (creating the group), or updates its
@@ -268,6 +270,7 @@ func (g *group) removeLocked(m *Member, why string) {
 	}
 	m.gone = true
 	delete(g.members, m.id)
+	m.unwatchLocked()
 	m.notify()
 	g.rebalance()
 	g.b.consumerWatch.changed(g.name)
@@ -470,7 +473,7 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 	}
 	var waitBuf [pullWaits]<-chan struct{} // on the stack unless a member reads more queues
 	for {
-		ds, waits, wake, deadline, err := m.fetch(max, waitBuf[:0])
+		ds, waits, wake, deadline, err := m.fetch(max, waitBuf[:0], nil)
 		if err != nil || len(ds) > 0 {
 			return ds, err
 		}
@@ -488,6 +491,47 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 			return nil, err
 		}
 	}
+}
+
+// TryPull returns up to max messages from the member's queues without
+// waiting. When there are none, w is woken (once) when one of those queues
+// grows: on the goroutine that indexed the growth, with no lock of the
+// store's held (storage.Waker). retryAt, when not zero, is when a queue
+// that cannot be read now (suspended, or handed over from another member)
+// opens; Changed tells of new assignments. Leave takes w off the queues.
+// A member is served by one Waker.
+//
+// It is Pull for a consumer with no goroutine parked per member: one that
+// the storing goroutine itself serves when it wakes it.
+func (m *Member) TryPull(max int, w Waker) (ds []*Delivery, retryAt time.Time, err error) {
+	if max <= 0 {
+		max = 32
+	}
+	ds, _, _, retryAt, err = m.fetch(max, nil, w)
+	m.g.mu.Lock()
+	if m.gone {
+		m.unwatchLocked() // a Leave between fetch's watching and now missed these
+	}
+	m.g.mu.Unlock()
+	return ds, retryAt, err
+}
+
+// Changed returns a channel closed when the member's assignments change
+// (a rebalance) or it leaves; take it before TryPull to miss none.
+func (m *Member) Changed() <-chan struct{} {
+	m.g.mu.Lock()
+	defer m.g.mu.Unlock()
+	return m.wake
+}
+
+// unwatchLocked takes the member's Waker off every queue TryPull watched
+// with it; Leave does. Caller holds g.mu (the store's watch lock is taken
+// under it, and is never held while taking another).
+func (m *Member) unwatchLocked() {
+	for k := range m.watched {
+		m.g.b.store.Unwatch(k.topic, k.queue, m.waker)
+	}
+	m.watched = nil
 }
 
 // pullWaits is how many queue channels a pull waits on with a select
@@ -550,7 +594,10 @@ func (m *Member) wait(ctx context.Context, wake <-chan struct{}, timeout <-chan 
 // handed-over queue opens.
 //
 // The channels are appended to waits.
-func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
+//
+// With a Waker w, fetch watches the queues with it (storage.Store.WatchAt)
+// instead of taking their channels, and records them in m.watched.
+func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
 	g, b := m.g, m.g.b
 	now := time.Now()
 	g.mu.Lock()
@@ -590,6 +637,13 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 			continue // one batch at a time; an ack wakes us
 		}
 		c.fetching = true // c.next and c.gen stay as read here until fetching is cleared, but for a rewind's gen
+		if w != nil {
+			if m.watched == nil {
+				m.watched = map[cursorKey]struct{}{}
+			}
+			m.watched[c.key] = struct{}{}
+			m.waker = w
+		}
 		f, _ := m.filterFor(c.key.topic)
 		ready = append(ready, readyCursor{c: c, from: c.next, gen: c.gen, filter: f})
 	}
@@ -609,12 +663,19 @@ func (m *Member) fetch(max int, waits []<-chan struct{}) ([]*Delivery, []<-chan 
 		// The channel before the read, and the read only if the queue
 		// grew: most of a subscriber's queues have nothing new when it
 		// is woken.
-		ch, more, err := b.store.WaitChAt(c.key.topic, c.key.queue, r.from)
-		if err == nil {
-			waits = append(waits, ch)
-			if !more {
-				continue
+		var more bool
+		var err error
+		if w != nil {
+			more, err = b.store.WatchAt(c.key.topic, c.key.queue, r.from, w)
+		} else {
+			var ch <-chan struct{}
+			ch, more, err = b.store.WaitChAt(c.key.topic, c.key.queue, r.from)
+			if err == nil {
+				waits = append(waits, ch)
 			}
+		}
+		if err == nil && !more {
+			continue
 		}
 		res, rerr := b.store.Read(c.key.topic, c.key.queue, r.from, storage.ReadOptions{
 			MaxCount: max - len(out), Filter: readFilter(r.filter),

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -180,6 +181,71 @@ func TestWaitChAtSaysWhetherToRead(t *testing.T) {
 	}
 	if _, more, _ := s.WaitChAt("t", 0, 1); more {
 		t.Fatal("a reader at the queue's end: something to read")
+	}
+}
+
+// countWaker counts its wakes and signals each on a channel.
+type countWaker struct {
+	n    atomic.Int32
+	woke chan struct{}
+}
+
+func (w *countWaker) Wake() {
+	w.n.Add(1)
+	w.woke <- struct{}{}
+}
+
+// A watcher is woken once per WatchAt, however often it was added and
+// however many messages came, and not at all once unwatched.
+func TestWatchAtWakesOnce(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions(t))
+	ctx := context.Background()
+	w := &countWaker{woke: make(chan struct{}, 8)}
+	for range 2 {
+		if more, err := s.WatchAt("t", 0, 0, w); err != nil || more {
+			t.Fatalf("empty queue: more %v, err %v; want nothing to read", more, err)
+		}
+	}
+	for i := range 3 {
+		if err := s.Append(ctx, &Message{Topic: "t", Body: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-w.woke:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not woken by new messages")
+	}
+	if _, max := s.Offsets("t", 0); max == 0 {
+		t.Fatal("woken before the queue grew")
+	}
+	if more, _ := s.WatchAt("t", 0, 0, w); !more {
+		t.Fatal("a watcher at offset 0 of a queue with messages: nothing to read")
+	}
+	s.Unwatch("t", 0, w)
+	if err := s.Append(ctx, &Message{Topic: "t", Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, max := s.Offsets("t", 0); max == 4 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("max %d, want 4", max)
+		}
+	}
+	if more, _ := s.WatchAt("t", 0, 4, w); more {
+		t.Fatal("a watcher at the queue's end: something to read")
+	}
+	if err := s.Append(ctx, &Message{Topic: "t", Body: []byte("y")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.woke:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not woken after watching again")
+	}
+	if n := w.n.Load(); n != 2 {
+		t.Fatalf("%d wakes, want 2 (one per watch)", n)
 	}
 }
 

@@ -55,6 +55,7 @@ func (s *Store) dispatchLoop() {
 // dispatchHeld is dispatch up to end() for the dispatcher, under
 // dispatchMu and cutMu: end is read once they are held.
 func (s *Store) dispatchHeld(end func() int64) error {
+	defer s.wakeWatchers()
 	s.dispatchMu.Lock()
 	defer s.dispatchMu.Unlock()
 	s.cutMu.RLock()
@@ -68,8 +69,11 @@ func (s *Store) dispatchHeld(end func() int64) error {
 // logs the error and retries). The committer calls it after releasing
 // commitMu, so that a slow index write never holds up the log's writes; it
 // only tries dispatchMu and cutMu, since it may hold flushRun or cutMu
-// (Truncate, which holds cutMu and commits, cannot deadlock with it).
-func (s *Store) indexInline() {
+// (Truncate, which holds cutMu and commits, cannot deadlock with it). With
+// wake, the caller holds no lock, and it wakes the watchers of the queues
+// it indexed; without, the dispatcher does (it may be an append waiting
+// under its caller's locks, which a watcher's Wake could take).
+func (s *Store) indexInline(wake bool) {
 	end := s.dispatchEnd()
 	if end-s.dispatched.Load() > inlineDispatchMax || !s.dispatchMu.TryLock() {
 		s.KickDispatch()
@@ -83,8 +87,13 @@ func (s *Store) indexInline() {
 	err := s.dispatch(end)
 	s.cutMu.RUnlock()
 	s.dispatchMu.Unlock()
-	if err != nil {
+	switch {
+	case err != nil:
 		s.KickDispatch()
+	case wake:
+		s.wakeWatchers()
+	case s.wokenAny.Load():
+		s.KickDispatch() // which wakes them
 	}
 }
 
@@ -92,6 +101,7 @@ func (s *Store) indexInline() {
 // written by this store (or checked by recovery), so their frames are trusted
 // except for what keeps the walk itself safe.
 func (s *Store) dispatch(to int64) error {
+	defer s.handOverWoken()
 	off := s.dispatched.Load()
 	n := 0
 	for off < to {
@@ -246,7 +256,54 @@ func (s *Store) writePending(p *pending) error {
 	if err := q.add(p.first, p.buf); err != nil {
 		return err
 	}
-	q.publish(p.first, p.first+int64(len(p.buf)/entrySize))
+	s.wokenBuf = q.publish(p.first, p.first+int64(len(p.buf)/entrySize), s.wokenBuf)
 	p.buf = p.buf[:0]
 	return nil
+}
+
+// A Waker is told that a queue it watches (Store.WatchAt) grew. Wake is
+// called once per WatchAt, on the goroutine that indexed the growth (a
+// committing front-end goroutine, the committer or the dispatcher) once
+// it holds none of the store's locks: it may read the store, but should
+// not keep that goroutine long.
+type Waker interface{ Wake() }
+
+// handOverWoken moves the watchers publish collected to the list that
+// wakeWatchers empties. Caller indexes (dispatchMu, or recovery).
+func (s *Store) handOverWoken() {
+	if len(s.wokenBuf) == 0 {
+		return
+	}
+	s.wokenMu.Lock()
+	s.woken = append(s.woken, s.wokenBuf...)
+	s.wokenAny.Store(true)
+	s.wokenMu.Unlock()
+	clear(s.wokenBuf) // no watcher kept alive by the buffer
+	s.wokenBuf = s.wokenBuf[:0]
+}
+
+// wakeWatchers wakes the watchers of the queues indexing made grow. Whoever
+// indexed calls it once it holds no lock; a watcher one caller misses (it
+// was handed over after that caller looked) is woken by the next.
+func (s *Store) wakeWatchers() {
+	if !s.wokenAny.Load() {
+		return
+	}
+	s.wokenMu.Lock()
+	ws := s.woken
+	s.woken, s.wokenSpare = s.wokenSpare, nil
+	s.wokenAny.Store(false)
+	s.wokenMu.Unlock()
+	if len(ws) == 0 {
+		return
+	}
+	for _, w := range ws {
+		w.Wake()
+	}
+	clear(ws)
+	s.wokenMu.Lock()
+	if s.wokenSpare == nil {
+		s.wokenSpare = ws[:0]
+	}
+	s.wokenMu.Unlock()
 }

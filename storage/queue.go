@@ -98,7 +98,8 @@ type queue struct {
 	dirty    atomic.Bool // files written since the last sync
 
 	wakeMu sync.Mutex
-	wake   chan struct{} // closed when max moves; nil until someone waits
+	wake   chan struct{}      // closed when max moves; nil until someone waits
+	watch  map[Waker]struct{} // woken once when max moves (Store.WatchAt)
 }
 
 func queueFileName(start int64) string { return fmt.Sprintf("%020d", start) }
@@ -269,10 +270,12 @@ func (q *queue) writeTailLocked(release bool) error {
 	return nil
 }
 
-// publish makes entries up to max visible and wakes waiting readers. A
-// queue that was empty starts at first, its first written index: the queue
-// offsets before it are holes (a queue rebuilt from a trimmed log).
-func (q *queue) publish(first, max int64) {
+// publish makes entries up to max visible and wakes waiting readers; the
+// queue's watchers are appended to woken, for the indexer to wake once it
+// holds no lock (Store.wakeWatchers). A queue that was empty starts at
+// first, its first written index: the queue offsets before it are holes (a
+// queue rebuilt from a trimmed log).
+func (q *queue) publish(first, max int64, woken []Waker) []Waker {
 	if q.min.Load() == q.max.Load() && first > q.min.Load() {
 		q.min.Store(first)
 	}
@@ -282,6 +285,29 @@ func (q *queue) publish(first, max int64) {
 		close(q.wake)
 		q.wake = nil
 	}
+	for w := range q.watch {
+		woken = append(woken, w)
+	}
+	clear(q.watch)
+	q.wakeMu.Unlock()
+	return woken
+}
+
+// watchAt adds w to the watchers and says whether max is past offset,
+// looked at after w was added, so that no growth goes unseen.
+func (q *queue) watchAt(offset int64, w Waker) bool {
+	q.wakeMu.Lock()
+	if q.watch == nil {
+		q.watch = make(map[Waker]struct{})
+	}
+	q.watch[w] = struct{}{}
+	q.wakeMu.Unlock()
+	return q.max.Load() != offset
+}
+
+func (q *queue) unwatch(w Waker) {
+	q.wakeMu.Lock()
+	delete(q.watch, w)
 	q.wakeMu.Unlock()
 }
 

@@ -427,6 +427,7 @@ func (s *Store) isClosed() bool {
 // fsynced, with a checkpoint, before it returns; appends are refused
 // (ErrTruncating) while it runs. It logs the offset and the bytes dropped.
 func (s *Store) Truncate(off int64) error {
+	defer s.KickDispatch() // which wakes the watchers of what the cut indexed before it cut
 	s.cutMu.Lock()
 	defer s.cutMu.Unlock()
 	s.mu.Lock()

@@ -251,6 +251,25 @@ func (s *Store) WaitChAt(topic string, queueID int, offset int64) (ch <-chan str
 	return ch, q.max.Load() != offset, nil
 }
 
+// WatchAt is WaitChAt with a Waker instead of a channel: w is woken once
+// the queue grows (once, however much it grows), and more says whether it
+// already holds messages at offset. Adding w again before it is woken does
+// nothing; Unwatch takes it off.
+func (s *Store) WatchAt(topic string, queueID int, offset int64, w Waker) (more bool, err error) {
+	q, err := s.queue(topic, queueID, true)
+	if err != nil {
+		return false, err
+	}
+	return q.watchAt(offset, w), nil
+}
+
+// Unwatch takes w off the watchers of (topic, queueID).
+func (s *Store) Unwatch(topic string, queueID int, w Waker) {
+	if q, _ := s.queue(topic, queueID, false); q != nil {
+		q.unwatch(w)
+	}
+}
+
 // Offsets returns the minimum and maximum queue offsets of (topic, queueID):
 // messages [min, max) are readable. A queue never written has 0, 0.
 func (s *Store) Offsets(topic string, queueID int) (min, max int64) {

@@ -115,6 +115,14 @@ type Store struct {
 	recovering   bool                  // set while Open rebuilds the indexes
 	pend         map[queueKey]*pending // whoever indexes (dispatchMu)
 	keyPend      map[int64][]byte      // whoever indexes (dispatchMu)
+	wokenBuf     []Waker               // watchers of the queues indexed (dispatchMu)
+
+	// woken are the watchers indexing woke, for wakeWatchers to call with
+	// no lock held; wokenSpare is the list it last emptied, for reuse.
+	wokenMu    sync.Mutex
+	woken      []Waker
+	wokenSpare []Waker
+	wokenAny   atomic.Bool // woken is not empty
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -378,7 +386,9 @@ func (s *Store) WaitDurable(ctx context.Context, end int64) error {
 // blocks on another goroutine: a front-end handling a connection's
 // publishes calls it at the end of the burst, and, when it returns
 // false, leaves the acknowledgements to a goroutine that waits
-// (WaitDurable). The error is the write's.
+// (WaitDurable). The error is the write's. The caller holds no lock that
+// a Waker's Wake takes: the watchers of the queues this write makes grow
+// are woken on it.
 func (s *Store) WriteNow(end int64) (bool, error) {
 	if s.opts.FlushMode == FlushSync || s.gate.Load() != nil {
 		return false, nil
@@ -389,7 +399,7 @@ func (s *Store) WriteNow(end int64) (bool, error) {
 	if !s.commitMu.TryLock() {
 		return false, nil
 	}
-	if err := s.writeHeld(); err != nil {
+	if err := s.writeHeld(true); err != nil {
 		return true, err
 	}
 	return s.written.Load() >= end, nil

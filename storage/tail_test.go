@@ -41,7 +41,7 @@ func addAll(t *testing.T, q *queue, from, to, chunk int64) {
 		if err := q.add(i, testEntries(i, n)); err != nil {
 			t.Fatal(err)
 		}
-		q.publish(i, i+n)
+		q.publish(i, i+n, nil)
 	}
 }
 

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -144,25 +143,28 @@ func (c *sendConn) signalRoom() {
 	}
 }
 
-// waitRoom waits, if more than sendHighWater bytes are queued, until the
-// queue is down to sendLowWater, the connection fails or ctx ends: a feed
-// calls it before it pulls more, so that a subscriber that reads slowly
-// slows its feed down rather than growing the queue.
-func (c *sendConn) waitRoom(ctx context.Context) {
+// backlogged says whether more than sendHighWater bytes are queued: a
+// feed then stops pulling until roomCh's channel is closed, so that a
+// subscriber that reads slowly slows its feed down rather than growing
+// the queue.
+func (c *sendConn) backlogged() bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) > sendHighWater && c.err == nil && c.writing
+}
+
+// roomCh returns a channel closed once the queue is down to sendLowWater
+// or the connection fails; nil when it is not backlogged.
+func (c *sendConn) roomCh() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.pending) <= sendHighWater || c.err != nil || !c.writing {
-		c.mu.Unlock()
-		return
+		return nil
 	}
 	if c.room == nil {
 		c.room = make(chan struct{})
 	}
-	room := c.room
-	c.mu.Unlock()
-	select {
-	case <-room:
-	case <-ctx.Done():
-	}
+	return c.room
 }
 
 // Close closes the connection; when a writer is still sending, it is given

@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -91,7 +90,12 @@ func TestSendConnNeverWaitsForTheClientAndKeepsOrder(t *testing.T) {
 			if !bytes.Equal(got, want.Bytes()) {
 				t.Fatal("the client read the bytes out of order")
 			}
-			sc.waitRoom(context.Background())
+			if room := sc.roomCh(); room != nil {
+				<-room
+			}
+			if sc.backlogged() {
+				t.Fatal("backlogged once its room was signalled")
+			}
 			waitFor(t, "the writer to end and let go of its buffers once the queue emptied", func() bool {
 				sc.mu.Lock()
 				defer sc.mu.Unlock()

@@ -117,22 +117,46 @@ func (o *outbound) done() {
 
 // feed reads one core group for a session: its own group, or one shared
 // group. filters are the MQTT filters it serves (without $share/G/).
+//
+// A feed is served by whichever goroutine makes it able to send: the one
+// that stored a message for it (woken by the store, as a core.Waker, with
+// no lock held), the one that handled an acknowledgement that freed its
+// window, or its own goroutine, which waits for what is rare: a new
+// assignment, a queue that opens later, room in a backlogged connection, a
+// failed read. One goroutine serves it at a time (state): a wake while it
+// is served has the server go round again. So a device's message reaches
+// a caught-up subscriber with no goroutine switch.
 type feed struct {
 	sess    *session
 	group   string
 	member  *core.Member
+	send    *sendConn                  // nil: a connection with no send queue of ours
 	filters atomic.Pointer[[]subState] // replaced whole, never changed in place
 	// unacked counts the QoS 1/2 deliveries sent and not yet acknowledged:
-	// at most the session's window. An acknowledgement that frees one
-	// signals room, for a feed that waits with a full window.
+	// at most the session's window. A feed that found it full sets
+	// starved, and the acknowledgement that frees a slot serves it.
 	unacked atomic.Int32
-	room    chan struct{}
+	starved atomic.Bool
+	state   atomic.Int32 // feedIdle, feedServed, feedAgain, feedStopped
+	kick    chan struct{} // the feed's goroutine is to look again (retryAt, backlog, failure)
+	retryAt atomic.Int64  // unix nanos: a queue opens then (0: none)
+	failed  atomic.Pointer[error]
 	cancel  context.CancelFunc
 	done    chan struct{}
 
+	// Only the goroutine serving the feed touches these.
 	buf     bytes.Buffer // the PUBLISH packets of one pull, written at once
 	packets int64
 }
+
+// A feed's states: idle, served by a goroutine, served and woken meanwhile
+// (the server goes round again), or stopped (wakes do nothing).
+const (
+	feedIdle int32 = iota
+	feedServed
+	feedAgain
+	feedStopped
+)
 
 // applySubs makes the session's feeds match its subscriptions: one feed for
 // its own group, one per shared group, joined with the core topics and
@@ -198,7 +222,7 @@ func (ss *session) applySubs() map[string]error {
 			f.filters.Store(&filters)
 		} else {
 			ctx, cancel := context.WithCancel(ss.ctx)
-			f = &feed{sess: ss, group: g, member: m, room: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+			f = &feed{sess: ss, group: g, member: m, send: sendConnOf(ss.cl), kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 			f.filters.Store(&filters) // before the feed runs: deliver reads it
 			put(&ss.feeds, g, f)
 			ss.wg.Add(1)
@@ -222,6 +246,11 @@ func (ss *session) groupOf(filter string) string {
 func (f *feed) stop(leave bool) {
 	f.cancel()
 	<-f.done
+	// Wait out a goroutine serving it now; a serve is a few writes that
+	// never wait.
+	for !f.state.CompareAndSwap(feedIdle, feedStopped) {
+		time.Sleep(50 * time.Microsecond)
+	}
 	ss := f.sess
 	ss.mu.Lock()
 	for pid, o := range ss.out {
@@ -236,56 +265,148 @@ func (f *feed) stop(leave bool) {
 	}
 }
 
-// run pulls the feed's messages and sends them, keeping at most the
-// session's window of QoS 1/2 deliveries unacknowledged. The member is
-// kept alive by the server's janitor (heartbeat), so a pull waits as long
-// as nothing comes.
+// run is the feed's own goroutine: it serves the feed once, then again
+// whenever something rare calls for it (see feed). The member is kept
+// alive by the server's janitor (heartbeat).
 func (f *feed) run(ctx context.Context) {
 	defer f.sess.wg.Done()
 	defer close(f.done)
-	window := int32(f.sess.window)
-	send := sendConnOf(f.sess.cl) // the client's connection is fixed at its CONNECT
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		free := window - f.unacked.Load()
-		if free <= 0 {
-			select {
-			case <-f.room:
-				continue
-			case <-ctx.Done():
-				return
-			}
+		changed := f.member.Changed() // before the serve: no new assignment goes unseen
+		f.Wake()
+		select {
+		case <-f.kick: // what a serve kicks for is looked at below
+		default:
 		}
-		ds, err := f.member.Pull(ctx, int(min(free, 256)))
-		pulled := time.Now().UnixNano()
-		f.sess.srv.hops.pulled(ds, pulled)
-		f.buf.Reset()
-		for _, d := range ds {
-			f.deliver(d)
-		}
-		f.sess.srv.hops.written(f.flush(), pulled)
-		if send != nil {
-			send.waitRoom(ctx) // a subscriber that reads slowly slows its feed
-		}
-		if err != nil {
+		if p := f.failed.Swap(nil); p != nil {
+			err := *p
 			if ctx.Err() != nil || errors.Is(err, core.ErrNotMember) || errors.Is(err, core.ErrClosed) {
 				return
 			}
 			f.sess.srv.log.Warn("mqtt: reading a session's messages failed", "client", f.sess.id, "group", f.group, "err", err)
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-				return
+			f.retryAt.Store(time.Now().Add(time.Second).UnixNano())
+		}
+		var retry <-chan time.Time
+		if at := f.retryAt.Swap(0); at != 0 {
+			if timer == nil {
+				timer = time.NewTimer(time.Until(time.Unix(0, at)))
+			} else {
+				timer.Reset(time.Until(time.Unix(0, at)))
 			}
+			retry = timer.C
+		}
+		var room <-chan struct{}
+		if f.send != nil {
+			room = f.send.roomCh()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-f.kick:
+		case <-retry:
+		case <-room:
 		}
 	}
 }
 
-// acked frees the window slot of an acknowledged QoS 1/2 delivery.
+// Wake serves the feed on the calling goroutine, unless another serves it
+// now, which is then made to go round again. It is the feed's core.Waker:
+// the store calls it when a queue the feed watches grows.
+func (f *feed) Wake() {
+	for {
+		switch f.state.Load() {
+		case feedIdle:
+			if f.state.CompareAndSwap(feedIdle, feedServed) {
+				f.serve()
+				return
+			}
+		case feedServed:
+			if f.state.CompareAndSwap(feedServed, feedAgain) {
+				return
+			}
+		default: // feedAgain: the server goes round again; feedStopped
+			return
+		}
+	}
+}
+
+// serve sends what the feed can, going round again for every wake that
+// came meanwhile, and leaves it idle.
+func (f *feed) serve() {
+	for {
+		f.sendAll()
+		if f.state.CompareAndSwap(feedServed, feedIdle) {
+			return
+		}
+		f.state.Store(feedServed) // it was feedAgain
+	}
+}
+
+// sendAll pulls and sends the feed's messages until there are none (the
+// member then watches its queues with the feed), the window is full
+// (starved: an acknowledgement serves it again), the connection is
+// backlogged, a queue opens only later or a read fails (its goroutine
+// waits for these).
+func (f *feed) sendAll() {
+	window := int32(f.sess.window)
+	srv := f.sess.srv
+	for {
+		free := window - f.unacked.Load()
+		if free <= 0 {
+			f.starved.Store(true)
+			if free = window - f.unacked.Load(); free <= 0 {
+				return // an acknowledgement in between saw starved
+			}
+			f.starved.Store(false)
+		}
+		if f.send != nil && f.send.backlogged() {
+			f.kickRun() // it waits for room
+			return
+		}
+		ds, retryAt, err := f.member.TryPull(int(min(free, 256)), f)
+		if err != nil {
+			f.failed.Store(&err)
+			f.kickRun()
+			return
+		}
+		if len(ds) == 0 {
+			if !retryAt.IsZero() {
+				f.retryAt.Store(retryAt.UnixNano())
+				f.kickRun()
+			}
+			return
+		}
+		pulled := time.Now().UnixNano()
+		srv.hops.pulled(ds, pulled)
+		f.buf.Reset()
+		for _, d := range ds {
+			f.deliver(d)
+		}
+		srv.hops.written(f.flush(), pulled)
+	}
+}
+
+// kickRun has the feed's goroutine look again.
+func (f *feed) kickRun() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// acked frees the window slot of an acknowledged QoS 1/2 delivery, and
+// serves the feed if it waited for one.
 func (f *feed) acked() {
 	f.unacked.Add(-1)
-	select {
-	case f.room <- struct{}{}:
-	default:
+	if f.starved.Load() && f.starved.Swap(false) {
+		f.Wake()
 	}
 }
 
