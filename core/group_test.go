@@ -82,6 +82,59 @@ func TestPullLongPolls(t *testing.T) {
 	}
 }
 
+// chanWaker signals its channel on each wake.
+type chanWaker chan struct{}
+
+func (w chanWaker) Wake() {
+	select {
+	case w <- struct{}{}:
+	default:
+	}
+}
+
+// TryPull never waits: on empty queues it watches them with the Waker, which
+// a publish wakes once; after Leave nothing wakes it.
+func TestTryPullWakes(t *testing.T) {
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	b.CreateTopic("t", 2)
+	m := join(t, b.Broker, "g", "m1", MemberOptions{Subscriptions: subs("t", "*")})
+	w := make(chanWaker, 1)
+	if ds, at, err := m.TryPull(10, w); err != nil || len(ds) != 0 || !at.IsZero() {
+		t.Fatalf("empty queues: %d deliveries, retry at %v, %v", len(ds), at, err)
+	}
+	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 1}, nil)
+	select {
+	case <-w:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a publish did not wake the watcher")
+	}
+	ds, _, err := m.TryPull(10, w)
+	if err != nil || len(ds) != 1 || string(ds[0].Body) != "0" {
+		t.Fatalf("after the wake: %d deliveries, %v", len(ds), err)
+	}
+	if err := m.Ack(ds[0]); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _, _ := m.TryPull(10, w); len(ds) != 0 {
+		t.Fatalf("%d deliveries past the end", len(ds))
+	}
+	changed := m.Changed()
+	m.Leave()
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Leave did not close the Changed channel")
+	}
+	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 1}, nil)
+	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 0}, nil)
+	b.Close() // indexes and wakes everything published
+	select {
+	case <-w:
+		t.Fatal("woken after Leave")
+	default:
+	}
+}
+
 func TestClusteringMemberLeavesMidStream(t *testing.T) {
 	b := openBroker(t, t.TempDir(), testConfig(t))
 	b.CreateTopic("t", 8)

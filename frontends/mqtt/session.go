@@ -137,7 +137,7 @@ type feed struct {
 	// starved, and the acknowledgement that frees a slot serves it.
 	unacked atomic.Int32
 	starved atomic.Bool
-	state   atomic.Int32 // feedIdle, feedServed, feedAgain, feedStopped
+	state   atomic.Int32  // feedIdle, feedServed, feedAgain, feedStopped
 	kick    chan struct{} // the feed's goroutine is to look again (retryAt, backlog, failure)
 	retryAt atomic.Int64  // unix nanos: a queue opens then (0: none)
 	failed  atomic.Pointer[error]
@@ -364,7 +364,9 @@ func (f *feed) sendAll() {
 			if free = window - f.unacked.Load(); free <= 0 {
 				return // an acknowledgement in between saw starved
 			}
-			f.starved.Store(false)
+		}
+		if f.starved.Load() {
+			f.starved.Store(false) // acknowledgements no longer wake it
 		}
 		if f.send != nil && f.send.backlogged() {
 			f.kickRun() // it waits for room
@@ -401,14 +403,29 @@ func (f *feed) kickRun() {
 	}
 }
 
-// acked frees the window slot of an acknowledged QoS 1/2 delivery, and
-// serves the feed if it waited for one.
+// acked frees the window slot of an acknowledged QoS 1/2 delivery. A feed
+// that waited for room is served here once a batch's worth is free
+// (refillBatch); for less, its goroutine is woken, and the
+// acknowledgements that come before it runs join its pull. Serving it on
+// every acknowledgement would pull and write one message per PUBACK of a
+// subscriber that streams them.
 func (f *feed) acked() {
-	f.unacked.Add(-1)
-	if f.starved.Load() && f.starved.Swap(false) {
-		f.Wake()
+	n := f.unacked.Add(-1)
+	if !f.starved.Load() {
+		return
 	}
+	if window := int32(f.sess.window); window-n >= refillBatch(window) {
+		if f.starved.Swap(false) {
+			f.Wake()
+		}
+		return
+	}
+	f.kickRun()
 }
+
+// refillBatch is how many free slots of a window of w have an
+// acknowledgement serve the feed itself: a quarter, at most 64.
+func refillBatch(w int32) int32 { return max(1, min(w/4, 64)) }
 
 // deliver sends d to the client; one that awaits an acknowledgement (QoS
 // 1/2) takes a slot of the window, and one that does not is acknowledged

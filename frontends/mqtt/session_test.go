@@ -8,6 +8,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 func persistent(o *paho.ClientOptions) { o.SetCleanSession(false) }
@@ -264,5 +265,91 @@ func acknowledgedOnceDurable(t *testing.T, syncFlush bool) {
 			t.Fatalf("%s: message %s after %d: order lost", m.Topic(), m.Payload(), next[m.Topic()])
 		}
 		next[m.Topic()]++
+	}
+}
+
+// A feed keeps at most the window unacknowledged, and each PUBACK lets the
+// next deliveries go: one at a time with a small window (an acknowledgement
+// serves the feed itself), or in batches (its goroutine pulls what the
+// acknowledgements freed meanwhile).
+func TestFeedWindowRefills(t *testing.T) {
+	for _, window := range []int{3, 16} {
+		t.Run(fmt.Sprint("window ", window), func(t *testing.T) {
+			f := startFerry(t, t.TempDir(), Config{MaxInflight: window})
+			sub := dialRaw(t, f.addr, 4)
+			sub.connect("slow")
+			sub.send(subscribePacket(1, "win/#"))
+			sub.expect(packets.Suback)
+			pub := dialRaw(t, f.addr, 4)
+			pub.connect("pub")
+			const n = 100
+			for i := range n {
+				pub.send(publishPacket("win/x", 1, uint16(i+1), []byte(fmt.Sprint(i))))
+				pub.expect(packets.Puback)
+			}
+			// The window's worth comes, and nothing past it.
+			var held []uint16
+			got := map[string]bool{}
+			for range window {
+				pk := sub.expect(packets.Publish)
+				held = append(held, pk.PacketID)
+				got[string(pk.Payload)] = true
+			}
+			if pk, err := sub.recvWithin(200 * time.Millisecond); err == nil {
+				t.Fatalf("a delivery past the window of %d: packet type %d", window, pk.FixedHeader.Type)
+			}
+			// Acknowledged one at a time as they come, the rest arrive.
+			for len(got) < n {
+				sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: held[0]})
+				held = held[1:]
+				for len(held) < window && len(got) < n {
+					pk, err := sub.recvWithin(10 * time.Second)
+					if err != nil {
+						t.Fatalf("after %d deliveries with %d unacknowledged: %v", len(got), len(held), err)
+					}
+					if pk.FixedHeader.Type != packets.Publish {
+						continue
+					}
+					if got[string(pk.Payload)] {
+						t.Fatalf("delivered twice: %s", pk.Payload)
+					}
+					held = append(held, pk.PacketID)
+					got[string(pk.Payload)] = true
+				}
+			}
+		})
+	}
+}
+
+// A subscriber that stops reading holds its feed back once its connection
+// has sendHighWater bytes queued, rather than being cut off at
+// sendMaxPending; when it reads again, everything comes, in order.
+func TestFeedWaitsForASlowReader(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	sub := dialRaw(t, f.addr, 4)
+	sub.connect("sleepy")
+	sub.send(subscribePacket(1, "slow/#"))
+	sub.expect(packets.Suback)
+	pub := dialRaw(t, f.addr, 4)
+	pub.connect("pub")
+	body := make([]byte, 16<<10)
+	n := 4 * sendMaxPending / len(body) // past what a connection may queue and its socket buffers hold
+	for i := range n {
+		copy(body, fmt.Sprintf("%08d", i))
+		pub.send(publishPacket("slow/x", 0, 0, body))
+	}
+	pub.send(publishPacket("slow/x", 1, 1, []byte("last")))
+	pub.expect(packets.Puback) // every publish is stored
+	for i := range n {
+		pk, err := sub.recvWithin(10 * time.Second)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if got := string(pk.Payload[:8]); got != fmt.Sprintf("%08d", i) {
+			t.Fatalf("message %d: got %s", i, got)
+		}
+	}
+	if pk := sub.expect(packets.Publish); string(pk.Payload) != "last" {
+		t.Fatalf("last message %q", pk.Payload)
 	}
 }
