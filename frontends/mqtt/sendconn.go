@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -165,6 +166,23 @@ func (c *sendConn) roomCh() <-chan struct{} {
 		c.room = make(chan struct{})
 	}
 	return c.room
+}
+
+// Read reads with a raw system call where the connection has a file
+// descriptor of its own (rawsock), and through the connection otherwise.
+// Its errors are net.Conn's: EOF, or a *net.OpError.
+func (c *sendConn) Read(p []byte) (int, error) {
+	if c.raw == nil || len(p) == 0 {
+		return c.Conn.Read(p)
+	}
+	n, err := rawsock.Read(c.raw, p)
+	switch {
+	case err != nil:
+		return n, &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // Close closes the connection; when a writer is still sending, it is given

@@ -2,10 +2,13 @@ package rawsock
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // tcpPair is both ends of a loopback TCP connection, the client's raw.
@@ -131,5 +134,41 @@ func TestWritesDoNotAllocate(t *testing.T) {
 	}
 	if b := <-got; len(b) != 2*(runs+1)*len(p) {
 		t.Fatalf("read %d bytes back", len(b))
+	}
+}
+
+// Read waits for bytes to arrive, returns what is there, gives the
+// connection's deadline error, and 0 bytes at the end of the stream.
+func TestRead(t *testing.T) {
+	raw, cc, sc := tcpPair(t)
+	buf := make([]byte, 64)
+	got := make(chan string, 1)
+	go func() {
+		n, err := Read(raw, buf)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(buf[:n])
+	}()
+	time.Sleep(20 * time.Millisecond) // the read waits in the poller meanwhile
+	if _, err := sc.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "hello" {
+		t.Fatalf("read %q, want hello", s)
+	}
+	_ = cc.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	if _, err := Read(raw, buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("past the deadline: %v", err)
+	}
+	_ = cc.SetReadDeadline(time.Time{})
+	sc.Close()
+	if n, err := Read(raw, buf); n != 0 || err != nil {
+		t.Fatalf("at the end of the stream: %d bytes, %v; want 0, nil", n, err)
+	}
+	cc.Close()
+	if _, err := Read(raw, buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("on a closed connection: %v", err)
 	}
 }

@@ -45,17 +45,18 @@ var writeOps = sync.Pool{New: func() any {
 
 func (op *writeOp) write(fd uintptr) bool {
 	for op.n < len(op.p) {
-		k, e := syscall.Write(int(fd), op.p[op.n:])
+		b := op.p[op.n:]
+		k, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 		if e == syscall.EINTR {
 			continue
 		}
-		if e != nil {
+		if e != 0 {
 			if e != syscall.EAGAIN {
 				op.err = e
 			}
 			break
 		}
-		op.n += k
+		op.n += int(k)
 	}
 	return true // never wait here: the caller queues what is left
 }
@@ -108,7 +109,7 @@ func (w *Writer) writev(fd uintptr) bool {
 			w.i, w.off = len(segs), 0
 			break
 		}
-		n, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
 		if e == syscall.EINTR {
 			continue
 		}
@@ -130,4 +131,55 @@ func (w *Writer) writev(fd uintptr) bool {
 	}
 	clear(w.v)
 	return true // never wait here: the caller copies or queues what is left
+}
+
+// Read reads into p (not empty) from raw's socket, waiting in Go's poller
+// while it has nothing to read. 0 bytes and no error is the end of the
+// stream; an error of the socket is a syscall.Errno, and the connection's
+// deadline and closing give the errors net.Conn's Read gives.
+func Read(raw syscall.RawConn, p []byte) (int, error) {
+	op := readOps.Get().(*readOp)
+	op.p, op.n, op.err = p, 0, nil
+	err := raw.Read(op.fn)
+	n, rerr := op.n, op.err
+	op.p = nil
+	readOps.Put(op)
+	if err == nil {
+		err = rerr
+	}
+	return n, err
+}
+
+// readOp is one Read, pooled and bound once like writeOp.
+type readOp struct {
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool // read
+}
+
+var readOps = sync.Pool{New: func() any {
+	op := new(readOp)
+	op.fn = op.read
+	return op
+}}
+
+// read reads once; false (wait in the poller, then call again) while the
+// socket has nothing.
+func (op *readOp) read(fd uintptr) bool {
+	for {
+		k, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&op.p[0])), uintptr(len(op.p)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e == syscall.EAGAIN {
+			return false
+		}
+		if e != 0 {
+			op.err = e
+		} else {
+			op.n = int(k)
+		}
+		return true
+	}
 }

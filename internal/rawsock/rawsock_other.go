@@ -16,3 +16,6 @@ type Writer struct{}
 
 // Writev writes nothing here (Supported is false).
 func (*Writer) Writev(syscall.RawConn, [][]byte) (int, int, error) { return 0, 0, nil }
+
+// Read is not to be used here (Supported is false).
+func Read(syscall.RawConn, []byte) (int, error) { return 0, syscall.ENOTSUP }
