@@ -105,6 +105,11 @@ type cursor struct {
 	suspendUntil time.Time // in-place retry wait
 	failOff      int64     // the offset failing in place, and how often it failed
 	failCount    int
+
+	// watcher is the Waker a TryPull of its owner (or of an owner
+	// before) left on its queue, so that a new one or a Leave takes it
+	// off: one at most per cursor.
+	watcher Waker
 }
 
 func (c *cursor) committed() int64 {
@@ -157,8 +162,7 @@ type Member struct {
 	rr       int
 	wake     chan struct{} // closed when the member has something new to look at
 	gone     bool
-	waker    Waker                  // TryPull's
-	watched  map[cursorKey]struct{} // the queues TryPull watched with waker, for Leave
+	waker    Waker // TryPull's: the cursors it watches say so (cursor.watcher)
 }
 
 // Join adds member id to a group (creating the group), or updates its
@@ -509,6 +513,7 @@ func (m *Member) TryPull(max int, w Waker) (ds []*Delivery, retryAt time.Time, e
 	}
 	ds, _, _, retryAt, err = m.fetch(max, nil, w)
 	m.g.mu.Lock()
+	m.waker = w
 	if m.gone {
 		m.unwatchLocked() // a Leave between fetch's watching and now missed these
 	}
@@ -528,10 +533,15 @@ func (m *Member) Changed() <-chan struct{} {
 // with it; Leave does. Caller holds g.mu (the store's watch lock is taken
 // under it, and is never held while taking another).
 func (m *Member) unwatchLocked() {
-	for k := range m.watched {
-		m.g.b.store.Unwatch(k.topic, k.queue, m.waker)
+	if m.waker == nil {
+		return
 	}
-	m.watched = nil
+	for _, c := range m.g.cursors {
+		if c.watcher == m.waker {
+			m.g.b.store.Unwatch(c.key.topic, c.key.queue, c.watcher)
+			c.watcher = nil
+		}
+	}
 }
 
 // pullWaits is how many queue channels a pull waits on with a select
@@ -637,12 +647,11 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, 
 			continue // one batch at a time; an ack wakes us
 		}
 		c.fetching = true // c.next and c.gen stay as read here until fetching is cleared, but for a rewind's gen
-		if w != nil {
-			if m.watched == nil {
-				m.watched = map[cursorKey]struct{}{}
+		if w != nil && c.watcher != w {
+			if c.watcher != nil {
+				b.store.Unwatch(c.key.topic, c.key.queue, c.watcher)
 			}
-			m.watched[c.key] = struct{}{}
-			m.waker = w
+			c.watcher = w
 		}
 		f, _ := m.filterFor(c.key.topic)
 		ready = append(ready, readyCursor{c: c, from: c.next, gen: c.gen, filter: f})
