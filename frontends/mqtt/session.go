@@ -279,7 +279,7 @@ func (f *feed) run(ctx context.Context) {
 	}()
 	for {
 		changed := f.member.Changed() // before the serve: no new assignment goes unseen
-		f.Wake()
+		f.wake(true)
 		select {
 		case <-f.kick: // what a serve kicks for is looked at below
 		default:
@@ -319,12 +319,20 @@ func (f *feed) run(ctx context.Context) {
 // Wake serves the feed on the calling goroutine, unless another serves it
 // now, which is then made to go round again. It is the feed's core.Waker:
 // the store calls it when a queue the feed watches grows.
-func (f *feed) Wake() {
+func (f *feed) Wake() { f.wake(false) }
+
+// wake is Wake; own says the caller is the feed's goroutine, which serves
+// for as long as wakes come. Any other goroutine serves one round and
+// leaves the wakes that came meanwhile to the feed's goroutine: it has
+// its own work to finish (a device's publisher, whose PUBACK waits), and
+// with a steady stream of publishes it would otherwise serve the feed for
+// everyone, for as long as the stream lasts.
+func (f *feed) wake(own bool) {
 	for {
 		switch f.state.Load() {
 		case feedIdle:
 			if f.state.CompareAndSwap(feedIdle, feedServed) {
-				f.serve()
+				f.serve(own)
 				return
 			}
 		case feedServed:
@@ -337,15 +345,21 @@ func (f *feed) Wake() {
 	}
 }
 
-// serve sends what the feed can, going round again for every wake that
-// came meanwhile, and leaves it idle.
-func (f *feed) serve() {
+// serve sends what the feed can and leaves it idle; for the wakes that
+// came meanwhile, it goes round again (own) or has the feed's goroutine
+// do so.
+func (f *feed) serve(own bool) {
 	for {
 		f.sendAll()
 		if f.state.CompareAndSwap(feedServed, feedIdle) {
 			return
 		}
-		f.state.Store(feedServed) // it was feedAgain
+		if !own { // it was feedAgain
+			f.state.Store(feedIdle)
+			f.kickRun()
+			return
+		}
+		f.state.Store(feedServed)
 	}
 }
 
