@@ -276,12 +276,7 @@ func TestFeedWindowRefills(t *testing.T) {
 	for _, window := range []int{3, 16} {
 		t.Run(fmt.Sprint("window ", window), func(t *testing.T) {
 			f := startFerry(t, t.TempDir(), Config{MaxInflight: window})
-			sub := dialRaw(t, f.addr, 4)
-			sub.connect("slow")
-			sub.send(subscribePacket(1, "win/#"))
-			sub.expect(packets.Suback)
-			pub := dialRaw(t, f.addr, 4)
-			pub.connect("pub")
+			sub, pub := rawSubAndPub(t, f, "win/#")
 			const n = 100
 			for i := range n {
 				pub.send(publishPacket("win/x", 1, uint16(i+1), []byte(fmt.Sprint(i))))
@@ -326,12 +321,7 @@ func TestFeedWindowRefills(t *testing.T) {
 // sendMaxPending; when it reads again, everything comes, in order.
 func TestFeedWaitsForASlowReader(t *testing.T) {
 	f := startFerry(t, t.TempDir(), Config{})
-	sub := dialRaw(t, f.addr, 4)
-	sub.connect("sleepy")
-	sub.send(subscribePacket(1, "slow/#"))
-	sub.expect(packets.Suback)
-	pub := dialRaw(t, f.addr, 4)
-	pub.connect("pub")
+	sub, pub := rawSubAndPub(t, f, "slow/#")
 	body := make([]byte, 16<<10)
 	n := 4 * sendMaxPending / len(body) // past what a connection may queue and its socket buffers hold
 	for i := range n {
@@ -352,4 +342,17 @@ func TestFeedWaitsForASlowReader(t *testing.T) {
 	if pk := sub.expect(packets.Publish); string(pk.Payload) != "last" {
 		t.Fatalf("last message %q", pk.Payload)
 	}
+}
+
+// rawSubAndPub connects an MQTT 3.1.1 subscriber on filter (at QoS 1) and
+// a publisher, both raw clients.
+func rawSubAndPub(t *testing.T, f *ferry, filter string) (sub, pub *rawClient) {
+	t.Helper()
+	sub = dialRaw(t, f.addr, 4)
+	sub.connect("sub")
+	sub.send(subscribePacket(1, filter))
+	sub.expect(packets.Suback)
+	pub = dialRaw(t, f.addr, 4)
+	pub.connect("pub")
+	return sub, pub
 }

@@ -14,36 +14,52 @@ const maxIovecs = 1024
 
 // WriteNow writes p to raw's socket for as long as it takes bytes without
 // waiting, and returns how many it took.
-func WriteNow(raw syscall.RawConn, p []byte) (int, error) {
-	op := writeOps.Get().(*writeOp)
+func WriteNow(raw syscall.RawConn, p []byte) (int, error) { return run(raw, p, false) }
+
+// Read reads into p (not empty) from raw's socket, waiting in Go's poller
+// while it has nothing to read. 0 bytes and no error is the end of the
+// stream; an error of the socket is a syscall.Errno, and the connection's
+// deadline and closing give the errors net.Conn's Read gives.
+func Read(raw syscall.RawConn, p []byte) (int, error) { return run(raw, p, true) }
+
+// run is one WriteNow or Read.
+func run(raw syscall.RawConn, p []byte, read bool) (int, error) {
+	op := ops.Get().(*op)
 	op.p, op.n, op.err = p, 0, nil
-	err := raw.Write(op.fn)
-	n, werr := op.n, op.err
+	var err error
+	if read {
+		err = raw.Read(op.readFn)
+	} else {
+		err = raw.Write(op.writeFn)
+	}
+	n, oerr := op.n, op.err
 	op.p = nil
-	writeOps.Put(op)
+	ops.Put(op)
 	if err == nil {
-		err = werr
+		err = oerr
 	}
 	return n, err
 }
 
-// writeOp is one WriteNow. RawConn.Write takes a function, and a closure
-// made per call escaped, allocations on every write of every connection:
-// the function is the op's method, bound once, and ops are pooled.
-type writeOp struct {
-	p   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool // write
+// op is one WriteNow or Read. RawConn.Write and Read take a function, and
+// a closure made per call escaped, allocations on every write and read of
+// every connection: the functions are the op's methods, bound once, and
+// ops are pooled.
+type op struct {
+	p       []byte
+	n       int
+	err     error
+	readFn  func(fd uintptr) bool // read
+	writeFn func(fd uintptr) bool // write
 }
 
-var writeOps = sync.Pool{New: func() any {
-	op := new(writeOp)
-	op.fn = op.write
+var ops = sync.Pool{New: func() any {
+	op := new(op)
+	op.readFn, op.writeFn = op.read, op.write
 	return op
 }}
 
-func (op *writeOp) write(fd uintptr) bool {
+func (op *op) write(fd uintptr) bool {
 	for op.n < len(op.p) {
 		b := op.p[op.n:]
 		k, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
@@ -65,7 +81,7 @@ func (op *writeOp) write(fd uintptr) bool {
 // goroutine uses it at a time.
 type Writer struct {
 	v []syscall.Iovec
-	// The state of one Writev, for fn (writev, bound once: see writeOp).
+	// The state of one Writev, for fn (writev, bound once: see op).
 	segs   [][]byte
 	i, off int
 	err    error
@@ -133,40 +149,9 @@ func (w *Writer) writev(fd uintptr) bool {
 	return true // never wait here: the caller copies or queues what is left
 }
 
-// Read reads into p (not empty) from raw's socket, waiting in Go's poller
-// while it has nothing to read. 0 bytes and no error is the end of the
-// stream; an error of the socket is a syscall.Errno, and the connection's
-// deadline and closing give the errors net.Conn's Read gives.
-func Read(raw syscall.RawConn, p []byte) (int, error) {
-	op := readOps.Get().(*readOp)
-	op.p, op.n, op.err = p, 0, nil
-	err := raw.Read(op.fn)
-	n, rerr := op.n, op.err
-	op.p = nil
-	readOps.Put(op)
-	if err == nil {
-		err = rerr
-	}
-	return n, err
-}
-
-// readOp is one Read, pooled and bound once like writeOp.
-type readOp struct {
-	p   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool // read
-}
-
-var readOps = sync.Pool{New: func() any {
-	op := new(readOp)
-	op.fn = op.read
-	return op
-}}
-
 // read reads once; false (wait in the poller, then call again) while the
 // socket has nothing.
-func (op *readOp) read(fd uintptr) bool {
+func (op *op) read(fd uintptr) bool {
 	for {
 		k, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&op.p[0])), uintptr(len(op.p)))
 		if e == syscall.EINTR {
