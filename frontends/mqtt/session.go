@@ -280,10 +280,6 @@ func (f *feed) run(ctx context.Context) {
 	for {
 		changed := f.member.Changed() // before the serve: no new assignment goes unseen
 		f.wake(true)
-		select {
-		case <-f.kick: // what a serve kicks for is looked at below
-		default:
-		}
 		if p := f.failed.Swap(nil); p != nil {
 			err := *p
 			if ctx.Err() != nil || errors.Is(err, core.ErrNotMember) || errors.Is(err, core.ErrClosed) {
@@ -350,7 +346,7 @@ func (f *feed) wake(own bool) {
 // do so.
 func (f *feed) serve(own bool) {
 	for {
-		f.sendAll()
+		f.sendAll(own)
 		if f.state.CompareAndSwap(feedServed, feedIdle) {
 			return
 		}
@@ -366,9 +362,15 @@ func (f *feed) serve(own bool) {
 // sendAll pulls and sends the feed's messages until there are none (the
 // member then watches its queues with the feed), the window is full
 // (starved: an acknowledgement serves it again), the connection is
-// backlogged, a queue opens only later or a read fails (its goroutine
-// waits for these).
-func (f *feed) sendAll() {
+// backlogged, a queue opens only later or a read fails: the feed's
+// goroutine waits for these, and is woken for them unless it is the
+// caller (own), which looks at them once it has served.
+func (f *feed) sendAll(own bool) {
+	kick := func() {
+		if !own {
+			f.kickRun()
+		}
+	}
 	window := int32(f.sess.window)
 	srv := f.sess.srv
 	for {
@@ -383,19 +385,19 @@ func (f *feed) sendAll() {
 			f.starved.Store(false) // acknowledgements no longer wake it
 		}
 		if f.send != nil && f.send.backlogged() {
-			f.kickRun() // it waits for room
+			kick() // it waits for room
 			return
 		}
 		ds, retryAt, err := f.member.TryPull(int(min(free, 256)), f)
 		if err != nil {
 			f.failed.Store(&err)
-			f.kickRun()
+			kick()
 			return
 		}
 		if len(ds) == 0 {
 			if !retryAt.IsZero() {
 				f.retryAt.Store(retryAt.UnixNano())
-				f.kickRun()
+				kick()
 			}
 			return
 		}
@@ -409,7 +411,8 @@ func (f *feed) sendAll() {
 	}
 }
 
-// kickRun has the feed's goroutine look again.
+// kickRun has the feed's goroutine serve the feed and look at what it
+// waits for again.
 func (f *feed) kickRun() {
 	select {
 	case f.kick <- struct{}{}:

@@ -356,3 +356,34 @@ func rawSubAndPub(t *testing.T, f *ferry, filter string) (sub, pub *rawClient) {
 	pub.connect("pub")
 	return sub, pub
 }
+
+// Publishers racing each other serve one subscriber's feed from their own
+// goroutines, and hand it to the feed's goroutine when it is busy: every
+// message arrives, the last ones too, with no publish after them to wake
+// the feed.
+func TestFeedServedByRacingPublishers(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	sub, _ := rawSubAndPub(t, f, "race/#")
+	const pubs, each = 4, 2000
+	var wg sync.WaitGroup
+	for p := range pubs {
+		pub := dialRaw(t, f.addr, 4)
+		pub.connect(fmt.Sprint("racer-", p))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				pub.send(publishPacket(fmt.Sprintf("race/%d", p), 0, 0, []byte(fmt.Sprint(p, "/", i))))
+			}
+		}()
+	}
+	seen := map[string]bool{}
+	for len(seen) < pubs*each {
+		pk, err := sub.recvWithin(10 * time.Second)
+		if err != nil {
+			t.Fatalf("%d of %d messages arrived: %v", len(seen), pubs*each, err)
+		}
+		seen[string(pk.Payload)] = true
+	}
+	wg.Wait()
+}
