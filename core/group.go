@@ -606,7 +606,8 @@ func (m *Member) wait(ctx context.Context, wake <-chan struct{}, timeout <-chan 
 // The channels are appended to waits.
 //
 // With a Waker w, fetch watches the queues with it (storage.Store.WatchAt)
-// instead of taking their channels, and records them in m.watched.
+// instead of taking their channels, and records it in each cursor
+// (cursor.watcher).
 func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
 	g, b := m.g, m.g.b
 	now := time.Now()
