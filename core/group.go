@@ -477,7 +477,7 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 	}
 	var waitBuf [pullWaits]<-chan struct{} // on the stack unless a member reads more queues
 	for {
-		ds, waits, wake, deadline, err := m.fetch(max, waitBuf[:0], nil)
+		ds, waits, wake, deadline, err := m.fetch(max, waitBuf[:0], nil, nil)
 		if err != nil || len(ds) > 0 {
 			return ds, err
 		}
@@ -498,27 +498,30 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 }
 
 // TryPull returns up to max messages from the member's queues without
-// waiting. When there are none, w is woken (once) when one of those queues
-// grows: on the goroutine that indexed the growth, with no lock of the
-// store's held (storage.Waker). retryAt, when not zero, is when a queue
-// that cannot be read now (suspended, or handed over from another member)
-// opens; Changed tells of new assignments. Leave takes w off the queues.
-// A member is served by one Waker.
+// waiting, and leaves w on those queues: it is woken (once) when one of
+// them grows past what TryPull saw, on the goroutine that indexed the
+// growth, with no lock of the store's held (storage.Waker). drained says
+// that TryPull read every queue it could to that point, so that w tells
+// of anything more; otherwise there may be more to read now (max was
+// reached), and the caller calls again. retryAt, when not zero, is when a
+// queue that cannot be read now (suspended, or handed over from another
+// member) opens; Changed tells of new assignments. Leave takes w off the
+// queues. A member is served by one Waker.
 //
 // It is Pull for a consumer with no goroutine parked per member: one that
 // the storing goroutine itself serves when it wakes it.
-func (m *Member) TryPull(max int, w Waker) (ds []*Delivery, retryAt time.Time, err error) {
+func (m *Member) TryPull(max int, w Waker) (ds []*Delivery, drained bool, retryAt time.Time, err error) {
 	if max <= 0 {
 		max = 32
 	}
-	ds, _, _, retryAt, err = m.fetch(max, nil, w)
+	ds, _, _, retryAt, err = m.fetch(max, nil, w, &drained)
 	m.g.mu.Lock()
 	m.waker = w
 	if m.gone {
 		m.unwatchLocked() // a Leave between fetch's watching and now missed these
 	}
 	m.g.mu.Unlock()
-	return ds, retryAt, err
+	return ds, drained, retryAt, err
 }
 
 // Changed returns a channel closed when the member's assignments change
@@ -605,10 +608,12 @@ func (m *Member) wait(ctx context.Context, wake <-chan struct{}, timeout <-chan 
 //
 // The channels are appended to waits.
 //
-// With a Waker w, fetch watches the queues with it (storage.Store.WatchAt)
-// instead of taking their channels, and records it in each cursor
-// (cursor.watcher).
-func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
+// With a Waker w, fetch watches the queues with it (storage.Store.Watch)
+// instead of taking their channels, records it in each cursor
+// (cursor.watcher), and sets *drained when it read every queue it could up
+// to the end it watched from (w tells of anything after), and the time a
+// queue opens also when it returns messages.
+func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
 	g, b := m.g, m.g.b
 	now := time.Now()
 	g.mu.Lock()
@@ -664,10 +669,12 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, 
 
 	var out []*Delivery
 	var ferr error
+	all := true // every cursor read to the end it was watched from
 	unread := len(ready)
 	for i, r := range ready { // a cursor read has its fetching cleared here, the others at the end
 		c := r.c
 		if len(out) >= max || ferr != nil {
+			all = false
 			break
 		}
 		// The channel before the read, and the read only if the queue
@@ -675,8 +682,10 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, 
 		// is woken.
 		var more bool
 		var err error
+		end := int64(-1)
 		if w != nil {
-			more, err = b.store.WatchAt(c.key.topic, c.key.queue, r.from, w)
+			end, err = b.store.Watch(c.key.topic, c.key.queue, w)
+			more = end != r.from
 		} else {
 			var ch <-chan struct{}
 			ch, more, err = b.store.WaitChAt(c.key.topic, c.key.queue, r.from)
@@ -687,6 +696,7 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, 
 		if err == nil && !more {
 			continue
 		}
+		read := false // to the end watched from
 		res, rerr := b.store.Read(c.key.topic, c.key.queue, r.from, storage.ReadOptions{
 			MaxCount: max - len(out), Filter: readFilter(r.filter),
 		})
@@ -714,8 +724,10 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, 
 			if len(c.pending) == 0 {
 				b.offsetsChanged()
 			}
+			read = end >= 0 && res.Next >= end
 		}
 		g.mu.Unlock()
+		all = all && read
 	}
 	if unread > 0 { // not when every cursor was read: the common case of a busy member
 		g.mu.Lock()
@@ -726,8 +738,11 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker) ([]*Delivery, 
 		}
 		g.mu.Unlock()
 	}
+	if drained != nil {
+		*drained = all && ferr == nil
+	}
 	if len(out) > 0 {
-		return out, nil, nil, time.Time{}, nil
+		return out, nil, nil, deadline, nil
 	}
 	return nil, waits, wake, deadline, ferr
 }

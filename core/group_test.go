@@ -99,8 +99,8 @@ func TestTryPullWakes(t *testing.T) {
 	b.CreateTopic("t", 2)
 	m := join(t, b.Broker, "g", "m1", MemberOptions{Subscriptions: subs("t", "*")})
 	w := make(chanWaker, 1)
-	if ds, at, err := m.TryPull(10, w); err != nil || len(ds) != 0 || !at.IsZero() {
-		t.Fatalf("empty queues: %d deliveries, retry at %v, %v", len(ds), at, err)
+	if ds, drained, at, err := m.TryPull(10, w); err != nil || len(ds) != 0 || !drained || !at.IsZero() {
+		t.Fatalf("empty queues: %d deliveries, drained %v, retry at %v, %v", len(ds), drained, at, err)
 	}
 	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 1}, nil)
 	select {
@@ -108,15 +108,36 @@ func TestTryPullWakes(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a publish did not wake the watcher")
 	}
-	ds, _, err := m.TryPull(10, w)
-	if err != nil || len(ds) != 1 || string(ds[0].Body) != "0" {
-		t.Fatalf("after the wake: %d deliveries, %v", len(ds), err)
+	ds, drained, _, err := m.TryPull(10, w)
+	if err != nil || len(ds) != 1 || string(ds[0].Body) != "0" || !drained {
+		t.Fatalf("after the wake: %d deliveries, drained %v, %v", len(ds), drained, err)
 	}
 	if err := m.Ack(ds[0]); err != nil {
 		t.Fatal(err)
 	}
-	if ds, _, _ := m.TryPull(10, w); len(ds) != 0 {
+	if ds, _, _, _ := m.TryPull(10, w); len(ds) != 0 {
 		t.Fatalf("%d deliveries past the end", len(ds))
+	}
+	// More than max: not drained until the last is read.
+	publishN(t, b.Broker, "t", 5, PublishOptions{Queue: 0}, nil)
+	b.store.KickDispatch()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, max := b.store.Offsets("t", 0); max == 5 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("queue 0 at %d, want 5", max)
+		}
+	}
+	select {
+	case <-w: // woken by them
+	case <-time.After(5 * time.Second):
+		t.Fatal("five publishes did not wake the watcher")
+	}
+	if ds, drained, _, _ := m.TryPull(3, w); len(ds) != 3 || drained {
+		t.Fatalf("3 of 5: %d deliveries, drained %v; want 3, not drained", len(ds), drained)
+	}
+	if ds, drained, _, _ := m.TryPull(3, w); len(ds) != 2 || !drained {
+		t.Fatalf("the last 2 of 5: %d deliveries, drained %v; want 2, drained", len(ds), drained)
 	}
 	changed := m.Changed()
 	m.Leave()

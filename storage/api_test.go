@@ -195,15 +195,15 @@ func (w *countWaker) Wake() {
 	w.woke <- struct{}{}
 }
 
-// A watcher is woken once per WatchAt, however often it was added and
+// A watcher is woken once per Watch, however often it was added and
 // however many messages came, and not at all once unwatched.
-func TestWatchAtWakesOnce(t *testing.T) {
+func TestWatchWakesOnce(t *testing.T) {
 	s := openTest(t, t.TempDir(), testOptions(t))
 	ctx := context.Background()
 	w := &countWaker{woke: make(chan struct{}, 8)}
 	for range 2 {
-		if more, err := s.WatchAt("t", 0, 0, w); err != nil || more {
-			t.Fatalf("empty queue: more %v, err %v; want nothing to read", more, err)
+		if end, err := s.Watch("t", 0, w); err != nil || end != 0 {
+			t.Fatalf("empty queue: end %d, err %v; want 0", end, err)
 		}
 	}
 	for i := range 3 {
@@ -219,8 +219,8 @@ func TestWatchAtWakesOnce(t *testing.T) {
 	if _, max := s.Offsets("t", 0); max == 0 {
 		t.Fatal("woken before the queue grew")
 	}
-	if more, _ := s.WatchAt("t", 0, 0, w); !more {
-		t.Fatal("a watcher at offset 0 of a queue with messages: nothing to read")
+	if end, _ := s.Watch("t", 0, w); end == 0 {
+		t.Fatal("a watcher of a queue with messages: end 0")
 	}
 	s.Unwatch("t", 0, w)
 	if err := s.Append(ctx, &Message{Topic: "t", Body: []byte("x")}); err != nil {
@@ -233,8 +233,8 @@ func TestWatchAtWakesOnce(t *testing.T) {
 			t.Fatalf("max %d, want 4", max)
 		}
 	}
-	if more, _ := s.WatchAt("t", 0, 4, w); more {
-		t.Fatal("a watcher at the queue's end: something to read")
+	if end, _ := s.Watch("t", 0, w); end != 4 {
+		t.Fatalf("end %d, want 4", end)
 	}
 	if err := s.Append(ctx, &Message{Topic: "t", Body: []byte("y")}); err != nil {
 		t.Fatal(err)

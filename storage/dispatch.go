@@ -261,8 +261,8 @@ func (s *Store) writePending(p *pending) error {
 	return nil
 }
 
-// A Waker is told that a queue it watches (Store.WatchAt) grew. Wake is
-// called once per WatchAt, on the goroutine that indexed the growth (a
+// A Waker is told that a queue it watches (Store.Watch) grew. Wake is
+// called once per Watch, on the goroutine that indexed the growth (a
 // committing front-end goroutine, the committer or the dispatcher) once
 // it holds none of the store's locks: it may read the store, but should
 // not keep that goroutine long.

@@ -99,7 +99,7 @@ type queue struct {
 
 	wakeMu sync.Mutex
 	wake   chan struct{}      // closed when max moves; nil until someone waits
-	watch  map[Waker]struct{} // woken once when max moves (Store.WatchAt)
+	watch  map[Waker]struct{} // woken once when max moves (Store.Watch)
 }
 
 func queueFileName(start int64) string { return fmt.Sprintf("%020d", start) }
@@ -293,16 +293,16 @@ func (q *queue) publish(first, max int64, woken []Waker) []Waker {
 	return woken
 }
 
-// watchAt adds w to the watchers and says whether max is past offset,
-// looked at after w was added, so that no growth goes unseen.
-func (q *queue) watchAt(offset int64, w Waker) bool {
+// watchAt adds w to the watchers and returns max, looked at after w was
+// added, so that no growth past it goes unseen.
+func (q *queue) watchAt(w Waker) int64 {
 	q.wakeMu.Lock()
 	if q.watch == nil {
 		q.watch = make(map[Waker]struct{})
 	}
 	q.watch[w] = struct{}{}
 	q.wakeMu.Unlock()
-	return q.max.Load() != offset
+	return q.max.Load()
 }
 
 func (q *queue) unwatch(w Waker) {

@@ -251,16 +251,18 @@ func (s *Store) WaitChAt(topic string, queueID int, offset int64) (ch <-chan str
 	return ch, q.max.Load() != offset, nil
 }
 
-// WatchAt is WaitChAt with a Waker instead of a channel: w is woken once
-// the queue grows (once, however much it grows), and more says whether it
-// already holds messages at offset. Adding w again before it is woken does
-// nothing; Unwatch takes it off.
-func (s *Store) WatchAt(topic string, queueID int, offset int64, w Waker) (more bool, err error) {
+// Watch is WaitCh with a Waker instead of a channel: w is woken once the
+// queue grows past end (once, however much it grows). end is the queue's
+// maximum offset as it was once w was added: a reader at an offset below
+// it has messages to read, and one that has read up to it learns of the
+// next from w. Adding w again before it is woken does nothing; Unwatch
+// takes it off.
+func (s *Store) Watch(topic string, queueID int, w Waker) (end int64, err error) {
 	q, err := s.queue(topic, queueID, true)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	return q.watchAt(offset, w), nil
+	return q.watchAt(w), nil
 }
 
 // Unwatch takes w off the watchers of (topic, queueID).

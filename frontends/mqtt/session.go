@@ -359,8 +359,8 @@ func (f *feed) serve(own bool) {
 	}
 }
 
-// sendAll pulls and sends the feed's messages until there are none (the
-// member then watches its queues with the feed), the window is full
+// sendAll pulls and sends the feed's messages until it has read all there
+// is (the member watches its queues with the feed), the window is full
 // (starved: an acknowledgement serves it again), the connection is
 // backlogged, a queue opens only later or a read fails: the feed's
 // goroutine waits for these, and is woken for them unless it is the
@@ -388,26 +388,28 @@ func (f *feed) sendAll(own bool) {
 			kick() // it waits for room
 			return
 		}
-		ds, retryAt, err := f.member.TryPull(int(min(free, 256)), f)
+		ds, drained, retryAt, err := f.member.TryPull(int(min(free, 256)), f)
 		if err != nil {
 			f.failed.Store(&err)
 			kick()
 			return
 		}
-		if len(ds) == 0 {
+		if len(ds) > 0 {
+			pulled := time.Now().UnixNano()
+			srv.hops.pulled(ds, pulled)
+			f.buf.Reset()
+			for _, d := range ds {
+				f.deliver(d)
+			}
+			srv.hops.written(f.flush(), pulled)
+		}
+		if len(ds) == 0 || drained { // the queues' growth wakes the feed
 			if !retryAt.IsZero() {
 				f.retryAt.Store(retryAt.UnixNano())
 				kick()
 			}
 			return
 		}
-		pulled := time.Now().UnixNano()
-		srv.hops.pulled(ds, pulled)
-		f.buf.Reset()
-		for _, d := range ds {
-			f.deliver(d)
-		}
-		srv.hops.written(f.flush(), pulled)
 	}
 }
 
