@@ -85,7 +85,7 @@ func TestPullLongPolls(t *testing.T) {
 // chanWaker signals its channel on each wake.
 type chanWaker chan struct{}
 
-func (w chanWaker) Wake() {
+func (w chanWaker) Wake(bool) {
 	select {
 	case w <- struct{}{}:
 	default:

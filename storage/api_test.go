@@ -190,7 +190,7 @@ type countWaker struct {
 	woke chan struct{}
 }
 
-func (w *countWaker) Wake() {
+func (w *countWaker) Wake(bool) {
 	w.n.Add(1)
 	w.woke <- struct{}{}
 }

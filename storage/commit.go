@@ -89,7 +89,7 @@ func (s *Store) commitLoop() {
 		}
 		runtime.Gosched() // let appends that are on their way join this write
 		s.commitMu.Lock()
-		if err := s.commitUnlock(true); err != nil { // this goroutine holds no lock: it wakes watchers itself
+		if err := s.commitUnlock(wakeHandOff); err != nil {
 			s.logger.Error("storage: writing the log failed; appends are refused until it succeeds; retrying in 1s", "err", err)
 			retry.Reset(time.Second)
 		}
@@ -101,7 +101,7 @@ func (s *Store) commitLoop() {
 // appends are refused with that error until a later commit succeeds.
 func (s *Store) commit() error {
 	s.commitMu.Lock()
-	return s.commitUnlock(false)
+	return s.commitUnlock(wakeLater)
 }
 
 // commitUnlock is commit for a caller that holds commitMu: it releases it
@@ -111,10 +111,9 @@ func (s *Store) commit() error {
 // queue and pushes the one before it to the tail, so the dispatcher, readied
 // last, runs next instead of behind every append of the write (the delivery
 // path's longest wait with a thousand connections). A small write is
-// indexed right here, with no goroutine to wake (indexInline). With wake,
-// the caller holds no lock of its own, and the watchers of the queues
-// indexed are woken on it too; without, by the dispatcher.
-func (s *Store) commitUnlock(wake bool) error {
+// indexed right here, with no goroutine to wake (indexInline), and wake
+// says who wakes the watchers of the queues indexed.
+func (s *Store) commitUnlock(wake wakeMode) error {
 	wrote, err := s.commitLocked()
 	s.commitMu.Unlock()
 	if wrote {

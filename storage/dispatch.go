@@ -55,7 +55,7 @@ func (s *Store) dispatchLoop() {
 // dispatchHeld is dispatch up to end() for the dispatcher, under
 // dispatchMu and cutMu: end is read once they are held.
 func (s *Store) dispatchHeld(end func() int64) error {
-	defer s.wakeWatchers()
+	defer s.wakeWatchers(false)
 	s.dispatchMu.Lock()
 	defer s.dispatchMu.Unlock()
 	s.cutMu.RLock()
@@ -69,11 +69,9 @@ func (s *Store) dispatchHeld(end func() int64) error {
 // logs the error and retries). The committer calls it after releasing
 // commitMu, so that a slow index write never holds up the log's writes; it
 // only tries dispatchMu and cutMu, since it may hold flushRun or cutMu
-// (Truncate, which holds cutMu and commits, cannot deadlock with it). With
-// wake, the caller holds no lock, and it wakes the watchers of the queues
-// it indexed; without, the dispatcher does (it may be an append waiting
-// under its caller's locks, which a watcher's Wake could take).
-func (s *Store) indexInline(wake bool) {
+// (Truncate, which holds cutMu and commits, cannot deadlock with it). wake
+// says who wakes the watchers of the queues it indexed.
+func (s *Store) indexInline(wake wakeMode) {
 	end := s.dispatchEnd()
 	if end-s.dispatched.Load() > inlineDispatchMax || !s.dispatchMu.TryLock() {
 		s.KickDispatch()
@@ -90,12 +88,27 @@ func (s *Store) indexInline(wake bool) {
 	switch {
 	case err != nil:
 		s.KickDispatch()
-	case wake:
-		s.wakeWatchers()
+	case wake != wakeLater:
+		s.wakeWatchers(wake == wakeHere)
 	case s.wokenAny.Load():
 		s.KickDispatch() // which wakes them
 	}
 }
+
+// wakeMode says who wakes the watchers of what a commit indexes.
+type wakeMode uint8
+
+const (
+	// wakeLater: the dispatcher. The committing goroutine may be an
+	// append waiting under its caller's locks, which a Waker could take.
+	wakeLater wakeMode = iota
+	// wakeHandOff: the committing goroutine, one of the store's own,
+	// which every reader waits behind: Wake(false).
+	wakeHandOff
+	// wakeHere: the committing goroutine, a front-end's that holds no
+	// lock and may serve the readers itself (WriteNow): Wake(true).
+	wakeHere
+)
 
 // dispatch indexes the log from s.dispatched up to to. Records there were
 // written by this store (or checked by recovery), so their frames are trusted
@@ -262,11 +275,13 @@ func (s *Store) writePending(p *pending) error {
 }
 
 // A Waker is told that a queue it watches (Store.Watch) grew. Wake is
-// called once per Watch, on the goroutine that indexed the growth (a
-// committing front-end goroutine, the committer or the dispatcher) once
-// it holds none of the store's locks: it may read the store, but should
-// not keep that goroutine long.
-type Waker interface{ Wake() }
+// called once per Watch, on the goroutine that indexed the growth, once it
+// holds none of the store's locks. With here, that goroutine is a
+// front-end's, which made its own appends durable (WriteNow) and may serve
+// the reader itself; otherwise it is one of the store's (the committer,
+// the dispatcher), which every reader waits behind, and Wake should hand
+// the work to a goroutine of the reader's and return.
+type Waker interface{ Wake(here bool) }
 
 // handOverWoken moves the watchers publish collected to the list that
 // wakeWatchers empties. Caller indexes (dispatchMu, or recovery).
@@ -283,9 +298,10 @@ func (s *Store) handOverWoken() {
 }
 
 // wakeWatchers wakes the watchers of the queues indexing made grow. Whoever
-// indexed calls it once it holds no lock; a watcher one caller misses (it
-// was handed over after that caller looked) is woken by the next.
-func (s *Store) wakeWatchers() {
+// indexed calls it once it holds no lock, with here as in Waker; a watcher
+// one caller misses (it was handed over after that caller looked) is woken
+// by the next.
+func (s *Store) wakeWatchers(here bool) {
 	if !s.wokenAny.Load() {
 		return
 	}
@@ -298,7 +314,7 @@ func (s *Store) wakeWatchers() {
 		return
 	}
 	for _, w := range ws {
-		w.Wake()
+		w.Wake(here)
 	}
 	clear(ws)
 	s.wokenMu.Lock()

@@ -399,7 +399,7 @@ func (s *Store) WriteNow(end int64) (bool, error) {
 	if !s.commitMu.TryLock() {
 		return false, nil
 	}
-	if err := s.writeHeld(true); err != nil {
+	if err := s.writeHeld(wakeHere); err != nil {
 		return true, err
 	}
 	return s.written.Load() >= end, nil

@@ -34,7 +34,7 @@ func (s *Store) waitWritten(ctx context.Context, end int64) error {
 			if s.writeWaiters.Load() == 0 {
 				runtime.Gosched()
 			}
-			if err := s.writeHeld(false); err != nil {
+			if err := s.writeHeld(wakeLater); err != nil {
 				return err
 			}
 			continue
@@ -79,7 +79,7 @@ func (s *Store) waitWritten(ctx context.Context, end int64) error {
 // writeHeld is commitUnlock for an append's goroutine, which holds
 // commitMu: a failed write is left to the committer, which logs it and
 // retries, and the error says the record is in memory only.
-func (s *Store) writeHeld(wake bool) error {
+func (s *Store) writeHeld(wake wakeMode) error {
 	if err := s.commitUnlock(wake); err != nil {
 		s.kickCommit()
 		return fmt.Errorf("storage: message stored in memory, not yet written to the log: %w", err)

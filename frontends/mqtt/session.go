@@ -312,10 +312,18 @@ func (f *feed) run(ctx context.Context) {
 	}
 }
 
-// Wake serves the feed on the calling goroutine, unless another serves it
-// now, which is then made to go round again. It is the feed's core.Waker:
-// the store calls it when a queue the feed watches grows.
-func (f *feed) Wake() { f.wake(false) }
+// Wake is the feed's core.Waker: the store calls it when a queue the feed
+// watches grows. Here (a device's goroutine that stored the message), it
+// serves the feed on the calling goroutine, unless another serves it now,
+// which is then made to go round again; on the store's own goroutines, it
+// wakes the feed's.
+func (f *feed) Wake(here bool) {
+	if !here {
+		f.kickRun()
+		return
+	}
+	f.wake(false)
+}
 
 // wake is Wake; own says the caller is the feed's goroutine, which serves
 // for as long as wakes come. Any other goroutine serves one round and
@@ -435,7 +443,7 @@ func (f *feed) acked() {
 	}
 	if window := int32(f.sess.window); window-n >= refillBatch(window) {
 		if f.starved.Swap(false) {
-			f.Wake()
+			f.wake(false)
 		}
 		return
 	}
