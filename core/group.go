@@ -515,12 +515,6 @@ func (m *Member) TryPull(max int, w Waker) (ds []*Delivery, drained bool, retryA
 		max = 32
 	}
 	ds, _, _, retryAt, err = m.fetch(max, nil, w, &drained)
-	m.g.mu.Lock()
-	m.waker = w
-	if m.gone {
-		m.unwatchLocked() // a Leave between fetch's watching and now missed these
-	}
-	m.g.mu.Unlock()
 	return ds, drained, retryAt, err
 }
 
@@ -623,6 +617,9 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool)
 	}
 	m.lastSeen = now
 	wake := m.wake
+	if w != nil {
+		m.waker = w
+	}
 	var readyBuf [pullWaits]readyCursor
 	ready := readyBuf[:0]
 	var deadline time.Time
@@ -653,14 +650,25 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool)
 			continue // one batch at a time; an ack wakes us
 		}
 		c.fetching = true // c.next and c.gen stay as read here until fetching is cleared, but for a rewind's gen
-		if w != nil && c.watcher != w {
-			if c.watcher != nil {
-				b.store.Unwatch(c.key.topic, c.key.queue, c.watcher)
+		end := int64(-1)
+		if w != nil {
+			// Watched here, under g.mu, so that the cursor's watcher is
+			// the one on its queue: a rebalance or a Leave, which take
+			// it off, cannot come in between (the store's watch lock is
+			// a leaf).
+			if c.watcher != w {
+				if c.watcher != nil {
+					b.store.Unwatch(c.key.topic, c.key.queue, c.watcher)
+				}
+				c.watcher = w
 			}
-			c.watcher = w
+			var err error
+			if end, err = b.store.Watch(c.key.topic, c.key.queue, w); err != nil {
+				end = -1 // the read below reports it
+			}
 		}
 		f, _ := m.filterFor(c.key.topic)
-		ready = append(ready, readyCursor{c: c, from: c.next, gen: c.gen, filter: f})
+		ready = append(ready, readyCursor{c: c, from: c.next, gen: c.gen, filter: f, end: end})
 	}
 	if n > 0 {
 		m.rr = (m.rr + 1) % n
@@ -682,9 +690,8 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool)
 		// is woken.
 		var more bool
 		var err error
-		end := int64(-1)
+		end := r.end
 		if w != nil {
-			end, err = b.store.Watch(c.key.topic, c.key.queue, w)
 			more = end != r.from
 		} else {
 			var ch <-chan struct{}
@@ -753,6 +760,7 @@ type readyCursor struct {
 	from   int64
 	gen    uint64
 	filter route.Filter
+	end    int64 // the queue's end when watched (fetch with a Waker), or -1
 }
 
 // delivery fills d, the Delivery of msg read from c. d takes msg over.

@@ -156,6 +156,27 @@ func TestTryPullWakes(t *testing.T) {
 	}
 }
 
+// Deleting a group takes its members' Wakers off the queues.
+func TestDeleteGroupUnwatches(t *testing.T) {
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	b.CreateTopic("t", 1)
+	m := join(t, b.Broker, "g", "m1", MemberOptions{Subscriptions: subs("t", "*")})
+	w := make(chanWaker, 1)
+	if ds, _, _, err := m.TryPull(10, w); err != nil || len(ds) != 0 {
+		t.Fatalf("empty queue: %d deliveries, %v", len(ds), err)
+	}
+	if err := b.DeleteGroup("g"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, b.Broker, "t", 1, PublishOptions{}, nil)
+	b.Close() // indexes and wakes everything published
+	select {
+	case <-w:
+		t.Fatal("woken after the group was deleted")
+	default:
+	}
+}
+
 func TestClusteringMemberLeavesMidStream(t *testing.T) {
 	b := openBroker(t, t.TempDir(), testConfig(t))
 	b.CreateTopic("t", 8)

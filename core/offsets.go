@@ -193,6 +193,7 @@ func (b *Broker) DeleteGroup(groupName string) error {
 		g.mu.Lock()
 		for _, m := range g.members {
 			m.gone = true
+			m.unwatchLocked()
 			m.notify()
 		}
 		g.members = map[string]*Member{}

@@ -140,6 +140,7 @@ type feed struct {
 	state   atomic.Int32  // feedIdle, feedServed, feedAgain, feedStopped
 	kick    chan struct{} // the feed's goroutine is to look again (retryAt, backlog, failure)
 	retryAt atomic.Int64  // unix nanos: a queue opens then (0: none)
+	blocked atomic.Bool   // a serve stopped for a backlogged connection
 	failed  atomic.Pointer[error]
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -298,8 +299,10 @@ func (f *feed) run(ctx context.Context) {
 			retry = timer.C
 		}
 		var room <-chan struct{}
-		if f.send != nil {
-			room = f.send.roomCh()
+		if f.send != nil && f.blocked.Swap(false) {
+			if room = f.send.roomCh(); room == nil {
+				continue // it drained since the serve stopped for it: serve again
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -372,7 +375,10 @@ func (f *feed) serve(own bool) {
 // (starved: an acknowledgement serves it again), the connection is
 // backlogged, a queue opens only later or a read fails: the feed's
 // goroutine waits for these, and is woken for them unless it is the
-// caller (own), which looks at them once it has served.
+// caller (own), which looks at them once it has served. A caller other
+// than the feed's goroutine sends one pull's worth, and wakes the feed's
+// goroutine for more: a stream of QoS 0 messages, which no window stops,
+// would otherwise keep it as long as the stream lasts.
 func (f *feed) sendAll(own bool) {
 	kick := func() {
 		if !own {
@@ -381,7 +387,7 @@ func (f *feed) sendAll(own bool) {
 	}
 	window := int32(f.sess.window)
 	srv := f.sess.srv
-	for {
+	for empty := 0; ; {
 		free := window - f.unacked.Load()
 		if free <= 0 {
 			f.starved.Store(true)
@@ -393,7 +399,8 @@ func (f *feed) sendAll(own bool) {
 			f.starved.Store(false) // acknowledgements no longer wake it
 		}
 		if f.send != nil && f.send.backlogged() {
-			kick() // it waits for room
+			f.blocked.Store(true) // the feed's goroutine waits for room
+			kick()
 			return
 		}
 		ds, drained, retryAt, err := f.member.TryPull(int(min(free, 256)), f)
@@ -411,11 +418,20 @@ func (f *feed) sendAll(own bool) {
 			}
 			srv.hops.written(f.flush(), pulled)
 		}
-		if len(ds) == 0 || drained { // the queues' growth wakes the feed
+		if drained { // the queues' growth wakes the feed
 			if !retryAt.IsZero() {
 				f.retryAt.Store(retryAt.UnixNano())
 				kick()
 			}
+			return
+		}
+		// More to read now: a full pull, or a read that stopped short (a
+		// filter's scan limit, a rewind).
+		if len(ds) == 0 {
+			empty++
+		}
+		if !own || empty > 64 {
+			f.kickRun()
 			return
 		}
 	}

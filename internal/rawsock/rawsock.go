@@ -14,6 +14,10 @@
 // devices each sending now and then, the broker goes idle and wakes
 // thousands of times a second, and those wakes were 4% of its CPU time.
 //
+// The race detector does not see the kernel read or write the buffers of a
+// raw system call, as it sees those of syscall.Read and Write: a buffer
+// reused while the call runs would go unreported.
+//
 // The socket is a syscall.RawConn of a TCP or Unix connection; on systems
 // where Supported is false nothing is written and every byte goes to that
 // writer, and Read is not to be used.
