@@ -95,13 +95,7 @@ func (w chanWaker) Wake(bool) {
 // TryPull never waits: on empty queues it watches them with the Waker, which
 // a publish wakes once; after Leave nothing wakes it.
 func TestTryPullWakes(t *testing.T) {
-	b := openBroker(t, t.TempDir(), testConfig(t))
-	b.CreateTopic("t", 2)
-	m := join(t, b.Broker, "g", "m1", MemberOptions{Subscriptions: subs("t", "*")})
-	w := make(chanWaker, 1)
-	if ds, drained, at, err := m.TryPull(10, w); err != nil || len(ds) != 0 || !drained || !at.IsZero() {
-		t.Fatalf("empty queues: %d deliveries, drained %v, retry at %v, %v", len(ds), drained, at, err)
-	}
+	b, m, w := watchingMember(t, 2)
 	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 1}, nil)
 	select {
 	case <-w:
@@ -146,35 +140,45 @@ func TestTryPullWakes(t *testing.T) {
 	default:
 		t.Fatal("Leave did not close the Changed channel")
 	}
-	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 1}, nil)
-	publishN(t, b.Broker, "t", 1, PublishOptions{Queue: 0}, nil)
-	b.Close() // indexes and wakes everything published
+	expectNoWake(t, b, w, "Leave", 0, 1)
+}
+
+// watchingMember is member m1 of group g on topic t (of queues queues,
+// empty), whose TryPull left w on them.
+func watchingMember(t *testing.T, queues int) (*testBroker, *Member, chanWaker) {
+	t.Helper()
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	b.CreateTopic("t", queues)
+	m := join(t, b.Broker, "g", "m1", MemberOptions{Subscriptions: subs("t", "*")})
+	w := make(chanWaker, 1)
+	if ds, drained, at, err := m.TryPull(10, w); err != nil || len(ds) != 0 || !drained || !at.IsZero() {
+		t.Fatalf("empty queues: %d deliveries, drained %v, retry at %v, %v", len(ds), drained, at, err)
+	}
+	return b, m, w
+}
+
+// expectNoWake publishes to queues of topic t, closes b (which indexes
+// and wakes everything published) and fails if w was woken.
+func expectNoWake(t *testing.T, b *testBroker, w chanWaker, after string, queues ...int) {
+	t.Helper()
+	for _, q := range queues {
+		publishN(t, b.Broker, "t", 1, PublishOptions{Queue: q}, nil)
+	}
+	b.Close()
 	select {
 	case <-w:
-		t.Fatal("woken after Leave")
+		t.Fatal("woken after " + after)
 	default:
 	}
 }
 
 // Deleting a group takes its members' Wakers off the queues.
 func TestDeleteGroupUnwatches(t *testing.T) {
-	b := openBroker(t, t.TempDir(), testConfig(t))
-	b.CreateTopic("t", 1)
-	m := join(t, b.Broker, "g", "m1", MemberOptions{Subscriptions: subs("t", "*")})
-	w := make(chanWaker, 1)
-	if ds, _, _, err := m.TryPull(10, w); err != nil || len(ds) != 0 {
-		t.Fatalf("empty queue: %d deliveries, %v", len(ds), err)
-	}
+	b, _, w := watchingMember(t, 1)
 	if err := b.DeleteGroup("g"); err != nil {
 		t.Fatal(err)
 	}
-	publishN(t, b.Broker, "t", 1, PublishOptions{}, nil)
-	b.Close() // indexes and wakes everything published
-	select {
-	case <-w:
-		t.Fatal("woken after the group was deleted")
-	default:
-	}
+	expectNoWake(t, b, w, "the group was deleted", 0)
 }
 
 func TestClusteringMemberLeavesMidStream(t *testing.T) {
