@@ -476,10 +476,18 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 		max = 32
 	}
 	var waitBuf [pullWaits]<-chan struct{} // on the stack unless a member reads more queues
-	for {
-		ds, waits, wake, deadline, err := m.fetch(max, waitBuf[:0], nil, nil)
+	for short := 0; ; {
+		var drained bool
+		ds, waits, wake, deadline, err := m.fetch(max, waitBuf[:0], nil, &drained)
 		if err != nil || len(ds) > 0 {
 			return ds, err
+		}
+		// A read that stopped short with nothing (a filter's scan limit)
+		// reads on at once; each such read moves its cursor on, and past
+		// a bound (a cursor that keeps being rewound) the pull waits.
+		if !drained && short < pullShortReads {
+			short++
+			continue
 		}
 		var timer *time.Timer
 		var timeout <-chan time.Time
@@ -540,6 +548,10 @@ func (m *Member) unwatchLocked() {
 		}
 	}
 }
+
+// pullShortReads bounds the reads in a row that Pull makes at once after a
+// read that stopped short with nothing.
+const pullShortReads = 64
 
 // pullWaits is how many queue channels a pull waits on with a select
 // statement; a member that reads more waits with reflect.Select, which
@@ -604,9 +616,11 @@ func (m *Member) wait(ctx context.Context, wake <-chan struct{}, timeout <-chan 
 //
 // With a Waker w, fetch watches the queues with it (storage.Store.Watch)
 // instead of taking their channels, records it in each cursor
-// (cursor.watcher), and sets *drained when it read every queue it could up
-// to the end it watched from (w tells of anything after), and the time a
-// queue opens also when it returns messages.
+// (cursor.watcher), and returns the time a queue opens also when it
+// returns messages. It sets *drained when it read every queue it could up
+// to the end it found when it took the channel or left the Waker, which
+// tell of anything after: when not, a read stopped short (max, a filter's
+// scan limit, a rewind) and there may be more to read now.
 func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
 	g, b := m.g, m.g.b
 	now := time.Now()
@@ -688,20 +702,18 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool)
 		// The channel before the read, and the read only if the queue
 		// grew: most of a subscriber's queues have nothing new when it
 		// is woken.
-		var more bool
 		var err error
 		end := r.end
-		if w != nil {
-			more = end != r.from
-		} else {
+		if w == nil {
 			var ch <-chan struct{}
-			ch, more, err = b.store.WaitChAt(c.key.topic, c.key.queue, r.from)
-			if err == nil {
+			if ch, end, err = b.store.WaitChEnd(c.key.topic, c.key.queue); err == nil {
 				waits = append(waits, ch)
+			} else {
+				end = -1
 			}
 		}
-		if err == nil && !more {
-			continue
+		if end == r.from {
+			continue // nothing new: the channel or the Waker tells of more
 		}
 		read := false // to the end watched from
 		res, rerr := b.store.Read(c.key.topic, c.key.queue, r.from, storage.ReadOptions{

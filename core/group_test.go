@@ -305,6 +305,40 @@ func TestFilteredGroup(t *testing.T) {
 	})
 }
 
+// A filtered read looks at a bounded number of index entries; a pull
+// whose read stops there with nothing matched reads on, rather than wait
+// for a publish that may never come.
+func TestPullReadsPastAFilteredScan(t *testing.T) {
+	b := openBroker(t, t.TempDir(), testConfig(t))
+	b.CreateTopic("t", 1)
+	m := join(t, b.Broker, "g", "m", MemberOptions{Subscriptions: []GroupSub{{Topic: "t", Filter: mustFilter(t, "match")}}})
+	const skipped = 70_000 // more than a filtered read scans
+	msgs := make([]*Message, 0, 1000)
+	for i := 0; i <= skipped; i++ {
+		subject := "other"
+		if i == skipped {
+			subject = "match"
+		}
+		msgs = append(msgs, &Message{Topic: "t", Subject: subject, Body: []byte(fmt.Sprint(i))})
+		if len(msgs) == cap(msgs) || i == skipped {
+			if _, err := b.PublishBatch(context.Background(), msgs, PublishOptions{Queue: 0}); err != nil {
+				t.Fatal(err)
+			}
+			msgs = msgs[:0]
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, err := m.Pull(ctx, 10)
+	if err != nil || len(ds) != 1 || string(ds[0].Body) != fmt.Sprint(skipped) {
+		t.Fatalf("pull: %d deliveries, %v; want the one message that matches", len(ds), err)
+	}
+	w := make(chanWaker, 1)
+	if ds, drained, _, err := m.TryPull(10, w); err != nil || len(ds) != 0 || !drained {
+		t.Fatalf("after it: %d deliveries, drained %v, %v", len(ds), drained, err)
+	}
+}
+
 func TestRetryIntoDeadLetters(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxRetries = 3

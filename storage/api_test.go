@@ -162,13 +162,13 @@ func TestWaitChWakesReaders(t *testing.T) {
 	}
 }
 
-// WaitChAt tells a reader at the queue's end to wait, and one behind it
-// to read; the channel it hands out is closed by the next message.
-func TestWaitChAtSaysWhetherToRead(t *testing.T) {
+// WaitChEnd says where the queue ends; the channel it hands out is closed
+// by the next message.
+func TestWaitChEnd(t *testing.T) {
 	s := openTest(t, t.TempDir(), testOptions(t))
-	ch, more, err := s.WaitChAt("t", 0, 0)
-	if err != nil || more {
-		t.Fatalf("empty queue: more %v, err %v; want nothing to read", more, err)
+	ch, end, err := s.WaitChEnd("t", 0)
+	if err != nil || end != 0 {
+		t.Fatalf("empty queue: end %d, err %v; want 0", end, err)
 	}
 	go s.Append(context.Background(), &Message{Topic: "t", Body: []byte("x")})
 	select {
@@ -176,11 +176,8 @@ func TestWaitChAtSaysWhetherToRead(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("not woken by a new message")
 	}
-	if _, more, _ := s.WaitChAt("t", 0, 0); !more {
-		t.Fatal("a reader at offset 0 of a queue with one message: nothing to read")
-	}
-	if _, more, _ := s.WaitChAt("t", 0, 1); more {
-		t.Fatal("a reader at the queue's end: something to read")
+	if _, end, _ := s.WaitChEnd("t", 0); end != 1 {
+		t.Fatalf("a queue with one message ends at %d", end)
 	}
 }
 

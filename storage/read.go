@@ -238,17 +238,17 @@ func (s *Store) WaitCh(topic string, queueID int) (<-chan struct{}, error) {
 	return q.waitCh(), nil
 }
 
-// WaitChAt is WaitCh for a reader at queue offset offset: it also says
-// whether the queue has messages there to read (its maximum is past
-// offset), looked at after the channel was taken, so that a reader told
-// none waits on ch without losing a wake-up, and skips the read.
-func (s *Store) WaitChAt(topic string, queueID int, offset int64) (ch <-chan struct{}, more bool, err error) {
+// WaitChEnd is WaitCh that also returns the queue's end (its maximum
+// offset), looked at after the channel was taken: a reader below it has
+// messages to read, and one that has read up to it waits on ch without
+// losing a wake-up.
+func (s *Store) WaitChEnd(topic string, queueID int) (ch <-chan struct{}, end int64, err error) {
 	q, err := s.queue(topic, queueID, true)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	ch = q.waitCh()
-	return ch, q.max.Load() != offset, nil
+	return ch, q.max.Load(), nil
 }
 
 // Watch is WaitCh with a Waker instead of a channel: w is woken once the
