@@ -151,7 +151,11 @@ func TestRead(t *testing.T) {
 		}
 		got <- string(buf[:n])
 	}()
-	time.Sleep(20 * time.Millisecond) // the read waits in the poller meanwhile
+	select { // with nothing sent, the read waits in the poller
+	case s := <-got:
+		t.Fatalf("read returned %q before anything was sent", s)
+	case <-time.After(20 * time.Millisecond):
+	}
 	if _, err := sc.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
