@@ -436,10 +436,7 @@ func (s *Store) storeClock() int64 {
 // releases the directory. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.room.Broadcast()
-		s.mu.Unlock()
+		s.refuseAppends()
 		if err := s.commit(); err != nil {
 			s.logger.Error("storage: final write of the log failed", "err", err)
 		}
@@ -460,6 +457,15 @@ func (s *Store) Close() error {
 		s.closeFiles()
 	})
 	return s.closeErr
+}
+
+// refuseAppends has later appends fail with ErrClosed, and those waiting
+// for room learn it.
+func (s *Store) refuseAppends() {
+	s.mu.Lock()
+	s.closed = true
+	s.room.Broadcast()
+	s.mu.Unlock()
 }
 
 func (s *Store) closeFiles() {

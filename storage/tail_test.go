@@ -199,14 +199,7 @@ func TestQueueTailTruncateAndTrim(t *testing.T) {
 // hold every entry up to the offset it records.
 func TestCheckpointWritesTails(t *testing.T) {
 	dir := t.TempDir()
-	o := testOptions(t)
-	o.FlushInterval = time.Hour // no checkpoint but the test's
-	s := openTest(t, dir, o)
-	sent := appendKept(t, s, 0, 600, 300)
-	waitIndexed(t, s)
-	if err := s.checkpoint(); err != nil {
-		t.Fatal(err)
-	}
+	s, sent := checkpointed(t, dir, testOptions(t), 600, 300)
 	_, cp, ok, err := openCheckpoint(filepath.Join(dir, "index"))
 	if err != nil || !ok || cp.offset != s.EndOffset() {
 		t.Fatalf("checkpoint %+v (valid %v, %v), want offset %d", cp, ok, err, s.EndOffset())
@@ -229,6 +222,21 @@ func TestCheckpointWritesTails(t *testing.T) {
 	}
 }
 
+// checkpointed opens a store in dir with o and no checkpoint but the
+// test's, appends n messages of up to maxBody bytes (appendKept), and
+// checkpoints once they are indexed.
+func checkpointed(t *testing.T, dir string, o Options, n, maxBody int) (*Store, []*Message) {
+	t.Helper()
+	o.FlushInterval = time.Hour
+	s := openTest(t, dir, o)
+	sent := appendKept(t, s, 0, n, maxBody)
+	waitIndexed(t, s)
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	return s, sent
+}
+
 // appendKept is appendSeq returning the messages, with their offsets.
 func appendKept(t *testing.T, s *Store, from, n, maxBody int) []*Message {
 	t.Helper()
@@ -248,10 +256,7 @@ func appendKept(t *testing.T, s *Store, from, n, maxBody int) []*Message {
 func abandon(t *testing.T, s *Store) {
 	t.Helper()
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.room.Broadcast()
-		s.mu.Unlock()
+		s.refuseAppends()
 		close(s.stop)
 		s.wg.Wait()
 		for _, q := range s.allQueues() {
@@ -273,13 +278,7 @@ func TestCrashLosesTailsRecoveryRebuilds(t *testing.T) {
 			dir := t.TempDir()
 			o := testOptions(t)
 			o.FlushMode = mode
-			o.FlushInterval = time.Hour // no checkpoint but the test's
-			s := openTest(t, dir, o)
-			sent := appendKept(t, s, 0, 300, 200)
-			waitIndexed(t, s)
-			if err := s.checkpoint(); err != nil {
-				t.Fatal(err)
-			}
+			s, sent := checkpointed(t, dir, o, 300, 200)
 			// 1,500 more to one queue (past tailMax: the dispatcher writes
 			// some) and a few to the others, which stay in their tails.
 			ctx := context.Background()
