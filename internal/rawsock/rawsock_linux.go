@@ -59,20 +59,35 @@ var ops = sync.Pool{New: func() any {
 	return op
 }}
 
+// call makes the raw system call trap(fd, p, n) (read, write, writev),
+// again when a signal interrupted it.
+func call(trap, fd uintptr, p unsafe.Pointer, n int) (int, syscall.Errno) {
+	for {
+		k, _, e := syscall.RawSyscall(trap, fd, uintptr(p), uintptr(n))
+		if e != syscall.EINTR {
+			return int(k), e
+		}
+	}
+}
+
+// failure is e as an error: nil for EAGAIN (the socket takes or has no
+// more now), which ends a call's loop as a failure does.
+func failure(e syscall.Errno) error {
+	if e == syscall.EAGAIN {
+		return nil
+	}
+	return e
+}
+
 func (op *op) write(fd uintptr) bool {
 	for op.n < len(op.p) {
 		b := op.p[op.n:]
-		k, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		if e == syscall.EINTR {
-			continue
-		}
+		k, e := call(syscall.SYS_WRITE, fd, unsafe.Pointer(&b[0]), len(b))
 		if e != 0 {
-			if e != syscall.EAGAIN {
-				op.err = e
-			}
+			op.err = failure(e)
 			break
 		}
-		op.n += int(k)
+		op.n += k
 	}
 	return true // never wait here: the caller queues what is left
 }
@@ -125,17 +140,12 @@ func (w *Writer) writev(fd uintptr) bool {
 			w.i, w.off = len(segs), 0
 			break
 		}
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
-		if e == syscall.EINTR {
-			continue
-		}
+		n, e := call(syscall.SYS_WRITEV, fd, unsafe.Pointer(&v[0]), len(v))
 		if e != 0 {
-			if e != syscall.EAGAIN {
-				w.err = e
-			}
+			w.err = failure(e)
 			break
 		}
-		for k := int(n); k > 0 || w.i < len(segs) && len(segs[w.i]) == w.off; {
+		for k := n; k > 0 || w.i < len(segs) && len(segs[w.i]) == w.off; {
 			left := len(segs[w.i]) - w.off
 			if k < left {
 				w.off += k
@@ -152,19 +162,14 @@ func (w *Writer) writev(fd uintptr) bool {
 // read reads once; false (wait in the poller, then call again) while the
 // socket has nothing.
 func (op *op) read(fd uintptr) bool {
-	for {
-		k, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&op.p[0])), uintptr(len(op.p)))
-		if e == syscall.EINTR {
-			continue
-		}
-		if e == syscall.EAGAIN {
-			return false
-		}
-		if e != 0 {
-			op.err = e
-		} else {
-			op.n = int(k)
-		}
-		return true
+	k, e := call(syscall.SYS_READ, fd, unsafe.Pointer(&op.p[0]), len(op.p))
+	switch e {
+	case syscall.EAGAIN:
+		return false
+	case 0:
+		op.n = k
+	default:
+		op.err = e
 	}
+	return true
 }
