@@ -18,7 +18,7 @@ func TestSDKStandsAlone(t *testing.T) {
 		"github.com/ferrymq/ferry/client":           true,
 		"github.com/ferrymq/ferry/remoting":         true,
 		"github.com/ferrymq/ferry/internal/lograte": true,
-		"github.com/ferrymq/ferry/internal/rawsock": true,
+		"github.com/ferrymq/ferry/internal/rawio":   true,
 	}
 	for _, dep := range strings.Fields(string(out)) {
 		switch {

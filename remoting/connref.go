@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/ferrymq/ferry/internal/rawsock"
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // minRefBody is the smallest body a client's request leaves in the
@@ -27,7 +27,7 @@ const minRefBody = 2 << 10
 // Linux. TLS connections, and the server's, copy every body.
 type refWriter struct {
 	raw      syscall.RawConn // the socket, nil while references are off
-	vec      rawsock.Writer  // the writer's scratch for writev
+	vec      rawio.Writer    // the writer's scratch for writev
 	queued   uint64          // frames queued by reference so far; Conn.mu
 	takenSeq uint64          // the last of them the writer took; Conn.mu
 	released atomic.Uint64   // frames up to it refer to no caller's memory
@@ -37,7 +37,7 @@ type refWriter struct {
 // init turns references on for c when its writer can write without
 // waiting.
 func (r *refWriter) init(c *Conn) {
-	if !rawsock.Supported {
+	if !rawio.Supported {
 		return
 	}
 	if r.raw = rawConn(c.nc); r.raw != nil {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/internal/rawsock"
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // listenOnce listens on a loopback port; accept returns the first
@@ -141,7 +141,7 @@ func TestSendRefFrames(t *testing.T) {
 	cc, sc := tcpPair(t)
 	c := newWriterConn(cc)
 	defer c.stopWriter()
-	if !rawsock.Supported {
+	if !rawio.Supported {
 		t.Skip("bodies are always copied on this system")
 	}
 	if !c.refs.on() {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // Appends are encoded into write buffers in memory, under the write lock;
@@ -135,7 +137,7 @@ func (s *Store) commitLocked() (wrote bool, err error) {
 	}
 	done, bytes := 0, 0
 	for _, b := range bufs {
-		if _, err = b.seg.f.WriteAt(b.data, b.off-b.seg.base); err != nil {
+		if _, err = rawio.WriteAt(b.seg.f, b.data, b.off-b.seg.base); err != nil {
 			err = fmt.Errorf("storage: write %s: %w", b.seg.path, err)
 			break
 		}

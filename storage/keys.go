@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // keyIndex maps message keys to log offsets: one file per commit-log segment,
@@ -70,7 +72,7 @@ func (k *keyIndex) append(base int64, b []byte) error {
 		}
 		k.files[base] = f
 	}
-	if _, err := f.WriteAt(b, k.sizes[base]); err != nil {
+	if _, err := rawio.WriteAt(f, b, k.sizes[base]); err != nil {
 		return fmt.Errorf("storage: write key index: %w", err)
 	}
 	k.sizes[base] += int64(len(b))

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // errIndexDamaged: an index file is not what the writer leaves; recovery
@@ -192,7 +194,7 @@ func (q *queue) writeFiles(first int64, b []byte) error {
 			return err
 		}
 		n := min(int64(len(b))/entrySize, start+q.perFile-first)
-		if _, err := f.WriteAt(b[:n*entrySize], (first-start)*entrySize); err != nil {
+		if _, err := rawio.WriteAt(f, b[:n*entrySize], (first-start)*entrySize); err != nil {
 			return fmt.Errorf("storage: write index %s/%d: %w", q.topic, q.id, err)
 		}
 		first += n

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ferrymq/ferry/internal/rawsock"
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // sendConn is a client connection whose writes never wait for the client
@@ -56,7 +56,7 @@ var errSlowReader = fmt.Errorf("mqtt: the client does not read: %d bytes are wai
 
 func newSendConn(c net.Conn) *sendConn {
 	sc := &sendConn{Conn: c}
-	if rawsock.Supported {
+	if rawio.Supported {
 		if s, ok := c.(syscall.Conn); ok {
 			if raw, err := s.SyscallConn(); err == nil {
 				sc.raw = raw
@@ -80,7 +80,7 @@ func (c *sendConn) Write(p []byte) (int, error) {
 	n := 0
 	if !c.writing && c.raw != nil {
 		var err error
-		n, err = rawsock.WriteNow(c.raw, p)
+		n, err = rawio.WriteNow(c.raw, p)
 		if err != nil {
 			c.err = err
 			return n, err
@@ -169,13 +169,13 @@ func (c *sendConn) roomCh() <-chan struct{} {
 }
 
 // Read reads with a raw system call where the connection has a file
-// descriptor of its own (rawsock), and through the connection otherwise.
+// descriptor of its own (rawio), and through the connection otherwise.
 // Its errors are net.Conn's: EOF, or a *net.OpError.
 func (c *sendConn) Read(p []byte) (int, error) {
 	if c.raw == nil || len(p) == 0 {
 		return c.Conn.Read(p)
 	}
-	n, err := rawsock.Read(c.raw, p)
+	n, err := rawio.Read(c.raw, p)
 	switch {
 	case err != nil:
 		return n, &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/internal/rawsock"
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection with small
@@ -55,7 +55,7 @@ func TestSendConnNeverWaitsForTheClientAndKeepsOrder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			server, client := tcpPair(t)
 			sc := newSendConn(tc.wrap(server))
-			if (sc.raw != nil) != (tc.raw && rawsock.Supported) { // no direct writes on some systems
+			if (sc.raw != nil) != (tc.raw && rawio.Supported) { // no direct writes on some systems
 				t.Fatalf("raw conn: %v", sc.raw != nil)
 			}
 			var want bytes.Buffer

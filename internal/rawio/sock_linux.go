@@ -1,4 +1,4 @@
-package rawsock
+package rawio
 
 import (
 	"sync"
@@ -59,11 +59,12 @@ var ops = sync.Pool{New: func() any {
 	return op
 }}
 
-// call makes the raw system call trap(fd, p, n) (read, write, writev),
-// again when a signal interrupted it.
-func call(trap, fd uintptr, p unsafe.Pointer, n int) (int, syscall.Errno) {
+// call makes the raw system call trap(fd, p, n, off) (read, write and
+// writev, which take no offset; pwrite64), again when a signal interrupted
+// it.
+func call(trap, fd uintptr, p unsafe.Pointer, n int, off int64) (int, syscall.Errno) {
 	for {
-		k, _, e := syscall.RawSyscall(trap, fd, uintptr(p), uintptr(n))
+		k, _, e := syscall.RawSyscall6(trap, fd, uintptr(p), uintptr(n), uintptr(off), 0, 0)
 		if e != syscall.EINTR {
 			return int(k), e
 		}
@@ -82,7 +83,7 @@ func failure(e syscall.Errno) error {
 func (op *op) write(fd uintptr) bool {
 	for op.n < len(op.p) {
 		b := op.p[op.n:]
-		k, e := call(syscall.SYS_WRITE, fd, unsafe.Pointer(&b[0]), len(b))
+		k, e := call(syscall.SYS_WRITE, fd, unsafe.Pointer(&b[0]), len(b), 0)
 		if e != 0 {
 			op.err = failure(e)
 			break
@@ -140,7 +141,7 @@ func (w *Writer) writev(fd uintptr) bool {
 			w.i, w.off = len(segs), 0
 			break
 		}
-		n, e := call(syscall.SYS_WRITEV, fd, unsafe.Pointer(&v[0]), len(v))
+		n, e := call(syscall.SYS_WRITEV, fd, unsafe.Pointer(&v[0]), len(v), 0)
 		if e != 0 {
 			w.err = failure(e)
 			break
@@ -162,7 +163,7 @@ func (w *Writer) writev(fd uintptr) bool {
 // read reads once; false (wait in the poller, then call again) while the
 // socket has nothing.
 func (op *op) read(fd uintptr) bool {
-	k, e := call(syscall.SYS_READ, fd, unsafe.Pointer(&op.p[0]), len(op.p))
+	k, e := call(syscall.SYS_READ, fd, unsafe.Pointer(&op.p[0]), len(op.p), 0)
 	switch e {
 	case syscall.EAGAIN:
 		return false

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package rawsock
+package rawio
 
 import "syscall"
 

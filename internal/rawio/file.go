@@ -1,0 +1,93 @@
+package rawio
+
+import (
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// slowWrite is how long a raw file write may take before the writes after
+// it go through the blocking path: far more than copying a megabyte into
+// the page cache, less than the shortest pause of the kernel's dirty-page
+// throttling. A variable for tests.
+var slowWrite = time.Millisecond
+
+const (
+	// blockingFor is how long writes go through the blocking path after a
+	// slow one.
+	blockingFor = 10 * time.Second
+)
+
+var (
+	epoch = time.Now() // monotonic clock readings are time.Since(epoch)
+	// blockingUntil: until then (a reading), writes take the blocking path.
+	// Throttling and a disk that must be read are the machine's, not one
+	// file's, so one slow write sends every file's writes there.
+	blockingUntil atomic.Int64
+)
+
+// WriteAt writes all of p at off of f, and fails as f.WriteAt does (an
+// *os.PathError).
+func WriteAt(f *os.File, p []byte, off int64) (int, error) {
+	start := time.Since(epoch)
+	if !rawFileWrites || int64(start) < blockingUntil.Load() {
+		return f.WriteAt(p, off)
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	w := pwrites.Get().(*pwrite)
+	w.p, w.off, w.n, w.err = p, off, 0, nil
+	if err := raw.Write(w.fn); err != nil { // holds f open while it writes
+		pwrites.Put(w)
+		return f.WriteAt(p, off) // the error f gives once closed
+	}
+	n, e := w.n, w.err
+	w.p, w.err = nil, nil
+	pwrites.Put(w)
+	if took := time.Since(epoch) - start; took > slowWrite {
+		blockingUntil.Store(int64(start + took + blockingFor))
+	}
+	if e != nil {
+		return n, &os.PathError{Op: "write", Path: f.Name(), Err: e}
+	}
+	return n, nil
+}
+
+// blocking says whether WriteAt now takes the blocking path.
+func blocking() bool { return int64(time.Since(epoch)) < blockingUntil.Load() }
+
+// pwrite is one raw WriteAt, pooled with its function bound once (see op).
+type pwrite struct {
+	p   []byte
+	off int64
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+var pwrites = sync.Pool{New: func() any {
+	w := new(pwrite)
+	w.fn = w.write
+	return w
+}}
+
+func (w *pwrite) write(fd uintptr) bool {
+	for w.n < len(w.p) {
+		b := w.p[w.n:]
+		k, e := pwrite64(fd, b, w.off+int64(w.n))
+		if e != 0 {
+			w.err = e
+			break
+		}
+		if k == 0 {
+			w.err = syscall.EIO // a regular file took nothing and said nothing
+			break
+		}
+		w.n += k
+	}
+	return true
+}
