@@ -9,10 +9,13 @@ import (
 )
 
 // slowWrite is how long a raw file write may take before the writes after
-// it go through the blocking path: far more than copying a megabyte into
-// the page cache, less than the shortest pause of the kernel's dirty-page
-// throttling. A variable for tests.
-var slowWrite = time.Millisecond
+// it go through the blocking path. A write is timed by the clock, so the
+// time counts the kernel running other threads on this one's CPU: on a
+// busy machine 1 ms was passed a few times a second by writes that never
+// slept. 10 ms is as long as the kernel already keeps a thread that holds
+// a processor off its CPU on such a machine, and shorter than a pause of
+// its dirty-page throttling under sustained writes. A variable for tests.
+var slowWrite = 10 * time.Millisecond
 
 const (
 	// blockingFor is how long writes go through the blocking path after a
