@@ -26,8 +26,9 @@ func (s *Store) flushLoop() {
 
 // checkpointLoop writes the index checkpoint every FlushInterval, on a
 // goroutine of its own: it fsyncs every index file written since the last
-// one (two fsyncs a queue), milliseconds that the log's fsync rounds, which
-// sync appends wait for, would otherwise wait behind. Close writes the last
+// one (and a directory where a file was made or removed), milliseconds that
+// the log's fsync rounds, which sync appends wait for, would otherwise wait
+// behind. Close writes the last
 // one.
 func (s *Store) checkpointLoop() {
 	s.tickLoop(s.opts.FlushInterval, nil, func() {

@@ -23,7 +23,10 @@ type keyIndex struct {
 	mu    sync.Mutex // guards files and sizes
 	files map[int64]*os.File
 	sizes map[int64]int64
-	dirty map[int64]bool
+	dirty map[int64]bool // written since the last sync
+	// dirDirty: a file was made or removed since the last sync, which
+	// then fsyncs the directory too.
+	dirDirty bool
 }
 
 const keyEntrySize = 16
@@ -71,6 +74,7 @@ func (k *keyIndex) append(base int64, b []byte) error {
 			return fmt.Errorf("storage: %w", err)
 		}
 		k.files[base] = f
+		k.dirDirty = true
 	}
 	if _, err := rawio.WriteAt(f, b, k.sizes[base]); err != nil {
 		return fmt.Errorf("storage: write key index: %w", err)
@@ -157,26 +161,32 @@ func (k *keyIndex) drop(base int64) error {
 	delete(k.files, base)
 	delete(k.sizes, base)
 	delete(k.dirty, base)
+	k.dirDirty = true
 	if err := os.Remove(filepath.Join(k.dir, segmentName(base))); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("storage: %w", err)
 	}
 	return nil
 }
 
-// sync fsyncs the files written since the last call.
+// sync fsyncs the files written since the last call, and the directory
+// when a file was made or removed.
 func (k *keyIndex) sync() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if len(k.dirty) == 0 {
-		return nil
-	}
 	for base := range k.dirty {
 		if err := k.files[base].Sync(); err != nil {
 			return fmt.Errorf("storage: sync key index: %w", err)
 		}
 		delete(k.dirty, base)
 	}
-	return syncDir(k.dir)
+	if !k.dirDirty {
+		return nil
+	}
+	if err := syncDir(k.dir); err != nil {
+		return err
+	}
+	k.dirDirty = false
+	return nil
 }
 
 func (k *keyIndex) close() {

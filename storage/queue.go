@@ -97,7 +97,13 @@ type queue struct {
 	tail    []byte // encoded entries from fileMax on, at most tailMax
 
 	min, max atomic.Int64
-	dirty    atomic.Bool // files written since the last sync
+	// What sync must make durable, under syncMu (never held while waiting
+	// for the disk: writers take it after each write). unsynced holds the
+	// starts of the files written or truncated since the last sync;
+	// dirDirty says a file was made or removed, so the directory too.
+	syncMu   sync.Mutex
+	unsynced map[int64]bool
+	dirDirty bool
 
 	wakeMu sync.Mutex
 	wake   chan struct{}      // closed when max moves; nil until someone waits
@@ -111,7 +117,7 @@ func openQueue(dir, topic string, id int, perFile int64) (*queue, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	q := &queue{topic: topic, id: id, dir: dir, perFile: perFile, files: map[int64]*os.File{}}
+	q := &queue{topic: topic, id: id, dir: dir, perFile: perFile, files: map[int64]*os.File{}, unsynced: map[int64]bool{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
@@ -182,6 +188,7 @@ func (q *queue) file(i int64, create bool) (*os.File, int64, error) {
 	q.mu.Lock()
 	q.files[start] = f
 	q.mu.Unlock()
+	q.changed(-1, true)
 	return f, start, nil
 }
 
@@ -194,13 +201,14 @@ func (q *queue) writeFiles(first int64, b []byte) error {
 			return err
 		}
 		n := min(int64(len(b))/entrySize, start+q.perFile-first)
-		if _, err := rawio.WriteAt(f, b[:n*entrySize], (first-start)*entrySize); err != nil {
+		_, err = rawio.WriteAt(f, b[:n*entrySize], (first-start)*entrySize)
+		q.changed(start, false) // also when the write failed part way
+		if err != nil {
 			return fmt.Errorf("storage: write index %s/%d: %w", q.topic, q.id, err)
 		}
 		first += n
 		b = b[n*entrySize:]
 	}
-	q.dirty.Store(true)
 	return nil
 }
 
@@ -411,16 +419,17 @@ func (q *queue) truncate(to int64) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.dirty.Store(true)
 	for start, f := range q.files {
 		switch {
 		case start >= to:
 			f.Close()
 			delete(q.files, start)
+			q.changed(-1, true)
 			if err := os.Remove(filepath.Join(q.dir, queueFileName(start))); err != nil {
 				return fmt.Errorf("storage: %w", err)
 			}
 		case to < start+q.perFile:
+			q.changed(start, false)
 			if err := f.Truncate((to - start) * entrySize); err != nil {
 				return fmt.Errorf("storage: truncate index %s/%d: %w", q.topic, q.id, err)
 			}
@@ -450,6 +459,7 @@ func (q *queue) trimBefore(newMin int64) error {
 		if start+q.perFile <= newMin && start < lastStart {
 			f.Close()
 			delete(q.files, start)
+			q.changed(-1, true)
 			if err := os.Remove(filepath.Join(q.dir, queueFileName(start))); err != nil {
 				return fmt.Errorf("storage: %w", err)
 			}
@@ -460,22 +470,61 @@ func (q *queue) trimBefore(newMin int64) error {
 
 // sync writes the tail to the files and fsyncs them if written since the
 // last call: the index is then durable up to every entry added before it.
+//
+// It fsyncs only the files written since, and the directory only when a
+// file was made or removed: at every checkpoint (each FlushInterval), a
+// queue's old files and its directory were fsynced too, each holding a
+// processor for the call.
 func (q *queue) sync() error {
 	if err := q.writeTail(); err != nil {
 		return err
 	}
-	if !q.dirty.Swap(false) {
-		return nil
+	q.syncMu.Lock()
+	starts, dir := q.unsynced, q.dirDirty
+	if len(starts) > 0 {
+		q.unsynced = make(map[int64]bool, len(starts))
 	}
+	q.dirDirty = false
+	q.syncMu.Unlock()
+	err := q.syncFiles(starts, dir)
+	if err != nil { // all of it again next time
+		q.syncMu.Lock()
+		for start := range starts {
+			q.unsynced[start] = true
+		}
+		q.dirDirty = q.dirDirty || dir
+		q.syncMu.Unlock()
+	}
+	return err
+}
+
+func (q *queue) syncFiles(starts map[int64]bool, dir bool) error {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
-	for _, f := range q.files {
+	for start := range starts {
+		f := q.files[start] // gone: removed since, which dir covers
+		if f == nil {
+			continue
+		}
 		if err := f.Sync(); err != nil {
-			q.dirty.Store(true)
 			return fmt.Errorf("storage: sync index %s/%d: %w", q.topic, q.id, err)
 		}
 	}
-	return syncDir(q.dir)
+	if dir {
+		return syncDir(q.dir)
+	}
+	return nil
+}
+
+// changed records what the next sync must make durable: the file at start
+// (-1: none), and the directory.
+func (q *queue) changed(start int64, dir bool) {
+	q.syncMu.Lock()
+	if start >= 0 {
+		q.unsynced[start] = true
+	}
+	q.dirDirty = q.dirDirty || dir
+	q.syncMu.Unlock()
 }
 
 // close writes the tail to the files and closes them.

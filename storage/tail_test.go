@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -391,4 +392,57 @@ func TestQueueTailConcurrentReads(t *testing.T) {
 	addAll(t, q, 0, n, 5)
 	close(done)
 	wg.Wait()
+}
+
+// A queue's sync fsyncs the files written since the last one, and its
+// directory only after a file was made or removed; a failed sync leaves
+// all of it for the next.
+func TestQueueSyncsWhatChanged(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), 100)
+	pending := func() ([]int64, bool) {
+		q.syncMu.Lock()
+		defer q.syncMu.Unlock()
+		var starts []int64
+		for s := range q.unsynced {
+			starts = append(starts, s)
+		}
+		slices.Sort(starts)
+		return starts, q.dirDirty
+	}
+	sync := func() {
+		t.Helper()
+		if err := q.sync(); err != nil {
+			t.Fatal(err)
+		}
+		if starts, dir := pending(); len(starts) != 0 || dir {
+			t.Fatalf("after a sync: files %v and the directory (%v) still to sync", starts, dir)
+		}
+	}
+	expect := func(what string, want []int64, wantDir bool) {
+		t.Helper()
+		if err := q.writeTail(); err != nil {
+			t.Fatal(err)
+		}
+		if starts, dir := pending(); !slices.Equal(starts, want) || dir != wantDir {
+			t.Fatalf("%s: files %v and the directory (%v) to sync, want %v and %v", what, starts, dir, want, wantDir)
+		}
+	}
+
+	addAll(t, q, 0, 50, 10)
+	expect("a new file", []int64{0}, true)
+	sync()
+	addAll(t, q, 50, 60, 10)
+	expect("more in the same file", []int64{0}, false)
+	sync()
+	sync() // nothing written: nothing to sync
+	addAll(t, q, 60, 150, 10)
+	expect("into a new file", []int64{0, 100}, true)
+
+	q.mu.RLock()
+	q.files[100].Close() // its fsync fails
+	q.mu.RUnlock()
+	if err := q.sync(); err == nil {
+		t.Fatal("sync of a closed file succeeded")
+	}
+	expect("after a failed sync", []int64{0, 100}, true)
 }
