@@ -38,8 +38,13 @@ type acker struct {
 	// that a connection's PUBACKs go out in the order of its PUBLISHes
 	// [MQTT-4.6.0-2].
 	sending sync.Mutex
-	buf     bytes.Buffer // the PUBACKs to one connection; under sending
-	spare   []pendingAck // the last batch sent, for the next; under sending
+	// missed is set by a now that comes while sending is held; whoever
+	// lets go of sending then looks at the queue again, so that now need
+	// not wake the acker's goroutine for a PUBACK that the holder may
+	// already have taken.
+	missed atomic.Bool
+	buf    bytes.Buffer // the PUBACKs to one connection; under sending
+	spare  []pendingAck // the last batch sent, for the next; under sending
 }
 
 type pendingAck struct {
@@ -90,22 +95,50 @@ func (a *acker) wake() {
 // now sends the queued PUBACKs on the calling goroutine if the records
 // they acknowledge can be made durable without waiting (core.WriteNow),
 // and leaves them to the acker's goroutine otherwise.
+//
+// When another goroutine is sending, now leaves the PUBACKs to it: its
+// caller queued them before now set missed, so the sender either takes
+// them or, once it lets go, sees missed and looks again. (Waking the
+// acker's goroutine instead cost a goroutine switch for a third of a
+// 1,000-device fleet's publishes.)
 func (a *acker) now() {
-	if !a.sending.TryLock() {
-		a.wake() // the sender may have looked at q before this publish's PUBACK was queued
-		return
+	for {
+		a.missed.Store(true)
+		if !a.sending.TryLock() {
+			return
+		}
+		a.missed.Store(false) // what came before is queued: this send takes it
+		if !a.sendDurable() {
+			a.sending.Unlock() // the acker's goroutine was woken for the rest
+			return
+		}
+		if !a.unlock() {
+			return
+		}
 	}
-	defer a.sending.Unlock()
+}
+
+// unlock lets go of sending and says whether a now found it held
+// meanwhile (missed): the caller then sends what it left, with now.
+func (a *acker) unlock() bool {
+	a.sending.Unlock()
+	return a.missed.Load()
+}
+
+// sendDurable sends queued PUBACKs for as long as core.WriteNow makes
+// their records durable without waiting, until the queue is empty (true),
+// or leaves them to the acker's goroutine (false). Caller holds sending.
+func (a *acker) sendDurable() bool {
 	for {
 		batch := a.take()
 		if len(batch) == 0 {
-			return
+			return true
 		}
 		done, err := a.s.core.WriteNow(maxEnd(batch))
 		if !done {
 			a.putBack(batch)
 			a.wake()
-			return
+			return false
 		}
 		a.send(batch, err)
 	}
@@ -127,7 +160,11 @@ func (a *acker) run(ctx context.Context) {
 // acknowledges are durable, until the queue is empty or ctx ends.
 func (a *acker) drain(ctx context.Context) {
 	a.sending.Lock()
-	defer a.sending.Unlock()
+	defer func() {
+		if a.unlock() {
+			a.now()
+		}
+	}()
 	for {
 		batch := a.take()
 		if len(batch) == 0 {

@@ -2,7 +2,10 @@ package mqtt
 
 import (
 	"bytes"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -61,5 +64,69 @@ func TestPubacksAtTheEndOfABurst(t *testing.T) {
 	rc.write(burst.Bytes()[cut:])
 	if ack := rc.expect(packets.Puback); ack.PacketID != 4 {
 		t.Fatalf("PUBACK for packet %d, want 4", ack.PacketID)
+	}
+}
+
+// Devices that each wait for a publish's PUBACK before the next, all at
+// once, race to send the queued PUBACKs (acker.now): the one that finds
+// another sending leaves its PUBACK to it, and none is lost.
+func TestPubacksOfRacingDevices(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	const devices, each = 16, 300
+	type device struct {
+		rc   *rawClient
+		pubs [][]byte // encoded on the test's goroutine: encodeRaw may fail the test
+	}
+	ds := make([]device, devices)
+	for i := range ds {
+		ds[i].rc = dialRaw(t, f.addr, 4)
+		ds[i].rc.connect(fmt.Sprintf("racer-%d", i))
+		for j := range each {
+			var b bytes.Buffer
+			encodeRaw(t, &b, publishPacket(fmt.Sprintf("race/%d", i), 1, uint16(j+1), []byte("x")), 4)
+			ds[i].pubs = append(ds[i].pubs, b.Bytes())
+		}
+	}
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j, pub := range d.pubs {
+				if _, err := d.rc.c.Write(pub); err != nil {
+					t.Errorf("device %d, publish %d: %v", i, j+1, err)
+					return
+				}
+				ack, err := d.rc.recv()
+				if err != nil || ack.FixedHeader.Type != packets.Puback || ack.PacketID != uint16(j+1) {
+					t.Errorf("device %d, publish %d: answered %v (packet type %d, id %d), want its PUBACK", i, j+1, err, ack.FixedHeader.Type, ack.PacketID)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// A now that finds another goroutine sending leaves its PUBACK to that
+// goroutine, which sends it once it lets go (unlock, as drain does), not
+// when some later publish comes.
+func TestPubackLeftToTheSender(t *testing.T) {
+	f := startFerry(t, t.TempDir(), Config{})
+	rc := dialRaw(t, f.addr, 4)
+	rc.connect("left")
+	cl, ok := f.mqtt.mq.Clients.Get("left")
+	if !ok {
+		t.Fatal("the client is not connected")
+	}
+	a := f.mqtt.acker
+	a.sending.Lock() // another goroutine is sending, past its last look at the queue
+	a.queue(cl, 7, 0, time.Now())
+	a.now() // must return at once, leaving the PUBACK
+	if a.unlock() {
+		a.now()
+	}
+	if ack := rc.expect(packets.Puback); ack.PacketID != 7 {
+		t.Fatalf("PUBACK for packet %d, want 7", ack.PacketID)
 	}
 }
