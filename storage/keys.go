@@ -169,24 +169,43 @@ func (k *keyIndex) drop(base int64) error {
 }
 
 // sync fsyncs the files written since the last call, and the directory
-// when a file was made or removed.
+// when a file was made or removed. It holds k.mu only to take the list:
+// the indexer, which takes k.mu to append, does not wait for the disk.
 func (k *keyIndex) sync() error {
 	k.mu.Lock()
-	defer k.mu.Unlock()
+	files := make(map[int64]*os.File, len(k.dirty))
 	for base := range k.dirty {
-		if err := k.files[base].Sync(); err != nil {
-			return fmt.Errorf("storage: sync key index: %w", err)
-		}
-		delete(k.dirty, base)
+		files[base] = k.files[base]
 	}
-	if !k.dirDirty {
-		return nil
-	}
-	if err := syncDir(k.dir); err != nil {
-		return err
-	}
+	clear(k.dirty)
+	dir := k.dirDirty
 	k.dirDirty = false
-	return nil
+	k.mu.Unlock()
+
+	var err error
+	for base, f := range files {
+		if e := f.Sync(); e != nil && !errors.Is(e, os.ErrClosed) { // closed: dropped since
+			err = fmt.Errorf("storage: sync key index: %w", e)
+			break
+		}
+		delete(files, base)
+	}
+	if err == nil && dir {
+		if err = syncDir(k.dir); err == nil {
+			dir = false
+		}
+	}
+	if err != nil { // what is left, for the next sync
+		k.mu.Lock()
+		for base := range files {
+			if k.files[base] != nil {
+				k.dirty[base] = true
+			}
+		}
+		k.dirDirty = k.dirDirty || dir
+		k.mu.Unlock()
+	}
+	return err
 }
 
 func (k *keyIndex) close() {
