@@ -28,8 +28,7 @@ func (s *Store) flushLoop() {
 // goroutine of its own: it fsyncs every index file written since the last
 // one (and a directory where a file was made or removed), milliseconds that
 // the log's fsync rounds, which sync appends wait for, would otherwise wait
-// behind. Close writes the last
-// one.
+// behind. Close writes the last one.
 func (s *Store) checkpointLoop() {
 	s.tickLoop(s.opts.FlushInterval, nil, func() {
 		if err := s.checkpoint(); err != nil {

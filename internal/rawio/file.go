@@ -17,11 +17,9 @@ import (
 // its dirty-page throttling under sustained writes. A variable for tests.
 var slowWrite = 10 * time.Millisecond
 
-const (
-	// blockingFor is how long writes go through the blocking path after a
-	// slow one.
-	blockingFor = 10 * time.Second
-)
+// blockingFor is how long writes go through the blocking path after a
+// slow one.
+const blockingFor = 10 * time.Second
 
 var (
 	epoch = time.Now() // monotonic clock readings are time.Since(epoch)
@@ -44,13 +42,13 @@ func WriteAt(f *os.File, p []byte, off int64) (int, error) {
 	}
 	w := pwrites.Get().(*pwrite)
 	w.p, w.off, w.n, w.err = p, off, 0, nil
-	if err := raw.Write(w.fn); err != nil { // holds f open while it writes
-		pwrites.Put(w)
-		return f.WriteAt(p, off) // the error f gives once closed
-	}
+	err = raw.Write(w.fn) // holds f open while it writes
 	n, e := w.n, w.err
 	w.p, w.err = nil, nil
 	pwrites.Put(w)
+	if err != nil {
+		return f.WriteAt(p, off) // the error f gives once closed
+	}
 	if took := time.Since(epoch) - start; took > slowWrite {
 		blockingUntil.Store(int64(start + took + blockingFor))
 	}
@@ -59,9 +57,6 @@ func WriteAt(f *os.File, p []byte, off int64) (int, error) {
 	}
 	return n, nil
 }
-
-// blocking says whether WriteAt now takes the blocking path.
-func blocking() bool { return int64(time.Since(epoch)) < blockingUntil.Load() }
 
 // pwrite is one raw WriteAt, pooled with its function bound once (see op).
 type pwrite struct {

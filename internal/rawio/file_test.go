@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// blocking says whether WriteAt now takes the blocking path.
+func blocking() bool { return int64(time.Since(epoch)) < blockingUntil.Load() }
+
 // TestWriteAt writes at offsets, past the end and over what is there, raw
 // and, after a write slower than slowWrite, through the blocking path.
 func TestWriteAt(t *testing.T) {
