@@ -23,10 +23,8 @@ type keyIndex struct {
 	mu    sync.Mutex // guards files and sizes
 	files map[int64]*os.File
 	sizes map[int64]int64
-	dirty map[int64]bool // written since the last sync
-	// dirDirty: a file was made or removed since the last sync, which
-	// then fsyncs the directory too.
-	dirDirty bool
+
+	pending unsynced // what sync must make durable
 }
 
 const keyEntrySize = 16
@@ -35,7 +33,7 @@ func openKeyIndex(dir string) (*keyIndex, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	k := &keyIndex{dir: dir, files: map[int64]*os.File{}, sizes: map[int64]int64{}, dirty: map[int64]bool{}}
+	k := &keyIndex{dir: dir, files: map[int64]*os.File{}, sizes: map[int64]int64{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
@@ -74,13 +72,13 @@ func (k *keyIndex) append(base int64, b []byte) error {
 			return fmt.Errorf("storage: %w", err)
 		}
 		k.files[base] = f
-		k.dirDirty = true
+		k.pending.mark(-1, true)
 	}
 	if _, err := rawio.WriteAt(f, b, k.sizes[base]); err != nil {
 		return fmt.Errorf("storage: write key index: %w", err)
 	}
 	k.sizes[base] += int64(len(b))
-	k.dirty[base] = true
+	k.pending.mark(base, false)
 	return nil
 }
 
@@ -104,7 +102,7 @@ func (k *keyIndex) truncate(off int64) error {
 			return fmt.Errorf("storage: truncate key index: %w", err)
 		}
 		k.sizes[base] = int64(i) * keyEntrySize
-		k.dirty[base] = true
+		k.pending.mark(base, false)
 	}
 	return nil
 }
@@ -160,8 +158,7 @@ func (k *keyIndex) drop(base int64) error {
 	f.Close()
 	delete(k.files, base)
 	delete(k.sizes, base)
-	delete(k.dirty, base)
-	k.dirDirty = true
+	k.pending.mark(-1, true)
 	if err := os.Remove(filepath.Join(k.dir, segmentName(base))); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -169,26 +166,22 @@ func (k *keyIndex) drop(base int64) error {
 }
 
 // sync fsyncs the files written since the last call, and the directory
-// when a file was made or removed. It holds k.mu only to take the list:
+// when a file was made or removed. It holds k.mu only to look a file up:
 // the indexer, which takes k.mu to append, does not wait for the disk.
 func (k *keyIndex) sync() error {
-	k.mu.Lock()
-	files := make(map[int64]*os.File, len(k.dirty))
-	for base := range k.dirty {
-		files[base] = k.files[base]
-	}
-	clear(k.dirty)
-	dir := k.dirDirty
-	k.dirDirty = false
-	k.mu.Unlock()
-
+	starts, dir := k.pending.take()
 	var err error
-	for base, f := range files {
-		if e := f.Sync(); e != nil && !errors.Is(e, os.ErrClosed) { // closed: dropped since
-			err = fmt.Errorf("storage: sync key index: %w", e)
-			break
+	for base := range starts {
+		k.mu.Lock()
+		f := k.files[base] // nil: dropped since
+		k.mu.Unlock()
+		if f != nil {
+			if e := f.Sync(); e != nil && !errors.Is(e, os.ErrClosed) { // closed: dropped meanwhile
+				err = fmt.Errorf("storage: sync key index: %w", e)
+				break
+			}
 		}
-		delete(files, base)
+		delete(starts, base)
 	}
 	if err == nil && dir {
 		if err = syncDir(k.dir); err == nil {
@@ -196,14 +189,7 @@ func (k *keyIndex) sync() error {
 		}
 	}
 	if err != nil { // what is left, for the next sync
-		k.mu.Lock()
-		for base := range files {
-			if k.files[base] != nil {
-				k.dirty[base] = true
-			}
-		}
-		k.dirDirty = k.dirDirty || dir
-		k.mu.Unlock()
+		k.pending.restore(starts, dir)
 	}
 	return err
 }

@@ -25,14 +25,7 @@ func TestKeyIndexSyncsWhatChanged(t *testing.T) {
 	}
 	expect := func(what string, want []int64, wantDir bool) {
 		t.Helper()
-		k.mu.Lock()
-		var got []int64
-		for base := range k.dirty {
-			got = append(got, base)
-		}
-		dirty := k.dirDirty
-		k.mu.Unlock()
-		slices.Sort(got)
+		got, dirty := k.pending.marked()
 		if !slices.Equal(got, want) || dirty != wantDir {
 			t.Fatalf("%s: files %v and the directory (%v) to sync, want %v and %v", what, got, dirty, want, wantDir)
 		}

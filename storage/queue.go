@@ -97,13 +97,7 @@ type queue struct {
 	tail    []byte // encoded entries from fileMax on, at most tailMax
 
 	min, max atomic.Int64
-	// What sync must make durable, under syncMu (never held while waiting
-	// for the disk: writers take it after each write). unsynced holds the
-	// starts of the files written or truncated since the last sync;
-	// dirDirty says a file was made or removed, so the directory too.
-	syncMu   sync.Mutex
-	unsynced map[int64]bool
-	dirDirty bool
+	pending  unsynced // what sync must make durable
 
 	wakeMu sync.Mutex
 	wake   chan struct{}      // closed when max moves; nil until someone waits
@@ -117,7 +111,7 @@ func openQueue(dir, topic string, id int, perFile int64) (*queue, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	q := &queue{topic: topic, id: id, dir: dir, perFile: perFile, files: map[int64]*os.File{}, unsynced: map[int64]bool{}}
+	q := &queue{topic: topic, id: id, dir: dir, perFile: perFile, files: map[int64]*os.File{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
@@ -188,7 +182,7 @@ func (q *queue) file(i int64, create bool) (*os.File, int64, error) {
 	q.mu.Lock()
 	q.files[start] = f
 	q.mu.Unlock()
-	q.changed(-1, true)
+	q.pending.mark(-1, true)
 	return f, start, nil
 }
 
@@ -202,7 +196,7 @@ func (q *queue) writeFiles(first int64, b []byte) error {
 		}
 		n := min(int64(len(b))/entrySize, start+q.perFile-first)
 		_, err = rawio.WriteAt(f, b[:n*entrySize], (first-start)*entrySize)
-		q.changed(start, false) // also when the write failed part way
+		q.pending.mark(start, false) // also when the write failed part way
 		if err != nil {
 			return fmt.Errorf("storage: write index %s/%d: %w", q.topic, q.id, err)
 		}
@@ -424,12 +418,12 @@ func (q *queue) truncate(to int64) error {
 		case start >= to:
 			f.Close()
 			delete(q.files, start)
-			q.changed(-1, true)
+			q.pending.mark(-1, true)
 			if err := os.Remove(filepath.Join(q.dir, queueFileName(start))); err != nil {
 				return fmt.Errorf("storage: %w", err)
 			}
 		case to < start+q.perFile:
-			q.changed(start, false)
+			q.pending.mark(start, false)
 			if err := f.Truncate((to - start) * entrySize); err != nil {
 				return fmt.Errorf("storage: truncate index %s/%d: %w", q.topic, q.id, err)
 			}
@@ -459,7 +453,7 @@ func (q *queue) trimBefore(newMin int64) error {
 		if start+q.perFile <= newMin && start < lastStart {
 			f.Close()
 			delete(q.files, start)
-			q.changed(-1, true)
+			q.pending.mark(-1, true)
 			if err := os.Remove(filepath.Join(q.dir, queueFileName(start))); err != nil {
 				return fmt.Errorf("storage: %w", err)
 			}
@@ -479,21 +473,10 @@ func (q *queue) sync() error {
 	if err := q.writeTail(); err != nil {
 		return err
 	}
-	q.syncMu.Lock()
-	starts, dir := q.unsynced, q.dirDirty
-	if len(starts) > 0 {
-		q.unsynced = make(map[int64]bool, len(starts))
-	}
-	q.dirDirty = false
-	q.syncMu.Unlock()
+	starts, dir := q.pending.take()
 	err := q.syncFiles(starts, dir)
 	if err != nil { // all of it again next time
-		q.syncMu.Lock()
-		for start := range starts {
-			q.unsynced[start] = true
-		}
-		q.dirDirty = q.dirDirty || dir
-		q.syncMu.Unlock()
+		q.pending.restore(starts, dir)
 	}
 	return err
 }
@@ -514,17 +497,6 @@ func (q *queue) syncFiles(starts map[int64]bool, dir bool) error {
 		return syncDir(q.dir)
 	}
 	return nil
-}
-
-// changed records what the next sync must make durable: the file at start
-// (-1: none), and the directory.
-func (q *queue) changed(start int64, dir bool) {
-	q.syncMu.Lock()
-	if start >= 0 {
-		q.unsynced[start] = true
-	}
-	q.dirDirty = q.dirDirty || dir
-	q.syncMu.Unlock()
 }
 
 // close writes the tail to the files and closes them.

@@ -399,16 +399,7 @@ func TestQueueTailConcurrentReads(t *testing.T) {
 // all of it for the next.
 func TestQueueSyncsWhatChanged(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 100)
-	pending := func() ([]int64, bool) {
-		q.syncMu.Lock()
-		defer q.syncMu.Unlock()
-		var starts []int64
-		for s := range q.unsynced {
-			starts = append(starts, s)
-		}
-		slices.Sort(starts)
-		return starts, q.dirDirty
-	}
+	pending := q.pending.marked
 	sync := func() {
 		t.Helper()
 		if err := q.sync(); err != nil {
