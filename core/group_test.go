@@ -115,13 +115,7 @@ func TestTryPullWakes(t *testing.T) {
 	// More than max: not drained until the last is read.
 	publishN(t, b.Broker, "t", 5, PublishOptions{Queue: 0}, nil)
 	b.store.KickDispatch()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, max := b.store.Offsets("t", 0); max == 5 {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("queue 0 at %d, want 5", max)
-		}
-	}
+	waitFor(t, 5*time.Second, "queue 0 to hold 5", func() bool { _, max := b.store.Offsets("t", 0); return max == 5 })
 	select {
 	case <-w: // woken by them
 	case <-time.After(5 * time.Second):

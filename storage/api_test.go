@@ -223,13 +223,7 @@ func TestWatchWakesOnce(t *testing.T) {
 	if err := s.Append(ctx, &Message{Topic: "t", Body: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, max := s.Offsets("t", 0); max == 4 {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("max %d, want 4", max)
-		}
-	}
+	waitIndexed(t, s)
 	if end, _ := s.Watch("t", 0, w); end != 4 {
 		t.Fatalf("end %d, want 4", end)
 	}
