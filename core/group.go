@@ -472,9 +472,6 @@ type Delivery struct {
 // there is at least one, ctx ends or the broker closes (long polling: it is
 // woken by the store, never by polling).
 func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
-	if max <= 0 {
-		max = 32
-	}
 	var waitBuf [pullWaits]<-chan struct{} // on the stack unless a member reads more queues
 	for short := 0; ; {
 		var drained bool
@@ -485,7 +482,7 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 		// A read that stopped short with nothing (a filter's scan limit)
 		// reads on at once; each such read moves its cursor on, and past
 		// a bound (a cursor that keeps being rewound) the pull waits.
-		if !drained && short < pullShortReads {
+		if !drained && short < PullShortReads {
 			short++
 			continue
 		}
@@ -519,9 +516,6 @@ func (m *Member) Pull(ctx context.Context, max int) ([]*Delivery, error) {
 // It is Pull for a consumer with no goroutine parked per member: one that
 // the storing goroutine itself serves when it wakes it.
 func (m *Member) TryPull(max int, w Waker) (ds []*Delivery, drained bool, retryAt time.Time, err error) {
-	if max <= 0 {
-		max = 32
-	}
 	ds, _, _, retryAt, err = m.fetch(max, nil, w, &drained)
 	return ds, drained, retryAt, err
 }
@@ -549,9 +543,10 @@ func (m *Member) unwatchLocked() {
 	}
 }
 
-// pullShortReads bounds the reads in a row that Pull makes at once after a
-// read that stopped short with nothing.
-const pullShortReads = 64
+// PullShortReads bounds the reads in a row that a puller makes at once
+// after a read that stopped short with nothing (Pull, and a TryPull
+// caller): past it, the reads wait or go to another goroutine.
+const PullShortReads = 64
 
 // pullWaits is how many queue channels a pull waits on with a select
 // statement; a member that reads more waits with reflect.Select, which
@@ -622,6 +617,9 @@ func (m *Member) wait(ctx context.Context, wake <-chan struct{}, timeout <-chan 
 // tell of anything after: when not, a read stopped short (max, a filter's
 // scan limit, a rewind) and there may be more to read now.
 func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool) ([]*Delivery, []<-chan struct{}, <-chan struct{}, time.Time, error) {
+	if max <= 0 {
+		max = 32
+	}
 	g, b := m.g, m.g.b
 	now := time.Now()
 	g.mu.Lock()
@@ -667,9 +665,9 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool)
 		end := int64(-1)
 		if w != nil {
 			// Watched here, under g.mu, so that the cursor's watcher is
-			// the one on its queue: a rebalance or a Leave, which take
-			// it off, cannot come in between (the store's watch lock is
-			// a leaf).
+			// the one on its queue: Leave and DeleteGroup, which take it
+			// off, cannot come in between (the store's watch lock is a
+			// leaf); a new owner's fetch replaces it here.
 			if c.watcher != w {
 				if c.watcher != nil {
 					b.store.Unwatch(c.key.topic, c.key.queue, c.watcher)
@@ -757,9 +755,7 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool)
 		}
 		g.mu.Unlock()
 	}
-	if drained != nil {
-		*drained = all && ferr == nil
-	}
+	*drained = all // a failed read leaves its cursor unread
 	if len(out) > 0 {
 		return out, nil, nil, deadline, nil
 	}

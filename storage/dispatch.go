@@ -307,12 +307,13 @@ func (s *Store) wakeWatchers(here bool) {
 	}
 	s.wokenMu.Lock()
 	ws := s.woken
-	s.woken, s.wokenSpare = s.wokenSpare, nil
 	s.wokenAny.Store(false)
-	s.wokenMu.Unlock()
-	if len(ws) == 0 {
+	if len(ws) == 0 { // another caller took them: keep the spare
+		s.wokenMu.Unlock()
 		return
 	}
+	s.woken, s.wokenSpare = s.wokenSpare, nil
+	s.wokenMu.Unlock()
 	for _, w := range ws {
 		w.Wake(here)
 	}

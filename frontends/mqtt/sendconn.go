@@ -33,7 +33,7 @@ type sendConn struct {
 	writing bool          // a writer goroutine is running
 	closed  bool          // Close was called; the writer closes the socket when done
 	err     error         // the first failed write: every later write fails with it
-	room    chan struct{} // closed when pending drops to sendLowWater (waitRoom)
+	room    chan struct{} // closed when pending drops to sendLowWater (roomCh)
 }
 
 const (
@@ -42,7 +42,7 @@ const (
 	// it fails, and the connection is closed.
 	sendMaxPending = 8 << 20
 	// sendHighWater is the queue over which a feed waits before pulling
-	// more (waitRoom), until it is down to sendLowWater.
+	// more (backlogged, roomCh), until it is down to sendLowWater.
 	sendHighWater = 256 << 10
 	sendLowWater  = 64 << 10
 	// sendCloseGrace is how long Close lets the writer try to deliver what
@@ -136,7 +136,7 @@ func (c *sendConn) writeQueued() {
 	}
 }
 
-// signalRoom wakes the goroutines in waitRoom. Caller holds c.mu.
+// signalRoom closes the channel roomCh handed out. Caller holds c.mu.
 func (c *sendConn) signalRoom() {
 	if c.room != nil {
 		close(c.room)
@@ -151,6 +151,11 @@ func (c *sendConn) signalRoom() {
 func (c *sendConn) backlogged() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.backloggedLocked()
+}
+
+// backloggedLocked is backlogged for a caller that holds c.mu.
+func (c *sendConn) backloggedLocked() bool {
 	return len(c.pending) > sendHighWater && c.err == nil && c.writing
 }
 
@@ -159,7 +164,7 @@ func (c *sendConn) backlogged() bool {
 func (c *sendConn) roomCh() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pending) <= sendHighWater || c.err != nil || !c.writing {
+	if !c.backloggedLocked() {
 		return nil
 	}
 	if c.room == nil {

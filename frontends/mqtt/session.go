@@ -430,7 +430,7 @@ func (f *feed) sendAll(own bool) {
 		if len(ds) == 0 {
 			empty++
 		}
-		if !own || empty > 64 {
+		if !own || empty > core.PullShortReads {
 			f.kickRun()
 			return
 		}
