@@ -144,6 +144,9 @@ type feed struct {
 	failed  atomic.Pointer[error]
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// stopping is a stop's channel, closed by a server that leaves the
+	// feed idle, for the stop to take it then.
+	stopping atomic.Pointer[chan struct{}]
 
 	// Only the goroutine serving the feed touches these.
 	buf     bytes.Buffer // the PUBLISH packets of one pull, written at once
@@ -250,7 +253,12 @@ func (f *feed) stop(leave bool) {
 	// Wait out a goroutine serving it now; a serve is a few writes that
 	// never wait.
 	for !f.state.CompareAndSwap(feedIdle, feedStopped) {
-		time.Sleep(50 * time.Microsecond)
+		ch := make(chan struct{})
+		f.stopping.Store(&ch)
+		if f.state.CompareAndSwap(feedIdle, feedStopped) { // idle before it could see ch
+			break
+		}
+		<-ch
 	}
 	ss := f.sess
 	ss.mu.Lock()
@@ -359,14 +367,25 @@ func (f *feed) serve(own bool) {
 	for {
 		f.sendAll(own)
 		if f.state.CompareAndSwap(feedServed, feedIdle) {
+			f.idled()
 			return
 		}
 		if !own { // it was feedAgain
 			f.state.Store(feedIdle)
+			f.idled()
 			f.kickRun()
 			return
 		}
 		f.state.Store(feedServed)
+	}
+}
+
+// idled tells a stop waiting for the feed to be idle that it is.
+func (f *feed) idled() {
+	if f.stopping.Load() != nil {
+		if ch := f.stopping.Swap(nil); ch != nil {
+			close(*ch)
+		}
 	}
 }
 
