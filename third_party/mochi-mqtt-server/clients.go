@@ -619,6 +619,11 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 	if cl.Net.bconn == nil {
 		return ErrConnectionClosed
 	}
+	if p := cl.ops.options.Poller; p != nil {
+		if err, ok := cl.readPolled(p, packetHandler); ok {
+			return err
+		}
+	}
 
 	// burst, made once for all of a client's bursts, hands readBurst's error
 	// back through err.

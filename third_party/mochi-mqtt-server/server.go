@@ -138,6 +138,11 @@ type Options struct {
 	// one flush of their acknowledgements) and that would otherwise wait
 	// for the client's next packet. It must not block.
 	OnReadIdle func(cl *Client) `yaml:"-" json:"-"`
+
+	// Poller, if set, waits for the input of the clients' connections
+	// that it can watch, in place of a goroutine blocked on each (see
+	// Poller).
+	Poller Poller `yaml:"-" json:"-"`
 }
 
 // Server is an MQTT broker server. It should be created with server.New()
