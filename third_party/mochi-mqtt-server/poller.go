@@ -74,15 +74,18 @@ func (cl *Client) readPolled(p Poller, handler ReadFn) (error, bool) {
 		}
 	}
 	pc := &polledClient{cl: cl, handler: handler, end: make(chan error, 1)}
+	pc.input.Store(time.Now().UnixNano())
+	pc.handling.Lock() // ready may come before Watch returns
 	w, ok := p.Watch(cl.Net.Conn, pc.ready)
 	if !ok {
+		pc.handling.Unlock()
 		return nil, false
 	}
 	pc.w = w
 	if cl.Net.Conn != nil {
 		_ = cl.Net.Conn.SetDeadline(time.Time{}) // the connection is read without waiting; see below
 	}
-	pc.input.Store(time.Now().UnixNano())
+	pc.handling.Unlock()
 	defer func() {
 		w.Stop()
 		pc.handling.Lock() // a worker's burst under way
@@ -142,11 +145,11 @@ func (pc *polledClient) finish(err error) {
 // ready is the poller's call: cl's connection has input.
 func (pc *polledClient) ready() {
 	cl := pc.cl
+	pc.handling.Lock()
+	defer pc.handling.Unlock()
 	if pc.ended {
 		return
 	}
-	pc.handling.Lock()
-	defer pc.handling.Unlock()
 	b := cl.Net.bconn
 	if b.buffered() == 0 {
 		b.fill()
