@@ -121,12 +121,13 @@ func (cl *Clients) GetByListener(id string) []*Client {
 
 // Client contains information about a client known by the broker.
 type Client struct {
-	Properties   ClientProperties // client properties
-	State        ClientState      // the operational state of the client.
-	Net          ClientConnection // network connection state of the client
-	ID           string           // the client id.
-	ops          *ops             // ops provides a reference to server ops.
-	sync.RWMutex                  // mutex
+	Properties   ClientProperties             // client properties
+	State        ClientState                  // the operational state of the client.
+	Net          ClientConnection             // network connection state of the client
+	ID           string                       // the client id.
+	ops          *ops                         // ops provides a reference to server ops.
+	polled       atomic.Pointer[polledClient] // while a Poller reads the client (readPolled)
+	sync.RWMutex                              // mutex
 }
 
 // ClientConnection contains the connection transport and metadata for the client.
@@ -716,6 +717,10 @@ func (cl *Client) Stop(err error) {
 
 		if cl.State.cancelOpen != nil {
 			cl.State.cancelOpen()
+		}
+
+		if pc := cl.polled.Load(); pc != nil {
+			pc.end(nil) // the poller sees nothing of a closed connection
 		}
 
 		atomic.StoreInt64(&cl.State.disconnected, time.Now().Unix())

@@ -57,8 +57,10 @@ type Watch interface {
 // does not wait. From the first packet that is anything else, or that has
 // not arrived whole, the rest of the burst is handled on a worker, with
 // reads that wait, while the watch is paused, as Read does without a
-// Poller. The keep-alive is checked by the goroutine that called Read,
-// which waits for the client to end.
+// Poller. The goroutine that called Read waits, on one channel, for the
+// client to end: an error of its connection or its packets, Stop, or the
+// server's keep-alive check (endSilentClients). So a client read by a
+// Poller holds no timer, and its goroutine no deadline.
 func (cl *Client) readPolled(p Poller, handler ReadFn) (error, bool) {
 	if cl.Net.bconn.buffered() > 0 { // sent with the CONNECT: the poller would not see it
 		var err error
@@ -73,7 +75,7 @@ func (cl *Client) readPolled(p Poller, handler ReadFn) (error, bool) {
 			return err, true
 		}
 	}
-	pc := &polledClient{cl: cl, handler: handler, end: make(chan error, 1)}
+	pc := &polledClient{cl: cl, handler: handler, ended: make(chan error, 1)}
 	pc.input.Store(time.Now().UnixNano())
 	pc.handling.Lock() // ready may come before Watch returns
 	w, ok := p.Watch(cl.Net.Conn, pc.ready)
@@ -83,7 +85,7 @@ func (cl *Client) readPolled(p Poller, handler ReadFn) (error, bool) {
 	}
 	pc.w = w
 	if cl.Net.Conn != nil {
-		_ = cl.Net.Conn.SetDeadline(time.Time{}) // the connection is read without waiting; see below
+		_ = cl.Net.Conn.SetDeadline(time.Time{}) // the connection is read without waiting
 	}
 	pc.handling.Unlock()
 	defer func() {
@@ -92,32 +94,26 @@ func (cl *Client) readPolled(p Poller, handler ReadFn) (error, bool) {
 		pc.handling.Unlock()
 	}()
 
-	var expiry <-chan time.Time
-	keepalive := time.Duration(cl.State.Keepalive) * 1500 * time.Millisecond // [MQTT-3.1.2-22]
-	if keepalive > 0 {
-		t := time.NewTimer(keepalive)
-		defer t.Stop()
-		expiry = t.C
-		for {
-			select {
-			case err := <-pc.end:
-				return err, true
-			case <-cl.State.open.Done():
-				return nil, true
-			case <-expiry:
-				silent := time.Since(time.Unix(0, pc.input.Load()))
-				if silent >= keepalive {
-					return fmt.Errorf("mqtt: nothing read within 1.5 times the keep-alive of %d s: %w", cl.State.Keepalive, os.ErrDeadlineExceeded), true
-				}
-				t.Reset(keepalive - silent)
-			}
-		}
-	}
-	select {
-	case err := <-pc.end:
-		return err, true
-	case <-cl.State.open.Done():
+	cl.polled.Store(pc)
+	defer cl.polled.Store(nil)
+	if cl.Closed() { // stopped before Stop could see pc
 		return nil, true
+	}
+	return <-pc.ended, true
+}
+
+// endSilentClients ends the clients read by a Poller that have sent
+// nothing for one and a half times their keep-alive [MQTT-3.1.2-22], as a
+// read deadline ends the others.
+func (s *Server) endSilentClients(now time.Time) {
+	silent := func(cl *Client) bool {
+		pc := cl.polled.Load()
+		return pc != nil && pc.silent(now)
+	}
+	for _, cl := range s.Clients.filter(silent) {
+		if pc := cl.polled.Load(); pc != nil {
+			pc.end(fmt.Errorf("mqtt: nothing read within 1.5 times the keep-alive of %d s: %w", cl.State.Keepalive, os.ErrDeadlineExceeded))
+		}
 	}
 }
 
@@ -126,20 +122,35 @@ type polledClient struct {
 	cl      *Client
 	handler ReadFn
 	w       Watch
-	end     chan error   // the client's reading ended, with this error
-	ended   bool         // end has been sent; under the watch (ready) or handling
+	ended   chan error   // the client's reading ended, with this error (end)
+	done    bool         // ready has ended the client; under handling
 	input   atomic.Int64 // when input last arrived, unix ns
 	// handling is held while a burst is handled, so that the client is
 	// detached only after it.
 	handling sync.Mutex
 }
 
-// finish ends the client's reading with err: the poller calls ready no
-// more, and the goroutine in readPolled returns err.
+// end ends the client's reading with err, unless it has ended already.
+func (pc *polledClient) end(err error) {
+	select {
+	case pc.ended <- err:
+	default:
+	}
+}
+
+// silent reports whether the client has sent nothing for one and a half
+// times its keep-alive.
+func (pc *polledClient) silent(now time.Time) bool {
+	ka := time.Duration(pc.cl.State.Keepalive) * 1500 * time.Millisecond
+	return ka > 0 && now.Sub(time.Unix(0, pc.input.Load())) >= ka
+}
+
+// finish ends the client's reading with err from ready: the poller calls
+// ready no more.
 func (pc *polledClient) finish(err error) {
-	pc.ended = true
+	pc.done = true
 	pc.w.Pause()
-	pc.end <- err
+	pc.end(err)
 }
 
 // ready is the poller's call: cl's connection has input.
@@ -147,7 +158,7 @@ func (pc *polledClient) ready() {
 	cl := pc.cl
 	pc.handling.Lock()
 	defer pc.handling.Unlock()
-	if pc.ended {
+	if pc.done {
 		return
 	}
 	b := cl.Net.bconn
@@ -193,9 +204,9 @@ func (pc *polledClient) burst() {
 	}
 	pc.input.Store(time.Now().UnixNano())
 	if err != nil || cl.Closed() {
-		pc.ended = true
+		pc.done = true
 		pc.handling.Unlock()
-		pc.end <- err
+		pc.end(err)
 		return
 	}
 	pc.handling.Unlock()

@@ -169,6 +169,7 @@ type loop struct {
 	retainedExpiry *time.Ticker     // interval ticker for cleaning retained messages
 	willDelaySend  *time.Ticker     // interval ticker for sending Will Messages with a delay
 	willDelayed    *packets.Packets // activate LWT packets which will be sent after a delay
+	keepalive      *time.Ticker     // interval ticker for ending silent clients read by a Poller
 }
 
 // ops contains server values which can be propagated to other structs.
@@ -257,6 +258,7 @@ func New(opts *Options) *Server {
 			sysTopics:      time.NewTicker(time.Second * time.Duration(opts.SysTopicResendInterval)),
 			clientExpiry:   time.NewTicker(time.Second),
 			inflightExpiry: time.NewTicker(time.Second),
+			keepalive:      time.NewTicker(time.Second),
 			retainedExpiry: time.NewTicker(time.Second),
 			willDelaySend:  time.NewTicker(time.Second),
 			willDelayed:    packets.NewPackets(),
@@ -467,6 +469,8 @@ func (s *Server) eventLoop() {
 			s.sendDelayedLWT(time.Now().Unix())
 		case <-s.loop.inflightExpiry.C:
 			s.clearExpiredInflights(time.Now().Unix())
+		case now := <-s.loop.keepalive.C:
+			s.endSilentClients(now)
 		}
 	}
 }
