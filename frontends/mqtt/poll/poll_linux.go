@@ -5,53 +5,49 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Poller is a set of loops; Add spreads sockets over them in turn.
-type Poller struct {
-	loops []*loop
-	next  atomic.Uint32
-}
+// Poller is one epoll instance served by a few goroutines (runners).
+type Poller struct{ l *loop }
 
 // events is what a socket is registered for while ready may be called.
 const events = unix.EPOLLIN | unix.EPOLLRDHUP
 
-// maxEvents is the most ready sockets one epoll_wait takes.
-const maxEvents = 256
+// batch is the most ready sockets a runner takes at once: the others are
+// left to the next runner, so that a burst of many is shared by as many
+// goroutines as are free, as the runtime shares runnable goroutines.
+const batch = 16
 
-// New starts n loops (at least 1).
+// New starts an epoll instance and n goroutines (at least 1) that serve it.
 func New(n int) (*Poller, error) {
-	p := &Poller{}
-	for range max(n, 1) {
-		l, err := newLoop()
-		if err != nil {
-			p.Close()
-			return nil, err
-		}
-		p.loops = append(p.loops, l)
-		go l.run()
+	l, err := newLoop()
+	if err != nil {
+		return nil, err
 	}
-	return p, nil
+	for range max(n, 1) {
+		r := &runner{l: l, evs: make([]unix.EpollEvent, batch)}
+		r.waitFn = r.take
+		l.running.Add(1)
+		go r.run()
+	}
+	return &Poller{l: l}, nil
 }
 
-// Close ends the loops. Sockets still added are no longer waited on; their
-// ready is not called again once Close has returned.
+// Close ends the runners. Sockets still added are no longer waited on;
+// their ready is not called again once Close has returned.
 func (p *Poller) Close() error {
-	for _, l := range p.loops {
-		l.close()
-	}
+	p.l.close()
 	return nil
 }
 
 // Add registers the socket of raw (a TCP or Unix connection) with a loop,
 // which calls ready each time it has input, until Remove.
 func (p *Poller) Add(raw syscall.RawConn, ready func()) (*Handle, error) {
-	l := p.loops[int(p.next.Add(1))%len(p.loops)]
+	l := p.l
 	h := &Handle{l: l, ready: ready}
 	h.ctl = func(op int, ev uint32) error {
 		err := net.ErrClosed
@@ -113,7 +109,7 @@ func (h *Handle) Remove() {
 	h.l.forget(h.id)
 }
 
-// loop is one epoll instance and the goroutine that serves it.
+// loop is the epoll instance.
 type loop struct {
 	epfd int
 	file *os.File // epfd, waited on in Go's poller
@@ -124,11 +120,7 @@ type loop struct {
 	lastID  uint64
 	closed  bool // epfd is closed or closing: no epoll_ctl on it
 
-	evs    []unix.EpollEvent // what the last epoll_wait returned; the loop's
-	n      int
-	err    error
-	waitFn func(fd uintptr) bool
-	done   chan struct{} // closed when run returns
+	running sync.WaitGroup // the runners
 }
 
 func newLoop() (*loop, error) {
@@ -140,53 +132,62 @@ func newLoop() (*loop, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("poll: epoll descriptor: %w", err)
 	}
-	l := &loop{epfd: fd, file: os.NewFile(uintptr(fd), "epoll"), handles: make(map[uint64]*Handle),
-		evs: make([]unix.EpollEvent, maxEvents), done: make(chan struct{})}
+	l := &loop{epfd: fd, file: os.NewFile(uintptr(fd), "epoll"), handles: make(map[uint64]*Handle)}
 	if l.raw, err = l.file.SyscallConn(); err != nil {
 		l.file.Close()
 		return nil, fmt.Errorf("poll: epoll descriptor: %w", err)
 	}
-	l.waitFn = l.take
 	return l, nil
 }
 
-// take takes the ready sockets without waiting; false (wait in Go's
-// poller for the epoll descriptor to be readable, then call again) while
-// there are none.
+// runner is a goroutine serving the loop. Go's poller lets one goroutine
+// at a time wait on the epoll descriptor; the others wait for it to take
+// its batch, then take the next.
+type runner struct {
+	l      *loop
+	evs    []unix.EpollEvent // what the last epoll_wait returned
+	n      int
+	err    error
+	waitFn func(fd uintptr) bool
+}
+
+// take takes ready sockets without waiting; false (wait in Go's poller for
+// the epoll descriptor to be readable, then call again) while there are
+// none.
 //
 // epoll_pwait is made raw (as rawio's calls, and for the same reason): it
 // returns at once, and a system call the runtime is told of wakes its
-// monitor thread when the process was idle, which a loop makes it between
-// bursts thousands of times a second.
-func (l *loop) take(fd uintptr) bool {
+// monitor thread when the process was idle, which it is between bursts
+// thousands of times a second.
+func (r *runner) take(fd uintptr) bool {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&r.evs[0])), uintptr(len(r.evs)), 0, 0, 0)
 		switch {
 		case e == unix.EINTR:
 			continue
 		case e != 0:
-			l.n, l.err = 0, e
+			r.n, r.err = 0, e
 			return true
 		case n == 0:
 			return false
 		}
-		l.n, l.err = int(n), nil
+		r.n, r.err = int(n), nil
 		return true
 	}
 }
 
 // run serves the loop's sockets until close.
-func (l *loop) run() {
-	defer close(l.done)
+func (r *runner) run() {
+	defer r.l.running.Done()
 	for {
-		if err := l.raw.Read(l.waitFn); err != nil { // closed
+		if err := r.l.raw.Read(r.waitFn); err != nil { // closed
 			return
 		}
-		if l.err != nil {
+		if r.err != nil {
 			return // the epoll descriptor failed: cannot happen while it is open
 		}
-		for _, ev := range l.evs[:l.n] {
-			if h := l.lookup(uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32); h != nil {
+		for _, ev := range r.evs[:r.n] {
+			if h := r.l.lookup(uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32); h != nil {
 				h.serve()
 			}
 		}
@@ -214,11 +215,12 @@ func (l *loop) forget(id uint64) {
 	l.mu.Unlock()
 }
 
-// close ends run and waits for it, which may finish a batch first.
+// close ends the runners and waits for them, which may finish a batch
+// first.
 func (l *loop) close() {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
 	l.file.Close()
-	<-l.done
+	l.running.Wait()
 }
