@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/internal/rawio"
+	"github.com/ferrymq/ferry/internal/tcptest"
 )
 
 // listenOnce listens on a loopback port; accept returns the first
@@ -37,18 +38,6 @@ func listenOnce(t *testing.T) (addr string, accept func() net.Conn) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-}
-
-// tcpPair is both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	addr, accept := listenOnce(t)
-	client, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	return client, accept()
 }
 
 // silentServer is a client connected to a server that reads nothing until
@@ -138,7 +127,7 @@ func refCommands(n, big int) ([]*Command, []byte) {
 // TestSendRefFrames: frames whose bodies go by reference are the bytes
 // AppendFrame makes, in order.
 func TestSendRefFrames(t *testing.T) {
-	cc, sc := tcpPair(t)
+	cc, sc := tcptest.Pair(t)
 	c := newWriterConn(cc)
 	defer c.stopWriter()
 	if !rawio.Supported {
@@ -177,7 +166,7 @@ func TestSendRefFrames(t *testing.T) {
 // peer; a body changed after its frame was settled does not change the
 // bytes the peer reads later.
 func TestSendRefSettle(t *testing.T) {
-	cc, sc := tcpPair(t)
+	cc, sc := tcptest.Pair(t)
 	c := newWriterConn(cc)
 	defer c.stopWriter()
 	if !c.refs.on() {

@@ -9,35 +9,16 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/internal/rawio"
+	"github.com/ferrymq/ferry/internal/tcptest"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection with small
-// buffers.
+// buffers, so that a few MiB unread fill them.
 func tcpPair(t *testing.T) (server, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	// Small socket buffers, so that a few MiB unread fill them.
-	_ = server.(*net.TCPConn).SetWriteBuffer(32 << 10)
-	_ = client.(*net.TCPConn).SetReadBuffer(32 << 10)
-	t.Cleanup(func() { server.Close(); client.Close() })
-	return server, client
+	c, s := tcptest.Pair(t)
+	_ = s.SetWriteBuffer(32 << 10)
+	_ = c.SetReadBuffer(32 << 10)
+	return s, c
 }
 
 // A client that does not read holds up no writer, and once it reads it

@@ -9,32 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// tcpPair is both ends of a loopback TCP connection, the client's raw.
-func tcpPair(t *testing.T) (syscall.RawConn, net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	raw, err := cc.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw, cc, sc
-}
+	"github.com/ferrymq/ferry/internal/tcptest"
+)
 
 // readAll reads n bytes from c on a goroutine of its own.
 func readAll(c net.Conn, n int) <-chan []byte {
@@ -65,7 +42,7 @@ func writeRest(t *testing.T, cc, sc net.Conn, all []byte, written int, diff stri
 // and says where: the rest, written from there, completes the bytes of the
 // segments in order.
 func TestWritevResumes(t *testing.T) {
-	raw, cc, sc := tcpPair(t)
+	raw, cc, sc := tcptest.RawPair(t)
 	var segs [][]byte
 	var all []byte
 	for i := range 8 * maxIovecs {
@@ -97,7 +74,7 @@ func TestWritevResumes(t *testing.T) {
 // TestWriteNowStops: WriteNow returns once the socket takes no more, with
 // how much it took; the rest, written from there, completes the bytes.
 func TestWriteNowStops(t *testing.T) {
-	raw, cc, sc := tcpPair(t)
+	raw, cc, sc := tcptest.RawPair(t)
 	all := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // more than a socket buffers
 	n, err := WriteNow(raw, all)
 	if err != nil {
@@ -112,7 +89,7 @@ func TestWriteNowStops(t *testing.T) {
 // A write allocates nothing: every connection's every write goes through
 // WriteNow or Writev.
 func TestWritesDoNotAllocate(t *testing.T) {
-	raw, _, sc := tcpPair(t)
+	raw, _, sc := tcptest.RawPair(t)
 	p := []byte("0123456789abcdef")
 	const runs = 100
 	got := readAll(sc, 2*(runs+1)*len(p))
@@ -140,7 +117,7 @@ func TestWritesDoNotAllocate(t *testing.T) {
 // Read waits for bytes to arrive, returns what is there, gives the
 // connection's deadline error, and 0 bytes at the end of the stream.
 func TestRead(t *testing.T) {
-	raw, cc, sc := tcpPair(t)
+	raw, cc, sc := tcptest.RawPair(t)
 	buf := make([]byte, 64)
 	got := make(chan string, 1)
 	go func() {
@@ -178,7 +155,7 @@ func TestRead(t *testing.T) {
 }
 
 func TestReadNow(t *testing.T) {
-	raw, cc, sc := tcpPair(t)
+	raw, cc, sc := tcptest.RawPair(t)
 	buf := make([]byte, 64)
 	if n, err := ReadNow(raw, buf); n != 0 || !errors.Is(err, syscall.EAGAIN) {
 		t.Fatalf("with nothing sent: %d bytes, %v; want 0, EAGAIN", n, err)

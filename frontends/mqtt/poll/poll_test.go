@@ -2,35 +2,11 @@ package poll
 
 import (
 	"net"
-	"syscall"
 	"testing"
 	"time"
-)
 
-// tcpPair returns the two ends of a loopback TCP connection, and the
-// RawConn of the first.
-func tcpPair(t *testing.T) (syscall.RawConn, net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close(); sc.Close() })
-	raw, err := cc.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw, cc, sc
-}
+	"github.com/ferrymq/ferry/internal/tcptest"
+)
 
 func TestReadyOnInput(t *testing.T) {
 	p, err := New(1)
@@ -38,7 +14,7 @@ func TestReadyOnInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	raw, cc, sc := tcpPair(t)
+	raw, cc, sc := tcptest.RawPair(t)
 	got := make(chan string, 10)
 	buf := make([]byte, 64)
 	h, err := p.Add(raw, func() {
@@ -84,7 +60,7 @@ func drain(c net.Conn) int {
 // A paused socket is not reported, whatever comes; Resume reports it again.
 func TestPauseResume(t *testing.T) {
 	p := newPoller(t, 2)
-	raw, cc, sc := tcpPair(t)
+	raw, cc, sc := tcptest.RawPair(t)
 	calls := make(chan int, 10)
 	var h *Handle
 	pause := true
@@ -130,7 +106,7 @@ func TestPauseResume(t *testing.T) {
 // Remove waits for a call of ready under way.
 func TestRemoveWaitsForReady(t *testing.T) {
 	p := newPoller(t, 1)
-	raw, cc, sc := tcpPair(t)
+	raw, cc, sc := tcptest.RawPair(t)
 	in, out := make(chan struct{}), make(chan struct{})
 	h, err := p.Add(raw, func() {
 		drain(cc)
@@ -164,7 +140,7 @@ func TestManySocketsOneStuck(t *testing.T) {
 	stuck := make(chan struct{})
 	defer close(stuck)
 	for i := range pairs {
-		raw, cc, sc := tcpPair(t)
+		raw, cc, sc := tcptest.RawPair(t)
 		pairs[i] = pair{cc, sc}
 		if _, err := p.Add(raw, func() {
 			if drain(cc) > 0 {
@@ -198,7 +174,7 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, cc, sc := tcpPair(t)
+	raw, cc, sc := tcptest.RawPair(t)
 	calls := make(chan struct{}, 10)
 	h, err := p.Add(raw, func() {
 		if drain(cc) > 0 {
