@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"errors"
 	"net"
 	"sync"
 
@@ -48,22 +47,10 @@ func (c *batchConn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Read(p)
-	if errors.Is(err, mochi.ErrWouldBlock) {
-		return n, err // a poll loop's read: the connection waits for input, as in a Read that blocks
-	}
 	c.mu.Lock()
 	c.reading = false
 	c.mu.Unlock()
 	return n, err
-}
-
-// park writes what is gathered, and has later writes go out at once, as
-// a Read that blocks does: a poll loop (polled) is done with the client's
-// input until more comes.
-func (c *batchConn) park() {
-	c.mu.Lock()
-	c.reading = c.flushLocked() == nil
-	c.mu.Unlock()
 }
 
 // Flush writes what is gathered.

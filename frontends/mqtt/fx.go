@@ -84,7 +84,6 @@ func ConfigFrom(cfg config.Config, logger *slog.Logger, guard *auth.Authenticato
 		MaxConnections: m.MaxConnections, ResendInterval: m.ResendInterval,
 		MaxSessionExpiry: uint32(m.MaxSessionExpiry / time.Second),
 		MaxKeepAlive:     uint16(m.MaxKeepAlive / time.Second),
-		ReadLoops:        m.ReadLoops,
 		Logger:           logger.With("component", "mqtt"),
 
 		ConnectTimeout: m.ConnectTimeout, MaxConnectSize: uint32(m.MaxConnectSize),

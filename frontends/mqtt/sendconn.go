@@ -5,11 +5,8 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-
-	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/ferrymq/ferry/internal/rawio"
 )
@@ -37,10 +34,6 @@ type sendConn struct {
 	closed  bool          // Close was called; the writer closes the socket when done
 	err     error         // the first failed write: every later write fails with it
 	room    chan struct{} // closed when pending drops to sendLowWater (roomCh)
-
-	// nowait makes Read return mochi.ErrWouldBlock instead of waiting
-	// while the socket has nothing: set while a poll loop reads (polled).
-	nowait atomic.Bool
 }
 
 const (
@@ -182,20 +175,13 @@ func (c *sendConn) roomCh() <-chan struct{} {
 
 // Read reads with a raw system call where the connection has a file
 // descriptor of its own (rawio), and through the connection otherwise.
-// While nowait is set it does not wait for input.
 // Its errors are net.Conn's: EOF, or a *net.OpError.
 func (c *sendConn) Read(p []byte) (int, error) {
 	if c.raw == nil || len(p) == 0 {
 		return c.Conn.Read(p)
 	}
-	read := rawio.Read
-	if c.nowait.Load() {
-		read = rawio.ReadNow
-	}
-	n, err := read(c.raw, p)
+	n, err := rawio.Read(c.raw, p)
 	switch {
-	case err == syscall.EAGAIN:
-		return 0, mochi.ErrWouldBlock
 	case err != nil:
 		return n, &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	case n == 0:

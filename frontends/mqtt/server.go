@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -30,7 +29,6 @@ import (
 
 	"github.com/ferrymq/ferry/auth"
 	"github.com/ferrymq/ferry/core"
-	"github.com/ferrymq/ferry/frontends/mqtt/poll"
 	"github.com/ferrymq/ferry/internal/lograte"
 )
 
@@ -102,11 +100,6 @@ type Config struct {
 	// half of it without a packet. 3.1.1 has no way to say it; its clients
 	// keep theirs. 0: no cap.
 	MaxKeepAlive uint16
-	// ReadLoops is how many poll loops wait for the input of logged-in
-	// clients on plain TCP, in place of a goroutine per connection
-	// (docs/mqtt-poller.md). 0: one per processor (GOMAXPROCS); -1: none,
-	// every connection has a reader goroutine.
-	ReadLoops int
 
 	Guard  Guard // nil: everyone is allowed everything
 	Logger *slog.Logger
@@ -178,7 +171,6 @@ type Stats struct {
 // Server is the MQTT front-end.
 type Server struct {
 	cfg    Config
-	poller *poll.Poller // nil: a reader goroutine per connection
 	core   *core.Broker
 	log    *slog.Logger
 	mq     *mochi.Server
@@ -257,31 +249,13 @@ func New(b *core.Broker, cfg Config) (*Server, error) {
 	for _, k := range []string{limitConnectTimeout, limitConnectSize, limitPacketSize, limitTopicLevels, limitTopicLength} {
 		s.hits[k] = &limitHits{log: lograte.Limiter{Every: 10 * time.Second}}
 	}
-	opts := &mochi.Options{
+	s.mq = mochi.New(&mochi.Options{
 		Capabilities:           caps,
 		Logger:                 slog.New(quieter{cfg.Logger.Handler()}), // the engine's info lines are noise to Ferry's users
 		SysTopicResendInterval: 10,
 		OnReadIdle:             s.acker.readIdle,
-	}
-	if cfg.ReadLoops >= 0 {
-		n := cfg.ReadLoops
-		if n == 0 {
-			n = runtime.GOMAXPROCS(0)
-		}
-		p, err := poll.New(n)
-		switch {
-		case err == nil:
-			s.poller = p
-			opts.Poller = pollWatcher{p}
-		case errors.Is(err, poll.ErrUnsupported):
-		default:
-			st.close()
-			return nil, fmt.Errorf("mqtt: read loops: %w", err)
-		}
-	}
-	s.mq = mochi.New(opts)
+	})
 	if err := s.mq.AddHook(&hook{s: s}, nil); err != nil {
-		s.closePoller()
 		st.close()
 		return nil, err
 	}
@@ -448,7 +422,6 @@ func (s *Server) Addr(listener string) string {
 // Close disconnects every client, stops the feeds and saves the sessions.
 func (s *Server) Close() error {
 	err := s.mq.Close()
-	s.closePoller()
 	s.cancel()
 	s.wg.Wait()
 	s.mu.Lock()
@@ -461,14 +434,6 @@ func (s *Server) Close() error {
 	}
 	s.state.close()
 	return err
-}
-
-// closePoller ends the read loops, if any: a client still connected then
-// is no longer read.
-func (s *Server) closePoller() {
-	if s.poller != nil {
-		_ = s.poller.Close()
-	}
 }
 
 // Stats returns the front-end's counters.

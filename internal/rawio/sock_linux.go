@@ -14,36 +14,22 @@ const maxIovecs = 1024
 
 // WriteNow writes p to raw's socket for as long as it takes bytes without
 // waiting, and returns how many it took.
-func WriteNow(raw syscall.RawConn, p []byte) (int, error) { return run(raw, p, opWrite) }
+func WriteNow(raw syscall.RawConn, p []byte) (int, error) { return run(raw, p, false) }
 
 // Read reads into p (not empty) from raw's socket, waiting in Go's poller
 // while it has nothing to read. 0 bytes and no error is the end of the
 // stream; an error of the socket is a syscall.Errno, and the connection's
 // deadline and closing give the errors net.Conn's Read gives.
-func Read(raw syscall.RawConn, p []byte) (int, error) { return run(raw, p, opRead) }
+func Read(raw syscall.RawConn, p []byte) (int, error) { return run(raw, p, true) }
 
-// ReadNow is Read without the wait: it returns syscall.EAGAIN when the
-// socket has nothing to read.
-func ReadNow(raw syscall.RawConn, p []byte) (int, error) { return run(raw, p, opReadNow) }
-
-// What run does.
-const (
-	opWrite = iota
-	opRead
-	opReadNow
-)
-
-// run is one WriteNow, Read or ReadNow.
-func run(raw syscall.RawConn, p []byte, kind int) (int, error) {
+// run is one WriteNow or Read.
+func run(raw syscall.RawConn, p []byte, read bool) (int, error) {
 	op := ops.Get().(*op)
 	op.p, op.n, op.err = p, 0, nil
 	var err error
-	switch kind {
-	case opRead:
+	if read {
 		err = raw.Read(op.readFn)
-	case opReadNow:
-		err = raw.Read(op.readNowFn)
-	default:
+	} else {
 		err = raw.Write(op.writeFn)
 	}
 	n, oerr := op.n, op.err
@@ -60,17 +46,16 @@ func run(raw syscall.RawConn, p []byte, kind int) (int, error) {
 // every connection: the functions are the op's methods, bound once, and
 // ops are pooled.
 type op struct {
-	p         []byte
-	n         int
-	err       error
-	readFn    func(fd uintptr) bool // read
-	readNowFn func(fd uintptr) bool // readNow
-	writeFn   func(fd uintptr) bool // write
+	p       []byte
+	n       int
+	err     error
+	readFn  func(fd uintptr) bool // read
+	writeFn func(fd uintptr) bool // write
 }
 
 var ops = sync.Pool{New: func() any {
 	op := new(op)
-	op.readFn, op.readNowFn, op.writeFn = op.read, op.readNow, op.write
+	op.readFn, op.writeFn = op.read, op.write
 	return op
 }}
 
@@ -173,14 +158,6 @@ func (w *Writer) writev(fd uintptr) bool {
 	}
 	clear(w.v)
 	return true // never wait here: the caller copies or queues what is left
-}
-
-// readNow reads once, and never waits.
-func (op *op) readNow(fd uintptr) bool {
-	if !op.read(fd) {
-		op.err = syscall.EAGAIN
-	}
-	return true
 }
 
 // read reads once; false (wait in the poller, then call again) while the

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -152,44 +151,4 @@ func TestRead(t *testing.T) {
 	if _, err := Read(raw, buf); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("on a closed connection: %v", err)
 	}
-}
-
-func TestReadNow(t *testing.T) {
-	raw, cc, sc := tcptest.RawPair(t)
-	buf := make([]byte, 64)
-	if n, err := ReadNow(raw, buf); n != 0 || !errors.Is(err, syscall.EAGAIN) {
-		t.Fatalf("with nothing sent: %d bytes, %v; want 0, EAGAIN", n, err)
-	}
-	if _, err := sc.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	var got []byte
-	for len(got) < 5 { // what was sent may take a moment to be readable
-		n, err := ReadNow(raw, buf)
-		if err != nil && !errors.Is(err, syscall.EAGAIN) {
-			t.Fatal(err)
-		}
-		got = append(got, buf[:n]...)
-	}
-	if string(got) != "hello" {
-		t.Fatalf("read %q, want hello", got)
-	}
-	sc.Close()
-	if err := waitFor(func() bool { n, err := ReadNow(raw, buf); return n == 0 && err == nil }); err != nil {
-		t.Fatalf("at the end of the stream: %v", err)
-	}
-	cc.Close()
-	if _, err := ReadNow(raw, buf); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("on a closed connection: %v", err)
-	}
-}
-
-// waitFor calls cond until it holds, for at most 5 s.
-func waitFor(cond func() bool) error {
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		if cond() {
-			return nil
-		}
-	}
-	return errors.New("timed out")
 }

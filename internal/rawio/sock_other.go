@@ -19,6 +19,3 @@ func (*Writer) Writev(syscall.RawConn, [][]byte) (int, int, error) { return 0, 0
 
 // Read is not to be used here (Supported is false).
 func Read(syscall.RawConn, []byte) (int, error) { return 0, syscall.ENOTSUP }
-
-// ReadNow is not to be used here (Supported is false).
-func ReadNow(syscall.RawConn, []byte) (int, error) { return 0, syscall.ENOTSUP }

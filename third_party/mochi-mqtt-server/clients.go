@@ -121,13 +121,12 @@ func (cl *Clients) GetByListener(id string) []*Client {
 
 // Client contains information about a client known by the broker.
 type Client struct {
-	Properties   ClientProperties             // client properties
-	State        ClientState                  // the operational state of the client.
-	Net          ClientConnection             // network connection state of the client
-	ID           string                       // the client id.
-	ops          *ops                         // ops provides a reference to server ops.
-	polled       atomic.Pointer[polledClient] // while a Poller reads the client (readPolled)
-	sync.RWMutex                              // mutex
+	Properties   ClientProperties // client properties
+	State        ClientState      // the operational state of the client.
+	Net          ClientConnection // network connection state of the client
+	ID           string           // the client id.
+	ops          *ops             // ops provides a reference to server ops.
+	sync.RWMutex                  // mutex
 }
 
 // ClientConnection contains the connection transport and metadata for the client.
@@ -620,11 +619,6 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 	if cl.Net.bconn == nil {
 		return ErrConnectionClosed
 	}
-	if p := cl.ops.options.Poller; p != nil {
-		if err, ok := cl.readPolled(p, packetHandler); ok {
-			return err
-		}
-	}
 
 	// burst, made once for all of a client's bursts, hands readBurst's error
 	// back through err.
@@ -717,10 +711,6 @@ func (cl *Client) Stop(err error) {
 
 		if cl.State.cancelOpen != nil {
 			cl.State.cancelOpen()
-		}
-
-		if pc := cl.polled.Load(); pc != nil {
-			pc.end(nil) // the poller sees nothing of a closed connection
 		}
 
 		atomic.StoreInt64(&cl.State.disconnected, time.Now().Unix())

@@ -138,11 +138,6 @@ type Options struct {
 	// one flush of their acknowledgements) and that would otherwise wait
 	// for the client's next packet. It must not block.
 	OnReadIdle func(cl *Client) `yaml:"-" json:"-"`
-
-	// Poller, if set, waits for the input of the clients' connections
-	// that it can watch, in place of a goroutine blocked on each (see
-	// Poller).
-	Poller Poller `yaml:"-" json:"-"`
 }
 
 // Server is an MQTT broker server. It should be created with server.New()
@@ -169,7 +164,6 @@ type loop struct {
 	retainedExpiry *time.Ticker     // interval ticker for cleaning retained messages
 	willDelaySend  *time.Ticker     // interval ticker for sending Will Messages with a delay
 	willDelayed    *packets.Packets // activate LWT packets which will be sent after a delay
-	keepalive      *time.Ticker     // interval ticker for ending silent clients read by a Poller
 }
 
 // ops contains server values which can be propagated to other structs.
@@ -258,7 +252,6 @@ func New(opts *Options) *Server {
 			sysTopics:      time.NewTicker(time.Second * time.Duration(opts.SysTopicResendInterval)),
 			clientExpiry:   time.NewTicker(time.Second),
 			inflightExpiry: time.NewTicker(time.Second),
-			keepalive:      time.NewTicker(time.Second),
 			retainedExpiry: time.NewTicker(time.Second),
 			willDelaySend:  time.NewTicker(time.Second),
 			willDelayed:    packets.NewPackets(),
@@ -469,8 +462,6 @@ func (s *Server) eventLoop() {
 			s.sendDelayedLWT(time.Now().Unix())
 		case <-s.loop.inflightExpiry.C:
 			s.clearExpiredInflights(time.Now().Unix())
-		case now := <-s.loop.keepalive.C:
-			s.endSilentClients(now)
 		}
 	}
 }

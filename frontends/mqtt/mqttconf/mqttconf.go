@@ -32,7 +32,6 @@ type Config struct {
 	ResendInterval   time.Duration `koanf:"resend-interval"`
 	MaxSessionExpiry time.Duration `koanf:"max-session-expiry"` // 0: no cap
 	MaxKeepAlive     time.Duration `koanf:"max-keep-alive"`     // MQTT 5 Server Keep Alive cap; 0: none
-	ReadLoops        int           `koanf:"read-loops"`         // 0: one per processor; -1: a reader goroutine per connection
 
 	// Limits a client cannot exceed (docs/mqtt.md, "Limits").
 	ConnectTimeout time.Duration `koanf:"connect-timeout"`  // to send CONNECT
@@ -93,9 +92,6 @@ func (m Config) Validate() error {
 	}
 	if m.MaxKeepAlive < 0 || m.MaxKeepAlive > 65535*time.Second || m.MaxKeepAlive%time.Second != 0 {
 		return fmt.Errorf("mqtt.max-keep-alive %v: want 0 (no cap) or whole seconds up to 65535s", m.MaxKeepAlive)
-	}
-	if m.ReadLoops < -1 {
-		return fmt.Errorf("mqtt.read-loops %d: want -1 (none: a goroutine per connection), 0 (one per processor) or more", m.ReadLoops)
 	}
 	if m.ConnectTimeout <= 0 {
 		return fmt.Errorf("mqtt.connect-timeout %v: must be positive", m.ConnectTimeout)

@@ -23,7 +23,6 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{func(c *Config) { c.MaxSessionExpiry = -1 }, "mqtt.max-session-expiry"},
 		{func(c *Config) { c.MaxKeepAlive = 70000 * time.Second }, "mqtt.max-keep-alive"},
 		{func(c *Config) { c.MaxKeepAlive = 1500 * time.Millisecond }, "mqtt.max-keep-alive"},
-		{func(c *Config) { c.ReadLoops = -2 }, "mqtt.read-loops"},
 		{func(c *Config) { c.Rules = []Rule{{Prefix: "a/"}} }, "mqtt.rules[0]"},
 	} {
 		c := Default()
