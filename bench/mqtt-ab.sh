@@ -6,6 +6,8 @@
 # Usage: bench/mqtt-ab.sh DEVICES ROUNDS NAME=FERRY_BINARY... [mosquitto]
 #   e.g. bench/mqtt-ab.sh 1000 5 before=/tmp/ferry-a after=/tmp/ferry-b mosquitto
 # A FERRY_BINARY may be a wrapper script (GOMAXPROCS=1 exec BIN "$@").
+# PIN=1 runs each broker on CPU 0 and the load generator on the others
+# (bench/mqtt --pin).
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n 2,8p "$0" >&2; exit 2; }
 devices=$1 rounds=$2
@@ -24,6 +26,7 @@ for _ in $(seq "$rounds"); do
 		else
 			name=${sys%%=*} args=(--systems ferry-async --ferry "${sys#*=}")
 		fi
+		[ -n "${PIN:-}" ] && args+=(--pin)
 		out=$("$gen" "${args[@]}" --rounds 0 --idle 0 --fleet "$devices" --fleet-duration 10s --fleet-rounds 1 2>&1)
 		p50=$(grep -oP 'latency p50 \K[0-9.]+' <<<"$out" | head -1)
 		p99=$(grep -oP 'latency p50 [0-9.]+ ms p99 \K[0-9.]+' <<<"$out" | head -1)

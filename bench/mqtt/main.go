@@ -64,6 +64,7 @@ var (
 	bgConns     = flag.Int("background", 0, "device-fleet runs: this many more connections, each publishing one QoS 1 message per --background-interval")
 	bgInterval  = flag.Duration("background-interval", time.Minute, "how often each background connection publishes")
 	profileDir  = flag.String("profile", "", "profile Ferry in process under the fan-in loads, writing profiles here, instead of the comparison")
+	pin         = flag.Bool("pin", false, "run each broker on CPU 0 and this program on the others (taskset): on a small machine the two otherwise take CPU from each other, and the fleet's tail measures the scheduler as much as the broker (Go sizes GOMAXPROCS from the mask: Ferry gets one processor)")
 )
 
 type system struct {
@@ -74,6 +75,9 @@ type system struct {
 
 func main() {
 	flag.Parse()
+	if *pin {
+		pinSelf()
+	}
 	raiseFileLimit()
 	tmp, err := os.MkdirTemp("", "bench-mqtt-bin")
 	check(err)
@@ -470,4 +474,34 @@ func fetch(url, path string) error {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	return err
+}
+
+// pinnedEnv marks the process pinSelf started.
+const pinnedEnv = "BENCH_MQTT_PINNED"
+
+// pinSelf runs this program again on every CPU but the first, which the
+// brokers get (pinned).
+func pinSelf() {
+	if os.Getenv(pinnedEnv) != "" {
+		return
+	}
+	if runtime.NumCPU() < 2 {
+		check(fmt.Errorf("--pin needs at least 2 CPUs; this machine has %d", runtime.NumCPU()))
+	}
+	taskset, err := exec.LookPath("taskset")
+	check(err)
+	self, err := os.Executable()
+	check(err)
+	args := append([]string{"taskset", "-c", fmt.Sprintf("1-%d", runtime.NumCPU()-1), self}, os.Args[1:]...)
+	check(syscall.Exec(taskset, args, append(os.Environ(), pinnedEnv+"=1")))
+}
+
+// pinned returns cmd to run on CPU 0 (taskset) under --pin, else cmd.
+func pinned(cmd *exec.Cmd) *exec.Cmd {
+	if !*pin {
+		return cmd
+	}
+	p := exec.Command("taskset", append([]string{"-c", "0", cmd.Path}, cmd.Args[1:]...)...)
+	p.Env, p.Dir = cmd.Env, cmd.Dir
+	return p
 }

@@ -150,6 +150,7 @@ func startFerry(name, bin string, args ...string) (*broker, error) {
 // start runs cmd with its stderr and stdout going to b.log, each line
 // passed to scan as well.
 func (b *broker) start(cmd *exec.Cmd, scan func(string)) error {
+	cmd = pinned(cmd)
 	f, err := os.Create(b.log)
 	if err != nil {
 		return err
