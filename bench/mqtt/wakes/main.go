@@ -4,6 +4,8 @@
 // and who woke it. Divided by the messages the trace covers, it tells how
 // many goroutines a message readies on its way through the broker, which
 // the thread switches of a run follow but the machine's other load moves.
+// It also gives how long goroutines waited, runnable, for a processor: the
+// scheduler's share of a message's latency.
 //
 // Take the trace from bench/mqtt/ferryprof during a fleet run:
 //
@@ -22,6 +24,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/exp/trace"
 )
@@ -42,7 +45,14 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("%d goroutines made runnable, %.2f per message\n\nby kind:\n", c.total, float64(c.total) / *messages)
+	fmt.Printf("%d goroutines made runnable, %.2f per message\n", c.total, float64(c.total) / *messages)
+	if d := c.delays; len(d) > 0 {
+		slices.Sort(d)
+		q := func(p float64) time.Duration { return d[int(float64(len(d)-1)*p)] }
+		fmt.Printf("from runnable to running (%d times): p50 %v, p90 %v, p99 %v, p99.9 %v, max %v\n",
+			len(d), q(0.5), q(0.9), q(0.99), q(0.999), d[len(d)-1])
+	}
+	fmt.Printf("\nby kind:\n")
 	for _, e := range sorted(c.byKind, 0) {
 		fmt.Printf("%7.3f  %s\n", float64(e.n) / *messages, e.key)
 	}
@@ -55,6 +65,7 @@ func main() {
 type counts struct {
 	total          int
 	byKind, bySite map[string]int
+	delays         []time.Duration // each wait of a runnable goroutine for a processor
 }
 
 // count walks the trace's goroutine state transitions.
@@ -64,8 +75,9 @@ func count(r io.Reader) (*counts, error) {
 		return nil, err
 	}
 	c := &counts{byKind: map[string]int{}, bySite: map[string]int{}}
-	kind := map[trace.GoID]string{}     // the function a goroutine runs
-	waitedAt := map[trace.GoID]string{} // where it last started to wait
+	kind := map[trace.GoID]string{}         // the function a goroutine runs
+	waitedAt := map[trace.GoID]string{}     // where it last started to wait
+	runnable := map[trace.GoID]trace.Time{} // since when it is runnable
 	for {
 		e, err := tr.ReadEvent()
 		if err == io.EOF {
@@ -87,6 +99,15 @@ func count(r io.Reader) (*counts, error) {
 			kind[id] = short(first(st.Stack)) // the new goroutine's start
 		} else if o := outermost(st.Stack); o != "" {
 			kind[id] = short(o)
+		}
+		switch {
+		case to == trace.GoRunnable:
+			runnable[id] = e.Time()
+		case from == trace.GoRunnable && to == trace.GoRunning:
+			if t, ok := runnable[id]; ok {
+				c.delays = append(c.delays, e.Time().Sub(t))
+				delete(runnable, id)
+			}
 		}
 		switch {
 		case to == trace.GoWaiting:
