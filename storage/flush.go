@@ -10,7 +10,7 @@ import (
 	"runtime"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // flushLoop fsyncs the log: when a sync append asks (group commit: every
@@ -216,7 +216,7 @@ func writeCheckpoint(f *os.File, cp checkpointData) error {
 	if _, err := f.WriteAt(b[:], 0); err != nil {
 		return fmt.Errorf("storage: write checkpoint: %w", err)
 	}
-	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+	if err := rawio.SyncData(f); err != nil {
 		return fmt.Errorf("storage: sync checkpoint: %w", err)
 	}
 	return nil

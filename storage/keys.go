@@ -176,7 +176,7 @@ func (k *keyIndex) sync() error {
 		f := k.files[base] // nil: dropped since
 		k.mu.Unlock()
 		if f != nil {
-			if e := f.Sync(); e != nil && !errors.Is(e, os.ErrClosed) { // closed: dropped meanwhile
+			if e := rawio.Sync(f); e != nil && !errors.Is(e, os.ErrClosed) { // closed: dropped meanwhile
 				err = fmt.Errorf("storage: sync key index: %w", e)
 				break
 			}

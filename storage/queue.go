@@ -489,7 +489,7 @@ func (q *queue) syncFiles(starts map[int64]bool, dir bool) error {
 		if f == nil {
 			continue
 		}
-		if err := f.Sync(); err != nil {
+		if err := rawio.Sync(f); err != nil {
 			return fmt.Errorf("storage: sync index %s/%d: %w", q.topic, q.id, err)
 		}
 	}

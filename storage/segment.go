@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferrymq/ferry/internal/atomicfile"
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // segment is one commit-log file: a fixed capacity whose disk space is
@@ -156,7 +157,7 @@ func (s *segment) sync() error {
 	if s.closed {
 		return nil
 	}
-	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
+	if err := rawio.SyncData(s.f); err != nil {
 		return fmt.Errorf("storage: sync %s: %w", s.path, err)
 	}
 	return nil

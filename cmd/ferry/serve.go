@@ -26,6 +26,7 @@ import (
 	"github.com/ferrymq/ferry/frontends/amqp"
 	"github.com/ferrymq/ferry/frontends/mqtt"
 	"github.com/ferrymq/ferry/frontends/native"
+	"github.com/ferrymq/ferry/internal/rawio"
 	"github.com/ferrymq/ferry/monitor"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/storage"
@@ -98,7 +99,8 @@ func serve(cfg config.Config, logger *slog.Logger) error {
 		cfg.DataDir = dir
 	}
 	return run(logger, func() fx.Option { return appOptions(cfg, logger) },
-		append([]any{"data-dir", cfg.DataDir, "flush", cfg.Storage.Flush, "flush-interval", cfg.Storage.FlushInterval.String()},
+		append([]any{"data-dir", cfg.DataDir, "flush", cfg.Storage.Flush, "flush-interval", cfg.Storage.FlushInterval.String(),
+			"fsync", rawio.Via()},
 			tuneRuntime(cfg.Runtime)...)...)
 }
 

@@ -5,6 +5,8 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/ferrymq/ferry/internal/rawio"
 )
 
 // Write replaces path with data: a temporary file in the same directory
@@ -42,5 +44,5 @@ func SyncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	return rawio.Sync(d)
 }

@@ -22,6 +22,10 @@
 // while such writes have been fast; after one slow write it goes through
 // the runtime's blocking path, which hands the processor off, for a while.
 //
+// Fsyncs wait for the disk, milliseconds, and so are not made raw: Sync
+// and SyncData hand them to the kernel's io_uring and wait for the
+// completion in Go's poller, holding no processor (sync.go).
+//
 // The race detector does not see the kernel read or write the buffers of a
 // raw system call, as it sees those of syscall.Read and Write: a buffer
 // reused while the call runs would go unreported.

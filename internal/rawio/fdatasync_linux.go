@@ -1,0 +1,7 @@
+package rawio
+
+import "golang.org/x/sys/unix"
+
+const haveFdatasync = true
+
+func fdatasync(fd int) error { return unix.Fdatasync(fd) }
