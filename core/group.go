@@ -714,8 +714,10 @@ func (m *Member) fetch(max int, waits []<-chan struct{}, w Waker, drained *bool)
 			continue // nothing new: the channel or the Waker tells of more
 		}
 		read := false // to the end watched from
+		// The deliveries point into res.Messages and keep them until
+		// acknowledged: the memory they lie in is never given back.
 		res, rerr := b.store.Read(c.key.topic, c.key.queue, r.from, storage.ReadOptions{
-			MaxCount: max - len(out), Filter: readFilter(r.filter),
+			MaxCount: max - len(out), Filter: readFilter(r.filter), Kept: true,
 		})
 		g.mu.Lock()
 		c.fetching = false

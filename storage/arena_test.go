@@ -6,7 +6,8 @@ import (
 )
 
 // A released read's memory serves the next reads, and what they return is
-// their own messages, whole.
+// their own messages, whole, whether read into pooled memory or (Kept)
+// memory of their own.
 func TestReadReleaseReusesArena(t *testing.T) {
 	s := openTest(t, t.TempDir(), testOptions(t))
 	for i := range 20 {
@@ -18,9 +19,15 @@ func TestReadReleaseReusesArena(t *testing.T) {
 	}
 	waitIndexed(t, s)
 	for off := int64(0); off < 20; off += 5 {
-		res, err := s.Read("t", 0, off, ReadOptions{MaxCount: 5})
+		// Kept (every other read): memory of the records' size, nothing
+		// for Release to give back.
+		kept := off%10 == 5
+		res, err := s.Read("t", 0, off, ReadOptions{MaxCount: 5, Kept: kept})
 		if err != nil || len(res.Messages) != 5 {
 			t.Fatalf("read at %d: %d messages, %v", off, len(res.Messages), err)
+		}
+		if kept != (len(res.arenas) == 0) {
+			t.Fatalf("read at %d, kept %v: %d arenas to give back", off, kept, len(res.arenas))
 		}
 		for j, m := range res.Messages {
 			i := int(off) + j

@@ -21,6 +21,11 @@ type ReadOptions struct {
 	MaxCount int    // default 32
 	MaxBytes int    // total record bytes; default 4 MiB
 	Filter   Filter // nil for every message
+	// Kept says that the reader keeps the messages and never calls
+	// Release: the memory they lie in is then sized to their records
+	// rather than to an arena's size class, which only pays off for
+	// arenas given back.
+	Kept bool
 }
 
 // ReadResult is what a read found. Next is the queue offset to read from
@@ -96,8 +101,14 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 				return res, nil
 			}
 			if arena == nil || cap(*arena)-len(*arena) < int(e.size) {
-				arena = getArena(arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes))
-				res.arenas = append(res.arenas, arena)
+				size := arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes)
+				if o.Kept {
+					b := make([]byte, 0, size)
+					arena = &b
+				} else {
+					arena = getArena(size)
+					res.arenas = append(res.arenas, arena)
+				}
 			}
 			slab.left = int(min(int64(o.MaxCount-len(res.Messages)), hi-res.Next))
 			m, err := decodeAt(&lr, arena, &slab, e.logOffset)
