@@ -32,14 +32,15 @@ for _ in $(seq "$rounds"); do
 		p99=$(grep -oP 'latency p50 [0-9.]+ ms p99 \K[0-9.]+' <<<"$out" | head -1)
 		cpu=$(grep -oP 'broker CPU \K[0-9.]+' <<<"$out" | head -1)
 		sw=$(grep -oP 'write system calls, \K[0-9.]+' <<<"$out" | head -1)
-		echo "$name $p50 $p99 $cpu $sw" | tee -a "$log"
+		over=$(grep -oP 'fleet: \K[0-9.]+(?=% of messages over 1 ms)' <<<"$out" | head -1)
+		echo "$name $p50 $p99 $cpu $sw $over" | tee -a "$log"
 	done
 done
-echo "medians: name, p50 ms, p99 ms, broker CPU µs per message, thread switches per message"
+echo "medians: name, p50 ms, p99 ms, broker CPU µs per message, thread switches per message, % of messages over 1 ms"
 for sys in "$@"; do
 	name=${sys%%=*}
 	echo -n "$name"
-	for col in 2 3 4 5; do
+	for col in 2 3 4 5 6; do
 		awk -v n="$name" -v c="$col" '$1 == n { print $c }' "$log" | sort -n |
 			awk '{ a[NR] = $1 } END { printf " %s", NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 	done

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,17 +32,20 @@ type tracker struct {
 	dups    int64
 	other   int64
 	lat     []time.Duration // publish → deliver, when recorded
+	at      []int64         // when each of lat was delivered (Unix ns), with keepAt
+	keepAt  bool
 	keepLat bool
 	last    time.Time
 }
 
 func newTracker(pubs, per int, keepLat bool) *tracker {
-	t := &tracker{per: per, seen: make([][]bool, pubs), keepLat: keepLat}
+	t := &tracker{per: per, seen: make([][]bool, pubs), keepLat: keepLat, keepAt: keepLat}
 	for i := range t.seen {
 		t.seen[i] = make([]bool, per)
 	}
 	if keepLat {
 		t.lat = make([]time.Duration, 0, pubs*per)
+		t.at = make([]int64, 0, pubs*per)
 	}
 	return t
 }
@@ -67,6 +72,9 @@ func (t *tracker) record(p []byte, now time.Time) {
 	t.last = now
 	if t.keepLat {
 		t.lat = append(t.lat, now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(p[12:])))))
+		if t.keepAt {
+			t.at = append(t.at, now.UnixNano())
+		}
 	}
 	t.unique.Add(1)
 }
@@ -202,7 +210,41 @@ type loadResult struct {
 	p50, p99, max        time.Duration
 	cpuPerMsg            time.Duration // the broker's CPU time (user and system) per message
 	counts               perMsg        // the broker's system calls and thread switches per message; fleets only
+	over1ms, over2ms     float64       // the share of messages slower than 1 and 2 ms; fleets only
+	timeline             []delivered   // every message in the order delivered; fleets only
 	err                  error
+}
+
+// delivered is one message of a fleet as the subscriber saw it.
+type delivered struct {
+	at  int64         // Unix ns
+	lat time.Duration // publish → deliver
+}
+
+// overFraction is the share of sorted latencies over d.
+func overFraction(sorted []time.Duration, d time.Duration) float64 {
+	i, _ := slices.BinarySearch(sorted, d+1)
+	return float64(len(sorted)-i) / float64(len(sorted))
+}
+
+// writeTimeline writes a fleet round's messages, one line each: the time
+// it was delivered (Unix ns) and its publish → deliver latency (ns). The
+// tail's episodes show in it: when they come, how long they last, whether
+// they recur with a period of the broker's (a flush interval, a collection).
+func writeTimeline(path string, tl []delivered) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for _, d := range tl {
+		fmt.Fprintf(w, "%d %d\n", d.at, d.lat.Nanoseconds())
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // runLoad connects one subscriber on "#" and pubs publishers (publisher i on
@@ -302,8 +344,16 @@ func runLoad(addr string, pubs, per int, qos byte, window, size int, interval ti
 	}
 	r.lost = t.expected() - got
 	r.dups = t.dups + t.other
+	if t.keepAt {
+		r.timeline = make([]delivered, len(t.lat))
+		for i, l := range t.lat {
+			r.timeline[i] = delivered{at: t.at[i], lat: l}
+		}
+	}
 	if len(t.lat) > 0 {
 		slices.Sort(t.lat)
+		r.over1ms = overFraction(t.lat, time.Millisecond)
+		r.over2ms = overFraction(t.lat, 2*time.Millisecond)
 		r.p50 = t.lat[len(t.lat)/2]
 		r.p99 = t.lat[len(t.lat)*99/100]
 		r.max = t.lat[len(t.lat)-1]

@@ -63,6 +63,7 @@ var (
 	idle        = flag.Int("idle", 10000, "idle connections (0 skips)")
 	bgConns     = flag.Int("background", 0, "device-fleet runs: this many more connections, each publishing one QoS 1 message per --background-interval")
 	bgInterval  = flag.Duration("background-interval", time.Minute, "how often each background connection publishes")
+	timelines   = flag.String("fleet-timelines", "", "write each fleet round's messages to DIR/SYSTEM-ROUND.txt, one line each: delivered at (Unix ns), latency (ns)")
 	profileDir  = flag.String("profile", "", "profile Ferry in process under the fan-in loads, writing profiles here, instead of the comparison")
 	pin         = flag.Bool("pin", false, "run each broker on CPU 0 and this program on the others (taskset): on a small machine the two otherwise take CPU from each other, and the fleet's tail measures the scheduler as much as the broker (Go sizes GOMAXPROCS from the mask: Ferry gets one processor)")
 )
@@ -170,6 +171,13 @@ func main() {
 				}
 				fmt.Fprintf(os.Stderr, "round %d %s fleet: broker CPU %s per message, load average %s\n", round, s.name, us(r.cpuPerMsg), loadAvg())
 				fmt.Fprintf(os.Stderr, "round %d %s fleet: broker %s\n", round, s.name, r.counts)
+				fmt.Fprintf(os.Stderr, "round %d %s fleet: %.2f%% of messages over 1 ms, %.2f%% over 2 ms\n", round, s.name, 100*r.over1ms, 100*r.over2ms)
+				if *timelines != "" {
+					path := filepath.Join(*timelines, fmt.Sprintf("%s-%d.txt", fileName(s.name), round))
+					if err := writeTimeline(path, r.timeline); err != nil {
+						fmt.Fprintf(os.Stderr, "%s: %v\n", s.name, err)
+					}
+				}
 				if b.misc != "" {
 					fmt.Fprintf(os.Stderr, "round %d %s fleet hops: %s\n", round, s.name, hops("http://"+b.misc+"/metrics"))
 				}
@@ -504,4 +512,12 @@ func pinned(cmd *exec.Cmd) *exec.Cmd {
 	p := exec.Command("taskset", append([]string{"-c", "0", cmd.Path}, cmd.Args[1:]...)...)
 	p.Env, p.Dir = cmd.Env, cmd.Dir
 	return p
+}
+
+// fileName makes a system's name a file name: "Ferry (async flush)" is
+// "ferry-async-flush".
+func fileName(name string) string {
+	return strings.Join(strings.FieldsFunc(strings.ToLower(name), func(r rune) bool {
+		return !('a' <= r && r <= 'z' || '0' <= r && r <= '9')
+	}), "-")
 }
