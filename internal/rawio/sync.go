@@ -44,7 +44,7 @@ const maxRings = 4
 var rings struct {
 	mu      sync.Mutex
 	made    int
-	err     error // set once: io_uring is not to be had here
+	err     error // io_uring is not to be had here (unavailable)
 	free    chan *ring
 	disable bool // tests: the blocking path
 }
@@ -71,7 +71,7 @@ func takeRing() (*ring, error) {
 	if rings.made < maxRings {
 		r, err := newRing()
 		if err != nil {
-			if rings.made == 0 {
+			if unavailable(err) {
 				rings.err = err
 			}
 			rings.mu.Unlock()
@@ -86,6 +86,13 @@ func takeRing() (*ring, error) {
 }
 
 func giveRing(r *ring) { rings.free <- r }
+
+// unavailable tells a kernel without io_uring, or one that forbids it,
+// from a failure that may pass (no memory or descriptors for a ring now).
+func unavailable(err error) bool {
+	return errors.Is(err, errors.ErrUnsupported) || errors.Is(err, syscall.ENOSYS) ||
+		errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EINVAL)
+}
 
 func dropRing(r *ring) {
 	r.close()
