@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -42,27 +43,28 @@ func Via() string {
 const maxRings = 4
 
 var rings struct {
-	mu      sync.Mutex
-	made    int
-	err     error // io_uring is not to be had here (unavailable)
-	free    chan *ring
-	disable bool // tests: the blocking path
+	mu   sync.Mutex
+	made int
+	err  error // io_uring is not to be had here (unavailable)
+	free chan *ring
 }
+
+// ringsOff sends every sync the blocking way (tests of that path).
+var ringsOff atomic.Bool
 
 func init() { rings.free = make(chan *ring, maxRings) }
 
 // takeRing returns a ring to use alone, made if fewer than maxRings exist.
 func takeRing() (*ring, error) {
+	if ringsOff.Load() {
+		return nil, errors.New("turned off")
+	}
 	select {
 	case r := <-rings.free:
 		return r, nil
 	default:
 	}
 	rings.mu.Lock()
-	if rings.disable {
-		rings.mu.Unlock()
-		return nil, errors.New("disabled")
-	}
 	if rings.err != nil {
 		err := rings.err
 		rings.mu.Unlock()

@@ -29,7 +29,8 @@ type ring struct {
 	cqHead, cqTail *uint32
 	cqMask         *uint32
 	cqes           unsafe.Pointer
-	seq            uint64 // user data of the last request
+	seq            uint64  // user data of the last request
+	count          [8]byte // an eventfd read's
 }
 
 // The kernel's constants and layouts (include/uapi/linux/io_uring.h).
@@ -176,7 +177,6 @@ func (r *ring) fsync(fd uintptr, data bool) (syscall.Errno, error) {
 		}
 		break
 	}
-	var buf [8]byte
 	for {
 		head := atomic.LoadUint32(r.cqHead)
 		if head != atomic.LoadUint32(r.cqTail) {
@@ -191,7 +191,7 @@ func (r *ring) fsync(fd uintptr, data bool) (syscall.Errno, error) {
 			}
 			return 0, nil
 		}
-		if _, err := r.events.Read(buf[:]); err != nil { // parks in the poller
+		if _, err := r.events.Read(r.count[:]); err != nil { // parks in the poller
 			return 0, fmt.Errorf("io_uring eventfd: %w", err)
 		}
 	}
