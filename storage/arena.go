@@ -36,13 +36,19 @@ func arenaClass(n int) (int, bool) {
 func getArena(n int) *[]byte {
 	c, ok := arenaClass(n)
 	if !ok {
-		b := make([]byte, 0, n)
-		return &b
+		return exactArena(n)
 	}
 	if p, _ := arenas[c].Get().(*[]byte); p != nil {
 		return p
 	}
 	b := make([]byte, 0, 1<<(c+minArenaShift))
+	return &b
+}
+
+// exactArena returns a new arena of n bytes, pooled by no class: one over
+// the largest class, or one that is never given back (ReadOptions.Kept).
+func exactArena(n int) *[]byte {
+	b := make([]byte, 0, n)
 	return &b
 }
 

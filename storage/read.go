@@ -103,8 +103,7 @@ func (s *Store) Read(topic string, queueID int, offset int64, o ReadOptions) (Re
 			if arena == nil || cap(*arena)-len(*arena) < int(e.size) {
 				size := arenaSize(buf[i*entrySize:n*entrySize], o.MaxCount-len(res.Messages), o.MaxBytes-bytes)
 				if o.Kept {
-					b := make([]byte, 0, size)
-					arena = &b
+					arena = exactArena(size)
 				} else {
 					arena = getArena(size)
 					res.arenas = append(res.arenas, arena)
