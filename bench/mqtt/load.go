@@ -32,20 +32,21 @@ type tracker struct {
 	dups    int64
 	other   int64
 	lat     []time.Duration // publish → deliver, when recorded
-	at      []int64         // when each of lat was delivered (Unix ns), with keepAt
-	keepAt  bool
+	at      []int64         // when each of lat was delivered (Unix ns); nil: not kept
 	keepLat bool
 	last    time.Time
 }
 
 func newTracker(pubs, per int, keepLat bool) *tracker {
-	t := &tracker{per: per, seen: make([][]bool, pubs), keepLat: keepLat, keepAt: keepLat}
+	t := &tracker{per: per, seen: make([][]bool, pubs), keepLat: keepLat}
 	for i := range t.seen {
 		t.seen[i] = make([]bool, per)
 	}
 	if keepLat {
 		t.lat = make([]time.Duration, 0, pubs*per)
-		t.at = make([]int64, 0, pubs*per)
+		if *timelines != "" {
+			t.at = make([]int64, 0, pubs*per)
+		}
 	}
 	return t
 }
@@ -72,7 +73,7 @@ func (t *tracker) record(p []byte, now time.Time) {
 	t.last = now
 	if t.keepLat {
 		t.lat = append(t.lat, now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(p[12:])))))
-		if t.keepAt {
+		if t.at != nil {
 			t.at = append(t.at, now.UnixNano())
 		}
 	}
@@ -211,7 +212,7 @@ type loadResult struct {
 	cpuPerMsg            time.Duration // the broker's CPU time (user and system) per message
 	counts               perMsg        // the broker's system calls and thread switches per message; fleets only
 	over1ms, over2ms     float64       // the share of messages slower than 1 and 2 ms; fleets only
-	timeline             []delivered   // every message in the order delivered; fleets only
+	timeline             []delivered   // every message in the order delivered; fleets with --fleet-timelines only
 	err                  error
 }
 
@@ -344,7 +345,7 @@ func runLoad(addr string, pubs, per int, qos byte, window, size int, interval ti
 	}
 	r.lost = t.expected() - got
 	r.dups = t.dups + t.other
-	if t.keepAt {
+	if t.at != nil {
 		r.timeline = make([]delivered, len(t.lat))
 		for i, l := range t.lat {
 			r.timeline[i] = delivered{at: t.at[i], lat: l}
