@@ -71,10 +71,22 @@ func (a *acker) queue(cl *mochi.Client, pid uint16, end int64, read time.Time) {
 // reads on while the acker, on another processor, writes and acknowledges
 // its last burst, where sending them itself would stop its reads meanwhile
 // (QoS 1 fan-in lost an eighth of its rate that way).
+//
+// Before it sends, it yields its processor once. When other goroutines
+// are runnable, they are most often readers of other devices with a
+// publish each, readied together by one poll of the network: they run
+// first, store their publishes and queue their PUBACKs, and the first of
+// them to resume writes the log once for all, wakes the subscribers once
+// (one write of their PUBLISHes each) and sends every PUBACK; the others
+// find the queue empty. A backlog is then written in one go, not a
+// message at a time, and costs fewer system calls the longer it is (with
+// one processor and 1,000 devices, a sixth less CPU per message). When
+// nothing else is runnable, the yield returns at once.
 func (a *acker) readIdle(*mochi.Client) {
 	switch n := a.queued.Load(); {
 	case n == 0:
 	case n <= inlineAcks:
+		runtime.Gosched()
 		a.now()
 	default:
 		a.wake()
