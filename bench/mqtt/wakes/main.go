@@ -32,6 +32,7 @@ import (
 func main() {
 	messages := flag.Float64("messages", 1, "messages the trace covers: counts are printed per message")
 	top := flag.Int("top", 25, "hand-offs to list by where the goroutine waited and who woke it")
+	long := flag.Duration("long", 0, "also list each time a goroutine ran, or sat in a system call, at least this long: with one processor, the work that made the others wait")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		log.Fatal("usage: wakes [--messages N] [--top N] TRACE")
@@ -41,7 +42,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer f.Close()
-	c, err := count(f)
+	c, err := count(f, *long)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,16 +61,31 @@ func main() {
 	for _, e := range sorted(c.bySite, *top) {
 		fmt.Printf("%7.3f  %s\n", float64(e.n) / *messages, e.key)
 	}
+	if *long > 0 {
+		fmt.Printf("\nran or sat in a system call at least %v (ms into the trace, how long, what, where it stopped):\n", *long)
+		for _, l := range c.long {
+			fmt.Printf("%9.3f %7.3f ms  %s\n", float64(l.at)/1e6, float64(l.d)/1e6, l.what)
+		}
+	}
+}
+
+// longRun is a goroutine's time on a processor, or in a system call, at
+// least --long.
+type longRun struct {
+	at   trace.Time // since the trace's first event
+	d    time.Duration
+	what string
 }
 
 type counts struct {
 	total          int
 	byKind, bySite map[string]int
 	delays         []time.Duration // each wait of a runnable goroutine for a processor
+	long           []longRun
 }
 
 // count walks the trace's goroutine state transitions.
-func count(r io.Reader) (*counts, error) {
+func count(r io.Reader, long time.Duration) (*counts, error) {
 	tr, err := trace.NewReader(r)
 	if err != nil {
 		return nil, err
@@ -78,6 +94,9 @@ func count(r io.Reader) (*counts, error) {
 	kind := map[trace.GoID]string{}         // the function a goroutine runs
 	waitedAt := map[trace.GoID]string{}     // where it last started to wait
 	runnable := map[trace.GoID]trace.Time{} // since when it is runnable
+	running := map[trace.GoID]trace.Time{}  // since when it runs, or is in a system call
+	callAt := map[trace.GoID]string{}       // where it entered its system call
+	var t0 trace.Time
 	for {
 		e, err := tr.ReadEvent()
 		if err == io.EOF {
@@ -85,6 +104,9 @@ func count(r io.Reader) (*counts, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if t0 == 0 {
+			t0 = e.Time()
 		}
 		if e.Kind() != trace.EventStateTransition {
 			continue
@@ -99,6 +121,22 @@ func count(r io.Reader) (*counts, error) {
 			kind[id] = short(first(st.Stack)) // the new goroutine's start
 		} else if o := outermost(st.Stack); o != "" {
 			kind[id] = short(o)
+		}
+		if long > 0 && from != to && (from == trace.GoRunning || from == trace.GoSyscall) {
+			if t, ok := running[id]; ok && e.Time().Sub(t) >= long {
+				what := fmt.Sprintf("%s ran, then %s at %s", kind[id], to, site(st.Stack))
+				if from == trace.GoSyscall {
+					what = fmt.Sprintf("%s in a system call at %s", kind[id], callAt[id])
+				}
+				c.long = append(c.long, longRun{t - t0, e.Time().Sub(t), what})
+			}
+			delete(running, id)
+		}
+		if to == trace.GoRunning || to == trace.GoSyscall {
+			running[id] = e.Time()
+		}
+		if to == trace.GoSyscall {
+			callAt[id] = site(st.Stack)
 		}
 		switch {
 		case to == trace.GoRunnable:
