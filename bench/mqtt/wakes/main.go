@@ -13,6 +13,14 @@
 //	go run ./wakes --messages 30000 fleet.trace
 //
 // (1,000 devices × 10 msg/s for 3 s: 30,000 messages.)
+//
+// With --long D it lists each time a goroutine ran, or sat in a system
+// call, for at least D. With --timeline FILE, the round's timeline
+// (bench/mqtt --fleet-timelines) of the run the trace covers, it sorts the
+// messages slower than --over by what the processors did while each was in
+// flight, from its send to its delivery: mostly idle (the delay was outside
+// the broker), a garbage collection under way, or else the kind of
+// goroutine that ran longest.
 package main
 
 import (
@@ -33,16 +41,18 @@ func main() {
 	messages := flag.Float64("messages", 1, "messages the trace covers: counts are printed per message")
 	top := flag.Int("top", 25, "hand-offs to list by where the goroutine waited and who woke it")
 	long := flag.Duration("long", 0, "also list each time a goroutine ran, or sat in a system call, at least this long: with one processor, the work that made the others wait")
+	timeline := flag.String("timeline", "", "a fleet round's timeline (bench/mqtt --fleet-timelines) of the run traced: sort its slow messages by what the processors did meanwhile")
+	over := flag.Duration("over", time.Millisecond, "with --timeline: the latency of a slow message")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		log.Fatal("usage: wakes [--messages N] [--top N] TRACE")
+		log.Fatal("usage: wakes [--messages N] [--top N] [--long D] [--timeline FILE [--over D]] TRACE")
 	}
 	f, err := os.Open(flag.Arg(0))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer f.Close()
-	c, err := count(f, *long)
+	c, err := count(f, *long, *timeline != "")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -67,14 +77,26 @@ func main() {
 			fmt.Printf("%9.3f %7.3f ms  %s\n", float64(l.at)/1e6, float64(l.d)/1e6, l.what)
 		}
 	}
+	if *timeline != "" {
+		if err := c.sortSlow(*timeline, *over); err != nil {
+			log.Fatal(err)
+		}
+	}
 }
 
 // longRun is a goroutine's time on a processor, or in a system call, at
 // least --long.
 type longRun struct {
-	at   trace.Time // since the trace's first event
+	at   time.Duration // since the trace's first event
 	d    time.Duration
 	what string
+}
+
+// span is a stretch of the trace: a goroutine's time on a processor (what:
+// its kind) or a garbage collection's phase (what: the range's name).
+type span struct {
+	from, to trace.Time
+	what     string
 }
 
 type counts struct {
@@ -82,10 +104,17 @@ type counts struct {
 	byKind, bySite map[string]int
 	delays         []time.Duration // each wait of a runnable goroutine for a processor
 	long           []longRun
+
+	// For --timeline: every goroutine's time on a processor, every
+	// collection's phases, and the wall clock's time at the trace's 0.
+	runs, gc []span
+	wall     int64 // Unix ns - trace.Time; 0: the trace has no clock snapshot
 }
 
 // count walks the trace's goroutine state transitions.
-func count(r io.Reader, long time.Duration) (*counts, error) {
+// long > 0 lists the runs and system calls at least that long; spans keeps
+// every run and collection phase (counts.runs, counts.gc).
+func count(r io.Reader, long time.Duration, spans bool) (*counts, error) {
 	tr, err := trace.NewReader(r)
 	if err != nil {
 		return nil, err
@@ -96,6 +125,12 @@ func count(r io.Reader, long time.Duration) (*counts, error) {
 	runnable := map[trace.GoID]trace.Time{} // since when it is runnable
 	running := map[trace.GoID]trace.Time{}  // since when it runs, or is in a system call
 	callAt := map[trace.GoID]string{}       // where it entered its system call
+	type rangeKey struct {
+		name  string
+		scope trace.ResourceID
+	}
+	ranges := map[rangeKey]trace.Time{} // collection phases under way, since when
+	track := long > 0 || spans          // running and callAt are needed
 	var t0 trace.Time
 	for {
 		e, err := tr.ReadEvent()
@@ -107,6 +142,22 @@ func count(r io.Reader, long time.Duration) (*counts, error) {
 		}
 		if t0 == 0 {
 			t0 = e.Time()
+		}
+		if spans {
+			switch e.Kind() {
+			case trace.EventSync:
+				if cs := e.Sync().ClockSnapshot; cs != nil && c.wall == 0 {
+					c.wall = cs.Wall.UnixNano() - int64(cs.Trace)
+				}
+			case trace.EventRangeBegin:
+				ranges[rangeKey{e.Range().Name, e.Range().Scope}] = e.Time()
+			case trace.EventRangeEnd:
+				k := rangeKey{e.Range().Name, e.Range().Scope}
+				if t, ok := ranges[k]; ok {
+					c.gc = append(c.gc, span{t, e.Time(), k.name})
+					delete(ranges, k)
+				}
+			}
 		}
 		if e.Kind() != trace.EventStateTransition {
 			continue
@@ -122,21 +173,26 @@ func count(r io.Reader, long time.Duration) (*counts, error) {
 		} else if o := outermost(st.Stack); o != "" {
 			kind[id] = short(o)
 		}
-		if long > 0 && from != to && (from == trace.GoRunning || from == trace.GoSyscall) {
-			if t, ok := running[id]; ok && e.Time().Sub(t) >= long {
-				what := fmt.Sprintf("%s ran, then %s at %s", kind[id], to, site(st.Stack))
-				if from == trace.GoSyscall {
-					what = fmt.Sprintf("%s in a system call at %s", kind[id], callAt[id])
+		if track && from != to && (from == trace.GoRunning || from == trace.GoSyscall) {
+			if t, ok := running[id]; ok {
+				if spans && from == trace.GoRunning {
+					c.runs = append(c.runs, span{t, e.Time(), kind[id]})
 				}
-				c.long = append(c.long, longRun{t - t0, e.Time().Sub(t), what})
+				if long > 0 && e.Time().Sub(t) >= long {
+					what := fmt.Sprintf("%s ran, then %s at %s", kind[id], to, site(st.Stack))
+					if from == trace.GoSyscall {
+						what = fmt.Sprintf("%s in a system call at %s", kind[id], callAt[id])
+					}
+					c.long = append(c.long, longRun{t.Sub(t0), e.Time().Sub(t), what})
+				}
 			}
 			delete(running, id)
 		}
-		if to == trace.GoRunning || to == trace.GoSyscall {
+		if track && (to == trace.GoRunning || to == trace.GoSyscall) {
 			running[id] = e.Time()
-		}
-		if to == trace.GoSyscall {
-			callAt[id] = site(st.Stack)
+			if to == trace.GoSyscall {
+				callAt[id] = site(st.Stack)
+			}
 		}
 		switch {
 		case to == trace.GoRunnable:
